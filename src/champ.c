@@ -1,0 +1,1214 @@
+/*
+ * champ.c - the trie: lookup, update, persistence.
+ *
+ * ------------------------------------------------------------------------
+ * How a CHAMP trie works
+ * ------------------------------------------------------------------------
+ *
+ * Every key has a 64-bit hash.  The trie reads it five bits at a time, from
+ * the lowest bits up: level 0 (the root) uses bits 0-4, level 1 bits 5-9,
+ * ..., level 12 bits 60-63 (only four are left).  Take a key whose hash is
+ *
+ *     h = 0x...0000_0C45  =  ...  00011  00010  00101   (binary, 5-bit groups)
+ *                                 lvl 2  lvl 1  lvl 0
+ *
+ * At the root it belongs in slot 5 (00101), one level down in slot 2, then
+ * slot 3.  A node has 32 slots, but stores only the occupied ones, packed,
+ * and two bitmaps say which slots hold what:
+ *
+ *     datamap  bit s set: slot s holds one entry inline      (key, value)
+ *     nodemap  bit s set: slot s holds a child node          (pointer)
+ *
+ *     +----+---------+---------+-----+----------+----------+----------+
+ *     | rc | datamap | nodemap | aux | entry 0  | entry 1  | child 0  | ...
+ *     +----+---------+---------+-----+----------+----------+----------+
+ *      4 B    4 B       4 B     4 B    16 B       16 B        8 B
+ *
+ * Entries come first, children after them (CHAMP: Steindorfer and Vinju,
+ * OOPSLA 2015), so iteration walks contiguous entries and no slot needs a
+ * type tag.  The position of slot s in its array is a popcount:
+ *
+ *     entry index  = popcount(datamap & (bit(s) - 1))
+ *     child index  = popcount(nodemap & (bit(s) - 1))
+ *     child array  = &e[popcount(datamap)]
+ *
+ * Every node is allocated at its exact size (16 + 16 * entries + 8 *
+ * children bytes) from the pool (pool.c), which keeps a free list per size.
+ *
+ * Lookup walks down: if bit(s) is in datamap the only candidate is that
+ * entry; if it is in nodemap, descend; otherwise the key is absent.  One
+ * key comparison per lookup, no probing, a loop of at most 13 steps.
+ *
+ * Insert puts the entry inline in the slot if it is free.  If the slot holds
+ * a different key, both move into a new child node one level down (or a
+ * chain of single-child nodes, while their 5-bit groups keep agreeing).  When
+ * all 64 bits agree, the keys go into a collision node at level 13: a plain
+ * array of entries (datamap holds the count).  u64 keys never get there: their
+ * hash is a bijection, so distinct keys have distinct hashes.
+ *
+ * Canonical form.  Remove restores the one shape a set of keys can have: a
+ * non-root node always holds at least two keys in its subtree.  When a
+ * removal leaves a subtree with a single entry, the entry is pulled up into
+ * the parent in place of the child, and so on up (a collision node left with
+ * one entry is pulled up too).  Equal contents therefore mean equal shapes,
+ * which later makes equality and diff cheap.
+ *
+ * ------------------------------------------------------------------------
+ * Persistence: reference counts, and updating in place when we may
+ * ------------------------------------------------------------------------
+ *
+ * Each node counts the references to it (from parents and map handles).
+ * champ_copy() makes a new handle on the same root: O(1).  An update walks
+ * the path to its key.  Nodes on the path with rc == 1 above any shared node
+ * belong to this map alone: they are changed in place (a value replaced, a
+ * child pointer swapped).  From the first node with rc > 1 down, the path is
+ * shared with another map and is copied instead; copies take a reference on
+ * every child and entry they duplicate, and the first shared node loses the
+ * reference our map had.  Releasing a map drops its root's reference; a node
+ * whose count reaches zero drops its children's, iteratively, so versions
+ * can be released in any order and exactly the unused nodes are freed.
+ *
+ * Refcounts (not Clojure-style owner tokens) because a count of one answers
+ * both questions an update asks: "may I write this node?" and "is it
+ * garbage once I replace it?".  Owner tokens answer only the first, and
+ * freeing old versions would then need a collector.
+ *
+ * ------------------------------------------------------------------------
+ * Failure atomicity: descend, plan, allocate, commit
+ * ------------------------------------------------------------------------
+ *
+ * Every update first descends without changing anything (calling the
+ * user's hash and equal there, before any change), records the path, and
+ * works out exactly which blocks the new version needs: the bottom node's
+ * new shape, a chain of new nodes for a split, copies of shared ancestors,
+ * a key blob.  It allocates all of them; if one fails, it gives the others
+ * back and returns CHAMP_ENOMEM with the map untouched.  Only then does it
+ * commit, bottom-up, with nothing left that can fail.  Release callbacks run
+ * after the commit, when the map is consistent again.
+ *
+ * ------------------------------------------------------------------------
+ * Who does what
+ * ------------------------------------------------------------------------
+ *
+ *   map_find                         lookup (loop), all kinds
+ *   map_descend                      read-only walk recording the path
+ *   map_set / map_remove             plan + commit of an update
+ *   node_bitmap_{insert_entry, remove_entry, entry_to_child,
+ *                child_to_entry, replace_child, copy}
+ *   node_collision_{insert, remove, copy}
+ *   node_pair                        the subtree holding two keys (split)
+ *   node_drop                        drop a reference, free iteratively
+ * Iteration is in iter.c, stats / validate / dump in check.c, the pool in
+ * pool.c, hashes in hash.c.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* ------------------------------------------------------------------ */
+/* Entries                                                             */
+/* ------------------------------------------------------------------ */
+
+static ALWAYS_INLINE blob *ent_blob(const entry *e) {
+    return (blob *)(uintptr_t)e->k;
+}
+
+static ALWAYS_INLINE void ent_retain(const champ_map *m, const entry *e) {
+    if (m->kind == CHAMP_KEY_BYTES)
+        ent_blob(e)->rc++;
+    else if (m->key_retain)
+        m->key_retain((void *)(uintptr_t)e->k, m->ctx);
+    if (m->val_retain)
+        m->val_retain(e->v, m->ctx);
+}
+
+static void key_release(const champ_map *m, uint64_t k) {
+    if (m->kind == CHAMP_KEY_BYTES) {
+        blob *b = (blob *)(uintptr_t)k;
+        if (--b->rc == 0)
+            pool_free(m->pool, b, blob_size(b->len));
+    } else if (m->key_release) {
+        m->key_release((void *)(uintptr_t)k, m->ctx);
+    }
+}
+
+static void ent_release(const champ_map *m, const entry *e) {
+    key_release(m, e->k);
+    if (m->val_release)
+        m->val_release(e->v, m->ctx);
+}
+
+uint64_t champ__entry_hash(const champ_map *m, const entry *e) {
+    switch (m->kind) {
+    case CHAMP_KEY_U64:
+        return hash_u64(e->k, m->seed);
+    case CHAMP_KEY_BYTES:
+        return ent_blob(e)->hash;
+    default:
+        return m->hash((const void *)(uintptr_t)e->k, m->ctx);
+    }
+}
+
+bool champ__entry_equal(const champ_map *m, const entry *a, const entry *b) {
+    switch (m->kind) {
+    case CHAMP_KEY_U64:
+        return a->k == b->k;
+    case CHAMP_KEY_BYTES: {
+        const blob *x = ent_blob(a), *y = ent_blob(b);
+        return x == y || (x->hash == y->hash && x->len == y->len &&
+                          memcmp(x->bytes, y->bytes, x->len) == 0);
+    }
+    default:
+        return a->k == b->k ||
+               m->equal((const void *)(uintptr_t)a->k,
+                        (const void *)(uintptr_t)b->k, m->ctx);
+    }
+}
+
+void champ__fill_key(const champ_map *m, const entry *e, champ_key *k) {
+    switch (m->kind) {
+    case CHAMP_KEY_U64:
+        k->u64 = e->k;
+        k->ptr = NULL;
+        k->len = 0;
+        break;
+    case CHAMP_KEY_BYTES:
+        k->u64 = 0;
+        k->ptr = ent_blob(e)->bytes;
+        k->len = ent_blob(e)->len;
+        break;
+    default:
+        k->u64 = 0;
+        k->ptr = (const void *)(uintptr_t)e->k;
+        k->len = 0;
+        break;
+    }
+}
+
+/* A key being looked up or inserted. */
+typedef struct kq {
+    uint64_t h;
+    uint64_t u;     /* U64 key; GENERIC key pointer */
+    const void *p;  /* BYTES key bytes */
+    size_t len;
+} kq;
+
+static ALWAYS_INLINE bool kq_match(const champ_map *m, const entry *e,
+                                   const kq *q, champ_key_kind kind) {
+    if (kind == CHAMP_KEY_U64)
+        return e->k == q->u;
+    if (kind == CHAMP_KEY_BYTES) {
+        const blob *b = ent_blob(e);
+        return b->hash == q->h && b->len == q->len &&
+               (q->len == 0 || memcmp(b->bytes, q->p, q->len) == 0);
+    }
+    return e->k == q->u ||
+           m->equal((const void *)(uintptr_t)e->k,
+                    (const void *)(uintptr_t)q->u, m->ctx);
+}
+
+/* ------------------------------------------------------------------ */
+/* Node builders.  `share` means the source node stays alive (it is    */
+/* shared with another map): everything copied out of it gains a       */
+/* reference.  Without it, contents move and the source is freed.      */
+/* ------------------------------------------------------------------ */
+
+static ALWAYS_INLINE void ents_put(const champ_map *m, entry *dst,
+                                   const entry *src, uint32_t n, bool share) {
+    memcpy(dst, src, n * sizeof *dst);
+    if (share && m->ent_refs)
+        for (uint32_t i = 0; i < n; i++)
+            ent_retain(m, &dst[i]);
+}
+
+static ALWAYS_INLINE void kids_put(node **dst, node *const *src, uint32_t n,
+                                   bool share) {
+    memcpy(dst, src, n * sizeof *dst);
+    if (share)
+        for (uint32_t i = 0; i < n; i++)
+            src[i]->rc++;
+}
+
+static ALWAYS_INLINE void node_init(node *n, uint32_t dm, uint32_t nm) {
+    n->rc = 1;
+    n->datamap = dm;
+    n->nodemap = nm;
+    n->aux = 0;
+}
+
+/* dst = src with entry *ne added in slot `bit` (which is free in src). */
+static ALWAYS_INLINE void node_bitmap_insert_entry(const champ_map *m, node *dst,
+                                                   const node *src, uint32_t bit,
+                                                   const entry *ne, bool share) {
+    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
+    uint32_t di = popc(src->datamap & (bit - 1));
+    node_init(dst, src->datamap | bit, src->nodemap);
+    ents_put(m, dst->e, src->e, di, share);
+    dst->e[di] = *ne;
+    ents_put(m, dst->e + di + 1, src->e + di, nd - di, share);
+    kids_put((node **)(void *)(dst->e + nd + 1), node_kids(src), nn, share);
+}
+
+/* dst = src without the entry in slot `bit`. */
+static ALWAYS_INLINE void node_bitmap_remove_entry(const champ_map *m, node *dst,
+                                                   const node *src, uint32_t bit,
+                                                   bool share) {
+    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
+    uint32_t di = popc(src->datamap & (bit - 1));
+    node_init(dst, src->datamap & ~bit, src->nodemap);
+    ents_put(m, dst->e, src->e, di, share);
+    ents_put(m, dst->e + di, src->e + di + 1, nd - 1 - di, share);
+    kids_put((node **)(void *)(dst->e + nd - 1), node_kids(src), nn, share);
+}
+
+/* dst = src with the entry in slot `bit` replaced by child `c` (the entry
+ * itself is not copied: the caller moved it into c). */
+static ALWAYS_INLINE void node_bitmap_entry_to_child(const champ_map *m, node *dst,
+                                                     const node *src, uint32_t bit,
+                                                     node *c, bool share) {
+    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
+    uint32_t di = popc(src->datamap & (bit - 1));
+    uint32_t ci = popc(src->nodemap & (bit - 1));
+    node_init(dst, src->datamap & ~bit, src->nodemap | bit);
+    ents_put(m, dst->e, src->e, di, share);
+    ents_put(m, dst->e + di, src->e + di + 1, nd - 1 - di, share);
+    node **dk = (node **)(void *)(dst->e + nd - 1);
+    node *const *sk = node_kids(src);
+    kids_put(dk, sk, ci, share);
+    dk[ci] = c;
+    kids_put(dk + ci + 1, sk + ci, nn - ci, share);
+}
+
+/* dst = src with the child in slot `bit` replaced by entry *ne. */
+static ALWAYS_INLINE void node_bitmap_child_to_entry(const champ_map *m, node *dst,
+                                                     const node *src, uint32_t bit,
+                                                     const entry *ne, bool share) {
+    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
+    uint32_t di = popc(src->datamap & (bit - 1));
+    uint32_t ci = popc(src->nodemap & (bit - 1));
+    node_init(dst, src->datamap | bit, src->nodemap & ~bit);
+    ents_put(m, dst->e, src->e, di, share);
+    dst->e[di] = *ne;
+    ents_put(m, dst->e + di + 1, src->e + di, nd - di, share);
+    node **dk = (node **)(void *)(dst->e + nd + 1);
+    node *const *sk = node_kids(src);
+    kids_put(dk, sk, ci, share);
+    kids_put(dk + ci, sk + ci + 1, nn - ci - 1, share);
+}
+
+/* dst = src with the child in slot `bit` replaced by node c. */
+static ALWAYS_INLINE void node_bitmap_replace_child(const champ_map *m, node *dst,
+                                                    const node *src, uint32_t bit,
+                                                    node *c, bool share) {
+    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
+    uint32_t ci = popc(src->nodemap & (bit - 1));
+    node_init(dst, src->datamap, src->nodemap);
+    ents_put(m, dst->e, src->e, nd, share);
+    node **dk = (node **)(void *)(dst->e + nd);
+    node *const *sk = node_kids(src);
+    kids_put(dk, sk, ci, share);
+    dk[ci] = c;
+    kids_put(dk + ci + 1, sk + ci + 1, nn - ci - 1, share);
+}
+
+/* dst = a copy of src (always sharing: src stays). */
+static ALWAYS_INLINE void node_bitmap_copy(const champ_map *m, node *dst,
+                                           const node *src) {
+    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
+    node_init(dst, src->datamap, src->nodemap);
+    ents_put(m, dst->e, src->e, nd, true);
+    kids_put((node **)(void *)(dst->e + nd), node_kids(src), nn, true);
+}
+
+static ALWAYS_INLINE void node_collision_insert(const champ_map *m, node *dst,
+                                                const node *src,
+                                                const entry *ne, bool share) {
+    uint32_t n = src->datamap;
+    node_init(dst, n + 1, 0);
+    ents_put(m, dst->e, src->e, n, share);
+    dst->e[n] = *ne;
+}
+
+static ALWAYS_INLINE void node_collision_remove(const champ_map *m, node *dst,
+                                                const node *src, uint32_t i,
+                                                bool share) {
+    uint32_t n = src->datamap;
+    node_init(dst, n - 1, 0);
+    ents_put(m, dst->e, src->e, i, share);
+    ents_put(m, dst->e + i, src->e + i + 1, n - 1 - i, share);
+}
+
+static ALWAYS_INLINE void node_collision_copy(const champ_map *m, node *dst,
+                                              const node *src) {
+    node_init(dst, src->datamap, 0);
+    ents_put(m, dst->e, src->e, src->datamap, true);
+}
+
+/* Drops one reference to n (at `level`); frees it and, iteratively, every
+ * node and entry that thereby loses its last reference. */
+static void node_drop(const champ_map *m, node *n, unsigned level) {
+    struct {
+        node *n;
+        uint32_t next;
+    } st[CHAMP_MAX_PATH];
+    CHAMP_ASSERT(n->rc > 0);
+    if (--n->rc)
+        return;
+    int sp = 0;
+    st[0].n = n;
+    st[0].next = 0;
+    for (;;) {
+        node *x = st[sp].n;
+        unsigned lv = level + (unsigned)sp;
+        if (st[sp].next == 0) {
+            uint32_t nd = lv == CHAMP_COLL_LEVEL ? x->datamap : popc(x->datamap);
+            if (m->ent_refs)
+                for (uint32_t i = 0; i < nd; i++)
+                    ent_release(m, &x->e[i]);
+        }
+        uint32_t nn = lv == CHAMP_COLL_LEVEL ? 0 : popc(x->nodemap);
+        if (st[sp].next < nn) {
+            node *c = node_kids(x)[st[sp].next++];
+            CHAMP_ASSERT(c->rc > 0);
+            if (--c->rc == 0) {
+                sp++;
+                st[sp].n = c;
+                st[sp].next = 0;
+            }
+            continue;
+        }
+        pool_free(m->pool, x, node_size(x, lv));
+        if (sp-- == 0)
+            break;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Lookup                                                              */
+/* ------------------------------------------------------------------ */
+
+static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
+                                           champ_key_kind kind) {
+    const node *n = m->root;
+    uint64_t h = q->h;
+    if (UNLIKELY(!n))
+        return NULL;
+    for (unsigned level = 0;; level++) {
+        if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL)) {
+            for (uint32_t i = 0; i < n->datamap; i++)
+                if (kq_match(m, &n->e[i], q, kind))
+                    return &n->e[i];
+            return NULL;
+        }
+        uint32_t bit = 1u << (h & 31);
+        if (n->datamap & bit) {
+            const entry *e = &n->e[popc(n->datamap & (bit - 1))];
+            return kq_match(m, e, q, kind) ? e : NULL;
+        }
+        if (!(n->nodemap & bit))
+            return NULL;
+        n = node_kids(n)[popc(n->nodemap & (bit - 1))];
+        h >>= CHAMP_BITS;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Updates                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct path {
+    node *n[CHAMP_MAX_PATH];
+    uint32_t bit[CHAMP_MAX_PATH];
+    int depth; /* index of the bottom node                    */
+    int fs;    /* first node with rc > 1 on the path, or -1   */
+    int idx;   /* entry index in the bottom node, or -1       */
+} path;
+
+enum { AT_MATCH, AT_EMPTY, AT_OTHER, AT_COLL };
+
+/* Read-only walk to where q is or would be.  m->root must not be NULL. */
+static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
+                                     champ_key_kind kind) {
+    node *n = m->root;
+    uint64_t h = q->h;
+    int fs = -1;
+    for (int d = 0;; d++) {
+        pa->n[d] = n;
+        if (fs < 0 && n->rc > 1)
+            fs = d;
+        pa->depth = d;
+        if (kind != CHAMP_KEY_U64 && UNLIKELY(d == CHAMP_COLL_LEVEL)) {
+            pa->fs = fs;
+            for (uint32_t i = 0; i < n->datamap; i++)
+                if (kq_match(m, &n->e[i], q, kind)) {
+                    pa->idx = (int)i;
+                    return AT_MATCH;
+                }
+            pa->idx = -1;
+            return AT_COLL;
+        }
+        uint32_t bit = 1u << (h & 31);
+        pa->bit[d] = bit;
+        if (n->datamap & bit) {
+            pa->fs = fs;
+            pa->idx = (int)popc(n->datamap & (bit - 1));
+            return kq_match(m, &n->e[pa->idx], q, kind) ? AT_MATCH : AT_OTHER;
+        }
+        if (!(n->nodemap & bit)) {
+            pa->fs = fs;
+            pa->idx = -1;
+            return AT_EMPTY;
+        }
+        n = node_kids(n)[popc(n->nodemap & (bit - 1))];
+        h >>= CHAMP_BITS;
+    }
+}
+
+#define PLAN_MAX (2 * CHAMP_MAX_PATH + 4)
+typedef struct plan {
+    int n;
+    size_t size[PLAN_MAX];
+    void *blk[PLAN_MAX];
+} plan;
+
+static ALWAYS_INLINE void plan_add(plan *pl, size_t size) {
+    pl->size[pl->n++] = size;
+}
+
+/* Allocates every planned block, or none. */
+static ALWAYS_INLINE bool plan_alloc(champ_pool *p, plan *pl) {
+    for (int i = 0; i < pl->n; i++) {
+        pl->blk[i] = pool_alloc(p, pl->size[i]);
+        if (UNLIKELY(!pl->blk[i])) {
+            while (i-- > 0)
+                pool_free(p, pl->blk[i], pl->size[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+#if defined(CHAMP_DEBUG) && CHAMP_DEBUG >= 2
+#define POST_UPDATE_CHECK(m) CHAMP_ASSERT(champ_validate(m) == CHAMP_OK)
+#else
+#define POST_UPDATE_CHECK(m) ((void)0)
+#endif
+
+/* Replaces the child of path[j] (j = top-1 ... 0) that led to path[j+1] by
+ * `c`, copying the shared ancestors (blocks from pl starting at *k) and
+ * swapping the pointer in place in the first unique one. */
+static ALWAYS_INLINE void commit_ancestors(champ_map *m, path *pa, int top,
+                                           node *c, plan *pl, int k) {
+    for (int j = top - 1; j >= 0; j--) {
+        node *par = pa->n[j];
+        uint32_t bit = pa->bit[j];
+        if (pa->fs >= 0 && j >= pa->fs) {
+            node *np = pl->blk[k++];
+            node_bitmap_replace_child(m, np, par, bit, c, true);
+            c = np;
+        } else {
+            node_kids(par)[popc(par->nodemap & (bit - 1))] = c;
+            return;
+        }
+    }
+    m->root = c;
+}
+
+/* Plans the copies of shared ancestors above index `top`. */
+static ALWAYS_INLINE void plan_ancestors(const path *pa, int top, plan *pl) {
+    if (pa->fs < 0)
+        return;
+    for (int j = top - 1; j >= pa->fs; j--)
+        plan_add(pl, node_size(pa->n[j], (unsigned)j));
+}
+
+/* Insert or replace.  newk is the key word to store on insert (U64: the key;
+ * GENERIC: the key pointer; BYTES: ignored, a blob is made from q). */
+static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
+                                          uint64_t newk, void *val,
+                                          void **old_out, champ_key_kind kind) {
+    if (UNLIKELY(m->busy))
+        return CHAMP_EBUSY;
+    champ_pool *pool = m->pool;
+    path pa;
+    plan pl;
+    pl.n = 0;
+    int at;
+
+    m->busy = true;
+    if (UNLIKELY(!m->root)) {
+        pa.depth = 0;
+        pa.fs = -1;
+        at = -1;
+    } else {
+        at = map_descend(m, q, &pa, kind);
+    }
+    int d = pa.depth;
+    node *b = m->root ? pa.n[d] : NULL;
+
+    if (at == AT_MATCH && pa.fs < 0) {
+        /* This map alone owns the path: replace the value in place. */
+        entry *e = &b->e[pa.idx];
+        void *old = e->v;
+        e->v = val;
+        m->stamp++;
+        m->busy = false;
+        if (old_out)
+            *old_out = old;
+        else if (m->val_release)
+            m->val_release(old, m->ctx);
+        return CHAMP_REPLACED;
+    }
+
+    /* Plan. */
+    bool share = pa.fs >= 0; /* the bottom node stays alive for someone else */
+    uint64_t he = 0;
+    unsigned pair_level = 0;
+    int kblob = -1;
+    if (kind == CHAMP_KEY_BYTES && at != AT_MATCH) {
+        kblob = pl.n;
+        plan_add(&pl, blob_size(q->len));
+    }
+    int kbottom = pl.n;
+    switch (at) {
+    case -1:
+        plan_add(&pl, node_bitmap_size(1, 0));
+        break;
+    case AT_MATCH:
+        plan_add(&pl, node_size(b, (unsigned)d));
+        break;
+    case AT_EMPTY:
+        plan_add(&pl, node_bitmap_size(popc(b->datamap) + 1, popc(b->nodemap)));
+        break;
+    case AT_COLL:
+        plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap + 1));
+        break;
+    default: /* AT_OTHER: split the slot into a subtree */
+        he = champ__entry_hash(m, &b->e[pa.idx]);
+        pair_level = (unsigned)d + 1;
+        while (pair_level <= CHAMP_LAST_LEVEL &&
+               slice(he, pair_level) == slice(q->h, pair_level))
+            pair_level++;
+        plan_add(&pl, node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap) + 1));
+        for (unsigned l = (unsigned)d + 1; l < pair_level; l++)
+            plan_add(&pl, node_bitmap_size(0, 1));
+        plan_add(&pl, NODE_HDR + 32u); /* two entries, bitmap or collision */
+        break;
+    }
+    int kanc = pl.n;
+    plan_ancestors(&pa, d, &pl);
+    if (UNLIKELY(!plan_alloc(pool, &pl))) {
+        m->busy = false;
+        return CHAMP_ENOMEM;
+    }
+
+    /* Commit: nothing below can fail. */
+    entry ne;
+    ne.v = val;
+    if (kind == CHAMP_KEY_BYTES && kblob >= 0) {
+        blob *bl = pl.blk[kblob];
+        bl->hash = q->h;
+        bl->rc = 1;
+        bl->len = (uint32_t)q->len;
+        if (q->len)
+            memcpy(bl->bytes, q->p, q->len);
+        bl->bytes[q->len] = '\0';
+        ne.k = (uint64_t)(uintptr_t)bl;
+    } else {
+        ne.k = newk;
+    }
+    node *nb = pl.blk[kbottom];
+    void *old = NULL;
+    champ_status st = CHAMP_OK;
+    switch (at) {
+    case -1:
+        node_init(nb, 1u << (q->h & 31), 0);
+        nb->e[0] = ne;
+        break;
+    case AT_MATCH: /* shared: copy with the value replaced */
+        if (d == CHAMP_COLL_LEVEL)
+            node_collision_copy(m, nb, b);
+        else
+            node_bitmap_copy(m, nb, b);
+        old = nb->e[pa.idx].v; /* the copy took a reference for us */
+        nb->e[pa.idx].v = val;
+        st = CHAMP_REPLACED;
+        break;
+    case AT_EMPTY:
+        node_bitmap_insert_entry(m, nb, b, pa.bit[d], &ne, share);
+        break;
+    case AT_COLL:
+        node_collision_insert(m, nb, b, &ne, share);
+        break;
+    default: {
+        /* Build the pair subtree bottom-up, then the chain above it. */
+        entry oe = b->e[pa.idx];
+        if (share && m->ent_refs)
+            ent_retain(m, &oe);
+        int k = kanc - 1;
+        node *c = pl.blk[k--];
+        if (pair_level > CHAMP_LAST_LEVEL) {
+            node_init(c, 2, 0);
+            c->e[0] = oe;
+            c->e[1] = ne;
+        } else {
+            uint32_t so = slice(he, pair_level), sn = slice(q->h, pair_level);
+            node_init(c, (1u << so) | (1u << sn), 0);
+            c->e[so < sn ? 0 : 1] = oe;
+            c->e[so < sn ? 1 : 0] = ne;
+        }
+        for (unsigned l = pair_level - 1; l > (unsigned)d; l--) {
+            node *up = pl.blk[k--];
+            node_init(up, 0, 1u << slice(q->h, l));
+            node_kids(up)[0] = c;
+            c = up;
+        }
+        node_bitmap_entry_to_child(m, nb, b, pa.bit[d], c, share);
+        break;
+    }
+    }
+    if (at == -1)
+        m->root = nb;
+    else
+        commit_ancestors(m, &pa, d, nb, &pl, kanc);
+    if (pa.fs >= 0)
+        pa.n[pa.fs]->rc--;
+    else if (b)
+        pool_free(pool, b, node_size(b, (unsigned)d));
+    if (st == CHAMP_OK)
+        m->size++;
+    m->stamp++;
+    m->busy = false;
+    if (old_out)
+        *old_out = old;
+    else if (st == CHAMP_REPLACED && m->val_release)
+        m->val_release(old, m->ctx);
+    POST_UPDATE_CHECK(m);
+    return st;
+}
+
+/* Remove.  Hands back the stored key word and value (with a reference the
+ * caller owns) when the out pointers are given; releases them otherwise. */
+static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
+                                             uint64_t *key_out, void **val_out,
+                                             champ_key_kind kind) {
+    if (UNLIKELY(m->busy))
+        return CHAMP_EBUSY;
+    if (UNLIKELY(!m->root))
+        return CHAMP_NOTFOUND;
+    champ_pool *pool = m->pool;
+    path pa;
+    plan pl;
+    pl.n = 0;
+    m->busy = true;
+    if (map_descend(m, q, &pa, kind) != AT_MATCH) {
+        m->busy = false;
+        return CHAMP_NOTFOUND;
+    }
+    int d = pa.depth;
+    node *b = pa.n[d];
+    uint32_t i = (uint32_t)pa.idx;
+    entry gone = b->e[i];
+
+    /* Where does the change stop?  t is the node whose shape changes; the
+     * nodes below it on the path (t+1 .. d) disappear. */
+    int t = d;
+    bool collapse;
+    if (d == CHAMP_COLL_LEVEL)
+        collapse = b->datamap == 2;
+    else
+        collapse = d > 0 && popc(b->datamap) == 2 && b->nodemap == 0;
+    entry keep;
+    if (collapse) {
+        keep = b->e[i ^ 1u];
+        t = d - 1;
+        while (t > 0 && pa.n[t]->datamap == 0 && popc(pa.n[t]->nodemap) == 1)
+            t--;
+        plan_add(&pl, node_bitmap_size(popc(pa.n[t]->datamap) + 1,
+                                       popc(pa.n[t]->nodemap) - 1));
+    } else if (d == 0 && popc(b->datamap) == 1 && b->nodemap == 0) {
+        /* the root loses its last entry: no node at all */
+    } else if (d == CHAMP_COLL_LEVEL) {
+        plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap - 1));
+    } else {
+        plan_add(&pl, node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap)));
+    }
+    int kanc = pl.n;
+    plan_ancestors(&pa, t, &pl);
+    if (UNLIKELY(!plan_alloc(pool, &pl))) {
+        m->busy = false;
+        return CHAMP_ENOMEM;
+    }
+
+    /* Commit. */
+    bool share_b = pa.fs >= 0;
+    node *nt = pl.n ? pl.blk[0] : NULL;
+    if (collapse) {
+        if (share_b && m->ent_refs)
+            ent_retain(m, &keep);
+        bool share_t = pa.fs >= 0 && t >= pa.fs;
+        node_bitmap_child_to_entry(m, nt, pa.n[t], pa.bit[t], &keep, share_t);
+    } else if (nt) {
+        if (d == CHAMP_COLL_LEVEL)
+            node_collision_remove(m, nt, b, i, share_b);
+        else
+            node_bitmap_remove_entry(m, nt, b, pa.bit[d], share_b);
+    }
+    if (nt)
+        commit_ancestors(m, &pa, t, nt, &pl, kanc);
+    else
+        m->root = NULL;
+    /* Drop the old nodes t..d: unique ones are freed (their contents moved
+     * or are handled below), the first shared one loses our reference. */
+    for (int j = t; j <= d; j++) {
+        if (pa.fs >= 0 && j >= pa.fs) {
+            if (j == pa.fs)
+                pa.n[j]->rc--;
+            continue;
+        }
+        pool_free(pool, pa.n[j], node_size(pa.n[j], (unsigned)j));
+    }
+    if (pa.fs >= 0 && pa.fs < t)
+        pa.n[pa.fs]->rc--;
+    m->size--;
+    m->stamp++;
+    m->busy = false;
+
+    /* The removed entry: ours to hand over if the bottom node was ours,
+     * else it still lives in the other map and the caller gets a new
+     * reference. */
+    if (share_b) {
+        if (kind == CHAMP_KEY_GENERIC && key_out && m->key_retain)
+            m->key_retain((void *)(uintptr_t)gone.k, m->ctx);
+        if (val_out && m->val_retain)
+            m->val_retain(gone.v, m->ctx);
+    } else {
+        if (kind != CHAMP_KEY_GENERIC || !key_out)
+            key_release(m, gone.k);
+        if (!val_out && m->val_release)
+            m->val_release(gone.v, m->ctx);
+    }
+    if (key_out)
+        *key_out = gone.k;
+    if (val_out)
+        *val_out = gone.v;
+    POST_UPDATE_CHECK(m);
+    return CHAMP_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Maps                                                                */
+/* ------------------------------------------------------------------ */
+
+const char *champ_strerror(champ_status s) {
+    switch (s) {
+    case CHAMP_OK: return "ok";
+    case CHAMP_REPLACED: return "replaced an existing value";
+    case CHAMP_NOTFOUND: return "not found";
+    case CHAMP_ENOMEM: return "out of memory (the map is unchanged)";
+    case CHAMP_EINVAL: return "invalid argument or configuration";
+    case CHAMP_EKIND: return "operation for another key kind";
+    case CHAMP_EPOOL: return "maps from different pools";
+    case CHAMP_EMODIFIED: return "map modified during iteration";
+    case CHAMP_ECORRUPT: return "invariant violated (corrupt map)";
+    case CHAMP_EUNSUPPORTED: return "unsupported by this CPU or build";
+    case CHAMP_EBUSY: return "map is mid-update (re-entrant call)";
+    }
+    return "unknown status";
+}
+
+static void map_link(champ_pool *p, champ_map *m) {
+    m->prev = NULL;
+    m->next = p->maps;
+    if (p->maps)
+        p->maps->prev = m;
+    p->maps = m;
+    p->nmaps++;
+    p->refs++;
+}
+
+static void map_unlink(champ_pool *p, champ_map *m) {
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        p->maps = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    p->nmaps--;
+}
+
+static bool cfg_valid(const champ_config *c) {
+    switch (c->kind) {
+    case CHAMP_KEY_U64:
+    case CHAMP_KEY_BYTES:
+        if (c->hash || c->equal || c->key_retain || c->key_release)
+            return false;
+        break;
+    case CHAMP_KEY_GENERIC:
+        if (!c->hash || !c->equal)
+            return false;
+        break;
+    default:
+        return false;
+    }
+    if (c->pool && c->pool_config)
+        return false;
+    return true;
+}
+
+champ_status champ_new(const champ_config *cfg, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    if (!cfg || !cfg_valid(cfg))
+        return CHAMP_EINVAL;
+#if defined(__x86_64__) && defined(__POPCNT__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("popcnt"))
+        return CHAMP_EUNSUPPORTED;
+#endif
+    champ_pool *p = cfg->pool;
+    if (!p) {
+        champ_status st = champ__pool_make(cfg->pool_config, &p);
+        if (st != CHAMP_OK)
+            return st;
+    }
+    champ_map *m = pool_alloc(p, p->map_bytes);
+    if (!m) {
+        if (!cfg->pool)
+            champ__pool_release(p);
+        return CHAMP_ENOMEM;
+    }
+    memset(m, 0, sizeof *m);
+    m->kind = cfg->kind;
+    m->pool = p;
+    m->seed = cfg->fixed_seed ? cfg->seed : champ__random_seed();
+    m->hash = cfg->hash;
+    m->equal = cfg->equal;
+    m->key_retain = cfg->key_retain;
+    m->key_release = cfg->key_release;
+    m->val_retain = cfg->val_retain;
+    m->val_release = cfg->val_release;
+    m->ctx = cfg->ctx;
+    m->ent_refs = cfg->kind == CHAMP_KEY_BYTES || cfg->key_retain ||
+                  cfg->key_release || cfg->val_retain || cfg->val_release;
+    map_link(p, m);
+    if (!cfg->pool)
+        champ__pool_release(p); /* the map holds the pool now */
+    *out = m;
+    return CHAMP_OK;
+}
+
+champ_status champ_new_u64(champ_map **out) {
+    champ_config c = {0};
+    c.kind = CHAMP_KEY_U64;
+    return champ_new(&c, out);
+}
+
+champ_status champ_new_bytes(champ_map **out) {
+    champ_config c = {0};
+    c.kind = CHAMP_KEY_BYTES;
+    return champ_new(&c, out);
+}
+
+void champ_free(champ_map *m) {
+    if (!m)
+        return;
+    champ_pool *p = m->pool;
+    node *r = m->root;
+    m->root = NULL;
+    m->busy = true;
+    if (r)
+        node_drop(m, r, 0);
+    map_unlink(p, m);
+    pool_free(p, m, p->map_bytes);
+    champ__pool_release(p);
+}
+
+static bool copyable(const champ_map *m) {
+    if (m->val_release && !m->val_retain)
+        return false;
+    if (m->key_release && !m->key_retain)
+        return false;
+    return true;
+}
+
+champ_status champ_copy(const champ_map *m, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    if (!m || !copyable(m))
+        return CHAMP_EINVAL;
+    if (m->busy)
+        return CHAMP_EBUSY;
+    champ_pool *p = m->pool;
+    champ_map *c = pool_alloc(p, p->map_bytes);
+    if (!c)
+        return CHAMP_ENOMEM;
+    memcpy(c, m, sizeof *c);
+    c->stamp = 0;
+    if (c->root)
+        c->root->rc++;
+    map_link(p, c);
+    *out = c;
+    return CHAMP_OK;
+}
+
+champ_status champ_clear(champ_map *m) {
+    if (!m)
+        return CHAMP_EINVAL;
+    if (m->busy)
+        return CHAMP_EBUSY;
+    node *r = m->root;
+    m->root = NULL;
+    m->size = 0;
+    m->stamp++;
+    if (r) {
+        m->busy = true;
+        node_drop(m, r, 0);
+        m->busy = false;
+    }
+    return CHAMP_OK;
+}
+
+size_t champ_size(const champ_map *m) { return m ? m->size : 0; }
+champ_key_kind champ_kind(const champ_map *m) { return m ? m->kind : (champ_key_kind)0; }
+champ_pool *champ_pool_of(const champ_map *m) { return m ? m->pool : NULL; }
+uint64_t champ_seed(const champ_map *m) { return m ? m->seed : 0; }
+
+/* ------------------------------------------------------------------ */
+/* Public operations per kind                                          */
+/* ------------------------------------------------------------------ */
+
+#define CHECK_KIND(m, k)                                                    \
+    do {                                                                    \
+        if (UNLIKELY(!(m)))                                                 \
+            return CHAMP_EINVAL;                                            \
+        if (UNLIKELY((m)->kind != (k)))                                     \
+            return CHAMP_EKIND;                                             \
+    } while (0)
+
+/* The pure persistent forms: an O(1) copy, then an in-place update of the
+ * copy (which path-copies, since every node is now shared). */
+#define PFORM(m, out, update)                                               \
+    do {                                                                    \
+        champ_map *c_;                                                      \
+        champ_status s_ = champ_copy((m), &c_);                             \
+        if (s_ != CHAMP_OK)                                                 \
+            return s_;                                                      \
+        champ_map *m_ = c_;                                                 \
+        s_ = (update);                                                      \
+        if (s_ < 0) {                                                       \
+            champ_free(c_);                                                 \
+            return s_;                                                      \
+        }                                                                   \
+        *(out) = c_;                                                        \
+        return s_;                                                          \
+    } while (0)
+
+/* u64 ------------------------------------------------------------------ */
+
+static ALWAYS_INLINE kq kq_u64(const champ_map *m, uint64_t key) {
+    kq q;
+    q.h = hash_u64(key, m->seed);
+    q.u = key;
+    q.p = NULL;
+    q.len = 0;
+    return q;
+}
+
+champ_status champ_get_u64(const champ_map *m, uint64_t key, void **val_out) {
+    CHECK_KIND(m, CHAMP_KEY_U64);
+    kq q = kq_u64(m, key);
+    const entry *e = map_find(m, &q, CHAMP_KEY_U64);
+    if (!e)
+        return CHAMP_NOTFOUND;
+    if (val_out)
+        *val_out = e->v;
+    return CHAMP_OK;
+}
+
+champ_status champ_contains_u64(const champ_map *m, uint64_t key) {
+    return champ_get_u64(m, key, NULL);
+}
+
+champ_status champ_set_u64(champ_map *m, uint64_t key, void *val, void **old_out) {
+    CHECK_KIND(m, CHAMP_KEY_U64);
+    kq q = kq_u64(m, key);
+    return map_set(m, &q, key, val, old_out, CHAMP_KEY_U64);
+}
+
+champ_status champ_remove_u64(champ_map *m, uint64_t key, void **val_out) {
+    CHECK_KIND(m, CHAMP_KEY_U64);
+    kq q = kq_u64(m, key);
+    return map_remove(m, &q, NULL, val_out, CHAMP_KEY_U64);
+}
+
+champ_status champ_pset_u64(const champ_map *m, uint64_t key, void *val,
+                            champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    CHECK_KIND(m, CHAMP_KEY_U64);
+    PFORM(m, out, champ_set_u64(m_, key, val, NULL));
+}
+
+champ_status champ_premove_u64(const champ_map *m, uint64_t key, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    CHECK_KIND(m, CHAMP_KEY_U64);
+    PFORM(m, out, champ_remove_u64(m_, key, NULL));
+}
+
+/* bytes ---------------------------------------------------------------- */
+
+static ALWAYS_INLINE kq kq_bytes(const champ_map *m, const void *key, size_t len) {
+    kq q;
+    q.h = champ__hash_bytes(key, len, m->seed);
+    q.u = 0;
+    q.p = key;
+    q.len = len;
+    return q;
+}
+
+#define CHECK_BYTES(key, len)                                               \
+    do {                                                                    \
+        if (UNLIKELY((!(key) && (len)) || (len) > UINT32_MAX))              \
+            return CHAMP_EINVAL;                                            \
+    } while (0)
+
+champ_status champ_get_bytes(const champ_map *m, const void *key, size_t len,
+                             void **val_out) {
+    CHECK_KIND(m, CHAMP_KEY_BYTES);
+    CHECK_BYTES(key, len);
+    kq q = kq_bytes(m, key, len);
+    const entry *e = map_find(m, &q, CHAMP_KEY_BYTES);
+    if (!e)
+        return CHAMP_NOTFOUND;
+    if (val_out)
+        *val_out = e->v;
+    return CHAMP_OK;
+}
+
+champ_status champ_contains_bytes(const champ_map *m, const void *key, size_t len) {
+    return champ_get_bytes(m, key, len, NULL);
+}
+
+champ_status champ_set_bytes(champ_map *m, const void *key, size_t len,
+                             void *val, void **old_out) {
+    CHECK_KIND(m, CHAMP_KEY_BYTES);
+    CHECK_BYTES(key, len);
+    kq q = kq_bytes(m, key, len);
+    return map_set(m, &q, 0, val, old_out, CHAMP_KEY_BYTES);
+}
+
+champ_status champ_remove_bytes(champ_map *m, const void *key, size_t len,
+                                void **val_out) {
+    CHECK_KIND(m, CHAMP_KEY_BYTES);
+    CHECK_BYTES(key, len);
+    kq q = kq_bytes(m, key, len);
+    return map_remove(m, &q, NULL, val_out, CHAMP_KEY_BYTES);
+}
+
+champ_status champ_pset_bytes(const champ_map *m, const void *key, size_t len,
+                              void *val, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    CHECK_KIND(m, CHAMP_KEY_BYTES);
+    CHECK_BYTES(key, len);
+    PFORM(m, out, champ_set_bytes(m_, key, len, val, NULL));
+}
+
+champ_status champ_premove_bytes(const champ_map *m, const void *key, size_t len,
+                                 champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    CHECK_KIND(m, CHAMP_KEY_BYTES);
+    CHECK_BYTES(key, len);
+    PFORM(m, out, champ_remove_bytes(m_, key, len, NULL));
+}
+
+champ_status champ_get_str(const champ_map *m, const char *key, void **val_out) {
+    if (!key)
+        return CHAMP_EINVAL;
+    return champ_get_bytes(m, key, strlen(key), val_out);
+}
+
+champ_status champ_set_str(champ_map *m, const char *key, void *val, void **old_out) {
+    if (!key)
+        return CHAMP_EINVAL;
+    return champ_set_bytes(m, key, strlen(key), val, old_out);
+}
+
+champ_status champ_remove_str(champ_map *m, const char *key, void **val_out) {
+    if (!key)
+        return CHAMP_EINVAL;
+    return champ_remove_bytes(m, key, strlen(key), val_out);
+}
+
+/* generic -------------------------------------------------------------- */
+
+static ALWAYS_INLINE kq kq_ptr(const champ_map *m, const void *key) {
+    kq q;
+    q.h = m->hash(key, m->ctx);
+    q.u = (uint64_t)(uintptr_t)key;
+    q.p = NULL;
+    q.len = 0;
+    return q;
+}
+
+champ_status champ_get(const champ_map *m, const void *key, void **val_out) {
+    CHECK_KIND(m, CHAMP_KEY_GENERIC);
+    kq q = kq_ptr(m, key);
+    const entry *e = map_find(m, &q, CHAMP_KEY_GENERIC);
+    if (!e)
+        return CHAMP_NOTFOUND;
+    if (val_out)
+        *val_out = e->v;
+    return CHAMP_OK;
+}
+
+champ_status champ_contains(const champ_map *m, const void *key) {
+    return champ_get(m, key, NULL);
+}
+
+champ_status champ_set(champ_map *m, void *key, void *val, void **old_out) {
+    CHECK_KIND(m, CHAMP_KEY_GENERIC);
+    if (UNLIKELY(m->busy))
+        return CHAMP_EBUSY;
+    kq q = kq_ptr(m, key);
+    return map_set(m, &q, q.u, val, old_out, CHAMP_KEY_GENERIC);
+}
+
+champ_status champ_remove(champ_map *m, const void *key, void **key_out,
+                          void **val_out) {
+    CHECK_KIND(m, CHAMP_KEY_GENERIC);
+    if (UNLIKELY(m->busy))
+        return CHAMP_EBUSY;
+    kq q = kq_ptr(m, key);
+    uint64_t k;
+    champ_status st = map_remove(m, &q, key_out ? &k : NULL, val_out,
+                                 CHAMP_KEY_GENERIC);
+    if (st == CHAMP_OK && key_out)
+        *key_out = (void *)(uintptr_t)k;
+    return st;
+}
+
+champ_status champ_pset(const champ_map *m, void *key, void *val, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    CHECK_KIND(m, CHAMP_KEY_GENERIC);
+    PFORM(m, out, champ_set(m_, key, val, NULL));
+}
+
+champ_status champ_premove(const champ_map *m, const void *key, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    CHECK_KIND(m, CHAMP_KEY_GENERIC);
+    PFORM(m, out, champ_remove(m_, key, NULL, NULL));
+}

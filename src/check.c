@@ -1,0 +1,360 @@
+/*
+ * check.c - telemetry (champ_stats_get, champ_stats_print), the invariant
+ * walk (champ_validate) and the shape dump (champ_dump).
+ *
+ * The walks here recurse: depth is bounded by the trie (14 nodes), so the
+ * recursion is too.
+ */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+/* ------------------------------------------------------------------ */
+/* Stats                                                               */
+/* ------------------------------------------------------------------ */
+
+static void stats_walk(const champ_map *m, const node *n, unsigned level,
+                       champ_stats *s, double *depth_sum) {
+    unsigned depth = level + 1;
+    if (n->rc > 1)
+        s->nodes_shared++;
+    s->node_bytes += node_size(n, level);
+    if (level == CHAMP_COLL_LEVEL) {
+        s->nodes_collision++;
+        s->collision_entries += n->datamap;
+        s->entries += n->datamap;
+        *depth_sum += (double)depth * n->datamap;
+        if (n->datamap && depth > s->depth_max)
+            s->depth_max = depth;
+        if (m->kind == CHAMP_KEY_BYTES)
+            for (uint32_t i = 0; i < n->datamap; i++)
+                s->key_bytes += blob_size(((const blob *)(uintptr_t)n->e[i].k)->len);
+        return;
+    }
+    uint32_t nd = popc(n->datamap), nn = popc(n->nodemap);
+    s->nodes_bitmap++;
+    s->nodes_by_slots[nd + nn]++;
+    s->entries += nd;
+    *depth_sum += (double)depth * nd;
+    if (nd && depth > s->depth_max)
+        s->depth_max = depth;
+    if (m->kind == CHAMP_KEY_BYTES)
+        for (uint32_t i = 0; i < nd; i++)
+            s->key_bytes += blob_size(((const blob *)(uintptr_t)n->e[i].k)->len);
+    for (uint32_t i = 0; i < nn; i++)
+        stats_walk(m, node_kids(n)[i], level + 1, s, depth_sum);
+}
+
+champ_status champ_stats_get(const champ_map *m, champ_stats *out) {
+    if (!m || !out)
+        return CHAMP_EINVAL;
+    memset(out, 0, sizeof *out);
+    double depth_sum = 0;
+    if (m->root)
+        stats_walk(m, m->root, 0, out, &depth_sum);
+    out->depth_mean = out->entries ? depth_sum / (double)out->entries : 0.0;
+    out->bytes_per_entry =
+        out->entries ? (double)(out->node_bytes + out->key_bytes) / (double)out->entries : 0.0;
+    return champ_pool_stats_get(m->pool, &out->pool);
+}
+
+static const char *kind_name(champ_key_kind k) {
+    switch (k) {
+    case CHAMP_KEY_U64: return "u64";
+    case CHAMP_KEY_BYTES: return "bytes";
+    case CHAMP_KEY_GENERIC: return "generic";
+    }
+    return "?";
+}
+
+champ_status champ_stats_print(const champ_map *m, FILE *f) {
+    if (!m || !f)
+        return CHAMP_EINVAL;
+    champ_stats s;
+    champ_status st = champ_stats_get(m, &s);
+    if (st != CHAMP_OK)
+        return st;
+    const champ_pool_stats *p = &s.pool;
+    fprintf(f, "champ map (%s keys)\n", kind_name(m->kind));
+    fprintf(f, "  %-26s %zu\n", "entries", s.entries);
+    fprintf(f, "  %-26s %zu bitmap, %zu collision (%zu entries)\n", "nodes",
+            s.nodes_bitmap, s.nodes_collision, s.collision_entries);
+    fprintf(f, "  %-26s %zu\n", "nodes shared (rc > 1)", s.nodes_shared);
+    fprintf(f, "  %-26s max %u, mean %.2f\n", "depth (root = 1)", s.depth_max,
+            s.depth_mean);
+    fprintf(f, "  %-26s %zu nodes + %zu keys = %.2f B/entry\n", "bytes",
+            s.node_bytes, s.key_bytes, s.bytes_per_entry);
+    fprintf(f, "  %-26s", "bitmap nodes by slots");
+    int shown = 0;
+    for (int i = 0; i < CHAMP_STATS_SLOTS; i++)
+        if (s.nodes_by_slots[i]) {
+            fprintf(f, "%s%d:%zu", shown ? " " : " ", i, s.nodes_by_slots[i]);
+            shown++;
+        }
+    fprintf(f, "%s\n", shown ? "" : " -");
+    fprintf(f, "champ pool (%s, %zu map%s)\n", p->fixed ? "fixed buffer" : "arena",
+            p->maps, p->maps == 1 ? "" : "s");
+    fprintf(f, "  %-26s %zu\n", "chunks", p->chunks);
+    fprintf(f, "  %-26s %zu\n", "bytes reserved", p->bytes_reserved);
+    fprintf(f, "  %-26s %zu (peak %zu)\n", "bytes live", p->bytes_live, p->bytes_peak);
+    fprintf(f, "  %-26s %zu\n", "bytes in free lists", p->bytes_free_listed);
+    fprintf(f, "  %-26s %.1f%%\n", "utilization", 100.0 * p->utilization);
+    fprintf(f, "  %-26s %" PRIu64 "\n", "backing allocator calls", p->backing_calls);
+    fprintf(f, "  %-26s %" PRIu64 "\n", "refused allocations", p->alloc_failures);
+    if (p->counters_enabled) {
+        double a = p->allocs ? (double)p->allocs : 1.0;
+        fprintf(f, "  %-26s %" PRIu64 "\n", "allocations", p->allocs);
+        fprintf(f, "  %-26s %" PRIu64 " (%.1f%%)\n", "  from free lists",
+                p->allocs_free_list, 100.0 * (double)p->allocs_free_list / a);
+        fprintf(f, "  %-26s %" PRIu64 " (%.1f%%)\n", "  from fresh arena",
+                p->allocs_arena, 100.0 * (double)p->allocs_arena / a);
+        fprintf(f, "  %-26s %" PRIu64 "\n", "frees", p->frees);
+    } else {
+        fprintf(f, "  %-26s %s\n", "allocation counters", "off (build with CHAMP_STATS)");
+    }
+    return CHAMP_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Validate                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct vctx {
+    const champ_map *m;
+    int bad;
+} vctx;
+
+#define VFAIL(v, ...)                                                       \
+    do {                                                                    \
+        if ((v)->bad++ < 10) {                                              \
+            fprintf(stderr, "champ_validate: ");                            \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fputc('\n', stderr);                                            \
+        }                                                                   \
+    } while (0)
+
+static void check_blob(vctx *v, const entry *e) {
+    const blob *b = (const blob *)(uintptr_t)e->k;
+    if (b->rc == 0)
+        VFAIL(v, "key blob with refcount 0");
+    uint64_t h = champ__hash_bytes(b->bytes, b->len, v->m->seed);
+    if (h != b->hash)
+        VFAIL(v, "key blob hash mismatch (len %u)", b->len);
+    if (b->bytes[b->len] != '\0')
+        VFAIL(v, "key blob not NUL-terminated");
+}
+
+/* Checks the subtree at n; prefix holds the hash bits fixed by the path
+ * (the low 5*level bits).  Returns the number of entries. */
+static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t prefix) {
+    const champ_map *m = v->m;
+    if (n->rc == 0)
+        VFAIL(v, "node at level %u has refcount 0", level);
+    if (level == CHAMP_COLL_LEVEL) {
+        uint32_t c = n->datamap;
+        if (n->nodemap != 0)
+            VFAIL(v, "collision node with nodemap %#x", n->nodemap);
+        if (c < 2)
+            VFAIL(v, "collision node with %u entries (canonical form needs >= 2)", c);
+        for (uint32_t i = 0; i < c; i++) {
+            if (m->kind == CHAMP_KEY_BYTES)
+                check_blob(v, &n->e[i]);
+            uint64_t h = champ__entry_hash(m, &n->e[i]);
+            if (h != prefix)
+                VFAIL(v, "collision entry %u hash %#" PRIx64 " != %#" PRIx64, i, h, prefix);
+            for (uint32_t j = 0; j < i; j++)
+                if (champ__entry_equal(m, &n->e[i], &n->e[j]))
+                    VFAIL(v, "collision node holds equal keys (%u, %u)", j, i);
+        }
+        if (m->kind == CHAMP_KEY_U64)
+            VFAIL(v, "collision node in a u64 map (the u64 hash is a bijection)");
+        return c;
+    }
+    if (n->datamap & n->nodemap)
+        VFAIL(v, "level %u: datamap %#x and nodemap %#x overlap", level, n->datamap,
+              n->nodemap);
+    if (level == CHAMP_LAST_LEVEL && ((n->datamap | n->nodemap) >> 16))
+        VFAIL(v, "level 12 node uses slots above 15");
+    uint64_t mask = level ? ((uint64_t)1 << (CHAMP_BITS * level)) - 1 : 0;
+    uint32_t nd = popc(n->datamap), nn = popc(n->nodemap);
+    size_t count = nd;
+    uint32_t bits = n->datamap, i = 0;
+    while (bits) {
+        uint32_t s = (uint32_t)__builtin_ctz(bits);
+        bits &= bits - 1;
+        const entry *e = &n->e[i++];
+        if (m->kind == CHAMP_KEY_BYTES)
+            check_blob(v, e);
+        uint64_t h = champ__entry_hash(m, e);
+        if ((h & mask) != prefix || slice(h, level) != s)
+            VFAIL(v, "level %u slot %u: entry hash %#" PRIx64 " is in the wrong place", level,
+                  s, h);
+    }
+    bits = n->nodemap;
+    i = 0;
+    while (bits) {
+        uint32_t s = (uint32_t)__builtin_ctz(bits);
+        bits &= bits - 1;
+        const node *c = node_kids(n)[i++];
+        if (!c) {
+            VFAIL(v, "level %u slot %u: NULL child", level, s);
+            continue;
+        }
+        size_t sub = validate_node(v, c, level + 1, prefix | ((uint64_t)s << (CHAMP_BITS * level)));
+        if (sub < 2)
+            VFAIL(v, "level %u slot %u: subtree holds %zu entries (canonical form needs >= 2)",
+                  level, s, sub);
+        count += sub;
+    }
+    (void)nn;
+    return count;
+}
+
+/* Census over the whole pool: count in aux the references every node
+ * receives from the live maps and their parents, then compare with rc. */
+static void census_count(const node *cn, unsigned level, size_t *bytes, const champ_map *m) {
+    node *n = (node *)(uintptr_t)cn;
+    if (n->aux++ != 0)
+        return;
+    *bytes += pool_block_size(node_size(n, level));
+    uint32_t nd = level == CHAMP_COLL_LEVEL ? n->datamap : popc(n->datamap);
+    if (m->kind == CHAMP_KEY_BYTES)
+        for (uint32_t i = 0; i < nd; i++) {
+            blob *b = (blob *)(uintptr_t)n->e[i].k;
+            if (!(b->rc & 0x80000000u)) {
+                b->rc |= 0x80000000u;
+                *bytes += pool_block_size(blob_size(b->len));
+            }
+        }
+    if (level == CHAMP_COLL_LEVEL)
+        return;
+    uint32_t nn = popc(n->nodemap);
+    for (uint32_t i = 0; i < nn; i++)
+        census_count(node_kids(n)[i], level + 1, bytes, m);
+}
+
+static void census_check(vctx *v, const node *cn, unsigned level, const champ_map *m) {
+    node *n = (node *)(uintptr_t)cn;
+    if (n->aux == 0)
+        return; /* already checked */
+    if (n->aux != n->rc)
+        VFAIL(v, "node at level %u: refcount %u but %u references", level, n->rc, n->aux);
+    n->aux = 0;
+    uint32_t nd = level == CHAMP_COLL_LEVEL ? n->datamap : popc(n->datamap);
+    if (m->kind == CHAMP_KEY_BYTES)
+        for (uint32_t i = 0; i < nd; i++) {
+            blob *b = (blob *)(uintptr_t)n->e[i].k;
+            b->rc &= 0x7fffffffu;
+        }
+    if (level == CHAMP_COLL_LEVEL)
+        return;
+    uint32_t nn = popc(n->nodemap);
+    for (uint32_t i = 0; i < nn; i++)
+        census_check(v, node_kids(n)[i], level + 1, m);
+}
+
+champ_status champ_validate(const champ_map *m) {
+    if (!m)
+        return CHAMP_EINVAL;
+    vctx v = {m, 0};
+    size_t count = 0;
+    if (m->root) {
+        const node *r = m->root;
+        if (r->datamap == 0 && r->nodemap == 0)
+            VFAIL(&v, "empty root node (an empty map has no root)");
+        count = validate_node(&v, r, 0, 0);
+    }
+    if (count != m->size)
+        VFAIL(&v, "size is %zu but the trie holds %zu entries", m->size, count);
+    if (m->busy)
+        VFAIL(&v, "map is marked mid-update");
+
+    /* Pool-wide: refcounts and live bytes. */
+    const champ_pool *p = m->pool;
+    size_t bytes = 0, nmaps = 0;
+    for (const champ_map *x = p->maps; x; x = x->next) {
+        nmaps++;
+        bytes += p->map_bytes;
+        if (x->root)
+            census_count(x->root, 0, &bytes, x);
+    }
+    for (const champ_map *x = p->maps; x; x = x->next)
+        if (x->root)
+            census_check(&v, x->root, 0, x);
+    if (nmaps != p->nmaps)
+        VFAIL(&v, "pool lists %zu maps but counts %zu", nmaps, p->nmaps);
+    if (bytes != p->live)
+        VFAIL(&v, "pool live bytes %zu but the live maps use %zu", p->live, bytes);
+    if (p->live > p->reserved)
+        VFAIL(&v, "pool live bytes %zu exceed reserved %zu", p->live, p->reserved);
+    return v.bad ? CHAMP_ECORRUPT : CHAMP_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dump                                                                */
+/* ------------------------------------------------------------------ */
+
+static void dump_entry(const champ_map *m, const entry *e, FILE *f) {
+    switch (m->kind) {
+    case CHAMP_KEY_U64:
+        fprintf(f, "%" PRIu64, e->k);
+        break;
+    case CHAMP_KEY_BYTES: {
+        const blob *b = (const blob *)(uintptr_t)e->k;
+        fputc('"', f);
+        for (uint32_t i = 0; i < b->len && i < 40; i++) {
+            unsigned char c = (unsigned char)b->bytes[i];
+            if (c >= 32 && c < 127 && c != '"' && c != '\\')
+                fputc(c, f);
+            else
+                fprintf(f, "\\x%02x", c);
+        }
+        fprintf(f, "%s\"", b->len > 40 ? "..." : "");
+        break;
+    }
+    default:
+        fprintf(f, "%p#%016" PRIx64, (void *)(uintptr_t)e->k, champ__entry_hash(m, e));
+        break;
+    }
+}
+
+static void dump_node(const champ_map *m, const node *n, unsigned level, int slot, FILE *f) {
+    fprintf(f, "%*s", (int)level * 2, "");
+    if (slot >= 0)
+        fprintf(f, "[%d] ", slot);
+    if (level == CHAMP_COLL_LEVEL) {
+        fprintf(f, "collision rc=%u n=%u:", n->rc, n->datamap);
+        for (uint32_t i = 0; i < n->datamap; i++) {
+            fputc(' ', f);
+            dump_entry(m, &n->e[i], f);
+        }
+        fputc('\n', f);
+        return;
+    }
+    fprintf(f, "node L%u rc=%u data=%08x nodes=%08x:", level, n->rc, n->datamap, n->nodemap);
+    uint32_t bits = n->datamap, i = 0;
+    while (bits) {
+        uint32_t s = (uint32_t)__builtin_ctz(bits);
+        bits &= bits - 1;
+        fprintf(f, " %u=", s);
+        dump_entry(m, &n->e[i++], f);
+    }
+    fputc('\n', f);
+    bits = n->nodemap;
+    i = 0;
+    while (bits) {
+        uint32_t s = (uint32_t)__builtin_ctz(bits);
+        bits &= bits - 1;
+        dump_node(m, node_kids(n)[i++], level + 1, (int)s, f);
+    }
+}
+
+champ_status champ_dump(const champ_map *m, FILE *f) {
+    if (!m || !f)
+        return CHAMP_EINVAL;
+    fprintf(f, "champ %s map, %zu entries\n", kind_name(m->kind), m->size);
+    if (m->root)
+        dump_node(m, m->root, 0, -1, f);
+    return CHAMP_OK;
+}

@@ -1,0 +1,339 @@
+/*
+ * internal.h - what the files of champ share: the node layout, the map and
+ * pool structs, the pool's inline fast paths, the hashes, the assert tiers.
+ * Nothing here is visible to users (everything is static inline or champ__).
+ * The design is explained at the top of champ.c.
+ */
+#ifndef CHAMP_INTERNAL_H
+#define CHAMP_INTERNAL_H
+
+#include "champ.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* Build levels                                                        */
+/*   CHAMP_DEBUG      asserts, counters, fault hooks, sanitizer and    */
+/*                    valgrind annotations, fill patterns, iterator    */
+/*                    modification checks.  CHAMP_DEBUG=2 also runs    */
+/*                    champ_validate after every update (slow).        */
+/*   CHAMP_STATS      pool allocation-source counters.                 */
+/*   CHAMP_FAULTS     champ_pool_fail_after().                         */
+/* ------------------------------------------------------------------ */
+
+#ifdef CHAMP_DEBUG
+#if CHAMP_DEBUG + 0 == 0
+#undef CHAMP_DEBUG
+#define CHAMP_DEBUG 1
+#endif
+#ifndef CHAMP_STATS
+#define CHAMP_STATS 1
+#endif
+#ifndef CHAMP_FAULTS
+#define CHAMP_FAULTS 1
+#endif
+#ifndef CHAMP_VALGRIND
+#define CHAMP_VALGRIND 1
+#endif
+#endif
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define INTERNAL __attribute__((visibility("hidden")))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
+
+#ifdef CHAMP_DEBUG
+#include <stdio.h>
+#include <stdlib.h>
+#define CHAMP_ASSERT(c)                                                     \
+    do {                                                                    \
+        if (!(c)) {                                                         \
+            fprintf(stderr, "champ: assertion failed: %s (%s:%d)\n", #c,    \
+                    __FILE__, __LINE__);                                    \
+            abort();                                                        \
+        }                                                                   \
+    } while (0)
+#else
+#define CHAMP_ASSERT(c) ((void)0)
+#endif
+
+#ifdef CHAMP_STATS
+#define STAT(x) (x)
+#else
+#define STAT(x) ((void)0)
+#endif
+
+/* ---- sanitizer visibility of pool blocks --------------------------- */
+#if defined(__SANITIZE_ADDRESS__)
+#define CHAMP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHAMP_ASAN 1
+#endif
+#endif
+#ifdef CHAMP_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+#if defined(CHAMP_VALGRIND) && defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define VG_NOACCESS(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define VG_UNDEFINED(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#define VG_DEFINED(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#endif
+#endif
+#ifndef VG_NOACCESS
+#define VG_NOACCESS(p, n) ((void)0)
+#define VG_UNDEFINED(p, n) ((void)0)
+#define VG_DEFINED(p, n) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Trie geometry                                                       */
+/* ------------------------------------------------------------------ */
+
+#define CHAMP_BITS 5                 /* hash bits consumed per level   */
+#define CHAMP_LAST_LEVEL 12          /* bitmap levels are 0..12        */
+#define CHAMP_COLL_LEVEL 13          /* collision nodes live here      */
+#define CHAMP_MAX_PATH 14            /* nodes on a root-to-leaf path   */
+
+/* An entry: 16 bytes whatever the kind.  k is the u64 key itself
+ * (CHAMP_KEY_U64), a pointer to a key blob (CHAMP_KEY_BYTES) or the user's
+ * key pointer (CHAMP_KEY_GENERIC). */
+typedef struct entry {
+    uint64_t k;
+    void *v;
+} entry;
+
+/* A node.  Bitmap nodes (levels 0..12): datamap/nodemap are the CHAMP
+ * bitmaps, e[] holds popcount(datamap) entries followed by
+ * popcount(nodemap) child pointers.  Collision nodes (level 13): datamap is
+ * the entry count, nodemap is 0.  aux is zero except during the census of
+ * champ_validate. */
+typedef struct node {
+    uint32_t rc;
+    uint32_t datamap;
+    uint32_t nodemap;
+    uint32_t aux;
+    entry e[];
+} node;
+
+#define NODE_HDR ((uint32_t)sizeof(node))
+
+static ALWAYS_INLINE uint32_t popc(uint32_t x) {
+    return (uint32_t)__builtin_popcount(x);
+}
+static ALWAYS_INLINE uint32_t slice(uint64_t h, unsigned level) {
+    return (uint32_t)(h >> (CHAMP_BITS * level)) & 31u;
+}
+static ALWAYS_INLINE node **node_kids(const node *n) {
+    return (node **)(void *)((char *)(uintptr_t)n->e + 16u * popc(n->datamap));
+}
+static ALWAYS_INLINE size_t node_bitmap_size(uint32_t nd, uint32_t nn) {
+    return NODE_HDR + 16u * (size_t)nd + 8u * (size_t)nn;
+}
+static ALWAYS_INLINE size_t node_size(const node *n, unsigned level) {
+    if (level == CHAMP_COLL_LEVEL)
+        return NODE_HDR + 16u * (size_t)n->datamap;
+    return node_bitmap_size(popc(n->datamap), popc(n->nodemap));
+}
+
+/* Key blob of CHAMP_KEY_BYTES: the map's own copy of a key, shared by every
+ * entry (in any version) that holds it, freed with its last reference. */
+typedef struct blob {
+    uint64_t hash;
+    uint32_t rc;
+    uint32_t len;
+    char bytes[];
+} blob;
+
+static ALWAYS_INLINE size_t blob_size(size_t len) {
+    return (sizeof(blob) + len + 1 + 7) & ~(size_t)7;
+}
+
+/* ------------------------------------------------------------------ */
+/* Pool                                                                */
+/* ------------------------------------------------------------------ */
+
+#define POOL_CLASS_MAX 528u          /* largest small block: a full node */
+#define POOL_NCLASS (POOL_CLASS_MAX / 8 + 1)
+#define POOL_NLARGE 48               /* power-of-two classes above      */
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t size;
+} chunk;
+
+struct champ_pool {
+    void *free[POOL_NCLASS];     /* free list per 8-byte size class      */
+    char *bump, *end;            /* fresh space of the current chunk     */
+    size_t live;                 /* bytes handed out                     */
+    size_t hi;                   /* slow-path check above this live size */
+    size_t lo;                   /* ... and below this one (watermark)   */
+    size_t peak;
+    size_t reserved;             /* bytes of chunk space (or buffer)     */
+    void *large[POOL_NLARGE];    /* free lists of power-of-two blocks    */
+    chunk *chunks;
+    size_t nchunks;
+    size_t chunk_min;
+    champ_allocator alloc;
+    bool fixed;
+    bool mark_fired;
+    size_t mark;                 /* watermark in bytes (fixed mode)      */
+    champ_watermark_fn on_mark;
+    void *mark_ctx;
+    long refs;                   /* the creator's reference + maps       */
+    champ_map *maps;             /* live maps (for the census)           */
+    size_t nmaps;
+    size_t map_bytes;            /* size of a map handle block           */
+    uint64_t backing_calls;
+    uint64_t failures;
+#ifdef CHAMP_FAULTS
+    long fail_after;
+#endif
+#ifdef CHAMP_STATS
+    uint64_t n_alloc, n_alloc_free, n_alloc_arena, n_free;
+#endif
+};
+
+INTERNAL void *champ__pool_alloc_slow(champ_pool *p, size_t size);
+INTERNAL void champ__pool_free_large(champ_pool *p, void *b, size_t size);
+INTERNAL void champ__pool_rise(champ_pool *p);
+INTERNAL void champ__pool_fall(champ_pool *p);
+INTERNAL void champ__pool_release(champ_pool *p);
+INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
+                                       champ_pool **out);
+
+#ifdef CHAMP_DEBUG
+#define FILL_FRESH(p, n) memset((p), 0xCD, (n))
+#define FILL_FREED(p, n) memset((p), 0xDD, (n))
+#else
+#define FILL_FRESH(p, n) ((void)0)
+#define FILL_FREED(p, n) ((void)0)
+#endif
+
+/* Hands out a block of `size` bytes (a multiple of 8, at least 16), or NULL
+ * when the pool is out of memory.  Fast path: the size class's free list,
+ * then fresh arena space. */
+static ALWAYS_INLINE void *pool_alloc(champ_pool *p, size_t size) {
+#ifdef CHAMP_FAULTS
+    if (UNLIKELY(p->fail_after >= 0)) {
+        if (p->fail_after == 0) {
+            p->failures++;
+            return NULL;
+        }
+        p->fail_after--;
+    }
+#endif
+    size_t c = size >> 3;
+    void *b;
+    if (LIKELY(c < POOL_NCLASS)) {
+        b = p->free[c];
+        if (b) {
+            UNPOISON(b, size);
+            VG_DEFINED(b, sizeof(void *));
+            p->free[c] = *(void **)b;
+            VG_UNDEFINED(b, size);
+            STAT(p->n_alloc_free++);
+            goto got;
+        }
+        if (LIKELY((size_t)(p->end - p->bump) >= size)) {
+            b = p->bump;
+            p->bump += size;
+            UNPOISON(b, size);
+            VG_UNDEFINED(b, size);
+            STAT(p->n_alloc_arena++);
+            goto got;
+        }
+    }
+    return champ__pool_alloc_slow(p, size);
+got:
+    STAT(p->n_alloc++);
+    FILL_FRESH(b, size);
+    p->live += size;
+    if (UNLIKELY(p->live > p->hi))
+        champ__pool_rise(p);
+    return b;
+}
+
+/* What a request of `size` bytes really occupies (large ones are rounded
+ * to a power of two). */
+static inline size_t pool_block_size(size_t size) {
+    if (size <= POOL_CLASS_MAX)
+        return size;
+    return (size_t)1 << (64u - (unsigned)__builtin_clzll((unsigned long long)(size - 1)));
+}
+
+/* Gives back a block obtained from pool_alloc with the same size. */
+static ALWAYS_INLINE void pool_free(champ_pool *p, void *b, size_t size) {
+    size_t c = size >> 3;
+    STAT(p->n_free++);
+    if (LIKELY(c < POOL_NCLASS)) {
+        p->live -= size;
+        FILL_FREED(b, size);
+        *(void **)b = p->free[c];
+        p->free[c] = b;
+        POISON(b, size);
+        VG_NOACCESS(b, size);
+    } else {
+        champ__pool_free_large(p, b, size);
+    }
+    if (UNLIKELY(p->live < p->lo))
+        champ__pool_fall(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Maps                                                                */
+/* ------------------------------------------------------------------ */
+
+struct champ_map {
+    node *root;
+    size_t size;
+    uint64_t seed;
+    champ_key_kind kind;
+    bool busy;                 /* mid-update: re-entrant updates refused */
+    bool ent_refs;             /* copying an entry must retain something */
+    champ_pool *pool;
+    champ_hash_fn hash;
+    champ_equal_fn equal;
+    champ_ref_fn key_retain, key_release, val_retain, val_release;
+    void *ctx;
+    uint64_t stamp;            /* bumped by every update (iterator check) */
+    champ_map *prev, *next;    /* the pool's list of live maps           */
+};
+
+/* ------------------------------------------------------------------ */
+/* Hashes                                                              */
+/* ------------------------------------------------------------------ */
+
+/* u64 keys: a seeded bijection (xor-shift-multiply rounds are invertible),
+ * so distinct keys never share a full 64-bit hash: CHAMP_KEY_U64 maps have
+ * no collision nodes, and their lookups need no collision case. */
+static ALWAYS_INLINE uint64_t hash_u64(uint64_t x, uint64_t seed) {
+    x ^= seed;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    return x;
+}
+
+INTERNAL uint64_t champ__hash_bytes(const void *p, size_t len, uint64_t seed);
+INTERNAL uint64_t champ__random_seed(void);
+
+/* Shared by champ.c, iter.c and check.c. */
+INTERNAL uint64_t champ__entry_hash(const champ_map *m, const entry *e);
+INTERNAL bool champ__entry_equal(const champ_map *m, const entry *a,
+                                 const entry *b);
+INTERNAL void champ__fill_key(const champ_map *m, const entry *e,
+                              champ_key *k);
+
+#endif /* CHAMP_INTERNAL_H */
