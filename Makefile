@@ -120,7 +120,8 @@ bench: lib
 bench-callgrind: lib
 	@$(MAKE) --no-print-directory -f bench/bench.mk bench-callgrind ARGS="$(ARGS)"
 
-$(B)/champ.pc: | $(B)
+# Remade on every install: it records PREFIX, which may differ between runs.
+$(B)/champ.pc: FORCE | $(B)
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: champ\nDescription: persistent hash array mapped tries (CHAMP)\nVersion: %s\nLibs: -L$${libdir} -lchamp\nCflags: -I$${includedir}\n' \
 	  "$(PREFIX)" "$(VERSION)" > $@
 
@@ -132,6 +133,8 @@ install: lib $(B)/champ.pc
 	ln -sf libchamp.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libchamp.so.$(SOMAJOR)
 	ln -sf libchamp.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libchamp.so
 	install -m 644 $(B)/champ.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+FORCE:
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/champ.h $(DESTDIR)$(PREFIX)/lib/libchamp.* \
