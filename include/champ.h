@@ -127,9 +127,10 @@ typedef struct champ_pool_config {
      * The buffer must stay valid until the pool is destroyed. */
     void *buffer;
     size_t buffer_size;
-    /* Size of the first arena chunk (bytes); 0 = 64 KiB.  Later chunks grow
-     * geometrically (each is 1/8 of the bytes already reserved, at least
-     * this size), so reserved memory stays within ~1.125x of the peak need. */
+    /* Size of the first arena chunk (bytes); 0 = 16 KiB.  Later chunks grow
+     * geometrically (each is 1/16 of the bytes already reserved, at least
+     * this size), so fresh arena space never exceeds ~6% of what is
+     * reserved. */
     size_t chunk_size;
     /* Fixed-buffer mode: fraction (0,1] of the buffer at which
      * on_watermark fires; 0 means 0.8. */

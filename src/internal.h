@@ -173,6 +173,7 @@ typedef struct chunk {
 
 struct champ_pool {
     void *free[POOL_NCLASS];     /* free list per 8-byte size class      */
+    uint64_t nonempty[2];        /* classes whose list may be non-empty  */
     char *bump, *end;            /* fresh space of the current chunk     */
     size_t live;                 /* bytes handed out                     */
     size_t hi;                   /* slow-path check above this live size */
@@ -220,8 +221,9 @@ INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
 #endif
 
 /* Hands out a block of `size` bytes (a multiple of 8, at least 16), or NULL
- * when the pool is out of memory.  Fast path: the size class's free list,
- * then fresh arena space. */
+ * when the pool is out of memory.  Fast path: the size class's free list.
+ * Then (pool.c) a split of a larger free block, fresh arena space, a new
+ * chunk, in that order. */
 static ALWAYS_INLINE void *pool_alloc(champ_pool *p, size_t size) {
 #ifdef CHAMP_FAULTS
     if (UNLIKELY(p->fail_after >= 0)) {
@@ -242,14 +244,6 @@ static ALWAYS_INLINE void *pool_alloc(champ_pool *p, size_t size) {
             p->free[c] = *(void **)b;
             VG_UNDEFINED(b, size);
             STAT(p->n_alloc_free++);
-            goto got;
-        }
-        if (LIKELY((size_t)(p->end - p->bump) >= size)) {
-            b = p->bump;
-            p->bump += size;
-            UNPOISON(b, size);
-            VG_UNDEFINED(b, size);
-            STAT(p->n_alloc_arena++);
             goto got;
         }
     }
@@ -280,6 +274,7 @@ static ALWAYS_INLINE void pool_free(champ_pool *p, void *b, size_t size) {
         FILL_FREED(b, size);
         *(void **)b = p->free[c];
         p->free[c] = b;
+        p->nonempty[c >> 6] |= (uint64_t)1 << (c & 63);
         POISON(b, size);
         VG_NOACCESS(b, size);
     } else {

@@ -5,11 +5,13 @@
  * 32-slot node) each size has its own free list, so a freed node is
  * recycled by the next node of the same size; above that, blocks are rounded
  * to a power of two with a free list per power (only huge collision nodes
- * and long keys get there).  Fresh blocks are carved from the current arena
- * chunk; when it cannot serve a request, the pool takes a new chunk from the
- * backing allocator, each one 1/8 of what is already reserved (at least the
+ * and long keys get there).  When a size's list is empty, a free block of a
+ * larger size is split (so sizes a growing trie has moved past are reused),
+ * else a fresh block is carved from the current arena chunk; when that
+ * cannot serve a request either, the pool takes a new chunk from the
+ * backing allocator, each one 1/16 of what is already reserved (at least the
  * configured chunk size), so growth is geometric, the number of backing
- * calls logarithmic, and reserved memory at most ~1.125x the peak need.  The
+ * calls logarithmic, and unused arena space at most ~6% of it.  The
  * old chunk's tail is cut into free-list blocks, not lost.  There is no
  * fixed capacity to run out of and no per-node fallback to malloc: the
  * seed investigation's cliff cannot happen.
@@ -45,7 +47,7 @@ static void libc_free(void *p, size_t size, void *ctx) {
 
 #define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~(size_t)((a)-1))
 #define CHUNK_HDR ALIGN_UP(sizeof(chunk), 16)
-#define DEFAULT_CHUNK (64u * 1024u)
+#define DEFAULT_CHUNK (16u * 1024u)
 
 static unsigned large_class(size_t size) {
     /* smallest k with 2^k >= size; size > POOL_CLASS_MAX so k >= 10 */
@@ -67,6 +69,7 @@ static void pool_retire_tail(champ_pool *p) {
         VG_UNDEFINED(b, s);
         *(void **)b = p->free[s >> 3];
         p->free[s >> 3] = b;
+        p->nonempty[s >> 9] |= (uint64_t)1 << ((s >> 3) & 63);
         POISON(b, s);
         VG_NOACCESS(b, s);
     }
@@ -77,7 +80,7 @@ static void pool_retire_tail(champ_pool *p) {
 static bool pool_grow(champ_pool *p, size_t size) {
     if (p->fixed)
         return false;
-    size_t want = p->reserved / 8;
+    size_t want = p->reserved / 16;
     if (want < p->chunk_min)
         want = p->chunk_min;
     if (want < size + CHUNK_HDR)
@@ -100,10 +103,53 @@ static bool pool_grow(champ_pool *p, size_t size) {
     return true;
 }
 
+/* The size class's list is empty: before carving fresh arena, split a free
+ * block of a larger class (the smallest one that leaves a useful remainder
+ * of at least SPLIT_MIN bytes).  Without this, blocks of the sizes an
+ * insert-heavy workload has grown past would sit in free lists for good. */
+#define SPLIT_MIN 48u
+static void *pool_split(champ_pool *p, size_t size) {
+    size_t c = (size + SPLIT_MIN) >> 3;
+    while (c < POOL_NCLASS) {
+        uint64_t w = p->nonempty[c >> 6] & (~(uint64_t)0 << (c & 63));
+        if (!w) {
+            c = (c | 63) + 1;
+            continue;
+        }
+        c = (c & ~(size_t)63) + (size_t)__builtin_ctzll(w);
+        void *b = p->free[c];
+        if (!b) {
+            p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+            c++;
+            continue;
+        }
+        size_t bs = c << 3;
+        UNPOISON(b, bs);
+        VG_DEFINED(b, sizeof(void *));
+        p->free[c] = *(void **)b;
+        char *rest = (char *)b + size;
+        size_t rs = bs - size;
+        *(void **)rest = p->free[rs >> 3];
+        p->free[rs >> 3] = rest;
+        p->nonempty[rs >> 9] |= (uint64_t)1 << ((rs >> 3) & 63);
+        POISON(rest, rs);
+        VG_NOACCESS(rest, rs);
+        VG_UNDEFINED(b, size);
+        return b;
+    }
+    return NULL;
+}
+
 void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
     void *b;
     size_t c = size >> 3;
-    if (c >= POOL_NCLASS) {
+    if (c < POOL_NCLASS) {
+        b = pool_split(p, size);
+        if (b) {
+            STAT(p->n_alloc_free++);
+            goto got;
+        }
+    } else {
         unsigned k = large_class(size);
         if (k >= POOL_NLARGE)
             goto fail;
