@@ -138,8 +138,9 @@ static void ent_release(const champ_map *m, const entry *e) {
         m->val_release(e->v, m->ctx);
 }
 
-uint64_t champ__entry_hash(const champ_map *m, const entry *e) {
-    switch (m->kind) {
+static ALWAYS_INLINE uint64_t ent_hash(const champ_map *m, const entry *e,
+                                       champ_key_kind kind) {
+    switch (kind) {
     case CHAMP_KEY_U64:
         return hash_u64(e->k, m->seed);
     case CHAMP_KEY_BYTES:
@@ -147,6 +148,10 @@ uint64_t champ__entry_hash(const champ_map *m, const entry *e) {
     default:
         return m->hash((const void *)(uintptr_t)e->k, m->ctx);
     }
+}
+
+uint64_t champ__entry_hash(const champ_map *m, const entry *e) {
+    return ent_hash(m, e, m->kind);
 }
 
 bool champ__entry_equal(const champ_map *m, const entry *a, const entry *b) {
@@ -213,20 +218,41 @@ static ALWAYS_INLINE bool kq_match(const champ_map *m, const entry *e,
 /* reference.  Without it, contents move and the source is freed.      */
 /* ------------------------------------------------------------------ */
 
-static ALWAYS_INLINE void ents_put(const champ_map *m, entry *dst,
-                                   const entry *src, uint32_t n, bool share) {
-    memcpy(dst, src, n * sizeof *dst);
-    if (share && m->ent_refs)
-        for (uint32_t i = 0; i < n; i++)
-            ent_retain(m, &dst[i]);
+/* Copies `bytes` (a multiple of 8) between two distinct blocks.  A plain
+ * word loop: node bodies are short (most under 100 bytes), where a call to
+ * memcpy costs more than the copy; the empty asm keeps compilers from
+ * turning the loop back into that call. */
+static ALWAYS_INLINE void wcopy(void *dst, const void *src, size_t bytes) {
+    char *d = dst;
+    const char *s = src;
+    size_t i = 0;
+    for (; i + 16 <= bytes; i += 16) {
+        char t[16];
+        memcpy(t, s + i, 16);
+        memcpy(d + i, t, 16);
+        __asm__("" : "+r"(i));
+    }
+    if (i < bytes) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        memcpy(d + i, &w, 8);
+    }
 }
 
-static ALWAYS_INLINE void kids_put(node **dst, node *const *src, uint32_t n,
-                                   bool share) {
-    memcpy(dst, src, n * sizeof *dst);
-    if (share)
-        for (uint32_t i = 0; i < n; i++)
-            src[i]->rc++;
+/* After copying node `dst` out of a node that stays alive: every entry and
+ * child it duplicated gains a reference.  skip_e / skip_k name the entry
+ * and child that are new (not duplicated), or -1. */
+static NOINLINE void node_share_refs(const champ_map *m, node *dst,
+                                     uint32_t nd, uint32_t nn, int skip_e,
+                                     int skip_k) {
+    if (m->ent_refs)
+        for (uint32_t i = 0; i < nd; i++)
+            if ((int)i != skip_e)
+                ent_retain(m, &dst->e[i]);
+    node **k = (node **)(void *)(dst->e + nd);
+    for (uint32_t i = 0; i < nn; i++)
+        if ((int)i != skip_k)
+            k[i]->rc++;
 }
 
 static ALWAYS_INLINE void node_init(node *n, uint32_t dm, uint32_t nm) {
@@ -243,10 +269,11 @@ static ALWAYS_INLINE void node_bitmap_insert_entry(const champ_map *m, node *dst
     uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
     uint32_t di = popc(src->datamap & (bit - 1));
     node_init(dst, src->datamap | bit, src->nodemap);
-    ents_put(m, dst->e, src->e, di, share);
+    wcopy(dst->e, src->e, 16u * di);
     dst->e[di] = *ne;
-    ents_put(m, dst->e + di + 1, src->e + di, nd - di, share);
-    kids_put((node **)(void *)(dst->e + nd + 1), node_kids(src), nn, share);
+    wcopy(dst->e + di + 1, src->e + di, 16u * (nd - di) + 8u * nn);
+    if (share)
+        node_share_refs(m, dst, nd + 1, nn, (int)di, -1);
 }
 
 /* dst = src without the entry in slot `bit`. */
@@ -256,9 +283,10 @@ static ALWAYS_INLINE void node_bitmap_remove_entry(const champ_map *m, node *dst
     uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
     uint32_t di = popc(src->datamap & (bit - 1));
     node_init(dst, src->datamap & ~bit, src->nodemap);
-    ents_put(m, dst->e, src->e, di, share);
-    ents_put(m, dst->e + di, src->e + di + 1, nd - 1 - di, share);
-    kids_put((node **)(void *)(dst->e + nd - 1), node_kids(src), nn, share);
+    wcopy(dst->e, src->e, 16u * di);
+    wcopy(dst->e + di, src->e + di + 1, 16u * (nd - 1 - di) + 8u * nn);
+    if (share)
+        node_share_refs(m, dst, nd - 1, nn, -1, -1);
 }
 
 /* dst = src with the entry in slot `bit` replaced by child `c` (the entry
@@ -270,13 +298,14 @@ static ALWAYS_INLINE void node_bitmap_entry_to_child(const champ_map *m, node *d
     uint32_t di = popc(src->datamap & (bit - 1));
     uint32_t ci = popc(src->nodemap & (bit - 1));
     node_init(dst, src->datamap & ~bit, src->nodemap | bit);
-    ents_put(m, dst->e, src->e, di, share);
-    ents_put(m, dst->e + di, src->e + di + 1, nd - 1 - di, share);
     node **dk = (node **)(void *)(dst->e + nd - 1);
     node *const *sk = node_kids(src);
-    kids_put(dk, sk, ci, share);
+    wcopy(dst->e, src->e, 16u * di);
+    wcopy(dst->e + di, src->e + di + 1, 16u * (nd - 1 - di) + 8u * ci);
     dk[ci] = c;
-    kids_put(dk + ci + 1, sk + ci, nn - ci, share);
+    wcopy(dk + ci + 1, sk + ci, 8u * (nn - ci));
+    if (share)
+        node_share_refs(m, dst, nd - 1, nn + 1, -1, (int)ci);
 }
 
 /* dst = src with the child in slot `bit` replaced by entry *ne. */
@@ -287,13 +316,14 @@ static ALWAYS_INLINE void node_bitmap_child_to_entry(const champ_map *m, node *d
     uint32_t di = popc(src->datamap & (bit - 1));
     uint32_t ci = popc(src->nodemap & (bit - 1));
     node_init(dst, src->datamap | bit, src->nodemap & ~bit);
-    ents_put(m, dst->e, src->e, di, share);
-    dst->e[di] = *ne;
-    ents_put(m, dst->e + di + 1, src->e + di, nd - di, share);
     node **dk = (node **)(void *)(dst->e + nd + 1);
     node *const *sk = node_kids(src);
-    kids_put(dk, sk, ci, share);
-    kids_put(dk + ci, sk + ci + 1, nn - ci - 1, share);
+    wcopy(dst->e, src->e, 16u * di);
+    dst->e[di] = *ne;
+    wcopy(dst->e + di + 1, src->e + di, 16u * (nd - di) + 8u * ci);
+    wcopy(dk + ci, sk + ci + 1, 8u * (nn - ci - 1));
+    if (share)
+        node_share_refs(m, dst, nd + 1, nn - 1, (int)di, -1);
 }
 
 /* dst = src with the child in slot `bit` replaced by node c. */
@@ -303,12 +333,13 @@ static ALWAYS_INLINE void node_bitmap_replace_child(const champ_map *m, node *ds
     uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
     uint32_t ci = popc(src->nodemap & (bit - 1));
     node_init(dst, src->datamap, src->nodemap);
-    ents_put(m, dst->e, src->e, nd, share);
     node **dk = (node **)(void *)(dst->e + nd);
     node *const *sk = node_kids(src);
-    kids_put(dk, sk, ci, share);
+    wcopy(dst->e, src->e, 16u * nd + 8u * ci);
     dk[ci] = c;
-    kids_put(dk + ci + 1, sk + ci + 1, nn - ci - 1, share);
+    wcopy(dk + ci + 1, sk + ci + 1, 8u * (nn - ci - 1));
+    if (share)
+        node_share_refs(m, dst, nd, nn, -1, (int)ci);
 }
 
 /* dst = a copy of src (always sharing: src stays). */
@@ -316,8 +347,8 @@ static ALWAYS_INLINE void node_bitmap_copy(const champ_map *m, node *dst,
                                            const node *src) {
     uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
     node_init(dst, src->datamap, src->nodemap);
-    ents_put(m, dst->e, src->e, nd, true);
-    kids_put((node **)(void *)(dst->e + nd), node_kids(src), nn, true);
+    wcopy(dst->e, src->e, 16u * nd + 8u * nn);
+    node_share_refs(m, dst, nd, nn, -1, -1);
 }
 
 static ALWAYS_INLINE void node_collision_insert(const champ_map *m, node *dst,
@@ -325,8 +356,10 @@ static ALWAYS_INLINE void node_collision_insert(const champ_map *m, node *dst,
                                                 const entry *ne, bool share) {
     uint32_t n = src->datamap;
     node_init(dst, n + 1, 0);
-    ents_put(m, dst->e, src->e, n, share);
+    wcopy(dst->e, src->e, 16u * n);
     dst->e[n] = *ne;
+    if (share)
+        node_share_refs(m, dst, n, 0, -1, -1);
 }
 
 static ALWAYS_INLINE void node_collision_remove(const champ_map *m, node *dst,
@@ -334,14 +367,17 @@ static ALWAYS_INLINE void node_collision_remove(const champ_map *m, node *dst,
                                                 bool share) {
     uint32_t n = src->datamap;
     node_init(dst, n - 1, 0);
-    ents_put(m, dst->e, src->e, i, share);
-    ents_put(m, dst->e + i, src->e + i + 1, n - 1 - i, share);
+    wcopy(dst->e, src->e, 16u * i);
+    wcopy(dst->e + i, src->e + i + 1, 16u * (n - 1 - i));
+    if (share)
+        node_share_refs(m, dst, n - 1, 0, -1, -1);
 }
 
 static ALWAYS_INLINE void node_collision_copy(const champ_map *m, node *dst,
                                               const node *src) {
     node_init(dst, src->datamap, 0);
-    ents_put(m, dst->e, src->e, src->datamap, true);
+    wcopy(dst->e, src->e, 16u * src->datamap);
+    node_share_refs(m, dst, src->datamap, 0, -1, -1);
 }
 
 /* Drops one reference to n (at `level`); frees it and, iteratively, every
@@ -560,6 +596,34 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         return CHAMP_REPLACED;
     }
 
+    if (LIKELY(pa.fs < 0) && at == AT_EMPTY && kind != CHAMP_KEY_BYTES) {
+        /* The common insert: a free slot in a node this map owns. */
+        size_t sz = node_bitmap_size(popc(b->datamap) + 1, popc(b->nodemap));
+        node *nb = pool_alloc(pool, sz);
+        if (UNLIKELY(!nb)) {
+            m->busy = false;
+            return CHAMP_ENOMEM;
+        }
+        entry ne;
+        ne.k = newk;
+        ne.v = val;
+        node_bitmap_insert_entry(m, nb, b, pa.bit[d], &ne, false);
+        if (d == 0) {
+            m->root = nb;
+        } else {
+            node *par = pa.n[d - 1];
+            node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nb;
+        }
+        pool_free(pool, b, sz - 16u);
+        m->size++;
+        m->stamp++;
+        m->busy = false;
+        if (old_out)
+            *old_out = NULL;
+        POST_UPDATE_CHECK(m);
+        return CHAMP_OK;
+    }
+
     /* Plan. */
     bool share = pa.fs >= 0; /* the bottom node stays alive for someone else */
     uint64_t he = 0;
@@ -584,7 +648,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap + 1));
         break;
     default: /* AT_OTHER: split the slot into a subtree */
-        he = champ__entry_hash(m, &b->e[pa.idx]);
+        he = ent_hash(m, &b->e[pa.idx], kind);
         pair_level = (unsigned)d + 1;
         while (pair_level <= CHAMP_LAST_LEVEL &&
                slice(he, pair_level) == slice(q->h, pair_level))

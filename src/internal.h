@@ -173,7 +173,7 @@ typedef struct chunk {
 
 struct champ_pool {
     void *free[POOL_NCLASS];     /* free list per 8-byte size class      */
-    uint64_t nonempty[2];        /* classes whose list may be non-empty  */
+    uint64_t nonempty[2];        /* classes whose list is non-empty      */
     char *bump, *end;            /* fresh space of the current chunk     */
     size_t live;                 /* bytes handed out                     */
     size_t hi;                   /* slow-path check above this live size */
@@ -241,7 +241,10 @@ static ALWAYS_INLINE void *pool_alloc(champ_pool *p, size_t size) {
         if (b) {
             UNPOISON(b, size);
             VG_DEFINED(b, sizeof(void *));
-            p->free[c] = *(void **)b;
+            void *next = *(void **)b;
+            p->free[c] = next;
+            if (!next)
+                p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
             VG_UNDEFINED(b, size);
             STAT(p->n_alloc_free++);
             goto got;

@@ -127,6 +127,8 @@ static void *pool_split(champ_pool *p, size_t size) {
         UNPOISON(b, bs);
         VG_DEFINED(b, sizeof(void *));
         p->free[c] = *(void **)b;
+        if (!p->free[c])
+            p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
         char *rest = (char *)b + size;
         size_t rs = bs - size;
         *(void **)rest = p->free[rs >> 3];
