@@ -251,8 +251,9 @@ static NOINLINE void node_share_refs(const champ_map *m, node *dst,
                 ent_retain(m, &dst->e[i]);
     node **k = (node **)(void *)(dst->e + nd);
     for (uint32_t i = 0; i < nn; i++)
-        if ((int)i != skip_k)
-            k[i]->rc++;
+        k[i]->rc++;
+    if (skip_k >= 0)
+        k[skip_k]->rc--; /* the new child was not duplicated */
 }
 
 static ALWAYS_INLINE void node_init(node *n, uint32_t dm, uint32_t nm) {
@@ -381,7 +382,8 @@ static ALWAYS_INLINE void node_collision_copy(const champ_map *m, node *dst,
 }
 
 /* Drops one reference to n (at `level`); frees it and, iteratively, every
- * node and entry that thereby loses its last reference. */
+ * node and entry that thereby loses its last reference.  The stack holds,
+ * per level, a node being torn down and the next child to visit. */
 static void node_drop(const champ_map *m, node *n, unsigned level) {
     struct {
         node *n;
@@ -396,21 +398,34 @@ static void node_drop(const champ_map *m, node *n, unsigned level) {
     for (;;) {
         node *x = st[sp].n;
         unsigned lv = level + (unsigned)sp;
-        if (st[sp].next == 0) {
-            uint32_t nd = lv == CHAMP_COLL_LEVEL ? x->datamap : popc(x->datamap);
-            if (m->ent_refs)
-                for (uint32_t i = 0; i < nd; i++)
-                    ent_release(m, &x->e[i]);
+        uint32_t nd, nn;
+        if (UNLIKELY(lv == CHAMP_COLL_LEVEL)) {
+            nd = x->datamap;
+            nn = 0;
+        } else {
+            nd = popc(x->datamap);
+            nn = popc(x->nodemap);
         }
-        uint32_t nn = lv == CHAMP_COLL_LEVEL ? 0 : popc(x->nodemap);
-        if (st[sp].next < nn) {
-            node *c = node_kids(x)[st[sp].next++];
+        uint32_t i = st[sp].next;
+        if (i == 0 && m->ent_refs)
+            for (uint32_t j = 0; j < nd; j++)
+                ent_release(m, &x->e[j]);
+        node **kids = (node **)(void *)(x->e + nd);
+        node *dead = NULL;
+        while (i < nn) {
+            node *c = kids[i++];
             CHAMP_ASSERT(c->rc > 0);
             if (--c->rc == 0) {
-                sp++;
-                st[sp].n = c;
-                st[sp].next = 0;
+                dead = c;
+                break;
             }
+        }
+        if (dead) {
+            /* descend into the child that just lost its last reference */
+            st[sp].next = i;
+            sp++;
+            st[sp].n = dead;
+            st[sp].next = 0;
             continue;
         }
         pool_free(m->pool, x, node_size(x, lv));
