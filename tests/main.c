@@ -1,0 +1,356 @@
+/*
+ * main.c - champ's test binary: the harness functions and the suite runner.
+ *
+ *   champ_test            run every suite
+ *   champ_test NAME...    run only the named suites (unit random oom
+ *                         versions badinput)
+ *
+ * The last line printed is always "N passed, N failed" (N counts CHECKs);
+ * the exit status is 0 iff nothing failed.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "harness.h"
+
+unsigned long th_passed;
+unsigned long th_failed;
+uint64_t th_seed;
+
+enum { TH_MAX_PRINTED_FAILURES = 200 };
+
+void th_report_failure(const char *file, int line, const char *cond,
+                       const char *fmt, ...) {
+    th_failed++;
+    if (th_failed > TH_MAX_PRINTED_FAILURES) {
+        if (th_failed == TH_MAX_PRINTED_FAILURES + 1)
+            printf("(further failures are counted, not printed)\n");
+        return;
+    }
+    printf("FAIL %s:%d: %s: ", file, line, cond);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    if (th_seed != 0)
+        printf(" [seed 0x%016llx]", (unsigned long long)th_seed);
+    printf("\n");
+    fflush(stdout);
+}
+
+void th_set_seed(uint64_t seed) { th_seed = seed; }
+
+const char *th_status_name(champ_status s) {
+    static char other[8][32];
+    static unsigned next;
+    switch (s) {
+    case CHAMP_OK: return "CHAMP_OK";
+    case CHAMP_REPLACED: return "CHAMP_REPLACED";
+    case CHAMP_NOTFOUND: return "CHAMP_NOTFOUND";
+    case CHAMP_ENOMEM: return "CHAMP_ENOMEM";
+    case CHAMP_EINVAL: return "CHAMP_EINVAL";
+    case CHAMP_EKIND: return "CHAMP_EKIND";
+    case CHAMP_EPOOL: return "CHAMP_EPOOL";
+    case CHAMP_EMODIFIED: return "CHAMP_EMODIFIED";
+    case CHAMP_ECORRUPT: return "CHAMP_ECORRUPT";
+    case CHAMP_EUNSUPPORTED: return "CHAMP_EUNSUPPORTED";
+    case CHAMP_EBUSY: return "CHAMP_EBUSY";
+    }
+    char *buf = other[next++ % 8];
+    snprintf(buf, sizeof other[0], "status(%d)", (int)s);
+    return buf;
+}
+
+double th_scale(void) {
+    static double scale = -1.0;
+    if (scale < 0) {
+        const char *e = getenv("CHAMP_TEST_SCALE");
+        char *end = NULL;
+        double v = e ? strtod(e, &end) : 1.0;
+        if (e && (end == e || !(v > 0) || v > 1000))
+            v = 1.0;
+        scale = v;
+    }
+    return scale;
+}
+
+long th_iters(long n, long lo) {
+    double v = (double)n * th_scale();
+    long r = (long)v;
+    return r < lo ? lo : r;
+}
+
+/* ------------------------------------------------------------------ */
+
+char *th_capture(const champ_map *m, bool stats, champ_status *st) {
+    FILE *f = tmpfile();
+    if (!f) {
+        *st = CHAMP_EINVAL;
+        return NULL;
+    }
+    *st = stats ? champ_stats_print(m, f) : champ_dump(m, f);
+    fflush(f);
+    long len = ftell(f);
+    if (len < 0)
+        len = 0;
+    rewind(f);
+    char *buf = malloc((size_t)len + 1);
+    size_t got = buf ? fread(buf, 1, (size_t)len, f) : 0;
+    if (buf)
+        buf[got] = '\0';
+    fclose(f);
+    return buf;
+}
+
+bool th_same_dump(const champ_map *a, const champ_map *b) {
+    champ_status sa, sb;
+    char *da = th_capture(a, false, &sa);
+    char *db = th_capture(b, false, &sb);
+    bool same = da && db && sa == CHAMP_OK && sb == CHAMP_OK &&
+                strcmp(da, db) == 0;
+    if (!same && th_failed < TH_MAX_PRINTED_FAILURES) {
+        printf("---- dump A (%s)\n%s---- dump B (%s)\n%s----\n",
+               th_status_name(sa), da ? da : "(none)", th_status_name(sb),
+               db ? db : "(none)");
+    }
+    free(da);
+    free(db);
+    return same;
+}
+
+/* ------------------------------------------------------------------ */
+
+uint64_t th_key_hash(const void *key, void *ctx) {
+    const th_obj *o = key;
+    th_cbctx *c = ctx;
+    c->hash_calls++;
+    switch (c->hash_mode) {
+    case TH_HASH_GOOD: return th_mix64(o->id ^ 0x5bd1e9955bd1e995ULL);
+    case TH_HASH_MOD64: return o->id % 64;
+    case TH_HASH_BITS: return th_mix64(o->id) & c->mask;
+    case TH_HASH_DEEP:
+        return 0x000a5a5a5a5a5a5aULL | (th_mix64(o->id) << 52);
+    default: return o->hash;
+    }
+}
+
+bool th_key_equal(const void *a, const void *b, void *ctx) {
+    th_cbctx *c = ctx;
+    c->equal_calls++;
+    return ((const th_obj *)a)->id == ((const th_obj *)b)->id;
+}
+
+void th_obj_retain(void *p, void *ctx) {
+    th_cbctx *c = ctx;
+    c->retain_calls++;
+    if (!p) {
+        c->null_calls++;
+        return;
+    }
+    th_obj *o = p;
+    o->held++;
+    o->retains++;
+}
+
+void th_obj_release(void *p, void *ctx) {
+    th_cbctx *c = ctx;
+    c->release_calls++;
+    if (!p) {
+        c->null_calls++;
+        return;
+    }
+    th_obj *o = p;
+    if (o->held <= 0)
+        c->underflows++;
+    o->held--;
+    o->releases++;
+}
+
+void th_obj_hand_in(void *p) {
+    if (p) {
+        ((th_obj *)p)->held++;
+        ((th_obj *)p)->handed_in++;
+    }
+}
+
+void th_obj_hand_back(void *p) {
+    if (p) {
+        ((th_obj *)p)->held--;
+        ((th_obj *)p)->handed_back++;
+    }
+}
+
+champ_config th_generic_config(th_cbctx *ctx, bool counted,
+                               champ_pool *pool) {
+    champ_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = CHAMP_KEY_GENERIC;
+    c.hash = th_key_hash;
+    c.equal = th_key_equal;
+    c.ctx = ctx;
+    c.pool = pool;
+    c.seed = 1;
+    c.fixed_seed = true;
+    if (counted) {
+        c.key_retain = th_obj_retain;
+        c.key_release = th_obj_release;
+        c.val_retain = th_obj_retain;
+        c.val_release = th_obj_release;
+    }
+    return c;
+}
+
+champ_config th_kind_config(champ_key_kind kind, uint64_t seed,
+                            champ_pool *pool) {
+    champ_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.seed = seed;
+    c.fixed_seed = true;
+    c.pool = pool;
+    return c;
+}
+
+/* ------------------------------------------------------------------ */
+
+/* Each block carries a header with its size, so free/realloc can check the
+ * sizes the pool passes back. */
+#define TH_HDR 32u
+#define TH_MAGIC 0xc4a3b0bfULL
+
+static bool th_alloc_refuse(th_alloc *t) {
+    long idx = (long)t->calls++;
+    if (t->fail_at >= 0 &&
+        (idx == t->fail_at || (t->fail_persist && idx > t->fail_at))) {
+        t->failures++;
+        return true;
+    }
+    return false;
+}
+
+static void *th_alloc_malloc(size_t size, void *ctx) {
+    th_alloc *t = ctx;
+    if (th_alloc_refuse(t))
+        return NULL;
+    unsigned char *p = malloc(TH_HDR + size);
+    if (!p)
+        return NULL;
+    uint64_t hdr[2] = {(uint64_t)size, TH_MAGIC};
+    memcpy(p, hdr, sizeof hdr);
+    t->live_bytes += size;
+    t->live_blocks++;
+    if (t->live_bytes > t->peak_bytes)
+        t->peak_bytes = t->live_bytes;
+    return p + TH_HDR;
+}
+
+static size_t th_alloc_size_of(th_alloc *t, void *ptr, size_t claimed) {
+    uint64_t hdr[2];
+    memcpy(hdr, (unsigned char *)ptr - TH_HDR, sizeof hdr);
+    if (hdr[1] != TH_MAGIC || hdr[0] != claimed)
+        t->size_mismatches++;
+    return (size_t)hdr[0];
+}
+
+static void th_alloc_free(void *ptr, size_t size, void *ctx) {
+    th_alloc *t = ctx;
+    if (!ptr)
+        return;
+    size_t real = th_alloc_size_of(t, ptr, size);
+    t->frees++;
+    t->live_bytes -= real;
+    t->live_blocks--;
+    free((unsigned char *)ptr - TH_HDR);
+}
+
+static void *th_alloc_realloc(void *ptr, size_t old_size, size_t new_size,
+                              void *ctx) {
+    th_alloc *t = ctx;
+    if (!ptr)
+        return th_alloc_malloc(new_size, ctx);
+    if (th_alloc_refuse(t))
+        return NULL;
+    size_t real = th_alloc_size_of(t, ptr, old_size);
+    unsigned char *p = realloc((unsigned char *)ptr - TH_HDR, TH_HDR + new_size);
+    if (!p)
+        return NULL;
+    uint64_t hdr[2] = {(uint64_t)new_size, TH_MAGIC};
+    memcpy(p, hdr, sizeof hdr);
+    t->live_bytes = t->live_bytes - real + new_size;
+    if (t->live_bytes > t->peak_bytes)
+        t->peak_bytes = t->live_bytes;
+    return p + TH_HDR;
+}
+
+void th_alloc_init(th_alloc *t) {
+    memset(t, 0, sizeof *t);
+    t->a.malloc = th_alloc_malloc;
+    t->a.realloc = th_alloc_realloc;
+    t->a.free = th_alloc_free;
+    t->a.ctx = t;
+    t->fail_at = -1;
+}
+
+/* ------------------------------------------------------------------ */
+
+size_t th_pool_live(const champ_pool *p) {
+    champ_pool_stats ps;
+    if (champ_pool_stats_get(p, &ps) != CHAMP_OK)
+        return (size_t)-1;
+    return ps.bytes_live;
+}
+
+champ_stats th_stats(const champ_map *m) {
+    champ_stats s;
+    memset(&s, 0, sizeof s);
+    champ_status st = champ_stats_get(m, &s);
+    CHECK(st == CHAMP_OK, "champ_stats_get returned %s", th_status_name(st));
+    if (st != CHAMP_OK)
+        memset(&s, 0, sizeof s);
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+
+typedef struct th_suite {
+    const char *name;
+    void (*run)(void);
+} th_suite;
+
+static const th_suite th_suites[] = {
+    {"unit", suite_unit},
+    {"badinput", suite_badinput},
+    {"versions", suite_versions},
+    {"random", suite_random},
+    {"oom", suite_oom},
+};
+
+static bool th_wanted(const char *name, int argc, char **argv) {
+    if (argc <= 1)
+        return true;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return true;
+    return false;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("champ tests, CHAMP_TEST_SCALE=%g\n", th_scale());
+    for (size_t i = 0; i < sizeof th_suites / sizeof th_suites[0]; i++) {
+        if (!th_wanted(th_suites[i].name, argc, argv))
+            continue;
+        unsigned long p0 = th_passed, f0 = th_failed;
+        clock_t t0 = clock();
+        th_set_seed(0);
+        th_suites[i].run();
+        th_set_seed(0);
+        double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+        printf("suite %-9s %9lu checks passed, %lu failed (%.2f s cpu)\n",
+               th_suites[i].name, th_passed - p0, th_failed - f0, secs);
+    }
+    printf("%lu passed, %lu failed\n", th_passed, th_failed);
+    return th_failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,102 @@
+#!/bin/sh
+# run.sh BUILD_DIR - champ's whole test run (what `make test` calls).
+#
+# Runs, each under a header line:
+#   make check-warnings            gcc and clang, -Werror (1 check)
+#   BUILD/test/champ_test          optimised, CHAMP_STATS + CHAMP_FAULTS
+#   BUILD/asan/champ_test          ASan + UBSan, CHAMP_TEST_SCALE=0.25
+#   valgrind BUILD/dbg/champ_test  memcheck, CHAMP_TEST_SCALE=0.05
+#   BUILD/examples/*               each must exit 0 (1 check each)
+# sums the "N passed, N failed" last lines of the test binaries, counts a
+# crashed or failing run (or a missing binary) as one more failure, and
+# prints one final line "N passed, N failed".  Exit status: 0 iff nothing
+# failed.
+B=${1:-build}
+PASSED=0
+FAILED=0
+TMP=${TMPDIR:-/tmp}/champ-run.$$
+trap 'rm -f "$TMP.out" "$TMP.rc"' EXIT INT TERM
+
+header() {
+    echo
+    echo "==== $* ===="
+}
+
+pass() { PASSED=$((PASSED + 1)); }
+fail() { FAILED=$((FAILED + 1)); echo "run.sh: FAILED: $*"; }
+
+# run_suite NAME BINARY CMD...: runs CMD (which runs BINARY), streams its
+# output and adds the counts of its last line.
+run_suite() {
+    name=$1
+    bin=$2
+    shift 2
+    if [ ! -x "$bin" ]; then
+        fail "$name: $bin missing (build failed?)"
+        return
+    fi
+    start=$(date +%s)
+    { "$@"; echo $? > "$TMP.rc"; } 2>&1 | tee "$TMP.out"
+    rc=$(cat "$TMP.rc" 2>/dev/null || echo 1)
+    secs=$(( $(date +%s) - start ))
+    last=$(tail -n 1 "$TMP.out")
+    p=$(echo "$last" | sed -n 's/^\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed$/\1/p')
+    f=$(echo "$last" | sed -n 's/^\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed$/\2/p')
+    if [ -z "$p" ]; then
+        fail "$name: no summary line (crashed? exit status $rc)"
+        return
+    fi
+    PASSED=$((PASSED + p))
+    FAILED=$((FAILED + f))
+    # Exit status 1 means "a check failed" (already counted); anything else
+    # (valgrind's 99, a sanitizer abort) is a failure of its own.
+    if [ "$rc" != 0 ] && { [ "$rc" != 1 ] || [ "$f" = 0 ]; }; then
+        fail "$name: exit status $rc (memory errors or a crash)"
+    fi
+    echo "($name: ${secs}s, exit status $rc)"
+}
+
+header "make check-warnings"
+if make --no-print-directory check-warnings; then
+    pass
+else
+    fail "check-warnings"
+fi
+
+header "$B/test/champ_test (optimised, stats + faults)"
+run_suite test "$B/test/champ_test" "$B/test/champ_test"
+
+header "$B/asan/champ_test (ASan + UBSan, CHAMP_TEST_SCALE=0.25)"
+run_suite asan "$B/asan/champ_test" env CHAMP_TEST_SCALE=0.25 \
+    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
+    UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
+    "$B/asan/champ_test"
+
+header "valgrind $B/dbg/champ_test (memcheck, CHAMP_TEST_SCALE=0.05)"
+if command -v valgrind >/dev/null 2>&1; then
+    run_suite valgrind "$B/dbg/champ_test" env CHAMP_TEST_SCALE=0.05 \
+        valgrind -q --error-exitcode=99 \
+        --leak-check=full --errors-for-leak-kinds=all "$B/dbg/champ_test"
+else
+    echo "valgrind not found: skipped (Debian: apt-get install valgrind)"
+fi
+
+header "examples ($B/examples/*)"
+found=0
+for ex in "$B"/examples/*; do
+    [ -f "$ex" ] && [ -x "$ex" ] || continue
+    found=1
+    if "$ex" </dev/null >"$TMP.out" 2>&1; then
+        pass
+        echo "ok   $ex"
+    else
+        rc=$?
+        fail "$ex exited with status $rc"
+        tail -n 20 "$TMP.out"
+    fi
+done
+[ "$found" = 1 ] || echo "no examples built"
+
+echo
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]

@@ -1,0 +1,484 @@
+/*
+ * test_badinput.c - every public function with NULLs, bad configurations
+ * and maps of the wrong kind: each returns its documented error status,
+ * leaves outputs as documented and never crashes.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* A non-NULL pointer that must be overwritten (or kept) by a call. */
+#define BAD_JUNK_MAP ((champ_map *)th_tok(0xbad))
+#define BAD_JUNK_VAL (th_tok(0xbee))
+
+static uint64_t bad_hash(const void *k, void *ctx) {
+    (void)ctx;
+    return (uint64_t)(uintptr_t)k;
+}
+
+static bool bad_equal(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    return a == b;
+}
+
+static void bad_ref(void *p, void *ctx) {
+    (void)p;
+    (void)ctx;
+}
+
+static void bad_water(champ_pool *p, size_t live, size_t cap, void *ctx) {
+    (void)p;
+    (void)live;
+    (void)cap;
+    (void)ctx;
+}
+
+static void *bad_malloc(size_t n, void *ctx) {
+    (void)n;
+    (void)ctx;
+    return NULL;
+}
+
+static void *bad_realloc(void *p, size_t o, size_t n, void *ctx) {
+    (void)p;
+    (void)o;
+    (void)n;
+    (void)ctx;
+    return NULL;
+}
+
+static void bad_free(void *p, size_t n, void *ctx) {
+    (void)p;
+    (void)n;
+    (void)ctx;
+}
+
+static int bad_visit(const champ_key *k, void *v, void *ctx) {
+    (void)k;
+    (void)v;
+    (void)ctx;
+    return 0;
+}
+
+static void test_strerror(void) {
+    const champ_status all[] = {
+        CHAMP_OK,     CHAMP_REPLACED,  CHAMP_NOTFOUND, CHAMP_ENOMEM,
+        CHAMP_EINVAL, CHAMP_EKIND,     CHAMP_EPOOL,    CHAMP_EMODIFIED,
+        CHAMP_ECORRUPT, CHAMP_EUNSUPPORTED, CHAMP_EBUSY,
+    };
+    size_t n = sizeof all / sizeof all[0];
+    for (size_t i = 0; i < n; i++) {
+        const char *a = champ_strerror(all[i]);
+        CHECK(a != NULL && a[0] != '\0', "strerror(%s) empty",
+              th_status_name(all[i]));
+        for (size_t j = 0; j < i; j++) {
+            const char *b = champ_strerror(all[j]);
+            CHECK(a && b && strcmp(a, b) != 0, "strerror(%s) == strerror(%s)",
+                  th_status_name(all[i]), th_status_name(all[j]));
+        }
+    }
+    CHECK(champ_strerror((champ_status)42) != NULL, "unknown status");
+    CHECK(champ_strerror((champ_status)-99) != NULL, "unknown error");
+}
+
+static void test_pool_configs(void) {
+    champ_pool *p = (champ_pool *)th_tok(1);
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    CHECK_ST(champ_pool_new(&pc, NULL), CHAMP_EINVAL);
+
+    static _Alignas(16) unsigned char buf[1 << 14];
+    champ_allocator al = {bad_malloc, bad_realloc, bad_free, NULL};
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    pc.allocator = &al;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
+    pc.allocator = NULL;
+    pc.buffer_size = 8;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
+    pc.buffer_size = 0;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
+    pc.buffer_size = sizeof buf;
+
+    const double bad_marks[] = {2.0, -0.5, 1.0000001, NAN, INFINITY};
+    for (size_t i = 0; i < sizeof bad_marks / sizeof bad_marks[0]; i++) {
+        pc.watermark = bad_marks[i];
+        pc.on_watermark = bad_water;
+        CHECK(champ_pool_new(&pc, &p) == CHAMP_EINVAL,
+              "watermark %g accepted", bad_marks[i]);
+        pc.buffer = NULL;
+        pc.buffer_size = 0;
+        pc.on_watermark = NULL;
+        CHECK(champ_pool_new(&pc, &p) == CHAMP_EINVAL,
+              "watermark %g accepted (no buffer)", bad_marks[i]);
+        pc.buffer = buf;
+        pc.buffer_size = sizeof buf;
+    }
+    pc.watermark = 1.0;
+    p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    champ_pool_free(p);
+    pc.watermark = 0;
+    pc.on_watermark = NULL;
+
+    /* Allocators with some members NULL. */
+    memset(&pc, 0, sizeof pc);
+    const champ_allocator partial[] = {
+        {NULL, bad_realloc, bad_free, NULL},
+        {bad_malloc, NULL, bad_free, NULL},
+        {bad_malloc, bad_realloc, NULL, NULL},
+        {bad_malloc, NULL, NULL, NULL},
+        {NULL, NULL, bad_free, NULL},
+    };
+    for (size_t i = 0; i < sizeof partial / sizeof partial[0]; i++) {
+        pc.allocator = &partial[i];
+        CHECK(champ_pool_new(&pc, &p) == CHAMP_EINVAL,
+              "allocator %zu with NULL members accepted", i);
+    }
+    /* All NULL means libc. */
+    champ_allocator none = {NULL, NULL, NULL, NULL};
+    pc.allocator = &none;
+    p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    champ_pool_free(p);
+    /* An allocator that always fails: ENOMEM (or it fails later). */
+    champ_allocator failing = {bad_malloc, bad_realloc, bad_free, NULL};
+    pc.allocator = &failing;
+    p = NULL;
+    champ_status st = champ_pool_new(&pc, &p);
+    CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "failing allocator: %s",
+          th_status_name(st));
+    if (st == CHAMP_OK) {
+        champ_config cfg = th_kind_config(CHAMP_KEY_U64, 1, p);
+        champ_map *m = NULL;
+        st = champ_new(&cfg, &m);
+        CHECK(st == CHAMP_ENOMEM && m == NULL,
+              "map from a pool that cannot get memory: %s",
+              th_status_name(st));
+        champ_free(m);
+    }
+    champ_pool_free(p);
+    champ_pool_free(NULL);
+}
+
+static void test_map_configs(void) {
+    champ_map *m = BAD_JUNK_MAP;
+    champ_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kind = CHAMP_KEY_U64;
+    CHECK_ST(champ_new(NULL, &m), CHAMP_EINVAL);
+    CHECK_ST(champ_new(&cfg, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_new_u64(NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_new_bytes(NULL), CHAMP_EINVAL);
+
+    struct {
+        const char *what;
+        int kind;
+        bool hash, equal, key_retain, key_release;
+    } bad[] = {
+        {"kind 0", 0, false, false, false, false},
+        {"unknown kind", 99, false, false, false, false},
+        {"negative kind", -1, false, false, false, false},
+        {"generic without hash/equal", CHAMP_KEY_GENERIC, false, false, false, false},
+        {"generic without hash", CHAMP_KEY_GENERIC, false, true, false, false},
+        {"generic without equal", CHAMP_KEY_GENERIC, true, false, false, false},
+        {"u64 with hash", CHAMP_KEY_U64, true, false, false, false},
+        {"u64 with equal", CHAMP_KEY_U64, false, true, false, false},
+        {"u64 with hash and equal", CHAMP_KEY_U64, true, true, false, false},
+        {"bytes with hash", CHAMP_KEY_BYTES, true, false, false, false},
+        {"bytes with equal", CHAMP_KEY_BYTES, false, true, false, false},
+        {"u64 with key_retain", CHAMP_KEY_U64, false, false, true, false},
+        {"u64 with key_release", CHAMP_KEY_U64, false, false, false, true},
+        {"bytes with key callbacks", CHAMP_KEY_BYTES, false, false, true, true},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&cfg, 0, sizeof cfg);
+        cfg.kind = (champ_key_kind)bad[i].kind;
+        cfg.hash = bad[i].hash ? bad_hash : NULL;
+        cfg.equal = bad[i].equal ? bad_equal : NULL;
+        cfg.key_retain = bad[i].key_retain ? bad_ref : NULL;
+        cfg.key_release = bad[i].key_release ? bad_ref : NULL;
+        m = BAD_JUNK_MAP;
+        champ_status st = champ_new(&cfg, &m);
+        CHECK(st == CHAMP_EINVAL, "%s: %s", bad[i].what, th_status_name(st));
+        CHECK(m == NULL, "%s: *out not NULL on error", bad[i].what);
+        if (st == CHAMP_OK && m != BAD_JUNK_MAP)
+            champ_free(m);
+    }
+
+    /* A bad private pool config. */
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.watermark = 2.0;
+    cfg = th_kind_config(CHAMP_KEY_U64, 1, NULL);
+    cfg.pool_config = &pc;
+    m = BAD_JUNK_MAP;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_EINVAL);
+    CHECK(m == NULL, "bad pool_config: *out NULL");
+    champ_allocator half = {bad_malloc, NULL, NULL, NULL};
+    memset(&pc, 0, sizeof pc);
+    pc.allocator = &half;
+    m = BAD_JUNK_MAP;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_EINVAL);
+    CHECK(m == NULL, "half allocator: *out NULL");
+
+    /* Valid generic config (for contrast). */
+    memset(&cfg, 0, sizeof cfg);
+    cfg.kind = CHAMP_KEY_GENERIC;
+    cfg.hash = bad_hash;
+    cfg.equal = bad_equal;
+    cfg.key_retain = bad_ref;
+    cfg.key_release = bad_ref;
+    m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    champ_free(m);
+    champ_free(NULL);
+}
+
+/* Every map function with a NULL map or NULL required outputs. */
+static void test_null_arguments(void) {
+    champ_map *out = BAD_JUNK_MAP;
+    void *v = BAD_JUNK_VAL;
+    CHECK_ST(champ_copy(NULL, &out), CHAMP_EINVAL);
+    CHECK_ST(champ_clear(NULL), CHAMP_EINVAL);
+    CHECK_EQ(champ_size(NULL), 0, "size of NULL");
+    CHECK(champ_pool_of(NULL) == NULL, "pool_of(NULL)");
+    (void)champ_kind(NULL);
+    (void)champ_seed(NULL);
+
+    CHECK_ST(champ_get_u64(NULL, 1, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_contains_u64(NULL, 1), CHAMP_EINVAL);
+    CHECK_ST(champ_set_u64(NULL, 1, NULL, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_u64(NULL, 1, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_pset_u64(NULL, 1, NULL, &out), CHAMP_EINVAL);
+    CHECK_ST(champ_premove_u64(NULL, 1, &out), CHAMP_EINVAL);
+    CHECK_ST(champ_get_bytes(NULL, "a", 1, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_contains_bytes(NULL, "a", 1), CHAMP_EINVAL);
+    CHECK_ST(champ_set_bytes(NULL, "a", 1, NULL, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_bytes(NULL, "a", 1, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_pset_bytes(NULL, "a", 1, NULL, &out), CHAMP_EINVAL);
+    CHECK_ST(champ_premove_bytes(NULL, "a", 1, &out), CHAMP_EINVAL);
+    CHECK_ST(champ_get_str(NULL, "a", &v), CHAMP_EINVAL);
+    CHECK_ST(champ_set_str(NULL, "a", NULL, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_str(NULL, "a", &v), CHAMP_EINVAL);
+    CHECK_ST(champ_get(NULL, "a", &v), CHAMP_EINVAL);
+    CHECK_ST(champ_contains(NULL, "a"), CHAMP_EINVAL);
+    CHECK_ST(champ_set(NULL, "a", NULL, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_remove(NULL, "a", &v, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_pset(NULL, "a", NULL, &out), CHAMP_EINVAL);
+    CHECK_ST(champ_premove(NULL, "a", &out), CHAMP_EINVAL);
+    CHECK(v == BAD_JUNK_VAL, "outputs untouched on EINVAL");
+    CHECK(out == NULL || out == BAD_JUNK_MAP, "p-form out on EINVAL");
+
+    champ_iter it;
+    champ_key k;
+    CHECK_ST(champ_iter_init(NULL, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_iter_init(&it, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_iter_next(NULL, &k, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_foreach(NULL, bad_visit, NULL), CHAMP_EINVAL);
+    champ_stats s;
+    champ_pool_stats ps;
+    CHECK_ST(champ_stats_get(NULL, &s), CHAMP_EINVAL);
+    CHECK_ST(champ_pool_stats_get(NULL, &ps), CHAMP_EINVAL);
+    CHECK_ST(champ_stats_print(NULL, stderr), CHAMP_EINVAL);
+    CHECK_ST(champ_validate(NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_dump(NULL, stderr), CHAMP_EINVAL);
+    CHECK_ST(champ_pool_fail_after(NULL, 3), CHAMP_EINVAL);
+
+    /* A real map with NULL outputs / callbacks. */
+    champ_map *m = NULL;
+    champ_config cfg = th_kind_config(CHAMP_KEY_BYTES, 3, NULL);
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (!m)
+        return;
+    CHECK_ST(champ_set_str(m, "x", NULL, NULL), CHAMP_OK);
+    CHECK_ST(champ_copy(m, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_pset_bytes(m, "y", 1, NULL, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_premove_bytes(m, "x", 1, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_foreach(m, NULL, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_stats_get(m, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_pool_stats_get(champ_pool_of(m), NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_stats_print(m, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_dump(m, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_iter_init(NULL, m), CHAMP_EINVAL);
+    /* key NULL with a nonzero length; _str with NULL. */
+    CHECK_ST(champ_get_bytes(m, NULL, 3, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_contains_bytes(m, NULL, 3), CHAMP_EINVAL);
+    CHECK_ST(champ_set_bytes(m, NULL, 3, NULL, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_bytes(m, NULL, 3, &v), CHAMP_EINVAL);
+    out = BAD_JUNK_MAP;
+    CHECK_ST(champ_pset_bytes(m, NULL, 3, NULL, &out), CHAMP_EINVAL);
+    CHECK(out == NULL, "pset_bytes(NULL key): *out NULL");
+    out = BAD_JUNK_MAP;
+    CHECK_ST(champ_premove_bytes(m, NULL, 3, &out), CHAMP_EINVAL);
+    CHECK(out == NULL, "premove_bytes(NULL key): *out NULL");
+    CHECK_ST(champ_get_str(m, NULL, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_set_str(m, NULL, NULL, &v), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_str(m, NULL, &v), CHAMP_EINVAL);
+    CHECK(v == BAD_JUNK_VAL, "outputs untouched on EINVAL");
+    CHECK_EQ(champ_size(m), 1, "map unchanged by bad calls");
+    CHECK_VALID(m, "after bad calls");
+    champ_free(m);
+}
+
+/* Key-kind functions on maps of the other kinds: CHAMP_EKIND. */
+static void test_wrong_kinds(void) {
+    champ_map *maps[3] = {NULL, NULL, NULL};
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 1, NULL);
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 1, NULL);
+    champ_config cg;
+    memset(&cg, 0, sizeof cg);
+    cg.kind = CHAMP_KEY_GENERIC;
+    cg.hash = bad_hash;
+    cg.equal = bad_equal;
+    CHECK_ST(champ_new(&cu, &maps[0]), CHAMP_OK);
+    CHECK_ST(champ_new(&cb, &maps[1]), CHAMP_OK);
+    CHECK_ST(champ_new(&cg, &maps[2]), CHAMP_OK);
+    if (!maps[0] || !maps[1] || !maps[2])
+        goto done;
+    CHECK_ST(champ_set_u64(maps[0], 1, NULL, NULL), CHAMP_OK);
+    CHECK_ST(champ_set_str(maps[1], "a", NULL, NULL), CHAMP_OK);
+    CHECK_ST(champ_set(maps[2], "a", NULL, NULL), CHAMP_OK);
+    for (int kind = 0; kind < 3; kind++) {
+        champ_map *m = maps[kind];
+        void *v = BAD_JUNK_VAL, *k2 = BAD_JUNK_VAL;
+        champ_map *out;
+        const char *kn = kind == 0 ? "u64" : kind == 1 ? "bytes" : "generic";
+#define BAD_EKIND(call)                                                   \
+    do {                                                                  \
+        out = BAD_JUNK_MAP;                                               \
+        champ_status st_ = (call);                                        \
+        CHECK(st_ == CHAMP_EKIND, "%s on a %s map: %s", #call, kn,        \
+              th_status_name(st_));                                       \
+    } while (0)
+#define BAD_EKIND_OUT(call)                                               \
+    do {                                                                  \
+        BAD_EKIND(call);                                                  \
+        CHECK(out == NULL, "%s on a %s map: *out not NULL", #call, kn);   \
+    } while (0)
+        if (kind != 0) {
+            BAD_EKIND(champ_get_u64(m, 1, &v));
+            BAD_EKIND(champ_contains_u64(m, 1));
+            BAD_EKIND(champ_set_u64(m, 1, NULL, &v));
+            BAD_EKIND(champ_remove_u64(m, 1, &v));
+            BAD_EKIND_OUT(champ_pset_u64(m, 1, NULL, &out));
+            BAD_EKIND_OUT(champ_premove_u64(m, 1, &out));
+        }
+        if (kind != 1) {
+            BAD_EKIND(champ_get_bytes(m, "a", 1, &v));
+            BAD_EKIND(champ_contains_bytes(m, "a", 1));
+            BAD_EKIND(champ_set_bytes(m, "a", 1, NULL, &v));
+            BAD_EKIND(champ_remove_bytes(m, "a", 1, &v));
+            BAD_EKIND_OUT(champ_pset_bytes(m, "a", 1, NULL, &out));
+            BAD_EKIND_OUT(champ_premove_bytes(m, "a", 1, &out));
+            BAD_EKIND(champ_get_str(m, "a", &v));
+            BAD_EKIND(champ_set_str(m, "a", NULL, &v));
+            BAD_EKIND(champ_remove_str(m, "a", &v));
+        }
+        if (kind != 2) {
+            BAD_EKIND(champ_get(m, "a", &v));
+            BAD_EKIND(champ_contains(m, "a"));
+            BAD_EKIND(champ_set(m, "a", NULL, &v));
+            BAD_EKIND(champ_remove(m, "a", &k2, &v));
+            BAD_EKIND_OUT(champ_pset(m, "a", NULL, &out));
+            BAD_EKIND_OUT(champ_premove(m, "a", &out));
+        }
+#undef BAD_EKIND
+#undef BAD_EKIND_OUT
+        CHECK(v == BAD_JUNK_VAL && k2 == BAD_JUNK_VAL,
+              "%s map: outputs touched by EKIND calls", kn);
+        CHECK_EQ(champ_size(m), 1, kn);
+        CHECK_VALID(m, kn);
+    }
+done:
+    for (int i = 0; i < 3; i++)
+        champ_free(maps[i]);
+}
+
+/* Release callbacks without retain callbacks: copy and p-forms refuse. */
+static void test_release_without_retain(void) {
+    for (int which = 0; which < 3; which++) {
+        champ_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.kind = CHAMP_KEY_GENERIC;
+        cfg.hash = bad_hash;
+        cfg.equal = bad_equal;
+        if (which == 0) {
+            cfg.val_release = bad_ref;
+        } else if (which == 1) {
+            cfg.key_release = bad_ref;
+        } else {
+            cfg.key_release = bad_ref;
+            cfg.val_release = bad_ref;
+            cfg.val_retain = bad_ref;
+        }
+        champ_map *m = NULL, *out;
+        CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+        if (!m)
+            continue;
+        static char keys[4];
+        for (int i = 0; i < 4; i++)
+            CHECK_ST(champ_set(m, &keys[i], NULL, NULL), CHAMP_OK);
+        out = BAD_JUNK_MAP;
+        CHECK_ST(champ_copy(m, &out), CHAMP_EINVAL);
+        CHECK(out == NULL, "copy: *out NULL on EINVAL");
+        out = BAD_JUNK_MAP;
+        CHECK_ST(champ_pset(m, &keys[0], NULL, &out), CHAMP_EINVAL);
+        CHECK(out == NULL, "pset: *out NULL on EINVAL");
+        out = BAD_JUNK_MAP;
+        CHECK_ST(champ_premove(m, &keys[1], &out), CHAMP_EINVAL);
+        CHECK(out == NULL, "premove: *out NULL on EINVAL");
+        CHECK_EQ(champ_size(m), 4, "map unchanged");
+        CHECK_VALID(m, "release without retain");
+        /* In-place updates stay allowed. */
+        CHECK_ST(champ_remove(m, &keys[1], NULL, NULL), CHAMP_OK);
+        CHECK_ST(champ_set(m, &keys[0], NULL, NULL), CHAMP_REPLACED);
+        champ_free(m);
+    }
+    /* A U64 map with val_release only. */
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 1, NULL);
+    cu.val_release = bad_ref;
+    champ_map *u = NULL, *out = BAD_JUNK_MAP;
+    CHECK_ST(champ_new(&cu, &u), CHAMP_OK);
+    if (u) {
+        CHECK_ST(champ_pset_u64(u, 1, NULL, &out), CHAMP_EINVAL);
+        CHECK(out == NULL, "pset_u64: *out NULL on EINVAL");
+        CHECK_ST(champ_set_u64(u, 1, NULL, NULL), CHAMP_OK);
+        champ_free(u);
+    }
+}
+
+/* champ_pool_fail_after exists in test builds only. */
+static void test_fail_after_hook(void) {
+    champ_pool *p = NULL;
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+    CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_OK);
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 1, p);
+    champ_map *m = BAD_JUNK_MAP;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_ENOMEM);
+    CHECK(m == NULL, "champ_new ENOMEM: *out NULL");
+    CHECK_ST(champ_pool_fail_after(p, -1), CHAMP_OK);
+    m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    champ_free(m);
+#else
+    CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_EUNSUPPORTED);
+#endif
+    champ_pool_free(p);
+}
+
+void suite_badinput(void) {
+    test_strerror();
+    test_pool_configs();
+    test_map_configs();
+    test_null_arguments();
+    test_wrong_kinds();
+    test_release_without_retain();
+    test_fail_after_hook();
+}

@@ -1,0 +1,822 @@
+/*
+ * test_oom.c - out-of-memory injection, SQLite style: walk the failure
+ * forward one allocation at a time.
+ *
+ * A fixed workload (a list of mixed in-place and persistent updates on six
+ * map slots: two U64, two BYTES, two GENERIC with counted callbacks and a
+ * weak hash, so collision nodes appear) runs again and again; run k makes
+ * allocation k fail, for k = 0, 1, 2, ... until a run sees no failure at
+ * all.  After every call that returns CHAMP_ENOMEM the map must validate,
+ * equal its state before the call (content compared with the reference), no
+ * reference callback may have changed the balance, and p-forms must have
+ * set *out to NULL.  At the end everything is freed and the pool must be
+ * back to zero live bytes.
+ *
+ *   1. champ_pool_fail_after(pool, k): the pool's k-th block allocation
+ *      fails; once only (then reset) and persistently.
+ *   2. A counting backing allocator that fails its k-th call (1 KiB chunks,
+ *      so chunks are requested often); every byte it handed out must come
+ *      back, with the right sizes.
+ *   3. Fixed-buffer pools: fill to CHAMP_ENOMEM, recycle, watermark.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define OOM_SLOTS 6
+#define OOM_KEYS 400 /* the most keys a workload uses */
+#define OOM_VALS 16
+
+enum oom_op_type {
+    OOM_NEW,
+    OOM_SET,
+    OOM_REMOVE,
+    OOM_GET,
+    OOM_PSET,
+    OOM_PREMOVE,
+    OOM_COPY,
+    OOM_CLEAR,
+    OOM_FREE,
+    OOM_NTYPES
+};
+
+typedef struct oom_op {
+    int type;
+    int slot, dst;  /* dst: same kind as slot */
+    unsigned key, val;
+    bool with_out;  /* set/remove: ask for old/val (and key) out */
+} oom_op;
+
+typedef struct oom_ref {
+    bool present[OOM_KEYS];
+    void *val[OOM_KEYS];
+    size_t count;
+} oom_ref;
+
+typedef struct oom_world {
+    champ_pool *pool;
+    champ_map *m[OOM_SLOTS];
+    oom_ref ref[OOM_SLOTS];
+    th_cbctx ctx;
+    th_obj keys[OOM_KEYS];
+    th_obj vals[OOM_VALS];
+    char bkeys[OOM_KEYS][24];
+    unsigned nkeys;  /* keys the workload uses */
+    long enomem;     /* calls that returned CHAMP_ENOMEM */
+    bool broken;
+} oom_world;
+
+static champ_key_kind oom_slot_kind(int slot) {
+    return slot < 2 ? CHAMP_KEY_U64
+                    : slot < 4 ? CHAMP_KEY_BYTES : CHAMP_KEY_GENERIC;
+}
+
+static bool oom_counted(int slot) {
+    return oom_slot_kind(slot) == CHAMP_KEY_GENERIC;
+}
+
+static void *oom_val(oom_world *w, int slot, unsigned vi) {
+    if (vi == OOM_VALS - 1)
+        return NULL;
+    return oom_counted(slot) ? (void *)&w->vals[vi] : th_tok(vi);
+}
+
+/* The workload: a fixed list of operations. */
+static oom_op *oom_make_ops(size_t n, uint64_t seed, unsigned nkeys) {
+    oom_op *ops = calloc(n, sizeof *ops);
+    if (!ops)
+        return NULL;
+    th_rng r = {seed};
+    for (size_t i = 0; i < n; i++) {
+        oom_op *o = &ops[i];
+        unsigned dice = (unsigned)th_below(&r, 100);
+        o->type = i < OOM_SLOTS        ? OOM_NEW
+                  : dice < 38          ? OOM_SET
+                  : dice < 55          ? OOM_REMOVE
+                  : dice < 60          ? OOM_GET
+                  : dice < 74          ? OOM_PSET
+                  : dice < 85          ? OOM_PREMOVE
+                  : dice < 92          ? OOM_COPY
+                  : dice < 94          ? OOM_CLEAR
+                  : dice < 97          ? OOM_FREE
+                                       : OOM_NEW;
+        o->slot = i < OOM_SLOTS ? (int)i : (int)th_below(&r, OOM_SLOTS);
+        o->dst = o->slot ^ 1;
+        o->key = (unsigned)th_below(&r, nkeys);
+        o->val = (unsigned)th_below(&r, OOM_VALS);
+        o->with_out = th_chance(&r, 50);
+    }
+    return ops;
+}
+
+static void oom_world_init(oom_world *w, unsigned nkeys) {
+    memset(w, 0, sizeof *w);
+    w->nkeys = nkeys;
+    w->ctx.hash_mode = TH_HASH_BITS;
+    w->ctx.mask = 0x8000000000000421ULL; /* 3 bits: collisions, deep paths */
+    for (unsigned k = 0; k < OOM_KEYS; k++) {
+        w->keys[k].id = k + 1;
+        snprintf(w->bkeys[k], sizeof w->bkeys[k], "key\xff%u", k * 31);
+    }
+    for (unsigned v = 0; v < OOM_VALS; v++)
+        w->vals[v].id = 1000 + v;
+}
+
+static champ_status oom_get(oom_world *w, int slot, unsigned k, void **v) {
+    const champ_map *m = w->m[slot];
+    switch (oom_slot_kind(slot)) {
+    case CHAMP_KEY_U64: return champ_get_u64(m, (uint64_t)k << 33, v);
+    case CHAMP_KEY_BYTES: return champ_get_str(m, w->bkeys[k], v);
+    default: return champ_get(m, &w->keys[k], v);
+    }
+}
+
+/* Slot content equals its reference. */
+static bool oom_same(oom_world *w, int slot, const char *what, long run,
+                     size_t opi) {
+    size_t bad = 0;
+    for (unsigned k = 0; k < w->nkeys; k++) {
+        void *v = th_tok(0xdead);
+        champ_status st = oom_get(w, slot, k, &v);
+        if (w->ref[slot].present[k] ? st != CHAMP_OK || v != w->ref[slot].val[k]
+                                    : st != CHAMP_NOTFOUND)
+            bad++;
+    }
+    bool ok = bad == 0 && champ_size(w->m[slot]) == w->ref[slot].count;
+    CHECK(ok, "%s: slot %d differs from its reference in %zu keys (size %zu, "
+          "want %zu), run %ld, op %zu", what, slot, bad, champ_size(w->m[slot]),
+          w->ref[slot].count, run, opi);
+    if (!ok)
+        w->broken = true;
+    return ok;
+}
+
+static void oom_valid(oom_world *w, int slot, const char *what, long run,
+                      size_t opi) {
+    champ_status st = champ_validate(w->m[slot]);
+    CHECK(st == CHAMP_OK, "%s: slot %d does not validate (%s), run %ld, op %zu",
+          what, slot, th_status_name(st), run, opi);
+    if (st != CHAMP_OK)
+        w->broken = true;
+}
+
+static void oom_hand_in(int slot, void *p) {
+    if (oom_counted(slot))
+        th_obj_hand_in(p);
+}
+
+static void oom_hand_back(int slot, void *p) {
+    if (oom_counted(slot))
+        th_obj_hand_back(p);
+}
+
+static champ_config oom_config(oom_world *w, int slot) {
+    champ_key_kind kind = oom_slot_kind(slot);
+    if (kind == CHAMP_KEY_GENERIC)
+        return th_generic_config(&w->ctx, true, w->pool);
+    return th_kind_config(kind, 0x0e11, w->pool);
+}
+
+static void oom_slot_free(oom_world *w, int slot) {
+    champ_free(w->m[slot]);
+    w->m[slot] = NULL;
+    memset(&w->ref[slot], 0, sizeof w->ref[slot]);
+}
+
+/* Runs one operation; returns its status (or CHAMP_OK when skipped). */
+static champ_status oom_apply(oom_world *w, const oom_op *o, long run,
+                              size_t opi) {
+    int s = o->slot, d = o->dst;
+    champ_map *m = w->m[s];
+    unsigned k = o->key;
+    void *val = oom_val(w, s, o->val);
+    uint64_t u = (uint64_t)k << 33;
+    const char *bk = w->bkeys[k];
+    size_t bl = strlen(bk);
+    th_obj *gk = &w->keys[k];
+    champ_status st = CHAMP_OK;
+    if (o->type != OOM_NEW && !m)
+        return CHAMP_OK;
+    switch (o->type) {
+    case OOM_NEW: {
+        if (m)
+            return CHAMP_OK;
+        champ_config cfg = oom_config(w, s);
+        champ_map *out = (champ_map *)th_tok(3);
+        st = champ_new(&cfg, &out);
+        if (st == CHAMP_OK)
+            w->m[s] = out;
+        else
+            CHECK(out == NULL, "champ_new failed but *out not NULL, run %ld",
+                  run);
+        return st;
+    }
+    case OOM_SET: {
+        void *old = th_tok(0xdead);
+        void **oo = o->with_out ? &old : NULL;
+        switch (oom_slot_kind(s)) {
+        case CHAMP_KEY_U64: st = champ_set_u64(m, u, val, oo); break;
+        case CHAMP_KEY_BYTES: st = champ_set_bytes(m, bk, bl, val, oo); break;
+        default: st = champ_set(m, gk, val, oo); break;
+        }
+        if (st < 0) {
+            CHECK(old == th_tok(0xdead), "failed set touched *old_out, run %ld, "
+                  "op %zu", run, opi);
+            return st;
+        }
+        champ_status want = w->ref[s].present[k] ? CHAMP_REPLACED : CHAMP_OK;
+        CHECK(st == want, "set: %s want %s, run %ld, op %zu",
+              th_status_name(st), th_status_name(want), run, opi);
+        if (st == CHAMP_REPLACED && o->with_out) {
+            CHECK(old == w->ref[s].val[k], "set old_out, run %ld", run);
+            oom_hand_back(s, old);
+        }
+        if (st == CHAMP_OK) {
+            oom_hand_in(s, gk);
+            w->ref[s].count++;
+        }
+        oom_hand_in(s, val);
+        w->ref[s].present[k] = true;
+        w->ref[s].val[k] = val;
+        return st;
+    }
+    case OOM_REMOVE: {
+        void *vo = th_tok(0xdead), *ko = th_tok(0xdead);
+        void **vp = o->with_out ? &vo : NULL;
+        switch (oom_slot_kind(s)) {
+        case CHAMP_KEY_U64: st = champ_remove_u64(m, u, vp); break;
+        case CHAMP_KEY_BYTES: st = champ_remove_bytes(m, bk, bl, vp); break;
+        default: st = champ_remove(m, gk, o->with_out ? &ko : NULL, vp); break;
+        }
+        if (st < 0) {
+            CHECK(vo == th_tok(0xdead) && ko == th_tok(0xdead),
+                  "failed remove touched outputs, run %ld, op %zu", run, opi);
+            return st;
+        }
+        champ_status want = w->ref[s].present[k] ? CHAMP_OK : CHAMP_NOTFOUND;
+        CHECK(st == want, "remove: %s want %s, run %ld, op %zu",
+              th_status_name(st), th_status_name(want), run, opi);
+        if (st == CHAMP_OK) {
+            if (o->with_out) {
+                CHECK(vo == w->ref[s].val[k], "removed value, run %ld", run);
+                oom_hand_back(s, vo);
+                if (oom_counted(s)) {
+                    CHECK(ko == gk, "removed key, run %ld", run);
+                    oom_hand_back(s, ko);
+                }
+            }
+            w->ref[s].present[k] = false;
+            w->ref[s].val[k] = NULL;
+            w->ref[s].count--;
+        }
+        return st;
+    }
+    case OOM_GET: {
+        void *v = NULL;
+        st = oom_get(w, s, k, &v);
+        champ_status want = w->ref[s].present[k] ? CHAMP_OK : CHAMP_NOTFOUND;
+        CHECK(st == want && (st != CHAMP_OK || v == w->ref[s].val[k]),
+              "get: %s, run %ld, op %zu", th_status_name(st), run, opi);
+        return CHAMP_OK;
+    }
+    case OOM_PSET:
+    case OOM_PREMOVE:
+    case OOM_COPY: {
+        oom_slot_free(w, d); /* normally done by the caller already */
+        champ_map *out = (champ_map *)th_tok(3);
+        oom_ref nr = w->ref[s];
+        champ_status want;
+        if (o->type == OOM_PSET) {
+            switch (oom_slot_kind(s)) {
+            case CHAMP_KEY_U64: st = champ_pset_u64(m, u, val, &out); break;
+            case CHAMP_KEY_BYTES: st = champ_pset_bytes(m, bk, bl, val, &out); break;
+            default: st = champ_pset(m, gk, val, &out); break;
+            }
+            want = nr.present[k] ? CHAMP_REPLACED : CHAMP_OK;
+            if (st >= 0) {
+                if (!nr.present[k]) {
+                    nr.count++;
+                    oom_hand_in(s, gk);
+                }
+                oom_hand_in(s, val);
+                nr.present[k] = true;
+                nr.val[k] = val;
+            }
+        } else if (o->type == OOM_PREMOVE) {
+            switch (oom_slot_kind(s)) {
+            case CHAMP_KEY_U64: st = champ_premove_u64(m, u, &out); break;
+            case CHAMP_KEY_BYTES: st = champ_premove_bytes(m, bk, bl, &out); break;
+            default: st = champ_premove(m, gk, &out); break;
+            }
+            want = nr.present[k] ? CHAMP_OK : CHAMP_NOTFOUND;
+            if (st >= 0 && nr.present[k]) {
+                nr.present[k] = false;
+                nr.val[k] = NULL;
+                nr.count--;
+            }
+        } else {
+            st = champ_copy(m, &out);
+            want = CHAMP_OK;
+        }
+        if (st < 0) {
+            CHECK(out == NULL, "failed p-form/copy left *out set, run %ld, "
+                  "op %zu", run, opi);
+            return st;
+        }
+        CHECK(st == want, "p-form %d: %s want %s, run %ld, op %zu", o->type,
+              th_status_name(st), th_status_name(want), run, opi);
+        w->m[d] = out;
+        w->ref[d] = nr;
+        return st;
+    }
+    case OOM_CLEAR:
+        st = champ_clear(m);
+        CHECK(st == CHAMP_OK, "clear: %s, run %ld", th_status_name(st), run);
+        memset(&w->ref[s], 0, sizeof w->ref[s]);
+        return st;
+    default:
+        oom_slot_free(w, s);
+        return CHAMP_OK;
+    }
+}
+
+/* Everything the counted callbacks hold, to compare around a failure. */
+static void oom_held(const oom_world *w, long *out) {
+    for (unsigned k = 0; k < OOM_KEYS; k++)
+        out[k] = w->keys[k].held;
+    for (unsigned v = 0; v < OOM_VALS; v++)
+        out[OOM_KEYS + v] = w->vals[v].held;
+}
+
+/* After a failed call: everything as before. */
+static void oom_after_failure(oom_world *w, const oom_op *o, const long *held0,
+                              long run, size_t opi) {
+    w->enomem++;
+    const char *what = "after ENOMEM";
+    if (w->m[o->slot]) {
+        oom_valid(w, o->slot, what, run, opi);
+        oom_same(w, o->slot, what, run, opi);
+    }
+    if (o->type == OOM_PSET || o->type == OOM_PREMOVE || o->type == OOM_COPY)
+        CHECK(w->m[o->dst] == NULL, "failed p-form filled its slot, run %ld",
+              run);
+    long held1[OOM_KEYS + OOM_VALS];
+    oom_held(w, held1);
+    bool same = memcmp(held0, held1, sizeof held1) == 0;
+    CHECK(same, "a failed call changed the reference balance, run %ld, op %zu "
+          "(type %d)", run, opi, o->type);
+    if (!same)
+        w->broken = true;
+}
+
+/* The end of a run: compare, validate, free everything. */
+static void oom_finish(oom_world *w, long run, const char *what) {
+    for (int s = 0; s < OOM_SLOTS && !w->broken; s++)
+        if (w->m[s]) {
+            oom_same(w, s, what, run, 0);
+            if (s == 0 || s == 5)
+                oom_valid(w, s, what, run, 0);
+        }
+    for (int s = 0; s < OOM_SLOTS; s++)
+        oom_slot_free(w, s);
+    size_t held = 0;
+    for (unsigned k = 0; k < OOM_KEYS; k++)
+        held += w->keys[k].held != 0;
+    for (unsigned v = 0; v < OOM_VALS; v++)
+        held += w->vals[v].held != 0;
+    CHECK(held == 0 && w->ctx.underflows == 0,
+          "%s: %zu objects unbalanced, %lu underflows after freeing, run %ld",
+          what, held, w->ctx.underflows, run);
+    if (held || w->ctx.underflows)
+        w->broken = true;
+}
+
+/* Runs the workload once; `fail_hook` says how failures are armed. */
+static void oom_run_ops(oom_world *w, const oom_op *ops, size_t nops, long run,
+                        bool one_shot_hook) {
+    long held0[OOM_KEYS + OOM_VALS];
+    for (size_t i = 0; i < nops && !w->broken; i++) {
+        const oom_op *o = &ops[i];
+        /* A derived map replaces its destination: free that first, so the
+         * balance snapshot below sees only the call itself. */
+        if ((o->type == OOM_PSET || o->type == OOM_PREMOVE ||
+             o->type == OOM_COPY) && w->m[o->slot])
+            oom_slot_free(w, o->dst);
+        oom_held(w, held0);
+        champ_status st = oom_apply(w, &ops[i], run, i);
+        if (st == CHAMP_ENOMEM) {
+            oom_after_failure(w, &ops[i], held0, run, i);
+            if (one_shot_hook)
+                champ_pool_fail_after(w->pool, -1);
+        } else if (st < 0) {
+            CHECK(st >= 0, "op %zu (type %d) returned %s, run %ld", i,
+                  ops[i].type, th_status_name(st), run);
+            w->broken = true;
+        }
+        if (i % 16 == 15 && w->m[ops[i].slot])
+            oom_same(w, ops[i].slot, "during the run", run, i);
+    }
+}
+
+/* Part 1: champ_pool_fail_after. */
+static void test_oom_fail_after(bool one_shot, const oom_op *ops, size_t nops,
+                                unsigned nkeys) {
+#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+    oom_world *w = malloc(sizeof *w);
+    if (!w)
+        return;
+    long k, total_failures = 0;
+    bool clean = false;
+    for (k = 0; k < 200000 && !clean; k++) {
+        oom_world_init(w, nkeys);
+        champ_pool_config pc;
+        memset(&pc, 0, sizeof pc);
+        pc.chunk_size = 2048;
+        if (champ_pool_new(&pc, &w->pool) != CHAMP_OK) {
+            CHECK(0, "pool_new failed, run %ld", k);
+            break;
+        }
+        CHECK_ST(champ_pool_fail_after(w->pool, k), CHAMP_OK);
+        oom_run_ops(w, ops, nops, k, one_shot);
+        champ_pool_stats ps;
+        champ_pool_stats_get(w->pool, &ps);
+        clean = ps.alloc_failures == 0;
+        CHECK(clean || w->enomem > 0 || w->broken,
+              "run %ld: %llu allocations refused but no call returned "
+              "CHAMP_ENOMEM", k, (unsigned long long)ps.alloc_failures);
+        total_failures += w->enomem;
+        champ_pool_fail_after(w->pool, -1);
+        oom_finish(w, k, one_shot ? "fail_after once" : "fail_after always");
+        CHECK(th_pool_live(w->pool) == 0,
+              "pool not drained after run %ld: %zu live bytes", k,
+              th_pool_live(w->pool));
+        champ_pool_free(w->pool);
+        if (w->broken)
+            break;
+    }
+    CHECK(clean, "the walk reached a run without failures (%ld runs)", k);
+    CHECK(k > 50, "the workload allocates (%ld runs)", k);
+    printf("  oom fail_after %-10s %ld runs, %ld ENOMEM returns\n",
+           one_shot ? "(once)" : "(always)", k, total_failures);
+    free(w);
+#else
+    (void)one_shot;
+    (void)ops;
+    (void)nops;
+    (void)nkeys;
+#endif
+}
+
+/* Part 2: the backing allocator fails its k-th call. */
+static void test_oom_backing(bool persist, const oom_op *ops, size_t nops,
+                             unsigned nkeys) {
+    oom_world *w = malloc(sizeof *w);
+    th_alloc *ta = malloc(sizeof *ta);
+    if (!w || !ta) {
+        free(w);
+        free(ta);
+        return;
+    }
+    long k, total_failures = 0;
+    bool clean = false;
+    for (k = 0; k < 100000 && !clean; k++) {
+        oom_world_init(w, nkeys);
+        th_alloc_init(ta);
+        ta->fail_at = k;
+        ta->fail_persist = persist;
+        champ_pool_config pc;
+        memset(&pc, 0, sizeof pc);
+        pc.allocator = &ta->a;
+        pc.chunk_size = 1024;
+        champ_pool *p = (champ_pool *)th_tok(5);
+        champ_status st = champ_pool_new(&pc, &p);
+        if (st != CHAMP_OK) {
+            CHECK(st == CHAMP_ENOMEM && p == NULL && ta->live_bytes == 0,
+                  "pool_new with failing allocator: %s, %zu bytes kept",
+                  th_status_name(st), ta->live_bytes);
+            continue;
+        }
+        w->pool = p;
+        oom_run_ops(w, ops, nops, k, false);
+        clean = ta->failures == 0;
+        CHECK(clean || w->enomem > 0 || w->broken,
+              "run %ld: the allocator refused %lu calls but no call returned "
+              "CHAMP_ENOMEM", k, ta->failures);
+        total_failures += w->enomem;
+        oom_finish(w, k, persist ? "backing always" : "backing once");
+        CHECK(th_pool_live(w->pool) == 0, "pool live after run %ld", k);
+        champ_pool_free(w->pool);
+        CHECK(ta->live_bytes == 0 && ta->live_blocks == 0,
+              "run %ld: %zu bytes in %zu blocks never given back", k,
+              ta->live_bytes, ta->live_blocks);
+        CHECK(ta->size_mismatches == 0, "run %ld: %lu frees with wrong sizes",
+              k, ta->size_mismatches);
+        if (w->broken || ta->live_bytes)
+            break;
+    }
+    CHECK(clean, "the walk reached a run without failures (%ld runs)", k);
+    CHECK(k > 3, "the workload calls the allocator (%ld runs)", k);
+    printf("  oom backing %-13s %ld runs, %ld ENOMEM returns\n",
+           persist ? "(always)" : "(once)", k, total_failures);
+    free(w);
+    free(ta);
+
+    /* champ_new with a private pool on a failing allocator. */
+    th_alloc t2;
+    for (long j = 0; j < 100; j++) {
+        th_alloc_init(&t2);
+        t2.fail_at = j;
+        t2.fail_persist = persist;
+        champ_pool_config pc;
+        memset(&pc, 0, sizeof pc);
+        pc.allocator = &t2.a;
+        champ_config cfg = th_kind_config(CHAMP_KEY_BYTES, 1, NULL);
+        cfg.pool_config = &pc;
+        champ_map *m = (champ_map *)th_tok(4);
+        champ_status st = champ_new(&cfg, &m);
+        CHECK(st == CHAMP_OK || (st == CHAMP_ENOMEM && m == NULL),
+              "champ_new on failing allocator %ld: %s", j, th_status_name(st));
+        if (st == CHAMP_OK) {
+            st = champ_set_str(m, "some key", NULL, NULL);
+            CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "set: %s",
+                  th_status_name(st));
+            champ_free(m);
+        }
+        CHECK(t2.live_bytes == 0, "private pool leak at %ld: %zu bytes", j,
+              t2.live_bytes);
+        if (t2.failures == 0)
+            break;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Part 3: fixed buffers                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct oom_water {
+    int calls;
+    champ_pool *pool;
+    size_t live, capacity;
+} oom_water;
+
+static void oom_on_water(champ_pool *p, size_t live, size_t cap, void *ctx) {
+    oom_water *wt = ctx;
+    wt->calls++;
+    wt->pool = p;
+    wt->live = live;
+    wt->capacity = cap;
+}
+
+/* Inserts keys from `from` until ENOMEM; returns how many went in. */
+static uint64_t oom_fill_u64(champ_map *m, uint64_t from, uint64_t limit) {
+    uint64_t i;
+    for (i = from; i < limit; i++) {
+        champ_status st = champ_set_u64(m, i, th_tok(i), NULL);
+        if (st != CHAMP_OK) {
+            CHECK_ST(st, CHAMP_ENOMEM);
+            break;
+        }
+    }
+    return i - from;
+}
+
+static void test_oom_fixed_buffer(void) {
+    static _Alignas(64) unsigned char buf[48 * 1024];
+    oom_water wt = {0, NULL, 0, 0};
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    pc.watermark = 0.5;
+    pc.on_watermark = oom_on_water;
+    pc.watermark_ctx = &wt;
+    champ_pool *pool = NULL;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    champ_pool_stats ps;
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK(ps.fixed, "fixed-buffer pool says so");
+    CHECK(ps.bytes_reserved > 0 && ps.bytes_reserved <= sizeof buf,
+          "capacity %zu within the buffer", ps.bytes_reserved);
+    size_t capacity = ps.bytes_reserved;
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 5, pool);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(pool);
+        return;
+    }
+    CHECK_EQ(wt.calls, 0, "no watermark before filling");
+
+    uint64_t n = oom_fill_u64(m, 0, 1000000);
+    CHECK(n > 100 && n < 1000000, "fill stopped at ENOMEM after %llu keys",
+          (unsigned long long)n);
+    CHECK_EQ(champ_size(m), n, "map holds what was inserted");
+    CHECK_ST(champ_contains_u64(m, n), CHAMP_NOTFOUND);
+    CHECK_VALID(m, "full fixed pool");
+    size_t bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        void *v = NULL;
+        if (champ_get_u64(m, i, &v) != CHAMP_OK || v != th_tok(i))
+            bad++;
+    }
+    CHECK_EQ(bad, 0, "content intact after ENOMEM");
+    CHECK_EQ(wt.calls, 1, "watermark fired once while filling");
+    CHECK(wt.pool == pool && wt.capacity == capacity &&
+              (double)wt.live >= 0.5 * (double)capacity &&
+              wt.live <= capacity,
+          "watermark arguments: live %zu capacity %zu (pool capacity %zu)",
+          wt.live, wt.capacity, capacity);
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK(ps.alloc_failures > 0, "refusals counted");
+    CHECK_EQ(ps.backing_calls, 0, "a fixed pool never calls an allocator");
+    CHECK_EQ(ps.chunks <= 1, 1, "one chunk at most");
+
+    /* p-forms on the full pool fail cleanly or succeed consistently. */
+    champ_map *p = (champ_map *)th_tok(9);
+    champ_status st = champ_pset_u64(m, n + 1, NULL, &p);
+    CHECK(st == CHAMP_OK || (st == CHAMP_ENOMEM && p == NULL),
+          "pset on a full pool: %s", th_status_name(st));
+    if (st == CHAMP_OK) {
+        CHECK_EQ(champ_size(p), n + 1, "pset result on a full pool");
+        champ_free(p);
+    }
+    CHECK_EQ(champ_size(m), n, "source unchanged by pset");
+
+    /* Remove a third: a map that owns its nodes can always shrink, so a
+     * full pool can be drained; then inserting works again. */
+    uint64_t removed = 0, remove_enomem = 0;
+    int calls_before_removes = wt.calls;
+    for (uint64_t i = 0; i < n; i += 3) {
+        st = champ_remove_u64(m, i, NULL);
+        if (st == CHAMP_OK)
+            removed++;
+        else if (st == CHAMP_ENOMEM)
+            remove_enomem++;
+        else
+            CHECK(st == CHAMP_OK, "remove: %s", th_status_name(st));
+    }
+    CHECK(remove_enomem == 0,
+          "removing from a full fixed pool: %llu of %llu removes returned "
+          "CHAMP_ENOMEM", (unsigned long long)remove_enomem,
+          (unsigned long long)(removed + remove_enomem));
+    CHECK_EQ(champ_size(m), n - removed, "size after removes");
+    CHECK_VALID(m, "fixed pool after removes");
+    CHECK(wt.calls == calls_before_removes,
+          "removes fired the (rising) watermark %d times",
+          wt.calls - calls_before_removes);
+    uint64_t again = oom_fill_u64(m, 2000000, 3000000);
+    CHECK(again >= 1, "after removing %llu keys, %llu new keys fit",
+          (unsigned long long)removed, (unsigned long long)again);
+    CHECK_VALID(m, "fixed pool refilled");
+    int calls_before_clear = wt.calls;
+
+    /* clear drops below the mark; a new fill crosses it again. */
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK(th_pool_live(pool) < capacity / 2, "clear gave the nodes back");
+    uint64_t n2 = oom_fill_u64(m, 0, 1000000);
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK(n2 >= n / 2,
+          "after clear, a second fill holds %llu keys, the first held %llu "
+          "(free lists keep %zu of %zu bytes in unusable fragments)",
+          (unsigned long long)n2, (unsigned long long)n, ps.bytes_free_listed,
+          capacity);
+    if ((double)ps.bytes_live >= 0.55 * (double)capacity)
+        CHECK(wt.calls == calls_before_clear + 1,
+              "the second fill fired the watermark %d times, want once",
+              wt.calls - calls_before_clear);
+    else if ((double)ps.bytes_live < 0.45 * (double)capacity)
+        CHECK(wt.calls == calls_before_clear,
+              "the second fill stayed below the mark but fired %d times",
+              wt.calls - calls_before_clear);
+    CHECK_VALID(m, "second fill");
+    champ_free(m);
+    CHECK_EQ(th_pool_live(pool), 0, "fixed pool drained");
+    champ_pool_free(pool);
+
+    /* Bytes and counted generic maps in a small buffer: every failing
+     * insert leaves the map and the reference balance unchanged. */
+    static _Alignas(64) unsigned char buf2[16 * 1024];
+    memset(&pc, 0, sizeof pc);
+    pc.buffer = buf2;
+    pc.buffer_size = sizeof buf2;
+    pool = NULL;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.hash_mode = TH_HASH_MOD64;
+    static th_obj objs[4000];
+    memset(objs, 0, sizeof objs);
+    for (size_t i = 0; i < 4000; i++)
+        objs[i].id = i + 1;
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 6, pool);
+    champ_config cg = th_generic_config(&ctx, true, pool);
+    champ_map *mb = NULL, *mg = NULL;
+    CHECK_ST(champ_new(&cb, &mb), CHAMP_OK);
+    CHECK_ST(champ_new(&cg, &mg), CHAMP_OK);
+    if (mb && mg) {
+        size_t nb = 0, ng = 0, fails = 0;
+        for (size_t i = 0; i < 4000 && fails < 40; i++) {
+            char kb[48];
+            int len = snprintf(kb, sizeof kb, "a fairly long key number %zu", i);
+            st = champ_set_bytes(mb, kb, (size_t)len, NULL, NULL);
+            if (st == CHAMP_OK)
+                nb++;
+            else
+                fails++;
+            long h0 = objs[i].held;
+            st = champ_set(mg, &objs[i], &objs[3999 - i], NULL);
+            if (st == CHAMP_OK) {
+                ng++;
+                th_obj_hand_in(&objs[i]);
+                th_obj_hand_in(&objs[3999 - i]);
+            } else {
+                CHECK(st == CHAMP_ENOMEM && objs[i].held == h0,
+                      "generic insert in a full buffer: %s",
+                      th_status_name(st));
+                fails++;
+            }
+        }
+        CHECK(fails > 0, "the small buffer filled up");
+        CHECK_EQ(champ_size(mb), nb, "bytes map size after ENOMEMs");
+        CHECK_EQ(champ_size(mg), ng, "generic map size after ENOMEMs");
+        CHECK_VALID(mb, "bytes in a fixed buffer");
+        CHECK_VALID(mg, "generic in a fixed buffer");
+        /* A copy and p-forms in the full pool, then free everything. */
+        champ_map *c = NULL;
+        st = champ_copy(mg, &c);
+        CHECK(st == CHAMP_OK || (st == CHAMP_ENOMEM && c == NULL), "copy: %s",
+              th_status_name(st));
+        if (c) {
+            champ_map *q = NULL;
+            st = champ_premove(c, &objs[0], &q);
+            CHECK(st == CHAMP_OK || (st == CHAMP_ENOMEM && q == NULL),
+                  "premove: %s", th_status_name(st));
+            champ_free(q);
+            champ_free(c);
+        }
+    }
+    champ_free(mb);
+    champ_free(mg);
+    size_t held = 0;
+    for (size_t i = 0; i < 4000; i++)
+        held += objs[i].held != 0;
+    CHECK(held == 0 && ctx.underflows == 0,
+          "fixed buffer: %zu objects unbalanced, %lu underflows", held,
+          ctx.underflows);
+    CHECK_EQ(th_pool_live(pool), 0, "small fixed pool drained");
+    champ_pool_free(pool);
+
+    /* A buffer with room for the pool header only: maps cannot be made. */
+    static _Alignas(64) unsigned char tiny[512];
+    memset(&pc, 0, sizeof pc);
+    pc.buffer = tiny;
+    pc.buffer_size = sizeof tiny;
+    pool = NULL;
+    st = champ_pool_new(&pc, &pool);
+    CHECK(st == CHAMP_OK || st == CHAMP_EINVAL, "tiny buffer: %s",
+          th_status_name(st));
+    if (pool) {
+        champ_config cu = th_kind_config(CHAMP_KEY_U64, 1, pool);
+        champ_map *mm = NULL;
+        uint64_t fit = 0;
+        st = champ_new(&cu, &mm);
+        CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "map in a tiny pool: %s",
+              th_status_name(st));
+        if (mm) {
+            fit = oom_fill_u64(mm, 0, 10000);
+            CHECK(fit < 10000, "a 512-byte pool fills up (%llu)",
+                  (unsigned long long)fit);
+            CHECK_VALID(mm, "tiny pool");
+            champ_free(mm);
+        }
+        CHECK_EQ(th_pool_live(pool), 0, "tiny pool drained");
+        champ_pool_free(pool);
+    }
+}
+
+void suite_oom(void) {
+    size_t nops = (size_t)th_iters(400, 120);
+    oom_op *ops = oom_make_ops(nops, 0x00d00d, 40);
+    if (!ops) {
+        CHECK(ops != NULL, "out of memory");
+        return;
+    }
+    test_oom_fail_after(true, ops, nops, 40);
+    test_oom_fail_after(false, ops, nops, 40);
+    free(ops);
+    /* The backing allocator is called once per chunk: a longer workload
+     * over more keys, so that many chunks are needed. */
+    nops = (size_t)th_iters(6000, 1500);
+    ops = oom_make_ops(nops, 0xbacc, OOM_KEYS);
+    if (ops) {
+        test_oom_backing(false, ops, nops, OOM_KEYS);
+        test_oom_backing(true, ops, nops, OOM_KEYS);
+        free(ops);
+    }
+    test_oom_fixed_buffer();
+}

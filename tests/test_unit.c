@@ -1,0 +1,1573 @@
+/*
+ * test_unit.c - one test per operation and key kind, and pinned tree shapes.
+ *
+ * Shapes are pinned with the GENERIC kind and th_key_hash in TH_HASH_FIELD
+ * mode, which returns each key's chosen 64-bit hash unchanged.  The trie
+ * indexes level L (root = 0) with hash bits [5L, 5L+5), level 12 with bits
+ * 60..63, and keys with equal full hashes share a collision node below
+ * level 12.  So two keys that differ first in bit b meet in a node at level
+ * min(b / 5, 12): depth (root = 1) min(b / 5, 12) + 1, and a collision sits
+ * at depth 14 under 13 bitmap nodes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define UNIT_MAX_OBJS 512
+
+static th_obj unit_objs[UNIT_MAX_OBJS];
+
+/* Fresh objects: ids 1..n, hash 0, counters zero. */
+static th_obj *unit_objs_reset(size_t n) {
+    memset(unit_objs, 0, sizeof unit_objs);
+    for (size_t i = 0; i < n && i < UNIT_MAX_OBJS; i++)
+        unit_objs[i].id = i + 1;
+    return unit_objs;
+}
+
+static champ_map *unit_new_generic(th_cbctx *ctx, bool counted) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->hash_mode = TH_HASH_FIELD;
+    champ_config cfg = th_generic_config(ctx, counted, NULL);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    return m;
+}
+
+static champ_map *unit_new_kind(champ_key_kind kind, uint64_t seed) {
+    champ_config cfg = th_kind_config(kind, seed, NULL);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    return m;
+}
+
+/* Inserts key k (must be new) with value v into a generic map. */
+static void unit_put(champ_map *m, th_obj *k, void *v) {
+    void *old = th_tok(999);
+    champ_status st = champ_set(m, k, v, &old);
+    CHECK(st == CHAMP_OK && old == NULL, "insert of key id %llu: %s",
+          (unsigned long long)k->id, th_status_name(st));
+}
+
+static void unit_del(champ_map *m, th_obj *k) {
+    void *ko = NULL;
+    champ_status st = champ_remove(m, k, &ko, NULL);
+    CHECK(st == CHAMP_OK && ko == k, "remove of key id %llu: %s",
+          (unsigned long long)k->id, th_status_name(st));
+}
+
+/* Checks the shape numbers of m and validates it. */
+static void unit_shape(const champ_map *m, size_t entries, size_t bitmap,
+                       size_t collision, size_t coll_entries, unsigned depth,
+                       const char *what) {
+    champ_stats s = th_stats(m);
+    CHECK_EQ(s.entries, entries, what);
+    CHECK_EQ(champ_size(m), entries, what);
+    CHECK_EQ(s.nodes_bitmap, bitmap, what);
+    CHECK_EQ(s.nodes_collision, collision, what);
+    CHECK_EQ(s.collision_entries, coll_entries, what);
+    CHECK_EQ(s.depth_max, depth, what);
+    CHECK_VALID(m, what);
+}
+
+/* ------------------------------------------------------------------ */
+/* U64 basics                                                          */
+/* ------------------------------------------------------------------ */
+
+static void test_u64_basics(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_U64, 42);
+    if (!m)
+        return;
+    CHECK(champ_kind(m) == CHAMP_KEY_U64, "kind");
+    CHECK(champ_seed(m) == 42, "fixed seed kept: %llu",
+          (unsigned long long)champ_seed(m));
+    CHECK(champ_pool_of(m) != NULL, "map has a pool");
+    CHECK_EQ(champ_size(m), 0, "empty size");
+
+    void *v = th_tok(7), *old = th_tok(999);
+    CHECK_ST(champ_get_u64(m, 5, &v), CHAMP_NOTFOUND);
+    CHECK(v == th_tok(7), "get NOTFOUND leaves *val_out untouched");
+    CHECK_ST(champ_contains_u64(m, 5), CHAMP_NOTFOUND);
+
+    CHECK_ST(champ_set_u64(m, 5, th_tok(50), &old), CHAMP_OK);
+    CHECK(old == NULL, "insert sets *old_out to NULL");
+    CHECK_ST(champ_get_u64(m, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(50), "get finds the value");
+    CHECK_ST(champ_get_u64(m, 5, NULL), CHAMP_OK);
+    CHECK_ST(champ_contains_u64(m, 5), CHAMP_OK);
+    CHECK_EQ(champ_size(m), 1, "size after insert");
+
+    CHECK_ST(champ_set_u64(m, 5, th_tok(51), &old), CHAMP_REPLACED);
+    CHECK(old == th_tok(50), "replace hands back the old value");
+    CHECK_ST(champ_set_u64(m, 5, th_tok(52), NULL), CHAMP_REPLACED);
+    CHECK_ST(champ_get_u64(m, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(52), "latest value");
+    CHECK_EQ(champ_size(m), 1, "replace keeps size");
+
+    /* Extreme keys. */
+    CHECK_ST(champ_set_u64(m, 0, th_tok(1), NULL), CHAMP_OK);
+    CHECK_ST(champ_set_u64(m, UINT64_MAX, th_tok(2), NULL), CHAMP_OK);
+    CHECK_ST(champ_get_u64(m, 0, &v), CHAMP_OK);
+    CHECK(v == th_tok(1), "key 0");
+    CHECK_ST(champ_get_u64(m, UINT64_MAX, &v), CHAMP_OK);
+    CHECK(v == th_tok(2), "key UINT64_MAX");
+
+    /* remove hands back the value. */
+    v = NULL;
+    CHECK_ST(champ_remove_u64(m, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(52), "remove hands back the value");
+    v = th_tok(3);
+    CHECK_ST(champ_remove_u64(m, 5, &v), CHAMP_NOTFOUND);
+    CHECK(v == th_tok(3), "remove NOTFOUND leaves *val_out untouched");
+    CHECK_ST(champ_remove_u64(m, 0, NULL), CHAMP_OK);
+    CHECK_EQ(champ_size(m), 1, "size after removes");
+    CHECK_VALID(m, "u64 basics");
+
+    /* Many keys, all found, then all removed. */
+    long n = th_iters(20000, 500);
+    for (long i = 0; i < n; i++) {
+        champ_status st = champ_set_u64(m, (uint64_t)i * 3 + 1,
+                                        th_tok((uint64_t)i), NULL);
+        if (st != CHAMP_OK) {
+            CHECK(st == CHAMP_OK, "bulk insert %ld: %s", i, th_status_name(st));
+            break;
+        }
+    }
+    CHECK_EQ(champ_size(m), (size_t)n + 1, "bulk size");
+    CHECK_VALID(m, "u64 bulk");
+    long bad = 0;
+    for (long i = 0; i < n; i++) {
+        void *got = NULL;
+        if (champ_get_u64(m, (uint64_t)i * 3 + 1, &got) != CHAMP_OK ||
+            got != th_tok((uint64_t)i))
+            bad++;
+        if (champ_contains_u64(m, (uint64_t)i * 3 + 2) != CHAMP_NOTFOUND)
+            bad++;
+    }
+    CHECK_EQ(bad, 0, "bulk lookups wrong");
+    for (long i = n - 1; i >= 0; i--)
+        if (champ_remove_u64(m, (uint64_t)i * 3 + 1, NULL) != CHAMP_OK)
+            bad++;
+    CHECK_EQ(bad, 0, "bulk removes wrong");
+    CHECK_ST(champ_remove_u64(m, UINT64_MAX, NULL), CHAMP_OK);
+    unit_shape(m, 0, 0, 0, 0, 0, "u64 back to empty");
+    champ_free(m);
+
+    /* The shorthand constructor. */
+    m = NULL;
+    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    if (m) {
+        CHECK(champ_kind(m) == CHAMP_KEY_U64, "champ_new_u64 kind");
+        CHECK_ST(champ_set_u64(m, 1, NULL, NULL), CHAMP_OK);
+        CHECK_ST(champ_contains_u64(m, 1), CHAMP_OK);
+        champ_free(m);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* NULL values                                                         */
+/* ------------------------------------------------------------------ */
+
+static void test_null_values(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_U64, 1);
+    if (!m)
+        return;
+    void *v = th_tok(1), *old = th_tok(2);
+    CHECK_ST(champ_set_u64(m, 10, NULL, &old), CHAMP_OK);
+    CHECK(old == NULL, "insert: *old_out NULL");
+    CHECK_ST(champ_get_u64(m, 10, &v), CHAMP_OK);
+    CHECK(v == NULL, "stored NULL is found as NULL");
+    v = th_tok(1);
+    CHECK_ST(champ_get_u64(m, 11, &v), CHAMP_NOTFOUND);
+    CHECK(v == th_tok(1), "absent key is not reported as a NULL value");
+    CHECK_ST(champ_contains_u64(m, 10), CHAMP_OK);
+    old = th_tok(2);
+    CHECK_ST(champ_set_u64(m, 10, th_tok(5), &old), CHAMP_REPLACED);
+    CHECK(old == NULL, "replace hands back the old NULL value");
+    CHECK_ST(champ_set_u64(m, 10, NULL, &old), CHAMP_REPLACED);
+    CHECK(old == th_tok(5), "replace by NULL");
+    v = th_tok(1);
+    CHECK_ST(champ_remove_u64(m, 10, &v), CHAMP_OK);
+    CHECK(v == NULL, "remove hands back NULL");
+    CHECK_ST(champ_contains_u64(m, 10), CHAMP_NOTFOUND);
+
+    /* NULL values through copies, p-forms and iteration. */
+    champ_map *p = NULL;
+    CHECK_ST(champ_pset_u64(m, 20, NULL, &p), CHAMP_OK);
+    if (p) {
+        champ_iter it;
+        champ_key k;
+        v = th_tok(1);
+        CHECK_ST(champ_iter_init(&it, p), CHAMP_OK);
+        CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_OK);
+        CHECK(k.u64 == 20 && v == NULL, "iteration reports the NULL value");
+        CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_NOTFOUND);
+        champ_free(p);
+    }
+    CHECK_ST(champ_contains_u64(m, 20), CHAMP_NOTFOUND);
+    champ_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* BYTES                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct unit_bkey {
+    const char *p;
+    size_t len;
+} unit_bkey;
+
+static void test_bytes_basics(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_BYTES, 7);
+    if (!m)
+        return;
+    CHECK(champ_kind(m) == CHAMP_KEY_BYTES, "kind");
+    static char big[1000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)(i * 7 + 1);
+    static char all[256];
+    for (size_t i = 0; i < sizeof all; i++)
+        all[i] = (char)i;
+    const unit_bkey keys[] = {
+        {"", 0},     {"a", 1},     {"a\0", 2},  {"a\0b", 3}, {"a\0c", 3},
+        {"\0", 1},   {"\0\0", 2},  {"ab", 2},   {"ba", 2},   {big, 1000},
+        {big, 999},  {all, 256},   {all + 1, 255},
+    };
+    size_t nk = sizeof keys / sizeof keys[0];
+    size_t total_len = 0;
+    for (size_t i = 0; i < nk; i++) {
+        void *old = th_tok(999);
+        CHECK_ST(champ_set_bytes(m, keys[i].p, keys[i].len, th_tok(i), &old),
+                 CHAMP_OK);
+        CHECK(old == NULL, "bytes insert %zu: old NULL", i);
+        total_len += keys[i].len;
+    }
+    CHECK_EQ(champ_size(m), nk, "distinct byte keys are distinct");
+    for (size_t i = 0; i < nk; i++) {
+        void *v = NULL;
+        CHECK_ST(champ_get_bytes(m, keys[i].p, keys[i].len, &v), CHAMP_OK);
+        CHECK(v == th_tok(i), "byte key %zu value", i);
+        CHECK_ST(champ_contains_bytes(m, keys[i].p, keys[i].len), CHAMP_OK);
+    }
+    CHECK_ST(champ_contains_bytes(m, "b", 1), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_bytes(m, "a\0d", 3), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_bytes(m, "\0\0\0", 3), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_bytes(m, big, 998), CHAMP_NOTFOUND);
+
+    /* The empty key: (NULL, 0), ("", 0) and "" are one key. */
+    void *v = NULL;
+    CHECK_ST(champ_get_bytes(m, NULL, 0, &v), CHAMP_OK);
+    CHECK(v == th_tok(0), "(NULL,0) is the empty key");
+    CHECK_ST(champ_get_str(m, "", &v), CHAMP_OK);
+    CHECK(v == th_tok(0), "\"\" is the empty key");
+    CHECK_ST(champ_set_bytes(m, NULL, 0, th_tok(100), NULL), CHAMP_REPLACED);
+    CHECK_ST(champ_get_bytes(m, "", 0, &v), CHAMP_OK);
+    CHECK(v == th_tok(100), "empty key replaced via (NULL,0)");
+
+    /* _str forms are the bytes forms without the NUL. */
+    CHECK_ST(champ_get_str(m, "a", &v), CHAMP_OK);
+    CHECK(v == th_tok(1), "get_str(\"a\") is bytes \"a\"/1");
+    CHECK_ST(champ_get_str(m, "ab", &v), CHAMP_OK);
+    CHECK(v == th_tok(7), "get_str(\"ab\")");
+    void *old = th_tok(999);
+    CHECK_ST(champ_set_str(m, "hello", th_tok(200), &old), CHAMP_OK);
+    CHECK(old == NULL, "set_str insert");
+    CHECK_ST(champ_get_bytes(m, "hello", 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(200), "set_str is visible to get_bytes");
+    CHECK_ST(champ_contains_bytes(m, "hello", 6), CHAMP_NOTFOUND);
+    CHECK_ST(champ_set_str(m, "hello", th_tok(201), &old), CHAMP_REPLACED);
+    CHECK(old == th_tok(200), "set_str replace");
+    CHECK_ST(champ_remove_str(m, "hello", &v), CHAMP_OK);
+    CHECK(v == th_tok(201), "remove_str hands back the value");
+    CHECK_ST(champ_remove_str(m, "hello", &v), CHAMP_NOTFOUND);
+
+    /* The map copies the key bytes: the caller may reuse its buffer. */
+    char buf[16];
+    memcpy(buf, "mutable", 8);
+    CHECK_ST(champ_set_bytes(m, buf, 7, th_tok(300), NULL), CHAMP_OK);
+    memcpy(buf, "MUTABLE", 8);
+    CHECK_ST(champ_get_bytes(m, "mutable", 7, &v), CHAMP_OK);
+    CHECK(v == th_tok(300), "key copied at insert");
+    CHECK_ST(champ_contains_bytes(m, buf, 7), CHAMP_NOTFOUND);
+    CHECK_ST(champ_remove_bytes(m, "mutable", 7, NULL), CHAMP_OK);
+
+    champ_stats s = th_stats(m);
+    CHECK(s.key_bytes >= total_len, "key_bytes %zu >= sum of lengths %zu",
+          s.key_bytes, total_len);
+    CHECK_VALID(m, "bytes");
+
+    /* Iteration reports the map's NUL-terminated copies. */
+    champ_iter it;
+    champ_key k;
+    size_t seen = 0, bad = 0;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, &k, &v) == CHAMP_OK) {
+        seen++;
+        size_t idx = (size_t)(((uintptr_t)v - 16) / 16);
+        if (v == th_tok(100))
+            idx = 0;
+        if (idx >= nk || k.len != keys[idx].len ||
+            (k.len && memcmp(k.ptr, keys[idx].p, k.len) != 0) ||
+            k.ptr == NULL || ((const char *)k.ptr)[k.len] != '\0')
+            bad++;
+    }
+    CHECK_EQ(seen, nk, "bytes iteration count");
+    CHECK_EQ(bad, 0, "bytes iteration: wrong key copies");
+
+    /* p-forms. */
+    champ_map *p = NULL, *q = NULL;
+    CHECK_ST(champ_pset_bytes(m, "new", 3, th_tok(400), &p), CHAMP_OK);
+    CHECK_ST(champ_premove_bytes(m, "a\0b", 3, &q), CHAMP_OK);
+    CHECK_ST(champ_contains_bytes(m, "new", 3), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_bytes(m, "a\0b", 3), CHAMP_OK);
+    if (p && q) {
+        CHECK_ST(champ_contains_bytes(p, "new", 3), CHAMP_OK);
+        CHECK_ST(champ_contains_bytes(q, "a\0b", 3), CHAMP_NOTFOUND);
+        CHECK_ST(champ_contains_bytes(q, "a\0c", 3), CHAMP_OK);
+        CHECK_EQ(champ_size(p), nk + 1, "pset_bytes size");
+        CHECK_EQ(champ_size(q), nk - 1, "premove_bytes size");
+        CHECK_VALID(q, "bytes p-forms");
+    }
+    champ_free(p);
+    champ_free(q);
+
+    for (size_t i = 0; i < nk; i++)
+        CHECK_ST(champ_remove_bytes(m, keys[i].p, keys[i].len, NULL), CHAMP_OK);
+    s = th_stats(m);
+    CHECK_EQ(s.key_bytes, 0, "no key bytes when empty");
+    unit_shape(m, 0, 0, 0, 0, 0, "bytes back to empty");
+    champ_free(m);
+
+    m = NULL;
+    CHECK_ST(champ_new_bytes(&m), CHAMP_OK);
+    if (m) {
+        CHECK(champ_kind(m) == CHAMP_KEY_BYTES, "champ_new_bytes kind");
+        CHECK_ST(champ_set_str(m, "x", NULL, NULL), CHAMP_OK);
+        CHECK_ST(champ_get_str(m, "x", NULL), CHAMP_OK);
+        champ_free(m);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* GENERIC                                                             */
+/* ------------------------------------------------------------------ */
+
+static void test_generic_basics(void) {
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(16);
+    champ_map *m = unit_new_generic(&ctx, true);
+    if (!m)
+        return;
+    ctx.hash_mode = TH_HASH_GOOD;
+    CHECK(champ_kind(m) == CHAMP_KEY_GENERIC, "kind");
+    th_obj *k1 = &o[0], *v1 = &o[1], *v2 = &o[2];
+    th_obj *probe = &o[3], *k1twin = &o[4], *v3 = &o[5];
+    probe->id = k1->id;  /* equal to k1, another pointer */
+    k1twin->id = k1->id;
+
+    void *old = th_tok(999);
+    CHECK_ST(champ_set(m, k1, v1, &old), CHAMP_OK);
+    th_obj_hand_in(k1);
+    th_obj_hand_in(v1);
+    CHECK(old == NULL, "generic insert: old NULL");
+    void *v = NULL;
+    CHECK_ST(champ_get(m, probe, &v), CHAMP_OK);
+    CHECK(v == v1, "found through an equal key");
+    CHECK_ST(champ_contains(m, probe), CHAMP_OK);
+    CHECK(ctx.hash_calls > 0 && ctx.equal_calls > 0, "callbacks used");
+
+    /* Replace with an equal key: the map keeps its key, we keep ours. */
+    CHECK_ST(champ_set(m, k1twin, v2, &old), CHAMP_REPLACED);
+    th_obj_hand_in(v2);
+    CHECK(old == v1, "replace hands back v1");
+    th_obj_hand_back(old);
+    CHECK(k1twin->retains == 0 && k1twin->releases == 0 && k1twin->held == 0,
+          "replace must not take the caller's key");
+    champ_iter it;
+    champ_key k;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_OK);
+    CHECK(k.ptr == k1 && k.len == 0 && v == v2, "map kept its original key");
+
+    /* Replace without old_out: the map releases v2. */
+    long rel = v2->releases;
+    CHECK_ST(champ_set(m, probe, v3, NULL), CHAMP_REPLACED);
+    th_obj_hand_in(v3);
+    CHECK(v2->releases == rel + 1, "old value released when not handed back");
+
+    /* remove hands back the stored key and value. */
+    void *ko = NULL, *vo = NULL;
+    CHECK_ST(champ_remove(m, probe, &ko, &vo), CHAMP_OK);
+    CHECK(ko == k1, "remove hands back the stored key, not the probe");
+    CHECK(vo == v3, "remove hands back the value");
+    th_obj_hand_back(ko);
+    th_obj_hand_back(vo);
+    CHECK_ST(champ_remove(m, probe, &ko, &vo), CHAMP_NOTFOUND);
+
+    /* remove with NULL outs: the map releases both. */
+    CHECK_ST(champ_set(m, k1, v1, NULL), CHAMP_OK);
+    th_obj_hand_in(k1);
+    th_obj_hand_in(v1);
+    long kr = k1->releases, vr = v1->releases;
+    CHECK_ST(champ_remove(m, probe, NULL, NULL), CHAMP_OK);
+    CHECK(k1->releases == kr + 1 && v1->releases == vr + 1,
+          "remove with NULL outs releases key and value");
+    CHECK_EQ(champ_size(m), 0, "empty");
+    champ_free(m);
+    CHECK_EQ(ctx.underflows, 0, "release of an unheld reference");
+    for (int i = 0; i < 6; i++)
+        CHECK(o[i].held == 0, "obj %d held %ld after free", i, o[i].held);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reference callbacks: balance over copies, p-forms and updates       */
+/* ------------------------------------------------------------------ */
+
+static void test_release_balance(void) {
+    enum { K = 120 };
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(3 * K);
+    th_obj *keys = o, *vals = o + K, *probes = o + 2 * K;
+    for (int i = 0; i < K; i++)
+        probes[i].id = keys[i].id;
+    champ_map *m = unit_new_generic(&ctx, true);
+    if (!m)
+        return;
+    ctx.hash_mode = TH_HASH_MOD64; /* collisions too */
+    th_rng r = {0xba1a};
+    th_set_seed(r.s);
+
+    for (int i = 0; i < K / 2; i++) {
+        CHECK_ST(champ_set(m, &keys[i], &vals[i], NULL), CHAMP_OK);
+        th_obj_hand_in(&keys[i]);
+        th_obj_hand_in(&vals[i]);
+    }
+    champ_map *c1 = NULL, *p1 = NULL, *p2 = NULL, *p3 = NULL;
+    CHECK_ST(champ_copy(m, &c1), CHAMP_OK);
+    CHECK_ST(champ_pset(m, &keys[K / 2], &vals[K / 2], &p1), CHAMP_OK);
+    th_obj_hand_in(&keys[K / 2]);
+    th_obj_hand_in(&vals[K / 2]);
+    CHECK_ST(champ_pset(m, &probes[3], &vals[K / 2 + 1], &p2), CHAMP_REPLACED);
+    th_obj_hand_in(&vals[K / 2 + 1]);
+    CHECK_ST(champ_premove(m, &probes[5], &p3), CHAMP_OK);
+
+    /* In-place updates on m, whose nodes are shared now. */
+    for (int step = 0; step < 400; step++) {
+        int i = (int)th_below(&r, K / 2 + 10);
+        th_obj *val = &vals[th_below(&r, K)];
+        switch (th_below(&r, 4)) {
+        case 0: {
+            void *old = NULL;
+            champ_status st = champ_set(m, &probes[i], val, &old);
+            CHECK(st == CHAMP_OK || st == CHAMP_REPLACED, "set: %s",
+                  th_status_name(st));
+            th_obj_hand_in(val);
+            if (st == CHAMP_OK)
+                th_obj_hand_in(&probes[i]);
+            else
+                th_obj_hand_back(old);
+            break;
+        }
+        case 1: {
+            champ_status st = champ_set(m, &keys[i], val, NULL);
+            CHECK(st == CHAMP_OK || st == CHAMP_REPLACED, "set: %s",
+                  th_status_name(st));
+            th_obj_hand_in(val);
+            if (st == CHAMP_OK)
+                th_obj_hand_in(&keys[i]);
+            break;
+        }
+        case 2: {
+            void *ko = NULL, *vo = NULL;
+            if (champ_remove(m, &probes[i], &ko, &vo) == CHAMP_OK) {
+                CHECK(ko == &keys[i] || ko == &probes[i],
+                      "remove handed back a foreign key");
+                th_obj_hand_back(ko);
+                th_obj_hand_back(vo);
+            }
+            break;
+        }
+        default:
+            (void)champ_remove(m, &keys[i], NULL, NULL);
+            break;
+        }
+    }
+    CHECK_VALID(m, "balance: m after updates");
+    CHECK_VALID(c1, "balance: c1 untouched");
+    CHECK_EQ(champ_size(c1), K / 2, "copy kept its size");
+    CHECK_EQ(ctx.underflows, 0, "underflow during updates");
+
+    /* clear a shared map, then free in an odd order. */
+    CHECK_ST(champ_clear(p1), CHAMP_OK);
+    CHECK_EQ(champ_size(p1), 0, "cleared");
+    CHECK_VALID(p2, "balance: p2");
+    champ_free(m);
+    CHECK_VALID(c1, "balance: c1 after freeing m");
+    champ_free(p2);
+    champ_free(c1);
+    champ_free(p1);
+    champ_free(p3);
+
+    CHECK_EQ(ctx.underflows, 0, "release of an unheld reference");
+    long unbalanced = 0, off_by = 0;
+    for (int i = 0; i < 3 * K; i++) {
+        if (o[i].held != 0)
+            unbalanced++;
+        if (o[i].handed_back == 0 &&
+            o[i].releases != o[i].retains + o[i].handed_in)
+            off_by++;
+    }
+    CHECK_EQ(unbalanced, 0, "objects still held after every map was freed");
+    CHECK_EQ(off_by, 0,
+             "objects not released exactly once more per hand-in than retained");
+    CHECK(ctx.retain_calls > 0, "copies of shared nodes retained entries");
+    th_set_seed(0);
+
+    /* Value callbacks on a U64 map: the same balance. */
+    th_obj *vs = unit_objs_reset(64);
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 3, NULL);
+    memset(&ctx, 0, sizeof ctx);
+    cfg.val_retain = th_obj_retain;
+    cfg.val_release = th_obj_release;
+    cfg.ctx = &ctx;
+    champ_map *u = NULL, *uc = NULL;
+    CHECK_ST(champ_new(&cfg, &u), CHAMP_OK);
+    if (!u)
+        return;
+    for (uint64_t i = 0; i < 64; i++) {
+        CHECK_ST(champ_set_u64(u, i, &vs[i], NULL), CHAMP_OK);
+        th_obj_hand_in(&vs[i]);
+    }
+    CHECK_ST(champ_copy(u, &uc), CHAMP_OK);
+    for (uint64_t i = 0; i < 64; i += 2) {
+        void *old = NULL;
+        CHECK_ST(champ_set_u64(u, i, &vs[(i + 1) % 64], &old), CHAMP_REPLACED);
+        th_obj_hand_in(&vs[(i + 1) % 64]);
+        CHECK(old == &vs[i], "u64 old value");
+        th_obj_hand_back(old);
+    }
+    for (uint64_t i = 0; i < 64; i += 3)
+        CHECK_ST(champ_remove_u64(uc, i, NULL), CHAMP_OK);
+    champ_free(u);
+    champ_free(uc);
+    unbalanced = 0;
+    for (int i = 0; i < 64; i++)
+        unbalanced += vs[i].held != 0;
+    CHECK_EQ(unbalanced, 0, "u64 values still held after free");
+    CHECK_EQ(ctx.underflows, 0, "u64 value release underflow");
+}
+
+/* ------------------------------------------------------------------ */
+/* Copy, clear, p-forms                                                */
+/* ------------------------------------------------------------------ */
+
+static void test_copy_clear_pforms(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_U64, 9);
+    if (!m)
+        return;
+    for (uint64_t i = 0; i < 300; i++)
+        CHECK_ST(champ_set_u64(m, i, th_tok(i), NULL), CHAMP_OK);
+    champ_stats s0 = th_stats(m);
+    CHECK_EQ(s0.nodes_shared, 0, "fresh map shares nothing");
+
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    if (!c) {
+        champ_free(m);
+        return;
+    }
+    CHECK(champ_pool_of(c) == champ_pool_of(m), "copy shares the pool");
+    CHECK(champ_seed(c) == champ_seed(m), "copy keeps the seed");
+    CHECK(th_same_dump(m, c), "a copy dumps like its source");
+    champ_stats sc = th_stats(c);
+    CHECK(sc.nodes_shared >= 1, "a copy shares nodes (%zu)", sc.nodes_shared);
+    champ_pool_stats ps;
+    CHECK_ST(champ_pool_stats_get(champ_pool_of(m), &ps), CHAMP_OK);
+    CHECK_EQ(ps.maps, 2, "pool counts both maps");
+
+    /* Independence both ways. */
+    CHECK_ST(champ_set_u64(m, 1000, th_tok(1000), NULL), CHAMP_OK);
+    CHECK_ST(champ_set_u64(m, 5, th_tok(55), NULL), CHAMP_REPLACED);
+    CHECK_ST(champ_remove_u64(c, 7, NULL), CHAMP_OK);
+    CHECK_ST(champ_contains_u64(c, 1000), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_u64(m, 7), CHAMP_OK);
+    void *v = NULL;
+    CHECK_ST(champ_get_u64(c, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(5), "copy keeps the old value");
+    CHECK_ST(champ_get_u64(m, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(55), "original has the new value");
+    CHECK_EQ(champ_size(m), 301, "m size");
+    CHECK_EQ(champ_size(c), 299, "c size");
+    CHECK_VALID(m, "copy: m");
+    CHECK_VALID(c, "copy: c");
+
+    /* pset / premove leave m untouched. */
+    champ_status st;
+    char *before = th_capture(m, false, &st);
+    champ_map *p1 = NULL, *p2 = NULL, *p3 = NULL, *p4 = NULL;
+    CHECK_ST(champ_pset_u64(m, 2000, th_tok(2000), &p1), CHAMP_OK);
+    CHECK_ST(champ_pset_u64(m, 10, th_tok(11), &p2), CHAMP_REPLACED);
+    CHECK_ST(champ_premove_u64(m, 20, &p3), CHAMP_OK);
+    CHECK_ST(champ_premove_u64(m, 99999, &p4), CHAMP_NOTFOUND);
+    CHECK_EQ(champ_size(m), 301, "source size after p-forms");
+    CHECK_ST(champ_contains_u64(m, 2000), CHAMP_NOTFOUND);
+    CHECK_ST(champ_get_u64(m, 10, &v), CHAMP_OK);
+    CHECK(v == th_tok(10), "source value after pset");
+    CHECK_ST(champ_contains_u64(m, 20), CHAMP_OK);
+    if (p1 && p2 && p3 && p4) {
+        CHECK_EQ(champ_size(p1), 302, "pset insert size");
+        CHECK_ST(champ_contains_u64(p1, 2000), CHAMP_OK);
+        CHECK_EQ(champ_size(p2), 301, "pset replace size");
+        CHECK_ST(champ_get_u64(p2, 10, &v), CHAMP_OK);
+        CHECK(v == th_tok(11), "pset replaced value");
+        CHECK_EQ(champ_size(p3), 300, "premove size");
+        CHECK_ST(champ_contains_u64(p3, 20), CHAMP_NOTFOUND);
+        CHECK(th_same_dump(m, p4), "premove of an absent key is a copy");
+        CHECK(champ_pool_of(p1) == champ_pool_of(m), "p-form result pool");
+        CHECK_VALID(p1, "p1");
+        CHECK_VALID(p3, "p3");
+    }
+    champ_free(p1);
+    champ_free(p2);
+    champ_free(p3);
+    champ_free(p4);
+    /* With the derived maps gone (the dump shows reference counts), the
+     * source dumps exactly as before. */
+    char *after = th_capture(m, false, &st);
+    CHECK(before && after && strcmp(before, after) == 0,
+          "p-forms left the source's shape untouched");
+    free(before);
+    free(after);
+
+    /* clear: empty and usable; the copy is unaffected. */
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    unit_shape(m, 0, 0, 0, 0, 0, "cleared");
+    CHECK_ST(champ_contains_u64(m, 1), CHAMP_NOTFOUND);
+    CHECK_EQ(champ_size(c), 299, "copy survives clear of its source");
+    CHECK_ST(champ_get_u64(c, 1, &v), CHAMP_OK);
+    CHECK(v == th_tok(1), "copy values survive clear");
+    CHECK_ST(champ_set_u64(m, 1, th_tok(77), NULL), CHAMP_OK);
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_VALID(c, "copy after clears");
+
+    /* Free the source first; the copy lives on and stops sharing. */
+    champ_free(m);
+    CHECK_VALID(c, "copy after its source was freed");
+    sc = th_stats(c);
+    CHECK_EQ(sc.nodes_shared, 0, "nothing shared once the source is gone");
+
+    /* Copies of empty maps; a pset chain from empty. */
+    champ_map *e = NULL, *ec = NULL;
+    CHECK_ST(champ_copy(c, &e), CHAMP_OK);
+    CHECK_ST(champ_clear(e), CHAMP_OK);
+    CHECK_ST(champ_copy(e, &ec), CHAMP_OK);
+    if (ec) {
+        CHECK_EQ(champ_size(ec), 0, "copy of empty");
+        champ_map *cur = ec;
+        for (uint64_t i = 0; i < 50; i++) {
+            champ_map *nx = NULL;
+            CHECK_ST(champ_pset_u64(cur, i, th_tok(i), &nx), CHAMP_OK);
+            CHECK_EQ(champ_size(cur), i, "chain source kept");
+            champ_free(cur);
+            cur = nx;
+            if (!cur)
+                break;
+        }
+        if (cur) {
+            CHECK_EQ(champ_size(cur), 50, "pset chain");
+            CHECK_VALID(cur, "pset chain");
+        }
+        champ_free(cur);
+    }
+    champ_free(e);
+    champ_free(c);
+}
+
+/* Replacing a value in a node that another map shares must copy it. */
+static void test_replace_shared(void) {
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(40);
+    champ_map *m = unit_new_generic(&ctx, false);
+    if (!m)
+        return;
+    /* 0..4 collide (hash H); 5 sits beside them in the level-12 node; 6 and
+     * 7 are near the root. */
+    const uint64_t H = 0xfedcba9876543210ULL;
+    for (int i = 0; i < 5; i++)
+        o[i].hash = H;
+    o[5].hash = H ^ (1ULL << 61);
+    o[6].hash = H ^ 1;
+    o[7].hash = H ^ (1ULL << 7);
+    for (int i = 0; i < 8; i++)
+        unit_put(m, &o[i], th_tok((uint64_t)i));
+    unit_shape(m, 8, 13, 1, 5, 14, "replace_shared setup");
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    if (!c) {
+        champ_free(m);
+        return;
+    }
+    for (int i = 0; i < 8; i++) {
+        void *old = NULL;
+        CHECK_ST(champ_set(m, &o[i], th_tok(100 + (uint64_t)i), &old),
+                 CHAMP_REPLACED);
+        CHECK(old == th_tok((uint64_t)i), "old value of %d", i);
+        for (int j = 0; j < 8; j++) {
+            void *v = NULL;
+            champ_status st = champ_get(c, &o[j], &v);
+            CHECK(st == CHAMP_OK && v == th_tok((uint64_t)j),
+                  "copy changed by replace of %d in the original (key %d)",
+                  i, j);
+        }
+    }
+    unit_shape(m, 8, 13, 1, 5, 14, "replace_shared m");
+    unit_shape(c, 8, 13, 1, 5, 14, "replace_shared c");
+    /* and the other way round */
+    CHECK_ST(champ_set(c, &o[2], th_tok(555), NULL), CHAMP_REPLACED);
+    void *v = NULL;
+    CHECK_ST(champ_get(m, &o[2], &v), CHAMP_OK);
+    CHECK(v == th_tok(102), "original unaffected by the copy's replace");
+    champ_free(m);
+    CHECK_ST(champ_get(c, &o[2], &v), CHAMP_OK);
+    CHECK(v == th_tok(555), "copy value");
+    CHECK_VALID(c, "replace_shared c alone");
+    champ_free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pinned shapes                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Two keys differing in exactly one bit b meet at level min(b/5, 12). */
+static void test_shape_single_bit(void) {
+    th_cbctx ctx;
+    const uint64_t bases[] = {0, 0x0123456789abcdefULL, UINT64_MAX};
+    for (size_t bi = 0; bi < 3; bi++) {
+        for (unsigned b = 0; b < 64; b++) {
+            th_obj *o = unit_objs_reset(2);
+            champ_map *m = unit_new_generic(&ctx, false);
+            if (!m)
+                return;
+            o[0].hash = bases[bi];
+            o[1].hash = bases[bi] ^ (1ULL << b);
+            unit_put(m, &o[0], th_tok(0));
+            unit_put(m, &o[1], th_tok(1));
+            unsigned depth = (b < 60 ? b / 5 : 12) + 1;
+            char what[64];
+            snprintf(what, sizeof what, "keys differing in bit %u (base %zu)",
+                     b, bi);
+            unit_shape(m, 2, depth, 0, 0, depth, what);
+            champ_stats s = th_stats(m);
+            CHECK_EQ(s.nodes_by_slots[1], depth - 1, what);
+            CHECK_EQ(s.nodes_by_slots[2], 1, what);
+            CHECK(s.depth_mean > depth - 0.01 && s.depth_mean < depth + 0.01,
+                  "%s: depth_mean %g", what, s.depth_mean);
+            CHECK_ST(champ_contains(m, &o[0]), CHAMP_OK);
+            CHECK_ST(champ_contains(m, &o[1]), CHAMP_OK);
+            unit_del(m, &o[1]);
+            unit_shape(m, 1, 1, 0, 0, 1, "single entry pulled to the root");
+            unit_del(m, &o[0]);
+            unit_shape(m, 0, 0, 0, 0, 0, "empty again");
+            champ_free(m);
+        }
+    }
+}
+
+/* n keys with one full hash; removed one by one (two orders). */
+static void test_shape_collisions(size_t n, bool reverse) {
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(n);
+    champ_map *m = unit_new_generic(&ctx, false);
+    if (!m)
+        return;
+    const uint64_t H = 0x9e3779b97f4a7c15ULL;
+    for (size_t i = 0; i < n; i++) {
+        o[i].hash = H;
+        unit_put(m, &o[i], th_tok(i));
+    }
+    char what[80];
+    snprintf(what, sizeof what, "%zu colliding keys", n);
+    unit_shape(m, n, 13, 1, n, 14, what);
+    champ_stats s = th_stats(m);
+    CHECK_EQ(s.nodes_by_slots[1], 13, what);
+    for (size_t i = 0; i < n; i++) {
+        void *v = NULL;
+        CHECK_ST(champ_get(m, &o[i], &v), CHAMP_OK);
+        CHECK(v == th_tok(i), "%s: value %zu", what, i);
+    }
+    th_obj absent = {.id = 10000, .hash = H};
+    CHECK_ST(champ_contains(m, &absent), CHAMP_NOTFOUND);
+    CHECK_ST(champ_remove(m, &absent, NULL, NULL), CHAMP_NOTFOUND);
+
+    /* Iteration reaches the bottom (14 levels). */
+    champ_iter it;
+    champ_key k;
+    size_t seen = 0;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, &k, NULL) == CHAMP_OK)
+        seen++;
+    CHECK_EQ(seen, n, "iteration through a collision node");
+
+    for (size_t j = 0; j < n; j++) {
+        size_t i = reverse ? n - 1 - j : j;
+        unit_del(m, &o[i]);
+        size_t left = n - 1 - j;
+        snprintf(what, sizeof what, "%zu colliding keys, %zu left%s", n, left,
+                 reverse ? " (reverse)" : "");
+        if (left >= 2)
+            unit_shape(m, left, 13, 1, left, 14, what);
+        else if (left == 1)
+            unit_shape(m, 1, 1, 0, 0, 1, what);
+        else
+            unit_shape(m, 0, 0, 0, 0, 0, what);
+        CHECK_ST(champ_contains(m, &o[i]), CHAMP_NOTFOUND);
+        if (left > 0)
+            CHECK_ST(champ_contains(m, &o[reverse ? 0 : n - 1]), CHAMP_OK);
+    }
+    champ_free(m);
+}
+
+/* A collision group with a sibling key: the survivor is pulled up only to
+ * the node where the sibling lives. */
+static void test_shape_collision_sibling(unsigned sibling_bit) {
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(4);
+    champ_map *m = unit_new_generic(&ctx, false);
+    if (!m)
+        return;
+    const uint64_t H = 0x0f1e2d3c4b5a6978ULL;
+    o[0].hash = o[1].hash = o[2].hash = H;
+    o[3].hash = H ^ (1ULL << sibling_bit);
+    for (int i = 0; i < 4; i++)
+        unit_put(m, &o[i], th_tok((uint64_t)i));
+    unsigned meet = sibling_bit < 60 ? sibling_bit / 5 : 12; /* level */
+    char what[80];
+    snprintf(what, sizeof what, "collision + sibling at bit %u", sibling_bit);
+    unit_shape(m, 4, 13, 1, 3, 14, what);
+    unit_del(m, &o[1]);
+    unit_shape(m, 3, 13, 1, 2, 14, what);
+    unit_del(m, &o[0]);
+    /* o[2] and o[3] now both sit in the node at level meet. */
+    unit_shape(m, 2, meet + 1, 0, 0, meet + 1, what);
+    champ_stats s = th_stats(m);
+    CHECK_EQ(s.nodes_by_slots[2], 1, what);
+    /* Same shape as inserting the two directly. */
+    champ_map *d = unit_new_generic(&ctx, false);
+    if (d) {
+        unit_put(d, &o[3], th_tok(3));
+        unit_put(d, &o[2], th_tok(2));
+        CHECK(th_same_dump(m, d), "%s: canonical after delete", what);
+        champ_free(d);
+    }
+    unit_del(m, &o[3]);
+    unit_shape(m, 1, 1, 0, 0, 1, what);
+    champ_free(m);
+}
+
+/* Every canonicalisation case on delete, each compared with a map built
+ * directly with the surviving keys. */
+typedef struct unit_canon_case {
+    const char *name;
+    int n;
+    uint64_t hash[6];
+    int remove[6];  /* indexes to remove, -1 ends */
+    size_t bitmap_before, bitmap_after;
+    unsigned depth_before, depth_after;
+} unit_canon_case;
+
+static void test_shape_canonical_delete(void) {
+    static const unit_canon_case cases[] = {
+        {"subtree with one entry inlined into its parent", 3,
+         {0x00, 0x20, 0x01}, {1, -1}, 2, 1, 2, 1},
+        {"inlining cascades up to the root", 2,
+         {0, 1ULL << 25}, {1, -1}, 6, 1, 6, 1},
+        {"cascade stops at a node with another entry", 3,
+         {0, 1ULL << 25, 1ULL << 10}, {1, -1}, 6, 3, 6, 3},
+        {"node left with a single subnode stays", 3,
+         {0, 1ULL << 10, 1ULL << 5}, {2, -1}, 3, 3, 3, 3},
+        {"root keeps a single entry", 2, {0, 1ULL << 5}, {1, -1}, 2, 1, 2, 1},
+        {"root with two entries keeps one", 2, {3, 4}, {0, -1}, 1, 1, 1, 1},
+        {"two subtrees collapse one after another", 4,
+         {0, 1ULL << 30, 1, 1 | (1ULL << 40)}, {1, 3, -1}, 15, 1, 9, 1},
+        {"deep pair under a shallow one", 5,
+         {0, 1ULL << 63, 1ULL << 5, 7, 7 | (1ULL << 6)}, {1, 4, -1}, 14, 2, 13, 2},
+        {"everything removed", 3, {0, 1ULL << 62, 1ULL << 33}, {0, 1, 2, -1}, 13, 0,
+         13, 0},
+    };
+    th_cbctx ctx;
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const unit_canon_case *c = &cases[ci];
+        th_obj *o = unit_objs_reset((size_t)c->n);
+        champ_map *m = unit_new_generic(&ctx, false);
+        champ_map *d = unit_new_generic(&ctx, false);
+        if (!m || !d) {
+            champ_free(m);
+            champ_free(d);
+            return;
+        }
+        bool removed[6] = {false};
+        for (int i = 0; i < 6 && c->remove[i] >= 0; i++)
+            removed[c->remove[i]] = true;
+        for (int i = 0; i < c->n; i++) {
+            o[i].hash = c->hash[i];
+            unit_put(m, &o[i], th_tok((uint64_t)i));
+        }
+        champ_stats s = th_stats(m);
+        CHECK_EQ(s.nodes_bitmap, c->bitmap_before, c->name);
+        CHECK_EQ(s.depth_max, c->depth_before, c->name);
+        CHECK_VALID(m, c->name);
+        for (int i = 0; i < 6 && c->remove[i] >= 0; i++)
+            unit_del(m, &o[c->remove[i]]);
+        for (int i = c->n - 1; i >= 0; i--)
+            if (!removed[i])
+                unit_put(d, &o[i], th_tok((uint64_t)i));
+        s = th_stats(m);
+        CHECK_EQ(s.nodes_bitmap, c->bitmap_after, c->name);
+        CHECK_EQ(s.nodes_collision, 0, c->name);
+        CHECK_EQ(s.depth_max, c->depth_after, c->name);
+        CHECK_VALID(m, c->name);
+        CHECK(th_same_dump(m, d), "%s: shape differs from a direct build",
+              c->name);
+        champ_stats sd = th_stats(d);
+        CHECK_EQ(sd.nodes_bitmap, c->bitmap_after, c->name);
+        champ_free(m);
+        champ_free(d);
+    }
+}
+
+/* Random small hash sets: insertion order and deletions never change the
+ * final shape (canonical form). */
+static void test_shape_canonical_random(void) {
+    th_cbctx ctx;
+    th_rng r = {0xca0011ca1};
+    long rounds = th_iters(300, 20);
+    for (long round = 0; round < rounds; round++) {
+        th_set_seed(r.s);
+        size_t n = 2 + (size_t)th_below(&r, 60), extra = (size_t)th_below(&r, 30);
+        th_obj *o = unit_objs_reset(n + extra);
+        /* Hashes from few slice values, so paths share long prefixes; in
+         * odd rounds some exact duplicates make collision nodes.  The order
+         * of entries inside a collision node follows insertion (generic
+         * keys have no order), so dumps and iteration orders are compared
+         * in the rounds without duplicates only. */
+        bool dups = round % 2 == 1;
+        for (size_t i = 0; i < n + extra; i++) {
+            if (dups && i > 0 && th_chance(&r, 10)) {
+                o[i].hash = o[th_below(&r, i)].hash;
+                continue;
+            }
+            uint64_t h = 0;
+            for (int s = 0; s < 13; s++) {
+                uint64_t slice = th_chance(&r, 70) ? 0 : th_below(&r, 3);
+                h |= slice << (5 * s);
+            }
+            if (th_chance(&r, 30))
+                h ^= 1ULL << (60 + th_below(&r, 4));
+            o[i].hash = h;
+            for (size_t j = 0; j < i && !dups; j++)
+                if (o[j].hash == h) {
+                    o[i].hash = h ^ (1ULL << (5 * th_below(&r, 13)));
+                    j = (size_t)-1; /* re-check all */
+                    h = o[i].hash;
+                }
+        }
+        champ_map *a = unit_new_generic(&ctx, false);
+        champ_map *b = unit_new_generic(&ctx, false);
+        champ_map *c = unit_new_generic(&ctx, false);
+        if (!a || !b || !c) {
+            champ_free(a);
+            champ_free(b);
+            champ_free(c);
+            return;
+        }
+        for (size_t i = 0; i < n; i++)
+            unit_put(a, &o[i], th_tok(i));
+        for (size_t i = n; i-- > 0;)
+            unit_put(b, &o[i], th_tok(i));
+        /* c: everything in a shuffled order, then the extras removed. */
+        size_t perm[128];
+        for (size_t i = 0; i < n + extra; i++)
+            perm[i] = i;
+        for (size_t i = n + extra; i > 1; i--) {
+            size_t j = (size_t)th_below(&r, i);
+            size_t t = perm[i - 1];
+            perm[i - 1] = perm[j];
+            perm[j] = t;
+        }
+        for (size_t i = 0; i < n + extra; i++)
+            unit_put(c, &o[perm[i]], th_tok(perm[i]));
+        for (size_t i = 0; i < n + extra; i++)
+            if (perm[i] >= n)
+                unit_del(c, &o[perm[i]]);
+        CHECK_VALID(a, "canonical random a");
+        CHECK_VALID(c, "canonical random c");
+        if (!dups) {
+            CHECK(th_same_dump(a, b), "insertion order changed the shape");
+            CHECK(th_same_dump(a, c), "deletions left a non-canonical shape");
+        }
+        champ_stats sa = th_stats(a), sb = th_stats(b), sc = th_stats(c);
+        CHECK(sa.nodes_bitmap == sc.nodes_bitmap &&
+                  sa.nodes_collision == sc.nodes_collision &&
+                  sa.depth_max == sc.depth_max &&
+                  sa.collision_entries == sc.collision_entries &&
+                  sa.node_bytes == sc.node_bytes &&
+                  memcmp(sa.nodes_by_slots, sc.nodes_by_slots,
+                         sizeof sa.nodes_by_slots) == 0,
+              "stats differ: bitmap %zu/%zu collision %zu/%zu depth %u/%u",
+              sa.nodes_bitmap, sc.nodes_bitmap, sa.nodes_collision,
+              sc.nodes_collision, sa.depth_max, sc.depth_max);
+        CHECK(sa.nodes_bitmap == sb.nodes_bitmap &&
+                  sa.node_bytes == sb.node_bytes &&
+                  memcmp(sa.nodes_by_slots, sb.nodes_by_slots,
+                         sizeof sa.nodes_by_slots) == 0,
+              "stats differ with insertion order");
+        /* Same content and seed: the same iteration order. */
+        champ_iter ia, ic;
+        champ_key ka, kc;
+        bool same_order = true;
+        champ_iter_init(&ia, a);
+        champ_iter_init(&ic, c);
+        for (;;) {
+            champ_status s1 = champ_iter_next(&ia, &ka, NULL);
+            champ_status s2 = champ_iter_next(&ic, &kc, NULL);
+            if (s1 != s2 || (s1 == CHAMP_OK && ka.ptr != kc.ptr)) {
+                same_order = false;
+                break;
+            }
+            if (s1 != CHAMP_OK)
+                break;
+        }
+        if (!dups)
+            CHECK(same_order, "iteration order differs for equal contents");
+        champ_free(a);
+        champ_free(b);
+        champ_free(c);
+        if (th_failed)
+            break;
+    }
+    th_set_seed(0);
+}
+
+static void unit_dump_canonical_fill(champ_map *a, champ_map *b, champ_map *c,
+                                     champ_map *d);
+
+/* U64 and BYTES maps with equal contents and seeds dump alike. */
+static void test_dump_canonical_kinds(void) {
+    champ_map *a = unit_new_kind(CHAMP_KEY_U64, 77);
+    champ_map *b = unit_new_kind(CHAMP_KEY_U64, 77);
+    champ_map *c = unit_new_kind(CHAMP_KEY_BYTES, 78);
+    champ_map *d = unit_new_kind(CHAMP_KEY_BYTES, 78);
+    if (a && b && c && d)
+        unit_dump_canonical_fill(a, b, c, d);
+    champ_free(a);
+    champ_free(b);
+    champ_free(c);
+    champ_free(d);
+}
+
+static void unit_dump_canonical_fill(champ_map *a, champ_map *b, champ_map *c,
+                                     champ_map *d) {
+    enum { N = 3000 };
+    for (uint64_t i = 0; i < N; i++) {
+        champ_set_u64(a, i * 7919, th_tok(i), NULL);
+        champ_set_u64(b, (N - 1 - i) * 7919, th_tok(N - 1 - i), NULL);
+        char kb[32];
+        int len = snprintf(kb, sizeof kb, "key-%llu", (unsigned long long)i);
+        champ_set_bytes(c, kb, (size_t)len, th_tok(i), NULL);
+    }
+    for (uint64_t i = N + 500; i-- > 0;) {
+        char kb[32];
+        int len = snprintf(kb, sizeof kb, "key-%llu", (unsigned long long)i);
+        champ_set_bytes(d, kb, (size_t)len, th_tok(i), NULL);
+    }
+    for (uint64_t i = N; i < N + 500; i++) {
+        char kb[32];
+        int len = snprintf(kb, sizeof kb, "key-%llu", (unsigned long long)i);
+        CHECK_ST(champ_remove_bytes(d, kb, (size_t)len, NULL), CHAMP_OK);
+    }
+    CHECK_EQ(champ_size(a), N, "u64 size");
+    CHECK_EQ(champ_size(d), N, "bytes size");
+    CHECK(th_same_dump(a, b), "u64: insertion order changed the dump");
+    CHECK(th_same_dump(c, d), "bytes: insertion order/deletes changed the dump");
+    champ_status st;
+    char *txt = th_capture(a, false, &st);
+    CHECK_ST(st, CHAMP_OK);
+    CHECK(txt && strlen(txt) > 100, "dump of a 3000-entry map prints the trie");
+    free(txt);
+    txt = th_capture(a, true, &st);
+    CHECK_ST(st, CHAMP_OK);
+    CHECK(txt && txt[0] != '\0', "stats_print prints something");
+    free(txt);
+}
+
+/* ------------------------------------------------------------------ */
+/* Iteration                                                           */
+/* ------------------------------------------------------------------ */
+
+static int unit_count_visit(const champ_key *key, void *val, void *ctx) {
+    size_t *counts = ctx; /* counts[0]: visits, counts[1]: stop at, [2]: bad */
+    counts[0]++;
+    if (val != th_tok(key->u64))
+        counts[2]++;
+    return counts[1] && counts[0] >= counts[1];
+}
+
+static void test_iteration(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_U64, 5);
+    if (!m)
+        return;
+    champ_iter it;
+    champ_key k;
+    void *v;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_NOTFOUND);
+    CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_NOTFOUND);
+
+    size_t n = (size_t)th_iters(5000, 300);
+    unsigned char *seen = calloc(n, 1);
+    if (!seen) {
+        champ_free(m);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        champ_set_u64(m, i, th_tok(i), NULL);
+    size_t count = 0, dup = 0, wrong = 0;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, &k, &v) == CHAMP_OK) {
+        count++;
+        if (k.u64 >= n || v != th_tok(k.u64) || k.ptr != NULL || k.len != 0) {
+            wrong++;
+            continue;
+        }
+        if (seen[k.u64]++)
+            dup++;
+    }
+    CHECK_EQ(count, n, "iteration visits every entry");
+    CHECK_EQ(dup, 0, "iteration visits an entry twice");
+    CHECK_EQ(wrong, 0, "iteration reports unknown keys or values");
+    CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_NOTFOUND);
+
+    /* NULL key / val outputs are allowed. */
+    count = 0;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, NULL, NULL) == CHAMP_OK)
+        count++;
+    CHECK_EQ(count, n, "iteration with NULL outputs");
+
+    /* foreach: all, then an early stop. */
+    size_t counts[3] = {0, 0, 0};
+    CHECK_ST(champ_foreach(m, unit_count_visit, counts), CHAMP_OK);
+    CHECK_EQ(counts[0], n, "foreach visits");
+    CHECK_EQ(counts[2], 0, "foreach values");
+    size_t counts2[3] = {0, 10, 0};
+    CHECK_ST(champ_foreach(m, unit_count_visit, counts2), CHAMP_NOTFOUND);
+    CHECK_EQ(counts2[0], 10, "foreach stops when fn returns nonzero");
+
+    /* An iterator over a copy stays valid while the original changes. */
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    if (c) {
+        memset(seen, 0, n);
+        count = dup = wrong = 0;
+        CHECK_ST(champ_iter_init(&it, c), CHAMP_OK);
+        uint64_t step = 0;
+        while (champ_iter_next(&it, &k, &v) == CHAMP_OK) {
+            count++;
+            if (k.u64 >= n || v != th_tok(k.u64))
+                wrong++;
+            else if (seen[k.u64]++)
+                dup++;
+            /* Mutate the original hard between steps. */
+            champ_remove_u64(m, (step * 7) % n, NULL);
+            champ_set_u64(m, n + step, th_tok(0), NULL);
+            champ_set_u64(m, (step * 13) % n, th_tok(12345), NULL);
+            step++;
+        }
+        CHECK_EQ(count, n, "copy's iteration count while original changes");
+        CHECK_EQ(dup + wrong, 0, "copy's iteration disturbed");
+        /* And the other way: iterate m while its copy c changes. */
+        size_t msize = champ_size(m);
+        count = 0;
+        CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+        while (champ_iter_next(&it, &k, &v) == CHAMP_OK) {
+            count++;
+            champ_set_u64(c, n * 3 + count, NULL, NULL);
+            champ_remove_u64(c, count % n, NULL);
+        }
+        CHECK_EQ(count, msize, "source's iteration while its copy changes");
+        CHECK_VALID(m, "iteration m");
+        CHECK_VALID(c, "iteration c");
+        champ_free(c);
+    }
+
+#ifdef CHAMP_DEBUG
+    /* Debug builds detect a change of the iterated map. */
+    for (int how = 0; how < 4; how++) {
+        CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+        CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_OK);
+        switch (how) {
+        case 0: champ_set_u64(m, 999999999, NULL, NULL); break;
+        case 1: champ_remove_u64(m, 999999999, NULL); break;
+        case 2: champ_set_u64(m, n + 1, th_tok(1), NULL); break;
+        default: champ_clear(m); break;
+        }
+        CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_EMODIFIED);
+    }
+#endif
+    free(seen);
+    champ_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* Stats, pools, lifetimes                                             */
+/* ------------------------------------------------------------------ */
+
+static void test_stats_and_pools(void) {
+    champ_pool *pool = NULL;
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.chunk_size = 4096;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    champ_pool_stats ps;
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_EQ(ps.maps, 0, "new pool has no maps");
+    CHECK_EQ(ps.bytes_live, 0, "new pool has no live bytes");
+    CHECK(!ps.fixed, "not a fixed pool");
+#if defined(CHAMP_STATS) || defined(CHAMP_DEBUG)
+    CHECK(ps.counters_enabled, "counters enabled in this build");
+#endif
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 11, pool);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(pool);
+        return;
+    }
+    CHECK(champ_pool_of(m) == pool, "map uses the given pool");
+    champ_stats s = th_stats(m);
+    CHECK_EQ(s.entries, 0, "empty entries");
+    CHECK_EQ(s.nodes_bitmap + s.nodes_collision, 0, "empty map has no nodes");
+    CHECK_EQ(s.depth_max, 0, "empty depth");
+    CHECK_EQ(s.pool.maps, 1, "stats carry pool stats");
+    size_t live_empty = th_pool_live(pool);
+    for (uint64_t i = 0; i < 5000; i++)
+        champ_set_u64(m, i, NULL, NULL);
+    s = th_stats(m);
+    CHECK_EQ(s.entries, 5000, "entries");
+    CHECK(s.nodes_bitmap > 100, "a 5000-entry trie has many nodes");
+    size_t slot_nodes = 0;
+    for (int i = 0; i < CHAMP_STATS_SLOTS; i++)
+        slot_nodes += s.nodes_by_slots[i];
+    CHECK_EQ(slot_nodes, s.nodes_bitmap, "nodes_by_slots adds up");
+    CHECK_EQ(s.nodes_by_slots[0], 0, "no empty bitmap node in a nonempty map");
+    CHECK(s.depth_max >= 3 && s.depth_max <= 8, "depth_max %u", s.depth_max);
+    CHECK(s.depth_mean >= 1 && s.depth_mean <= s.depth_max, "depth_mean %g",
+          s.depth_mean);
+    CHECK(s.node_bytes > 0 && s.key_bytes == 0, "node/key bytes");
+    CHECK(s.bytes_per_entry > 0 && s.bytes_per_entry < 200,
+          "bytes_per_entry %g", s.bytes_per_entry);
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK(ps.bytes_live >= s.node_bytes, "pool live %zu >= node bytes %zu",
+          ps.bytes_live, s.node_bytes);
+    CHECK(ps.bytes_reserved >= ps.bytes_live, "reserved >= live");
+    CHECK(ps.bytes_peak >= ps.bytes_live, "peak >= live");
+    CHECK(ps.chunks >= 2, "4 KiB chunks: several chunks (%zu)", ps.chunks);
+    CHECK(ps.utilization > 0 && ps.utilization <= 1, "utilization %g",
+          ps.utilization);
+    CHECK(ps.backing_calls >= ps.chunks, "backing calls");
+    CHECK_EQ(ps.alloc_failures, 0, "no failures");
+    if (ps.counters_enabled) {
+        CHECK_EQ(ps.allocs, ps.allocs_free_list + ps.allocs_arena,
+                 "allocs split");
+        CHECK(ps.frees <= ps.allocs, "frees <= allocs");
+        CHECK(ps.allocs_free_list > 0, "growing nodes recycles blocks");
+    }
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_EQ(ps.maps, 2, "copy counted");
+    CHECK_EQ(th_stats(c).nodes_shared, 1, "a copy shares its root only");
+    champ_free(c);
+    CHECK_EQ(th_stats(m).nodes_shared, 0, "freed copy: nothing shared");
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_EQ(th_pool_live(pool), live_empty, "clear gives back every node");
+    champ_free(m);
+    CHECK_EQ(th_pool_live(pool), 0, "freed map: pool live 0");
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_EQ(ps.maps, 0, "no maps left");
+    champ_pool_free(pool);
+
+    /* A map keeps its pool alive; the last free gives back every byte. */
+    th_alloc ta;
+    th_alloc_init(&ta);
+    memset(&pc, 0, sizeof pc);
+    pc.allocator = &ta.a;
+    pc.chunk_size = 1024;
+    pool = NULL;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    cfg = th_kind_config(CHAMP_KEY_BYTES, 12, pool);
+    m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    champ_pool_free(pool); /* the map holds it now */
+    if (m) {
+        for (int i = 0; i < 2000; i++) {
+            char kb[24];
+            int len = snprintf(kb, sizeof kb, "k%d", i);
+            CHECK_ST(champ_set_bytes(m, kb, (size_t)len, NULL, NULL), CHAMP_OK);
+        }
+        CHECK(ta.live_bytes > 0 && ta.calls > 2,
+              "the pool allocates through the given allocator");
+        CHECK_VALID(m, "map outliving its pool handle");
+        champ_map *c2 = NULL;
+        CHECK_ST(champ_copy(m, &c2), CHAMP_OK);
+        champ_free(m);
+        CHECK(ta.live_bytes > 0, "copy still holds the pool");
+        CHECK_ST(champ_get_str(c2, "k1999", NULL), CHAMP_OK);
+        champ_free(c2);
+    }
+    CHECK_EQ(ta.live_bytes, 0, "the last map's free destroyed the pool");
+    CHECK_EQ(ta.live_blocks, 0, "no block left with the allocator");
+    CHECK_EQ(ta.size_mismatches, 0, "free/realloc passed wrong sizes");
+
+    /* A private pool made from pool_config. */
+    th_alloc_init(&ta);
+    memset(&pc, 0, sizeof pc);
+    pc.allocator = &ta.a;
+    cfg = th_kind_config(CHAMP_KEY_U64, 13, NULL);
+    cfg.pool_config = &pc;
+    m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (m) {
+        for (uint64_t i = 0; i < 1000; i++)
+            champ_set_u64(m, i, NULL, NULL);
+        CHECK(ta.calls > 0, "private pool uses pool_config's allocator");
+        champ_free(m);
+    }
+    CHECK_EQ(ta.live_bytes, 0, "private pool gone with its map");
+    CHECK_EQ(ta.size_mismatches, 0, "sizes passed back");
+
+    /* Two maps with a default config each get their own pool. */
+    champ_map *x = NULL, *y = NULL;
+    CHECK_ST(champ_new_u64(&x), CHAMP_OK);
+    CHECK_ST(champ_new_u64(&y), CHAMP_OK);
+    if (x && y)
+        CHECK(champ_pool_of(x) != champ_pool_of(y), "private pools differ");
+    champ_free(x);
+    champ_free(y);
+}
+
+/* Maps of all kinds sharing one pool. */
+static void test_mixed_pool(void) {
+    champ_pool *pool = NULL;
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.hash_mode = TH_HASH_GOOD;
+    th_obj *o = unit_objs_reset(100);
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 1, pool);
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 2, pool);
+    champ_config cg = th_generic_config(&ctx, false, pool);
+    champ_map *u = NULL, *b = NULL, *g = NULL;
+    CHECK_ST(champ_new(&cu, &u), CHAMP_OK);
+    CHECK_ST(champ_new(&cb, &b), CHAMP_OK);
+    CHECK_ST(champ_new(&cg, &g), CHAMP_OK);
+    if (u && b && g) {
+        for (uint64_t i = 0; i < 100; i++) {
+            champ_set_u64(u, i, NULL, NULL);
+            champ_set_bytes(b, &i, sizeof i, NULL, NULL);
+            champ_set(g, &o[i], NULL, NULL);
+        }
+        CHECK_VALID(u, "mixed pool u");
+        CHECK_VALID(b, "mixed pool b");
+        CHECK_VALID(g, "mixed pool g");
+        champ_pool_stats ps;
+        CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+        CHECK_EQ(ps.maps, 3, "three maps in the pool");
+    }
+    champ_free(u);
+    champ_free(b);
+    CHECK_VALID(g, "g after freeing its pool mates");
+    champ_free(g);
+    CHECK_EQ(th_pool_live(pool), 0, "mixed pool drained");
+    champ_pool_free(pool);
+}
+
+/* champ_free of a large, deep map (iterative) and of many copies. */
+static void test_free_large(void) {
+    champ_pool *pool = NULL;
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 99, pool);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (m) {
+        long n = th_iters(200000, 5000);
+        th_rng r = {12345};
+        for (long i = 0; i < n; i++)
+            champ_set_u64(m, th_next(&r), th_tok((uint64_t)i), NULL);
+        CHECK_EQ(champ_size(m), (size_t)n, "large map size");
+        CHECK_VALID(m, "large map");
+        champ_map *copies[8];
+        for (int i = 0; i < 8; i++) {
+            copies[i] = NULL;
+            CHECK_ST(champ_copy(m, &copies[i]), CHAMP_OK);
+            if (copies[i])
+                champ_set_u64(copies[i], (uint64_t)i, NULL, NULL);
+        }
+        champ_free(m);
+        for (int i = 0; i < 8; i++) {
+            if (i == 3 && copies[i])
+                CHECK_VALID(copies[i], "copy of the large map");
+            champ_free(copies[i]);
+        }
+    }
+    CHECK_EQ(th_pool_live(pool), 0, "large map freed");
+    champ_pool_free(pool);
+}
+
+/* ------------------------------------------------------------------ */
+/* Re-entrant updates from callbacks: CHAMP_EBUSY                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct unit_reenter {
+    th_cbctx base; /* first: th_key_hash/th_key_equal read it */
+    champ_map *m;
+    int arm;       /* 1 hash, 2 equal, 3 release: the next call re-enters */
+    int fired;
+    champ_status inner_set, inner_remove, inner_clear;
+    th_obj *inner_key;
+} unit_reenter;
+
+static void unit_reenter_now(unit_reenter *r) {
+    r->arm = 0;
+    r->fired++;
+    r->inner_set = champ_set(r->m, r->inner_key, NULL, NULL);
+    r->inner_remove = champ_remove(r->m, r->inner_key, NULL, NULL);
+    r->inner_clear = champ_clear(r->m);
+}
+
+static uint64_t unit_reenter_hash(const void *key, void *ctx) {
+    unit_reenter *r = ctx;
+    if (r->arm == 1)
+        unit_reenter_now(r);
+    return th_key_hash(key, ctx);
+}
+
+static bool unit_reenter_equal(const void *a, const void *b, void *ctx) {
+    unit_reenter *r = ctx;
+    if (r->arm == 2)
+        unit_reenter_now(r);
+    return th_key_equal(a, b, ctx);
+}
+
+static void unit_reenter_release(void *p, void *ctx) {
+    unit_reenter *r = ctx;
+    if (r->arm == 3 && p)
+        unit_reenter_now(r);
+}
+
+static void unit_reenter_retain(void *p, void *ctx) {
+    (void)p;
+    (void)ctx;
+}
+
+static void test_reentrant_callbacks(void) {
+    th_obj *o = unit_objs_reset(8);
+    for (int i = 0; i < 8; i++)
+        o[i].hash = (uint64_t)i * 0x0101010101010101ULL;
+    o[4].hash = o[3].hash; /* 3 and 4 collide: equal gets called */
+    o[5].id = o[3].id;     /* 5 is a probe equal to 3 */
+    o[5].hash = o[3].hash;
+    const char *names[] = {"", "hash", "equal", "release"};
+    for (int arm = 1; arm <= 3; arm++) {
+        unit_reenter r;
+        memset(&r, 0, sizeof r);
+        r.base.hash_mode = TH_HASH_FIELD;
+        champ_config cfg = th_generic_config(&r.base, false, NULL);
+        cfg.ctx = &r;
+        cfg.hash = unit_reenter_hash;
+        cfg.equal = unit_reenter_equal;
+        cfg.val_retain = unit_reenter_retain;
+        cfg.val_release = unit_reenter_release;
+        CHECK_ST(champ_new(&cfg, &r.m), CHAMP_OK);
+        if (!r.m)
+            return;
+        r.inner_key = &o[7];
+        for (int i = 0; i < 5; i++)
+            CHECK_ST(champ_set(r.m, &o[i], &o[i], NULL), CHAMP_OK);
+        r.arm = arm;
+        champ_status outer = arm == 3 ? champ_clear(r.m)
+                                      : champ_set(r.m, &o[5], &o[6], NULL);
+        CHECK(r.fired == 1, "%s callback re-entered %d times", names[arm],
+              r.fired);
+        bool busy = r.inner_set == CHAMP_EBUSY &&
+                    r.inner_remove == CHAMP_EBUSY &&
+                    r.inner_clear == CHAMP_EBUSY;
+        CHECK(busy,
+              "updates from the %s callback: set %s, remove %s, clear %s; "
+              "want CHAMP_EBUSY", names[arm], th_status_name(r.inner_set),
+              th_status_name(r.inner_remove), th_status_name(r.inner_clear));
+        if (busy && arm == 3) {
+            /* Releases of clear run while the map is being emptied. */
+            CHECK_ST(outer, CHAMP_OK);
+            CHECK_EQ(champ_size(r.m), 0, "clear finished");
+        } else if (busy) {
+            /* 5 equals 3 (same hash): hash, then equal, are called. */
+            CHECK_ST(outer, CHAMP_REPLACED);
+            CHECK_EQ(champ_size(r.m), 5, "outer set done, nothing else");
+        }
+        r.arm = 0;
+        CHECK_ST(champ_contains(r.m, &o[7]), CHAMP_NOTFOUND);
+        CHECK_VALID(r.m, "after re-entrant calls");
+        /* champ_free: releases run while the map is torn down. */
+        champ_status again = champ_set(r.m, &o[1], &o[1], NULL);
+        CHECK(again == CHAMP_OK || again == CHAMP_REPLACED, "set: %s",
+              th_status_name(again));
+        r.fired = 0;
+        r.arm = 3;
+        champ_free(r.m);
+        CHECK(r.fired == 1 && r.inner_set == CHAMP_EBUSY,
+              "update from a release during champ_free: %s",
+              th_status_name(r.inner_set));
+    }
+}
+
+void suite_unit(void) {
+    test_u64_basics();
+    test_null_values();
+    test_bytes_basics();
+    test_generic_basics();
+    test_release_balance();
+    test_copy_clear_pforms();
+    test_replace_shared();
+    test_shape_single_bit();
+    test_shape_collisions(2, false);
+    test_shape_collisions(3, false);
+    test_shape_collisions(3, true);
+    test_shape_collisions(40, false);
+    test_shape_collisions(40, true);
+    test_shape_collision_sibling(27);
+    test_shape_collision_sibling(62);
+    test_shape_collision_sibling(0);
+    test_shape_canonical_delete();
+    test_shape_canonical_random();
+    test_dump_canonical_kinds();
+    test_iteration();
+    test_stats_and_pools();
+    test_mixed_pool();
+    test_free_large();
+    test_reentrant_callbacks();
+}
