@@ -1,0 +1,71 @@
+/*
+ * adapter.h - the interface between the benchmark driver and one library.
+ *
+ * An adapter maps the driver's workload onto one library's API and nothing
+ * else: the driver owns key generation, timing, rounds and result checking.
+ * Every operation is one function that runs a whole loop over an array of
+ * keys, so the timed region makes a single indirect call, never one per key.
+ *
+ * Values: the entry for keys[i] of the insert array always holds i + 1, so
+ * a query over any permutation of the N keys sums to N * (N + 1) / 2.
+ */
+#ifndef BENCH_ADAPTER_H
+#define BENCH_ADAPTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A string key: NUL-terminated bytes p[0..len) (the NUL is not part of the
+ * key).  The driver keeps every string alive for the whole job, so adapters
+ * of pointer-keyed maps may store p itself. */
+typedef struct bench_str {
+    const char *p;
+    size_t len;
+} bench_str;
+
+enum bench_kind { BK_U64 = 0, BK_STR = 1, BK_KINDS = 2 };
+
+enum bench_op {
+    OP_INSERT = 0,    /* keys[0..n) into the (empty) map, value i + 1: returns inserts */
+    OP_QUERY,         /* returns the sum of the values found                          */
+    OP_MISS,          /* absent keys: returns the sum of the values found (0)         */
+    OP_REMOVE,        /* every key: returns the number removed                        */
+    OP_ITERATE,       /* keys unused, n = size: returns the sum of all values          */
+    OP_PINSERT,       /* n persistent inserts, each version from the previous one,
+                         which is released: returns successful inserts                 */
+    OP_PINSERT_KEEP,  /* the same, every version kept in scratch[0..n)                */
+    OP_PREMOVE,       /* n persistent removes from the map, previous released          */
+    OP_COPY_UPDATE,   /* n times: copy the map, set keys[i] in the copy to a new
+                         value, release the copy: returns successful updates          */
+    OP_COUNT
+};
+
+typedef uint64_t (*bench_op_fn)(void *state, const void *keys, size_t n,
+                                void **scratch);
+
+typedef struct bench_adapter {
+    const char *name;        /* library name as in the CSV            */
+    /* Makes the state (an empty map) for one key kind; NULL on failure. */
+    void *(*create)(int kind);
+    void (*destroy)(void *state);
+    /* Optional: bytes the structure uses by the library's own accounting
+     * (live, and reserved from the system); NULL means the driver measures
+     * the heap with mallinfo2. */
+    void (*memory)(void *state, size_t *live, size_t *reserved);
+    /* Optional: number of entries, for checks. */
+    size_t (*size)(void *state);
+    /* Releases versions scratch[0..n) kept by OP_PINSERT_KEEP except the
+     * one the state holds. */
+    void (*drop_versions)(void *state, void **scratch, size_t n);
+    /* op[kind][op]; NULL where the library has no such operation. */
+    bench_op_fn op[BK_KINDS][OP_COUNT];
+} bench_adapter;
+
+#ifdef __cplusplus
+}
+#endif
+#endif
