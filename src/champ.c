@@ -438,6 +438,13 @@ static void node_drop(const champ_map *m, node *n, unsigned level) {
 /* Lookup                                                              */
 /* ------------------------------------------------------------------ */
 
+/* The next node's header is about to be loaded; what we need after it
+ * (the entry or child pointer the bitmaps select) is often on the next
+ * cache line: ask for that one now instead of after the header arrives. */
+static ALWAYS_INLINE void prefetch_node_tail(const node *n) {
+    __builtin_prefetch((const char *)n + 64);
+}
+
 static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
                                            champ_key_kind kind) {
     const node *n = m->root;
@@ -459,6 +466,7 @@ static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
         if (!(n->nodemap & bit))
             return NULL;
         n = node_kids(n)[popc(n->nodemap & (bit - 1))];
+        prefetch_node_tail(n);
         h >>= CHAMP_BITS;
     }
 }
@@ -511,6 +519,7 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
             return AT_EMPTY;
         }
         n = node_kids(n)[popc(n->nodemap & (bit - 1))];
+        prefetch_node_tail(n);
         h >>= CHAMP_BITS;
     }
 }
@@ -766,6 +775,29 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
     return st;
 }
 
+/* The removed entry: ours to hand over if the bottom node was ours (else
+ * released), or, if the node is still shared with another map, a new
+ * reference for the caller. */
+static ALWAYS_INLINE void removed_hand_back(const champ_map *m, const entry *gone,
+                                            bool shared, uint64_t *key_out,
+                                            void **val_out, champ_key_kind kind) {
+    if (shared) {
+        if (kind == CHAMP_KEY_GENERIC && key_out && m->key_retain)
+            m->key_retain((void *)(uintptr_t)gone->k, m->ctx);
+        if (val_out && m->val_retain)
+            m->val_retain(gone->v, m->ctx);
+    } else {
+        if (kind != CHAMP_KEY_GENERIC || !key_out)
+            key_release(m, gone->k);
+        if (!val_out && m->val_release)
+            m->val_release(gone->v, m->ctx);
+    }
+    if (key_out)
+        *key_out = gone->k;
+    if (val_out)
+        *val_out = gone->v;
+}
+
 /* Remove.  Hands back the stored key word and value (with a reference the
  * caller owns) when the out pointers are given; releases them otherwise. */
 static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
@@ -810,7 +842,42 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
     } else if (d == CHAMP_COLL_LEVEL) {
         plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap - 1));
     } else {
-        plan_add(&pl, node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap)));
+        size_t sz = node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap));
+        if (LIKELY(pa.fs < 0)) {
+            /* The common remove: one entry out of a node this map owns. */
+            node *nt = pool_alloc(pool, sz);
+            if (UNLIKELY(!nt)) {
+                /* A full pool: shrink the node where it is and give its
+                 * last 16 bytes back, so a map that owns its nodes can
+                 * always be drained. */
+                uint32_t di = popc(b->datamap & (pa.bit[d] - 1));
+                memmove(&b->e[di], &b->e[di + 1],
+                        sz - NODE_HDR - 16u * di);
+                b->datamap &= ~pa.bit[d];
+                pool_free(pool, (char *)b + sz, 16u);
+                m->size--;
+                m->stamp++;
+                m->busy = false;
+                removed_hand_back(m, &gone, false, key_out, val_out, kind);
+                POST_UPDATE_CHECK(m);
+                return CHAMP_OK;
+            }
+            node_bitmap_remove_entry(m, nt, b, pa.bit[d], false);
+            if (d == 0) {
+                m->root = nt;
+            } else {
+                node *par = pa.n[d - 1];
+                node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nt;
+            }
+            pool_free(pool, b, sz + 16u);
+            m->size--;
+            m->stamp++;
+            m->busy = false;
+            removed_hand_back(m, &gone, false, key_out, val_out, kind);
+            POST_UPDATE_CHECK(m);
+            return CHAMP_OK;
+        }
+        plan_add(&pl, sz);
     }
     int kanc = pl.n;
     plan_ancestors(&pa, t, &pl);
@@ -853,24 +920,7 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
     m->stamp++;
     m->busy = false;
 
-    /* The removed entry: ours to hand over if the bottom node was ours,
-     * else it still lives in the other map and the caller gets a new
-     * reference. */
-    if (share_b) {
-        if (kind == CHAMP_KEY_GENERIC && key_out && m->key_retain)
-            m->key_retain((void *)(uintptr_t)gone.k, m->ctx);
-        if (val_out && m->val_retain)
-            m->val_retain(gone.v, m->ctx);
-    } else {
-        if (kind != CHAMP_KEY_GENERIC || !key_out)
-            key_release(m, gone.k);
-        if (!val_out && m->val_release)
-            m->val_release(gone.v, m->ctx);
-    }
-    if (key_out)
-        *key_out = gone.k;
-    if (val_out)
-        *val_out = gone.v;
+    removed_hand_back(m, &gone, share_b, key_out, val_out, kind);
     POST_UPDATE_CHECK(m);
     return CHAMP_OK;
 }
@@ -1258,7 +1308,9 @@ champ_status champ_set(champ_map *m, void *key, void *val, void **old_out) {
     CHECK_KIND(m, CHAMP_KEY_GENERIC);
     if (UNLIKELY(m->busy))
         return CHAMP_EBUSY;
+    m->busy = true; /* an update from inside hash() is refused */
     kq q = kq_ptr(m, key);
+    m->busy = false;
     return map_set(m, &q, q.u, val, old_out, CHAMP_KEY_GENERIC);
 }
 
@@ -1267,7 +1319,9 @@ champ_status champ_remove(champ_map *m, const void *key, void **key_out,
     CHECK_KIND(m, CHAMP_KEY_GENERIC);
     if (UNLIKELY(m->busy))
         return CHAMP_EBUSY;
+    m->busy = true;
     kq q = kq_ptr(m, key);
+    m->busy = false;
     uint64_t k;
     champ_status st = map_remove(m, &q, key_out ? &k : NULL, val_out,
                                  CHAMP_KEY_GENERIC);

@@ -56,23 +56,9 @@ static unsigned large_class(size_t size) {
 }
 
 /* Cuts [bump, end) into free-list blocks so a retired chunk's tail is reused. */
+static void push_span(champ_pool *p, char *b, size_t s);
 static void pool_retire_tail(champ_pool *p) {
-    size_t left = (size_t)(p->end - p->bump);
-    while (left >= 16) {
-        size_t s = left > POOL_CLASS_MAX ? POOL_CLASS_MAX : left;
-        if (left - s > 0 && left - s < 16)
-            s = left - 16; /* keep the remainder usable */
-        char *b = p->bump;
-        p->bump += s;
-        left -= s;
-        UNPOISON(b, s);
-        VG_UNDEFINED(b, s);
-        *(void **)b = p->free[s >> 3];
-        p->free[s >> 3] = b;
-        p->nonempty[s >> 9] |= (uint64_t)1 << ((s >> 3) & 63);
-        POISON(b, s);
-        VG_NOACCESS(b, s);
-    }
+    push_span(p, p->bump, (size_t)(p->end - p->bump));
     p->bump = p->end;
 }
 
@@ -142,6 +128,162 @@ static void *pool_split(champ_pool *p, size_t size) {
     return NULL;
 }
 
+/* ---- compaction of free lists (fixed-buffer pools, before refusing) ---- */
+
+typedef struct fblock {
+    struct fblock *next;
+    size_t size;
+} fblock;
+
+static void push_block(champ_pool *p, char *b, size_t s) {
+    size_t c = s >> 3;
+    UNPOISON(b, s);
+    VG_UNDEFINED(b, s);
+    *(void **)b = p->free[c];
+    p->free[c] = b;
+    p->nonempty[c >> 6] |= (uint64_t)1 << (c & 63);
+    POISON(b, s);
+    VG_NOACCESS(b, s);
+}
+
+/* Cuts [b, b+s) into blocks of at most POOL_CLASS_MAX bytes for the lists. */
+static void push_span(champ_pool *p, char *b, size_t s) {
+    while (s >= 16) {
+        size_t t = s > POOL_CLASS_MAX ? POOL_CLASS_MAX : s;
+        if (s - t > 0 && s - t < 16)
+            t = s - 16;
+        push_block(p, b, t);
+        b += t;
+        s -= t;
+    }
+}
+
+static fblock *fb_merge(fblock *a, fblock *b) {
+    fblock head, *t = &head;
+    while (a && b) {
+        if ((uintptr_t)a < (uintptr_t)b) {
+            t->next = a;
+            a = a->next;
+        } else {
+            t->next = b;
+            b = b->next;
+        }
+        t = t->next;
+    }
+    t->next = a ? a : b;
+    return head.next;
+}
+
+/* Gathers every free block, sorts them by address (a merge sort on the
+ * list itself: no memory needed), joins neighbours, gives a span that ends
+ * at the fresh-space pointer back to fresh space, and re-files the rest.
+ * After a clear() this turns a pool of scattered free blocks back into one
+ * empty arena.  Returns true if anything was joined or given back. */
+static bool pool_defrag(champ_pool *p) {
+    fblock *all = NULL;
+    size_t n = 0;
+    for (size_t c = 2; c < POOL_NCLASS; c++) {
+        void *b = p->free[c];
+        while (b) {
+            UNPOISON(b, c << 3);
+            VG_DEFINED(b, sizeof(void *));
+            void *next = *(void **)b;
+            fblock *f = b;
+            f->next = all;
+            f->size = c << 3;
+            all = f;
+            n++;
+            b = next;
+        }
+        p->free[c] = NULL;
+    }
+    for (unsigned k = 0; k < POOL_NLARGE; k++) {
+        void *b = p->large[k];
+        while (b) {
+            UNPOISON(b, (size_t)1 << k);
+            VG_DEFINED(b, sizeof(void *));
+            void *next = *(void **)b;
+            fblock *f = b;
+            f->next = all;
+            f->size = (size_t)1 << k;
+            all = f;
+            n++;
+            b = next;
+        }
+        p->large[k] = NULL;
+    }
+    p->nonempty[0] = p->nonempty[1] = 0;
+    if (!all)
+        return false;
+    /* bottom-up merge sort of the list by address */
+    fblock *bins[64] = {0};
+    while (all) {
+        fblock *x = all;
+        all = all->next;
+        x->next = NULL;
+        unsigned i = 0;
+        for (; i < 63 && bins[i]; i++) {
+            x = fb_merge(bins[i], x);
+            bins[i] = NULL;
+        }
+        bins[i] = x;
+    }
+    for (unsigned i = 0; i < 64; i++)
+        all = fb_merge(bins[i], all);
+    /* join neighbours */
+    bool changed = false;
+    for (fblock *f = all; f && f->next;) {
+        if ((char *)f + f->size == (char *)f->next) {
+            f->size += f->next->size;
+            f->next = f->next->next;
+            changed = true;
+        } else {
+            f = f->next;
+        }
+    }
+    fblock *last = NULL, *prev = NULL;
+    for (fblock *f = all; f; prev = last, last = f, f = f->next)
+        ;
+    if (last && (char *)last + last->size == p->bump) {
+        p->bump = (char *)last;
+        if (prev)
+            prev->next = NULL;
+        else
+            all = NULL;
+        POISON(p->bump, (size_t)(p->end - p->bump));
+        VG_NOACCESS(p->bump, (size_t)(p->end - p->bump));
+        changed = true;
+    }
+    while (all) {
+        fblock *next = all->next;
+        push_span(p, (char *)all, all->size);
+        all = next;
+    }
+    (void)n;
+    return changed;
+}
+
+/* Last resort of a full fixed pool: any free block big enough, as long as
+ * what is left over is a usable block (or nothing). */
+static void *pool_split_loose(champ_pool *p, size_t size) {
+    for (size_t c = size >> 3; c < POOL_NCLASS; c++) {
+        void *b = p->free[c];
+        size_t bs = c << 3;
+        if (!b || (bs > size && bs - size < 16))
+            continue;
+        UNPOISON(b, bs);
+        VG_DEFINED(b, sizeof(void *));
+        p->free[c] = *(void **)b;
+        if (!p->free[c])
+            p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+        if (bs > size)
+            push_block(p, (char *)b + size, bs - size);
+        VG_UNDEFINED(b, size);
+        return b;
+    }
+    return NULL;
+}
+
 void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
     void *b;
     size_t c = size >> 3;
@@ -166,8 +308,40 @@ void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
             goto got;
         }
     }
-    if ((size_t)(p->end - p->bump) < size && !pool_grow(p, size))
-        goto fail;
+    if ((size_t)(p->end - p->bump) < size && !pool_grow(p, size)) {
+        if (!p->fixed)
+            goto fail;
+        /* A full fixed buffer: compact the free lists and try again. */
+        if (size > POOL_CLASS_MAX) {
+            if (pool_defrag(p) && (size_t)(p->end - p->bump) >= size)
+                goto carve;
+            goto fail;
+        }
+        if (pool_defrag(p)) {
+            b = p->free[size >> 3] ? NULL : pool_split(p, size);
+            if (!b && p->free[size >> 3]) {
+                b = p->free[size >> 3];
+                UNPOISON(b, size);
+                VG_DEFINED(b, sizeof(void *));
+                p->free[size >> 3] = *(void **)b;
+                if (!p->free[size >> 3])
+                    p->nonempty[size >> 9] &= ~((uint64_t)1 << ((size >> 3) & 63));
+                VG_UNDEFINED(b, size);
+            }
+            if (b) {
+                STAT(p->n_alloc_free++);
+                goto got;
+            }
+            if ((size_t)(p->end - p->bump) >= size)
+                goto carve;
+        }
+        b = pool_split_loose(p, size);
+        if (!b)
+            goto fail;
+        STAT(p->n_alloc_free++);
+        goto got;
+    }
+carve:
     b = p->bump;
     p->bump += size;
     UNPOISON(b, size);
@@ -208,7 +382,7 @@ void champ__pool_rise(champ_pool *p) {
         p->peak = p->live;
     if (p->on_mark && !p->mark_fired && p->live >= p->mark) {
         p->mark_fired = true;
-        p->lo = p->mark;
+        p->lo = p->mark - p->mark / 8; /* re-armed well below the mark */
         pool_set_hi(p);
         p->on_mark(p, p->live, p->reserved, p->mark_ctx);
         return;
@@ -216,7 +390,9 @@ void champ__pool_rise(champ_pool *p) {
     pool_set_hi(p);
 }
 
-/* live fell below the watermark: re-arm it. */
+/* live fell clearly below the watermark (by 1/8 of it): re-arm it.  The
+ * margin keeps an update that frees a node right after allocating its
+ * replacement from firing the callback again at every step. */
 void champ__pool_fall(champ_pool *p) {
     p->mark_fired = false;
     p->lo = 0;
@@ -236,6 +412,8 @@ champ_status champ__pool_make(const champ_pool_config *cfg, champ_pool **out) {
     if (cfg->on_watermark && !cfg->buffer)
         return CHAMP_EINVAL;
     const champ_allocator *a = cfg->allocator;
+    if (a && !a->malloc && !a->realloc && !a->free)
+        a = NULL; /* all NULL: libc */
     if (a && (!a->malloc || !a->realloc || !a->free))
         return CHAMP_EINVAL;
 
