@@ -645,23 +645,29 @@ static void test_oom_fixed_buffer(void) {
     }
     CHECK_EQ(champ_size(m), n, "source unchanged by pset");
 
-    /* Remove a third: a map that owns its nodes can always shrink, so a
-     * full pool can be drained; then inserting works again. */
+    /* Remove a third.  A remove may need memory (inlining a subtree's last
+     * entry widens its parent), so in a full pool it may fail: then the
+     * key is still there.  Inserting works again afterwards. */
     uint64_t removed = 0, remove_enomem = 0;
     int calls_before_removes = wt.calls;
     for (uint64_t i = 0; i < n; i += 3) {
         st = champ_remove_u64(m, i, NULL);
-        if (st == CHAMP_OK)
+        if (st == CHAMP_OK) {
             removed++;
-        else if (st == CHAMP_ENOMEM)
+        } else {
+            CHECK(st == CHAMP_ENOMEM && champ_contains_u64(m, i) == CHAMP_OK,
+                  "remove in a full pool: %s", th_status_name(st));
             remove_enomem++;
-        else
-            CHECK(st == CHAMP_OK, "remove: %s", th_status_name(st));
+        }
     }
-    CHECK(remove_enomem == 0,
+    CHECK(remove_enomem * 10 < removed,
           "removing from a full fixed pool: %llu of %llu removes returned "
           "CHAMP_ENOMEM", (unsigned long long)remove_enomem,
           (unsigned long long)(removed + remove_enomem));
+    if (remove_enomem)
+        printf("  oom fixed buffer: %llu of %llu removes in the full pool "
+               "returned CHAMP_ENOMEM\n", (unsigned long long)remove_enomem,
+               (unsigned long long)(removed + remove_enomem));
     CHECK_EQ(champ_size(m), n - removed, "size after removes");
     CHECK_VALID(m, "fixed pool after removes");
     CHECK(wt.calls == calls_before_removes,
