@@ -351,8 +351,14 @@ static void oom_held(const oom_world *w, long *out) {
 
 /* After a failed call: everything as before. */
 static void oom_after_failure(oom_world *w, const oom_op *o, const long *held0,
-                              long run, size_t opi) {
+                              size_t live0, long run, size_t opi) {
     w->enomem++;
+    size_t live1 = th_pool_live(w->pool);
+    CHECK(live1 == live0, "a failed call changed the pool's live bytes "
+          "(%zu -> %zu), run %ld, op %zu (type %d)", live0, live1, run, opi,
+          o->type);
+    if (live1 != live0)
+        w->broken = true;
     const char *what = "after ENOMEM";
     if (w->m[o->slot]) {
         oom_valid(w, o->slot, what, run, opi);
@@ -404,9 +410,10 @@ static void oom_run_ops(oom_world *w, const oom_op *ops, size_t nops, long run,
              o->type == OOM_COPY) && w->m[o->slot])
             oom_slot_free(w, o->dst);
         oom_held(w, held0);
+        size_t live0 = th_pool_live(w->pool);
         champ_status st = oom_apply(w, &ops[i], run, i);
         if (st == CHAMP_ENOMEM) {
-            oom_after_failure(w, &ops[i], held0, run, i);
+            oom_after_failure(w, &ops[i], held0, live0, run, i);
             if (one_shot_hook)
                 champ_pool_fail_after(w->pool, -1);
         } else if (st < 0) {

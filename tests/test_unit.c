@@ -349,6 +349,71 @@ static void test_bytes_basics(void) {
     }
 }
 
+/* Key copies live as long as some map holds the entry; big keys work. */
+static void test_bytes_key_lifetime(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_BYTES, 8);
+    if (!m)
+        return;
+    static const size_t big_sizes[] = {4096, 65536, 1u << 20, 3u << 20};
+    for (size_t i = 0; i < 4; i++) {
+        unsigned char *k = malloc(big_sizes[i]);
+        if (!k)
+            continue;
+        memset(k, (int)('a' + i), big_sizes[i]);
+        k[big_sizes[i] / 2] = 0;
+        CHECK_ST(champ_set_bytes(m, k, big_sizes[i], th_tok(i), NULL),
+                 CHAMP_OK);
+        k[0] ^= 1;
+        CHECK_ST(champ_contains_bytes(m, k, big_sizes[i]), CHAMP_NOTFOUND);
+        k[0] ^= 1;
+        void *v = NULL;
+        CHECK_ST(champ_get_bytes(m, k, big_sizes[i], &v), CHAMP_OK);
+        CHECK(v == th_tok(i), "big key %zu", big_sizes[i]);
+        CHECK_ST(champ_contains_bytes(m, k, big_sizes[i] - 1), CHAMP_NOTFOUND);
+        free(k);
+    }
+    for (int i = 0; i < 50; i++) {
+        char kb[32];
+        snprintf(kb, sizeof kb, "short key %d", i);
+        CHECK_ST(champ_set_str(m, kb, th_tok((uint64_t)i + 100), NULL),
+                 CHAMP_OK);
+    }
+    CHECK_VALID(m, "big keys");
+    champ_stats st = th_stats(m);
+    CHECK(st.key_bytes >= (4096 + 65536 + (1u << 20) + (3u << 20)),
+          "key_bytes counts big keys: %zu", st.key_bytes);
+
+    /* Key pointers reported by iterating m stay valid after m is freed,
+     * while a copy still holds the entries. */
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    if (c) {
+        const char *ptrs[60];
+        size_t lens[60], n = 0;
+        champ_iter it;
+        champ_key k;
+        champ_iter_init(&it, m);
+        while (n < 60 && champ_iter_next(&it, &k, NULL) == CHAMP_OK) {
+            ptrs[n] = k.ptr;
+            lens[n++] = k.len;
+        }
+        CHECK_EQ(n, 54, "source iterated");
+        champ_free(m);
+        m = NULL;
+        /* The copy (the only holder now) still finds each key through
+         * its own reported bytes. */
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            if (champ_contains_bytes(c, ptrs[i], lens[i]) != CHAMP_OK ||
+                ptrs[i][lens[i]] != '\0')
+                bad++;
+        CHECK_EQ(bad, 0, "key copies valid after the source map was freed");
+        CHECK_VALID(c, "copy of big keys");
+        champ_free(c);
+    }
+    champ_free(m);
+}
+
 /* ------------------------------------------------------------------ */
 /* GENERIC                                                             */
 /* ------------------------------------------------------------------ */
@@ -1682,6 +1747,7 @@ void suite_unit(void) {
     test_u64_basics();
     test_null_values();
     test_bytes_basics();
+    test_bytes_key_lifetime();
     test_generic_basics();
     test_release_balance();
     test_copy_clear_pforms();
