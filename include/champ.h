@@ -127,7 +127,8 @@ typedef struct champ_pool_config {
      * The buffer must stay valid until the pool is destroyed. */
     void *buffer;
     size_t buffer_size;
-    /* Size of the first arena chunk (bytes); 0 = 16 KiB.  Later chunks grow
+    /* Size of the first arena chunk (bytes, at least 1 KiB: smaller values
+     * are raised to it); 0 = 16 KiB.  Later chunks grow
      * geometrically (each is 1/16 of the bytes already reserved, at least
      * this size), so fresh arena space never exceeds ~6% of what is
      * reserved. */
@@ -237,6 +238,12 @@ CHAMP_API uint64_t champ_seed(const champ_map *m);
  *           is NULL and m is unchanged.
  */
 
+/* Fixed-buffer pools: a remove from a map that owns its nodes always
+ * succeeds, except the one that empties a subtree's second-last slot (the
+ * surviving entry moves up, and its new parent needs a block 8 bytes larger):
+ * when the full buffer holds no such block even after compacting its free
+ * lists, that remove returns CHAMP_ENOMEM and the map is unchanged. */
+
 /* CHAMP_KEY_U64 */
 CHAMP_API champ_status champ_get_u64(const champ_map *m, uint64_t key,
                                      void **val_out);
@@ -306,7 +313,8 @@ typedef struct champ_key {
 #define CHAMP_ITER_DEPTH 15
 
 /* Allocation-free iterator; its fields are private.  The order is the trie
- * order (by hash), stable for a given map content and seed. */
+ * order (by hash), the same for equal contents and seed, except that keys
+ * whose full 64-bit hashes collide come in the order they were inserted. */
 typedef struct champ_iter {
     const void *_node[CHAMP_ITER_DEPTH];
     uint32_t _pos[CHAMP_ITER_DEPTH];

@@ -71,7 +71,7 @@ static bool pool_grow(champ_pool *p, size_t size) {
         want = p->chunk_min;
     if (want < size + CHUNK_HDR)
         want = size + CHUNK_HDR;
-    want = ALIGN_UP(want, 4096);
+    want = ALIGN_UP(want, 16);
     p->backing_calls++;
     chunk *c = p->alloc.malloc(want, p->alloc.ctx);
     if (!c)
@@ -94,6 +94,7 @@ static bool pool_grow(champ_pool *p, size_t size) {
  * of at least SPLIT_MIN bytes).  Without this, blocks of the sizes an
  * insert-heavy workload has grown past would sit in free lists for good. */
 #define SPLIT_MIN 48u
+static void push_block(champ_pool *p, char *b, size_t s);
 static void *pool_split(champ_pool *p, size_t size) {
     size_t c = (size + SPLIT_MIN) >> 3;
     while (c < POOL_NCLASS) {
@@ -115,14 +116,8 @@ static void *pool_split(champ_pool *p, size_t size) {
         p->free[c] = *(void **)b;
         if (!p->free[c])
             p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
-        char *rest = (char *)b + size;
-        size_t rs = bs - size;
-        *(void **)rest = p->free[rs >> 3];
-        p->free[rs >> 3] = rest;
-        p->nonempty[rs >> 9] |= (uint64_t)1 << ((rs >> 3) & 63);
-        POISON(rest, rs);
-        VG_NOACCESS(rest, rs);
-        VG_UNDEFINED(b, size);
+        VG_UNDEFINED(b, bs);
+        push_block(p, (char *)b + size, bs - size);
         return b;
     }
     return NULL;
@@ -188,6 +183,7 @@ static bool pool_defrag(champ_pool *p) {
             UNPOISON(b, c << 3);
             VG_DEFINED(b, sizeof(void *));
             void *next = *(void **)b;
+            VG_UNDEFINED(b, c << 3);
             fblock *f = b;
             f->next = all;
             f->size = c << 3;
@@ -203,6 +199,7 @@ static bool pool_defrag(champ_pool *p) {
             UNPOISON(b, (size_t)1 << k);
             VG_DEFINED(b, sizeof(void *));
             void *next = *(void **)b;
+            VG_UNDEFINED(b, (size_t)1 << k);
             fblock *f = b;
             f->next = all;
             f->size = (size_t)1 << k;
@@ -276,9 +273,9 @@ static void *pool_split_loose(champ_pool *p, size_t size) {
         p->free[c] = *(void **)b;
         if (!p->free[c])
             p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+        VG_UNDEFINED(b, bs);
         if (bs > size)
             push_block(p, (char *)b + size, bs - size);
-        VG_UNDEFINED(b, size);
         return b;
     }
     return NULL;
