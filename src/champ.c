@@ -170,26 +170,6 @@ bool champ__entry_equal(const champ_map *m, const entry *a, const entry *b) {
     }
 }
 
-void champ__fill_key(const champ_map *m, const entry *e, champ_key *k) {
-    switch (m->kind) {
-    case CHAMP_KEY_U64:
-        k->u64 = e->k;
-        k->ptr = NULL;
-        k->len = 0;
-        break;
-    case CHAMP_KEY_BYTES:
-        k->u64 = 0;
-        k->ptr = ent_blob(e)->bytes;
-        k->len = ent_blob(e)->len;
-        break;
-    default:
-        k->u64 = 0;
-        k->ptr = (const void *)(uintptr_t)e->k;
-        k->len = 0;
-        break;
-    }
-}
-
 /* A key being looked up or inserted. */
 typedef struct kq {
     uint64_t h;
@@ -599,6 +579,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
     if (UNLIKELY(!m->root)) {
         pa.depth = 0;
         pa.fs = -1;
+        pa.idx = -1;
         at = -1;
     } else {
         at = map_descend(m, q, &pa, kind);
@@ -646,6 +627,44 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             *old_out = NULL;
         POST_UPDATE_CHECK(m);
         return CHAMP_OK;
+    }
+
+    if (LIKELY(pa.fs < 0) && at == AT_OTHER && kind != CHAMP_KEY_BYTES &&
+        d < CHAMP_LAST_LEVEL) {
+        /* The next most common insert: the slot holds another key whose
+         * hash differs one level down: a new two-entry node takes both. */
+        uint64_t ho = ent_hash(m, &b->e[pa.idx], kind);
+        uint32_t so = slice(ho, (unsigned)d + 1), sn = slice(q->h, (unsigned)d + 1);
+        if (so != sn) {
+            size_t sz = node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap) + 1);
+            node *c = pool_alloc(pool, NODE_HDR + 32u);
+            node *nb = c ? pool_alloc(pool, sz) : NULL;
+            if (UNLIKELY(!nb)) {
+                if (c)
+                    pool_free(pool, c, NODE_HDR + 32u);
+                m->busy = false;
+                return CHAMP_ENOMEM;
+            }
+            node_init(c, (1u << so) | (1u << sn), 0);
+            c->e[so < sn ? 0 : 1] = b->e[pa.idx];
+            c->e[so < sn ? 1 : 0].k = newk;
+            c->e[so < sn ? 1 : 0].v = val;
+            node_bitmap_entry_to_child(m, nb, b, pa.bit[d], c, false);
+            if (d == 0) {
+                m->root = nb;
+            } else {
+                node *par = pa.n[d - 1];
+                node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nb;
+            }
+            pool_free(pool, b, sz + 8u);
+            m->size++;
+            m->stamp++;
+            m->busy = false;
+            if (old_out)
+                *old_out = NULL;
+            POST_UPDATE_CHECK(m);
+            return CHAMP_OK;
+        }
     }
 
     /* Plan. */

@@ -331,7 +331,23 @@ INTERNAL uint64_t champ__random_seed(void);
 INTERNAL uint64_t champ__entry_hash(const champ_map *m, const entry *e);
 INTERNAL bool champ__entry_equal(const champ_map *m, const entry *a,
                                  const entry *b);
-INTERNAL void champ__fill_key(const champ_map *m, const entry *e,
-                              champ_key *k);
+/* What iteration reports for an entry's key. */
+static ALWAYS_INLINE void fill_key(champ_key_kind kind, const entry *e,
+                                   champ_key *k) {
+    if (kind == CHAMP_KEY_U64) {
+        k->u64 = e->k;
+        k->ptr = NULL;
+        k->len = 0;
+    } else if (kind == CHAMP_KEY_BYTES) {
+        const blob *b = (const blob *)(uintptr_t)e->k;
+        k->u64 = 0;
+        k->ptr = b->bytes;
+        k->len = b->len;
+    } else {
+        k->u64 = 0;
+        k->ptr = (const void *)(uintptr_t)e->k;
+        k->len = 0;
+    }
+}
 
 #endif /* CHAMP_INTERNAL_H */

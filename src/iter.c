@@ -53,7 +53,7 @@ champ_status champ_iter_next(champ_iter *it, champ_key *key, void **val) {
             it->_depth = d;
             const entry *e = &n->e[p];
             if (key)
-                champ__fill_key(it->_map, e, key);
+                fill_key(it->_kind, e, key);
             if (val)
                 *val = e->v;
             return CHAMP_OK;
@@ -91,7 +91,7 @@ champ_status champ_foreach(const champ_map *m, champ_visit_fn fn, void *ctx) {
             /* a node's entries in one run */
             uint32_t nd = d == CHAMP_COLL_LEVEL ? n->datamap : popc(n->datamap);
             for (uint32_t i = 0; i < nd; i++) {
-                champ__fill_key(m, &n->e[i], &k);
+                fill_key(m->kind, &n->e[i], &k);
                 if (fn(&k, n->e[i].v, ctx))
                     return CHAMP_NOTFOUND;
             }
