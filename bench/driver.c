@@ -1343,36 +1343,51 @@ static void print_tables(const options *o)
                 putchar('\n');
             }
         }
-        /* memory */
-        bool any = false;
-        for (int si = 0; si < g_scales[k].nn; si++)
-            for (int l = 0; l < NLIBS; l++)
-                any |= g_cell[k][si][l][OP_INSERT].count > 0;
-        if (!any)
-            continue;
-        printf("\n%s keys, memory after inserting N: bytes per entry "
-               "(champ: pool bytes live; others: heap growth by mallinfo2)\n", kk_name[k]);
-        printf("%8s", "N");
-        for (int l = 0; l < NLIBS; l++)
-            if (o->libs & (1u << l) && L[l].ad)
-                printf(" %14s", L[l].name);
-        putchar('\n');
-        for (int si = 0; si < g_scales[k].nn; si++) {
-            char ns[32];
-            fmt_n(ns, sizeof ns, g_scales[k].n[si]);
-            printf("%8s", ns);
+        /* memory: after inserting N, and all pinsert_keep versions */
+        for (int mo = 0; mo < 2; mo++) {
+            int mop = mo ? OP_PINSERT_KEEP : OP_INSERT;
+            int mcols[NLIBS], nm = 0;
             for (int l = 0; l < NLIBS; l++) {
-                if (!(o->libs & (1u << l)) || !L[l].ad)
-                    continue;
-                const cell *c = &g_cell[k][si][l][OP_INSERT];
-                if (c->count && c->bpe >= 0)
-                    printf(" %14.1f", c->bpe);
-                else
-                    printf(" %14s", "-");
+                bool any = false;
+                for (int si = 0; si < g_scales[k].nn; si++)
+                    any |= g_cell[k][si][l][mop].count > 0 && g_cell[k][si][l][mop].bpe >= 0;
+                if (any)
+                    mcols[nm++] = l;
             }
+            if (!nm)
+                continue;
+            if (mop == OP_INSERT)
+                printf("\n%s keys, memory after inserting N: bytes per entry "
+                       "(champ: pool bytes live; others: heap growth by mallinfo2)\n",
+                       kk_name[k]);
+            else
+                printf("\n%s keys, memory of all N versions kept by pinsert_keep: "
+                       "bytes per entry (pool bytes live)\n", kk_name[k]);
+            printf("%8s", "N");
+            for (int c = 0; c < nm; c++)
+                printf(" %14s", L[mcols[c]].name);
             putchar('\n');
+            for (int si = 0; si < g_scales[k].nn; si++) {
+                bool row = false;
+                for (int c = 0; c < nm; c++)
+                    row |= g_cell[k][si][mcols[c]][mop].count > 0;
+                if (!row)
+                    continue;
+                char ns[32];
+                fmt_n(ns, sizeof ns, g_scales[k].n[si]);
+                printf("%8s", ns);
+                for (int c = 0; c < nm; c++) {
+                    const cell *ce = &g_cell[k][si][mcols[c]][mop];
+                    if (ce->count && ce->bpe >= 0)
+                        printf(" %14.1f", ce->bpe);
+                    else
+                        printf(" %14s", "-");
+                }
+                putchar('\n');
+            }
         }
     }
+    (void)o;
 }
 
 static int write_csv(const char *path)
