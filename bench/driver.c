@@ -1200,11 +1200,14 @@ static void run_all(const options *o)
                     continue;
                 double eta = 0;
                 bool known = true;
-                /* remaining: later rounds, from each job's last duration */
+                /* remaining: later (keys, N) groups of this round and the
+                 * later rounds, from each job's last duration */
                 for (int x = 0; x < g_njobs; x++) {
                     int rem = g_jobs[x].rounds - r - 1;
                     if (rem < 0)
                         rem = 0;
+                    if (x >= e && r < g_jobs[x].rounds)
+                        rem++;
                     if (g_jobs[x].last_s < 0) {
                         known = false;
                         break;
