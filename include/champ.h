@@ -316,6 +316,8 @@ typedef struct champ_key {
  * order (by hash), the same for equal contents and seed, except that keys
  * whose full 64-bit hashes collide come in the order they were inserted. */
 typedef struct champ_iter {
+    const void *_cur; /* next entry of the current node */
+    const void *_end; /* end of the current node's entries */
     const void *_node[CHAMP_ITER_DEPTH];
     uint32_t _pos[CHAMP_ITER_DEPTH];
     int _depth;

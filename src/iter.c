@@ -17,61 +17,78 @@ static ALWAYS_INLINE void prefetch_kids(node *const *kids, uint32_t nn) {
         __builtin_prefetch(kids[i]);
 }
 
+/* Makes n (at depth d) the iterator's current node: its entries are the
+ * run [_cur, _end), its children come next, from _pos[d]. */
+static ALWAYS_INLINE void iter_enter(champ_iter *it, int d, const node *n) {
+    it->_node[d] = n;
+    it->_pos[d] = 0;
+    if (UNLIKELY(d == CHAMP_COLL_LEVEL)) {
+        it->_cur = n->e;
+        it->_end = n->e + n->datamap;
+        return;
+    }
+    it->_cur = n->e;
+    it->_end = n->e + popc(n->datamap);
+    prefetch_kids(node_kids(n), popc(n->nodemap));
+}
+
 champ_status champ_iter_init(champ_iter *it, const champ_map *m) {
     if (!it || !m)
         return CHAMP_EINVAL;
     it->_map = m;
     it->_kind = m->kind;
     it->_stamp = m->stamp;
-    it->_depth = m->root ? 0 : -1;
-    it->_node[0] = m->root;
-    it->_pos[0] = 0;
+    it->_cur = it->_end = NULL;
+    it->_depth = -1;
+    if (m->root) {
+        it->_depth = 0;
+        iter_enter(it, 0, m->root);
+    }
     return CHAMP_OK;
 }
 
+/* The current node's entries are done: move to the next node that has
+ * some, depth first (children in slot order, then back up).  Returns false
+ * at the end.  Kept out of line so the per-entry path stays a leaf. */
+static NOINLINE bool iter_advance(champ_iter *it) {
+    int d = it->_depth;
+    for (;;) {
+        if (d < 0) {
+            it->_depth = -1;
+            return false;
+        }
+        const node *n = it->_node[d];
+        uint32_t nn = d == CHAMP_COLL_LEVEL ? 0 : popc(n->nodemap);
+        if (it->_pos[d] < nn) {
+            const node *c = node_kids(n)[it->_pos[d]++];
+            d++;
+            iter_enter(it, d, c);
+            if (it->_cur != it->_end) {
+                it->_depth = d;
+                return true;
+            }
+            continue;
+        }
+        d--;
+    }
+}
+
 champ_status champ_iter_next(champ_iter *it, champ_key *key, void **val) {
-    if (!it)
+    if (UNLIKELY(!it))
         return CHAMP_EINVAL;
 #ifdef CHAMP_DEBUG
     if (it->_map && it->_depth >= 0 && it->_map->stamp != it->_stamp)
         return CHAMP_EMODIFIED;
 #endif
-    int d = it->_depth;
-    while (d >= 0) {
-        const node *n = it->_node[d];
-        uint32_t p = it->_pos[d];
-        uint32_t nd, nn;
-        if (UNLIKELY(d == CHAMP_COLL_LEVEL)) {
-            nd = n->datamap;
-            nn = 0;
-        } else {
-            nd = popc(n->datamap);
-            nn = popc(n->nodemap);
-        }
-        if (p < nd) {
-            it->_pos[d] = p + 1;
-            it->_depth = d;
-            const entry *e = &n->e[p];
-            if (key)
-                fill_key(it->_kind, e, key);
-            if (val)
-                *val = e->v;
-            return CHAMP_OK;
-        }
-        if (p < nd + nn) {
-            node *const *kids = node_kids(n);
-            if (p == nd)
-                prefetch_kids(kids, nn);
-            it->_pos[d] = p + 1;
-            d++;
-            it->_node[d] = kids[p - nd];
-            it->_pos[d] = 0;
-            continue;
-        }
-        d--;
-    }
-    it->_depth = -1;
-    return CHAMP_NOTFOUND;
+    if (UNLIKELY(it->_cur == it->_end) && !iter_advance(it))
+        return CHAMP_NOTFOUND;
+    const entry *e = it->_cur;
+    it->_cur = e + 1;
+    if (key)
+        fill_key(it->_kind, e, key);
+    if (val)
+        *val = e->v;
+    return CHAMP_OK;
 }
 
 champ_status champ_foreach(const champ_map *m, champ_visit_fn fn, void *ctx) {
