@@ -562,6 +562,17 @@ static ALWAYS_INLINE void plan_ancestors(const path *pa, int top, plan *pl) {
         plan_add(pl, node_size(pa->n[j], (unsigned)j));
 }
 
+/* Fills a fresh key blob with the key of q; returns the entry key word. */
+static ALWAYS_INLINE uint64_t blob_make(blob *bl, const kq *q) {
+    bl->hash = q->h;
+    bl->rc = 1;
+    bl->len = (uint32_t)q->len;
+    if (q->len)
+        memcpy(bl->bytes, q->p, q->len);
+    bl->bytes[q->len] = '\0';
+    return (uint64_t)(uintptr_t)bl;
+}
+
 /* Insert or replace.  newk is the key word to store on insert (U64: the key;
  * GENERIC: the key pointer; BYTES: ignored, a blob is made from q). */
 static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
@@ -601,16 +612,26 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         return CHAMP_REPLACED;
     }
 
-    if (LIKELY(pa.fs < 0) && at == AT_EMPTY && kind != CHAMP_KEY_BYTES) {
+    if (LIKELY(pa.fs < 0) && at == AT_EMPTY) {
         /* The common insert: a free slot in a node this map owns. */
         size_t sz = node_bitmap_size(popc(b->datamap) + 1, popc(b->nodemap));
+        blob *kb = NULL;
+        if (kind == CHAMP_KEY_BYTES) {
+            kb = pool_alloc(pool, blob_size(q->len));
+            if (UNLIKELY(!kb)) {
+                m->busy = false;
+                return CHAMP_ENOMEM;
+            }
+        }
         node *nb = pool_alloc(pool, sz);
         if (UNLIKELY(!nb)) {
+            if (kb)
+                pool_free(pool, kb, blob_size(q->len));
             m->busy = false;
             return CHAMP_ENOMEM;
         }
         entry ne;
-        ne.k = newk;
+        ne.k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
         ne.v = val;
         node_bitmap_insert_entry(m, nb, b, pa.bit[d], &ne, false);
         if (d == 0) {
@@ -629,25 +650,34 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         return CHAMP_OK;
     }
 
-    if (LIKELY(pa.fs < 0) && at == AT_OTHER && kind != CHAMP_KEY_BYTES &&
-        d < CHAMP_LAST_LEVEL) {
+    if (LIKELY(pa.fs < 0) && at == AT_OTHER && d < CHAMP_LAST_LEVEL) {
         /* The next most common insert: the slot holds another key whose
          * hash differs one level down: a new two-entry node takes both. */
         uint64_t ho = ent_hash(m, &b->e[pa.idx], kind);
         uint32_t so = slice(ho, (unsigned)d + 1), sn = slice(q->h, (unsigned)d + 1);
         if (so != sn) {
             size_t sz = node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap) + 1);
+            blob *kb = NULL;
+            if (kind == CHAMP_KEY_BYTES) {
+                kb = pool_alloc(pool, blob_size(q->len));
+                if (UNLIKELY(!kb)) {
+                    m->busy = false;
+                    return CHAMP_ENOMEM;
+                }
+            }
             node *c = pool_alloc(pool, NODE_HDR + 32u);
             node *nb = c ? pool_alloc(pool, sz) : NULL;
             if (UNLIKELY(!nb)) {
                 if (c)
                     pool_free(pool, c, NODE_HDR + 32u);
+                if (kb)
+                    pool_free(pool, kb, blob_size(q->len));
                 m->busy = false;
                 return CHAMP_ENOMEM;
             }
             node_init(c, (1u << so) | (1u << sn), 0);
             c->e[so < sn ? 0 : 1] = b->e[pa.idx];
-            c->e[so < sn ? 1 : 0].k = newk;
+            c->e[so < sn ? 1 : 0].k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
             c->e[so < sn ? 1 : 0].v = val;
             node_bitmap_entry_to_child(m, nb, b, pa.bit[d], c, false);
             if (d == 0) {
@@ -713,14 +743,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
     entry ne;
     ne.v = val;
     if (kind == CHAMP_KEY_BYTES && kblob >= 0) {
-        blob *bl = pl.blk[kblob];
-        bl->hash = q->h;
-        bl->rc = 1;
-        bl->len = (uint32_t)q->len;
-        if (q->len)
-            memcpy(bl->bytes, q->p, q->len);
-        bl->bytes[q->len] = '\0';
-        ne.k = (uint64_t)(uintptr_t)bl;
+        ne.k = blob_make(pl.blk[kblob], q);
     } else {
         ne.k = newk;
     }
