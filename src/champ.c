@@ -829,7 +829,7 @@ static ALWAYS_INLINE void removed_hand_back(const champ_map *m, const entry *gon
         if (val_out && m->val_retain)
             m->val_retain(gone->v, m->ctx);
     } else {
-        if (kind != CHAMP_KEY_GENERIC || !key_out)
+        if (kind == CHAMP_KEY_BYTES || (kind == CHAMP_KEY_GENERIC && !key_out))
             key_release(m, gone->k);
         if (!val_out && m->val_release)
             m->val_release(gone->v, m->ctx);
