@@ -418,13 +418,6 @@ static void node_drop(const champ_map *m, node *n, unsigned level) {
 /* Lookup                                                              */
 /* ------------------------------------------------------------------ */
 
-/* The next node's header is about to be loaded; what we need after it
- * (the entry or child pointer the bitmaps select) is often on the next
- * cache line: ask for that one now instead of after the header arrives. */
-static ALWAYS_INLINE void prefetch_node_tail(const node *n) {
-    __builtin_prefetch((const char *)n + 64);
-}
-
 static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
                                            champ_key_kind kind) {
     const node *n = m->root;
@@ -446,7 +439,6 @@ static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
         if (!(n->nodemap & bit))
             return NULL;
         n = node_kids(n)[popc(n->nodemap & (bit - 1))];
-        prefetch_node_tail(n);
         h >>= CHAMP_BITS;
     }
 }
@@ -499,7 +491,6 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
             return AT_EMPTY;
         }
         n = node_kids(n)[popc(n->nodemap & (bit - 1))];
-        prefetch_node_tail(n);
         h >>= CHAMP_BITS;
     }
 }
