@@ -473,12 +473,15 @@ static const void *keyset_miss(const keyset *ks)
 /* Every measured op loop runs inside this one function: the timer reads
  * around it, and `make bench-callgrind` switches collection on for it only
  * (--toggle-collect=bench_region). */
-__attribute__((noinline, noclone)) uint64_t bench_region(bench_op_fn f, void *st,
-                                                         const void *keys, size_t n,
-                                                         void **scratch);
-__attribute__((noinline, noclone)) uint64_t bench_region(bench_op_fn f, void *st,
-                                                         const void *keys, size_t n,
-                                                         void **scratch)
+#if defined(__clang__)
+#define BENCH_REGION_ATTR __attribute__((noinline))
+#else
+#define BENCH_REGION_ATTR __attribute__((noinline, noclone))
+#endif
+BENCH_REGION_ATTR uint64_t bench_region(bench_op_fn f, void *st, const void *keys, size_t n,
+                                        void **scratch);
+BENCH_REGION_ATTR uint64_t bench_region(bench_op_fn f, void *st, const void *keys, size_t n,
+                                        void **scratch)
 {
     uint64_t r = f(st, keys, n, scratch);
     __asm__ volatile("" ::: "memory");
