@@ -1573,6 +1573,16 @@ static bool read_callgrind(const char *path, const char *lib, const char *keys,
 static void print_targets(const options *o)
 {
     const size_t at[2] = {10000, 1000000};
+    bool any = false;
+    for (int si = 0; si < MAXN; si++)
+        for (int op = 0; op < OP_COUNT; op++)
+            any |= g_cell[KK_U64][si][L_CHAMP][op].count > 0 ||
+                   g_cell[KK_STR][si][L_CHAMP_GENERIC][op].count > 0;
+    if (!any) {
+        printf("\ntargets: not applicable (no champ u64 or champ_generic str results in "
+               "this run)\n");
+        return;
+    }
     printf("\ntargets (issue 3; u64 keys, champ built-in kind; ratios of medians of this "
            "run; informational only)\n");
     printf("  %-40s %5s %12s %10s  %s\n", "target", "N", "measured", "limit", "");
