@@ -1802,7 +1802,9 @@ int main(int argc, char **argv)
     if (!o.budget)
         o.rounds_big = o.rounds;
     o.min_ops = o.quick ? 20000 : 100000;
-    if (!png_given) {
+    if (!png_given && !*o.csv) {
+        o.png = "";
+    } else if (!png_given) {
         /* the picture goes beside the CSV */
         static char png[4096];
         const char *dot = strrchr(o.csv, '.');
