@@ -180,6 +180,7 @@ struct champ_pool {
     size_t lo;                   /* ... and below this one (watermark)   */
     size_t peak;
     size_t reserved;             /* bytes of chunk space (or buffer)     */
+    size_t defrag_mark;          /* no compaction before live reaches it */
     void *large[POOL_NLARGE];    /* free lists of power-of-two blocks    */
     chunk *chunks;
     size_t nchunks;

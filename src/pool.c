@@ -12,7 +12,9 @@
  * backing allocator, each one 1/16 of what is already reserved (at least the
  * configured chunk size), so growth is geometric, the number of backing
  * calls logarithmic, and unused arena space at most ~6% of it.  The
- * old chunk's tail is cut into free-list blocks, not lost.  There is no
+ * old chunk's tail is cut into free-list blocks, not lost; and if much
+ * memory sits in free lists in pieces of the wrong sizes, they are compacted
+ * (neighbours joined) before a new chunk is taken.  There is no
  * fixed capacity to run out of and no per-node fallback to malloc: the
  * seed investigation's cliff cannot happen.
  *
@@ -281,6 +283,28 @@ static void *pool_split_loose(champ_pool *p, size_t size) {
     return NULL;
 }
 
+/* Pops the head of size's own list (known to be non-empty). */
+static void *pool_pop(champ_pool *p, size_t size) {
+    size_t c = size >> 3;
+    void *b = p->free[c];
+    UNPOISON(b, size);
+    VG_DEFINED(b, sizeof(void *));
+    p->free[c] = *(void **)b;
+    if (!p->free[c])
+        p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+    VG_UNDEFINED(b, size);
+    return b;
+}
+
+/* More than 1/8 of the reserved bytes wait in free lists (reserved minus
+ * live, fresh space and chunk headers), and live bytes grew since the last
+ * compaction: worth a compaction before growing. */
+static bool pool_fragmented(const champ_pool *p) {
+    size_t spare = p->reserved - p->live - (size_t)(p->end - p->bump) -
+                   p->nchunks * CHUNK_HDR;
+    return spare > p->reserved / 8 && p->live >= p->defrag_mark;
+}
+
 void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
     void *b;
     size_t c = size >> 3;
@@ -305,6 +329,20 @@ void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
             goto got;
         }
     }
+    if ((size_t)(p->end - p->bump) < size && !p->fixed && size <= POOL_CLASS_MAX &&
+        pool_fragmented(p)) {
+        /* About to take a new chunk while much memory sits in free lists
+         * in pieces of the wrong sizes: join neighbours first. */
+        pool_defrag(p);
+        p->defrag_mark = p->live + p->reserved / 16;
+        b = pool_split(p, size);
+        if (!b && p->free[size >> 3])
+            b = pool_pop(p, size);
+        if (b) {
+            STAT(p->n_alloc_free++);
+            goto got;
+        }
+    }
     if ((size_t)(p->end - p->bump) < size && !pool_grow(p, size)) {
         if (!p->fixed)
             goto fail;
@@ -315,16 +353,7 @@ void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
             goto fail;
         }
         if (pool_defrag(p)) {
-            b = p->free[size >> 3] ? NULL : pool_split(p, size);
-            if (!b && p->free[size >> 3]) {
-                b = p->free[size >> 3];
-                UNPOISON(b, size);
-                VG_DEFINED(b, sizeof(void *));
-                p->free[size >> 3] = *(void **)b;
-                if (!p->free[size >> 3])
-                    p->nonempty[size >> 9] &= ~((uint64_t)1 << ((size >> 3) & 63));
-                VG_UNDEFINED(b, size);
-            }
+            b = p->free[size >> 3] ? pool_pop(p, size) : pool_split(p, size);
             if (b) {
                 STAT(p->n_alloc_free++);
                 goto got;
