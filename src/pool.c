@@ -296,13 +296,13 @@ static void *pool_pop(champ_pool *p, size_t size) {
     return b;
 }
 
-/* More than 1/8 of the reserved bytes wait in free lists (reserved minus
+/* More than 1/4 of the reserved bytes wait in free lists (reserved minus
  * live, fresh space and chunk headers), and live bytes grew since the last
  * compaction: worth a compaction before growing. */
 static bool pool_fragmented(const champ_pool *p) {
     size_t spare = p->reserved - p->live - (size_t)(p->end - p->bump) -
                    p->nchunks * CHUNK_HDR;
-    return spare > p->reserved / 8 && p->live >= p->defrag_mark;
+    return spare > p->reserved / 4 && p->live >= p->defrag_mark;
 }
 
 void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
