@@ -100,9 +100,11 @@ typedef enum champ_key_kind {
     CHAMP_KEY_GENERIC = 3
 } champ_key_kind;
 
-/* Backing allocator for the pool's arena chunks (and for scratch memory of
- * champ_validate).  Sizes are passed to free so sized allocators work.  Any
- * function may be NULL only if all are NULL (then libc is used). */
+/* Backing allocator for the pool's arena chunks and the pool header.  Sizes
+ * are passed to free so sized allocators work.  realloc is part of the
+ * interface for allocators that pair it with malloc, but the pool never
+ * resizes a chunk, so it is not called today.  Either all three functions
+ * are set or all are NULL (then libc is used). */
 typedef struct champ_allocator {
     void *(*malloc)(size_t size, void *ctx);
     void *(*realloc)(void *ptr, size_t old_size, size_t new_size, void *ctx);
