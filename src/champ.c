@@ -1024,11 +1024,8 @@ champ_status champ_new(const champ_config *cfg, champ_map **out) {
     *out = NULL;
     if (!cfg || !cfg_valid(cfg))
         return CHAMP_EINVAL;
-#if defined(__x86_64__) && defined(__POPCNT__)
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("popcnt"))
+    if (!champ__cpu_ok())
         return CHAMP_EUNSUPPORTED;
-#endif
     champ_pool *p = cfg->pool;
     if (!p) {
         champ_status st = champ__pool_make(cfg->pool_config, &p);

@@ -212,6 +212,7 @@ INTERNAL void champ__pool_fall(champ_pool *p);
 INTERNAL void champ__pool_release(champ_pool *p);
 INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
                                        champ_pool **out);
+INTERNAL bool champ__cpu_ok(void);
 
 #ifdef CHAMP_DEBUG
 #define FILL_FRESH(p, n) memset((p), 0xCD, (n))

@@ -97,6 +97,19 @@ static bool pool_grow(champ_pool *p, size_t size) {
  * insert-heavy workload has grown past would sit in free lists for good. */
 #define SPLIT_MIN 48u
 static void push_block(champ_pool *p, char *b, size_t s);
+
+/* Pops the head of class c's list (known to be non-empty). */
+static void *pool_pop(champ_pool *p, size_t c) {
+    void *b = p->free[c];
+    UNPOISON(b, c << 3);
+    VG_DEFINED(b, sizeof(void *));
+    p->free[c] = *(void **)b;
+    if (!p->free[c])
+        p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+    VG_UNDEFINED(b, c << 3);
+    return b;
+}
+
 static void *pool_split(champ_pool *p, size_t size) {
     size_t c = (size + SPLIT_MIN) >> 3;
     while (c < POOL_NCLASS) {
@@ -112,14 +125,8 @@ static void *pool_split(champ_pool *p, size_t size) {
             c++;
             continue;
         }
-        size_t bs = c << 3;
-        UNPOISON(b, bs);
-        VG_DEFINED(b, sizeof(void *));
-        p->free[c] = *(void **)b;
-        if (!p->free[c])
-            p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
-        VG_UNDEFINED(b, bs);
-        push_block(p, (char *)b + size, bs - size);
+        pool_pop(p, c);
+        push_block(p, (char *)b + size, (c << 3) - size);
         return b;
     }
     return NULL;
@@ -270,30 +277,12 @@ static void *pool_split_loose(champ_pool *p, size_t size) {
         size_t bs = c << 3;
         if (!b || (bs > size && bs - size < 16))
             continue;
-        UNPOISON(b, bs);
-        VG_DEFINED(b, sizeof(void *));
-        p->free[c] = *(void **)b;
-        if (!p->free[c])
-            p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
-        VG_UNDEFINED(b, bs);
+        pool_pop(p, c);
         if (bs > size)
             push_block(p, (char *)b + size, bs - size);
         return b;
     }
     return NULL;
-}
-
-/* Pops the head of size's own list (known to be non-empty). */
-static void *pool_pop(champ_pool *p, size_t size) {
-    size_t c = size >> 3;
-    void *b = p->free[c];
-    UNPOISON(b, size);
-    VG_DEFINED(b, sizeof(void *));
-    p->free[c] = *(void **)b;
-    if (!p->free[c])
-        p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
-    VG_UNDEFINED(b, size);
-    return b;
 }
 
 /* More than 1/4 of the reserved bytes wait in free lists (reserved minus
@@ -337,7 +326,7 @@ void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
         p->defrag_mark = p->live + p->reserved / 16;
         b = pool_split(p, size);
         if (!b && p->free[size >> 3])
-            b = pool_pop(p, size);
+            b = pool_pop(p, size >> 3);
         if (b) {
             STAT(p->n_alloc_free++);
             goto got;
@@ -353,7 +342,7 @@ void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
             goto fail;
         }
         if (pool_defrag(p)) {
-            b = p->free[size >> 3] ? pool_pop(p, size) : pool_split(p, size);
+            b = p->free[size >> 3] ? pool_pop(p, size >> 3) : pool_split(p, size);
             if (b) {
                 STAT(p->n_alloc_free++);
                 goto got;
@@ -488,15 +477,22 @@ champ_status champ__pool_make(const champ_pool_config *cfg, champ_pool **out) {
     return CHAMP_OK;
 }
 
+/* A build that uses POPCNT refuses to run on a CPU without it. */
+bool champ__cpu_ok(void) {
+#if defined(__x86_64__) && defined(__POPCNT__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("popcnt");
+#else
+    return true;
+#endif
+}
+
 champ_status champ_pool_new(const champ_pool_config *cfg, champ_pool **out) {
     if (!out)
         return CHAMP_EINVAL;
     *out = NULL;
-#if defined(__x86_64__) && defined(__POPCNT__)
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("popcnt"))
+    if (!champ__cpu_ok())
         return CHAMP_EUNSUPPORTED;
-#endif
     return champ__pool_make(cfg, out);
 }
 
