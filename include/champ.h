@@ -383,10 +383,12 @@ typedef struct champ_stats {
     size_t nodes_by_slots[CHAMP_STATS_SLOTS]; /* bitmap nodes by slots used */
     size_t collision_entries; /* entries held in collision nodes            */
     size_t node_bytes;        /* bytes of the nodes reachable from this map */
+    size_t slack_bytes;       /* spare room in their blocks, left by removes */
+                              /* done in place (reused by later inserts)    */
     size_t key_bytes;         /* bytes of key copies (BYTES kind)           */
     unsigned depth_max;       /* deepest entry (root = depth 1)             */
     double depth_mean;        /* mean depth of an entry                     */
-    double bytes_per_entry;   /* (node_bytes + key_bytes) / entries         */
+    double bytes_per_entry;   /* (node + slack + key bytes) / entries       */
     champ_pool_stats pool;
 } champ_stats;
 

@@ -408,7 +408,7 @@ static void node_drop(const champ_map *m, node *n, unsigned level) {
             st[sp].next = 0;
             continue;
         }
-        pool_free(m->pool, x, node_size(x, lv));
+        pool_free(m->pool, x, node_block(x, lv));
         if (sp-- == 0)
             break;
     }
@@ -614,6 +614,22 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                 return CHAMP_ENOMEM;
             }
         }
+        if (node_slack(b) >= 2) {
+            /* Room left by earlier removes: insert where it is. */
+            uint32_t di = popc(b->datamap & (pa.bit[d] - 1));
+            memmove(&b->e[di + 1], &b->e[di], sz - NODE_HDR - 16u * (di + 1));
+            b->e[di].k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
+            b->e[di].v = val;
+            b->datamap |= pa.bit[d];
+            b->aux -= 2;
+            m->size++;
+            m->stamp++;
+            m->busy = false;
+            if (old_out)
+                *old_out = NULL;
+            POST_UPDATE_CHECK(m);
+            return CHAMP_OK;
+        }
         node *nb = pool_alloc(pool, sz);
         if (UNLIKELY(!nb)) {
             if (kb)
@@ -631,7 +647,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             node *par = pa.n[d - 1];
             node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nb;
         }
-        pool_free(pool, b, sz - 16u);
+        pool_free(pool, b, node_block(b, (unsigned)d));
         m->size++;
         m->stamp++;
         m->busy = false;
@@ -677,7 +693,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                 node *par = pa.n[d - 1];
                 node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nb;
             }
-            pool_free(pool, b, sz + 8u);
+            pool_free(pool, b, node_block(b, (unsigned)d));
             m->size++;
             m->stamp++;
             m->busy = false;
@@ -795,7 +811,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
     if (pa.fs >= 0)
         pa.n[pa.fs]->rc--;
     else if (b)
-        pool_free(pool, b, node_size(b, (unsigned)d));
+        pool_free(pool, b, node_block(b, (unsigned)d));
     if (st == CHAMP_OK)
         m->size++;
     m->stamp++;
@@ -877,17 +893,31 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
     } else {
         size_t sz = node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap));
         if (LIKELY(pa.fs < 0)) {
-            /* The common remove: one entry out of a node this map owns. */
-            node *nt = pool_alloc(pool, sz);
-            if (UNLIKELY(!nt)) {
-                /* A full pool: shrink the node where it is and give its
-                 * last 16 bytes back, so a map that owns its nodes can
-                 * always be drained. */
+            /* The common remove: one entry out of a node this map owns.
+             * While its block has little spare room, shrink it in place
+             * (the room serves later inserts).  Otherwise copy into an
+             * exact block; when that fails, and always in a fixed buffer,
+             * shrink in place and give the freed room back to the pool, so
+             * a map that owns its nodes can always be drained. */
+            node *nt = NULL;
+            bool full = false;
+            if (pool->fixed || node_slack(b) + 2u > SLACK_CAP) {
+                /* (a fixed buffer keeps no spare room in nodes) */
+                nt = pool_alloc(pool, sz);
+                full = nt == NULL;
+            }
+            if (!nt) {
                 uint32_t di = popc(b->datamap & (pa.bit[d] - 1));
                 memmove(&b->e[di], &b->e[di + 1],
                         sz - NODE_HDR - 16u * di);
                 b->datamap &= ~pa.bit[d];
-                pool_free(pool, (char *)b + sz, 16u);
+                if (full) {
+                    /* the pool is short of memory: give the room back */
+                    pool_free(pool, (char *)b + sz, 16u + 8u * node_slack(b));
+                    b->aux &= ~SLACK_MASK;
+                } else {
+                    b->aux += 2;
+                }
                 m->size--;
                 m->stamp++;
                 m->busy = false;
@@ -902,7 +932,7 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
                 node *par = pa.n[d - 1];
                 node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nt;
             }
-            pool_free(pool, b, sz + 16u);
+            pool_free(pool, b, node_block(b, (unsigned)d));
             m->size--;
             m->stamp++;
             m->busy = false;
@@ -945,7 +975,7 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
                 pa.n[j]->rc--;
             continue;
         }
-        pool_free(pool, pa.n[j], node_size(pa.n[j], (unsigned)j));
+        pool_free(pool, pa.n[j], node_block(pa.n[j], (unsigned)j));
     }
     if (pa.fs >= 0 && pa.fs < t)
         pa.n[pa.fs]->rc--;

@@ -20,6 +20,7 @@ static void stats_walk(const champ_map *m, const node *n, unsigned level,
     if (n->rc > 1)
         s->nodes_shared++;
     s->node_bytes += node_size(n, level);
+    s->slack_bytes += 8u * node_slack(n);
     if (level == CHAMP_COLL_LEVEL) {
         s->nodes_collision++;
         s->collision_entries += n->datamap;
@@ -55,7 +56,9 @@ champ_status champ_stats_get(const champ_map *m, champ_stats *out) {
         stats_walk(m, m->root, 0, out, &depth_sum);
     out->depth_mean = out->entries ? depth_sum / (double)out->entries : 0.0;
     out->bytes_per_entry =
-        out->entries ? (double)(out->node_bytes + out->key_bytes) / (double)out->entries : 0.0;
+        out->entries ? (double)(out->node_bytes + out->slack_bytes + out->key_bytes) /
+                           (double)out->entries
+                     : 0.0;
     return champ_pool_stats_get(m->pool, &out->pool);
 }
 
@@ -83,8 +86,8 @@ champ_status champ_stats_print(const champ_map *m, FILE *f) {
     fprintf(f, "  %-26s %zu\n", "nodes shared (rc > 1)", s.nodes_shared);
     fprintf(f, "  %-26s max %u, mean %.2f\n", "depth (root = 1)", s.depth_max,
             s.depth_mean);
-    fprintf(f, "  %-26s %zu nodes + %zu keys = %.2f B/entry\n", "bytes",
-            s.node_bytes, s.key_bytes, s.bytes_per_entry);
+    fprintf(f, "  %-26s %zu nodes + %zu spare + %zu keys = %.2f B/entry\n", "bytes",
+            s.node_bytes, s.slack_bytes, s.key_bytes, s.bytes_per_entry);
     fprintf(f, "  %-26s", "bitmap nodes by slots");
     int shown = 0;
     for (int i = 0; i < CHAMP_STATS_SLOTS; i++)
@@ -151,6 +154,10 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
     const champ_map *m = v->m;
     if (n->rc == 0)
         VFAIL(v, "node at level %u has refcount 0", level);
+    if (n->aux >> 8)
+        VFAIL(v, "node at level %u: census bits left set (%#x)", level, n->aux);
+    if (level == CHAMP_COLL_LEVEL && node_slack(n))
+        VFAIL(v, "collision node with spare room");
     if (level == CHAMP_COLL_LEVEL) {
         uint32_t c = n->datamap;
         if (n->nodemap != 0)
@@ -215,9 +222,10 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
  * receives from the live maps and their parents, then compare with rc. */
 static void census_count(const node *cn, unsigned level, size_t *bytes, const champ_map *m) {
     node *n = (node *)(uintptr_t)cn;
-    if (n->aux++ != 0)
+    n->aux += CENSUS_ONE;
+    if ((n->aux >> 8) != 1)
         return;
-    *bytes += pool_block_size(node_size(n, level));
+    *bytes += pool_block_size(node_block(n, level));
     uint32_t nd = level == CHAMP_COLL_LEVEL ? n->datamap : popc(n->datamap);
     if (m->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {
@@ -236,11 +244,12 @@ static void census_count(const node *cn, unsigned level, size_t *bytes, const ch
 
 static void census_check(vctx *v, const node *cn, unsigned level, const champ_map *m) {
     node *n = (node *)(uintptr_t)cn;
-    if (n->aux == 0)
+    uint32_t refs = n->aux >> 8;
+    if (refs == 0)
         return; /* already checked */
-    if (n->aux != n->rc)
-        VFAIL(v, "node at level %u: refcount %u but %u references", level, n->rc, n->aux);
-    n->aux = 0;
+    if (refs != n->rc)
+        VFAIL(v, "node at level %u: refcount %u but %u references", level, n->rc, refs);
+    n->aux &= SLACK_MASK;
     uint32_t nd = level == CHAMP_COLL_LEVEL ? n->datamap : popc(n->datamap);
     if (m->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {

@@ -115,8 +115,8 @@ typedef struct entry {
 /* A node.  Bitmap nodes (levels 0..12): datamap/nodemap are the CHAMP
  * bitmaps, e[] holds popcount(datamap) entries followed by
  * popcount(nodemap) child pointers.  Collision nodes (level 13): datamap is
- * the entry count, nodemap is 0.  aux is zero except during the census of
- * champ_validate. */
+ * the entry count, nodemap is 0.  aux holds the block's spare room and the
+ * census count of champ_validate (see SLACK_MASK). */
 typedef struct node {
     uint32_t rc;
     uint32_t datamap;
@@ -143,6 +143,20 @@ static ALWAYS_INLINE size_t node_size(const node *n, unsigned level) {
     if (level == CHAMP_COLL_LEVEL)
         return NODE_HDR + 16u * (size_t)n->datamap;
     return node_bitmap_size(popc(n->datamap), popc(n->nodemap));
+}
+
+/* aux bits 0-7: spare 8-byte units at the end of the node's block (left by
+ * removes done in place, used by later inserts); bits 8-31: the reference
+ * count of champ_validate's census, zero otherwise. */
+#define SLACK_MASK 0xffu
+#define SLACK_CAP 4u      /* in-place removes stop at 32 spare bytes */
+#define CENSUS_ONE 0x100u
+static ALWAYS_INLINE uint32_t node_slack(const node *n) {
+    return n->aux & SLACK_MASK;
+}
+/* The bytes of the node's block: its size plus any spare room. */
+static ALWAYS_INLINE size_t node_block(const node *n, unsigned level) {
+    return node_size(n, level) + 8u * node_slack(n);
 }
 
 /* Key blob of CHAMP_KEY_BYTES: the map's own copy of a key, shared by every
