@@ -647,7 +647,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             node *par = pa.n[d - 1];
             node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nb;
         }
-        pool_free(pool, b, node_block(b, (unsigned)d));
+        pool_free(pool, b, sz - 16u + 8u * node_slack(b));
         m->size++;
         m->stamp++;
         m->busy = false;
@@ -693,7 +693,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                 node *par = pa.n[d - 1];
                 node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nb;
             }
-            pool_free(pool, b, node_block(b, (unsigned)d));
+            pool_free(pool, b, sz + 8u + 8u * node_slack(b));
             m->size++;
             m->stamp++;
             m->busy = false;
@@ -932,7 +932,7 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
                 node *par = pa.n[d - 1];
                 node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nt;
             }
-            pool_free(pool, b, node_block(b, (unsigned)d));
+            pool_free(pool, b, sz + 16u + 8u * node_slack(b));
             m->size--;
             m->stamp++;
             m->busy = false;
