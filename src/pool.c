@@ -178,6 +178,33 @@ static fblock *fb_merge(fblock *a, fblock *b) {
     return head.next;
 }
 
+/* The link of a free block, read past its poisoning. */
+static void *free_next(void *b) {
+    UNPOISON(b, sizeof(void *));
+    VG_DEFINED(b, sizeof(void *));
+    void *next = *(void **)b;
+    POISON(b, sizeof(void *));
+    VG_NOACCESS(b, sizeof(void *));
+    return next;
+}
+
+/* Moves every block of one free list (all of `size` bytes) onto `all`. */
+static fblock *gather_list(void **head, size_t size, fblock *all) {
+    void *b = *head;
+    while (b) {
+        void *next = free_next(b);
+        UNPOISON(b, size);
+        VG_UNDEFINED(b, size);
+        fblock *f = b;
+        f->next = all;
+        f->size = size;
+        all = f;
+        b = next;
+    }
+    *head = NULL;
+    return all;
+}
+
 /* Gathers every free block, sorts them by address (a merge sort on the
  * list itself: no memory needed), joins neighbours, gives a span that ends
  * at the fresh-space pointer back to fresh space, and re-files the rest.
@@ -185,39 +212,10 @@ static fblock *fb_merge(fblock *a, fblock *b) {
  * empty arena.  Returns true if anything was joined or given back. */
 static bool pool_defrag(champ_pool *p) {
     fblock *all = NULL;
-    size_t n = 0;
-    for (size_t c = 2; c < POOL_NCLASS; c++) {
-        void *b = p->free[c];
-        while (b) {
-            UNPOISON(b, c << 3);
-            VG_DEFINED(b, sizeof(void *));
-            void *next = *(void **)b;
-            VG_UNDEFINED(b, c << 3);
-            fblock *f = b;
-            f->next = all;
-            f->size = c << 3;
-            all = f;
-            n++;
-            b = next;
-        }
-        p->free[c] = NULL;
-    }
-    for (unsigned k = 0; k < POOL_NLARGE; k++) {
-        void *b = p->large[k];
-        while (b) {
-            UNPOISON(b, (size_t)1 << k);
-            VG_DEFINED(b, sizeof(void *));
-            void *next = *(void **)b;
-            VG_UNDEFINED(b, (size_t)1 << k);
-            fblock *f = b;
-            f->next = all;
-            f->size = (size_t)1 << k;
-            all = f;
-            n++;
-            b = next;
-        }
-        p->large[k] = NULL;
-    }
+    for (size_t c = 2; c < POOL_NCLASS; c++)
+        all = gather_list(&p->free[c], c << 3, all);
+    for (unsigned k = 0; k < POOL_NLARGE; k++)
+        all = gather_list(&p->large[k], (size_t)1 << k, all);
     p->nonempty[0] = p->nonempty[1] = 0;
     if (!all)
         return false;
@@ -265,7 +263,6 @@ static bool pool_defrag(champ_pool *p) {
         push_span(p, (char *)all, all->size);
         all = next;
     }
-    (void)n;
     return changed;
 }
 
@@ -528,25 +525,11 @@ champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out) {
     out->bytes_peak = p->peak;
     size_t fl = 0;
     for (size_t c = 0; c < POOL_NCLASS; c++)
-        for (void *b = p->free[c]; b;) {
+        for (void *b = p->free[c]; b; b = free_next(b))
             fl += c * 8;
-            UNPOISON(b, sizeof(void *));
-            VG_DEFINED(b, sizeof(void *));
-            void *next = *(void **)b;
-            POISON(b, sizeof(void *));
-            VG_NOACCESS(b, sizeof(void *));
-            b = next;
-        }
     for (unsigned k = 0; k < POOL_NLARGE; k++)
-        for (void *b = p->large[k]; b;) {
+        for (void *b = p->large[k]; b; b = free_next(b))
             fl += (size_t)1 << k;
-            UNPOISON(b, sizeof(void *));
-            VG_DEFINED(b, sizeof(void *));
-            void *next = *(void **)b;
-            POISON(b, sizeof(void *));
-            VG_NOACCESS(b, sizeof(void *));
-            b = next;
-        }
     out->bytes_free_listed = fl;
     out->utilization = p->reserved ? (double)p->live / (double)p->reserved : 0.0;
     out->maps = p->nmaps;
