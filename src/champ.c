@@ -34,6 +34,9 @@
  *
  * Every node is allocated at its exact size (16 + 16 * entries + 8 *
  * children bytes) from the pool (pool.c), which keeps a free list per size.
+ * (One exception: a remove from a node this map owns may shrink it where it
+ * is, and the block then keeps up to 32 spare bytes, recorded in aux, that a
+ * later insert into the node uses.)
  *
  * Lookup walks down: if bit(s) is in datamap the only candidate is that
  * entry; if it is in nodemap, descend; otherwise the key is absent.  One
@@ -98,6 +101,8 @@
  *   node_collision_{insert, remove, copy}
  *   node_pair                        the subtree holding two keys (split)
  *   node_drop                        drop a reference, free iteratively
+ *   find / set / remove fast paths   inside map_set and map_remove: the
+ *                                    common cases on a path the map owns
  * Iteration is in iter.c, stats / validate / dump in check.c, the pool in
  * pool.c, hashes in hash.c.
  */
