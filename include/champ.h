@@ -28,12 +28,15 @@
  * Thread model: a pool and all maps in it form one writer domain.  At most one
  * thread at a time may call a function that changes a map or the pool (set,
  * remove, p-forms, copy, clear, free, pool_free, validate).  Any number of
- * threads may read (get, contains, size, iterate, foreach, stats, dump) any maps
- * at the same time, also while the one writer updates *other* maps of the pool
- * (even versions that share nodes with the ones being read): an update never
- * writes a node that another map can reach, except its reference count, which
+ * threads may read (get, contains, size, iterate, foreach) any maps at the
+ * same time, also while the one writer updates *other* maps of the pool (even
+ * versions that share nodes with the ones being read): an update never writes
+ * a node that another map can reach, except its reference count, which these
  * readers never look at.  Reading a map while that same map is being updated
  * is a data race.  Reference counts are therefore plain integers, not atomics.
+ * The telemetry calls (stats, pool stats, stats_print, dump) also read
+ * reference counts and pool state, so they must not overlap the pool's
+ * writer; they may overlap each other and the readers above.
  *
  * Callbacks (hash, equal, retain, release) must not update the map they were
  * called for (such an update returns CHAMP_EBUSY); hash and equal run before
