@@ -1743,6 +1743,66 @@ static void test_reentrant_callbacks(void) {
     }
 }
 
+/* A remove from a node the map owns shrinks it in place and keeps the
+ * freed bytes as spare room (up to 32); an insert into that node uses the
+ * room; the pool's live bytes count it and validate's census agrees. */
+static void test_spare_room(void) {
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(6);
+    champ_map *m = unit_new_generic(&ctx, false);
+    if (!m)
+        return;
+    /* six keys in six root slots: one node of 6 entries (16 + 96 bytes) */
+    for (int i = 0; i < 6; i++) {
+        o[i].hash = (uint64_t)i;
+        unit_put(m, &o[i], th_tok((uint64_t)i));
+    }
+    champ_stats s = th_stats(m);
+    CHECK_EQ(s.node_bytes, 112, "six entries in the root");
+    CHECK_EQ(s.slack_bytes, 0, "no spare room after inserts");
+    size_t live0 = s.pool.bytes_live;
+    unit_del(m, &o[5]);
+    s = th_stats(m);
+    CHECK_EQ(s.node_bytes, 96, "node shrank by one entry");
+    CHECK_EQ(s.slack_bytes, 16, "the entry's 16 bytes kept as spare room");
+    CHECK_EQ(s.pool.bytes_live, live0, "nothing allocated or freed");
+    CHECK_VALID(m, "one spare entry");
+    unit_del(m, &o[4]);
+    s = th_stats(m);
+    CHECK_EQ(s.slack_bytes, 32, "two spare entries");
+    CHECK_EQ(s.pool.bytes_live, live0, "still the same block");
+    CHECK_VALID(m, "two spare entries");
+    unit_del(m, &o[3]);
+    s = th_stats(m);
+    CHECK_EQ(s.slack_bytes, 0, "past 32 spare bytes the node is copied exact");
+    CHECK_EQ(s.node_bytes, 64, "three entries left");
+    CHECK_VALID(m, "exact again");
+    unit_del(m, &o[2]);
+    unit_put(m, &o[2], th_tok(2));
+    s = th_stats(m);
+    CHECK_EQ(s.slack_bytes, 0, "the insert used the spare room");
+    CHECK_EQ(s.node_bytes, 64, "three entries again");
+    CHECK_VALID(m, "room used by an insert");
+    for (int i = 0; i < 3; i++) {
+        void *v = NULL;
+        CHECK_ST(champ_get(m, &o[i], &v), CHAMP_OK);
+        CHECK(v == th_tok((uint64_t)i), "key %d keeps its value", i);
+    }
+    /* a copy shares the roomy node; an update of the copy makes exact nodes */
+    unit_del(m, &o[2]);
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    if (c) {
+        unit_put(c, &o[5], th_tok(5));
+        champ_stats sc = th_stats(c);
+        CHECK_EQ(sc.slack_bytes, 0, "copied path is exact");
+        CHECK_VALID(c, "copy after spare room");
+        champ_free(c);
+    }
+    CHECK_VALID(m, "source after the copy was freed");
+    champ_free(m);
+}
+
 void suite_unit(void) {
     test_u64_basics();
     test_null_values();
@@ -1773,4 +1833,5 @@ void suite_unit(void) {
     test_validate_detects_corruption();
 #endif
     test_huge_collision();
+    test_spare_room();
 }
