@@ -889,8 +889,32 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
         t = d - 1;
         while (t > 0 && pa.n[t]->datamap == 0 && popc(pa.n[t]->nodemap) == 1)
             t--;
-        plan_add(&pl, node_bitmap_size(popc(pa.n[t]->datamap) + 1,
-                                       popc(pa.n[t]->nodemap) - 1));
+        size_t tsz = node_bitmap_size(popc(pa.n[t]->datamap) + 1,
+                                      popc(pa.n[t]->nodemap) - 1);
+        if (LIKELY(pa.fs < 0) && t == d - 1) {
+            /* The common collapse: the bottom node (two entries, owned) goes
+             * and its parent takes the surviving entry in its place. */
+            node *tn = pa.n[t];
+            node *nt = pool_alloc(pool, tsz);
+            if (nt) {
+                node_bitmap_child_to_entry(m, nt, tn, pa.bit[t], &keep, false);
+                if (t == 0) {
+                    m->root = nt;
+                } else {
+                    node *par = pa.n[t - 1];
+                    node_kids(par)[popc(par->nodemap & (pa.bit[t - 1] - 1))] = nt;
+                }
+                pool_free(pool, tn, tsz - 8u + 8u * node_slack(tn));
+                pool_free(pool, b, node_block(b, (unsigned)d));
+                m->size--;
+                m->stamp++;
+                m->busy = false;
+                removed_hand_back(m, &gone, false, key_out, val_out, kind);
+                POST_UPDATE_CHECK(m);
+                return CHAMP_OK;
+            }
+        }
+        plan_add(&pl, tsz);
     } else if (d == 0 && popc(b->datamap) == 1 && b->nodemap == 0) {
         /* the root loses its last entry: no node at all */
     } else if (d == CHAMP_COLL_LEVEL) {
