@@ -662,11 +662,13 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         return CHAMP_OK;
     }
 
+    /* The slot holds another key: its hash decides how deep the split goes
+     * (computed once, here, for the fast path and the general one). */
+    uint64_t he = at == AT_OTHER ? ent_hash(m, &b->e[pa.idx], kind) : 0;
     if (LIKELY(pa.fs < 0) && at == AT_OTHER && d < CHAMP_LAST_LEVEL) {
         /* The next most common insert: the slot holds another key whose
          * hash differs one level down: a new two-entry node takes both. */
-        uint64_t ho = ent_hash(m, &b->e[pa.idx], kind);
-        uint32_t so = slice(ho, (unsigned)d + 1), sn = slice(q->h, (unsigned)d + 1);
+        uint32_t so = slice(he, (unsigned)d + 1), sn = slice(q->h, (unsigned)d + 1);
         if (so != sn) {
             size_t sz = node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap) + 1);
             blob *kb = NULL;
@@ -711,7 +713,6 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
 
     /* Plan. */
     bool share = pa.fs >= 0; /* the bottom node stays alive for someone else */
-    uint64_t he = 0;
     unsigned pair_level = 0;
     int kblob = -1;
     if (kind == CHAMP_KEY_BYTES && at != AT_MATCH) {
@@ -733,7 +734,6 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap + 1));
         break;
     default: /* AT_OTHER: split the slot into a subtree */
-        he = ent_hash(m, &b->e[pa.idx], kind);
         pair_level = (unsigned)d + 1;
         while (pair_level <= CHAMP_LAST_LEVEL &&
                slice(he, pair_level) == slice(q->h, pair_level))
