@@ -436,6 +436,11 @@ static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
                     return &n->e[i];
             return NULL;
         }
+        if (node_full(n)) {
+            n = ((node *const *)(const void *)n->e)[h & 31];
+            h >>= CHAMP_BITS;
+            continue;
+        }
         uint32_t bit = 1u << (h & 31);
         if (n->datamap & bit) {
             const entry *e = &n->e[popc(n->datamap & (bit - 1))];
@@ -485,6 +490,11 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
         }
         uint32_t bit = 1u << (h & 31);
         pa->bit[d] = bit;
+        if (node_full(n)) {
+            n = ((node **)(void *)n->e)[h & 31];
+            h >>= CHAMP_BITS;
+            continue;
+        }
         if (n->datamap & bit) {
             pa->fs = fs;
             pa->idx = (int)popc(n->datamap & (bit - 1));

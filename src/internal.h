@@ -136,6 +136,13 @@ static ALWAYS_INLINE uint32_t slice(uint64_t h, unsigned level) {
 static ALWAYS_INLINE node **node_kids(const node *n) {
     return (node **)(void *)((char *)(uintptr_t)n->e + 16u * popc(n->datamap));
 }
+/* A bitmap node whose 32 slots all hold children: child i is kids[i], no
+ * popcount needed, so a lookup can load the child pointer without waiting
+ * for the bitmaps (the branch is predicted; the upper levels of a big map
+ * are all full). */
+static ALWAYS_INLINE bool node_full(const node *n) {
+    return n->nodemap == 0xffffffffu && n->datamap == 0;
+}
 static ALWAYS_INLINE size_t node_bitmap_size(uint32_t nd, uint32_t nn) {
     return NODE_HDR + 16u * (size_t)nd + 8u * (size_t)nn;
 }
