@@ -224,21 +224,21 @@ static ALWAYS_INLINE void wcopy(void *dst, const void *src, size_t bytes) {
     }
 }
 
-/* After copying node `dst` out of a node that stays alive: every entry and
- * child it duplicated gains a reference.  skip_e / skip_k name the entry
- * and child that are new (not duplicated), or -1. */
+/* After copying node `dst` (ne entries, nk children) out of a node that
+ * stays alive: every entry and child it duplicated gains a reference.
+ * Entries [se, se + sn) and child sk (or -1) are new, not duplicated. */
 static NOINLINE void node_share_refs(const champ_map *m, node *dst,
-                                     uint32_t nd, uint32_t nn, int skip_e,
-                                     int skip_k) {
+                                     uint32_t ne, uint32_t nk, uint32_t se,
+                                     uint32_t sn, int sk) {
     if (m->ent_refs)
-        for (uint32_t i = 0; i < nd; i++)
-            if ((int)i != skip_e)
+        for (uint32_t i = 0; i < ne; i++)
+            if (i - se >= sn) /* i < se or i >= se + sn (unsigned) */
                 ent_retain(m, &dst->e[i]);
-    node **k = (node **)(void *)(dst->e + nd);
-    for (uint32_t i = 0; i < nn; i++)
+    node **k = (node **)(void *)(dst->e + ne);
+    for (uint32_t i = 0; i < nk; i++)
         k[i]->rc++;
-    if (skip_k >= 0)
-        k[skip_k]->rc--; /* the new child was not duplicated */
+    if (sk >= 0)
+        k[sk]->rc--; /* the new child was not duplicated */
 }
 
 static ALWAYS_INLINE void node_init(node *n, uint32_t dm, uint32_t nm) {
@@ -248,93 +248,123 @@ static ALWAYS_INLINE void node_init(node *n, uint32_t dm, uint32_t nm) {
     n->aux = 0;
 }
 
-/* dst = src with entry *ne added in slot `bit` (which is free in src). */
-static ALWAYS_INLINE void node_bitmap_insert_entry(const champ_map *m, node *dst,
-                                                   const node *src, uint32_t bit,
-                                                   const entry *ne, bool share) {
-    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
-    uint32_t di = popc(src->datamap & (bit - 1));
-    node_init(dst, src->datamap | bit, src->nodemap);
-    wcopy(dst->e, src->e, 16u * di);
-    dst->e[di] = *ne;
-    wcopy(dst->e + di + 1, src->e + di, 16u * (nd - di) + 8u * nn);
+/* dst = src with slot `bit` rewritten to hold the `ns` entries at `nes`
+ * (0: empty, 1: an entry, 2: a pair, already in trie order) or, when c is
+ * not NULL, child c.  The slot's old contents are not copied (the caller
+ * moved or dropped them).  With `share`, everything else copied from src
+ * gains a reference.  Every change of one slot is this one builder; the
+ * call sites pass constants, so each inlined copy is specialised. */
+static ALWAYS_INLINE void node_bitmap_set_slot(const champ_map *m, node *dst,
+                                               const node *src, uint32_t bit,
+                                               const entry *nes, uint32_t ns,
+                                               node *c, bool share) {
+    uint32_t dm = src->datamap, nm = src->nodemap;
+    uint32_t ne = maps_nent(dm, nm), nk = maps_nkid(dm, nm);
+    uint32_t ei = maps_eidx(dm, nm, bit), ki = maps_kidx(dm, nm, bit);
+    uint32_t oe = (dm & bit) ? ((nm & bit) ? 2u : 1u) : 0u;
+    uint32_t ok = (nm & ~dm & bit) ? 1u : 0u;
+    uint32_t nc = c ? 1u : 0u;
+    uint32_t ndm = dm & ~bit, nnm = nm & ~bit;
+    if (c)
+        nnm |= bit;
+    else if (ns)
+        ndm |= bit, nnm |= ns == 2 ? bit : 0u;
+    node_init(dst, ndm, nnm);
+    uint32_t dne = ne - oe + ns;
+    node **dk = (node **)(void *)(dst->e + dne);
+    node *const *sk = (node *const *)(const void *)(src->e + ne);
+    wcopy(dst->e, src->e, 16u * ei);
+    for (uint32_t j = 0; j < ns; j++)
+        dst->e[ei + j] = nes[j];
+    wcopy(dst->e + ei + ns, src->e + ei + oe, 16u * (ne - ei - oe) + 8u * ki);
+    if (c)
+        dk[ki] = c;
+    wcopy(dk + ki + nc, sk + ki + ok, 8u * (nk - ki - ok));
     if (share)
-        node_share_refs(m, dst, nd + 1, nn, (int)di, -1);
+        node_share_refs(m, dst, dne, nk - ok + nc, ei, ns, c ? (int)ki : -1);
 }
 
-/* dst = src without the entry in slot `bit`. */
-static ALWAYS_INLINE void node_bitmap_remove_entry(const champ_map *m, node *dst,
-                                                   const node *src, uint32_t bit,
-                                                   bool share) {
-    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
-    uint32_t di = popc(src->datamap & (bit - 1));
-    node_init(dst, src->datamap & ~bit, src->nodemap);
-    wcopy(dst->e, src->e, 16u * di);
-    wcopy(dst->e + di, src->e + di + 1, 16u * (nd - 1 - di) + 8u * nn);
-    if (share)
-        node_share_refs(m, dst, nd - 1, nn, -1, -1);
+/* The bitmaps after entry i of slot `bit` is removed: a pair becomes a
+ * single entry, a single entry an empty slot. */
+static ALWAYS_INLINE void maps_drop_entry(uint32_t *dm, uint32_t *nm, uint32_t bit) {
+    if (*nm & bit)
+        *nm &= ~bit;
+    else
+        *dm &= ~bit;
 }
 
-/* dst = src with the entry in slot `bit` replaced by child `c` (the entry
- * itself is not copied: the caller moved it into c). */
-static ALWAYS_INLINE void node_bitmap_entry_to_child(const champ_map *m, node *dst,
-                                                     const node *src, uint32_t bit,
-                                                     node *c, bool share) {
-    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
-    uint32_t di = popc(src->datamap & (bit - 1));
-    uint32_t ci = popc(src->nodemap & (bit - 1));
-    node_init(dst, src->datamap & ~bit, src->nodemap | bit);
-    node **dk = (node **)(void *)(dst->e + nd - 1);
-    node *const *sk = node_kids(src);
-    wcopy(dst->e, src->e, 16u * di);
-    wcopy(dst->e + di, src->e + di + 1, 16u * (nd - 1 - di) + 8u * ci);
-    dk[ci] = c;
-    wcopy(dk + ci + 1, sk + ci, 8u * (nn - ci));
+/* dst = src without entry i (of slot `bit`). */
+static ALWAYS_INLINE void node_bitmap_drop_entry(const champ_map *m, node *dst,
+                                                 const node *src, uint32_t i,
+                                                 uint32_t bit, bool share) {
+    uint32_t dm = src->datamap, nm = src->nodemap;
+    uint32_t ne = maps_nent(dm, nm), nk = maps_nkid(dm, nm);
+    maps_drop_entry(&dm, &nm, bit);
+    node_init(dst, dm, nm);
+    wcopy(dst->e, src->e, 16u * i);
+    wcopy(dst->e + i, src->e + i + 1, 16u * (ne - 1 - i) + 8u * nk);
     if (share)
-        node_share_refs(m, dst, nd - 1, nn + 1, -1, (int)ci);
-}
-
-/* dst = src with the child in slot `bit` replaced by entry *ne. */
-static ALWAYS_INLINE void node_bitmap_child_to_entry(const champ_map *m, node *dst,
-                                                     const node *src, uint32_t bit,
-                                                     const entry *ne, bool share) {
-    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
-    uint32_t di = popc(src->datamap & (bit - 1));
-    uint32_t ci = popc(src->nodemap & (bit - 1));
-    node_init(dst, src->datamap | bit, src->nodemap & ~bit);
-    node **dk = (node **)(void *)(dst->e + nd + 1);
-    node *const *sk = node_kids(src);
-    wcopy(dst->e, src->e, 16u * di);
-    dst->e[di] = *ne;
-    wcopy(dst->e + di + 1, src->e + di, 16u * (nd - di) + 8u * ci);
-    wcopy(dk + ci, sk + ci + 1, 8u * (nn - ci - 1));
-    if (share)
-        node_share_refs(m, dst, nd + 1, nn - 1, (int)di, -1);
-}
-
-/* dst = src with the child in slot `bit` replaced by node c. */
-static ALWAYS_INLINE void node_bitmap_replace_child(const champ_map *m, node *dst,
-                                                    const node *src, uint32_t bit,
-                                                    node *c, bool share) {
-    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
-    uint32_t ci = popc(src->nodemap & (bit - 1));
-    node_init(dst, src->datamap, src->nodemap);
-    node **dk = (node **)(void *)(dst->e + nd);
-    node *const *sk = node_kids(src);
-    wcopy(dst->e, src->e, 16u * nd + 8u * ci);
-    dk[ci] = c;
-    wcopy(dk + ci + 1, sk + ci + 1, 8u * (nn - ci - 1));
-    if (share)
-        node_share_refs(m, dst, nd, nn, -1, (int)ci);
+        node_share_refs(m, dst, ne - 1, nk, 0, 0, -1);
 }
 
 /* dst = a copy of src (always sharing: src stays). */
 static ALWAYS_INLINE void node_bitmap_copy(const champ_map *m, node *dst,
                                            const node *src) {
-    uint32_t nd = popc(src->datamap), nn = popc(src->nodemap);
+    uint32_t ne = node_nent(src), nk = node_nkid(src);
     node_init(dst, src->datamap, src->nodemap);
-    wcopy(dst->e, src->e, 16u * nd + 8u * nn);
-    node_share_refs(m, dst, nd, nn, -1, -1);
+    wcopy(dst->e, src->e, 16u * ne + 8u * nk);
+    node_share_refs(m, dst, ne, nk, 0, 0, -1);
+}
+
+/* Puts two entries whose hashes are ha and hb into trie order at out[]
+ * (equal hashes: a first). */
+static ALWAYS_INLINE void pair_order(entry *out, const entry *a, uint64_t ha,
+                                     const entry *b, uint64_t hb) {
+    bool swap = ha != hb && hash_trie_before(hb, ha);
+    out[swap] = *a;
+    out[!swap] = *b;
+}
+
+/* c = the node at `level` holding three entries whose hashes agree on
+ * every slice above it but not all on this one (or, at the collision
+ * level, agree completely): three entries in three slots, or an entry
+ * and a pair. */
+static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
+                                     const uint64_t *h) {
+    if (level == CHAMP_COLL_LEVEL) {
+        node_init(c, 3, 0);
+        c->e[0] = x[0];
+        c->e[1] = x[1];
+        c->e[2] = x[2];
+        return;
+    }
+    uint32_t s[3], dm = 0, nm = 0;
+    for (int i = 0; i < 3; i++) {
+        s[i] = slice(h[i], level);
+        uint32_t bit = 1u << s[i];
+        if (dm & bit)
+            nm |= bit;
+        dm |= bit;
+    }
+    node_init(c, dm, nm);
+    uint32_t k = 0;
+    for (uint32_t bits = dm; bits; bits &= bits - 1) {
+        uint32_t sl = (uint32_t)__builtin_ctz(bits);
+        int a = -1;
+        for (int i = 0; i < 3; i++) {
+            if (s[i] != sl)
+                continue;
+            if (a < 0) {
+                a = i;
+                continue;
+            }
+            pair_order(&c->e[k], &x[a], h[a], &x[i], h[i]);
+            k += 2;
+            a = -2;
+        }
+        if (a >= 0)
+            c->e[k++] = x[a];
+    }
 }
 
 static ALWAYS_INLINE void node_collision_insert(const champ_map *m, node *dst,
@@ -345,7 +375,7 @@ static ALWAYS_INLINE void node_collision_insert(const champ_map *m, node *dst,
     wcopy(dst->e, src->e, 16u * n);
     dst->e[n] = *ne;
     if (share)
-        node_share_refs(m, dst, n, 0, -1, -1);
+        node_share_refs(m, dst, n, 0, 0, 0, -1);
 }
 
 static ALWAYS_INLINE void node_collision_remove(const champ_map *m, node *dst,
@@ -356,14 +386,14 @@ static ALWAYS_INLINE void node_collision_remove(const champ_map *m, node *dst,
     wcopy(dst->e, src->e, 16u * i);
     wcopy(dst->e + i, src->e + i + 1, 16u * (n - 1 - i));
     if (share)
-        node_share_refs(m, dst, n - 1, 0, -1, -1);
+        node_share_refs(m, dst, n - 1, 0, 0, 0, -1);
 }
 
 static ALWAYS_INLINE void node_collision_copy(const champ_map *m, node *dst,
                                               const node *src) {
     node_init(dst, src->datamap, 0);
     wcopy(dst->e, src->e, 16u * src->datamap);
-    node_share_refs(m, dst, src->datamap, 0, -1, -1);
+    node_share_refs(m, dst, src->datamap, 0, 0, 0, -1);
 }
 
 /* Drops one reference to n (at `level`); frees it and, iteratively, every
@@ -388,8 +418,8 @@ static void node_drop(const champ_map *m, node *n, unsigned level) {
             nd = x->datamap;
             nn = 0;
         } else {
-            nd = popc(x->datamap);
-            nn = popc(x->nodemap);
+            nd = node_nent(x);
+            nn = node_nkid(x);
         }
         uint32_t i = st[sp].next;
         if (i == 0 && m->ent_refs)
@@ -442,13 +472,18 @@ static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
             continue;
         }
         uint32_t bit = 1u << (h & 31);
-        if (n->datamap & bit) {
-            const entry *e = &n->e[popc(n->datamap & (bit - 1))];
-            return kq_match(m, e, q, kind) ? e : NULL;
-        }
-        if (!(n->nodemap & bit))
+        uint32_t dm = n->datamap, nm = n->nodemap;
+        if (dm & bit) {
+            const entry *e = &n->e[maps_eidx(dm, nm, bit)];
+            if (kq_match(m, e, q, kind))
+                return e;
+            if ((nm & bit) && kq_match(m, e + 1, q, kind))
+                return e + 1; /* the second entry of a pair */
             return NULL;
-        n = node_kids(n)[popc(n->nodemap & (bit - 1))];
+        }
+        if (!(nm & bit))
+            return NULL;
+        n = ((node *const *)(const void *)(n->e + maps_nent(dm, nm)))[maps_kidx(dm, nm, bit)];
         h >>= CHAMP_BITS;
     }
 }
@@ -465,7 +500,10 @@ typedef struct path {
     int idx;   /* entry index in the bottom node, or -1       */
 } path;
 
-enum { AT_MATCH, AT_EMPTY, AT_OTHER, AT_COLL };
+/* Where a descent ends: the key's entry (idx), an empty slot, a slot
+ * with another key's entry (idx), a pair of two other keys (idx: its first
+ * entry), a collision node without the key. */
+enum { AT_MATCH, AT_EMPTY, AT_OTHER, AT_PAIR, AT_COLL };
 
 /* Read-only walk to where q is or would be.  m->root must not be NULL. */
 static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
@@ -495,17 +533,27 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
             h >>= CHAMP_BITS;
             continue;
         }
-        if (n->datamap & bit) {
+        uint32_t dm = n->datamap, nm = n->nodemap;
+        if (dm & bit) {
+            uint32_t i = maps_eidx(dm, nm, bit);
             pa->fs = fs;
-            pa->idx = (int)popc(n->datamap & (bit - 1));
-            return kq_match(m, &n->e[pa->idx], q, kind) ? AT_MATCH : AT_OTHER;
+            pa->idx = (int)i;
+            if (kq_match(m, &n->e[i], q, kind))
+                return AT_MATCH;
+            if (!(nm & bit))
+                return AT_OTHER;
+            if (kq_match(m, &n->e[i + 1], q, kind)) {
+                pa->idx = (int)i + 1;
+                return AT_MATCH;
+            }
+            return AT_PAIR;
         }
-        if (!(n->nodemap & bit)) {
+        if (!(nm & bit)) {
             pa->fs = fs;
             pa->idx = -1;
             return AT_EMPTY;
         }
-        n = node_kids(n)[popc(n->nodemap & (bit - 1))];
+        n = ((node **)(void *)(n->e + maps_nent(dm, nm)))[maps_kidx(dm, nm, bit)];
         h >>= CHAMP_BITS;
     }
 }
@@ -550,10 +598,10 @@ static ALWAYS_INLINE void commit_ancestors(champ_map *m, path *pa, int top,
         uint32_t bit = pa->bit[j];
         if (pa->fs >= 0 && j >= pa->fs) {
             node *np = pl->blk[k++];
-            node_bitmap_replace_child(m, np, par, bit, c, true);
+            node_bitmap_set_slot(m, np, par, bit, NULL, 0, c, true);
             c = np;
         } else {
-            node_kids(par)[popc(par->nodemap & (bit - 1))] = c;
+            *node_kid_at(par, bit) = c;
             return;
         }
     }
@@ -618,9 +666,23 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         return CHAMP_REPLACED;
     }
 
-    if (LIKELY(pa.fs < 0) && at == AT_EMPTY) {
-        /* The common insert: a free slot in a node this map owns. */
-        size_t sz = node_bitmap_size(popc(b->datamap) + 1, popc(b->nodemap));
+    /* The slot holds another key (alone or in a pair): its hash (computed
+     * once, here) decides the order of the new pair or the shape of the
+     * subtree the pair becomes. */
+    uint64_t he = 0;
+    if (at == AT_OTHER || at == AT_PAIR)
+        he = ent_hash(m, &b->e[pa.idx], kind);
+
+    if (LIKELY(pa.fs < 0) && (at == AT_EMPTY || at == AT_OTHER)) {
+        /* The common inserts, in a node this map owns: a free slot takes
+         * the entry, or the slot's entry and the new one become a pair.
+         * Either way the node grows by one entry: in place when it has
+         * spare room, else into a block 16 bytes larger. */
+        uint32_t bit = pa.bit[d];
+        size_t sz = node_size(b, (unsigned)d) + 16u;
+        uint32_t ei = node_eidx(b, bit), wi = ei;
+        if (at == AT_OTHER && (he == q->h || hash_trie_before(he, q->h)))
+            wi = ei + 1; /* the old entry comes first in the pair */
         blob *kb = NULL;
         if (kind == CHAMP_KEY_BYTES) {
             kb = pool_alloc(pool, blob_size(q->len));
@@ -629,40 +691,49 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                 return CHAMP_ENOMEM;
             }
         }
+        entry ne;
+        ne.v = val;
         if (node_slack(b) >= 2) {
             /* Room left by earlier removes: insert where it is. */
-            uint32_t di = popc(b->datamap & (pa.bit[d] - 1));
-            memmove(&b->e[di + 1], &b->e[di], sz - NODE_HDR - 16u * (di + 1));
-            b->e[di].k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
-            b->e[di].v = val;
-            b->datamap |= pa.bit[d];
+            memmove(&b->e[wi + 1], &b->e[wi], sz - NODE_HDR - 16u * (wi + 1));
+            ne.k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
+            b->e[wi] = ne;
+            if (at == AT_EMPTY)
+                b->datamap |= bit;
+            else
+                b->nodemap |= bit;
             b->aux -= 2;
-            m->size++;
-            m->stamp++;
-            m->busy = false;
-            if (old_out)
-                *old_out = NULL;
-            POST_UPDATE_CHECK(m);
-            return CHAMP_OK;
-        }
-        node *nb = pool_alloc(pool, sz);
-        if (UNLIKELY(!nb)) {
-            if (kb)
-                pool_free(pool, kb, blob_size(q->len));
-            m->busy = false;
-            return CHAMP_ENOMEM;
-        }
-        entry ne;
-        ne.k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
-        ne.v = val;
-        node_bitmap_insert_entry(m, nb, b, pa.bit[d], &ne, false);
-        if (d == 0) {
-            m->root = nb;
         } else {
-            node *par = pa.n[d - 1];
-            node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nb;
+            /* Growing: take spare room along, so the next inserts here
+             * are done in place (arena pools only). */
+            uint32_t grow = pool->fixed ? 0u : grow_units(sz);
+            size_t got = sz;
+            node *nb = grow ? pool_alloc_grow(pool, sz, sz + 8u * grow,
+                                              sz + 8u * slack_cap(sz), &got)
+                            : pool_alloc(pool, sz);
+            grow = (uint32_t)(got - sz) / 8u;
+            if (UNLIKELY(!nb)) {
+                if (kb)
+                    pool_free(pool, kb, blob_size(q->len));
+                m->busy = false;
+                return CHAMP_ENOMEM;
+            }
+            ne.k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
+            if (at == AT_EMPTY) {
+                node_bitmap_set_slot(m, nb, b, bit, &ne, 1, NULL, false);
+            } else {
+                entry pr[2];
+                pr[wi - ei] = ne;
+                pr[1 - (wi - ei)] = b->e[ei];
+                node_bitmap_set_slot(m, nb, b, bit, pr, 2, NULL, false);
+            }
+            nb->aux = grow;
+            if (d == 0)
+                m->root = nb;
+            else
+                *node_kid_at(pa.n[d - 1], pa.bit[d - 1]) = nb;
+            pool_free(pool, b, sz - 16u + 8u * node_slack(b));
         }
-        pool_free(pool, b, sz - 16u + 8u * node_slack(b));
         m->size++;
         m->stamp++;
         m->busy = false;
@@ -672,15 +743,17 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         return CHAMP_OK;
     }
 
-    /* The slot holds another key: its hash decides how deep the split goes
-     * (computed once, here, for the fast path and the general one). */
-    uint64_t he = at == AT_OTHER ? ent_hash(m, &b->e[pa.idx], kind) : 0;
-    if (LIKELY(pa.fs < 0) && at == AT_OTHER && d < CHAMP_LAST_LEVEL) {
-        /* The next most common insert: the slot holds another key whose
-         * hash differs one level down: a new two-entry node takes both. */
-        uint32_t so = slice(he, (unsigned)d + 1), sn = slice(q->h, (unsigned)d + 1);
-        if (so != sn) {
-            size_t sz = node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap) + 1);
+    if (LIKELY(pa.fs < 0) && at == AT_PAIR) {
+        /* The slot holds a pair: with the new key, a subtree of three.
+         * Fast when the three part one level down (no links needed): one
+         * new three-entry node, and the owned node trades the pair for a
+         * child pointer (24 bytes smaller). */
+        uint64_t h1 = ent_hash(m, &b->e[pa.idx + 1], kind);
+        unsigned l1 = (unsigned)d + 1;
+        if (l1 <= CHAMP_LAST_LEVEL &&
+            !(slice(he, l1) == slice(q->h, l1) && slice(h1, l1) == slice(q->h, l1))) {
+            uint32_t bit = pa.bit[d];
+            size_t sz = node_size(b, (unsigned)d) - 24u;
             blob *kb = NULL;
             if (kind == CHAMP_KEY_BYTES) {
                 kb = pool_alloc(pool, blob_size(q->len));
@@ -689,28 +762,29 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                     return CHAMP_ENOMEM;
                 }
             }
-            node *c = pool_alloc(pool, NODE_HDR + 32u);
+            node *c = pool_alloc(pool, NODE_HDR + 48u);
             node *nb = c ? pool_alloc(pool, sz) : NULL;
             if (UNLIKELY(!nb)) {
                 if (c)
-                    pool_free(pool, c, NODE_HDR + 32u);
+                    pool_free(pool, c, NODE_HDR + 48u);
                 if (kb)
                     pool_free(pool, kb, blob_size(q->len));
                 m->busy = false;
                 return CHAMP_ENOMEM;
             }
-            node_init(c, (1u << so) | (1u << sn), 0);
-            c->e[so < sn ? 0 : 1] = b->e[pa.idx];
-            c->e[so < sn ? 1 : 0].k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
-            c->e[so < sn ? 1 : 0].v = val;
-            node_bitmap_entry_to_child(m, nb, b, pa.bit[d], c, false);
-            if (d == 0) {
+            entry x[3];
+            uint64_t hx[3] = {he, h1, q->h};
+            x[0] = b->e[pa.idx];
+            x[1] = b->e[pa.idx + 1];
+            x[2].k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
+            x[2].v = val;
+            node_three(c, l1, x, hx);
+            node_bitmap_set_slot(m, nb, b, bit, NULL, 0, c, false);
+            if (d == 0)
                 m->root = nb;
-            } else {
-                node *par = pa.n[d - 1];
-                node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nb;
-            }
-            pool_free(pool, b, sz + 8u + 8u * node_slack(b));
+            else
+                *node_kid_at(pa.n[d - 1], pa.bit[d - 1]) = nb;
+            pool_free(pool, b, node_block(b, (unsigned)d));
             m->size++;
             m->stamp++;
             m->busy = false;
@@ -723,7 +797,8 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
 
     /* Plan. */
     bool share = pa.fs >= 0; /* the bottom node stays alive for someone else */
-    unsigned pair_level = 0;
+    unsigned three_level = 0;
+    uint64_t th[3];
     int kblob = -1;
     if (kind == CHAMP_KEY_BYTES && at != AT_MATCH) {
         kblob = pl.n;
@@ -738,20 +813,25 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         plan_add(&pl, node_size(b, (unsigned)d));
         break;
     case AT_EMPTY:
-        plan_add(&pl, node_bitmap_size(popc(b->datamap) + 1, popc(b->nodemap)));
+    case AT_OTHER:
+        plan_add(&pl, node_size(b, (unsigned)d) + 16u);
         break;
     case AT_COLL:
         plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap + 1));
         break;
-    default: /* AT_OTHER: split the slot into a subtree */
-        pair_level = (unsigned)d + 1;
-        while (pair_level <= CHAMP_LAST_LEVEL &&
-               slice(he, pair_level) == slice(q->h, pair_level))
-            pair_level++;
-        plan_add(&pl, node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap) + 1));
-        for (unsigned l = (unsigned)d + 1; l < pair_level; l++)
-            plan_add(&pl, node_bitmap_size(0, 1));
-        plan_add(&pl, NODE_HDR + 32u); /* two entries, bitmap or collision */
+    default: /* AT_PAIR: the pair and the new key become a subtree */
+        th[0] = he;
+        th[1] = ent_hash(m, &b->e[pa.idx + 1], kind);
+        th[2] = q->h;
+        plan_add(&pl, node_size(b, (unsigned)d) - 24u); /* pair -> child */
+        three_level = (unsigned)d + 1;
+        while (three_level <= CHAMP_LAST_LEVEL &&
+               slice(th[0], three_level) == slice(th[2], three_level) &&
+               slice(th[1], three_level) == slice(th[2], three_level)) {
+            plan_add(&pl, node_bitmap_size(0, 1)); /* a one-child link */
+            three_level++;
+        }
+        plan_add(&pl, NODE_HDR + 48u); /* three entries, any layout */
         break;
     }
     int kanc = pl.n;
@@ -787,35 +867,40 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         st = CHAMP_REPLACED;
         break;
     case AT_EMPTY:
-        node_bitmap_insert_entry(m, nb, b, pa.bit[d], &ne, share);
+        node_bitmap_set_slot(m, nb, b, pa.bit[d], &ne, 1, NULL, share);
         break;
+    case AT_OTHER: {
+        entry pr[2];
+        if (share && m->ent_refs)
+            ent_retain(m, &b->e[pa.idx]);
+        pair_order(pr, &b->e[pa.idx], he, &ne, q->h);
+        node_bitmap_set_slot(m, nb, b, pa.bit[d], pr, 2, NULL, share);
+        break;
+    }
     case AT_COLL:
         node_collision_insert(m, nb, b, &ne, share);
         break;
     default: {
-        /* Build the pair subtree bottom-up, then the chain above it. */
-        entry oe = b->e[pa.idx];
-        if (share && m->ent_refs)
-            ent_retain(m, &oe);
+        /* AT_PAIR: build the subtree bottom-up (the three-entry node, then
+         * the links above it), then hang it where the pair was. */
+        entry x[3];
+        x[0] = b->e[pa.idx];
+        x[1] = b->e[pa.idx + 1];
+        x[2] = ne;
+        if (share && m->ent_refs) {
+            ent_retain(m, &x[0]);
+            ent_retain(m, &x[1]);
+        }
         int k = kanc - 1;
         node *c = pl.blk[k--];
-        if (pair_level > CHAMP_LAST_LEVEL) {
-            node_init(c, 2, 0);
-            c->e[0] = oe;
-            c->e[1] = ne;
-        } else {
-            uint32_t so = slice(he, pair_level), sn = slice(q->h, pair_level);
-            node_init(c, (1u << so) | (1u << sn), 0);
-            c->e[so < sn ? 0 : 1] = oe;
-            c->e[so < sn ? 1 : 0] = ne;
-        }
-        for (unsigned l = pair_level - 1; l > (unsigned)d; l--) {
+        node_three(c, three_level, x, th);
+        for (unsigned l = three_level - 1; l > (unsigned)d; l--) {
             node *up = pl.blk[k--];
             node_init(up, 0, 1u << slice(q->h, l));
             node_kids(up)[0] = c;
             c = up;
         }
-        node_bitmap_entry_to_child(m, nb, b, pa.bit[d], c, share);
+        node_bitmap_set_slot(m, nb, b, pa.bit[d], NULL, 0, c, share);
         break;
     }
     }
@@ -885,36 +970,37 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
     uint32_t i = (uint32_t)pa.idx;
     entry gone = b->e[i];
 
-    /* Where does the change stop?  t is the node whose shape changes; the
-     * nodes below it on the path (t+1 .. d) disappear. */
+    /* Where does the change stop?  A node below the root whose subtree
+     * falls to two entries becomes a pair in the nearest ancestor that
+     * holds something else: t is that ancestor, and the nodes below it on
+     * the path (t+1 .. d) disappear.  Otherwise t = d. */
     int t = d;
-    bool collapse;
+    bool collapse = false;
     if (d == CHAMP_COLL_LEVEL)
-        collapse = b->datamap == 2;
-    else
-        collapse = d > 0 && popc(b->datamap) == 2 && b->nodemap == 0;
-    entry keep;
+        collapse = b->datamap == 3;
+    else if (d > 0)
+        collapse = node_nkid(b) == 0 && node_nent(b) == 3;
+    entry keep[2];
     if (collapse) {
-        keep = b->e[i ^ 1u];
+        /* the two survivors, in array order: already trie order */
+        keep[0] = b->e[i == 0 ? 1 : 0];
+        keep[1] = b->e[i == 2 ? 1 : 2];
         t = d - 1;
         while (t > 0 && pa.n[t]->datamap == 0 && popc(pa.n[t]->nodemap) == 1)
             t--;
-        size_t tsz = node_bitmap_size(popc(pa.n[t]->datamap) + 1,
-                                      popc(pa.n[t]->nodemap) - 1);
+        size_t tsz = node_size(pa.n[t], (unsigned)t) + 24u; /* child -> pair */
         if (LIKELY(pa.fs < 0) && t == d - 1) {
-            /* The common collapse: the bottom node (two entries, owned) goes
-             * and its parent takes the surviving entry in its place. */
+            /* The common collapse: the bottom node (three entries, owned)
+             * goes and its parent takes the surviving pair in its place. */
             node *tn = pa.n[t];
             node *nt = pool_alloc(pool, tsz);
             if (nt) {
-                node_bitmap_child_to_entry(m, nt, tn, pa.bit[t], &keep, false);
-                if (t == 0) {
+                node_bitmap_set_slot(m, nt, tn, pa.bit[t], keep, 2, NULL, false);
+                if (t == 0)
                     m->root = nt;
-                } else {
-                    node *par = pa.n[t - 1];
-                    node_kids(par)[popc(par->nodemap & (pa.bit[t - 1] - 1))] = nt;
-                }
-                pool_free(pool, tn, tsz - 8u + 8u * node_slack(tn));
+                else
+                    *node_kid_at(pa.n[t - 1], pa.bit[t - 1]) = nt;
+                pool_free(pool, tn, node_block(tn, (unsigned)t));
                 pool_free(pool, b, node_block(b, (unsigned)d));
                 m->size--;
                 m->stamp++;
@@ -925,12 +1011,12 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
             }
         }
         plan_add(&pl, tsz);
-    } else if (d == 0 && popc(b->datamap) == 1 && b->nodemap == 0) {
+    } else if (d == 0 && node_nent(b) == 1 && node_nkid(b) == 0) {
         /* the root loses its last entry: no node at all */
     } else if (d == CHAMP_COLL_LEVEL) {
         plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap - 1));
     } else {
-        size_t sz = node_bitmap_size(popc(b->datamap) - 1, popc(b->nodemap));
+        size_t sz = node_size(b, (unsigned)d) - 16u;
         if (LIKELY(pa.fs < 0)) {
             /* The common remove: one entry out of a node this map owns.
              * While its block has little spare room, shrink it in place
@@ -940,16 +1026,14 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
              * a map that owns its nodes can always be drained. */
             node *nt = NULL;
             bool full = false;
-            if (pool->fixed || node_slack(b) + 2u > SLACK_CAP) {
+            if (pool->fixed || node_slack(b) + 2u > slack_cap(sz)) {
                 /* (a fixed buffer keeps no spare room in nodes) */
                 nt = pool_alloc(pool, sz);
                 full = nt == NULL;
             }
             if (!nt) {
-                uint32_t di = popc(b->datamap & (pa.bit[d] - 1));
-                memmove(&b->e[di], &b->e[di + 1],
-                        sz - NODE_HDR - 16u * di);
-                b->datamap &= ~pa.bit[d];
+                memmove(&b->e[i], &b->e[i + 1], sz - NODE_HDR - 16u * i);
+                maps_drop_entry(&b->datamap, &b->nodemap, pa.bit[d]);
                 if (full) {
                     /* the pool is short of memory: give the room back */
                     pool_free(pool, (char *)b + sz, 16u + 8u * node_slack(b));
@@ -964,13 +1048,11 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
                 POST_UPDATE_CHECK(m);
                 return CHAMP_OK;
             }
-            node_bitmap_remove_entry(m, nt, b, pa.bit[d], false);
-            if (d == 0) {
+            node_bitmap_drop_entry(m, nt, b, i, pa.bit[d], false);
+            if (d == 0)
                 m->root = nt;
-            } else {
-                node *par = pa.n[d - 1];
-                node_kids(par)[popc(par->nodemap & (pa.bit[d - 1] - 1))] = nt;
-            }
+            else
+                *node_kid_at(pa.n[d - 1], pa.bit[d - 1]) = nt;
             pool_free(pool, b, sz + 16u + 8u * node_slack(b));
             m->size--;
             m->stamp++;
@@ -992,15 +1074,17 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
     bool share_b = pa.fs >= 0;
     node *nt = pl.n ? pl.blk[0] : NULL;
     if (collapse) {
-        if (share_b && m->ent_refs)
-            ent_retain(m, &keep);
+        if (share_b && m->ent_refs) {
+            ent_retain(m, &keep[0]);
+            ent_retain(m, &keep[1]);
+        }
         bool share_t = pa.fs >= 0 && t >= pa.fs;
-        node_bitmap_child_to_entry(m, nt, pa.n[t], pa.bit[t], &keep, share_t);
+        node_bitmap_set_slot(m, nt, pa.n[t], pa.bit[t], keep, 2, NULL, share_t);
     } else if (nt) {
         if (d == CHAMP_COLL_LEVEL)
             node_collision_remove(m, nt, b, i, share_b);
         else
-            node_bitmap_remove_entry(m, nt, b, pa.bit[d], share_b);
+            node_bitmap_drop_entry(m, nt, b, i, pa.bit[d], share_b);
     }
     if (nt)
         commit_ancestors(m, &pa, t, nt, &pl, kanc);

@@ -33,9 +33,9 @@ static void stats_walk(const champ_map *m, const node *n, unsigned level,
                 s->key_bytes += blob_size(((const blob *)(uintptr_t)n->e[i].k)->len);
         return;
     }
-    uint32_t nd = popc(n->datamap), nn = popc(n->nodemap);
+    uint32_t nd = node_nent(n), nn = node_nkid(n);
     s->nodes_bitmap++;
-    s->nodes_by_slots[nd + nn]++;
+    s->nodes_by_slots[popc(n->datamap | n->nodemap)]++;
     s->entries += nd;
     *depth_sum += (double)depth * nd;
     if (nd && depth > s->depth_max)
@@ -162,8 +162,8 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
         uint32_t c = n->datamap;
         if (n->nodemap != 0)
             VFAIL(v, "collision node with nodemap %#x", n->nodemap);
-        if (c < 2)
-            VFAIL(v, "collision node with %u entries (canonical form needs >= 2)", c);
+        if (c < 3)
+            VFAIL(v, "collision node with %u entries (canonical form needs >= 3)", c);
         for (uint32_t i = 0; i < c; i++) {
             if (m->kind == CHAMP_KEY_BYTES)
                 check_blob(v, &n->e[i]);
@@ -178,27 +178,34 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
             VFAIL(v, "collision node in a u64 map (the u64 hash is a bijection)");
         return c;
     }
-    if (n->datamap & n->nodemap)
-        VFAIL(v, "level %u: datamap %#x and nodemap %#x overlap", level, n->datamap,
-              n->nodemap);
     if (level == CHAMP_LAST_LEVEL && ((n->datamap | n->nodemap) >> 16))
         VFAIL(v, "level 12 node uses slots above 15");
     uint64_t mask = level ? ((uint64_t)1 << (CHAMP_BITS * level)) - 1 : 0;
-    uint32_t nd = popc(n->datamap), nn = popc(n->nodemap);
-    size_t count = nd;
+    size_t count = node_nent(n);
     uint32_t bits = n->datamap, i = 0;
     while (bits) {
         uint32_t s = (uint32_t)__builtin_ctz(bits);
         bits &= bits - 1;
-        const entry *e = &n->e[i++];
-        if (m->kind == CHAMP_KEY_BYTES)
-            check_blob(v, e);
-        uint64_t h = champ__entry_hash(m, e);
-        if ((h & mask) != prefix || slice(h, level) != s)
-            VFAIL(v, "level %u slot %u: entry hash %#" PRIx64 " is in the wrong place", level,
-                  s, h);
+        uint32_t k = (n->nodemap >> s) & 1u ? 2 : 1; /* entry or pair */
+        uint64_t hs[2];
+        for (uint32_t j = 0; j < k; j++) {
+            const entry *e = &n->e[i++];
+            if (m->kind == CHAMP_KEY_BYTES)
+                check_blob(v, e);
+            uint64_t h = champ__entry_hash(m, e);
+            hs[j] = h;
+            if ((h & mask) != prefix || slice(h, level) != s)
+                VFAIL(v, "level %u slot %u: entry hash %#" PRIx64 " is in the wrong place",
+                      level, s, h);
+        }
+        if (k == 2) {
+            if (champ__entry_equal(m, &n->e[i - 2], &n->e[i - 1]))
+                VFAIL(v, "level %u slot %u: pair holds equal keys", level, s);
+            if (hs[0] != hs[1] && !hash_trie_before(hs[0], hs[1]))
+                VFAIL(v, "level %u slot %u: pair out of trie order", level, s);
+        }
     }
-    bits = n->nodemap;
+    bits = n->nodemap & ~n->datamap;
     i = 0;
     while (bits) {
         uint32_t s = (uint32_t)__builtin_ctz(bits);
@@ -209,12 +216,11 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
             continue;
         }
         size_t sub = validate_node(v, c, level + 1, prefix | ((uint64_t)s << (CHAMP_BITS * level)));
-        if (sub < 2)
-            VFAIL(v, "level %u slot %u: subtree holds %zu entries (canonical form needs >= 2)",
-                  level, s, sub);
+        if (sub < 3)
+            VFAIL(v, "level %u slot %u: subtree holds %zu entries (canonical form needs >= 3;"
+                     " two entries are a pair)", level, s, sub);
         count += sub;
     }
-    (void)nn;
     return count;
 }
 
@@ -226,7 +232,7 @@ static void census_count(const node *cn, unsigned level, size_t *bytes, const ch
     if ((n->aux >> 8) != 1)
         return;
     *bytes += pool_block_size(node_block(n, level));
-    uint32_t nd = level == CHAMP_COLL_LEVEL ? n->datamap : popc(n->datamap);
+    uint32_t nd = node_nent_at(n, level);
     if (m->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {
             blob *b = (blob *)(uintptr_t)n->e[i].k;
@@ -237,7 +243,7 @@ static void census_count(const node *cn, unsigned level, size_t *bytes, const ch
         }
     if (level == CHAMP_COLL_LEVEL)
         return;
-    uint32_t nn = popc(n->nodemap);
+    uint32_t nn = node_nkid(n);
     for (uint32_t i = 0; i < nn; i++)
         census_count(node_kids(n)[i], level + 1, bytes, m);
 }
@@ -250,7 +256,7 @@ static void census_check(vctx *v, const node *cn, unsigned level, const champ_ma
     if (refs != n->rc)
         VFAIL(v, "node at level %u: refcount %u but %u references", level, n->rc, refs);
     n->aux &= SLACK_MASK;
-    uint32_t nd = level == CHAMP_COLL_LEVEL ? n->datamap : popc(n->datamap);
+    uint32_t nd = node_nent_at(n, level);
     if (m->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {
             blob *b = (blob *)(uintptr_t)n->e[i].k;
@@ -258,7 +264,7 @@ static void census_check(vctx *v, const node *cn, unsigned level, const champ_ma
         }
     if (level == CHAMP_COLL_LEVEL)
         return;
-    uint32_t nn = popc(n->nodemap);
+    uint32_t nn = node_nkid(n);
     for (uint32_t i = 0; i < nn; i++)
         census_check(v, node_kids(n)[i], level + 1, m);
 }
@@ -348,9 +354,13 @@ static void dump_node(const champ_map *m, const node *n, unsigned level, int slo
         bits &= bits - 1;
         fprintf(f, " %u=", s);
         dump_entry(m, &n->e[i++], f);
+        if ((n->nodemap >> s) & 1u) {
+            fputc('+', f);
+            dump_entry(m, &n->e[i++], f);
+        }
     }
     fputc('\n', f);
-    bits = n->nodemap;
+    bits = n->nodemap & ~n->datamap;
     i = 0;
     while (bits) {
         uint32_t s = (uint32_t)__builtin_ctz(bits);

@@ -112,11 +112,20 @@ typedef struct entry {
     void *v;
 } entry;
 
-/* A node.  Bitmap nodes (levels 0..12): datamap/nodemap are the CHAMP
- * bitmaps, e[] holds popcount(datamap) entries followed by
- * popcount(nodemap) child pointers.  Collision nodes (level 13): datamap is
- * the entry count, nodemap is 0.  aux holds the block's spare room and the
- * census count of champ_validate (see SLACK_MASK). */
+/* A node.  Bitmap nodes (levels 0..12): the two CHAMP bitmaps give each
+ * of the 32 slots one of four states:
+ *     datamap nodemap
+ *        0       0     empty
+ *        1       0     one entry
+ *        1       1     a pair: two entries whose hashes agree on every
+ *                      slice down to this level (a subtree of exactly two
+ *                      entries always lives inline like this)
+ *        0       1     a child node (its subtree holds 3 or more entries)
+ * e[] holds the entries of the entry and pair slots in slot order (a pair
+ * takes two consecutive entries, in trie order), then one pointer per child
+ * slot, in slot order.  Collision nodes (level 13): datamap is the entry
+ * count, nodemap is 0.  aux holds the block's spare room and the census
+ * count of champ_validate (see SLACK_MASK). */
 typedef struct node {
     uint32_t rc;
     uint32_t datamap;
@@ -133,8 +142,48 @@ static ALWAYS_INLINE uint32_t popc(uint32_t x) {
 static ALWAYS_INLINE uint32_t slice(uint64_t h, unsigned level) {
     return (uint32_t)(h >> (CHAMP_BITS * level)) & 31u;
 }
+/* Trie order of two different hashes: the one whose slice is smaller at
+ * the first level where they differ comes first (the order a walk of the
+ * trie meets them; pairs keep their two entries in it). */
+static ALWAYS_INLINE bool hash_trie_before(uint64_t a, uint64_t b) {
+    unsigned l = (unsigned)__builtin_ctzll(a ^ b) / CHAMP_BITS;
+    return slice(a, l) < slice(b, l);
+}
+
+/* Entries of a bitmap node with these bitmaps (pairs count twice), and
+ * its children. */
+static ALWAYS_INLINE uint32_t maps_nent(uint32_t dm, uint32_t nm) {
+    return popc(dm) + popc(dm & nm);
+}
+static ALWAYS_INLINE uint32_t maps_nkid(uint32_t dm, uint32_t nm) {
+    return popc(nm & ~dm);
+}
+/* Index in e[] of the first entry of slot `bit` (entry or pair). */
+static ALWAYS_INLINE uint32_t maps_eidx(uint32_t dm, uint32_t nm, uint32_t bit) {
+    return popc(dm & (bit - 1)) + popc(dm & nm & (bit - 1));
+}
+/* Index among the child pointers of the child in slot `bit`. */
+static ALWAYS_INLINE uint32_t maps_kidx(uint32_t dm, uint32_t nm, uint32_t bit) {
+    return popc(nm & ~dm & (bit - 1));
+}
+static ALWAYS_INLINE uint32_t node_nent(const node *n) {
+    return maps_nent(n->datamap, n->nodemap);
+}
+static ALWAYS_INLINE uint32_t node_nkid(const node *n) {
+    return maps_nkid(n->datamap, n->nodemap);
+}
+static ALWAYS_INLINE uint32_t node_eidx(const node *n, uint32_t bit) {
+    return maps_eidx(n->datamap, n->nodemap, bit);
+}
+static ALWAYS_INLINE uint32_t node_kidx(const node *n, uint32_t bit) {
+    return maps_kidx(n->datamap, n->nodemap, bit);
+}
 static ALWAYS_INLINE node **node_kids(const node *n) {
-    return (node **)(void *)((char *)(uintptr_t)n->e + 16u * popc(n->datamap));
+    return (node **)(void *)((char *)(uintptr_t)n->e + 16u * node_nent(n));
+}
+/* The child in slot `bit` (which must be a child slot). */
+static ALWAYS_INLINE node **node_kid_at(const node *n, uint32_t bit) {
+    return node_kids(n) + node_kidx(n, bit);
 }
 /* A bitmap node whose 32 slots all hold children: child i is kids[i], no
  * popcount needed, so a lookup can load the child pointer without waiting
@@ -143,13 +192,20 @@ static ALWAYS_INLINE node **node_kids(const node *n) {
 static ALWAYS_INLINE bool node_full(const node *n) {
     return n->nodemap == 0xffffffffu && n->datamap == 0;
 }
-static ALWAYS_INLINE size_t node_bitmap_size(uint32_t nd, uint32_t nn) {
-    return NODE_HDR + 16u * (size_t)nd + 8u * (size_t)nn;
+static ALWAYS_INLINE size_t node_bitmap_size(uint32_t ne, uint32_t nk) {
+    return NODE_HDR + 16u * (size_t)ne + 8u * (size_t)nk;
 }
 static ALWAYS_INLINE size_t node_size(const node *n, unsigned level) {
     if (level == CHAMP_COLL_LEVEL)
         return NODE_HDR + 16u * (size_t)n->datamap;
-    return node_bitmap_size(popc(n->datamap), popc(n->nodemap));
+    return node_bitmap_size(node_nent(n), node_nkid(n));
+}
+/* Entries of a node at `level` (collision nodes: the count). */
+static ALWAYS_INLINE uint32_t node_nent_at(const node *n, unsigned level) {
+    return level == CHAMP_COLL_LEVEL ? n->datamap : node_nent(n);
+}
+static ALWAYS_INLINE uint32_t node_nkid_at(const node *n, unsigned level) {
+    return level == CHAMP_COLL_LEVEL ? 0 : node_nkid(n);
 }
 
 /* aux bits 0-7: spare 8-byte units at the end of the node's block (left by
@@ -158,6 +214,21 @@ static ALWAYS_INLINE size_t node_size(const node *n, unsigned level) {
 #define SLACK_MASK 0xffu
 #define SLACK_CAP 4u      /* in-place removes stop at 32 spare bytes */
 #define CENSUS_ONE 0x100u
+#ifndef GROW_SHIFT
+#define GROW_SHIFT 6
+#endif
+/* Spare units (even: whole entries) a node of `size` bytes takes along
+ * when an insert makes it grow into a new block: one entry, or about 1/8
+ * of the node for big ones, so the next inserts there happen in place. */
+static ALWAYS_INLINE uint32_t grow_units(size_t size) {
+    uint32_t u = (uint32_t)(size >> GROW_SHIFT) & ~1u;
+    return u < 2u ? 2u : u;
+}
+/* In-place removes keep at most this many spare units. */
+static ALWAYS_INLINE uint32_t slack_cap(size_t size) {
+    uint32_t g = grow_units(size) + 2u;
+    return g < SLACK_CAP ? SLACK_CAP : g;
+}
 static ALWAYS_INLINE uint32_t node_slack(const node *n) {
     return n->aux & SLACK_MASK;
 }
@@ -183,7 +254,7 @@ static ALWAYS_INLINE size_t blob_size(size_t len) {
 /* Pool                                                                */
 /* ------------------------------------------------------------------ */
 
-#define POOL_CLASS_MAX 528u          /* largest small block: a full node */
+#define POOL_CLASS_MAX 1040u         /* largest small block: a node of 32 pairs */
 #define POOL_NCLASS (POOL_CLASS_MAX / 8 + 1)
 #define POOL_NLARGE 48               /* power-of-two classes above      */
 
@@ -194,7 +265,7 @@ typedef struct chunk {
 
 struct champ_pool {
     void *free[POOL_NCLASS];     /* free list per 8-byte size class      */
-    uint64_t nonempty[2];        /* classes whose list is non-empty      */
+    uint64_t nonempty[(POOL_NCLASS + 63) / 64]; /* classes with a non-empty list */
     char *bump, *end;            /* fresh space of the current chunk     */
     size_t live;                 /* bytes handed out                     */
     size_t hi;                   /* slow-path check above this live size */
@@ -281,6 +352,35 @@ got:
     if (UNLIKELY(p->live > p->hi))
         champ__pool_rise(p);
     return b;
+}
+
+INTERNAL void *champ__pool_take_range(champ_pool *p, size_t lo, size_t hi,
+                                      size_t *got);
+
+/* For a node that grows: a block of `want` bytes if its list has one, else
+ * any free block of lo..hi bytes (the smallest), else `want` bytes split
+ * from a larger free block or carved from fresh space, else `lo` bytes
+ * (which may take a new chunk).  *got receives the block's size: the caller keeps
+ * the difference to lo as spare room.  Reusing near sizes keeps the
+ * blocks a growing trie leaves behind from piling up in the free lists. */
+static ALWAYS_INLINE void *pool_alloc_grow(champ_pool *p, size_t lo, size_t want,
+                                           size_t hi, size_t *got) {
+    *got = want;
+    if (hi > POOL_CLASS_MAX || p->free[want >> 3])
+        return pool_alloc(p, want);
+#ifdef CHAMP_FAULTS
+    if (p->fail_after >= 0)
+        return pool_alloc(p, want);
+#endif
+    void *b = champ__pool_take_range(p, lo, hi, got);
+    if (b)
+        return b;
+    if ((size_t)(p->end - p->bump) < want) {
+        /* the room is a wish: never worth a new chunk */
+        *got = lo;
+        return pool_alloc(p, lo);
+    }
+    return pool_alloc(p, want);
 }
 
 /* What a request of `size` bytes really occupies (large ones are rounded

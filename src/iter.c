@@ -27,9 +27,10 @@ static ALWAYS_INLINE void iter_enter(champ_iter *it, int d, const node *n) {
         it->_end = n->e + n->datamap;
         return;
     }
+    uint32_t ne = node_nent(n);
     it->_cur = n->e;
-    it->_end = n->e + popc(n->datamap);
-    prefetch_kids(node_kids(n), popc(n->nodemap));
+    it->_end = n->e + ne;
+    prefetch_kids((node *const *)(const void *)(n->e + ne), node_nkid(n));
 }
 
 champ_status champ_iter_init(champ_iter *it, const champ_map *m) {
@@ -58,7 +59,7 @@ static NOINLINE bool iter_advance(champ_iter *it) {
             return false;
         }
         const node *n = it->_node[d];
-        uint32_t nn = d == CHAMP_COLL_LEVEL ? 0 : popc(n->nodemap);
+        uint32_t nn = node_nkid_at(n, (unsigned)d);
         if (it->_pos[d] < nn) {
             const node *c = node_kids(n)[it->_pos[d]++];
             d++;
@@ -106,14 +107,14 @@ champ_status champ_foreach(const champ_map *m, champ_visit_fn fn, void *ctx) {
         const node *n = stk[d];
         if (pos[d] == 0) {
             /* a node's entries in one run */
-            uint32_t nd = d == CHAMP_COLL_LEVEL ? n->datamap : popc(n->datamap);
+            uint32_t nd = node_nent_at(n, (unsigned)d);
             for (uint32_t i = 0; i < nd; i++) {
                 fill_key(m->kind, &n->e[i], &k);
                 if (fn(&k, n->e[i].v, ctx))
                     return CHAMP_NOTFOUND;
             }
         }
-        uint32_t nn = d == CHAMP_COLL_LEVEL ? 0 : popc(n->nodemap);
+        uint32_t nn = node_nkid_at(n, (unsigned)d);
         if (pos[d] < nn) {
             node *const *kids = node_kids(n);
             if (pos[d] == 0)

@@ -1,8 +1,8 @@
 /*
  * pool.c - the node pool: where every node, key blob and map handle lives.
  *
- * Blocks are sized in 8-byte steps.  Up to POOL_CLASS_MAX bytes (a full
- * 32-slot node) each size has its own free list, so a freed node is
+ * Blocks are sized in 8-byte steps.  Up to POOL_CLASS_MAX bytes (the
+ * largest node: 32 slots of pairs) each size has its own free list, so a freed node is
  * recycled by the next node of the same size; above that, blocks are rounded
  * to a power of two with a free list per power (only huge collision nodes
  * and long keys get there).  When a size's list is empty, a free block of a
@@ -50,9 +50,12 @@ static void libc_free(void *p, size_t size, void *ctx) {
 #define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~(size_t)((a)-1))
 #define CHUNK_HDR ALIGN_UP(sizeof(chunk), 16)
 #define DEFAULT_CHUNK (16u * 1024u)
+#ifndef CHUNK_DIV
+#define CHUNK_DIV 16
+#endif
 
 static unsigned large_class(size_t size) {
-    /* smallest k with 2^k >= size; size > POOL_CLASS_MAX so k >= 10 */
+    /* smallest k with 2^k >= size; size > POOL_CLASS_MAX so k >= 11 */
     unsigned k = 64u - (unsigned)__builtin_clzll((unsigned long long)(size - 1));
     return k;
 }
@@ -68,7 +71,7 @@ static void pool_retire_tail(champ_pool *p) {
 static bool pool_grow(champ_pool *p, size_t size) {
     if (p->fixed)
         return false;
-    size_t want = p->reserved / 16;
+    size_t want = p->reserved / CHUNK_DIV;
     if (want < p->chunk_min)
         want = p->chunk_min;
     if (want < size + CHUNK_HDR)
@@ -96,6 +99,9 @@ static bool pool_grow(champ_pool *p, size_t size) {
  * of at least SPLIT_MIN bytes).  Without this, blocks of the sizes an
  * insert-heavy workload has grown past would sit in free lists for good. */
 #define SPLIT_MIN 48u
+#ifndef DEFRAG_DIV
+#define DEFRAG_DIV 4
+#endif
 static void push_block(champ_pool *p, char *b, size_t s);
 
 /* Pops the head of class c's list (known to be non-empty). */
@@ -216,7 +222,7 @@ static bool pool_defrag(champ_pool *p) {
         all = gather_list(&p->free[c], c << 3, all);
     for (unsigned k = 0; k < POOL_NLARGE; k++)
         all = gather_list(&p->large[k], (size_t)1 << k, all);
-    p->nonempty[0] = p->nonempty[1] = 0;
+    memset(p->nonempty, 0, sizeof p->nonempty);
     if (!all)
         return false;
     /* bottom-up merge sort of the list by address */
@@ -288,7 +294,7 @@ static void *pool_split_loose(champ_pool *p, size_t size) {
 static bool pool_fragmented(const champ_pool *p) {
     size_t spare = p->reserved - p->live - (size_t)(p->end - p->bump) -
                    p->nchunks * CHUNK_HDR;
-    return spare > p->reserved / 4 && p->live >= p->defrag_mark;
+    return spare > p->reserved / DEFRAG_DIV && p->live >= p->defrag_mark;
 }
 
 void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
@@ -368,6 +374,39 @@ got:
     return b;
 fail:
     p->failures++;
+    return NULL;
+}
+
+/* A free block of lo..hi bytes (both multiples of 8, hi <= POOL_CLASS_MAX):
+ * the smallest one the free lists hold, or NULL (nothing is split or
+ * carved).  *got receives its size. */
+void *champ__pool_take_range(champ_pool *p, size_t lo, size_t hi, size_t *got) {
+    size_t c = lo >> 3, top = hi >> 3;
+    while (c <= top) {
+        uint64_t w = p->nonempty[c >> 6] & (~(uint64_t)0 << (c & 63));
+        if (!w) {
+            c = (c | 63) + 1;
+            continue;
+        }
+        c = (c & ~(size_t)63) + (size_t)__builtin_ctzll(w);
+        if (c > top)
+            break;
+        if (!p->free[c]) {
+            p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+            c++;
+            continue;
+        }
+        void *b = pool_pop(p, c);
+        size_t size = c << 3;
+        *got = size;
+        STAT(p->n_alloc_free++);
+        STAT(p->n_alloc++);
+        FILL_FRESH(b, size);
+        p->live += size;
+        if (p->live > p->hi)
+            champ__pool_rise(p);
+        return b;
+    }
     return NULL;
 }
 

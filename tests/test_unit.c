@@ -805,34 +805,50 @@ static void test_replace_shared(void) {
 /* Pinned shapes                                                       */
 /* ------------------------------------------------------------------ */
 
-/* Two keys differing in exactly one bit b meet at level min(b/5, 12). */
+/* Two keys, however deep their hashes agree, are a pair in the root.  A
+ * third key that agrees with the second one except in bit 63 (b < 60), or
+ * with the first one except in another bit of the last slice (b >= 60),
+ * turns the pair into a chain of one-child nodes down to level
+ * L = min(b/5, 12), where the keys part.  Removing the second key folds
+ * everything back into a pair in the root. */
 static void test_shape_single_bit(void) {
     th_cbctx ctx;
     const uint64_t bases[] = {0, 0x0123456789abcdefULL, UINT64_MAX};
     for (size_t bi = 0; bi < 3; bi++) {
         for (unsigned b = 0; b < 64; b++) {
-            th_obj *o = unit_objs_reset(2);
+            th_obj *o = unit_objs_reset(3);
             champ_map *m = unit_new_generic(&ctx, false);
             if (!m)
                 return;
             o[0].hash = bases[bi];
             o[1].hash = bases[bi] ^ (1ULL << b);
+            o[2].hash = b < 60 ? o[1].hash ^ (1ULL << 63)
+                               : o[0].hash ^ (1ULL << (b == 60 ? 61 : 60));
             unit_put(m, &o[0], th_tok(0));
             unit_put(m, &o[1], th_tok(1));
-            unsigned depth = (b < 60 ? b / 5 : 12) + 1;
             char what[64];
             snprintf(what, sizeof what, "keys differing in bit %u (base %zu)",
                      b, bi);
-            unit_shape(m, 2, depth, 0, 0, depth, what);
+            unit_shape(m, 2, 1, 0, 0, 1, what);
             champ_stats s = th_stats(m);
-            CHECK_EQ(s.nodes_by_slots[1], depth - 1, what);
-            CHECK_EQ(s.nodes_by_slots[2], 1, what);
-            CHECK(s.depth_mean > depth - 0.01 && s.depth_mean < depth + 0.01,
+            /* one slot holding the pair, or (b < 5) two slots */
+            CHECK_EQ(s.nodes_by_slots[b < 5 ? 2 : 1], 1, what);
+            unit_put(m, &o[2], th_tok(2));
+            unsigned level = b < 60 ? b / 5 : 12;
+            unit_shape(m, 3, level + 1, 0, 0, level + 1, what);
+            s = th_stats(m);
+            /* the chain, root included; the bottom node has an entry and
+             * a pair (2 slots) or three entries (b >= 60) */
+            CHECK_EQ(s.nodes_by_slots[1], level, what);
+            CHECK_EQ(s.nodes_by_slots[b < 60 ? 2 : 3], 1, what);
+            CHECK(s.depth_mean > level + 1 - 0.01 && s.depth_mean < level + 1 + 0.01,
                   "%s: depth_mean %g", what, s.depth_mean);
-            CHECK_ST(champ_contains(m, &o[0]), CHAMP_OK);
-            CHECK_ST(champ_contains(m, &o[1]), CHAMP_OK);
+            for (int i = 0; i < 3; i++)
+                CHECK_ST(champ_contains(m, &o[i]), CHAMP_OK);
             unit_del(m, &o[1]);
-            unit_shape(m, 1, 1, 0, 0, 1, "single entry pulled to the root");
+            unit_shape(m, 2, 1, 0, 0, 1, "the survivors fold back into the root");
+            unit_del(m, &o[2]);
+            unit_shape(m, 1, 1, 0, 0, 1, "single entry in the root");
             unit_del(m, &o[0]);
             unit_shape(m, 0, 0, 0, 0, 0, "empty again");
             champ_free(m);
@@ -854,9 +870,13 @@ static void test_shape_collisions(size_t n, bool reverse) {
     }
     char what[80];
     snprintf(what, sizeof what, "%zu colliding keys", n);
-    unit_shape(m, n, 13, 1, n, 14, what);
     champ_stats s = th_stats(m);
-    CHECK_EQ(s.nodes_by_slots[1], 13, what);
+    if (n >= 3) {
+        unit_shape(m, n, 13, 1, n, 14, what);
+        CHECK_EQ(s.nodes_by_slots[1], 13, what);
+    } else { /* two keys are a pair in the root, whatever their hashes */
+        unit_shape(m, n, 1, 0, 0, 1, what);
+    }
     for (size_t i = 0; i < n; i++) {
         void *v = NULL;
         CHECK_ST(champ_get(m, &o[i], &v), CHAMP_OK);
@@ -881,8 +901,10 @@ static void test_shape_collisions(size_t n, bool reverse) {
         size_t left = n - 1 - j;
         snprintf(what, sizeof what, "%zu colliding keys, %zu left%s", n, left,
                  reverse ? " (reverse)" : "");
-        if (left >= 2)
+        if (left >= 3)
             unit_shape(m, left, 13, 1, left, 14, what);
+        else if (left == 2) /* two keys are a pair, in the root */
+            unit_shape(m, 2, 1, 0, 0, 1, what);
         else if (left == 1)
             unit_shape(m, 1, 1, 0, 0, 1, what);
         else
@@ -894,8 +916,9 @@ static void test_shape_collisions(size_t n, bool reverse) {
     champ_free(m);
 }
 
-/* A collision group with a sibling key: the survivor is pulled up only to
- * the node where the sibling lives. */
+/* A collision group with a sibling key: when the group falls to two keys,
+ * they become a pair in the node where the sibling lives; when only the
+ * sibling and one of them are left, a pair in the root. */
 static void test_shape_collision_sibling(unsigned sibling_bit) {
     th_cbctx ctx;
     th_obj *o = unit_objs_reset(4);
@@ -912,18 +935,27 @@ static void test_shape_collision_sibling(unsigned sibling_bit) {
     snprintf(what, sizeof what, "collision + sibling at bit %u", sibling_bit);
     unit_shape(m, 4, 13, 1, 3, 14, what);
     unit_del(m, &o[1]);
-    unit_shape(m, 3, 13, 1, 2, 14, what);
-    unit_del(m, &o[0]);
-    /* o[2] and o[3] now both sit in the node at level meet. */
-    unit_shape(m, 2, meet + 1, 0, 0, meet + 1, what);
+    /* o[0] and o[2] are a pair beside o[3], in the node at level meet */
+    unit_shape(m, 3, meet + 1, 0, 0, meet + 1, what);
     champ_stats s = th_stats(m);
     CHECK_EQ(s.nodes_by_slots[2], 1, what);
-    /* Same shape as inserting the two directly. */
+    /* Same shape as inserting the three directly. */
     champ_map *d = unit_new_generic(&ctx, false);
     if (d) {
         unit_put(d, &o[3], th_tok(3));
+        unit_put(d, &o[0], th_tok(0));
         unit_put(d, &o[2], th_tok(2));
         CHECK(th_same_dump(m, d), "%s: canonical after delete", what);
+        champ_free(d);
+    }
+    unit_del(m, &o[0]);
+    /* o[2] and o[3]: a pair in the root */
+    unit_shape(m, 2, 1, 0, 0, 1, what);
+    d = unit_new_generic(&ctx, false);
+    if (d) {
+        unit_put(d, &o[3], th_tok(3));
+        unit_put(d, &o[2], th_tok(2));
+        CHECK(th_same_dump(m, d), "%s: canonical after the second delete", what);
         champ_free(d);
     }
     unit_del(m, &o[3]);
@@ -944,22 +976,25 @@ typedef struct unit_canon_case {
 
 static void test_shape_canonical_delete(void) {
     static const unit_canon_case cases[] = {
-        {"subtree with one entry inlined into its parent", 3,
-         {0x00, 0x20, 0x01}, {1, -1}, 2, 1, 2, 1},
-        {"inlining cascades up to the root", 2,
-         {0, 1ULL << 25}, {1, -1}, 6, 1, 6, 1},
-        {"cascade stops at a node with another entry", 3,
-         {0, 1ULL << 25, 1ULL << 10}, {1, -1}, 6, 3, 6, 3},
-        {"node left with a single subnode stays", 3,
-         {0, 1ULL << 10, 1ULL << 5}, {2, -1}, 3, 3, 3, 3},
-        {"root keeps a single entry", 2, {0, 1ULL << 5}, {1, -1}, 2, 1, 2, 1},
+        {"a pair loses one key: a single entry in its slot", 3,
+         {0x00, 0x20, 0x01}, {1, -1}, 1, 1, 1, 1},
+        {"a subtree of three falls to a pair in its parent", 4,
+         {0x00, 0x20, 0x40, 0x01}, {2, -1}, 2, 1, 2, 1},
+        {"the pair cascades up to the root", 3,
+         {0, 1ULL << 25, 1ULL << 26}, {2, -1}, 6, 1, 6, 1},
+        {"cascade stops at a node with another entry", 4,
+         {0, 1ULL << 25, 1ULL << 26, 1ULL << 10}, {2, -1}, 6, 3, 6, 3},
+        {"node left with a single subnode stays", 4,
+         {0, 1ULL << 10, 1ULL << 11, 1ULL << 5}, {3, -1}, 3, 3, 3, 3},
+        {"root keeps a single entry", 2, {0, 1ULL << 5}, {1, -1}, 1, 1, 1, 1},
         {"root with two entries keeps one", 2, {3, 4}, {0, -1}, 1, 1, 1, 1},
-        {"two subtrees collapse one after another", 4,
-         {0, 1ULL << 30, 1, 1 | (1ULL << 40)}, {1, 3, -1}, 15, 1, 9, 1},
-        {"deep pair under a shallow one", 5,
-         {0, 1ULL << 63, 1ULL << 5, 7, 7 | (1ULL << 6)}, {1, 4, -1}, 14, 2, 13, 2},
-        {"everything removed", 3, {0, 1ULL << 62, 1ULL << 33}, {0, 1, 2, -1}, 13, 0,
-         13, 0},
+        {"two subtrees collapse one after another", 6,
+         {0, 1ULL << 30, 1ULL << 31, 1, 1 | (1ULL << 40), 1 | (1ULL << 41)},
+         {2, 5, -1}, 15, 1, 9, 1},
+        {"deep triple under a shallow entry", 5,
+         {0, 1ULL << 63, 1ULL << 62, 1ULL << 5, 7}, {1, 3, -1}, 13, 1, 13, 1},
+        {"everything removed", 3, {0, 1ULL << 62, 1ULL << 33}, {0, 1, 2, -1}, 7, 0,
+         7, 0},
     };
     th_cbctx ctx;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
@@ -1615,13 +1650,13 @@ static void test_huge_collision(void) {
         th_obj_hand_back(vo);
         gone[i] = 1;
         left--;
-        if (left % 37 == 0 || left < 3) {
+        if (left % 37 == 0 || left < 4) {
             char what[64];
             snprintf(what, sizeof what, "huge collision, %zu left", left);
-            if (left >= 2)
+            if (left >= 3)
                 unit_shape(m, left, 13, 1, left, 14, what);
-            else
-                unit_shape(m, left, left, 0, 0, (unsigned)left, what);
+            else /* a pair in the root, an entry, nothing */
+                unit_shape(m, left, left ? 1 : 0, 0, 0, left ? 1u : 0u, what);
         }
     }
     CHECK_EQ(champ_size(c), n, "the copy kept all");
@@ -1743,53 +1778,60 @@ static void test_reentrant_callbacks(void) {
     }
 }
 
-/* A remove from a node the map owns shrinks it in place and keeps the
- * freed bytes as spare room (up to 32); an insert into that node uses the
- * room; the pool's live bytes count it and validate's census agrees. */
+/* Spare room.  A node that an insert makes grow takes one spare entry
+ * along into its new block (small nodes; about 1/8 of a big one), and the
+ * next insert there uses it in place.  A remove from a node the map owns
+ * shrinks it in place and keeps the freed bytes as spare room, up to 32
+ * bytes (small nodes); past that the node is copied into an exact block.
+ * The pool's live bytes count the room and validate's census agrees. */
 static void test_spare_room(void) {
     th_cbctx ctx;
     th_obj *o = unit_objs_reset(6);
     champ_map *m = unit_new_generic(&ctx, false);
     if (!m)
         return;
-    /* six keys in six root slots: one node of 6 entries (16 + 96 bytes) */
+    /* six keys in six root slots: one node of 6 entries (16 + 96 bytes);
+     * inserts 2, 4 and 6 grew it, 3 and 5 used the room */
     for (int i = 0; i < 6; i++) {
         o[i].hash = (uint64_t)i;
         unit_put(m, &o[i], th_tok((uint64_t)i));
+        champ_stats s = th_stats(m);
+        CHECK(s.slack_bytes == (i % 2 ? 16u : 0u), "room after insert %d: %zu",
+              i, s.slack_bytes);
     }
     champ_stats s = th_stats(m);
     CHECK_EQ(s.node_bytes, 112, "six entries in the root");
-    CHECK_EQ(s.slack_bytes, 0, "no spare room after inserts");
+    CHECK_EQ(s.slack_bytes, 16, "the last growth took one spare entry along");
     size_t live0 = s.pool.bytes_live;
     unit_del(m, &o[5]);
     s = th_stats(m);
     CHECK_EQ(s.node_bytes, 96, "node shrank by one entry");
-    CHECK_EQ(s.slack_bytes, 16, "the entry's 16 bytes kept as spare room");
+    CHECK_EQ(s.slack_bytes, 32, "the entry's 16 bytes kept as spare room");
     CHECK_EQ(s.pool.bytes_live, live0, "nothing allocated or freed");
-    CHECK_VALID(m, "one spare entry");
+    CHECK_VALID(m, "two spare entries");
     unit_del(m, &o[4]);
     s = th_stats(m);
-    CHECK_EQ(s.slack_bytes, 32, "two spare entries");
-    CHECK_EQ(s.pool.bytes_live, live0, "still the same block");
-    CHECK_VALID(m, "two spare entries");
+    CHECK_EQ(s.slack_bytes, 0, "past 32 spare bytes the node is copied exact");
+    CHECK_EQ(s.node_bytes, 80, "four entries left");
+    CHECK(s.pool.bytes_live < live0, "the roomy block went back to the pool");
+    CHECK_VALID(m, "exact again");
     unit_del(m, &o[3]);
     s = th_stats(m);
-    CHECK_EQ(s.slack_bytes, 0, "past 32 spare bytes the node is copied exact");
-    CHECK_EQ(s.node_bytes, 64, "three entries left");
-    CHECK_VALID(m, "exact again");
-    unit_del(m, &o[2]);
-    unit_put(m, &o[2], th_tok(2));
+    CHECK_EQ(s.slack_bytes, 16, "one spare entry");
+    size_t live1 = s.pool.bytes_live;
+    unit_put(m, &o[3], th_tok(3));
     s = th_stats(m);
     CHECK_EQ(s.slack_bytes, 0, "the insert used the spare room");
-    CHECK_EQ(s.node_bytes, 64, "three entries again");
+    CHECK_EQ(s.node_bytes, 80, "four entries again");
+    CHECK_EQ(s.pool.bytes_live, live1, "in place: nothing allocated");
     CHECK_VALID(m, "room used by an insert");
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         void *v = NULL;
         CHECK_ST(champ_get(m, &o[i], &v), CHAMP_OK);
         CHECK(v == th_tok((uint64_t)i), "key %d keeps its value", i);
     }
     /* a copy shares the roomy node; an update of the copy makes exact nodes */
-    unit_del(m, &o[2]);
+    unit_del(m, &o[3]);
     champ_map *c = NULL;
     CHECK_ST(champ_copy(m, &c), CHAMP_OK);
     if (c) {
