@@ -16,45 +16,62 @@
  * slot 3.  A node has 32 slots, but stores only the occupied ones, packed,
  * and two bitmaps say which slots hold what:
  *
- *     datamap  bit s set: slot s holds one entry inline      (key, value)
- *     nodemap  bit s set: slot s holds a child node          (pointer)
+ *     datamap nodemap  slot s holds
+ *        1       0     one entry inline                      (key, value)
+ *        1       1     a pair: two entries inline            (key, value) x 2
+ *        0       1     a child node                          (pointer)
  *
- *     +----+---------+---------+-----+----------+----------+----------+
- *     | rc | datamap | nodemap | aux | entry 0  | entry 1  | child 0  | ...
- *     +----+---------+---------+-----+----------+----------+----------+
- *      4 B    4 B       4 B     4 B    16 B       16 B        8 B
+ *     +----+---------+---------+-----+---------+---------+---------+---------+
+ *     | rc | datamap | nodemap | aux | entry 0 | pair: a | pair: b | child 0 | ...
+ *     +----+---------+---------+-----+---------+---------+---------+---------+
+ *      4 B    4 B       4 B     4 B    16 B      16 B      16 B      8 B
  *
- * Entries come first, children after them (CHAMP: Steindorfer and Vinju,
- * OOPSLA 2015), so iteration walks contiguous entries and no slot needs a
- * type tag.  The position of slot s in its array is a popcount:
+ * Entries come first, in slot order (a pair takes two), children after them
+ * (the CHAMP layout of Steindorfer and Vinju, OOPSLA 2015, plus inline
+ * pairs), so iteration walks contiguous entries.  Positions are popcounts:
  *
- *     entry index  = popcount(datamap & (bit(s) - 1))
- *     child index  = popcount(nodemap & (bit(s) - 1))
- *     child array  = &e[popcount(datamap)]
+ *     entry index  = popcount(datamap & below) + popcount(datamap & nodemap & below)
+ *     child index  = popcount(nodemap & ~datamap & below)      below = bit(s) - 1
+ *     child array  = &e[popcount(datamap) + popcount(datamap & nodemap)]
  *
- * Every node is allocated at its exact size (16 + 16 * entries + 8 *
- * children bytes) from the pool (pool.c), which keeps a free list per size.
- * (One exception: a remove from a node this map owns may shrink it where it
- * is, and the block then keeps up to 32 spare bytes, recorded in aux, that a
- * later insert into the node uses.)
+ * Why pairs.  In plain CHAMP two keys that share a slot move into a child
+ * node of their own: 16 header bytes and an 8-byte pointer for two entries.
+ * In a random trie a slot that is not empty or a single entry holds exactly
+ * two keys most of the time, so those tiny nodes are most of the nodes: at
+ * 1M u64 keys, 197K of 308K.  Keeping the two entries in the parent's slot
+ * instead takes the trie from 23.4 to 18.6 bytes per entry, one level off
+ * most lookups, and a third of the nodes an iteration visits.  A child node
+ * now always holds three keys or more.
  *
- * Lookup walks down: if bit(s) is in datamap the only candidate is that
- * entry; if it is in nodemap, descend; otherwise the key is absent.  One
- * key comparison per lookup, no probing, a loop of at most 13 steps.
+ * Every node is allocated from the pool (pool.c), which keeps a free list
+ * per size, at its size (16 + 16 * entries + 8 * children bytes) plus some
+ * spare room, recorded in aux: a node that an insert makes grow takes one
+ * spare entry along (about 1/8 of a big node), and a remove from a node the
+ * map owns shrinks it where it is; later inserts use the room in place.
  *
- * Insert puts the entry inline in the slot if it is free.  If the slot holds
- * a different key, both move into a new child node one level down (or a
- * chain of single-child nodes, while their 5-bit groups keep agreeing).  When
- * all 64 bits agree, the keys go into a collision node at level 13: a plain
- * array of entries (datamap holds the count).  u64 keys never get there: their
- * hash is a bijection, so distinct keys have distinct hashes.
+ * Lookup walks down: if bit(s) is in datamap the candidates are that entry
+ * (and the next, if the slot is a pair); if it is only in nodemap, descend;
+ * otherwise the key is absent.  At most two key comparisons, no probing, a
+ * loop of at most 13 steps.
+ *
+ * Insert puts the entry inline in the slot if it is free; if the slot holds
+ * one other key, the two become a pair in the slot.  If the slot holds a
+ * pair, the three keys move into a child node one level down (or a chain of
+ * single-child nodes, while their 5-bit groups keep agreeing).  When all 64
+ * bits of three or more keys agree, they go into a collision node at level
+ * 13: a plain array of entries (datamap holds the count).  u64 keys never
+ * get there: their hash is a bijection, so distinct keys have distinct
+ * hashes.
  *
  * Canonical form.  Remove restores the one shape a set of keys can have: a
- * non-root node always holds at least two keys in its subtree.  When a
- * removal leaves a subtree with a single entry, the entry is pulled up into
- * the parent in place of the child, and so on up (a collision node left with
- * one entry is pulled up too).  Equal contents therefore mean equal shapes,
- * which later makes equality and diff cheap.
+ * subtree of exactly two entries is a pair in its parent's slot, of one
+ * entry an entry in the slot; so a child node (and a collision node) holds
+ * at least three.  A pair keeps its entries in trie order (the order of
+ * their first differing 5-bit group; equal hashes in insertion order).
+ * When a removal leaves a subtree with two entries, they are pulled up into
+ * the nearest ancestor that holds anything else, as a pair in place of the
+ * child.  Equal contents therefore mean equal shapes, which later makes
+ * equality and diff cheap.
  *
  * ------------------------------------------------------------------------
  * Persistence: reference counts, and updating in place when we may
@@ -96,10 +113,12 @@
  *   map_find                         lookup (loop), all kinds
  *   map_descend                      read-only walk recording the path
  *   map_set / map_remove             plan + commit of an update
- *   node_bitmap_{insert_entry, remove_entry, entry_to_child,
- *                child_to_entry, replace_child, copy}
+ *   node_bitmap_set_slot             any change of one slot (entry, pair,
+ *                                    child, empty) into a new block
+ *   node_bitmap_{insert_at, drop_entry, copy}
  *   node_collision_{insert, remove, copy}
- *   node_pair                        the subtree holding two keys (split)
+ *   node_three                       the node holding three keys (a pair
+ *                                    meets a third key)
  *   node_drop                        drop a reference, free iteratively
  *   find / set / remove fast paths   inside map_set and map_remove: the
  *                                    common cases on a path the map owns
@@ -282,6 +301,18 @@ static ALWAYS_INLINE void node_bitmap_set_slot(const champ_map *m, node *dst,
     wcopy(dk + ki + nc, sk + ki + ok, 8u * (nk - ki - ok));
     if (share)
         node_share_refs(m, dst, dne, nk - ok + nc, ei, ns, c ? (int)ki : -1);
+}
+
+/* dst = src with entry *ne inserted at index wi of e[] and the bitmaps
+ * dm/nm (the slot gained an entry: empty -> entry, or entry -> pair). */
+static ALWAYS_INLINE void node_bitmap_insert_at(node *dst, const node *src,
+                                                uint32_t wi, uint32_t dm,
+                                                uint32_t nm, const entry *ne) {
+    uint32_t n = node_nent(src), k = node_nkid(src);
+    node_init(dst, dm, nm);
+    wcopy(dst->e, src->e, 16u * wi);
+    dst->e[wi] = *ne;
+    wcopy(dst->e + wi + 1, src->e + wi, 16u * (n - wi) + 8u * k);
 }
 
 /* The bitmaps after entry i of slot `bit` is removed: a pair becomes a
@@ -681,8 +712,14 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         uint32_t bit = pa.bit[d];
         size_t sz = node_size(b, (unsigned)d) + 16u;
         uint32_t ei = node_eidx(b, bit), wi = ei;
-        if (at == AT_OTHER && (he == q->h || hash_trie_before(he, q->h)))
-            wi = ei + 1; /* the old entry comes first in the pair */
+        if (at == AT_OTHER) {
+            /* the old entry comes first in the pair if it is first in
+             * trie order (usually decided by the next slice) */
+            unsigned l1 = d < CHAMP_LAST_LEVEL ? (unsigned)d + 1 : CHAMP_LAST_LEVEL;
+            uint32_t so = slice(he, l1), sn = slice(q->h, l1);
+            if (so < sn || (so == sn && (he == q->h || hash_trie_before(he, q->h))))
+                wi = ei + 1;
+        }
         blob *kb = NULL;
         if (kind == CHAMP_KEY_BYTES) {
             kb = pool_alloc(pool, blob_size(q->len));
@@ -719,14 +756,10 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                 return CHAMP_ENOMEM;
             }
             ne.k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
-            if (at == AT_EMPTY) {
-                node_bitmap_set_slot(m, nb, b, bit, &ne, 1, NULL, false);
-            } else {
-                entry pr[2];
-                pr[wi - ei] = ne;
-                pr[1 - (wi - ei)] = b->e[ei];
-                node_bitmap_set_slot(m, nb, b, bit, pr, 2, NULL, false);
-            }
+            if (at == AT_EMPTY)
+                node_bitmap_insert_at(nb, b, wi, b->datamap | bit, b->nodemap, &ne);
+            else
+                node_bitmap_insert_at(nb, b, wi, b->datamap, b->nodemap | bit, &ne);
             nb->aux = grow;
             if (d == 0)
                 m->root = nb;

@@ -9,9 +9,9 @@
  * larger size is split (so sizes a growing trie has moved past are reused),
  * else a fresh block is carved from the current arena chunk; when that
  * cannot serve a request either, the pool takes a new chunk from the
- * backing allocator, each one 1/16 of what is already reserved (at least the
+ * backing allocator, each one 1/32 of what is already reserved (at least the
  * configured chunk size), so growth is geometric, the number of backing
- * calls logarithmic, and unused arena space at most ~6% of it.  The
+ * calls logarithmic, and unused arena space at most ~3% of it.  The
  * old chunk's tail is cut into free-list blocks, not lost; and if much
  * memory sits in free lists in pieces of the wrong sizes, they are compacted
  * (neighbours joined) before a new chunk is taken.  There is no
@@ -50,8 +50,12 @@ static void libc_free(void *p, size_t size, void *ctx) {
 #define ALIGN_UP(x, a) (((x) + ((a)-1)) & ~(size_t)((a)-1))
 #define CHUNK_HDR ALIGN_UP(sizeof(chunk), 16)
 #define DEFAULT_CHUNK (16u * 1024u)
+/* Tunables (measured choices: design.md, "Pool").  A new chunk is
+ * 1/CHUNK_DIV of what is reserved; before taking one, the free lists are
+ * compacted if they hold more than 1/DEFRAG_DIV of it, at most once per
+ * 1/MARK_DIV of growth of the live bytes. */
 #ifndef CHUNK_DIV
-#define CHUNK_DIV 16
+#define CHUNK_DIV 32
 #endif
 
 static unsigned large_class(size_t size) {
@@ -99,8 +103,11 @@ static bool pool_grow(champ_pool *p, size_t size) {
  * of at least SPLIT_MIN bytes).  Without this, blocks of the sizes an
  * insert-heavy workload has grown past would sit in free lists for good. */
 #define SPLIT_MIN 48u
+#ifndef MARK_DIV
+#define MARK_DIV 12
+#endif
 #ifndef DEFRAG_DIV
-#define DEFRAG_DIV 4
+#define DEFRAG_DIV 8
 #endif
 static void push_block(champ_pool *p, char *b, size_t s);
 
@@ -288,9 +295,9 @@ static void *pool_split_loose(champ_pool *p, size_t size) {
     return NULL;
 }
 
-/* More than 1/4 of the reserved bytes wait in free lists (reserved minus
- * live, fresh space and chunk headers), and live bytes grew since the last
- * compaction: worth a compaction before growing. */
+/* More than 1/DEFRAG_DIV of the reserved bytes wait in free lists
+ * (reserved minus live, fresh space and chunk headers), and live bytes grew
+ * enough since the last compaction: worth a compaction before growing. */
 static bool pool_fragmented(const champ_pool *p) {
     size_t spare = p->reserved - p->live - (size_t)(p->end - p->bump) -
                    p->nchunks * CHUNK_HDR;
@@ -326,7 +333,7 @@ void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
         /* About to take a new chunk while much memory sits in free lists
          * in pieces of the wrong sizes: join neighbours first. */
         pool_defrag(p);
-        p->defrag_mark = p->live + p->reserved / 16;
+        p->defrag_mark = p->live + p->reserved / MARK_DIV;
         b = pool_split(p, size);
         if (!b && p->free[size >> 3])
             b = pool_pop(p, size >> 3);
