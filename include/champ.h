@@ -134,8 +134,8 @@ typedef struct champ_pool_config {
     size_t buffer_size;
     /* Size of the first arena chunk (bytes, at least 1 KiB: smaller values
      * are raised to it); 0 = 16 KiB.  Later chunks grow
-     * geometrically (each is 1/16 of the bytes already reserved, at least
-     * this size), so fresh arena space never exceeds ~6% of what is
+     * geometrically (each is 1/32 of the bytes already reserved, at least
+     * this size), so fresh arena space never exceeds ~3% of what is
      * reserved. */
     size_t chunk_size;
     /* Fixed-buffer mode: fraction (0,1] of the buffer at which
@@ -344,6 +344,16 @@ CHAMP_API champ_status champ_iter_init(champ_iter *it, const champ_map *m);
 CHAMP_API champ_status champ_iter_next(champ_iter *it, champ_key *key,
                                        void **val);
 
+/* The next entries, up to cap of them: their keys into keys[] and values
+ * into vals[] (either may be NULL), in the order champ_iter_next gives
+ * them (the two may be mixed).  *got receives how many (cap at most).
+ * This is the fast way to walk a map: entries come out a node's run at a
+ * time, with no call per entry.  Returns CHAMP_OK (*got >= 1),
+ * CHAMP_NOTFOUND at the end (*got = 0), CHAMP_EINVAL (NULL it or got, cap
+ * 0) or CHAMP_EMODIFIED (debug builds) as champ_iter_next. */
+CHAMP_API champ_status champ_iter_next_n(champ_iter *it, champ_key *keys,
+                                         void **vals, size_t cap, size_t *got);
+
 /* Calls fn for every entry until it returns nonzero.  Returns CHAMP_OK
  * (visited everything), CHAMP_NOTFOUND (fn stopped early) or CHAMP_EINVAL.
  * fn must not change m. */
@@ -386,8 +396,9 @@ typedef struct champ_stats {
     size_t nodes_by_slots[CHAMP_STATS_SLOTS]; /* bitmap nodes by slots used */
     size_t collision_entries; /* entries held in collision nodes            */
     size_t node_bytes;        /* bytes of the nodes reachable from this map */
-    size_t slack_bytes;       /* spare room in their blocks, left by removes */
-                              /* done in place (reused by later inserts)    */
+    size_t slack_bytes;       /* spare room in their blocks: growth room,   */
+                              /* or left by removes done in place (used by  */
+                              /* later inserts into the node, in place)     */
     size_t key_bytes;         /* bytes of key copies (BYTES kind)           */
     unsigned depth_max;       /* deepest entry (root = depth 1)             */
     double depth_mean;        /* mean depth of an entry                     */

@@ -303,6 +303,10 @@ champ_status champ_validate(const champ_map *m) {
         VFAIL(&v, "pool live bytes %zu but the live maps use %zu", p->live, bytes);
     if (p->live > p->reserved)
         VFAIL(&v, "pool live bytes %zu exceed reserved %zu", p->live, p->reserved);
+    long long gap = champ__pool_imbalance(p);
+    if (gap != 0)
+        VFAIL(&v, "pool books do not balance: %lld reserved bytes are neither live, "
+                  "free-listed, fresh, chunk headers nor counted as lost", gap);
     return v.bad ? CHAMP_ECORRUPT : CHAMP_OK;
 }
 

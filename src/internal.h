@@ -289,6 +289,7 @@ struct champ_pool {
     size_t map_bytes;            /* size of a map handle block           */
     uint64_t backing_calls;
     uint64_t failures;
+    size_t lost;                 /* bytes too small to file (8-byte ends) */
 #ifdef CHAMP_FAULTS
     long fail_after;
 #endif
@@ -305,6 +306,7 @@ INTERNAL void champ__pool_release(champ_pool *p);
 INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
                                        champ_pool **out);
 INTERNAL bool champ__cpu_ok(void);
+INTERNAL long long champ__pool_imbalance(const champ_pool *p);
 
 #ifdef CHAMP_DEBUG
 #define FILL_FRESH(p, n) memset((p), 0xCD, (n))

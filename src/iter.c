@@ -92,6 +92,38 @@ champ_status champ_iter_next(champ_iter *it, champ_key *key, void **val) {
     return CHAMP_OK;
 }
 
+champ_status champ_iter_next_n(champ_iter *it, champ_key *keys, void **vals,
+                               size_t cap, size_t *got) {
+    if (UNLIKELY(!it || !got))
+        return CHAMP_EINVAL;
+    *got = 0;
+    if (UNLIKELY(cap == 0))
+        return CHAMP_EINVAL;
+#ifdef CHAMP_DEBUG
+    if (it->_map && it->_depth >= 0 && it->_map->stamp != it->_stamp)
+        return CHAMP_EMODIFIED;
+#endif
+    size_t n = 0;
+    while (n < cap) {
+        if (UNLIKELY(it->_cur == it->_end) && !iter_advance(it))
+            break;
+        const entry *e = it->_cur, *end = it->_end;
+        size_t run = (size_t)(end - e);
+        if (run > cap - n)
+            run = cap - n;
+        if (vals)
+            for (size_t i = 0; i < run; i++)
+                vals[n + i] = e[i].v;
+        if (keys)
+            for (size_t i = 0; i < run; i++)
+                fill_key(it->_kind, &e[i], &keys[n + i]);
+        it->_cur = e + run;
+        n += run;
+    }
+    *got = n;
+    return n ? CHAMP_OK : CHAMP_NOTFOUND;
+}
+
 champ_status champ_foreach(const champ_map *m, champ_visit_fn fn, void *ctx) {
     if (!m || !fn)
         return CHAMP_EINVAL;

@@ -173,6 +173,7 @@ static void push_span(champ_pool *p, char *b, size_t s) {
         b += t;
         s -= t;
     }
+    p->lost += s; /* 8 bytes: too small for a free block */
 }
 
 static fblock *fb_merge(fblock *a, fblock *b) {
@@ -218,12 +219,126 @@ static fblock *gather_list(void **head, size_t size, fblock *all) {
     return all;
 }
 
+/* The same compaction for an arena pool, with a scratch bitmap (one bit
+ * per 8 bytes of chunk space, 1/64 of what is reserved, from the backing
+ * allocator and given back at once): every free block sets its bits, then
+ * one scan of the bitmap yields the free spans in address order.  One pass
+ * over the free blocks instead of a merge sort's log2(blocks) passes, which
+ * at 10M keys made compaction a third of the insert time.  Returns -1 if
+ * the scratch memory is not there (the caller sorts instead), else whether
+ * anything was joined or given back. */
+typedef struct cspan {
+    char *start;
+    size_t units; /* 8-byte units of the chunk */
+    size_t word;  /* its first word in the bitmap */
+} cspan;
+
+static void mark_list(void **head, size_t size, cspan *cs, size_t n, uint64_t *bm,
+                      size_t *blocks) {
+    void *b = *head;
+    while (b) {
+        void *next = free_next(b);
+        size_t lo = 0, hi = n; /* the chunk holding b: last start <= b */
+        while (hi - lo > 1) {
+            size_t mid = (lo + hi) / 2;
+            if ((char *)b >= cs[mid].start)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        size_t u = (size_t)((char *)b - cs[lo].start) / 8, k = size / 8;
+        uint64_t *w = bm + cs[lo].word;
+        for (size_t i = u; i < u + k; i++)
+            w[i >> 6] |= (uint64_t)1 << (i & 63);
+        (*blocks)++;
+        b = next;
+    }
+    *head = NULL;
+}
+
+static int pool_defrag_bitmap(champ_pool *p) {
+    size_t n = p->nchunks, words = 0;
+    if (n == 0 || p->fixed)
+        return -1;
+    for (chunk *c = p->chunks; c; c = c->next)
+        words += (c->size / 8 + 63) / 64;
+    size_t bytes = n * sizeof(cspan) + words * 8;
+    p->backing_calls++;
+    cspan *cs = p->alloc.malloc(bytes, p->alloc.ctx);
+    if (!cs)
+        return -1;
+    uint64_t *bm = (uint64_t *)(void *)(cs + n);
+    memset(bm, 0, words * 8);
+    size_t i = 0;
+    for (chunk *c = p->chunks; c; c = c->next, i++) {
+        cs[i].start = (char *)c;
+        cs[i].units = c->size / 8;
+    }
+    for (size_t a = 1; a < n; a++) { /* insertion sort by address */
+        cspan t = cs[a];
+        size_t b = a;
+        for (; b > 0 && cs[b - 1].start > t.start; b--)
+            cs[b] = cs[b - 1];
+        cs[b] = t;
+    }
+    for (size_t a = 0, w = 0; a < n; a++) {
+        cs[a].word = w;
+        w += (cs[a].units + 63) / 64;
+    }
+    size_t blocks = 0, spans = 0;
+    for (size_t c = 2; c < POOL_NCLASS; c++)
+        mark_list(&p->free[c], c << 3, cs, n, bm, &blocks);
+    for (unsigned k = 0; k < POOL_NLARGE; k++)
+        mark_list(&p->large[k], (size_t)1 << k, cs, n, bm, &blocks);
+    memset(p->nonempty, 0, sizeof p->nonempty);
+    bool gave_back = false;
+    for (size_t a = 0; a < n; a++) {
+        const uint64_t *w = bm + cs[a].word;
+        size_t nw = (cs[a].units + 63) / 64, u = 0;
+        while (u < cs[a].units) {
+            /* next set bit at or after u */
+            size_t wi = u >> 6;
+            uint64_t x = wi < nw ? w[wi] & (~(uint64_t)0 << (u & 63)) : 0;
+            while (!x && ++wi < nw)
+                x = w[wi];
+            if (!x)
+                break;
+            size_t s0 = wi * 64 + (size_t)__builtin_ctzll(x);
+            /* next clear bit after s0 */
+            uint64_t y = ~w[wi] & (~(uint64_t)0 << (s0 & 63));
+            while (!y && ++wi < nw)
+                y = ~w[wi];
+            size_t s1 = y ? wi * 64 + (size_t)__builtin_ctzll(y) : nw * 64;
+            if (s1 > cs[a].units)
+                s1 = cs[a].units;
+            char *b = cs[a].start + s0 * 8;
+            size_t len = (s1 - s0) * 8;
+            if (b + len == p->bump) {
+                p->bump = b;
+                POISON(p->bump, (size_t)(p->end - p->bump));
+                VG_NOACCESS(p->bump, (size_t)(p->end - p->bump));
+                gave_back = true;
+            } else {
+                push_span(p, b, len);
+                spans++;
+            }
+            u = s1;
+        }
+    }
+    p->alloc.free(cs, bytes, p->alloc.ctx);
+    return gave_back || spans < blocks;
+}
+
 /* Gathers every free block, sorts them by address (a merge sort on the
  * list itself: no memory needed), joins neighbours, gives a span that ends
  * at the fresh-space pointer back to fresh space, and re-files the rest.
  * After a clear() this turns a pool of scattered free blocks back into one
- * empty arena.  Returns true if anything was joined or given back. */
+ * empty arena.  Returns true if anything was joined or given back.  Arena
+ * pools use the bitmap above when they can. */
 static bool pool_defrag(champ_pool *p) {
+    int r = pool_defrag_bitmap(p);
+    if (r >= 0)
+        return r;
     fblock *all = NULL;
     for (size_t c = 2; c < POOL_NCLASS; c++)
         all = gather_list(&p->free[c], c << 3, all);
@@ -559,6 +674,18 @@ void champ__pool_release(champ_pool *p) {
 void champ_pool_free(champ_pool *pool) {
     if (pool)
         champ__pool_release(pool);
+}
+
+/* For champ_validate: the pool's books.  Every reserved byte is live, in a
+ * free list, fresh arena space, a chunk header, or counted as too small to
+ * file; returns reserved minus all of those (0 when they balance). */
+long long champ__pool_imbalance(const champ_pool *p) {
+    champ_pool_stats ps;
+    champ_pool_stats_get(p, &ps);
+    size_t hdrs = p->fixed ? 0 : p->nchunks * CHUNK_HDR;
+    return (long long)p->reserved -
+           (long long)(p->live + ps.bytes_free_listed + (size_t)(p->end - p->bump) +
+                       hdrs + p->lost);
 }
 
 champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out) {

@@ -276,6 +276,11 @@ static void test_null_arguments(void) {
     CHECK_ST(champ_iter_init(NULL, NULL), CHAMP_EINVAL);
     CHECK_ST(champ_iter_init(&it, NULL), CHAMP_EINVAL);
     CHECK_ST(champ_iter_next(NULL, &k, &v), CHAMP_EINVAL);
+    size_t got = 99;
+    CHECK_ST(champ_iter_next_n(NULL, &k, &v, 1, &got), CHAMP_EINVAL);
+    CHECK_ST(champ_iter_next_n(&it, &k, &v, 1, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_iter_next_n(&it, &k, &v, 0, &got), CHAMP_EINVAL);
+    CHECK_EQ(got, 0, "iter_next_n with cap 0 hands out nothing");
     CHECK_ST(champ_foreach(NULL, bad_visit, NULL), CHAMP_EINVAL);
     champ_stats s;
     champ_pool_stats ps;

@@ -419,12 +419,36 @@ static int rnd_visit(const champ_key *k, void *val, void *ctx) {
     return 0;
 }
 
-/* Iteration (or foreach) sees exactly the reference's entries. */
-static void rnd_compare_iter(rnd_state *s, const rnd_version *v, bool foreach,
+/* Iteration (mode 0: champ_iter_next, 1: champ_foreach, 2:
+ * champ_iter_next_n with a random batch size) sees exactly the reference's
+ * entries. */
+static void rnd_compare_iter(rnd_state *s, const rnd_version *v, int mode,
                              const char *what) {
     memset(s->seen, 0, s->n);
     rnd_visit_ctx c = {s, v, 0, 0};
-    if (foreach) {
+    bool foreach = mode == 1;
+    if (mode == 2) {
+        champ_iter it;
+        champ_key ks[40];
+        void *vs[40];
+        size_t cap = 1 + (size_t)th_below(&s->r, 40), got = 0;
+        champ_status st = champ_iter_init(&it, v->m);
+        RND_CHECK(st == CHAMP_OK, "%s: iter_init %s", what, th_status_name(st));
+        while ((st = champ_iter_next_n(&it, ks, vs, cap, &got)) == CHAMP_OK) {
+            RND_CHECK(got >= 1 && got <= cap, "%s: iter_next_n gave %zu of %zu",
+                      what, got, cap);
+            for (size_t i = 0; i < got; i++) {
+                c.count++;
+                if (!rnd_entry_ok(s, v, &ks[i], vs[i]))
+                    c.bad++;
+            }
+            if (c.count > v->ref.count + 10)
+                break;
+        }
+        RND_CHECK((st == CHAMP_NOTFOUND && got == 0) || c.count > v->ref.count,
+                  "%s: iter_next_n (batches of %zu) ended with %s", what, cap,
+                  th_status_name(st));
+    } else if (foreach) {
         champ_status st = champ_foreach(v->m, rnd_visit, &c);
         RND_CHECK(st == CHAMP_OK, "%s: foreach %s", what, th_status_name(st));
     } else {
@@ -545,7 +569,7 @@ static void rnd_ring_push(rnd_state *s, rnd_version *v) {
     size_t slot = (size_t)th_below(&s->r, RND_RING);
     rnd_version *old = &s->ring[slot];
     if (old->m) {
-        rnd_compare_iter(s, old, th_chance(&s->r, 30), "evicted old version");
+        rnd_compare_iter(s, old, (int)th_below(&s->r, 3), "evicted old version");
         champ_free(old->m);
         rnd_ref_free(&old->ref);
     }
@@ -628,14 +652,15 @@ static void rnd_op_derive(rnd_state *s) {
 
 static void rnd_full_check(rnd_state *s) {
     rnd_compare_lookup(s, &s->cur, "current");
-    rnd_compare_iter(s, &s->cur, false, "current");
-    rnd_compare_iter(s, &s->cur, true, "current");
+    rnd_compare_iter(s, &s->cur, 0, "current");
+    rnd_compare_iter(s, &s->cur, 1, "current");
+    rnd_compare_iter(s, &s->cur, 2, "current");
     rnd_validate(s, s->cur.m, "current");
     int pick = (int)th_below(&s->r, RND_RING);
     for (int i = 0; i < RND_RING && !s->broken; i++) {
         if (!s->ring[i].m)
             continue;
-        rnd_compare_iter(s, &s->ring[i], false, "old version");
+        rnd_compare_iter(s, &s->ring[i], (int)(i % 3), "old version");
         if (i == pick) /* validate walks the whole pool: one is enough */
             rnd_validate(s, s->ring[i].m, "old version");
     }

@@ -1256,6 +1256,67 @@ static void test_iteration(void) {
         count++;
     CHECK_EQ(count, n, "iteration with NULL outputs");
 
+    /* Batches give the same sequence as one entry at a time, also mixed
+     * with single steps, with keys or values alone. */
+    {
+        uint64_t *order = malloc(n * sizeof *order);
+        if (order) {
+            size_t total = 0;
+            CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+            while (total < n && champ_iter_next(&it, &k, NULL) == CHAMP_OK)
+                order[total++] = k.u64;
+            const size_t caps[] = {1, 2, 7, 64, 100000};
+            for (size_t ci = 0; ci < sizeof caps / sizeof caps[0]; ci++) {
+                champ_key ks[64];
+                void *vs[64];
+                size_t cap = caps[ci] < 64 ? caps[ci] : 64, got = 0, pos = 0;
+                size_t bad = 0, batches = 0;
+                CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+                champ_status st;
+                for (;;) {
+                    if (batches % 3 == 2) { /* a single step in between */
+                        st = champ_iter_next(&it, &k, &v);
+                        if (st != CHAMP_OK)
+                            break;
+                        bad += pos >= n || k.u64 != order[pos] || v != th_tok(k.u64);
+                        pos++;
+                        batches++;
+                        continue;
+                    }
+                    bool vals_only = batches % 2;
+                    st = champ_iter_next_n(&it, vals_only ? NULL : ks,
+                                           vals_only && ci ? vs : (ci ? NULL : vs),
+                                           cap, &got);
+                    if (st != CHAMP_OK)
+                        break;
+                    bad += got == 0 || got > cap;
+                    for (size_t i = 0; i < got; i++, pos++) {
+                        if (pos >= n) {
+                            bad++;
+                            continue;
+                        }
+                        if (!vals_only)
+                            bad += ks[i].u64 != order[pos];
+                        if (vals_only && ci)
+                            bad += vs[i] != th_tok(order[pos]);
+                        if (!ci)
+                            bad += vs[i] != th_tok(order[pos]);
+                    }
+                    batches++;
+                }
+                CHECK(st == CHAMP_NOTFOUND, "batches of %zu end with %s", cap,
+                      th_status_name(st));
+                CHECK(pos == n, "batches of up to %zu: %zu of %zu entries seen", cap,
+                      pos, n);
+                CHECK_EQ(bad, 0, "batches: same sequence as one at a time");
+                got = 5;
+                CHECK_ST(champ_iter_next_n(&it, ks, vs, cap, &got), CHAMP_NOTFOUND);
+                CHECK_EQ(got, 0, "nothing after the end");
+            }
+            free(order);
+        }
+    }
+
     /* foreach: all, then an early stop. */
     size_t counts[3] = {0, 0, 0};
     CHECK_ST(champ_foreach(m, unit_count_visit, counts), CHAMP_OK);
@@ -1314,6 +1375,9 @@ static void test_iteration(void) {
         default: champ_clear(m); break;
         }
         CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_EMODIFIED);
+        size_t got = 7;
+        CHECK_ST(champ_iter_next_n(&it, &k, &v, 1, &got), CHAMP_EMODIFIED);
+        CHECK_EQ(got, 0, "nothing handed out from a changed map");
     }
 #endif
     free(seen);
