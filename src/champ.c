@@ -746,7 +746,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             uint32_t grow = pool->fixed ? 0u : grow_units(sz);
             size_t got = sz;
             node *nb = grow ? pool_alloc_grow(pool, sz, sz + 8u * grow,
-                                              sz + 8u * slack_cap(sz), &got)
+                                              grow_take_max(sz), &got)
                             : pool_alloc(pool, sz);
             grow = (uint32_t)(got - sz) / 8u;
             if (UNLIKELY(!nb)) {

@@ -212,7 +212,7 @@ static ALWAYS_INLINE uint32_t node_nkid_at(const node *n, unsigned level) {
  * removes done in place, used by later inserts); bits 8-31: the reference
  * count of champ_validate's census, zero otherwise. */
 #define SLACK_MASK 0xffu
-#define SLACK_CAP 4u      /* in-place removes stop at 32 spare bytes */
+#define SLACK_CAP 4u      /* in-place removes keep at least 32 spare bytes */
 #define CENSUS_ONE 0x100u
 #ifndef GROW_SHIFT
 #define GROW_SHIFT 6
@@ -224,10 +224,22 @@ static ALWAYS_INLINE uint32_t grow_units(size_t size) {
     uint32_t u = (uint32_t)(size >> GROW_SHIFT) & ~1u;
     return u < 2u ? 2u : u;
 }
-/* In-place removes keep at most this many spare units. */
+/* A growing node of `size` bytes takes a free block of at most this size
+ * (the room it wants, one entry more at most). */
+static ALWAYS_INLINE size_t grow_take_max(size_t size) {
+    return size + 8u * (grow_units(size) + 2u);
+}
+#ifndef SHRINK_DIV
+#define SHRINK_DIV 8
+#endif
+/* In-place removes keep at most this many spare units: as much as the
+ * node itself holds (SHRINK_DIV 8: bytes), at least SLACK_CAP, so a node
+ * that loses entries gives its block up only when it is half empty. */
 static ALWAYS_INLINE uint32_t slack_cap(size_t size) {
-    uint32_t g = grow_units(size) + 2u;
-    return g < SLACK_CAP ? SLACK_CAP : g;
+    size_t u = (size / SHRINK_DIV) & ~(size_t)1;
+    if (u > SLACK_MASK - 1)
+        u = SLACK_MASK - 1;
+    return u < SLACK_CAP ? SLACK_CAP : (uint32_t)u;
 }
 static ALWAYS_INLINE uint32_t node_slack(const node *n) {
     return n->aux & SLACK_MASK;
@@ -273,6 +285,7 @@ struct champ_pool {
     size_t peak;
     size_t reserved;             /* bytes of chunk space (or buffer)     */
     size_t defrag_mark;          /* no compaction before live reaches it */
+    size_t defrag_spare;         /* ... or free-listed bytes pass this    */
     void *large[POOL_NLARGE];    /* free lists of power-of-two blocks    */
     chunk *chunks;
     size_t nchunks;

@@ -411,12 +411,17 @@ static void *pool_split_loose(champ_pool *p, size_t size) {
 }
 
 /* More than 1/DEFRAG_DIV of the reserved bytes wait in free lists
- * (reserved minus live, fresh space and chunk headers), and live bytes grew
- * enough since the last compaction: worth a compaction before growing. */
+ * (reserved minus live, fresh space, chunk headers and lost ends), and
+ * since the last compaction live bytes grew, or free-listed bytes did, by
+ * 1/MARK_DIV of it: worth a compaction before growing. */
+static size_t pool_spare(const champ_pool *p) {
+    return p->reserved - p->live - (size_t)(p->end - p->bump) - p->nchunks * CHUNK_HDR -
+           p->lost;
+}
 static bool pool_fragmented(const champ_pool *p) {
-    size_t spare = p->reserved - p->live - (size_t)(p->end - p->bump) -
-                   p->nchunks * CHUNK_HDR;
-    return spare > p->reserved / DEFRAG_DIV && p->live >= p->defrag_mark;
+    size_t spare = pool_spare(p), step = p->reserved / MARK_DIV;
+    return spare > p->reserved / DEFRAG_DIV &&
+           (p->live >= p->defrag_mark || spare >= p->defrag_spare + step);
 }
 
 void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
@@ -449,6 +454,7 @@ void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
          * in pieces of the wrong sizes: join neighbours first. */
         pool_defrag(p);
         p->defrag_mark = p->live + p->reserved / MARK_DIV;
+        p->defrag_spare = pool_spare(p);
         b = pool_split(p, size);
         if (!b && p->free[size >> 3])
             b = pool_pop(p, size >> 3);
