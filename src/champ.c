@@ -795,9 +795,13 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                     return CHAMP_ENOMEM;
                 }
             }
+            /* The node shrinks where it is (the 24 bytes join its spare
+             * room) unless that makes the room bigger than the node, or
+             * the pool is a fixed buffer: then it is copied exact. */
+            bool inplace = !pool->fixed && node_slack(b) + 3u <= slack_cap(sz);
             node *c = pool_alloc(pool, NODE_HDR + 48u);
-            node *nb = c ? pool_alloc(pool, sz) : NULL;
-            if (UNLIKELY(!nb)) {
+            node *nb = c && !inplace ? pool_alloc(pool, sz) : NULL;
+            if (UNLIKELY(!c || (!inplace && !nb))) {
                 if (c)
                     pool_free(pool, c, NODE_HDR + 48u);
                 if (kb)
@@ -812,12 +816,27 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             x[2].k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
             x[2].v = val;
             node_three(c, l1, x, hx);
-            node_bitmap_set_slot(m, nb, b, bit, NULL, 0, c, false);
-            if (d == 0)
-                m->root = nb;
-            else
-                *node_kid_at(pa.n[d - 1], pa.bit[d - 1]) = nb;
-            pool_free(pool, b, node_block(b, (unsigned)d));
+            if (inplace) {
+                uint32_t ne = node_nent(b), nk = node_nkid(b);
+                uint32_t ei = (uint32_t)pa.idx, ki = node_kidx(b, bit);
+                char *base = (char *)b->e;
+                /* entries after the pair and children before ki: 32 down;
+                 * children from ki on: 24 down, after the new pointer */
+                memmove(base + 16u * ei, base + 16u * (ei + 2),
+                        16u * (ne - ei - 2) + 8u * ki);
+                memmove(base + 16u * (ne - 2) + 8u * (ki + 1), base + 16u * ne + 8u * ki,
+                        8u * (nk - ki));
+                memcpy(base + 16u * (ne - 2) + 8u * ki, &c, sizeof c);
+                b->datamap &= ~bit;
+                b->aux += 3;
+            } else {
+                node_bitmap_set_slot(m, nb, b, bit, NULL, 0, c, false);
+                if (d == 0)
+                    m->root = nb;
+                else
+                    *node_kid_at(pa.n[d - 1], pa.bit[d - 1]) = nb;
+                pool_free(pool, b, node_block(b, (unsigned)d));
+            }
             m->size++;
             m->stamp++;
             m->busy = false;
