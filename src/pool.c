@@ -246,10 +246,18 @@ static void mark_list(void **head, size_t size, cspan *cs, size_t n, uint64_t *b
             else
                 hi = mid;
         }
-        size_t u = (size_t)((char *)b - cs[lo].start) / 8, k = size / 8;
+        size_t u = (size_t)((char *)b - cs[lo].start) / 8, e = u + size / 8 - 1;
         uint64_t *w = bm + cs[lo].word;
-        for (size_t i = u; i < u + k; i++)
-            w[i >> 6] |= (uint64_t)1 << (i & 63);
+        size_t wa = u >> 6, we = e >> 6; /* bits u..e, a word at a time */
+        uint64_t ma = ~(uint64_t)0 << (u & 63), me = ~(uint64_t)0 >> (63 - (e & 63));
+        if (wa == we) {
+            w[wa] |= ma & me;
+        } else {
+            w[wa] |= ma;
+            for (size_t x = wa + 1; x < we; x++)
+                w[x] = ~(uint64_t)0;
+            w[we] |= me;
+        }
         (*blocks)++;
         b = next;
     }
