@@ -414,10 +414,13 @@ CHAMP_API champ_status champ_pool_stats_get(const champ_pool *p,
 CHAMP_API champ_status champ_stats_print(const champ_map *m, FILE *f);
 
 /* Walks m and checks every invariant: bitmaps vs node sizes, hash slices vs
- * positions, depth bound, collision nodes (same full hash, >= 2 distinct
- * keys, only at the bottom), canonical form, the entry count, and, over the
+ * positions, pairs (two distinct keys in trie order), depth bound, collision
+ * nodes (same full hash, >= 3 distinct keys, only at the bottom), canonical
+ * form (every child subtree holds >= 3 keys), the entry count, and, over the
  * whole pool, that every node's reference count equals the references the
- * pool's live maps hold and that the pool's live bytes equal what they use.
+ * pool's live maps hold, that the pool's live bytes equal what they use, and
+ * that its books balance (reserved = live + free lists + fresh space +
+ * chunk headers).
  * Needs no memory (the census uses a spare header word of each node), so it
  * works in fixed-buffer pools too.  Returns CHAMP_OK, CHAMP_ECORRUPT (and
  * prints what failed to stderr) or CHAMP_EINVAL. */
