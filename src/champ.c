@@ -349,9 +349,15 @@ static ALWAYS_INLINE void node_bitmap_copy(const champ_map *m, node *dst,
 
 /* Puts two entries whose hashes are ha and hb into trie order at out[]
  * (equal hashes: a first). */
+/* Whether the entry hashed ha comes first in a pair with the one hashed
+ * hb: trie order, equal hashes in the order given. */
+static ALWAYS_INLINE bool pair_first(uint64_t ha, uint64_t hb) {
+    return ha == hb || hash_trie_before(ha, hb);
+}
+
 static ALWAYS_INLINE void pair_order(entry *out, const entry *a, uint64_t ha,
                                      const entry *b, uint64_t hb) {
-    bool swap = ha != hb && hash_trie_before(hb, ha);
+    bool swap = !pair_first(ha, hb);
     out[swap] = *a;
     out[!swap] = *b;
 }
@@ -639,6 +645,25 @@ static ALWAYS_INLINE void commit_ancestors(champ_map *m, path *pa, int top,
     m->root = c;
 }
 
+/* On a path the map owns: node nb takes the place of path node j. */
+static ALWAYS_INLINE void path_relink(champ_map *m, const path *pa, int j, node *nb) {
+    if (j == 0)
+        m->root = nb;
+    else
+        *node_kid_at(pa->n[j - 1], pa->bit[j - 1]) = nb;
+}
+
+/* The end of an insert fast path: the map holds one more entry. */
+static ALWAYS_INLINE champ_status inserted(champ_map *m, void **old_out) {
+    m->size++;
+    m->stamp++;
+    m->busy = false;
+    if (old_out)
+        *old_out = NULL;
+    POST_UPDATE_CHECK(m);
+    return CHAMP_OK;
+}
+
 /* Plans the copies of shared ancestors above index `top`. */
 static ALWAYS_INLINE void plan_ancestors(const path *pa, int top, plan *pl) {
     if (pa->fs < 0)
@@ -700,9 +725,11 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
     /* The slot holds another key (alone or in a pair): its hash (computed
      * once, here) decides the order of the new pair or the shape of the
      * subtree the pair becomes. */
-    uint64_t he = 0;
+    uint64_t he = 0, he1 = 0;
     if (at == AT_OTHER || at == AT_PAIR)
         he = ent_hash(m, &b->e[pa.idx], kind);
+    if (at == AT_PAIR)
+        he1 = ent_hash(m, &b->e[pa.idx + 1], kind);
 
     if (LIKELY(pa.fs < 0) && (at == AT_EMPTY || at == AT_OTHER)) {
         /* The common inserts, in a node this map owns: a free slot takes
@@ -711,15 +738,9 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
          * spare room, else into a block 16 bytes larger. */
         uint32_t bit = pa.bit[d];
         size_t sz = node_size(b, (unsigned)d) + 16u;
-        uint32_t ei = node_eidx(b, bit), wi = ei;
-        if (at == AT_OTHER) {
-            /* the old entry comes first in the pair if it is first in
-             * trie order (usually decided by the next slice) */
-            unsigned l1 = d < CHAMP_LAST_LEVEL ? (unsigned)d + 1 : CHAMP_LAST_LEVEL;
-            uint32_t so = slice(he, l1), sn = slice(q->h, l1);
-            if (so < sn || (so == sn && (he == q->h || hash_trie_before(he, q->h))))
-                wi = ei + 1;
-        }
+        uint32_t ei = node_eidx(b, bit);
+        /* where the new entry goes: before or after the slot's entry */
+        uint32_t wi = ei + (at == AT_OTHER && pair_first(he, q->h));
         blob *kb = NULL;
         if (kind == CHAMP_KEY_BYTES) {
             kb = pool_alloc(pool, blob_size(q->len));
@@ -761,19 +782,10 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             else
                 node_bitmap_insert_at(nb, b, wi, b->datamap, b->nodemap | bit, &ne);
             nb->aux = grow;
-            if (d == 0)
-                m->root = nb;
-            else
-                *node_kid_at(pa.n[d - 1], pa.bit[d - 1]) = nb;
+            path_relink(m, &pa, d, nb);
             pool_free(pool, b, sz - 16u + 8u * node_slack(b));
         }
-        m->size++;
-        m->stamp++;
-        m->busy = false;
-        if (old_out)
-            *old_out = NULL;
-        POST_UPDATE_CHECK(m);
-        return CHAMP_OK;
+        return inserted(m, old_out);
     }
 
     if (LIKELY(pa.fs < 0) && at == AT_PAIR) {
@@ -781,10 +793,9 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
          * Fast when the three part one level down (no links needed): one
          * new three-entry node, and the owned node trades the pair for a
          * child pointer (24 bytes smaller). */
-        uint64_t h1 = ent_hash(m, &b->e[pa.idx + 1], kind);
         unsigned l1 = (unsigned)d + 1;
         if (l1 <= CHAMP_LAST_LEVEL &&
-            !(slice(he, l1) == slice(q->h, l1) && slice(h1, l1) == slice(q->h, l1))) {
+            !(slice(he, l1) == slice(q->h, l1) && slice(he1, l1) == slice(q->h, l1))) {
             uint32_t bit = pa.bit[d];
             size_t sz = node_size(b, (unsigned)d) - 24u;
             blob *kb = NULL;
@@ -810,7 +821,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                 return CHAMP_ENOMEM;
             }
             entry x[3];
-            uint64_t hx[3] = {he, h1, q->h};
+            uint64_t hx[3] = {he, he1, q->h};
             x[0] = b->e[pa.idx];
             x[1] = b->e[pa.idx + 1];
             x[2].k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
@@ -831,19 +842,10 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                 b->aux += 3;
             } else {
                 node_bitmap_set_slot(m, nb, b, bit, NULL, 0, c, false);
-                if (d == 0)
-                    m->root = nb;
-                else
-                    *node_kid_at(pa.n[d - 1], pa.bit[d - 1]) = nb;
+                path_relink(m, &pa, d, nb);
                 pool_free(pool, b, node_block(b, (unsigned)d));
             }
-            m->size++;
-            m->stamp++;
-            m->busy = false;
-            if (old_out)
-                *old_out = NULL;
-            POST_UPDATE_CHECK(m);
-            return CHAMP_OK;
+            return inserted(m, old_out);
         }
     }
 
@@ -873,7 +875,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         break;
     default: /* AT_PAIR: the pair and the new key become a subtree */
         th[0] = he;
-        th[1] = ent_hash(m, &b->e[pa.idx + 1], kind);
+        th[1] = he1;
         th[2] = q->h;
         plan_add(&pl, node_size(b, (unsigned)d) - 24u); /* pair -> child */
         three_level = (unsigned)d + 1;
@@ -999,6 +1001,18 @@ static ALWAYS_INLINE void removed_hand_back(const champ_map *m, const entry *gon
         *val_out = gone->v;
 }
 
+/* The end of a remove fast path (the bottom node was ours). */
+static ALWAYS_INLINE champ_status removed_owned(champ_map *m, const entry *gone,
+                                               uint64_t *key_out, void **val_out,
+                                               champ_key_kind kind) {
+    m->size--;
+    m->stamp++;
+    m->busy = false;
+    removed_hand_back(m, gone, false, key_out, val_out, kind);
+    POST_UPDATE_CHECK(m);
+    return CHAMP_OK;
+}
+
 /* Remove.  Hands back the stored key word and value (with a reference the
  * caller owns) when the out pointers are given; releases them otherwise. */
 static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
@@ -1048,18 +1062,10 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
             node *nt = pool_alloc(pool, tsz);
             if (nt) {
                 node_bitmap_set_slot(m, nt, tn, pa.bit[t], keep, 2, NULL, false);
-                if (t == 0)
-                    m->root = nt;
-                else
-                    *node_kid_at(pa.n[t - 1], pa.bit[t - 1]) = nt;
+                path_relink(m, &pa, t, nt);
                 pool_free(pool, tn, node_block(tn, (unsigned)t));
                 pool_free(pool, b, node_block(b, (unsigned)d));
-                m->size--;
-                m->stamp++;
-                m->busy = false;
-                removed_hand_back(m, &gone, false, key_out, val_out, kind);
-                POST_UPDATE_CHECK(m);
-                return CHAMP_OK;
+                return removed_owned(m, &gone, key_out, val_out, kind);
             }
         }
         plan_add(&pl, tsz);
@@ -1093,25 +1099,12 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
                 } else {
                     b->aux += 2;
                 }
-                m->size--;
-                m->stamp++;
-                m->busy = false;
-                removed_hand_back(m, &gone, false, key_out, val_out, kind);
-                POST_UPDATE_CHECK(m);
-                return CHAMP_OK;
+                return removed_owned(m, &gone, key_out, val_out, kind);
             }
             node_bitmap_drop_entry(m, nt, b, i, pa.bit[d], false);
-            if (d == 0)
-                m->root = nt;
-            else
-                *node_kid_at(pa.n[d - 1], pa.bit[d - 1]) = nt;
+            path_relink(m, &pa, d, nt);
             pool_free(pool, b, sz + 16u + 8u * node_slack(b));
-            m->size--;
-            m->stamp++;
-            m->busy = false;
-            removed_hand_back(m, &gone, false, key_out, val_out, kind);
-            POST_UPDATE_CHECK(m);
-            return CHAMP_OK;
+            return removed_owned(m, &gone, key_out, val_out, kind);
         }
         plan_add(&pl, sz);
     }

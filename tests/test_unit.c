@@ -1842,6 +1842,46 @@ static void test_reentrant_callbacks(void) {
     }
 }
 
+/* An insert hashes the new key once and each key it moves once: a key
+ * landing on a slot that holds a pair costs three hash calls, whether the
+ * three part one level down (fast path), agree further (links, the
+ * general path) or the path is shared with a copy (general path). */
+static void test_hash_calls(void) {
+    th_cbctx ctx;
+    const struct {
+        const char *name;
+        uint64_t third; /* hash of the key that meets the pair {0, 1 << 10} */
+        bool shared;
+    } cases[] = {
+        {"three part one level down", 1u << 5, false},
+        {"three agree one level more (a link)", 2u << 10, false},
+        {"path shared with a copy", 1u << 5, true},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        th_obj *o = unit_objs_reset(3);
+        champ_map *m = unit_new_generic(&ctx, false);
+        if (!m)
+            return;
+        o[0].hash = 0;
+        o[1].hash = 1u << 10;
+        o[2].hash = cases[ci].third;
+        unit_put(m, &o[0], th_tok(0));
+        unit_put(m, &o[1], th_tok(1));
+        champ_map *c = NULL;
+        if (cases[ci].shared)
+            CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+        ctx.hash_calls = 0;
+        unit_put(m, &o[2], th_tok(2));
+        CHECK(ctx.hash_calls == 3, "%s: %lu hash calls, want 3", cases[ci].name,
+              (unsigned long)ctx.hash_calls);
+        champ_stats st = th_stats(m);
+        CHECK_EQ(st.depth_max, ci == 1 ? 3u : 2u, cases[ci].name);
+        CHECK_VALID(m, cases[ci].name);
+        champ_free(c);
+        champ_free(m);
+    }
+}
+
 /* Spare room.  A node that an insert makes grow takes one spare entry
  * along into its new block (small nodes; about 1/8 of a big one), and the
  * next insert there uses it in place.  A remove from a node the map owns
@@ -1960,4 +2000,5 @@ void suite_unit(void) {
 #endif
     test_huge_collision();
     test_spare_room();
+    test_hash_calls();
 }
