@@ -1,0 +1,173 @@
+/*
+ * pool.h - the pool struct and the inline fast paths of allocation (the
+ * rest of the pool is in pool.c).
+ * Included through internal.h only.
+ */
+#ifndef CHAMP_POOL_H
+#define CHAMP_POOL_H
+
+/* ------------------------------------------------------------------ */
+/* Pool                                                                */
+/* ------------------------------------------------------------------ */
+
+#define POOL_CLASS_MAX 1040u         /* largest small block: a node of 32 pairs */
+#define POOL_NCLASS (POOL_CLASS_MAX / 8 + 1)
+#define POOL_NLARGE 48               /* power-of-two classes above      */
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t size;
+} chunk;
+
+struct champ_pool {
+    void *free[POOL_NCLASS];     /* free list per 8-byte size class      */
+    uint64_t nonempty[(POOL_NCLASS + 63) / 64]; /* classes with a non-empty list */
+    char *bump, *end;            /* fresh space of the current chunk     */
+    size_t live;                 /* bytes handed out                     */
+    size_t hi;                   /* slow-path check above this live size */
+    size_t lo;                   /* ... and below this one (watermark)   */
+    size_t peak;
+    size_t reserved;             /* bytes of chunk space (or buffer)     */
+    size_t defrag_mark;          /* no compaction before live reaches it */
+    size_t defrag_spare;         /* ... or free-listed bytes pass this    */
+    void *large[POOL_NLARGE];    /* free lists of power-of-two blocks    */
+    chunk *chunks;
+    size_t nchunks;
+    size_t chunk_min;
+    champ_allocator alloc;
+    bool fixed;
+    bool mark_fired;
+    size_t mark;                 /* watermark in bytes (fixed mode)      */
+    champ_watermark_fn on_mark;
+    void *mark_ctx;
+    long refs;                   /* the creator's reference + maps       */
+    champ_map *maps;             /* live maps (for the census)           */
+    size_t nmaps;
+    size_t map_bytes;            /* size of a map handle block           */
+    uint64_t backing_calls;
+    uint64_t failures;
+    size_t lost;                 /* bytes too small to file (8-byte ends) */
+#ifdef CHAMP_FAULTS
+    long fail_after;
+#endif
+#ifdef CHAMP_STATS
+    uint64_t n_alloc, n_alloc_free, n_alloc_arena, n_free;
+#endif
+};
+
+INTERNAL void *champ__pool_alloc_slow(champ_pool *p, size_t size);
+INTERNAL void champ__pool_free_large(champ_pool *p, void *b, size_t size);
+INTERNAL void champ__pool_rise(champ_pool *p);
+INTERNAL void champ__pool_fall(champ_pool *p);
+INTERNAL void champ__pool_release(champ_pool *p);
+INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
+                                       champ_pool **out);
+INTERNAL bool champ__cpu_ok(void);
+INTERNAL long long champ__pool_imbalance(const champ_pool *p);
+
+#ifdef CHAMP_DEBUG
+#define FILL_FRESH(p, n) memset((p), 0xCD, (n))
+#define FILL_FREED(p, n) memset((p), 0xDD, (n))
+#else
+#define FILL_FRESH(p, n) ((void)0)
+#define FILL_FREED(p, n) ((void)0)
+#endif
+
+/* Hands out a block of `size` bytes (a multiple of 8, at least 16), or NULL
+ * when the pool is out of memory.  Fast path: the size class's free list.
+ * Then (pool.c) a split of a larger free block, fresh arena space, a new
+ * chunk, in that order. */
+static ALWAYS_INLINE void *pool_alloc(champ_pool *p, size_t size) {
+#ifdef CHAMP_FAULTS
+    if (UNLIKELY(p->fail_after >= 0)) {
+        if (p->fail_after == 0) {
+            p->failures++;
+            return NULL;
+        }
+        p->fail_after--;
+    }
+#endif
+    size_t c = size >> 3;
+    void *b;
+    if (LIKELY(c < POOL_NCLASS)) {
+        b = p->free[c];
+        if (b) {
+            UNPOISON(b, size);
+            VG_DEFINED(b, sizeof(void *));
+            void *next = *(void **)b;
+            p->free[c] = next;
+            if (!next)
+                p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+            VG_UNDEFINED(b, size);
+            STAT(p->n_alloc_free++);
+            goto got;
+        }
+    }
+    return champ__pool_alloc_slow(p, size);
+got:
+    STAT(p->n_alloc++);
+    FILL_FRESH(b, size);
+    p->live += size;
+    if (UNLIKELY(p->live > p->hi))
+        champ__pool_rise(p);
+    return b;
+}
+
+INTERNAL void *champ__pool_take_range(champ_pool *p, size_t lo, size_t hi,
+                                      size_t *got);
+
+/* For a node that grows: a block of `want` bytes if its list has one, else
+ * any free block of lo..hi bytes (the smallest), else `want` bytes split
+ * from a larger free block or carved from fresh space, else `lo` bytes
+ * (which may take a new chunk).  *got receives the block's size: the caller keeps
+ * the difference to lo as spare room.  Reusing near sizes keeps the
+ * blocks a growing trie leaves behind from piling up in the free lists. */
+static ALWAYS_INLINE void *pool_alloc_grow(champ_pool *p, size_t lo, size_t want,
+                                           size_t hi, size_t *got) {
+    *got = want;
+    if (hi > POOL_CLASS_MAX || p->free[want >> 3])
+        return pool_alloc(p, want);
+#ifdef CHAMP_FAULTS
+    if (p->fail_after >= 0)
+        return pool_alloc(p, want);
+#endif
+    void *b = champ__pool_take_range(p, lo, hi, got);
+    if (b)
+        return b;
+    if ((size_t)(p->end - p->bump) < want) {
+        /* the room is a wish: never worth a new chunk */
+        *got = lo;
+        return pool_alloc(p, lo);
+    }
+    return pool_alloc(p, want);
+}
+
+/* What a request of `size` bytes really occupies (large ones are rounded
+ * to a power of two). */
+static inline size_t pool_block_size(size_t size) {
+    if (size <= POOL_CLASS_MAX)
+        return size;
+    return (size_t)1 << (64u - (unsigned)__builtin_clzll((unsigned long long)(size - 1)));
+}
+
+/* Gives back a block obtained from pool_alloc with the same size. */
+static ALWAYS_INLINE void pool_free(champ_pool *p, void *b, size_t size) {
+    size_t c = size >> 3;
+    STAT(p->n_free++);
+    if (LIKELY(c < POOL_NCLASS)) {
+        p->live -= size;
+        FILL_FREED(b, size);
+        *(void **)b = p->free[c];
+        p->free[c] = b;
+        p->nonempty[c >> 6] |= (uint64_t)1 << (c & 63);
+        POISON(b, size);
+        VG_NOACCESS(b, size);
+    } else {
+        champ__pool_free_large(p, b, size);
+    }
+    if (UNLIKELY(p->live < p->lo))
+        champ__pool_fall(p);
+}
+
+
+#endif /* CHAMP_POOL_H */
