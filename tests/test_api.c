@@ -1,0 +1,1085 @@
+/*
+ * test_api.c - the API contracts, one test per operation and key kind: U64,
+ * NULL values, BYTES (and key lifetimes), GENERIC, reference callbacks
+ * balanced over copies, p-forms and updates, copy/clear, shared-node
+ * replacement, iteration, re-entrant callbacks (CHAMP_EBUSY) and the
+ * number of hash calls an insert makes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* ------------------------------------------------------------------ */
+/* U64 basics                                                          */
+/* ------------------------------------------------------------------ */
+
+static void test_u64_basics(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_U64, 42);
+    if (!m)
+        return;
+    CHECK(champ_kind(m) == CHAMP_KEY_U64, "kind");
+    CHECK(champ_seed(m) == 42, "fixed seed kept: %llu",
+          (unsigned long long)champ_seed(m));
+    CHECK(champ_pool_of(m) != NULL, "map has a pool");
+    CHECK_EQ(champ_size(m), 0, "empty size");
+
+    void *v = th_tok(7), *old = th_tok(999);
+    CHECK_ST(champ_get_u64(m, 5, &v), CHAMP_NOTFOUND);
+    CHECK(v == th_tok(7), "get NOTFOUND leaves *val_out untouched");
+    CHECK_ST(champ_contains_u64(m, 5), CHAMP_NOTFOUND);
+
+    CHECK_ST(champ_set_u64(m, 5, th_tok(50), &old), CHAMP_OK);
+    CHECK(old == NULL, "insert sets *old_out to NULL");
+    CHECK_ST(champ_get_u64(m, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(50), "get finds the value");
+    CHECK_ST(champ_get_u64(m, 5, NULL), CHAMP_OK);
+    CHECK_ST(champ_contains_u64(m, 5), CHAMP_OK);
+    CHECK_EQ(champ_size(m), 1, "size after insert");
+
+    CHECK_ST(champ_set_u64(m, 5, th_tok(51), &old), CHAMP_REPLACED);
+    CHECK(old == th_tok(50), "replace hands back the old value");
+    CHECK_ST(champ_set_u64(m, 5, th_tok(52), NULL), CHAMP_REPLACED);
+    CHECK_ST(champ_get_u64(m, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(52), "latest value");
+    CHECK_EQ(champ_size(m), 1, "replace keeps size");
+
+    /* Extreme keys. */
+    CHECK_ST(champ_set_u64(m, 0, th_tok(1), NULL), CHAMP_OK);
+    CHECK_ST(champ_set_u64(m, UINT64_MAX, th_tok(2), NULL), CHAMP_OK);
+    CHECK_ST(champ_get_u64(m, 0, &v), CHAMP_OK);
+    CHECK(v == th_tok(1), "key 0");
+    CHECK_ST(champ_get_u64(m, UINT64_MAX, &v), CHAMP_OK);
+    CHECK(v == th_tok(2), "key UINT64_MAX");
+
+    /* remove hands back the value. */
+    v = NULL;
+    CHECK_ST(champ_remove_u64(m, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(52), "remove hands back the value");
+    v = th_tok(3);
+    CHECK_ST(champ_remove_u64(m, 5, &v), CHAMP_NOTFOUND);
+    CHECK(v == th_tok(3), "remove NOTFOUND leaves *val_out untouched");
+    CHECK_ST(champ_remove_u64(m, 0, NULL), CHAMP_OK);
+    CHECK_EQ(champ_size(m), 1, "size after removes");
+    CHECK_VALID(m, "u64 basics");
+
+    /* Many keys, all found, then all removed. */
+    long n = th_iters(20000, 500);
+    for (long i = 0; i < n; i++) {
+        champ_status st = champ_set_u64(m, (uint64_t)i * 3 + 1,
+                                        th_tok((uint64_t)i), NULL);
+        if (st != CHAMP_OK) {
+            CHECK(st == CHAMP_OK, "bulk insert %ld: %s", i, th_status_name(st));
+            break;
+        }
+    }
+    CHECK_EQ(champ_size(m), (size_t)n + 1, "bulk size");
+    CHECK_VALID(m, "u64 bulk");
+    long bad = 0;
+    for (long i = 0; i < n; i++) {
+        void *got = NULL;
+        if (champ_get_u64(m, (uint64_t)i * 3 + 1, &got) != CHAMP_OK ||
+            got != th_tok((uint64_t)i))
+            bad++;
+        if (champ_contains_u64(m, (uint64_t)i * 3 + 2) != CHAMP_NOTFOUND)
+            bad++;
+    }
+    CHECK_EQ(bad, 0, "bulk lookups wrong");
+    for (long i = n - 1; i >= 0; i--)
+        if (champ_remove_u64(m, (uint64_t)i * 3 + 1, NULL) != CHAMP_OK)
+            bad++;
+    CHECK_EQ(bad, 0, "bulk removes wrong");
+    CHECK_ST(champ_remove_u64(m, UINT64_MAX, NULL), CHAMP_OK);
+    unit_shape(m, 0, 0, 0, 0, 0, "u64 back to empty");
+    champ_free(m);
+
+    /* The shorthand constructor. */
+    m = NULL;
+    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    if (m) {
+        CHECK(champ_kind(m) == CHAMP_KEY_U64, "champ_new_u64 kind");
+        CHECK_ST(champ_set_u64(m, 1, NULL, NULL), CHAMP_OK);
+        CHECK_ST(champ_contains_u64(m, 1), CHAMP_OK);
+        champ_free(m);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* NULL values                                                         */
+/* ------------------------------------------------------------------ */
+
+static void test_null_values(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_U64, 1);
+    if (!m)
+        return;
+    void *v = th_tok(1), *old = th_tok(2);
+    CHECK_ST(champ_set_u64(m, 10, NULL, &old), CHAMP_OK);
+    CHECK(old == NULL, "insert: *old_out NULL");
+    CHECK_ST(champ_get_u64(m, 10, &v), CHAMP_OK);
+    CHECK(v == NULL, "stored NULL is found as NULL");
+    v = th_tok(1);
+    CHECK_ST(champ_get_u64(m, 11, &v), CHAMP_NOTFOUND);
+    CHECK(v == th_tok(1), "absent key is not reported as a NULL value");
+    CHECK_ST(champ_contains_u64(m, 10), CHAMP_OK);
+    old = th_tok(2);
+    CHECK_ST(champ_set_u64(m, 10, th_tok(5), &old), CHAMP_REPLACED);
+    CHECK(old == NULL, "replace hands back the old NULL value");
+    CHECK_ST(champ_set_u64(m, 10, NULL, &old), CHAMP_REPLACED);
+    CHECK(old == th_tok(5), "replace by NULL");
+    v = th_tok(1);
+    CHECK_ST(champ_remove_u64(m, 10, &v), CHAMP_OK);
+    CHECK(v == NULL, "remove hands back NULL");
+    CHECK_ST(champ_contains_u64(m, 10), CHAMP_NOTFOUND);
+
+    /* NULL values through copies, p-forms and iteration. */
+    champ_map *p = NULL;
+    CHECK_ST(champ_pset_u64(m, 20, NULL, &p), CHAMP_OK);
+    if (p) {
+        champ_iter it;
+        champ_key k;
+        v = th_tok(1);
+        CHECK_ST(champ_iter_init(&it, p), CHAMP_OK);
+        CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_OK);
+        CHECK(k.u64 == 20 && v == NULL, "iteration reports the NULL value");
+        CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_NOTFOUND);
+        champ_free(p);
+    }
+    CHECK_ST(champ_contains_u64(m, 20), CHAMP_NOTFOUND);
+    champ_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* BYTES                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct unit_bkey {
+    const char *p;
+    size_t len;
+} unit_bkey;
+
+static void test_bytes_basics(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_BYTES, 7);
+    if (!m)
+        return;
+    CHECK(champ_kind(m) == CHAMP_KEY_BYTES, "kind");
+    static char big[1000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)(i * 7 + 1);
+    static char all[256];
+    for (size_t i = 0; i < sizeof all; i++)
+        all[i] = (char)i;
+    const unit_bkey keys[] = {
+        {"", 0},     {"a", 1},     {"a\0", 2},  {"a\0b", 3}, {"a\0c", 3},
+        {"\0", 1},   {"\0\0", 2},  {"ab", 2},   {"ba", 2},   {big, 1000},
+        {big, 999},  {all, 256},   {all + 1, 255},
+    };
+    size_t nk = sizeof keys / sizeof keys[0];
+    size_t total_len = 0;
+    for (size_t i = 0; i < nk; i++) {
+        void *old = th_tok(999);
+        CHECK_ST(champ_set_bytes(m, keys[i].p, keys[i].len, th_tok(i), &old),
+                 CHAMP_OK);
+        CHECK(old == NULL, "bytes insert %zu: old NULL", i);
+        total_len += keys[i].len;
+    }
+    CHECK_EQ(champ_size(m), nk, "distinct byte keys are distinct");
+    for (size_t i = 0; i < nk; i++) {
+        void *v = NULL;
+        CHECK_ST(champ_get_bytes(m, keys[i].p, keys[i].len, &v), CHAMP_OK);
+        CHECK(v == th_tok(i), "byte key %zu value", i);
+        CHECK_ST(champ_contains_bytes(m, keys[i].p, keys[i].len), CHAMP_OK);
+    }
+    CHECK_ST(champ_contains_bytes(m, "b", 1), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_bytes(m, "a\0d", 3), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_bytes(m, "\0\0\0", 3), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_bytes(m, big, 998), CHAMP_NOTFOUND);
+
+    /* The empty key: (NULL, 0), ("", 0) and "" are one key. */
+    void *v = NULL;
+    CHECK_ST(champ_get_bytes(m, NULL, 0, &v), CHAMP_OK);
+    CHECK(v == th_tok(0), "(NULL,0) is the empty key");
+    CHECK_ST(champ_get_str(m, "", &v), CHAMP_OK);
+    CHECK(v == th_tok(0), "\"\" is the empty key");
+    CHECK_ST(champ_set_bytes(m, NULL, 0, th_tok(100), NULL), CHAMP_REPLACED);
+    CHECK_ST(champ_get_bytes(m, "", 0, &v), CHAMP_OK);
+    CHECK(v == th_tok(100), "empty key replaced via (NULL,0)");
+
+    /* _str forms are the bytes forms without the NUL. */
+    CHECK_ST(champ_get_str(m, "a", &v), CHAMP_OK);
+    CHECK(v == th_tok(1), "get_str(\"a\") is bytes \"a\"/1");
+    CHECK_ST(champ_get_str(m, "ab", &v), CHAMP_OK);
+    CHECK(v == th_tok(7), "get_str(\"ab\")");
+    void *old = th_tok(999);
+    CHECK_ST(champ_set_str(m, "hello", th_tok(200), &old), CHAMP_OK);
+    CHECK(old == NULL, "set_str insert");
+    CHECK_ST(champ_get_bytes(m, "hello", 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(200), "set_str is visible to get_bytes");
+    CHECK_ST(champ_contains_bytes(m, "hello", 6), CHAMP_NOTFOUND);
+    CHECK_ST(champ_set_str(m, "hello", th_tok(201), &old), CHAMP_REPLACED);
+    CHECK(old == th_tok(200), "set_str replace");
+    CHECK_ST(champ_remove_str(m, "hello", &v), CHAMP_OK);
+    CHECK(v == th_tok(201), "remove_str hands back the value");
+    CHECK_ST(champ_remove_str(m, "hello", &v), CHAMP_NOTFOUND);
+
+    /* The map copies the key bytes: the caller may reuse its buffer. */
+    char buf[16];
+    memcpy(buf, "mutable", 8);
+    CHECK_ST(champ_set_bytes(m, buf, 7, th_tok(300), NULL), CHAMP_OK);
+    memcpy(buf, "MUTABLE", 8);
+    CHECK_ST(champ_get_bytes(m, "mutable", 7, &v), CHAMP_OK);
+    CHECK(v == th_tok(300), "key copied at insert");
+    CHECK_ST(champ_contains_bytes(m, buf, 7), CHAMP_NOTFOUND);
+    CHECK_ST(champ_remove_bytes(m, "mutable", 7, NULL), CHAMP_OK);
+
+    champ_stats s = th_stats(m);
+    CHECK(s.key_bytes >= total_len, "key_bytes %zu >= sum of lengths %zu",
+          s.key_bytes, total_len);
+    CHECK_VALID(m, "bytes");
+
+    /* Iteration reports the map's NUL-terminated copies. */
+    champ_iter it;
+    champ_key k;
+    size_t seen = 0, bad = 0;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, &k, &v) == CHAMP_OK) {
+        seen++;
+        size_t idx = (size_t)(((uintptr_t)v - 16) / 16);
+        if (v == th_tok(100))
+            idx = 0;
+        if (idx >= nk || k.len != keys[idx].len ||
+            (k.len && memcmp(k.ptr, keys[idx].p, k.len) != 0) ||
+            k.ptr == NULL || ((const char *)k.ptr)[k.len] != '\0')
+            bad++;
+    }
+    CHECK_EQ(seen, nk, "bytes iteration count");
+    CHECK_EQ(bad, 0, "bytes iteration: wrong key copies");
+
+    /* p-forms. */
+    champ_map *p = NULL, *q = NULL;
+    CHECK_ST(champ_pset_bytes(m, "new", 3, th_tok(400), &p), CHAMP_OK);
+    CHECK_ST(champ_premove_bytes(m, "a\0b", 3, &q), CHAMP_OK);
+    CHECK_ST(champ_contains_bytes(m, "new", 3), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_bytes(m, "a\0b", 3), CHAMP_OK);
+    if (p && q) {
+        CHECK_ST(champ_contains_bytes(p, "new", 3), CHAMP_OK);
+        CHECK_ST(champ_contains_bytes(q, "a\0b", 3), CHAMP_NOTFOUND);
+        CHECK_ST(champ_contains_bytes(q, "a\0c", 3), CHAMP_OK);
+        CHECK_EQ(champ_size(p), nk + 1, "pset_bytes size");
+        CHECK_EQ(champ_size(q), nk - 1, "premove_bytes size");
+        CHECK_VALID(q, "bytes p-forms");
+    }
+    champ_free(p);
+    champ_free(q);
+
+    for (size_t i = 0; i < nk; i++)
+        CHECK_ST(champ_remove_bytes(m, keys[i].p, keys[i].len, NULL), CHAMP_OK);
+    s = th_stats(m);
+    CHECK_EQ(s.key_bytes, 0, "no key bytes when empty");
+    unit_shape(m, 0, 0, 0, 0, 0, "bytes back to empty");
+    champ_free(m);
+
+    m = NULL;
+    CHECK_ST(champ_new_bytes(&m), CHAMP_OK);
+    if (m) {
+        CHECK(champ_kind(m) == CHAMP_KEY_BYTES, "champ_new_bytes kind");
+        CHECK_ST(champ_set_str(m, "x", NULL, NULL), CHAMP_OK);
+        CHECK_ST(champ_get_str(m, "x", NULL), CHAMP_OK);
+        champ_free(m);
+    }
+}
+
+/* Key copies live as long as some map holds the entry; big keys work. */
+static void test_bytes_key_lifetime(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_BYTES, 8);
+    if (!m)
+        return;
+    static const size_t big_sizes[] = {4096, 65536, 1u << 20, 3u << 20};
+    for (size_t i = 0; i < 4; i++) {
+        unsigned char *k = malloc(big_sizes[i]);
+        if (!k)
+            continue;
+        memset(k, (int)('a' + i), big_sizes[i]);
+        k[big_sizes[i] / 2] = 0;
+        CHECK_ST(champ_set_bytes(m, k, big_sizes[i], th_tok(i), NULL),
+                 CHAMP_OK);
+        k[0] ^= 1;
+        CHECK_ST(champ_contains_bytes(m, k, big_sizes[i]), CHAMP_NOTFOUND);
+        k[0] ^= 1;
+        void *v = NULL;
+        CHECK_ST(champ_get_bytes(m, k, big_sizes[i], &v), CHAMP_OK);
+        CHECK(v == th_tok(i), "big key %zu", big_sizes[i]);
+        CHECK_ST(champ_contains_bytes(m, k, big_sizes[i] - 1), CHAMP_NOTFOUND);
+        free(k);
+    }
+    for (int i = 0; i < 50; i++) {
+        char kb[32];
+        snprintf(kb, sizeof kb, "short key %d", i);
+        CHECK_ST(champ_set_str(m, kb, th_tok((uint64_t)i + 100), NULL),
+                 CHAMP_OK);
+    }
+    CHECK_VALID(m, "big keys");
+    champ_stats st = th_stats(m);
+    CHECK(st.key_bytes >= (4096 + 65536 + (1u << 20) + (3u << 20)),
+          "key_bytes counts big keys: %zu", st.key_bytes);
+
+    /* Key pointers reported by iterating m stay valid after m is freed,
+     * while a copy still holds the entries. */
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    if (c) {
+        const char *ptrs[60];
+        size_t lens[60], n = 0;
+        champ_iter it;
+        champ_key k;
+        champ_iter_init(&it, m);
+        while (n < 60 && champ_iter_next(&it, &k, NULL) == CHAMP_OK) {
+            ptrs[n] = k.ptr;
+            lens[n++] = k.len;
+        }
+        CHECK_EQ(n, 54, "source iterated");
+        champ_free(m);
+        m = NULL;
+        /* The copy (the only holder now) still finds each key through
+         * its own reported bytes. */
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            if (champ_contains_bytes(c, ptrs[i], lens[i]) != CHAMP_OK ||
+                ptrs[i][lens[i]] != '\0')
+                bad++;
+        CHECK_EQ(bad, 0, "key copies valid after the source map was freed");
+        CHECK_VALID(c, "copy of big keys");
+        champ_free(c);
+    }
+    champ_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* GENERIC                                                             */
+/* ------------------------------------------------------------------ */
+
+static void test_generic_basics(void) {
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(16);
+    champ_map *m = unit_new_generic(&ctx, true);
+    if (!m)
+        return;
+    ctx.hash_mode = TH_HASH_GOOD;
+    CHECK(champ_kind(m) == CHAMP_KEY_GENERIC, "kind");
+    th_obj *k1 = &o[0], *v1 = &o[1], *v2 = &o[2];
+    th_obj *probe = &o[3], *k1twin = &o[4], *v3 = &o[5];
+    probe->id = k1->id;  /* equal to k1, another pointer */
+    k1twin->id = k1->id;
+
+    void *old = th_tok(999);
+    CHECK_ST(champ_set(m, k1, v1, &old), CHAMP_OK);
+    th_obj_hand_in(k1);
+    th_obj_hand_in(v1);
+    CHECK(old == NULL, "generic insert: old NULL");
+    void *v = NULL;
+    CHECK_ST(champ_get(m, probe, &v), CHAMP_OK);
+    CHECK(v == v1, "found through an equal key");
+    CHECK_ST(champ_contains(m, probe), CHAMP_OK);
+    CHECK(ctx.hash_calls > 0 && ctx.equal_calls > 0, "callbacks used");
+
+    /* Replace with an equal key: the map keeps its key, we keep ours. */
+    CHECK_ST(champ_set(m, k1twin, v2, &old), CHAMP_REPLACED);
+    th_obj_hand_in(v2);
+    CHECK(old == v1, "replace hands back v1");
+    th_obj_hand_back(old);
+    CHECK(k1twin->retains == 0 && k1twin->releases == 0 && k1twin->held == 0,
+          "replace must not take the caller's key");
+    champ_iter it;
+    champ_key k;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_OK);
+    CHECK(k.ptr == k1 && k.len == 0 && v == v2, "map kept its original key");
+
+    /* Replace without old_out: the map releases v2. */
+    long rel = v2->releases;
+    CHECK_ST(champ_set(m, probe, v3, NULL), CHAMP_REPLACED);
+    th_obj_hand_in(v3);
+    CHECK(v2->releases == rel + 1, "old value released when not handed back");
+
+    /* remove hands back the stored key and value. */
+    void *ko = NULL, *vo = NULL;
+    CHECK_ST(champ_remove(m, probe, &ko, &vo), CHAMP_OK);
+    CHECK(ko == k1, "remove hands back the stored key, not the probe");
+    CHECK(vo == v3, "remove hands back the value");
+    th_obj_hand_back(ko);
+    th_obj_hand_back(vo);
+    CHECK_ST(champ_remove(m, probe, &ko, &vo), CHAMP_NOTFOUND);
+
+    /* remove with NULL outs: the map releases both. */
+    CHECK_ST(champ_set(m, k1, v1, NULL), CHAMP_OK);
+    th_obj_hand_in(k1);
+    th_obj_hand_in(v1);
+    long kr = k1->releases, vr = v1->releases;
+    CHECK_ST(champ_remove(m, probe, NULL, NULL), CHAMP_OK);
+    CHECK(k1->releases == kr + 1 && v1->releases == vr + 1,
+          "remove with NULL outs releases key and value");
+    CHECK_EQ(champ_size(m), 0, "empty");
+    champ_free(m);
+    CHECK_EQ(ctx.underflows, 0, "release of an unheld reference");
+    for (int i = 0; i < 6; i++)
+        CHECK(o[i].held == 0, "obj %d held %ld after free", i, o[i].held);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reference callbacks: balance over copies, p-forms and updates       */
+/* ------------------------------------------------------------------ */
+
+static void test_release_balance(void) {
+    enum { K = 120 };
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(3 * K);
+    th_obj *keys = o, *vals = o + K, *probes = o + 2 * K;
+    for (int i = 0; i < K; i++)
+        probes[i].id = keys[i].id;
+    champ_map *m = unit_new_generic(&ctx, true);
+    if (!m)
+        return;
+    ctx.hash_mode = TH_HASH_MOD64; /* collisions too */
+    th_rng r = {0xba1a};
+    th_set_seed(r.s);
+
+    for (int i = 0; i < K / 2; i++) {
+        CHECK_ST(champ_set(m, &keys[i], &vals[i], NULL), CHAMP_OK);
+        th_obj_hand_in(&keys[i]);
+        th_obj_hand_in(&vals[i]);
+    }
+    champ_map *c1 = NULL, *p1 = NULL, *p2 = NULL, *p3 = NULL;
+    CHECK_ST(champ_copy(m, &c1), CHAMP_OK);
+    CHECK_ST(champ_pset(m, &keys[K / 2], &vals[K / 2], &p1), CHAMP_OK);
+    th_obj_hand_in(&keys[K / 2]);
+    th_obj_hand_in(&vals[K / 2]);
+    CHECK_ST(champ_pset(m, &probes[3], &vals[K / 2 + 1], &p2), CHAMP_REPLACED);
+    th_obj_hand_in(&vals[K / 2 + 1]);
+    CHECK_ST(champ_premove(m, &probes[5], &p3), CHAMP_OK);
+
+    /* In-place updates on m, whose nodes are shared now. */
+    for (int step = 0; step < 400; step++) {
+        int i = (int)th_below(&r, K / 2 + 10);
+        th_obj *val = &vals[th_below(&r, K)];
+        switch (th_below(&r, 4)) {
+        case 0: {
+            void *old = NULL;
+            champ_status st = champ_set(m, &probes[i], val, &old);
+            CHECK(st == CHAMP_OK || st == CHAMP_REPLACED, "set: %s",
+                  th_status_name(st));
+            th_obj_hand_in(val);
+            if (st == CHAMP_OK)
+                th_obj_hand_in(&probes[i]);
+            else
+                th_obj_hand_back(old);
+            break;
+        }
+        case 1: {
+            champ_status st = champ_set(m, &keys[i], val, NULL);
+            CHECK(st == CHAMP_OK || st == CHAMP_REPLACED, "set: %s",
+                  th_status_name(st));
+            th_obj_hand_in(val);
+            if (st == CHAMP_OK)
+                th_obj_hand_in(&keys[i]);
+            break;
+        }
+        case 2: {
+            void *ko = NULL, *vo = NULL;
+            if (champ_remove(m, &probes[i], &ko, &vo) == CHAMP_OK) {
+                CHECK(ko == &keys[i] || ko == &probes[i],
+                      "remove handed back a foreign key");
+                th_obj_hand_back(ko);
+                th_obj_hand_back(vo);
+            }
+            break;
+        }
+        default:
+            (void)champ_remove(m, &keys[i], NULL, NULL);
+            break;
+        }
+    }
+    CHECK_VALID(m, "balance: m after updates");
+    CHECK_VALID(c1, "balance: c1 untouched");
+    CHECK_EQ(champ_size(c1), K / 2, "copy kept its size");
+    CHECK_EQ(ctx.underflows, 0, "underflow during updates");
+
+    /* clear a shared map, then free in an odd order. */
+    CHECK_ST(champ_clear(p1), CHAMP_OK);
+    CHECK_EQ(champ_size(p1), 0, "cleared");
+    CHECK_VALID(p2, "balance: p2");
+    champ_free(m);
+    CHECK_VALID(c1, "balance: c1 after freeing m");
+    champ_free(p2);
+    champ_free(c1);
+    champ_free(p1);
+    champ_free(p3);
+
+    CHECK_EQ(ctx.underflows, 0, "release of an unheld reference");
+    long unbalanced = 0, off_by = 0;
+    for (int i = 0; i < 3 * K; i++) {
+        if (o[i].held != 0)
+            unbalanced++;
+        if (o[i].handed_back == 0 &&
+            o[i].releases != o[i].retains + o[i].handed_in)
+            off_by++;
+    }
+    CHECK_EQ(unbalanced, 0, "objects still held after every map was freed");
+    CHECK_EQ(off_by, 0,
+             "objects not released exactly once more per hand-in than retained");
+    CHECK(ctx.retain_calls > 0, "copies of shared nodes retained entries");
+    th_set_seed(0);
+
+    /* Value callbacks on a U64 map: the same balance. */
+    th_obj *vs = unit_objs_reset(64);
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 3, NULL);
+    memset(&ctx, 0, sizeof ctx);
+    cfg.val_retain = th_obj_retain;
+    cfg.val_release = th_obj_release;
+    cfg.ctx = &ctx;
+    champ_map *u = NULL, *uc = NULL;
+    CHECK_ST(champ_new(&cfg, &u), CHAMP_OK);
+    if (!u)
+        return;
+    for (uint64_t i = 0; i < 64; i++) {
+        CHECK_ST(champ_set_u64(u, i, &vs[i], NULL), CHAMP_OK);
+        th_obj_hand_in(&vs[i]);
+    }
+    CHECK_ST(champ_copy(u, &uc), CHAMP_OK);
+    for (uint64_t i = 0; i < 64; i += 2) {
+        void *old = NULL;
+        CHECK_ST(champ_set_u64(u, i, &vs[(i + 1) % 64], &old), CHAMP_REPLACED);
+        th_obj_hand_in(&vs[(i + 1) % 64]);
+        CHECK(old == &vs[i], "u64 old value");
+        th_obj_hand_back(old);
+    }
+    for (uint64_t i = 0; i < 64; i += 3)
+        CHECK_ST(champ_remove_u64(uc, i, NULL), CHAMP_OK);
+    champ_free(u);
+    champ_free(uc);
+    unbalanced = 0;
+    for (int i = 0; i < 64; i++)
+        unbalanced += vs[i].held != 0;
+    CHECK_EQ(unbalanced, 0, "u64 values still held after free");
+    CHECK_EQ(ctx.underflows, 0, "u64 value release underflow");
+}
+
+/* ------------------------------------------------------------------ */
+/* Copy, clear, p-forms                                                */
+/* ------------------------------------------------------------------ */
+
+static void test_copy_clear_pforms(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_U64, 9);
+    if (!m)
+        return;
+    for (uint64_t i = 0; i < 300; i++)
+        CHECK_ST(champ_set_u64(m, i, th_tok(i), NULL), CHAMP_OK);
+    champ_stats s0 = th_stats(m);
+    CHECK_EQ(s0.nodes_shared, 0, "fresh map shares nothing");
+
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    if (!c) {
+        champ_free(m);
+        return;
+    }
+    CHECK(champ_pool_of(c) == champ_pool_of(m), "copy shares the pool");
+    CHECK(champ_seed(c) == champ_seed(m), "copy keeps the seed");
+    CHECK(th_same_dump(m, c), "a copy dumps like its source");
+    champ_stats sc = th_stats(c);
+    CHECK(sc.nodes_shared >= 1, "a copy shares nodes (%zu)", sc.nodes_shared);
+    champ_pool_stats ps;
+    CHECK_ST(champ_pool_stats_get(champ_pool_of(m), &ps), CHAMP_OK);
+    CHECK_EQ(ps.maps, 2, "pool counts both maps");
+
+    /* Independence both ways. */
+    CHECK_ST(champ_set_u64(m, 1000, th_tok(1000), NULL), CHAMP_OK);
+    CHECK_ST(champ_set_u64(m, 5, th_tok(55), NULL), CHAMP_REPLACED);
+    CHECK_ST(champ_remove_u64(c, 7, NULL), CHAMP_OK);
+    CHECK_ST(champ_contains_u64(c, 1000), CHAMP_NOTFOUND);
+    CHECK_ST(champ_contains_u64(m, 7), CHAMP_OK);
+    void *v = NULL;
+    CHECK_ST(champ_get_u64(c, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(5), "copy keeps the old value");
+    CHECK_ST(champ_get_u64(m, 5, &v), CHAMP_OK);
+    CHECK(v == th_tok(55), "original has the new value");
+    CHECK_EQ(champ_size(m), 301, "m size");
+    CHECK_EQ(champ_size(c), 299, "c size");
+    CHECK_VALID(m, "copy: m");
+    CHECK_VALID(c, "copy: c");
+
+    /* pset / premove leave m untouched. */
+    champ_status st;
+    char *before = th_capture(m, false, &st);
+    champ_map *p1 = NULL, *p2 = NULL, *p3 = NULL, *p4 = NULL;
+    CHECK_ST(champ_pset_u64(m, 2000, th_tok(2000), &p1), CHAMP_OK);
+    CHECK_ST(champ_pset_u64(m, 10, th_tok(11), &p2), CHAMP_REPLACED);
+    CHECK_ST(champ_premove_u64(m, 20, &p3), CHAMP_OK);
+    CHECK_ST(champ_premove_u64(m, 99999, &p4), CHAMP_NOTFOUND);
+    CHECK_EQ(champ_size(m), 301, "source size after p-forms");
+    CHECK_ST(champ_contains_u64(m, 2000), CHAMP_NOTFOUND);
+    CHECK_ST(champ_get_u64(m, 10, &v), CHAMP_OK);
+    CHECK(v == th_tok(10), "source value after pset");
+    CHECK_ST(champ_contains_u64(m, 20), CHAMP_OK);
+    if (p1 && p2 && p3 && p4) {
+        CHECK_EQ(champ_size(p1), 302, "pset insert size");
+        CHECK_ST(champ_contains_u64(p1, 2000), CHAMP_OK);
+        CHECK_EQ(champ_size(p2), 301, "pset replace size");
+        CHECK_ST(champ_get_u64(p2, 10, &v), CHAMP_OK);
+        CHECK(v == th_tok(11), "pset replaced value");
+        CHECK_EQ(champ_size(p3), 300, "premove size");
+        CHECK_ST(champ_contains_u64(p3, 20), CHAMP_NOTFOUND);
+        CHECK(th_same_dump(m, p4), "premove of an absent key is a copy");
+        CHECK(champ_pool_of(p1) == champ_pool_of(m), "p-form result pool");
+        CHECK_VALID(p1, "p1");
+        CHECK_VALID(p3, "p3");
+    }
+    champ_free(p1);
+    champ_free(p2);
+    champ_free(p3);
+    champ_free(p4);
+    /* With the derived maps gone (the dump shows reference counts), the
+     * source dumps exactly as before. */
+    char *after = th_capture(m, false, &st);
+    CHECK(before && after && strcmp(before, after) == 0,
+          "p-forms left the source's shape untouched");
+    free(before);
+    free(after);
+
+    /* clear: empty and usable; the copy is unaffected. */
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    unit_shape(m, 0, 0, 0, 0, 0, "cleared");
+    CHECK_ST(champ_contains_u64(m, 1), CHAMP_NOTFOUND);
+    CHECK_EQ(champ_size(c), 299, "copy survives clear of its source");
+    CHECK_ST(champ_get_u64(c, 1, &v), CHAMP_OK);
+    CHECK(v == th_tok(1), "copy values survive clear");
+    CHECK_ST(champ_set_u64(m, 1, th_tok(77), NULL), CHAMP_OK);
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_VALID(c, "copy after clears");
+
+    /* Free the source first; the copy lives on and stops sharing. */
+    champ_free(m);
+    CHECK_VALID(c, "copy after its source was freed");
+    sc = th_stats(c);
+    CHECK_EQ(sc.nodes_shared, 0, "nothing shared once the source is gone");
+
+    /* Copies of empty maps; a pset chain from empty. */
+    champ_map *e = NULL, *ec = NULL;
+    CHECK_ST(champ_copy(c, &e), CHAMP_OK);
+    CHECK_ST(champ_clear(e), CHAMP_OK);
+    CHECK_ST(champ_copy(e, &ec), CHAMP_OK);
+    if (ec) {
+        CHECK_EQ(champ_size(ec), 0, "copy of empty");
+        champ_map *cur = ec;
+        for (uint64_t i = 0; i < 50; i++) {
+            champ_map *nx = NULL;
+            CHECK_ST(champ_pset_u64(cur, i, th_tok(i), &nx), CHAMP_OK);
+            CHECK_EQ(champ_size(cur), i, "chain source kept");
+            champ_free(cur);
+            cur = nx;
+            if (!cur)
+                break;
+        }
+        if (cur) {
+            CHECK_EQ(champ_size(cur), 50, "pset chain");
+            CHECK_VALID(cur, "pset chain");
+        }
+        champ_free(cur);
+    }
+    champ_free(e);
+    champ_free(c);
+}
+
+/* Replacing a value in a node that another map shares must copy it. */
+static void test_replace_shared(void) {
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(40);
+    champ_map *m = unit_new_generic(&ctx, false);
+    if (!m)
+        return;
+    /* 0..4 collide (hash H); 5 sits beside them in the level-12 node; 6 and
+     * 7 are near the root. */
+    const uint64_t H = 0xfedcba9876543210ULL;
+    for (int i = 0; i < 5; i++)
+        o[i].hash = H;
+    o[5].hash = H ^ (1ULL << 61);
+    o[6].hash = H ^ 1;
+    o[7].hash = H ^ (1ULL << 7);
+    for (int i = 0; i < 8; i++)
+        unit_put(m, &o[i], th_tok((uint64_t)i));
+    unit_shape(m, 8, 13, 1, 5, 14, "replace_shared setup");
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    if (!c) {
+        champ_free(m);
+        return;
+    }
+    for (int i = 0; i < 8; i++) {
+        void *old = NULL;
+        CHECK_ST(champ_set(m, &o[i], th_tok(100 + (uint64_t)i), &old),
+                 CHAMP_REPLACED);
+        CHECK(old == th_tok((uint64_t)i), "old value of %d", i);
+        for (int j = 0; j < 8; j++) {
+            void *v = NULL;
+            champ_status st = champ_get(c, &o[j], &v);
+            CHECK(st == CHAMP_OK && v == th_tok((uint64_t)j),
+                  "copy changed by replace of %d in the original (key %d)",
+                  i, j);
+        }
+    }
+    unit_shape(m, 8, 13, 1, 5, 14, "replace_shared m");
+    unit_shape(c, 8, 13, 1, 5, 14, "replace_shared c");
+    /* and the other way round */
+    CHECK_ST(champ_set(c, &o[2], th_tok(555), NULL), CHAMP_REPLACED);
+    void *v = NULL;
+    CHECK_ST(champ_get(m, &o[2], &v), CHAMP_OK);
+    CHECK(v == th_tok(102), "original unaffected by the copy's replace");
+    champ_free(m);
+    CHECK_ST(champ_get(c, &o[2], &v), CHAMP_OK);
+    CHECK(v == th_tok(555), "copy value");
+    CHECK_VALID(c, "replace_shared c alone");
+    champ_free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Iteration                                                           */
+/* ------------------------------------------------------------------ */
+
+static int unit_count_visit(const champ_key *key, void *val, void *ctx) {
+    size_t *counts = ctx; /* counts[0]: visits, counts[1]: stop at, [2]: bad */
+    counts[0]++;
+    if (val != th_tok(key->u64))
+        counts[2]++;
+    return counts[1] && counts[0] >= counts[1];
+}
+
+static void test_iteration(void) {
+    champ_map *m = unit_new_kind(CHAMP_KEY_U64, 5);
+    if (!m)
+        return;
+    champ_iter it;
+    champ_key k;
+    void *v;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_NOTFOUND);
+    CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_NOTFOUND);
+
+    size_t n = (size_t)th_iters(5000, 300);
+    unsigned char *seen = calloc(n, 1);
+    if (!seen) {
+        champ_free(m);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        champ_set_u64(m, i, th_tok(i), NULL);
+    size_t count = 0, dup = 0, wrong = 0;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, &k, &v) == CHAMP_OK) {
+        count++;
+        if (k.u64 >= n || v != th_tok(k.u64) || k.ptr != NULL || k.len != 0) {
+            wrong++;
+            continue;
+        }
+        if (seen[k.u64]++)
+            dup++;
+    }
+    CHECK_EQ(count, n, "iteration visits every entry");
+    CHECK_EQ(dup, 0, "iteration visits an entry twice");
+    CHECK_EQ(wrong, 0, "iteration reports unknown keys or values");
+    CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_NOTFOUND);
+
+    /* NULL key / val outputs are allowed. */
+    count = 0;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, NULL, NULL) == CHAMP_OK)
+        count++;
+    CHECK_EQ(count, n, "iteration with NULL outputs");
+
+    /* Batches give the same sequence as one entry at a time, also mixed
+     * with single steps, with keys or values alone. */
+    {
+        uint64_t *order = malloc(n * sizeof *order);
+        if (order) {
+            size_t total = 0;
+            CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+            while (total < n && champ_iter_next(&it, &k, NULL) == CHAMP_OK)
+                order[total++] = k.u64;
+            const size_t caps[] = {1, 2, 7, 64, 100000};
+            for (size_t ci = 0; ci < sizeof caps / sizeof caps[0]; ci++) {
+                champ_key ks[64];
+                void *vs[64];
+                size_t cap = caps[ci] < 64 ? caps[ci] : 64, got = 0, pos = 0;
+                size_t bad = 0, batches = 0;
+                CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+                champ_status st;
+                for (;;) {
+                    if (batches % 3 == 2) { /* a single step in between */
+                        st = champ_iter_next(&it, &k, &v);
+                        if (st != CHAMP_OK)
+                            break;
+                        bad += pos >= n || k.u64 != order[pos] || v != th_tok(k.u64);
+                        pos++;
+                        batches++;
+                        continue;
+                    }
+                    bool vals_only = batches % 2;
+                    st = champ_iter_next_n(&it, vals_only ? NULL : ks,
+                                           vals_only && ci ? vs : (ci ? NULL : vs),
+                                           cap, &got);
+                    if (st != CHAMP_OK)
+                        break;
+                    bad += got == 0 || got > cap;
+                    for (size_t i = 0; i < got; i++, pos++) {
+                        if (pos >= n) {
+                            bad++;
+                            continue;
+                        }
+                        if (!vals_only)
+                            bad += ks[i].u64 != order[pos];
+                        if (vals_only && ci)
+                            bad += vs[i] != th_tok(order[pos]);
+                        if (!ci)
+                            bad += vs[i] != th_tok(order[pos]);
+                    }
+                    batches++;
+                }
+                CHECK(st == CHAMP_NOTFOUND, "batches of %zu end with %s", cap,
+                      th_status_name(st));
+                CHECK(pos == n, "batches of up to %zu: %zu of %zu entries seen", cap,
+                      pos, n);
+                CHECK_EQ(bad, 0, "batches: same sequence as one at a time");
+                got = 5;
+                CHECK_ST(champ_iter_next_n(&it, ks, vs, cap, &got), CHAMP_NOTFOUND);
+                CHECK_EQ(got, 0, "nothing after the end");
+            }
+            free(order);
+        }
+    }
+
+    /* foreach: all, then an early stop. */
+    size_t counts[3] = {0, 0, 0};
+    CHECK_ST(champ_foreach(m, unit_count_visit, counts), CHAMP_OK);
+    CHECK_EQ(counts[0], n, "foreach visits");
+    CHECK_EQ(counts[2], 0, "foreach values");
+    size_t counts2[3] = {0, 10, 0};
+    CHECK_ST(champ_foreach(m, unit_count_visit, counts2), CHAMP_NOTFOUND);
+    CHECK_EQ(counts2[0], 10, "foreach stops when fn returns nonzero");
+
+    /* An iterator over a copy stays valid while the original changes. */
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    if (c) {
+        memset(seen, 0, n);
+        count = dup = wrong = 0;
+        CHECK_ST(champ_iter_init(&it, c), CHAMP_OK);
+        uint64_t step = 0;
+        while (champ_iter_next(&it, &k, &v) == CHAMP_OK) {
+            count++;
+            if (k.u64 >= n || v != th_tok(k.u64))
+                wrong++;
+            else if (seen[k.u64]++)
+                dup++;
+            /* Mutate the original hard between steps. */
+            champ_remove_u64(m, (step * 7) % n, NULL);
+            champ_set_u64(m, n + step, th_tok(0), NULL);
+            champ_set_u64(m, (step * 13) % n, th_tok(12345), NULL);
+            step++;
+        }
+        CHECK_EQ(count, n, "copy's iteration count while original changes");
+        CHECK_EQ(dup + wrong, 0, "copy's iteration disturbed");
+        /* And the other way: iterate m while its copy c changes. */
+        size_t msize = champ_size(m);
+        count = 0;
+        CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+        while (champ_iter_next(&it, &k, &v) == CHAMP_OK) {
+            count++;
+            champ_set_u64(c, n * 3 + count, NULL, NULL);
+            champ_remove_u64(c, count % n, NULL);
+        }
+        CHECK_EQ(count, msize, "source's iteration while its copy changes");
+        CHECK_VALID(m, "iteration m");
+        CHECK_VALID(c, "iteration c");
+        champ_free(c);
+    }
+
+#ifdef CHAMP_DEBUG
+    /* Debug builds detect a change of the iterated map. */
+    for (int how = 0; how < 4; how++) {
+        CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+        CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_OK);
+        switch (how) {
+        case 0: champ_set_u64(m, 999999999, NULL, NULL); break;
+        case 1: champ_remove_u64(m, 999999999, NULL); break;
+        case 2: champ_set_u64(m, n + 1, th_tok(1), NULL); break;
+        default: champ_clear(m); break;
+        }
+        CHECK_ST(champ_iter_next(&it, &k, &v), CHAMP_EMODIFIED);
+        size_t got = 7;
+        CHECK_ST(champ_iter_next_n(&it, &k, &v, 1, &got), CHAMP_EMODIFIED);
+        CHECK_EQ(got, 0, "nothing handed out from a changed map");
+    }
+#endif
+    free(seen);
+    champ_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* Re-entrant updates from callbacks: CHAMP_EBUSY                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct unit_reenter {
+    th_cbctx base; /* first: th_key_hash/th_key_equal read it */
+    champ_map *m;
+    int arm;       /* 1 hash, 2 equal, 3 release: the next call re-enters */
+    int fired;
+    champ_status inner_set, inner_remove, inner_clear;
+    th_obj *inner_key;
+} unit_reenter;
+
+static void unit_reenter_now(unit_reenter *r) {
+    r->arm = 0;
+    r->fired++;
+    r->inner_set = champ_set(r->m, r->inner_key, NULL, NULL);
+    r->inner_remove = champ_remove(r->m, r->inner_key, NULL, NULL);
+    r->inner_clear = champ_clear(r->m);
+}
+
+static uint64_t unit_reenter_hash(const void *key, void *ctx) {
+    unit_reenter *r = ctx;
+    if (r->arm == 1)
+        unit_reenter_now(r);
+    return th_key_hash(key, ctx);
+}
+
+static bool unit_reenter_equal(const void *a, const void *b, void *ctx) {
+    unit_reenter *r = ctx;
+    if (r->arm == 2)
+        unit_reenter_now(r);
+    return th_key_equal(a, b, ctx);
+}
+
+static void unit_reenter_release(void *p, void *ctx) {
+    unit_reenter *r = ctx;
+    if (r->arm == 3 && p)
+        unit_reenter_now(r);
+}
+
+static void unit_reenter_retain(void *p, void *ctx) {
+    (void)p;
+    (void)ctx;
+}
+
+static void test_reentrant_callbacks(void) {
+    th_obj *o = unit_objs_reset(8);
+    for (int i = 0; i < 8; i++)
+        o[i].hash = (uint64_t)i * 0x0101010101010101ULL;
+    o[4].hash = o[3].hash; /* 3 and 4 collide: equal gets called */
+    o[5].id = o[3].id;     /* 5 is a probe equal to 3 */
+    o[5].hash = o[3].hash;
+    const char *names[] = {"", "hash", "equal", "release"};
+    for (int arm = 1; arm <= 3; arm++) {
+        unit_reenter r;
+        memset(&r, 0, sizeof r);
+        r.base.hash_mode = TH_HASH_FIELD;
+        champ_config cfg = th_generic_config(&r.base, false, NULL);
+        cfg.ctx = &r;
+        cfg.hash = unit_reenter_hash;
+        cfg.equal = unit_reenter_equal;
+        cfg.val_retain = unit_reenter_retain;
+        cfg.val_release = unit_reenter_release;
+        CHECK_ST(champ_new(&cfg, &r.m), CHAMP_OK);
+        if (!r.m)
+            return;
+        r.inner_key = &o[7];
+        for (int i = 0; i < 5; i++)
+            CHECK_ST(champ_set(r.m, &o[i], &o[i], NULL), CHAMP_OK);
+        r.arm = arm;
+        champ_status outer = arm == 3 ? champ_clear(r.m)
+                                      : champ_set(r.m, &o[5], &o[6], NULL);
+        CHECK(r.fired == 1, "%s callback re-entered %d times", names[arm],
+              r.fired);
+        bool busy = r.inner_set == CHAMP_EBUSY &&
+                    r.inner_remove == CHAMP_EBUSY &&
+                    r.inner_clear == CHAMP_EBUSY;
+        CHECK(busy,
+              "updates from the %s callback: set %s, remove %s, clear %s; "
+              "want CHAMP_EBUSY", names[arm], th_status_name(r.inner_set),
+              th_status_name(r.inner_remove), th_status_name(r.inner_clear));
+        if (busy && arm == 3) {
+            /* Releases of clear run while the map is being emptied. */
+            CHECK_ST(outer, CHAMP_OK);
+            CHECK_EQ(champ_size(r.m), 0, "clear finished");
+        } else if (busy) {
+            /* 5 equals 3 (same hash): hash, then equal, are called. */
+            CHECK_ST(outer, CHAMP_REPLACED);
+            CHECK_EQ(champ_size(r.m), 5, "outer set done, nothing else");
+        }
+        r.arm = 0;
+        CHECK_ST(champ_contains(r.m, &o[7]), CHAMP_NOTFOUND);
+        CHECK_VALID(r.m, "after re-entrant calls");
+        /* champ_free: releases run while the map is torn down. */
+        champ_status again = champ_set(r.m, &o[1], &o[1], NULL);
+        CHECK(again == CHAMP_OK || again == CHAMP_REPLACED, "set: %s",
+              th_status_name(again));
+        r.fired = 0;
+        r.arm = 3;
+        champ_free(r.m);
+        CHECK(r.fired == 1 && r.inner_set == CHAMP_EBUSY,
+              "update from a release during champ_free: %s",
+              th_status_name(r.inner_set));
+    }
+}
+
+/* An insert hashes the new key once and each key it moves once: a key
+ * landing on a slot that holds a pair costs three hash calls, whether the
+ * three part one level down (fast path), agree further (links, the
+ * general path) or the path is shared with a copy (general path). */
+static void test_hash_calls(void) {
+    th_cbctx ctx;
+    const struct {
+        const char *name;
+        uint64_t third; /* hash of the key that meets the pair {0, 1 << 10} */
+        bool shared;
+    } cases[] = {
+        {"three part one level down", 1u << 5, false},
+        {"three agree one level more (a link)", 2u << 10, false},
+        {"path shared with a copy", 1u << 5, true},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        th_obj *o = unit_objs_reset(3);
+        champ_map *m = unit_new_generic(&ctx, false);
+        if (!m)
+            return;
+        o[0].hash = 0;
+        o[1].hash = 1u << 10;
+        o[2].hash = cases[ci].third;
+        unit_put(m, &o[0], th_tok(0));
+        unit_put(m, &o[1], th_tok(1));
+        champ_map *c = NULL;
+        if (cases[ci].shared)
+            CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+        ctx.hash_calls = 0;
+        unit_put(m, &o[2], th_tok(2));
+        CHECK(ctx.hash_calls == 3, "%s: %lu hash calls, want 3", cases[ci].name,
+              (unsigned long)ctx.hash_calls);
+        champ_stats st = th_stats(m);
+        CHECK_EQ(st.depth_max, ci == 1 ? 3u : 2u, cases[ci].name);
+        CHECK_VALID(m, cases[ci].name);
+        champ_free(c);
+        champ_free(m);
+    }
+}
+
+const th_test th_tests_api[] = {
+    {"api.u64_basics", test_u64_basics},
+    {"api.null_values", test_null_values},
+    {"api.bytes_basics", test_bytes_basics},
+    {"api.bytes_key_lifetime", test_bytes_key_lifetime},
+    {"api.generic_basics", test_generic_basics},
+    {"api.release_balance", test_release_balance},
+    {"api.copy_clear_pforms", test_copy_clear_pforms},
+    {"api.replace_shared", test_replace_shared},
+    {"api.iteration", test_iteration},
+    {"api.reentrant_callbacks", test_reentrant_callbacks},
+    {"api.hash_calls", test_hash_calls},
+};
+const size_t th_tests_api_count = sizeof th_tests_api / sizeof th_tests_api[0];
