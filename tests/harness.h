@@ -2,8 +2,8 @@
  * harness.h - the tiny test harness of champ's test binary.
  *
  * CHECK(cond, fmt, ...) counts one check: a pass, or a failure that prints
- * file:line, the condition, the message and (inside a random test) the seed
- * that reproduces it.  main.c prints the totals as the last line
+ * the running test's name, file:line, the condition, the message and
+ * (inside a random test) the seed that reproduces it.  main.c prints the totals as the last line
  * "N passed, N failed" and exits nonzero iff a check failed.
  *
  * Everything is deterministic: the random tests draw from th_rng (splitmix64)
@@ -207,11 +207,58 @@ champ_stats th_stats(const champ_map *m);
 #define CHECK_VALID(m, what)                                              \
     CHECK(champ_validate(m) == CHAMP_OK, "champ_validate failed: %s", (what))
 
-/* Suites (each in its own file). */
-void suite_unit(void);
-void suite_random(void);
-void suite_oom(void);
-void suite_versions(void);
-void suite_badinput(void);
+/* ------------------------------------------------------------------ */
+/* Helpers of the unit test files (unit_common.c)                      */
+/* ------------------------------------------------------------------ */
+
+#define UNIT_MAX_OBJS 512
+
+/* Fresh objects (one shared table): ids 1..n, hash 0, counters zero. */
+th_obj *unit_objs_reset(size_t n);
+/* A generic map in TH_HASH_FIELD mode (ctx is reset) / a U64 or BYTES map
+ * with a fixed seed; the champ_new status is checked. */
+champ_map *unit_new_generic(th_cbctx *ctx, bool counted);
+champ_map *unit_new_kind(champ_key_kind kind, uint64_t seed);
+/* Inserts key k (must be new) with value v into a generic map. */
+void unit_put(champ_map *m, th_obj *k, void *v);
+/* Removes key k (must be present) from a generic map. */
+void unit_del(champ_map *m, th_obj *k);
+/* Checks the shape numbers of m and validates it. */
+void unit_shape(const champ_map *m, size_t entries, size_t bitmap,
+                size_t collision, size_t coll_entries, unsigned depth,
+                const char *what);
+
+/* ------------------------------------------------------------------ */
+/* The registry of named tests                                         */
+/* ------------------------------------------------------------------ */
+
+/* A test: a dotted name "<file subject>.<test>[.<case>]" and a function.
+ * Each test file exports one table th_tests_<subject> (names starting with
+ * "<subject>.") and its length; main.c lists the tables in run order.  A
+ * new test is one more line in its file's table; a new file also needs a
+ * line in main.c's th_tables (and, for a unit subject, in th_aliases). */
+typedef struct th_test {
+    const char *name;
+    void (*run)(void);
+} th_test;
+
+/* The name of the running test (printed with failures); NULL between
+ * tests. */
+extern const char *th_test_name;
+
+extern const th_test th_tests_api[];       /* test_api.c */
+extern const size_t th_tests_api_count;
+extern const th_test th_tests_shapes[];    /* test_shapes.c */
+extern const size_t th_tests_shapes_count;
+extern const th_test th_tests_pool[];      /* test_pool.c */
+extern const size_t th_tests_pool_count;
+extern const th_test th_tests_badinput[];  /* test_badinput.c */
+extern const size_t th_tests_badinput_count;
+extern const th_test th_tests_versions[];  /* test_versions.c */
+extern const size_t th_tests_versions_count;
+extern const th_test th_tests_random[];    /* test_random.c */
+extern const size_t th_tests_random_count;
+extern const th_test th_tests_oom[];       /* test_oom.c */
+extern const size_t th_tests_oom_count;
 
 #endif /* CHAMP_TEST_HARNESS_H */

@@ -1,12 +1,17 @@
 /*
- * main.c - champ's test binary: the harness functions and the suite runner.
+ * main.c - champ's test binary: the harness functions and the runner of the
+ * registry of named tests (each test file's th_tests_<subject> table).
  *
- *   champ_test            run every suite
- *   champ_test NAME...    run only the named suites (unit random oom
- *                         versions badinput)
+ *   champ_test                 run every test
+ *   champ_test PATTERN...      run the tests named PATTERN or PATTERN.*
+ *                              ("pool", "random.u64", "shapes.collisions");
+ *                              "unit" stands for api shapes pool
+ *   champ_test --list [PAT...] print the (matching) test names, one a line
  *
- * The last line printed is always "N passed, N failed" (N counts CHECKs);
- * the exit status is 0 iff nothing failed.
+ * A failure prints the running test's name.  After each group (the first
+ * part of a name) one summary line; the last line printed is always
+ * "N passed, N failed" (N counts CHECKs); the exit status is 0 iff nothing
+ * failed, 2 for an unknown pattern or option.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -18,6 +23,7 @@
 unsigned long th_passed;
 unsigned long th_failed;
 uint64_t th_seed;
+const char *th_test_name;
 
 enum { TH_MAX_PRINTED_FAILURES = 200 };
 
@@ -29,7 +35,8 @@ void th_report_failure(const char *file, int line, const char *cond,
             printf("(further failures are counted, not printed)\n");
         return;
     }
-    printf("FAIL %s:%d: %s: ", file, line, cond);
+    printf("FAIL [%s] %s:%d: %s: ", th_test_name ? th_test_name : "-", file,
+           line, cond);
     va_list ap;
     va_start(ap, fmt);
     vprintf(fmt, ap);
@@ -314,43 +321,157 @@ champ_stats th_stats(const champ_map *m) {
 
 /* ------------------------------------------------------------------ */
 
-typedef struct th_suite {
-    const char *name;
-    void (*run)(void);
-} th_suite;
+/* The test files' tables, in run order. */
+typedef struct th_table {
+    const th_test *tests;
+    const size_t *count;
+} th_table;
 
-static const th_suite th_suites[] = {
-    {"unit", suite_unit},
-    {"badinput", suite_badinput},
-    {"versions", suite_versions},
-    {"random", suite_random},
-    {"oom", suite_oom},
+static const th_table th_tables[] = {
+    {th_tests_api, &th_tests_api_count},
+    {th_tests_shapes, &th_tests_shapes_count},
+    {th_tests_pool, &th_tests_pool_count},
+    {th_tests_badinput, &th_tests_badinput_count},
+    {th_tests_versions, &th_tests_versions_count},
+    {th_tests_random, &th_tests_random_count},
+    {th_tests_oom, &th_tests_oom_count},
+};
+enum { TH_NTABLES = sizeof th_tables / sizeof th_tables[0] };
+
+/* Old suite names that are not a name prefix: "unit" was test_unit.c. */
+static const struct {
+    const char *alias;
+    const char *prefixes[4];
+} th_aliases[] = {
+    {"unit", {"api", "shapes", "pool", NULL}},
 };
 
-static bool th_wanted(const char *name, int argc, char **argv) {
-    if (argc <= 1)
+/* name is prefix, or starts with prefix followed by a dot. */
+static bool th_has_prefix(const char *name, const char *prefix) {
+    size_t n = strlen(prefix);
+    return strncmp(name, prefix, n) == 0 &&
+           (name[n] == '\0' || name[n] == '.');
+}
+
+static bool th_matches(const char *name, const char *pattern) {
+    for (size_t a = 0; a < sizeof th_aliases / sizeof th_aliases[0]; a++) {
+        if (strcmp(pattern, th_aliases[a].alias) != 0)
+            continue;
+        for (size_t i = 0; th_aliases[a].prefixes[i]; i++)
+            if (th_has_prefix(name, th_aliases[a].prefixes[i]))
+                return true;
+        return false;
+    }
+    return th_has_prefix(name, pattern);
+}
+
+/* No patterns: every test. */
+static bool th_wanted(const char *name, char **pats, int npats) {
+    if (npats == 0)
         return true;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
+    for (int i = 0; i < npats; i++)
+        if (th_matches(name, pats[i]))
             return true;
     return false;
 }
 
+/* The length of a name's first part (its group: "api", "random"). */
+static size_t th_group_len(const char *name) {
+    const char *dot = strchr(name, '.');
+    return dot ? (size_t)(dot - name) : strlen(name);
+}
+
+static void th_usage(FILE *f) {
+    fprintf(f, "usage: champ_test [--list] [PATTERN...]\n"
+               "  PATTERN selects the tests named PATTERN or PATTERN.*;\n"
+               "  \"unit\" stands for api, shapes and pool.  No PATTERN: all.\n");
+}
+
 int main(int argc, char **argv) {
+    bool list = false;
+    char **pats = argv + 1;
+    int npats = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--list") == 0 || strcmp(argv[i], "-l") == 0) {
+            list = true;
+        } else if (strcmp(argv[i], "--help") == 0 ||
+                   strcmp(argv[i], "-h") == 0) {
+            th_usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "champ_test: unknown option '%s'\n", argv[i]);
+            th_usage(stderr);
+            return 2;
+        } else {
+            pats[npats++] = argv[i];
+        }
+    }
+    /* Every pattern must select something. */
+    for (int p = 0; p < npats; p++) {
+        bool found = false;
+        for (size_t t = 0; t < TH_NTABLES && !found; t++)
+            for (size_t i = 0; i < *th_tables[t].count && !found; i++)
+                found = th_matches(th_tables[t].tests[i].name, pats[p]);
+        if (!found) {
+            fprintf(stderr,
+                    "champ_test: no test is named '%s' or '%s.*' "
+                    "(champ_test --list names them)\n",
+                    pats[p], pats[p]);
+            return 2;
+        }
+    }
+    if (list) {
+        for (size_t t = 0; t < TH_NTABLES; t++)
+            for (size_t i = 0; i < *th_tables[t].count; i++)
+                if (th_wanted(th_tables[t].tests[i].name, pats, npats))
+                    printf("%s\n", th_tables[t].tests[i].name);
+        return 0;
+    }
+
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("champ tests, CHAMP_TEST_SCALE=%g\n", th_scale());
-    for (size_t i = 0; i < sizeof th_suites / sizeof th_suites[0]; i++) {
-        if (!th_wanted(th_suites[i].name, argc, argv))
-            continue;
-        unsigned long p0 = th_passed, f0 = th_failed;
-        clock_t t0 = clock();
-        th_set_seed(0);
-        th_suites[i].run();
-        th_set_seed(0);
-        double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
-        printf("suite %-9s %9lu checks passed, %lu failed (%.2f s cpu)\n",
-               th_suites[i].name, th_passed - p0, th_failed - f0, secs);
+    /* The running group: its name, its first counts and clock. */
+    const char *group = NULL;
+    size_t glen = 0, gtests = 0;
+    unsigned long p0 = 0, f0 = 0;
+    clock_t t0 = 0;
+    for (size_t t = 0; t < TH_NTABLES; t++) {
+        for (size_t i = 0; i < *th_tables[t].count; i++) {
+            const th_test *test = &th_tables[t].tests[i];
+            if (!th_wanted(test->name, pats, npats))
+                continue;
+            size_t len = th_group_len(test->name);
+            if (!group || len != glen || strncmp(group, test->name, len) != 0) {
+                if (group)
+                    printf("group %-9.*s %3zu tests %9lu checks passed, "
+                           "%lu failed (%.2f s cpu)\n",
+                           (int)glen, group, gtests, th_passed - p0,
+                           th_failed - f0,
+                           (double)(clock() - t0) / CLOCKS_PER_SEC);
+                group = test->name;
+                glen = len;
+                gtests = 0;
+                p0 = th_passed;
+                f0 = th_failed;
+                t0 = clock();
+            }
+            unsigned long tf = th_failed;
+            th_test_name = test->name;
+            th_set_seed(0);
+            test->run();
+            th_set_seed(0);
+            th_test_name = NULL;
+            gtests++;
+            if (th_failed != tf)
+                printf("FAILED %s: %lu checks failed\n", test->name,
+                       th_failed - tf);
+        }
     }
+    if (group)
+        printf("group %-9.*s %3zu tests %9lu checks passed, %lu failed "
+               "(%.2f s cpu)\n",
+               (int)glen, group, gtests, th_passed - p0, th_failed - f0,
+               (double)(clock() - t0) / CLOCKS_PER_SEC);
     printf("%lu passed, %lu failed\n", th_passed, th_failed);
     return th_failed == 0 ? 0 : 1;
 }

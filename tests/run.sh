@@ -11,6 +11,9 @@
 # crashed or failing run (or a missing binary) as one more failure, and
 # prints one final line "N passed, N failed".  Exit status: 0 iff nothing
 # failed.
+#
+# One test or group by name: BUILD/test/champ_test NAME (--list names them;
+# tests/README.md).
 B=${1:-build}
 PASSED=0
 FAILED=0

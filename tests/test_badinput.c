@@ -478,12 +478,14 @@ static void test_fail_after_hook(void) {
     champ_pool_free(p);
 }
 
-void suite_badinput(void) {
-    test_strerror();
-    test_pool_configs();
-    test_map_configs();
-    test_null_arguments();
-    test_wrong_kinds();
-    test_release_without_retain();
-    test_fail_after_hook();
-}
+const th_test th_tests_badinput[] = {
+    {"badinput.strerror", test_strerror},
+    {"badinput.pool_configs", test_pool_configs},
+    {"badinput.map_configs", test_map_configs},
+    {"badinput.null_arguments", test_null_arguments},
+    {"badinput.wrong_kinds", test_wrong_kinds},
+    {"badinput.release_without_retain", test_release_without_retain},
+    {"badinput.fail_after_hook", test_fail_after_hook},
+};
+const size_t th_tests_badinput_count =
+    sizeof th_tests_badinput / sizeof th_tests_badinput[0];

@@ -819,24 +819,39 @@ static void test_oom_fixed_buffer(void) {
     }
 }
 
-void suite_oom(void) {
+/* The registered tests.  Each makes its own (deterministic) workload. */
+static void oom_fail_after_with_ops(bool one_shot) {
     size_t nops = (size_t)th_iters(400, 120);
     oom_op *ops = oom_make_ops(nops, 0x00d00d, 40);
     if (!ops) {
         CHECK(ops != NULL, "out of memory");
         return;
     }
-    test_oom_fail_after(true, ops, nops, 40);
-    test_oom_fail_after(false, ops, nops, 40);
+    test_oom_fail_after(one_shot, ops, nops, 40);
     free(ops);
-    /* The backing allocator is called once per chunk: a longer workload
-     * over more keys, so that many chunks are needed. */
-    nops = (size_t)th_iters(6000, 1500);
-    ops = oom_make_ops(nops, 0xbacc, OOM_KEYS);
+}
+
+/* The backing allocator is called once per chunk: a longer workload over
+ * more keys, so that many chunks are needed. */
+static void oom_backing_with_ops(bool persist) {
+    size_t nops = (size_t)th_iters(6000, 1500);
+    oom_op *ops = oom_make_ops(nops, 0xbacc, OOM_KEYS);
     if (ops) {
-        test_oom_backing(false, ops, nops, OOM_KEYS);
-        test_oom_backing(true, ops, nops, OOM_KEYS);
+        test_oom_backing(persist, ops, nops, OOM_KEYS);
         free(ops);
     }
-    test_oom_fixed_buffer();
 }
+
+static void test_oom_fail_after_once(void) { oom_fail_after_with_ops(true); }
+static void test_oom_fail_after_always(void) { oom_fail_after_with_ops(false); }
+static void test_oom_backing_once(void) { oom_backing_with_ops(false); }
+static void test_oom_backing_always(void) { oom_backing_with_ops(true); }
+
+const th_test th_tests_oom[] = {
+    {"oom.fail_after.once", test_oom_fail_after_once},
+    {"oom.fail_after.always", test_oom_fail_after_always},
+    {"oom.backing.once", test_oom_backing_once},
+    {"oom.backing.always", test_oom_backing_always},
+    {"oom.fixed_buffer", test_oom_fixed_buffer},
+};
+const size_t th_tests_oom_count = sizeof th_tests_oom / sizeof th_tests_oom[0];

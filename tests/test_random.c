@@ -791,7 +791,30 @@ static void rnd_run_scenario(const rnd_scenario *sc, uint64_t seed) {
     th_set_seed(0);
 }
 
-void suite_random(void) {
-    for (size_t i = 0; i < sizeof rnd_scenarios / sizeof rnd_scenarios[0]; i++)
-        rnd_run_scenario(&rnd_scenarios[i], 0x5eed0000ULL + 0x1111 * (i + 1));
+/* Scenario i of rnd_scenarios with its fixed seed; one registered name per
+ * scenario (the scenario's name). */
+static void rnd_run_index(size_t i) {
+    rnd_run_scenario(&rnd_scenarios[i], 0x5eed0000ULL + 0x1111 * (i + 1));
 }
+
+static void test_random_u64(void) { rnd_run_index(0); }
+static void test_random_bytes(void) { rnd_run_index(1); }
+static void test_random_generic_counted(void) { rnd_run_index(2); }
+static void test_random_generic_mod64(void) { rnd_run_index(3); }
+static void test_random_generic_10bits(void) { rnd_run_index(4); }
+static void test_random_generic_deep(void) { rnd_run_index(5); }
+
+const th_test th_tests_random[] = {
+    {"random.u64", test_random_u64},
+    {"random.bytes", test_random_bytes},
+    {"random.generic-counted", test_random_generic_counted},
+    {"random.generic-mod64", test_random_generic_mod64},
+    {"random.generic-10bits", test_random_generic_10bits},
+    {"random.generic-deep", test_random_generic_deep},
+};
+const size_t th_tests_random_count =
+    sizeof th_tests_random / sizeof th_tests_random[0];
+
+_Static_assert(sizeof th_tests_random / sizeof th_tests_random[0] ==
+                   sizeof rnd_scenarios / sizeof rnd_scenarios[0],
+               "one registered test per random scenario");

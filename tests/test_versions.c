@@ -307,15 +307,48 @@ static void ver_round(champ_key_kind kind, bool counted, uint64_t seed,
     th_set_seed(0);
 }
 
-void suite_versions(void) {
-    static const uint64_t seeds[] = {0x7e51, 0xbeef, 0xc0ffee, 0x1234567};
-    for (size_t i = 0; i < 4; i++) {
-        ver_round(CHAMP_KEY_U64, false, seeds[i], 0);
-        ver_round(CHAMP_KEY_GENERIC, true, seeds[i] ^ 1, 0);
-    }
+/* The rounds, one registered name per kind and free order (the random
+ * order over four seeds for U64 and counted GENERIC keys). */
+static const uint64_t ver_seeds[] = {0x7e51, 0xbeef, 0xc0ffee, 0x1234567};
+
+static void test_versions_u64_random_order(void) {
+    for (size_t i = 0; i < 4; i++)
+        ver_round(CHAMP_KEY_U64, false, ver_seeds[i], 0);
+}
+
+static void test_versions_generic_random_order(void) {
+    for (size_t i = 0; i < 4; i++)
+        ver_round(CHAMP_KEY_GENERIC, true, ver_seeds[i] ^ 1, 0);
+}
+
+static void test_versions_bytes_random_order(void) {
     ver_round(CHAMP_KEY_BYTES, false, 0xb17e5, 0);
+}
+
+static void test_versions_u64_oldest_first(void) {
     ver_round(CHAMP_KEY_U64, false, 0x01d, 1);
+}
+
+static void test_versions_generic_oldest_first(void) {
     ver_round(CHAMP_KEY_GENERIC, true, 0x01d, 1);
+}
+
+static void test_versions_u64_newest_first(void) {
     ver_round(CHAMP_KEY_U64, false, 0x4e3, 2);
+}
+
+static void test_versions_bytes_newest_first(void) {
     ver_round(CHAMP_KEY_BYTES, false, 0x4e3, 2);
 }
+
+const th_test th_tests_versions[] = {
+    {"versions.u64.random_order", test_versions_u64_random_order},
+    {"versions.generic.random_order", test_versions_generic_random_order},
+    {"versions.bytes.random_order", test_versions_bytes_random_order},
+    {"versions.u64.oldest_first", test_versions_u64_oldest_first},
+    {"versions.generic.oldest_first", test_versions_generic_oldest_first},
+    {"versions.u64.newest_first", test_versions_u64_newest_first},
+    {"versions.bytes.newest_first", test_versions_bytes_newest_first},
+};
+const size_t th_tests_versions_count =
+    sizeof th_tests_versions / sizeof th_tests_versions[0];

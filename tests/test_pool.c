@@ -1,0 +1,236 @@
+/*
+ * test_pool.c - pools and stats: pool and map statistics, a map keeping
+ * its pool alive, private pools, maps of every kind sharing one pool, and
+ * champ_free of a large map and of many copies.  (Fixed buffers and the
+ * watermark under memory pressure: test_oom.c; bad pool configs:
+ * test_badinput.c.)
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* ------------------------------------------------------------------ */
+/* Stats, pools, lifetimes                                             */
+/* ------------------------------------------------------------------ */
+
+static void test_stats_and_pools(void) {
+    champ_pool *pool = NULL;
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.chunk_size = 4096;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    champ_pool_stats ps;
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_EQ(ps.maps, 0, "new pool has no maps");
+    CHECK_EQ(ps.bytes_live, 0, "new pool has no live bytes");
+    CHECK(!ps.fixed, "not a fixed pool");
+#if defined(CHAMP_STATS) || defined(CHAMP_DEBUG)
+    CHECK(ps.counters_enabled, "counters enabled in this build");
+#endif
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 11, pool);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(pool);
+        return;
+    }
+    CHECK(champ_pool_of(m) == pool, "map uses the given pool");
+    champ_stats s = th_stats(m);
+    CHECK_EQ(s.entries, 0, "empty entries");
+    CHECK_EQ(s.nodes_bitmap + s.nodes_collision, 0, "empty map has no nodes");
+    CHECK_EQ(s.depth_max, 0, "empty depth");
+    CHECK_EQ(s.pool.maps, 1, "stats carry pool stats");
+    size_t live_empty = th_pool_live(pool);
+    for (uint64_t i = 0; i < 5000; i++)
+        champ_set_u64(m, i, NULL, NULL);
+    s = th_stats(m);
+    CHECK_EQ(s.entries, 5000, "entries");
+    CHECK(s.nodes_bitmap > 100, "a 5000-entry trie has many nodes");
+    size_t slot_nodes = 0;
+    for (int i = 0; i < CHAMP_STATS_SLOTS; i++)
+        slot_nodes += s.nodes_by_slots[i];
+    CHECK_EQ(slot_nodes, s.nodes_bitmap, "nodes_by_slots adds up");
+    CHECK_EQ(s.nodes_by_slots[0], 0, "no empty bitmap node in a nonempty map");
+    CHECK(s.depth_max >= 3 && s.depth_max <= 8, "depth_max %u", s.depth_max);
+    CHECK(s.depth_mean >= 1 && s.depth_mean <= s.depth_max, "depth_mean %g",
+          s.depth_mean);
+    CHECK(s.node_bytes > 0 && s.key_bytes == 0, "node/key bytes");
+    CHECK(s.bytes_per_entry > 0 && s.bytes_per_entry < 200,
+          "bytes_per_entry %g", s.bytes_per_entry);
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK(ps.bytes_live >= s.node_bytes, "pool live %zu >= node bytes %zu",
+          ps.bytes_live, s.node_bytes);
+    CHECK(ps.bytes_reserved >= ps.bytes_live, "reserved >= live");
+    CHECK(ps.bytes_peak >= ps.bytes_live, "peak >= live");
+    CHECK(ps.chunks >= 2, "4 KiB chunks: several chunks (%zu)", ps.chunks);
+    CHECK(ps.utilization > 0 && ps.utilization <= 1, "utilization %g",
+          ps.utilization);
+    CHECK(ps.backing_calls >= ps.chunks, "backing calls");
+    CHECK_EQ(ps.alloc_failures, 0, "no failures");
+    if (ps.counters_enabled) {
+        CHECK_EQ(ps.allocs, ps.allocs_free_list + ps.allocs_arena,
+                 "allocs split");
+        CHECK(ps.frees <= ps.allocs, "frees <= allocs");
+        CHECK(ps.allocs_free_list > 0, "growing nodes recycles blocks");
+    }
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_EQ(ps.maps, 2, "copy counted");
+    CHECK_EQ(th_stats(c).nodes_shared, 1, "a copy shares its root only");
+    champ_free(c);
+    CHECK_EQ(th_stats(m).nodes_shared, 0, "freed copy: nothing shared");
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_EQ(th_pool_live(pool), live_empty, "clear gives back every node");
+    champ_free(m);
+    CHECK_EQ(th_pool_live(pool), 0, "freed map: pool live 0");
+    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_EQ(ps.maps, 0, "no maps left");
+    champ_pool_free(pool);
+
+    /* A map keeps its pool alive; the last free gives back every byte. */
+    th_alloc ta;
+    th_alloc_init(&ta);
+    memset(&pc, 0, sizeof pc);
+    pc.allocator = &ta.a;
+    pc.chunk_size = 1024;
+    pool = NULL;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    cfg = th_kind_config(CHAMP_KEY_BYTES, 12, pool);
+    m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    champ_pool_free(pool); /* the map holds it now */
+    if (m) {
+        for (int i = 0; i < 2000; i++) {
+            char kb[24];
+            int len = snprintf(kb, sizeof kb, "k%d", i);
+            CHECK_ST(champ_set_bytes(m, kb, (size_t)len, NULL, NULL), CHAMP_OK);
+        }
+        CHECK(ta.live_bytes > 0 && ta.calls > 2,
+              "the pool allocates through the given allocator");
+        CHECK_VALID(m, "map outliving its pool handle");
+        champ_map *c2 = NULL;
+        CHECK_ST(champ_copy(m, &c2), CHAMP_OK);
+        champ_free(m);
+        CHECK(ta.live_bytes > 0, "copy still holds the pool");
+        CHECK_ST(champ_get_str(c2, "k1999", NULL), CHAMP_OK);
+        champ_free(c2);
+    }
+    CHECK_EQ(ta.live_bytes, 0, "the last map's free destroyed the pool");
+    CHECK_EQ(ta.live_blocks, 0, "no block left with the allocator");
+    CHECK_EQ(ta.size_mismatches, 0, "free/realloc passed wrong sizes");
+
+    /* A private pool made from pool_config. */
+    th_alloc_init(&ta);
+    memset(&pc, 0, sizeof pc);
+    pc.allocator = &ta.a;
+    cfg = th_kind_config(CHAMP_KEY_U64, 13, NULL);
+    cfg.pool_config = &pc;
+    m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (m) {
+        for (uint64_t i = 0; i < 1000; i++)
+            champ_set_u64(m, i, NULL, NULL);
+        CHECK(ta.calls > 0, "private pool uses pool_config's allocator");
+        champ_free(m);
+    }
+    CHECK_EQ(ta.live_bytes, 0, "private pool gone with its map");
+    CHECK_EQ(ta.size_mismatches, 0, "sizes passed back");
+
+    /* Two maps with a default config each get their own pool. */
+    champ_map *x = NULL, *y = NULL;
+    CHECK_ST(champ_new_u64(&x), CHAMP_OK);
+    CHECK_ST(champ_new_u64(&y), CHAMP_OK);
+    if (x && y)
+        CHECK(champ_pool_of(x) != champ_pool_of(y), "private pools differ");
+    champ_free(x);
+    champ_free(y);
+}
+
+/* Maps of all kinds sharing one pool. */
+static void test_mixed_pool(void) {
+    champ_pool *pool = NULL;
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.hash_mode = TH_HASH_GOOD;
+    th_obj *o = unit_objs_reset(100);
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 1, pool);
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 2, pool);
+    champ_config cg = th_generic_config(&ctx, false, pool);
+    champ_map *u = NULL, *b = NULL, *g = NULL;
+    CHECK_ST(champ_new(&cu, &u), CHAMP_OK);
+    CHECK_ST(champ_new(&cb, &b), CHAMP_OK);
+    CHECK_ST(champ_new(&cg, &g), CHAMP_OK);
+    if (u && b && g) {
+        for (uint64_t i = 0; i < 100; i++) {
+            champ_set_u64(u, i, NULL, NULL);
+            champ_set_bytes(b, &i, sizeof i, NULL, NULL);
+            champ_set(g, &o[i], NULL, NULL);
+        }
+        CHECK_VALID(u, "mixed pool u");
+        CHECK_VALID(b, "mixed pool b");
+        CHECK_VALID(g, "mixed pool g");
+        champ_pool_stats ps;
+        CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+        CHECK_EQ(ps.maps, 3, "three maps in the pool");
+    }
+    champ_free(u);
+    champ_free(b);
+    CHECK_VALID(g, "g after freeing its pool mates");
+    champ_free(g);
+    CHECK_EQ(th_pool_live(pool), 0, "mixed pool drained");
+    champ_pool_free(pool);
+}
+
+/* champ_free of a large, deep map (iterative) and of many copies. */
+static void test_free_large(void) {
+    champ_pool *pool = NULL;
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 99, pool);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (m) {
+        long n = th_iters(200000, 5000);
+        th_rng r = {12345};
+        for (long i = 0; i < n; i++)
+            champ_set_u64(m, th_next(&r), th_tok((uint64_t)i), NULL);
+        CHECK_EQ(champ_size(m), (size_t)n, "large map size");
+        CHECK_VALID(m, "large map");
+        champ_map *copies[8];
+        for (int i = 0; i < 8; i++) {
+            copies[i] = NULL;
+            CHECK_ST(champ_copy(m, &copies[i]), CHAMP_OK);
+            if (copies[i])
+                champ_set_u64(copies[i], (uint64_t)i, NULL, NULL);
+        }
+        champ_free(m);
+        for (int i = 0; i < 8; i++) {
+            if (i == 3 && copies[i])
+                CHECK_VALID(copies[i], "copy of the large map");
+            champ_free(copies[i]);
+        }
+    }
+    CHECK_EQ(th_pool_live(pool), 0, "large map freed");
+    champ_pool_free(pool);
+}
+
+const th_test th_tests_pool[] = {
+    {"pool.stats_and_pools", test_stats_and_pools},
+    {"pool.mixed_pool", test_mixed_pool},
+    {"pool.free_large", test_free_large},
+};
+const size_t th_tests_pool_count = sizeof th_tests_pool / sizeof th_tests_pool[0];
