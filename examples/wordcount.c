@@ -9,8 +9,8 @@
  * in the void * value as a uintptr_t), then prints the ten most frequent words
  * and the map's telemetry (champ_stats_print).
  *
- * It shows: champ_new_bytes, champ_get_bytes / champ_set_bytes with their
- * statuses, champ_iter_* and champ_foreach over the entries, champ_validate
+ * It shows: champ_new_bytes, champ_get_bytes (true when found) and champ_set_bytes
+ * (a status, with what it found in a champ_prior), champ_iter_* and champ_foreach over the entries, champ_validate
  * and champ_stats_print.  It checks itself: the counts in the map add up to
  * the number of words read, the map holds one entry per distinct word, and a
  * naive rescan of the text agrees with every count in the top ten.  Exit
@@ -143,16 +143,17 @@ int main(int argc, char **argv)
     char *w;
     while ((w = next_word(text, len, &pos, &wlen))) {
         void *val = NULL;
-        s = champ_get_bytes(m, w, wlen, &val);
-        if (s < 0) {
-            rc = fail("champ_get_bytes", s);
+        uintptr_t n = champ_get_bytes(m, w, wlen, &val) ? (uintptr_t)val : 0;
+        champ_prior was;
+        s = champ_set_bytes(m, w, wlen, (void *)(n + 1), &was);
+        if (s != CHAMP_OK) {
+            rc = fail("champ_set_bytes", s);
             goto out;
         }
-        uintptr_t n = (s == CHAMP_OK) ? (uintptr_t)val : 0;
-        champ_status expect = n ? CHAMP_REPLACED : CHAMP_OK;
-        s = champ_set_bytes(m, w, wlen, (void *)(n + 1), NULL);
-        if (s != expect) {
-            rc = fail("champ_set_bytes", s);
+        if (was.found != (n != 0)) {
+            fprintf(stderr, "wordcount: set found the word %s, get said %s\n",
+                    was.found ? "present" : "absent", n ? "present" : "absent");
+            rc = 1;
             goto out;
         }
         words++;
@@ -169,7 +170,7 @@ int main(int argc, char **argv)
         rc = fail("champ_iter_init", s);
         goto out;
     }
-    while ((s = champ_iter_next(&it, &key, &val)) == CHAMP_OK) {
+    while (champ_iter_next(&it, &key, &val)) {
         struct top_word t = { key.ptr, (uintptr_t)val };
         int i = ntop < TOP ? ntop++ : TOP;  /* insertion sort into top[] */
         for (; i > 0 && ranks_before(&t, &top[i - 1]); i--)
@@ -178,7 +179,7 @@ int main(int argc, char **argv)
         if (i < TOP)
             top[i] = t;
     }
-    if (s != CHAMP_NOTFOUND) {
+    if ((s = champ_iter_status(&it)) != CHAMP_OK) {
         rc = fail("champ_iter_next", s);
         goto out;
     }

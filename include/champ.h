@@ -1,4 +1,5 @@
-/*
+/* SPDX-License-Identifier: MIT
+ *
  * champ.h - persistent hash array mapped tries (CHAMP layout) for C.
  *
  * A champ_map maps keys to void * values.  It reads like a hash table, updates
@@ -15,32 +16,89 @@
  *                      seeded XXH3.
  *   CHAMP_KEY_GENERIC  opaque pointers with user hash/equal callbacks.
  *
- * Status convention: every function that can fail returns a champ_status.
- * Negative values are errors; zero and positive values are outcomes
- * (CHAMP_OK, CHAMP_REPLACED, CHAMP_NOTFOUND).  On any error the map is exactly
- * as it was before the call and nothing has leaked.
+ * ------------------------------------------------------------------------
+ * Conventions
+ * ------------------------------------------------------------------------
  *
- * Memory: nodes come from a champ_pool (free lists per 8-byte size class over
+ * Status: every function that can fail returns a champ_status, which is
+ * CHAMP_OK (0) on success and a negative error otherwise.  There are no
+ * positive statuses: `if (champ_set_u64(m, k, v, NULL) != CHAMP_OK)` is the
+ * error test.  On any error the map is exactly as it was before the call and
+ * nothing has leaked.
+ *
+ * Outcomes are not statuses.  Lookups (get, contains) return bool: true when
+ * the key is present, so `if (champ_contains_u64(m, k))` reads right.  An
+ * update says what it found through an optional champ_prior: whether the key
+ * was there, and its old value (and, for generic keys, the stored key) handed
+ * to the caller.
+ *
+ * Structs that may grow (champ_config, champ_pool_config) start with a
+ * `size` field: initialise them with CHAMP_CONFIG_INIT / CHAMP_POOL_CONFIG_INIT
+ * (or set size = sizeof the struct and zero the rest).  A program compiled
+ * against an older header passes its smaller size and keeps working; a size
+ * below this version's (the first layout with the field), 0 included, is
+ * refused with CHAMP_EINVAL, and so is a bigger struct whose bytes this
+ * library does not know are not all zero.  Functions that fill a stats struct
+ * take its size as an argument and fill only what fits.
+ *
+ * ------------------------------------------------------------------------
+ * Memory
+ * ------------------------------------------------------------------------
+ *
+ * Nodes come from a champ_pool (free lists per 8-byte size class over
  * geometrically growing arena chunks, or one fixed caller buffer).  Maps that
- * share a pool can share nodes; every map made with champ_new() without a
- * pool gets a private one, and copies share their source's pool.
+ * share a pool can share nodes.  Every version of a map (copies, p-forms,
+ * champ_new_like) shares one type: its key kind, callbacks, seed and pool.
  *
- * Thread model: a pool and all maps in it form one writer domain.  At most one
- * thread at a time may call a function that changes a map or the pool (set,
- * remove, p-forms, copy, clear, free, pool_free, validate).  Any number of
- * threads may read (get, contains, size, iterate, foreach) any maps at the
- * same time, also while the one writer updates *other* maps of the pool (even
- * versions that share nodes with the ones being read): an update never writes
- * a node that another map can reach, except its reference count, which these
- * readers never look at.  Reading a map while that same map is being updated
- * is a data race.  Reference counts are therefore plain integers, not atomics.
- * The telemetry calls (stats, pool stats, stats_print, dump) also read
- * reference counts and pool state, so they must not overlap the pool's
- * writer; they may overlap each other and the readers above.
+ * ------------------------------------------------------------------------
+ * Thread model
+ * ------------------------------------------------------------------------
  *
- * Callbacks (hash, equal, retain, release) must not update the map they were
- * called for (such an update returns CHAMP_EBUSY); hash and equal run before
- * an update changes anything, releases run after it is complete.
+ * A pool and all maps in it form one writer domain.  At most one thread at a
+ * time may call a function that changes a map or the pool (set, remove,
+ * p-forms, copy, new, new_like, clear, free, pool_free, pool_trim, validate).
+ * Any number of threads may read (get, contains, size, iterate, foreach) any
+ * maps at the same time, also while the one writer updates *other* maps of
+ * the pool (even versions that share nodes with the ones being read): an
+ * update never writes a node that another map can reach, except its
+ * reference count, which these readers never look at.  Reading a map while
+ * that same map is being updated is a data race.  The telemetry calls
+ * (stats, pool stats, stats_print, dump) read reference counts and pool
+ * state, so they must not overlap the pool's writer; they may overlap each
+ * other and the readers above.  Maps of different pools are independent.
+ *
+ * ------------------------------------------------------------------------
+ * Callbacks: what they may do
+ * ------------------------------------------------------------------------
+ *
+ * The callbacks are hash, equal, key_retain, key_release, val_retain,
+ * val_release (of a map's config), the pool's watermark, and the visit
+ * function of champ_foreach.  Each runs during an *operation on a map m*:
+ * a read of m (a lookup, champ_foreach, or a p-form that derives a new map
+ * from m), an update of m (set, remove, clear) or champ_free(m).  The
+ * watermark runs during whatever update allocated.  While a callback runs:
+ *
+ *   action (from inside the callback)      during a read     during an update
+ *                                          of m              or free of m
+ *   read any map, m included               allowed           allowed
+ *   copy m (champ_copy)                    allowed           CHAMP_EBUSY
+ *   update or clear m                      CHAMP_EBUSY       CHAMP_EBUSY
+ *   free m                                 deferred          deferred (free:
+ *                                                            already going)
+ *   read, copy, update, free any other     allowed           allowed
+ *   map, of any pool (versions that
+ *   share nodes with m included)
+ *
+ * "Deferred" means champ_free(m) returns at once and m is freed when the
+ * outermost operation on m returns (a lookup then reports not found and
+ * leaves val_out alone; an update's or p-form's status and result stand).
+ * The thread model still applies: a callback is code of the calling
+ * thread.  Callbacks must return (no longjmp out of champ).
+ *
+ * Hash and equal run before an update changes anything; retains run while a
+ * new version is built, before it is published; releases run when the
+ * update is complete (or during clear/free).  Reading m from any callback
+ * sees either the old or the new contents, never a mix.
  *
  * Value callbacks: with val_release set, the map calls it when the last node
  * holding the value goes away.  A map whose nodes are shared (after copy or a
@@ -66,28 +124,35 @@ extern "C" {
 #define CHAMP_API
 #endif
 
+/* The one place that defines the version (the Makefile reads it here). */
 #define CHAMP_VERSION_MAJOR 0
-#define CHAMP_VERSION_MINOR 1
+#define CHAMP_VERSION_MINOR 2
 #define CHAMP_VERSION_PATCH 0
+#define CHAMP_VERSION_NUMBER                                                \
+    (CHAMP_VERSION_MAJOR * 10000 + CHAMP_VERSION_MINOR * 100 + CHAMP_VERSION_PATCH)
+
+/* The version of the library actually linked: "MAJOR.MINOR.PATCH", and the
+ * same as MAJOR * 10000 + MINOR * 100 + PATCH.  Compare with the macros
+ * above to detect a header/library mismatch. */
+CHAMP_API const char *champ_version(void);
+CHAMP_API unsigned champ_version_number(void);
 
 /* ------------------------------------------------------------------ */
 /* Status                                                              */
 /* ------------------------------------------------------------------ */
 
 typedef enum champ_status {
-    CHAMP_OK = 0,          /* done; for set: the key was inserted        */
-    CHAMP_REPLACED = 1,    /* set: the key existed, its value replaced   */
-    CHAMP_NOTFOUND = 2,    /* get/contains/remove: no such key           */
-    CHAMP_ENOMEM = -1,     /* allocation failed; map unchanged           */
-    CHAMP_EINVAL = -2,     /* NULL argument or invalid configuration     */
-    CHAMP_EKIND = -3,      /* key-kind function on a map of another kind */
-    CHAMP_EPOOL = -4,      /* maps from different pools mixed            */
-    CHAMP_EMODIFIED = -5,  /* iterator: the map changed under it (debug) */
-    CHAMP_ECORRUPT = -6,   /* validate: an invariant does not hold       */
-    CHAMP_EUNSUPPORTED = -7,/* CPU lacks an instruction the build uses;  */
-                           /* or a testing hook absent from this build  */
-    CHAMP_EBUSY = -8       /* update re-entered from one of the map's    */
-                           /* own callbacks while it was mid-update      */
+    CHAMP_OK = 0,           /* done                                        */
+    CHAMP_ENOMEM = -1,      /* allocation failed; map unchanged            */
+    CHAMP_EINVAL = -2,      /* NULL argument or invalid configuration      */
+    CHAMP_EKIND = -3,       /* key-kind function on a map of another kind  */
+    CHAMP_EPOOL = -4,       /* maps from different pools mixed             */
+    CHAMP_EMODIFIED = -5,   /* iteration: the map changed under it         */
+    CHAMP_ECORRUPT = -6,    /* validate: an invariant does not hold        */
+    CHAMP_EUNSUPPORTED = -7,/* CPU lacks an instruction the build uses;    */
+                            /* or a testing hook absent from this build    */
+    CHAMP_EBUSY = -8        /* the map is mid-operation: a callback tried  */
+                            /* to change it (see "Callbacks" above)        */
 } champ_status;
 
 /* A static, human-readable description of a status (never NULL). */
@@ -119,11 +184,14 @@ typedef struct champ_pool champ_pool;
 typedef struct champ_map champ_map;
 
 /* Called once each time the pool's live bytes rise through
- * watermark * capacity (fixed-buffer mode only). */
+ * watermark * capacity (fixed-buffer mode only).  It runs inside the
+ * allocation of an update: see "Callbacks" for what it may do (freeing old
+ * versions to make room is the intended use). */
 typedef void (*champ_watermark_fn)(champ_pool *pool, size_t live_bytes,
                                    size_t capacity, void *ctx);
 
 typedef struct champ_pool_config {
+    size_t size; /* sizeof(champ_pool_config): use CHAMP_POOL_CONFIG_INIT */
     /* Backing allocator; NULL means libc malloc/realloc/free. */
     const champ_allocator *allocator;
     /* Fixed-buffer mode: if buffer != NULL the pool lives entirely inside
@@ -133,10 +201,9 @@ typedef struct champ_pool_config {
     void *buffer;
     size_t buffer_size;
     /* Size of the first arena chunk (bytes, at least 1 KiB: smaller values
-     * are raised to it); 0 = 16 KiB.  Later chunks grow
-     * geometrically (each is 1/32 of the bytes already reserved, at least
-     * this size), so fresh arena space never exceeds ~3% of what is
-     * reserved. */
+     * are raised to it); 0 = 16 KiB.  Later chunks grow geometrically (each
+     * is 1/32 of the bytes already reserved, at least this size), so fresh
+     * arena space never exceeds ~3% of what is reserved. */
     size_t chunk_size;
     /* Fixed-buffer mode: fraction (0,1] of the buffer at which
      * on_watermark fires; 0 means 0.8. */
@@ -145,11 +212,14 @@ typedef struct champ_pool_config {
     void *watermark_ctx;
 } champ_pool_config;
 
+#define CHAMP_POOL_CONFIG_INIT { sizeof(champ_pool_config), 0, 0, 0, 0, 0, 0, 0 }
+
 typedef uint64_t (*champ_hash_fn)(const void *key, void *ctx);
 typedef bool (*champ_equal_fn)(const void *a, const void *b, void *ctx);
 typedef void (*champ_ref_fn)(void *p, void *ctx);
 
 typedef struct champ_config {
+    size_t size; /* sizeof(champ_config): use CHAMP_CONFIG_INIT(kind) */
     champ_key_kind kind;
     /* CHAMP_KEY_GENERIC only (required there, must be NULL otherwise). */
     champ_hash_fn hash;
@@ -161,7 +231,8 @@ typedef struct champ_config {
     champ_ref_fn val_release;  /* optional: map dropped its last reference */
     void *ctx;                 /* passed to every callback above */
     /* Seed for the built-in hashes (U64, BYTES).  If fixed_seed is false the
-     * map draws a random seed from the OS (getentropy). */
+     * map gets a fresh seed (one OS entropy read per process, mixed with a
+     * counter). */
     uint64_t seed;
     bool fixed_seed;
     /* Pool to allocate from.  NULL: make a private pool from pool_config
@@ -170,14 +241,18 @@ typedef struct champ_config {
     const champ_pool_config *pool_config;
 } champ_config;
 
+#define CHAMP_CONFIG_INIT(kind) { sizeof(champ_config), (kind), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+
 /* ------------------------------------------------------------------ */
 /* Pools                                                               */
 /* ------------------------------------------------------------------ */
 
-/* Makes a pool.  Returns CHAMP_OK and *out, CHAMP_EINVAL (NULL out, both an
- * allocator and a buffer, a buffer too small to hold the pool's own header,
- * watermark outside [0,1], an allocator with some functions NULL) or
- * CHAMP_ENOMEM.  The caller owns one reference to the pool. */
+/* Makes a pool.  cfg may be NULL (defaults).  Returns CHAMP_OK and *out,
+ * CHAMP_EINVAL (NULL out, cfg->size 0, both an allocator and a buffer, a
+ * buffer too small to hold the pool's own header, watermark outside [0,1],
+ * an allocator with some functions NULL, a watermark without a buffer),
+ * CHAMP_EUNSUPPORTED (the CPU lacks POPCNT and the library was built to use
+ * it) or CHAMP_ENOMEM.  The caller owns one reference to the pool. */
 CHAMP_API champ_status champ_pool_new(const champ_pool_config *cfg,
                                       champ_pool **out);
 
@@ -189,34 +264,47 @@ CHAMP_API void champ_pool_free(champ_pool *pool);
 /* Maps                                                                */
 /* ------------------------------------------------------------------ */
 
-/* Makes an empty map.  Returns CHAMP_OK and *out, CHAMP_EINVAL (NULL cfg or
- * out, unknown kind, missing or superfluous hash/equal, key callbacks on a
- * non-generic kind), CHAMP_EUNSUPPORTED (the CPU lacks POPCNT and the
- * library was built to use it) or CHAMP_ENOMEM.  On error *out is NULL. */
+/* Makes an empty map (no node is allocated until the first insert).
+ * Returns CHAMP_OK and *out, CHAMP_EINVAL (NULL cfg or out, cfg->size 0,
+ * unknown kind, missing or superfluous hash/equal, key callbacks on a
+ * non-generic kind, both pool and pool_config), CHAMP_EUNSUPPORTED (the CPU
+ * lacks POPCNT and the library was built to use it) or CHAMP_ENOMEM.  On
+ * error *out is NULL (when out is not NULL). */
 CHAMP_API champ_status champ_new(const champ_config *cfg, champ_map **out);
 
 /* Shorthand for champ_new with kind U64 / BYTES and all defaults. */
 CHAMP_API champ_status champ_new_u64(champ_map **out);
 CHAMP_API champ_status champ_new_bytes(champ_map **out);
 
+/* An empty map of the same type as m: same kind, callbacks, seed and pool
+ * (so the two can share nodes and be compared fast).  The cheap way to make
+ * many maps of one configuration.  Returns CHAMP_OK, CHAMP_EINVAL (NULL
+ * argument) or CHAMP_ENOMEM (*out NULL). */
+CHAMP_API champ_status champ_new_like(const champ_map *m, champ_map **out);
+
 /* Releases the map: every node, key and value it alone holds is freed (with
  * the release callbacks); nodes shared with other maps lose one reference.
- * Iterative, so deep or huge maps cannot overflow the stack.  NULL: no-op. */
+ * Iterative, so deep or huge maps cannot overflow the stack.  NULL: no-op.
+ * From a callback of an operation on m, the free is deferred to the end of
+ * that operation ("Callbacks" above). */
 CHAMP_API void champ_free(champ_map *m);
 
 /* O(1) copy: *out becomes a new map in the same pool sharing every node with
  * m.  Afterwards either map may change without affecting the other.
  * Returns CHAMP_OK, CHAMP_EINVAL (NULL argument; release callbacks without
- * retain callbacks) or CHAMP_ENOMEM (*out NULL). */
+ * retain callbacks), CHAMP_EBUSY (from a callback of an update of m) or
+ * CHAMP_ENOMEM (*out NULL). */
 CHAMP_API champ_status champ_copy(const champ_map *m, champ_map **out);
 
-/* Removes every entry (as champ_free would), leaving an empty map.
- * Cannot fail on a valid map; CHAMP_EINVAL for NULL. */
+/* Removes every entry (as champ_free would), leaving an empty map.  Returns
+ * CHAMP_OK, CHAMP_EINVAL (NULL) or CHAMP_EBUSY (from a callback of an
+ * operation on m); it cannot fail otherwise. */
 CHAMP_API champ_status champ_clear(champ_map *m);
 
 /* Number of entries, O(1).  0 for NULL. */
 CHAMP_API size_t champ_size(const champ_map *m);
 
+/* The map's key kind (0 for NULL). */
 CHAMP_API champ_key_kind champ_kind(const champ_map *m);
 /* The pool the map allocates from (borrowed, not a new reference). */
 CHAMP_API champ_pool *champ_pool_of(const champ_map *m);
@@ -226,77 +314,105 @@ CHAMP_API uint64_t champ_seed(const champ_map *m);
 /*
  * Per-kind operations.  Common contracts:
  *
- * get:      CHAMP_OK and *val_out = value (val_out may be NULL), or
- *           CHAMP_NOTFOUND (*val_out untouched).  Never allocates.
- * contains: CHAMP_OK or CHAMP_NOTFOUND.
- * set:      inserts (CHAMP_OK) or replaces the value (CHAMP_REPLACED).  On
- *           replace, if old_out is not NULL the old value is handed to the
- *           caller, who then owns the map's reference to it (no val_release
- *           is called); if old_out is NULL the map releases it.  On insert,
- *           *old_out is set to NULL.  Errors leave the map unchanged and
- *           *old_out untouched.
- * remove:   CHAMP_OK, handing back the value as set does, or CHAMP_NOTFOUND.
+ * get:      true when the key is present: then *val_out = its value (val_out
+ *           may be NULL).  false when it is absent, and for a NULL map, a map
+ *           of another kind or an invalid key (NULL with a nonzero length);
+ *           *val_out is then untouched.  Never allocates, never fails.
+ * contains: the same, without the value.
+ * set:      inserts the key or replaces its value.  Returns CHAMP_OK or an
+ *           error.  With prior == NULL a replaced value is released
+ *           (val_release).  With prior != NULL: prior->found tells whether
+ *           the key was there; if it was, prior->val is the old value and the
+ *           caller now owns the map's reference to it (no val_release is
+ *           called); if not, prior->val is NULL.  prior->key is NULL (the map
+ *           keeps the key it had).  On error *prior is untouched.
+ * remove:   removes the key if present.  Returns CHAMP_OK (whether or not it
+ *           was there) or an error.  prior as for set: found, and the value
+ *           (for generic keys also prior->key, the stored key) handed to the
+ *           caller, who then owns them; with prior == NULL they are released.
  * pset / premove (pure persistent forms): leave m untouched and make *out a
- *           new map (same pool, sharing nodes with m) that has the update
- *           applied; the status is the one set/remove would return (for
- *           premove of an absent key, *out is a plain copy).  Errors: *out
- *           is NULL and m is unchanged.
- */
-
-/* Fixed-buffer pools: a remove from a map that owns its nodes always
+ *           new map (same type, sharing nodes with m) with the update
+ *           applied (for premove of an absent key, *out is a plain copy).
+ *           Returns CHAMP_OK or an error (*out is then NULL).
+ * Errors of every update: CHAMP_EINVAL (NULL map, NULL out, invalid key),
+ * CHAMP_EKIND (a map of another kind), CHAMP_EBUSY (from a callback of an
+ * operation on m: see "Callbacks"), CHAMP_ENOMEM.
+ *
+ * Removing while iterating: iterate a copy, remove from the original.
+ *     champ_map *snap;
+ *     champ_copy(m, &snap);                        O(1)
+ *     ...iterate snap, champ_remove_*(m, ...)...   m's changes copy paths
+ *     champ_free(snap);                            what only snap held goes
+ *
+ * Fixed-buffer pools: a remove from a map that owns its nodes always
  * succeeds, except the one that empties a subtree's second-last slot (the
  * surviving entry moves up, and its new parent needs a block 8 bytes larger):
  * when the full buffer holds no such block even after compacting its free
- * lists, that remove returns CHAMP_ENOMEM and the map is unchanged. */
+ * lists, that remove returns CHAMP_ENOMEM and the map is unchanged.
+ */
+
+/* What an update found before it changed the map. */
+typedef struct champ_prior {
+    bool found;  /* the key was present                                    */
+    void *val;   /* its value (found only): now owned by the caller        */
+    void *key;   /* generic remove: the stored key, now owned by the caller;
+                    NULL otherwise */
+} champ_prior;
 
 /* CHAMP_KEY_U64 */
-CHAMP_API champ_status champ_get_u64(const champ_map *m, uint64_t key,
-                                     void **val_out);
-CHAMP_API champ_status champ_contains_u64(const champ_map *m, uint64_t key);
+CHAMP_API bool champ_get_u64(const champ_map *m, uint64_t key, void **val_out);
+CHAMP_API bool champ_contains_u64(const champ_map *m, uint64_t key);
 CHAMP_API champ_status champ_set_u64(champ_map *m, uint64_t key, void *val,
-                                     void **old_out);
+                                     champ_prior *prior);
 CHAMP_API champ_status champ_remove_u64(champ_map *m, uint64_t key,
-                                        void **val_out);
+                                        champ_prior *prior);
 CHAMP_API champ_status champ_pset_u64(const champ_map *m, uint64_t key,
                                       void *val, champ_map **out);
 CHAMP_API champ_status champ_premove_u64(const champ_map *m, uint64_t key,
                                          champ_map **out);
 
 /* CHAMP_KEY_BYTES: the map copies the key bytes on insert (the caller keeps
- * its buffer).  key may be NULL only when len is 0.  The _str forms take a
- * NUL-terminated string (the NUL is not part of the key). */
-CHAMP_API champ_status champ_get_bytes(const champ_map *m, const void *key,
-                                       size_t len, void **val_out);
-CHAMP_API champ_status champ_contains_bytes(const champ_map *m,
-                                            const void *key, size_t len);
+ * its buffer).  key may be NULL only when len is 0; len < 2^32.  The _str
+ * forms take a NUL-terminated string (the NUL is not part of the key); a
+ * NULL string is an invalid key. */
+CHAMP_API bool champ_get_bytes(const champ_map *m, const void *key, size_t len,
+                               void **val_out);
+CHAMP_API bool champ_contains_bytes(const champ_map *m, const void *key,
+                                    size_t len);
 CHAMP_API champ_status champ_set_bytes(champ_map *m, const void *key,
-                                       size_t len, void *val, void **old_out);
+                                       size_t len, void *val,
+                                       champ_prior *prior);
 CHAMP_API champ_status champ_remove_bytes(champ_map *m, const void *key,
-                                          size_t len, void **val_out);
+                                          size_t len, champ_prior *prior);
 CHAMP_API champ_status champ_pset_bytes(const champ_map *m, const void *key,
                                         size_t len, void *val,
                                         champ_map **out);
 CHAMP_API champ_status champ_premove_bytes(const champ_map *m,
                                            const void *key, size_t len,
                                            champ_map **out);
-CHAMP_API champ_status champ_get_str(const champ_map *m, const char *key,
-                                     void **val_out);
+CHAMP_API bool champ_get_str(const champ_map *m, const char *key,
+                             void **val_out);
+CHAMP_API bool champ_contains_str(const champ_map *m, const char *key);
 CHAMP_API champ_status champ_set_str(champ_map *m, const char *key, void *val,
-                                     void **old_out);
+                                     champ_prior *prior);
 CHAMP_API champ_status champ_remove_str(champ_map *m, const char *key,
-                                        void **val_out);
+                                        champ_prior *prior);
+CHAMP_API champ_status champ_pset_str(const champ_map *m, const char *key,
+                                      void *val, champ_map **out);
+CHAMP_API champ_status champ_premove_str(const champ_map *m, const char *key,
+                                         champ_map **out);
 
 /* CHAMP_KEY_GENERIC: keys are pointers compared with cfg.equal.  set takes
- * ownership of key only when it inserts (CHAMP_OK); on CHAMP_REPLACED the map
- * keeps the key it already had and the caller keeps key.  remove hands back
- * the stored key as well (key_out may be NULL: then key_release is called). */
-CHAMP_API champ_status champ_get(const champ_map *m, const void *key,
-                                 void **val_out);
-CHAMP_API champ_status champ_contains(const champ_map *m, const void *key);
+ * ownership of key only when it inserts (prior->found false); when the key
+ * was present the map keeps the key it already had and the caller keeps
+ * key.  remove hands back the stored key in prior->key (with prior NULL,
+ * key_release is called). */
+CHAMP_API bool champ_get(const champ_map *m, const void *key, void **val_out);
+CHAMP_API bool champ_contains(const champ_map *m, const void *key);
 CHAMP_API champ_status champ_set(champ_map *m, void *key, void *val,
-                                 void **old_out);
+                                 champ_prior *prior);
 CHAMP_API champ_status champ_remove(champ_map *m, const void *key,
-                                    void **key_out, void **val_out);
+                                    champ_prior *prior);
 CHAMP_API champ_status champ_pset(const champ_map *m, void *key, void *val,
                                   champ_map **out);
 CHAMP_API champ_status champ_premove(const champ_map *m, const void *key,
@@ -315,7 +431,9 @@ typedef struct champ_key {
     size_t len;
 } champ_key;
 
-#define CHAMP_ITER_DEPTH 15
+/* The iterator's room: enough for every path the trie can have, now and in
+ * later versions of the library (part of the ABI). */
+#define CHAMP_ITER_DEPTH 32
 
 /* Allocation-free iterator; its fields are private.  The order is the trie
  * order (by hash), the same for equal contents and seed, except that keys
@@ -326,37 +444,44 @@ typedef struct champ_iter {
     const void *_node[CHAMP_ITER_DEPTH];
     uint32_t _pos[CHAMP_ITER_DEPTH];
     int _depth;
+    champ_status _status;
     const champ_map *_map;
     uint64_t _stamp;
-    champ_key_kind _kind;
+    uint64_t _reserved[4];
 } champ_iter;
 
 /* Starts iterating m.  The iterator reads m's nodes directly: it stays valid
- * while *other* maps change (including the map m was copied from), but m
- * itself must not change or be freed while it is used; debug builds detect
- * a change and champ_iter_next then returns CHAMP_EMODIFIED.
- * Returns CHAMP_OK or CHAMP_EINVAL (NULL argument). */
+ * while *other* maps change (including the map m was copied from).  If m
+ * itself changes, the next step notices (one compare per step or batch)
+ * and stops with CHAMP_EMODIFIED; m must not be freed while the iterator
+ * is used.  Returns CHAMP_OK or CHAMP_EINVAL (NULL argument). */
 CHAMP_API champ_status champ_iter_init(champ_iter *it, const champ_map *m);
 
-/* Next entry: CHAMP_OK with *key and *val filled (either may be NULL),
- * CHAMP_NOTFOUND at the end, CHAMP_EINVAL for NULL it, CHAMP_EMODIFIED (debug
- * builds) if the map changed since champ_iter_init. */
-CHAMP_API champ_status champ_iter_next(champ_iter *it, champ_key *key,
-                                       void **val);
+/* The next entry: true with *key and *val filled (either may be NULL);
+ * false at the end, or when the iteration cannot go on: then
+ * champ_iter_status() tells which.
+ *     while (champ_iter_next(&it, &k, &v)) { ... }
+ *     if (champ_iter_status(&it) != CHAMP_OK) { ...the map changed... } */
+CHAMP_API bool champ_iter_next(champ_iter *it, champ_key *key, void **val);
 
 /* The next entries, up to cap of them: their keys into keys[] and values
  * into vals[] (either may be NULL), in the order champ_iter_next gives
- * them (the two may be mixed).  *got receives how many (cap at most).
- * This is the fast way to walk a map: entries come out a node's run at a
- * time, with no call per entry.  Returns CHAMP_OK (*got >= 1),
- * CHAMP_NOTFOUND at the end (*got = 0), CHAMP_EINVAL (NULL it or got, cap
- * 0) or CHAMP_EMODIFIED (debug builds) as champ_iter_next. */
-CHAMP_API champ_status champ_iter_next_n(champ_iter *it, champ_key *keys,
-                                         void **vals, size_t cap, size_t *got);
+ * them (the two may be mixed).  Returns how many (0 at the end or when the
+ * iteration cannot go on, as for champ_iter_next).  This is the fast way to
+ * walk a map: entries come out a node's run at a time, with no call per
+ * entry. */
+CHAMP_API size_t champ_iter_next_n(champ_iter *it, champ_key *keys,
+                                   void **vals, size_t cap);
+
+/* Why the last step returned false/0: CHAMP_OK (the end, or not stopped
+ * yet), CHAMP_EMODIFIED (the map changed since champ_iter_init) or
+ * CHAMP_EINVAL (NULL it or keys/vals misuse: cap 0).  NULL it: CHAMP_EINVAL. */
+CHAMP_API champ_status champ_iter_status(const champ_iter *it);
 
 /* Calls fn for every entry until it returns nonzero.  Returns CHAMP_OK
- * (visited everything), CHAMP_NOTFOUND (fn stopped early) or CHAMP_EINVAL.
- * fn must not change m. */
+ * (visited everything, or fn stopped it), CHAMP_EMODIFIED (fn changed m;
+ * the walk stops right after that call, without touching m's old nodes) or
+ * CHAMP_EINVAL (NULL m or fn). */
 typedef int (*champ_visit_fn)(const champ_key *key, void *val, void *ctx);
 CHAMP_API champ_status champ_foreach(const champ_map *m, champ_visit_fn fn,
                                      void *ctx);
@@ -403,14 +528,19 @@ typedef struct champ_stats {
     unsigned depth_max;       /* deepest entry (root = depth 1)             */
     double depth_mean;        /* mean depth of an entry                     */
     double bytes_per_entry;   /* (node + slack + key bytes) / entries       */
-    champ_pool_stats pool;
 } champ_stats;
 
-/* Fills *out by walking m (O(size)).  Returns CHAMP_OK or CHAMP_EINVAL. */
-CHAMP_API champ_status champ_stats_get(const champ_map *m, champ_stats *out);
+/* Fill *out (of out_size bytes: pass sizeof *out; a program built against
+ * an older header passes a smaller size and gets the fields it knows).
+ * champ_stats_get walks m (O(size)); champ_pool_stats_get is O(1).  Return
+ * CHAMP_OK or CHAMP_EINVAL (NULL argument, out_size 0). */
+CHAMP_API champ_status champ_stats_get(const champ_map *m, champ_stats *out,
+                                       size_t out_size);
 CHAMP_API champ_status champ_pool_stats_get(const champ_pool *p,
-                                            champ_pool_stats *out);
-/* Prints the stats as a readable table.  Returns CHAMP_OK or CHAMP_EINVAL. */
+                                            champ_pool_stats *out,
+                                            size_t out_size);
+/* Prints the map's stats and its pool's as a readable table.  Returns
+ * CHAMP_OK or CHAMP_EINVAL. */
 CHAMP_API champ_status champ_stats_print(const champ_map *m, FILE *f);
 
 /* Walks m and checks every invariant: bitmaps vs node sizes, hash slices vs
@@ -432,7 +562,8 @@ CHAMP_API champ_status champ_validate(const champ_map *m);
  * CHAMP_OK, CHAMP_EINVAL (NULL pool) or CHAMP_EUNSUPPORTED (other builds). */
 CHAMP_API champ_status champ_pool_fail_after(champ_pool *p, long n);
 
-/* Prints the trie's shape, one node per line, indented by depth. */
+/* Prints the trie's shape, one node per line, indented by depth.  Returns
+ * CHAMP_OK or CHAMP_EINVAL. */
 CHAMP_API champ_status champ_dump(const champ_map *m, FILE *f);
 
 #ifdef __cplusplus

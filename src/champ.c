@@ -137,49 +137,49 @@ static ALWAYS_INLINE blob *ent_blob(const entry *e) {
     return (blob *)(uintptr_t)e->k;
 }
 
-static ALWAYS_INLINE void ent_retain(const champ_map *m, const entry *e) {
-    if (m->kind == CHAMP_KEY_BYTES)
+static ALWAYS_INLINE void ent_retain(const mtype *t, const entry *e) {
+    if (t->kind == CHAMP_KEY_BYTES)
         ent_blob(e)->rc++;
-    else if (m->key_retain)
-        m->key_retain((void *)(uintptr_t)e->k, m->ctx);
-    if (m->val_retain)
-        m->val_retain(e->v, m->ctx);
+    else if (t->key_retain)
+        t->key_retain((void *)(uintptr_t)e->k, t->ctx);
+    if (t->val_retain)
+        t->val_retain(e->v, t->ctx);
 }
 
-static void key_release(const champ_map *m, uint64_t k) {
-    if (m->kind == CHAMP_KEY_BYTES) {
+static void key_release(const mtype *t, uint64_t k) {
+    if (t->kind == CHAMP_KEY_BYTES) {
         blob *b = (blob *)(uintptr_t)k;
         if (--b->rc == 0)
-            pool_free(m->pool, b, blob_size(b->len));
-    } else if (m->key_release) {
-        m->key_release((void *)(uintptr_t)k, m->ctx);
+            pool_free(t->pool, b, blob_size(b->len));
+    } else if (t->key_release) {
+        t->key_release((void *)(uintptr_t)k, t->ctx);
     }
 }
 
-static void ent_release(const champ_map *m, const entry *e) {
-    key_release(m, e->k);
-    if (m->val_release)
-        m->val_release(e->v, m->ctx);
+static void ent_release(const mtype *t, const entry *e) {
+    key_release(t, e->k);
+    if (t->val_release)
+        t->val_release(e->v, t->ctx);
 }
 
-static ALWAYS_INLINE uint64_t ent_hash(const champ_map *m, const entry *e,
+static ALWAYS_INLINE uint64_t ent_hash(const mtype *t, const entry *e,
                                        champ_key_kind kind) {
     switch (kind) {
     case CHAMP_KEY_U64:
-        return hash_u64(e->k, m->seed);
+        return hash_u64(e->k, t->seed);
     case CHAMP_KEY_BYTES:
         return ent_blob(e)->hash;
     default:
-        return m->hash((const void *)(uintptr_t)e->k, m->ctx);
+        return t->hash((const void *)(uintptr_t)e->k, t->ctx);
     }
 }
 
-uint64_t champ__entry_hash(const champ_map *m, const entry *e) {
-    return ent_hash(m, e, m->kind);
+uint64_t champ__entry_hash(const mtype *t, const entry *e) {
+    return ent_hash(t, e, t->kind);
 }
 
-bool champ__entry_equal(const champ_map *m, const entry *a, const entry *b) {
-    switch (m->kind) {
+bool champ__entry_equal(const mtype *t, const entry *a, const entry *b) {
+    switch (t->kind) {
     case CHAMP_KEY_U64:
         return a->k == b->k;
     case CHAMP_KEY_BYTES: {
@@ -189,8 +189,8 @@ bool champ__entry_equal(const champ_map *m, const entry *a, const entry *b) {
     }
     default:
         return a->k == b->k ||
-               m->equal((const void *)(uintptr_t)a->k,
-                        (const void *)(uintptr_t)b->k, m->ctx);
+               t->equal((const void *)(uintptr_t)a->k,
+                        (const void *)(uintptr_t)b->k, t->ctx);
     }
 }
 
@@ -202,7 +202,7 @@ typedef struct kq {
     size_t len;
 } kq;
 
-static ALWAYS_INLINE bool kq_match(const champ_map *m, const entry *e,
+static ALWAYS_INLINE bool kq_match(const mtype *t, const entry *e,
                                    const kq *q, champ_key_kind kind) {
     if (kind == CHAMP_KEY_U64)
         return e->k == q->u;
@@ -212,8 +212,8 @@ static ALWAYS_INLINE bool kq_match(const champ_map *m, const entry *e,
                (q->len == 0 || memcmp(b->bytes, q->p, q->len) == 0);
     }
     return e->k == q->u ||
-           m->equal((const void *)(uintptr_t)e->k,
-                    (const void *)(uintptr_t)q->u, m->ctx);
+           t->equal((const void *)(uintptr_t)e->k,
+                    (const void *)(uintptr_t)q->u, t->ctx);
 }
 
 /* ------------------------------------------------------------------ */
@@ -246,13 +246,13 @@ static ALWAYS_INLINE void wcopy(void *dst, const void *src, size_t bytes) {
 /* After copying node `dst` (ne entries, nk children) out of a node that
  * stays alive: every entry and child it duplicated gains a reference.
  * Entries [se, se + sn) and child sk (or -1) are new, not duplicated. */
-static NOINLINE void node_share_refs(const champ_map *m, node *dst,
+static NOINLINE void node_share_refs(const mtype *t, node *dst,
                                      uint32_t ne, uint32_t nk, uint32_t se,
                                      uint32_t sn, int sk) {
-    if (m->ent_refs)
+    if (t->ent_refs)
         for (uint32_t i = 0; i < ne; i++)
             if (i - se >= sn) /* i < se or i >= se + sn (unsigned) */
-                ent_retain(m, &dst->e[i]);
+                ent_retain(t, &dst->e[i]);
     node **k = (node **)(void *)(dst->e + ne);
     for (uint32_t i = 0; i < nk; i++)
         k[i]->rc++;
@@ -273,7 +273,7 @@ static ALWAYS_INLINE void node_init(node *n, uint32_t dm, uint32_t nm) {
  * moved or dropped them).  With `share`, everything else copied from src
  * gains a reference.  Every change of one slot is this one builder; the
  * call sites pass constants, so each inlined copy is specialised. */
-static ALWAYS_INLINE void node_bitmap_set_slot(const champ_map *m, node *dst,
+static ALWAYS_INLINE void node_bitmap_set_slot(const mtype *t, node *dst,
                                                const node *src, uint32_t bit,
                                                const entry *nes, uint32_t ns,
                                                node *c, bool share) {
@@ -300,7 +300,7 @@ static ALWAYS_INLINE void node_bitmap_set_slot(const champ_map *m, node *dst,
         dk[ki] = c;
     wcopy(dk + ki + nc, sk + ki + ok, 8u * (nk - ki - ok));
     if (share)
-        node_share_refs(m, dst, dne, nk - ok + nc, ei, ns, c ? (int)ki : -1);
+        node_share_refs(t, dst, dne, nk - ok + nc, ei, ns, c ? (int)ki : -1);
 }
 
 /* dst = src with entry *ne inserted at index wi of e[] and the bitmaps
@@ -325,7 +325,7 @@ static ALWAYS_INLINE void maps_drop_entry(uint32_t *dm, uint32_t *nm, uint32_t b
 }
 
 /* dst = src without entry i (of slot `bit`). */
-static ALWAYS_INLINE void node_bitmap_drop_entry(const champ_map *m, node *dst,
+static ALWAYS_INLINE void node_bitmap_drop_entry(const mtype *t, node *dst,
                                                  const node *src, uint32_t i,
                                                  uint32_t bit, bool share) {
     uint32_t dm = src->datamap, nm = src->nodemap;
@@ -335,16 +335,16 @@ static ALWAYS_INLINE void node_bitmap_drop_entry(const champ_map *m, node *dst,
     wcopy(dst->e, src->e, 16u * i);
     wcopy(dst->e + i, src->e + i + 1, 16u * (ne - 1 - i) + 8u * nk);
     if (share)
-        node_share_refs(m, dst, ne - 1, nk, 0, 0, -1);
+        node_share_refs(t, dst, ne - 1, nk, 0, 0, -1);
 }
 
 /* dst = a copy of src (always sharing: src stays). */
-static ALWAYS_INLINE void node_bitmap_copy(const champ_map *m, node *dst,
+static ALWAYS_INLINE void node_bitmap_copy(const mtype *t, node *dst,
                                            const node *src) {
     uint32_t ne = node_nent(src), nk = node_nkid(src);
     node_init(dst, src->datamap, src->nodemap);
     wcopy(dst->e, src->e, 16u * ne + 8u * nk);
-    node_share_refs(m, dst, ne, nk, 0, 0, -1);
+    node_share_refs(t, dst, ne, nk, 0, 0, -1);
 }
 
 /* Puts two entries whose hashes are ha and hb into trie order at out[]
@@ -404,7 +404,7 @@ static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
     }
 }
 
-static ALWAYS_INLINE void node_collision_insert(const champ_map *m, node *dst,
+static ALWAYS_INLINE void node_collision_insert(const mtype *t, node *dst,
                                                 const node *src,
                                                 const entry *ne, bool share) {
     uint32_t n = src->datamap;
@@ -412,10 +412,10 @@ static ALWAYS_INLINE void node_collision_insert(const champ_map *m, node *dst,
     wcopy(dst->e, src->e, 16u * n);
     dst->e[n] = *ne;
     if (share)
-        node_share_refs(m, dst, n, 0, 0, 0, -1);
+        node_share_refs(t, dst, n, 0, 0, 0, -1);
 }
 
-static ALWAYS_INLINE void node_collision_remove(const champ_map *m, node *dst,
+static ALWAYS_INLINE void node_collision_remove(const mtype *t, node *dst,
                                                 const node *src, uint32_t i,
                                                 bool share) {
     uint32_t n = src->datamap;
@@ -423,20 +423,20 @@ static ALWAYS_INLINE void node_collision_remove(const champ_map *m, node *dst,
     wcopy(dst->e, src->e, 16u * i);
     wcopy(dst->e + i, src->e + i + 1, 16u * (n - 1 - i));
     if (share)
-        node_share_refs(m, dst, n - 1, 0, 0, 0, -1);
+        node_share_refs(t, dst, n - 1, 0, 0, 0, -1);
 }
 
-static ALWAYS_INLINE void node_collision_copy(const champ_map *m, node *dst,
+static ALWAYS_INLINE void node_collision_copy(const mtype *t, node *dst,
                                               const node *src) {
     node_init(dst, src->datamap, 0);
     wcopy(dst->e, src->e, 16u * src->datamap);
-    node_share_refs(m, dst, src->datamap, 0, 0, 0, -1);
+    node_share_refs(t, dst, src->datamap, 0, 0, 0, -1);
 }
 
 /* Drops one reference to n (at `level`); frees it and, iteratively, every
  * node and entry that thereby loses its last reference.  The stack holds,
  * per level, a node being torn down and the next child to visit. */
-static void node_drop(const champ_map *m, node *n, unsigned level) {
+static void node_drop(const mtype *t, node *n, unsigned level) {
     struct {
         node *n;
         uint32_t next;
@@ -459,9 +459,9 @@ static void node_drop(const champ_map *m, node *n, unsigned level) {
             nn = node_nkid(x);
         }
         uint32_t i = st[sp].next;
-        if (i == 0 && m->ent_refs)
+        if (i == 0 && t->ent_refs)
             for (uint32_t j = 0; j < nd; j++)
-                ent_release(m, &x->e[j]);
+                ent_release(t, &x->e[j]);
         node **kids = (node **)(void *)(x->e + nd);
         node *dead = NULL;
         while (i < nn) {
@@ -480,7 +480,7 @@ static void node_drop(const champ_map *m, node *n, unsigned level) {
             st[sp].next = 0;
             continue;
         }
-        pool_free(m->pool, x, node_block(x, lv));
+        pool_free(t->pool, x, node_block(x, lv));
         if (sp-- == 0)
             break;
     }
@@ -492,6 +492,7 @@ static void node_drop(const champ_map *m, node *n, unsigned level) {
 
 static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
                                            champ_key_kind kind) {
+    const mtype *t = m->t;
     const node *n = m->root;
     uint64_t h = q->h;
     if (UNLIKELY(!n))
@@ -499,7 +500,7 @@ static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
     for (unsigned level = 0;; level++) {
         if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL)) {
             for (uint32_t i = 0; i < n->datamap; i++)
-                if (kq_match(m, &n->e[i], q, kind))
+                if (kq_match(t, &n->e[i], q, kind))
                     return &n->e[i];
             return NULL;
         }
@@ -512,9 +513,9 @@ static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
         uint32_t dm = n->datamap, nm = n->nodemap;
         if (dm & bit) {
             const entry *e = &n->e[maps_eidx(dm, nm, bit)];
-            if (kq_match(m, e, q, kind))
+            if (kq_match(t, e, q, kind))
                 return e;
-            if ((nm & bit) && kq_match(m, e + 1, q, kind))
+            if ((nm & bit) && kq_match(t, e + 1, q, kind))
                 return e + 1; /* the second entry of a pair */
             return NULL;
         }
@@ -545,6 +546,7 @@ enum { AT_MATCH, AT_EMPTY, AT_OTHER, AT_PAIR, AT_COLL };
 /* Read-only walk to where q is or would be.  m->root must not be NULL. */
 static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
                                      champ_key_kind kind) {
+    const mtype *t = m->t;
     node *n = m->root;
     uint64_t h = q->h;
     int fs = -1;
@@ -556,7 +558,7 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
         if (kind != CHAMP_KEY_U64 && UNLIKELY(d == CHAMP_COLL_LEVEL)) {
             pa->fs = fs;
             for (uint32_t i = 0; i < n->datamap; i++)
-                if (kq_match(m, &n->e[i], q, kind)) {
+                if (kq_match(t, &n->e[i], q, kind)) {
                     pa->idx = (int)i;
                     return AT_MATCH;
                 }
@@ -575,11 +577,11 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
             uint32_t i = maps_eidx(dm, nm, bit);
             pa->fs = fs;
             pa->idx = (int)i;
-            if (kq_match(m, &n->e[i], q, kind))
+            if (kq_match(t, &n->e[i], q, kind))
                 return AT_MATCH;
             if (!(nm & bit))
                 return AT_OTHER;
-            if (kq_match(m, &n->e[i + 1], q, kind)) {
+            if (kq_match(t, &n->e[i + 1], q, kind)) {
                 pa->idx = (int)i + 1;
                 return AT_MATCH;
             }
@@ -635,7 +637,7 @@ static ALWAYS_INLINE void commit_ancestors(champ_map *m, path *pa, int top,
         uint32_t bit = pa->bit[j];
         if (pa->fs >= 0 && j >= pa->fs) {
             node *np = pl->blk[k++];
-            node_bitmap_set_slot(m, np, par, bit, NULL, 0, c, true);
+            node_bitmap_set_slot(m->t, np, par, bit, NULL, 0, c, true);
             c = np;
         } else {
             *node_kid_at(par, bit) = c;
@@ -654,12 +656,14 @@ static ALWAYS_INLINE void path_relink(champ_map *m, const path *pa, int j, node 
 }
 
 /* The end of an insert fast path: the map holds one more entry. */
-static ALWAYS_INLINE champ_status inserted(champ_map *m, void **old_out) {
+static ALWAYS_INLINE champ_status inserted(champ_map *m, champ_prior *prior) {
     m->size++;
     m->stamp++;
-    m->busy = false;
-    if (old_out)
-        *old_out = NULL;
+    if (prior) {
+        prior->found = false;
+        prior->val = NULL;
+        prior->key = NULL;
+    }
     POST_UPDATE_CHECK(m);
     return CHAMP_OK;
 }
@@ -687,16 +691,14 @@ static ALWAYS_INLINE uint64_t blob_make(blob *bl, const kq *q) {
  * GENERIC: the key pointer; BYTES: ignored, a blob is made from q). */
 static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                                           uint64_t newk, void *val,
-                                          void **old_out, champ_key_kind kind) {
-    if (UNLIKELY(m->busy))
-        return CHAMP_EBUSY;
-    champ_pool *pool = m->pool;
+                                          champ_prior *prior, champ_key_kind kind) {
+    const mtype *t = m->t;
+    champ_pool *pool = t->pool;
     path pa;
     plan pl;
     pl.n = 0;
     int at;
 
-    m->busy = true;
     if (UNLIKELY(!m->root)) {
         pa.depth = 0;
         pa.fs = -1;
@@ -714,12 +716,14 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         void *old = e->v;
         e->v = val;
         m->stamp++;
-        m->busy = false;
-        if (old_out)
-            *old_out = old;
-        else if (m->val_release)
-            m->val_release(old, m->ctx);
-        return CHAMP_REPLACED;
+        if (prior) {
+            prior->found = true;
+            prior->val = old;
+            prior->key = NULL;
+        } else if (t->val_release) {
+            t->val_release(old, t->ctx);
+        }
+        return CHAMP_OK;
     }
 
     /* The slot holds another key (alone or in a pair): its hash (computed
@@ -727,9 +731,9 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
      * subtree the pair becomes. */
     uint64_t he = 0, he1 = 0;
     if (at == AT_OTHER || at == AT_PAIR)
-        he = ent_hash(m, &b->e[pa.idx], kind);
+        he = ent_hash(t, &b->e[pa.idx], kind);
     if (at == AT_PAIR)
-        he1 = ent_hash(m, &b->e[pa.idx + 1], kind);
+        he1 = ent_hash(t, &b->e[pa.idx + 1], kind);
 
     if (LIKELY(pa.fs < 0) && (at == AT_EMPTY || at == AT_OTHER)) {
         /* The common inserts, in a node this map owns: a free slot takes
@@ -744,10 +748,8 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         blob *kb = NULL;
         if (kind == CHAMP_KEY_BYTES) {
             kb = pool_alloc(pool, blob_size(q->len));
-            if (UNLIKELY(!kb)) {
-                m->busy = false;
+            if (UNLIKELY(!kb))
                 return CHAMP_ENOMEM;
-            }
         }
         entry ne;
         ne.v = val;
@@ -773,7 +775,6 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             if (UNLIKELY(!nb)) {
                 if (kb)
                     pool_free(pool, kb, blob_size(q->len));
-                m->busy = false;
                 return CHAMP_ENOMEM;
             }
             ne.k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
@@ -785,7 +786,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             path_relink(m, &pa, d, nb);
             pool_free(pool, b, sz - 16u + 8u * node_slack(b));
         }
-        return inserted(m, old_out);
+        return inserted(m, prior);
     }
 
     if (LIKELY(pa.fs < 0) && at == AT_PAIR) {
@@ -801,10 +802,8 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             blob *kb = NULL;
             if (kind == CHAMP_KEY_BYTES) {
                 kb = pool_alloc(pool, blob_size(q->len));
-                if (UNLIKELY(!kb)) {
-                    m->busy = false;
+                if (UNLIKELY(!kb))
                     return CHAMP_ENOMEM;
-                }
             }
             /* The node shrinks where it is (the 24 bytes join its spare
              * room) unless that makes the room bigger than the node, or
@@ -817,7 +816,6 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                     pool_free(pool, c, NODE_HDR + 48u);
                 if (kb)
                     pool_free(pool, kb, blob_size(q->len));
-                m->busy = false;
                 return CHAMP_ENOMEM;
             }
             entry x[3];
@@ -841,11 +839,11 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
                 b->datamap &= ~bit;
                 b->aux += 3;
             } else {
-                node_bitmap_set_slot(m, nb, b, bit, NULL, 0, c, false);
+                node_bitmap_set_slot(t, nb, b, bit, NULL, 0, c, false);
                 path_relink(m, &pa, d, nb);
                 pool_free(pool, b, node_block(b, (unsigned)d));
             }
-            return inserted(m, old_out);
+            return inserted(m, prior);
         }
     }
 
@@ -890,10 +888,8 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
     }
     int kanc = pl.n;
     plan_ancestors(&pa, d, &pl);
-    if (UNLIKELY(!plan_alloc(pool, &pl))) {
-        m->busy = false;
+    if (UNLIKELY(!plan_alloc(pool, &pl)))
         return CHAMP_ENOMEM;
-    }
 
     /* Commit: nothing below can fail. */
     entry ne;
@@ -905,7 +901,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
     }
     node *nb = pl.blk[kbottom];
     void *old = NULL;
-    champ_status st = CHAMP_OK;
+    bool replaced = false;
     switch (at) {
     case -1:
         node_init(nb, 1u << (q->h & 31), 0);
@@ -913,26 +909,26 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         break;
     case AT_MATCH: /* shared: copy with the value replaced */
         if (d == CHAMP_COLL_LEVEL)
-            node_collision_copy(m, nb, b);
+            node_collision_copy(t, nb, b);
         else
-            node_bitmap_copy(m, nb, b);
+            node_bitmap_copy(t, nb, b);
         old = nb->e[pa.idx].v; /* the copy took a reference for us */
         nb->e[pa.idx].v = val;
-        st = CHAMP_REPLACED;
+        replaced = true;
         break;
     case AT_EMPTY:
-        node_bitmap_set_slot(m, nb, b, pa.bit[d], &ne, 1, NULL, share);
+        node_bitmap_set_slot(t, nb, b, pa.bit[d], &ne, 1, NULL, share);
         break;
     case AT_OTHER: {
         entry pr[2];
-        if (share && m->ent_refs)
-            ent_retain(m, &b->e[pa.idx]);
+        if (share && t->ent_refs)
+            ent_retain(t, &b->e[pa.idx]);
         pair_order(pr, &b->e[pa.idx], he, &ne, q->h);
-        node_bitmap_set_slot(m, nb, b, pa.bit[d], pr, 2, NULL, share);
+        node_bitmap_set_slot(t, nb, b, pa.bit[d], pr, 2, NULL, share);
         break;
     }
     case AT_COLL:
-        node_collision_insert(m, nb, b, &ne, share);
+        node_collision_insert(t, nb, b, &ne, share);
         break;
     default: {
         /* AT_PAIR: build the subtree bottom-up (the three-entry node, then
@@ -941,9 +937,9 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         x[0] = b->e[pa.idx];
         x[1] = b->e[pa.idx + 1];
         x[2] = ne;
-        if (share && m->ent_refs) {
-            ent_retain(m, &x[0]);
-            ent_retain(m, &x[1]);
+        if (share && t->ent_refs) {
+            ent_retain(t, &x[0]);
+            ent_retain(t, &x[1]);
         }
         int k = kanc - 1;
         node *c = pl.blk[k--];
@@ -954,7 +950,7 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
             node_kids(up)[0] = c;
             c = up;
         }
-        node_bitmap_set_slot(m, nb, b, pa.bit[d], NULL, 0, c, share);
+        node_bitmap_set_slot(t, nb, b, pa.bit[d], NULL, 0, c, share);
         break;
     }
     }
@@ -962,74 +958,85 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
         m->root = nb;
     else
         commit_ancestors(m, &pa, d, nb, &pl, kanc);
-    if (pa.fs >= 0)
-        pa.n[pa.fs]->rc--;
-    else if (b)
-        pool_free(pool, b, node_block(b, (unsigned)d));
-    if (st == CHAMP_OK)
+    if (!replaced)
         m->size++;
     m->stamp++;
-    m->busy = false;
-    if (old_out)
-        *old_out = old;
-    else if (st == CHAMP_REPLACED && m->val_release)
-        m->val_release(old, m->ctx);
+    /* The first shared node loses this map's reference.  A callback that
+     * ran during this update may have freed the version it shared the node
+     * with: then this was the last reference, and the node goes (what the
+     * copies above duplicated was retained, so nothing is lost twice). */
+    if (pa.fs >= 0)
+        node_drop(t, pa.n[pa.fs], (unsigned)pa.fs);
+    else if (b)
+        pool_free(pool, b, node_block(b, (unsigned)d));
+    if (prior) {
+        prior->found = replaced;
+        prior->val = old;
+        prior->key = NULL;
+    } else if (replaced && t->val_release) {
+        t->val_release(old, t->ctx);
+    }
     POST_UPDATE_CHECK(m);
-    return st;
+    return CHAMP_OK;
 }
 
 /* The removed entry: ours to hand over if the bottom node was ours (else
  * released), or, if the node is still shared with another map, a new
  * reference for the caller. */
-static ALWAYS_INLINE void removed_hand_back(const champ_map *m, const entry *gone,
-                                            bool shared, uint64_t *key_out,
-                                            void **val_out, champ_key_kind kind) {
-    if (shared) {
-        if (kind == CHAMP_KEY_GENERIC && key_out && m->key_retain)
-            m->key_retain((void *)(uintptr_t)gone->k, m->ctx);
-        if (val_out && m->val_retain)
-            m->val_retain(gone->v, m->ctx);
-    } else {
-        if (kind == CHAMP_KEY_BYTES || (kind == CHAMP_KEY_GENERIC && !key_out))
-            key_release(m, gone->k);
-        if (!val_out && m->val_release)
-            m->val_release(gone->v, m->ctx);
+static ALWAYS_INLINE void removed_hand_back(const mtype *t, const entry *gone,
+                                            bool shared, champ_prior *prior,
+                                            champ_key_kind kind) {
+    if (!prior) {
+        if (!shared) {
+            if (kind != CHAMP_KEY_U64) /* u64 keys hold nothing */
+                key_release(t, gone->k);
+            if (t->val_release)
+                t->val_release(gone->v, t->ctx);
+        }
+        return;
     }
-    if (key_out)
-        *key_out = gone->k;
-    if (val_out)
-        *val_out = gone->v;
+    prior->found = true;
+    prior->val = gone->v;
+    prior->key = kind == CHAMP_KEY_GENERIC ? (void *)(uintptr_t)gone->k : NULL;
+    if (shared) {
+        /* the node still holds them: the caller gets references of its own */
+        if (kind == CHAMP_KEY_GENERIC && t->key_retain)
+            t->key_retain((void *)(uintptr_t)gone->k, t->ctx);
+        if (t->val_retain)
+            t->val_retain(gone->v, t->ctx);
+    } else if (kind == CHAMP_KEY_BYTES) {
+        key_release(t, gone->k); /* the map's copy of the key */
+    }
 }
 
 /* The end of a remove fast path (the bottom node was ours). */
 static ALWAYS_INLINE champ_status removed_owned(champ_map *m, const entry *gone,
-                                               uint64_t *key_out, void **val_out,
+                                               champ_prior *prior,
                                                champ_key_kind kind) {
     m->size--;
     m->stamp++;
-    m->busy = false;
-    removed_hand_back(m, gone, false, key_out, val_out, kind);
+    removed_hand_back(m->t, gone, false, prior, kind);
     POST_UPDATE_CHECK(m);
     return CHAMP_OK;
 }
 
-/* Remove.  Hands back the stored key word and value (with a reference the
- * caller owns) when the out pointers are given; releases them otherwise. */
+/* Remove.  With prior, hands back the stored key and value (with a
+ * reference the caller owns); releases them otherwise. */
 static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
-                                             uint64_t *key_out, void **val_out,
+                                             champ_prior *prior,
                                              champ_key_kind kind) {
-    if (UNLIKELY(m->busy))
-        return CHAMP_EBUSY;
-    if (UNLIKELY(!m->root))
-        return CHAMP_NOTFOUND;
-    champ_pool *pool = m->pool;
+    const mtype *t = m->t;
+    champ_pool *pool = t->pool;
     path pa;
     plan pl;
     pl.n = 0;
-    m->busy = true;
-    if (map_descend(m, q, &pa, kind) != AT_MATCH) {
-        m->busy = false;
-        return CHAMP_NOTFOUND;
+    if (UNLIKELY(!m->root) || map_descend(m, q, &pa, kind) != AT_MATCH) {
+        if (prior) {
+            prior->found = false;
+            prior->val = NULL;
+            prior->key = NULL;
+        }
+        return CHAMP_OK;
     }
     int d = pa.depth;
     node *b = pa.n[d];
@@ -1038,9 +1045,9 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
 
     /* Where does the change stop?  A node below the root whose subtree
      * falls to two entries becomes a pair in the nearest ancestor that
-     * holds something else: t is that ancestor, and the nodes below it on
-     * the path (t+1 .. d) disappear.  Otherwise t = d. */
-    int t = d;
+     * holds something else: top is that ancestor, and the nodes below it
+     * on the path (top+1 .. d) disappear.  Otherwise top = d. */
+    int top = d;
     bool collapse = false;
     if (d == CHAMP_COLL_LEVEL)
         collapse = b->datamap == 3;
@@ -1051,27 +1058,36 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
         /* the two survivors, in array order: already trie order */
         keep[0] = b->e[i == 0 ? 1 : 0];
         keep[1] = b->e[i == 2 ? 1 : 2];
-        t = d - 1;
-        while (t > 0 && pa.n[t]->datamap == 0 && popc(pa.n[t]->nodemap) == 1)
-            t--;
-        size_t tsz = node_size(pa.n[t], (unsigned)t) + 24u; /* child -> pair */
-        if (LIKELY(pa.fs < 0) && t == d - 1) {
+        top = d - 1;
+        while (top > 0 && pa.n[top]->datamap == 0 && popc(pa.n[top]->nodemap) == 1)
+            top--;
+        size_t tsz = node_size(pa.n[top], (unsigned)top) + 24u; /* child -> pair */
+        if (LIKELY(pa.fs < 0) && top == d - 1) {
             /* The common collapse: the bottom node (three entries, owned)
              * goes and its parent takes the surviving pair in its place. */
-            node *tn = pa.n[t];
+            node *tn = pa.n[top];
             node *nt = pool_alloc(pool, tsz);
             if (nt) {
-                node_bitmap_set_slot(m, nt, tn, pa.bit[t], keep, 2, NULL, false);
-                path_relink(m, &pa, t, nt);
-                pool_free(pool, tn, node_block(tn, (unsigned)t));
+                node_bitmap_set_slot(t, nt, tn, pa.bit[top], keep, 2, NULL, false);
+                path_relink(m, &pa, top, nt);
+                pool_free(pool, tn, node_block(tn, (unsigned)top));
                 pool_free(pool, b, node_block(b, (unsigned)d));
-                return removed_owned(m, &gone, key_out, val_out, kind);
+                return removed_owned(m, &gone, prior, kind);
             }
         }
         plan_add(&pl, tsz);
     } else if (d == 0 && node_nent(b) == 1 && node_nkid(b) == 0) {
         /* the root loses its last entry: no node at all */
     } else if (d == CHAMP_COLL_LEVEL) {
+        if (LIKELY(pa.fs < 0) && node_size(b, (unsigned)d) <= POOL_CLASS_MAX) {
+            /* An owned collision node shrinks where it is and gives its
+             * last 16 bytes back: no allocation, so it cannot fail. */
+            uint32_t n = b->datamap;
+            memmove(&b->e[i], &b->e[i + 1], 16u * (n - 1 - i));
+            b->datamap = n - 1;
+            pool_free(pool, &b->e[n - 1], 16u);
+            return removed_owned(m, &gone, prior, kind);
+        }
         plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap - 1));
     } else {
         size_t sz = node_size(b, (unsigned)d) - 16u;
@@ -1099,59 +1115,56 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
                 } else {
                     b->aux += 2;
                 }
-                return removed_owned(m, &gone, key_out, val_out, kind);
+                return removed_owned(m, &gone, prior, kind);
             }
-            node_bitmap_drop_entry(m, nt, b, i, pa.bit[d], false);
+            node_bitmap_drop_entry(t, nt, b, i, pa.bit[d], false);
             path_relink(m, &pa, d, nt);
             pool_free(pool, b, sz + 16u + 8u * node_slack(b));
-            return removed_owned(m, &gone, key_out, val_out, kind);
+            return removed_owned(m, &gone, prior, kind);
         }
         plan_add(&pl, sz);
     }
     int kanc = pl.n;
-    plan_ancestors(&pa, t, &pl);
-    if (UNLIKELY(!plan_alloc(pool, &pl))) {
-        m->busy = false;
+    plan_ancestors(&pa, top, &pl);
+    if (UNLIKELY(!plan_alloc(pool, &pl)))
         return CHAMP_ENOMEM;
-    }
 
     /* Commit. */
     bool share_b = pa.fs >= 0;
     node *nt = pl.n ? pl.blk[0] : NULL;
     if (collapse) {
-        if (share_b && m->ent_refs) {
-            ent_retain(m, &keep[0]);
-            ent_retain(m, &keep[1]);
+        if (share_b && t->ent_refs) {
+            ent_retain(t, &keep[0]);
+            ent_retain(t, &keep[1]);
         }
-        bool share_t = pa.fs >= 0 && t >= pa.fs;
-        node_bitmap_set_slot(m, nt, pa.n[t], pa.bit[t], keep, 2, NULL, share_t);
+        bool share_t = pa.fs >= 0 && top >= pa.fs;
+        node_bitmap_set_slot(t, nt, pa.n[top], pa.bit[top], keep, 2, NULL, share_t);
     } else if (nt) {
         if (d == CHAMP_COLL_LEVEL)
-            node_collision_remove(m, nt, b, i, share_b);
+            node_collision_remove(t, nt, b, i, share_b);
         else
-            node_bitmap_drop_entry(m, nt, b, i, pa.bit[d], share_b);
+            node_bitmap_drop_entry(t, nt, b, i, pa.bit[d], share_b);
     }
     if (nt)
-        commit_ancestors(m, &pa, t, nt, &pl, kanc);
+        commit_ancestors(m, &pa, top, nt, &pl, kanc);
     else
         m->root = NULL;
-    /* Drop the old nodes t..d: unique ones are freed (their contents moved
-     * or are handled below), the first shared one loses our reference. */
-    for (int j = t; j <= d; j++) {
-        if (pa.fs >= 0 && j >= pa.fs) {
-            if (j == pa.fs)
-                pa.n[j]->rc--;
-            continue;
-        }
-        pool_free(pool, pa.n[j], node_block(pa.n[j], (unsigned)j));
-    }
-    if (pa.fs >= 0 && pa.fs < t)
-        pa.n[pa.fs]->rc--;
     m->size--;
     m->stamp++;
-    m->busy = false;
-
-    removed_hand_back(m, &gone, share_b, key_out, val_out, kind);
+    /* Hand the entry over before the old nodes go: if they were shared,
+     * the caller's references are taken while the node still holds it. */
+    removed_hand_back(t, &gone, share_b, prior, kind);
+    /* Drop the old nodes top..d: unique ones are freed (their contents
+     * moved or were handed over), and the first shared one (on this part
+     * of the path or above it) loses this map's reference, which may be
+     * its last if a callback freed the version it shared it with. */
+    for (int j = top; j <= d; j++) {
+        if (pa.fs >= 0 && j >= pa.fs)
+            break;
+        pool_free(pool, pa.n[j], node_block(pa.n[j], (unsigned)j));
+    }
+    if (pa.fs >= 0)
+        node_drop(t, pa.n[pa.fs], (unsigned)pa.fs);
     POST_UPDATE_CHECK(m);
     return CHAMP_OK;
 }
@@ -1160,11 +1173,21 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
 /* Maps                                                                */
 /* ------------------------------------------------------------------ */
 
+_Thread_local opframe *champ__ops;
+
+#define CHAMP_STR_(x) #x
+#define CHAMP_STR(x) CHAMP_STR_(x)
+
+const char *champ_version(void) {
+    return CHAMP_STR(CHAMP_VERSION_MAJOR) "." CHAMP_STR(CHAMP_VERSION_MINOR) "."
+        CHAMP_STR(CHAMP_VERSION_PATCH);
+}
+
+unsigned champ_version_number(void) { return CHAMP_VERSION_NUMBER; }
+
 const char *champ_strerror(champ_status s) {
     switch (s) {
     case CHAMP_OK: return "ok";
-    case CHAMP_REPLACED: return "replaced an existing value";
-    case CHAMP_NOTFOUND: return "not found";
     case CHAMP_ENOMEM: return "out of memory (the map is unchanged)";
     case CHAMP_EINVAL: return "invalid argument or configuration";
     case CHAMP_EKIND: return "operation for another key kind";
@@ -1172,10 +1195,21 @@ const char *champ_strerror(champ_status s) {
     case CHAMP_EMODIFIED: return "map modified during iteration";
     case CHAMP_ECORRUPT: return "invariant violated (corrupt map)";
     case CHAMP_EUNSUPPORTED: return "unsupported by this CPU or build";
-    case CHAMP_EBUSY: return "map is mid-update (re-entrant call)";
+    case CHAMP_EBUSY: return "map is mid-operation (changed from its own callback)";
     }
     return "unknown status";
 }
+
+/* Whether m has an operation in flight on this thread that writes it (an
+ * update or a free, not a lookup): then m must not be copied. */
+static bool op_writing(const champ_map *m) {
+    for (opframe *f = champ__ops; f; f = f->up)
+        if (f->m == m && f->what != OPF_READ)
+            return true;
+    return false;
+}
+
+#define TYPE_BYTES ((sizeof(mtype) + 7u) & ~(size_t)7)
 
 static void map_link(champ_pool *p, champ_map *m) {
     m->prev = NULL;
@@ -1184,7 +1218,6 @@ static void map_link(champ_pool *p, champ_map *m) {
         p->maps->prev = m;
     p->maps = m;
     p->nmaps++;
-    p->refs++;
 }
 
 static void map_unlink(champ_pool *p, champ_map *m) {
@@ -1196,6 +1229,75 @@ static void map_unlink(champ_pool *p, champ_map *m) {
         m->next->prev = m->prev;
     p->nmaps--;
 }
+
+/* A new handle of type t (which gains a reference), or NULL. */
+static champ_map *map_handle(mtype *t, node *root, size_t size) {
+    champ_pool *p = t->pool;
+    champ_map *m = pool_alloc(p, p->map_bytes);
+    if (!m)
+        return NULL;
+    memset(m, 0, sizeof *m);
+    m->root = root;
+    m->size = size;
+    m->t = t;
+    t->refs++;
+    map_link(p, m);
+    return m;
+}
+
+/* A type holds a reference to its pool; the last map of a type frees it. */
+static mtype *type_new(champ_pool *p, const champ_config *c) {
+    mtype *t = pool_alloc(p, TYPE_BYTES);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->kind = c->kind;
+    t->pool = p;
+    t->seed = c->fixed_seed ? c->seed : champ__random_seed();
+    t->hash = c->hash;
+    t->equal = c->equal;
+    t->key_retain = c->key_retain;
+    t->key_release = c->key_release;
+    t->val_retain = c->val_retain;
+    t->val_release = c->val_release;
+    t->ctx = c->ctx;
+    t->ent_refs = c->kind == CHAMP_KEY_BYTES || c->key_retain || c->key_release ||
+                  c->val_retain || c->val_release;
+    t->calls_out = c->kind == CHAMP_KEY_GENERIC || c->key_retain || c->key_release ||
+                   c->val_retain || c->val_release || p->on_mark;
+    p->refs++;
+    p->ntypes++;
+    return t;
+}
+
+static void type_release(mtype *t) {
+    if (--t->refs)
+        return;
+    champ_pool *p = t->pool;
+    pool_free(p, t, TYPE_BYTES);
+    p->ntypes--;
+    champ__pool_release(p);
+}
+
+/* Reads a caller's struct that starts with its size: at least min_size
+ * bytes (the first published layout), at most ours; the bytes of a newer,
+ * bigger layout that we do not know must be zero. */
+bool champ__struct_read(void *dst, size_t dst_size, const void *src,
+                        size_t min_size) {
+    size_t n;
+    memcpy(&n, src, sizeof n);
+    if (n < min_size)
+        return false;
+    memset(dst, 0, dst_size);
+    memcpy(dst, src, n < dst_size ? n : dst_size);
+    for (size_t i = dst_size; i < n; i++)
+        if (((const unsigned char *)src)[i])
+            return false;
+    return true;
+}
+
+/* The first layout of champ_config with a size field (version 0.2). */
+#define CONFIG_MIN_SIZE sizeof(champ_config)
 
 static bool cfg_valid(const champ_config *c) {
     switch (c->kind) {
@@ -1220,72 +1322,97 @@ champ_status champ_new(const champ_config *cfg, champ_map **out) {
     if (!out)
         return CHAMP_EINVAL;
     *out = NULL;
-    if (!cfg || !cfg_valid(cfg))
+    champ_config c;
+    if (!cfg || !champ__struct_read(&c, sizeof c, cfg, CONFIG_MIN_SIZE) || !cfg_valid(&c))
         return CHAMP_EINVAL;
     if (!champ__cpu_ok())
         return CHAMP_EUNSUPPORTED;
-    champ_pool *p = cfg->pool;
+    champ_pool *p = c.pool;
     if (!p) {
-        champ_status st = champ__pool_make(cfg->pool_config, &p);
+        champ_status st = champ__pool_make(c.pool_config, &p);
         if (st != CHAMP_OK)
             return st;
     }
-    champ_map *m = pool_alloc(p, p->map_bytes);
-    if (!m) {
-        if (!cfg->pool)
-            champ__pool_release(p);
-        return CHAMP_ENOMEM;
+    mtype *t = type_new(p, &c);
+    champ_map *m = t ? map_handle(t, NULL, 0) : NULL;
+    if (t && !m) {
+        t->refs = 1;
+        type_release(t);
     }
-    memset(m, 0, sizeof *m);
-    m->kind = cfg->kind;
-    m->pool = p;
-    m->seed = cfg->fixed_seed ? cfg->seed : champ__random_seed();
-    m->hash = cfg->hash;
-    m->equal = cfg->equal;
-    m->key_retain = cfg->key_retain;
-    m->key_release = cfg->key_release;
-    m->val_retain = cfg->val_retain;
-    m->val_release = cfg->val_release;
-    m->ctx = cfg->ctx;
-    m->ent_refs = cfg->kind == CHAMP_KEY_BYTES || cfg->key_retain ||
-                  cfg->key_release || cfg->val_retain || cfg->val_release;
-    map_link(p, m);
-    if (!cfg->pool)
-        champ__pool_release(p); /* the map holds the pool now */
+    if (!c.pool)
+        champ__pool_release(p); /* the type holds the pool now */
+    if (!m)
+        return CHAMP_ENOMEM;
     *out = m;
     return CHAMP_OK;
 }
 
 champ_status champ_new_u64(champ_map **out) {
-    champ_config c = {0};
-    c.kind = CHAMP_KEY_U64;
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
     return champ_new(&c, out);
 }
 
 champ_status champ_new_bytes(champ_map **out) {
-    champ_config c = {0};
-    c.kind = CHAMP_KEY_BYTES;
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_BYTES);
     return champ_new(&c, out);
+}
+
+champ_status champ_new_like(const champ_map *m, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    if (!m)
+        return CHAMP_EINVAL;
+    champ_map *c = map_handle(m->t, NULL, 0);
+    if (!c)
+        return CHAMP_ENOMEM;
+    *out = c;
+    return CHAMP_OK;
 }
 
 void champ_free(champ_map *m) {
     if (!m)
         return;
-    champ_pool *p = m->pool;
+    if (UNLIKELY(champ__ops != NULL)) {
+        /* From a callback of an operation on m: free it when the outermost
+         * such operation ends (or not at all if it is m's own free). */
+        opframe *outer = NULL;
+        for (opframe *f = champ__ops; f; f = f->up)
+            if (f->m == m) {
+                if (f->what == OPF_FREE)
+                    return;
+                outer = f;
+            }
+        if (outer) {
+            outer->free_pending = true;
+            return;
+        }
+    }
+    mtype *t = m->t;
+    champ_pool *p = t->pool;
     node *r = m->root;
     m->root = NULL;
-    m->busy = true;
-    if (r)
-        node_drop(m, r, 0);
+    m->size = 0;
+    m->stamp++;
+    if (r) {
+        if (t->calls_out) {
+            opframe fr;
+            op_push(&fr, m, OPF_FREE);
+            node_drop(t, r, 0);
+            op_pop(&fr);
+        } else {
+            node_drop(t, r, 0);
+        }
+    }
     map_unlink(p, m);
     pool_free(p, m, p->map_bytes);
-    champ__pool_release(p);
+    type_release(t);
 }
 
-static bool copyable(const champ_map *m) {
-    if (m->val_release && !m->val_retain)
+static bool copyable(const mtype *t) {
+    if (t->val_release && !t->val_retain)
         return false;
-    if (m->key_release && !m->key_retain)
+    if (t->key_release && !t->key_retain)
         return false;
     return true;
 }
@@ -1294,19 +1421,15 @@ champ_status champ_copy(const champ_map *m, champ_map **out) {
     if (!out)
         return CHAMP_EINVAL;
     *out = NULL;
-    if (!m || !copyable(m))
+    if (!m || !copyable(m->t))
         return CHAMP_EINVAL;
-    if (m->busy)
+    if (UNLIKELY(champ__ops != NULL) && op_writing(m))
         return CHAMP_EBUSY;
-    champ_pool *p = m->pool;
-    champ_map *c = pool_alloc(p, p->map_bytes);
+    champ_map *c = map_handle(m->t, m->root, m->size);
     if (!c)
         return CHAMP_ENOMEM;
-    memcpy(c, m, sizeof *c);
-    c->stamp = 0;
     if (c->root)
         c->root->rc++;
-    map_link(p, c);
     *out = c;
     return CHAMP_OK;
 }
@@ -1314,24 +1437,29 @@ champ_status champ_copy(const champ_map *m, champ_map **out) {
 champ_status champ_clear(champ_map *m) {
     if (!m)
         return CHAMP_EINVAL;
-    if (m->busy)
+    if (op_busy(m))
         return CHAMP_EBUSY;
     node *r = m->root;
     m->root = NULL;
     m->size = 0;
     m->stamp++;
     if (r) {
-        m->busy = true;
-        node_drop(m, r, 0);
-        m->busy = false;
+        if (m->t->calls_out) {
+            opframe fr;
+            op_push(&fr, m, OPF_UPDATE);
+            node_drop(m->t, r, 0);
+            op_end(&fr);
+        } else {
+            node_drop(m->t, r, 0);
+        }
     }
     return CHAMP_OK;
 }
 
 size_t champ_size(const champ_map *m) { return m ? m->size : 0; }
-champ_key_kind champ_kind(const champ_map *m) { return m ? m->kind : (champ_key_kind)0; }
-champ_pool *champ_pool_of(const champ_map *m) { return m ? m->pool : NULL; }
-uint64_t champ_seed(const champ_map *m) { return m ? m->seed : 0; }
+champ_key_kind champ_kind(const champ_map *m) { return m ? m->t->kind : (champ_key_kind)0; }
+champ_pool *champ_pool_of(const champ_map *m) { return m ? m->t->pool : NULL; }
+uint64_t champ_seed(const champ_map *m) { return m ? m->t->seed : 0; }
 
 /* ------------------------------------------------------------------ */
 /* Public operations per kind                                          */
@@ -1341,12 +1469,34 @@ uint64_t champ_seed(const champ_map *m) { return m ? m->seed : 0; }
     do {                                                                    \
         if (UNLIKELY(!(m)))                                                 \
             return CHAMP_EINVAL;                                            \
-        if (UNLIKELY((m)->kind != (k)))                                     \
+        if (UNLIKELY((m)->t->kind != (k)))                                  \
             return CHAMP_EKIND;                                             \
     } while (0)
 
+#define LOOKUP_KIND(m, k)                                                   \
+    do {                                                                    \
+        if (UNLIKELY(!(m)) || UNLIKELY((m)->t->kind != (k)))                \
+            return false;                                                   \
+    } while (0)
+
+/* An update of m: refused from m's own callbacks; framed (so callbacks
+ * can be checked) when the map's type calls out. */
+#define UPDATE(m, expr)                                                     \
+    do {                                                                    \
+        if (op_busy(m))                                                     \
+            return CHAMP_EBUSY;                                             \
+        if (LIKELY(!(m)->t->calls_out))                                     \
+            return (expr);                                                  \
+        opframe fr_;                                                        \
+        op_push(&fr_, (m), OPF_UPDATE);                                     \
+        champ_status s_ = (expr);                                           \
+        op_end(&fr_);                                                       \
+        return s_;                                                          \
+    } while (0)
+
 /* The pure persistent forms: an O(1) copy, then an in-place update of the
- * copy (which path-copies, since every node is now shared). */
+ * copy (which path-copies, since every node is now shared).  While it
+ * runs, m is read by an operation, so m's callbacks cannot change it. */
 #define PFORM(m, out, update)                                               \
     do {                                                                    \
         champ_map *c_;                                                      \
@@ -1354,12 +1504,17 @@ uint64_t champ_seed(const champ_map *m) { return m ? m->seed : 0; }
         if (s_ != CHAMP_OK)                                                 \
             return s_;                                                      \
         champ_map *m_ = c_;                                                 \
+        opframe fr_;                                                        \
+        bool framed_ = (m)->t->calls_out;                                   \
+        if (framed_)                                                        \
+            op_push(&fr_, (m), OPF_READ);                                   \
         s_ = (update);                                                      \
-        if (s_ < 0) {                                                       \
+        if (s_ != CHAMP_OK)                                                 \
             champ_free(c_);                                                 \
-            return s_;                                                      \
-        }                                                                   \
-        *(out) = c_;                                                        \
+        else                                                                \
+            *(out) = c_;                                                    \
+        if (framed_)                                                        \
+            op_end(&fr_);                                                   \
         return s_;                                                          \
     } while (0)
 
@@ -1367,38 +1522,38 @@ uint64_t champ_seed(const champ_map *m) { return m ? m->seed : 0; }
 
 static ALWAYS_INLINE kq kq_u64(const champ_map *m, uint64_t key) {
     kq q;
-    q.h = hash_u64(key, m->seed);
+    q.h = hash_u64(key, m->t->seed);
     q.u = key;
     q.p = NULL;
     q.len = 0;
     return q;
 }
 
-champ_status champ_get_u64(const champ_map *m, uint64_t key, void **val_out) {
-    CHECK_KIND(m, CHAMP_KEY_U64);
+bool champ_get_u64(const champ_map *m, uint64_t key, void **val_out) {
+    LOOKUP_KIND(m, CHAMP_KEY_U64);
     kq q = kq_u64(m, key);
     const entry *e = map_find(m, &q, CHAMP_KEY_U64);
     if (!e)
-        return CHAMP_NOTFOUND;
+        return false;
     if (val_out)
         *val_out = e->v;
-    return CHAMP_OK;
+    return true;
 }
 
-champ_status champ_contains_u64(const champ_map *m, uint64_t key) {
+bool champ_contains_u64(const champ_map *m, uint64_t key) {
     return champ_get_u64(m, key, NULL);
 }
 
-champ_status champ_set_u64(champ_map *m, uint64_t key, void *val, void **old_out) {
+champ_status champ_set_u64(champ_map *m, uint64_t key, void *val, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_U64);
     kq q = kq_u64(m, key);
-    return map_set(m, &q, key, val, old_out, CHAMP_KEY_U64);
+    UPDATE(m, map_set(m, &q, key, val, prior, CHAMP_KEY_U64));
 }
 
-champ_status champ_remove_u64(champ_map *m, uint64_t key, void **val_out) {
+champ_status champ_remove_u64(champ_map *m, uint64_t key, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_U64);
     kq q = kq_u64(m, key);
-    return map_remove(m, &q, NULL, val_out, CHAMP_KEY_U64);
+    UPDATE(m, map_remove(m, &q, prior, CHAMP_KEY_U64));
 }
 
 champ_status champ_pset_u64(const champ_map *m, uint64_t key, void *val,
@@ -1422,50 +1577,55 @@ champ_status champ_premove_u64(const champ_map *m, uint64_t key, champ_map **out
 
 static ALWAYS_INLINE kq kq_bytes(const champ_map *m, const void *key, size_t len) {
     kq q;
-    q.h = champ__hash_bytes(key, len, m->seed);
+    q.h = champ__hash_bytes(key, len, m->t->seed);
     q.u = 0;
     q.p = key;
     q.len = len;
     return q;
 }
 
+static ALWAYS_INLINE bool bytes_ok(const void *key, size_t len) {
+    return (key || !len) && len <= UINT32_MAX;
+}
+
 #define CHECK_BYTES(key, len)                                               \
     do {                                                                    \
-        if (UNLIKELY((!(key) && (len)) || (len) > UINT32_MAX))              \
+        if (UNLIKELY(!bytes_ok((key), (len))))                              \
             return CHAMP_EINVAL;                                            \
     } while (0)
 
-champ_status champ_get_bytes(const champ_map *m, const void *key, size_t len,
-                             void **val_out) {
-    CHECK_KIND(m, CHAMP_KEY_BYTES);
-    CHECK_BYTES(key, len);
+bool champ_get_bytes(const champ_map *m, const void *key, size_t len,
+                     void **val_out) {
+    LOOKUP_KIND(m, CHAMP_KEY_BYTES);
+    if (UNLIKELY(!bytes_ok(key, len)))
+        return false;
     kq q = kq_bytes(m, key, len);
     const entry *e = map_find(m, &q, CHAMP_KEY_BYTES);
     if (!e)
-        return CHAMP_NOTFOUND;
+        return false;
     if (val_out)
         *val_out = e->v;
-    return CHAMP_OK;
+    return true;
 }
 
-champ_status champ_contains_bytes(const champ_map *m, const void *key, size_t len) {
+bool champ_contains_bytes(const champ_map *m, const void *key, size_t len) {
     return champ_get_bytes(m, key, len, NULL);
 }
 
 champ_status champ_set_bytes(champ_map *m, const void *key, size_t len,
-                             void *val, void **old_out) {
+                             void *val, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
     kq q = kq_bytes(m, key, len);
-    return map_set(m, &q, 0, val, old_out, CHAMP_KEY_BYTES);
+    UPDATE(m, map_set(m, &q, 0, val, prior, CHAMP_KEY_BYTES));
 }
 
 champ_status champ_remove_bytes(champ_map *m, const void *key, size_t len,
-                                void **val_out) {
+                                champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
     kq q = kq_bytes(m, key, len);
-    return map_remove(m, &q, NULL, val_out, CHAMP_KEY_BYTES);
+    UPDATE(m, map_remove(m, &q, prior, CHAMP_KEY_BYTES));
 }
 
 champ_status champ_pset_bytes(const champ_map *m, const void *key, size_t len,
@@ -1488,73 +1648,102 @@ champ_status champ_premove_bytes(const champ_map *m, const void *key, size_t len
     PFORM(m, out, champ_remove_bytes(m_, key, len, NULL));
 }
 
-champ_status champ_get_str(const champ_map *m, const char *key, void **val_out) {
-    if (!key)
-        return CHAMP_EINVAL;
-    return champ_get_bytes(m, key, strlen(key), val_out);
+bool champ_get_str(const champ_map *m, const char *key, void **val_out) {
+    return key && champ_get_bytes(m, key, strlen(key), val_out);
 }
 
-champ_status champ_set_str(champ_map *m, const char *key, void *val, void **old_out) {
-    if (!key)
-        return CHAMP_EINVAL;
-    return champ_set_bytes(m, key, strlen(key), val, old_out);
+bool champ_contains_str(const champ_map *m, const char *key) {
+    return key && champ_get_bytes(m, key, strlen(key), NULL);
 }
 
-champ_status champ_remove_str(champ_map *m, const char *key, void **val_out) {
+champ_status champ_set_str(champ_map *m, const char *key, void *val,
+                           champ_prior *prior) {
     if (!key)
         return CHAMP_EINVAL;
-    return champ_remove_bytes(m, key, strlen(key), val_out);
+    return champ_set_bytes(m, key, strlen(key), val, prior);
+}
+
+champ_status champ_remove_str(champ_map *m, const char *key, champ_prior *prior) {
+    if (!key)
+        return CHAMP_EINVAL;
+    return champ_remove_bytes(m, key, strlen(key), prior);
+}
+
+champ_status champ_pset_str(const champ_map *m, const char *key, void *val,
+                            champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    if (!key)
+        return CHAMP_EINVAL;
+    return champ_pset_bytes(m, key, strlen(key), val, out);
+}
+
+champ_status champ_premove_str(const champ_map *m, const char *key, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    if (!key)
+        return CHAMP_EINVAL;
+    return champ_premove_bytes(m, key, strlen(key), out);
 }
 
 /* generic -------------------------------------------------------------- */
 
 static ALWAYS_INLINE kq kq_ptr(const champ_map *m, const void *key) {
     kq q;
-    q.h = m->hash(key, m->ctx);
+    q.h = m->t->hash(key, m->t->ctx);
     q.u = (uint64_t)(uintptr_t)key;
     q.p = NULL;
     q.len = 0;
     return q;
 }
 
-champ_status champ_get(const champ_map *m, const void *key, void **val_out) {
-    CHECK_KIND(m, CHAMP_KEY_GENERIC);
+/* Generic lookups run the user's hash and equal: framed as a read of m. */
+bool champ_get(const champ_map *m, const void *key, void **val_out) {
+    LOOKUP_KIND(m, CHAMP_KEY_GENERIC);
+    opframe fr;
+    op_push(&fr, m, OPF_READ);
     kq q = kq_ptr(m, key);
     const entry *e = map_find(m, &q, CHAMP_KEY_GENERIC);
+    void *v = e ? e->v : NULL;
+    if (UNLIKELY(op_pop(&fr))) {
+        champ_free((champ_map *)(uintptr_t)m);
+        return false;
+    }
     if (!e)
-        return CHAMP_NOTFOUND;
+        return false;
     if (val_out)
-        *val_out = e->v;
-    return CHAMP_OK;
+        *val_out = v;
+    return true;
 }
 
-champ_status champ_contains(const champ_map *m, const void *key) {
+bool champ_contains(const champ_map *m, const void *key) {
     return champ_get(m, key, NULL);
 }
 
-champ_status champ_set(champ_map *m, void *key, void *val, void **old_out) {
+/* Generic updates hash inside the frame: the hash is a callback too. */
+champ_status champ_set(champ_map *m, void *key, void *val, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_GENERIC);
-    if (UNLIKELY(m->busy))
+    if (op_busy(m))
         return CHAMP_EBUSY;
-    m->busy = true; /* an update from inside hash() is refused */
+    opframe fr;
+    op_push(&fr, m, OPF_UPDATE);
     kq q = kq_ptr(m, key);
-    m->busy = false;
-    return map_set(m, &q, q.u, val, old_out, CHAMP_KEY_GENERIC);
+    champ_status st = map_set(m, &q, q.u, val, prior, CHAMP_KEY_GENERIC);
+    op_end(&fr);
+    return st;
 }
 
-champ_status champ_remove(champ_map *m, const void *key, void **key_out,
-                          void **val_out) {
+champ_status champ_remove(champ_map *m, const void *key, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_GENERIC);
-    if (UNLIKELY(m->busy))
+    if (op_busy(m))
         return CHAMP_EBUSY;
-    m->busy = true;
+    opframe fr;
+    op_push(&fr, m, OPF_UPDATE);
     kq q = kq_ptr(m, key);
-    m->busy = false;
-    uint64_t k;
-    champ_status st = map_remove(m, &q, key_out ? &k : NULL, val_out,
-                                 CHAMP_KEY_GENERIC);
-    if (st == CHAMP_OK && key_out)
-        *key_out = (void *)(uintptr_t)k;
+    champ_status st = map_remove(m, &q, prior, CHAMP_KEY_GENERIC);
+    op_end(&fr);
     return st;
 }
 
@@ -1571,5 +1760,5 @@ champ_status champ_premove(const champ_map *m, const void *key, champ_map **out)
         return CHAMP_EINVAL;
     *out = NULL;
     CHECK_KIND(m, CHAMP_KEY_GENERIC);
-    PFORM(m, out, champ_remove(m_, key, NULL, NULL));
+    PFORM(m, out, champ_remove(m_, key, NULL));
 }

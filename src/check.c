@@ -28,7 +28,7 @@ static void stats_walk(const champ_map *m, const node *n, unsigned level,
         *depth_sum += (double)depth * n->datamap;
         if (n->datamap && depth > s->depth_max)
             s->depth_max = depth;
-        if (m->kind == CHAMP_KEY_BYTES)
+        if (m->t->kind == CHAMP_KEY_BYTES)
             for (uint32_t i = 0; i < n->datamap; i++)
                 s->key_bytes += blob_size(((const blob *)(uintptr_t)n->e[i].k)->len);
         return;
@@ -40,26 +40,27 @@ static void stats_walk(const champ_map *m, const node *n, unsigned level,
     *depth_sum += (double)depth * nd;
     if (nd && depth > s->depth_max)
         s->depth_max = depth;
-    if (m->kind == CHAMP_KEY_BYTES)
+    if (m->t->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++)
             s->key_bytes += blob_size(((const blob *)(uintptr_t)n->e[i].k)->len);
     for (uint32_t i = 0; i < nn; i++)
         stats_walk(m, node_kids(n)[i], level + 1, s, depth_sum);
 }
 
-champ_status champ_stats_get(const champ_map *m, champ_stats *out) {
-    if (!m || !out)
+champ_status champ_stats_get(const champ_map *m, champ_stats *out, size_t out_size) {
+    if (!m || !out || out_size == 0)
         return CHAMP_EINVAL;
-    memset(out, 0, sizeof *out);
+    champ_stats s;
+    memset(&s, 0, sizeof s);
     double depth_sum = 0;
     if (m->root)
-        stats_walk(m, m->root, 0, out, &depth_sum);
-    out->depth_mean = out->entries ? depth_sum / (double)out->entries : 0.0;
-    out->bytes_per_entry =
-        out->entries ? (double)(out->node_bytes + out->slack_bytes + out->key_bytes) /
-                           (double)out->entries
-                     : 0.0;
-    return champ_pool_stats_get(m->pool, &out->pool);
+        stats_walk(m, m->root, 0, &s, &depth_sum);
+    s.depth_mean = s.entries ? depth_sum / (double)s.entries : 0.0;
+    s.bytes_per_entry =
+        s.entries ? (double)(s.node_bytes + s.slack_bytes + s.key_bytes) / (double)s.entries
+                  : 0.0;
+    memcpy(out, &s, out_size < sizeof s ? out_size : sizeof s);
+    return CHAMP_OK;
 }
 
 static const char *kind_name(champ_key_kind k) {
@@ -75,11 +76,14 @@ champ_status champ_stats_print(const champ_map *m, FILE *f) {
     if (!m || !f)
         return CHAMP_EINVAL;
     champ_stats s;
-    champ_status st = champ_stats_get(m, &s);
+    champ_pool_stats ps;
+    champ_status st = champ_stats_get(m, &s, sizeof s);
+    if (st == CHAMP_OK)
+        st = champ_pool_stats_get(m->t->pool, &ps, sizeof ps);
     if (st != CHAMP_OK)
         return st;
-    const champ_pool_stats *p = &s.pool;
-    fprintf(f, "champ map (%s keys)\n", kind_name(m->kind));
+    const champ_pool_stats *p = &ps;
+    fprintf(f, "champ map (%s keys)\n", kind_name(m->t->kind));
     fprintf(f, "  %-26s %zu\n", "entries", s.entries);
     fprintf(f, "  %-26s %zu bitmap, %zu collision (%zu entries)\n", "nodes",
             s.nodes_bitmap, s.nodes_collision, s.collision_entries);
@@ -141,7 +145,7 @@ static void check_blob(vctx *v, const entry *e) {
     const blob *b = (const blob *)(uintptr_t)e->k;
     if (b->rc == 0)
         VFAIL(v, "key blob with refcount 0");
-    uint64_t h = champ__hash_bytes(b->bytes, b->len, v->m->seed);
+    uint64_t h = champ__hash_bytes(b->bytes, b->len, v->m->t->seed);
     if (h != b->hash)
         VFAIL(v, "key blob hash mismatch (len %u)", b->len);
     if (b->bytes[b->len] != '\0')
@@ -165,16 +169,16 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
         if (c < 3)
             VFAIL(v, "collision node with %u entries (canonical form needs >= 3)", c);
         for (uint32_t i = 0; i < c; i++) {
-            if (m->kind == CHAMP_KEY_BYTES)
+            if (m->t->kind == CHAMP_KEY_BYTES)
                 check_blob(v, &n->e[i]);
-            uint64_t h = champ__entry_hash(m, &n->e[i]);
+            uint64_t h = champ__entry_hash(m->t, &n->e[i]);
             if (h != prefix)
                 VFAIL(v, "collision entry %u hash %#" PRIx64 " != %#" PRIx64, i, h, prefix);
             for (uint32_t j = 0; j < i; j++)
-                if (champ__entry_equal(m, &n->e[i], &n->e[j]))
+                if (champ__entry_equal(m->t, &n->e[i], &n->e[j]))
                     VFAIL(v, "collision node holds equal keys (%u, %u)", j, i);
         }
-        if (m->kind == CHAMP_KEY_U64)
+        if (m->t->kind == CHAMP_KEY_U64)
             VFAIL(v, "collision node in a u64 map (the u64 hash is a bijection)");
         return c;
     }
@@ -190,16 +194,16 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
         uint64_t hs[2];
         for (uint32_t j = 0; j < k; j++) {
             const entry *e = &n->e[i++];
-            if (m->kind == CHAMP_KEY_BYTES)
+            if (m->t->kind == CHAMP_KEY_BYTES)
                 check_blob(v, e);
-            uint64_t h = champ__entry_hash(m, e);
+            uint64_t h = champ__entry_hash(m->t, e);
             hs[j] = h;
             if ((h & mask) != prefix || slice(h, level) != s)
                 VFAIL(v, "level %u slot %u: entry hash %#" PRIx64 " is in the wrong place",
                       level, s, h);
         }
         if (k == 2) {
-            if (champ__entry_equal(m, &n->e[i - 2], &n->e[i - 1]))
+            if (champ__entry_equal(m->t, &n->e[i - 2], &n->e[i - 1]))
                 VFAIL(v, "level %u slot %u: pair holds equal keys", level, s);
             if (hs[0] != hs[1] && !hash_trie_before(hs[0], hs[1]))
                 VFAIL(v, "level %u slot %u: pair out of trie order", level, s);
@@ -233,7 +237,7 @@ static void census_count(const node *cn, unsigned level, size_t *bytes, const ch
         return;
     *bytes += pool_block_size(node_block(n, level));
     uint32_t nd = node_nent_at(n, level);
-    if (m->kind == CHAMP_KEY_BYTES)
+    if (m->t->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {
             blob *b = (blob *)(uintptr_t)n->e[i].k;
             if (!(b->rc & 0x80000000u)) {
@@ -257,7 +261,7 @@ static void census_check(vctx *v, const node *cn, unsigned level, const champ_ma
         VFAIL(v, "node at level %u: refcount %u but %u references", level, n->rc, refs);
     n->aux &= SLACK_MASK;
     uint32_t nd = node_nent_at(n, level);
-    if (m->kind == CHAMP_KEY_BYTES)
+    if (m->t->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {
             blob *b = (blob *)(uintptr_t)n->e[i].k;
             b->rc &= 0x7fffffffu;
@@ -282,12 +286,10 @@ champ_status champ_validate(const champ_map *m) {
     }
     if (count != m->size)
         VFAIL(&v, "size is %zu but the trie holds %zu entries", m->size, count);
-    if (m->busy)
-        VFAIL(&v, "map is marked mid-update");
 
     /* Pool-wide: refcounts and live bytes. */
-    const champ_pool *p = m->pool;
-    size_t bytes = 0, nmaps = 0;
+    const champ_pool *p = m->t->pool;
+    size_t bytes = p->ntypes * ((sizeof(mtype) + 7u) & ~(size_t)7), nmaps = 0;
     for (const champ_map *x = p->maps; x; x = x->next) {
         nmaps++;
         bytes += p->map_bytes;
@@ -315,7 +317,7 @@ champ_status champ_validate(const champ_map *m) {
 /* ------------------------------------------------------------------ */
 
 static void dump_entry(const champ_map *m, const entry *e, FILE *f) {
-    switch (m->kind) {
+    switch (m->t->kind) {
     case CHAMP_KEY_U64:
         fprintf(f, "%" PRIu64, e->k);
         break;
@@ -333,7 +335,7 @@ static void dump_entry(const champ_map *m, const entry *e, FILE *f) {
         break;
     }
     default:
-        fprintf(f, "%p#%016" PRIx64, (void *)(uintptr_t)e->k, champ__entry_hash(m, e));
+        fprintf(f, "%p#%016" PRIx64, (void *)(uintptr_t)e->k, champ__entry_hash(m->t, e));
         break;
     }
 }
@@ -376,7 +378,7 @@ static void dump_node(const champ_map *m, const node *n, unsigned level, int slo
 champ_status champ_dump(const champ_map *m, FILE *f) {
     if (!m || !f)
         return CHAMP_EINVAL;
-    fprintf(f, "champ %s map, %zu entries\n", kind_name(m->kind), m->size);
+    fprintf(f, "champ %s map, %zu entries\n", kind_name(m->t->kind), m->size);
     if (m->root)
         dump_node(m, m->root, 0, -1, f);
     return CHAMP_OK;

@@ -19,6 +19,9 @@ static ALWAYS_INLINE void prefetch_kids(node *const *kids, uint32_t nn) {
 
 /* Makes n (at depth d) the iterator's current node: its entries are the
  * run [_cur, _end), its children come next, from _pos[d]. */
+static champ_status foreach_walk(const champ_map *m, champ_visit_fn fn, void *ctx,
+                                 const node **stk, uint32_t *pos);
+
 static ALWAYS_INLINE void iter_enter(champ_iter *it, int d, const node *n) {
     it->_node[d] = n;
     it->_pos[d] = 0;
@@ -37,8 +40,8 @@ champ_status champ_iter_init(champ_iter *it, const champ_map *m) {
     if (!it || !m)
         return CHAMP_EINVAL;
     it->_map = m;
-    it->_kind = m->kind;
     it->_stamp = m->stamp;
+    it->_status = CHAMP_OK;
     it->_cur = it->_end = NULL;
     it->_depth = -1;
     if (m->root) {
@@ -74,35 +77,45 @@ static NOINLINE bool iter_advance(champ_iter *it) {
     }
 }
 
-champ_status champ_iter_next(champ_iter *it, champ_key *key, void **val) {
-    if (UNLIKELY(!it))
-        return CHAMP_EINVAL;
-#ifdef CHAMP_DEBUG
-    if (it->_map && it->_depth >= 0 && it->_map->stamp != it->_stamp)
-        return CHAMP_EMODIFIED;
-#endif
-    if (UNLIKELY(it->_cur == it->_end) && !iter_advance(it))
-        return CHAMP_NOTFOUND;
+/* One compare per step or batch: the map changed since champ_iter_init
+ * (then its old nodes may be gone, so nothing more is read). */
+static ALWAYS_INLINE bool iter_stale(champ_iter *it) {
+    if (LIKELY(it->_map->stamp == it->_stamp))
+        return false;
+    it->_status = CHAMP_EMODIFIED;
+    it->_depth = -1;
+    it->_cur = it->_end = NULL;
+    return true;
+}
+
+bool champ_iter_next(champ_iter *it, champ_key *key, void **val) {
+    if (UNLIKELY(!it) || UNLIKELY(!it->_map) || it->_status != CHAMP_OK)
+        return false;
+    if (UNLIKELY(it->_cur == it->_end)) {
+        if (it->_depth < 0 || iter_stale(it) || !iter_advance(it))
+            return false;
+    } else if (UNLIKELY(iter_stale(it))) {
+        return false;
+    }
     const entry *e = it->_cur;
     it->_cur = e + 1;
     if (key)
-        fill_key(it->_kind, e, key);
+        fill_key(it->_map->t->kind, e, key);
     if (val)
         *val = e->v;
-    return CHAMP_OK;
+    return true;
 }
 
-champ_status champ_iter_next_n(champ_iter *it, champ_key *keys, void **vals,
-                               size_t cap, size_t *got) {
-    if (UNLIKELY(!it || !got))
-        return CHAMP_EINVAL;
-    *got = 0;
-    if (UNLIKELY(cap == 0))
-        return CHAMP_EINVAL;
-#ifdef CHAMP_DEBUG
-    if (it->_map && it->_depth >= 0 && it->_map->stamp != it->_stamp)
-        return CHAMP_EMODIFIED;
-#endif
+size_t champ_iter_next_n(champ_iter *it, champ_key *keys, void **vals, size_t cap) {
+    if (UNLIKELY(!it) || UNLIKELY(!it->_map) || it->_status != CHAMP_OK)
+        return 0;
+    if (UNLIKELY(cap == 0)) {
+        it->_status = CHAMP_EINVAL;
+        return 0;
+    }
+    if (it->_depth < 0 || iter_stale(it))
+        return 0;
+    champ_key_kind kind = it->_map->t->kind;
     size_t n = 0;
     while (n < cap) {
         if (UNLIKELY(it->_cur == it->_end) && !iter_advance(it))
@@ -116,14 +129,20 @@ champ_status champ_iter_next_n(champ_iter *it, champ_key *keys, void **vals,
                 vals[n + i] = e[i].v;
         if (keys)
             for (size_t i = 0; i < run; i++)
-                fill_key(it->_kind, &e[i], &keys[n + i]);
+                fill_key(kind, &e[i], &keys[n + i]);
         it->_cur = e + run;
         n += run;
     }
-    *got = n;
-    return n ? CHAMP_OK : CHAMP_NOTFOUND;
+    return n;
 }
 
+champ_status champ_iter_status(const champ_iter *it) {
+    return it ? it->_status : CHAMP_EINVAL;
+}
+
+/* Calls fn for every entry; m is read by an operation meanwhile (fn cannot
+ * change it: an update returns CHAMP_EBUSY, a free waits), and a change fn
+ * made anyway is caught before the next node is read. */
 champ_status champ_foreach(const champ_map *m, champ_visit_fn fn, void *ctx) {
     if (!m || !fn)
         return CHAMP_EINVAL;
@@ -131,6 +150,17 @@ champ_status champ_foreach(const champ_map *m, champ_visit_fn fn, void *ctx) {
     uint32_t pos[CHAMP_MAX_PATH];
     if (!m->root)
         return CHAMP_OK;
+    opframe fr;
+    op_push(&fr, m, OPF_READ);
+    champ_status st = foreach_walk(m, fn, ctx, stk, pos);
+    op_end(&fr);
+    return st;
+}
+
+static champ_status foreach_walk(const champ_map *m, champ_visit_fn fn, void *ctx,
+                                 const node **stk, uint32_t *pos) {
+    uint32_t stamp = m->stamp;
+    champ_key_kind kind = m->t->kind;
     int d = 0;
     stk[0] = m->root;
     pos[0] = 0;
@@ -141,9 +171,12 @@ champ_status champ_foreach(const champ_map *m, champ_visit_fn fn, void *ctx) {
             /* a node's entries in one run */
             uint32_t nd = node_nent_at(n, (unsigned)d);
             for (uint32_t i = 0; i < nd; i++) {
-                fill_key(m->kind, &n->e[i], &k);
-                if (fn(&k, n->e[i].v, ctx))
-                    return CHAMP_NOTFOUND;
+                fill_key(kind, &n->e[i], &k);
+                int stop = fn(&k, n->e[i].v, ctx);
+                if (UNLIKELY(m->stamp != stamp))
+                    return CHAMP_EMODIFIED;
+                if (stop)
+                    return CHAMP_OK;
             }
         }
         uint32_t nn = node_nkid_at(n, (unsigned)d);

@@ -10,22 +10,90 @@
 /* Maps                                                                */
 /* ------------------------------------------------------------------ */
 
-struct champ_map {
-    node *root;
-    size_t size;
-    uint64_t seed;
+/* A map's type: what every version of a map shares (copies, p-forms,
+ * champ_new_like).  It lives in the map's pool and is counted by the maps
+ * that use it; the pool holds it alive until the last one is freed. */
+typedef struct mtype {
     champ_key_kind kind;
-    bool busy;                 /* mid-update: re-entrant updates refused */
-    bool ent_refs;             /* copying an entry must retain something */
-    champ_pool *pool;
+    bool ent_refs;             /* copying an entry must retain something  */
+    bool calls_out;            /* an operation may run user code: hash,   */
+                               /* equal, retains, releases, the watermark */
     champ_hash_fn hash;
     champ_equal_fn equal;
     champ_ref_fn key_retain, key_release, val_retain, val_release;
     void *ctx;
-    uint64_t stamp;            /* bumped by every update (iterator check) */
+    uint64_t seed;
+    champ_pool *pool;
+    size_t refs;               /* maps of this type                       */
+} mtype;
+
+/* A map handle: the root of one version, its size, its type. */
+struct champ_map {
+    node *root;
+    size_t size;
+    mtype *t;
+    uint32_t stamp;            /* bumped by every update (iterator check) */
+    uint32_t flags;
     champ_map *prev, *next;    /* the pool's list of live maps           */
 };
 
+INTERNAL bool champ__struct_read(void *dst, size_t dst_size, const void *src,
+                                size_t min_size);
+
+/* ------------------------------------------------------------------ */
+/* Operations in flight, per thread                                    */
+/* ------------------------------------------------------------------ */
+/*
+ * While an operation on map m may run user code (a callback), it keeps a
+ * frame on this thread's list.  Callbacks are code of the same thread, so
+ * an update of m that finds a frame of m on the list was called from a
+ * callback of an operation on m: it is refused (CHAMP_EBUSY), and a
+ * champ_free(m) is deferred to the end of the outermost such operation.
+ * The list is empty unless a callback is running, so the check every update
+ * makes is one thread-local load.  Frames live on the C stack.
+ */
+enum { OPF_READ, OPF_UPDATE, OPF_FREE };
+
+typedef struct opframe {
+    struct opframe *up;
+    const champ_map *m;
+    uint8_t what;              /* OPF_*                                    */
+    bool free_pending;         /* champ_free(m) was called from a callback */
+} opframe;
+
+INTERNAL extern _Thread_local opframe *champ__ops
+    __attribute__((tls_model("initial-exec")));
+
+/* The innermost frame of m on this thread, or NULL. */
+static inline opframe *op_find(const champ_map *m) {
+    for (opframe *f = champ__ops; f; f = f->up)
+        if (f->m == m)
+            return f;
+    return NULL;
+}
+/* Whether an update of m must be refused: m is mid-operation on this
+ * thread (its callbacks are running). */
+static ALWAYS_INLINE bool op_busy(const champ_map *m) {
+    return UNLIKELY(champ__ops != NULL) && op_find(m) != NULL;
+}
+static ALWAYS_INLINE void op_push(opframe *f, const champ_map *m, int what) {
+    f->up = champ__ops;
+    f->m = m;
+    f->what = (uint8_t)what;
+    f->free_pending = false;
+    champ__ops = f;
+}
+/* Pops f (the innermost frame); returns whether m must now be freed. */
+static ALWAYS_INLINE bool op_pop(opframe *f) {
+    champ__ops = f->up;
+    return f->free_pending;
+}
+/* Ends an operation framed with op_push: pops the frame and carries out a
+ * champ_free(m) that a callback asked for meanwhile. */
+static ALWAYS_INLINE void op_end(opframe *f) {
+    if (UNLIKELY(op_pop(f)))
+        champ_free((champ_map *)(uintptr_t)f->m);
+}
 
 /* ------------------------------------------------------------------ */
 /* Hashes                                                              */
@@ -48,8 +116,8 @@ INTERNAL uint64_t champ__hash_bytes(const void *p, size_t len, uint64_t seed);
 INTERNAL uint64_t champ__random_seed(void);
 
 /* Shared by champ.c, iter.c and check.c. */
-INTERNAL uint64_t champ__entry_hash(const champ_map *m, const entry *e);
-INTERNAL bool champ__entry_equal(const champ_map *m, const entry *a,
+INTERNAL uint64_t champ__entry_hash(const mtype *t, const entry *e);
+INTERNAL bool champ__entry_equal(const mtype *t, const entry *a,
                                  const entry *b);
 /* What iteration reports for an entry's key. */
 static ALWAYS_INLINE void fill_key(champ_key_kind kind, const entry *e,

@@ -586,10 +586,15 @@ void champ__pool_fall(champ_pool *p) {
     pool_set_hi(p);
 }
 
-champ_status champ__pool_make(const champ_pool_config *cfg, champ_pool **out) {
-    champ_pool_config def = {0};
-    if (!cfg)
-        cfg = &def;
+champ_status champ__pool_make(const champ_pool_config *cfg_user, champ_pool **out) {
+    champ_pool_config def = CHAMP_POOL_CONFIG_INIT, got;
+    const champ_pool_config *cfg = &def;
+    if (cfg_user) {
+        /* sizeof(champ_pool_config) of version 0.2 is the smallest layout */
+        if (!champ__struct_read(&got, sizeof got, cfg_user, sizeof(champ_pool_config)))
+            return CHAMP_EINVAL;
+        cfg = &got;
+    }
     if (cfg->buffer && cfg->allocator)
         return CHAMP_EINVAL;
     if (!cfg->buffer && cfg->buffer_size)
@@ -695,16 +700,18 @@ void champ_pool_free(champ_pool *pool) {
  * file; returns reserved minus all of those (0 when they balance). */
 long long champ__pool_imbalance(const champ_pool *p) {
     champ_pool_stats ps;
-    champ_pool_stats_get(p, &ps);
+    champ_pool_stats_get(p, &ps, sizeof ps);
     size_t hdrs = p->fixed ? 0 : p->nchunks * CHUNK_HDR;
     return (long long)p->reserved -
            (long long)(p->live + ps.bytes_free_listed + (size_t)(p->end - p->bump) +
                        hdrs + p->lost);
 }
 
-champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out) {
-    if (!p || !out)
+champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out_user,
+                                  size_t out_size) {
+    if (!p || !out_user || out_size == 0)
         return CHAMP_EINVAL;
+    champ_pool_stats st, *out = &st;
     memset(out, 0, sizeof *out);
     out->chunks = p->fixed ? 1 : p->nchunks;
     out->bytes_reserved = p->reserved;
@@ -730,6 +737,7 @@ champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out) {
     out->allocs_arena = p->n_alloc_arena;
     out->frees = p->n_free;
 #endif
+    memcpy(out_user, out, out_size < sizeof *out ? out_size : sizeof *out);
     return CHAMP_OK;
 }
 

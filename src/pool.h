@@ -44,6 +44,7 @@ struct champ_pool {
     champ_map *maps;             /* live maps (for the census)           */
     size_t nmaps;
     size_t map_bytes;            /* size of a map handle block           */
+    size_t ntypes;               /* map types alive (see map.h)          */
     uint64_t backing_calls;
     uint64_t failures;
     size_t lost;                 /* bytes too small to file (8-byte ends) */

@@ -114,6 +114,17 @@ static inline void *th_tok(uint64_t x) {
     return (void *)(uintptr_t)(x * 16 + 16);
 }
 
+/* A champ_prior full of junk, to tell whether a call wrote it: a failed
+ * update must leave *prior untouched (th_prior_untouched). */
+static inline champ_prior th_prior_junk(void) {
+    champ_prior p = {true, th_tok(0xdead), th_tok(0xdead)};
+    return p;
+}
+
+static inline bool th_prior_untouched(const champ_prior *p) {
+    return p->found && p->val == th_tok(0xdead) && p->key == th_tok(0xdead);
+}
+
 /* ------------------------------------------------------------------ */
 /* Output capture                                                      */
 /* ------------------------------------------------------------------ */
@@ -131,7 +142,7 @@ bool th_same_dump(const champ_map *a, const champ_map *b);
 /* One object used as a generic key and/or a tracked value.  held is what the
  * test believes the maps together hold: +1 when a map takes ownership (an
  * insert, a set's value), +1 per retain callback, -1 per release callback,
- * -1 when a map hands the reference back (old_out, key_out, val_out). */
+ * -1 when a map hands the reference back (prior->val, prior->key). */
 typedef struct th_obj {
     uint64_t id;     /* identity: th_key_equal compares ids */
     uint64_t hash;   /* what TH_HASH_FIELD returns */
@@ -260,5 +271,7 @@ extern const th_test th_tests_random[];    /* test_random.c */
 extern const size_t th_tests_random_count;
 extern const th_test th_tests_oom[];       /* test_oom.c */
 extern const size_t th_tests_oom_count;
+extern const th_test th_tests_callbacks[]; /* test_callbacks.c */
+extern const size_t th_tests_callbacks_count;
 
 #endif /* CHAMP_TEST_HARNESS_H */

@@ -54,8 +54,6 @@ const char *th_status_name(champ_status s) {
     static unsigned next;
     switch (s) {
     case CHAMP_OK: return "CHAMP_OK";
-    case CHAMP_REPLACED: return "CHAMP_REPLACED";
-    case CHAMP_NOTFOUND: return "CHAMP_NOTFOUND";
     case CHAMP_ENOMEM: return "CHAMP_ENOMEM";
     case CHAMP_EINVAL: return "CHAMP_EINVAL";
     case CHAMP_EKIND: return "CHAMP_EKIND";
@@ -191,9 +189,7 @@ void th_obj_hand_back(void *p) {
 
 champ_config th_generic_config(th_cbctx *ctx, bool counted,
                                champ_pool *pool) {
-    champ_config c;
-    memset(&c, 0, sizeof c);
-    c.kind = CHAMP_KEY_GENERIC;
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
     c.hash = th_key_hash;
     c.equal = th_key_equal;
     c.ctx = ctx;
@@ -211,9 +207,7 @@ champ_config th_generic_config(th_cbctx *ctx, bool counted,
 
 champ_config th_kind_config(champ_key_kind kind, uint64_t seed,
                             champ_pool *pool) {
-    champ_config c;
-    memset(&c, 0, sizeof c);
-    c.kind = kind;
+    champ_config c = CHAMP_CONFIG_INIT(kind);
     c.seed = seed;
     c.fixed_seed = true;
     c.pool = pool;
@@ -304,7 +298,7 @@ void th_alloc_init(th_alloc *t) {
 
 size_t th_pool_live(const champ_pool *p) {
     champ_pool_stats ps;
-    if (champ_pool_stats_get(p, &ps) != CHAMP_OK)
+    if (champ_pool_stats_get(p, &ps, sizeof ps) != CHAMP_OK)
         return (size_t)-1;
     return ps.bytes_live;
 }
@@ -312,7 +306,7 @@ size_t th_pool_live(const champ_pool *p) {
 champ_stats th_stats(const champ_map *m) {
     champ_stats s;
     memset(&s, 0, sizeof s);
-    champ_status st = champ_stats_get(m, &s);
+    champ_status st = champ_stats_get(m, &s, sizeof s);
     CHECK(st == CHAMP_OK, "champ_stats_get returned %s", th_status_name(st));
     if (st != CHAMP_OK)
         memset(&s, 0, sizeof s);
@@ -335,6 +329,7 @@ static const th_table th_tables[] = {
     {th_tests_versions, &th_tests_versions_count},
     {th_tests_random, &th_tests_random_count},
     {th_tests_oom, &th_tests_oom_count},
+    {th_tests_callbacks, &th_tests_callbacks_count},
 };
 enum { TH_NTABLES = sizeof th_tables / sizeof th_tables[0] };
 

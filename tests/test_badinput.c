@@ -63,9 +63,9 @@ static int bad_visit(const champ_key *k, void *v, void *ctx) {
 
 static void test_strerror(void) {
     const champ_status all[] = {
-        CHAMP_OK,     CHAMP_REPLACED,  CHAMP_NOTFOUND, CHAMP_ENOMEM,
-        CHAMP_EINVAL, CHAMP_EKIND,     CHAMP_EPOOL,    CHAMP_EMODIFIED,
-        CHAMP_ECORRUPT, CHAMP_EUNSUPPORTED, CHAMP_EBUSY,
+        CHAMP_OK,       CHAMP_ENOMEM,       CHAMP_EINVAL, CHAMP_EKIND,
+        CHAMP_EPOOL,    CHAMP_EMODIFIED,    CHAMP_ECORRUPT,
+        CHAMP_EUNSUPPORTED, CHAMP_EBUSY,
     };
     size_t n = sizeof all / sizeof all[0];
     for (size_t i = 0; i < n; i++) {
@@ -79,14 +79,44 @@ static void test_strerror(void) {
         }
     }
     CHECK(champ_strerror((champ_status)42) != NULL, "unknown status");
+    CHECK(champ_strerror((champ_status)1) != NULL, "former positive status");
     CHECK(champ_strerror((champ_status)-99) != NULL, "unknown error");
 }
 
 static void test_pool_configs(void) {
     champ_pool *p = (champ_pool *)th_tok(1);
-    champ_pool_config pc;
-    memset(&pc, 0, sizeof pc);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     CHECK_ST(champ_pool_new(&pc, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_pool_new(NULL, NULL), CHAMP_EINVAL);
+    /* cfg NULL: the defaults. */
+    p = NULL;
+    CHECK_ST(champ_pool_new(NULL, &p), CHAMP_OK);
+    CHECK(p != NULL, "pool from a NULL config");
+    champ_pool_free(p);
+
+    /* The size field: 0 is refused; a bigger struct (a newer header) is
+     * fine while the bytes this library does not know are zero. */
+    pc.size = 0;
+    p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
+    CHECK(p == NULL, "pool config size 0: no pool");
+    struct {
+        champ_pool_config c;
+        uint64_t extra;
+    } big;
+    memset(&big, 0, sizeof big);
+    big.c.size = sizeof big;
+    p = NULL;
+    CHECK_ST(champ_pool_new(&big.c, &p), CHAMP_OK);
+    champ_pool_free(p);
+    big.extra = 1;
+    p = NULL;
+    CHECK_ST(champ_pool_new(&big.c, &p), CHAMP_EINVAL);
+    CHECK(p == NULL, "pool config with unknown nonzero trailing bytes");
+    big.extra = (uint64_t)1 << 63;
+    CHECK_ST(champ_pool_new(&big.c, &p), CHAMP_EINVAL);
+    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
+    p = (champ_pool *)th_tok(1);
 
     static _Alignas(16) unsigned char buf[1 << 14];
     champ_allocator al = {bad_malloc, bad_realloc, bad_free, NULL};
@@ -121,9 +151,19 @@ static void test_pool_configs(void) {
     champ_pool_free(p);
     pc.watermark = 0;
     pc.on_watermark = NULL;
+    /* A watermark callback without a buffer. */
+    pc.buffer = NULL;
+    pc.buffer_size = 0;
+    pc.watermark = 0.5;
+    pc.on_watermark = bad_water;
+    p = (champ_pool *)th_tok(1);
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
+    pc.watermark = 0;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
+    pc.on_watermark = NULL;
 
     /* Allocators with some members NULL. */
-    memset(&pc, 0, sizeof pc);
+    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
     const champ_allocator partial[] = {
         {NULL, bad_realloc, bad_free, NULL},
         {bad_malloc, NULL, bad_free, NULL},
@@ -164,13 +204,57 @@ static void test_pool_configs(void) {
 
 static void test_map_configs(void) {
     champ_map *m = BAD_JUNK_MAP;
-    champ_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.kind = CHAMP_KEY_U64;
+    champ_config cfg = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
     CHECK_ST(champ_new(NULL, &m), CHAMP_EINVAL);
+    CHECK(m == NULL, "champ_new(NULL cfg): *out NULL");
     CHECK_ST(champ_new(&cfg, NULL), CHAMP_EINVAL);
     CHECK_ST(champ_new_u64(NULL), CHAMP_EINVAL);
     CHECK_ST(champ_new_bytes(NULL), CHAMP_EINVAL);
+
+    /* The size field: 0 is refused; a bigger struct (a newer header) is
+     * fine while the bytes this library does not know are zero. */
+    cfg.size = 0;
+    m = BAD_JUNK_MAP;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_EINVAL);
+    CHECK(m == NULL, "config size 0: *out NULL");
+    struct {
+        champ_config c;
+        uint64_t extra;
+    } big;
+    memset(&big, 0, sizeof big);
+    big.c.size = sizeof big;
+    big.c.kind = CHAMP_KEY_U64;
+    m = NULL;
+    CHECK_ST(champ_new(&big.c, &m), CHAMP_OK);
+    if (m) {
+        CHECK_ST(champ_set_u64(m, 1, NULL, NULL), CHAMP_OK);
+        CHECK(champ_contains_u64(m, 1), "map from a bigger config works");
+    }
+    champ_free(m);
+    big.extra = 1;
+    m = BAD_JUNK_MAP;
+    CHECK_ST(champ_new(&big.c, &m), CHAMP_EINVAL);
+    CHECK(m == NULL, "config with unknown nonzero trailing bytes: *out NULL");
+    big.extra = (uint64_t)1 << 63;
+    m = BAD_JUNK_MAP;
+    CHECK_ST(champ_new(&big.c, &m), CHAMP_EINVAL);
+    /* A pool_config of size 0 through champ_new. */
+    champ_pool_config pz = CHAMP_POOL_CONFIG_INIT;
+    pz.size = 0;
+    cfg = (champ_config)CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    cfg.pool_config = &pz;
+    m = BAD_JUNK_MAP;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_EINVAL);
+    CHECK(m == NULL, "pool_config size 0: *out NULL");
+    /* Both a pool and a pool_config. */
+    champ_pool *pool = NULL;
+    CHECK_ST(champ_pool_new(NULL, &pool), CHAMP_OK);
+    pz.size = sizeof pz;
+    cfg.pool = pool;
+    m = BAD_JUNK_MAP;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_EINVAL);
+    CHECK(m == NULL, "pool and pool_config: *out NULL");
+    champ_pool_free(pool);
 
     struct {
         const char *what;
@@ -193,8 +277,7 @@ static void test_map_configs(void) {
         {"bytes with key callbacks", CHAMP_KEY_BYTES, false, false, true, true},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        memset(&cfg, 0, sizeof cfg);
-        cfg.kind = (champ_key_kind)bad[i].kind;
+        cfg = (champ_config)CHAMP_CONFIG_INIT((champ_key_kind)bad[i].kind);
         cfg.hash = bad[i].hash ? bad_hash : NULL;
         cfg.equal = bad[i].equal ? bad_equal : NULL;
         cfg.key_retain = bad[i].key_retain ? bad_ref : NULL;
@@ -208,8 +291,7 @@ static void test_map_configs(void) {
     }
 
     /* A bad private pool config. */
-    champ_pool_config pc;
-    memset(&pc, 0, sizeof pc);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     pc.watermark = 2.0;
     cfg = th_kind_config(CHAMP_KEY_U64, 1, NULL);
     cfg.pool_config = &pc;
@@ -217,15 +299,14 @@ static void test_map_configs(void) {
     CHECK_ST(champ_new(&cfg, &m), CHAMP_EINVAL);
     CHECK(m == NULL, "bad pool_config: *out NULL");
     champ_allocator half = {bad_malloc, NULL, NULL, NULL};
-    memset(&pc, 0, sizeof pc);
+    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
     pc.allocator = &half;
     m = BAD_JUNK_MAP;
     CHECK_ST(champ_new(&cfg, &m), CHAMP_EINVAL);
     CHECK(m == NULL, "half allocator: *out NULL");
 
     /* Valid generic config (for contrast). */
-    memset(&cfg, 0, sizeof cfg);
-    cfg.kind = CHAMP_KEY_GENERIC;
+    cfg = (champ_config)CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
     cfg.hash = bad_hash;
     cfg.equal = bad_equal;
     cfg.key_retain = bad_ref;
@@ -247,45 +328,53 @@ static void test_null_arguments(void) {
     (void)champ_kind(NULL);
     (void)champ_seed(NULL);
 
-    CHECK_ST(champ_get_u64(NULL, 1, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_contains_u64(NULL, 1), CHAMP_EINVAL);
-    CHECK_ST(champ_set_u64(NULL, 1, NULL, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_remove_u64(NULL, 1, &v), CHAMP_EINVAL);
+    champ_prior pr = th_prior_junk();
+    /* Lookups: false, *val_out untouched; updates: EINVAL, *prior
+     * untouched. */
+    CHECK(!champ_get_u64(NULL, 1, &v), "get_u64(NULL map)");
+    CHECK(!champ_contains_u64(NULL, 1), "contains_u64(NULL map)");
+    CHECK_ST(champ_set_u64(NULL, 1, NULL, &pr), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_u64(NULL, 1, &pr), CHAMP_EINVAL);
     CHECK_ST(champ_pset_u64(NULL, 1, NULL, &out), CHAMP_EINVAL);
     CHECK_ST(champ_premove_u64(NULL, 1, &out), CHAMP_EINVAL);
-    CHECK_ST(champ_get_bytes(NULL, "a", 1, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_contains_bytes(NULL, "a", 1), CHAMP_EINVAL);
-    CHECK_ST(champ_set_bytes(NULL, "a", 1, NULL, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_remove_bytes(NULL, "a", 1, &v), CHAMP_EINVAL);
+    CHECK(!champ_get_bytes(NULL, "a", 1, &v), "get_bytes(NULL map)");
+    CHECK(!champ_contains_bytes(NULL, "a", 1), "contains_bytes(NULL map)");
+    CHECK_ST(champ_set_bytes(NULL, "a", 1, NULL, &pr), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_bytes(NULL, "a", 1, &pr), CHAMP_EINVAL);
     CHECK_ST(champ_pset_bytes(NULL, "a", 1, NULL, &out), CHAMP_EINVAL);
     CHECK_ST(champ_premove_bytes(NULL, "a", 1, &out), CHAMP_EINVAL);
-    CHECK_ST(champ_get_str(NULL, "a", &v), CHAMP_EINVAL);
-    CHECK_ST(champ_set_str(NULL, "a", NULL, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_remove_str(NULL, "a", &v), CHAMP_EINVAL);
-    CHECK_ST(champ_get(NULL, "a", &v), CHAMP_EINVAL);
-    CHECK_ST(champ_contains(NULL, "a"), CHAMP_EINVAL);
-    CHECK_ST(champ_set(NULL, "a", NULL, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_remove(NULL, "a", &v, &v), CHAMP_EINVAL);
+    CHECK(!champ_get_str(NULL, "a", &v), "get_str(NULL map)");
+    CHECK(!champ_contains_str(NULL, "a"), "contains_str(NULL map)");
+    CHECK_ST(champ_set_str(NULL, "a", NULL, &pr), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_str(NULL, "a", &pr), CHAMP_EINVAL);
+    CHECK_ST(champ_pset_str(NULL, "a", NULL, &out), CHAMP_EINVAL);
+    CHECK_ST(champ_premove_str(NULL, "a", &out), CHAMP_EINVAL);
+    CHECK(!champ_get(NULL, "a", &v), "get(NULL map)");
+    CHECK(!champ_contains(NULL, "a"), "contains(NULL map)");
+    CHECK_ST(champ_set(NULL, "a", NULL, &pr), CHAMP_EINVAL);
+    CHECK_ST(champ_remove(NULL, "a", &pr), CHAMP_EINVAL);
     CHECK_ST(champ_pset(NULL, "a", NULL, &out), CHAMP_EINVAL);
     CHECK_ST(champ_premove(NULL, "a", &out), CHAMP_EINVAL);
-    CHECK(v == BAD_JUNK_VAL, "outputs untouched on EINVAL");
+    CHECK(v == BAD_JUNK_VAL, "*val_out untouched by lookups on NULL");
+    CHECK(th_prior_untouched(&pr), "*prior untouched on EINVAL");
     CHECK(out == NULL || out == BAD_JUNK_MAP, "p-form out on EINVAL");
+    out = BAD_JUNK_MAP;
+    CHECK_ST(champ_new_like(NULL, &out), CHAMP_EINVAL);
+    CHECK(out == NULL || out == BAD_JUNK_MAP, "new_like out on EINVAL");
 
     champ_iter it;
     champ_key k;
     CHECK_ST(champ_iter_init(NULL, NULL), CHAMP_EINVAL);
     CHECK_ST(champ_iter_init(&it, NULL), CHAMP_EINVAL);
-    CHECK_ST(champ_iter_next(NULL, &k, &v), CHAMP_EINVAL);
-    size_t got = 99;
-    CHECK_ST(champ_iter_next_n(NULL, &k, &v, 1, &got), CHAMP_EINVAL);
-    CHECK_ST(champ_iter_next_n(&it, &k, &v, 1, NULL), CHAMP_EINVAL);
-    CHECK_ST(champ_iter_next_n(&it, &k, &v, 0, &got), CHAMP_EINVAL);
-    CHECK_EQ(got, 0, "iter_next_n with cap 0 hands out nothing");
+    CHECK(!champ_iter_next(NULL, &k, &v), "iter_next(NULL)");
+    CHECK_EQ(champ_iter_next_n(NULL, &k, &v, 1), 0, "iter_next_n(NULL)");
+    CHECK_ST(champ_iter_status(NULL), CHAMP_EINVAL);
+    CHECK(v == BAD_JUNK_VAL, "*val untouched by iteration on NULL");
     CHECK_ST(champ_foreach(NULL, bad_visit, NULL), CHAMP_EINVAL);
     champ_stats s;
     champ_pool_stats ps;
-    CHECK_ST(champ_stats_get(NULL, &s), CHAMP_EINVAL);
-    CHECK_ST(champ_pool_stats_get(NULL, &ps), CHAMP_EINVAL);
+    CHECK_ST(champ_stats_get(NULL, &s, sizeof s), CHAMP_EINVAL);
+    CHECK_ST(champ_pool_stats_get(NULL, &ps, sizeof ps), CHAMP_EINVAL);
     CHECK_ST(champ_stats_print(NULL, stderr), CHAMP_EINVAL);
     CHECK_ST(champ_validate(NULL), CHAMP_EINVAL);
     CHECK_ST(champ_dump(NULL, stderr), CHAMP_EINVAL);
@@ -299,29 +388,51 @@ static void test_null_arguments(void) {
         return;
     CHECK_ST(champ_set_str(m, "x", NULL, NULL), CHAMP_OK);
     CHECK_ST(champ_copy(m, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_new_like(m, NULL), CHAMP_EINVAL);
     CHECK_ST(champ_pset_bytes(m, "y", 1, NULL, NULL), CHAMP_EINVAL);
     CHECK_ST(champ_premove_bytes(m, "x", 1, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_pset_str(m, "y", NULL, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_premove_str(m, "x", NULL), CHAMP_EINVAL);
     CHECK_ST(champ_foreach(m, NULL, NULL), CHAMP_EINVAL);
-    CHECK_ST(champ_stats_get(m, NULL), CHAMP_EINVAL);
-    CHECK_ST(champ_pool_stats_get(champ_pool_of(m), NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_stats_get(m, NULL, sizeof s), CHAMP_EINVAL);
+    CHECK_ST(champ_pool_stats_get(champ_pool_of(m), NULL, sizeof ps),
+             CHAMP_EINVAL);
+    /* out_size 0. */
+    CHECK_ST(champ_stats_get(m, &s, 0), CHAMP_EINVAL);
+    CHECK_ST(champ_pool_stats_get(champ_pool_of(m), &ps, 0), CHAMP_EINVAL);
     CHECK_ST(champ_stats_print(m, NULL), CHAMP_EINVAL);
     CHECK_ST(champ_dump(m, NULL), CHAMP_EINVAL);
     CHECK_ST(champ_iter_init(NULL, m), CHAMP_EINVAL);
+    /* iter_next_n with cap 0: nothing, status EINVAL. */
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    k.len = 99;
+    CHECK_EQ(champ_iter_next_n(&it, &k, &v, 0), 0,
+             "iter_next_n with cap 0 hands out nothing");
+    CHECK_ST(champ_iter_status(&it), CHAMP_EINVAL);
+    CHECK(k.len == 99 && v == BAD_JUNK_VAL, "cap 0: outputs untouched");
     /* key NULL with a nonzero length; _str with NULL. */
-    CHECK_ST(champ_get_bytes(m, NULL, 3, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_contains_bytes(m, NULL, 3), CHAMP_EINVAL);
-    CHECK_ST(champ_set_bytes(m, NULL, 3, NULL, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_remove_bytes(m, NULL, 3, &v), CHAMP_EINVAL);
+    CHECK(!champ_get_bytes(m, NULL, 3, &v), "get_bytes(NULL, 3)");
+    CHECK(!champ_contains_bytes(m, NULL, 3), "contains_bytes(NULL, 3)");
+    CHECK_ST(champ_set_bytes(m, NULL, 3, NULL, &pr), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_bytes(m, NULL, 3, &pr), CHAMP_EINVAL);
     out = BAD_JUNK_MAP;
     CHECK_ST(champ_pset_bytes(m, NULL, 3, NULL, &out), CHAMP_EINVAL);
     CHECK(out == NULL, "pset_bytes(NULL key): *out NULL");
     out = BAD_JUNK_MAP;
     CHECK_ST(champ_premove_bytes(m, NULL, 3, &out), CHAMP_EINVAL);
     CHECK(out == NULL, "premove_bytes(NULL key): *out NULL");
-    CHECK_ST(champ_get_str(m, NULL, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_set_str(m, NULL, NULL, &v), CHAMP_EINVAL);
-    CHECK_ST(champ_remove_str(m, NULL, &v), CHAMP_EINVAL);
-    CHECK(v == BAD_JUNK_VAL, "outputs untouched on EINVAL");
+    CHECK(!champ_get_str(m, NULL, &v), "get_str(NULL)");
+    CHECK(!champ_contains_str(m, NULL), "contains_str(NULL)");
+    CHECK_ST(champ_set_str(m, NULL, NULL, &pr), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_str(m, NULL, &pr), CHAMP_EINVAL);
+    out = BAD_JUNK_MAP;
+    CHECK_ST(champ_pset_str(m, NULL, NULL, &out), CHAMP_EINVAL);
+    CHECK(out == NULL, "pset_str(NULL key): *out NULL");
+    out = BAD_JUNK_MAP;
+    CHECK_ST(champ_premove_str(m, NULL, &out), CHAMP_EINVAL);
+    CHECK(out == NULL, "premove_str(NULL key): *out NULL");
+    CHECK(v == BAD_JUNK_VAL, "*val_out untouched by invalid keys");
+    CHECK(th_prior_untouched(&pr), "*prior untouched on EINVAL");
     CHECK_EQ(champ_size(m), 1, "map unchanged by bad calls");
     CHECK_VALID(m, "after bad calls");
     champ_free(m);
@@ -332,9 +443,7 @@ static void test_wrong_kinds(void) {
     champ_map *maps[3] = {NULL, NULL, NULL};
     champ_config cu = th_kind_config(CHAMP_KEY_U64, 1, NULL);
     champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 1, NULL);
-    champ_config cg;
-    memset(&cg, 0, sizeof cg);
-    cg.kind = CHAMP_KEY_GENERIC;
+    champ_config cg = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
     cg.hash = bad_hash;
     cg.equal = bad_equal;
     CHECK_ST(champ_new(&cu, &maps[0]), CHAMP_OK);
@@ -347,7 +456,8 @@ static void test_wrong_kinds(void) {
     CHECK_ST(champ_set(maps[2], "a", NULL, NULL), CHAMP_OK);
     for (int kind = 0; kind < 3; kind++) {
         champ_map *m = maps[kind];
-        void *v = BAD_JUNK_VAL, *k2 = BAD_JUNK_VAL;
+        void *v = BAD_JUNK_VAL;
+        champ_prior pr = th_prior_junk();
         champ_map *out;
         const char *kn = kind == 0 ? "u64" : kind == 1 ? "bytes" : "generic";
 #define BAD_EKIND(call)                                                   \
@@ -362,37 +472,44 @@ static void test_wrong_kinds(void) {
         BAD_EKIND(call);                                                  \
         CHECK(out == NULL, "%s on a %s map: *out not NULL", #call, kn);   \
     } while (0)
+/* A lookup on a map of another kind: false. */
+#define BAD_LOOKUP(call)                                                  \
+    CHECK(!(call), "%s on a %s map returned true", #call, kn)
         if (kind != 0) {
-            BAD_EKIND(champ_get_u64(m, 1, &v));
-            BAD_EKIND(champ_contains_u64(m, 1));
-            BAD_EKIND(champ_set_u64(m, 1, NULL, &v));
-            BAD_EKIND(champ_remove_u64(m, 1, &v));
+            BAD_LOOKUP(champ_get_u64(m, 1, &v));
+            BAD_LOOKUP(champ_contains_u64(m, 1));
+            BAD_EKIND(champ_set_u64(m, 1, NULL, &pr));
+            BAD_EKIND(champ_remove_u64(m, 1, &pr));
             BAD_EKIND_OUT(champ_pset_u64(m, 1, NULL, &out));
             BAD_EKIND_OUT(champ_premove_u64(m, 1, &out));
         }
         if (kind != 1) {
-            BAD_EKIND(champ_get_bytes(m, "a", 1, &v));
-            BAD_EKIND(champ_contains_bytes(m, "a", 1));
-            BAD_EKIND(champ_set_bytes(m, "a", 1, NULL, &v));
-            BAD_EKIND(champ_remove_bytes(m, "a", 1, &v));
+            BAD_LOOKUP(champ_get_bytes(m, "a", 1, &v));
+            BAD_LOOKUP(champ_contains_bytes(m, "a", 1));
+            BAD_EKIND(champ_set_bytes(m, "a", 1, NULL, &pr));
+            BAD_EKIND(champ_remove_bytes(m, "a", 1, &pr));
             BAD_EKIND_OUT(champ_pset_bytes(m, "a", 1, NULL, &out));
             BAD_EKIND_OUT(champ_premove_bytes(m, "a", 1, &out));
-            BAD_EKIND(champ_get_str(m, "a", &v));
-            BAD_EKIND(champ_set_str(m, "a", NULL, &v));
-            BAD_EKIND(champ_remove_str(m, "a", &v));
+            BAD_LOOKUP(champ_get_str(m, "a", &v));
+            BAD_LOOKUP(champ_contains_str(m, "a"));
+            BAD_EKIND(champ_set_str(m, "a", NULL, &pr));
+            BAD_EKIND(champ_remove_str(m, "a", &pr));
+            BAD_EKIND_OUT(champ_pset_str(m, "a", NULL, &out));
+            BAD_EKIND_OUT(champ_premove_str(m, "a", &out));
         }
         if (kind != 2) {
-            BAD_EKIND(champ_get(m, "a", &v));
-            BAD_EKIND(champ_contains(m, "a"));
-            BAD_EKIND(champ_set(m, "a", NULL, &v));
-            BAD_EKIND(champ_remove(m, "a", &k2, &v));
+            BAD_LOOKUP(champ_get(m, "a", &v));
+            BAD_LOOKUP(champ_contains(m, "a"));
+            BAD_EKIND(champ_set(m, "a", NULL, &pr));
+            BAD_EKIND(champ_remove(m, "a", &pr));
             BAD_EKIND_OUT(champ_pset(m, "a", NULL, &out));
             BAD_EKIND_OUT(champ_premove(m, "a", &out));
         }
 #undef BAD_EKIND
 #undef BAD_EKIND_OUT
-        CHECK(v == BAD_JUNK_VAL && k2 == BAD_JUNK_VAL,
-              "%s map: outputs touched by EKIND calls", kn);
+#undef BAD_LOOKUP
+        CHECK(v == BAD_JUNK_VAL && th_prior_untouched(&pr),
+              "%s map: outputs touched by wrong-kind calls", kn);
         CHECK_EQ(champ_size(m), 1, kn);
         CHECK_VALID(m, kn);
     }
@@ -404,9 +521,7 @@ done:
 /* Release callbacks without retain callbacks: copy and p-forms refuse. */
 static void test_release_without_retain(void) {
     for (int which = 0; which < 3; which++) {
-        champ_config cfg;
-        memset(&cfg, 0, sizeof cfg);
-        cfg.kind = CHAMP_KEY_GENERIC;
+        champ_config cfg = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
         cfg.hash = bad_hash;
         cfg.equal = bad_equal;
         if (which == 0) {
@@ -437,8 +552,15 @@ static void test_release_without_retain(void) {
         CHECK_EQ(champ_size(m), 4, "map unchanged");
         CHECK_VALID(m, "release without retain");
         /* In-place updates stay allowed. */
-        CHECK_ST(champ_remove(m, &keys[1], NULL, NULL), CHAMP_OK);
-        CHECK_ST(champ_set(m, &keys[0], NULL, NULL), CHAMP_REPLACED);
+        champ_prior pr = th_prior_junk();
+        CHECK_ST(champ_remove(m, &keys[1], &pr), CHAMP_OK);
+        CHECK(pr.found && pr.key == &keys[1], "in-place remove");
+        pr = th_prior_junk();
+        CHECK_ST(champ_set(m, &keys[0], NULL, &pr), CHAMP_OK);
+        CHECK(pr.found, "in-place replace");
+        CHECK_ST(champ_remove(m, &keys[2], NULL), CHAMP_OK);
+        CHECK_ST(champ_set(m, &keys[3], &keys[3], NULL), CHAMP_OK);
+        CHECK_EQ(champ_size(m), 2, "in-place updates");
         champ_free(m);
     }
     /* A U64 map with val_release only. */
@@ -449,7 +571,9 @@ static void test_release_without_retain(void) {
     if (u) {
         CHECK_ST(champ_pset_u64(u, 1, NULL, &out), CHAMP_EINVAL);
         CHECK(out == NULL, "pset_u64: *out NULL on EINVAL");
-        CHECK_ST(champ_set_u64(u, 1, NULL, NULL), CHAMP_OK);
+        champ_prior pr = th_prior_junk();
+        CHECK_ST(champ_set_u64(u, 1, NULL, &pr), CHAMP_OK);
+        CHECK(!pr.found, "in-place insert");
         champ_free(u);
     }
 }
@@ -457,8 +581,7 @@ static void test_release_without_retain(void) {
 /* champ_pool_fail_after exists in test builds only. */
 static void test_fail_after_hook(void) {
     champ_pool *p = NULL;
-    champ_pool_config pc;
-    memset(&pc, 0, sizeof pc);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
     if (!p)
         return;

@@ -45,7 +45,7 @@ typedef struct oom_op {
     int type;
     int slot, dst;  /* dst: same kind as slot */
     unsigned key, val;
-    bool with_out;  /* set/remove: ask for old/val (and key) out */
+    bool with_out;  /* set/remove: pass a champ_prior (old value, key) */
 } oom_op;
 
 typedef struct oom_ref {
@@ -123,7 +123,7 @@ static void oom_world_init(oom_world *w, unsigned nkeys) {
         w->vals[v].id = 1000 + v;
 }
 
-static champ_status oom_get(oom_world *w, int slot, unsigned k, void **v) {
+static bool oom_get(oom_world *w, int slot, unsigned k, void **v) {
     const champ_map *m = w->m[slot];
     switch (oom_slot_kind(slot)) {
     case CHAMP_KEY_U64: return champ_get_u64(m, (uint64_t)k << 33, v);
@@ -138,9 +138,9 @@ static bool oom_same(oom_world *w, int slot, const char *what, long run,
     size_t bad = 0;
     for (unsigned k = 0; k < w->nkeys; k++) {
         void *v = th_tok(0xdead);
-        champ_status st = oom_get(w, slot, k, &v);
-        if (w->ref[slot].present[k] ? st != CHAMP_OK || v != w->ref[slot].val[k]
-                                    : st != CHAMP_NOTFOUND)
+        bool found = oom_get(w, slot, k, &v);
+        if (w->ref[slot].present[k] ? !found || v != w->ref[slot].val[k]
+                                    : found || v != th_tok(0xdead))
             bad++;
     }
     bool ok = bad == 0 && champ_size(w->m[slot]) == w->ref[slot].count;
@@ -213,26 +213,35 @@ static champ_status oom_apply(oom_world *w, const oom_op *o, long run,
         return st;
     }
     case OOM_SET: {
-        void *old = th_tok(0xdead);
-        void **oo = o->with_out ? &old : NULL;
+        champ_prior pr = th_prior_junk();
+        champ_prior *pp = o->with_out ? &pr : NULL;
         switch (oom_slot_kind(s)) {
-        case CHAMP_KEY_U64: st = champ_set_u64(m, u, val, oo); break;
-        case CHAMP_KEY_BYTES: st = champ_set_bytes(m, bk, bl, val, oo); break;
-        default: st = champ_set(m, gk, val, oo); break;
+        case CHAMP_KEY_U64: st = champ_set_u64(m, u, val, pp); break;
+        case CHAMP_KEY_BYTES: st = champ_set_bytes(m, bk, bl, val, pp); break;
+        default: st = champ_set(m, gk, val, pp); break;
         }
         if (st < 0) {
-            CHECK(old == th_tok(0xdead), "failed set touched *old_out, run %ld, "
+            CHECK(th_prior_untouched(&pr), "failed set touched *prior, run %ld, "
                   "op %zu", run, opi);
             return st;
         }
-        champ_status want = w->ref[s].present[k] ? CHAMP_REPLACED : CHAMP_OK;
-        CHECK(st == want, "set: %s want %s, run %ld, op %zu",
-              th_status_name(st), th_status_name(want), run, opi);
-        if (st == CHAMP_REPLACED && o->with_out) {
-            CHECK(old == w->ref[s].val[k], "set old_out, run %ld", run);
-            oom_hand_back(s, old);
-        }
-        if (st == CHAMP_OK) {
+        bool had = w->ref[s].present[k];
+        CHECK(st == CHAMP_OK, "set: %s, run %ld, op %zu", th_status_name(st),
+              run, opi);
+        /* The outcome: from the prior, or (without one) from the size. */
+        if (o->with_out)
+            CHECK(pr.found == had && pr.key == NULL &&
+                      pr.val == (had ? w->ref[s].val[k] : NULL),
+                  "set prior: found %d want %d, run %ld, op %zu",
+                  (int)pr.found, (int)had, run, opi);
+        else
+            CHECK(champ_size(m) == w->ref[s].count + !had,
+                  "set (%s): size %zu want %zu, run %ld, op %zu",
+                  had ? "replace" : "insert", champ_size(m),
+                  w->ref[s].count + !had, run, opi);
+        if (had && o->with_out)
+            oom_hand_back(s, pr.val);
+        if (!had) {
             oom_hand_in(s, gk);
             w->ref[s].count++;
         }
@@ -242,28 +251,43 @@ static champ_status oom_apply(oom_world *w, const oom_op *o, long run,
         return st;
     }
     case OOM_REMOVE: {
-        void *vo = th_tok(0xdead), *ko = th_tok(0xdead);
-        void **vp = o->with_out ? &vo : NULL;
+        champ_prior pr = th_prior_junk();
+        champ_prior *pp = o->with_out ? &pr : NULL;
         switch (oom_slot_kind(s)) {
-        case CHAMP_KEY_U64: st = champ_remove_u64(m, u, vp); break;
-        case CHAMP_KEY_BYTES: st = champ_remove_bytes(m, bk, bl, vp); break;
-        default: st = champ_remove(m, gk, o->with_out ? &ko : NULL, vp); break;
+        case CHAMP_KEY_U64: st = champ_remove_u64(m, u, pp); break;
+        case CHAMP_KEY_BYTES: st = champ_remove_bytes(m, bk, bl, pp); break;
+        default: st = champ_remove(m, gk, pp); break;
         }
         if (st < 0) {
-            CHECK(vo == th_tok(0xdead) && ko == th_tok(0xdead),
-                  "failed remove touched outputs, run %ld, op %zu", run, opi);
+            CHECK(th_prior_untouched(&pr),
+                  "failed remove touched *prior, run %ld, op %zu", run, opi);
             return st;
         }
-        champ_status want = w->ref[s].present[k] ? CHAMP_OK : CHAMP_NOTFOUND;
-        CHECK(st == want, "remove: %s want %s, run %ld, op %zu",
-              th_status_name(st), th_status_name(want), run, opi);
-        if (st == CHAMP_OK) {
+        bool had = w->ref[s].present[k];
+        CHECK(st == CHAMP_OK, "remove: %s, run %ld, op %zu",
+              th_status_name(st), run, opi);
+        if (o->with_out)
+            CHECK(pr.found == had,
+                  "remove prior: found %d want %d, run %ld, op %zu",
+                  (int)pr.found, (int)had, run, opi);
+        else
+            CHECK(champ_size(m) == w->ref[s].count - had,
+                  "remove: size %zu want %zu, run %ld, op %zu", champ_size(m),
+                  w->ref[s].count - had, run, opi);
+        if (o->with_out && !had)
+            CHECK(pr.val == NULL && pr.key == NULL,
+                  "remove of an absent key: prior val/key not NULL, run %ld",
+                  run);
+        if (had) {
             if (o->with_out) {
-                CHECK(vo == w->ref[s].val[k], "removed value, run %ld", run);
-                oom_hand_back(s, vo);
+                CHECK(pr.val == w->ref[s].val[k], "removed value, run %ld", run);
+                oom_hand_back(s, pr.val);
                 if (oom_counted(s)) {
-                    CHECK(ko == gk, "removed key, run %ld", run);
-                    oom_hand_back(s, ko);
+                    CHECK(pr.key == gk, "removed key, run %ld", run);
+                    oom_hand_back(s, pr.key);
+                } else {
+                    CHECK(pr.key == NULL, "removed non-generic key: prior->key "
+                          "not NULL, run %ld", run);
                 }
             }
             w->ref[s].present[k] = false;
@@ -273,11 +297,13 @@ static champ_status oom_apply(oom_world *w, const oom_op *o, long run,
         return st;
     }
     case OOM_GET: {
-        void *v = NULL;
-        st = oom_get(w, s, k, &v);
-        champ_status want = w->ref[s].present[k] ? CHAMP_OK : CHAMP_NOTFOUND;
-        CHECK(st == want && (st != CHAMP_OK || v == w->ref[s].val[k]),
-              "get: %s, run %ld, op %zu", th_status_name(st), run, opi);
+        void *v = th_tok(0xdead);
+        bool found = oom_get(w, s, k, &v);
+        bool want = w->ref[s].present[k];
+        CHECK(found == want &&
+                  v == (found ? w->ref[s].val[k] : th_tok(0xdead)),
+              "get: found %d want %d, run %ld, op %zu", (int)found, (int)want,
+              run, opi);
         return CHAMP_OK;
     }
     case OOM_PSET:
@@ -286,14 +312,12 @@ static champ_status oom_apply(oom_world *w, const oom_op *o, long run,
         oom_slot_free(w, d); /* normally done by the caller already */
         champ_map *out = (champ_map *)th_tok(3);
         oom_ref nr = w->ref[s];
-        champ_status want;
         if (o->type == OOM_PSET) {
             switch (oom_slot_kind(s)) {
             case CHAMP_KEY_U64: st = champ_pset_u64(m, u, val, &out); break;
             case CHAMP_KEY_BYTES: st = champ_pset_bytes(m, bk, bl, val, &out); break;
             default: st = champ_pset(m, gk, val, &out); break;
             }
-            want = nr.present[k] ? CHAMP_REPLACED : CHAMP_OK;
             if (st >= 0) {
                 if (!nr.present[k]) {
                     nr.count++;
@@ -309,7 +333,6 @@ static champ_status oom_apply(oom_world *w, const oom_op *o, long run,
             case CHAMP_KEY_BYTES: st = champ_premove_bytes(m, bk, bl, &out); break;
             default: st = champ_premove(m, gk, &out); break;
             }
-            want = nr.present[k] ? CHAMP_OK : CHAMP_NOTFOUND;
             if (st >= 0 && nr.present[k]) {
                 nr.present[k] = false;
                 nr.val[k] = NULL;
@@ -317,15 +340,18 @@ static champ_status oom_apply(oom_world *w, const oom_op *o, long run,
             }
         } else {
             st = champ_copy(m, &out);
-            want = CHAMP_OK;
         }
         if (st < 0) {
             CHECK(out == NULL, "failed p-form/copy left *out set, run %ld, "
                   "op %zu", run, opi);
             return st;
         }
-        CHECK(st == want, "p-form %d: %s want %s, run %ld, op %zu", o->type,
-              th_status_name(st), th_status_name(want), run, opi);
+        /* The outcome (insert or replace, removed or not): the sizes. */
+        CHECK(st == CHAMP_OK && out != NULL && champ_size(out) == nr.count &&
+                  champ_size(m) == w->ref[s].count,
+              "p-form %d: %s, size %zu want %zu (source %zu want %zu), "
+              "run %ld, op %zu", o->type, th_status_name(st), champ_size(out),
+              nr.count, champ_size(m), w->ref[s].count, run, opi);
         w->m[d] = out;
         w->ref[d] = nr;
         return st;
@@ -437,8 +463,7 @@ static void test_oom_fail_after(bool one_shot, const oom_op *ops, size_t nops,
     bool clean = false;
     for (k = 0; k < 200000 && !clean; k++) {
         oom_world_init(w, nkeys);
-        champ_pool_config pc;
-        memset(&pc, 0, sizeof pc);
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
         pc.chunk_size = 2048;
         if (champ_pool_new(&pc, &w->pool) != CHAMP_OK) {
             CHECK(0, "pool_new failed, run %ld", k);
@@ -447,7 +472,7 @@ static void test_oom_fail_after(bool one_shot, const oom_op *ops, size_t nops,
         CHECK_ST(champ_pool_fail_after(w->pool, k), CHAMP_OK);
         oom_run_ops(w, ops, nops, k, one_shot);
         champ_pool_stats ps;
-        champ_pool_stats_get(w->pool, &ps);
+        champ_pool_stats_get(w->pool, &ps, sizeof ps);
         clean = ps.alloc_failures == 0;
         CHECK(clean || w->enomem > 0 || w->broken,
               "run %ld: %llu allocations refused but no call returned "
@@ -492,8 +517,7 @@ static void test_oom_backing(bool persist, const oom_op *ops, size_t nops,
         th_alloc_init(ta);
         ta->fail_at = k;
         ta->fail_persist = persist;
-        champ_pool_config pc;
-        memset(&pc, 0, sizeof pc);
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
         pc.allocator = &ta->a;
         pc.chunk_size = 1024;
         champ_pool *p = (champ_pool *)th_tok(5);
@@ -512,7 +536,7 @@ static void test_oom_backing(bool persist, const oom_op *ops, size_t nops,
          * is absorbed (the pool sorts its free lists in place instead): no
          * block allocation failed then. */
         champ_pool_stats ops_ps;
-        CHECK_ST(champ_pool_stats_get(w->pool, &ops_ps), CHAMP_OK);
+        CHECK_ST(champ_pool_stats_get(w->pool, &ops_ps, sizeof ops_ps), CHAMP_OK);
         CHECK(clean || w->enomem > 0 || w->broken || ops_ps.alloc_failures == 0,
               "run %ld: the allocator refused %lu calls, %llu block allocations "
               "failed, but no call returned CHAMP_ENOMEM", k, ta->failures,
@@ -542,8 +566,7 @@ static void test_oom_backing(bool persist, const oom_op *ops, size_t nops,
         th_alloc_init(&t2);
         t2.fail_at = j;
         t2.fail_persist = persist;
-        champ_pool_config pc;
-        memset(&pc, 0, sizeof pc);
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
         pc.allocator = &t2.a;
         champ_config cfg = th_kind_config(CHAMP_KEY_BYTES, 1, NULL);
         cfg.pool_config = &pc;
@@ -598,8 +621,7 @@ static uint64_t oom_fill_u64(champ_map *m, uint64_t from, uint64_t limit) {
 static void test_oom_fixed_buffer(void) {
     static _Alignas(64) unsigned char buf[48 * 1024];
     oom_water wt = {0, NULL, 0, 0};
-    champ_pool_config pc;
-    memset(&pc, 0, sizeof pc);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     pc.buffer = buf;
     pc.buffer_size = sizeof buf;
     pc.watermark = 0.5;
@@ -610,7 +632,7 @@ static void test_oom_fixed_buffer(void) {
     if (!pool)
         return;
     champ_pool_stats ps;
-    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
     CHECK(ps.fixed, "fixed-buffer pool says so");
     CHECK(ps.bytes_reserved > 0 && ps.bytes_reserved <= sizeof buf,
           "capacity %zu within the buffer", ps.bytes_reserved);
@@ -628,12 +650,12 @@ static void test_oom_fixed_buffer(void) {
     CHECK(n > 100 && n < 1000000, "fill stopped at ENOMEM after %llu keys",
           (unsigned long long)n);
     CHECK_EQ(champ_size(m), n, "map holds what was inserted");
-    CHECK_ST(champ_contains_u64(m, n), CHAMP_NOTFOUND);
+    CHECK(!champ_contains_u64(m, n), "the key that did not fit is absent");
     CHECK_VALID(m, "full fixed pool");
     size_t bad = 0;
     for (uint64_t i = 0; i < n; i++) {
         void *v = NULL;
-        if (champ_get_u64(m, i, &v) != CHAMP_OK || v != th_tok(i))
+        if (!champ_get_u64(m, i, &v) || v != th_tok(i))
             bad++;
     }
     CHECK_EQ(bad, 0, "content intact after ENOMEM");
@@ -643,7 +665,7 @@ static void test_oom_fixed_buffer(void) {
               wt.live <= capacity,
           "watermark arguments: live %zu capacity %zu (pool capacity %zu)",
           wt.live, wt.capacity, capacity);
-    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
     CHECK(ps.alloc_failures > 0, "refusals counted");
     CHECK_EQ(ps.backing_calls, 0, "a fixed pool never calls an allocator");
     CHECK_EQ(ps.chunks <= 1, 1, "one chunk at most");
@@ -669,7 +691,7 @@ static void test_oom_fixed_buffer(void) {
         if (st == CHAMP_OK) {
             removed++;
         } else {
-            CHECK(st == CHAMP_ENOMEM && champ_contains_u64(m, i) == CHAMP_OK,
+            CHECK(st == CHAMP_ENOMEM && champ_contains_u64(m, i),
                   "remove in a full pool: %s", th_status_name(st));
             remove_enomem++;
         }
@@ -697,7 +719,7 @@ static void test_oom_fixed_buffer(void) {
     CHECK_ST(champ_clear(m), CHAMP_OK);
     CHECK(th_pool_live(pool) < capacity / 2, "clear gave the nodes back");
     uint64_t n2 = oom_fill_u64(m, 0, 1000000);
-    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
     CHECK(n2 >= n / 2,
           "after clear, a second fill holds %llu keys, the first held %llu "
           "(free lists keep %zu of %zu bytes in unusable fragments)",
@@ -719,7 +741,7 @@ static void test_oom_fixed_buffer(void) {
     /* Bytes and counted generic maps in a small buffer: every failing
      * insert leaves the map and the reference balance unchanged. */
     static _Alignas(64) unsigned char buf2[16 * 1024];
-    memset(&pc, 0, sizeof pc);
+    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
     pc.buffer = buf2;
     pc.buffer_size = sizeof buf2;
     pool = NULL;
@@ -793,7 +815,7 @@ static void test_oom_fixed_buffer(void) {
 
     /* A buffer with room for the pool header only: maps cannot be made. */
     static _Alignas(64) unsigned char tiny[512];
-    memset(&pc, 0, sizeof pc);
+    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
     pc.buffer = tiny;
     pc.buffer_size = sizeof tiny;
     pool = NULL;

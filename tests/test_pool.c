@@ -16,14 +16,13 @@
 
 static void test_stats_and_pools(void) {
     champ_pool *pool = NULL;
-    champ_pool_config pc;
-    memset(&pc, 0, sizeof pc);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     pc.chunk_size = 4096;
     CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
     if (!pool)
         return;
     champ_pool_stats ps;
-    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
     CHECK_EQ(ps.maps, 0, "new pool has no maps");
     CHECK_EQ(ps.bytes_live, 0, "new pool has no live bytes");
     CHECK(!ps.fixed, "not a fixed pool");
@@ -42,11 +41,66 @@ static void test_stats_and_pools(void) {
     CHECK_EQ(s.entries, 0, "empty entries");
     CHECK_EQ(s.nodes_bitmap + s.nodes_collision, 0, "empty map has no nodes");
     CHECK_EQ(s.depth_max, 0, "empty depth");
-    CHECK_EQ(s.pool.maps, 1, "stats carry pool stats");
+    CHECK(champ_pool_of(m) == pool, "the map's pool");
+    CHECK_ST(champ_pool_stats_get(champ_pool_of(m), &ps, sizeof ps), CHAMP_OK);
+    CHECK_EQ(ps.maps, 1, "the map's pool counts it");
     size_t live_empty = th_pool_live(pool);
     for (uint64_t i = 0; i < 5000; i++)
         champ_set_u64(m, i, NULL, NULL);
     s = th_stats(m);
+
+    /* A smaller out_size (an older header) fills only that many bytes. */
+    {
+        const size_t cuts[] = {1, sizeof(size_t), offsetof(champ_stats, nodes_shared),
+                               sizeof s - 1};
+        for (size_t ci = 0; ci < sizeof cuts / sizeof cuts[0]; ci++) {
+            unsigned char buf[sizeof(champ_stats) + 16];
+            memset(buf, 0xa5, sizeof buf);
+            CHECK_ST(champ_stats_get(m, (champ_stats *)(void *)buf, cuts[ci]),
+                     CHAMP_OK);
+            size_t untouched = 0;
+            for (size_t i = cuts[ci]; i < sizeof buf; i++)
+                untouched += buf[i] == 0xa5;
+            CHECK_EQ(untouched, sizeof buf - cuts[ci],
+                     "champ_stats_get wrote past out_size");
+            /* (the size_t fields before depth_max: no padding) */
+            size_t cmp = cuts[ci] < offsetof(champ_stats, depth_max)
+                             ? cuts[ci]
+                             : offsetof(champ_stats, depth_max);
+            CHECK(memcmp(buf, &s, cmp) == 0,
+                  "champ_stats_get with out_size %zu: the first bytes differ",
+                  cuts[ci]);
+        }
+        champ_pool_stats full;
+        CHECK_ST(champ_pool_stats_get(pool, &full, sizeof full), CHAMP_OK);
+        const size_t pcuts[] = {1, offsetof(champ_pool_stats, bytes_live),
+                                sizeof full - 1};
+        for (size_t ci = 0; ci < sizeof pcuts / sizeof pcuts[0]; ci++) {
+            unsigned char buf[sizeof(champ_pool_stats) + 16];
+            memset(buf, 0xa5, sizeof buf);
+            CHECK_ST(champ_pool_stats_get(pool, (champ_pool_stats *)(void *)buf,
+                                          pcuts[ci]),
+                     CHAMP_OK);
+            size_t untouched = 0;
+            for (size_t i = pcuts[ci]; i < sizeof buf; i++)
+                untouched += buf[i] == 0xa5;
+            CHECK_EQ(untouched, sizeof buf - pcuts[ci],
+                     "champ_pool_stats_get wrote past out_size");
+            size_t cmp = pcuts[ci] < offsetof(champ_pool_stats, fixed)
+                             ? pcuts[ci]
+                             : offsetof(champ_pool_stats, fixed);
+            CHECK(memcmp(buf, &full, cmp) == 0,
+                  "champ_pool_stats_get with out_size %zu: the first bytes "
+                  "differ", pcuts[ci]);
+        }
+        /* A bigger out_size (a newer header) fills what the library knows. */
+        unsigned char big[sizeof(champ_stats) + 16];
+        memset(big, 0xa5, sizeof big);
+        CHECK_ST(champ_stats_get(m, (champ_stats *)(void *)big, sizeof big),
+                 CHAMP_OK);
+        CHECK(memcmp(big, &s, offsetof(champ_stats, depth_max)) == 0,
+              "champ_stats_get with a bigger out_size");
+    }
     CHECK_EQ(s.entries, 5000, "entries");
     CHECK(s.nodes_bitmap > 100, "a 5000-entry trie has many nodes");
     size_t slot_nodes = 0;
@@ -60,7 +114,7 @@ static void test_stats_and_pools(void) {
     CHECK(s.node_bytes > 0 && s.key_bytes == 0, "node/key bytes");
     CHECK(s.bytes_per_entry > 0 && s.bytes_per_entry < 200,
           "bytes_per_entry %g", s.bytes_per_entry);
-    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
     CHECK(ps.bytes_live >= s.node_bytes, "pool live %zu >= node bytes %zu",
           ps.bytes_live, s.node_bytes);
     CHECK(ps.bytes_reserved >= ps.bytes_live, "reserved >= live");
@@ -78,7 +132,7 @@ static void test_stats_and_pools(void) {
     }
     champ_map *c = NULL;
     CHECK_ST(champ_copy(m, &c), CHAMP_OK);
-    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
     CHECK_EQ(ps.maps, 2, "copy counted");
     CHECK_EQ(th_stats(c).nodes_shared, 1, "a copy shares its root only");
     champ_free(c);
@@ -87,14 +141,14 @@ static void test_stats_and_pools(void) {
     CHECK_EQ(th_pool_live(pool), live_empty, "clear gives back every node");
     champ_free(m);
     CHECK_EQ(th_pool_live(pool), 0, "freed map: pool live 0");
-    CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
     CHECK_EQ(ps.maps, 0, "no maps left");
     champ_pool_free(pool);
 
     /* A map keeps its pool alive; the last free gives back every byte. */
     th_alloc ta;
     th_alloc_init(&ta);
-    memset(&pc, 0, sizeof pc);
+    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
     pc.allocator = &ta.a;
     pc.chunk_size = 1024;
     pool = NULL;
@@ -118,7 +172,7 @@ static void test_stats_and_pools(void) {
         CHECK_ST(champ_copy(m, &c2), CHAMP_OK);
         champ_free(m);
         CHECK(ta.live_bytes > 0, "copy still holds the pool");
-        CHECK_ST(champ_get_str(c2, "k1999", NULL), CHAMP_OK);
+        CHECK(champ_get_str(c2, "k1999", NULL), "the copy has k1999");
         champ_free(c2);
     }
     CHECK_EQ(ta.live_bytes, 0, "the last map's free destroyed the pool");
@@ -127,7 +181,7 @@ static void test_stats_and_pools(void) {
 
     /* A private pool made from pool_config. */
     th_alloc_init(&ta);
-    memset(&pc, 0, sizeof pc);
+    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
     pc.allocator = &ta.a;
     cfg = th_kind_config(CHAMP_KEY_U64, 13, NULL);
     cfg.pool_config = &pc;
@@ -155,8 +209,7 @@ static void test_stats_and_pools(void) {
 /* Maps of all kinds sharing one pool. */
 static void test_mixed_pool(void) {
     champ_pool *pool = NULL;
-    champ_pool_config pc;
-    memset(&pc, 0, sizeof pc);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
     if (!pool)
         return;
@@ -181,7 +234,7 @@ static void test_mixed_pool(void) {
         CHECK_VALID(b, "mixed pool b");
         CHECK_VALID(g, "mixed pool g");
         champ_pool_stats ps;
-        CHECK_ST(champ_pool_stats_get(pool, &ps), CHAMP_OK);
+        CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
         CHECK_EQ(ps.maps, 3, "three maps in the pool");
     }
     champ_free(u);
@@ -195,8 +248,7 @@ static void test_mixed_pool(void) {
 /* champ_free of a large, deep map (iterative) and of many copies. */
 static void test_free_large(void) {
     champ_pool *pool = NULL;
-    champ_pool_config pc;
-    memset(&pc, 0, sizeof pc);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
     if (!pool)
         return;

@@ -270,8 +270,7 @@ static bool rnd_use_str(rnd_state *s, size_t id) {
     return s->bstr_ok[id] && th_chance(&s->r, 25);
 }
 
-static champ_status rnd_get(rnd_state *s, const champ_map *m, size_t id,
-                            void **v) {
+static bool rnd_get(rnd_state *s, const champ_map *m, size_t id, void **v) {
     switch (s->sc->kind) {
     case CHAMP_KEY_U64: return champ_get_u64(m, s->u64[id], v);
     case CHAMP_KEY_BYTES:
@@ -282,10 +281,12 @@ static champ_status rnd_get(rnd_state *s, const champ_map *m, size_t id,
     }
 }
 
-static champ_status rnd_contains(rnd_state *s, const champ_map *m, size_t id) {
+static bool rnd_contains(rnd_state *s, const champ_map *m, size_t id) {
     switch (s->sc->kind) {
     case CHAMP_KEY_U64: return champ_contains_u64(m, s->u64[id]);
     case CHAMP_KEY_BYTES:
+        if (rnd_use_str(s, id))
+            return champ_contains_str(m, (const char *)s->bytes[id]);
         return champ_contains_bytes(m, s->blen[id] ? s->bytes[id] : NULL,
                                     s->blen[id]);
     default: return champ_contains(m, rnd_gkey(s, id));
@@ -294,7 +295,7 @@ static champ_status rnd_contains(rnd_state *s, const champ_map *m, size_t id) {
 
 /* *kused: the generic key pointer passed (stored if inserted). */
 static champ_status rnd_set(rnd_state *s, champ_map *m, size_t id, void *val,
-                            void **old, void **kused) {
+                            champ_prior *old, void **kused) {
     switch (s->sc->kind) {
     case CHAMP_KEY_U64: return champ_set_u64(m, s->u64[id], val, old);
     case CHAMP_KEY_BYTES:
@@ -308,14 +309,14 @@ static champ_status rnd_set(rnd_state *s, champ_map *m, size_t id, void *val,
 }
 
 static champ_status rnd_remove(rnd_state *s, champ_map *m, size_t id,
-                               void **kout, void **vout) {
+                               champ_prior *prior) {
     switch (s->sc->kind) {
-    case CHAMP_KEY_U64: return champ_remove_u64(m, s->u64[id], vout);
+    case CHAMP_KEY_U64: return champ_remove_u64(m, s->u64[id], prior);
     case CHAMP_KEY_BYTES:
         if (rnd_use_str(s, id))
-            return champ_remove_str(m, (const char *)s->bytes[id], vout);
-        return champ_remove_bytes(m, s->bytes[id], s->blen[id], vout);
-    default: return champ_remove(m, rnd_gkey(s, id), kout, vout);
+            return champ_remove_str(m, (const char *)s->bytes[id], prior);
+        return champ_remove_bytes(m, s->bytes[id], s->blen[id], prior);
+    default: return champ_remove(m, rnd_gkey(s, id), prior);
     }
 }
 
@@ -324,6 +325,8 @@ static champ_status rnd_pset(rnd_state *s, const champ_map *m, size_t id,
     switch (s->sc->kind) {
     case CHAMP_KEY_U64: return champ_pset_u64(m, s->u64[id], val, out);
     case CHAMP_KEY_BYTES:
+        if (rnd_use_str(s, id))
+            return champ_pset_str(m, (const char *)s->bytes[id], val, out);
         return champ_pset_bytes(m, s->bytes[id], s->blen[id], val, out);
     default:
         *kused = rnd_gkey(s, id);
@@ -336,6 +339,8 @@ static champ_status rnd_premove(rnd_state *s, const champ_map *m, size_t id,
     switch (s->sc->kind) {
     case CHAMP_KEY_U64: return champ_premove_u64(m, s->u64[id], out);
     case CHAMP_KEY_BYTES:
+        if (rnd_use_str(s, id))
+            return champ_premove_str(m, (const char *)s->bytes[id], out);
         return champ_premove_bytes(m, s->bytes[id], s->blen[id], out);
     default: return champ_premove(m, rnd_gkey(s, id), out);
     }
@@ -377,10 +382,9 @@ static void rnd_compare_lookup(rnd_state *s, const rnd_version *v,
     size_t bad = 0, first = (size_t)-1;
     for (size_t id = 0; id < s->n; id++) {
         void *got = th_tok(0xdead);
-        champ_status st = rnd_get(s, v->m, id, &got);
-        bool ok = v->ref.present[id]
-                      ? st == CHAMP_OK && got == v->ref.val[id]
-                      : st == CHAMP_NOTFOUND && got == th_tok(0xdead);
+        bool found = rnd_get(s, v->m, id, &got);
+        bool ok = v->ref.present[id] ? found && got == v->ref.val[id]
+                                     : !found && got == th_tok(0xdead);
         if (!ok && bad++ == 0)
             first = id;
     }
@@ -434,9 +438,9 @@ static void rnd_compare_iter(rnd_state *s, const rnd_version *v, int mode,
         size_t cap = 1 + (size_t)th_below(&s->r, 40), got = 0;
         champ_status st = champ_iter_init(&it, v->m);
         RND_CHECK(st == CHAMP_OK, "%s: iter_init %s", what, th_status_name(st));
-        while ((st = champ_iter_next_n(&it, ks, vs, cap, &got)) == CHAMP_OK) {
-            RND_CHECK(got >= 1 && got <= cap, "%s: iter_next_n gave %zu of %zu",
-                      what, got, cap);
+        while ((got = champ_iter_next_n(&it, ks, vs, cap)) > 0) {
+            RND_CHECK(got <= cap, "%s: iter_next_n gave %zu of %zu", what, got,
+                      cap);
             for (size_t i = 0; i < got; i++) {
                 c.count++;
                 if (!rnd_entry_ok(s, v, &ks[i], vs[i]))
@@ -445,7 +449,8 @@ static void rnd_compare_iter(rnd_state *s, const rnd_version *v, int mode,
             if (c.count > v->ref.count + 10)
                 break;
         }
-        RND_CHECK((st == CHAMP_NOTFOUND && got == 0) || c.count > v->ref.count,
+        st = champ_iter_status(&it);
+        RND_CHECK((st == CHAMP_OK && got == 0) || c.count > v->ref.count,
                   "%s: iter_next_n (batches of %zu) ended with %s", what, cap,
                   th_status_name(st));
     } else if (foreach) {
@@ -457,14 +462,16 @@ static void rnd_compare_iter(rnd_state *s, const rnd_version *v, int mode,
         void *val;
         champ_status st = champ_iter_init(&it, v->m);
         RND_CHECK(st == CHAMP_OK, "%s: iter_init %s", what, th_status_name(st));
-        while ((st = champ_iter_next(&it, &k, &val)) == CHAMP_OK) {
+        bool more;
+        while ((more = champ_iter_next(&it, &k, &val))) {
             c.count++;
             if (!rnd_entry_ok(s, v, &k, val))
                 c.bad++;
             if (c.count > v->ref.count + 10)
                 break;
         }
-        RND_CHECK(st == CHAMP_NOTFOUND || c.count > v->ref.count,
+        st = champ_iter_status(&it);
+        RND_CHECK((!more && st == CHAMP_OK) || c.count > v->ref.count,
                   "%s: iter_next ended with %s", what, th_status_name(st));
     }
     RND_CHECK(c.bad == 0 && c.count == v->ref.count,
@@ -485,83 +492,104 @@ static void rnd_validate(rnd_state *s, const champ_map *m, const char *what) {
 
 static void rnd_op_set(rnd_state *s, rnd_version *v, const char *what) {
     size_t id = (size_t)th_below(&s->r, s->n);
-    void *val = rnd_value(s), *old = th_tok(0xdead), *kused = NULL;
+    void *val = rnd_value(s), *kused = NULL;
+    champ_prior pr = th_prior_junk();
     bool want_old = th_chance(&s->r, 50);
-    champ_status st = rnd_set(s, v->m, id, val, want_old ? &old : NULL, &kused);
+    size_t size0 = champ_size(v->m);
+    champ_status st = rnd_set(s, v->m, id, val, want_old ? &pr : NULL, &kused);
+    RND_CHECK(st == CHAMP_OK, "%s: set of %s id %zu: %s, op %ld", what,
+              v->ref.present[id] ? "present" : "absent", id, th_status_name(st),
+              s->op);
+    /* The outcome: from the prior, or (without one) from the size. */
+    if (want_old)
+        RND_CHECK(pr.found == (bool)v->ref.present[id] && pr.key == NULL,
+                  "%s: set of %s id %zu: prior found %d, op %ld", what,
+                  v->ref.present[id] ? "present" : "absent", id, (int)pr.found,
+                  s->op);
+    else
+        RND_CHECK(champ_size(v->m) == size0 + !v->ref.present[id],
+                  "%s: set of %s id %zu: size %zu -> %zu, op %ld", what,
+                  v->ref.present[id] ? "present" : "absent", id, size0,
+                  champ_size(v->m), s->op);
     if (v->ref.present[id]) {
-        RND_CHECK(st == CHAMP_REPLACED, "%s: set of present id %zu: %s, op %ld",
-                  what, id, th_status_name(st), s->op);
         if (want_old) {
-            RND_CHECK(old == v->ref.val[id], "%s: set old_out wrong, op %ld",
+            RND_CHECK(pr.val == v->ref.val[id], "%s: set prior->val wrong, op %ld",
                       what, s->op);
-            rnd_hand_back(s, old);
+            rnd_hand_back(s, pr.val);
         }
     } else {
-        RND_CHECK(st == CHAMP_OK, "%s: set of absent id %zu: %s, op %ld", what,
-                  id, th_status_name(st), s->op);
         if (want_old)
-            RND_CHECK(old == NULL, "%s: insert left *old_out %p, op %ld", what,
-                      old, s->op);
+            RND_CHECK(pr.val == NULL, "%s: insert left prior->val %p, op %ld",
+                      what, pr.val, s->op);
         v->ref.present[id] = 1;
         v->ref.count++;
         v->ref.kptr[id] = kused;
         rnd_hand_in(s, kused);
     }
-    if (st == CHAMP_OK || st == CHAMP_REPLACED)
+    if (st == CHAMP_OK)
         rnd_hand_in(s, val);
     v->ref.val[id] = val;
 }
 
 static void rnd_op_remove(rnd_state *s, rnd_version *v, const char *what) {
     size_t id = (size_t)th_below(&s->r, s->n);
-    void *kout = th_tok(0xdead), *vout = th_tok(0xdead);
-    bool want_k = th_chance(&s->r, 50), want_v = th_chance(&s->r, 50);
-    champ_status st =
-        rnd_remove(s, v->m, id, want_k ? &kout : NULL, want_v ? &vout : NULL);
+    champ_prior pr = th_prior_junk();
+    bool want_prior = th_chance(&s->r, 50);
+    size_t size0 = champ_size(v->m);
+    champ_status st = rnd_remove(s, v->m, id, want_prior ? &pr : NULL);
+    RND_CHECK(st == CHAMP_OK, "%s: remove of %s id %zu: %s, op %ld", what,
+              v->ref.present[id] ? "present" : "absent", id, th_status_name(st),
+              s->op);
+    RND_CHECK(champ_size(v->m) == size0 - (v->ref.present[id] ? 1 : 0),
+              "%s: remove of %s id %zu: size %zu -> %zu, op %ld", what,
+              v->ref.present[id] ? "present" : "absent", id, size0,
+              champ_size(v->m), s->op);
     if (v->ref.present[id]) {
-        RND_CHECK(st == CHAMP_OK, "%s: remove of present id %zu: %s, op %ld",
-                  what, id, th_status_name(st), s->op);
-        if (want_v) {
-            RND_CHECK(vout == v->ref.val[id], "%s: removed value wrong, op %ld",
+        if (want_prior) {
+            RND_CHECK(pr.found, "%s: remove of present id %zu: not found, op %ld",
+                      what, id, s->op);
+            RND_CHECK(pr.val == v->ref.val[id], "%s: removed value wrong, op %ld",
                       what, s->op);
-            rnd_hand_back(s, vout);
-        }
-        if (want_k && s->sc->kind == CHAMP_KEY_GENERIC) {
-            RND_CHECK(kout == v->ref.kptr[id],
-                      "%s: removed key is not the stored one, op %ld", what,
-                      s->op);
-            rnd_hand_back(s, kout);
+            rnd_hand_back(s, pr.val);
+            if (s->sc->kind == CHAMP_KEY_GENERIC) {
+                RND_CHECK(pr.key == v->ref.kptr[id],
+                          "%s: removed key is not the stored one, op %ld", what,
+                          s->op);
+                rnd_hand_back(s, pr.key);
+            } else {
+                RND_CHECK(pr.key == NULL, "%s: prior->key of a %s remove, op %ld",
+                          what, s->sc->name, s->op);
+            }
         }
         v->ref.present[id] = 0;
         v->ref.val[id] = NULL;
         v->ref.kptr[id] = NULL;
         v->ref.count--;
-    } else {
-        RND_CHECK(st == CHAMP_NOTFOUND && vout == th_tok(0xdead),
-                  "%s: remove of absent id %zu: %s, op %ld", what, id,
-                  th_status_name(st), s->op);
+    } else if (want_prior) {
+        RND_CHECK(!pr.found && pr.val == NULL && pr.key == NULL,
+                  "%s: remove of absent id %zu: prior found %d, op %ld", what,
+                  id, (int)pr.found, s->op);
     }
 }
 
 static void rnd_op_lookup(rnd_state *s, const rnd_version *v, const char *what) {
     size_t id = (size_t)th_below(&s->r, s->n);
     if (th_chance(&s->r, 25)) {
-        champ_status st = rnd_contains(s, v->m, id);
-        RND_CHECK(st == (v->ref.present[id] ? CHAMP_OK : CHAMP_NOTFOUND),
-                  "%s: contains id %zu: %s, op %ld", what, id,
-                  th_status_name(st), s->op);
+        bool found = rnd_contains(s, v->m, id);
+        RND_CHECK(found == (bool)v->ref.present[id],
+                  "%s: contains id %zu: %d, op %ld", what, id, (int)found,
+                  s->op);
         return;
     }
     void *got = th_tok(0xdead);
-    champ_status st = rnd_get(s, v->m, id, &got);
+    bool found = rnd_get(s, v->m, id, &got);
     if (v->ref.present[id])
-        RND_CHECK(st == CHAMP_OK && got == v->ref.val[id],
-                  "%s: get id %zu: %s, op %ld", what, id, th_status_name(st),
-                  s->op);
+        RND_CHECK(found && got == v->ref.val[id], "%s: get id %zu: found %d, "
+                  "op %ld", what, id, (int)found, s->op);
     else
-        RND_CHECK(st == CHAMP_NOTFOUND && got == th_tok(0xdead),
-                  "%s: get absent id %zu: %s, op %ld", what, id,
-                  th_status_name(st), s->op);
+        RND_CHECK(!found && got == th_tok(0xdead),
+                  "%s: get absent id %zu: found %d, op %ld", what, id,
+                  (int)found, s->op);
 }
 
 /* Frees the oldest ring entry after checking it, then stores v there. */
@@ -594,10 +622,9 @@ static void rnd_op_derive(rnd_state *s) {
     if (kind < 50) {
         void *val = rnd_value(s), *kused = NULL;
         st = rnd_pset(s, s->cur.m, id, val, &out, &kused);
-        champ_status want = s->cur.ref.present[id] ? CHAMP_REPLACED : CHAMP_OK;
-        RND_CHECK(st == want, "pset id %zu: %s, want %s, op %ld", id,
-                  th_status_name(st), th_status_name(want), s->op);
-        if (st == CHAMP_OK) {
+        RND_CHECK(st == CHAMP_OK, "pset id %zu: %s, op %ld", id,
+                  th_status_name(st), s->op);
+        if (st == CHAMP_OK && !s->cur.ref.present[id]) {
             next.ref.present[id] = 1;
             next.ref.count++;
             next.ref.kptr[id] = kused;
@@ -608,9 +635,8 @@ static void rnd_op_derive(rnd_state *s) {
         next.ref.val[id] = val;
     } else if (kind < 90) {
         st = rnd_premove(s, s->cur.m, id, &out);
-        champ_status want = s->cur.ref.present[id] ? CHAMP_OK : CHAMP_NOTFOUND;
-        RND_CHECK(st == want, "premove id %zu: %s, want %s, op %ld", id,
-                  th_status_name(st), th_status_name(want), s->op);
+        RND_CHECK(st == CHAMP_OK, "premove id %zu: %s, op %ld", id,
+                  th_status_name(st), s->op);
         if (next.ref.present[id]) {
             next.ref.present[id] = 0;
             next.ref.val[id] = NULL;
@@ -629,14 +655,19 @@ static void rnd_op_derive(rnd_state *s) {
     next.m = out;
     /* The source is untouched. */
     void *got = th_tok(0xdead);
-    champ_status gs = rnd_get(s, s->cur.m, id, &got);
+    bool gs = rnd_get(s, s->cur.m, id, &got);
     RND_CHECK(champ_size(s->cur.m) == size_before &&
-                  (s->cur.ref.present[id]
-                       ? gs == CHAMP_OK && got == s->cur.ref.val[id]
-                       : gs == CHAMP_NOTFOUND),
+                  (s->cur.ref.present[id] ? gs && got == s->cur.ref.val[id]
+                                          : !gs),
               "p-form changed its source (id %zu), op %ld", id, s->op);
+    /* The outcome of the p-form (insert or replace, removed or not). */
     RND_CHECK(champ_size(out) == next.ref.count, "p-form size %zu, want %zu",
               champ_size(out), next.ref.count);
+    got = th_tok(0xdead);
+    gs = rnd_get(s, out, id, &got);
+    RND_CHECK(next.ref.present[id] ? gs && got == next.ref.val[id] : !gs,
+              "p-form result: id %zu found %d, want %d, op %ld", id, (int)gs,
+              (int)next.ref.present[id], s->op);
     if (kind >= 90 || th_chance(&s->r, 8)) {
         /* Keep the source as an old version; continue with the result
          * (after a copy, with the copy: the source's nodes are shared). */
@@ -691,8 +722,7 @@ static void rnd_run_scenario(const rnd_scenario *sc, uint64_t seed) {
         }
     }
     CHECK(rnd_universe_make(s), "%s: universe", sc->name);
-    champ_pool_config pc;
-    memset(&pc, 0, sizeof pc);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     CHECK_ST(champ_pool_new(&pc, &s->pool), CHAMP_OK);
     if (!s->pool) {
         rnd_universe_free(s);
@@ -769,7 +799,7 @@ static void rnd_run_scenario(const rnd_scenario *sc, uint64_t seed) {
                     rnd_validate(s, all[j]->m, "survivor after frees");
     }
     champ_pool_stats ps;
-    CHECK_ST(champ_pool_stats_get(s->pool, &ps), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(s->pool, &ps, sizeof ps), CHAMP_OK);
     CHECK(ps.bytes_live == 0 && ps.maps == 0,
           "%s: pool not drained: %zu live bytes, %zu maps", sc->name,
           ps.bytes_live, ps.maps);

@@ -60,7 +60,7 @@ static void test_shape_single_bit(void) {
             CHECK(s.depth_mean > level + 1 - 0.01 && s.depth_mean < level + 1 + 0.01,
                   "%s: depth_mean %g", what, s.depth_mean);
             for (int i = 0; i < 3; i++)
-                CHECK_ST(champ_contains(m, &o[i]), CHAMP_OK);
+                CHECK(champ_contains(m, &o[i]), "%s: key %d", what, i);
             unit_del(m, &o[1]);
             unit_shape(m, 2, 1, 0, 0, 1, "the survivors fold back into the root");
             unit_del(m, &o[2]);
@@ -95,20 +95,26 @@ static void test_shape_collisions(size_t n, bool reverse) {
     }
     for (size_t i = 0; i < n; i++) {
         void *v = NULL;
-        CHECK_ST(champ_get(m, &o[i], &v), CHAMP_OK);
+        CHECK(champ_get(m, &o[i], &v), "%s: key %zu found", what, i);
         CHECK(v == th_tok(i), "%s: value %zu", what, i);
     }
     th_obj absent = {.id = 10000, .hash = H};
-    CHECK_ST(champ_contains(m, &absent), CHAMP_NOTFOUND);
-    CHECK_ST(champ_remove(m, &absent, NULL, NULL), CHAMP_NOTFOUND);
+    CHECK(!champ_contains(m, &absent), "%s: absent key with the same hash",
+          what);
+    champ_prior pr = th_prior_junk();
+    CHECK_ST(champ_remove(m, &absent, &pr), CHAMP_OK);
+    CHECK(!pr.found && pr.key == NULL && pr.val == NULL,
+          "%s: remove of an absent key with the same hash", what);
+    CHECK_EQ(champ_size(m), n, what);
 
     /* Iteration reaches the bottom (14 levels). */
     champ_iter it;
     champ_key k;
     size_t seen = 0;
     CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
-    while (champ_iter_next(&it, &k, NULL) == CHAMP_OK)
+    while (champ_iter_next(&it, &k, NULL))
         seen++;
+    CHECK_ST(champ_iter_status(&it), CHAMP_OK);
     CHECK_EQ(seen, n, "iteration through a collision node");
 
     for (size_t j = 0; j < n; j++) {
@@ -125,9 +131,10 @@ static void test_shape_collisions(size_t n, bool reverse) {
             unit_shape(m, 1, 1, 0, 0, 1, what);
         else
             unit_shape(m, 0, 0, 0, 0, 0, what);
-        CHECK_ST(champ_contains(m, &o[i]), CHAMP_NOTFOUND);
+        CHECK(!champ_contains(m, &o[i]), "%s: removed key", what);
         if (left > 0)
-            CHECK_ST(champ_contains(m, &o[reverse ? 0 : n - 1]), CHAMP_OK);
+            CHECK(champ_contains(m, &o[reverse ? 0 : n - 1]),
+                  "%s: the last key to go", what);
     }
     champ_free(m);
 }
@@ -346,15 +353,18 @@ static void test_shape_canonical_random(void) {
         champ_iter_init(&ia, a);
         champ_iter_init(&ic, c);
         for (;;) {
-            champ_status s1 = champ_iter_next(&ia, &ka, NULL);
-            champ_status s2 = champ_iter_next(&ic, &kc, NULL);
-            if (s1 != s2 || (s1 == CHAMP_OK && ka.ptr != kc.ptr)) {
+            bool s1 = champ_iter_next(&ia, &ka, NULL);
+            bool s2 = champ_iter_next(&ic, &kc, NULL);
+            if (s1 != s2 || (s1 && ka.ptr != kc.ptr)) {
                 same_order = false;
                 break;
             }
-            if (s1 != CHAMP_OK)
+            if (!s1)
                 break;
         }
+        CHECK(champ_iter_status(&ia) == CHAMP_OK &&
+                  champ_iter_status(&ic) == CHAMP_OK,
+              "iterations of equal contents ended normally");
         if (!dups)
             CHECK(same_order, "iteration order differs for equal contents");
         champ_free(a);
@@ -401,7 +411,9 @@ static void unit_dump_canonical_fill(champ_map *a, champ_map *b, champ_map *c,
     for (uint64_t i = N; i < N + 500; i++) {
         char kb[32];
         int len = snprintf(kb, sizeof kb, "key-%llu", (unsigned long long)i);
-        CHECK_ST(champ_remove_bytes(d, kb, (size_t)len, NULL), CHAMP_OK);
+        champ_prior pr = th_prior_junk();
+        CHECK_ST(champ_remove_bytes(d, kb, (size_t)len, &pr), CHAMP_OK);
+        CHECK(pr.found && pr.val == th_tok(i), "bytes remove of %s", kb);
     }
     CHECK_EQ(champ_size(a), N, "u64 size");
     CHECK_EQ(champ_size(d), N, "bytes size");
@@ -429,6 +441,7 @@ static void test_huge_collision(void) {
     for (size_t i = 0; i < n; i++) {
         o[i].hash = 0x5555555555555555ULL;
         CHECK_ST(champ_set(m, &o[i], &o[(i + 1) % n], NULL), CHAMP_OK);
+        CHECK_EQ(champ_size(m), i + 1, "colliding key inserted");
         th_obj_hand_in(&o[i]);
         th_obj_hand_in(&o[(i + 1) % n]);
     }
@@ -443,11 +456,12 @@ static void test_huge_collision(void) {
         size_t i = (size_t)th_below(&r, n);
         if (gone[i])
             continue;
-        void *ko = NULL, *vo = NULL;
-        CHECK_ST(champ_remove(m, &o[i], &ko, &vo), CHAMP_OK);
-        CHECK(ko == &o[i] && vo == &o[(i + 1) % n], "handed back %zu", i);
-        th_obj_hand_back(ko);
-        th_obj_hand_back(vo);
+        champ_prior pr = th_prior_junk();
+        CHECK_ST(champ_remove(m, &o[i], &pr), CHAMP_OK);
+        CHECK(pr.found && pr.key == &o[i] && pr.val == &o[(i + 1) % n],
+              "handed back %zu", i);
+        th_obj_hand_back(pr.key);
+        th_obj_hand_back(pr.val);
         gone[i] = 1;
         left--;
         if (left % 37 == 0 || left < 4) {
@@ -496,21 +510,22 @@ static void test_spare_room(void) {
     champ_stats s = th_stats(m);
     CHECK_EQ(s.node_bytes, 112, "six entries in the root");
     CHECK_EQ(s.slack_bytes, 16, "the last growth took one spare entry along");
-    size_t live0 = s.pool.bytes_live;
+    const champ_pool *mp = champ_pool_of(m);
+    size_t live0 = th_pool_live(mp);
     /* removes 6, 5, 4 shrink in place: room 32, 48, 64 bytes */
     for (int i = 5; i >= 3; i--) {
         unit_del(m, &o[i]);
         s = th_stats(m);
         CHECK(s.node_bytes == 16u + 16u * (size_t)i && s.slack_bytes == 16u * (7u - (size_t)i),
               "remove %d in place: node %zu, room %zu", i, s.node_bytes, s.slack_bytes);
-        CHECK_EQ(s.pool.bytes_live, live0, "nothing allocated or freed");
+        CHECK_EQ(th_pool_live(mp), live0, "nothing allocated or freed");
         CHECK_VALID(m, "room left by removes");
     }
     unit_del(m, &o[2]);
     s = th_stats(m);
     CHECK_EQ(s.slack_bytes, 0, "room bigger than the node: copied exact");
     CHECK_EQ(s.node_bytes, 48, "two entries left");
-    CHECK(s.pool.bytes_live < live0, "the roomy block went back to the pool");
+    CHECK(th_pool_live(mp) < live0, "the roomy block went back to the pool");
     CHECK_VALID(m, "exact again");
     /* growing again: the new block holds room for one more entry, unless
      * a free block of the exact size was at hand (the smallest near size
@@ -520,27 +535,27 @@ static void test_spare_room(void) {
     size_t room = s.slack_bytes;
     CHECK(s.node_bytes == 64 && (room == 0 || room == 16 || room == 32),
           "grown node %zu bytes, room %zu", s.node_bytes, room);
-    size_t live1 = s.pool.bytes_live;
+    size_t live1 = th_pool_live(mp);
     unit_put(m, &o[3], th_tok(3));
     s = th_stats(m);
     CHECK_EQ(s.node_bytes, 80, "four entries again");
     if (room >= 16) {
         CHECK_EQ(s.slack_bytes, room - 16, "the insert used the spare room");
-        CHECK_EQ(s.pool.bytes_live, live1, "in place: nothing allocated");
+        CHECK_EQ(th_pool_live(mp), live1, "in place: nothing allocated");
     }
     CHECK_VALID(m, "room used by an insert");
     /* the room is used in place whenever there is some */
     unit_del(m, &o[3]);
     s = th_stats(m);
     CHECK(s.slack_bytes >= 16, "a remove leaves room: %zu", s.slack_bytes);
-    size_t live2 = s.pool.bytes_live, room2 = s.slack_bytes;
+    size_t live2 = th_pool_live(mp), room2 = s.slack_bytes;
     unit_put(m, &o[3], th_tok(3));
     s = th_stats(m);
     CHECK_EQ(s.slack_bytes, room2 - 16, "the insert used the room");
-    CHECK_EQ(s.pool.bytes_live, live2, "in place: nothing allocated");
+    CHECK_EQ(th_pool_live(mp), live2, "in place: nothing allocated");
     for (int i = 0; i < 4; i++) {
         void *v = NULL;
-        CHECK_ST(champ_get(m, &o[i], &v), CHAMP_OK);
+        CHECK(champ_get(m, &o[i], &v), "key %d found", i);
         CHECK(v == th_tok((uint64_t)i), "key %d keeps its value", i);
     }
     /* a copy shares the roomy node; an update of the copy makes exact nodes */
@@ -585,8 +600,7 @@ static void test_validate_detects_corruption(void) {
     static _Alignas(64) unsigned char buf[64 * 1024];
     for (int kind = 0; kind < 2; kind++) {
         memset(buf, 0, sizeof buf);
-        champ_pool_config pc;
-        memset(&pc, 0, sizeof pc);
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
         pc.buffer = buf;
         pc.buffer_size = sizeof buf;
         champ_pool *pool = NULL;

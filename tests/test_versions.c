@@ -39,8 +39,7 @@ static void *ver_val(ver_state *s, unsigned vi) {
     return s->counted ? (void *)&s->vals[vi] : th_tok(vi);
 }
 
-static champ_status ver_get(ver_state *s, const champ_map *m, unsigned k,
-                            void **v) {
+static bool ver_get(ver_state *s, const champ_map *m, unsigned k, void **v) {
     switch (s->kind) {
     case CHAMP_KEY_U64: return champ_get_u64(m, (uint64_t)k * 0x10001, v);
     case CHAMP_KEY_BYTES: return champ_get_str(m, s->bkeys[k], v);
@@ -70,7 +69,7 @@ static champ_status ver_premove(ver_state *s, const champ_map *m, unsigned k,
 }
 
 static champ_status ver_set(ver_state *s, champ_map *m, unsigned k, void *v,
-                            void **old) {
+                            champ_prior *old) {
     switch (s->kind) {
     case CHAMP_KEY_U64: return champ_set_u64(m, (uint64_t)k * 0x10001, v, old);
     case CHAMP_KEY_BYTES: return champ_set_str(m, s->bkeys[k], v, old);
@@ -78,11 +77,12 @@ static champ_status ver_set(ver_state *s, champ_map *m, unsigned k, void *v,
     }
 }
 
-static champ_status ver_remove(ver_state *s, champ_map *m, unsigned k) {
+static champ_status ver_remove(ver_state *s, champ_map *m, unsigned k,
+                               champ_prior *prior) {
     switch (s->kind) {
-    case CHAMP_KEY_U64: return champ_remove_u64(m, (uint64_t)k * 0x10001, NULL);
-    case CHAMP_KEY_BYTES: return champ_remove_str(m, s->bkeys[k], NULL);
-    default: return champ_remove(m, &s->keys[k], NULL, NULL);
+    case CHAMP_KEY_U64: return champ_remove_u64(m, (uint64_t)k * 0x10001, prior);
+    case CHAMP_KEY_BYTES: return champ_remove_str(m, s->bkeys[k], prior);
+    default: return champ_remove(m, &s->keys[k], prior);
     }
 }
 
@@ -93,10 +93,9 @@ static bool ver_check(ver_state *s, size_t i, const char *what) {
     size_t bad = 0, first = VER_KEYS;
     for (unsigned k = 0; k < VER_KEYS; k++) {
         void *v = th_tok(0xdead);
-        champ_status st = ver_get(s, s->maps[i], k, &v);
-        bool ok = snap[k] == VER_ABSENT
-                      ? st == CHAMP_NOTFOUND
-                      : st == CHAMP_OK && v == ver_val(s, snap[k]);
+        bool found = ver_get(s, s->maps[i], k, &v);
+        bool ok = snap[k] == VER_ABSENT ? !found && v == th_tok(0xdead)
+                                        : found && v == ver_val(s, snap[k]);
         if (!ok && bad++ == 0)
             first = k;
     }
@@ -133,15 +132,14 @@ static bool ver_build(ver_state *s, size_t nver, uint64_t seed) {
         s->count[i] = s->count[parent];
         unsigned k = (unsigned)th_below(&s->r, VER_KEYS);
         unsigned dice = (unsigned)th_below(&s->r, 100);
-        champ_status st, want;
+        champ_status st;
         if (dice < 60 || s->count[parent] < 20) {
             unsigned vi = (unsigned)th_below(&s->r, VER_KEYS);
-            want = snap[k] == VER_ABSENT ? CHAMP_OK : CHAMP_REPLACED;
             st = ver_pset(s, s->maps[parent], k, ver_val(s, vi), &s->maps[i]);
             if (st >= 0) {
                 if (s->counted) {
                     th_obj_hand_in(&s->vals[vi]);
-                    if (st == CHAMP_OK)
+                    if (snap[k] == VER_ABSENT)
                         th_obj_hand_in(&s->keys[k]);
                 }
                 if (snap[k] == VER_ABSENT)
@@ -149,48 +147,79 @@ static bool ver_build(ver_state *s, size_t nver, uint64_t seed) {
                 snap[k] = (uint16_t)vi;
             }
         } else if (dice < 92) {
-            want = snap[k] == VER_ABSENT ? CHAMP_NOTFOUND : CHAMP_OK;
             st = ver_premove(s, s->maps[parent], k, &s->maps[i]);
             if (st >= 0 && snap[k] != VER_ABSENT) {
                 snap[k] = VER_ABSENT;
                 s->count[i]--;
             }
         } else {
-            want = CHAMP_OK;
             st = champ_copy(s->maps[parent], &s->maps[i]);
         }
-        CHECK(st == want, "version %zu from %zu: %s, want %s", i, parent,
-              th_status_name(st), th_status_name(want));
+        CHECK(st == CHAMP_OK, "version %zu from %zu: %s", i, parent,
+              th_status_name(st));
         if (st < 0 || !s->maps[i]) {
             s->nver = i;
             return false;
         }
+        /* The outcome of the p-form (inserted, replaced, removed or not). */
+        CHECK(champ_size(s->maps[i]) == s->count[i] &&
+                  champ_size(s->maps[parent]) == s->count[parent],
+              "version %zu from %zu: size %zu want %zu (parent %zu want %zu)",
+              i, parent, champ_size(s->maps[i]), s->count[i],
+              champ_size(s->maps[parent]), s->count[parent]);
         /* Sometimes update a version in place after deriving from it. */
         if (th_chance(&s->r, 10)) {
             size_t j = th_chance(&s->r, 50) ? i : parent;
             uint16_t *sj = &s->snap[j * VER_KEYS];
             unsigned k2 = (unsigned)th_below(&s->r, VER_KEYS);
+            bool had = sj[k2] != VER_ABSENT;
+            size_t size0 = champ_size(s->maps[j]);
+            /* Every other update passes a prior (the old value and key come
+             * back to the test), the others none (the map releases them):
+             * the outcome is checked through the prior or the size. */
+            bool with_prior = i % 2 == 0;
+            champ_prior pr = th_prior_junk();
+            champ_prior *pp = with_prior ? &pr : NULL;
             if (th_chance(&s->r, 50)) {
                 unsigned vi = (unsigned)th_below(&s->r, VER_KEYS);
-                st = ver_set(s, s->maps[j], k2, ver_val(s, vi), NULL);
-                CHECK(st == (sj[k2] == VER_ABSENT ? CHAMP_OK : CHAMP_REPLACED),
-                      "in-place set on version %zu: %s", j, th_status_name(st));
+                st = ver_set(s, s->maps[j], k2, ver_val(s, vi), pp);
+                CHECK(st == CHAMP_OK &&
+                          (with_prior ? pr.found == had &&
+                                            pr.val == (had ? ver_val(s, sj[k2])
+                                                           : NULL)
+                                      : champ_size(s->maps[j]) == size0 + !had),
+                      "in-place set on version %zu: %s, found %d want %d, "
+                      "size %zu -> %zu", j, th_status_name(st), (int)pr.found,
+                      (int)had, size0, champ_size(s->maps[j]));
                 if (st >= 0) {
                     if (s->counted) {
                         th_obj_hand_in(&s->vals[vi]);
-                        if (st == CHAMP_OK)
+                        if (!had)
                             th_obj_hand_in(&s->keys[k2]);
+                        else if (with_prior)
+                            th_obj_hand_back(pr.val);
                     }
-                    if (sj[k2] == VER_ABSENT)
+                    if (!had)
                         s->count[j]++;
                     sj[k2] = (uint16_t)vi;
                 }
             } else {
-                st = ver_remove(s, s->maps[j], k2);
-                CHECK(st == (sj[k2] == VER_ABSENT ? CHAMP_NOTFOUND : CHAMP_OK),
-                      "in-place remove on version %zu: %s", j,
-                      th_status_name(st));
-                if (st == CHAMP_OK) {
+                st = ver_remove(s, s->maps[j], k2, pp);
+                CHECK(st == CHAMP_OK &&
+                          (with_prior ? pr.found == had &&
+                                            pr.val == (had ? ver_val(s, sj[k2])
+                                                           : NULL)
+                                      : champ_size(s->maps[j]) == size0 - had),
+                      "in-place remove on version %zu: %s, found %d want %d, "
+                      "size %zu -> %zu", j, th_status_name(st), (int)pr.found,
+                      (int)had, size0, champ_size(s->maps[j]));
+                if (st == CHAMP_OK && had) {
+                    if (s->counted && with_prior) {
+                        CHECK(pr.key == &s->keys[k2],
+                              "in-place remove handed back the stored key");
+                        th_obj_hand_back(pr.key);
+                        th_obj_hand_back(pr.val);
+                    }
                     sj[k2] = VER_ABSENT;
                     s->count[j]--;
                 }
@@ -224,8 +253,7 @@ static void ver_round(champ_key_kind kind, bool counted, uint64_t seed,
         s->vals[k].id = 100000 + k;
         snprintf(s->bkeys[k], sizeof s->bkeys[k], "v%u", k * 7);
     }
-    champ_pool_config pc;
-    memset(&pc, 0, sizeof pc);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     pc.chunk_size = 8192;
     CHECK_ST(champ_pool_new(&pc, &s->pool), CHAMP_OK);
     if (!s->pool) {
@@ -240,7 +268,7 @@ static void ver_round(champ_key_kind kind, bool counted, uint64_t seed,
         for (size_t i = 0; i < s->nver && bad < 3; i++)
             bad += !ver_check(s, i, "after building");
         champ_pool_stats ps;
-        CHECK_ST(champ_pool_stats_get(s->pool, &ps), CHAMP_OK);
+        CHECK_ST(champ_pool_stats_get(s->pool, &ps, sizeof ps), CHAMP_OK);
         CHECK_EQ(ps.maps, s->nver, "every version is a map of the pool");
         /* Sharing: the versions together reach more node and key bytes
          * than the pool holds besides their handles. */
@@ -286,7 +314,7 @@ static void ver_round(champ_key_kind kind, bool counted, uint64_t seed,
         }
     }
     champ_pool_stats ps;
-    CHECK_ST(champ_pool_stats_get(s->pool, &ps), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(s->pool, &ps, sizeof ps), CHAMP_OK);
     CHECK(ps.bytes_live == 0 && ps.maps == 0,
           "versions round (kind %d, order %d): pool not drained: %zu bytes, "
           "%zu maps", (int)kind, order, ps.bytes_live, ps.maps);
