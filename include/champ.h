@@ -221,6 +221,10 @@ typedef void (*champ_ref_fn)(void *p, void *ctx);
 typedef struct champ_config {
     size_t size; /* sizeof(champ_config): use CHAMP_CONFIG_INIT(kind) */
     champ_key_kind kind;
+    /* A set: keys without values (entries are one word, so a u64 set takes
+     * about half the memory of a map).  Values are NULL throughout: set
+     * takes only NULL, get reports NULL; val callbacks must be NULL. */
+    bool set;
     /* CHAMP_KEY_GENERIC only (required there, must be NULL otherwise). */
     champ_hash_fn hash;
     champ_equal_fn equal;
@@ -241,7 +245,7 @@ typedef struct champ_config {
     const champ_pool_config *pool_config;
 } champ_config;
 
-#define CHAMP_CONFIG_INIT(kind) { sizeof(champ_config), (kind), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define CHAMP_CONFIG_INIT(kind) { sizeof(champ_config), (kind), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* ------------------------------------------------------------------ */
 /* Pools                                                               */
@@ -275,6 +279,13 @@ CHAMP_API champ_status champ_new(const champ_config *cfg, champ_map **out);
 /* Shorthand for champ_new with kind U64 / BYTES and all defaults. */
 CHAMP_API champ_status champ_new_u64(champ_map **out);
 CHAMP_API champ_status champ_new_bytes(champ_map **out);
+
+/* Sets: maps of keys without values (cfg.set = true), with every map
+ * operation.  Shorthands for U64 / BYTES sets with all defaults. */
+CHAMP_API champ_status champ_new_set_u64(champ_map **out);
+CHAMP_API champ_status champ_new_set_bytes(champ_map **out);
+/* Whether m is a set (false for NULL). */
+CHAMP_API bool champ_is_set(const champ_map *m);
 
 /* An empty map of the same type as m: same kind, callbacks, seed and pool
  * (so the two can share nodes and be compared fast).  The cheap way to make
@@ -330,6 +341,12 @@ CHAMP_API uint64_t champ_seed(const champ_map *m);
  *           was there) or an error.  prior as for set: found, and the value
  *           (for generic keys also prior->key, the stored key) handed to the
  *           caller, who then owns them; with prior == NULL they are released.
+ * add:      inserts the key if it is absent, never replaces: a set's insert
+ *           (a map gets the key with a NULL value).  Returns CHAMP_OK or an
+ *           error; *added (if not NULL) tells whether the key was new.
+ *           Generic keys: the map takes ownership of key when it was added.
+ * On a set, set accepts only a NULL value (else CHAMP_EINVAL) and get
+ * reports NULL.
  * pset / premove (pure persistent forms): leave m untouched and make *out a
  *           new map (same type, sharing nodes with m) with the update
  *           applied (for premove of an absent key, *out is a plain copy).
@@ -364,6 +381,7 @@ CHAMP_API bool champ_get_u64(const champ_map *m, uint64_t key, void **val_out);
 CHAMP_API bool champ_contains_u64(const champ_map *m, uint64_t key);
 CHAMP_API champ_status champ_set_u64(champ_map *m, uint64_t key, void *val,
                                      champ_prior *prior);
+CHAMP_API champ_status champ_add_u64(champ_map *m, uint64_t key, bool *added);
 CHAMP_API champ_status champ_remove_u64(champ_map *m, uint64_t key,
                                         champ_prior *prior);
 CHAMP_API champ_status champ_pset_u64(const champ_map *m, uint64_t key,
@@ -382,6 +400,8 @@ CHAMP_API bool champ_contains_bytes(const champ_map *m, const void *key,
 CHAMP_API champ_status champ_set_bytes(champ_map *m, const void *key,
                                        size_t len, void *val,
                                        champ_prior *prior);
+CHAMP_API champ_status champ_add_bytes(champ_map *m, const void *key,
+                                       size_t len, bool *added);
 CHAMP_API champ_status champ_remove_bytes(champ_map *m, const void *key,
                                           size_t len, champ_prior *prior);
 CHAMP_API champ_status champ_pset_bytes(const champ_map *m, const void *key,
@@ -395,6 +415,8 @@ CHAMP_API bool champ_get_str(const champ_map *m, const char *key,
 CHAMP_API bool champ_contains_str(const champ_map *m, const char *key);
 CHAMP_API champ_status champ_set_str(champ_map *m, const char *key, void *val,
                                      champ_prior *prior);
+CHAMP_API champ_status champ_add_str(champ_map *m, const char *key,
+                                     bool *added);
 CHAMP_API champ_status champ_remove_str(champ_map *m, const char *key,
                                         champ_prior *prior);
 CHAMP_API champ_status champ_pset_str(const champ_map *m, const char *key,
@@ -411,6 +433,7 @@ CHAMP_API bool champ_get(const champ_map *m, const void *key, void **val_out);
 CHAMP_API bool champ_contains(const champ_map *m, const void *key);
 CHAMP_API champ_status champ_set(champ_map *m, void *key, void *val,
                                  champ_prior *prior);
+CHAMP_API champ_status champ_add(champ_map *m, void *key, bool *added);
 CHAMP_API champ_status champ_remove(champ_map *m, const void *key,
                                     champ_prior *prior);
 CHAMP_API champ_status champ_pset(const champ_map *m, void *key, void *val,

@@ -110,424 +110,36 @@
  * Who does what
  * ------------------------------------------------------------------------
  *
- *   map_find                         lookup (loop), all kinds
- *   map_descend                      read-only walk recording the path
- *   map_set / map_remove             plan + commit of an update
+ * The engine is written once for every key kind and both entry widths (W:
+ * 16-byte map entries, 8-byte set entries); kind and W are constants of
+ * each inlined copy.  Its shared pieces are in trie.h / trie.c:
+ *   node_find                        lookup from any node and level
  *   node_bitmap_set_slot             any change of one slot (entry, pair,
  *                                    child, empty) into a new block
- *   node_bitmap_{insert_at, drop_entry, copy}
- *   node_collision_{insert, remove, copy}
- *   node_three                       the node holding three keys (a pair
- *                                    meets a third key)
- *   node_drop                        drop a reference, free iteratively
- *   find / set / remove fast paths   inside map_set and map_remove: the
- *                                    common cases on a path the map owns
- * Iteration is in iter.c, stats / validate / dump in check.c, the pool in
- * pool.c, hashes in hash.c.
+ *   node_bitmap_{insert_at, drop_entry, copy}, node_collision_{insert,
+ *   remove, copy}, node_three        the other builders
+ *   node_build, sub, slotv           a node from a list of slots; results
+ *                                    that pull small subtrees up (algebra)
+ *   champ__node_drop                 drop a reference, free iteratively
+ *   champ__walk                      visit every entry of a subtree
+ * This file: updates of one key.
+ *   map_descend                      read-only walk recording the path
+ *   map_set: set_replace_owned, set_grow_owned, set_pair_owned (the
+ *   common cases on a path the map owns), set_general (plan + commit)
+ *   map_remove: remove_shrink_owned, remove_collapse_owned,
+ *   remove_coll_owned, remove_general
+ * then map and type lifecycle and the public entry points, whose plain
+ * path (a map of the kind, no callbacks) is one compare away.  Equality,
+ * diff and set algebra are in algebra.c, bulk builds in build.c, iteration
+ * in iter.c, stats / validate / dump in check.c, the pool in pool.c,
+ * hashes in hash.c.
  */
 #include "internal.h"
 
 #include <stdlib.h>
 
 /* ------------------------------------------------------------------ */
-/* Entries                                                             */
-/* ------------------------------------------------------------------ */
-
-static ALWAYS_INLINE blob *ent_blob(const entry *e) {
-    return (blob *)(uintptr_t)e->k;
-}
-
-static ALWAYS_INLINE void ent_retain(const mtype *t, const entry *e) {
-    if (t->kind == CHAMP_KEY_BYTES)
-        ent_blob(e)->rc++;
-    else if (t->key_retain)
-        t->key_retain((void *)(uintptr_t)e->k, t->ctx);
-    if (t->val_retain)
-        t->val_retain(e->v, t->ctx);
-}
-
-static void key_release(const mtype *t, uint64_t k) {
-    if (t->kind == CHAMP_KEY_BYTES) {
-        blob *b = (blob *)(uintptr_t)k;
-        if (--b->rc == 0)
-            pool_free(t->pool, b, blob_size(b->len));
-    } else if (t->key_release) {
-        t->key_release((void *)(uintptr_t)k, t->ctx);
-    }
-}
-
-static void ent_release(const mtype *t, const entry *e) {
-    key_release(t, e->k);
-    if (t->val_release)
-        t->val_release(e->v, t->ctx);
-}
-
-static ALWAYS_INLINE uint64_t ent_hash(const mtype *t, const entry *e,
-                                       champ_key_kind kind) {
-    switch (kind) {
-    case CHAMP_KEY_U64:
-        return hash_u64(e->k, t->seed);
-    case CHAMP_KEY_BYTES:
-        return ent_blob(e)->hash;
-    default:
-        return t->hash((const void *)(uintptr_t)e->k, t->ctx);
-    }
-}
-
-uint64_t champ__entry_hash(const mtype *t, const entry *e) {
-    return ent_hash(t, e, t->kind);
-}
-
-bool champ__entry_equal(const mtype *t, const entry *a, const entry *b) {
-    switch (t->kind) {
-    case CHAMP_KEY_U64:
-        return a->k == b->k;
-    case CHAMP_KEY_BYTES: {
-        const blob *x = ent_blob(a), *y = ent_blob(b);
-        return x == y || (x->hash == y->hash && x->len == y->len &&
-                          memcmp(x->bytes, y->bytes, x->len) == 0);
-    }
-    default:
-        return a->k == b->k ||
-               t->equal((const void *)(uintptr_t)a->k,
-                        (const void *)(uintptr_t)b->k, t->ctx);
-    }
-}
-
-/* A key being looked up or inserted. */
-typedef struct kq {
-    uint64_t h;
-    uint64_t u;     /* U64 key; GENERIC key pointer */
-    const void *p;  /* BYTES key bytes */
-    size_t len;
-} kq;
-
-static ALWAYS_INLINE bool kq_match(const mtype *t, const entry *e,
-                                   const kq *q, champ_key_kind kind) {
-    if (kind == CHAMP_KEY_U64)
-        return e->k == q->u;
-    if (kind == CHAMP_KEY_BYTES) {
-        const blob *b = ent_blob(e);
-        return b->hash == q->h && b->len == q->len &&
-               (q->len == 0 || memcmp(b->bytes, q->p, q->len) == 0);
-    }
-    return e->k == q->u ||
-           t->equal((const void *)(uintptr_t)e->k,
-                    (const void *)(uintptr_t)q->u, t->ctx);
-}
-
-/* ------------------------------------------------------------------ */
-/* Node builders.  `share` means the source node stays alive (it is    */
-/* shared with another map): everything copied out of it gains a       */
-/* reference.  Without it, contents move and the source is freed.      */
-/* ------------------------------------------------------------------ */
-
-/* Copies `bytes` (a multiple of 8) between two distinct blocks.  A plain
- * word loop: node bodies are short (most under 100 bytes), where a call to
- * memcpy costs more than the copy; the empty asm keeps compilers from
- * turning the loop back into that call. */
-static ALWAYS_INLINE void wcopy(void *dst, const void *src, size_t bytes) {
-    char *d = dst;
-    const char *s = src;
-    size_t i = 0;
-    for (; i + 16 <= bytes; i += 16) {
-        char t[16];
-        memcpy(t, s + i, 16);
-        memcpy(d + i, t, 16);
-        __asm__("" : "+r"(i));
-    }
-    if (i < bytes) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        memcpy(d + i, &w, 8);
-    }
-}
-
-/* After copying node `dst` (ne entries, nk children) out of a node that
- * stays alive: every entry and child it duplicated gains a reference.
- * Entries [se, se + sn) and child sk (or -1) are new, not duplicated. */
-static NOINLINE void node_share_refs(const mtype *t, node *dst,
-                                     uint32_t ne, uint32_t nk, uint32_t se,
-                                     uint32_t sn, int sk) {
-    if (t->ent_refs)
-        for (uint32_t i = 0; i < ne; i++)
-            if (i - se >= sn) /* i < se or i >= se + sn (unsigned) */
-                ent_retain(t, &dst->e[i]);
-    node **k = (node **)(void *)(dst->e + ne);
-    for (uint32_t i = 0; i < nk; i++)
-        k[i]->rc++;
-    if (sk >= 0)
-        k[sk]->rc--; /* the new child was not duplicated */
-}
-
-static ALWAYS_INLINE void node_init(node *n, uint32_t dm, uint32_t nm) {
-    n->rc = 1;
-    n->datamap = dm;
-    n->nodemap = nm;
-    n->aux = 0;
-}
-
-/* dst = src with slot `bit` rewritten to hold the `ns` entries at `nes`
- * (0: empty, 1: an entry, 2: a pair, already in trie order) or, when c is
- * not NULL, child c.  The slot's old contents are not copied (the caller
- * moved or dropped them).  With `share`, everything else copied from src
- * gains a reference.  Every change of one slot is this one builder; the
- * call sites pass constants, so each inlined copy is specialised. */
-static ALWAYS_INLINE void node_bitmap_set_slot(const mtype *t, node *dst,
-                                               const node *src, uint32_t bit,
-                                               const entry *nes, uint32_t ns,
-                                               node *c, bool share) {
-    uint32_t dm = src->datamap, nm = src->nodemap;
-    uint32_t ne = maps_nent(dm, nm), nk = maps_nkid(dm, nm);
-    uint32_t ei = maps_eidx(dm, nm, bit), ki = maps_kidx(dm, nm, bit);
-    uint32_t oe = (dm & bit) ? ((nm & bit) ? 2u : 1u) : 0u;
-    uint32_t ok = (nm & ~dm & bit) ? 1u : 0u;
-    uint32_t nc = c ? 1u : 0u;
-    uint32_t ndm = dm & ~bit, nnm = nm & ~bit;
-    if (c)
-        nnm |= bit;
-    else if (ns)
-        ndm |= bit, nnm |= ns == 2 ? bit : 0u;
-    node_init(dst, ndm, nnm);
-    uint32_t dne = ne - oe + ns;
-    node **dk = (node **)(void *)(dst->e + dne);
-    node *const *sk = (node *const *)(const void *)(src->e + ne);
-    wcopy(dst->e, src->e, 16u * ei);
-    for (uint32_t j = 0; j < ns; j++)
-        dst->e[ei + j] = nes[j];
-    wcopy(dst->e + ei + ns, src->e + ei + oe, 16u * (ne - ei - oe) + 8u * ki);
-    if (c)
-        dk[ki] = c;
-    wcopy(dk + ki + nc, sk + ki + ok, 8u * (nk - ki - ok));
-    if (share)
-        node_share_refs(t, dst, dne, nk - ok + nc, ei, ns, c ? (int)ki : -1);
-}
-
-/* dst = src with entry *ne inserted at index wi of e[] and the bitmaps
- * dm/nm (the slot gained an entry: empty -> entry, or entry -> pair). */
-static ALWAYS_INLINE void node_bitmap_insert_at(node *dst, const node *src,
-                                                uint32_t wi, uint32_t dm,
-                                                uint32_t nm, const entry *ne) {
-    uint32_t n = node_nent(src), k = node_nkid(src);
-    node_init(dst, dm, nm);
-    wcopy(dst->e, src->e, 16u * wi);
-    dst->e[wi] = *ne;
-    wcopy(dst->e + wi + 1, src->e + wi, 16u * (n - wi) + 8u * k);
-}
-
-/* The bitmaps after entry i of slot `bit` is removed: a pair becomes a
- * single entry, a single entry an empty slot. */
-static ALWAYS_INLINE void maps_drop_entry(uint32_t *dm, uint32_t *nm, uint32_t bit) {
-    if (*nm & bit)
-        *nm &= ~bit;
-    else
-        *dm &= ~bit;
-}
-
-/* dst = src without entry i (of slot `bit`). */
-static ALWAYS_INLINE void node_bitmap_drop_entry(const mtype *t, node *dst,
-                                                 const node *src, uint32_t i,
-                                                 uint32_t bit, bool share) {
-    uint32_t dm = src->datamap, nm = src->nodemap;
-    uint32_t ne = maps_nent(dm, nm), nk = maps_nkid(dm, nm);
-    maps_drop_entry(&dm, &nm, bit);
-    node_init(dst, dm, nm);
-    wcopy(dst->e, src->e, 16u * i);
-    wcopy(dst->e + i, src->e + i + 1, 16u * (ne - 1 - i) + 8u * nk);
-    if (share)
-        node_share_refs(t, dst, ne - 1, nk, 0, 0, -1);
-}
-
-/* dst = a copy of src (always sharing: src stays). */
-static ALWAYS_INLINE void node_bitmap_copy(const mtype *t, node *dst,
-                                           const node *src) {
-    uint32_t ne = node_nent(src), nk = node_nkid(src);
-    node_init(dst, src->datamap, src->nodemap);
-    wcopy(dst->e, src->e, 16u * ne + 8u * nk);
-    node_share_refs(t, dst, ne, nk, 0, 0, -1);
-}
-
-/* Puts two entries whose hashes are ha and hb into trie order at out[]
- * (equal hashes: a first). */
-/* Whether the entry hashed ha comes first in a pair with the one hashed
- * hb: trie order, equal hashes in the order given. */
-static ALWAYS_INLINE bool pair_first(uint64_t ha, uint64_t hb) {
-    return ha == hb || hash_trie_before(ha, hb);
-}
-
-static ALWAYS_INLINE void pair_order(entry *out, const entry *a, uint64_t ha,
-                                     const entry *b, uint64_t hb) {
-    bool swap = !pair_first(ha, hb);
-    out[swap] = *a;
-    out[!swap] = *b;
-}
-
-/* c = the node at `level` holding three entries whose hashes agree on
- * every slice above it but not all on this one (or, at the collision
- * level, agree completely): three entries in three slots, or an entry
- * and a pair. */
-static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
-                                     const uint64_t *h) {
-    if (level == CHAMP_COLL_LEVEL) {
-        node_init(c, 3, 0);
-        c->e[0] = x[0];
-        c->e[1] = x[1];
-        c->e[2] = x[2];
-        return;
-    }
-    uint32_t s[3], dm = 0, nm = 0;
-    for (int i = 0; i < 3; i++) {
-        s[i] = slice(h[i], level);
-        uint32_t bit = 1u << s[i];
-        if (dm & bit)
-            nm |= bit;
-        dm |= bit;
-    }
-    node_init(c, dm, nm);
-    uint32_t k = 0;
-    for (uint32_t bits = dm; bits; bits &= bits - 1) {
-        uint32_t sl = (uint32_t)__builtin_ctz(bits);
-        int a = -1;
-        for (int i = 0; i < 3; i++) {
-            if (s[i] != sl)
-                continue;
-            if (a < 0) {
-                a = i;
-                continue;
-            }
-            pair_order(&c->e[k], &x[a], h[a], &x[i], h[i]);
-            k += 2;
-            a = -2;
-        }
-        if (a >= 0)
-            c->e[k++] = x[a];
-    }
-}
-
-static ALWAYS_INLINE void node_collision_insert(const mtype *t, node *dst,
-                                                const node *src,
-                                                const entry *ne, bool share) {
-    uint32_t n = src->datamap;
-    node_init(dst, n + 1, 0);
-    wcopy(dst->e, src->e, 16u * n);
-    dst->e[n] = *ne;
-    if (share)
-        node_share_refs(t, dst, n, 0, 0, 0, -1);
-}
-
-static ALWAYS_INLINE void node_collision_remove(const mtype *t, node *dst,
-                                                const node *src, uint32_t i,
-                                                bool share) {
-    uint32_t n = src->datamap;
-    node_init(dst, n - 1, 0);
-    wcopy(dst->e, src->e, 16u * i);
-    wcopy(dst->e + i, src->e + i + 1, 16u * (n - 1 - i));
-    if (share)
-        node_share_refs(t, dst, n - 1, 0, 0, 0, -1);
-}
-
-static ALWAYS_INLINE void node_collision_copy(const mtype *t, node *dst,
-                                              const node *src) {
-    node_init(dst, src->datamap, 0);
-    wcopy(dst->e, src->e, 16u * src->datamap);
-    node_share_refs(t, dst, src->datamap, 0, 0, 0, -1);
-}
-
-/* Drops one reference to n (at `level`); frees it and, iteratively, every
- * node and entry that thereby loses its last reference.  The stack holds,
- * per level, a node being torn down and the next child to visit. */
-static void node_drop(const mtype *t, node *n, unsigned level) {
-    struct {
-        node *n;
-        uint32_t next;
-    } st[CHAMP_MAX_PATH];
-    CHAMP_ASSERT(n->rc > 0);
-    if (--n->rc)
-        return;
-    int sp = 0;
-    st[0].n = n;
-    st[0].next = 0;
-    for (;;) {
-        node *x = st[sp].n;
-        unsigned lv = level + (unsigned)sp;
-        uint32_t nd, nn;
-        if (UNLIKELY(lv == CHAMP_COLL_LEVEL)) {
-            nd = x->datamap;
-            nn = 0;
-        } else {
-            nd = node_nent(x);
-            nn = node_nkid(x);
-        }
-        uint32_t i = st[sp].next;
-        if (i == 0 && t->ent_refs)
-            for (uint32_t j = 0; j < nd; j++)
-                ent_release(t, &x->e[j]);
-        node **kids = (node **)(void *)(x->e + nd);
-        node *dead = NULL;
-        while (i < nn) {
-            node *c = kids[i++];
-            CHAMP_ASSERT(c->rc > 0);
-            if (--c->rc == 0) {
-                dead = c;
-                break;
-            }
-        }
-        if (dead) {
-            /* descend into the child that just lost its last reference */
-            st[sp].next = i;
-            sp++;
-            st[sp].n = dead;
-            st[sp].next = 0;
-            continue;
-        }
-        pool_free(t->pool, x, node_block(x, lv));
-        if (sp-- == 0)
-            break;
-    }
-}
-
-/* ------------------------------------------------------------------ */
-/* Lookup                                                              */
-/* ------------------------------------------------------------------ */
-
-static ALWAYS_INLINE const entry *map_find(const champ_map *m, const kq *q,
-                                           champ_key_kind kind) {
-    const mtype *t = m->t;
-    const node *n = m->root;
-    uint64_t h = q->h;
-    if (UNLIKELY(!n))
-        return NULL;
-    for (unsigned level = 0;; level++) {
-        if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL)) {
-            for (uint32_t i = 0; i < n->datamap; i++)
-                if (kq_match(t, &n->e[i], q, kind))
-                    return &n->e[i];
-            return NULL;
-        }
-        if (node_full(n)) {
-            n = ((node *const *)(const void *)n->e)[h & 31];
-            h >>= CHAMP_BITS;
-            continue;
-        }
-        uint32_t bit = 1u << (h & 31);
-        uint32_t dm = n->datamap, nm = n->nodemap;
-        if (dm & bit) {
-            const entry *e = &n->e[maps_eidx(dm, nm, bit)];
-            if (kq_match(t, e, q, kind))
-                return e;
-            if ((nm & bit) && kq_match(t, e + 1, q, kind))
-                return e + 1; /* the second entry of a pair */
-            return NULL;
-        }
-        if (!(nm & bit))
-            return NULL;
-        n = ((node *const *)(const void *)(n->e + maps_nent(dm, nm)))[maps_kidx(dm, nm, bit)];
-        h >>= CHAMP_BITS;
-    }
-}
-
-/* ------------------------------------------------------------------ */
-/* Updates                                                             */
+/* Updates: descend, plan, allocate, commit                            */
 /* ------------------------------------------------------------------ */
 
 typedef struct path {
@@ -545,7 +157,7 @@ enum { AT_MATCH, AT_EMPTY, AT_OTHER, AT_PAIR, AT_COLL };
 
 /* Read-only walk to where q is or would be.  m->root must not be NULL. */
 static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
-                                     champ_key_kind kind) {
+                                     champ_key_kind kind, unsigned W) {
     const mtype *t = m->t;
     node *n = m->root;
     uint64_t h = q->h;
@@ -558,7 +170,7 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
         if (kind != CHAMP_KEY_U64 && UNLIKELY(d == CHAMP_COLL_LEVEL)) {
             pa->fs = fs;
             for (uint32_t i = 0; i < n->datamap; i++)
-                if (kq_match(t, &n->e[i], q, kind)) {
+                if (kq_match(t, ent_key(n, i, W), q, kind)) {
                     pa->idx = (int)i;
                     return AT_MATCH;
                 }
@@ -568,7 +180,7 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
         uint32_t bit = 1u << (h & 31);
         pa->bit[d] = bit;
         if (node_full(n)) {
-            n = ((node **)(void *)n->e)[h & 31];
+            n = ((node **)(void *)node_ebase(n))[h & 31];
             h >>= CHAMP_BITS;
             continue;
         }
@@ -577,11 +189,11 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
             uint32_t i = maps_eidx(dm, nm, bit);
             pa->fs = fs;
             pa->idx = (int)i;
-            if (kq_match(t, &n->e[i], q, kind))
+            if (kq_match(t, ent_key(n, i, W), q, kind))
                 return AT_MATCH;
             if (!(nm & bit))
                 return AT_OTHER;
-            if (kq_match(t, &n->e[i + 1], q, kind)) {
+            if (kq_match(t, ent_key(n, i + 1, W), q, kind)) {
                 pa->idx = (int)i + 1;
                 return AT_MATCH;
             }
@@ -592,7 +204,8 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
             pa->idx = -1;
             return AT_EMPTY;
         }
-        n = ((node **)(void *)(n->e + maps_nent(dm, nm)))[maps_kidx(dm, nm, bit)];
+        n = ((node **)(void *)(node_ebase(n) + (size_t)W * maps_nent(dm, nm)))
+            [maps_kidx(dm, nm, bit)];
         h >>= CHAMP_BITS;
     }
 }
@@ -627,20 +240,28 @@ static ALWAYS_INLINE bool plan_alloc(champ_pool *p, plan *pl) {
 #define POST_UPDATE_CHECK(m) ((void)0)
 #endif
 
+/* Plans the copies of shared ancestors above index `top`. */
+static ALWAYS_INLINE void plan_ancestors(const path *pa, int top, plan *pl, unsigned W) {
+    if (pa->fs < 0)
+        return;
+    for (int j = top - 1; j >= pa->fs; j--)
+        plan_add(pl, node_size(pa->n[j], (unsigned)j, W));
+}
+
 /* Replaces the child of path[j] (j = top-1 ... 0) that led to path[j+1] by
- * `c`, copying the shared ancestors (blocks from pl starting at *k) and
+ * `c`, copying the shared ancestors (blocks from pl starting at k) and
  * swapping the pointer in place in the first unique one. */
-static ALWAYS_INLINE void commit_ancestors(champ_map *m, path *pa, int top,
-                                           node *c, plan *pl, int k) {
+static ALWAYS_INLINE void commit_ancestors(champ_map *m, path *pa, int top, node *c,
+                                           plan *pl, int k, unsigned W) {
     for (int j = top - 1; j >= 0; j--) {
         node *par = pa->n[j];
         uint32_t bit = pa->bit[j];
         if (pa->fs >= 0 && j >= pa->fs) {
             node *np = pl->blk[k++];
-            node_bitmap_set_slot(m->t, np, par, bit, NULL, 0, c, true);
+            node_bitmap_set_slot(m->t, np, par, bit, NULL, 0, c, true, W);
             c = np;
         } else {
-            *node_kid_at(par, bit) = c;
+            *node_kid_at(par, bit, W) = c;
             return;
         }
     }
@@ -648,32 +269,29 @@ static ALWAYS_INLINE void commit_ancestors(champ_map *m, path *pa, int top,
 }
 
 /* On a path the map owns: node nb takes the place of path node j. */
-static ALWAYS_INLINE void path_relink(champ_map *m, const path *pa, int j, node *nb) {
+static ALWAYS_INLINE void path_relink(champ_map *m, const path *pa, int j, node *nb,
+                                      unsigned W) {
     if (j == 0)
         m->root = nb;
     else
-        *node_kid_at(pa->n[j - 1], pa->bit[j - 1]) = nb;
+        *node_kid_at(pa->n[j - 1], pa->bit[j - 1], W) = nb;
 }
 
-/* The end of an insert fast path: the map holds one more entry. */
-static ALWAYS_INLINE champ_status inserted(champ_map *m, champ_prior *prior) {
-    m->size++;
-    m->stamp++;
+static ALWAYS_INLINE void prior_none(champ_prior *prior) {
     if (prior) {
         prior->found = false;
         prior->val = NULL;
         prior->key = NULL;
     }
-    POST_UPDATE_CHECK(m);
-    return CHAMP_OK;
 }
 
-/* Plans the copies of shared ancestors above index `top`. */
-static ALWAYS_INLINE void plan_ancestors(const path *pa, int top, plan *pl) {
-    if (pa->fs < 0)
-        return;
-    for (int j = top - 1; j >= pa->fs; j--)
-        plan_add(pl, node_size(pa->n[j], (unsigned)j));
+/* The end of an insert: the map holds one more entry. */
+static ALWAYS_INLINE champ_status inserted(champ_map *m, champ_prior *prior) {
+    m->size++;
+    m->stamp++;
+    prior_none(prior);
+    POST_UPDATE_CHECK(m);
+    return CHAMP_OK;
 }
 
 /* Fills a fresh key blob with the key of q; returns the entry key word. */
@@ -687,168 +305,194 @@ static ALWAYS_INLINE uint64_t blob_make(blob *bl, const kq *q) {
     return (uint64_t)(uintptr_t)bl;
 }
 
-/* Insert or replace.  newk is the key word to store on insert (U64: the key;
- * GENERIC: the key pointer; BYTES: ignored, a blob is made from q). */
-static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
-                                          uint64_t newk, void *val,
-                                          champ_prior *prior, champ_key_kind kind) {
+/* The key blob a byte key's insert needs (other kinds: none).  false when
+ * the pool is out of memory. */
+static ALWAYS_INLINE bool blob_alloc(champ_pool *pool, const kq *q, blob **kb,
+                                     champ_key_kind kind) {
+    *kb = NULL;
+    if (kind != CHAMP_KEY_BYTES)
+        return true;
+    *kb = pool_alloc(pool, blob_size(q->len));
+    return *kb != NULL;
+}
+
+static ALWAYS_INLINE void blob_unalloc(champ_pool *pool, blob *kb, const kq *q) {
+    if (kb)
+        pool_free(pool, kb, blob_size(q->len));
+}
+
+/* The entry an insert stores: the key word (for byte keys, the new blob). */
+static ALWAYS_INLINE entry new_entry(const kq *q, uint64_t newk, void *val, blob *kb,
+                                     champ_key_kind kind) {
+    entry e;
+    e.k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
+    e.v = val;
+    return e;
+}
+
+/*
+ * Set (insert or replace).  The cases, each its own function:
+ *   set_replace_owned  the key is there and the map owns the path: write
+ *                      the value word (sets: nothing to do)
+ *   set_grow_owned     a free slot takes the entry, or the slot's single
+ *                      entry and the new one become a pair, in a node the
+ *                      map owns: in place when the node has spare room,
+ *                      else into a block one entry bigger
+ *   set_pair_owned     the slot holds a pair that the new key splits one
+ *                      level down, in a node the map owns: a three-entry
+ *                      node below, the owned node trades the pair for the
+ *                      child pointer (in place)
+ *   set_general        everything else: an empty map, shared paths (path
+ *                      copying), chains of single-child nodes, collision
+ *                      nodes; descend, plan, allocate all, commit
+ * newk is the key word to store on insert (U64: the key; GENERIC: the key
+ * pointer; BYTES: ignored, a blob is made from q).
+ */
+static ALWAYS_INLINE champ_status set_replace_owned(champ_map *m, node *b, int idx,
+                                                    void *val, champ_prior *prior,
+                                                    unsigned W) {
+    void *old = NULL;
+    if (W == ENT_MAP) {
+        void **vp = ent_valp(b, (uint32_t)idx);
+        old = *vp;
+        *vp = val;
+        m->stamp++;
+    }
+    if (prior) {
+        prior->found = true;
+        prior->val = old;
+        prior->key = NULL;
+    } else if (W == ENT_MAP && m->t->val_release) {
+        m->t->val_release(old, m->t->ctx);
+    }
+    return CHAMP_OK;
+}
+
+static ALWAYS_INLINE champ_status set_grow_owned(champ_map *m, path *pa, int at,
+                                                 const kq *q, uint64_t he,
+                                                 uint64_t newk, void *val,
+                                                 champ_prior *prior,
+                                                 champ_key_kind kind, unsigned W) {
+    champ_pool *pool = m->t->pool;
+    int d = pa->depth;
+    node *b = pa->n[d];
+    uint32_t bit = pa->bit[d];
+    size_t sz = node_size(b, (unsigned)d, W) + SZ_ENTRY(W);
+    uint32_t ei = node_eidx(b, bit);
+    /* where the new entry goes: before or after the slot's entry */
+    uint32_t wi = ei + (at == AT_OTHER && pair_first(he, q->h));
+    blob *kb;
+    if (UNLIKELY(!blob_alloc(pool, q, &kb, kind)))
+        return CHAMP_ENOMEM;
+    if (node_slack(b) >= W / 8u) {
+        /* Room left by earlier removes or taken along: insert in place. */
+        memmove(ent_at(b, wi + 1, W), ent_at(b, wi, W), sz - NODE_HDR - (size_t)W * (wi + 1));
+        ent_put(b, wi, new_entry(q, newk, val, kb, kind), W);
+        if (at == AT_EMPTY)
+            b->datamap |= bit;
+        else
+            b->nodemap |= bit;
+        b->aux -= W / 8u;
+        return inserted(m, prior);
+    }
+    /* Growing: take spare room along, so the next inserts here are done in
+     * place (arena pools only). */
+    uint32_t grow = pool->fixed ? 0u : grow_units(sz);
+    size_t got = sz;
+    node *nb = grow ? pool_alloc_grow(pool, sz, sz + 8u * grow, grow_take_max(sz), &got)
+                    : pool_alloc(pool, sz);
+    if (UNLIKELY(!nb)) {
+        blob_unalloc(pool, kb, q);
+        return CHAMP_ENOMEM;
+    }
+    entry ne = new_entry(q, newk, val, kb, kind);
+    if (at == AT_EMPTY)
+        node_bitmap_insert_at(nb, b, wi, b->datamap | bit, b->nodemap, ne, W);
+    else
+        node_bitmap_insert_at(nb, b, wi, b->datamap, b->nodemap | bit, ne, W);
+    nb->aux = (uint32_t)(got - sz) / 8u;
+    path_relink(m, pa, d, nb, W);
+    pool_free(pool, b, sz - SZ_ENTRY(W) + 8u * node_slack(b));
+    return inserted(m, prior);
+}
+
+static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const kq *q,
+                                                 uint64_t he, uint64_t he1, uint64_t newk,
+                                                 void *val, champ_prior *prior,
+                                                 champ_key_kind kind, unsigned W) {
+    champ_pool *pool = m->t->pool;
+    int d = pa->depth;
+    node *b = pa->n[d];
+    uint32_t bit = pa->bit[d];
+    size_t sz = node_size(b, (unsigned)d, W) - SZ_PAIR_TO_KID(W);
+    blob *kb;
+    if (UNLIKELY(!blob_alloc(pool, q, &kb, kind)))
+        return CHAMP_ENOMEM;
+    /* The node shrinks where it is (the bytes join its spare room) unless
+     * that makes the room bigger than the node, or the pool is a fixed
+     * buffer: then it is copied exact. */
+    uint32_t units = (uint32_t)(SZ_PAIR_TO_KID(W) / 8u);
+    bool inplace = !pool->fixed && node_slack(b) + units <= slack_cap(sz);
+    node *c = pool_alloc(pool, SZ_THREE(W));
+    node *nb = c && !inplace ? pool_alloc(pool, sz) : NULL;
+    if (UNLIKELY(!c || (!inplace && !nb))) {
+        if (c)
+            pool_free(pool, c, SZ_THREE(W));
+        blob_unalloc(pool, kb, q);
+        return CHAMP_ENOMEM;
+    }
+    entry x[3];
+    uint64_t hx[3] = {he, he1, q->h};
+    x[0] = ent_get(b, (uint32_t)pa->idx, W);
+    x[1] = ent_get(b, (uint32_t)pa->idx + 1, W);
+    x[2] = new_entry(q, newk, val, kb, kind);
+    node_three(c, (unsigned)d + 1, x, hx, W);
+    if (inplace) {
+        uint32_t ne = node_nent(b), nk = node_nkid(b);
+        uint32_t ei = (uint32_t)pa->idx, ki = node_kidx(b, bit);
+        char *base = node_ebase(b);
+        /* entries after the pair and children before ki move down two
+         * entries; children from ki on move down past the new pointer */
+        memmove(base + (size_t)W * ei, base + (size_t)W * (ei + 2),
+                (size_t)W * (ne - ei - 2) + KID_BYTES * ki);
+        memmove(base + (size_t)W * (ne - 2) + KID_BYTES * (ki + 1),
+                base + (size_t)W * ne + KID_BYTES * ki, KID_BYTES * (nk - ki));
+        memcpy(base + (size_t)W * (ne - 2) + KID_BYTES * ki, &c, sizeof c);
+        b->datamap &= ~bit;
+        b->aux += units;
+    } else {
+        node_bitmap_set_slot(m->t, nb, b, bit, NULL, 0, c, false, W);
+        path_relink(m, pa, d, nb, W);
+        pool_free(pool, b, node_block(b, (unsigned)d, W));
+    }
+    return inserted(m, prior);
+}
+
+/* pa is NULL for an empty map.  For AT_OTHER / AT_PAIR, he and he1 are the
+ * hashes of the slot's entries.  Out of line, one copy per (kind, width):
+ * set_general below picks it. */
+static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int at, const kq *q,
+                                         uint64_t he, uint64_t he1, uint64_t newk,
+                                         void *val, champ_prior *prior,
+                                         champ_key_kind kind, unsigned W) {
     const mtype *t = m->t;
     champ_pool *pool = t->pool;
-    path pa;
     plan pl;
     pl.n = 0;
-    int at;
-
-    if (UNLIKELY(!m->root)) {
-        pa.depth = 0;
-        pa.fs = -1;
-        pa.idx = -1;
-        at = -1;
-    } else {
-        at = map_descend(m, q, &pa, kind);
-    }
-    int d = pa.depth;
-    node *b = m->root ? pa.n[d] : NULL;
-
-    if (at == AT_MATCH && pa.fs < 0) {
-        /* This map alone owns the path: replace the value in place. */
-        entry *e = &b->e[pa.idx];
-        void *old = e->v;
-        e->v = val;
-        m->stamp++;
+    int d = pa ? pa->depth : 0;
+    node *b = pa ? pa->n[d] : NULL;
+    bool share = pa && pa->fs >= 0; /* the bottom node stays alive for someone else */
+    if (at == AT_MATCH && W == ENT_SET) {
+        /* a set holding the key already: nothing changes */
         if (prior) {
             prior->found = true;
-            prior->val = old;
+            prior->val = NULL;
             prior->key = NULL;
-        } else if (t->val_release) {
-            t->val_release(old, t->ctx);
         }
         return CHAMP_OK;
     }
 
-    /* The slot holds another key (alone or in a pair): its hash (computed
-     * once, here) decides the order of the new pair or the shape of the
-     * subtree the pair becomes. */
-    uint64_t he = 0, he1 = 0;
-    if (at == AT_OTHER || at == AT_PAIR)
-        he = ent_hash(t, &b->e[pa.idx], kind);
-    if (at == AT_PAIR)
-        he1 = ent_hash(t, &b->e[pa.idx + 1], kind);
-
-    if (LIKELY(pa.fs < 0) && (at == AT_EMPTY || at == AT_OTHER)) {
-        /* The common inserts, in a node this map owns: a free slot takes
-         * the entry, or the slot's entry and the new one become a pair.
-         * Either way the node grows by one entry: in place when it has
-         * spare room, else into a block 16 bytes larger. */
-        uint32_t bit = pa.bit[d];
-        size_t sz = node_size(b, (unsigned)d) + 16u;
-        uint32_t ei = node_eidx(b, bit);
-        /* where the new entry goes: before or after the slot's entry */
-        uint32_t wi = ei + (at == AT_OTHER && pair_first(he, q->h));
-        blob *kb = NULL;
-        if (kind == CHAMP_KEY_BYTES) {
-            kb = pool_alloc(pool, blob_size(q->len));
-            if (UNLIKELY(!kb))
-                return CHAMP_ENOMEM;
-        }
-        entry ne;
-        ne.v = val;
-        if (node_slack(b) >= 2) {
-            /* Room left by earlier removes: insert where it is. */
-            memmove(&b->e[wi + 1], &b->e[wi], sz - NODE_HDR - 16u * (wi + 1));
-            ne.k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
-            b->e[wi] = ne;
-            if (at == AT_EMPTY)
-                b->datamap |= bit;
-            else
-                b->nodemap |= bit;
-            b->aux -= 2;
-        } else {
-            /* Growing: take spare room along, so the next inserts here
-             * are done in place (arena pools only). */
-            uint32_t grow = pool->fixed ? 0u : grow_units(sz);
-            size_t got = sz;
-            node *nb = grow ? pool_alloc_grow(pool, sz, sz + 8u * grow,
-                                              grow_take_max(sz), &got)
-                            : pool_alloc(pool, sz);
-            grow = (uint32_t)(got - sz) / 8u;
-            if (UNLIKELY(!nb)) {
-                if (kb)
-                    pool_free(pool, kb, blob_size(q->len));
-                return CHAMP_ENOMEM;
-            }
-            ne.k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
-            if (at == AT_EMPTY)
-                node_bitmap_insert_at(nb, b, wi, b->datamap | bit, b->nodemap, &ne);
-            else
-                node_bitmap_insert_at(nb, b, wi, b->datamap, b->nodemap | bit, &ne);
-            nb->aux = grow;
-            path_relink(m, &pa, d, nb);
-            pool_free(pool, b, sz - 16u + 8u * node_slack(b));
-        }
-        return inserted(m, prior);
-    }
-
-    if (LIKELY(pa.fs < 0) && at == AT_PAIR) {
-        /* The slot holds a pair: with the new key, a subtree of three.
-         * Fast when the three part one level down (no links needed): one
-         * new three-entry node, and the owned node trades the pair for a
-         * child pointer (24 bytes smaller). */
-        unsigned l1 = (unsigned)d + 1;
-        if (l1 <= CHAMP_LAST_LEVEL &&
-            !(slice(he, l1) == slice(q->h, l1) && slice(he1, l1) == slice(q->h, l1))) {
-            uint32_t bit = pa.bit[d];
-            size_t sz = node_size(b, (unsigned)d) - 24u;
-            blob *kb = NULL;
-            if (kind == CHAMP_KEY_BYTES) {
-                kb = pool_alloc(pool, blob_size(q->len));
-                if (UNLIKELY(!kb))
-                    return CHAMP_ENOMEM;
-            }
-            /* The node shrinks where it is (the 24 bytes join its spare
-             * room) unless that makes the room bigger than the node, or
-             * the pool is a fixed buffer: then it is copied exact. */
-            bool inplace = !pool->fixed && node_slack(b) + 3u <= slack_cap(sz);
-            node *c = pool_alloc(pool, NODE_HDR + 48u);
-            node *nb = c && !inplace ? pool_alloc(pool, sz) : NULL;
-            if (UNLIKELY(!c || (!inplace && !nb))) {
-                if (c)
-                    pool_free(pool, c, NODE_HDR + 48u);
-                if (kb)
-                    pool_free(pool, kb, blob_size(q->len));
-                return CHAMP_ENOMEM;
-            }
-            entry x[3];
-            uint64_t hx[3] = {he, he1, q->h};
-            x[0] = b->e[pa.idx];
-            x[1] = b->e[pa.idx + 1];
-            x[2].k = kind == CHAMP_KEY_BYTES ? blob_make(kb, q) : newk;
-            x[2].v = val;
-            node_three(c, l1, x, hx);
-            if (inplace) {
-                uint32_t ne = node_nent(b), nk = node_nkid(b);
-                uint32_t ei = (uint32_t)pa.idx, ki = node_kidx(b, bit);
-                char *base = (char *)b->e;
-                /* entries after the pair and children before ki: 32 down;
-                 * children from ki on: 24 down, after the new pointer */
-                memmove(base + 16u * ei, base + 16u * (ei + 2),
-                        16u * (ne - ei - 2) + 8u * ki);
-                memmove(base + 16u * (ne - 2) + 8u * (ki + 1), base + 16u * ne + 8u * ki,
-                        8u * (nk - ki));
-                memcpy(base + 16u * (ne - 2) + 8u * ki, &c, sizeof c);
-                b->datamap &= ~bit;
-                b->aux += 3;
-            } else {
-                node_bitmap_set_slot(t, nb, b, bit, NULL, 0, c, false);
-                path_relink(m, &pa, d, nb);
-                pool_free(pool, b, node_block(b, (unsigned)d));
-            }
-            return inserted(m, prior);
-        }
-    }
-
     /* Plan. */
-    bool share = pa.fs >= 0; /* the bottom node stays alive for someone else */
     unsigned three_level = 0;
     uint64_t th[3];
     int kblob = -1;
@@ -859,105 +503,102 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
     int kbottom = pl.n;
     switch (at) {
     case -1:
-        plan_add(&pl, node_bitmap_size(1, 0));
+        plan_add(&pl, node_bitmap_size(1, 0, W));
         break;
     case AT_MATCH:
-        plan_add(&pl, node_size(b, (unsigned)d));
+        plan_add(&pl, node_size(b, (unsigned)d, W));
         break;
     case AT_EMPTY:
     case AT_OTHER:
-        plan_add(&pl, node_size(b, (unsigned)d) + 16u);
+        plan_add(&pl, node_size(b, (unsigned)d, W) + SZ_ENTRY(W));
         break;
     case AT_COLL:
-        plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap + 1));
+        plan_add(&pl, node_coll_size(b->datamap + 1, W));
         break;
     default: /* AT_PAIR: the pair and the new key become a subtree */
         th[0] = he;
         th[1] = he1;
         th[2] = q->h;
-        plan_add(&pl, node_size(b, (unsigned)d) - 24u); /* pair -> child */
+        plan_add(&pl, node_size(b, (unsigned)d, W) - SZ_PAIR_TO_KID(W));
         three_level = (unsigned)d + 1;
         while (three_level <= CHAMP_LAST_LEVEL &&
                slice(th[0], three_level) == slice(th[2], three_level) &&
                slice(th[1], three_level) == slice(th[2], three_level)) {
-            plan_add(&pl, node_bitmap_size(0, 1)); /* a one-child link */
+            plan_add(&pl, node_bitmap_size(0, 1, W)); /* a one-child link */
             three_level++;
         }
-        plan_add(&pl, NODE_HDR + 48u); /* three entries, any layout */
+        plan_add(&pl, SZ_THREE(W));
         break;
     }
     int kanc = pl.n;
-    plan_ancestors(&pa, d, &pl);
+    if (pa)
+        plan_ancestors(pa, d, &pl, W);
     if (UNLIKELY(!plan_alloc(pool, &pl)))
         return CHAMP_ENOMEM;
 
     /* Commit: nothing below can fail. */
     entry ne;
     ne.v = val;
-    if (kind == CHAMP_KEY_BYTES && kblob >= 0) {
-        ne.k = blob_make(pl.blk[kblob], q);
-    } else {
-        ne.k = newk;
-    }
+    ne.k = kblob >= 0 ? blob_make(pl.blk[kblob], q) : newk;
     node *nb = pl.blk[kbottom];
     void *old = NULL;
     bool replaced = false;
     switch (at) {
     case -1:
         node_init(nb, 1u << (q->h & 31), 0);
-        nb->e[0] = ne;
+        ent_put(nb, 0, ne, W);
         break;
-    case AT_MATCH: /* shared: copy with the value replaced */
+    case AT_MATCH: /* shared (maps only): copy with the value replaced */
         if (d == CHAMP_COLL_LEVEL)
-            node_collision_copy(t, nb, b);
+            node_collision_copy(t, nb, b, W);
         else
-            node_bitmap_copy(t, nb, b);
-        old = nb->e[pa.idx].v; /* the copy took a reference for us */
-        nb->e[pa.idx].v = val;
+            node_bitmap_copy(t, nb, b, W);
+        old = *ent_valp(nb, (uint32_t)pa->idx); /* the copy took a reference for us */
+        *ent_valp(nb, (uint32_t)pa->idx) = val;
         replaced = true;
         break;
     case AT_EMPTY:
-        node_bitmap_set_slot(t, nb, b, pa.bit[d], &ne, 1, NULL, share);
+        node_bitmap_set_slot(t, nb, b, pa->bit[d], &ne, 1, NULL, share, W);
         break;
     case AT_OTHER: {
-        entry pr[2];
+        entry pr[2], o = ent_get(b, (uint32_t)pa->idx, W);
         if (share && t->ent_refs)
-            ent_retain(t, &b->e[pa.idx]);
-        pair_order(pr, &b->e[pa.idx], he, &ne, q->h);
-        node_bitmap_set_slot(t, nb, b, pa.bit[d], pr, 2, NULL, share);
+            ent_retain(t, o);
+        pair_order(pr, o, he, ne, q->h);
+        node_bitmap_set_slot(t, nb, b, pa->bit[d], pr, 2, NULL, share, W);
         break;
     }
     case AT_COLL:
-        node_collision_insert(t, nb, b, &ne, share);
+        node_collision_insert(t, nb, b, ne, share, W);
         break;
     default: {
         /* AT_PAIR: build the subtree bottom-up (the three-entry node, then
          * the links above it), then hang it where the pair was. */
         entry x[3];
-        x[0] = b->e[pa.idx];
-        x[1] = b->e[pa.idx + 1];
+        x[0] = ent_get(b, (uint32_t)pa->idx, W);
+        x[1] = ent_get(b, (uint32_t)pa->idx + 1, W);
         x[2] = ne;
         if (share && t->ent_refs) {
-            ent_retain(t, &x[0]);
-            ent_retain(t, &x[1]);
+            ent_retain(t, x[0]);
+            ent_retain(t, x[1]);
         }
         int k = kanc - 1;
         node *c = pl.blk[k--];
-        node_three(c, three_level, x, th);
+        node_three(c, three_level, x, th, W);
         for (unsigned l = three_level - 1; l > (unsigned)d; l--) {
             node *up = pl.blk[k--];
             node_init(up, 0, 1u << slice(q->h, l));
-            node_kids(up)[0] = c;
+            node_kids(up, W)[0] = c;
             c = up;
         }
-        node_bitmap_set_slot(t, nb, b, pa.bit[d], NULL, 0, c, share);
+        node_bitmap_set_slot(t, nb, b, pa->bit[d], NULL, 0, c, share, W);
         break;
     }
     }
     if (at == -1)
         m->root = nb;
     else
-        commit_ancestors(m, &pa, d, nb, &pl, kanc);
+        commit_ancestors(m, pa, d, nb, &pl, kanc, W);
     if (!replaced)
         m->size++;
     m->stamp++;
@@ -965,10 +606,10 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
      * ran during this update may have freed the version it shared the node
      * with: then this was the last reference, and the node goes (what the
      * copies above duplicated was retained, so nothing is lost twice). */
-    if (pa.fs >= 0)
-        node_drop(t, pa.n[pa.fs], (unsigned)pa.fs);
+    if (pa && pa->fs >= 0)
+        champ__node_drop(t, pa->n[pa->fs], (unsigned)pa->fs);
     else if (b)
-        pool_free(pool, b, node_block(b, (unsigned)d));
+        pool_free(pool, b, node_block(b, (unsigned)d, W));
     if (prior) {
         prior->found = replaced;
         prior->val = old;
@@ -980,39 +621,113 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q,
     return CHAMP_OK;
 }
 
-/* The removed entry: ours to hand over if the bottom node was ours (else
- * released), or, if the node is still shared with another map, a new
- * reference for the caller. */
-static ALWAYS_INLINE void removed_hand_back(const mtype *t, const entry *gone,
-                                            bool shared, champ_prior *prior,
-                                            champ_key_kind kind) {
+#define GENERAL_COPIES(name, params, args)                                  \
+    static NOINLINE champ_status name##_u64_map params {                    \
+        return name##_body args(CHAMP_KEY_U64, ENT_MAP);                    \
+    }                                                                       \
+    static NOINLINE champ_status name##_u64_set params {                    \
+        return name##_body args(CHAMP_KEY_U64, ENT_SET);                    \
+    }                                                                       \
+    static NOINLINE champ_status name##_bytes_map params {                  \
+        return name##_body args(CHAMP_KEY_BYTES, ENT_MAP);                  \
+    }                                                                       \
+    static NOINLINE champ_status name##_bytes_set params {                  \
+        return name##_body args(CHAMP_KEY_BYTES, ENT_SET);                  \
+    }                                                                       \
+    static NOINLINE champ_status name##_generic_map params {                \
+        return name##_body args(CHAMP_KEY_GENERIC, ENT_MAP);                \
+    }                                                                       \
+    static NOINLINE champ_status name##_generic_set params {                \
+        return name##_body args(CHAMP_KEY_GENERIC, ENT_SET);                \
+    }
+
+/* The copy of a general path for constant kind and W. */
+#define GENERAL_PICK(name, kind, W)                                         \
+    ((kind) == CHAMP_KEY_U64                                                \
+         ? ((W) == ENT_MAP ? name##_u64_map : name##_u64_set)               \
+     : (kind) == CHAMP_KEY_BYTES                                            \
+         ? ((W) == ENT_MAP ? name##_bytes_map : name##_bytes_set)           \
+         : ((W) == ENT_MAP ? name##_generic_map : name##_generic_set))
+
+#define SG_ARGS(k, w) (m, pa, at, q, he, he1, newk, val, prior, k, w)
+GENERAL_COPIES(set_general,
+               (champ_map *m, path *pa, int at, const kq *q, uint64_t he, uint64_t he1,
+                uint64_t newk, void *val, champ_prior *prior),
+               SG_ARGS)
+#define set_general(m, pa, at, q, he, he1, newk, val, prior, kind, W)       \
+    GENERAL_PICK(set_general, kind, W)(m, pa, at, q, he, he1, newk, val, prior)
+
+static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t newk,
+                                          void *val, champ_prior *prior,
+                                          champ_key_kind kind, unsigned W) {
+    if (UNLIKELY(!m->root))
+        return set_general(m, NULL, -1, q, 0, 0, newk, val, prior, kind, W);
+    path pa;
+    int at = map_descend(m, q, &pa, kind, W);
+    if (at == AT_MATCH && pa.fs < 0)
+        return set_replace_owned(m, pa.n[pa.depth], pa.idx, val, prior, W);
+    /* The slot holds another key (alone or in a pair): its hash (computed
+     * once, here) decides the order of the new pair or the shape of the
+     * subtree the pair becomes. */
+    const mtype *t = m->t;
+    node *b = pa.n[pa.depth];
+    uint64_t he = 0, he1 = 0;
+    if (at == AT_OTHER || at == AT_PAIR)
+        he = key_hash(t, ent_key(b, (uint32_t)pa.idx, W), kind);
+    if (at == AT_PAIR)
+        he1 = key_hash(t, ent_key(b, (uint32_t)pa.idx + 1, W), kind);
+    if (LIKELY(pa.fs < 0)) {
+        if (at == AT_EMPTY || at == AT_OTHER)
+            return set_grow_owned(m, &pa, at, q, he, newk, val, prior, kind, W);
+        unsigned l1 = (unsigned)pa.depth + 1;
+        if (at == AT_PAIR && l1 <= CHAMP_LAST_LEVEL &&
+            !(slice(he, l1) == slice(q->h, l1) && slice(he1, l1) == slice(q->h, l1)))
+            return set_pair_owned(m, &pa, q, he, he1, newk, val, prior, kind, W);
+    }
+    return set_general(m, &pa, at, q, he, he1, newk, val, prior, kind, W);
+}
+
+/*
+ * Remove.  The cases:
+ *   remove_shrink_owned    one entry out of a node the map owns: shrink in
+ *                          place (the freed bytes become spare room) or
+ *                          copy into an exact block
+ *   remove_collapse_owned  the bottom node (three entries, owned) goes and
+ *                          its parent takes the surviving pair
+ *   remove_coll_owned      an owned collision node shrinks in place
+ *   remove_general         everything else: shared paths, collapses that
+ *                          go up through chains of single-child nodes
+ * With prior, the stored key and value are handed back (with a reference
+ * the caller owns); without, they are released.
+ */
+static ALWAYS_INLINE void removed_hand_back(const mtype *t, entry gone, bool shared,
+                                            champ_prior *prior, champ_key_kind kind) {
     if (!prior) {
         if (!shared) {
             if (kind != CHAMP_KEY_U64) /* u64 keys hold nothing */
-                key_release(t, gone->k);
+                key_release(t, gone.k);
             if (t->val_release)
-                t->val_release(gone->v, t->ctx);
+                t->val_release(gone.v, t->ctx);
         }
         return;
     }
     prior->found = true;
-    prior->val = gone->v;
-    prior->key = kind == CHAMP_KEY_GENERIC ? (void *)(uintptr_t)gone->k : NULL;
+    prior->val = gone.v;
+    prior->key = kind == CHAMP_KEY_GENERIC ? (void *)(uintptr_t)gone.k : NULL;
     if (shared) {
         /* the node still holds them: the caller gets references of its own */
         if (kind == CHAMP_KEY_GENERIC && t->key_retain)
-            t->key_retain((void *)(uintptr_t)gone->k, t->ctx);
+            t->key_retain((void *)(uintptr_t)gone.k, t->ctx);
         if (t->val_retain)
-            t->val_retain(gone->v, t->ctx);
+            t->val_retain(gone.v, t->ctx);
     } else if (kind == CHAMP_KEY_BYTES) {
-        key_release(t, gone->k); /* the map's copy of the key */
+        key_release(t, gone.k); /* the map's copy of the key */
     }
 }
 
 /* The end of a remove fast path (the bottom node was ours). */
-static ALWAYS_INLINE champ_status removed_owned(champ_map *m, const entry *gone,
-                                               champ_prior *prior,
-                                               champ_key_kind kind) {
+static ALWAYS_INLINE champ_status removed_owned(champ_map *m, entry gone,
+                                               champ_prior *prior, champ_key_kind kind) {
     m->size--;
     m->stamp++;
     removed_hand_back(m->t, gone, false, prior, kind);
@@ -1020,153 +735,201 @@ static ALWAYS_INLINE champ_status removed_owned(champ_map *m, const entry *gone,
     return CHAMP_OK;
 }
 
-/* Remove.  With prior, hands back the stored key and value (with a
- * reference the caller owns); releases them otherwise. */
-static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
-                                             champ_prior *prior,
-                                             champ_key_kind kind) {
+/* The subtree of the bottom node falls to two entries (keep[]): it becomes
+ * a pair in the nearest ancestor that holds something else.  Returns that
+ * ancestor's index. */
+static ALWAYS_INLINE int collapse_top(const path *pa) {
+    int top = pa->depth - 1;
+    while (top > 0 && pa->n[top]->datamap == 0 && popc(pa->n[top]->nodemap) == 1)
+        top--;
+    return top;
+}
+
+/* Returns true when done; false when the pool had no block (the general
+ * path then plans it). */
+static ALWAYS_INLINE bool remove_collapse_owned(champ_map *m, path *pa, const entry *keep,
+                                                unsigned W) {
+    int d = pa->depth, top = d - 1;
+    node *b = pa->n[d], *tn = pa->n[top];
+    champ_pool *pool = m->t->pool;
+    node *nt = pool_alloc(pool, node_size(tn, (unsigned)top, W) + SZ_PAIR_TO_KID(W));
+    if (!nt)
+        return false;
+    node_bitmap_set_slot(m->t, nt, tn, pa->bit[top], keep, 2, NULL, false, W);
+    path_relink(m, pa, top, nt, W);
+    pool_free(pool, tn, node_block(tn, (unsigned)top, W));
+    pool_free(pool, b, node_block(b, (unsigned)d, W));
+    return true;
+}
+
+/* A node of `size` bytes (now) gives its spare room back to the pool, as
+ * long as the room is a block (16 bytes or more; a set's single 8-byte
+ * entry stays as room until the next one joins it). */
+static ALWAYS_INLINE void room_give_back(champ_pool *pool, node *b, size_t size) {
+    uint32_t u = node_slack(b);
+    if (u >= 2) {
+        pool_free(pool, (char *)b + size, 8u * u);
+        b->aux &= ~SLACK_MASK;
+    }
+}
+
+/* An owned collision node shrinks where it is and gives the room back: no
+ * allocation, so it cannot fail. */
+static ALWAYS_INLINE void remove_coll_owned(champ_map *m, node *b, uint32_t i, unsigned W) {
+    uint32_t n = b->datamap;
+    memmove(ent_at(b, i, W), ent_at(b, i + 1, W), (size_t)W * (n - 1 - i));
+    b->datamap = n - 1;
+    b->aux += W / 8u;
+    room_give_back(m->t->pool, b, node_coll_size(n - 1, W));
+}
+
+/* One entry out of a node this map owns.  While its block has little spare
+ * room, shrink it in place (the room serves later inserts).  Otherwise copy
+ * into an exact block; when that fails, and always in a fixed buffer,
+ * shrink in place and give the freed room back to the pool, so a map that
+ * owns its nodes can always be drained. */
+static ALWAYS_INLINE void remove_shrink_owned(champ_map *m, path *pa, uint32_t i,
+                                              unsigned W) {
+    champ_pool *pool = m->t->pool;
+    int d = pa->depth;
+    node *b = pa->n[d];
+    size_t sz = node_size(b, (unsigned)d, W) - SZ_ENTRY(W);
+    node *nt = NULL;
+    bool full = false;
+    if (pool->fixed || node_slack(b) + W / 8u > slack_cap(sz)) {
+        /* (a fixed buffer keeps no spare room in nodes) */
+        nt = pool_alloc(pool, sz);
+        full = nt == NULL;
+    }
+    if (!nt) {
+        memmove(ent_at(b, i, W), ent_at(b, i + 1, W), sz - NODE_HDR - (size_t)W * i);
+        maps_drop_entry(&b->datamap, &b->nodemap, pa->bit[d]);
+        b->aux += W / 8u;
+        if (full) /* the pool is short of memory: give the room back */
+            room_give_back(pool, b, sz);
+        return;
+    }
+    node_bitmap_drop_entry(m->t, nt, b, i, pa->bit[d], false, W);
+    path_relink(m, pa, d, nt, W);
+    pool_free(pool, b, sz + SZ_ENTRY(W) + 8u * node_slack(b));
+}
+
+static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
+                                                     bool collapse, const entry *keep,
+                                                     champ_prior *prior,
+                                                     champ_key_kind kind, unsigned W) {
     const mtype *t = m->t;
     champ_pool *pool = t->pool;
-    path pa;
+    int d = pa->depth;
+    node *b = pa->n[d];
+    uint32_t i = (uint32_t)pa->idx;
+    entry gone = ent_get(b, i, W);
     plan pl;
     pl.n = 0;
-    if (UNLIKELY(!m->root) || map_descend(m, q, &pa, kind) != AT_MATCH) {
-        if (prior) {
-            prior->found = false;
-            prior->val = NULL;
-            prior->key = NULL;
-        }
-        return CHAMP_OK;
-    }
-    int d = pa.depth;
-    node *b = pa.n[d];
-    uint32_t i = (uint32_t)pa.idx;
-    entry gone = b->e[i];
-
-    /* Where does the change stop?  A node below the root whose subtree
-     * falls to two entries becomes a pair in the nearest ancestor that
-     * holds something else: top is that ancestor, and the nodes below it
-     * on the path (top+1 .. d) disappear.  Otherwise top = d. */
     int top = d;
-    bool collapse = false;
-    if (d == CHAMP_COLL_LEVEL)
-        collapse = b->datamap == 3;
-    else if (d > 0)
-        collapse = node_nkid(b) == 0 && node_nent(b) == 3;
-    entry keep[2];
     if (collapse) {
-        /* the two survivors, in array order: already trie order */
-        keep[0] = b->e[i == 0 ? 1 : 0];
-        keep[1] = b->e[i == 2 ? 1 : 2];
-        top = d - 1;
-        while (top > 0 && pa.n[top]->datamap == 0 && popc(pa.n[top]->nodemap) == 1)
-            top--;
-        size_t tsz = node_size(pa.n[top], (unsigned)top) + 24u; /* child -> pair */
-        if (LIKELY(pa.fs < 0) && top == d - 1) {
-            /* The common collapse: the bottom node (three entries, owned)
-             * goes and its parent takes the surviving pair in its place. */
-            node *tn = pa.n[top];
-            node *nt = pool_alloc(pool, tsz);
-            if (nt) {
-                node_bitmap_set_slot(t, nt, tn, pa.bit[top], keep, 2, NULL, false);
-                path_relink(m, &pa, top, nt);
-                pool_free(pool, tn, node_block(tn, (unsigned)top));
-                pool_free(pool, b, node_block(b, (unsigned)d));
-                return removed_owned(m, &gone, prior, kind);
-            }
-        }
-        plan_add(&pl, tsz);
+        top = collapse_top(pa);
+        plan_add(&pl, node_size(pa->n[top], (unsigned)top, W) + SZ_PAIR_TO_KID(W));
     } else if (d == 0 && node_nent(b) == 1 && node_nkid(b) == 0) {
         /* the root loses its last entry: no node at all */
     } else if (d == CHAMP_COLL_LEVEL) {
-        if (LIKELY(pa.fs < 0) && node_size(b, (unsigned)d) <= POOL_CLASS_MAX) {
-            /* An owned collision node shrinks where it is and gives its
-             * last 16 bytes back: no allocation, so it cannot fail. */
-            uint32_t n = b->datamap;
-            memmove(&b->e[i], &b->e[i + 1], 16u * (n - 1 - i));
-            b->datamap = n - 1;
-            pool_free(pool, &b->e[n - 1], 16u);
-            return removed_owned(m, &gone, prior, kind);
-        }
-        plan_add(&pl, NODE_HDR + 16u * (size_t)(b->datamap - 1));
+        plan_add(&pl, node_coll_size(b->datamap - 1, W));
     } else {
-        size_t sz = node_size(b, (unsigned)d) - 16u;
-        if (LIKELY(pa.fs < 0)) {
-            /* The common remove: one entry out of a node this map owns.
-             * While its block has little spare room, shrink it in place
-             * (the room serves later inserts).  Otherwise copy into an
-             * exact block; when that fails, and always in a fixed buffer,
-             * shrink in place and give the freed room back to the pool, so
-             * a map that owns its nodes can always be drained. */
-            node *nt = NULL;
-            bool full = false;
-            if (pool->fixed || node_slack(b) + 2u > slack_cap(sz)) {
-                /* (a fixed buffer keeps no spare room in nodes) */
-                nt = pool_alloc(pool, sz);
-                full = nt == NULL;
-            }
-            if (!nt) {
-                memmove(&b->e[i], &b->e[i + 1], sz - NODE_HDR - 16u * i);
-                maps_drop_entry(&b->datamap, &b->nodemap, pa.bit[d]);
-                if (full) {
-                    /* the pool is short of memory: give the room back */
-                    pool_free(pool, (char *)b + sz, 16u + 8u * node_slack(b));
-                    b->aux &= ~SLACK_MASK;
-                } else {
-                    b->aux += 2;
-                }
-                return removed_owned(m, &gone, prior, kind);
-            }
-            node_bitmap_drop_entry(t, nt, b, i, pa.bit[d], false);
-            path_relink(m, &pa, d, nt);
-            pool_free(pool, b, sz + 16u + 8u * node_slack(b));
-            return removed_owned(m, &gone, prior, kind);
-        }
-        plan_add(&pl, sz);
+        plan_add(&pl, node_size(b, (unsigned)d, W) - SZ_ENTRY(W));
     }
     int kanc = pl.n;
-    plan_ancestors(&pa, top, &pl);
+    plan_ancestors(pa, top, &pl, W);
     if (UNLIKELY(!plan_alloc(pool, &pl)))
         return CHAMP_ENOMEM;
 
     /* Commit. */
-    bool share_b = pa.fs >= 0;
+    bool share_b = pa->fs >= 0;
     node *nt = pl.n ? pl.blk[0] : NULL;
     if (collapse) {
         if (share_b && t->ent_refs) {
-            ent_retain(t, &keep[0]);
-            ent_retain(t, &keep[1]);
+            ent_retain(t, keep[0]);
+            ent_retain(t, keep[1]);
         }
-        bool share_t = pa.fs >= 0 && top >= pa.fs;
-        node_bitmap_set_slot(t, nt, pa.n[top], pa.bit[top], keep, 2, NULL, share_t);
+        bool share_t = pa->fs >= 0 && top >= pa->fs;
+        node_bitmap_set_slot(t, nt, pa->n[top], pa->bit[top], keep, 2, NULL, share_t, W);
     } else if (nt) {
         if (d == CHAMP_COLL_LEVEL)
-            node_collision_remove(t, nt, b, i, share_b);
+            node_collision_remove(t, nt, b, i, share_b, W);
         else
-            node_bitmap_drop_entry(t, nt, b, i, pa.bit[d], share_b);
+            node_bitmap_drop_entry(t, nt, b, i, pa->bit[d], share_b, W);
     }
     if (nt)
-        commit_ancestors(m, &pa, top, nt, &pl, kanc);
+        commit_ancestors(m, pa, top, nt, &pl, kanc, W);
     else
         m->root = NULL;
     m->size--;
     m->stamp++;
     /* Hand the entry over before the old nodes go: if they were shared,
      * the caller's references are taken while the node still holds it. */
-    removed_hand_back(t, &gone, share_b, prior, kind);
+    removed_hand_back(t, gone, share_b, prior, kind);
     /* Drop the old nodes top..d: unique ones are freed (their contents
      * moved or were handed over), and the first shared one (on this part
      * of the path or above it) loses this map's reference, which may be
      * its last if a callback freed the version it shared it with. */
     for (int j = top; j <= d; j++) {
-        if (pa.fs >= 0 && j >= pa.fs)
+        if (pa->fs >= 0 && j >= pa->fs)
             break;
-        pool_free(pool, pa.n[j], node_block(pa.n[j], (unsigned)j));
+        pool_free(pool, pa->n[j], node_block(pa->n[j], (unsigned)j, W));
     }
-    if (pa.fs >= 0)
-        node_drop(t, pa.n[pa.fs], (unsigned)pa.fs);
+    if (pa->fs >= 0)
+        champ__node_drop(t, pa->n[pa->fs], (unsigned)pa->fs);
     POST_UPDATE_CHECK(m);
     return CHAMP_OK;
+}
+
+#define RG_ARGS(k, w) (m, pa, collapse, keep, prior, k, w)
+GENERAL_COPIES(remove_general,
+               (champ_map *m, path *pa, bool collapse, const entry *keep,
+                champ_prior *prior),
+               RG_ARGS)
+#define remove_general(m, pa, collapse, keep, prior, kind, W)               \
+    GENERAL_PICK(remove_general, kind, W)(m, pa, collapse, keep, prior)
+
+static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
+                                             champ_prior *prior, champ_key_kind kind,
+                                             unsigned W) {
+    path pa;
+    if (UNLIKELY(!m->root) || map_descend(m, q, &pa, kind, W) != AT_MATCH) {
+        prior_none(prior);
+        return CHAMP_OK;
+    }
+    int d = pa.depth;
+    node *b = pa.n[d];
+    uint32_t i = (uint32_t)pa.idx;
+    /* A node below the root whose subtree falls to two entries is pulled
+     * up into the nearest ancestor that holds something else. */
+    bool collapse;
+    if (d == CHAMP_COLL_LEVEL)
+        collapse = b->datamap == 3;
+    else
+        collapse = d > 0 && node_nkid(b) == 0 && node_nent(b) == 3;
+    entry keep[2];
+    if (collapse) {
+        /* the two survivors, in array order: already trie order */
+        keep[0] = ent_get(b, i == 0 ? 1 : 0, W);
+        keep[1] = ent_get(b, i == 2 ? 1 : 2, W);
+        if (LIKELY(pa.fs < 0) && collapse_top(&pa) == d - 1) {
+            entry gone = ent_get(b, i, W);
+            if (remove_collapse_owned(m, &pa, keep, W))
+                return removed_owned(m, gone, prior, kind);
+        }
+    } else if (LIKELY(pa.fs < 0) && !(d == 0 && node_nent(b) == 1 && node_nkid(b) == 0)) {
+        entry gone = ent_get(b, i, W);
+        if (d != CHAMP_COLL_LEVEL) {
+            remove_shrink_owned(m, &pa, i, W);
+            return removed_owned(m, gone, prior, kind);
+        }
+        if (node_size(b, (unsigned)d, W) <= POOL_CLASS_MAX) {
+            remove_coll_owned(m, b, i, W);
+            return removed_owned(m, gone, prior, kind);
+        }
+    }
+    return remove_general(m, &pa, collapse, keep, prior, kind, W);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1252,6 +1015,7 @@ static mtype *type_new(champ_pool *p, const champ_config *c) {
         return NULL;
     memset(t, 0, sizeof *t);
     t->kind = c->kind;
+    t->width = (uint8_t)(c->set ? ENT_SET : ENT_MAP);
     t->pool = p;
     t->seed = c->fixed_seed ? c->seed : champ__random_seed();
     t->hash = c->hash;
@@ -1265,6 +1029,7 @@ static mtype *type_new(champ_pool *p, const champ_config *c) {
                   c->val_retain || c->val_release;
     t->calls_out = c->kind == CHAMP_KEY_GENERIC || c->key_retain || c->key_release ||
                    c->val_retain || c->val_release || p->on_mark;
+    t->mode = (uint8_t)MODE(t->kind, t->width, t->calls_out);
     p->refs++;
     p->ntypes++;
     return t;
@@ -1315,6 +1080,8 @@ static bool cfg_valid(const champ_config *c) {
     }
     if (c->pool && c->pool_config)
         return false;
+    if (c->set && (c->val_retain || c->val_release))
+        return false; /* a set has no values */
     return true;
 }
 
@@ -1357,6 +1124,20 @@ champ_status champ_new_bytes(champ_map **out) {
     return champ_new(&c, out);
 }
 
+champ_status champ_new_set_u64(champ_map **out) {
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    c.set = true;
+    return champ_new(&c, out);
+}
+
+champ_status champ_new_set_bytes(champ_map **out) {
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_BYTES);
+    c.set = true;
+    return champ_new(&c, out);
+}
+
+bool champ_is_set(const champ_map *m) { return m && m->t->width == ENT_SET; }
+
 champ_status champ_new_like(const champ_map *m, champ_map **out) {
     if (!out)
         return CHAMP_EINVAL;
@@ -1398,10 +1179,10 @@ void champ_free(champ_map *m) {
         if (t->calls_out) {
             opframe fr;
             op_push(&fr, m, OPF_FREE);
-            node_drop(t, r, 0);
+            champ__node_drop(t, r, 0);
             op_pop(&fr);
         } else {
-            node_drop(t, r, 0);
+            champ__node_drop(t, r, 0);
         }
     }
     map_unlink(p, m);
@@ -1447,10 +1228,10 @@ champ_status champ_clear(champ_map *m) {
         if (m->t->calls_out) {
             opframe fr;
             op_push(&fr, m, OPF_UPDATE);
-            node_drop(m->t, r, 0);
+            champ__node_drop(m->t, r, 0);
             op_end(&fr);
         } else {
-            node_drop(m->t, r, 0);
+            champ__node_drop(m->t, r, 0);
         }
     }
     return CHAMP_OK;
@@ -1518,6 +1299,61 @@ uint64_t champ_seed(const champ_map *m) { return m ? m->t->seed : 0; }
         return s_;                                                          \
     } while (0)
 
+/* Every operation dispatches on the entry width (maps, sets) with one
+ * predicted branch; each side is the engine specialised for it. */
+static ALWAYS_INLINE bool lookup(const champ_map *m, const kq *q, void **val_out,
+                                 champ_key_kind kind) {
+    if (LIKELY(m->t->width == ENT_MAP)) {
+        const uint64_t *e = node_find(m->t, m->root, 0, q, kind, ENT_MAP);
+        if (!e)
+            return false;
+        if (val_out)
+            *val_out = (void *)(uintptr_t)e[1];
+        return true;
+    }
+    if (!node_find(m->t, m->root, 0, q, kind, ENT_SET))
+        return false;
+    if (val_out)
+        *val_out = NULL;
+    return true;
+}
+
+static ALWAYS_INLINE champ_status set_any(champ_map *m, const kq *q, uint64_t newk,
+                                          void *val, champ_prior *prior,
+                                          champ_key_kind kind) {
+    if (LIKELY(m->t->width == ENT_MAP))
+        return map_set(m, q, newk, val, prior, kind, ENT_MAP);
+    if (val) /* a set holds no values */
+        return CHAMP_EINVAL;
+    return map_set(m, q, newk, NULL, prior, kind, ENT_SET);
+}
+
+static ALWAYS_INLINE champ_status remove_any(champ_map *m, const kq *q,
+                                             champ_prior *prior, champ_key_kind kind) {
+    if (LIKELY(m->t->width == ENT_MAP))
+        return map_remove(m, q, prior, kind, ENT_MAP);
+    return map_remove(m, q, prior, kind, ENT_SET);
+}
+
+/* Add: insert the key when it is absent, never replace.  For a set this is
+ * its insert; a map gets the key with a NULL value. */
+static ALWAYS_INLINE champ_status add_any(champ_map *m, const kq *q, uint64_t newk,
+                                          bool *added, champ_key_kind kind) {
+    champ_prior pr;
+    champ_status st;
+    if (m->t->width == ENT_SET) {
+        st = map_set(m, q, newk, NULL, &pr, kind, ENT_SET);
+    } else if (lookup(m, q, NULL, kind)) {
+        pr.found = true;
+        st = CHAMP_OK;
+    } else {
+        st = map_set(m, q, newk, NULL, &pr, kind, ENT_MAP);
+    }
+    if (st == CHAMP_OK && added)
+        *added = !pr.found;
+    return st;
+}
+
 /* u64 ------------------------------------------------------------------ */
 
 static ALWAYS_INLINE kq kq_u64(const champ_map *m, uint64_t key) {
@@ -1529,14 +1365,33 @@ static ALWAYS_INLINE kq kq_u64(const champ_map *m, uint64_t key) {
     return q;
 }
 
+/* The plain path of an operation: a map (not a set) of this kind whose
+ * type calls nothing out, while no callback runs on this thread.  One
+ * compare and one thread-local load; everything else (sets, callbacks,
+ * frames, errors) goes through the out-of-line slow path. */
+#define PLAIN(m, kind)                                                      \
+    (LIKELY((m) != NULL) && LIKELY((m)->t->mode == MODE(kind, ENT_MAP, 0)) && \
+     LIKELY(champ__ops == NULL))
+
 bool champ_get_u64(const champ_map *m, uint64_t key, void **val_out) {
-    LOOKUP_KIND(m, CHAMP_KEY_U64);
+    if (UNLIKELY(!m))
+        return false;
+    const mtype *t = m->t;
     kq q = kq_u64(m, key);
-    const entry *e = map_find(m, &q, CHAMP_KEY_U64);
-    if (!e)
+    if (LIKELY((t->mode & MODE_KW_MASK) == MODE(CHAMP_KEY_U64, ENT_MAP, 0))) {
+        const uint64_t *e = node_find(t, m->root, 0, &q, CHAMP_KEY_U64, ENT_MAP);
+        if (!e)
+            return false;
+        if (val_out)
+            *val_out = (void *)(uintptr_t)e[1];
+        return true;
+    }
+    if ((t->mode & MODE_KW_MASK) != MODE(CHAMP_KEY_U64, ENT_SET, 0))
+        return false;
+    if (!node_find(t, m->root, 0, &q, CHAMP_KEY_U64, ENT_SET))
         return false;
     if (val_out)
-        *val_out = e->v;
+        *val_out = NULL;
     return true;
 }
 
@@ -1544,16 +1399,40 @@ bool champ_contains_u64(const champ_map *m, uint64_t key) {
     return champ_get_u64(m, key, NULL);
 }
 
-champ_status champ_set_u64(champ_map *m, uint64_t key, void *val, champ_prior *prior) {
+static NOINLINE champ_status set_u64_slow(champ_map *m, uint64_t key, void *val,
+                                          champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_U64);
     kq q = kq_u64(m, key);
-    UPDATE(m, map_set(m, &q, key, val, prior, CHAMP_KEY_U64));
+    UPDATE(m, set_any(m, &q, key, val, prior, CHAMP_KEY_U64));
+}
+
+champ_status champ_set_u64(champ_map *m, uint64_t key, void *val, champ_prior *prior) {
+    if (PLAIN(m, CHAMP_KEY_U64)) {
+        kq q = kq_u64(m, key);
+        return map_set(m, &q, key, val, prior, CHAMP_KEY_U64, ENT_MAP);
+    }
+    return set_u64_slow(m, key, val, prior);
+}
+
+champ_status champ_add_u64(champ_map *m, uint64_t key, bool *added) {
+    CHECK_KIND(m, CHAMP_KEY_U64);
+    kq q = kq_u64(m, key);
+    UPDATE(m, add_any(m, &q, key, added, CHAMP_KEY_U64));
+}
+
+static NOINLINE champ_status remove_u64_slow(champ_map *m, uint64_t key,
+                                             champ_prior *prior) {
+    CHECK_KIND(m, CHAMP_KEY_U64);
+    kq q = kq_u64(m, key);
+    UPDATE(m, remove_any(m, &q, prior, CHAMP_KEY_U64));
 }
 
 champ_status champ_remove_u64(champ_map *m, uint64_t key, champ_prior *prior) {
-    CHECK_KIND(m, CHAMP_KEY_U64);
-    kq q = kq_u64(m, key);
-    UPDATE(m, map_remove(m, &q, prior, CHAMP_KEY_U64));
+    if (PLAIN(m, CHAMP_KEY_U64)) {
+        kq q = kq_u64(m, key);
+        return map_remove(m, &q, prior, CHAMP_KEY_U64, ENT_MAP);
+    }
+    return remove_u64_slow(m, key, prior);
 }
 
 champ_status champ_pset_u64(const champ_map *m, uint64_t key, void *val,
@@ -1600,32 +1479,52 @@ bool champ_get_bytes(const champ_map *m, const void *key, size_t len,
     if (UNLIKELY(!bytes_ok(key, len)))
         return false;
     kq q = kq_bytes(m, key, len);
-    const entry *e = map_find(m, &q, CHAMP_KEY_BYTES);
-    if (!e)
-        return false;
-    if (val_out)
-        *val_out = e->v;
-    return true;
+    return lookup(m, &q, val_out, CHAMP_KEY_BYTES);
 }
 
 bool champ_contains_bytes(const champ_map *m, const void *key, size_t len) {
     return champ_get_bytes(m, key, len, NULL);
 }
 
-champ_status champ_set_bytes(champ_map *m, const void *key, size_t len,
-                             void *val, champ_prior *prior) {
+static NOINLINE champ_status set_bytes_slow(champ_map *m, const void *key, size_t len,
+                                            void *val, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
     kq q = kq_bytes(m, key, len);
-    UPDATE(m, map_set(m, &q, 0, val, prior, CHAMP_KEY_BYTES));
+    UPDATE(m, set_any(m, &q, 0, val, prior, CHAMP_KEY_BYTES));
+}
+
+champ_status champ_set_bytes(champ_map *m, const void *key, size_t len,
+                             void *val, champ_prior *prior) {
+    if (PLAIN(m, CHAMP_KEY_BYTES) && LIKELY(bytes_ok(key, len))) {
+        kq q = kq_bytes(m, key, len);
+        return map_set(m, &q, 0, val, prior, CHAMP_KEY_BYTES, ENT_MAP);
+    }
+    return set_bytes_slow(m, key, len, val, prior);
+}
+
+champ_status champ_add_bytes(champ_map *m, const void *key, size_t len, bool *added) {
+    CHECK_KIND(m, CHAMP_KEY_BYTES);
+    CHECK_BYTES(key, len);
+    kq q = kq_bytes(m, key, len);
+    UPDATE(m, add_any(m, &q, 0, added, CHAMP_KEY_BYTES));
+}
+
+static NOINLINE champ_status remove_bytes_slow(champ_map *m, const void *key,
+                                               size_t len, champ_prior *prior) {
+    CHECK_KIND(m, CHAMP_KEY_BYTES);
+    CHECK_BYTES(key, len);
+    kq q = kq_bytes(m, key, len);
+    UPDATE(m, remove_any(m, &q, prior, CHAMP_KEY_BYTES));
 }
 
 champ_status champ_remove_bytes(champ_map *m, const void *key, size_t len,
                                 champ_prior *prior) {
-    CHECK_KIND(m, CHAMP_KEY_BYTES);
-    CHECK_BYTES(key, len);
-    kq q = kq_bytes(m, key, len);
-    UPDATE(m, map_remove(m, &q, prior, CHAMP_KEY_BYTES));
+    if (PLAIN(m, CHAMP_KEY_BYTES) && LIKELY(bytes_ok(key, len))) {
+        kq q = kq_bytes(m, key, len);
+        return map_remove(m, &q, prior, CHAMP_KEY_BYTES, ENT_MAP);
+    }
+    return remove_bytes_slow(m, key, len, prior);
 }
 
 champ_status champ_pset_bytes(const champ_map *m, const void *key, size_t len,
@@ -1661,6 +1560,12 @@ champ_status champ_set_str(champ_map *m, const char *key, void *val,
     if (!key)
         return CHAMP_EINVAL;
     return champ_set_bytes(m, key, strlen(key), val, prior);
+}
+
+champ_status champ_add_str(champ_map *m, const char *key, bool *added) {
+    if (!key)
+        return CHAMP_EINVAL;
+    return champ_add_bytes(m, key, strlen(key), added);
 }
 
 champ_status champ_remove_str(champ_map *m, const char *key, champ_prior *prior) {
@@ -1705,17 +1610,15 @@ bool champ_get(const champ_map *m, const void *key, void **val_out) {
     opframe fr;
     op_push(&fr, m, OPF_READ);
     kq q = kq_ptr(m, key);
-    const entry *e = map_find(m, &q, CHAMP_KEY_GENERIC);
-    void *v = e ? e->v : NULL;
+    void *v = NULL;
+    bool found = lookup(m, &q, &v, CHAMP_KEY_GENERIC);
     if (UNLIKELY(op_pop(&fr))) {
         champ_free((champ_map *)(uintptr_t)m);
         return false;
     }
-    if (!e)
-        return false;
-    if (val_out)
+    if (found && val_out)
         *val_out = v;
-    return true;
+    return found;
 }
 
 bool champ_contains(const champ_map *m, const void *key) {
@@ -1723,28 +1626,29 @@ bool champ_contains(const champ_map *m, const void *key) {
 }
 
 /* Generic updates hash inside the frame: the hash is a callback too. */
+#define GENERIC_UPDATE(m, key, expr)                                        \
+    do {                                                                    \
+        CHECK_KIND(m, CHAMP_KEY_GENERIC);                                   \
+        if (op_busy(m))                                                     \
+            return CHAMP_EBUSY;                                             \
+        opframe fr_;                                                        \
+        op_push(&fr_, m, OPF_UPDATE);                                       \
+        kq q = kq_ptr(m, key);                                              \
+        champ_status st_ = (expr);                                          \
+        op_end(&fr_);                                                       \
+        return st_;                                                         \
+    } while (0)
+
 champ_status champ_set(champ_map *m, void *key, void *val, champ_prior *prior) {
-    CHECK_KIND(m, CHAMP_KEY_GENERIC);
-    if (op_busy(m))
-        return CHAMP_EBUSY;
-    opframe fr;
-    op_push(&fr, m, OPF_UPDATE);
-    kq q = kq_ptr(m, key);
-    champ_status st = map_set(m, &q, q.u, val, prior, CHAMP_KEY_GENERIC);
-    op_end(&fr);
-    return st;
+    GENERIC_UPDATE(m, key, set_any(m, &q, q.u, val, prior, CHAMP_KEY_GENERIC));
+}
+
+champ_status champ_add(champ_map *m, void *key, bool *added) {
+    GENERIC_UPDATE(m, key, add_any(m, &q, q.u, added, CHAMP_KEY_GENERIC));
 }
 
 champ_status champ_remove(champ_map *m, const void *key, champ_prior *prior) {
-    CHECK_KIND(m, CHAMP_KEY_GENERIC);
-    if (op_busy(m))
-        return CHAMP_EBUSY;
-    opframe fr;
-    op_push(&fr, m, OPF_UPDATE);
-    kq q = kq_ptr(m, key);
-    champ_status st = map_remove(m, &q, prior, CHAMP_KEY_GENERIC);
-    op_end(&fr);
-    return st;
+    GENERIC_UPDATE(m, key, remove_any(m, &q, prior, CHAMP_KEY_GENERIC));
 }
 
 champ_status champ_pset(const champ_map *m, void *key, void *val, champ_map **out) {

@@ -10,6 +10,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+/* Every walk here has the map m in scope: its entry width. */
+#define W ((unsigned)m->t->width)
+
 /* ------------------------------------------------------------------ */
 /* Stats                                                               */
 /* ------------------------------------------------------------------ */
@@ -19,7 +22,7 @@ static void stats_walk(const champ_map *m, const node *n, unsigned level,
     unsigned depth = level + 1;
     if (n->rc > 1)
         s->nodes_shared++;
-    s->node_bytes += node_size(n, level);
+    s->node_bytes += node_size(n, level, W);
     s->slack_bytes += 8u * node_slack(n);
     if (level == CHAMP_COLL_LEVEL) {
         s->nodes_collision++;
@@ -30,7 +33,7 @@ static void stats_walk(const champ_map *m, const node *n, unsigned level,
             s->depth_max = depth;
         if (m->t->kind == CHAMP_KEY_BYTES)
             for (uint32_t i = 0; i < n->datamap; i++)
-                s->key_bytes += blob_size(((const blob *)(uintptr_t)n->e[i].k)->len);
+                s->key_bytes += blob_size(((const blob *)(uintptr_t)ent_key(n, i, W))->len);
         return;
     }
     uint32_t nd = node_nent(n), nn = node_nkid(n);
@@ -42,9 +45,9 @@ static void stats_walk(const champ_map *m, const node *n, unsigned level,
         s->depth_max = depth;
     if (m->t->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++)
-            s->key_bytes += blob_size(((const blob *)(uintptr_t)n->e[i].k)->len);
+            s->key_bytes += blob_size(((const blob *)(uintptr_t)ent_key(n, i, W))->len);
     for (uint32_t i = 0; i < nn; i++)
-        stats_walk(m, node_kids(n)[i], level + 1, s, depth_sum);
+        stats_walk(m, node_kids(n, W)[i], level + 1, s, depth_sum);
 }
 
 champ_status champ_stats_get(const champ_map *m, champ_stats *out, size_t out_size) {
@@ -141,8 +144,8 @@ typedef struct vctx {
         }                                                                   \
     } while (0)
 
-static void check_blob(vctx *v, const entry *e) {
-    const blob *b = (const blob *)(uintptr_t)e->k;
+static void check_blob(vctx *v, uint64_t k) {
+    const blob *b = (const blob *)(uintptr_t)k;
     if (b->rc == 0)
         VFAIL(v, "key blob with refcount 0");
     uint64_t h = champ__hash_bytes(b->bytes, b->len, v->m->t->seed);
@@ -160,8 +163,8 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
         VFAIL(v, "node at level %u has refcount 0", level);
     if (n->aux >> 8)
         VFAIL(v, "node at level %u: census bits left set (%#x)", level, n->aux);
-    if (level == CHAMP_COLL_LEVEL && node_slack(n))
-        VFAIL(v, "collision node with spare room");
+    if (level == CHAMP_COLL_LEVEL && node_slack(n) > (W == ENT_SET ? 1u : 0u))
+        VFAIL(v, "collision node with spare room (%u units)", node_slack(n));
     if (level == CHAMP_COLL_LEVEL) {
         uint32_t c = n->datamap;
         if (n->nodemap != 0)
@@ -170,12 +173,12 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
             VFAIL(v, "collision node with %u entries (canonical form needs >= 3)", c);
         for (uint32_t i = 0; i < c; i++) {
             if (m->t->kind == CHAMP_KEY_BYTES)
-                check_blob(v, &n->e[i]);
-            uint64_t h = champ__entry_hash(m->t, &n->e[i]);
+                check_blob(v, ent_key(n, i, W));
+            uint64_t h = key_hash(m->t, ent_key(n, i, W), m->t->kind);
             if (h != prefix)
                 VFAIL(v, "collision entry %u hash %#" PRIx64 " != %#" PRIx64, i, h, prefix);
             for (uint32_t j = 0; j < i; j++)
-                if (champ__entry_equal(m->t, &n->e[i], &n->e[j]))
+                if (key_equal(m->t, ent_key(n, i, W), ent_key(n, j, W), m->t->kind))
                     VFAIL(v, "collision node holds equal keys (%u, %u)", j, i);
         }
         if (m->t->kind == CHAMP_KEY_U64)
@@ -193,17 +196,17 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
         uint32_t k = (n->nodemap >> s) & 1u ? 2 : 1; /* entry or pair */
         uint64_t hs[2];
         for (uint32_t j = 0; j < k; j++) {
-            const entry *e = &n->e[i++];
+            uint64_t kw = ent_key(n, i++, W);
             if (m->t->kind == CHAMP_KEY_BYTES)
-                check_blob(v, e);
-            uint64_t h = champ__entry_hash(m->t, e);
+                check_blob(v, kw);
+            uint64_t h = key_hash(m->t, kw, m->t->kind);
             hs[j] = h;
             if ((h & mask) != prefix || slice(h, level) != s)
                 VFAIL(v, "level %u slot %u: entry hash %#" PRIx64 " is in the wrong place",
                       level, s, h);
         }
         if (k == 2) {
-            if (champ__entry_equal(m->t, &n->e[i - 2], &n->e[i - 1]))
+            if (key_equal(m->t, ent_key(n, i - 2, W), ent_key(n, i - 1, W), m->t->kind))
                 VFAIL(v, "level %u slot %u: pair holds equal keys", level, s);
             if (hs[0] != hs[1] && !hash_trie_before(hs[0], hs[1]))
                 VFAIL(v, "level %u slot %u: pair out of trie order", level, s);
@@ -214,16 +217,16 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
     while (bits) {
         uint32_t s = (uint32_t)__builtin_ctz(bits);
         bits &= bits - 1;
-        const node *c = node_kids(n)[i++];
+        const node *c = node_kids(n, W)[i++];
         if (!c) {
             VFAIL(v, "level %u slot %u: NULL child", level, s);
             continue;
         }
-        size_t sub = validate_node(v, c, level + 1, prefix | ((uint64_t)s << (CHAMP_BITS * level)));
-        if (sub < 3)
+        size_t subn = validate_node(v, c, level + 1, prefix | ((uint64_t)s << (CHAMP_BITS * level)));
+        if (subn < 3)
             VFAIL(v, "level %u slot %u: subtree holds %zu entries (canonical form needs >= 3;"
-                     " two entries are a pair)", level, s, sub);
-        count += sub;
+                     " two entries are a pair)", level, s, subn);
+        count += subn;
     }
     return count;
 }
@@ -235,11 +238,11 @@ static void census_count(const node *cn, unsigned level, size_t *bytes, const ch
     n->aux += CENSUS_ONE;
     if ((n->aux >> 8) != 1)
         return;
-    *bytes += pool_block_size(node_block(n, level));
+    *bytes += pool_block_size(node_block(n, level, W));
     uint32_t nd = node_nent_at(n, level);
     if (m->t->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {
-            blob *b = (blob *)(uintptr_t)n->e[i].k;
+            blob *b = (blob *)(uintptr_t)ent_key(n, i, W);
             if (!(b->rc & 0x80000000u)) {
                 b->rc |= 0x80000000u;
                 *bytes += pool_block_size(blob_size(b->len));
@@ -249,7 +252,7 @@ static void census_count(const node *cn, unsigned level, size_t *bytes, const ch
         return;
     uint32_t nn = node_nkid(n);
     for (uint32_t i = 0; i < nn; i++)
-        census_count(node_kids(n)[i], level + 1, bytes, m);
+        census_count(node_kids(n, W)[i], level + 1, bytes, m);
 }
 
 static void census_check(vctx *v, const node *cn, unsigned level, const champ_map *m) {
@@ -263,14 +266,14 @@ static void census_check(vctx *v, const node *cn, unsigned level, const champ_ma
     uint32_t nd = node_nent_at(n, level);
     if (m->t->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {
-            blob *b = (blob *)(uintptr_t)n->e[i].k;
+            blob *b = (blob *)(uintptr_t)ent_key(n, i, W);
             b->rc &= 0x7fffffffu;
         }
     if (level == CHAMP_COLL_LEVEL)
         return;
     uint32_t nn = node_nkid(n);
     for (uint32_t i = 0; i < nn; i++)
-        census_check(v, node_kids(n)[i], level + 1, m);
+        census_check(v, node_kids(n, W)[i], level + 1, m);
 }
 
 champ_status champ_validate(const champ_map *m) {
@@ -316,13 +319,13 @@ champ_status champ_validate(const champ_map *m) {
 /* Dump                                                                */
 /* ------------------------------------------------------------------ */
 
-static void dump_entry(const champ_map *m, const entry *e, FILE *f) {
+static void dump_entry(const champ_map *m, uint64_t k, FILE *f) {
     switch (m->t->kind) {
     case CHAMP_KEY_U64:
-        fprintf(f, "%" PRIu64, e->k);
+        fprintf(f, "%" PRIu64, k);
         break;
     case CHAMP_KEY_BYTES: {
-        const blob *b = (const blob *)(uintptr_t)e->k;
+        const blob *b = (const blob *)(uintptr_t)k;
         fputc('"', f);
         for (uint32_t i = 0; i < b->len && i < 40; i++) {
             unsigned char c = (unsigned char)b->bytes[i];
@@ -335,7 +338,7 @@ static void dump_entry(const champ_map *m, const entry *e, FILE *f) {
         break;
     }
     default:
-        fprintf(f, "%p#%016" PRIx64, (void *)(uintptr_t)e->k, champ__entry_hash(m->t, e));
+        fprintf(f, "%p#%016" PRIx64, (void *)(uintptr_t)k, key_hash(m->t, k, m->t->kind));
         break;
     }
 }
@@ -348,7 +351,7 @@ static void dump_node(const champ_map *m, const node *n, unsigned level, int slo
         fprintf(f, "collision rc=%u n=%u:", n->rc, n->datamap);
         for (uint32_t i = 0; i < n->datamap; i++) {
             fputc(' ', f);
-            dump_entry(m, &n->e[i], f);
+            dump_entry(m, ent_key(n, i, W), f);
         }
         fputc('\n', f);
         return;
@@ -359,10 +362,10 @@ static void dump_node(const champ_map *m, const node *n, unsigned level, int slo
         uint32_t s = (uint32_t)__builtin_ctz(bits);
         bits &= bits - 1;
         fprintf(f, " %u=", s);
-        dump_entry(m, &n->e[i++], f);
+        dump_entry(m, ent_key(n, i++, W), f);
         if ((n->nodemap >> s) & 1u) {
             fputc('+', f);
-            dump_entry(m, &n->e[i++], f);
+            dump_entry(m, ent_key(n, i++, W), f);
         }
     }
     fputc('\n', f);
@@ -371,7 +374,7 @@ static void dump_node(const champ_map *m, const node *n, unsigned level, int slo
     while (bits) {
         uint32_t s = (uint32_t)__builtin_ctz(bits);
         bits &= bits - 1;
-        dump_node(m, node_kids(n)[i++], level + 1, (int)s, f);
+        dump_node(m, node_kids(n, W)[i++], level + 1, (int)s, f);
     }
 }
 

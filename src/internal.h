@@ -3,7 +3,9 @@
  * tiers, sanitizer and valgrind annotations, then one header per job:
  *   node.h   the node layout: geometry, entries, bitmaps, sizes, key blobs
  *   pool.h   the pool's struct and its inline fast paths
- *   map.h    the map handle, its shared type, hashes, entry helpers
+ *   map.h    the map handle, its shared type, hashes, operation frames
+ *   trie.h   the engine's shared pieces: entries, node builders, lookup
+ *            from any node, teardown, the walker, building from slots
  * Nothing here is visible to users (everything is static inline or
  * champ__).  The design is explained at the top of champ.c.
  */
@@ -102,5 +104,6 @@
 #include "node.h"
 #include "pool.h"
 #include "map.h"
+#include "trie.h"
 
 #endif /* CHAMP_INTERNAL_H */

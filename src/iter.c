@@ -5,7 +5,7 @@
  * so the iterator keeps its whole stack in a fixed array: for each level the
  * node and a position that runs over the node's entries first and then its
  * children (CHAMP's entries-first layout makes the entries of a node one
- * contiguous run).
+ * contiguous run of W-byte entries).
  */
 #include "internal.h"
 
@@ -17,23 +17,24 @@ static ALWAYS_INLINE void prefetch_kids(node *const *kids, uint32_t nn) {
         __builtin_prefetch(kids[i]);
 }
 
+static ALWAYS_INLINE unsigned iter_width(const champ_iter *it) {
+    return it->_map->t->width;
+}
+
 /* Makes n (at depth d) the iterator's current node: its entries are the
  * run [_cur, _end), its children come next, from _pos[d]. */
-static champ_status foreach_walk(const champ_map *m, champ_visit_fn fn, void *ctx,
-                                 const node **stk, uint32_t *pos);
-
-static ALWAYS_INLINE void iter_enter(champ_iter *it, int d, const node *n) {
+static ALWAYS_INLINE void iter_enter(champ_iter *it, int d, const node *n, unsigned W) {
     it->_node[d] = n;
     it->_pos[d] = 0;
+    const char *e = node_ebase(n);
+    it->_cur = e;
     if (UNLIKELY(d == CHAMP_COLL_LEVEL)) {
-        it->_cur = n->e;
-        it->_end = n->e + n->datamap;
+        it->_end = e + (size_t)W * n->datamap;
         return;
     }
     uint32_t ne = node_nent(n);
-    it->_cur = n->e;
-    it->_end = n->e + ne;
-    prefetch_kids((node *const *)(const void *)(n->e + ne), node_nkid(n));
+    it->_end = e + (size_t)W * ne;
+    prefetch_kids((node *const *)(const void *)(e + (size_t)W * ne), node_nkid(n));
 }
 
 champ_status champ_iter_init(champ_iter *it, const champ_map *m) {
@@ -46,7 +47,7 @@ champ_status champ_iter_init(champ_iter *it, const champ_map *m) {
     it->_depth = -1;
     if (m->root) {
         it->_depth = 0;
-        iter_enter(it, 0, m->root);
+        iter_enter(it, 0, m->root, m->t->width);
     }
     return CHAMP_OK;
 }
@@ -55,6 +56,7 @@ champ_status champ_iter_init(champ_iter *it, const champ_map *m) {
  * some, depth first (children in slot order, then back up).  Returns false
  * at the end.  Kept out of line so the per-entry path stays a leaf. */
 static NOINLINE bool iter_advance(champ_iter *it) {
+    unsigned W = iter_width(it);
     int d = it->_depth;
     for (;;) {
         if (d < 0) {
@@ -64,9 +66,9 @@ static NOINLINE bool iter_advance(champ_iter *it) {
         const node *n = it->_node[d];
         uint32_t nn = node_nkid_at(n, (unsigned)d);
         if (it->_pos[d] < nn) {
-            const node *c = node_kids(n)[it->_pos[d]++];
+            const node *c = node_kids(n, W)[it->_pos[d]++];
             d++;
-            iter_enter(it, d, c);
+            iter_enter(it, d, c, W);
             if (it->_cur != it->_end) {
                 it->_depth = d;
                 return true;
@@ -97,13 +99,26 @@ bool champ_iter_next(champ_iter *it, champ_key *key, void **val) {
     } else if (UNLIKELY(iter_stale(it))) {
         return false;
     }
-    const entry *e = it->_cur;
-    it->_cur = e + 1;
+    const mtype *t = it->_map->t;
+    const uint64_t *e = it->_cur;
+    it->_cur = (const char *)it->_cur + t->width;
     if (key)
-        fill_key(it->_map->t->kind, e, key);
+        fill_key(t->kind, e[0], key);
     if (val)
-        *val = e->v;
+        *val = t->width == ENT_MAP ? (void *)(uintptr_t)e[1] : NULL;
     return true;
+}
+
+/* Copies a run of n entries of width W. */
+static ALWAYS_INLINE void run_out(const uint64_t *e, size_t run, champ_key *keys,
+                                  void **vals, champ_key_kind kind, unsigned W) {
+    const size_t step = W / 8u;
+    if (vals)
+        for (size_t i = 0; i < run; i++)
+            vals[i] = W == ENT_MAP ? (void *)(uintptr_t)e[step * i + 1] : NULL;
+    if (keys)
+        for (size_t i = 0; i < run; i++)
+            fill_key(kind, e[step * i], &keys[i]);
 }
 
 size_t champ_iter_next_n(champ_iter *it, champ_key *keys, void **vals, size_t cap) {
@@ -115,22 +130,22 @@ size_t champ_iter_next_n(champ_iter *it, champ_key *keys, void **vals, size_t ca
     }
     if (it->_depth < 0 || iter_stale(it))
         return 0;
-    champ_key_kind kind = it->_map->t->kind;
+    const mtype *t = it->_map->t;
+    champ_key_kind kind = t->kind;
+    unsigned W = t->width;
     size_t n = 0;
     while (n < cap) {
         if (UNLIKELY(it->_cur == it->_end) && !iter_advance(it))
             break;
-        const entry *e = it->_cur, *end = it->_end;
-        size_t run = (size_t)(end - e);
+        const uint64_t *e = it->_cur;
+        size_t run = (size_t)((const char *)it->_end - (const char *)e) / W;
         if (run > cap - n)
             run = cap - n;
-        if (vals)
-            for (size_t i = 0; i < run; i++)
-                vals[n + i] = e[i].v;
-        if (keys)
-            for (size_t i = 0; i < run; i++)
-                fill_key(kind, &e[i], &keys[n + i]);
-        it->_cur = e + run;
+        if (W == ENT_MAP)
+            run_out(e, run, keys ? keys + n : NULL, vals ? vals + n : NULL, kind, ENT_MAP);
+        else
+            run_out(e, run, keys ? keys + n : NULL, vals ? vals + n : NULL, kind, ENT_SET);
+        it->_cur = (const char *)e + W * run;
         n += run;
     }
     return n;
@@ -143,24 +158,12 @@ champ_status champ_iter_status(const champ_iter *it) {
 /* Calls fn for every entry; m is read by an operation meanwhile (fn cannot
  * change it: an update returns CHAMP_EBUSY, a free waits), and a change fn
  * made anyway is caught before the next node is read. */
-champ_status champ_foreach(const champ_map *m, champ_visit_fn fn, void *ctx) {
-    if (!m || !fn)
-        return CHAMP_EINVAL;
+static champ_status foreach_walk(const champ_map *m, champ_visit_fn fn, void *ctx) {
     const node *stk[CHAMP_MAX_PATH];
     uint32_t pos[CHAMP_MAX_PATH];
-    if (!m->root)
-        return CHAMP_OK;
-    opframe fr;
-    op_push(&fr, m, OPF_READ);
-    champ_status st = foreach_walk(m, fn, ctx, stk, pos);
-    op_end(&fr);
-    return st;
-}
-
-static champ_status foreach_walk(const champ_map *m, champ_visit_fn fn, void *ctx,
-                                 const node **stk, uint32_t *pos) {
     uint32_t stamp = m->stamp;
     champ_key_kind kind = m->t->kind;
+    unsigned W = m->t->width;
     int d = 0;
     stk[0] = m->root;
     pos[0] = 0;
@@ -171,8 +174,9 @@ static champ_status foreach_walk(const champ_map *m, champ_visit_fn fn, void *ct
             /* a node's entries in one run */
             uint32_t nd = node_nent_at(n, (unsigned)d);
             for (uint32_t i = 0; i < nd; i++) {
-                fill_key(kind, &n->e[i], &k);
-                int stop = fn(&k, n->e[i].v, ctx);
+                entry e = W == ENT_MAP ? ent_get(n, i, ENT_MAP) : ent_get(n, i, ENT_SET);
+                fill_key(kind, e.k, &k);
+                int stop = fn(&k, e.v, ctx);
                 if (UNLIKELY(m->stamp != stamp))
                     return CHAMP_EMODIFIED;
                 if (stop)
@@ -181,7 +185,7 @@ static champ_status foreach_walk(const champ_map *m, champ_visit_fn fn, void *ct
         }
         uint32_t nn = node_nkid_at(n, (unsigned)d);
         if (pos[d] < nn) {
-            node *const *kids = node_kids(n);
+            node *const *kids = node_kids(n, W);
             if (pos[d] == 0)
                 prefetch_kids(kids, nn);
             const node *c = kids[pos[d]++];
@@ -193,4 +197,16 @@ static champ_status foreach_walk(const champ_map *m, champ_visit_fn fn, void *ct
         d--;
     }
     return CHAMP_OK;
+}
+
+champ_status champ_foreach(const champ_map *m, champ_visit_fn fn, void *ctx) {
+    if (!m || !fn)
+        return CHAMP_EINVAL;
+    if (!m->root)
+        return CHAMP_OK;
+    opframe fr;
+    op_push(&fr, m, OPF_READ);
+    champ_status st = foreach_walk(m, fn, ctx);
+    op_end(&fr);
+    return st;
 }

@@ -15,6 +15,9 @@
  * that use it; the pool holds it alive until the last one is freed. */
 typedef struct mtype {
     champ_key_kind kind;
+    uint8_t width;             /* entry width W: ENT_MAP, or ENT_SET       */
+    uint8_t mode;              /* MODE(kind, W, calls_out): one compare   */
+                               /* finds the plain path of an operation    */
     bool ent_refs;             /* copying an entry must retain something  */
     bool calls_out;            /* an operation may run user code: hash,   */
                                /* equal, retains, releases, the watermark */
@@ -26,6 +29,10 @@ typedef struct mtype {
     champ_pool *pool;
     size_t refs;               /* maps of this type                       */
 } mtype;
+
+#define MODE(kind, W, out)                                                  \
+    ((unsigned)(kind) | ((W) == ENT_SET ? 4u : 0u) | ((out) ? 8u : 0u))
+#define MODE_KW_MASK 7u        /* kind and width, without calls_out */
 
 /* A map handle: the root of one version, its size, its type. */
 struct champ_map {
@@ -115,28 +122,22 @@ static ALWAYS_INLINE uint64_t hash_u64(uint64_t x, uint64_t seed) {
 INTERNAL uint64_t champ__hash_bytes(const void *p, size_t len, uint64_t seed);
 INTERNAL uint64_t champ__random_seed(void);
 
-/* Shared by champ.c, iter.c and check.c. */
-INTERNAL uint64_t champ__entry_hash(const mtype *t, const entry *e);
-INTERNAL bool champ__entry_equal(const mtype *t, const entry *a,
-                                 const entry *b);
-/* What iteration reports for an entry's key. */
-static ALWAYS_INLINE void fill_key(champ_key_kind kind, const entry *e,
-                                   champ_key *k) {
+/* What iteration reports for a stored key word. */
+static ALWAYS_INLINE void fill_key(champ_key_kind kind, uint64_t kw, champ_key *k) {
     if (kind == CHAMP_KEY_U64) {
-        k->u64 = e->k;
+        k->u64 = kw;
         k->ptr = NULL;
         k->len = 0;
     } else if (kind == CHAMP_KEY_BYTES) {
-        const blob *b = (const blob *)(uintptr_t)e->k;
+        const blob *b = (const blob *)(uintptr_t)kw;
         k->u64 = 0;
         k->ptr = b->bytes;
         k->len = b->len;
     } else {
         k->u64 = 0;
-        k->ptr = (const void *)(uintptr_t)e->k;
+        k->ptr = (const void *)(uintptr_t)kw;
         k->len = 0;
     }
 }
-
 
 #endif /* CHAMP_MAP_H */

@@ -15,13 +15,21 @@
 #define CHAMP_COLL_LEVEL 13          /* collision nodes live here      */
 #define CHAMP_MAX_PATH 14            /* nodes on a root-to-leaf path   */
 
-/* An entry: 16 bytes whatever the kind.  k is the u64 key itself
- * (CHAMP_KEY_U64), a pointer to a key blob (CHAMP_KEY_BYTES) or the user's
- * key pointer (CHAMP_KEY_GENERIC). */
+/* An entry as the code handles it: the key word k (the u64 key itself for
+ * CHAMP_KEY_U64, a pointer to a key blob for CHAMP_KEY_BYTES, the user's
+ * key pointer for CHAMP_KEY_GENERIC) and the value.  In a node an entry
+ * takes W bytes, the engine's entry width: ENT_MAP (key word, value) for
+ * maps, ENT_SET (key word only) for sets.  Every function that touches
+ * node bodies takes W as a constant, as it takes the key kind, so each
+ * (kind, width) pair gets its own specialised copy. */
 typedef struct entry {
     uint64_t k;
     void *v;
 } entry;
+
+#define ENT_MAP 16u
+#define ENT_SET 8u
+#define KID_BYTES 8u                   /* a child pointer                */
 
 /* A node.  Bitmap nodes (levels 0..12): the two CHAMP bitmaps give each
  * of the 32 slots one of four states:
@@ -32,9 +40,9 @@ typedef struct entry {
  *                      slice down to this level (a subtree of exactly two
  *                      entries always lives inline like this)
  *        0       1     a child node (its subtree holds 3 or more entries)
- * e[] holds the entries of the entry and pair slots in slot order (a pair
- * takes two consecutive entries, in trie order), then one pointer per child
- * slot, in slot order.  Collision nodes (level 13): datamap is the entry
+ * The body holds the entries of the entry and pair slots in slot order (a
+ * pair takes two consecutive entries, in trie order), W bytes each, then
+ * one pointer per child slot, in slot order.  Collision nodes (level 13): datamap is the entry
  * count, nodemap is 0.  aux holds the block's spare room and the census
  * count of champ_validate (see SLACK_MASK). */
 typedef struct node {
@@ -42,10 +50,20 @@ typedef struct node {
     uint32_t datamap;
     uint32_t nodemap;
     uint32_t aux;
-    entry e[];
+    uint64_t body[];
 } node;
 
-#define NODE_HDR ((uint32_t)sizeof(node))
+#define NODE_HDR 16u
+_Static_assert(sizeof(node) == NODE_HDR, "node header is 16 bytes");
+_Static_assert(sizeof(entry) == ENT_MAP, "a map entry is two words");
+_Static_assert(sizeof(void *) == KID_BYTES && sizeof(uint64_t) == ENT_SET,
+               "64-bit pointers: key words and child pointers are 8 bytes");
+/* What the common updates change a node's size by: a slot gains an entry
+ * (empty -> entry, entry -> pair), a pair becomes a child pointer. */
+#define SZ_ENTRY(W) ((size_t)(W))
+#define SZ_PAIR_TO_KID(W) ((size_t)(2u * (W) - KID_BYTES))
+/* The node a pair and a third key become: three entries, any layout. */
+#define SZ_THREE(W) ((size_t)NODE_HDR + 3u * (W))
 
 static ALWAYS_INLINE uint32_t popc(uint32_t x) {
     return (uint32_t)__builtin_popcount(x);
@@ -89,12 +107,39 @@ static ALWAYS_INLINE uint32_t node_eidx(const node *n, uint32_t bit) {
 static ALWAYS_INLINE uint32_t node_kidx(const node *n, uint32_t bit) {
     return maps_kidx(n->datamap, n->nodemap, bit);
 }
-static ALWAYS_INLINE node **node_kids(const node *n) {
-    return (node **)(void *)((char *)(uintptr_t)n->e + 16u * node_nent(n));
+/* Entry i of a node's body (W bytes each): its key word, and value. */
+static ALWAYS_INLINE char *node_ebase(const node *n) {
+    return (char *)(uintptr_t)n->body;
+}
+static ALWAYS_INLINE uint64_t *ent_at(const node *n, uint32_t i, unsigned W) {
+    return (uint64_t *)(void *)(node_ebase(n) + (size_t)W * i);
+}
+static ALWAYS_INLINE uint64_t ent_key(const node *n, uint32_t i, unsigned W) {
+    return *ent_at(n, i, W);
+}
+static ALWAYS_INLINE entry ent_get(const node *n, uint32_t i, unsigned W) {
+    entry e;
+    const uint64_t *p = ent_at(n, i, W);
+    e.k = p[0];
+    e.v = W == ENT_MAP ? (void *)(uintptr_t)p[1] : NULL;
+    return e;
+}
+static ALWAYS_INLINE void ent_put(node *n, uint32_t i, entry e, unsigned W) {
+    uint64_t *p = ent_at(n, i, W);
+    p[0] = e.k;
+    if (W == ENT_MAP)
+        p[1] = (uint64_t)(uintptr_t)e.v;
+}
+/* The value word of entry i (maps only). */
+static ALWAYS_INLINE void **ent_valp(const node *n, uint32_t i) {
+    return (void **)(void *)(ent_at(n, i, ENT_MAP) + 1);
+}
+static ALWAYS_INLINE node **node_kids(const node *n, unsigned W) {
+    return (node **)(void *)(node_ebase(n) + (size_t)W * node_nent(n));
 }
 /* The child in slot `bit` (which must be a child slot). */
-static ALWAYS_INLINE node **node_kid_at(const node *n, uint32_t bit) {
-    return node_kids(n) + node_kidx(n, bit);
+static ALWAYS_INLINE node **node_kid_at(const node *n, uint32_t bit, unsigned W) {
+    return node_kids(n, W) + node_kidx(n, bit);
 }
 /* A bitmap node whose 32 slots all hold children: child i is kids[i], no
  * popcount needed, so a lookup can load the child pointer without waiting
@@ -103,13 +148,16 @@ static ALWAYS_INLINE node **node_kid_at(const node *n, uint32_t bit) {
 static ALWAYS_INLINE bool node_full(const node *n) {
     return n->nodemap == 0xffffffffu && n->datamap == 0;
 }
-static ALWAYS_INLINE size_t node_bitmap_size(uint32_t ne, uint32_t nk) {
-    return NODE_HDR + 16u * (size_t)ne + 8u * (size_t)nk;
+static ALWAYS_INLINE size_t node_bitmap_size(uint32_t ne, uint32_t nk, unsigned W) {
+    return NODE_HDR + (size_t)W * ne + KID_BYTES * (size_t)nk;
 }
-static ALWAYS_INLINE size_t node_size(const node *n, unsigned level) {
+static ALWAYS_INLINE size_t node_coll_size(uint32_t ne, unsigned W) {
+    return NODE_HDR + (size_t)W * ne;
+}
+static ALWAYS_INLINE size_t node_size(const node *n, unsigned level, unsigned W) {
     if (level == CHAMP_COLL_LEVEL)
-        return NODE_HDR + 16u * (size_t)n->datamap;
-    return node_bitmap_size(node_nent(n), node_nkid(n));
+        return node_coll_size(n->datamap, W);
+    return node_bitmap_size(node_nent(n), node_nkid(n), W);
 }
 /* Entries of a node at `level` (collision nodes: the count). */
 static ALWAYS_INLINE uint32_t node_nent_at(const node *n, unsigned level) {
@@ -128,7 +176,7 @@ static ALWAYS_INLINE uint32_t node_nkid_at(const node *n, unsigned level) {
 #ifndef GROW_SHIFT
 #define GROW_SHIFT 6
 #endif
-/* Spare units (even: whole entries) a node of `size` bytes takes along
+/* Spare units (even: whole map entries) a node of `size` bytes takes along
  * when an insert makes it grow into a new block: one entry, or about 1/8
  * of the node for big ones, so the next inserts there happen in place. */
 static ALWAYS_INLINE uint32_t grow_units(size_t size) {
@@ -156,8 +204,8 @@ static ALWAYS_INLINE uint32_t node_slack(const node *n) {
     return n->aux & SLACK_MASK;
 }
 /* The bytes of the node's block: its size plus any spare room. */
-static ALWAYS_INLINE size_t node_block(const node *n, unsigned level) {
-    return node_size(n, level) + 8u * node_slack(n);
+static ALWAYS_INLINE size_t node_block(const node *n, unsigned level, unsigned W) {
+    return node_size(n, level, W) + 8u * node_slack(n);
 }
 
 /* Key blob of CHAMP_KEY_BYTES: the map's own copy of a key, shared by every

@@ -1,0 +1,472 @@
+/*
+ * trie.h - the trie engine's shared pieces: entries (hash, compare,
+ * retain, release), node builders, lookup from any node, teardown, the
+ * subtree walker, the slot builder and the pull-up that keeps results
+ * canonical.  champ.c (single-key updates), algebra.c (equality, diff, set
+ * algebra), build.c (bulk build, batches), iter.c and check.c build on
+ * them.  Everything is static inline with the key kind and the entry width
+ * W passed as constants, so each user gets copies specialised for its
+ * (kind, width) pair; the out-of-line pieces are in trie.c.
+ * Included through internal.h only; the design is explained at the top of
+ * champ.c.
+ */
+#ifndef CHAMP_TRIE_H
+#define CHAMP_TRIE_H
+
+/* ------------------------------------------------------------------ */
+/* Entries                                                             */
+/* ------------------------------------------------------------------ */
+
+static ALWAYS_INLINE blob *key_blob(uint64_t k) {
+    return (blob *)(uintptr_t)k;
+}
+
+/* A copy of an entry is made (a node holding it was duplicated): the key
+ * blob or the user's key, and the value, gain a reference. */
+static ALWAYS_INLINE void ent_retain(const mtype *t, entry e) {
+    if (t->kind == CHAMP_KEY_BYTES)
+        key_blob(e.k)->rc++;
+    else if (t->key_retain)
+        t->key_retain((void *)(uintptr_t)e.k, t->ctx);
+    if (t->val_retain)
+        t->val_retain(e.v, t->ctx);
+}
+
+static inline void key_release(const mtype *t, uint64_t k) {
+    if (t->kind == CHAMP_KEY_BYTES) {
+        blob *b = key_blob(k);
+        if (--b->rc == 0)
+            pool_free(t->pool, b, blob_size(b->len));
+    } else if (t->key_release) {
+        t->key_release((void *)(uintptr_t)k, t->ctx);
+    }
+}
+
+static inline void ent_release(const mtype *t, entry e) {
+    key_release(t, e.k);
+    if (t->val_release)
+        t->val_release(e.v, t->ctx);
+}
+
+/* The full hash of a stored key. */
+static ALWAYS_INLINE uint64_t key_hash(const mtype *t, uint64_t k, champ_key_kind kind) {
+    switch (kind) {
+    case CHAMP_KEY_U64:
+        return hash_u64(k, t->seed);
+    case CHAMP_KEY_BYTES:
+        return key_blob(k)->hash;
+    default:
+        return t->hash((const void *)(uintptr_t)k, t->ctx);
+    }
+}
+
+/* Whether two stored keys are equal. */
+static ALWAYS_INLINE bool key_equal(const mtype *t, uint64_t a, uint64_t b,
+                                    champ_key_kind kind) {
+    switch (kind) {
+    case CHAMP_KEY_U64:
+        return a == b;
+    case CHAMP_KEY_BYTES: {
+        const blob *x = key_blob(a), *y = key_blob(b);
+        return x == y || (x->hash == y->hash && x->len == y->len &&
+                          memcmp(x->bytes, y->bytes, x->len) == 0);
+    }
+    default:
+        return a == b || t->equal((const void *)(uintptr_t)a,
+                                  (const void *)(uintptr_t)b, t->ctx);
+    }
+}
+
+/* A key being looked up or inserted. */
+typedef struct kq {
+    uint64_t h;
+    uint64_t u;     /* U64 key; GENERIC key pointer */
+    const void *p;  /* BYTES key bytes */
+    size_t len;
+} kq;
+
+/* The key of a stored key word, as a query (its hash given). */
+static ALWAYS_INLINE kq kq_of_key(uint64_t k, uint64_t h, champ_key_kind kind) {
+    kq q;
+    q.h = h;
+    q.u = k;
+    q.p = NULL;
+    q.len = 0;
+    if (kind == CHAMP_KEY_BYTES) {
+        q.p = key_blob(k)->bytes;
+        q.len = key_blob(k)->len;
+    }
+    return q;
+}
+
+static ALWAYS_INLINE bool kq_match(const mtype *t, uint64_t k, const kq *q,
+                                   champ_key_kind kind) {
+    if (kind == CHAMP_KEY_U64)
+        return k == q->u;
+    if (kind == CHAMP_KEY_BYTES) {
+        const blob *b = key_blob(k);
+        return b->hash == q->h && b->len == q->len &&
+               (q->len == 0 || memcmp(b->bytes, q->p, q->len) == 0);
+    }
+    return k == q->u || t->equal((const void *)(uintptr_t)k,
+                                 (const void *)(uintptr_t)q->u, t->ctx);
+}
+
+/* ------------------------------------------------------------------ */
+/* Node builders.  `share` means the source node stays alive (it is    */
+/* shared with another map): everything copied out of it gains a       */
+/* reference.  Without it, contents move and the source is freed.      */
+/* ------------------------------------------------------------------ */
+
+/* Copies `bytes` (a multiple of 8) between two distinct blocks.  A plain
+ * word loop: node bodies are short (most under 100 bytes), where a call to
+ * memcpy costs more than the copy; the empty asm keeps compilers from
+ * turning the loop back into that call. */
+static ALWAYS_INLINE void wcopy(void *dst, const void *src, size_t bytes) {
+    char *d = dst;
+    const char *s = src;
+    size_t i = 0;
+    for (; i + 16 <= bytes; i += 16) {
+        char tmp[16];
+        memcpy(tmp, s + i, 16);
+        memcpy(d + i, tmp, 16);
+        __asm__("" : "+r"(i));
+    }
+    if (i < bytes) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        memcpy(d + i, &w, 8);
+    }
+}
+
+/* After copying node `dst` (ne entries, nk children) out of a node that
+ * stays alive: every entry and child it duplicated gains a reference.
+ * Entries [se, se + sn) and child sk (or -1) are new, not duplicated. */
+INTERNAL void champ__node_share_refs(const mtype *t, node *dst, uint32_t ne,
+                                     uint32_t nk, uint32_t se, uint32_t sn,
+                                     int sk);
+
+static ALWAYS_INLINE void node_init(node *n, uint32_t dm, uint32_t nm) {
+    n->rc = 1;
+    n->datamap = dm;
+    n->nodemap = nm;
+    n->aux = 0;
+}
+
+/* dst = src with slot `bit` rewritten to hold the `ns` entries at `nes`
+ * (0: empty, 1: an entry, 2: a pair, already in trie order) or, when c is
+ * not NULL, child c.  The slot's old contents are not copied (the caller
+ * moved or dropped them).  With `share`, everything else copied from src
+ * gains a reference.  Every change of one slot is this one builder; the
+ * call sites pass constants, so each inlined copy is specialised. */
+static ALWAYS_INLINE void node_bitmap_set_slot(const mtype *t, node *dst,
+                                               const node *src, uint32_t bit,
+                                               const entry *nes, uint32_t ns,
+                                               node *c, bool share, unsigned W) {
+    uint32_t dm = src->datamap, nm = src->nodemap;
+    uint32_t ne = maps_nent(dm, nm), nk = maps_nkid(dm, nm);
+    uint32_t ei = maps_eidx(dm, nm, bit), ki = maps_kidx(dm, nm, bit);
+    uint32_t oe = (dm & bit) ? ((nm & bit) ? 2u : 1u) : 0u;
+    uint32_t ok = (nm & ~dm & bit) ? 1u : 0u;
+    uint32_t nc = c ? 1u : 0u;
+    uint32_t ndm = dm & ~bit, nnm = nm & ~bit;
+    if (c)
+        nnm |= bit;
+    else if (ns)
+        ndm |= bit, nnm |= ns == 2 ? bit : 0u;
+    node_init(dst, ndm, nnm);
+    uint32_t dne = ne - oe + ns;
+    char *de = node_ebase(dst);
+    const char *se = node_ebase(src);
+    node **dk = (node **)(void *)(de + (size_t)W * dne);
+    node *const *sk = (node *const *)(const void *)(se + (size_t)W * ne);
+    wcopy(de, se, (size_t)W * ei);
+    for (uint32_t j = 0; j < ns; j++)
+        ent_put(dst, ei + j, nes[j], W);
+    wcopy(de + (size_t)W * (ei + ns), se + (size_t)W * (ei + oe),
+          (size_t)W * (ne - ei - oe) + KID_BYTES * ki);
+    if (c)
+        dk[ki] = c;
+    wcopy(dk + ki + nc, sk + ki + ok, KID_BYTES * (nk - ki - ok));
+    if (share)
+        champ__node_share_refs(t, dst, dne, nk - ok + nc, ei, ns, c ? (int)ki : -1);
+}
+
+/* dst = src with entry ne inserted at index wi and the bitmaps dm/nm (the
+ * slot gained an entry: empty -> entry, or entry -> pair). */
+static ALWAYS_INLINE void node_bitmap_insert_at(node *dst, const node *src,
+                                                uint32_t wi, uint32_t dm,
+                                                uint32_t nm, entry ne, unsigned W) {
+    uint32_t n = node_nent(src), k = node_nkid(src);
+    node_init(dst, dm, nm);
+    char *de = node_ebase(dst);
+    const char *se = node_ebase(src);
+    wcopy(de, se, (size_t)W * wi);
+    ent_put(dst, wi, ne, W);
+    wcopy(de + (size_t)W * (wi + 1), se + (size_t)W * wi,
+          (size_t)W * (n - wi) + KID_BYTES * k);
+}
+
+/* The bitmaps after entry i of slot `bit` is removed: a pair becomes a
+ * single entry, a single entry an empty slot. */
+static ALWAYS_INLINE void maps_drop_entry(uint32_t *dm, uint32_t *nm, uint32_t bit) {
+    if (*nm & bit)
+        *nm &= ~bit;
+    else
+        *dm &= ~bit;
+}
+
+/* dst = src without entry i (of slot `bit`). */
+static ALWAYS_INLINE void node_bitmap_drop_entry(const mtype *t, node *dst,
+                                                 const node *src, uint32_t i,
+                                                 uint32_t bit, bool share, unsigned W) {
+    uint32_t dm = src->datamap, nm = src->nodemap;
+    uint32_t ne = maps_nent(dm, nm), nk = maps_nkid(dm, nm);
+    maps_drop_entry(&dm, &nm, bit);
+    node_init(dst, dm, nm);
+    char *de = node_ebase(dst);
+    const char *se = node_ebase(src);
+    wcopy(de, se, (size_t)W * i);
+    wcopy(de + (size_t)W * i, se + (size_t)W * (i + 1),
+          (size_t)W * (ne - 1 - i) + KID_BYTES * nk);
+    if (share)
+        champ__node_share_refs(t, dst, ne - 1, nk, 0, 0, -1);
+}
+
+/* dst = a copy of src (always sharing: src stays). */
+static ALWAYS_INLINE void node_bitmap_copy(const mtype *t, node *dst, const node *src,
+                                           unsigned W) {
+    uint32_t ne = node_nent(src), nk = node_nkid(src);
+    node_init(dst, src->datamap, src->nodemap);
+    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * ne + KID_BYTES * nk);
+    champ__node_share_refs(t, dst, ne, nk, 0, 0, -1);
+}
+
+/* Whether the entry hashed ha comes first in a pair with the one hashed
+ * hb: trie order, equal hashes in the order given. */
+static ALWAYS_INLINE bool pair_first(uint64_t ha, uint64_t hb) {
+    return ha == hb || hash_trie_before(ha, hb);
+}
+
+/* Puts two entries whose hashes are ha and hb into trie order at out[]. */
+static ALWAYS_INLINE void pair_order(entry *out, entry a, uint64_t ha, entry b,
+                                     uint64_t hb) {
+    bool swap = !pair_first(ha, hb);
+    out[swap] = a;
+    out[!swap] = b;
+}
+
+/* c = the node at `level` holding three entries whose hashes agree on
+ * every slice above it but not all on this one (or, at the collision
+ * level, agree completely): three entries in three slots, or an entry
+ * and a pair.  Its size is SZ_THREE(W). */
+static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
+                                     const uint64_t *h, unsigned W) {
+    if (level == CHAMP_COLL_LEVEL) {
+        node_init(c, 3, 0);
+        for (uint32_t i = 0; i < 3; i++)
+            ent_put(c, i, x[i], W);
+        return;
+    }
+    uint32_t s[3], dm = 0, nm = 0;
+    for (int i = 0; i < 3; i++) {
+        s[i] = slice(h[i], level);
+        uint32_t bit = 1u << s[i];
+        if (dm & bit)
+            nm |= bit;
+        dm |= bit;
+    }
+    node_init(c, dm, nm);
+    uint32_t k = 0;
+    for (uint32_t bits = dm; bits; bits &= bits - 1) {
+        uint32_t sl = (uint32_t)__builtin_ctz(bits);
+        int a = -1;
+        for (int i = 0; i < 3; i++) {
+            if (s[i] != sl)
+                continue;
+            if (a < 0) {
+                a = i;
+                continue;
+            }
+            entry pr[2];
+            pair_order(pr, x[a], h[a], x[i], h[i]);
+            ent_put(c, k++, pr[0], W);
+            ent_put(c, k++, pr[1], W);
+            a = -2;
+        }
+        if (a >= 0)
+            ent_put(c, k++, x[a], W);
+    }
+}
+
+static ALWAYS_INLINE void node_collision_insert(const mtype *t, node *dst,
+                                                const node *src, entry ne,
+                                                bool share, unsigned W) {
+    uint32_t n = src->datamap;
+    node_init(dst, n + 1, 0);
+    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * n);
+    ent_put(dst, n, ne, W);
+    if (share)
+        champ__node_share_refs(t, dst, n, 0, 0, 0, -1);
+}
+
+static ALWAYS_INLINE void node_collision_remove(const mtype *t, node *dst,
+                                                const node *src, uint32_t i,
+                                                bool share, unsigned W) {
+    uint32_t n = src->datamap;
+    node_init(dst, n - 1, 0);
+    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * i);
+    wcopy(node_ebase(dst) + (size_t)W * i, node_ebase(src) + (size_t)W * (i + 1),
+          (size_t)W * (n - 1 - i));
+    if (share)
+        champ__node_share_refs(t, dst, n - 1, 0, 0, 0, -1);
+}
+
+static ALWAYS_INLINE void node_collision_copy(const mtype *t, node *dst,
+                                              const node *src, unsigned W) {
+    node_init(dst, src->datamap, 0);
+    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * src->datamap);
+    champ__node_share_refs(t, dst, src->datamap, 0, 0, 0, -1);
+}
+
+/* Drops one reference to n (at `level`); frees it and, iteratively, every
+ * node and entry that thereby loses its last reference. */
+INTERNAL void champ__node_drop(const mtype *t, node *n, unsigned level);
+
+/* ------------------------------------------------------------------ */
+/* Lookup from any node                                                */
+/* ------------------------------------------------------------------ */
+
+/* The entry of q (its key word; the value follows for maps) in the
+ * subtree at n (at `level`), or NULL when q is absent.  A loop of at most
+ * 14 steps, at most two key comparisons per bitmap node; full nodes (32
+ * children) are indexed by the hash slice without waiting for the
+ * bitmaps. */
+static ALWAYS_INLINE const uint64_t *node_find(const mtype *t, const node *n,
+                                               unsigned level, const kq *q,
+                                               champ_key_kind kind, unsigned W) {
+    uint64_t h = q->h >> (CHAMP_BITS * level);
+    if (UNLIKELY(!n))
+        return NULL;
+    for (;; level++) {
+        if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL)) {
+            for (uint32_t i = 0; i < n->datamap; i++)
+                if (kq_match(t, ent_key(n, i, W), q, kind))
+                    return ent_at(n, i, W);
+            return NULL;
+        }
+        if (node_full(n)) {
+            n = ((node *const *)(const void *)node_ebase(n))[h & 31];
+            h >>= CHAMP_BITS;
+            continue;
+        }
+        uint32_t bit = 1u << (h & 31);
+        uint32_t dm = n->datamap, nm = n->nodemap;
+        if (dm & bit) {
+            const uint64_t *e = ent_at(n, maps_eidx(dm, nm, bit), W);
+            if (kq_match(t, e[0], q, kind))
+                return e;
+            e += W / 8u; /* the second entry of a pair */
+            if ((nm & bit) && kq_match(t, e[0], q, kind))
+                return e;
+            return NULL;
+        }
+        if (!(nm & bit))
+            return NULL;
+        n = ((node *const *)(const void *)(node_ebase(n) + (size_t)W * maps_nent(dm, nm)))
+            [maps_kidx(dm, nm, bit)];
+        h >>= CHAMP_BITS;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Subtree walker                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Calls fn(ctx, entry) for every entry of the subtree at n (at `level`),
+ * in trie order, until fn returns nonzero (returned).  Iterative: a fixed
+ * stack of at most CHAMP_MAX_PATH levels. */
+typedef int (*ent_visit_fn)(void *ctx, entry e);
+INTERNAL int champ__walk(const node *n, unsigned level, unsigned W, ent_visit_fn fn,
+                         void *ctx);
+/* Entries in the subtree at n (at `level`). */
+INTERNAL size_t champ__count(const node *n, unsigned level, unsigned W);
+
+/* ------------------------------------------------------------------ */
+/* Building nodes from slots, and canonical results                    */
+/* ------------------------------------------------------------------ */
+
+/* A subtree as an operation that builds tries returns it: empty, one
+ * entry, two entries (a pair, in trie order), or a node whose subtree
+ * holds three or more.  Whoever places it in a parent's slot puts it there
+ * in that form: this is the pull-up that keeps every result canonical
+ * (a subtree of two is a pair in the nearest ancestor that holds anything
+ * else, of one an entry) without a second pass. */
+typedef struct sub {
+    uint32_t n;    /* entries when n <= 2; SUB_NODE for a node */
+    entry e[2];
+    node *kid;
+} sub;
+#define SUB_NODE 3u
+
+/* One slot of a node being built: s is the slot (0..31), and the slot
+ * holds what sub holds (a node or 1 or 2 entries; never empty). */
+typedef struct slotv {
+    uint32_t s;
+    sub v;
+} slotv;
+
+/* Bytes of the bitmap node holding these slots. */
+static inline size_t slots_size(const slotv *sl, uint32_t n, unsigned W) {
+    uint32_t ne = 0, nk = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (sl[i].v.n == SUB_NODE)
+            nk++;
+        else
+            ne += sl[i].v.n;
+    }
+    return node_bitmap_size(ne, nk, W);
+}
+
+/* dst = the bitmap node holding these slots (in increasing slot order).
+ * Children are linked as given (their references move into dst). */
+static inline void node_build(node *dst, const slotv *sl, uint32_t n, unsigned W) {
+    uint32_t dm = 0, nm = 0, ne = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t bit = 1u << sl[i].s;
+        if (sl[i].v.n == SUB_NODE) {
+            nm |= bit;
+        } else {
+            dm |= bit;
+            if (sl[i].v.n == 2)
+                nm |= bit;
+            ne += sl[i].v.n;
+        }
+    }
+    node_init(dst, dm, nm);
+    uint32_t ei = 0, ki = 0;
+    node **kids = (node **)(void *)(node_ebase(dst) + (size_t)W * ne);
+    for (uint32_t i = 0; i < n; i++) {
+        if (sl[i].v.n == SUB_NODE) {
+            kids[ki++] = sl[i].v.kid;
+        } else {
+            for (uint32_t j = 0; j < sl[i].v.n; j++)
+                ent_put(dst, ei++, sl[i].v.e[j], W);
+        }
+    }
+}
+
+/* The subtree a node of these slots stands for, in canonical form: a node
+ * when it would hold a child or three entries or more, else its one or two
+ * entries pulled up (no block is needed then). */
+static inline bool slots_need_node(const slotv *sl, uint32_t n) {
+    uint32_t ne = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (sl[i].v.n == SUB_NODE)
+            return true;
+        ne += sl[i].v.n;
+    }
+    return ne >= 3;
+}
+
+#endif /* CHAMP_TRIE_H */
