@@ -97,14 +97,25 @@ template <template <class...> class M> struct Peer {
         return sum;
     }
 
+    template <class Map> static void ops(bench_op_fn *op)
+    {
+        op[OP_INSERT] = insert<Map>;
+        op[OP_QUERY] = query<Map>;
+        op[OP_MISS] = query<Map>;
+        op[OP_REMOVE] = remove<Map>;
+        op[OP_ITERATE] = iterate<Map>;
+    }
+
     static bench_adapter make(const char *name)
     {
-        return bench_adapter{
-            name, create, destroy, nullptr, size, nullptr,
-            {{insert<UMap>, query<UMap>, query<UMap>, remove<UMap>, iterate<UMap>,
-              nullptr, nullptr, nullptr, nullptr},
-             {insert<SMap>, query<SMap>, query<SMap>, remove<SMap>, iterate<SMap>,
-              nullptr, nullptr, nullptr, nullptr}}};
+        bench_adapter a{};
+        a.name = name;
+        a.create = create;
+        a.destroy = destroy;
+        a.size = size;
+        ops<UMap>(a.op[BK_U64]);
+        ops<SMap>(a.op[BK_STR]);
+        return a;
     }
 };
 
