@@ -60,7 +60,7 @@ const op_info op_table[OP_COUNT] = {
                 "which is released",
         .group = G_PERSIST, .from = ST_FRESH, .to = OP_PINSERT,
         .keys = KEYS_INSERT, .count = COUNT_N, .expect = EXPECT_COUNT,
-        .size_after = SIZE_N, .flags = OPF_VERIFY,
+        .size_after = SIZE_N, .flags = OPF_VERIFY, .max_n_quick = 100000,
     },
     [OP_PINSERT_KEEP] = {
         .name = "pinsert_keep", .unit = "ns/op", .result = "inserts",
