@@ -47,7 +47,7 @@ endif
 endif
 
 OPT      := -O2 -g $(ISA) -DNDEBUG
-WARN     := -Wall -Wextra
+WARN     := -Wall -Wextra -Wpedantic
 CFLAGS_B := -std=c11 $(WARN) $(OPT) -Iinclude -Ibench
 CXXFLAGS_B := -std=c++17 $(WARN) $(OPT) -Ibench
 
