@@ -172,7 +172,14 @@ static void plot_kind(int k, const char *png)
     fprintf(g, "set output '%s'\n", png);
     fprintf(g, "set multiplot layout %d,%d title 'champ bench, %s keys: median of the rounds "
                "against N, %s, %s' noenhanced\n", rows, NCOLS, kk_name[k], date, cpu_name());
-    size_t nlo = g_scales[k].n[0], nhi = g_scales[k].n[g_scales[k].nn - 1];
+    size_t nlo = 0, nhi = 0; /* the scales with results */
+    for (int si = 0; si < g_scales[k].nn; si++)
+        for (int l = 0; l < NLIBS; l++)
+            for (int op = 0; op < OP_COUNT; op++)
+                if (cell_ok(&g_cell[k][si][l][op])) {
+                    nlo = nlo ? nlo : g_scales[k].n[si];
+                    nhi = g_scales[k].n[si];
+                }
     fprintf(g, "set logscale xy\nset grid\nset key top left font ',8'\n"
                "set format x '10^{%%L}'\nset format y '%%.0s%%c'\nset xlabel 'N'\n"
                "set xrange [%g:%g]\n",
