@@ -142,13 +142,15 @@ typedef struct op_info {
     enum op_expect expect;
     int size_after;      /* SIZE_*                                         */
     unsigned flags;      /* OPF_*                                          */
-    size_t max_n, max_n_quick; /* budget: not above these N (0: no limit)  */
+    size_t max_n, max_n_quick; /* budget: not above these N (0: no limit;
+                                  with --quick the lower of the two)     */
 } op_info;
 
 extern const op_info op_table[OP_COUNT];
 extern const op_group op_groups[NGROUPS];
 int op_find(const char *name, size_t len);
 uint64_t op_expected(int op, size_t n, size_t count);
+size_t op_max_n(int op, bool quick); /* the budget's limit, 0: none */
 
 /* ---- options (options.c) ---- */
 typedef struct options {

@@ -151,7 +151,7 @@ size_t op_call_count(const bench_adapter *ad, int bk, int op, void *st, const vo
     if (op_table[op].count != COUNT_CAPPED || cap <= 1)
         return cap;
     size_t esize = bk == BK_U64 ? sizeof(uint64_t) : sizeof(bench_str);
-    const char *last = (const char *)keys + (n - 1) * esize;
+    const char *last = keys ? (const char *)keys + (n - 1) * esize : NULL;
     double t0 = now_ns();
     ad->op[bk][op](st, last, 1, NULL);
     double dt = now_ns() - t0;

@@ -107,6 +107,14 @@ int op_find(const char *name, size_t len)
     return -1;
 }
 
+size_t op_max_n(int op, bool quick)
+{
+    size_t full = op_table[op].max_n, q = op_table[op].max_n_quick;
+    if (!quick || !q)
+        return full;
+    return full && full < q ? full : q;
+}
+
 uint64_t op_expected(int op, size_t n, size_t count)
 {
     switch (op_table[op].expect) {

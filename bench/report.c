@@ -80,11 +80,12 @@ void print_header(const options *o)
         size_t len = 0;
 #define ADD(...) (len += (size_t)snprintf(line + len, len < sizeof line ? sizeof line - len : 0, __VA_ARGS__))
         if (big)
-            ADD(" at N >= %uM u64 keys only, %d rounds;", BIG_N / 1000000, o->rounds_big);
+            ADD(" at N >= %uM u64 keys only, %d round%s;", BIG_N / 1000000, o->rounds_big,
+                o->rounds_big == 1 ? "" : "s");
         if (str)
             ADD(" str and words keys up to N = %uK;", QUICK_STR_MAX / 1000);
         for (int op = 0; op < OP_COUNT; op++) {
-            size_t max = o->quick ? op_table[op].max_n_quick : op_table[op].max_n;
+            size_t max = op_max_n(op, o->quick);
             bool cut = false;
             for (int k = 0; k < NKK; k++)
                 for (int i = 0; i < g_scales[k].nn; i++)

@@ -56,7 +56,7 @@ void plan(const options *o)
                     continue;
                 opmask ops = lib_ops(L[l].ad, k, o->ops);
                 for (int op = 0; op < OP_COUNT && o->budget; op++) {
-                    size_t max = o->quick ? op_table[op].max_n_quick : op_table[op].max_n;
+                    size_t max = op_max_n(op, o->quick);
                     if (max && n > max)
                         ops &= ~OPBIT(op);
                 }
