@@ -105,9 +105,9 @@ void print_header(const options *o)
     }
     for (int op = 0; op < OP_COUNT; op++)
         if (op_table[op].count == COUNT_CAPPED && op_in_run(op))
-            printf("%s: min(N, %u) per map; where one takes over %.0f us (copying a hash "
-                   "table), as many as fit in %.0f ms, at least one\n", op_table[op].name,
-                   COPIES_MAX, SLOW_OP_NS / 1e3, CALL_BUDGET_NS / 1e6);
+            printf("%s: min(N, %u) per map; where one takes over %.0f us, as many as fit "
+                   "in %.0f ms, at least one\n", op_table[op].name, COPIES_MAX,
+                   SLOW_OP_NS / 1e3, CALL_BUDGET_NS / 1e6);
     fflush(stdout);
 }
 
