@@ -3,6 +3,10 @@
 // g++).  Keys: uint64_t, or std::string_view over the driver's strings (the
 // key bytes stay outside the map, as with GLib and champ_generic).  Default
 // hashers of each library; no reserve() before inserting.
+//
+// absl also has copy_update: what a user of a flat table does to keep the
+// old version while changing one key (copy the table, then update the
+// copy), the baseline of the persistent ops.
 #include "adapter.h"
 
 #include <cstdint>
@@ -87,6 +91,22 @@ template <template <class...> class M> struct Peer {
             c += m.erase(KeyOf<typename Map::key_type>::get(keys, i));
         return c;
     }
+    // n times: copy the map, set keys[i] in the copy to a new value, release
+    // the copy.  Counts the updates that replaced a value in a copy of the
+    // right size (which also keeps the copy from being optimized away).
+    template <class Map>
+    static uint64_t copy_update(void *p, const void *keys, size_t n, void **)
+    {
+        const Map &m = map<Map>(p);
+        uint64_t c = 0;
+        for (size_t i = 0; i < n; i++) {
+            Map cp(m);
+            auto r = cp.insert_or_assign(KeyOf<typename Map::key_type>::get(keys, i),
+                                         uint64_t(n + i + 1));
+            c += !r.second && cp.size() == m.size();
+        }
+        return c;
+    }
     template <class Map>
     static uint64_t iterate(void *p, const void *, size_t, void **)
     {
@@ -97,14 +117,27 @@ template <template <class...> class M> struct Peer {
         return sum;
     }
 
-    static bench_adapter make(const char *name)
+    template <class Map> static void ops(bench_op_fn *op, bool with_copy)
     {
-        return bench_adapter{
-            name, create, destroy, nullptr, size, nullptr,
-            {{insert<UMap>, query<UMap>, query<UMap>, remove<UMap>, iterate<UMap>,
-              nullptr, nullptr, nullptr, nullptr},
-             {insert<SMap>, query<SMap>, query<SMap>, remove<SMap>, iterate<SMap>,
-              nullptr, nullptr, nullptr, nullptr}}};
+        op[OP_INSERT] = insert<Map>;
+        op[OP_QUERY] = query<Map>;
+        op[OP_MISS] = query<Map>;
+        op[OP_REMOVE] = remove<Map>;
+        op[OP_ITERATE] = iterate<Map>;
+        if (with_copy)
+            op[OP_COPY_UPDATE] = copy_update<Map>;
+    }
+
+    static bench_adapter make(const char *name, bool with_copy)
+    {
+        bench_adapter a{};
+        a.name = name;
+        a.create = create;
+        a.destroy = destroy;
+        a.size = size;
+        ops<UMap>(a.op[BK_U64], with_copy);
+        ops<SMap>(a.op[BK_STR], with_copy);
+        return a;
     }
 };
 
@@ -128,9 +161,9 @@ template <class K, class V> using AbslMap = absl::flat_hash_map<K, V>;
 extern "C" {
 extern const bench_adapter bench_adapter_std_unordered;
 const bench_adapter bench_adapter_std_unordered =
-    Peer<std::unordered_map>::make("std_unordered");
+    Peer<std::unordered_map>::make("std_unordered", false);
 #ifdef HAVE_ABSL
 extern const bench_adapter bench_adapter_absl;
-const bench_adapter bench_adapter_absl = Peer<AbslMap>::make("absl");
+const bench_adapter bench_adapter_absl = Peer<AbslMap>::make("absl", true);
 #endif
 }

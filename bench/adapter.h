@@ -3,11 +3,16 @@
  *
  * An adapter maps the driver's workload onto one library's API and nothing
  * else: the driver owns key generation, timing, rounds and result checking.
- * Every operation is one function that runs a whole loop over an array of
- * keys, so the timed region makes a single indirect call, never one per key.
+ * Every operation is one function that runs a whole loop, so the timed
+ * region makes a single indirect call, never one per key.
  *
  * Values: the entry for keys[i] of the insert array always holds i + 1, so
  * a query over any permutation of the N keys sums to N * (N + 1) / 2.
+ *
+ * Adding an op: a line in enum bench_op below, a row in the driver's op
+ * table (bench/ops.c: name, unit, what the loop counts, the state it starts
+ * from, the result it must return), and a function in each adapter that
+ * supports it.  A library without the function shows "-" for the op.
  */
 #ifndef BENCH_ADAPTER_H
 #define BENCH_ADAPTER_H
@@ -29,6 +34,9 @@ typedef struct bench_str {
 
 enum bench_kind { BK_U64 = 0, BK_STR = 1, BK_KINDS = 2 };
 
+/* The ops.  Each function gets the keys the op table names for it and n =
+ * the loop count the table gives (N for most ops).  What it returns is
+ * checked against the table's expectation; the comments say what that is. */
 enum bench_op {
     OP_INSERT = 0,    /* keys[0..n) into the (empty) map, value i + 1: returns inserts */
     OP_QUERY,         /* returns the sum of the values found                          */
@@ -41,6 +49,8 @@ enum bench_op {
     OP_PREMOVE,       /* n persistent removes from the map, previous released          */
     OP_COPY_UPDATE,   /* n times: copy the map, set keys[i] in the copy to a new
                          value, release the copy: returns successful updates          */
+    OP_BUILD,         /* keys[0..n) into the empty map in one bulk build, value
+                         i + 1: returns the number of entries                          */
     OP_COUNT
 };
 
@@ -63,6 +73,11 @@ typedef struct bench_adapter {
     void (*drop_versions)(void *state, void **scratch, size_t n);
     /* op[kind][op]; NULL where the library has no such operation. */
     bench_op_fn op[BK_KINDS][OP_COUNT];
+    /* Optional, per op: untimed setup run before each timed call of the op,
+     * with the op's keys and n = N, the number of keys in the map (an op
+     * that needs a second map, or N as well as its loop count, makes or
+     * notes it here).  Its result is not checked. */
+    bench_op_fn prepare[BK_KINDS][OP_COUNT];
 } bench_adapter;
 
 #ifdef __cplusplus

@@ -1,8 +1,8 @@
 # bench/bench.mk - champ's benchmark suite (see bench/README.md).
 #
 # Run from the top directory, normally through the top Makefile:
-#   make bench                      full run (about 15 minutes)
-#   make bench ARGS="--quick"       under a minute
+#   make bench                      the full run
+#   make bench ARGS="--quick"       the short run (CI)
 #   make bench-callgrind            instructions per op at N = 10K
 #   make -f bench/bench.mk bench-build   just build bench/build/bench
 #   make -f bench/bench.mk bench-prof    bench/build/bench-prof: the driver
@@ -47,7 +47,7 @@ endif
 endif
 
 OPT      := -O2 -g $(ISA) -DNDEBUG
-WARN     := -Wall -Wextra
+WARN     := -Wall -Wextra -Wpedantic
 CFLAGS_B := -std=c11 $(WARN) $(OPT) -Iinclude -Ibench
 CXXFLAGS_B := -std=c++17 $(WARN) $(OPT) -Ibench
 
@@ -73,8 +73,12 @@ ABSL_LIBS := -labsl_raw_hash_set -labsl_hashtablez_sampler -labsl_hash -labsl_ci
 endif
 
 # ---- the driver and its adapters ----
+# The driver's files (bench/bench.h lists what each one does).
+DRIVER := main options keys ops libs measure schedule results report targets plot \
+          profile util
+DRIVER_OBJS := $(patsubst %,$(B)/obj/%.o,$(DRIVER))
 DEFS :=
-OBJS := $(B)/obj/driver.o
+OBJS := $(DRIVER_OBJS)
 LINK := $(CC)
 LIBS := -lm
 ifeq ($(HAVE_CHAMP),1)
@@ -155,6 +159,8 @@ bench-prof: bench-info $(B)/bench-prof
 $(B)/obj/%.o: bench/%.c bench/adapter.h bench/keys.h $(B)/config
 	$(CC) $(CFLAGS_B) $(DEFS) -c $< -o $@
 
+$(DRIVER_OBJS): bench/bench.h
+
 $(B)/obj/adapt_champ.o $(B)/obj/adapt_champ_generic.o: include/champ.h
 $(B)/obj/adapt_glib.o: CFLAGS_B += $(GLIB_CFLAGS)
 
@@ -163,7 +169,7 @@ $(B)/obj/adapt_cxx.o: bench/adapt_cxx.cc bench/adapter.h $(B)/config
 
 # Compile-check the champ adapters against the header alone (no library
 # needed): make -f bench/bench.mk bench-stub
-bench-stub: $(B)/obj/driver.o
+bench-stub: $(DRIVER_OBJS)
 	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(HAVE_XXHASH),-DHAVE_XXHASH) -c bench/adapt_champ.c -o $(B)/obj/stub_champ.o
 	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(HAVE_XXHASH),-DHAVE_XXHASH) -c bench/adapt_champ_generic.c -o $(B)/obj/stub_champ_generic.o
 	$(CC) $(CFLAGS_B) -c bench/telemetry.c -o $(B)/obj/stub_telemetry.o

@@ -19,7 +19,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
   echo "bench-callgrind: valgrind not found (Debian package valgrind); skipped"
   exit 0
 fi
-# library:keys:op, as the issue's targets need them (absl for the ratios)
+# library:keys:op: what the targets table needs (absl for the ratios), and a few more
 CASES="champ:u64:query absl:u64:query champ:u64:insert absl:u64:insert
 champ:u64:remove absl:u64:remove champ:u64:miss absl:u64:miss
 champ_generic:u64:query champ:str:query champ_generic:str:query absl:str:query

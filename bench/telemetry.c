@@ -242,7 +242,7 @@ int main(int argc, char **argv)
         for (int k = 0; k < 3; k++) {
             if (live[k][1] > 1.25 * live[k][0] || resv[k][1] > 1.25 * resv[k][0] ||
                 util[k][1] < util[k][0] - 0.15) {
-                printf("CLIFF %s, N=%s -> %s: live B/e %.2f -> %.2f, reserved B/e %.2f -> "
+                printf("cliff %s, N=%s -> %s: live B/e %.2f -> %.2f, reserved B/e %.2f -> "
                        "%.2f, utilization %.1f%% -> %.1f%%\n", state[k], a, b, live[k][0],
                        live[k][1], resv[k][0], resv[k][1], 100 * util[k][0], 100 * util[k][1]);
                 cliffs++;
@@ -251,7 +251,7 @@ int main(int argc, char **argv)
     }
     printf("cliff check (N >= 10K, each step to the next N: bytes/entry live or reserved "
            "up > 1.25x, or utilization down > 15 points): %s\n",
-           cliffs ? "CLIFF, see above" : "no cliff");
+           cliffs ? "cliffs, see above" : "no cliff");
     int low = 0;
     for (int i = 0; i < nn; i++) {
         row *r = &rows[i];
@@ -262,9 +262,10 @@ int main(int argc, char **argv)
             if (u[k] < 1 / 1.2) {
                 char b[32];
                 fmt_n(b, sizeof b, r->n);
-                printf("%s%s N=%s %.1f%%", low ? ", " : "utilization below 83% "
-                       "(reserved > 1.2x live, the issue's memory target): ", state[k], b,
-                       100 * u[k]);
+                printf("%s%s N=%s %.1f%%",
+                       low ? ", " : "utilization below 83% (reserved above 1.2x live, the "
+                                    "reserve target in bench/README.md): ",
+                       state[k], b, 100 * u[k]);
                 low++;
             }
     }

@@ -1,0 +1,288 @@
+/*
+ * measure.c - one job: one library, one key kind, one N, the selected ops,
+ * in this (forked) process.
+ *
+ * A job repeats its ops `reps` times (enough to time at least min_ops
+ * counted units at small N).  Each op is measured by measure_op: one timed
+ * call of the adapter's function (bench_region), then the checks the op
+ * table asks for.  The ops share maps where the table says they can (see
+ * ops.c); an op that needs another starting state gets a new map, brought
+ * to that state outside the timing.
+ */
+#include "bench.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+job_shared *g_shared;
+
+/* Every measured op loop runs inside this one function: the timer reads
+ * around it, and `make bench-callgrind` switches collection on for it only
+ * (--toggle-collect=bench_region). */
+#if defined(__clang__)
+#define BENCH_REGION_ATTR __attribute__((noinline))
+#else
+#define BENCH_REGION_ATTR __attribute__((noinline, noclone))
+#endif
+BENCH_REGION_ATTR uint64_t bench_region(bench_op_fn f, void *st, const void *keys, size_t n,
+                                        void **scratch)
+{
+    uint64_t r = f(st, keys, n, scratch);
+    __asm__ volatile("" ::: "memory");
+    return r;
+}
+
+size_t op_loop_count(int op, size_t n)
+{
+    if (op_table[op].count == COUNT_CAPPED && n > COPIES_MAX)
+        return COPIES_MAX;
+    return n;
+}
+
+/* The ops a library can run for a key kind, of those asked for. */
+opmask lib_ops(const bench_adapter *ad, int kind, opmask ops)
+{
+    int bk = bench_kind(kind);
+    opmask m = 0;
+    for (int o = 0; o < OP_COUNT; o++) {
+        const op_info *d = &op_table[o];
+        if (!(ops & OPBIT(o)) || !ad->op[bk][o])
+            continue;
+        if ((d->flags & OPF_SCRATCH) && !ad->drop_versions)
+            continue;
+        if (d->from >= 0 && !ad->op[bk][d->from])
+            continue;
+        m |= OPBIT(o);
+    }
+    return m;
+}
+
+static void mark(int op, int phase)
+{
+    if (g_shared) {
+        g_shared->op = op;
+        g_shared->phase = phase;
+    }
+}
+
+typedef struct job {
+    const bench_adapter *ad;
+    int bk;
+    size_t n;
+    const void *keys[4]; /* by enum op_keys */
+    void **scratch;      /* N version slots, when an op needs them */
+    job_result *res;
+    double t[OP_COUNT];  /* summed time per op, ns */
+    size_t cnt[OP_COUNT]; /* summed loop counts */
+} job;
+
+/* The map the ops work on and the state it is in. */
+typedef struct live {
+    void *st;
+    int state;          /* ST_FRESH, an op id, or ST_USED */
+    bool kept;          /* scratch holds versions to drop */
+    size_t heap0;       /* heap bytes before it was created */
+} live;
+
+static void job_fail(job *j, int op, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_fail(job *j, int op, const char *fmt, ...)
+{
+    va_list ap;
+    j->res->bad |= OPBIT(op);
+    if (j->res->msg[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(j->res->msg, sizeof j->res->msg, fmt, ap);
+    va_end(ap);
+}
+
+static void live_release(job *j, live *m)
+{
+    if (m->st) {
+        if (m->kept)
+            j->ad->drop_versions(m->st, j->scratch, j->n);
+        j->ad->destroy(m->st);
+    }
+    m->st = NULL;
+    m->kept = false;
+    m->state = ST_USED;
+}
+
+/* A new map, brought (untimed) to the state op starts from. */
+static bool live_prepare(job *j, live *m, int op)
+{
+    int from = op_table[op].from;
+    live_release(j, m);
+    mark(op, PHASE_SETUP);
+    m->heap0 = heap_bytes();
+    m->st = j->ad->create(j->bk);
+    if (!m->st) {
+        job_fail(j, op, "%s: create failed", op_table[op].name);
+        return false;
+    }
+    m->state = ST_FRESH;
+    if (from == ST_FRESH)
+        return true;
+    const op_info *s = &op_table[from];
+    size_t count = op_loop_count(from, j->n);
+    uint64_t r = j->ad->op[j->bk][from](m->st, j->keys[s->keys], count, NULL);
+    if (r != op_expected(from, j->n, count)) {
+        job_fail(j, op, "%s: setting up by %s returned %llu %s, expected %llu",
+                 op_table[op].name, s->name, (unsigned long long)r, s->result,
+                 (unsigned long long)op_expected(from, j->n, count));
+        m->state = ST_USED;
+        return false;
+    }
+    m->state = from;
+    return true;
+}
+
+/* The loop count for this call.  A COUNT_CAPPED op (one that leaves the
+ * map as it was) runs once untimed first, on the last key (the timed call
+ * starts at the first): when that one op takes longer than SLOW_OP_NS (it
+ * copies a whole hash table, say), the call gets as many ops as fit in
+ * CALL_BUDGET_NS, at least one; otherwise min(N, COPIES_MAX). */
+size_t op_call_count(const bench_adapter *ad, int bk, int op, void *st, const void *keys,
+                     size_t n)
+{
+    size_t cap = op_loop_count(op, n);
+    if (op_table[op].count != COUNT_CAPPED || cap <= 1)
+        return cap;
+    size_t esize = bk == BK_U64 ? sizeof(uint64_t) : sizeof(bench_str);
+    const char *last = keys ? (const char *)keys + (n - 1) * esize : NULL;
+    double t0 = now_ns();
+    ad->op[bk][op](st, last, 1, NULL);
+    double dt = now_ns() - t0;
+    if (dt < SLOW_OP_NS)
+        return cap;
+    double fit = CALL_BUDGET_NS / dt;
+    return fit < 1 ? 1 : fit < (double)cap ? (size_t)fit : cap;
+}
+
+/* The one measuring block: times one call of op on m's map, then checks
+ * what it returned, the size after it and, where the table says so, the
+ * map's contents (unless query, still left to run on this map, will); on
+ * the first rep it measures memory if asked. */
+static void measure_op(job *j, live *m, int op, bool first_rep, opmask left)
+{
+    const op_info *d = &op_table[op];
+    const bench_adapter *ad = j->ad;
+    const void *keys = j->keys[d->keys];
+    void **scratch = (d->flags & OPF_SCRATCH) ? j->scratch : NULL;
+    size_t n = j->n;
+
+    mark(op, PHASE_SETUP);
+    if (ad->prepare[j->bk][op])
+        ad->prepare[j->bk][op](m->st, keys, n, scratch);
+    size_t count = op_call_count(ad, j->bk, op, m->st, keys, n);
+
+    mark(op, PHASE_TIMED);
+    double t0 = now_ns();
+    uint64_t r = bench_region(ad->op[j->bk][op], m->st, keys, count, scratch);
+    j->t[op] += now_ns() - t0;
+    j->cnt[op] += count;
+
+    mark(op, PHASE_CHECK);
+    if (scratch)
+        m->kept = true;
+    if (d->to != ST_SAME)
+        m->state = d->to;
+    if (first_rep && (d->flags & OPF_MEMORY)) {
+        if (ad->memory) {
+            size_t live_b, resv_b;
+            ad->memory(m->st, &live_b, &resv_b);
+            j->res->bpe[op] = (double)live_b / (double)n;
+            j->res->reserved_bpe[op] = (double)resv_b / (double)n;
+        } else {
+            j->res->bpe[op] = (double)(heap_bytes() - m->heap0) / (double)n;
+        }
+    }
+    uint64_t want = op_expected(op, n, count);
+    if (r != want)
+        job_fail(j, op, "%s: returned %llu (%s), expected %llu", d->name,
+                 (unsigned long long)r, d->result, (unsigned long long)want);
+    size_t want_size = d->size_after == SIZE_N ? n : 0;
+    if (ad->size && d->size_after != SIZE_ANY && ad->size(m->st) != want_size)
+        job_fail(j, op, "%s: size %zu afterwards, expected %zu", d->name,
+                 ad->size(m->st), want_size);
+    bool query_next = (left & OPBIT(OP_QUERY)) && op_table[OP_QUERY].from == m->state;
+    if ((d->flags & OPF_VERIFY) && !query_next) {
+        uint64_t s = ad->op[j->bk][OP_QUERY](m->st, j->keys[KEYS_QUERY], n, NULL);
+        if (s != op_expected(OP_QUERY, n, n))
+            job_fail(j, op, "%s: afterwards the N keys' values sum to %llu, expected %llu",
+                     d->name, (unsigned long long)s,
+                     (unsigned long long)op_expected(OP_QUERY, n, n));
+    }
+}
+
+/* The next op to run: one that starts from the current state and keeps
+ * it, else one that starts from it, else the first left (table order). */
+static int next_op(opmask left, int state)
+{
+    int starts = -1, first = -1;
+    for (int o = 0; o < OP_COUNT; o++) {
+        if (!(left & OPBIT(o)))
+            continue;
+        if (first < 0)
+            first = o;
+        if (op_table[o].from == state) {
+            if (op_table[o].to == ST_SAME)
+                return o;
+            if (starts < 0)
+                starts = o;
+        }
+    }
+    return starts >= 0 ? starts : first;
+}
+
+static size_t reps_for(size_t n, size_t min_ops)
+{
+    size_t r = (min_ops + n - 1) / n;
+    return r < 1 ? 1 : r > 200 ? 200 : r;
+}
+
+void run_job(const bench_adapter *ad, keyset *ks, size_t n, opmask ops, size_t min_ops,
+             job_result *res)
+{
+    job j = {.ad = ad, .bk = bench_kind(ks->kind), .n = n, .res = res};
+    j.keys[KEYS_NONE] = NULL;
+    j.keys[KEYS_INSERT] = keyset_insert(ks);
+    j.keys[KEYS_QUERY] = keyset_query(ks, n);
+    j.keys[KEYS_MISS] = keyset_miss(ks);
+    for (int o = 0; o < OP_COUNT; o++)
+        res->bpe[o] = res->reserved_bpe[o] = -1;
+    if (!ad->op[j.bk][OP_INSERT] || !ad->op[j.bk][OP_QUERY]) {
+        snprintf(res->msg, sizeof res->msg, "adapter lacks insert/query");
+        return;
+    }
+    ops = lib_ops(ad, ks->kind, ops);
+    for (int o = 0; o < OP_COUNT; o++)
+        if ((ops & OPBIT(o)) && (op_table[o].flags & OPF_SCRATCH) && !j.scratch) {
+            j.scratch = xmalloc(n * sizeof *j.scratch);
+            memset(j.scratch, 0, n * sizeof *j.scratch); /* touched before timing */
+        }
+
+    size_t reps = reps_for(n, min_ops);
+    for (size_t r = 0; r < reps; r++) {
+        live m = {.state = ST_USED};
+        opmask left = ops;
+        while (left) {
+            int op = next_op(left, m.state);
+            left &= ~OPBIT(op);
+            if (m.state != op_table[op].from && !live_prepare(&j, &m, op))
+                continue;
+            measure_op(&j, &m, op, r == 0, left);
+        }
+        mark(-1, PHASE_SETUP);
+        live_release(&j, &m);
+    }
+    free(j.scratch);
+
+    for (int o = 0; o < OP_COUNT; o++)
+        if ((ops & OPBIT(o)) && j.cnt[o]) {
+            res->have |= OPBIT(o);
+            res->ns[o] = j.t[o] / (double)j.cnt[o];
+        }
+}

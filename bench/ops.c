@@ -1,0 +1,129 @@
+/*
+ * ops.c - the op table: everything the driver knows about an op.  Timing,
+ * checks, tables, CSV, picture and usage text all read it; nothing else in
+ * the driver names an op, except the targets (targets.c) and the memory
+ * panel (the bytes measured after insert).
+ *
+ * A job runs its ops in this order, except that an op starting from the
+ * state the map is in runs first (query, miss, iterate, copy_update on the
+ * map insert made, then remove); an op whose starting state is not the
+ * current one gets a new map, brought to that state untimed.
+ */
+#include "bench.h"
+
+#include <string.h>
+
+const op_group op_groups[NGROUPS] = {
+    [G_MAP] = {"map", -1, -1, NULL},
+    /* A flat hash table keeps an old version by copying the table, then
+     * updating the copy: that is the persistent ops' baseline. */
+    [G_PERSIST] = {"persistent", L_ABSL, OP_COPY_UPDATE, "absl: copy, then update"},
+};
+
+const op_info op_table[OP_COUNT] = {
+    [OP_INSERT] = {
+        .name = "insert", .unit = "ns/op", .result = "inserts",
+        .what = "N keys into an empty map (no reserve)",
+        .memory = "after inserting N keys",
+        .group = G_MAP, .from = ST_FRESH, .to = OP_INSERT,
+        .keys = KEYS_INSERT, .count = COUNT_N, .expect = EXPECT_COUNT,
+        .size_after = SIZE_N, .flags = OPF_VERIFY | OPF_MEMORY,
+    },
+    [OP_QUERY] = {
+        .name = "query", .unit = "ns/op", .result = "value sum",
+        .what = "the N keys, shuffled; value sum checked",
+        .group = G_MAP, .from = OP_INSERT, .to = ST_SAME,
+        .keys = KEYS_QUERY, .count = COUNT_N, .expect = EXPECT_SUM,
+    },
+    [OP_MISS] = {
+        .name = "miss", .unit = "ns/op", .result = "value sum of absent keys",
+        .what = "N absent keys; checked that none is found",
+        .group = G_MAP, .from = OP_INSERT, .to = ST_SAME,
+        .keys = KEYS_MISS, .count = COUNT_N, .expect = EXPECT_ZERO,
+    },
+    [OP_REMOVE] = {
+        .name = "remove", .unit = "ns/op", .result = "removed",
+        .what = "all N keys, shuffled; the map is empty at the end",
+        .group = G_MAP, .from = OP_INSERT, .to = ST_USED,
+        .keys = KEYS_QUERY, .count = COUNT_N, .expect = EXPECT_COUNT,
+        .size_after = SIZE_ZERO,
+    },
+    [OP_ITERATE] = {
+        .name = "iterate", .unit = "ns/entry", .result = "value sum",
+        .what = "walking all N entries; value sum checked",
+        .group = G_MAP, .from = OP_INSERT, .to = ST_SAME,
+        .keys = KEYS_NONE, .count = COUNT_N, .expect = EXPECT_SUM,
+    },
+    [OP_PINSERT] = {
+        .name = "pinsert", .unit = "ns/op", .result = "inserts",
+        .what = "N persistent inserts, each version from the previous one, "
+                "which is released",
+        .group = G_PERSIST, .from = ST_FRESH, .to = OP_PINSERT,
+        .keys = KEYS_INSERT, .count = COUNT_N, .expect = EXPECT_COUNT,
+        .size_after = SIZE_N, .flags = OPF_VERIFY, .max_n_quick = 100000,
+    },
+    [OP_PINSERT_KEEP] = {
+        .name = "pinsert_keep", .unit = "ns/op", .result = "inserts",
+        .what = "N persistent inserts keeping every version alive (freed after "
+                "the timing)",
+        .memory = "of all N versions kept by pinsert_keep",
+        .group = G_PERSIST, .from = ST_FRESH, .to = ST_USED,
+        .keys = KEYS_INSERT, .count = COUNT_N, .expect = EXPECT_COUNT,
+        .size_after = SIZE_N, .flags = OPF_VERIFY | OPF_MEMORY | OPF_SCRATCH,
+        .max_n = 1000000, .max_n_quick = 100000,
+    },
+    [OP_PREMOVE] = {
+        .name = "premove", .unit = "ns/op", .result = "removed",
+        .what = "N persistent removes from the pinsert result, previous "
+                "version released",
+        .group = G_PERSIST, .from = OP_PINSERT, .to = ST_USED,
+        .keys = KEYS_QUERY, .count = COUNT_N, .expect = EXPECT_COUNT,
+        .size_after = SIZE_ZERO,
+        .max_n = BIG_N - 1, .max_n_quick = 100000,
+    },
+    [OP_COPY_UPDATE] = {
+        .name = "copy_update", .unit = "ns/copy+update", .result = "updates",
+        .what = "copy the N-entry map, set one existing key in the copy, "
+                "release the copy; the original is checked unchanged",
+        .group = G_PERSIST, .from = OP_INSERT, .to = ST_SAME,
+        .keys = KEYS_QUERY, .count = COUNT_CAPPED, .expect = EXPECT_COUNT,
+        .size_after = SIZE_N, .flags = OPF_VERIFY,
+    },
+    [OP_BUILD] = {
+        .name = "build", .unit = "ns/entry", .result = "entries",
+        .what = "N keys into an empty map in one bulk build",
+        .group = G_MAP, .from = ST_FRESH, .to = OP_BUILD,
+        .keys = KEYS_INSERT, .count = COUNT_N, .expect = EXPECT_COUNT,
+        .size_after = SIZE_N, .flags = OPF_VERIFY,
+    },
+};
+
+int op_find(const char *name, size_t len)
+{
+    for (int i = 0; i < OP_COUNT; i++)
+        if (op_table[i].name && strlen(op_table[i].name) == len &&
+            strncmp(op_table[i].name, name, len) == 0)
+            return i;
+    return -1;
+}
+
+size_t op_max_n(int op, bool quick)
+{
+    size_t full = op_table[op].max_n, q = op_table[op].max_n_quick;
+    if (!quick || !q)
+        return full;
+    return full && full < q ? full : q;
+}
+
+uint64_t op_expected(int op, size_t n, size_t count)
+{
+    switch (op_table[op].expect) {
+    case EXPECT_COUNT:
+        return count;
+    case EXPECT_SUM:
+        return (uint64_t)n * (n + 1) / 2;
+    case EXPECT_ZERO:
+        break;
+    }
+    return 0;
+}

@@ -1,0 +1,197 @@
+/*
+ * targets.c - the project's performance targets for champ, as data, and
+ * the table that compares a run with them.  bench/README.md ("Targets")
+ * names and explains each row.  Information only: a target never changes
+ * the exit status.
+ */
+#include "bench.h"
+
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+enum target_kind {
+    T_RATIO,    /* median of (lib, op) / median of (lib2, op2), same keys and N */
+    T_BYTES,    /* bytes per entry live after op                               */
+    T_RESERVED, /* bytes per entry reserved / live after op                    */
+    T_INSTR,    /* instructions per op (callgrind CSV), lib's op / lib2's op2   */
+    T_CLIFF,    /* the worst step from one N to the next over the map ops:
+                   lib's step / lib2's step                                     */
+};
+
+typedef struct target {
+    const char *name;
+    enum target_kind kind;
+    int keys;
+    int lib, op;   /* what is measured   */
+    int lib2, op2; /* what it is against */
+    size_t n;
+    double limit;
+} target;
+
+#define K10 10000
+#define M1 1000000
+
+static const target targets[] = {
+    {"query", T_RATIO, KK_U64, L_CHAMP, OP_QUERY, L_ABSL, OP_QUERY, K10, 2.0},
+    {"query", T_RATIO, KK_U64, L_CHAMP, OP_QUERY, L_ABSL, OP_QUERY, M1, 2.0},
+    {"miss", T_RATIO, KK_U64, L_CHAMP, OP_MISS, L_ABSL, OP_MISS, K10, 2.5},
+    {"miss", T_RATIO, KK_U64, L_CHAMP, OP_MISS, L_ABSL, OP_MISS, M1, 2.5},
+    {"insert", T_RATIO, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, K10, 1.0},
+    {"insert", T_RATIO, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, M1, 1.5},
+    {"remove", T_RATIO, KK_U64, L_CHAMP, OP_REMOVE, L_ABSL, OP_REMOVE, K10, 2.0},
+    {"remove", T_RATIO, KK_U64, L_CHAMP, OP_REMOVE, L_ABSL, OP_REMOVE, M1, 2.0},
+    {"iterate", T_RATIO, KK_U64, L_CHAMP, OP_ITERATE, L_ABSL, OP_ITERATE, K10, 2.0},
+    {"iterate", T_RATIO, KK_U64, L_CHAMP, OP_ITERATE, L_ABSL, OP_ITERATE, M1, 2.0},
+    {"pinsert", T_RATIO, KK_U64, L_CHAMP, OP_PINSERT, L_CHAMP, OP_INSERT, K10, 2.5},
+    {"pinsert", T_RATIO, KK_U64, L_CHAMP, OP_PINSERT, L_CHAMP, OP_INSERT, M1, 2.5},
+    {"copy_update", T_RATIO, KK_U64, L_CHAMP, OP_COPY_UPDATE, L_CHAMP, OP_QUERY, K10, 20},
+    {"copy_update", T_RATIO, KK_U64, L_CHAMP, OP_COPY_UPDATE, L_CHAMP, OP_QUERY, M1, 20},
+    {"memory", T_BYTES, KK_U64, L_CHAMP, OP_INSERT, -1, -1, M1, 21},
+    {"reserve", T_RESERVED, KK_U64, L_CHAMP, OP_INSERT, -1, -1, M1, 1.2},
+    {"str query", T_RATIO, KK_STR, L_CHAMP_GENERIC, OP_QUERY, L_ABSL, OP_QUERY, K10, 2.5},
+    {"str query", T_RATIO, KK_STR, L_CHAMP_GENERIC, OP_QUERY, L_ABSL, OP_QUERY, M1, 2.5},
+    {"instr query", T_INSTR, KK_U64, L_CHAMP, OP_QUERY, L_ABSL, OP_QUERY, K10, 2.5},
+    {"instr insert", T_INSTR, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, K10, 1.5},
+    {"instr remove", T_INSTR, KK_U64, L_CHAMP, OP_REMOVE, L_ABSL, OP_REMOVE, K10, 2.5},
+    {"no cliff", T_CLIFF, KK_U64, L_CHAMP, -1, L_ABSL, -1, 0, 1.5},
+};
+
+static bool read_callgrind(const char *path, const char *lib, const char *keys,
+                           const char *op, double *out)
+{
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!f)
+        return false;
+    char line[512];
+    bool found = false;
+    while (fgets(line, sizeof line, f)) {
+        char l[64], k[64], o[64];
+        size_t n;
+        double v;
+        if (sscanf(line, "%63[^,],%63[^,],%63[^,],%zu,%lf", l, k, o, &n, &v) == 5 &&
+            !strcmp(l, lib) && !strcmp(k, keys) && !strcmp(o, op)) {
+            *out = v;
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* The worst ratio of lib's step to lib2's step between neighbouring N, over
+ * the ops of the map panel; where it is, in *where. */
+static double worst_cliff(const target *t, char *where, size_t cap)
+{
+    double worst = NAN;
+    const scale_set *ss = &g_scales[t->keys];
+    for (int op = 0; op < OP_COUNT; op++) {
+        if (op_table[op].group != G_MAP)
+            continue;
+        for (int si = 1; si < ss->nn; si++) {
+            size_t n0 = ss->n[si - 1], n1 = ss->n[si];
+            double a = med(t->keys, t->lib, op, n1) / med(t->keys, t->lib, op, n0);
+            double b = med(t->keys, t->lib2, op, n1) / med(t->keys, t->lib2, op, n0);
+            double r = a / b;
+            if (isnan(r) || !(isnan(worst) || r > worst))
+                continue;
+            char x[16], y[16];
+            fmt_n(x, sizeof x, n0);
+            fmt_n(y, sizeof y, n1);
+            worst = r;
+            snprintf(where, cap, "%s %s->%s", op_table[op].name, x, y);
+        }
+    }
+    return worst;
+}
+
+static double target_value(const options *o, const target *t, char *where, size_t cap,
+                           const char **unit)
+{
+    const lib_entry *L = libs();
+    int si = scale_index(t->keys, t->n);
+    const cell *c = si >= 0 && t->op >= 0 ? &g_cell[t->keys][si][t->lib][t->op] : NULL;
+    double a, b;
+    *unit = "x";
+    where[0] = 0;
+    switch (t->kind) {
+    case T_RATIO:
+        return med(t->keys, t->lib, t->op, t->n) / med(t->keys, t->lib2, t->op2, t->n);
+    case T_BYTES:
+        *unit = " B";
+        return c && cell_ok(c) && c->bpe >= 0 ? c->bpe : NAN;
+    case T_RESERVED:
+        return c && cell_ok(c) && c->bpe > 0 && c->reserved_bpe >= 0 ? c->reserved_bpe / c->bpe
+                                                                       : NAN;
+    case T_INSTR:
+        if (read_callgrind(o->callgrind_csv, L[t->lib].name, kk_name[t->keys],
+                           op_table[t->op].name, &a) &&
+            read_callgrind(o->callgrind_csv, L[t->lib2].name, kk_name[t->keys],
+                           op_table[t->op2].name, &b))
+            return a / b;
+        return NAN;
+    case T_CLIFF:
+        return worst_cliff(t, where, cap);
+    }
+    return NAN;
+}
+
+static void describe(const target *t, char *buf, size_t cap)
+{
+    const lib_entry *L = libs();
+    switch (t->kind) {
+    case T_RATIO:
+    case T_INSTR:
+        snprintf(buf, cap, "%s %s / %s %s%s", L[t->lib].name, op_table[t->op].name,
+                 L[t->lib2].name, op_table[t->op2].name, t->kind == T_INSTR ? ", instr" : "");
+        break;
+    case T_BYTES:
+        snprintf(buf, cap, "%s live bytes/entry", L[t->lib].name);
+        break;
+    case T_RESERVED:
+        snprintf(buf, cap, "%s reserved / live", L[t->lib].name);
+        break;
+    case T_CLIFF:
+        snprintf(buf, cap, "%s step / %s step", L[t->lib].name, L[t->lib2].name);
+        break;
+    }
+}
+
+void print_targets(const options *o)
+{
+    bool any = false;
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++)
+        any |= lib_has_op(targets[i].keys, targets[i].lib,
+                          targets[i].op >= 0 ? targets[i].op : OP_QUERY);
+    if (!any) {
+        printf("\ntargets: none applies to this run (no champ u64 or champ_generic str "
+               "results)\n");
+        return;
+    }
+    printf("\ntargets (bench/README.md names and explains them; ratios of medians of this "
+           "run; information only)\n");
+    printf("  %-12s %-5s %5s  %-36s %9s %8s\n", "target", "keys", "N", "what", "measured",
+           "limit");
+    bool need_cg = false;
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+        const target *t = &targets[i];
+        char ns[32] = "", what[128], where[128], val[32];
+        const char *unit;
+        if (t->n)
+            fmt_n(ns, sizeof ns, t->n);
+        describe(t, what, sizeof what);
+        double v = target_value(o, t, where, sizeof where, &unit);
+        need_cg |= t->kind == T_INSTR && isnan(v);
+        if (isnan(v))
+            snprintf(val, sizeof val, "-");
+        else
+            snprintf(val, sizeof val, "%.2f%s", v, unit);
+        printf("  %-12s %-5s %5s  %-36s %9s %6.2f%s  %s", t->name, kk_name[t->keys], ns, what,
+               val, t->limit, unit, isnan(v) ? "no data" : v <= t->limit ? "within" : "over");
+        if (where[0])
+            printf(" (worst: %s)", where);
+        putchar('\n');
+    }
+    if (need_cg && o->callgrind_csv && access(o->callgrind_csv, R_OK) != 0)
+        printf("  (instruction counts: `make bench-callgrind` writes %s)\n", o->callgrind_csv);
+}
