@@ -19,8 +19,7 @@ static void *cc_create(int kind)
     cstate *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    champ_config cfg = {0};
-    cfg.kind = kind == BK_U64 ? CHAMP_KEY_U64 : CHAMP_KEY_BYTES;
+    champ_config cfg = CHAMP_CONFIG_INIT(kind == BK_U64 ? CHAMP_KEY_U64 : CHAMP_KEY_BYTES);
     cfg.seed = 0x243f6a8885a308d3ull;
     cfg.fixed_seed = true;
     if (champ_new(&cfg, &s->m) != CHAMP_OK) {
@@ -45,7 +44,7 @@ static void cc_memory(void *st, size_t *live, size_t *reserved)
     cstate *s = st;
     champ_pool_stats ps;
     *live = *reserved = 0;
-    if (champ_pool_stats_get(champ_pool_of(s->m), &ps) == CHAMP_OK) {
+    if (champ_pool_stats_get(champ_pool_of(s->m), &ps, sizeof ps) == CHAMP_OK) {
         *live = ps.bytes_live;
         *reserved = ps.bytes_reserved;
     }
@@ -90,7 +89,7 @@ static uint64_t u_query(void *st, const void *keys, size_t n, void **x)
     (void)x;
     for (size_t i = 0; i < n; i++) {
         void *v;
-        if (champ_get_u64(m, k[i], &v) == CHAMP_OK)
+        if (champ_get_u64(m, k[i], &v))
             sum += (uintptr_t)v;
     }
     return sum;
@@ -118,7 +117,7 @@ static uint64_t any_iterate(void *st, const void *keys, size_t n, void **x)
     uint64_t sum = 0;
     (void)keys, (void)n, (void)x;
     champ_iter_init(&it, m);
-    while (champ_iter_next_n(&it, NULL, v, 64, &got) == CHAMP_OK)
+    while ((got = champ_iter_next_n(&it, NULL, v, 64)) != 0)
         for (size_t i = 0; i < got; i++)
             sum += (uintptr_t)v[i];
     return sum;
@@ -173,7 +172,7 @@ static uint64_t u_premove(void *st, const void *keys, size_t n, void **x)
         champ_status r = champ_premove_u64(m, k[i], &m2);
         if (r < 0)
             continue;
-        c += r == CHAMP_OK;
+        c += champ_size(m2) < champ_size(m);
         champ_free(m);
         m = m2;
     }
@@ -188,10 +187,11 @@ static uint64_t u_copy_update(void *st, const void *keys, size_t n, void **x)
     uint64_t c = 0;
     (void)x;
     for (size_t i = 0; i < n; i++) {
+        champ_prior pr;
         champ_map *cp;
         if (champ_copy(m, &cp) != CHAMP_OK)
             continue;
-        c += champ_set_u64(cp, k[i], VAL(n + i), NULL) == CHAMP_REPLACED;
+        c += champ_set_u64(cp, k[i], VAL(n + i), &pr) == CHAMP_OK && pr.found;
         champ_free(cp);
     }
     return c;
@@ -218,7 +218,7 @@ static uint64_t s_query(void *st, const void *keys, size_t n, void **x)
     (void)x;
     for (size_t i = 0; i < n; i++) {
         void *v;
-        if (champ_get_bytes(m, k[i].p, k[i].len, &v) == CHAMP_OK)
+        if (champ_get_bytes(m, k[i].p, k[i].len, &v))
             sum += (uintptr_t)v;
     }
     return sum;
@@ -284,7 +284,7 @@ static uint64_t s_premove(void *st, const void *keys, size_t n, void **x)
         champ_status r = champ_premove_bytes(m, k[i].p, k[i].len, &m2);
         if (r < 0)
             continue;
-        c += r == CHAMP_OK;
+        c += champ_size(m2) < champ_size(m);
         champ_free(m);
         m = m2;
     }
@@ -299,10 +299,11 @@ static uint64_t s_copy_update(void *st, const void *keys, size_t n, void **x)
     uint64_t c = 0;
     (void)x;
     for (size_t i = 0; i < n; i++) {
+        champ_prior pr;
         champ_map *cp;
         if (champ_copy(m, &cp) != CHAMP_OK)
             continue;
-        c += champ_set_bytes(cp, k[i].p, k[i].len, VAL(n + i), NULL) == CHAMP_REPLACED;
+        c += champ_set_bytes(cp, k[i].p, k[i].len, VAL(n + i), &pr) == CHAMP_OK && pr.found;
         champ_free(cp);
     }
     return c;

@@ -74,8 +74,7 @@ static void *g_create(int kind)
     gstate *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    champ_config cfg = {0};
-    cfg.kind = CHAMP_KEY_GENERIC;
+    champ_config cfg = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
     cfg.hash = kind == BK_U64 ? u64_hash : str_hash;
     cfg.equal = kind == BK_U64 ? u64_equal : str_equal;
     if (champ_new(&cfg, &s->m) != CHAMP_OK) {
@@ -99,7 +98,7 @@ static void g_memory(void *st, size_t *live, size_t *reserved)
     gstate *s = st;
     champ_pool_stats ps;
     *live = *reserved = 0;
-    if (champ_pool_stats_get(champ_pool_of(s->m), &ps) == CHAMP_OK) {
+    if (champ_pool_stats_get(champ_pool_of(s->m), &ps, sizeof ps) == CHAMP_OK) {
         *live = ps.bytes_live;
         *reserved = ps.bytes_reserved;
     }
@@ -145,7 +144,7 @@ static void g_drop_versions(void *st, void **v, size_t n)
         (void)x;                                                               \
         for (size_t i = 0; i < n; i++) {                                       \
             void *v;                                                           \
-            if (champ_get(m, KEY(i), &v) == CHAMP_OK)                          \
+            if (champ_get(m, KEY(i), &v))                          \
                 sum += (uintptr_t)v;                                           \
         }                                                                      \
         return sum;                                                            \
@@ -156,7 +155,7 @@ static void g_drop_versions(void *st, void **v, size_t n)
         uint64_t c = 0;                                                        \
         (void)x;                                                               \
         for (size_t i = 0; i < n; i++)                                         \
-            c += champ_remove(m, KEY(i), NULL, NULL) == CHAMP_OK;              \
+            c += champ_remove(m, KEY(i), NULL) == CHAMP_OK;              \
         return c;                                                              \
     }                                                                          \
     static uint64_t P##_pinsert(void *st, const void *keys, size_t n, void **x) \
@@ -204,7 +203,7 @@ static void g_drop_versions(void *st, void **v, size_t n)
             champ_status r = champ_premove(m, KEY(i), &m2);                    \
             if (r < 0)                                                         \
                 continue;                                                      \
-            c += r == CHAMP_OK;                                                \
+            c += champ_size(m2) < champ_size(m);                               \
             champ_free(m);                                                     \
             m = m2;                                                            \
         }                                                                      \
@@ -218,10 +217,11 @@ static void g_drop_versions(void *st, void **v, size_t n)
         uint64_t c = 0;                                                        \
         (void)x;                                                               \
         for (size_t i = 0; i < n; i++) {                                       \
+            champ_prior pr;                                                    \
             champ_map *cp;                                                     \
             if (champ_copy(m, &cp) != CHAMP_OK)                                \
                 continue;                                                      \
-            c += champ_set(cp, KEY(i), VAL(n + i), NULL) == CHAMP_REPLACED;    \
+            c += champ_set(cp, KEY(i), VAL(n + i), &pr) == CHAMP_OK && pr.found;    \
             champ_free(cp);                                                    \
         }                                                                      \
         return c;                                                              \
@@ -241,7 +241,7 @@ static uint64_t g_iterate(void *st, const void *keys, size_t n, void **x)
     uint64_t sum = 0;
     (void)keys, (void)n, (void)x;
     champ_iter_init(&it, m);
-    while (champ_iter_next_n(&it, NULL, v, 64, &got) == CHAMP_OK)
+    while ((got = champ_iter_next_n(&it, NULL, v, 64)) != 0)
         for (size_t i = 0; i < got; i++)
             sum += (uintptr_t)v[i];
     return sum;

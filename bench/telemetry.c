@@ -47,8 +47,7 @@ static double share(uint64_t part, uint64_t whole)
 
 static champ_map *new_map(void)
 {
-    champ_config cfg = {0};
-    cfg.kind = CHAMP_KEY_U64;
+    champ_config cfg = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
     cfg.seed = 0x243f6a8885a308d3ull;
     cfg.fixed_seed = true;
     champ_map *m = NULL;
@@ -69,11 +68,13 @@ static void measure(size_t n, row *r)
             return;
         }
     champ_stats st;
-    if (champ_stats_get(m, &st) != CHAMP_OK) {
+    champ_pool_stats pst;
+    if (champ_stats_get(m, &st, sizeof st) != CHAMP_OK ||
+        champ_pool_stats_get(champ_pool_of(m), &pst, sizeof pst) != CHAMP_OK) {
         snprintf(r->err, sizeof r->err, "champ_stats_get failed");
         return;
     }
-    const champ_pool_stats *p = &st.pool;
+    const champ_pool_stats *p = &pst;
     r->counters = p->counters_enabled;
     r->live = (double)p->bytes_live / (double)n;
     r->resv = (double)p->bytes_reserved / (double)n;
@@ -104,7 +105,7 @@ static void measure(size_t n, row *r)
             return;
         }
     champ_pool_stats ps;
-    champ_pool_stats_get(champ_pool_of(m), &ps);
+    champ_pool_stats_get(champ_pool_of(m), &ps, sizeof ps);
     r->c_live = (double)ps.bytes_live / (double)n;
     r->c_resv = (double)ps.bytes_reserved / (double)n;
     r->c_util = ps.utilization;
@@ -126,7 +127,7 @@ static void measure(size_t n, row *r)
         champ_free(m);
         m = m2;
     }
-    champ_pool_stats_get(champ_pool_of(m), &ps);
+    champ_pool_stats_get(champ_pool_of(m), &ps, sizeof ps);
     r->p_live = (double)ps.bytes_live / (double)n;
     r->p_resv = (double)ps.bytes_reserved / (double)n;
     r->p_util = ps.utilization;
