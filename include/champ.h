@@ -510,6 +510,91 @@ CHAMP_API champ_status champ_foreach(const champ_map *m, champ_visit_fn fn,
                                      void *ctx);
 
 /* ------------------------------------------------------------------ */
+/* Comparing and combining versions                                    */
+/* ------------------------------------------------------------------ */
+/*
+ * Two maps (or two sets) of the same kind.  When they hash keys the same
+ * way (same kind and seed; generic keys: the same hash and equal functions
+ * and ctx) these operations walk both tries side by side and skip every
+ * subtree the two share (the same node): two versions of one map are
+ * compared or combined in time proportional to what differs, not to their
+ * size.  Results of the combining operations are maps of a's type (a's
+ * pool, seed, callbacks); they share every untouched subtree with the
+ * inputs and are an input itself (an O(1) copy) when they equal it;
+ * champ_size() of a result is O(1).  Inputs are never changed.
+ *
+ * Slower but correct paths: maps that hash differently (different seeds,
+ * e.g. two champ_new_u64() maps, or different callbacks) are compared and
+ * combined key by key (O(n log n)); so are the combining operations on maps
+ * of different pools (a result lives in a's pool).  champ_new_like() gives
+ * maps that take the fast path.
+ *
+ * Errors of every operation here: CHAMP_EINVAL (NULL argument), CHAMP_EKIND
+ * (a map and a set, or different key kinds), CHAMP_ENOMEM (the partial
+ * result was freed, nothing leaked, *out is NULL).  Callbacks given here run
+ * as reads of both inputs ("Callbacks" above: the inputs cannot be changed
+ * from them).
+ */
+
+/* Value comparison for champ_equal / champ_diff; NULL compares pointers. */
+typedef bool (*champ_val_equal_fn)(const void *a, const void *b, void *ctx);
+
+/* Whether a and b hold the same keys with equal values (sets: the same
+ * keys).  Different sizes are unequal in O(1); shared subtrees are equal
+ * without a look.  false also for misuse (NULL, different kinds). */
+CHAMP_API bool champ_equal(const champ_map *a, const champ_map *b,
+                           champ_val_equal_fn val_equal, void *ctx);
+
+typedef enum champ_change {
+    CHAMP_ADDED = 1,   /* key in `to` only: old_val NULL       */
+    CHAMP_REMOVED = 2, /* key in `from` only: new_val NULL     */
+    CHAMP_CHANGED = 3  /* key in both, values not equal         */
+} champ_change;
+
+/* Called for every difference, in trie order; return nonzero to stop. */
+typedef int (*champ_diff_fn)(champ_change what, const champ_key *key,
+                             void *old_val, void *new_val, void *ctx);
+
+/* Reports what changed from `from` to `to`, visiting only subtrees that
+ * differ.  Returns CHAMP_OK (all reported, or fn stopped) or an error. */
+CHAMP_API champ_status champ_diff(const champ_map *from, const champ_map *to,
+                                  champ_val_equal_fn val_equal,
+                                  champ_diff_fn fn, void *ctx);
+
+/* Resolves a key present in both inputs: returns the value the result
+ * keeps (a_val, b_val or another).  The result takes its own reference to
+ * it (val_retain), as it does for every value it holds.  Not called for
+ * sets. */
+typedef void *(*champ_merge_fn)(const champ_key *key, void *a_val, void *b_val,
+                                void *ctx);
+
+/* *out = a with b's entries added (union).  For keys in both, resolve
+ * decides the value; NULL resolve keeps b's value. */
+CHAMP_API champ_status champ_union(const champ_map *a, const champ_map *b,
+                                   champ_merge_fn resolve, void *ctx,
+                                   champ_map **out);
+/* *out = the entries whose keys are in both; NULL resolve keeps a's value. */
+CHAMP_API champ_status champ_intersect(const champ_map *a, const champ_map *b,
+                                       champ_merge_fn resolve, void *ctx,
+                                       champ_map **out);
+/* *out = a's entries whose keys are not in b. */
+CHAMP_API champ_status champ_difference(const champ_map *a, const champ_map *b,
+                                        champ_map **out);
+/* *out = the entries whose keys are in exactly one of a and b. */
+CHAMP_API champ_status champ_symdiff(const champ_map *a, const champ_map *b,
+                                     champ_map **out);
+/* Whether every key of a is in b; whether a and b share no key.  false
+ * also for misuse. */
+CHAMP_API bool champ_subset(const champ_map *a, const champ_map *b);
+CHAMP_API bool champ_disjoint(const champ_map *a, const champ_map *b);
+
+/* *out = m's entries for which keep returns true.  Subtrees whose entries
+ * are all kept are shared with m. */
+typedef bool (*champ_pred_fn)(const champ_key *key, void *val, void *ctx);
+CHAMP_API champ_status champ_filter(const champ_map *m, champ_pred_fn keep,
+                                    void *ctx, champ_map **out);
+
+/* ------------------------------------------------------------------ */
 /* Telemetry and checking                                              */
 /* ------------------------------------------------------------------ */
 

@@ -994,7 +994,8 @@ static void map_unlink(champ_pool *p, champ_map *m) {
 }
 
 /* A new handle of type t (which gains a reference), or NULL. */
-static champ_map *map_handle(mtype *t, node *root, size_t size) {
+#define map_handle champ__map_handle
+champ_map *champ__map_handle(mtype *t, node *root, size_t size) {
     champ_pool *p = t->pool;
     champ_map *m = pool_alloc(p, p->map_bytes);
     if (!m)
@@ -1665,4 +1666,50 @@ champ_status champ_premove(const champ_map *m, const void *key, champ_map **out)
     *out = NULL;
     CHECK_KIND(m, CHAMP_KEY_GENERIC);
     PFORM(m, out, champ_remove(m_, key, NULL));
+}
+
+/* ------------------------------------------------------------------ */
+/* For the key-by-key paths of algebra.c                               */
+/* ------------------------------------------------------------------ */
+
+/* Sets (or removes) in m the key of key word k, which belongs to a map of
+ * type tx (another hashing, maybe another pool): the key is hashed for m;
+ * a byte key is copied, a generic key and the value gain a reference of
+ * m's type (m holds them as if copied from a version). */
+champ_status champ__set_entry(champ_map *m, uint64_t k, const mtype *tx, void *val,
+                              bool remove) {
+    const mtype *t = m->t;
+    kq q;
+    (void)tx;
+    switch (t->kind) {
+    case CHAMP_KEY_U64:
+        q = kq_u64(m, k);
+        break;
+    case CHAMP_KEY_BYTES:
+        q = kq_bytes(m, key_blob(k)->bytes, key_blob(k)->len);
+        break;
+    default:
+        q = kq_ptr(m, (const void *)(uintptr_t)k);
+        break;
+    }
+    if (remove)
+        return remove_any(m, &q, NULL, t->kind);
+    champ_prior pr;
+    if (t->kind == CHAMP_KEY_GENERIC && t->key_retain)
+        t->key_retain((void *)(uintptr_t)k, t->ctx);
+    if (t->width == ENT_MAP && t->val_retain)
+        t->val_retain(val, t->ctx);
+    champ_status st = set_any(m, &q, k, t->width == ENT_MAP ? val : NULL, &pr, t->kind);
+    if (st != CHAMP_OK || pr.found) {
+        /* not inserted: the key reference taken above is not needed */
+        if (t->kind == CHAMP_KEY_GENERIC && t->key_release)
+            t->key_release((void *)(uintptr_t)k, t->ctx);
+    }
+    if (st != CHAMP_OK) {
+        if (t->width == ENT_MAP && t->val_release)
+            t->val_release(val, t->ctx);
+    } else if (pr.found && t->width == ENT_MAP && t->val_release) {
+        t->val_release(pr.val, t->ctx); /* the replaced value */
+    }
+    return st;
 }

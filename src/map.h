@@ -44,6 +44,12 @@ struct champ_map {
     champ_map *prev, *next;    /* the pool's list of live maps           */
 };
 
+/* A new handle of type t (which gains a reference) on root, or NULL. */
+INTERNAL champ_map *champ__map_handle(mtype *t, node *root, size_t size);
+/* Sets (or removes) in m the key of key word k of a map of type tx: the
+ * key-by-key paths of algebra.c, across hashings and pools. */
+INTERNAL champ_status champ__set_entry(champ_map *m, uint64_t k, const mtype *tx,
+                                       void *val, bool remove);
 INTERNAL bool champ__struct_read(void *dst, size_t dst_size, const void *src,
                                 size_t min_size);
 

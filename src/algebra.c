@@ -1,0 +1,1131 @@
+/*
+ * algebra.c - comparing and combining versions: equality, diff, union,
+ * intersection, difference, symmetric difference, subset, disjoint,
+ * filter.
+ *
+ * Canonical form (champ.c) makes equal key sets have equal shapes, so two
+ * tries that hash the same way are walked side by side, slot by slot: a
+ * slot's content on each side is empty, one or two entries, or a child
+ * node.  Children that are the same node on both sides are equal without a
+ * look (two versions of one map share all but the paths they changed), so
+ * every operation here costs what differs, not what the maps hold.
+ *
+ * Example: union of a (1M keys) and b = a with key k replaced.  At the
+ * root, 31 of 32 children are the same node on both sides: they go into
+ * the result as they are (one reference more each).  The child on k's path
+ * differs: recurse.  Four levels down the slot holding k has an entry on
+ * each side with the same key: the resolver picks the value.  The levels
+ * above are rebuilt (five nodes), the rest is shared: O(depth).
+ *
+ * A subtree on one side is a *view*: a node at its level, or a short run
+ * of entries with their hashes, in trie order (a slot's entry or pair seen
+ * from below, or a list being merged in).  Views of the two sides are
+ * walked level by level:
+ *   walk     compares (equal, diff, subset, disjoint): calls back for keys
+ *            on one side only and keys on both
+ *   combine  builds (union, intersect, difference, symdiff, filter): each
+ *            slot's result is a `res` (empty, 1 or 2 entries, or a node,
+ *            borrowed from an input or newly built); a node is built from
+ *            the slots' results only when they differ from both inputs'
+ *            slots, and a node that would hold two entries or fewer is not
+ *            built: its entries go up to the parent (the pull-up that keeps
+ *            results canonical).
+ * Sizes: the result's size comes from counting the keys only the smaller
+ * input holds (in subtrees the walk visits anyway); shared subtrees count
+ * nothing.
+ *
+ * Inputs that hash differently, or (for combining) live in different
+ * pools, take the key-by-key paths at the end of this file.
+ */
+#include "internal.h"
+
+/* ------------------------------------------------------------------ */
+/* Views                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct ventry {
+    entry e;
+    uint64_t h;
+} ventry;
+
+/* A subtree at some level: a node (n), or nv entries (v) in trie order. */
+typedef struct view {
+    const node *n;
+    const ventry *v;
+    uint32_t nv;
+} view;
+
+#define VIEW_EMPTY(x) ((x)->n == NULL && (x)->nv == 0)
+
+typedef struct ops {
+    const mtype *ta, *tb;    /* the inputs' types; results are of ta     */
+    champ_key_kind kind;
+    unsigned W;
+} ops;
+
+static ALWAYS_INLINE uint64_t ops_hash(const ops *o, uint64_t k) {
+    return key_hash(o->ta, k, o->kind);
+}
+
+static ALWAYS_INLINE bool ops_key_equal(const ops *o, const ventry *x, const ventry *y) {
+    return x->h == y->h && key_equal(o->ta, x->e.k, y->e.k, o->kind);
+}
+
+/* Slot bits occupied in a view at a bitmap level. */
+static uint32_t view_mask(const view *v, unsigned level) {
+    if (v->n)
+        return v->n->datamap | v->n->nodemap;
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < v->nv; i++)
+        m |= 1u << slice(v->v[i].h, level);
+    return m;
+}
+
+/* The content of slot s of v at a bitmap level, as a view one level down.
+ * buf receives the entries of an entry or pair slot (with their hashes);
+ * for entry views, *cur walks the run (slots come in increasing order). */
+static void view_slot(const ops *o, const view *v, unsigned level, uint32_t s,
+                      ventry *buf, uint32_t *cur, view *out) {
+    out->n = NULL;
+    out->v = NULL;
+    out->nv = 0;
+    if (v->n) {
+        const node *n = v->n;
+        uint32_t bit = 1u << s;
+        if (n->datamap & bit) {
+            uint32_t i = node_eidx(n, bit), k = (n->nodemap & bit) ? 2u : 1u;
+            for (uint32_t j = 0; j < k; j++) {
+                buf[j].e = ent_get(n, i + j, o->W);
+                buf[j].h = ops_hash(o, buf[j].e.k);
+            }
+            out->v = buf;
+            out->nv = k;
+        } else if (n->nodemap & bit) {
+            out->n = *node_kid_at(n, bit, o->W);
+        }
+        return;
+    }
+    uint32_t i = *cur;
+    while (i < v->nv && slice(v->v[i].h, level) < s)
+        i++;
+    uint32_t j = i;
+    while (j < v->nv && slice(v->v[j].h, level) == s)
+        j++;
+    out->v = v->v + i;
+    out->nv = j - i;
+    *cur = j;
+}
+
+/* The entries of a view at the collision level (a collision node, or a
+ * run), as ventries in buf (room for at least view_count entries). */
+static uint32_t coll_entries(const ops *o, const view *v, ventry *buf) {
+    if (v->n) {
+        uint32_t n = v->n->datamap;
+        for (uint32_t i = 0; i < n; i++) {
+            buf[i].e = ent_get(v->n, i, o->W);
+            buf[i].h = ops_hash(o, buf[i].e.k);
+        }
+        return n;
+    }
+    for (uint32_t i = 0; i < v->nv; i++)
+        buf[i] = v->v[i];
+    return v->nv;
+}
+
+static uint32_t coll_count(const view *v) {
+    return v->n ? v->n->datamap : v->nv;
+}
+
+/* Entries in a view (a node: its whole subtree). */
+static size_t view_size(const ops *o, const view *v, unsigned level) {
+    return v->n ? champ__count(v->n, level, o->W) : v->nv;
+}
+
+/* ------------------------------------------------------------------ */
+/* The compare walk                                                    */
+/* ------------------------------------------------------------------ */
+
+/* What a walk does with keys on one side only and keys on both; each
+ * returns nonzero to stop the walk (returned).  With skip_a / skip_b, keys
+ * on that side only are not visited at all. */
+typedef struct walker {
+    ops o;
+    int (*a_only)(struct walker *w, const ventry *x);
+    int (*b_only)(struct walker *w, const ventry *y);
+    int (*both)(struct walker *w, const ventry *x, const ventry *y);
+    bool skip_a, skip_b;
+    void *ctx;
+} walker;
+
+static int walk_side(walker *w, const view *v, unsigned level, bool a_side);
+
+static int emit_one(void *ctx, entry e) {
+    walker *w = ((void **)ctx)[0];
+    bool a_side = ((void **)ctx)[1] != NULL;
+    ventry x;
+    x.e = e;
+    x.h = ops_hash(&w->o, e.k);
+    return a_side ? w->a_only(w, &x) : w->b_only(w, &x);
+}
+
+/* Every key of a one-sided view. */
+static int walk_side(walker *w, const view *v, unsigned level, bool a_side) {
+    if (a_side ? w->skip_a : w->skip_b)
+        return 0;
+    if (v->n) {
+        void *c[2] = {w, a_side ? (void *)w : NULL};
+        return champ__walk(v->n, level, w->o.W, emit_one, c);
+    }
+    for (uint32_t i = 0; i < v->nv; i++) {
+        int r = a_side ? w->a_only(w, &v->v[i]) : w->b_only(w, &v->v[i]);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* Matches two short lists of entries key by key (order: trie order of the
+ * a side's entries, then b's new ones; within one slot a list is short).
+ * Used below the bitmap levels (collision level) and for entry slots. */
+static int walk_lists(walker *w, const ventry *a, uint32_t na, const ventry *b, uint32_t nb) {
+    int r;
+    for (uint32_t i = 0; i < na; i++) {
+        uint32_t j = 0;
+        while (j < nb && !ops_key_equal(&w->o, &a[i], &b[j]))
+            j++;
+        r = j < nb ? w->both(w, &a[i], &b[j])
+                   : (w->skip_a ? 0 : w->a_only(w, &a[i]));
+        if (r)
+            return r;
+    }
+    if (w->skip_b)
+        return 0;
+    for (uint32_t j = 0; j < nb; j++) {
+        uint32_t i = 0;
+        while (i < na && !ops_key_equal(&w->o, &a[i], &b[j]))
+            i++;
+        if (i == na && (r = w->b_only(w, &b[j])) != 0)
+            return r;
+    }
+    return 0;
+}
+
+static int walk_views(walker *w, const view *va, const view *vb, unsigned level) {
+    if (va->n && va->n == vb->n)
+        return 0; /* the same subtree */
+    if (VIEW_EMPTY(va))
+        return walk_side(w, vb, level, false);
+    if (VIEW_EMPTY(vb))
+        return walk_side(w, va, level, true);
+    if (level == CHAMP_COLL_LEVEL || (!va->n && !vb->n && va->nv + vb->nv <= 4 &&
+                                      va->nv <= 2 && vb->nv <= 2)) {
+        if (level != CHAMP_COLL_LEVEL) {
+            /* two short runs: keys on both sides match here, the rest are
+             * reported in trie order by the slot loop below */
+            bool any = false;
+            for (uint32_t i = 0; i < va->nv && !any; i++)
+                for (uint32_t j = 0; j < vb->nv && !any; j++)
+                    any = va->v[i].h == vb->v[j].h;
+            if (!any)
+                goto slots;
+        }
+        uint32_t na = coll_count(va), nb = coll_count(vb);
+        ventry sa[na ? na : 1], sb[nb ? nb : 1];
+        na = coll_entries(&w->o, va, sa);
+        nb = coll_entries(&w->o, vb, sb);
+        return walk_lists(w, sa, na, sb, nb);
+    }
+slots:;
+    uint32_t mask = view_mask(va, level) | view_mask(vb, level);
+    uint32_t ca = 0, cb = 0;
+    while (mask) {
+        uint32_t s = (uint32_t)__builtin_ctz(mask);
+        mask &= mask - 1;
+        ventry ba[2], bb[2];
+        view sa, sb;
+        view_slot(&w->o, va, level, s, ba, &ca, &sa);
+        view_slot(&w->o, vb, level, s, bb, &cb, &sb);
+        int r = walk_views(w, &sa, &sb, level + 1);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fast path or not                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Same kind and width, else CHAMP_EKIND. */
+static champ_status algebra_check(const champ_map *a, const champ_map *b) {
+    if (!a || !b)
+        return CHAMP_EINVAL;
+    if (a->t->kind != b->t->kind || a->t->width != b->t->width)
+        return CHAMP_EKIND;
+    return CHAMP_OK;
+}
+
+/* Whether the two types put every key in the same place. */
+static bool same_hashing(const mtype *a, const mtype *b) {
+    if (a == b)
+        return true;
+    if (a->kind != b->kind || a->width != b->width)
+        return false;
+    if (a->kind == CHAMP_KEY_GENERIC)
+        return a->hash == b->hash && a->equal == b->equal && a->ctx == b->ctx;
+    return a->seed == b->seed;
+}
+
+static void ops_init(ops *o, const champ_map *a, const champ_map *b) {
+    o->ta = a->t;
+    o->tb = b->t;
+    o->kind = a->t->kind;
+    o->W = a->t->width;
+}
+
+static view root_view(const champ_map *m) {
+    view v;
+    v.n = m->root;
+    v.v = NULL;
+    v.nv = 0;
+    return v;
+}
+
+/* Reads of both inputs while user code may run (the callbacks given, and
+ * the inputs' own). */
+typedef struct frames {
+    opframe fa, fb;
+} frames;
+
+static void frames_push(frames *f, const champ_map *a, const champ_map *b) {
+    op_push(&f->fa, a, OPF_READ);
+    op_push(&f->fb, b, OPF_READ);
+}
+
+static void frames_pop(frames *f) {
+    op_end(&f->fb);
+    op_end(&f->fa);
+}
+
+/* Key-by-key lookups of a key of one map in another that hashes
+ * differently. */
+static const uint64_t *find_in(const champ_map *m, const ventry *x, const mtype *from) {
+    const mtype *t = m->t;
+    kq q;
+    switch (t->kind) {
+    case CHAMP_KEY_U64:
+        q = kq_of_key(x->e.k, hash_u64(x->e.k, t->seed), CHAMP_KEY_U64);
+        return t->width == ENT_MAP ? node_find(t, m->root, 0, &q, CHAMP_KEY_U64, ENT_MAP)
+                                   : node_find(t, m->root, 0, &q, CHAMP_KEY_U64, ENT_SET);
+    case CHAMP_KEY_BYTES: {
+        const blob *bl = key_blob(x->e.k);
+        q = kq_of_key(x->e.k, champ__hash_bytes(bl->bytes, bl->len, t->seed),
+                      CHAMP_KEY_BYTES);
+        return t->width == ENT_MAP ? node_find(t, m->root, 0, &q, CHAMP_KEY_BYTES, ENT_MAP)
+                                   : node_find(t, m->root, 0, &q, CHAMP_KEY_BYTES, ENT_SET);
+    }
+    default:
+        (void)from;
+        q = kq_of_key(x->e.k, t->hash((const void *)(uintptr_t)x->e.k, t->ctx),
+                      CHAMP_KEY_GENERIC);
+        return t->width == ENT_MAP
+                   ? node_find(t, m->root, 0, &q, CHAMP_KEY_GENERIC, ENT_MAP)
+                   : node_find(t, m->root, 0, &q, CHAMP_KEY_GENERIC, ENT_SET);
+    }
+}
+
+/* The slow walk: every key of a looked up in b (both), the rest a_only;
+ * then (unless skip_b) every key of b looked up in a, b_only when absent. */
+typedef struct slowctx {
+    walker *w;
+    const champ_map *other;
+    bool a_side;
+} slowctx;
+
+static int slow_visit(void *ctx, entry e) {
+    slowctx *c = ctx;
+    walker *w = c->w;
+    ventry x;
+    x.e = e;
+    x.h = 0;
+    const mtype *tx = c->a_side ? w->o.ta : w->o.tb;
+    const uint64_t *f = find_in(c->other, &x, tx);
+    if (c->a_side) {
+        if (f) {
+            ventry y;
+            y.e.k = f[0];
+            y.e.v = w->o.W == ENT_MAP ? (void *)(uintptr_t)f[1] : NULL;
+            y.h = 0;
+            return w->both(w, &x, &y);
+        }
+        return w->skip_a ? 0 : w->a_only(w, &x);
+    }
+    return f ? 0 : w->b_only(w, &x);
+}
+
+static int walk_maps(walker *w, const champ_map *a, const champ_map *b) {
+    if (same_hashing(a->t, b->t)) {
+        view va = root_view(a), vb = root_view(b);
+        return walk_views(w, &va, &vb, 0);
+    }
+    slowctx c = {w, b, true};
+    int r = champ__walk(a->root, 0, w->o.W, slow_visit, &c);
+    if (r || w->skip_b)
+        return r;
+    c.other = a;
+    c.a_side = false;
+    return champ__walk(b->root, 0, w->o.W, slow_visit, &c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Equality, subset, disjoint, diff                                    */
+/* ------------------------------------------------------------------ */
+
+typedef struct vcmp {
+    champ_val_equal_fn eq;
+    void *ctx;
+} vcmp;
+
+static bool vals_equal(const vcmp *c, void *x, void *y) {
+    if (x == y)
+        return true;
+    return c->eq && c->eq(x, y, c->ctx);
+}
+
+static int stop_one(walker *w, const ventry *x) {
+    (void)w;
+    (void)x;
+    return 1;
+}
+static int eq_both(walker *w, const ventry *x, const ventry *y) {
+    return w->o.W == ENT_MAP && !vals_equal(w->ctx, x->e.v, y->e.v);
+}
+static int go_on(walker *w, const ventry *x, const ventry *y) {
+    (void)w;
+    (void)x;
+    (void)y;
+    return 0;
+}
+static int stop_both(walker *w, const ventry *x, const ventry *y) {
+    (void)w;
+    (void)x;
+    (void)y;
+    return 1;
+}
+
+bool champ_equal(const champ_map *a, const champ_map *b, champ_val_equal_fn val_equal,
+                 void *ctx) {
+    if (algebra_check(a, b) != CHAMP_OK)
+        return false;
+    if (a->size != b->size)
+        return false;
+    if (a->root == b->root)
+        return true;
+    vcmp c = {val_equal, ctx};
+    walker w;
+    memset(&w, 0, sizeof w);
+    ops_init(&w.o, a, b);
+    w.a_only = stop_one;
+    w.b_only = stop_one;
+    w.both = eq_both;
+    w.ctx = &c;
+    /* equal sizes: a key of b missing from a means one of a missing in b */
+    w.skip_b = true;
+    frames f;
+    frames_push(&f, a, b);
+    int r = walk_maps(&w, a, b);
+    frames_pop(&f);
+    return r == 0;
+}
+
+bool champ_subset(const champ_map *a, const champ_map *b) {
+    if (algebra_check(a, b) != CHAMP_OK)
+        return false;
+    if (a->size > b->size)
+        return false;
+    walker w;
+    memset(&w, 0, sizeof w);
+    ops_init(&w.o, a, b);
+    w.a_only = stop_one;
+    w.both = go_on;
+    w.skip_b = true;
+    frames f;
+    frames_push(&f, a, b);
+    int r = walk_maps(&w, a, b);
+    frames_pop(&f);
+    return r == 0;
+}
+
+bool champ_disjoint(const champ_map *a, const champ_map *b) {
+    if (algebra_check(a, b) != CHAMP_OK)
+        return false;
+    if (a->size == 0 || b->size == 0)
+        return true;
+    walker w;
+    memset(&w, 0, sizeof w);
+    ops_init(&w.o, a, b);
+    w.both = stop_both;
+    w.skip_a = true;
+    w.skip_b = true;
+    frames f;
+    frames_push(&f, a, b);
+    /* the slow path walks a and looks its keys up in b */
+    int r = walk_maps(&w, a, b);
+    frames_pop(&f);
+    return r == 0;
+}
+
+typedef struct diffctx {
+    vcmp vc;
+    champ_diff_fn fn;
+    void *ctx;
+    champ_key_kind kind;
+} diffctx;
+
+static int diff_a(walker *w, const ventry *x) {
+    diffctx *d = w->ctx;
+    champ_key k;
+    fill_key(d->kind, x->e.k, &k);
+    return d->fn(CHAMP_REMOVED, &k, x->e.v, NULL, d->ctx);
+}
+static int diff_b(walker *w, const ventry *y) {
+    diffctx *d = w->ctx;
+    champ_key k;
+    fill_key(d->kind, y->e.k, &k);
+    return d->fn(CHAMP_ADDED, &k, NULL, y->e.v, d->ctx);
+}
+static int diff_both(walker *w, const ventry *x, const ventry *y) {
+    diffctx *d = w->ctx;
+    if (w->o.W != ENT_MAP || vals_equal(&d->vc, x->e.v, y->e.v))
+        return 0;
+    champ_key k;
+    fill_key(d->kind, x->e.k, &k);
+    return d->fn(CHAMP_CHANGED, &k, x->e.v, y->e.v, d->ctx);
+}
+
+champ_status champ_diff(const champ_map *from, const champ_map *to,
+                        champ_val_equal_fn val_equal, champ_diff_fn fn, void *ctx) {
+    if (!fn)
+        return CHAMP_EINVAL;
+    champ_status st = algebra_check(from, to);
+    if (st != CHAMP_OK)
+        return st;
+    diffctx d = {{val_equal, ctx}, fn, ctx, from->t->kind};
+    walker w;
+    memset(&w, 0, sizeof w);
+    ops_init(&w.o, from, to);
+    w.a_only = diff_a;
+    w.b_only = diff_b;
+    w.both = diff_both;
+    w.ctx = &d;
+    frames f;
+    frames_push(&f, from, to);
+    walk_maps(&w, from, to);
+    frames_pop(&f);
+    return CHAMP_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Combining                                                           */
+/* ------------------------------------------------------------------ */
+
+enum { OP_UNION, OP_INTERSECT, OP_DIFFERENCE, OP_SYMDIFF, OP_FILTER };
+
+/* The result of one slot (or subtree).  Entries are borrowed from the
+ * inputs (a new node retains them); a node is borrowed from an input
+ * (owned false: a new parent takes a reference) or newly built (owned: its
+ * reference moves into the parent, or is dropped on failure). */
+typedef struct res {
+    uint32_t n;       /* entries (0..2) or SUB_NODE */
+    entry e[2];
+    uint64_t h[2];
+    node *kid;
+    bool owned;
+    bool same_a, same_b; /* identical to that input's view */
+} res;
+
+typedef struct comb {
+    ops o;
+    int op;
+    champ_merge_fn resolve;
+    champ_pred_fn keep;
+    void *ctx;
+    bool count_a;   /* count keys only a holds (else only b) */
+    size_t only;    /* ... counted so far */
+    size_t kept;    /* filter: entries kept */
+} comb;
+
+static void res_empty(res *r) {
+    r->n = 0;
+    r->kid = NULL;
+    r->owned = false;
+    r->same_a = r->same_b = false;
+}
+
+/* The result a view stands for, borrowed as it is. */
+static void res_of_view(res *r, const view *v) {
+    res_empty(r);
+    if (v->n) {
+        r->n = SUB_NODE;
+        r->kid = (node *)(uintptr_t)v->n;
+        return;
+    }
+    r->n = v->nv;
+    for (uint32_t i = 0; i < v->nv && i < 2; i++) {
+        r->e[i] = v->v[i].e;
+        r->h[i] = v->v[i].h;
+    }
+}
+
+/* A list of up to four entries (from both sides, deduplicated), to be made
+ * canonical at a level. */
+typedef struct elist {
+    uint32_t n;
+    ventry e[4];
+} elist;
+
+static bool build_list(comb *c, elist *l, unsigned level, res *r);
+
+/* Builds a node at `level` from the slot results (rs[0..n), slots ss[]),
+ * or pulls up its one or two entries.  Takes the results' ownership. */
+static bool build_node(comb *c, res *rs, const uint32_t *ss, uint32_t n, unsigned level,
+                       res *out) {
+    slotv sl[32];
+    uint32_t ne = 0;
+    bool kids = false;
+    for (uint32_t i = 0; i < n; i++) {
+        sl[i].s = ss[i];
+        sl[i].v.n = rs[i].n;
+        if (rs[i].n == SUB_NODE) {
+            sl[i].v.kid = rs[i].kid;
+            kids = true;
+        } else {
+            sl[i].v.e[0] = rs[i].e[0];
+            sl[i].v.e[1] = rs[i].e[1];
+            ne += rs[i].n;
+        }
+    }
+    res_empty(out);
+    if (level > 0 && !kids && ne <= 2) {
+        /* pull up: the entries, in slot order (= trie order) */
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < n; i++)
+            for (uint32_t j = 0; j < rs[i].n; j++) {
+                out->e[k] = rs[i].e[j];
+                out->h[k] = rs[i].h[j];
+                k++;
+            }
+        out->n = k;
+        return true;
+    }
+    if (n == 0)
+        return true;
+    const mtype *t = c->o.ta;
+    size_t size = slots_size(sl, n, c->o.W);
+    node *nb = pool_alloc(t->pool, size);
+    if (!nb) {
+        for (uint32_t i = 0; i < n; i++)
+            if (rs[i].n == SUB_NODE && rs[i].owned)
+                champ__node_drop(t, rs[i].kid, level + 1);
+        return false;
+    }
+    node_build(nb, sl, n, c->o.W);
+    /* references: entries are retained, borrowed children gain one */
+    for (uint32_t i = 0; i < n; i++) {
+        if (rs[i].n == SUB_NODE) {
+            if (!rs[i].owned)
+                rs[i].kid->rc++;
+        } else if (t->ent_refs) {
+            for (uint32_t j = 0; j < rs[i].n; j++)
+                ent_retain(t, rs[i].e[j]);
+        }
+    }
+    out->n = SUB_NODE;
+    out->kid = nb;
+    out->owned = true;
+    return true;
+}
+
+/* A collision node (or pulled-up entries) for a list of entries that all
+ * share one full hash. */
+static bool build_coll(comb *c, const ventry *e, uint32_t n, res *out) {
+    res_empty(out);
+    if (n <= 2) {
+        for (uint32_t i = 0; i < n; i++) {
+            out->e[i] = e[i].e;
+            out->h[i] = e[i].h;
+        }
+        out->n = n;
+        return true;
+    }
+    const mtype *t = c->o.ta;
+    node *nb = pool_alloc(t->pool, node_coll_size(n, c->o.W));
+    if (!nb)
+        return false;
+    node_init(nb, n, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        ent_put(nb, i, e[i].e, c->o.W);
+        if (t->ent_refs)
+            ent_retain(t, e[i].e);
+    }
+    out->n = SUB_NODE;
+    out->kid = nb;
+    out->owned = true;
+    return true;
+}
+
+/* The canonical subtree at `level` for a short list of distinct keys (a
+ * result of merging two slots' entries), in trie order. */
+static bool build_list(comb *c, elist *l, unsigned level, res *r) {
+    /* trie order */
+    for (uint32_t i = 1; i < l->n; i++)
+        for (uint32_t j = i; j > 0 && !pair_first(l->e[j - 1].h, l->e[j].h); j--) {
+            ventry x = l->e[j];
+            l->e[j] = l->e[j - 1];
+            l->e[j - 1] = x;
+        }
+    if (l->n <= 2 && level > 0) {
+        res_empty(r);
+        for (uint32_t i = 0; i < l->n; i++) {
+            r->e[i] = l->e[i].e;
+            r->h[i] = l->e[i].h;
+        }
+        r->n = l->n;
+        return true;
+    }
+    if (level == CHAMP_COLL_LEVEL)
+        return build_coll(c, l->e, l->n, r);
+    res rs[4];
+    uint32_t ss[4], n = 0;
+    for (uint32_t i = 0; i < l->n;) {
+        uint32_t s = slice(l->e[i].h, level), j = i;
+        elist sub_l;
+        sub_l.n = 0;
+        while (j < l->n && slice(l->e[j].h, level) == s)
+            sub_l.e[sub_l.n++] = l->e[j++];
+        if (!build_list(c, &sub_l, level + 1, &rs[n])) {
+            for (uint32_t k = 0; k < n; k++)
+                if (rs[k].n == SUB_NODE && rs[k].owned)
+                    champ__node_drop(c->o.ta, rs[k].kid, level + 1);
+            return false;
+        }
+        ss[n++] = s;
+        i = j;
+    }
+    return build_node(c, rs, ss, n, level, r);
+}
+
+/* Counting the keys only one side holds (the smaller side). */
+static void count_only(comb *c, const view *v, unsigned level, bool a_side) {
+    if (c->count_a == a_side)
+        c->only += view_size(&c->o, v, level);
+}
+
+/* The value a key in both keeps. */
+static void *resolve_val(comb *c, const ventry *x, const ventry *y) {
+    if (c->o.W == ENT_SET)
+        return NULL;
+    if (c->resolve) {
+        champ_key k;
+        fill_key(c->o.kind, x->e.k, &k);
+        return c->resolve(&k, x->e.v, y->e.v, c->ctx);
+    }
+    return c->op == OP_UNION ? y->e.v : x->e.v;
+}
+
+static bool keep_entry(comb *c, const ventry *x) {
+    champ_key k;
+    fill_key(c->o.kind, x->e.k, &k);
+    return c->keep(&k, x->e.v, c->ctx);
+}
+
+static bool combine(comb *c, const view *va, const view *vb, unsigned level, res *r);
+
+/* Filter of a one-sided subtree: visited entry by entry. */
+static bool filter_view(comb *c, const view *va, unsigned level, res *r) {
+    view empty = {NULL, NULL, 0};
+    return combine(c, va, &empty, level, r);
+}
+
+/* Merges two short lists (both sides' entries of one slot, or the
+ * collision level) into one list of distinct keys; decides each key by
+ * the operation.  Results that equal one side exactly are flagged. */
+static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
+                        uint32_t nb, unsigned level, res *r) {
+    ventry outv[na + nb + 1];
+    uint32_t n = 0;
+    bool same_a = true, same_b = true;
+    for (uint32_t i = 0; i < na; i++) {
+        uint32_t j = 0;
+        while (j < nb && !ops_key_equal(&c->o, &a[i], &b[j]))
+            j++;
+        if (j < nb) {
+            if (c->op == OP_UNION || c->op == OP_INTERSECT) {
+                ventry x = a[i];
+                x.e.v = resolve_val(c, &a[i], &b[j]);
+                if (x.e.v != a[i].e.v)
+                    same_a = false;
+                if (x.e.v != b[j].e.v)
+                    same_b = false;
+                outv[n++] = x;
+            } else {
+                same_a = false;
+            }
+        } else {
+            same_b = false;
+            if (c->count_a)
+                c->only++;
+            if (c->op != OP_INTERSECT) {
+                if (c->op == OP_FILTER && !keep_entry(c, &a[i])) {
+                    same_a = false;
+                    continue;
+                }
+                outv[n++] = a[i];
+            } else {
+                same_a = false;
+            }
+        }
+    }
+    for (uint32_t j = 0; j < nb; j++) {
+        uint32_t i = 0;
+        while (i < na && !ops_key_equal(&c->o, &a[i], &b[j]))
+            i++;
+        if (i < na)
+            continue;
+        same_a = false;
+        if (!c->count_a)
+            c->only++;
+        if (c->op == OP_UNION || c->op == OP_SYMDIFF)
+            outv[n++] = b[j];
+        else
+            same_b = false;
+    }
+    if (c->op == OP_FILTER)
+        c->kept += n;
+    same_a = same_a && n == na;
+    same_b = same_b && n == nb;
+    if (level == CHAMP_COLL_LEVEL) {
+        if (!build_coll(c, outv, n, r))
+            return false;
+    } else {
+        elist l;
+        l.n = n;
+        for (uint32_t i = 0; i < n; i++)
+            l.e[i] = outv[i];
+        if (!build_list(c, &l, level, r))
+            return false;
+    }
+    /* an unchanged side's own entries (in its order) are that side */
+    r->same_a = same_a && r->n != SUB_NODE;
+    r->same_b = same_b && r->n != SUB_NODE;
+    return true;
+}
+
+/* One slot (or subtree) of the result. */
+static bool combine(comb *c, const view *va, const view *vb, unsigned level, res *r) {
+    int op = c->op;
+    res_empty(r);
+    if (va->n && va->n == vb->n) {
+        /* the same subtree: in union and intersection it stays */
+        if (op == OP_UNION || op == OP_INTERSECT)
+            res_of_view(r, va);
+        r->same_a = r->same_b = op == OP_UNION || op == OP_INTERSECT;
+        return true;
+    }
+    if (VIEW_EMPTY(vb)) {
+        if (op == OP_FILTER) {
+            if (VIEW_EMPTY(va))
+                return true;
+            /* visit every entry: below */
+        } else {
+            count_only(c, va, level, true);
+            if (op != OP_INTERSECT)
+                res_of_view(r, va);
+            r->same_a = op != OP_INTERSECT;
+            r->same_b = VIEW_EMPTY(va) || op == OP_INTERSECT;
+            return true;
+        }
+    } else if (VIEW_EMPTY(va)) {
+        count_only(c, vb, level, false);
+        if (op == OP_UNION || op == OP_SYMDIFF)
+            res_of_view(r, vb);
+        r->same_b = op == OP_UNION || op == OP_SYMDIFF;
+        r->same_a = !r->same_b;
+        return true;
+    }
+    if (level == CHAMP_COLL_LEVEL || (!va->n && !vb->n)) {
+        if (level != CHAMP_COLL_LEVEL) {
+            /* two short runs: merge them here when a key may be in both
+             * (same hash), else split them by slot below */
+            bool any = false;
+            for (uint32_t i = 0; i < va->nv && !any; i++)
+                for (uint32_t j = 0; j < vb->nv && !any; j++)
+                    any = va->v[i].h == vb->v[j].h;
+            if (!any && vb->nv)
+                goto slots;
+        }
+        uint32_t na = coll_count(va), nb = coll_count(vb);
+        ventry sa[na ? na : 1], sb[nb ? nb : 1];
+        na = coll_entries(&c->o, va, sa);
+        nb = coll_entries(&c->o, vb, sb);
+        if (!merge_lists(c, sa, na, sb, nb, level, r))
+            return false;
+        /* a collision node left as it was is that node */
+        if (va->n && r->n == SUB_NODE && r->owned && r->kid->datamap == na &&
+            level == CHAMP_COLL_LEVEL && na == coll_count(va)) {
+            bool same = true;
+            for (uint32_t i = 0; i < na && same; i++)
+                same = ent_key(r->kid, i, c->o.W) == sa[i].e.k &&
+                       (c->o.W == ENT_SET ||
+                        *ent_valp(r->kid, i) == sa[i].e.v);
+            if (same) {
+                champ__node_drop(c->o.ta, r->kid, level);
+                res_of_view(r, va);
+                r->same_a = true;
+            }
+        }
+        return true;
+    }
+slots:;
+    uint32_t mask = view_mask(va, level) | view_mask(vb, level);
+    res rs[32];
+    uint32_t ss[32], n = 0, ca = 0, cb = 0;
+    bool same_a = true, same_b = true;
+    while (mask) {
+        uint32_t s = (uint32_t)__builtin_ctz(mask);
+        mask &= mask - 1;
+        ventry ba[2], bb[2];
+        view sa, sb;
+        view_slot(&c->o, va, level, s, ba, &ca, &sa);
+        view_slot(&c->o, vb, level, s, bb, &cb, &sb);
+        if (!combine(c, &sa, &sb, level + 1, &rs[n])) {
+            for (uint32_t k = 0; k < n; k++)
+                if (rs[k].n == SUB_NODE && rs[k].owned)
+                    champ__node_drop(c->o.ta, rs[k].kid, level + 1);
+            return false;
+        }
+        same_a = same_a && rs[n].same_a;
+        same_b = same_b && rs[n].same_b;
+        if (rs[n].n) {
+            /* a result of entries carries their order: trie order */
+            ss[n] = s;
+            n++;
+        }
+    }
+    if (same_a && va->n) {
+        /* nothing changed on a's side: a's node itself */
+        res_of_view(r, va);
+        r->same_a = true;
+        r->same_b = same_b && vb->n == va->n;
+        return true;
+    }
+    if (same_b && vb->n && !same_a) {
+        for (uint32_t k = 0; k < n; k++)
+            if (rs[k].n == SUB_NODE && rs[k].owned)
+                champ__node_drop(c->o.ta, rs[k].kid, level + 1);
+        res_of_view(r, vb);
+        r->same_b = true;
+        return true;
+    }
+    if (!build_node(c, rs, ss, n, level, r))
+        return false;
+    r->same_a = same_a && r->n != SUB_NODE;
+    r->same_b = same_b && r->n != SUB_NODE;
+    return true;
+}
+
+
+static champ_status finish(comb *c, const champ_map *a, res *r, size_t size,
+                           champ_map **out) {
+    mtype *t = a->t;
+    node *root = NULL;
+    if (r->n == SUB_NODE) {
+        root = r->kid;
+        if (!r->owned)
+            root->rc++;
+    } else if (r->n) {
+        /* one or two entries: a root node holding them */
+        slotv sl[2];
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < r->n; i++) {
+            uint32_t s = slice(r->h[i], 0);
+            if (n && sl[n - 1].s == s) {
+                sl[n - 1].v.n = 2;
+                sl[n - 1].v.e[1] = r->e[i];
+            } else {
+                sl[n].s = s;
+                sl[n].v.n = 1;
+                sl[n].v.e[0] = r->e[i];
+                n++;
+            }
+        }
+        root = pool_alloc(t->pool, slots_size(sl, n, c->o.W));
+        if (!root)
+            return CHAMP_ENOMEM;
+        node_build(root, sl, n, c->o.W);
+        if (t->ent_refs)
+            for (uint32_t i = 0; i < r->n; i++)
+                ent_retain(t, r->e[i]);
+    }
+    champ_map *m = champ__map_handle(t, root, size);
+    if (!m) {
+        if (root)
+            champ__node_drop(t, root, 0);
+        return CHAMP_ENOMEM;
+    }
+    *out = m;
+    return CHAMP_OK;
+}
+
+static champ_status combine_slow(comb *c, const champ_map *a, const champ_map *b,
+                                 champ_map **out);
+
+static champ_status combine_maps(int op, const champ_map *a, const champ_map *b,
+                                 champ_merge_fn resolve, champ_pred_fn keep, void *ctx,
+                                 champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    champ_status st = algebra_check(a, b);
+    if (st != CHAMP_OK)
+        return st;
+    comb c;
+    memset(&c, 0, sizeof c);
+    ops_init(&c.o, a, b);
+    c.op = op;
+    c.resolve = resolve;
+    c.keep = keep;
+    c.ctx = ctx;
+    c.count_a = a->size <= b->size;
+    frames f;
+    frames_push(&f, a, b);
+    if (!same_hashing(a->t, b->t) || a->t->pool != b->t->pool) {
+        st = combine_slow(&c, a, b, out);
+        frames_pop(&f);
+        return st;
+    }
+    view va = root_view(a), vb = root_view(b);
+    res r;
+    if (!combine(&c, &va, &vb, 0, &r)) {
+        frames_pop(&f);
+        return CHAMP_ENOMEM;
+    }
+    size_t common = c.count_a ? a->size - c.only : b->size - c.only, size;
+    switch (op) {
+    case OP_UNION: size = a->size + b->size - common; break;
+    case OP_INTERSECT: size = common; break;
+    case OP_DIFFERENCE: size = a->size - common; break;
+    case OP_SYMDIFF: size = a->size + b->size - 2 * common; break;
+    default: size = c.kept; break;
+    }
+    st = finish(&c, a, &r, size, out);
+    frames_pop(&f);
+    return st;
+}
+
+champ_status champ_union(const champ_map *a, const champ_map *b, champ_merge_fn resolve,
+                         void *ctx, champ_map **out) {
+    return combine_maps(OP_UNION, a, b, resolve, NULL, ctx, out);
+}
+
+champ_status champ_intersect(const champ_map *a, const champ_map *b,
+                             champ_merge_fn resolve, void *ctx, champ_map **out) {
+    return combine_maps(OP_INTERSECT, a, b, resolve, NULL, ctx, out);
+}
+
+champ_status champ_difference(const champ_map *a, const champ_map *b, champ_map **out) {
+    return combine_maps(OP_DIFFERENCE, a, b, NULL, NULL, NULL, out);
+}
+
+champ_status champ_symdiff(const champ_map *a, const champ_map *b, champ_map **out) {
+    return combine_maps(OP_SYMDIFF, a, b, NULL, NULL, NULL, out);
+}
+
+champ_status champ_filter(const champ_map *m, champ_pred_fn keep, void *ctx,
+                          champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    if (!m || !keep)
+        return CHAMP_EINVAL;
+    comb c;
+    memset(&c, 0, sizeof c);
+    ops_init(&c.o, m, m);
+    c.op = OP_FILTER;
+    c.keep = keep;
+    c.ctx = ctx;
+    c.count_a = false;
+    opframe fr;
+    op_push(&fr, m, OPF_READ);
+    view va = root_view(m);
+    res r;
+    champ_status st;
+    if (!filter_view(&c, &va, 0, &r))
+        st = CHAMP_ENOMEM;
+    else
+        st = finish(&c, m, &r, c.kept, out);
+    op_end(&fr);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Key by key: inputs that hash differently, or live in other pools    */
+/* ------------------------------------------------------------------ */
+
+
+typedef struct slowb {
+    comb *c;
+    const champ_map *a, *b;
+    champ_map *r;
+    champ_status st;
+    bool a_side;
+} slowb;
+
+static int slow_build(void *ctx, entry e) {
+    slowb *s = ctx;
+    comb *c = s->c;
+    ventry x;
+    x.e = e;
+    x.h = 0;
+    const champ_map *other = s->a_side ? s->b : s->a;
+    const uint64_t *f = find_in(other, &x, s->a_side ? s->a->t : s->b->t);
+    int op = c->op;
+    if (s->a_side) {
+        /* r starts as a copy of a: drop what a alone must not keep */
+        bool drop = f ? (op == OP_DIFFERENCE || op == OP_SYMDIFF) : op == OP_INTERSECT;
+        if (drop) {
+            s->st = champ__set_entry(s->r, e.k, s->a->t, NULL, true);
+        } else if (f && c->o.W == ENT_MAP && (op == OP_UNION || op == OP_INTERSECT)) {
+            ventry y;
+            y.e.k = f[0];
+            y.e.v = (void *)(uintptr_t)f[1];
+            y.h = 0;
+            void *v = resolve_val(c, &x, &y);
+            if (v != e.v)
+                s->st = champ__set_entry(s->r, e.k, s->a->t, v, false);
+        }
+    } else if (!f && (op == OP_UNION || op == OP_SYMDIFF)) {
+        s->st = champ__set_entry(s->r, e.k, s->b->t, e.v, false);
+    }
+    return s->st != CHAMP_OK;
+}
+
+static champ_status combine_slow(comb *c, const champ_map *a, const champ_map *b,
+                                 champ_map **out) {
+    champ_map *r;
+    champ_status st = champ_copy(a, &r);
+    if (st != CHAMP_OK)
+        return st;
+    slowb s = {c, a, b, r, CHAMP_OK, true};
+    champ__walk(a->root, 0, c->o.W, slow_build, &s);
+    if (s.st == CHAMP_OK) {
+        s.a_side = false;
+        champ__walk(b->root, 0, c->o.W, slow_build, &s);
+    }
+    if (s.st != CHAMP_OK) {
+        champ_free(r);
+        return s.st;
+    }
+    *out = r;
+    return CHAMP_OK;
+}
