@@ -213,5 +213,6 @@ void suite_random(void);
 void suite_oom(void);
 void suite_versions(void);
 void suite_badinput(void);
+void suite_poolfix(void);
 
 #endif /* CHAMP_TEST_HARNESS_H */

@@ -3,7 +3,7 @@
  *
  *   champ_test            run every suite
  *   champ_test NAME...    run only the named suites (unit random oom
- *                         versions badinput)
+ *                         versions badinput poolfix)
  *
  * The last line printed is always "N passed, N failed" (N counts CHECKs);
  * the exit status is 0 iff nothing failed.
@@ -325,6 +325,7 @@ static const th_suite th_suites[] = {
     {"versions", suite_versions},
     {"random", suite_random},
     {"oom", suite_oom},
+    {"poolfix", suite_poolfix},
 };
 
 static bool th_wanted(const char *name, int argc, char **argv) {
