@@ -257,13 +257,13 @@ static void census_count(census *cs, const node *cn, unsigned level, const champ
     if (mark)
         VFAIL(cs->v, "node at level %u: census bits left set (%#x)", level, n->aux);
     n->aux = (n->aux & SLACK_MASK) | CENSUS_MARK;
-    cs->bytes += pool_block_size(node_block(n, level));
+    cs->bytes += node_block(n, level);
     uint32_t nd = node_nent_at(n, level);
     if (m->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {
             blob *b = (blob *)(uintptr_t)n->e[i].k;
             if (--b->rc == 0)
-                cs->bytes += pool_block_size(blob_size(b->len));
+                cs->bytes += blob_size(b->len);
         }
     if (level == CHAMP_COLL_LEVEL)
         return;
@@ -347,10 +347,17 @@ champ_status champ_validate(const champ_map *m) {
     if (p->live > p->reserved)
         VFAIL(&v, "pool live bytes %zu exceed reserved %zu", p->live, p->reserved);
 
-    long long gap = champ__pool_imbalance(p);
-    if (gap != 0)
-        VFAIL(&v, "pool books do not balance: %lld reserved bytes are neither live, "
-                  "free-listed, fresh, chunk headers nor counted as lost", gap);
+    /* The pool's books, from a walk of its free lists and handle pages. */
+    champ_pool_audit au;
+    champ__pool_audit(p, &au);
+    if (au.free_walked != au.free_counted)
+        VFAIL(&v, "pool free lists hold %zu bytes but the pool counts %zu", au.free_walked,
+              au.free_counted);
+    if (au.imbalance != 0)
+        VFAIL(&v, "pool books do not balance: %lld reserved bytes are neither carved (live"
+                  " or free-listed), fresh, nor chunk headers", au.imbalance);
+    if (au.misfiled)
+        VFAIL(&v, "pool free lists: %zu large blocks in the wrong list", au.misfiled);
     return v.bad ? CHAMP_ECORRUPT : CHAMP_OK;
 }
 

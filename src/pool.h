@@ -11,8 +11,15 @@
 /* ------------------------------------------------------------------ */
 
 #define POOL_CLASS_MAX 1040u         /* largest small block: a node of 32 pairs */
-#define POOL_NCLASS (POOL_CLASS_MAX / 8 + 1)
-#define POOL_NLARGE 48               /* power-of-two classes above      */
+#define POOL_NCLASS (POOL_CLASS_MAX / 8 + 1) /* class 1: 8-byte crumbs */
+/* Free blocks above POOL_CLASS_MAX have exact sizes (multiples of 8) and
+ * sit in lists by size range: 2^POOL_LARGE_SUB_BITS ranges per power of
+ * two from 2^POOL_LARGE_SHIFT up, for POOL_LARGE_POWS powers. */
+#define POOL_LARGE_SHIFT 10u
+#define POOL_LARGE_SUB_BITS 1u
+#define POOL_LARGE_POWS 38u
+#define POOL_NLARGE (POOL_LARGE_POWS << POOL_LARGE_SUB_BITS)
+#define POOL_SIZE_MAX ((size_t)1 << 47) /* larger requests are refused   */
 
 typedef struct chunk {
     struct chunk *next;
@@ -28,9 +35,12 @@ struct champ_pool {
     size_t lo;                   /* ... and below this one (watermark)   */
     size_t peak;
     size_t reserved;             /* bytes of chunk space (or buffer)     */
+    size_t carved;               /* bytes cut from fresh space and not   */
+                                 /* given back: live + free-listed       */
     size_t defrag_mark;          /* no compaction before live reaches it */
     size_t defrag_spare;         /* ... or free-listed bytes pass this    */
-    void *large[POOL_NLARGE];    /* free lists of power-of-two blocks    */
+    void *large[POOL_NLARGE];    /* free lists of large blocks by range  */
+    uint64_t large_nonempty[(POOL_NLARGE + 63) / 64];
     chunk *chunks;
     size_t nchunks;
     size_t chunk_min;
@@ -46,7 +56,6 @@ struct champ_pool {
     size_t map_bytes;            /* size of a map handle block           */
     uint64_t backing_calls;
     uint64_t failures;
-    size_t lost;                 /* bytes too small to file (8-byte ends) */
 #ifdef CHAMP_FAULTS
     long fail_after;
 #endif
@@ -63,7 +72,16 @@ INTERNAL void champ__pool_release(champ_pool *p);
 INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
                                        champ_pool **out);
 INTERNAL bool champ__cpu_ok(void);
-INTERNAL long long champ__pool_imbalance(const champ_pool *p);
+
+/* For champ_validate (exclusive: it reads free blocks): the pool's books,
+ * found by walking every free list. */
+typedef struct champ_pool_audit {
+    size_t free_walked;      /* bytes of the blocks in the free lists     */
+    size_t free_counted;     /* what the pool's counters say they hold    */
+    long long imbalance;     /* reserved - (carved + fresh + chunk headers) */
+    size_t misfiled;         /* free blocks in a list not of their size   */
+} champ_pool_audit;
+INTERNAL void champ__pool_audit(const champ_pool *p, champ_pool_audit *a);
 
 #ifdef CHAMP_DEBUG
 #define FILL_FRESH(p, n) memset((p), 0xCD, (n))
@@ -73,20 +91,25 @@ INTERNAL long long champ__pool_imbalance(const champ_pool *p);
 #define FILL_FREED(p, n) ((void)0)
 #endif
 
-/* Hands out a block of `size` bytes (a multiple of 8, at least 16), or NULL
- * when the pool is out of memory.  Fast path: the size class's free list.
- * Then (pool.c) a split of a larger free block, fresh arena space, a new
- * chunk, in that order. */
-static ALWAYS_INLINE void *pool_alloc(champ_pool *p, size_t size) {
+/* The fault hook of champ_pool_fail_after: true if this allocation is
+ * refused (and counted as refused). */
+static ALWAYS_INLINE bool pool_fault(champ_pool *p) {
 #ifdef CHAMP_FAULTS
     if (UNLIKELY(p->fail_after >= 0)) {
         if (p->fail_after == 0) {
             p->failures++;
-            return NULL;
+            return true;
         }
         p->fail_after--;
     }
+#else
+    (void)p;
 #endif
+    return false;
+}
+
+/* pool_alloc without the fault hook. */
+static ALWAYS_INLINE void *pool_alloc_block(champ_pool *p, size_t size) {
     size_t c = size >> 3;
     void *b;
     if (LIKELY(c < POOL_NCLASS)) {
@@ -111,6 +134,17 @@ got:
     if (UNLIKELY(p->live > p->hi))
         champ__pool_rise(p);
     return b;
+}
+
+/* Hands out a block of `size` bytes (a multiple of 8, at least 16), or NULL
+ * when the pool is out of memory.  Fast path: the size class's free list.
+ * Then (pool.c) a split of a larger free block, fresh arena space, a new
+ * chunk, in that order.  Every block has exactly the size asked for, so
+ * any piece of it (8-aligned, at least 16 bytes) may be freed on its own. */
+static ALWAYS_INLINE void *pool_alloc(champ_pool *p, size_t size) {
+    if (pool_fault(p))
+        return NULL;
+    return pool_alloc_block(p, size);
 }
 
 INTERNAL void *champ__pool_take_range(champ_pool *p, size_t lo, size_t hi,
@@ -142,15 +176,8 @@ static ALWAYS_INLINE void *pool_alloc_grow(champ_pool *p, size_t lo, size_t want
     return pool_alloc(p, want);
 }
 
-/* What a request of `size` bytes really occupies (large ones are rounded
- * to a power of two). */
-static inline size_t pool_block_size(size_t size) {
-    if (size <= POOL_CLASS_MAX)
-        return size;
-    return (size_t)1 << (64u - (unsigned)__builtin_clzll((unsigned long long)(size - 1)));
-}
-
-/* Gives back a block obtained from pool_alloc with the same size. */
+/* Gives back a block obtained from pool_alloc with the same size, or any
+ * piece of one (8-aligned, at least 16 bytes). */
 static ALWAYS_INLINE void pool_free(champ_pool *p, void *b, size_t size) {
     size_t c = size >> 3;
     STAT(p->n_free++);

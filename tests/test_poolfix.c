@@ -1,19 +1,473 @@
 /*
- * test_poolfix.c - the pool: validate's census.
+ * test_poolfix.c - the pool: exact-size large blocks, compaction into
+ * large spans, O(1) pool stats, validate's census and books.
  *
  * Regression tests of /work/shared/repro (each named after its program):
+ *   bignode_remove_oom        a node above the largest size class shrinks
+ *   bignode_remove_oom_alloc  in place under out-of-memory: its tail was
+ *                             freed with the unrounded size (leak)
+ *   fixed_big_keys            freed space of a fixed buffer never served
+ *                             blocks above the largest size class
+ *   asan_concurrent_stats     overlapping pool stats raced on the ASan
+ *                             shadow of free blocks (this suite runs under
+ *                             ASan in `make test`)
  *   census_overflow           the census wrapped at 2^24 references to a
  *                             node (false corruption, state left behind)
  *
- * This file reaches into the pool (internal.h) to build test states the
- * public API cannot (a node with 2^24 references, forged reference
- * counts).
+ * This file reaches into the pool (internal.h) to check its books and to
+ * build test states the public API cannot (a node with 2^24 references,
+ * forged reference counts).
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
 #include "../src/internal.h"
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static uint64_t pf_id_hash(const void *k, void *ctx) {
+    (void)ctx;
+    return (uint64_t)(uintptr_t)k;
+}
+static bool pf_id_equal(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    return a == b;
+}
+
+static champ_pool_stats pf_pstats(const champ_pool *p) {
+    champ_pool_stats ps;
+    memset(&ps, 0, sizeof ps);
+    CHECK_ST(champ_pool_stats_get(p, &ps), CHAMP_OK);
+    return ps;
+}
+
+/* The pool's books as validate sees them (walks the free lists). */
+static void pf_check_books(const champ_pool *p, const char *what) {
+    champ_pool_audit a;
+    champ__pool_audit(p, &a);
+    CHECK(a.free_walked == a.free_counted,
+          "%s: free lists hold %zu bytes, the pool counts %zu", what, a.free_walked,
+          a.free_counted);
+    CHECK(a.imbalance == 0, "%s: books off by %lld", what, a.imbalance);
+    CHECK_EQ(a.misfiled, 0, what);
+    champ_pool_stats ps = pf_pstats(p);
+    CHECK(ps.bytes_free_listed == a.free_walked,
+          "%s: pool stats say %zu free-listed bytes, the lists hold %zu", what,
+          ps.bytes_free_listed, a.free_walked);
+}
+
+/* The largest free span: fresh space or one free block. */
+static size_t pf_largest_free(const champ_pool *p) {
+    size_t best = (size_t)(p->end - p->bump);
+    for (size_t c = POOL_NCLASS - 1; c > 0; c--)
+        if (p->free[c]) {
+            if ((c << 3) > best)
+                best = c << 3;
+            break;
+        }
+    for (unsigned k = 0; k < POOL_NLARGE; k++) {
+        void *b = p->large[k];
+        while (b) {
+            size_t w[2];
+            UNPOISON(b, sizeof w);
+            VG_DEFINED(b, sizeof w);
+            memcpy(w, b, sizeof w);
+            POISON(b, sizeof w);
+            VG_NOACCESS(b, sizeof w);
+            if (w[1] > best)
+                best = w[1];
+            b = (void *)(uintptr_t)w[0];
+        }
+    }
+    return best;
+}
+
+/* A byte key of `len` bytes that names `id`. */
+static void pf_key(char *k, uint64_t id, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        k[i] = (char)('a' + (th_mix64(id * 7919 + i / 8) >> (8 * (i % 8)) & 15));
+    memcpy(k, &id, len < 8 ? len : 8);
+}
+
+/* ------------------------------------------------------------------ */
+/* 1. A node above the largest size class shrinks in place under OOM  */
+/* ------------------------------------------------------------------ */
+
+/* A root of 32 pairs with growth room: a block above POOL_CLASS_MAX. */
+static champ_map *pf_bignode_map(champ_pool *pool) {
+    champ_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = CHAMP_KEY_GENERIC;
+    c.hash = pf_id_hash;
+    c.equal = pf_id_equal;
+    c.pool = pool;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (!m)
+        return NULL;
+    for (uintptr_t j = 0; j < 2; j++)
+        for (uintptr_t sl = 0; sl < 32; sl++)
+            CHECK_ST(champ_set(m, (void *)(sl + 32 * j + 1024), NULL, NULL), CHAMP_OK);
+    champ_stats s = th_stats(m);
+    CHECK(s.node_bytes + s.slack_bytes > POOL_CLASS_MAX,
+          "the root's block (%zu + %zu bytes) is above the largest size class",
+          s.node_bytes, s.slack_bytes);
+    return m;
+}
+
+static void test_bignode_remove_oom(void) {
+#ifdef CHAMP_FAULTS
+    champ_map *m = pf_bignode_map(NULL);
+    if (!m)
+        return;
+    champ_pool *p = champ_pool_of(m);
+    size_t bad = 0;
+    for (uintptr_t sl = 0; sl < 32; sl++) {
+        champ_pool_fail_after(p, 0); /* the pool is out of memory */
+        champ_status st = champ_remove(m, (void *)(sl + 32 + 1024), NULL, NULL);
+        champ_pool_fail_after(p, -1);
+        CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "remove under OOM: %s",
+              th_status_name(st));
+        if (champ_validate(m) != CHAMP_OK)
+            bad++;
+    }
+    CHECK_EQ(bad, 0, "removes under OOM from a node above the largest class validate");
+    pf_check_books(p, "bignode remove oom");
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_EQ(th_pool_live(p), p->map_bytes, "after clear only the map handle is live");
+    champ_free(m);
+#endif
+}
+
+static void test_bignode_remove_oom_alloc(void) {
+    th_alloc ta;
+    th_alloc_init(&ta);
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.allocator = &ta.a;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_map *m = pf_bignode_map(p);
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 3, p);
+    champ_map *filler = NULL;
+    CHECK_ST(champ_new(&cu, &filler), CHAMP_OK);
+    if (!m || !filler) {
+        champ_free(m);
+        champ_free(filler);
+        champ_pool_free(p);
+        return;
+    }
+    ta.fail_at = (long)ta.calls; /* the backing allocator is out of memory */
+    ta.fail_persist = true;
+    int enomem = 0;
+    for (uint64_t k = 0; enomem < 2000; k++)
+        if (champ_set_u64(filler, k, NULL, NULL) == CHAMP_ENOMEM)
+            enomem++;
+    CHECK_VALID(m, "pool used up");
+    size_t bad = 0;
+    for (uintptr_t sl = 0; sl < 32; sl++) {
+        champ_status st = champ_remove(m, (void *)(sl + 32 + 1024), NULL, NULL);
+        CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "remove, allocator out of memory: %s",
+              th_status_name(st));
+        if (champ_validate(m) != CHAMP_OK)
+            bad++;
+    }
+    CHECK_EQ(bad, 0, "removes with the allocator out of memory validate");
+    champ_free(filler);
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_EQ(th_pool_live(p), p->map_bytes, "one empty map left: only its handle is live");
+    champ_free(m);
+    champ_pool_free(p);
+    CHECK_EQ(ta.live_bytes, 0, "every chunk given back");
+    CHECK_EQ(ta.size_mismatches, 0, "chunks freed with their sizes");
+}
+
+/* Any 8-aligned piece (16 bytes or more) of any block can be freed on its
+ * own, small or large, and the books balance. */
+static void test_exact_pieces(void) {
+    champ_map *m = NULL;
+    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    if (!m)
+        return;
+    champ_pool *p = champ_pool_of(m);
+    size_t live0 = th_pool_live(p);
+    th_rng r = {0x91ece5};
+    for (int round = 0; round < 200; round++) {
+        size_t size = 16 + 8 * (size_t)th_below(&r, round % 3 ? 200 : 1200);
+        char *b = pool_alloc(p, size);
+        CHECK(b != NULL, "allocation of %zu bytes", size);
+        if (!b)
+            break;
+        CHECK_EQ(th_pool_live(p), live0 + size, "a block counts its exact size");
+        memset(b, 0x5a, size);
+        /* free it in pieces of random lengths (multiples of 8, >= 16) */
+        size_t off = 0;
+        while (off < size) {
+            size_t left = size - off, piece = left;
+            if (left >= 32 && th_chance(&r, 70)) {
+                piece = 16 + 8 * (size_t)th_below(&r, (left - 16) / 8);
+                if (left - piece < 16)
+                    piece = left;
+            }
+            pool_free(p, b + off, piece);
+            off += piece;
+        }
+        CHECK_EQ(th_pool_live(p), live0, "pieces give back the whole block");
+    }
+    pf_check_books(p, "pieces");
+    CHECK_VALID(m, "pool after pieces");
+    champ_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* 2. Fixed buffers reuse freed space for large blocks                 */
+/* ------------------------------------------------------------------ */
+
+static void test_fixed_big_keys(void) {
+    static _Alignas(64) unsigned char buf[128 * 1024];
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config cfg = th_kind_config(CHAMP_KEY_BYTES, 9, p);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(p);
+        return;
+    }
+    static char k[8192];
+    static size_t lens[512];
+    th_rng r = {0xb16};
+    /* Fill with keys of 1,100 to 1,500 bytes. */
+    uint64_t n = 0;
+    for (; n < 512; n++) {
+        lens[n] = 1100 + th_below(&r, 401);
+        pf_key(k, n, lens[n]);
+        champ_status st = champ_set_bytes(m, k, lens[n], th_tok(n), NULL);
+        if (st != CHAMP_OK) {
+            CHECK_ST(st, CHAMP_ENOMEM);
+            break;
+        }
+    }
+    CHECK(n > 40 && n < 512, "the buffer holds %llu big keys", (unsigned long long)n);
+    CHECK_VALID(m, "full of big keys");
+    /* Remove three of every four. */
+    uint64_t removed = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (i % 4 == 0)
+            continue;
+        pf_key(k, i, lens[i]);
+        champ_status st = champ_remove_bytes(m, k, lens[i], NULL);
+        CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "remove: %s", th_status_name(st));
+        removed += st == CHAMP_OK;
+    }
+    CHECK_VALID(m, "three of four big keys removed");
+    champ_pool_stats ps = pf_pstats(p);
+    size_t freed = ps.bytes_free_listed + (size_t)(p->end - p->bump);
+    /* Insert longer keys (2,100 to 3,000 bytes) until the buffer is full:
+     * each must fit while a free span can hold it and a node. */
+    uint64_t again = 0;
+    size_t short_span = 0, span_at_fail = 0, need_at_fail = 0;
+    for (uint64_t i = 1000; i < 2000; i++) {
+        size_t len = 2100 + th_below(&r, 901);
+        pf_key(k, i, len);
+        champ_status st = champ_set_bytes(m, k, len, th_tok(i), NULL);
+        if (st == CHAMP_OK) {
+            again++;
+            continue;
+        }
+        CHECK_ST(st, CHAMP_ENOMEM);
+        span_at_fail = pf_largest_free(p);
+        need_at_fail = blob_size(len) + 2 * POOL_CLASS_MAX + 32;
+        short_span = span_at_fail < need_at_fail;
+        break;
+    }
+    printf("  fixed big keys: %llu keys of 1100-1500 B fill 128 KiB, %llu removed "
+           "(%zu B free), then %llu keys of 2100-3000 B fit\n",
+           (unsigned long long)n, (unsigned long long)removed, freed,
+           (unsigned long long)again);
+    CHECK(again * 3 >= removed / 2,
+          "after removing %llu keys (%zu bytes free), only %llu longer keys fit",
+          (unsigned long long)removed, freed, (unsigned long long)again);
+    CHECK(short_span, "ENOMEM while a free span of %zu bytes could hold %zu",
+          span_at_fail, need_at_fail);
+    CHECK_VALID(m, "refilled with longer keys");
+    pf_check_books(p, "fixed big keys");
+    champ_free(m);
+    CHECK_EQ(th_pool_live(p), 0, "fixed pool drained");
+    champ_pool_free(p);
+}
+
+/* Small and large blocks churning in one fixed buffer; validate (which
+ * checks the pool's books) after every phase. */
+static void test_fixed_churn_mixed(void) {
+    static _Alignas(64) unsigned char buf[256 * 1024];
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 4, p);
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 5, p);
+    champ_map *mu = NULL, *mb = NULL;
+    CHECK_ST(champ_new(&cu, &mu), CHAMP_OK);
+    CHECK_ST(champ_new(&cb, &mb), CHAMP_OK);
+    if (!mu || !mb) {
+        champ_free(mu);
+        champ_free(mb);
+        champ_pool_free(p);
+        return;
+    }
+    enum { NK = 600 };
+    static size_t blen[NK];
+    static bool inb[NK], inu[NK * 8];
+    memset(inb, 0, sizeof inb);
+    memset(inu, 0, sizeof inu);
+    static char k[8192];
+    th_rng r = {0xc4a2};
+    long phases = th_iters(24, 6), ops = th_iters(1500, 300);
+    unsigned long enomem = 0, okb = 0;
+    for (long ph = 0; ph < phases; ph++) {
+        unsigned pct_insert = ph % 3 == 2 ? 25 : 70;
+        for (long o = 0; o < ops; o++) {
+            if (th_chance(&r, 50)) {
+                uint64_t i = th_below(&r, NK);
+                if (!inb[i] && th_chance(&r, pct_insert)) {
+                    blen[i] = th_chance(&r, 30) ? 1041 + th_below(&r, 4000)
+                                                : 1 + th_below(&r, 300);
+                    pf_key(k, i, blen[i]);
+                    champ_status st = champ_set_bytes(mb, k, blen[i], th_tok(i), NULL);
+                    if (st == CHAMP_OK) {
+                        inb[i] = true;
+                        okb += blen[i] > POOL_CLASS_MAX;
+                    } else {
+                        enomem += st == CHAMP_ENOMEM;
+                    }
+                } else if (inb[i]) {
+                    pf_key(k, i, blen[i]);
+                    champ_status st = champ_remove_bytes(mb, k, blen[i], NULL);
+                    if (st == CHAMP_OK)
+                        inb[i] = false;
+                }
+            } else {
+                uint64_t i = th_below(&r, NK * 8);
+                if (!inu[i] && th_chance(&r, pct_insert)) {
+                    champ_status st = champ_set_u64(mu, i, th_tok(i), NULL);
+                    if (st == CHAMP_OK)
+                        inu[i] = true;
+                    else
+                        enomem += st == CHAMP_ENOMEM;
+                } else if (inu[i]) {
+                    if (champ_remove_u64(mu, i, NULL) == CHAMP_OK)
+                        inu[i] = false;
+                }
+            }
+        }
+        CHECK_VALID(mu, "fixed churn (u64 map)");
+        CHECK_VALID(mb, "fixed churn (bytes map)");
+        pf_check_books(p, "fixed churn");
+    }
+    size_t bad = 0;
+    for (uint64_t i = 0; i < NK; i++) {
+        pf_key(k, i, blen[i]);
+        bad += (champ_contains_bytes(mb, k, blen[i]) == CHAMP_OK) != inb[i];
+    }
+    for (uint64_t i = 0; i < NK * 8; i++)
+        bad += (champ_contains_u64(mu, i) == CHAMP_OK) != inu[i];
+    CHECK_EQ(bad, 0, "fixed churn: contents as expected");
+    CHECK(okb > 50, "fixed churn: %lu large keys inserted", okb);
+    printf("  fixed churn: %lu large keys inserted, %lu ENOMEM\n", okb, enomem);
+    champ_free(mu);
+    champ_free(mb);
+    CHECK_EQ(th_pool_live(p), 0, "fixed churn drained");
+    champ_pool_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* 3. Telemetry calls may overlap                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct pf_thread {
+    const champ_map *m;
+    long rounds;
+    size_t free_listed; /* what every call saw */
+    size_t differ;      /* calls that saw something else */
+} pf_thread;
+
+static void *pf_stats_loop(void *arg) {
+    pf_thread *t = arg;
+    for (long i = 0; i < t->rounds; i++) {
+        champ_pool_stats ps;
+        if (champ_pool_stats_get(champ_pool_of(t->m), &ps) != CHAMP_OK ||
+            ps.bytes_free_listed != t->free_listed)
+            t->differ++;
+        if (i % 64 == 0) {
+            champ_stats s;
+            if (champ_stats_get(t->m, &s) != CHAMP_OK ||
+                s.pool.bytes_free_listed != t->free_listed)
+                t->differ++;
+        }
+    }
+    return NULL;
+}
+
+static void test_asan_concurrent_stats(void) {
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(NULL, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 8, p);
+    champ_map *a = NULL, *b = NULL;
+    CHECK_ST(champ_new(&c, &a), CHAMP_OK);
+    CHECK_ST(champ_new(&c, &b), CHAMP_OK);
+    if (!a || !b) {
+        champ_free(a);
+        champ_free(b);
+        champ_pool_free(p);
+        return;
+    }
+    uint64_t n = (uint64_t)th_iters(20000, 4000);
+    for (uint64_t i = 0; i < n; i++) {
+        champ_set_u64(a, i, NULL, NULL);
+        if (i % 8 == 0)
+            champ_set_u64(b, i, NULL, NULL);
+    }
+    for (uint64_t i = 0; i < n; i += 2)
+        champ_remove_u64(a, i, NULL); /* free lists fill up */
+    champ_pool_stats ps = pf_pstats(p);
+    CHECK(ps.bytes_free_listed > 0, "free lists hold blocks");
+    pf_check_books(p, "before the threads");
+    pf_thread t[2] = {{a, th_iters(20000, 2000), ps.bytes_free_listed, 0},
+                      {b, th_iters(20000, 2000), ps.bytes_free_listed, 0}};
+    pthread_t id[2];
+    int made = 0;
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&id[i], NULL, pf_stats_loop, &t[i]) == 0)
+            made++;
+    CHECK_EQ(made, 2, "two telemetry threads");
+    for (int i = 0; i < made; i++)
+        pthread_join(id[i], NULL);
+    CHECK(t[0].differ == 0 && t[1].differ == 0,
+          "overlapping stats calls agree (%zu, %zu calls differ)", t[0].differ,
+          t[1].differ);
+    champ_free(a);
+    champ_free(b);
+    champ_pool_free(p);
+}
 
 /* ------------------------------------------------------------------ */
 /* 4. validate's census                                                */
@@ -229,6 +683,12 @@ static void test_census_copies(void) {
 }
 
 void suite_poolfix(void) {
+    test_bignode_remove_oom();
+    test_bignode_remove_oom_alloc();
+    test_exact_pieces();
+    test_fixed_big_keys();
+    test_fixed_churn_mixed();
+    test_asan_concurrent_stats();
     test_census_forged();
     test_census_overflow();
     test_census_copies();
