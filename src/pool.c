@@ -21,8 +21,9 @@
  * fraction of it.  The old chunk's tail becomes free blocks, not lost; and
  * if much memory sits in free lists in pieces of the wrong sizes, they are
  * compacted (neighbours joined, spans of any length filed whole) before a
- * new chunk is taken.  There is no fixed capacity to run out of and no
- * per-node fallback to malloc.
+ * new chunk is taken.  champ_pool_trim compacts on request and gives every
+ * wholly free chunk back to the backing allocator.  There is no fixed
+ * capacity to run out of and no per-node fallback to malloc.
  *
  * Fixed-buffer mode: the pool header and one chunk live in the caller's
  * buffer; no allocator is ever called; when a request cannot be served even
@@ -352,10 +353,15 @@ static bool pool_grow(champ_pool *p, size_t size) {
 /* Compaction                                                          */
 /* ------------------------------------------------------------------ */
 
+/* Chunk sizes are multiples of 16: bit 0 marks a chunk that trim gives
+ * back once the scan of the free spans is over. */
+#define CHUNK_DOOMED ((size_t)1)
+
 /* Where a free span found by compaction goes: back to fresh space if it
- * ends there, else into the lists.  Returns true if it was not filed
- * (something was given back). */
-static bool settle_span(champ_pool *p, char *b, size_t len) {
+ * ends there; when trimming, back to the allocator if it is a whole chunk
+ * (c: the chunk whose whole space it is, else NULL); else into the lists.
+ * Returns true if it was not filed (something was given back). */
+static bool settle_span(champ_pool *p, char *b, size_t len, chunk *c, bool trim) {
     if (b + len == p->bump) {
         p->bump = b;
         p->carved -= len;
@@ -363,8 +369,40 @@ static bool settle_span(champ_pool *p, char *b, size_t len) {
         VG_NOACCESS(p->bump, fresh(p));
         return true;
     }
+    if (trim && c) {
+        c->size |= CHUNK_DOOMED;
+        p->carved -= len;
+        return true;
+    }
     file_span(p, b, len);
     return false;
+}
+
+/* Trim, after the scan: gives back the chunks settle_span doomed, and the
+ * current chunk if it is all fresh space. */
+static void free_doomed(champ_pool *p, bool trim) {
+    if (!trim)
+        return;
+    chunk **link = &p->chunks;
+    while (*link) {
+        chunk *c = *link;
+        bool current = p->end == (char *)c + (c->size & ~CHUNK_DOOMED);
+        if (current && p->bump == (char *)c + CHUNK_HDR) {
+            c->size |= CHUNK_DOOMED;
+            p->bump = p->end = NULL;
+        }
+        if (!(c->size & CHUNK_DOOMED)) {
+            link = &c->next;
+            continue;
+        }
+        size_t size = c->size & ~CHUNK_DOOMED;
+        *link = c->next;
+        p->nchunks--;
+        p->reserved -= size;
+        UNPOISON(c, size);
+        VG_UNDEFINED(c, size);
+        p->alloc.free(c, size, p->alloc.ctx);
+    }
 }
 
 /* The compaction of an arena pool, with a scratch bitmap (one bit per 8
@@ -405,7 +443,7 @@ static void mark_block(const cspan *cs, size_t n, uint64_t *bm, const char *b,
     }
 }
 
-static int pool_defrag_bitmap(champ_pool *p) {
+static int pool_defrag_bitmap(champ_pool *p, bool trim) {
     size_t n = p->nchunks, words = 0;
     if (n == 0 || p->fixed)
         return -1;
@@ -470,7 +508,9 @@ static int pool_defrag_bitmap(champ_pool *p) {
             size_t s1 = y ? wi * 64 + (size_t)__builtin_ctzll(y) : nw * 64;
             if (s1 > cs[a].units)
                 s1 = cs[a].units;
-            if (settle_span(p, cs[a].start + s0 * 8, (s1 - s0) * 8))
+            bool whole = s0 == CHUNK_HDR / 8 && s1 == cs[a].units;
+            if (settle_span(p, cs[a].start + s0 * 8, (s1 - s0) * 8,
+                            whole ? (chunk *)(void *)cs[a].start : NULL, trim))
                 gave_back = true;
             else
                 spans++;
@@ -478,6 +518,7 @@ static int pool_defrag_bitmap(champ_pool *p) {
         }
     }
     p->alloc.free(cs, bytes, p->alloc.ctx);
+    free_doomed(p, trim);
     return gave_back || spans < blocks;
 }
 
@@ -529,15 +570,25 @@ static fref gather_list(void **head, size_t size, fref all) {
     return all;
 }
 
+/* The chunk whose whole space [b, b+len) is, or NULL. */
+static chunk *whole_chunk(const champ_pool *p, const char *b, size_t len) {
+    if (p->fixed)
+        return NULL;
+    for (chunk *c = p->chunks; c; c = c->next)
+        if (b == (char *)c + CHUNK_HDR && len == c->size - CHUNK_HDR)
+            return c;
+    return NULL;
+}
+
 /* Gathers every free block, sorts them by address (a merge sort on the
  * list itself: no memory needed), joins neighbours, gives a span that ends
- * at the fresh-space pointer back to fresh space, and files the rest
- * whole.  After a clear()
+ * at the fresh-space pointer back to fresh space (and, trimming, whole
+ * chunks to the allocator), and files the rest whole.  After a clear()
  * this turns a pool of scattered free blocks back into one empty arena.
  * Returns true if anything was joined or given back.  Arena pools use the
  * bitmap above when they can. */
-static bool pool_defrag(champ_pool *p) {
-    int r = pool_defrag_bitmap(p);
+static bool pool_defrag(champ_pool *p, bool trim) {
+    int r = pool_defrag_bitmap(p, trim);
     if (r >= 0)
         return r;
     fref all = 0;
@@ -547,8 +598,10 @@ static bool pool_defrag(champ_pool *p) {
         all = gather_list(&p->large[k], 0, all);
     memset(p->nonempty, 0, sizeof p->nonempty);
     memset(p->large_nonempty, 0, sizeof p->large_nonempty);
-    if (!all)
+    if (!all) {
+        free_doomed(p, trim);
         return false;
+    }
     /* bottom-up merge sort of the list by address */
     fref bins[64] = {0};
     while (all) {
@@ -576,15 +629,16 @@ static bool pool_defrag(champ_pool *p) {
             sl += len;
             changed = true;
         } else {
-            if (sb && settle_span(p, sb, sl))
+            if (sb && settle_span(p, sb, sl, trim ? whole_chunk(p, sb, sl) : NULL, trim))
                 changed = true;
             sb = b;
             sl = len;
         }
         f = next;
     }
-    if (settle_span(p, sb, sl))
+    if (settle_span(p, sb, sl, trim ? whole_chunk(p, sb, sl) : NULL, trim))
         changed = true;
+    free_doomed(p, trim);
     return changed;
 }
 
@@ -620,7 +674,7 @@ static NOINLINE bool pool_refill(champ_pool *p, size_t size, void **b) {
     if (!p->fixed && pool_fragmented(p)) {
         /* About to take a new chunk while much memory sits in free lists
          * in pieces of the wrong sizes: join neighbours first. */
-        pool_defrag(p);
+        pool_defrag(p, false);
         defrag_done(p);
         if ((*b = take_free_again(p, size)) || fresh(p) >= size)
             return true;
@@ -630,7 +684,7 @@ static NOINLINE bool pool_refill(champ_pool *p, size_t size, void **b) {
     if (!p->fixed)
         return false;
     /* A full fixed buffer: compact the free lists and try again. */
-    if (pool_defrag(p) && ((*b = take_free_again(p, size)) || fresh(p) >= size))
+    if (pool_defrag(p, false) && ((*b = take_free_again(p, size)) || fresh(p) >= size))
         return true;
     if (size <= POOL_CLASS_MAX)
         *b = pool_split_loose(p, size);
@@ -854,6 +908,14 @@ void champ__pool_release(champ_pool *p) {
 void champ_pool_free(champ_pool *pool) {
     if (pool)
         champ__pool_release(pool);
+}
+
+champ_status champ_pool_trim(champ_pool *p) {
+    if (!p)
+        return CHAMP_EINVAL;
+    pool_defrag(p, true);
+    defrag_done(p);
+    return CHAMP_OK;
 }
 
 /* ------------------------------------------------------------------ */

@@ -1,6 +1,7 @@
 /*
  * test_poolfix.c - the pool: exact-size large blocks, compaction into
- * large spans, O(1) pool stats, validate's census and books.
+ * large spans, O(1) pool stats, validate's census and books,
+ * and champ_pool_trim.
  *
  * Regression tests of /work/shared/repro (each named after its program):
  *   bignode_remove_oom        a node above the largest size class shrinks
@@ -222,6 +223,8 @@ static void test_exact_pieces(void) {
     }
     pf_check_books(p, "pieces");
     CHECK_VALID(m, "pool after pieces");
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    pf_check_books(p, "pieces, trimmed");
     champ_free(m);
 }
 
@@ -304,6 +307,13 @@ static void test_fixed_big_keys(void) {
           span_at_fail, need_at_fail);
     CHECK_VALID(m, "refilled with longer keys");
     pf_check_books(p, "fixed big keys");
+    /* Empty: the whole buffer is one span again. */
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    CHECK(pf_largest_free(p) + p->map_bytes + 64 >= p->reserved,
+          "an empty fixed pool is one free span after trim (%zu of %zu)",
+          pf_largest_free(p), p->reserved);
+    pf_check_books(p, "fixed big keys, cleared");
     champ_free(m);
     CHECK_EQ(th_pool_live(p), 0, "fixed pool drained");
     champ_pool_free(p);
@@ -380,6 +390,10 @@ static void test_fixed_churn_mixed(void) {
         CHECK_VALID(mu, "fixed churn (u64 map)");
         CHECK_VALID(mb, "fixed churn (bytes map)");
         pf_check_books(p, "fixed churn");
+        if (ph % 4 == 3) {
+            CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+            CHECK_VALID(mb, "fixed churn, trimmed");
+        }
     }
     size_t bad = 0;
     for (uint64_t i = 0; i < NK; i++) {
@@ -682,6 +696,123 @@ static void test_census_copies(void) {
     free(c);
 }
 
+/* ------------------------------------------------------------------ */
+/* 5. champ_pool_trim                                                  */
+/* ------------------------------------------------------------------ */
+
+static void test_trim_basics(void) {
+    CHECK_ST(champ_pool_trim(NULL), CHAMP_EINVAL);
+    th_alloc ta;
+    th_alloc_init(&ta);
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.allocator = &ta.a;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK); /* nothing to do */
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 6, p);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(p);
+        return;
+    }
+    uint64_t n = (uint64_t)th_iters(100000, 5000);
+    for (uint64_t i = 0; i < n; i++)
+        champ_set_u64(m, i, th_tok(i), NULL);
+    champ_pool_stats before = pf_pstats(p);
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    champ_pool_stats after = pf_pstats(p);
+    CHECK(after.chunks <= 1 && after.bytes_reserved <= 64 * 1024,
+          "cleared and trimmed: %zu chunks, %zu bytes reserved (were %zu, %zu)",
+          after.chunks, after.bytes_reserved, before.chunks, before.bytes_reserved);
+    CHECK_EQ(ta.live_bytes, after.bytes_reserved + sizeof(champ_pool),
+             "the allocator holds the pool and what it reserves");
+    CHECK_EQ(ta.size_mismatches, 0, "chunks given back with their sizes");
+    pf_check_books(p, "cleared and trimmed");
+    CHECK_VALID(m, "cleared and trimmed");
+    for (uint64_t i = 0; i < n; i++)
+        champ_set_u64(m, i, th_tok(i), NULL);
+    CHECK_EQ(champ_size(m), n, "refilled after trim");
+    CHECK_VALID(m, "refilled after trim");
+    /* trim when the scratch memory of compaction is refused: the merge
+     * sort still finds whole chunks */
+    for (uint64_t i = 0; i < n; i++)
+        if (i % 16)
+            champ_remove_u64(m, i, NULL);
+    for (uint64_t i = 0; i < n; i += 16)
+        champ_remove_u64(m, i, NULL);
+    ta.fail_at = (long)ta.calls;
+    ta.fail_persist = true;
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    ta.fail_at = -1;
+    after = pf_pstats(p);
+    CHECK(after.chunks <= 1, "trim without scratch memory: %zu chunks left", after.chunks);
+    pf_check_books(p, "trim without scratch memory");
+    CHECK_VALID(m, "trim without scratch memory");
+    champ_free(m);
+    champ_pool_free(p);
+    CHECK_EQ(ta.live_bytes, 0, "every byte given back");
+    CHECK_EQ(ta.size_mismatches, 0, "sizes match");
+
+    /* fixed buffer: compacts, returns CHAMP_OK */
+    static _Alignas(64) unsigned char buf[64 * 1024];
+    memset(&pc, 0, sizeof pc);
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    c.pool = p;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (m) {
+        for (uint64_t i = 0; i < 2000; i++)
+            champ_set_u64(m, i, NULL, NULL);
+        for (uint64_t i = 0; i < 2000; i++)
+            champ_remove_u64(m, i, NULL);
+        size_t fl = pf_pstats(p).bytes_free_listed;
+        CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+        champ_pool_stats ps = pf_pstats(p);
+        CHECK(ps.bytes_free_listed < fl || fl == 0, "fixed trim compacts (%zu -> %zu)",
+              fl, ps.bytes_free_listed);
+        CHECK_EQ(ps.bytes_reserved, p->reserved, "a fixed buffer keeps its size");
+        CHECK_VALID(m, "fixed trim");
+        champ_free(m);
+    }
+    champ_pool_free(p);
+}
+
+/* The target of issue 10: 1M u64 keys, 99% removed, trim. */
+static void test_trim_ratio(void) {
+    champ_map *m = NULL;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 10, NULL);
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (!m)
+        return;
+    champ_pool *p = champ_pool_of(m);
+    uint64_t n = (uint64_t)th_iters(1000000, 20000);
+    for (uint64_t i = 0; i < n; i++)
+        champ_set_u64(m, i, NULL, NULL);
+    champ_pool_stats full = pf_pstats(p);
+    for (uint64_t i = 0; i < n; i++)
+        if (i % 100)
+            champ_remove_u64(m, i, NULL);
+    champ_pool_stats left = pf_pstats(p);
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    champ_pool_stats ps = pf_pstats(p);
+    CHECK_VALID(m, "trimmed");
+    printf("  trim: %llu keys: reserved %zu, live %zu (%zu chunks); 1%% left: reserved "
+           "%zu, live %zu; trimmed: reserved %zu (%zu chunks), %.2fx live\n",
+           (unsigned long long)n, full.bytes_reserved, full.bytes_live, full.chunks,
+           left.bytes_reserved, left.bytes_live, ps.bytes_reserved, ps.chunks,
+           (double)ps.bytes_reserved / (double)ps.bytes_live);
+    CHECK(ps.bytes_reserved <= left.bytes_reserved, "trim never reserves more");
+    champ_free(m);
+}
+
 void suite_poolfix(void) {
     test_bignode_remove_oom();
     test_bignode_remove_oom_alloc();
@@ -692,4 +823,6 @@ void suite_poolfix(void) {
     test_census_forged();
     test_census_overflow();
     test_census_copies();
+    test_trim_basics();
+    test_trim_ratio();
 }
