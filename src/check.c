@@ -340,6 +340,7 @@ champ_status champ_validate(const champ_map *m) {
     if (cs.edges != 0)
         VFAIL(&v, "census walks disagree by %lld references (a node carried the census mark"
                   " before validate began)", cs.edges);
+    cs.bytes += p->npages * HPAGE_BYTES;
     if (nmaps != p->nmaps)
         VFAIL(&v, "pool lists %zu maps but counts %zu", nmaps, p->nmaps);
     if (cs.bytes != p->live)
@@ -358,6 +359,12 @@ champ_status champ_validate(const champ_map *m) {
                   " or free-listed), fresh, nor chunk headers", au.imbalance);
     if (au.misfiled)
         VFAIL(&v, "pool free lists: %zu large blocks in the wrong list", au.misfiled);
+    if (au.pages_walked != p->npages || au.handles_walked != p->nhandles)
+        VFAIL(&v, "handle pages: %zu pages with %zu handles, the pool counts %zu and %zu",
+              au.pages_walked, au.handles_walked, p->npages, p->nhandles);
+    if (au.pages_bad || au.open_walked != au.open_expected)
+        VFAIL(&v, "handle pages: %zu inconsistent, %zu on the open list, %zu with room",
+              au.pages_bad, au.open_walked, au.open_expected);
     return v.bad ? CHAMP_ECORRUPT : CHAMP_OK;
 }
 

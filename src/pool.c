@@ -44,6 +44,8 @@
  * know their size from their bitmaps).  Free blocks are poisoned for ASan
  * and marked no-access for valgrind (debug builds), so use-after-free inside
  * the pool is caught like use-after-free of malloc.
+ *
+ * Map handles: handle pages, one pool block each (see the end of the file).
  */
 #include "internal.h"
 
@@ -959,6 +961,123 @@ champ_status champ_pool_fail_after(champ_pool *p, long n) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Handle pages                                                        */
+/* ------------------------------------------------------------------ */
+
+/* A page: this header, then HPAGE_SLOTS handles.  The last byte of each
+ * handle holds its slot, so a handle finds its page.  Every page is on the
+ * list of all pages (what the census walks); pages with a free slot are
+ * also on the open list (where handles are taken).  A page that becomes
+ * empty goes back to the pool, unless it is the only one.  Free slots are
+ * poisoned like free blocks. */
+struct hpage {
+    hpage *next, *prev;   /* all pages */
+    hpage *onext, *oprev; /* pages with a free slot */
+    uint32_t used;        /* bit i: slot i holds a live handle */
+};
+_Static_assert(sizeof(hpage) <= HPAGE_HDR, "the page header fits its room");
+#define HPAGE_FULL ((uint32_t)((1ull << HPAGE_SLOTS) - 1))
+
+static unsigned char *hslot(const hpage *g, unsigned i) {
+    return (unsigned char *)(uintptr_t)g + HPAGE_HDR + CHAMP_HANDLE_BYTES * i;
+}
+static hpage *hpage_of(const unsigned char *h, unsigned *slot) {
+    *slot = h[CHAMP_HANDLE_BYTES - 1];
+    return (hpage *)(uintptr_t)(h - HPAGE_HDR - CHAMP_HANDLE_BYTES * *slot);
+}
+
+static void open_link(champ_pool *p, hpage *g) {
+    g->oprev = NULL;
+    g->onext = p->hpages_open;
+    if (g->onext)
+        g->onext->oprev = g;
+    p->hpages_open = g;
+}
+static void open_unlink(champ_pool *p, hpage *g) {
+    if (g->oprev)
+        g->oprev->onext = g->onext;
+    else
+        p->hpages_open = g->onext;
+    if (g->onext)
+        g->onext->oprev = g->oprev;
+}
+
+void *champ__handle_alloc(champ_pool *p) {
+    if (pool_fault(p))
+        return NULL;
+    hpage *g = p->hpages_open;
+    if (!g) {
+        g = pool_alloc_block(p, HPAGE_BYTES);
+        if (!g)
+            return NULL;
+        memset(g, 0, sizeof *g);
+        g->next = p->hpages;
+        if (g->next)
+            g->next->prev = g;
+        p->hpages = g;
+        p->npages++;
+        open_link(p, g);
+        POISON(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
+        VG_NOACCESS(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
+    }
+    unsigned i = (unsigned)__builtin_ctz(~g->used & HPAGE_FULL);
+    g->used |= (uint32_t)1 << i;
+    if (g->used == HPAGE_FULL)
+        open_unlink(p, g);
+    unsigned char *h = hslot(g, i);
+    UNPOISON(h, CHAMP_HANDLE_BYTES);
+    VG_UNDEFINED(h, CHAMP_HANDLE_BYTES);
+    memset(h, 0, CHAMP_HANDLE_BYTES - 1);
+    h[CHAMP_HANDLE_BYTES - 1] = (unsigned char)i;
+    p->nhandles++;
+    return h;
+}
+
+void champ__handle_free(champ_pool *p, void *hv) {
+    unsigned i;
+    hpage *g = hpage_of(hv, &i);
+    CHAMP_ASSERT(i < HPAGE_SLOTS && (g->used >> i & 1u));
+    bool was_full = g->used == HPAGE_FULL;
+    g->used &= ~((uint32_t)1 << i);
+    FILL_FREED(hv, CHAMP_HANDLE_BYTES);
+    POISON(hv, CHAMP_HANDLE_BYTES);
+    VG_NOACCESS(hv, CHAMP_HANDLE_BYTES);
+    p->nhandles--;
+    if (g->used == 0 && p->npages > 1) {
+        if (!was_full)
+            open_unlink(p, g);
+        if (g->prev)
+            g->prev->next = g->next;
+        else
+            p->hpages = g->next;
+        if (g->next)
+            g->next->prev = g->prev;
+        p->npages--;
+        UNPOISON(g, HPAGE_BYTES);
+        VG_UNDEFINED(g, HPAGE_BYTES);
+        pool_free(p, g, HPAGE_BYTES);
+        return;
+    }
+    if (was_full)
+        open_link(p, g);
+}
+
+void *champ__handle_next(const champ_pool *p, const void *hv) {
+    const hpage *g = p->hpages;
+    unsigned from = 0;
+    if (hv) {
+        g = hpage_of(hv, &from);
+        from++;
+    }
+    for (; g; g = g->next, from = 0) {
+        uint32_t m = g->used & (HPAGE_FULL << from);
+        if (m)
+            return hslot(g, (unsigned)__builtin_ctz(m));
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* Audit (champ_validate)                                              */
 /* ------------------------------------------------------------------ */
 
@@ -978,4 +1097,21 @@ void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
     a->free_counted = pool_spare(p);
     size_t hdrs = p->fixed ? 0 : p->nchunks * CHUNK_HDR;
     a->imbalance = (long long)p->reserved - (long long)(p->carved + fresh(p) + hdrs);
+    for (const hpage *g = p->hpages; g; g = g->next) {
+        a->pages_walked++;
+        a->handles_walked += (size_t)__builtin_popcount(g->used);
+        if (g->used & ~HPAGE_FULL || (g->used == 0 && p->npages > 1) ||
+            (g->next && g->next->prev != g))
+            a->pages_bad++;
+        if (g->used != HPAGE_FULL)
+            a->open_expected++;
+        for (unsigned i = 0; i < HPAGE_SLOTS; i++)
+            if (g->used >> i & 1u && hslot(g, i)[CHAMP_HANDLE_BYTES - 1] != i)
+                a->pages_bad++;
+    }
+    for (const hpage *g = p->hpages_open; g; g = g->onext) {
+        a->open_walked++;
+        if (g->used == HPAGE_FULL || (g->onext && g->onext->oprev != g))
+            a->pages_bad++;
+    }
 }

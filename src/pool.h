@@ -21,10 +21,24 @@
 #define POOL_NLARGE (POOL_LARGE_POWS << POOL_LARGE_SUB_BITS)
 #define POOL_SIZE_MAX ((size_t)1 << 47) /* larger requests are refused   */
 
+/* Map handles live in handle pages: one pool block of HPAGE_BYTES holding a
+ * header and HPAGE_SLOTS handles of CHAMP_HANDLE_BYTES.  The last byte of a
+ * handle belongs to the pool (its slot in the page). */
+#define CHAMP_HANDLE_BYTES 32u
+#define HPAGE_BYTES 1024u
+#define HPAGE_HDR 64u
+#define HPAGE_SLOTS 30u
+_Static_assert(HPAGE_HDR + HPAGE_SLOTS * CHAMP_HANDLE_BYTES == HPAGE_BYTES,
+               "a handle page is its header and its slots");
+_Static_assert(HPAGE_BYTES <= POOL_CLASS_MAX, "a handle page is a small block");
+_Static_assert(HPAGE_SLOTS < 32u, "a page's slots fit one 32-bit mask");
+
 typedef struct chunk {
     struct chunk *next;
     size_t size;
 } chunk;
+
+typedef struct hpage hpage;
 
 struct champ_pool {
     void *free[POOL_NCLASS];     /* free list per 8-byte size class      */
@@ -54,6 +68,10 @@ struct champ_pool {
     champ_map *maps;             /* live maps (for the census)           */
     size_t nmaps;
     size_t map_bytes;            /* size of a map handle block           */
+    hpage *hpages;               /* every handle page                    */
+    hpage *hpages_open;          /* pages with a free slot               */
+    size_t npages;
+    size_t nhandles;             /* handles handed out                   */
     uint64_t backing_calls;
     uint64_t failures;
 #ifdef CHAMP_FAULTS
@@ -74,14 +92,28 @@ INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
 INTERNAL bool champ__cpu_ok(void);
 
 /* For champ_validate (exclusive: it reads free blocks): the pool's books,
- * found by walking every free list. */
+ * found by walking every free list and handle page. */
 typedef struct champ_pool_audit {
     size_t free_walked;      /* bytes of the blocks in the free lists     */
     size_t free_counted;     /* what the pool's counters say they hold    */
     long long imbalance;     /* reserved - (carved + fresh + chunk headers) */
     size_t misfiled;         /* free blocks in a list not of their size   */
+    size_t pages_walked;     /* handle pages in the list of all pages     */
+    size_t handles_walked;   /* used slots in them                        */
+    size_t pages_bad;        /* pages whose header disagrees with itself  */
+    size_t open_walked;      /* pages in the list of pages with room      */
+    size_t open_expected;    /* pages that have a free slot               */
 } champ_pool_audit;
 INTERNAL void champ__pool_audit(const champ_pool *p, champ_pool_audit *a);
+
+/* Map handles (handle pages, see pool.c).  alloc: CHAMP_HANDLE_BYTES
+ * bytes, zeroed except the last (the pool's), or NULL when the pool is out
+ * of memory; free: gives one back; next: the live handle after h (NULL:
+ * the first), NULL after the last; valid while no handle is allocated or
+ * freed. */
+INTERNAL void *champ__handle_alloc(champ_pool *p);
+INTERNAL void champ__handle_free(champ_pool *p, void *h);
+INTERNAL void *champ__handle_next(const champ_pool *p, const void *h);
 
 #ifdef CHAMP_DEBUG
 #define FILL_FRESH(p, n) memset((p), 0xCD, (n))

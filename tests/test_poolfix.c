@@ -1,7 +1,7 @@
 /*
  * test_poolfix.c - the pool: exact-size large blocks, compaction into
  * large spans, O(1) pool stats, validate's census and books,
- * and champ_pool_trim.
+ * champ_pool_trim, and the handle pages of map handles.
  *
  * Regression tests of /work/shared/repro (each named after its program):
  *   bignode_remove_oom        a node above the largest size class shrinks
@@ -15,9 +15,9 @@
  *   census_overflow           the census wrapped at 2^24 references to a
  *                             node (false corruption, state left behind)
  *
- * This file reaches into the pool (internal.h) to check its books and to
- * build test states the public API cannot (a node with 2^24 references,
- * forged reference counts).
+ * This file reaches into the pool (internal.h) for the handle pages, which
+ * no public function uses yet, and to build test states the public API
+ * cannot (a node with 2^24 references, forged reference counts).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -55,6 +55,11 @@ static void pf_check_books(const champ_pool *p, const char *what) {
           a.free_counted);
     CHECK(a.imbalance == 0, "%s: books off by %lld", what, a.imbalance);
     CHECK_EQ(a.misfiled, 0, what);
+    CHECK(a.pages_walked == p->npages && a.handles_walked == p->nhandles &&
+              a.pages_bad == 0 && a.open_walked == a.open_expected,
+          "%s: handle pages %zu/%zu, handles %zu/%zu, bad %zu, open %zu/%zu", what,
+          a.pages_walked, p->npages, a.handles_walked, p->nhandles, a.pages_bad,
+          a.open_walked, a.open_expected);
     champ_pool_stats ps = pf_pstats(p);
     CHECK(ps.bytes_free_listed == a.free_walked,
           "%s: pool stats say %zu free-listed bytes, the lists hold %zu", what,
@@ -813,6 +818,187 @@ static void test_trim_ratio(void) {
     champ_free(m);
 }
 
+/* ------------------------------------------------------------------ */
+/* 6. Handle pages                                                     */
+/* ------------------------------------------------------------------ */
+
+static bool pf_handle_clean(const unsigned char *h) {
+    for (unsigned i = 0; i + 1 < CHAMP_HANDLE_BYTES; i++)
+        if (h[i])
+            return false;
+    return h[CHAMP_HANDLE_BYTES - 1] < HPAGE_SLOTS;
+}
+
+/* Every live handle exactly once, by iteration. */
+static void pf_check_iter(const champ_pool *p, unsigned char **hs, size_t n,
+                          const char *what) {
+    size_t seen = 0, strangers = 0;
+    for (unsigned char *h = champ__handle_next(p, NULL); h; h = champ__handle_next(p, h)) {
+        seen++;
+        size_t j = 0;
+        while (j < n && hs[j] != h)
+            j++;
+        if (j == n)
+            strangers++;
+        else if (h[0] != 0xa5)
+            strangers++; /* visited twice */
+        else
+            h[0] = 0x5a;
+    }
+    for (size_t j = 0; j < n; j++)
+        if (hs[j]) {
+            CHECK(hs[j][0] == 0x5a, "%s: handle %zu not visited", what, j);
+            hs[j][0] = 0xa5;
+        }
+    size_t live = 0;
+    for (size_t j = 0; j < n; j++)
+        live += hs[j] != NULL;
+    CHECK(seen == live && strangers == 0 && p->nhandles == live,
+          "%s: iteration saw %zu handles (%zu strangers), %zu live, the pool counts %zu",
+          what, seen, strangers, live, p->nhandles);
+}
+
+static void test_handles(void) {
+    champ_map *m = NULL;
+    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    if (!m)
+        return;
+    champ_pool *p = champ_pool_of(m);
+    for (uint64_t i = 0; i < 500; i++)
+        champ_set_u64(m, i, NULL, NULL);
+    size_t live0 = th_pool_live(p);
+    CHECK(champ__handle_next(p, NULL) == NULL, "no handles yet");
+    enum { NH = 200 };
+    unsigned char *hs[NH] = {0};
+    th_rng r = {0x4a4d};
+    for (int order = 0; order < 3; order++) {
+        for (size_t j = 0; j < NH; j++) {
+            hs[j] = champ__handle_alloc(p);
+            CHECK(hs[j] != NULL, "handle %zu", j);
+            if (!hs[j])
+                return;
+            CHECK(pf_handle_clean(hs[j]), "handle %zu zeroed but its slot byte", j);
+            CHECK(((uintptr_t)hs[j] & 7) == 0, "handle aligned");
+            memset(hs[j], 0xa5, CHAMP_HANDLE_BYTES - 1);
+        }
+        size_t pages = (NH + HPAGE_SLOTS - 1) / HPAGE_SLOTS;
+        CHECK_EQ(p->npages, pages, "pages for the handles");
+        CHECK_EQ(th_pool_live(p), live0 + pages * HPAGE_BYTES,
+                 "handles count as whole pages");
+        pf_check_iter(p, hs, NH, "all allocated");
+        CHECK_VALID(m, "handle pages in the census");
+        pf_check_books(p, "handles");
+        /* free: last first, first first, random */
+        for (size_t i = 0; i < NH; i++) {
+            size_t j = order == 0 ? NH - 1 - i : order == 1 ? i : th_below(&r, NH);
+            while (!hs[j])
+                j = (j + 1) % NH;
+            champ__handle_free(p, hs[j]);
+            hs[j] = NULL;
+            if (i % 37 == 0) {
+                pf_check_iter(p, hs, NH, "after frees");
+                pf_check_books(p, "after frees");
+            }
+        }
+        CHECK_EQ(p->nhandles, 0, "every handle freed");
+        CHECK_EQ(p->npages, 1, "one empty page kept");
+        CHECK_EQ(th_pool_live(p), live0 + HPAGE_BYTES, "empty pages given back");
+        CHECK(champ__handle_next(p, NULL) == NULL, "no handles left");
+        CHECK_VALID(m, "one empty page");
+    }
+    /* random interleaving, iteration after random frees */
+    size_t nlive = 0;
+    for (int step = 0; step < 3000; step++) {
+        size_t j = th_below(&r, NH);
+        if (hs[j]) {
+            champ__handle_free(p, hs[j]);
+            hs[j] = NULL;
+            nlive--;
+        } else {
+            hs[j] = champ__handle_alloc(p);
+            CHECK(hs[j] != NULL, "handle");
+            if (hs[j]) {
+                CHECK(pf_handle_clean(hs[j]), "handle clean");
+                memset(hs[j], 0xa5, CHAMP_HANDLE_BYTES - 1);
+                nlive++;
+            }
+        }
+        if (step % 250 == 0) {
+            pf_check_iter(p, hs, NH, "interleaved");
+            pf_check_books(p, "interleaved");
+            CHECK(p->npages >= (nlive + HPAGE_SLOTS - 1) / HPAGE_SLOTS, "pages");
+        }
+    }
+    CHECK_VALID(m, "interleaved handles");
+    /* trim keeps pages (they are live blocks) */
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    pf_check_iter(p, hs, NH, "after trim");
+    for (size_t j = 0; j < NH; j++)
+        if (hs[j]) {
+            champ__handle_free(p, hs[j]);
+            hs[j] = NULL;
+        }
+#ifdef CHAMP_FAULTS
+    /* fail_after: a handle counts as an allocation; nothing changes when
+     * it is refused */
+    size_t live1 = th_pool_live(p), pages1 = p->npages;
+    CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_OK);
+    CHECK(champ__handle_alloc(p) == NULL, "fail_after 0 refuses a handle");
+    CHECK(th_pool_live(p) == live1 && p->npages == pages1 && p->nhandles == 0,
+          "a refused handle changes nothing");
+    CHECK_ST(champ_pool_fail_after(p, 2 * HPAGE_SLOTS), CHAMP_OK);
+    size_t got = 0;
+    while (got < NH && (hs[got] = champ__handle_alloc(p)) != NULL)
+        got++;
+    CHECK_EQ(got, 2 * HPAGE_SLOTS, "fail_after n: n handles");
+    CHECK_ST(champ_pool_fail_after(p, -1), CHAMP_OK);
+    pf_check_books(p, "fail_after");
+    for (size_t j = 0; j < got; j++) {
+        champ__handle_free(p, hs[j]);
+        hs[j] = NULL;
+    }
+#endif
+    CHECK_VALID(m, "handles done");
+    CHECK_EQ(th_pool_live(p), live0 + HPAGE_BYTES, "one page left");
+    champ_free(m);
+}
+
+static void test_handles_fixed(void) {
+    static _Alignas(64) unsigned char buf[16 * 1024];
+    champ_pool_config pc;
+    memset(&pc, 0, sizeof pc);
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    enum { NH = 1000 };
+    static unsigned char *hs[NH];
+    size_t n = 0;
+    while (n < NH && (hs[n] = champ__handle_alloc(p)) != NULL)
+        memset(hs[n++], 0xa5, CHAMP_HANDLE_BYTES - 1);
+    size_t room = p->reserved / HPAGE_BYTES;
+    CHECK(n < NH && n >= (room - 1) * HPAGE_SLOTS,
+          "a fixed buffer of %zu bytes holds %zu handles", p->reserved, n);
+    CHECK(pf_pstats(p).alloc_failures > 0, "the refusal is counted");
+    pf_check_iter(p, hs, n, "fixed, full");
+    pf_check_books(p, "fixed, full");
+    th_rng r = {0xf1};
+    for (size_t i = 0; i < n; i++) {
+        size_t j = th_below(&r, n);
+        while (!hs[j])
+            j = (j + 1) % n;
+        champ__handle_free(p, hs[j]);
+        hs[j] = NULL;
+        if (i % 50 == 0)
+            pf_check_iter(p, hs, n, "fixed, freeing");
+    }
+    pf_check_books(p, "fixed, freed");
+    CHECK_EQ(th_pool_live(p), HPAGE_BYTES, "one page left");
+    champ_pool_free(p);
+}
+
 void suite_poolfix(void) {
     test_bignode_remove_oom();
     test_bignode_remove_oom_alloc();
@@ -825,4 +1011,6 @@ void suite_poolfix(void) {
     test_census_copies();
     test_trim_basics();
     test_trim_ratio();
+    test_handles();
+    test_handles_fixed();
 }
