@@ -84,11 +84,11 @@ $(B)/examples/%: examples/%.c $(B)/libchamp.a include/champ.h | $(B)/examples
 
 # Test binaries: the library sources compiled into each variant directly.
 $(B)/test/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR) | $(B)/test
-	$(CC) $(TEST_CFLAGS) -Itests $(LIB_SRC) $(TEST_SRC) -o $@ -lm
+	$(CC) $(TEST_CFLAGS) -Itests $(LIB_SRC) $(TEST_SRC) -o $@ -lm -lpthread
 $(B)/dbg/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR) | $(B)/dbg
-	$(CC) $(DBG_CFLAGS) -Itests $(LIB_SRC) $(TEST_SRC) -o $@ -lm
+	$(CC) $(DBG_CFLAGS) -Itests $(LIB_SRC) $(TEST_SRC) -o $@ -lm -lpthread
 $(B)/asan/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR) | $(B)/asan
-	$(CC) $(ASAN_CFLAGS) -Itests $(LIB_SRC) $(TEST_SRC) -o $@ -lm
+	$(CC) $(ASAN_CFLAGS) -Itests $(LIB_SRC) $(TEST_SRC) -o $@ -lm -lpthread
 
 debug: $(B)/dbg/champ_test
 asan: $(B)/asan/champ_test

@@ -647,6 +647,16 @@ CHAMP_API champ_status champ_stats_get(const champ_map *m, champ_stats *out,
 CHAMP_API champ_status champ_pool_stats_get(const champ_pool *p,
                                             champ_pool_stats *out,
                                             size_t out_size);
+/* Gives memory back: compacts the pool's free lists (neighbouring free
+ * blocks are joined) and returns every arena chunk that holds no live
+ * block to the backing allocator.  Live nodes never move, so a chunk that
+ * still holds one live block stays.  A fixed-buffer pool is only
+ * compacted.  Never fails and never changes a map: every map of the pool
+ * reads the same before and after.  Returns CHAMP_OK, or CHAMP_EINVAL for
+ * NULL.  Thread model: a pool write, like the updates (it changes the
+ * pool's free lists): no other writer of the pool and no telemetry call
+ * may overlap it; readers of the pool's maps may. */
+CHAMP_API champ_status champ_pool_trim(champ_pool *p);
 /* Prints the map's stats and its pool's as a readable table.  Returns
  * CHAMP_OK or CHAMP_EINVAL. */
 CHAMP_API champ_status champ_stats_print(const champ_map *m, FILE *f);

@@ -974,38 +974,16 @@ static bool op_writing(const champ_map *m) {
 
 #define TYPE_BYTES ((sizeof(mtype) + 7u) & ~(size_t)7)
 
-static void map_link(champ_pool *p, champ_map *m) {
-    m->prev = NULL;
-    m->next = p->maps;
-    if (p->maps)
-        p->maps->prev = m;
-    p->maps = m;
-    p->nmaps++;
-}
-
-static void map_unlink(champ_pool *p, champ_map *m) {
-    if (m->prev)
-        m->prev->next = m->next;
-    else
-        p->maps = m->next;
-    if (m->next)
-        m->next->prev = m->prev;
-    p->nmaps--;
-}
-
 /* A new handle of type t (which gains a reference), or NULL. */
 #define map_handle champ__map_handle
 champ_map *champ__map_handle(mtype *t, node *root, size_t size) {
-    champ_pool *p = t->pool;
-    champ_map *m = pool_alloc(p, p->map_bytes);
+    champ_map *m = champ__handle_alloc(t->pool);
     if (!m)
         return NULL;
-    memset(m, 0, sizeof *m);
     m->root = root;
     m->size = size;
     m->t = t;
     t->refs++;
-    map_link(p, m);
     return m;
 }
 
@@ -1186,8 +1164,7 @@ void champ_free(champ_map *m) {
             champ__node_drop(t, r, 0);
         }
     }
-    map_unlink(p, m);
-    pool_free(p, m, p->map_bytes);
+    champ__handle_free(p, m);
     type_release(t);
 }
 

@@ -231,49 +231,87 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
     return count;
 }
 
-/* Census over the whole pool: count in aux the references every node
- * receives from the live maps and their parents, then compare with rc. */
-static void census_count(const node *cn, unsigned level, size_t *bytes, const champ_map *m) {
+/* Census over the whole pool: does every node's reference count equal the
+ * references the live maps and their nodes hold, and do the pool's live
+ * bytes equal what those maps use?  It needs no memory: the count itself
+ * is the counter.  census_count walks every map and takes one off a node's
+ * count for each reference it meets; the first meeting marks the node (aux
+ * bits 8-31 hold CENSUS_MARK), counts its bytes and follows its children.
+ * census_check walks again and gives every reference back; at the first
+ * meeting (the mark is still there) the count must be 0, and the mark is
+ * cleared.  Both walks follow the same references (a node's children once,
+ * from its first meeting), so every count ends as it began and no mark is
+ * left, whatever was found.  The comparison is exact: as wide as the count.
+ * Key blobs (BYTES maps) the same way, without a mark: their count reaches
+ * 0 in the first walk at their last reference (then their bytes count), and
+ * in the second walk it starts from 0 (a count below the references shows
+ * as a negative one: exact for counts that leave the sign bit clear). */
+#define CENSUS_MARK (0xa5c3e1u << 8)
+
+typedef struct census {
+    vctx *v;
+    size_t bytes;      /* distinct nodes, key blobs, map handles */
+    long long edges;   /* references met by census_count, less census_check's */
+} census;
+
+static void census_count(census *cs, const node *cn, unsigned level, const champ_map *m) {
     node *n = (node *)(uintptr_t)cn;
-    n->aux += CENSUS_ONE;
-    if ((n->aux >> 8) != 1)
+    n->rc--;
+    cs->edges++;
+    uint32_t mark = n->aux & ~SLACK_MASK;
+    if (mark == CENSUS_MARK)
         return;
-    *bytes += pool_block_size(node_block(n, level, W));
+    if (mark)
+        VFAIL(cs->v, "node at level %u: census bits left set (%#x)", level, n->aux);
+    n->aux = (n->aux & SLACK_MASK) | CENSUS_MARK;
+    cs->bytes += node_block(n, level, W);
     uint32_t nd = node_nent_at(n, level);
     if (m->t->kind == CHAMP_KEY_BYTES)
         for (uint32_t i = 0; i < nd; i++) {
             blob *b = (blob *)(uintptr_t)ent_key(n, i, W);
-            if (!(b->rc & 0x80000000u)) {
-                b->rc |= 0x80000000u;
-                *bytes += pool_block_size(blob_size(b->len));
-            }
+            if (--b->rc == 0)
+                cs->bytes += blob_size(b->len);
         }
     if (level == CHAMP_COLL_LEVEL)
         return;
     uint32_t nn = node_nkid(n);
     for (uint32_t i = 0; i < nn; i++)
-        census_count(node_kids(n, W)[i], level + 1, bytes, m);
+        census_count(cs, node_kids(n, W)[i], level + 1, m);
 }
 
-static void census_check(vctx *v, const node *cn, unsigned level, const champ_map *m) {
+static void census_check(census *cs, const node *cn, unsigned level, const champ_map *m) {
     node *n = (node *)(uintptr_t)cn;
-    uint32_t refs = n->aux >> 8;
-    if (refs == 0)
-        return; /* already checked */
-    if (refs != n->rc)
-        VFAIL(v, "node at level %u: refcount %u but %u references", level, n->rc, refs);
-    n->aux &= SLACK_MASK;
-    uint32_t nd = node_nent_at(n, level);
-    if (m->t->kind == CHAMP_KEY_BYTES)
-        for (uint32_t i = 0; i < nd; i++) {
-            blob *b = (blob *)(uintptr_t)ent_key(n, i, W);
-            b->rc &= 0x7fffffffu;
+    cs->edges--;
+    if ((n->aux & ~SLACK_MASK) == CENSUS_MARK) {
+        n->aux &= SLACK_MASK;
+        if (n->rc != 0)
+            VFAIL(cs->v, "node at level %u: reference count %s the references held by %u",
+                  level, (int32_t)n->rc > 0 ? "exceeds" : "is below",
+                  (int32_t)n->rc > 0 ? n->rc : 0u - n->rc);
+        uint32_t nd = node_nent_at(n, level);
+        if (m->t->kind == CHAMP_KEY_BYTES)
+            for (uint32_t i = 0; i < nd; i++) {
+                blob *b = (blob *)(uintptr_t)ent_key(n, i, W);
+                if ((int32_t)b->rc < 0)
+                    VFAIL(cs->v, "key blob (len %u): reference count below its references",
+                          b->len);
+                b->rc++;
+            }
+        if (level != CHAMP_COLL_LEVEL) {
+            uint32_t nn = node_nkid(n);
+            for (uint32_t i = 0; i < nn; i++)
+                census_check(cs, node_kids(n, W)[i], level + 1, m);
         }
-    if (level == CHAMP_COLL_LEVEL)
-        return;
-    uint32_t nn = node_nkid(n);
-    for (uint32_t i = 0; i < nn; i++)
-        census_check(v, node_kids(n, W)[i], level + 1, m);
+    }
+    n->rc++;
+}
+
+/* The pool's live maps, in the order the census meets them. */
+static const champ_map *census_first(const champ_pool *p) {
+    return champ__handle_next(p, NULL);
+}
+static const champ_map *census_next(const champ_pool *p, const champ_map *x) {
+    return champ__handle_next(p, x);
 }
 
 champ_status champ_validate(const champ_map *m) {
@@ -290,28 +328,46 @@ champ_status champ_validate(const champ_map *m) {
     if (count != m->size)
         VFAIL(&v, "size is %zu but the trie holds %zu entries", m->size, count);
 
-    /* Pool-wide: refcounts and live bytes. */
+    /* Pool-wide: reference counts and live bytes. */
     const champ_pool *p = m->t->pool;
-    size_t bytes = p->ntypes * ((sizeof(mtype) + 7u) & ~(size_t)7), nmaps = 0;
-    for (const champ_map *x = p->maps; x; x = x->next) {
+    census cs = {&v, p->ntypes * ((sizeof(mtype) + 7u) & ~(size_t)7), 0};
+    size_t nmaps = 0;
+    for (const champ_map *x = census_first(p); x; x = census_next(p, x)) {
         nmaps++;
-        bytes += p->map_bytes;
         if (x->root)
-            census_count(x->root, 0, &bytes, x);
+            census_count(&cs, x->root, 0, x);
     }
-    for (const champ_map *x = p->maps; x; x = x->next)
+    for (const champ_map *x = census_first(p); x; x = census_next(p, x))
         if (x->root)
-            census_check(&v, x->root, 0, x);
-    if (nmaps != p->nmaps)
-        VFAIL(&v, "pool lists %zu maps but counts %zu", nmaps, p->nmaps);
-    if (bytes != p->live)
-        VFAIL(&v, "pool live bytes %zu but the live maps use %zu", p->live, bytes);
+            census_check(&cs, x->root, 0, x);
+    if (cs.edges != 0)
+        VFAIL(&v, "census walks disagree by %lld references (a node carried the census mark"
+                  " before validate began)", cs.edges);
+    cs.bytes += p->npages * HPAGE_BYTES;
+    if (nmaps != p->nhandles)
+        VFAIL(&v, "pool pages hold %zu maps but the pool counts %zu", nmaps, p->nhandles);
+    if (cs.bytes != p->live)
+        VFAIL(&v, "pool live bytes %zu but the live maps use %zu", p->live, cs.bytes);
     if (p->live > p->reserved)
         VFAIL(&v, "pool live bytes %zu exceed reserved %zu", p->live, p->reserved);
-    long long gap = champ__pool_imbalance(p);
-    if (gap != 0)
-        VFAIL(&v, "pool books do not balance: %lld reserved bytes are neither live, "
-                  "free-listed, fresh, chunk headers nor counted as lost", gap);
+
+    /* The pool's books, from a walk of its free lists and handle pages. */
+    champ_pool_audit au;
+    champ__pool_audit(p, &au);
+    if (au.free_walked != au.free_counted)
+        VFAIL(&v, "pool free lists hold %zu bytes but the pool counts %zu", au.free_walked,
+              au.free_counted);
+    if (au.imbalance != 0)
+        VFAIL(&v, "pool books do not balance: %lld reserved bytes are neither carved (live"
+                  " or free-listed), fresh, nor chunk headers", au.imbalance);
+    if (au.misfiled)
+        VFAIL(&v, "pool free lists: %zu large blocks in the wrong list", au.misfiled);
+    if (au.pages_walked != p->npages || au.handles_walked != p->nhandles)
+        VFAIL(&v, "handle pages: %zu pages with %zu handles, the pool counts %zu and %zu",
+              au.pages_walked, au.handles_walked, p->npages, p->nhandles);
+    if (au.pages_bad || au.open_walked != au.open_expected)
+        VFAIL(&v, "handle pages: %zu inconsistent, %zu on the open list, %zu with room",
+              au.pages_bad, au.open_walked, au.open_expected);
     return v.bad ? CHAMP_ECORRUPT : CHAMP_OK;
 }
 

@@ -34,15 +34,17 @@ typedef struct mtype {
     ((unsigned)(kind) | ((W) == ENT_SET ? 4u : 0u) | ((out) ? 8u : 0u))
 #define MODE_KW_MASK 7u        /* kind and width, without calls_out */
 
-/* A map handle: the root of one version, its size, its type. */
+/* A map handle: the root of one version, its size, its type; 32 bytes in
+ * a handle page of the pool (pool.c), whose last byte is the pool's. */
 struct champ_map {
     node *root;
     size_t size;
     mtype *t;
     uint32_t stamp;            /* bumped by every update (iterator check) */
-    uint32_t flags;
-    champ_map *prev, *next;    /* the pool's list of live maps           */
+    uint8_t spare[3];
+    uint8_t pool_slot;         /* the pool's: the handle's slot in its page */
 };
+_Static_assert(sizeof(struct champ_map) == CHAMP_HANDLE_BYTES, "a map handle is 32 bytes");
 
 /* A new handle of type t (which gains a reference) on root, or NULL. */
 INTERNAL champ_map *champ__map_handle(mtype *t, node *root, size_t size);

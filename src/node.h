@@ -44,7 +44,7 @@ typedef struct entry {
  * pair takes two consecutive entries, in trie order), W bytes each, then
  * one pointer per child slot, in slot order.  Collision nodes (level 13): datamap is the entry
  * count, nodemap is 0.  aux holds the block's spare room and the census
- * count of champ_validate (see SLACK_MASK). */
+ * mark of champ_validate (see SLACK_MASK). */
 typedef struct node {
     uint32_t rc;
     uint32_t datamap;
@@ -168,11 +168,10 @@ static ALWAYS_INLINE uint32_t node_nkid_at(const node *n, unsigned level) {
 }
 
 /* aux bits 0-7: spare 8-byte units at the end of the node's block (left by
- * removes done in place, used by later inserts); bits 8-31: the reference
- * count of champ_validate's census, zero otherwise. */
+ * removes done in place, used by later inserts); bits 8-31: the mark of
+ * champ_validate's census while it runs (check.c), zero otherwise. */
 #define SLACK_MASK 0xffu
 #define SLACK_CAP 4u      /* in-place removes keep at least 32 spare bytes */
-#define CENSUS_ONE 0x100u
 #ifndef GROW_SHIFT
 #define GROW_SHIFT 6
 #endif

@@ -1,0 +1,1013 @@
+/*
+ * test_poolfix.c - the pool: exact-size large blocks, compaction into
+ * large spans, O(1) pool stats, validate's census and books,
+ * champ_pool_trim, and the handle pages of map handles.
+ *
+ * Regression tests of /work/shared/repro (each named after its program):
+ *   bignode_remove_oom        a node above the largest size class shrinks
+ *   bignode_remove_oom_alloc  in place under out-of-memory: its tail was
+ *                             freed with the unrounded size (leak)
+ *   fixed_big_keys            freed space of a fixed buffer never served
+ *                             blocks above the largest size class
+ *   asan_concurrent_stats     overlapping pool stats raced on the ASan
+ *                             shadow of free blocks (this suite runs under
+ *                             ASan in `make test`)
+ *   census_overflow           the census wrapped at 2^24 references to a
+ *                             node (false corruption, state left behind)
+ *
+ * This file reaches into the pool (internal.h) for the handle pages, which
+ * no public function uses yet, and to build test states the public API
+ * cannot (a node with 2^24 references, forged reference counts).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* What one map of a fresh type holds with no entries: its handle page and
+ * its type. */
+#define PF_MAP_BYTES (HPAGE_BYTES + ((sizeof(mtype) + 7u) & ~(size_t)7))
+#include "../src/internal.h"
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static uint64_t pf_id_hash(const void *k, void *ctx) {
+    (void)ctx;
+    return (uint64_t)(uintptr_t)k;
+}
+static bool pf_id_equal(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    return a == b;
+}
+
+static champ_pool_stats pf_pstats(const champ_pool *p) {
+    champ_pool_stats ps;
+    memset(&ps, 0, sizeof ps);
+    CHECK_ST(champ_pool_stats_get(p, &ps, sizeof ps), CHAMP_OK);
+    return ps;
+}
+
+/* The pool's books as validate sees them (walks the free lists). */
+static void pf_check_books(const champ_pool *p, const char *what) {
+    champ_pool_audit a;
+    champ__pool_audit(p, &a);
+    CHECK(a.free_walked == a.free_counted,
+          "%s: free lists hold %zu bytes, the pool counts %zu", what, a.free_walked,
+          a.free_counted);
+    CHECK(a.imbalance == 0, "%s: books off by %lld", what, a.imbalance);
+    CHECK_EQ(a.misfiled, 0, what);
+    CHECK(a.pages_walked == p->npages && a.handles_walked == p->nhandles &&
+              a.pages_bad == 0 && a.open_walked == a.open_expected,
+          "%s: handle pages %zu/%zu, handles %zu/%zu, bad %zu, open %zu/%zu", what,
+          a.pages_walked, p->npages, a.handles_walked, p->nhandles, a.pages_bad,
+          a.open_walked, a.open_expected);
+    champ_pool_stats ps = pf_pstats(p);
+    CHECK(ps.bytes_free_listed == a.free_walked,
+          "%s: pool stats say %zu free-listed bytes, the lists hold %zu", what,
+          ps.bytes_free_listed, a.free_walked);
+}
+
+/* The largest free span: fresh space or one free block. */
+static size_t pf_largest_free(const champ_pool *p) {
+    size_t best = (size_t)(p->end - p->bump);
+    for (size_t c = POOL_NCLASS - 1; c > 0; c--)
+        if (p->free[c]) {
+            if ((c << 3) > best)
+                best = c << 3;
+            break;
+        }
+    for (unsigned k = 0; k < POOL_NLARGE; k++) {
+        void *b = p->large[k];
+        while (b) {
+            size_t w[2];
+            UNPOISON(b, sizeof w);
+            VG_DEFINED(b, sizeof w);
+            memcpy(w, b, sizeof w);
+            POISON(b, sizeof w);
+            VG_NOACCESS(b, sizeof w);
+            if (w[1] > best)
+                best = w[1];
+            b = (void *)(uintptr_t)w[0];
+        }
+    }
+    return best;
+}
+
+/* A byte key of `len` bytes that names `id`. */
+static void pf_key(char *k, uint64_t id, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        k[i] = (char)('a' + (th_mix64(id * 7919 + i / 8) >> (8 * (i % 8)) & 15));
+    memcpy(k, &id, len < 8 ? len : 8);
+}
+
+/* ------------------------------------------------------------------ */
+/* 1. A node above the largest size class shrinks in place under OOM  */
+/* ------------------------------------------------------------------ */
+
+/* A root of 32 pairs with growth room: a block above POOL_CLASS_MAX. */
+static champ_map *pf_bignode_map(champ_pool *pool) {
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
+    c.kind = CHAMP_KEY_GENERIC;
+    c.hash = pf_id_hash;
+    c.equal = pf_id_equal;
+    c.pool = pool;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (!m)
+        return NULL;
+    for (uintptr_t j = 0; j < 2; j++)
+        for (uintptr_t sl = 0; sl < 32; sl++)
+            CHECK_ST(champ_set(m, (void *)(sl + 32 * j + 1024), NULL, NULL), CHAMP_OK);
+    champ_stats s = th_stats(m);
+    CHECK(s.node_bytes + s.slack_bytes > POOL_CLASS_MAX,
+          "the root's block (%zu + %zu bytes) is above the largest size class",
+          s.node_bytes, s.slack_bytes);
+    return m;
+}
+
+static void test_bignode_remove_oom(void) {
+#ifdef CHAMP_FAULTS
+    champ_map *m = pf_bignode_map(NULL);
+    if (!m)
+        return;
+    champ_pool *p = champ_pool_of(m);
+    size_t bad = 0;
+    for (uintptr_t sl = 0; sl < 32; sl++) {
+        champ_pool_fail_after(p, 0); /* the pool is out of memory */
+        champ_status st = champ_remove(m, (void *)(sl + 32 + 1024), NULL);
+        champ_pool_fail_after(p, -1);
+        CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "remove under OOM: %s",
+              th_status_name(st));
+        if (champ_validate(m) != CHAMP_OK)
+            bad++;
+    }
+    CHECK_EQ(bad, 0, "removes under OOM from a node above the largest class validate");
+    pf_check_books(p, "bignode remove oom");
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_EQ(th_pool_live(p), PF_MAP_BYTES, "after clear only the map handle (its page) and type are live");
+    champ_free(m);
+#endif
+}
+
+static void test_bignode_remove_oom_alloc(void) {
+    th_alloc ta;
+    th_alloc_init(&ta);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.allocator = &ta.a;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_map *m = pf_bignode_map(p);
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 3, p);
+    champ_map *filler = NULL;
+    CHECK_ST(champ_new(&cu, &filler), CHAMP_OK);
+    if (!m || !filler) {
+        champ_free(m);
+        champ_free(filler);
+        champ_pool_free(p);
+        return;
+    }
+    ta.fail_at = (long)ta.calls; /* the backing allocator is out of memory */
+    ta.fail_persist = true;
+    int enomem = 0;
+    for (uint64_t k = 0; enomem < 2000; k++)
+        if (champ_set_u64(filler, k, NULL, NULL) == CHAMP_ENOMEM)
+            enomem++;
+    CHECK_VALID(m, "pool used up");
+    size_t bad = 0;
+    for (uintptr_t sl = 0; sl < 32; sl++) {
+        champ_status st = champ_remove(m, (void *)(sl + 32 + 1024), NULL);
+        CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "remove, allocator out of memory: %s",
+              th_status_name(st));
+        if (champ_validate(m) != CHAMP_OK)
+            bad++;
+    }
+    CHECK_EQ(bad, 0, "removes with the allocator out of memory validate");
+    champ_free(filler);
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_EQ(th_pool_live(p), PF_MAP_BYTES, "one empty map left: its handle page and type");
+    champ_free(m);
+    champ_pool_free(p);
+    CHECK_EQ(ta.live_bytes, 0, "every chunk given back");
+    CHECK_EQ(ta.size_mismatches, 0, "chunks freed with their sizes");
+}
+
+/* Any 8-aligned piece (16 bytes or more) of any block can be freed on its
+ * own, small or large, and the books balance. */
+static void test_exact_pieces(void) {
+    champ_map *m = NULL;
+    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    if (!m)
+        return;
+    champ_pool *p = champ_pool_of(m);
+    size_t live0 = th_pool_live(p);
+    th_rng r = {0x91ece5};
+    for (int round = 0; round < 200; round++) {
+        size_t size = 16 + 8 * (size_t)th_below(&r, round % 3 ? 200 : 1200);
+        char *b = pool_alloc(p, size);
+        CHECK(b != NULL, "allocation of %zu bytes", size);
+        if (!b)
+            break;
+        CHECK_EQ(th_pool_live(p), live0 + size, "a block counts its exact size");
+        memset(b, 0x5a, size);
+        /* free it in pieces of random lengths (multiples of 8, >= 16) */
+        size_t off = 0;
+        while (off < size) {
+            size_t left = size - off, piece = left;
+            if (left >= 32 && th_chance(&r, 70)) {
+                piece = 16 + 8 * (size_t)th_below(&r, (left - 16) / 8);
+                if (left - piece < 16)
+                    piece = left;
+            }
+            pool_free(p, b + off, piece);
+            off += piece;
+        }
+        CHECK_EQ(th_pool_live(p), live0, "pieces give back the whole block");
+    }
+    pf_check_books(p, "pieces");
+    CHECK_VALID(m, "pool after pieces");
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    pf_check_books(p, "pieces, trimmed");
+    champ_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* 2. Fixed buffers reuse freed space for large blocks                 */
+/* ------------------------------------------------------------------ */
+
+static void test_fixed_big_keys(void) {
+    static _Alignas(64) unsigned char buf[128 * 1024];
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config cfg = th_kind_config(CHAMP_KEY_BYTES, 9, p);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(p);
+        return;
+    }
+    static char k[8192];
+    static size_t lens[512];
+    th_rng r = {0xb16};
+    /* Fill with keys of 1,100 to 1,500 bytes. */
+    uint64_t n = 0;
+    for (; n < 512; n++) {
+        lens[n] = 1100 + th_below(&r, 401);
+        pf_key(k, n, lens[n]);
+        champ_status st = champ_set_bytes(m, k, lens[n], th_tok(n), NULL);
+        if (st != CHAMP_OK) {
+            CHECK_ST(st, CHAMP_ENOMEM);
+            break;
+        }
+    }
+    CHECK(n > 40 && n < 512, "the buffer holds %llu big keys", (unsigned long long)n);
+    CHECK_VALID(m, "full of big keys");
+    /* Remove three of every four. */
+    uint64_t removed = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (i % 4 == 0)
+            continue;
+        pf_key(k, i, lens[i]);
+        champ_status st = champ_remove_bytes(m, k, lens[i], NULL);
+        CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "remove: %s", th_status_name(st));
+        removed += st == CHAMP_OK;
+    }
+    CHECK_VALID(m, "three of four big keys removed");
+    champ_pool_stats ps = pf_pstats(p);
+    size_t freed = ps.bytes_free_listed + (size_t)(p->end - p->bump);
+    /* Insert longer keys (2,100 to 3,000 bytes) until the buffer is full:
+     * each must fit while a free span can hold it and a node. */
+    uint64_t again = 0;
+    size_t short_span = 0, span_at_fail = 0, need_at_fail = 0;
+    for (uint64_t i = 1000; i < 2000; i++) {
+        size_t len = 2100 + th_below(&r, 901);
+        pf_key(k, i, len);
+        champ_status st = champ_set_bytes(m, k, len, th_tok(i), NULL);
+        if (st == CHAMP_OK) {
+            again++;
+            continue;
+        }
+        CHECK_ST(st, CHAMP_ENOMEM);
+        span_at_fail = pf_largest_free(p);
+        need_at_fail = blob_size(len) + 2 * POOL_CLASS_MAX + 32;
+        short_span = span_at_fail < need_at_fail;
+        break;
+    }
+    printf("  fixed big keys: %llu keys of 1100-1500 B fill 128 KiB, %llu removed "
+           "(%zu B free), then %llu keys of 2100-3000 B fit\n",
+           (unsigned long long)n, (unsigned long long)removed, freed,
+           (unsigned long long)again);
+    CHECK(again * 3 >= removed / 2,
+          "after removing %llu keys (%zu bytes free), only %llu longer keys fit",
+          (unsigned long long)removed, freed, (unsigned long long)again);
+    CHECK(short_span, "ENOMEM while a free span of %zu bytes could hold %zu",
+          span_at_fail, need_at_fail);
+    CHECK_VALID(m, "refilled with longer keys");
+    pf_check_books(p, "fixed big keys");
+    /* Empty: the whole buffer is one span again. */
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    CHECK(pf_largest_free(p) + PF_MAP_BYTES + 64 >= p->reserved,
+          "an empty fixed pool is one free span after trim (%zu of %zu)",
+          pf_largest_free(p), p->reserved);
+    pf_check_books(p, "fixed big keys, cleared");
+    champ_free(m);
+    CHECK_EQ(th_pool_live(p), 0, "fixed pool drained");
+    champ_pool_free(p);
+}
+
+/* Small and large blocks churning in one fixed buffer; validate (which
+ * checks the pool's books) after every phase. */
+static void test_fixed_churn_mixed(void) {
+    static _Alignas(64) unsigned char buf[256 * 1024];
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 4, p);
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 5, p);
+    champ_map *mu = NULL, *mb = NULL;
+    CHECK_ST(champ_new(&cu, &mu), CHAMP_OK);
+    CHECK_ST(champ_new(&cb, &mb), CHAMP_OK);
+    if (!mu || !mb) {
+        champ_free(mu);
+        champ_free(mb);
+        champ_pool_free(p);
+        return;
+    }
+    enum { NK = 600 };
+    static size_t blen[NK];
+    static bool inb[NK], inu[NK * 8];
+    memset(inb, 0, sizeof inb);
+    memset(inu, 0, sizeof inu);
+    static char k[8192];
+    th_rng r = {0xc4a2};
+    long phases = th_iters(24, 6), ops = th_iters(1500, 300);
+    unsigned long enomem = 0, okb = 0;
+    for (long ph = 0; ph < phases; ph++) {
+        unsigned pct_insert = ph % 3 == 2 ? 25 : 70;
+        for (long o = 0; o < ops; o++) {
+            if (th_chance(&r, 50)) {
+                uint64_t i = th_below(&r, NK);
+                if (!inb[i] && th_chance(&r, pct_insert)) {
+                    blen[i] = th_chance(&r, 30) ? 1041 + th_below(&r, 4000)
+                                                : 1 + th_below(&r, 300);
+                    pf_key(k, i, blen[i]);
+                    champ_status st = champ_set_bytes(mb, k, blen[i], th_tok(i), NULL);
+                    if (st == CHAMP_OK) {
+                        inb[i] = true;
+                        okb += blen[i] > POOL_CLASS_MAX;
+                    } else {
+                        enomem += st == CHAMP_ENOMEM;
+                    }
+                } else if (inb[i]) {
+                    pf_key(k, i, blen[i]);
+                    champ_status st = champ_remove_bytes(mb, k, blen[i], NULL);
+                    if (st == CHAMP_OK)
+                        inb[i] = false;
+                }
+            } else {
+                uint64_t i = th_below(&r, NK * 8);
+                if (!inu[i] && th_chance(&r, pct_insert)) {
+                    champ_status st = champ_set_u64(mu, i, th_tok(i), NULL);
+                    if (st == CHAMP_OK)
+                        inu[i] = true;
+                    else
+                        enomem += st == CHAMP_ENOMEM;
+                } else if (inu[i]) {
+                    if (champ_remove_u64(mu, i, NULL) == CHAMP_OK)
+                        inu[i] = false;
+                }
+            }
+        }
+        CHECK_VALID(mu, "fixed churn (u64 map)");
+        CHECK_VALID(mb, "fixed churn (bytes map)");
+        pf_check_books(p, "fixed churn");
+        if (ph % 4 == 3) {
+            CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+            CHECK_VALID(mb, "fixed churn, trimmed");
+        }
+    }
+    size_t bad = 0;
+    for (uint64_t i = 0; i < NK; i++) {
+        pf_key(k, i, blen[i]);
+        bad += champ_contains_bytes(mb, k, blen[i]) != inb[i];
+    }
+    for (uint64_t i = 0; i < NK * 8; i++)
+        bad += champ_contains_u64(mu, i) != inu[i];
+    CHECK_EQ(bad, 0, "fixed churn: contents as expected");
+    CHECK(okb > 50, "fixed churn: %lu large keys inserted", okb);
+    printf("  fixed churn: %lu large keys inserted, %lu ENOMEM\n", okb, enomem);
+    champ_free(mu);
+    champ_free(mb);
+    CHECK_EQ(th_pool_live(p), 0, "fixed churn drained");
+    champ_pool_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* 3. Telemetry calls may overlap                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct pf_thread {
+    const champ_map *m;
+    long rounds;
+    size_t free_listed; /* what every call saw */
+    size_t differ;      /* calls that saw something else */
+} pf_thread;
+
+static void *pf_stats_loop(void *arg) {
+    pf_thread *t = arg;
+    for (long i = 0; i < t->rounds; i++) {
+        champ_pool_stats ps;
+        if (champ_pool_stats_get(champ_pool_of(t->m), &ps, sizeof ps) != CHAMP_OK ||
+            ps.bytes_free_listed != t->free_listed)
+            t->differ++;
+        if (i % 64 == 0) {
+            champ_stats s;
+            if (champ_stats_get(t->m, &s, sizeof s) != CHAMP_OK ||
+                s.entries != champ_size(t->m))
+                t->differ++;
+        }
+    }
+    return NULL;
+}
+
+static void test_asan_concurrent_stats(void) {
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(NULL, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 8, p);
+    champ_map *a = NULL, *b = NULL;
+    CHECK_ST(champ_new(&c, &a), CHAMP_OK);
+    CHECK_ST(champ_new(&c, &b), CHAMP_OK);
+    if (!a || !b) {
+        champ_free(a);
+        champ_free(b);
+        champ_pool_free(p);
+        return;
+    }
+    uint64_t n = (uint64_t)th_iters(20000, 4000);
+    for (uint64_t i = 0; i < n; i++) {
+        champ_set_u64(a, i, NULL, NULL);
+        if (i % 8 == 0)
+            champ_set_u64(b, i, NULL, NULL);
+    }
+    for (uint64_t i = 0; i < n; i += 2)
+        champ_remove_u64(a, i, NULL); /* free lists fill up */
+    champ_pool_stats ps = pf_pstats(p);
+    CHECK(ps.bytes_free_listed > 0, "free lists hold blocks");
+    pf_check_books(p, "before the threads");
+    pf_thread t[2] = {{a, th_iters(20000, 2000), ps.bytes_free_listed, 0},
+                      {b, th_iters(20000, 2000), ps.bytes_free_listed, 0}};
+    pthread_t id[2];
+    int made = 0;
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&id[i], NULL, pf_stats_loop, &t[i]) == 0)
+            made++;
+    CHECK_EQ(made, 2, "two telemetry threads");
+    for (int i = 0; i < made; i++)
+        pthread_join(id[i], NULL);
+    CHECK(t[0].differ == 0 && t[1].differ == 0,
+          "overlapping stats calls agree (%zu, %zu calls differ)", t[0].differ,
+          t[1].differ);
+    champ_free(a);
+    champ_free(b);
+    champ_pool_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* 4. validate's census                                                */
+/* ------------------------------------------------------------------ */
+
+/* Every node of m: no census bits set. */
+static size_t pf_census_left(const node *n, unsigned level) {
+    size_t left = (n->aux & ~SLACK_MASK) != 0;
+    if (level < CHAMP_COLL_LEVEL)
+        for (uint32_t i = 0; i < node_nkid(n); i++)
+            left += pf_census_left(node_kids(n, ENT_MAP)[i], level + 1);
+    return left;
+}
+
+/* Forged reference counts are found, whichever way they are off, and
+ * validate leaves every count and mark as it found them. */
+static void test_census_forged(void) {
+    champ_map *m = NULL, *bm = NULL;
+    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    if (!m)
+        return;
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 2, champ_pool_of(m));
+    CHECK_ST(champ_new(&cb, &bm), CHAMP_OK);
+    if (!bm) {
+        champ_free(m);
+        return;
+    }
+    for (uint64_t i = 0; i < 3000; i++)
+        champ_set_u64(m, i, th_tok(i), NULL);
+    char k[32];
+    for (uint64_t i = 0; i < 300; i++) {
+        snprintf(k, sizeof k, "census-key-%llu", (unsigned long long)i);
+        champ_set_str(bm, k, NULL, NULL);
+    }
+    enum { NC = 200 };
+    champ_map *copies[NC] = {0};
+    for (int i = 0; i < NC; i++) {
+        CHECK_ST(champ_copy(i % 2 ? m : bm, &copies[i]), CHAMP_OK);
+        if (copies[i] && i % 3 == 0)
+            champ_set_u64(i % 2 ? copies[i] : m, 100000 + (uint64_t)i, NULL, NULL);
+        if (copies[i] && i % 4 == 0) { /* copied nodes share key blobs */
+            snprintf(k, sizeof k, "census-key-%d", i);
+            champ_remove_str(copies[i], k, NULL);
+        }
+    }
+    CHECK_VALID(m, "many versions");
+    CHECK_VALID(bm, "many versions (bytes)");
+    node *root = m->root;
+    node *kid = node_kids(root, ENT_MAP)[3];
+    uint32_t rc0 = root->rc, kid0 = kid->rc;
+    const int32_t offs[] = {1, -1, 1 << 24, -(1 << 23), 7};
+    for (size_t j = 0; j < sizeof offs / sizeof offs[0]; j++) {
+        node *x = j % 2 ? kid : root;
+        uint32_t was = x->rc;
+        x->rc = was + (uint32_t)offs[j];
+        fprintf(stderr, "(a validation error report is expected here)\n");
+        CHECK_ST(champ_validate(m), CHAMP_ECORRUPT);
+        CHECK(x->rc == was + (uint32_t)offs[j], "validate left the forged count as it was");
+        x->rc = was;
+        CHECK_EQ(pf_census_left(m->root, 0), 0, "no census bits left");
+        CHECK_VALID(m, "count restored");
+    }
+    CHECK(root->rc == rc0 && kid->rc == kid0, "counts untouched by validate");
+    /* a key blob whose count is off, both ways (one that copied nodes
+     * share) */
+    blob *kb = NULL;
+    for (uint64_t i = 0; i < 300 && !kb; i++) {
+        snprintf(k, sizeof k, "census-key-%llu", (unsigned long long)i);
+        const node *n = bm->root;
+        uint64_t h = champ__hash_bytes(k, strlen(k), bm->t->seed);
+        for (unsigned lv = 0; n && lv <= CHAMP_LAST_LEVEL; lv++) {
+            uint32_t bit = 1u << slice(h, lv);
+            if (n->datamap & bit) {
+                uint32_t ei = node_eidx(n, bit);
+                for (uint32_t t = 0; t < ((n->nodemap & bit) ? 2u : 1u); t++)
+                    if (((blob *)(uintptr_t)ent_key(n, ei + t, ENT_MAP))->rc >= 2)
+                        kb = (blob *)(uintptr_t)ent_key(n, ei + t, ENT_MAP);
+                break;
+            }
+            n = (n->nodemap & bit) ? *node_kid_at(n, bit, ENT_MAP) : NULL;
+        }
+    }
+    CHECK(kb != NULL, "a key blob shared by copied nodes");
+    for (int j = 0; j < 2 && kb; j++) {
+        uint32_t was = kb->rc;
+        kb->rc = j == 0 ? was + 1 : was - 1;
+        fprintf(stderr, "(a validation error report is expected here)\n");
+        CHECK_ST(champ_validate(bm), CHAMP_ECORRUPT);
+        CHECK(kb->rc == (j == 0 ? was + 1 : was - 1), "blob count as validate found it");
+        kb->rc = was;
+        CHECK_VALID(bm, "blob count restored");
+    }
+    /* census bits set before validate (another map's node) are reported
+     * and cleared */
+    node *other = NULL;
+    for (int i = 0; i < NC && !other; i++)
+        if (copies[i] && copies[i]->root && copies[i]->root != m->root &&
+            copies[i]->root != bm->root)
+            other = copies[i]->root;
+    if (other) {
+        other->aux |= 0x123u << 8;
+        fprintf(stderr, "(a validation error report is expected here)\n");
+        CHECK_ST(champ_validate(m), CHAMP_ECORRUPT);
+        CHECK_EQ(other->aux & ~SLACK_MASK, 0, "stale census bits cleared");
+        CHECK_VALID(m, "after stale census bits");
+    }
+    for (int i = 0; i < NC; i++)
+        champ_free(copies[i]);
+    CHECK_VALID(m, "copies freed");
+    champ_free(bm);
+    champ_free(m);
+}
+
+/* A node with more than 2^24 references (census_overflow.c makes them
+ * with 2^24 map copies, gigabytes of handles; here they come from a
+ * made-up tree of full nodes in a second map, a tenth of that memory).
+ * The old census counted references in 24 bits: it wrapped,
+ * visited the node's children twice, reported corruption of a healthy
+ * pool and left counts behind.  Runs at CHAMP_TEST_SCALE >= 1 (the
+ * optimised test binary), or when CHAMP_TEST_CENSUS=1. */
+static node *pf_fake_tree(champ_pool *p, unsigned level, unsigned kids, node *x,
+                          size_t *made) {
+    node *n = pool_alloc(p, node_bitmap_size(0, kids, ENT_MAP));
+    if (!n)
+        return NULL;
+    (*made)++;
+    n->rc = 1;
+    n->datamap = 0;
+    n->nodemap = kids == 32 ? 0xffffffffu : (1u << kids) - 1;
+    n->aux = 0;
+    node **k = node_kids(n, ENT_MAP);
+    for (unsigned i = 0; i < kids; i++)
+        k[i] = NULL;
+    for (unsigned i = 0; i < kids; i++) {
+        k[i] = level == 4 ? x : pf_fake_tree(p, level + 1, 32, x, made);
+        if (!k[i])
+            return n;
+    }
+    return n;
+}
+static void pf_fake_free(champ_pool *p, node *n, unsigned level, node *x) {
+    if (!n || n == x)
+        return;
+    uint32_t kids = node_nkid(n);
+    for (uint32_t i = 0; i < kids; i++)
+        if (level < 4)
+            pf_fake_free(p, node_kids(n, ENT_MAP)[i], level + 1, x);
+    pool_free(p, n, node_bitmap_size(0, kids, ENT_MAP));
+}
+
+static void test_census_overflow(void) {
+    const char *e = getenv("CHAMP_TEST_CENSUS");
+    if (th_scale() < 1.0 && !(e && *e == '1'))
+        return;
+    champ_map *m = NULL, *f = NULL;
+    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    if (!m)
+        return;
+    champ_pool *p = champ_pool_of(m);
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 1, p);
+    CHECK_ST(champ_new(&c, &f), CHAMP_OK);
+    for (uint64_t i = 0; i < 1000; i++)
+        champ_set_u64(m, i, NULL, NULL);
+    node *x = m->root;
+    size_t made = 0;
+    /* root: 16 children; levels 1-3: 32 each; level 4: 32 references to
+     * x each: 16 * 32^4 = 2^24 references, plus m's */
+    node *fr = f ? pf_fake_tree(p, 0, 16, x, &made) : NULL;
+    CHECK_EQ(made, 1 + 16 + 512 + 16384 + 524288, "made-up tree complete");
+    if (fr && made == 1 + 16 + 512 + 16384 + 524288) {
+        f->root = fr;
+        x->rc += 1u << 24;
+        CHECK_VALID(m, "a node with 2^24 + 1 references");
+        CHECK_VALID(m, "validate again");
+        CHECK_EQ(pf_census_left(m->root, 0), 0, "no census bits left");
+        CHECK_EQ(x->rc, (1u << 24) + 1, "the node's count untouched");
+        x->rc -= 1u << 24;
+        f->root = NULL;
+    }
+    pf_fake_free(p, fr, 0, x);
+    CHECK_VALID(m, "made-up tree gone");
+    champ_free(f);
+    champ_free(m);
+}
+
+/* The repro itself, with CHAMP_TEST_CENSUS_MAPS=N copies of one map
+ * (census_overflow.c: N = 16777216, gigabytes of handles). */
+static void test_census_copies(void) {
+    const char *e = getenv("CHAMP_TEST_CENSUS_MAPS");
+    size_t n = e ? (size_t)strtoull(e, NULL, 0) : (size_t)th_iters(3000, 300);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    champ_map **c = malloc(n * sizeof *c);
+    if (!m || !c) {
+        champ_free(m);
+        free(c);
+        return;
+    }
+    for (uint64_t i = 0; i < 1000; i++)
+        champ_set_u64(m, i, NULL, NULL);
+    size_t made = 0;
+    for (; made + 1 < n; made++)
+        if (champ_copy(m, &c[made]) != CHAMP_OK)
+            break;
+    CHECK_EQ(made + 1, n, "copies made");
+    CHECK_VALID(m, "one root shared by every map");
+    CHECK_VALID(m, "validate again");
+    for (size_t i = 0; i < made; i++)
+        champ_free(c[i]);
+    CHECK_VALID(m, "copies freed");
+    champ_free(m);
+    free(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* 5. champ_pool_trim                                                  */
+/* ------------------------------------------------------------------ */
+
+static void test_trim_basics(void) {
+    CHECK_ST(champ_pool_trim(NULL), CHAMP_EINVAL);
+    th_alloc ta;
+    th_alloc_init(&ta);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.allocator = &ta.a;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK); /* nothing to do */
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 6, p);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(p);
+        return;
+    }
+    uint64_t n = (uint64_t)th_iters(100000, 5000);
+    for (uint64_t i = 0; i < n; i++)
+        champ_set_u64(m, i, th_tok(i), NULL);
+    champ_pool_stats before = pf_pstats(p);
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    champ_pool_stats after = pf_pstats(p);
+    CHECK(after.chunks <= 1 && after.bytes_reserved <= 64 * 1024,
+          "cleared and trimmed: %zu chunks, %zu bytes reserved (were %zu, %zu)",
+          after.chunks, after.bytes_reserved, before.chunks, before.bytes_reserved);
+    CHECK_EQ(ta.live_bytes, after.bytes_reserved + sizeof(champ_pool),
+             "the allocator holds the pool and what it reserves");
+    CHECK_EQ(ta.size_mismatches, 0, "chunks given back with their sizes");
+    pf_check_books(p, "cleared and trimmed");
+    CHECK_VALID(m, "cleared and trimmed");
+    for (uint64_t i = 0; i < n; i++)
+        champ_set_u64(m, i, th_tok(i), NULL);
+    CHECK_EQ(champ_size(m), n, "refilled after trim");
+    CHECK_VALID(m, "refilled after trim");
+    /* trim when the scratch memory of compaction is refused: the merge
+     * sort still finds whole chunks */
+    for (uint64_t i = 0; i < n; i++)
+        if (i % 16)
+            champ_remove_u64(m, i, NULL);
+    for (uint64_t i = 0; i < n; i += 16)
+        champ_remove_u64(m, i, NULL);
+    ta.fail_at = (long)ta.calls;
+    ta.fail_persist = true;
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    ta.fail_at = -1;
+    after = pf_pstats(p);
+    CHECK(after.chunks <= 1, "trim without scratch memory: %zu chunks left", after.chunks);
+    pf_check_books(p, "trim without scratch memory");
+    CHECK_VALID(m, "trim without scratch memory");
+    champ_free(m);
+    champ_pool_free(p);
+    CHECK_EQ(ta.live_bytes, 0, "every byte given back");
+    CHECK_EQ(ta.size_mismatches, 0, "sizes match");
+
+    /* fixed buffer: compacts, returns CHAMP_OK */
+    static _Alignas(64) unsigned char buf[64 * 1024];
+    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    c.pool = p;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (m) {
+        for (uint64_t i = 0; i < 2000; i++)
+            champ_set_u64(m, i, NULL, NULL);
+        for (uint64_t i = 0; i < 2000; i++)
+            champ_remove_u64(m, i, NULL);
+        size_t fl = pf_pstats(p).bytes_free_listed;
+        CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+        champ_pool_stats ps = pf_pstats(p);
+        CHECK(ps.bytes_free_listed < fl || fl == 0, "fixed trim compacts (%zu -> %zu)",
+              fl, ps.bytes_free_listed);
+        CHECK_EQ(ps.bytes_reserved, p->reserved, "a fixed buffer keeps its size");
+        CHECK_VALID(m, "fixed trim");
+        champ_free(m);
+    }
+    champ_pool_free(p);
+}
+
+/* The target of issue 10: 1M u64 keys, 99% removed, trim. */
+static void test_trim_ratio(void) {
+    champ_map *m = NULL;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 10, NULL);
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (!m)
+        return;
+    champ_pool *p = champ_pool_of(m);
+    uint64_t n = (uint64_t)th_iters(1000000, 20000);
+    for (uint64_t i = 0; i < n; i++)
+        champ_set_u64(m, i, NULL, NULL);
+    champ_pool_stats full = pf_pstats(p);
+    for (uint64_t i = 0; i < n; i++)
+        if (i % 100)
+            champ_remove_u64(m, i, NULL);
+    champ_pool_stats left = pf_pstats(p);
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    champ_pool_stats ps = pf_pstats(p);
+    CHECK_VALID(m, "trimmed");
+    printf("  trim: %llu keys: reserved %zu, live %zu (%zu chunks); 1%% left: reserved "
+           "%zu, live %zu; trimmed: reserved %zu (%zu chunks), %.2fx live\n",
+           (unsigned long long)n, full.bytes_reserved, full.bytes_live, full.chunks,
+           left.bytes_reserved, left.bytes_live, ps.bytes_reserved, ps.chunks,
+           (double)ps.bytes_reserved / (double)ps.bytes_live);
+    CHECK(ps.bytes_reserved <= left.bytes_reserved, "trim never reserves more");
+    champ_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* 6. Handle pages                                                     */
+/* ------------------------------------------------------------------ */
+
+static bool pf_handle_clean(const unsigned char *h) {
+    for (unsigned i = 0; i + 1 < CHAMP_HANDLE_BYTES; i++)
+        if (h[i])
+            return false;
+    return h[CHAMP_HANDLE_BYTES - 1] < HPAGE_SLOTS;
+}
+
+/* Every live handle exactly once, by iteration. */
+static void pf_check_iter(const champ_pool *p, unsigned char **hs, size_t n,
+                          const char *what) {
+    size_t seen = 0, strangers = 0;
+    for (unsigned char *h = champ__handle_next(p, NULL); h; h = champ__handle_next(p, h)) {
+        seen++;
+        size_t j = 0;
+        while (j < n && hs[j] != h)
+            j++;
+        if (j == n)
+            strangers++;
+        else if (h[0] != 0xa5)
+            strangers++; /* visited twice */
+        else
+            h[0] = 0x5a;
+    }
+    for (size_t j = 0; j < n; j++)
+        if (hs[j]) {
+            CHECK(hs[j][0] == 0x5a, "%s: handle %zu not visited", what, j);
+            hs[j][0] = 0xa5;
+        }
+    size_t live = 0;
+    for (size_t j = 0; j < n; j++)
+        live += hs[j] != NULL;
+    CHECK(seen == live && strangers == 0 && p->nhandles == live,
+          "%s: iteration saw %zu handles (%zu strangers), %zu live, the pool counts %zu",
+          what, seen, strangers, live, p->nhandles);
+}
+
+/* Raw handles in a pool of their own (no maps: validate's census would
+ * read these handles as maps, so the books are checked instead). */
+static void test_handles(void) {
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(NULL, &p), CHAMP_OK);
+    if (!p)
+        return;
+    size_t live0 = th_pool_live(p);
+    CHECK(champ__handle_next(p, NULL) == NULL, "no handles yet");
+    enum { NH = 200 };
+    unsigned char *hs[NH] = {0};
+    th_rng r = {0x4a4d};
+    for (int order = 0; order < 3; order++) {
+        for (size_t j = 0; j < NH; j++) {
+            hs[j] = champ__handle_alloc(p);
+            CHECK(hs[j] != NULL, "handle %zu", j);
+            if (!hs[j])
+                return;
+            CHECK(pf_handle_clean(hs[j]), "handle %zu zeroed but its slot byte", j);
+            CHECK(((uintptr_t)hs[j] & 7) == 0, "handle aligned");
+            memset(hs[j], 0xa5, CHAMP_HANDLE_BYTES - 1);
+        }
+        size_t pages = (NH + HPAGE_SLOTS - 1) / HPAGE_SLOTS;
+        CHECK_EQ(p->npages, pages, "pages for the handles");
+        CHECK_EQ(th_pool_live(p), live0 + pages * HPAGE_BYTES,
+                 "handles count as whole pages");
+        pf_check_iter(p, hs, NH, "all allocated");
+        pf_check_books(p, "handles");
+        /* free: last first, first first, random */
+        for (size_t i = 0; i < NH; i++) {
+            size_t j = order == 0 ? NH - 1 - i : order == 1 ? i : th_below(&r, NH);
+            while (!hs[j])
+                j = (j + 1) % NH;
+            champ__handle_free(p, hs[j]);
+            hs[j] = NULL;
+            if (i % 37 == 0) {
+                pf_check_iter(p, hs, NH, "after frees");
+                pf_check_books(p, "after frees");
+            }
+        }
+        CHECK_EQ(p->nhandles, 0, "every handle freed");
+        CHECK_EQ(p->npages, 0, "every empty page given back");
+        CHECK_EQ(th_pool_live(p), live0, "empty pages given back");
+        CHECK(champ__handle_next(p, NULL) == NULL, "no handles left");
+        pf_check_books(p, "no pages");
+    }
+    /* random interleaving, iteration after random frees */
+    size_t nlive = 0;
+    for (int step = 0; step < 3000; step++) {
+        size_t j = th_below(&r, NH);
+        if (hs[j]) {
+            champ__handle_free(p, hs[j]);
+            hs[j] = NULL;
+            nlive--;
+        } else {
+            hs[j] = champ__handle_alloc(p);
+            CHECK(hs[j] != NULL, "handle");
+            if (hs[j]) {
+                CHECK(pf_handle_clean(hs[j]), "handle clean");
+                memset(hs[j], 0xa5, CHAMP_HANDLE_BYTES - 1);
+                nlive++;
+            }
+        }
+        if (step % 250 == 0) {
+            pf_check_iter(p, hs, NH, "interleaved");
+            pf_check_books(p, "interleaved");
+            CHECK(p->npages >= (nlive + HPAGE_SLOTS - 1) / HPAGE_SLOTS, "pages");
+        }
+    }
+    pf_check_books(p, "interleaved handles");
+    /* trim keeps pages (they are live blocks) */
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    pf_check_iter(p, hs, NH, "after trim");
+    for (size_t j = 0; j < NH; j++)
+        if (hs[j]) {
+            champ__handle_free(p, hs[j]);
+            hs[j] = NULL;
+        }
+#ifdef CHAMP_FAULTS
+    /* fail_after: a handle counts as an allocation; nothing changes when
+     * it is refused */
+    size_t live1 = th_pool_live(p), pages1 = p->npages;
+    CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_OK);
+    CHECK(champ__handle_alloc(p) == NULL, "fail_after 0 refuses a handle");
+    CHECK(th_pool_live(p) == live1 && p->npages == pages1 && p->nhandles == 0,
+          "a refused handle changes nothing");
+    CHECK_ST(champ_pool_fail_after(p, 2 * HPAGE_SLOTS), CHAMP_OK);
+    size_t got = 0;
+    while (got < NH && (hs[got] = champ__handle_alloc(p)) != NULL)
+        got++;
+    CHECK_EQ(got, 2 * HPAGE_SLOTS, "fail_after n: n handles");
+    CHECK_ST(champ_pool_fail_after(p, -1), CHAMP_OK);
+    pf_check_books(p, "fail_after");
+    for (size_t j = 0; j < got; j++) {
+        champ__handle_free(p, hs[j]);
+        hs[j] = NULL;
+    }
+#endif
+    pf_check_books(p, "handles done");
+    CHECK_EQ(th_pool_live(p), live0, "no page left");
+    champ_pool_free(p);
+}
+
+static void test_handles_fixed(void) {
+    static _Alignas(64) unsigned char buf[16 * 1024];
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    enum { NH = 1000 };
+    static unsigned char *hs[NH];
+    size_t n = 0;
+    while (n < NH && (hs[n] = champ__handle_alloc(p)) != NULL)
+        memset(hs[n++], 0xa5, CHAMP_HANDLE_BYTES - 1);
+    size_t room = p->reserved / HPAGE_BYTES;
+    CHECK(n < NH && n >= (room - 1) * HPAGE_SLOTS,
+          "a fixed buffer of %zu bytes holds %zu handles", p->reserved, n);
+    CHECK(pf_pstats(p).alloc_failures > 0, "the refusal is counted");
+    pf_check_iter(p, hs, n, "fixed, full");
+    pf_check_books(p, "fixed, full");
+    th_rng r = {0xf1};
+    for (size_t i = 0; i < n; i++) {
+        size_t j = th_below(&r, n);
+        while (!hs[j])
+            j = (j + 1) % n;
+        champ__handle_free(p, hs[j]);
+        hs[j] = NULL;
+        if (i % 50 == 0)
+            pf_check_iter(p, hs, n, "fixed, freeing");
+    }
+    pf_check_books(p, "fixed, freed");
+    CHECK_EQ(th_pool_live(p), 0, "every page given back");
+    champ_pool_free(p);
+}
+
+const th_test th_tests_poolfix[] = {
+    {"poolfix.bignode_remove_oom", test_bignode_remove_oom},
+    {"poolfix.bignode_remove_oom_alloc", test_bignode_remove_oom_alloc},
+    {"poolfix.exact_pieces", test_exact_pieces},
+    {"poolfix.fixed_big_keys", test_fixed_big_keys},
+    {"poolfix.fixed_churn_mixed", test_fixed_churn_mixed},
+    {"poolfix.asan_concurrent_stats", test_asan_concurrent_stats},
+    {"poolfix.census_forged", test_census_forged},
+    {"poolfix.census_overflow", test_census_overflow},
+    {"poolfix.census_copies", test_census_copies},
+    {"poolfix.trim_basics", test_trim_basics},
+    {"poolfix.trim_ratio", test_trim_ratio},
+    {"poolfix.handles", test_handles},
+    {"poolfix.handles_fixed", test_handles_fixed},
+};
+const size_t th_tests_poolfix_count = sizeof th_tests_poolfix / sizeof th_tests_poolfix[0];
