@@ -924,10 +924,8 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
             remove_shrink_owned(m, &pa, i, W);
             return removed_owned(m, gone, prior, kind);
         }
-        if (node_size(b, (unsigned)d, W) <= POOL_CLASS_MAX) {
-            remove_coll_owned(m, b, i, W);
-            return removed_owned(m, gone, prior, kind);
-        }
+        remove_coll_owned(m, b, i, W);
+        return removed_owned(m, gone, prior, kind);
     }
     return remove_general(m, &pa, collapse, keep, prior, kind, W);
 }

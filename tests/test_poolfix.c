@@ -995,7 +995,63 @@ static void test_handles_fixed(void) {
     champ_pool_free(p);
 }
 
+/* A full fixed buffer: a remove from a collision node of 4+ keys copied the
+ * node and failed with CHAMP_ENOMEM, which champ.h says cannot happen (an
+ * owned collision node now shrinks in place, whatever its size). */
+static uint64_t pf_const_hash(const void *k, void *c) {
+    (void)k;
+    (void)c;
+    return 7;
+}
+static bool pf_ptr_equal(const void *a, const void *b, void *c) {
+    (void)c;
+    return a == b;
+}
+
+static void test_fixed_collision_remove(void) {
+    static _Alignas(16) unsigned char buf[16384];
+    for (int big = 0; big < 2; big++) {
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.buffer = buf;
+        pc.buffer_size = sizeof buf;
+        champ_pool *p = NULL;
+        CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+        if (!p)
+            return;
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
+        c.hash = pf_const_hash;
+        c.equal = pf_ptr_equal;
+        c.pool = p;
+        champ_map *m = NULL, *filler = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        uintptr_t nk = big ? 80 : 40; /* 80 keys: a node above the small classes */
+        for (uintptr_t k = 1; k <= nk; k++)
+            CHECK_ST(champ_set(m, (void *)k, NULL, NULL), CHAMP_OK);
+        champ_config cu = th_kind_config(CHAMP_KEY_U64, 5, p);
+        CHECK_ST(champ_new(&cu, &filler), CHAMP_OK);
+        int fails = 0;
+        for (uint64_t k = 0; fails < 1000 && filler; k++)
+            fails += champ_set_u64(filler, k, NULL, NULL) == CHAMP_ENOMEM;
+        /* the buffer is full: every remove still succeeds */
+        size_t bad = 0;
+        for (uintptr_t k = 1; k <= nk; k++) {
+            champ_prior pr;
+            champ_status st = champ_remove(m, (void *)k, &pr);
+            bad += st != CHAMP_OK || !pr.found;
+        }
+        CHECK_EQ(bad, 0, big ? "removes from a big collision node in a full buffer"
+                             : "removes from a collision node in a full buffer");
+        CHECK_EQ(champ_size(m), 0, "drained");
+        CHECK_VALID(m, "drained in a full buffer");
+        champ_free(filler);
+        champ_free(m);
+        CHECK_EQ(th_pool_live(p), 0, "everything given back");
+        champ_pool_free(p);
+    }
+}
+
 const th_test th_tests_poolfix[] = {
+    {"poolfix.fixed_collision_remove", test_fixed_collision_remove},
     {"poolfix.bignode_remove_oom", test_bignode_remove_oom},
     {"poolfix.bignode_remove_oom_alloc", test_bignode_remove_oom_alloc},
     {"poolfix.exact_pieces", test_exact_pieces},
