@@ -31,10 +31,15 @@ PEER_PKGS := libabsl-dev libglib2.0-dev uthash-dev libjudy-dev wamerican-huge \
              gnuplot-nox valgrind libxxhash-dev pkg-config g++
 
 # Install what is missing (as root, once per make invocation that runs the
-# bench); tools/deps.sh never fails.
-ifneq ($(filter bench bench-callgrind bench-build bench-prof,$(MAKECMDGOALS)),)
-ifneq ($(BENCH_NO_DEPS),1)
-$(shell sh tools/deps.sh $(PEER_PKGS) >&2)
+# bench); tools/deps.sh never fails.  CHAMP_NO_INSTALL=1 (or the old name
+# BENCH_NO_DEPS=1) turns it off.  The top Makefile runs `bench-deps` first,
+# then builds the library, then the bench with CHAMP_DEPS_DONE=1.
+ifeq ($(BENCH_NO_DEPS),1)
+CHAMP_NO_INSTALL := 1
+endif
+ifneq ($(filter bench bench-callgrind bench-build bench-prof bench-deps,$(MAKECMDGOALS)),)
+ifneq ($(CHAMP_DEPS_DONE),1)
+$(shell CHAMP_NO_INSTALL='$(CHAMP_NO_INSTALL)' sh tools/deps.sh $(PEER_PKGS) >&2)
 endif
 endif
 
@@ -122,11 +127,14 @@ G_OBJ      := $(patsubst src/%.c,$(B)/champ_g/%.o,$(CHAMP_SRC))
 TELEMETRY := $(if $(HAVE_CHAMP),$(B)/champ_telemetry)
 
 # A stamp that changes when the configuration does, so objects rebuild.
-CONFIG := $(CC) $(CXX) $(OPT) $(DEFS) $(GLIB_CFLAGS) $(HAVE_CHAMP)
+CONFIG := $(CC) $(CXX) $(OPT) $(DEFS) $(GLIB_CFLAGS) $(HAVE_CHAMP) $(CHAMP_BASE)
 $(shell mkdir -p $(B)/obj $(B)/champ_stats $(B)/champ_g $(R); \
   echo '$(CONFIG)' | cmp -s - $(B)/config 2>/dev/null || echo '$(CONFIG)' > $(B)/config)
 
-.PHONY: bench bench-build bench-prof bench-callgrind bench-clean bench-info bench-stub
+.PHONY: bench bench-build bench-prof bench-callgrind bench-clean bench-info bench-stub bench-deps
+
+bench-deps:
+	@:
 
 bench: bench-build $(TELEMETRY)
 	@$(B)/bench --telemetry $(B)/champ_telemetry --callgrind-csv $(R)/callgrind.csv $(ARGS)
