@@ -6,12 +6,14 @@
 #   make debug|asan      test binaries of the debug / ASan+UBSan builds
 #   make valgrind        the debug test binary under valgrind memcheck
 #   make bench           the benchmark suite (bench/README.md); ARGS="--quick"
-#   make install PREFIX=/usr/local
+#   make install         header, libraries, champ.pc, CMake package
+#   make uninstall       removes all of it again (same PREFIX, LIBDIR, ...)
 #
 # Knobs: CC, CFLAGS, CPPFLAGS, LDFLAGS, PORTABLE=1 (no -mpopcnt on x86-64),
 # STATS=1 (pool counters in the release library), HAVE_XXHASH=0 (fallback
 # byte hash even when xxhash.h is there), CHAMP_NO_INSTALL=1 (`make test` and
-# `make bench` never install Debian packages), PREFIX, DESTDIR.
+# `make bench` never install Debian packages).  Install: PREFIX, DESTDIR,
+# LIBDIR, INCLUDEDIR, PKGCONFIGDIR, CMAKEDIR.
 #
 # Every build directory (build/rel, build/test, build/dbg, build/asan) holds
 # a file `config` with the compiler and every flag its objects were built
@@ -22,7 +24,11 @@
 CC      ?= cc
 DESTDIR ?=
 
-PREFIX  ?= /usr/local
+PREFIX       ?= /usr/local
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+CMAKEDIR     ?= $(LIBDIR)/cmake/champ
 
 # ---- version: include/champ.h is the one place that defines it ----
 hdr_version = $(shell awk '$$1 == "\043define" && $$2 == "CHAMP_VERSION_$(1)" { print $$3 }' include/champ.h)
@@ -101,6 +107,8 @@ CONFIG_rel  = $(CC) [$(CC_ID)] $(REL_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_test = $(CC) [$(CC_ID)] $(TEST_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_dbg  = $(CC) [$(CC_ID)] $(DBG_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_asan = $(CC) [$(CC_ID)] $(ASAN_CFLAGS) LDFLAGS: $(LDFLAGS)
+# Install paths and version: what the generated champ.pc and CMake files say.
+CONFIG_pkg  = $(VERSION) $(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(PKGCONFIGDIR) $(CMAKEDIR) $(SIZEOF_VOID_P)
 # Single-quote a string for the shell.
 sq = '$(subst ','\'',$(1))'
 
@@ -113,7 +121,7 @@ $(B)/%/config: FORCE
 	@$(if $(filter rel,$*),$(if $(HASHDEF),echo "champ: xxhash.h not found (Debian: libxxhash-dev) or HAVE_XXHASH=0: byte keys use the fallback hash"))
 
 .PHONY: all lib examples test check-warnings debug asan valgrind bench \
-        bench-callgrind install uninstall clean FORCE
+        bench-callgrind install uninstall clean print-version FORCE
 
 all: lib examples
 
@@ -176,24 +184,61 @@ bench bench-callgrind:
 	@$(MAKE) --no-print-directory lib
 	@$(MAKE) --no-print-directory -f bench/bench.mk $@ ARGS="$(ARGS)" CHAMP_DEPS_DONE=1
 
-# Remade on every install: it records PREFIX, which may differ between runs.
-$(B)/champ.pc: FORCE
-	@mkdir -p $(B)
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: champ\nDescription: persistent hash array mapped tries (CHAMP)\nVersion: %s\nLibs: -L$${libdir} -lchamp\nCflags: -I$${includedir}\n' \
-	  "$(PREFIX)" "$(VERSION)" > $@
+# ---- packaging: champ.pc, CMake package ----
+# Pointer size of the target, for the CMake version check (a 32-bit project
+# must not pick up a 64-bit champ).
+SIZEOF_VOID_P = $(shell printf '__SIZEOF_POINTER__\n' | $(CC) $(CPPFLAGS) $(CFLAGS) -E -P -x c - 2>/dev/null | tr -d ' ')
+# champ.pc says ${prefix}/... for directories under PREFIX.
+pc_dir = $(if $(filter $(PREFIX)/%,$(1)),$${prefix}/$(patsubst $(PREFIX)/%,%,$(1)),$(1))
+# The CMake files find the library and header relative to where they are
+# installed, so a staged (DESTDIR) or moved install still works.
+rel_to_cmake = $(shell realpath -m --relative-to=$(call sq,$(CMAKEDIR)) $(call sq,$(1)) 2>/dev/null || printf '%s' $(call sq,$(1)))
+PKG_FILES := $(B)/pkg/champ.pc $(B)/pkg/champConfig.cmake \
+             $(B)/pkg/champConfigVersion.cmake
+subst_pkg = sed -e 's|@VERSION@|$(VERSION)|g' \
+	-e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+	-e 's|@VERSION_MINOR@|$(VERSION_MINOR)|g' \
+	-e 's|@SOMAJOR@|$(SOMAJOR)|g' \
+	-e 's|@PREFIX@|$(PREFIX)|g' \
+	-e 's|@PC_LIBDIR@|$(call pc_dir,$(LIBDIR))|g' \
+	-e 's|@PC_INCLUDEDIR@|$(call pc_dir,$(INCLUDEDIR))|g' \
+	-e 's|@CMAKE_LIBDIR@|$(call rel_to_cmake,$(LIBDIR))|g' \
+	-e 's|@CMAKE_INCLUDEDIR@|$(call rel_to_cmake,$(INCLUDEDIR))|g' \
+	-e 's|@SIZEOF_VOID_P@|$(SIZEOF_VOID_P)|g'
 
-install: lib $(B)/champ.pc
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/champ.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(B)/libchamp.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(B)/libchamp.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
-	ln -sf libchamp.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libchamp.so.$(SOMAJOR)
-	ln -sf libchamp.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libchamp.so
-	install -m 644 $(B)/champ.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+$(B)/pkg/champ.pc: champ.pc.in $(B)/pkg/config
+	$(subst_pkg) champ.pc.in > $@
+$(B)/pkg/%.cmake: cmake/%.cmake.in $(B)/pkg/config
+	$(subst_pkg) $< > $@
 
+# The version, as include/champ.h defines it (for scripts).
+print-version:
+	@echo $(VERSION)
+
+D_LIB   = $(DESTDIR)$(LIBDIR)
+D_INC   = $(DESTDIR)$(INCLUDEDIR)
+D_PC    = $(DESTDIR)$(PKGCONFIGDIR)
+D_CMAKE = $(DESTDIR)$(CMAKEDIR)
+
+install: lib $(PKG_FILES)
+	install -d $(D_LIB) $(D_INC) $(D_PC) $(D_CMAKE)
+	install -m 644 include/champ.h $(D_INC)/
+	install -m 644 $(B)/libchamp.a $(D_LIB)/
+	install -m 755 $(B)/libchamp.so.$(VERSION) $(D_LIB)/
+	ln -sf libchamp.so.$(VERSION) $(D_LIB)/libchamp.so.$(SOMAJOR)
+	ln -sf libchamp.so.$(VERSION) $(D_LIB)/libchamp.so
+	install -m 644 $(B)/pkg/champ.pc $(D_PC)/
+	install -m 644 $(B)/pkg/champConfig.cmake $(B)/pkg/champConfigVersion.cmake $(D_CMAKE)/
+
+# Removes what install put down: the files by name, the directory of the
+# CMake package; never a directory champ shares with others (lib, include,
+# pkgconfig).
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/include/champ.h $(DESTDIR)$(PREFIX)/lib/libchamp.* \
-	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/champ.pc
+	rm -f $(D_INC)/champ.h $(D_LIB)/libchamp.a $(D_LIB)/libchamp.so \
+	      $(D_LIB)/libchamp.so.$(SOMAJOR) $(D_LIB)/libchamp.so.$(VERSION) \
+	      $(D_PC)/champ.pc
+	rm -f $(D_CMAKE)/champConfig.cmake $(D_CMAKE)/champConfigVersion.cmake
+	rmdir $(D_CMAKE) 2>/dev/null || true
 
 clean:
 	rm -rf $(B)
