@@ -6,14 +6,16 @@
 #   make debug|asan      test binaries of the debug / ASan+UBSan builds
 #   make valgrind        the debug test binary under valgrind memcheck
 #   make bench           the benchmark suite (bench/README.md); ARGS="--quick"
-#   make install         header, libraries, champ.pc, CMake package
+#   make man-check       lint the man pages; every champ_* function of
+#                        include/champ.h must be named by one
+#   make install         header, libraries, champ.pc, CMake package, man pages
 #   make uninstall       removes all of it again (same PREFIX, LIBDIR, ...)
 #
 # Knobs: CC, CFLAGS, CPPFLAGS, LDFLAGS, PORTABLE=1 (no -mpopcnt on x86-64),
 # STATS=1 (pool counters in the release library), HAVE_XXHASH=0 (fallback
 # byte hash even when xxhash.h is there), CHAMP_NO_INSTALL=1 (`make test` and
 # `make bench` never install Debian packages).  Install: PREFIX, DESTDIR,
-# LIBDIR, INCLUDEDIR, PKGCONFIGDIR, CMAKEDIR.
+# LIBDIR, INCLUDEDIR, MANDIR, PKGCONFIGDIR, CMAKEDIR.
 #
 # Every build directory (build/rel, build/test, build/dbg, build/asan) holds
 # a file `config` with the compiler and every flag its objects were built
@@ -27,6 +29,7 @@ DESTDIR ?=
 PREFIX       ?= /usr/local
 LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
+MANDIR       ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 CMAKEDIR     ?= $(LIBDIR)/cmake/champ
 
@@ -92,6 +95,7 @@ LIB_HDR  := include/champ.h $(wildcard src/*.h)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_HDR := $(wildcard tests/*.h)
 EX_SRC   := $(wildcard examples/*.c)
+MAN_SRC  := $(wildcard docs/man/*.3)
 
 B := build
 REL_OBJ := $(patsubst src/%.c,$(B)/rel/%.o,$(LIB_SRC))
@@ -121,7 +125,7 @@ $(B)/%/config: FORCE
 	@$(if $(filter rel,$*),$(if $(HASHDEF),echo "champ: xxhash.h not found (Debian: libxxhash-dev) or HAVE_XXHASH=0: byte keys use the fallback hash"))
 
 .PHONY: all lib examples test check-warnings debug asan valgrind bench \
-        bench-callgrind install uninstall clean print-version FORCE
+        bench-callgrind install uninstall clean man man-check print-version FORCE
 
 all: lib examples
 
@@ -184,7 +188,7 @@ bench bench-callgrind:
 	@$(MAKE) --no-print-directory lib
 	@$(MAKE) --no-print-directory -f bench/bench.mk $@ ARGS="$(ARGS)" CHAMP_DEPS_DONE=1
 
-# ---- packaging: champ.pc, CMake package ----
+# ---- packaging: champ.pc, CMake package, man pages ----
 # Pointer size of the target, for the CMake version check (a 32-bit project
 # must not pick up a 64-bit champ).
 SIZEOF_VOID_P = $(shell printf '__SIZEOF_POINTER__\n' | $(CC) $(CPPFLAGS) $(CFLAGS) -E -P -x c - 2>/dev/null | tr -d ' ')
@@ -211,6 +215,20 @@ $(B)/pkg/champ.pc: champ.pc.in $(B)/pkg/config
 $(B)/pkg/%.cmake: cmake/%.cmake.in $(B)/pkg/config
 	$(subst_pkg) $< > $@
 
+# Man pages: docs/man/*.3 with the version filled in, plus one-line pages
+# (".so man3/PAGE.3") for every other function a page names, so that
+# `man champ_get_u64` shows champ_get(3).
+man: $(B)/man/.done
+$(B)/man/.done: $(MAN_SRC) tools/man.sh $(B)/pkg/config
+	rm -rf $(B)/man && mkdir -p $(B)/man
+	for p in $(MAN_SRC); do sed 's|@VERSION@|$(VERSION)|g' $$p > $(B)/man/$${p##*/}; done
+	sh tools/man.sh aliases $(MAN_SRC) | while read alias page; do \
+	  printf '.so man3/%s\n' "$$page" > $(B)/man/$$alias; done
+	touch $@
+
+man-check:
+	@sh tools/man.sh check include/champ.h $(MAN_SRC)
+
 # The version, as include/champ.h defines it (for scripts).
 print-version:
 	@echo $(VERSION)
@@ -219,9 +237,10 @@ D_LIB   = $(DESTDIR)$(LIBDIR)
 D_INC   = $(DESTDIR)$(INCLUDEDIR)
 D_PC    = $(DESTDIR)$(PKGCONFIGDIR)
 D_CMAKE = $(DESTDIR)$(CMAKEDIR)
+D_MAN3  = $(DESTDIR)$(MANDIR)/man3
 
-install: lib $(PKG_FILES)
-	install -d $(D_LIB) $(D_INC) $(D_PC) $(D_CMAKE)
+install: lib $(PKG_FILES) man
+	install -d $(D_LIB) $(D_INC) $(D_PC) $(D_CMAKE) $(D_MAN3)
 	install -m 644 include/champ.h $(D_INC)/
 	install -m 644 $(B)/libchamp.a $(D_LIB)/
 	install -m 755 $(B)/libchamp.so.$(VERSION) $(D_LIB)/
@@ -229,16 +248,19 @@ install: lib $(PKG_FILES)
 	ln -sf libchamp.so.$(VERSION) $(D_LIB)/libchamp.so
 	install -m 644 $(B)/pkg/champ.pc $(D_PC)/
 	install -m 644 $(B)/pkg/champConfig.cmake $(B)/pkg/champConfigVersion.cmake $(D_CMAKE)/
+	install -m 644 $(B)/man/*.3 $(D_MAN3)/
 
-# Removes what install put down: the files by name, the directory of the
-# CMake package; never a directory champ shares with others (lib, include,
-# pkgconfig).
+# Removes what install put down: the files by name (man pages: every page and
+# alias docs/man names today), the directory of the CMake package; never a
+# directory champ shares with others (lib, include, pkgconfig, man3).
 uninstall:
 	rm -f $(D_INC)/champ.h $(D_LIB)/libchamp.a $(D_LIB)/libchamp.so \
 	      $(D_LIB)/libchamp.so.$(SOMAJOR) $(D_LIB)/libchamp.so.$(VERSION) \
 	      $(D_PC)/champ.pc
 	rm -f $(D_CMAKE)/champConfig.cmake $(D_CMAKE)/champConfigVersion.cmake
 	rmdir $(D_CMAKE) 2>/dev/null || true
+	cd $(D_MAN3) 2>/dev/null && rm -f $(notdir $(MAN_SRC)) \
+	  $$(sh $(CURDIR)/tools/man.sh aliases $(addprefix $(CURDIR)/,$(MAN_SRC)) | cut -d' ' -f1) || true
 
 clean:
 	rm -rf $(B)
