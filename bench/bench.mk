@@ -67,8 +67,12 @@ GLIB_LIBS   := $(shell pkg-config --libs glib-2.0 2>/dev/null)
 HAVE_GLIB   := $(if $(GLIB_LIBS),$(call have_c,glib.h,$(GLIB_CFLAGS)))
 HAVE_UTHASH := $(call have_c,uthash.h)
 HAVE_JUDY   := $(call have_c,Judy.h)
-HAVE_XXHASH := $(call have_c,xxhash.h)
 HAVE_CHAMP  := $(if $(wildcard build/libchamp.a),1)
+# HAVE_XXHASH=0 (as the top Makefile takes it) builds champ's objects here
+# with the fallback hash too.
+ifeq ($(origin HAVE_XXHASH),undefined)
+HAVE_XXHASH := $(call have_c,xxhash.h)
+endif
 
 ABSL_LIBS := $(shell pkg-config --libs absl_flat_hash_map absl_hash 2>/dev/null)
 ifeq ($(strip $(ABSL_LIBS)),)
@@ -119,7 +123,7 @@ endif
 # Timings always link the release build/libchamp.a.
 CHAMP_SRC  := $(wildcard src/*.c)
 CHAMP_HDR  := include/champ.h $(wildcard src/*.h)
-CHAMP_HASH := $(if $(HAVE_XXHASH),,-DCHAMP_NO_XXHASH)
+CHAMP_HASH := $(if $(filter 1,$(HAVE_XXHASH)),,-DCHAMP_NO_XXHASH)
 CHAMP_BASE := -std=c11 -Wall -Wextra -Iinclude $(ISA) $(CHAMP_HASH) -fvisibility=hidden -O2 -DNDEBUG
 STATS_OBJ  := $(patsubst src/%.c,$(B)/champ_stats/%.o,$(CHAMP_SRC))
 G_OBJ      := $(patsubst src/%.c,$(B)/champ_g/%.o,$(CHAMP_SRC))
@@ -172,8 +176,8 @@ $(B)/obj/adapt_cxx.o: bench/adapt_cxx.cc bench/adapter.h $(B)/config
 # Compile-check the champ adapters against the header alone (no library
 # needed): make -f bench/bench.mk bench-stub
 bench-stub: $(B)/obj/driver.o
-	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(HAVE_XXHASH),-DHAVE_XXHASH) -c bench/adapt_champ.c -o $(B)/obj/stub_champ.o
-	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(HAVE_XXHASH),-DHAVE_XXHASH) -c bench/adapt_champ_generic.c -o $(B)/obj/stub_champ_generic.o
+	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(filter 1,$(HAVE_XXHASH)),-DHAVE_XXHASH) -c bench/adapt_champ.c -o $(B)/obj/stub_champ.o
+	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(filter 1,$(HAVE_XXHASH)),-DHAVE_XXHASH) -c bench/adapt_champ_generic.c -o $(B)/obj/stub_champ_generic.o
 	$(CC) $(CFLAGS_B) -c bench/telemetry.c -o $(B)/obj/stub_telemetry.o
 	@echo "bench-stub: champ adapters and telemetry compile against include/champ.h"
 
