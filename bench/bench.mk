@@ -176,8 +176,8 @@ $(B)/obj/adapt_cxx.o: bench/adapt_cxx.cc bench/adapter.h $(B)/config
 # Compile-check the champ adapters against the header alone (no library
 # needed): make -f bench/bench.mk bench-stub
 bench-stub: $(B)/obj/driver.o
-	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(filter 1,$(HAVE_XXHASH)),-DHAVE_XXHASH) -c bench/adapt_champ.c -o $(B)/obj/stub_champ.o
-	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(filter 1,$(HAVE_XXHASH)),-DHAVE_XXHASH) -c bench/adapt_champ_generic.c -o $(B)/obj/stub_champ_generic.o
+	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(HAVE_XXHASH),-DHAVE_XXHASH) -c bench/adapt_champ.c -o $(B)/obj/stub_champ.o
+	$(CC) $(CFLAGS_B) -DHAVE_CHAMP $(if $(HAVE_XXHASH),-DHAVE_XXHASH) -c bench/adapt_champ_generic.c -o $(B)/obj/stub_champ_generic.o
 	$(CC) $(CFLAGS_B) -c bench/telemetry.c -o $(B)/obj/stub_telemetry.o
 	@echo "bench-stub: champ adapters and telemetry compile against include/champ.h"
 
