@@ -31,10 +31,15 @@ PEER_PKGS := libabsl-dev libglib2.0-dev uthash-dev libjudy-dev wamerican-huge \
              gnuplot-nox valgrind libxxhash-dev pkg-config g++
 
 # Install what is missing (as root, once per make invocation that runs the
-# bench); tools/deps.sh never fails.
-ifneq ($(filter bench bench-callgrind bench-build bench-prof,$(MAKECMDGOALS)),)
-ifneq ($(BENCH_NO_DEPS),1)
-$(shell sh tools/deps.sh $(PEER_PKGS) >&2)
+# bench); tools/deps.sh never fails.  CHAMP_NO_INSTALL=1 (or the old name
+# BENCH_NO_DEPS=1) turns it off.  The top Makefile runs `bench-deps` first,
+# then builds the library, then the bench with CHAMP_DEPS_DONE=1.
+ifeq ($(BENCH_NO_DEPS),1)
+CHAMP_NO_INSTALL := 1
+endif
+ifneq ($(filter bench bench-callgrind bench-build bench-prof bench-deps,$(MAKECMDGOALS)),)
+ifneq ($(CHAMP_DEPS_DONE),1)
+$(shell CHAMP_NO_INSTALL='$(CHAMP_NO_INSTALL)' sh tools/deps.sh $(PEER_PKGS) >&2)
 endif
 endif
 
@@ -62,8 +67,12 @@ GLIB_LIBS   := $(shell pkg-config --libs glib-2.0 2>/dev/null)
 HAVE_GLIB   := $(if $(GLIB_LIBS),$(call have_c,glib.h,$(GLIB_CFLAGS)))
 HAVE_UTHASH := $(call have_c,uthash.h)
 HAVE_JUDY   := $(call have_c,Judy.h)
-HAVE_XXHASH := $(call have_c,xxhash.h)
 HAVE_CHAMP  := $(if $(wildcard build/libchamp.a),1)
+# HAVE_XXHASH=0 (as the top Makefile takes it) builds champ's objects here
+# with the fallback hash too.
+ifeq ($(origin HAVE_XXHASH),undefined)
+HAVE_XXHASH := $(call have_c,xxhash.h)
+endif
 
 ABSL_LIBS := $(shell pkg-config --libs absl_flat_hash_map absl_hash 2>/dev/null)
 ifeq ($(strip $(ABSL_LIBS)),)
@@ -118,7 +127,7 @@ endif
 # Timings always link the release build/libchamp.a.
 CHAMP_SRC  := $(wildcard src/*.c)
 CHAMP_HDR  := include/champ.h $(wildcard src/*.h)
-CHAMP_HASH := $(if $(HAVE_XXHASH),,-DCHAMP_NO_XXHASH)
+CHAMP_HASH := $(if $(filter 1,$(HAVE_XXHASH)),,-DCHAMP_NO_XXHASH)
 CHAMP_BASE := -std=c11 -Wall -Wextra -Iinclude $(ISA) $(CHAMP_HASH) -fvisibility=hidden -O2 -DNDEBUG
 STATS_OBJ  := $(patsubst src/%.c,$(B)/champ_stats/%.o,$(CHAMP_SRC))
 G_OBJ      := $(patsubst src/%.c,$(B)/champ_g/%.o,$(CHAMP_SRC))
@@ -126,11 +135,14 @@ G_OBJ      := $(patsubst src/%.c,$(B)/champ_g/%.o,$(CHAMP_SRC))
 TELEMETRY := $(if $(HAVE_CHAMP),$(B)/champ_telemetry)
 
 # A stamp that changes when the configuration does, so objects rebuild.
-CONFIG := $(CC) $(CXX) $(OPT) $(DEFS) $(GLIB_CFLAGS) $(HAVE_CHAMP)
+CONFIG := $(CC) $(CXX) $(OPT) $(DEFS) $(GLIB_CFLAGS) $(HAVE_CHAMP) $(CHAMP_BASE)
 $(shell mkdir -p $(B)/obj $(B)/champ_stats $(B)/champ_g $(R); \
   echo '$(CONFIG)' | cmp -s - $(B)/config 2>/dev/null || echo '$(CONFIG)' > $(B)/config)
 
-.PHONY: bench bench-build bench-prof bench-callgrind bench-clean bench-info bench-stub
+.PHONY: bench bench-build bench-prof bench-callgrind bench-clean bench-info bench-stub bench-deps
+
+bench-deps:
+	@:
 
 bench: bench-build $(TELEMETRY)
 	@$(B)/bench --telemetry $(B)/champ_telemetry --callgrind-csv $(R)/callgrind.csv $(ARGS)

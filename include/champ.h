@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  *
  * champ.h - persistent hash array mapped tries (CHAMP layout) for C.
+ * SPDX-License-Identifier: MIT (see LICENSE)
  *
  * A champ_map maps keys to void * values.  It reads like a hash table, updates
  * in place when it owns what it touches, and copies in O(1): after

@@ -34,7 +34,8 @@ uint64_t champ__hash_bytes(const void *p, size_t len, uint64_t seed) {
         len -= 8;
     }
     uint64_t w = 0;
-    memcpy(&w, s, len);
+    if (len)
+        memcpy(&w, s, len); /* s may be NULL when len is 0 */
     return hash_u64(h ^ w ^ ((uint64_t)len << 56), seed);
 }
 #endif
