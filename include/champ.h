@@ -369,6 +369,15 @@ CHAMP_API uint64_t champ_seed(const champ_map *m);
  * lists, that remove returns CHAMP_ENOMEM and the map is unchanged.
  */
 
+/* A key as iteration reports it: u64 for CHAMP_KEY_U64; ptr/len for
+ * CHAMP_KEY_BYTES (ptr points at the map's copy, NUL-terminated, valid while
+ * the entry is in some map); ptr for CHAMP_KEY_GENERIC (len 0). */
+typedef struct champ_key {
+    uint64_t u64;
+    const void *ptr;
+    size_t len;
+} champ_key;
+
 /* What an update found before it changed the map. */
 typedef struct champ_prior {
     bool found;  /* the key was present                                    */
@@ -443,17 +452,68 @@ CHAMP_API champ_status champ_premove(const champ_map *m, const void *key,
                                      champ_map **out);
 
 /* ------------------------------------------------------------------ */
+/* Many keys at once, and one key in one descent                       */
+/* ------------------------------------------------------------------ */
+
+/* One update of a batch: set key to val, or remove key.  The key is given
+ * as iteration reports keys (champ_key): u64 for CHAMP_KEY_U64, ptr/len for
+ * CHAMP_KEY_BYTES, ptr for CHAMP_KEY_GENERIC. */
+typedef struct champ_op {
+    champ_key key;
+    void *val;      /* set: the value (NULL for sets)                    */
+    bool remove;    /* remove key instead of setting it                  */
+} champ_op;
+
+/* Applies n updates to m as if one after the other (a later update of a
+ * key wins), in one pass over m in trie order: the updates are hashed and
+ * ordered by trie position, then merged with m, so every node they touch is
+ * rebuilt once and the rest is shared.  On an empty map this is the bulk
+ * build: O(n), nodes built bottom-up at their exact size.  Keys and values
+ * are borrowed: the map takes its own reference to what it keeps
+ * (key_retain, val_retain; byte keys are copied) and the caller keeps its
+ * own, so a map with release callbacks needs retain callbacks here too
+ * (else CHAMP_EINVAL).  Returns CHAMP_OK, CHAMP_EINVAL (NULL m, NULL ops
+ * with n > 0, an invalid key, a value for a set, release callbacks without
+ * retain callbacks), CHAMP_EKIND never (keys are read by m's kind),
+ * CHAMP_EBUSY (from a callback of an operation on m) or CHAMP_ENOMEM (m
+ * unchanged). */
+CHAMP_API champ_status champ_apply(champ_map *m, const champ_op *ops, size_t n);
+
+/* Upsert: finds key, or inserts it with a NULL value, and gives the address
+ * of its value in *slot, so counting or accumulating takes one descent:
+ *     void **v;
+ *     champ_upsert_u64(m, key, &v, NULL);   *v = (void *)((uintptr_t)*v + 1);
+ * The slot is the map's own (copied first if m shared it with another
+ * version) and stays valid until the next update of m.  *found (if not
+ * NULL) tells whether the key was there.  Writing a value through the slot
+ * replaces the old one without releasing it: with val_release the caller
+ * releases what it overwrites.  Maps only (sets: CHAMP_EINVAL).  Errors as
+ * for set (*slot untouched).  Generic keys: the map takes ownership of key
+ * when it inserts it. */
+CHAMP_API champ_status champ_upsert_u64(champ_map *m, uint64_t key, void ***slot,
+                                        bool *found);
+CHAMP_API champ_status champ_upsert_bytes(champ_map *m, const void *key, size_t len,
+                                          void ***slot, bool *found);
+CHAMP_API champ_status champ_upsert(champ_map *m, void *key, void ***slot, bool *found);
+
+/* Update with a function: fn gets the current value (NULL and found false
+ * when the key is absent) and returns the value to store, in one descent.
+ * The map owns the returned value as set would; the old value, if fn
+ * returned another, is released (val_release).  fn runs as a callback of an
+ * update of m.  Maps only.  Errors as for set. */
+typedef void *(*champ_update_fn)(const champ_key *key, void *old_val, bool found,
+                                 void *ctx);
+CHAMP_API champ_status champ_update_u64(champ_map *m, uint64_t key, champ_update_fn fn,
+                                        void *ctx);
+CHAMP_API champ_status champ_update_bytes(champ_map *m, const void *key, size_t len,
+                                          champ_update_fn fn, void *ctx);
+CHAMP_API champ_status champ_update(champ_map *m, void *key, champ_update_fn fn,
+                                    void *ctx);
+
+/* ------------------------------------------------------------------ */
 /* Iteration                                                           */
 /* ------------------------------------------------------------------ */
 
-/* A key as iteration reports it: u64 for CHAMP_KEY_U64; ptr/len for
- * CHAMP_KEY_BYTES (ptr points at the map's copy, NUL-terminated, valid while
- * the entry is in some map); ptr for CHAMP_KEY_GENERIC (len 0). */
-typedef struct champ_key {
-    uint64_t u64;
-    const void *ptr;
-    size_t len;
-} champ_key;
 
 /* The iterator's room: enough for every path the trie can have, now and in
  * later versions of the library (part of the ABI). */

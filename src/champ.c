@@ -1688,3 +1688,146 @@ champ_status champ__set_entry(champ_map *m, uint64_t k, const mtype *tx, void *v
     }
     return st;
 }
+
+/* ------------------------------------------------------------------ */
+/* Upsert and update-with-a-function                                   */
+/* ------------------------------------------------------------------ */
+
+/* The value slot of q, inserted (NULL) when absent, on a path m owns.  On
+ * a path this map owns alone, one descent.  Otherwise (absent, or present
+ * in a node shared with another version) a set makes the path m's own,
+ * then a lookup finds the slot. */
+static ALWAYS_INLINE champ_status map_upsert(champ_map *m, const kq *q, uint64_t newk,
+                                             void ***slot, bool *found,
+                                             champ_key_kind kind) {
+    const mtype *t = m->t;
+    void *cur = NULL;
+    bool have = false;
+    if (m->root) {
+        path pa;
+        if (map_descend(m, q, &pa, kind, ENT_MAP) == AT_MATCH) {
+            void **vp = ent_valp(pa.n[pa.depth], (uint32_t)pa.idx);
+            if (pa.fs < 0) {
+                *slot = vp;
+                if (found)
+                    *found = true;
+                return CHAMP_OK;
+            }
+            cur = *vp;
+            have = true;
+        }
+    }
+    /* Present but shared: store the value again (a reference of our own
+     * goes in, the copy's duplicate is released), which copies the path. */
+    if (have && t->val_retain)
+        t->val_retain(cur, t->ctx);
+    champ_status st = map_set(m, q, newk, cur, NULL, kind, ENT_MAP);
+    if (st != CHAMP_OK) {
+        if (have && t->val_release)
+            t->val_release(cur, t->ctx);
+        return st;
+    }
+    const uint64_t *e = node_find(t, m->root, 0, q, kind, ENT_MAP);
+    CHAMP_ASSERT(e != NULL);
+    *slot = (void **)(uintptr_t)(e + 1);
+    if (found)
+        *found = have;
+    return CHAMP_OK;
+}
+
+#define UPSERT_CHECKS(m, slot)                                              \
+    do {                                                                    \
+        if (UNLIKELY(!(slot)))                                              \
+            return CHAMP_EINVAL;                                            \
+        if (UNLIKELY((m)->t->width != ENT_MAP))                             \
+            return CHAMP_EINVAL;                                            \
+    } while (0)
+
+champ_status champ_upsert_u64(champ_map *m, uint64_t key, void ***slot, bool *found) {
+    CHECK_KIND(m, CHAMP_KEY_U64);
+    UPSERT_CHECKS(m, slot);
+    kq q = kq_u64(m, key);
+    UPDATE(m, map_upsert(m, &q, key, slot, found, CHAMP_KEY_U64));
+}
+
+champ_status champ_upsert_bytes(champ_map *m, const void *key, size_t len, void ***slot,
+                                bool *found) {
+    CHECK_KIND(m, CHAMP_KEY_BYTES);
+    CHECK_BYTES(key, len);
+    UPSERT_CHECKS(m, slot);
+    kq q = kq_bytes(m, key, len);
+    UPDATE(m, map_upsert(m, &q, 0, slot, found, CHAMP_KEY_BYTES));
+}
+
+champ_status champ_upsert(champ_map *m, void *key, void ***slot, bool *found) {
+    CHECK_KIND(m, CHAMP_KEY_GENERIC);
+    UPSERT_CHECKS(m, slot);
+    if (op_busy(m))
+        return CHAMP_EBUSY;
+    opframe fr;
+    op_push(&fr, m, OPF_UPDATE);
+    kq q = kq_ptr(m, key);
+    champ_status st = map_upsert(m, &q, q.u, slot, found, CHAMP_KEY_GENERIC);
+    op_end(&fr);
+    return st;
+}
+
+/* fn is user code: the update is framed whatever the map's type. */
+static champ_status update_with(champ_map *m, const kq *q, uint64_t newk,
+                                champ_update_fn fn, void *ctx, champ_key_kind kind) {
+    if (op_busy(m))
+        return CHAMP_EBUSY;
+    opframe fr;
+    op_push(&fr, m, OPF_UPDATE);
+    kq qq = *q;
+    if (kind == CHAMP_KEY_GENERIC)
+        qq = kq_ptr(m, (const void *)(uintptr_t)newk);
+    void **slot;
+    bool found;
+    champ_status st;
+    switch (kind) {
+    case CHAMP_KEY_U64: st = map_upsert(m, &qq, newk, &slot, &found, CHAMP_KEY_U64); break;
+    case CHAMP_KEY_BYTES: st = map_upsert(m, &qq, newk, &slot, &found, CHAMP_KEY_BYTES); break;
+    default: st = map_upsert(m, &qq, newk, &slot, &found, CHAMP_KEY_GENERIC); break;
+    }
+    if (st == CHAMP_OK) {
+        const uint64_t *e = (const uint64_t *)(uintptr_t)slot - 1;
+        champ_key k;
+        fill_key(kind, e[0], &k);
+        void *old = *slot;
+        void *nv = fn(&k, old, found, ctx);
+        *slot = nv;
+        m->stamp++;
+        if (nv != old && m->t->val_release)
+            m->t->val_release(old, m->t->ctx);
+    }
+    op_end(&fr);
+    return st;
+}
+
+champ_status champ_update_u64(champ_map *m, uint64_t key, champ_update_fn fn, void *ctx) {
+    CHECK_KIND(m, CHAMP_KEY_U64);
+    if (!fn || m->t->width != ENT_MAP)
+        return CHAMP_EINVAL;
+    kq q = kq_u64(m, key);
+    return update_with(m, &q, key, fn, ctx, CHAMP_KEY_U64);
+}
+
+champ_status champ_update_bytes(champ_map *m, const void *key, size_t len,
+                                champ_update_fn fn, void *ctx) {
+    CHECK_KIND(m, CHAMP_KEY_BYTES);
+    CHECK_BYTES(key, len);
+    if (!fn || m->t->width != ENT_MAP)
+        return CHAMP_EINVAL;
+    kq q = kq_bytes(m, key, len);
+    return update_with(m, &q, 0, fn, ctx, CHAMP_KEY_BYTES);
+}
+
+champ_status champ_update(champ_map *m, void *key, champ_update_fn fn, void *ctx) {
+    CHECK_KIND(m, CHAMP_KEY_GENERIC);
+    if (!fn || m->t->width != ENT_MAP)
+        return CHAMP_EINVAL;
+    kq q;
+    memset(&q, 0, sizeof q);
+    return update_with(m, &q, (uint64_t)(uintptr_t)key, fn, ctx, CHAMP_KEY_GENERIC);
+}

@@ -1,0 +1,389 @@
+/*
+ * build.c - many keys at once: champ_apply, the batch update, and on an
+ * empty map the bulk build.
+ *
+ * A batch of n updates is hashed once, the later update of a key wins (a
+ * table of the batch's keys finds earlier ones: O(n)), and the survivors
+ * are split into the keys to set and the keys to remove.  Each group is
+ * built into a trie bottom-up: at each level the entries are distributed
+ * over the 32 slots by a counting sort on the level's 5 hash bits (a most-
+ * significant-digit radix sort that is the trie walk itself), a slot with
+ * one or two entries becomes an entry or a pair, a slot with more becomes
+ * the child built one level down, and every node is allocated once at its
+ * exact size.  That is O(n) for the whole batch.  An empty map simply
+ * takes the built trie.  Otherwise the map is merged with it in trie
+ * order by the union and difference of algebra.c: every node a key of the
+ * batch falls under is rebuilt once, the rest of the map is shared.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* An update of the batch, hashed. */
+typedef struct bent {
+    entry e;       /* key word (byte keys: a blob made for the batch), value */
+    uint64_t h;
+    uint32_t idx;  /* position in the batch                             */
+    uint32_t del;  /* a removal                                         */
+} bent;
+
+typedef struct bctx {
+    const mtype *t;
+    champ_key_kind kind;
+    unsigned W;
+} bctx;
+
+/* Scratch memory for a batch: from the backing allocator (arena pools) or
+ * the pool's buffer (fixed pools). */
+static void *scratch_alloc(champ_pool *p, size_t bytes) {
+    if (p->fixed)
+        return pool_alloc(p, (bytes + 15u) & ~(size_t)15);
+    p->backing_calls++;
+    return p->alloc.malloc(bytes, p->alloc.ctx);
+}
+
+static void scratch_free(champ_pool *p, void *b, size_t bytes) {
+    if (!b)
+        return;
+    if (p->fixed)
+        pool_free(p, b, (bytes + 15u) & ~(size_t)15);
+    else
+        p->alloc.free(b, bytes, p->alloc.ctx);
+}
+
+/* The result of building one slot: empty, 1 or 2 entries (trie order), or
+ * a new node (owning its reference). */
+typedef struct bres {
+    uint32_t n; /* 0..2 or SUB_NODE */
+    entry e[2];
+    node *kid;
+} bres;
+
+static void bres_drop(const bctx *c, bres *r, unsigned level) {
+    if (r->n == SUB_NODE)
+        champ__node_drop(c->t, r->kid, level);
+    r->n = 0;
+}
+
+/* A node at `level` from the slots' results (pull-up below the root when
+ * it would hold no child and two entries or fewer).  Entries are retained
+ * (the batch keeps its own references); the children move in. */
+static bool bnode(const bctx *c, bres *rs, const uint32_t *ss, uint32_t n, unsigned level,
+                  bres *out) {
+    slotv sl[32];
+    uint32_t ne = 0;
+    bool kids = false;
+    for (uint32_t i = 0; i < n; i++) {
+        sl[i].s = ss[i];
+        sl[i].v.n = rs[i].n;
+        sl[i].v.kid = rs[i].kid;
+        sl[i].v.e[0] = rs[i].e[0];
+        sl[i].v.e[1] = rs[i].e[1];
+        if (rs[i].n == SUB_NODE)
+            kids = true;
+        else
+            ne += rs[i].n;
+    }
+    out->n = 0;
+    out->kid = NULL;
+    if (level > 0 && !kids && ne <= 2) {
+        for (uint32_t i = 0; i < n; i++)
+            for (uint32_t j = 0; j < rs[i].n; j++)
+                out->e[out->n++] = rs[i].e[j];
+        return true;
+    }
+    if (n == 0)
+        return true;
+    node *nb = pool_alloc(c->t->pool, slots_size(sl, n, c->W));
+    if (!nb) {
+        for (uint32_t i = 0; i < n; i++)
+            bres_drop(c, &rs[i], level + 1);
+        return false;
+    }
+    node_build(nb, sl, n, c->W);
+    if (c->t->ent_refs)
+        for (uint32_t i = 0; i < n; i++)
+            if (rs[i].n != SUB_NODE)
+                for (uint32_t j = 0; j < rs[i].n; j++)
+                    ent_retain(c->t, rs[i].e[j]);
+    out->n = SUB_NODE;
+    out->kid = nb;
+    return true;
+}
+
+/* Entries that all share one full hash (distinct keys): a collision node
+ * at the collision level, a chain of one-child nodes above it, or, for two
+ * or fewer, the entries themselves. */
+static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
+    out->n = 0;
+    out->kid = NULL;
+    if (n <= 2) {
+        /* equal hashes: a pair keeps the batch's order */
+        for (size_t i = 0; i < n; i++)
+            out->e[out->n++] = b[i].e;
+        if (level > 0 || n == 0)
+            return true;
+        /* the root holds them */
+        bres r = *out;
+        uint32_t s = slice(b[0].h, 0);
+        return bnode(c, &r, &s, 1, 0, out);
+    }
+    if (level == CHAMP_COLL_LEVEL) {
+        node *nb = pool_alloc(c->t->pool, node_coll_size((uint32_t)n, c->W));
+        if (!nb)
+            return false;
+        node_init(nb, (uint32_t)n, 0);
+        for (size_t i = 0; i < n; i++) {
+            ent_put(nb, (uint32_t)i, b[i].e, c->W);
+            if (c->t->ent_refs)
+                ent_retain(c->t, b[i].e);
+        }
+        out->n = SUB_NODE;
+        out->kid = nb;
+        return true;
+    }
+    bres r;
+    if (!bsame(c, b, n, level + 1, &r))
+        return false;
+    uint32_t s = slice(b[0].h, level);
+    return bnode(c, &r, &s, 1, level, out);
+}
+
+/* The canonical subtree at `level` of the entries b[0..n) (distinct keys,
+ * sharing the hash slices above `level`).  tmp is scratch of n entries. */
+static bool bbuild(const bctx *c, bent *b, bent *tmp, size_t n, unsigned level, bres *out) {
+    out->n = 0;
+    out->kid = NULL;
+    if (n == 0)
+        return true;
+    bool same = true;
+    for (size_t i = 1; i < n && same; i++)
+        same = b[i].h == b[0].h;
+    if (same || level == CHAMP_COLL_LEVEL)
+        return bsame(c, b, n, level, out);
+    if (n <= 2 && level > 0) {
+        /* two keys that differ below: a pair, in trie order */
+        bool swap = !pair_first(b[0].h, b[1].h);
+        out->e[0] = b[swap].e;
+        out->e[1] = b[!swap].e;
+        out->n = 2;
+        return true;
+    }
+    /* counting sort by this level's slice into tmp */
+    size_t cnt[33] = {0};
+    for (size_t i = 0; i < n; i++)
+        cnt[slice(b[i].h, level) + 1]++;
+    for (int s = 0; s < 32; s++)
+        cnt[s + 1] += cnt[s];
+    size_t pos[32];
+    memcpy(pos, cnt, sizeof pos);
+    for (size_t i = 0; i < n; i++)
+        tmp[pos[slice(b[i].h, level)]++] = b[i];
+    bres rs[32];
+    uint32_t ss[32], k = 0;
+    for (uint32_t s = 0; s < 32; s++) {
+        size_t lo = cnt[s], hi = cnt[s + 1];
+        if (lo == hi)
+            continue;
+        /* the slot's entries are in tmp; b is their scratch */
+        if (!bbuild(c, tmp + lo, b + lo, hi - lo, level + 1, &rs[k])) {
+            for (uint32_t j = 0; j < k; j++)
+                bres_drop(c, &rs[j], level + 1);
+            return false;
+        }
+        ss[k++] = s;
+    }
+    return bnode(c, rs, ss, k, level, out);
+}
+
+/* Builds a map of m's type holding the entries b[0..n) (distinct keys). */
+static champ_status build_map(const champ_map *m, bent *b, bent *tmp, size_t n,
+                              champ_map **out) {
+    bctx c = {m->t, m->t->kind, m->t->width};
+    bres r;
+    *out = NULL;
+    if (!bbuild(&c, b, tmp, n, 0, &r))
+        return CHAMP_ENOMEM;
+    champ_map *x = champ__map_handle(m->t, r.n == SUB_NODE ? r.kid : NULL, n);
+    if (!x) {
+        bres_drop(&c, &r, 0);
+        return CHAMP_ENOMEM;
+    }
+    *out = x;
+    return CHAMP_OK;
+}
+
+/* The hash and key word of op i for m; byte keys get a blob of their own
+ * (released when the batch is done).  false: out of memory. */
+static bool op_entry(const champ_map *m, const champ_op *op, bent *b) {
+    const mtype *t = m->t;
+    b->e.v = op->remove ? NULL : op->val;
+    switch (t->kind) {
+    case CHAMP_KEY_U64:
+        b->e.k = op->key.u64;
+        b->h = hash_u64(op->key.u64, t->seed);
+        return true;
+    case CHAMP_KEY_BYTES: {
+        size_t len = op->key.len;
+        blob *bl = pool_alloc(t->pool, blob_size(len));
+        if (!bl)
+            return false;
+        bl->hash = champ__hash_bytes(op->key.ptr, len, t->seed);
+        bl->rc = 1;
+        bl->len = (uint32_t)len;
+        if (len)
+            memcpy(bl->bytes, op->key.ptr, len);
+        bl->bytes[len] = '\0';
+        b->e.k = (uint64_t)(uintptr_t)bl;
+        b->h = bl->hash;
+        return true;
+    }
+    default:
+        b->e.k = (uint64_t)(uintptr_t)op->key.ptr;
+        b->h = t->hash(op->key.ptr, t->ctx);
+        return true;
+    }
+}
+
+static void release_blobs(const champ_map *m, bent *b, size_t n) {
+    if (m->t->kind != CHAMP_KEY_BYTES)
+        return;
+    for (size_t i = 0; i < n; i++)
+        key_release(m->t, b[i].e.k);
+}
+
+/* Keeps the last update of each key: a table of the batch's positions,
+ * by hash.  Returns the number of survivors, compacted to the front of b
+ * (in batch order), or (size_t)-1 when the table has no memory. */
+static size_t batch_dedup(const champ_map *m, bent *b, size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    champ_pool *p = m->t->pool;
+    uint32_t *tab = scratch_alloc(p, cap * sizeof *tab);
+    if (!tab)
+        return (size_t)-1;
+    memset(tab, 0xff, cap * sizeof *tab);
+    for (size_t i = 0; i < n; i++) {
+        size_t j = (size_t)(b[i].h ^ (b[i].h >> 29)) & (cap - 1);
+        for (;; j = (j + 1) & (cap - 1)) {
+            uint32_t x = tab[j];
+            if (x == UINT32_MAX) {
+                tab[j] = (uint32_t)i;
+                break;
+            }
+            if (b[x].h == b[i].h && key_equal(m->t, b[x].e.k, b[i].e.k, m->t->kind)) {
+                b[x].idx = UINT32_MAX; /* superseded */
+                tab[j] = (uint32_t)i;
+                break;
+            }
+        }
+    }
+    scratch_free(p, tab, cap * sizeof *tab);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].idx == UINT32_MAX) {
+            if (m->t->kind == CHAMP_KEY_BYTES)
+                key_release(m->t, b[i].e.k); /* its blob */
+            continue;
+        }
+        b[k++] = b[i];
+    }
+    return k;
+}
+
+static champ_status apply_batch(champ_map *m, const champ_op *ops, size_t n) {
+    const mtype *t = m->t;
+    champ_pool *p = t->pool;
+    size_t bytes = n * sizeof(bent);
+    bent *b = scratch_alloc(p, bytes), *tmp = b ? scratch_alloc(p, bytes) : NULL;
+    champ_status st = CHAMP_ENOMEM;
+    size_t made = 0;
+    if (!tmp)
+        goto out;
+    for (; made < n; made++) {
+        if (!op_entry(m, &ops[made], &b[made]))
+            goto out;
+        b[made].idx = (uint32_t)made;
+        b[made].del = ops[made].remove;
+    }
+    size_t live = batch_dedup(m, b, n);
+    if (live == (size_t)-1)
+        goto out;
+    made = live;
+    /* the sets first, then the removals */
+    size_t ns = 0;
+    for (size_t i = 0; i < live; i++)
+        if (!b[i].del) {
+            bent x = b[i];
+            b[i] = b[ns];
+            b[ns++] = x;
+        }
+    champ_map *bs = NULL, *bd = NULL, *r1 = NULL, *r2 = NULL;
+    if ((st = build_map(m, b, tmp, ns, &bs)) != CHAMP_OK)
+        goto out;
+    if (!m->root && ns == live) {
+        /* an empty map takes the built trie */
+        r2 = bs;
+        bs = NULL;
+    } else {
+        st = champ_union(m, bs, NULL, NULL, &r1);
+        if (st == CHAMP_OK) {
+            if (ns == live) {
+                r2 = r1;
+                r1 = NULL;
+            } else {
+                st = build_map(m, b + ns, tmp, live - ns, &bd);
+                if (st == CHAMP_OK)
+                    st = champ_difference(r1, bd, &r2);
+            }
+        }
+    }
+    if (st == CHAMP_OK) {
+        /* m takes the result's root; its old one loses m's reference */
+        node *old = m->root;
+        m->root = r2->root;
+        m->size = r2->size;
+        m->stamp++;
+        r2->root = NULL;
+        r2->size = 0;
+        if (old)
+            champ__node_drop(t, old, 0);
+    }
+    champ_free(r2);
+    champ_free(r1);
+    champ_free(bd);
+    champ_free(bs);
+out:
+    if (b)
+        release_blobs(m, b, made);
+    scratch_free(p, tmp, bytes);
+    scratch_free(p, b, bytes);
+    return st;
+}
+
+champ_status champ_apply(champ_map *m, const champ_op *ops, size_t n) {
+    if (!m || (!ops && n))
+        return CHAMP_EINVAL;
+    const mtype *t = m->t;
+    if ((t->val_release && !t->val_retain) || (t->key_release && !t->key_retain))
+        return CHAMP_EINVAL;
+    if (n > UINT32_MAX - 1)
+        return CHAMP_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (t->kind == CHAMP_KEY_BYTES &&
+            ((!ops[i].key.ptr && ops[i].key.len) || ops[i].key.len > UINT32_MAX))
+            return CHAMP_EINVAL;
+        if (t->width == ENT_SET && !ops[i].remove && ops[i].val)
+            return CHAMP_EINVAL;
+    }
+    if (n == 0)
+        return CHAMP_OK;
+    if (op_busy(m))
+        return CHAMP_EBUSY;
+    opframe fr;
+    op_push(&fr, m, OPF_UPDATE);
+    champ_status st = apply_batch(m, ops, n);
+    op_end(&fr);
+    return st;
+}
