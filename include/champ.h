@@ -55,18 +55,39 @@
  * Thread model
  * ------------------------------------------------------------------------
  *
- * A pool and all maps in it form one writer domain.  At most one thread at a
- * time may call a function that changes a map or the pool (set, remove,
- * p-forms, copy, new, new_like, clear, free, pool_free, pool_trim, validate).
- * Any number of threads may read (get, contains, size, iterate, foreach) any
- * maps at the same time, also while the one writer updates *other* maps of
- * the pool (even versions that share nodes with the ones being read): an
- * update never writes a node that another map can reach, except its
- * reference count, which these readers never look at.  Reading a map while
- * that same map is being updated is a data race.  The telemetry calls
- * (stats, pool stats, stats_print, dump) read reference counts and pool
- * state, so they must not overlap the pool's writer; they may overlap each
- * other and the readers above.  Maps of different pools are independent.
+ * A pool is plain (the default for champ_pool_new) or concurrent
+ * (champ_pool_config.concurrent, and the default pool that champ_new_u64,
+ * champ_new_bytes and champ_new_set_* maps share).  Maps of different pools
+ * are independent.  Within a pool, which calls may overlap in time:
+ *
+ *   calls (of one pool)            plain pool              concurrent pool
+ *   read a map (get, contains,     with any read; with     with any read, copy,
+ *     size, iterate, foreach,      updates of OTHER maps   free and update of
+ *     equal, diff, subset, ...)    (versions sharing       OTHER maps
+ *                                  nodes included)
+ *   copy m, p-forms from m,        no overlap with any     with reads of m and
+ *     combine (union, ...) from m  other writer call       copies of m, and with
+ *                                                          anything on OTHER maps
+ *   update m (set, remove, add,    no overlap with any     with anything on
+ *     upsert, apply, clear)        other writer call       OTHER maps
+ *   free m, new, new_like          no overlap with any     with anything on
+ *                                  other writer call       OTHER maps
+ *   cell load / store / cas        -                       with anything
+ *   telemetry (stats, pool stats,  with reads, not with    with anything
+ *     stats_print, dump)           any writer call         (figures of a moving
+ *                                                          pool are approximate)
+ *   validate, pool_trim,           alone                   alone
+ *     pool_free
+ *
+ * In both modes a map is never read, copied or freed while one thread
+ * updates that same map (one writer per map), and two threads never update
+ * the same map at once: that is a data race.  A plain pool is one writer
+ * domain: its reference counts are plain integers, and an update writes no
+ * node another map can reach except counts, which readers never look at.
+ * In a concurrent pool counts are atomic, so versions pass freely between
+ * threads: a thread may take a snapshot (champ_copy, or champ_cell_load),
+ * derive versions from it and drop them while other threads do the same
+ * with the same nodes.
  *
  * ------------------------------------------------------------------------
  * Callbacks: what they may do
@@ -211,9 +232,16 @@ typedef struct champ_pool_config {
     double watermark;
     champ_watermark_fn on_watermark;
     void *watermark_ctx;
+    /* Concurrent mode (see "Thread model"): any thread may read, copy and
+     * free any map of the pool at any time, and threads may update
+     * different maps at once.  Reference counts become atomic; each thread
+     * allocates from a heap of its own.  Arena pools only (with a buffer:
+     * CHAMP_EINVAL).  The default pool of champ_new_u64() and friends is
+     * concurrent. */
+    bool concurrent;
 } champ_pool_config;
 
-#define CHAMP_POOL_CONFIG_INIT { sizeof(champ_pool_config), 0, 0, 0, 0, 0, 0, 0 }
+#define CHAMP_POOL_CONFIG_INIT { sizeof(champ_pool_config), 0, 0, 0, 0, 0, 0, 0, 0 }
 
 typedef uint64_t (*champ_hash_fn)(const void *key, void *ctx);
 typedef bool (*champ_equal_fn)(const void *a, const void *b, void *ctx);
@@ -654,6 +682,41 @@ CHAMP_API bool champ_disjoint(const champ_map *a, const champ_map *b);
 typedef bool (*champ_pred_fn)(const champ_key *key, void *val, void *ctx);
 CHAMP_API champ_status champ_filter(const champ_map *m, champ_pred_fn keep,
                                     void *ctx, champ_map **out);
+
+/* ------------------------------------------------------------------ */
+/* Publishing versions between threads                                 */
+/* ------------------------------------------------------------------ */
+
+/* A cell holds one version of a map, for threads to take and replace: a
+ * writer publishes a new config or index with champ_cell_store (or
+ * champ_cell_cas), request threads each take a snapshot with
+ * champ_cell_load, use it and free it.  Every call may overlap every other
+ * call on the same cell from any thread (an internal lock guards the swap
+ * of one pointer; nothing else is done under it).  A version replaced in
+ * the cell is released when its last snapshot is freed.  The maps stored
+ * must be of the cell's type (the one it was made with, or of its first
+ * map).  Cells are for concurrent pools; a plain pool's maps may be stored
+ * too, but then loads and stores are writer calls of that pool. */
+typedef struct champ_cell champ_cell;
+
+/* A cell holding a copy of m (O(1)), or empty when m is NULL (then the
+ * first store sets the type).  Returns CHAMP_OK, CHAMP_EINVAL (NULL out) or
+ * CHAMP_ENOMEM. */
+CHAMP_API champ_status champ_cell_new(const champ_map *m, champ_cell **out);
+/* Frees the cell and its reference to its version.  NULL: no-op. */
+CHAMP_API void champ_cell_free(champ_cell *c);
+/* *out = a snapshot of the cell's version (a new map of its own: the
+ * caller frees it).  An empty cell gives *out NULL and CHAMP_OK.  Errors:
+ * CHAMP_EINVAL (NULL argument), CHAMP_ENOMEM. */
+CHAMP_API champ_status champ_cell_load(champ_cell *c, champ_map **out);
+/* Publishes a copy of m (m stays the caller's).  Errors: CHAMP_EINVAL,
+ * CHAMP_EPOOL (m of another type than the cell's), CHAMP_ENOMEM. */
+CHAMP_API champ_status champ_cell_store(champ_cell *c, const champ_map *m);
+/* Publishes a copy of desired if the cell still holds the version
+ * `expected` was loaded as (the same root and size; NULL: an empty cell);
+ * *swapped tells whether it did.  Errors as for store. */
+CHAMP_API champ_status champ_cell_cas(champ_cell *c, const champ_map *expected,
+                                      const champ_map *desired, bool *swapped);
 
 /* ------------------------------------------------------------------ */
 /* Telemetry and checking                                              */

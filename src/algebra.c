@@ -634,7 +634,7 @@ static bool build_node(comb *c, res *rs, const uint32_t *ss, uint32_t n, unsigne
     for (uint32_t i = 0; i < n; i++) {
         if (rs[i].n == SUB_NODE) {
             if (!rs[i].owned)
-                rs[i].kid->rc++;
+                rc_inc(&rs[i].kid->rc, t->atomic);
         } else if (t->ent_refs) {
             for (uint32_t j = 0; j < rs[i].n; j++)
                 ent_retain(t, rs[i].e[j]);
@@ -942,7 +942,7 @@ static champ_status finish(comb *c, const champ_map *a, res *r, size_t size,
     if (r->n == SUB_NODE) {
         root = r->kid;
         if (!r->owned)
-            root->rc++;
+            rc_inc(&root->rc, t->atomic);
     } else if (r->n) {
         /* one or two entries: a root node holding them */
         slotv sl[2];

@@ -164,7 +164,7 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
     int fs = -1;
     for (int d = 0;; d++) {
         pa->n[d] = n;
-        if (fs < 0 && n->rc > 1)
+        if (fs < 0 && rc_load(&n->rc) > 1)
             fs = d;
         pa->depth = d;
         if (kind != CHAMP_KEY_U64 && UNLIKELY(d == CHAMP_COLL_LEVEL)) {
@@ -981,7 +981,8 @@ champ_map *champ__map_handle(mtype *t, node *root, size_t size) {
     m->root = root;
     m->size = size;
     m->t = t;
-    t->refs++;
+    if (!t->immortal)
+        rc_inc(&t->refs, t->atomic);
     return m;
 }
 
@@ -1007,17 +1008,24 @@ static mtype *type_new(champ_pool *p, const champ_config *c) {
     t->calls_out = c->kind == CHAMP_KEY_GENERIC || c->key_retain || c->key_release ||
                    c->val_retain || c->val_release || p->on_mark;
     t->mode = (uint8_t)MODE(t->kind, t->width, t->calls_out);
-    p->refs++;
-    p->ntypes++;
+    t->atomic = p->concurrent;
+    rc_inc(&p->refs, p->concurrent);
+    if (p->concurrent)
+        __atomic_fetch_add(&p->ntypes, 1, __ATOMIC_RELAXED);
+    else
+        p->ntypes++;
     return t;
 }
 
-static void type_release(mtype *t) {
-    if (--t->refs)
+void champ__type_release(mtype *t) {
+    if (t->immortal || !rc_dec(&t->refs, t->atomic))
         return;
     champ_pool *p = t->pool;
     pool_free(p, t, TYPE_BYTES);
-    p->ntypes--;
+    if (p->concurrent)
+        __atomic_fetch_sub(&p->ntypes, 1, __ATOMIC_RELAXED);
+    else
+        p->ntypes--;
     champ__pool_release(p);
 }
 
@@ -1081,7 +1089,7 @@ champ_status champ_new(const champ_config *cfg, champ_map **out) {
     champ_map *m = t ? map_handle(t, NULL, 0) : NULL;
     if (t && !m) {
         t->refs = 1;
-        type_release(t);
+        champ__type_release(t);
     }
     if (!c.pool)
         champ__pool_release(p); /* the type holds the pool now */
@@ -1163,7 +1171,7 @@ void champ_free(champ_map *m) {
         }
     }
     champ__handle_free(p, m);
-    type_release(t);
+    champ__type_release(t);
 }
 
 static bool copyable(const mtype *t) {
@@ -1186,7 +1194,7 @@ champ_status champ_copy(const champ_map *m, champ_map **out) {
     if (!c)
         return CHAMP_ENOMEM;
     if (c->root)
-        c->root->rc++;
+        rc_inc(&c->root->rc, m->t->atomic);
     *out = c;
     return CHAMP_OK;
 }

@@ -20,7 +20,7 @@
 static void stats_walk(const champ_map *m, const node *n, unsigned level,
                        champ_stats *s, double *depth_sum) {
     unsigned depth = level + 1;
-    if (n->rc > 1)
+    if (rc_load(&n->rc) > 1)
         s->nodes_shared++;
     s->node_bytes += node_size(n, level, W);
     s->slack_bytes += 8u * node_slack(n);

@@ -19,6 +19,8 @@ typedef struct mtype {
     uint8_t mode;              /* MODE(kind, W, calls_out): one compare   */
                                /* finds the plain path of an operation    */
     bool ent_refs;             /* copying an entry must retain something  */
+    bool atomic;               /* the pool is concurrent: counts atomic   */
+    bool immortal;             /* a default type: never freed, no count   */
     bool calls_out;            /* an operation may run user code: hash,   */
                                /* equal, retains, releases, the watermark */
     champ_hash_fn hash;
@@ -27,7 +29,7 @@ typedef struct mtype {
     void *ctx;
     uint64_t seed;
     champ_pool *pool;
-    size_t refs;               /* maps of this type                       */
+    uint32_t refs;             /* maps of this type (not for immortal)    */
 } mtype;
 
 #define MODE(kind, W, out)                                                  \
@@ -52,6 +54,9 @@ INTERNAL champ_map *champ__map_handle(mtype *t, node *root, size_t size);
  * key-by-key paths of algebra.c, across hashings and pools. */
 INTERNAL champ_status champ__set_entry(champ_map *m, uint64_t k, const mtype *tx,
                                        void *val, bool remove);
+/* Drops one reference to a type (the last frees it and releases its
+ * pool's reference). */
+INTERNAL void champ__type_release(mtype *t);
 INTERNAL bool champ__struct_read(void *dst, size_t dst_size, const void *src,
                                 size_t min_size);
 

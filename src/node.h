@@ -53,6 +53,32 @@ typedef struct node {
     uint64_t body[];
 } node;
 
+/* Reference counts (of nodes, key blobs, types, pools).  In a concurrent
+ * pool (champ_pool_config.concurrent) they are changed atomically:
+ * increments relaxed (a reference can only be copied from one already
+ * held), decrements with release order and an acquire fence before the
+ * memory is reused, so every write to the object happens before its free.
+ * Otherwise they are plain integers; reads are relaxed atomic loads in
+ * both modes (one mov on x86-64). */
+static ALWAYS_INLINE uint32_t rc_load(const uint32_t *rc) {
+    return __atomic_load_n(rc, __ATOMIC_RELAXED);
+}
+static ALWAYS_INLINE void rc_inc(uint32_t *rc, bool atomic) {
+    if (atomic)
+        __atomic_fetch_add(rc, 1u, __ATOMIC_RELAXED);
+    else
+        (*rc)++;
+}
+/* Drops one reference; true when it was the last. */
+static ALWAYS_INLINE bool rc_dec(uint32_t *rc, bool atomic) {
+    if (!atomic)
+        return --*rc == 0;
+    if (__atomic_sub_fetch(rc, 1u, __ATOMIC_RELEASE) != 0)
+        return false;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return true;
+}
+
 #define NODE_HDR 16u
 _Static_assert(sizeof(node) == NODE_HDR, "node header is 16 bytes");
 _Static_assert(sizeof(entry) == ENT_MAP, "a map entry is two words");

@@ -896,7 +896,7 @@ champ_status champ_pool_new(const champ_pool_config *cfg, champ_pool **out) {
 
 /* Drops one reference; the last one gives every chunk back. */
 void champ__pool_release(champ_pool *p) {
-    if (--p->refs > 0)
+    if (!rc_dec(&p->refs, p->concurrent))
         return;
     if (p->fixed)
         return;

@@ -64,7 +64,8 @@ struct champ_pool {
     size_t mark;                 /* watermark in bytes (fixed mode)      */
     champ_watermark_fn on_mark;
     void *mark_ctx;
-    long refs;                   /* the creator's reference + maps       */
+    uint32_t refs;               /* the creator's reference + types      */
+    bool concurrent;             /* champ_pool_config.concurrent         */
     size_t ntypes;               /* map types alive (see map.h)          */
     hpage *hpages;               /* every handle page                    */
     hpage *hpages_open;          /* pages with a free slot               */

@@ -12,10 +12,16 @@ void champ__node_share_refs(const mtype *t, node *dst, uint32_t ne, uint32_t nk,
             if (i - se >= sn) /* i < se or i >= se + sn (unsigned) */
                 ent_retain(t, ent_get(dst, i, W));
     node **k = (node **)(void *)(node_ebase(dst) + (size_t)W * ne);
+    if (t->atomic) {
+        for (uint32_t i = 0; i < nk; i++)
+            if ((int)i != sk) /* the new child was not duplicated */
+                rc_inc(&k[i]->rc, true);
+        return;
+    }
     for (uint32_t i = 0; i < nk; i++)
         k[i]->rc++;
     if (sk >= 0)
-        k[sk]->rc--; /* the new child was not duplicated */
+        k[sk]->rc--;
 }
 
 /* The stack holds, per level, a node being torn down and the next child
@@ -26,8 +32,8 @@ void champ__node_drop(const mtype *t, node *n, unsigned level) {
         uint32_t next;
     } st[CHAMP_MAX_PATH];
     unsigned W = t->width;
-    CHAMP_ASSERT(n->rc > 0);
-    if (--n->rc)
+    CHAMP_ASSERT(rc_load(&n->rc) > 0);
+    if (!rc_dec(&n->rc, t->atomic))
         return;
     int sp = 0;
     st[0].n = n;
@@ -44,8 +50,8 @@ void champ__node_drop(const mtype *t, node *n, unsigned level) {
         node *dead = NULL;
         while (i < nn) {
             node *c = kids[i++];
-            CHAMP_ASSERT(c->rc > 0);
-            if (--c->rc == 0) {
+            CHAMP_ASSERT(rc_load(&c->rc) > 0);
+            if (rc_dec(&c->rc, t->atomic)) {
                 dead = c;
                 break;
             }

@@ -25,7 +25,7 @@ static ALWAYS_INLINE blob *key_blob(uint64_t k) {
  * blob or the user's key, and the value, gain a reference. */
 static ALWAYS_INLINE void ent_retain(const mtype *t, entry e) {
     if (t->kind == CHAMP_KEY_BYTES)
-        key_blob(e.k)->rc++;
+        rc_inc(&key_blob(e.k)->rc, t->atomic);
     else if (t->key_retain)
         t->key_retain((void *)(uintptr_t)e.k, t->ctx);
     if (t->val_retain)
@@ -35,7 +35,7 @@ static ALWAYS_INLINE void ent_retain(const mtype *t, entry e) {
 static inline void key_release(const mtype *t, uint64_t k) {
     if (t->kind == CHAMP_KEY_BYTES) {
         blob *b = key_blob(k);
-        if (--b->rc == 0)
+        if (rc_dec(&b->rc, t->atomic))
             pool_free(t->pool, b, blob_size(b->len));
     } else if (t->key_release) {
         t->key_release((void *)(uintptr_t)k, t->ctx);
