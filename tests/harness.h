@@ -273,6 +273,8 @@ extern const th_test th_tests_oom[];       /* test_oom.c */
 extern const size_t th_tests_oom_count;
 extern const th_test th_tests_callbacks[]; /* test_callbacks.c */
 extern const size_t th_tests_callbacks_count;
+extern const th_test th_tests_many[];      /* test_many.c */
+extern const size_t th_tests_many_count;
 extern const th_test th_tests_poolfix[];   /* test_poolfix.c */
 extern const size_t th_tests_poolfix_count;
 

@@ -1,0 +1,124 @@
+/*
+ * test_many.c - batched lookups (champ_get_many_*, champ_contains_many_*)
+ * against single lookups, for every kind, maps and sets, batch sizes
+ * around the group size, absent keys, misuse.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static void test_many_u64(void) {
+    th_rng r = {0x3a4d};
+    for (int set = 0; set < 2; set++) {
+        champ_map *m = NULL;
+        champ_config c = th_kind_config(CHAMP_KEY_U64, 11, NULL);
+        c.set = set != 0;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        if (!m)
+            return;
+        size_t n = (size_t)th_iters(50000, 2000);
+        for (size_t i = 0; i < n; i++)
+            champ_set_u64(m, th_next(&r) % (4 * n), set ? NULL : th_tok(i), NULL);
+        static const size_t sizes[] = {0, 1, 2, 15, 16, 17, 33, 1000, 5000};
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            size_t b = sizes[si];
+            uint64_t *keys = malloc((b + 1) * sizeof *keys);
+            void **vals = malloc((b + 1) * sizeof *vals);
+            bool *found = malloc(b + 1);
+            for (size_t i = 0; i < b; i++)
+                keys[i] = th_next(&r) % (4 * n); /* hits and misses */
+            size_t got = champ_get_many_u64(m, keys, b, vals, found), want = 0, bad = 0;
+            for (size_t i = 0; i < b; i++) {
+                void *v = NULL;
+                bool f = champ_get_u64(m, keys[i], &v);
+                want += f;
+                bad += f != found[i] || (f ? v != vals[i] : vals[i] != NULL);
+            }
+            CHECK(bad == 0 && got == want, "batch of %zu: %zu differ from single lookups, "
+                  "%zu found, want %zu", b, bad, got, want);
+            bool *f2 = malloc(b + 1);
+            CHECK_EQ(champ_contains_many_u64(m, keys, b, f2), want, "contains_many count");
+            CHECK(b == 0 || memcmp(f2, found, b) == 0, "contains_many agrees");
+            free(f2);
+            free(keys);
+            free(vals);
+            free(found);
+        }
+        /* misuse finds nothing */
+        bool f[2] = {true, true};
+        uint64_t k2[2] = {1, 2};
+        CHECK_EQ(champ_get_many_u64(NULL, k2, 2, NULL, f), 0, "NULL map");
+        CHECK(!f[0] && !f[1], "NULL map: found[] cleared");
+        CHECK_EQ(champ_get_many_u64(m, NULL, 0, NULL, NULL), 0, "empty batch");
+        champ_map *bm = NULL;
+        CHECK_ST(champ_new_bytes(&bm), CHAMP_OK);
+        f[0] = true;
+        CHECK_EQ(champ_get_many_u64(bm, k2, 2, NULL, f), 0, "wrong kind");
+        CHECK(!f[0], "wrong kind: found[] cleared");
+        champ_free(bm);
+        champ_free(m);
+    }
+}
+
+static void test_many_bytes_generic(void) {
+    champ_map *m = NULL;
+    champ_config c = th_kind_config(CHAMP_KEY_BYTES, 5, NULL);
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (!m)
+        return;
+    enum { NK = 3000 };
+    static char buf[NK][24];
+    const void *ptrs[NK];
+    size_t lens[NK];
+    for (int i = 0; i < NK; i++) {
+        snprintf(buf[i], sizeof buf[i], "key-%d", i);
+        ptrs[i] = buf[i];
+        lens[i] = strlen(buf[i]);
+        if (i % 3)
+            champ_set_bytes(m, buf[i], lens[i], th_tok((uint64_t)i), NULL);
+    }
+    void **vals = malloc(NK * sizeof *vals);
+    bool *found = malloc(NK);
+    size_t got = champ_get_many_bytes(m, ptrs, lens, NK, vals, found), bad = 0;
+    for (int i = 0; i < NK; i++)
+        bad += found[i] != (i % 3 != 0) || (found[i] && vals[i] != th_tok((uint64_t)i));
+    CHECK(bad == 0 && got == NK - (NK + 2) / 3, "bytes batch: %zu wrong, %zu found", bad, got);
+    lens[0] = 5;
+    ptrs[0] = NULL; /* an invalid key: nothing found */
+    CHECK_EQ(champ_get_many_bytes(m, ptrs, lens, NK, NULL, found), 0, "invalid key");
+    champ_free(m);
+
+    th_cbctx cc;
+    memset(&cc, 0, sizeof cc);
+    cc.hash_mode = TH_HASH_MOD64; /* collisions and deep paths */
+    champ_config g = th_generic_config(&cc, false, NULL);
+    CHECK_ST(champ_new(&g, &m), CHAMP_OK);
+    if (!m)
+        return;
+    static th_obj objs[NK];
+    const void *kp[NK];
+    for (int i = 0; i < NK; i++) {
+        memset(&objs[i], 0, sizeof objs[i]);
+        objs[i].id = (uint64_t)i;
+        kp[i] = &objs[i];
+        if (i % 2)
+            champ_set(m, &objs[i], th_tok((uint64_t)i), NULL);
+    }
+    got = champ_get_many(m, kp, NK, vals, found);
+    bad = 0;
+    for (int i = 0; i < NK; i++)
+        bad += found[i] != (i % 2 != 0) || (found[i] && vals[i] != th_tok((uint64_t)i));
+    CHECK(bad == 0 && got == NK / 2, "generic batch (collisions): %zu wrong, %zu found", bad,
+          got);
+    CHECK_VALID(m, "after batched lookups");
+    champ_free(m);
+    free(vals);
+    free(found);
+}
+
+const th_test th_tests_many[] = {
+    {"many.u64", test_many_u64},
+    {"many.bytes_generic", test_many_bytes_generic},
+};
+const size_t th_tests_many_count = sizeof th_tests_many / sizeof th_tests_many[0];
