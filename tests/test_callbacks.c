@@ -752,7 +752,81 @@ static void test_iter_modified(void) {
     champ_free(m);
 }
 
+/* The watermark firing inside champ_copy's handle allocation: an update of
+ * the map being copied was accepted (a corrupt copy) and a free of it made
+ * the copy read a freed map.  Now m is read during the copy: the update is
+ * refused, the free waits until the copy has its reference. */
+static champ_map *wc_m;
+static champ_status wc_update;
+static int wc_calls, wc_free;
+static void wc_mark(champ_pool *p, size_t live, size_t cap, void *ctx) {
+    (void)p;
+    (void)live;
+    (void)cap;
+    (void)ctx;
+    wc_calls++;
+    wc_update = champ_set_u64(wc_m, 123456789, NULL, NULL);
+    if (wc_free)
+        champ_free(wc_m);
+}
+
+static void test_watermark_in_copy(void) {
+    for (wc_free = 0; wc_free < 2; wc_free++) {
+        static _Alignas(16) unsigned char buf[1 << 16];
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.buffer = buf;
+        pc.buffer_size = sizeof buf;
+        pc.watermark = 0.5;
+        pc.on_watermark = wc_mark;
+        champ_pool *pool = NULL;
+        CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+        if (!pool)
+            return;
+        champ_config c = th_kind_config(CHAMP_KEY_U64, 9, pool);
+        wc_m = NULL;
+        CHECK_ST(champ_new(&c, &wc_m), CHAMP_OK);
+        if (!wc_m)
+            return;
+        /* copies until one handle allocation crosses the mark: keep the
+         * map's bytes just below it, then take copies (each may need a new
+         * handle page) */
+        champ_pool_stats ps;
+        uint64_t k = 0;
+        for (;;) {
+            champ_pool_stats_get(pool, &ps, sizeof ps);
+            if (ps.bytes_live + 2 * 1024 > ps.bytes_reserved / 2)
+                break;
+            champ_set_u64(wc_m, k++, NULL, NULL);
+        }
+        size_t n = champ_size(wc_m);
+        wc_calls = 0;
+        champ_map *copies[200];
+        int nc = 0;
+        while (nc < 200 && wc_calls == 0) {
+            copies[nc] = NULL;
+            if (champ_copy(wc_m, &copies[nc]) != CHAMP_OK)
+                break;
+            nc++;
+        }
+        CHECK(wc_calls == 1, "the watermark fired during a copy (%d)", wc_calls);
+        CHECK_ST(wc_update, CHAMP_EBUSY);
+        CHECK(nc > 0 && champ_size(copies[nc - 1]) == n, "the last copy is whole");
+        for (int i = 0; i < nc; i++)
+            CHECK_VALID(copies[i], "a copy taken while the watermark ran");
+        champ_pool_stats_get(pool, &ps, sizeof ps);
+        CHECK_EQ(ps.maps, (size_t)nc + (wc_free ? 0u : 1u),
+                 wc_free ? "the map was freed once the copy returned" : "the map lives");
+        for (int i = 0; i < nc; i++)
+            champ_free(copies[i]);
+        if (!wc_free)
+            champ_free(wc_m);
+        CHECK_EQ(th_pool_live(pool), 0, "everything freed");
+        champ_pool_free(pool);
+    }
+}
+
 const th_test th_tests_callbacks[] = {
+    {"callbacks.watermark_in_copy", test_watermark_in_copy},
     {"callbacks.matrix", test_matrix},
     {"callbacks.watermark_free_old_version", test_watermark_free_old_version},
     {"callbacks.equal_frees_other_map", test_equal_frees_other_map},
