@@ -179,14 +179,16 @@ static bool bbuild(const bctx *c, bent *b, bent *tmp, size_t n, unsigned level, 
     memcpy(pos, cnt, sizeof pos);
     for (size_t i = 0; i < n; i++)
         tmp[pos[slice(b[i].h, level)]++] = b[i];
+    /* back into b, so b keeps every entry of the batch exactly once (its
+     * key blobs are released from b afterwards) */
+    memcpy(b, tmp, n * sizeof *b);
     bres rs[32];
     uint32_t ss[32], k = 0;
     for (uint32_t s = 0; s < 32; s++) {
         size_t lo = cnt[s], hi = cnt[s + 1];
         if (lo == hi)
             continue;
-        /* the slot's entries are in tmp; b is their scratch */
-        if (!bbuild(c, tmp + lo, b + lo, hi - lo, level + 1, &rs[k])) {
+        if (!bbuild(c, b + lo, tmp + lo, hi - lo, level + 1, &rs[k])) {
             for (uint32_t j = 0; j < k; j++)
                 bres_drop(c, &rs[j], level + 1);
             return false;
