@@ -2,16 +2,34 @@
  * adapt_champ.c - champ with its built-in key kinds: CHAMP_KEY_U64 for u64
  * keys (stored inline, hashed by the library) and CHAMP_KEY_BYTES for strings
  * (the map keeps its own copy of each key).
+ *
+ * Every map of a state has one type (the fixed seed below, one pool): the
+ * second map of the whole-map ops is a p-form of the map ("shared") or made
+ * with champ_new_like ("fresh"), so champ_equal, champ_union, ... take
+ * their structural paths (side by side, skipping shared subtrees), never
+ * the key-by-key path of maps that hash differently or live in different
+ * pools.
  */
 #include "adapter.h"
 
 #include <champ.h>
 #include <stdlib.h>
 
+#define SEED 0x243f6a8885a308d3ull
+
 typedef struct cstate {
     champ_map *m;
     champ_map *first; /* pinsert_keep: the empty map the chain started from */
     int kind;
+    /* the whole-map ops' second maps (made by prepare, outside the timing) */
+    champ_map *shared; /* m with one value changed (a p-form); finish drops it */
+    champ_map *fresh;  /* the same N keys and values, inserted into a map of
+                          m's type; kept while m holds the N keys (ops that
+                          start from the insert state never change m) */
+    champ_key chg;     /* the key whose value differs in shared */
+    void *chg_old, *chg_new;
+    size_t n;          /* N */
+    champ_op *ops;     /* build: the input array */
 } cstate;
 
 static void *cc_create(int kind)
@@ -20,7 +38,7 @@ static void *cc_create(int kind)
     if (!s)
         return NULL;
     champ_config cfg = CHAMP_CONFIG_INIT(kind == BK_U64 ? CHAMP_KEY_U64 : CHAMP_KEY_BYTES);
-    cfg.seed = 0x243f6a8885a308d3ull;
+    cfg.seed = SEED;
     cfg.fixed_seed = true;
     if (champ_new(&cfg, &s->m) != CHAMP_OK) {
         free(s);
@@ -35,7 +53,10 @@ static void cc_destroy(void *st)
     cstate *s = st;
     if (s->first != s->m)
         champ_free(s->first);
+    champ_free(s->shared);
+    champ_free(s->fresh);
     champ_free(s->m);
+    free(s->ops);
     free(s);
 }
 
@@ -309,6 +330,317 @@ static uint64_t s_copy_update(void *st, const void *keys, size_t n, void **x)
     return c;
 }
 
+/* ---- bulk build, upsert (both kinds) ---- */
+
+/* build: the input array, outside the timing */
+static uint64_t any_build_prepare(void *st, const void *keys, size_t n, void **x)
+{
+    cstate *s = st;
+    (void)x;
+    free(s->ops);
+    s->ops = calloc(n ? n : 1, sizeof *s->ops);
+    if (!s->ops)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s->kind == BK_U64) {
+            s->ops[i].key.u64 = ((const uint64_t *)keys)[i];
+        } else {
+            s->ops[i].key.ptr = ((const bench_str *)keys)[i].p;
+            s->ops[i].key.len = ((const bench_str *)keys)[i].len;
+        }
+        s->ops[i].val = VAL(i);
+    }
+    return n;
+}
+
+static uint64_t any_build(void *st, const void *keys, size_t n, void **x)
+{
+    cstate *s = st;
+    (void)keys, (void)x;
+    if (!s->ops || champ_apply(s->m, s->ops, n) != CHAMP_OK)
+        return 0;
+    return champ_size(s->m);
+}
+
+static uint64_t any_build_finish(void *st, const void *keys, size_t n, void **x)
+{
+    cstate *s = st;
+    (void)keys, (void)n, (void)x;
+    free(s->ops);
+    s->ops = NULL;
+    return 0;
+}
+
+static uint64_t u_upsert(void *st, const void *keys, size_t n, void **x)
+{
+    champ_map *m = ((cstate *)st)->m;
+    const uint64_t *k = keys;
+    uint64_t sum = 0;
+    (void)x;
+    for (size_t i = 0; i < n; i++) {
+        void **slot;
+        if (champ_upsert_u64(m, k[i], &slot, NULL) == CHAMP_OK) {
+            uintptr_t v = (uintptr_t)*slot + 1;
+            *slot = (void *)v;
+            sum += v;
+        }
+    }
+    return sum;
+}
+
+static uint64_t s_upsert(void *st, const void *keys, size_t n, void **x)
+{
+    champ_map *m = ((cstate *)st)->m;
+    const bench_str *k = keys;
+    uint64_t sum = 0;
+    (void)x;
+    for (size_t i = 0; i < n; i++) {
+        void **slot;
+        if (champ_upsert_bytes(m, k[i].p, k[i].len, &slot, NULL) == CHAMP_OK) {
+            uintptr_t v = (uintptr_t)*slot + 1;
+            *slot = (void *)v;
+            sum += v;
+        }
+    }
+    return sum;
+}
+
+/* ---- whole-map ops (both kinds) ---- */
+
+static bool key_get(const cstate *s, const champ_map *m, const champ_key *k, void **v)
+{
+    if (s->kind == BK_U64)
+        return champ_get_u64(m, k->u64, v);
+    return champ_get_bytes(m, k->ptr, k->len, v);
+}
+
+/* shared: m with keys[N / 2] (value N / 2 + 1; a random place in the
+ * trie, and in a flat table's iteration order) set to a new value, N + 1 */
+static uint64_t any_shared_prepare(void *st, const void *keys, size_t n, void **x)
+{
+    cstate *s = st;
+    (void)x;
+    s->n = n;
+    if (s->shared || n == 0)
+        return 0;
+    if (s->kind == BK_U64) {
+        s->chg.u64 = ((const uint64_t *)keys)[n / 2];
+    } else {
+        s->chg.ptr = ((const bench_str *)keys)[n / 2].p;
+        s->chg.len = ((const bench_str *)keys)[n / 2].len;
+    }
+    s->chg_old = VAL(n / 2);
+    s->chg_new = VAL(n);
+    if (s->kind == BK_U64)
+        champ_pset_u64(s->m, s->chg.u64, s->chg_new, &s->shared);
+    else
+        champ_pset_bytes(s->m, s->chg.ptr, s->chg.len, s->chg_new, &s->shared);
+    return 0;
+}
+
+static uint64_t any_shared_finish(void *st, const void *keys, size_t n, void **x)
+{
+    cstate *s = st;
+    (void)keys, (void)n, (void)x;
+    champ_free(s->shared);
+    s->shared = NULL;
+    return 0;
+}
+
+/* fresh: the N keys inserted into a new map of m's type */
+static uint64_t any_fresh_prepare(void *st, const void *keys, size_t n, void **x)
+{
+    cstate *s = st;
+    champ_map *f;
+    uint64_t c = 0;
+    (void)x;
+    s->n = n;
+    if (s->fresh || champ_new_like(s->m, &f) != CHAMP_OK)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s->kind == BK_U64)
+            c += champ_set_u64(f, ((const uint64_t *)keys)[i], VAL(i), NULL) == CHAMP_OK;
+        else
+            c += champ_set_bytes(f, ((const bench_str *)keys)[i].p,
+                                 ((const bench_str *)keys)[i].len, VAL(i), NULL) == CHAMP_OK;
+    }
+    s->fresh = f;
+    return c;
+}
+
+static uint64_t any_equal_shared(void *st, const void *keys, size_t n, void **x)
+{
+    const cstate *s = st;
+    uint64_t c = 0;
+    (void)keys, (void)x;
+    if (!s->shared)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        c += !champ_equal(s->m, s->shared, NULL, NULL);
+    return c;
+}
+
+static uint64_t any_equal_fresh(void *st, const void *keys, size_t n, void **x)
+{
+    const cstate *s = st;
+    uint64_t c = 0;
+    (void)keys, (void)x;
+    if (!s->fresh)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        c += champ_equal(s->m, s->fresh, NULL, NULL);
+    return c;
+}
+
+typedef struct diff_seen {
+    const cstate *s;
+    size_t changes;
+    bool right; /* the last change was the expected one */
+} diff_seen;
+
+static int diff_note(champ_change what, const champ_key *key, void *old_val, void *new_val,
+                     void *ctx)
+{
+    diff_seen *d = ctx;
+    (void)key;
+    d->changes++;
+    d->right = what == CHAMP_CHANGED && old_val == d->s->chg_old && new_val == d->s->chg_new;
+    return 0;
+}
+
+static uint64_t any_diff_shared(void *st, const void *keys, size_t n, void **x)
+{
+    const cstate *s = st;
+    uint64_t c = 0;
+    (void)keys, (void)x;
+    if (!s->shared)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        diff_seen d = {s, 0, false};
+        c += champ_diff(s->m, s->shared, NULL, diff_note, &d) == CHAMP_OK && d.changes == 1 &&
+             d.right;
+    }
+    return c;
+}
+
+/* union/intersect(m, b) n times: results of N entries, released; the last
+ * result's changed key (when b is the shared version) holds want_chg. */
+static uint64_t combine(const cstate *s, const champ_map *b, bool is_union, size_t n,
+                        void *want_chg)
+{
+    uint64_t c = 0;
+    if (!b)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        champ_map *r;
+        champ_status st = is_union ? champ_union(s->m, b, NULL, NULL, &r)
+                                   : champ_intersect(s->m, b, NULL, NULL, &r);
+        if (st != CHAMP_OK)
+            continue;
+        bool ok = champ_size(r) == s->n;
+        if (i == n - 1 && want_chg) {
+            void *v = NULL;
+            ok = ok && key_get(s, r, &s->chg, &v) && v == want_chg;
+        }
+        c += ok;
+        champ_free(r);
+    }
+    return c;
+}
+
+static uint64_t any_union_shared(void *st, const void *keys, size_t n, void **x)
+{
+    const cstate *s = st;
+    (void)keys, (void)x;
+    return combine(s, s->shared, true, n, s->chg_new); /* b's value wins */
+}
+
+static uint64_t any_union_fresh(void *st, const void *keys, size_t n, void **x)
+{
+    const cstate *s = st;
+    (void)keys, (void)x;
+    return combine(s, s->fresh, true, n, NULL);
+}
+
+static uint64_t any_intersect_shared(void *st, const void *keys, size_t n, void **x)
+{
+    const cstate *s = st;
+    (void)keys, (void)x;
+    return combine(s, s->shared, false, n, s->chg_old); /* a's value kept */
+}
+
+static uint64_t any_intersect_fresh(void *st, const void *keys, size_t n, void **x)
+{
+    const cstate *s = st;
+    (void)keys, (void)x;
+    return combine(s, s->fresh, false, n, NULL);
+}
+
+/* ---- the u64 set ---- */
+
+/* The empty state becomes an empty set of the map's type (cfg.set, the
+ * same seed) in the map's pool, in the map's place: size and memory (the
+ * pool's bytes) then report the set. */
+static uint64_t u_set_prepare(void *st, const void *keys, size_t n, void **x)
+{
+    cstate *s = st;
+    champ_map *set;
+    (void)keys, (void)n, (void)x;
+    if (champ_is_set(s->m))
+        return 0;
+    champ_config cfg = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    cfg.set = true;
+    cfg.seed = SEED;
+    cfg.fixed_seed = true;
+    cfg.pool = champ_pool_of(s->m);
+    if (champ_new(&cfg, &set) != CHAMP_OK)
+        return 0;
+    champ_free(s->m);
+    s->m = set;
+    return 0;
+}
+
+static uint64_t u_set_insert(void *st, const void *keys, size_t n, void **x)
+{
+    champ_map *m = ((cstate *)st)->m;
+    const uint64_t *k = keys;
+    uint64_t c = 0;
+    (void)x;
+    for (size_t i = 0; i < n; i++) {
+        bool added = false;
+        champ_add_u64(m, k[i], &added);
+        c += added;
+    }
+    return c;
+}
+
+static uint64_t u_set_query(void *st, const void *keys, size_t n, void **x)
+{
+    const champ_map *m = ((cstate *)st)->m;
+    const uint64_t *k = keys;
+    uint64_t c = 0;
+    (void)x;
+    for (size_t i = 0; i < n; i++)
+        c += champ_contains_u64(m, k[i]);
+    return c;
+}
+
+#define WHOLE_OPS                                                               \
+    [OP_EQUAL_SHARED] = any_equal_shared, [OP_EQUAL_FRESH] = any_equal_fresh,   \
+    [OP_DIFF_SHARED] = any_diff_shared, [OP_UNION_SHARED] = any_union_shared,   \
+    [OP_UNION_FRESH] = any_union_fresh, [OP_INTERSECT_SHARED] = any_intersect_shared, \
+    [OP_INTERSECT_FRESH] = any_intersect_fresh
+#define WHOLE_PREPARE                                                           \
+    [OP_BUILD] = any_build_prepare,                                             \
+    [OP_EQUAL_SHARED] = any_shared_prepare, [OP_EQUAL_FRESH] = any_fresh_prepare, \
+    [OP_DIFF_SHARED] = any_shared_prepare, [OP_UNION_SHARED] = any_shared_prepare, \
+    [OP_UNION_FRESH] = any_fresh_prepare, [OP_INTERSECT_SHARED] = any_shared_prepare, \
+    [OP_INTERSECT_FRESH] = any_fresh_prepare
+#define WHOLE_FINISH                                                            \
+    [OP_BUILD] = any_build_finish,                                              \
+    [OP_EQUAL_SHARED] = any_shared_finish, [OP_DIFF_SHARED] = any_shared_finish, \
+    [OP_UNION_SHARED] = any_shared_finish, [OP_INTERSECT_SHARED] = any_shared_finish
+
 const bench_adapter bench_adapter_champ = {
     .name = "champ",
     .create = cc_create,
@@ -322,12 +654,23 @@ const bench_adapter bench_adapter_champ = {
             [OP_REMOVE] = u_remove, [OP_ITERATE] = any_iterate,
             [OP_PINSERT] = u_pinsert, [OP_PINSERT_KEEP] = u_pinsert_keep,
             [OP_PREMOVE] = u_premove, [OP_COPY_UPDATE] = u_copy_update,
+            [OP_BUILD] = any_build, [OP_UPSERT] = u_upsert, WHOLE_OPS,
+            [OP_SET_INSERT] = u_set_insert, [OP_SET_QUERY] = u_set_query,
         },
         [BK_STR] = {
             [OP_INSERT] = s_insert, [OP_QUERY] = s_query, [OP_MISS] = s_query,
             [OP_REMOVE] = s_remove, [OP_ITERATE] = any_iterate,
             [OP_PINSERT] = s_pinsert, [OP_PINSERT_KEEP] = s_pinsert_keep,
             [OP_PREMOVE] = s_premove, [OP_COPY_UPDATE] = s_copy_update,
+            [OP_BUILD] = any_build, [OP_UPSERT] = s_upsert, WHOLE_OPS,
         },
+    },
+    .prepare = {
+        [BK_U64] = {WHOLE_PREPARE, [OP_SET_INSERT] = u_set_prepare},
+        [BK_STR] = {WHOLE_PREPARE},
+    },
+    .finish = {
+        [BK_U64] = {WHOLE_FINISH},
+        [BK_STR] = {WHOLE_FINISH},
     },
 };

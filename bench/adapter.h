@@ -50,7 +50,28 @@ enum bench_op {
     OP_COPY_UPDATE,   /* n times: copy the map, set keys[i] in the copy to a new
                          value, release the copy: returns successful updates          */
     OP_BUILD,         /* keys[0..n) into the empty map in one bulk build, value
-                         i + 1: returns the number of entries                          */
+                         i + 1 (the input array made by prepare): returns the
+                         number of entries                                            */
+    OP_UPSERT,        /* keys[0..n) (present, value i + 1 each): add 1 to each key's
+                         value in one descent: returns the sum of the new values       */
+    /* Whole-map ops: n times the same operation on a pair of maps that
+     * prepare made; each returns how many of its n operations gave the
+     * right answer.  "shared": the map and a version of it with one key's
+     * value changed (champ: a p-form sharing every other node; a flat
+     * table: a copy).  "fresh": the map and one built independently from
+     * the same N keys and values (champ: same type, so the structural path
+     * runs).  Results are released inside the loop. */
+    OP_EQUAL_SHARED,  /* equal(map, shared) is false                                  */
+    OP_EQUAL_FRESH,   /* equal(map, fresh) is true                                    */
+    OP_DIFF_SHARED,   /* diff(map, shared) reports exactly the one change              */
+    OP_UNION_SHARED,  /* union(map, shared) has N entries, the shared one's value wins */
+    OP_UNION_FRESH,   /* union(map, fresh) has N entries                              */
+    OP_INTERSECT_SHARED, /* intersect(map, shared) has N entries                      */
+    OP_INTERSECT_FRESH,  /* intersect(map, fresh) has N entries                       */
+    /* Sets of u64 keys: prepare turns the empty state into an empty set (in
+     * the map's place: size and memory report the set). */
+    OP_SET_INSERT,    /* keys[0..n) into the empty set: returns the keys added         */
+    OP_SET_QUERY,     /* the N keys, shuffled: returns how many were found            */
     OP_COUNT
 };
 
@@ -78,6 +99,11 @@ typedef struct bench_adapter {
      * that needs a second map, or N as well as its loop count, makes or
      * notes it here).  Its result is not checked. */
     bench_op_fn prepare[BK_KINDS][OP_COUNT];
+    /* Optional, per op: untimed, after the timed call and its checks (same
+     * arguments as prepare): releases what prepare made that must not stay
+     * (a version sharing the map's nodes would make later in-place updates
+     * of the map copy paths).  Its result is not checked. */
+    bench_op_fn finish[BK_KINDS][OP_COUNT];
 } bench_adapter;
 
 #ifdef __cplusplus

@@ -37,6 +37,9 @@
 #define COPIES_MAX 20000u     /* COUNT_CAPPED ops: at most this many per call, */
 #define SLOW_OP_NS 50e3       /* and when one op takes longer than this,      */
 #define CALL_BUDGET_NS 25e6   /* as many as fit in this time (at least one)   */
+#define WHOLE_MAX 20000u      /* COUNT_TIMED ops: at most this many per call,  */
+#define WHOLE_BUDGET_NS 20e6  /* as many as fit in this time (at least one),   */
+#define WHOLE_BUDGET_QUICK_NS 5e6 /* with --quick in this                      */
 #define WORDS_FILE "/usr/share/dict/words"
 
 typedef uint64_t opmask;
@@ -93,6 +96,11 @@ enum op_count {
     COUNT_CAPPED, /* min(N, COPIES_MAX), and no more calls than fit in about
                      CALL_BUDGET_NS (at least one): for ops whose cost grows
                      with N in some libraries (copying a hash table)         */
+    COUNT_TIMED,  /* whole-map ops: as many as fit in about WHOLE_BUDGET_NS
+                     (--quick: WHOLE_BUDGET_QUICK_NS) after one untimed
+                     trial, at least one, at most WHOLE_MAX; measured in a
+                     job's first rep only (the reps exist to time enough
+                     keys of the per-key ops)                                */
 };
 
 /* What the timed call must return. */
@@ -100,6 +108,8 @@ enum op_expect {
     EXPECT_COUNT, /* the loop count: every insert, remove, update succeeded */
     EXPECT_SUM,   /* N (N + 1) / 2: every value seen once                  */
     EXPECT_ZERO,  /* nothing found                                          */
+    EXPECT_SUM_INC, /* N (N + 1) / 2 + N: every value seen once, one more
+                       than inserted (an increment of each)                 */
 };
 
 /* States of the map a job's op works on: an op starts from ST_FRESH (a new,
@@ -117,9 +127,13 @@ enum { SIZE_ANY, SIZE_N, SIZE_ZERO }; /* size after the op, checked */
                           checked by an untimed query                        */
 #define OPF_MEMORY 2u  /* bytes per entry are measured after it (first rep)  */
 #define OPF_SCRATCH 4u /* needs N version slots (drop_versions releases them) */
+#define OPF_VERIFY_SAMPLE 8u /* afterwards a sample of the keys (the first
+                               op_sample_n(N) in insert order) holds values
+                               i + 1, checked by an untimed query            */
+#define OPF_INC 16u    /* the values checked afterwards are one more: i + 2 */
 
 /* Panels of the picture (and the order of the tables). */
-enum { G_MAP, G_PERSIST, NGROUPS };
+enum { G_MAP, G_SET, G_PERSIST, G_ALGEBRA, NGROUPS };
 
 typedef struct op_group {
     const char *name;
@@ -127,11 +141,15 @@ typedef struct op_group {
      * thing costs elsewhere (lib < 0: none) */
     int base_lib, base_op;
     const char *base_title;
+    /* the op after which bytes per entry are drawn in a panel closing the
+     * group's rows (-1: none) */
+    int memory_op;
 } op_group;
 
 typedef struct op_info {
     const char *name;
-    const char *unit;    /* of the result: ns/op, ns/entry, ns/copy+update */
+    const char *unit;    /* of the result: ns/op, ns/entry, ns/copy+update,
+                            ns/whole op */
     const char *what;    /* the timed call, in one line (usage, README)    */
     const char *result;  /* what the returned number counts (messages)     */
     const char *memory;  /* OPF_MEMORY: what the bytes are, for the table  */
@@ -150,6 +168,9 @@ extern const op_info op_table[OP_COUNT];
 extern const op_group op_groups[NGROUPS];
 int op_find(const char *name, size_t len);
 uint64_t op_expected(int op, size_t n, size_t count);
+uint64_t op_verify_sum(int op, size_t n); /* OPF_VERIFY: the query sum      */
+size_t op_sample_n(size_t n);              /* OPF_VERIFY_SAMPLE: keys checked */
+uint64_t op_sample_sum(int op, size_t k);  /* ... and their value sum         */
 size_t op_max_n(int op, bool quick); /* the budget's limit, 0: none */
 
 /* ---- options (options.c) ---- */
@@ -170,6 +191,7 @@ typedef struct options {
     const char *telemetry;
     const char *callgrind_csv;
     size_t min_ops;
+    double whole_ns;      /* COUNT_TIMED: the time budget of one call */
     double timeout;
     const char *profile;   /* --profile LIB:KEYS:OP:N:SECONDS */
     const char *callgrind; /* --callgrind LIB:KEYS:OP:N       */
@@ -196,6 +218,7 @@ typedef struct job_shared {
 } job_shared;
 extern job_shared *g_shared;
 
+extern double g_whole_ns; /* COUNT_TIMED: budget of one call (options) */
 void run_job(const bench_adapter *ad, keyset *ks, size_t n, opmask ops,
              size_t min_ops, job_result *res);
 opmask lib_ops(const bench_adapter *ad, int kind, opmask ops);

@@ -64,6 +64,7 @@ int main(int argc, char **argv)
 {
     options o;
     options_parse(&o, argc, argv);
+    g_whole_ns = o.whole_ns;
     if (o.profile)
         return run_one(o.profile, true);
     if (o.callgrind)

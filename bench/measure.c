@@ -16,6 +16,7 @@
 #include <string.h>
 
 job_shared *g_shared;
+double g_whole_ns = WHOLE_BUDGET_NS;
 
 /* Every measured op loop runs inside this one function: the timer reads
  * around it, and `make bench-callgrind` switches collection on for it only
@@ -127,7 +128,11 @@ static bool live_prepare(job *j, live *m, int op)
         return true;
     const op_info *s = &op_table[from];
     size_t count = op_loop_count(from, j->n);
+    if (j->ad->prepare[j->bk][from])
+        j->ad->prepare[j->bk][from](m->st, j->keys[s->keys], j->n, NULL);
     uint64_t r = j->ad->op[j->bk][from](m->st, j->keys[s->keys], count, NULL);
+    if (j->ad->finish[j->bk][from])
+        j->ad->finish[j->bk][from](m->st, j->keys[s->keys], j->n, NULL);
     if (r != op_expected(from, j->n, count)) {
         job_fail(j, op, "%s: setting up by %s returned %llu %s, expected %llu",
                  op_table[op].name, s->name, (unsigned long long)r, s->result,
@@ -144,9 +149,43 @@ static bool live_prepare(job *j, live *m, int op)
  * starts at the first): when that one op takes longer than SLOW_OP_NS (it
  * copies a whole hash table, say), the call gets as many ops as fit in
  * CALL_BUDGET_NS, at least one; otherwise min(N, COPIES_MAX). */
+/* The loop count of a COUNT_TIMED op's call: trials, doubling from one
+ * op, until they take 100 us (or reach the cap); then as many as fit in
+ * the budget.  The first trial (one op) runs inside bench_region, timed
+ * like a measured call: when it alone takes half the budget or more, it
+ * is the measurement (a second call would double the cost of the slow
+ * cells for nothing): then 0, with its time and result in *t1, *r1. */
+static size_t whole_count(const bench_adapter *ad, int bk, int op, void *st,
+                          const void *keys, double *t1, uint64_t *r1)
+{
+    size_t k = 1;
+    double dt;
+    for (;;) {
+        double t0 = now_ns();
+        uint64_t r = bench_region(ad->op[bk][op], st, keys, k, NULL);
+        dt = now_ns() - t0;
+        if (k == 1 && dt >= g_whole_ns / 2) {
+            *t1 = dt;
+            *r1 = r;
+            return 0;
+        }
+        if (dt >= 100e3 || k >= WHOLE_MAX)
+            break;
+        k *= 2;
+    }
+    double fit = g_whole_ns / (dt / (double)k);
+    return fit < 1 ? 1 : fit < WHOLE_MAX ? (size_t)fit : WHOLE_MAX;
+}
+
 size_t op_call_count(const bench_adapter *ad, int bk, int op, void *st, const void *keys,
                      size_t n)
 {
+    if (op_table[op].count == COUNT_TIMED) {
+        double t1;
+        uint64_t r1;
+        size_t k = whole_count(ad, bk, op, st, keys, &t1, &r1);
+        return k ? k : 1;
+    }
     size_t cap = op_loop_count(op, n);
     if (op_table[op].count != COUNT_CAPPED || cap <= 1)
         return cap;
@@ -176,12 +215,25 @@ static void measure_op(job *j, live *m, int op, bool first_rep, opmask left)
     mark(op, PHASE_SETUP);
     if (ad->prepare[j->bk][op])
         ad->prepare[j->bk][op](m->st, keys, n, scratch);
-    size_t count = op_call_count(ad, j->bk, op, m->st, keys, n);
+    size_t count;
+    double dt = 0;
+    uint64_t r = 0;
+    if (d->count == COUNT_TIMED) {
+        mark(op, PHASE_TIMED);
+        count = whole_count(ad, j->bk, op, m->st, keys, &dt, &r);
+    } else {
+        count = op_call_count(ad, j->bk, op, m->st, keys, n);
+    }
 
     mark(op, PHASE_TIMED);
-    double t0 = now_ns();
-    uint64_t r = bench_region(ad->op[j->bk][op], m->st, keys, count, scratch);
-    j->t[op] += now_ns() - t0;
+    if (count) {
+        double t0 = now_ns();
+        r = bench_region(ad->op[j->bk][op], m->st, keys, count, scratch);
+        dt = now_ns() - t0;
+    } else {
+        count = 1; /* the first trial was the measurement */
+    }
+    j->t[op] += dt;
     j->cnt[op] += count;
 
     mark(op, PHASE_CHECK);
@@ -210,11 +262,22 @@ static void measure_op(job *j, live *m, int op, bool first_rep, opmask left)
     bool query_next = (left & OPBIT(OP_QUERY)) && op_table[OP_QUERY].from == m->state;
     if ((d->flags & OPF_VERIFY) && !query_next) {
         uint64_t s = ad->op[j->bk][OP_QUERY](m->st, j->keys[KEYS_QUERY], n, NULL);
-        if (s != op_expected(OP_QUERY, n, n))
+        if (s != op_verify_sum(op, n))
             job_fail(j, op, "%s: afterwards the N keys' values sum to %llu, expected %llu",
                      d->name, (unsigned long long)s,
-                     (unsigned long long)op_expected(OP_QUERY, n, n));
+                     (unsigned long long)op_verify_sum(op, n));
     }
+    if (d->flags & OPF_VERIFY_SAMPLE) {
+        /* the first keys in insert order: a random sample of the map */
+        size_t k = op_sample_n(n);
+        uint64_t s = ad->op[j->bk][OP_QUERY](m->st, j->keys[KEYS_INSERT], k, NULL);
+        if (s != op_sample_sum(op, k))
+            job_fail(j, op, "%s: afterwards the values of a sample of %zu keys sum to %llu, "
+                     "expected %llu", d->name, k, (unsigned long long)s,
+                     (unsigned long long)op_sample_sum(op, k));
+    }
+    if (ad->finish[j->bk][op])
+        ad->finish[j->bk][op](m->st, keys, n, scratch);
 }
 
 /* The next op to run: one that starts from the current state and keeps
@@ -265,9 +328,13 @@ void run_job(const bench_adapter *ad, keyset *ks, size_t n, opmask ops, size_t m
         }
 
     size_t reps = reps_for(n, min_ops);
+    opmask timed = 0; /* COUNT_TIMED ops: the first rep only */
+    for (int o = 0; o < OP_COUNT; o++)
+        if (op_table[o].count == COUNT_TIMED)
+            timed |= OPBIT(o);
     for (size_t r = 0; r < reps; r++) {
         live m = {.state = ST_USED};
-        opmask left = ops;
+        opmask left = r == 0 ? ops : ops & ~timed;
         while (left) {
             int op = next_op(left, m.state);
             left &= ~OPBIT(op);

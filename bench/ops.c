@@ -14,11 +14,28 @@
 #include <string.h>
 
 const op_group op_groups[NGROUPS] = {
-    [G_MAP] = {"map", -1, -1, NULL},
+    [G_MAP] = {"map", -1, -1, NULL, OP_INSERT},
+    [G_SET] = {"set", -1, -1, NULL, OP_SET_INSERT},
     /* A flat hash table keeps an old version by copying the table, then
      * updating the copy: that is the persistent ops' baseline. */
-    [G_PERSIST] = {"persistent", L_ABSL, OP_COPY_UPDATE, "absl: copy, then update"},
+    [G_PERSIST] = {"persistent", L_ABSL, OP_COPY_UPDATE, "absl: copy, then update", -1},
+    /* Comparing and combining two versions (champ.h: champ_equal, ...). */
+    [G_ALGEBRA] = {"versions", -1, -1, NULL, -1},
 };
+
+/* The whole-map ops: the same pair of maps (prepare makes the second) for
+ * every one of the call's operations; up to 1M (fresh: every library walks
+ * both maps whole; the targets look at 1M), with --quick the fresh ones up
+ * to 100K.  upsert and the set ops also stop at 1M (their targets are at
+ * 10K and 1M; at 10M each costs a 10M-key build untimed, in every round);
+ * build runs at every N. */
+#define WHOLE_OP(nm, wh, res, quick)                                         \
+    {                                                                       \
+        .name = nm, .unit = "ns/whole op", .result = res, .what = wh,       \
+        .group = G_ALGEBRA, .from = OP_INSERT, .to = ST_SAME,               \
+        .keys = KEYS_INSERT, .count = COUNT_TIMED, .expect = EXPECT_COUNT,  \
+        .size_after = SIZE_N, .max_n = 1000000, .max_n_quick = quick,       \
+    }
 
 const op_info op_table[OP_COUNT] = {
     [OP_INSERT] = {
@@ -91,10 +108,53 @@ const op_info op_table[OP_COUNT] = {
     },
     [OP_BUILD] = {
         .name = "build", .unit = "ns/entry", .result = "entries",
-        .what = "N keys into an empty map in one bulk build",
+        .what = "N keys into an empty map in one bulk build (champ_apply; "
+                "flat tables: reserve, then insert), from an array made untimed",
         .group = G_MAP, .from = ST_FRESH, .to = OP_BUILD,
         .keys = KEYS_INSERT, .count = COUNT_N, .expect = EXPECT_COUNT,
-        .size_after = SIZE_N, .flags = OPF_VERIFY,
+        .size_after = SIZE_N, .flags = OPF_VERIFY_SAMPLE,
+    },
+    [OP_UPSERT] = {
+        .name = "upsert", .unit = "ns/op", .result = "sum of the incremented values",
+        .what = "add 1 to the value of each of the N keys, shuffled, in one "
+                "descent (champ_upsert_*; flat tables: m[k]++)",
+        .group = G_MAP, .from = OP_INSERT, .to = ST_USED,
+        .keys = KEYS_QUERY, .count = COUNT_N, .expect = EXPECT_SUM_INC,
+        .size_after = SIZE_N, .flags = OPF_VERIFY_SAMPLE | OPF_INC, .max_n = 1000000,
+    },
+    [OP_EQUAL_SHARED] = WHOLE_OP("equal_shared",
+        "equal(map, a version of it with one value changed): false", "false results", 0),
+    [OP_EQUAL_FRESH] = WHOLE_OP("equal_fresh",
+        "equal(map, one built apart from the same N keys): true", "true results", 100000),
+    [OP_DIFF_SHARED] = WHOLE_OP("diff_shared",
+        "diff(map, a version of it with one value changed): that one change",
+        "diffs of one change", 0),
+    [OP_UNION_SHARED] = WHOLE_OP("union_shared",
+        "union(map, a version with one value changed), result released: N entries",
+        "unions of N entries", 0),
+    [OP_UNION_FRESH] = WHOLE_OP("union_fresh",
+        "union(map, one built apart from the same N keys), released: N entries",
+        "unions of N entries", 100000),
+    [OP_INTERSECT_SHARED] = WHOLE_OP("intersect_shared",
+        "intersect(map, a version with one value changed), released: N entries",
+        "intersections of N entries", 0),
+    [OP_INTERSECT_FRESH] = WHOLE_OP("intersect_fresh",
+        "intersect(map, one built apart from the same N keys), released: N entries",
+        "intersections of N entries", 100000),
+    [OP_SET_INSERT] = {
+        .name = "set_insert", .unit = "ns/op", .result = "keys added",
+        .what = "N u64 keys into an empty set (champ: cfg.set; absl: flat_hash_set)",
+        .memory = "of a u64 set after inserting N keys",
+        .group = G_SET, .from = ST_FRESH, .to = OP_SET_INSERT,
+        .keys = KEYS_INSERT, .count = COUNT_N, .expect = EXPECT_COUNT,
+        .size_after = SIZE_N, .flags = OPF_MEMORY, .max_n = 1000000,
+    },
+    [OP_SET_QUERY] = {
+        .name = "set_query", .unit = "ns/op", .result = "keys found",
+        .what = "the N keys, shuffled, in the set set_insert made",
+        .group = G_SET, .from = OP_SET_INSERT, .to = ST_SAME,
+        .keys = KEYS_QUERY, .count = COUNT_N, .expect = EXPECT_COUNT,
+        .size_after = SIZE_N, .max_n = 1000000,
     },
 };
 
@@ -122,8 +182,28 @@ uint64_t op_expected(int op, size_t n, size_t count)
         return count;
     case EXPECT_SUM:
         return (uint64_t)n * (n + 1) / 2;
+    case EXPECT_SUM_INC:
+        return (uint64_t)n * (n + 1) / 2 + n;
     case EXPECT_ZERO:
         break;
     }
     return 0;
+}
+
+uint64_t op_verify_sum(int op, size_t n)
+{
+    uint64_t sum = (uint64_t)n * (n + 1) / 2;
+    return (op_table[op].flags & OPF_INC) ? sum + n : sum;
+}
+
+/* A sixteenth of the keys, at least 1000 (all of them below that). */
+size_t op_sample_n(size_t n)
+{
+    size_t k = n / 16;
+    return k < 1000 ? (n < 1000 ? n : 1000) : k;
+}
+
+uint64_t op_sample_sum(int op, size_t k)
+{
+    return op_verify_sum(op, k);
 }

@@ -36,7 +36,7 @@ static void usage(FILE *f)
         fprintf(f, " %s", libs()[l].name);
     fputs("\nops (unit: what the timed call does):\n", f);
     for (int o = 0; o < OP_COUNT; o++)
-        fprintf(f, "  %-13s %-15s %s\n", op_table[o].name, op_table[o].unit, op_table[o].what);
+        fprintf(f, "  %-16s %-14s %s\n", op_table[o].name, op_table[o].unit, op_table[o].what);
 }
 
 typedef int (*find_fn)(const char *name, size_t len);
@@ -148,6 +148,7 @@ void options_parse(options *o, int argc, char **argv)
         o->rounds = o->quick ? 3 : 5;
     o->rounds_big = o->rounds < 3 || !o->budget ? o->rounds : 3;
     o->min_ops = o->quick ? 20000 : 100000;
+    o->whole_ns = o->quick ? WHOLE_BUDGET_QUICK_NS : WHOLE_BUDGET_NS;
     if (!png_given && !*o->csv) {
         o->png = "";
     } else if (!png_given) {

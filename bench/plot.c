@@ -14,8 +14,9 @@
 #include <time.h>
 
 #define NCOLS 3
-#define MEMORY_PANEL (-1)
-#define NEW_ROW (-2)
+#define NEW_ROW (-1)
+#define MEMORY_PANEL(op) (-2 - (op)) /* bytes per entry after op */
+#define MEMORY_OP(p) (-2 - (p))
 
 static const char *const colors[NLIBS] = {"#d62728", "#ff7f0e", "#1f77b4", "#9467bd",
                                           "#2ca02c", "#8c564b", "#7f7f7f"};
@@ -71,37 +72,37 @@ static void plot_lines(FILE *g, int k, const line *lines, int nl)
         line_data(g, k, &lines[i]);
 }
 
-/* Bytes per entry after insert, every library; champ's reserved bytes
- * dashed beside its live bytes (the others' heap growth includes what
- * their allocator holds). */
-static int memory_lines(int k, line *lines)
+/* Bytes per entry after op (insert, set_insert), every library; champ's
+ * reserved bytes dashed beside its live bytes (the others' heap growth
+ * includes what their allocator holds). */
+static int memory_lines(int k, int op, line *lines)
 {
     int nl = 0;
     for (int l = 0; l < NLIBS; l++) {
-        line ln = {l, OP_INSERT, LINE_BYTES, false, libs()[l].name};
+        line ln = {l, op, LINE_BYTES, false, libs()[l].name};
         if (line_data(NULL, k, &ln))
             lines[nl++] = ln;
-        ln = (line){l, OP_INSERT, LINE_RESERVED, true, "champ reserved"};
+        ln = (line){l, op, LINE_RESERVED, true, "champ reserved"};
         if (l == L_CHAMP && line_data(NULL, k, &ln))
             lines[nl++] = ln;
     }
     return nl;
 }
 
-static void memory_panel(FILE *g, int k)
+static void memory_panel(FILE *g, int k, int op)
 {
     line lines[2 * NLIBS];
-    int nl = memory_lines(k, lines);
+    int nl = memory_lines(k, op, lines);
     double top = 0; /* room above the lines for the key */
     for (int si = 0; si < g_scales[k].nn; si++)
         for (int l = 0; l < NLIBS; l++) {
-            const cell *c = &g_cell[k][si][l][OP_INSERT];
+            const cell *c = &g_cell[k][si][l][op];
             if (cell_ok(c) && c->bpe > top)
                 top = c->bpe;
         }
-    fprintf(g, "set title 'memory after inserting N' noenhanced\n"
+    fprintf(g, "set title 'memory %s' noenhanced\n"
                "set ylabel 'bytes per entry'\nunset logscale y\nset yrange [0:%g]\n"
-               "set format y '%%g'\nset key top right\n", top * 1.6 + 1);
+               "set format y '%%g'\nset key top right\n", op_table[op].memory, top * 1.6 + 1);
     plot_lines(g, k, lines, nl);
     fprintf(g, "set logscale y\nset autoscale y\nset format y '%%.0s%%c'\nset key top left\n");
 }
@@ -133,8 +134,9 @@ static int panels(int k, int *p)
             if (op_table[op].group == g && op_has_data(k, op))
                 p[np++] = op;
         line lines[2 * NLIBS];
-        if (g == G_MAP && memory_lines(k, lines) > 0)
-            p[np++] = MEMORY_PANEL;
+        int mop = op_groups[g].memory_op;
+        if (mop >= 0 && memory_lines(k, mop, lines) > 0)
+            p[np++] = MEMORY_PANEL(mop);
         if (np > start)
             p[np++] = NEW_ROW;
     }
@@ -192,8 +194,8 @@ static void plot_kind(int k, const char *png)
             col = 0;
             continue;
         }
-        if (p[i] == MEMORY_PANEL)
-            memory_panel(g, k);
+        if (p[i] < NEW_ROW)
+            memory_panel(g, k, MEMORY_OP(p[i]));
         else
             op_panel(g, k, p[i]);
         col = (col + 1) % NCOLS;

@@ -58,7 +58,12 @@ static void *one_setup(const bench_adapter *ad, int bk, int op, const void *cons
     int from = op_table[op].from;
     if (from >= 0) {
         size_t count = op_loop_count(from, n);
-        uint64_t r = ad->op[bk][from](st, keys[op_table[from].keys], count, NULL);
+        const void *fk = keys[op_table[from].keys];
+        if (ad->prepare[bk][from])
+            ad->prepare[bk][from](st, fk, n, NULL);
+        uint64_t r = ad->op[bk][from](st, fk, count, NULL);
+        if (ad->finish[bk][from])
+            ad->finish[bk][from](st, fk, n, NULL);
         if (r != op_expected(from, n, count))
             die("setup: %s of %zu keys failed", op_table[from].name, n);
     }

@@ -108,6 +108,17 @@ void print_header(const options *o)
             printf("%s: min(N, %u) per map; where one takes over %.0f us, as many as fit "
                    "in %.0f ms, at least one\n", op_table[op].name, COPIES_MAX,
                    SLOW_OP_NS / 1e3, CALL_BUDGET_NS / 1e6);
+    char whole[512] = "";
+    for (int op = 0; op < OP_COUNT; op++)
+        if (op_table[op].count == COUNT_TIMED && op_in_run(op)) {
+            size_t len = strlen(whole);
+            snprintf(whole + len, sizeof whole - len, "%s%s", len ? ", " : "",
+                     op_table[op].name);
+        }
+    if (whole[0])
+        printf("%s: one pair of maps per job, as many whole operations per call as fit in "
+               "%.0f ms (after untimed trials), at most %u, in the job's first rep\n", whole,
+               o->whole_ns / 1e6, WHOLE_MAX);
     fflush(stdout);
 }
 

@@ -12,6 +12,7 @@
 
 enum target_kind {
     T_RATIO,    /* median of (lib, op) / median of (lib2, op2), same keys and N */
+    T_PER_ENTRY,/* the same, with (lib, op)'s time (a whole op) divided by N     */
     T_BYTES,    /* bytes per entry live after op                               */
     T_RESERVED, /* bytes per entry reserved / live after op                    */
     T_INSTR,    /* instructions per op (callgrind CSV), lib's op / lib2's op2   */
@@ -55,7 +56,32 @@ static const target targets[] = {
     {"instr insert", T_INSTR, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, K10, 1.5},
     {"instr remove", T_INSTR, KK_U64, L_CHAMP, OP_REMOVE, L_ABSL, OP_REMOVE, K10, 2.5},
     {"no cliff", T_CLIFF, KK_U64, L_CHAMP, -1, L_ABSL, -1, 0, 1.5},
+    {"build", T_RATIO, KK_U64, L_CHAMP, OP_BUILD, L_CHAMP, OP_INSERT, K10, 0.4},
+    {"build", T_RATIO, KK_U64, L_CHAMP, OP_BUILD, L_CHAMP, OP_INSERT, M1, 0.4},
+    {"upsert", T_RATIO, KK_U64, L_CHAMP, OP_UPSERT, L_CHAMP, OP_QUERY, K10, 1.2},
+    {"upsert", T_RATIO, KK_U64, L_CHAMP, OP_UPSERT, L_CHAMP, OP_QUERY, M1, 1.2},
+    {"equal_shared", T_RATIO, KK_U64, L_CHAMP, OP_EQUAL_SHARED, L_CHAMP, OP_EQUAL_FRESH, M1,
+     0.001},
+    /* diff has no fresh op: its counterpart is the full comparison walk */
+    {"diff_shared", T_RATIO, KK_U64, L_CHAMP, OP_DIFF_SHARED, L_CHAMP, OP_EQUAL_FRESH, M1,
+     0.001},
+    {"union_shared", T_RATIO, KK_U64, L_CHAMP, OP_UNION_SHARED, L_CHAMP, OP_UNION_FRESH, M1,
+     0.001},
+    {"intersect_shared", T_RATIO, KK_U64, L_CHAMP, OP_INTERSECT_SHARED, L_CHAMP,
+     OP_INTERSECT_FRESH, M1, 0.001},
+    {"equal_fresh", T_PER_ENTRY, KK_U64, L_CHAMP, OP_EQUAL_FRESH, L_CHAMP, OP_ITERATE, K10, 2.0},
+    {"equal_fresh", T_PER_ENTRY, KK_U64, L_CHAMP, OP_EQUAL_FRESH, L_CHAMP, OP_ITERATE, M1, 2.0},
+    {"set memory", T_BYTES, KK_U64, L_CHAMP, OP_SET_INSERT, -1, -1, M1, 12},
+    {"set_query", T_RATIO, KK_U64, L_CHAMP, OP_SET_QUERY, L_CHAMP, OP_QUERY, K10, 1.0},
+    {"set_query", T_RATIO, KK_U64, L_CHAMP, OP_SET_QUERY, L_CHAMP, OP_QUERY, M1, 1.0},
 };
+
+/* A ratio or limit as text: two decimals, or two significant digits below
+ * 0.1 (the shared/fresh limits are 0.001). */
+static void fmt_num(char *buf, size_t cap, double v, const char *unit)
+{
+    snprintf(buf, cap, v >= 0.1 || v == 0 ? "%.2f%s" : "%.2g%s", v, unit);
+}
 
 static bool read_callgrind(const char *path, const char *lib, const char *keys,
                            const char *op, double *out)
@@ -117,6 +143,9 @@ static double target_value(const options *o, const target *t, char *where, size_
     switch (t->kind) {
     case T_RATIO:
         return med(t->keys, t->lib, t->op, t->n) / med(t->keys, t->lib2, t->op2, t->n);
+    case T_PER_ENTRY:
+        return med(t->keys, t->lib, t->op, t->n) / (double)t->n /
+               med(t->keys, t->lib2, t->op2, t->n);
     case T_BYTES:
         *unit = " B";
         return c && cell_ok(c) && c->bpe >= 0 ? c->bpe : NAN;
@@ -145,6 +174,10 @@ static void describe(const target *t, char *buf, size_t cap)
         snprintf(buf, cap, "%s %s / %s %s%s", L[t->lib].name, op_table[t->op].name,
                  L[t->lib2].name, op_table[t->op2].name, t->kind == T_INSTR ? ", instr" : "");
         break;
+    case T_PER_ENTRY:
+        snprintf(buf, cap, "%s %s per entry / %s %s", L[t->lib].name, op_table[t->op].name,
+                 L[t->lib2].name, op_table[t->op2].name);
+        break;
     case T_BYTES:
         snprintf(buf, cap, "%s live bytes/entry", L[t->lib].name);
         break;
@@ -170,12 +203,12 @@ void print_targets(const options *o)
     }
     printf("\ntargets (bench/README.md names and explains them; ratios of medians of this "
            "run; information only)\n");
-    printf("  %-12s %-5s %5s  %-36s %9s %8s\n", "target", "keys", "N", "what", "measured",
+    printf("  %-16s %-5s %5s  %-48s %9s %8s\n", "target", "keys", "N", "what", "measured",
            "limit");
     bool need_cg = false;
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
         const target *t = &targets[i];
-        char ns[32] = "", what[128], where[128], val[32];
+        char ns[32] = "", what[128], where[128], val[32], lim[32];
         const char *unit;
         if (t->n)
             fmt_n(ns, sizeof ns, t->n);
@@ -185,9 +218,10 @@ void print_targets(const options *o)
         if (isnan(v))
             snprintf(val, sizeof val, "-");
         else
-            snprintf(val, sizeof val, "%.2f%s", v, unit);
-        printf("  %-12s %-5s %5s  %-36s %9s %6.2f%s  %s", t->name, kk_name[t->keys], ns, what,
-               val, t->limit, unit, isnan(v) ? "no data" : v <= t->limit ? "within" : "over");
+            fmt_num(val, sizeof val, v, unit);
+        fmt_num(lim, sizeof lim, t->limit, unit);
+        printf("  %-16s %-5s %5s  %-48s %9s %8s  %s", t->name, kk_name[t->keys], ns, what,
+               val, lim, isnan(v) ? "no data" : v <= t->limit ? "within" : "over");
         if (where[0])
             printf(" (worst: %s)", where);
         putchar('\n');

@@ -8,7 +8,14 @@
  * redo just move an index; a new edit after an undo frees the versions that
  * could have been redone.
  *
+ * Each undo and redo prints what it changes in the document: champ_diff
+ * walks the two versions side by side and visits only the subtrees they do
+ * not share, so the report costs what changed, not the document's size.
+ *
  * It shows, and checks (exit status 0 only if every check holds):
+ *   - every change an undo or redo reports (added, removed, changed line)
+ *     is one the model says happened between the two versions, with the
+ *     right texts, and none is missed;
  *   - every version keeps its exact content after newer edits (each is
  *     compared with a plain-array model of what it should hold);
  *   - versions share nodes: champ_stats_get reports shared nodes, and the
@@ -135,8 +142,77 @@ static void edit_delete(uint64_t id)
     model[cur][id] = NULL;
 }
 
-static void undo(void) { if (cur > 0) cur--; }
-static void redo(void) { if (cur < top) cur++; }
+/* What champ_diff reports between versions `from` and `to`, checked
+ * against their models as it goes. */
+typedef struct changes {
+    int from, to;
+    int reported, wrong;
+} changes;
+
+static int print_change(champ_change what, const champ_key *key, void *old_val,
+                        void *new_val, void *ctx)
+{
+    changes *c = ctx;
+    uint64_t id = key->u64;
+    const char *was = id < MAXID ? model[c->from][id] : NULL;
+    const char *now = id < MAXID ? model[c->to][id] : NULL;
+    int ok = id < MAXID && was != now && old_val == was && new_val == now;
+    switch (what) {
+    case CHAMP_ADDED:
+        printf("    + %4llu: %s\n", (unsigned long long)id, (char *)new_val);
+        ok = ok && was == NULL;
+        break;
+    case CHAMP_REMOVED:
+        printf("    - %4llu: %s\n", (unsigned long long)id, (char *)old_val);
+        ok = ok && now == NULL;
+        break;
+    case CHAMP_CHANGED:
+        printf("    ~ %4llu: %s -> %s\n", (unsigned long long)id, (char *)old_val,
+               (char *)new_val);
+        ok = ok && was != NULL && now != NULL;
+        break;
+    }
+    c->reported++;
+    c->wrong += !ok;
+    return 0;
+}
+
+/* Prints what moving from version `from` to `to` changes, and checks it:
+ * every reported change is right, and their number is the number of lines
+ * whose text differs between the two models. */
+static void show_changes(int from, int to)
+{
+    changes c = { from, to, 0, 0 };
+    must(champ_diff(hist[from], hist[to], NULL, print_change, &c), "champ_diff");
+    int want = 0;
+    for (int id = 0; id < MAXID; id++)
+        want += model[from][id] != model[to][id];
+    if (c.reported == 0)
+        printf("    (no change)\n");
+    if (c.wrong || c.reported != want) {
+        fprintf(stderr, "undo: v%d -> v%d: %d changes reported (%d wrong), the model "
+                "has %d\n", from, to, c.reported, c.wrong, want);
+        failures++;
+    }
+}
+
+static void undo(void)
+{
+    if (cur > 0) {
+        cur--;
+        show("undo");
+        show_changes(cur + 1, cur);
+    }
+}
+
+static void redo(void)
+{
+    if (cur < top) {
+        cur++;
+        show("redo");
+        show_changes(cur - 1, cur);
+    }
+}
 
 static size_t pool_live(champ_pool *pool)
 {
@@ -177,15 +253,25 @@ int main(void)
     edit_set(LINES + 1, "appended");    show("append");      /* v4 */
     edit_set(500, "EDITED TWICE");      show("edit 500");    /* v5 */
 
-    printf("\nundo, undo, redo:\n");
-    undo();                             show("undo");
-    undo();                             show("undo");
-    redo();                             show("redo");
+    printf("\nundo, undo, redo (each with what it changes, by champ_diff):\n");
+    undo();
+    undo();
+    redo();
     check(cur == 4 && intact(cur), "undo/redo land on the right versions");
 
-    printf("\na new edit after undo drops the redo branch:\n");
-    undo();                             show("undo");
+    printf("\nundo back to the loaded document, then redo everything:\n");
+    while (cur > 1)
+        undo();
+    while (cur < top)
+        redo();
+    check(cur == top && intact(cur), "back at the newest version");
+
+    printf("\na new edit after two undos drops the redo branch:\n");
+    undo();
+    undo();
     edit_set(10, "line 10 again");      show("edit 10");     /* v4' */
+    undo();
+    redo();
     check(top == 4, "the old v4 was dropped, the new edit is v4");
     printf("\nthe older versions are untouched:\n");
     for (int v = 1; v <= 3; v++)

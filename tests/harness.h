@@ -277,5 +277,7 @@ extern const th_test th_tests_many[];      /* test_many.c */
 extern const size_t th_tests_many_count;
 extern const th_test th_tests_poolfix[];   /* test_poolfix.c */
 extern const size_t th_tests_poolfix_count;
+extern const th_test th_tests_build[];     /* test_build.c */
+extern const size_t th_tests_build_count;
 
 #endif /* CHAMP_TEST_HARNESS_H */
