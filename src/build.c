@@ -31,6 +31,7 @@ typedef struct bctx {
     const mtype *t;
     champ_key_kind kind;
     unsigned W;
+    size_t count; /* distinct keys built */
 } bctx;
 
 /* Scratch memory for a batch: from the backing allocator (arena pools) or
@@ -149,9 +150,32 @@ static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
     return bnode(c, &r, &s, 1, level, out);
 }
 
+/* bsame for a batch's entries of one full hash: first the later update of
+ * each key wins (a batch without removes was not deduplicated: equal keys
+ * meet here, having equal hashes), and the keys are counted. */
+static bool bsame_keys(bctx *c, bent *b, size_t n, unsigned level, bres *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < k && !key_equal(c->t, b[j].e.k, b[i].e.k, c->kind))
+            j++;
+        if (j == k) {
+            bent x = b[k]; /* keep every entry in b (byte keys' copies are */
+            b[k++] = b[i]; /* released from it afterwards): losers past k */
+            b[i] = x;
+        } else if (b[i].idx > b[j].idx) {
+            bent x = b[j];
+            b[j] = b[i];
+            b[i] = x;
+        }
+    }
+    c->count += k;
+    return bsame(c, b, k, level, out);
+}
+
 /* The canonical subtree at `level` of the entries b[0..n) (distinct keys,
  * sharing the hash slices above `level`).  tmp is scratch of n entries. */
-static bool bbuild(const bctx *c, bent *b, bent *tmp, size_t n, unsigned level, bres *out) {
+static bool bbuild(bctx *c, bent *b, bent *tmp, size_t n, unsigned level, bres *out) {
     out->n = 0;
     out->kid = NULL;
     if (n == 0)
@@ -160,13 +184,14 @@ static bool bbuild(const bctx *c, bent *b, bent *tmp, size_t n, unsigned level, 
     for (size_t i = 1; i < n && same; i++)
         same = b[i].h == b[0].h;
     if (same || level == CHAMP_COLL_LEVEL)
-        return bsame(c, b, n, level, out);
+        return bsame_keys(c, b, n, level, out);
     if (n <= 2 && level > 0) {
         /* two keys that differ below: a pair, in trie order */
         bool swap = !pair_first(b[0].h, b[1].h);
         out->e[0] = b[swap].e;
         out->e[1] = b[!swap].e;
         out->n = 2;
+        c->count += 2;
         return true;
     }
     /* counting sort by this level's slice into tmp */
@@ -201,12 +226,12 @@ static bool bbuild(const bctx *c, bent *b, bent *tmp, size_t n, unsigned level, 
 /* Builds a map of m's type holding the entries b[0..n) (distinct keys). */
 static champ_status build_map(const champ_map *m, bent *b, bent *tmp, size_t n,
                               champ_map **out) {
-    bctx c = {m->t, m->t->kind, m->t->width};
+    bctx c = {m->t, m->t->kind, m->t->width, 0};
     bres r;
     *out = NULL;
     if (!bbuild(&c, b, tmp, n, 0, &r))
         return CHAMP_ENOMEM;
-    champ_map *x = champ__map_handle(m->t, r.n == SUB_NODE ? r.kid : NULL, n);
+    champ_map *x = champ__map_handle(m->t, r.n == SUB_NODE ? r.kid : NULL, c.count);
     if (!x) {
         bres_drop(&c, &r, 0);
         return CHAMP_ENOMEM;
@@ -309,9 +334,17 @@ static champ_status apply_batch(champ_map *m, const champ_op *ops, size_t n) {
         b[made].idx = (uint32_t)made;
         b[made].del = ops[made].remove;
     }
-    size_t live = batch_dedup(m, b, n);
-    if (live == (size_t)-1)
-        goto out;
+    /* Without removes, equal keys need no table: they meet at the bottom
+     * of the build (equal hashes) and the later wins there. */
+    bool any_del = false;
+    for (size_t i = 0; i < n && !any_del; i++)
+        any_del = b[i].del != 0;
+    size_t live = n;
+    if (any_del) {
+        live = batch_dedup(m, b, n);
+        if (live == (size_t)-1)
+            goto out;
+    }
     made = live;
     /* the sets first, then the removals */
     size_t ns = 0;

@@ -1723,12 +1723,57 @@ champ_status champ__set_entry(champ_map *m, uint64_t k, const mtype *tx, void *v
  * a path this map owns alone, one descent.  Otherwise (absent, or present
  * in a node shared with another version) a set makes the path m's own,
  * then a lookup finds the slot. */
+/* The entry of q when every node on its path has one reference (the map
+ * owns it alone), else NULL: a lookup that also reads the counts. */
+static ALWAYS_INLINE uint64_t *find_owned(const champ_map *m, const kq *q,
+                                          champ_key_kind kind) {
+    const mtype *t = m->t;
+    node *n = m->root;
+    uint64_t h = q->h;
+    if (!n)
+        return NULL;
+    for (unsigned level = 0;; level++) {
+        if (rc_load(&n->rc) > 1)
+            return NULL;
+        if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL))
+            return NULL; /* the general path handles collision nodes */
+        if (node_full(n)) {
+            n = ((node **)(void *)node_ebase(n))[h & 31];
+            h >>= CHAMP_BITS;
+            continue;
+        }
+        uint32_t bit = 1u << (h & 31);
+        uint32_t dm = n->datamap, nm = n->nodemap;
+        if (dm & bit) {
+            uint64_t *e = ent_at(n, maps_eidx(dm, nm, bit), ENT_MAP);
+            if (kq_match(t, e[0], q, kind))
+                return e;
+            e += 2;
+            if ((nm & bit) && kq_match(t, e[0], q, kind))
+                return e;
+            return NULL;
+        }
+        if (!(nm & bit))
+            return NULL;
+        n = ((node **)(void *)(node_ebase(n) + ENT_MAP * maps_nent(dm, nm)))
+            [maps_kidx(dm, nm, bit)];
+        h >>= CHAMP_BITS;
+    }
+}
+
 static ALWAYS_INLINE champ_status map_upsert(champ_map *m, const kq *q, uint64_t newk,
                                              void ***slot, bool *found,
                                              champ_key_kind kind) {
     const mtype *t = m->t;
     void *cur = NULL;
     bool have = false;
+    uint64_t *own = find_owned(m, q, kind);
+    if (LIKELY(own != NULL)) {
+        *slot = (void **)(void *)(own + 1);
+        if (found)
+            *found = true;
+        return CHAMP_OK;
+    }
     if (m->root) {
         path pa;
         if (map_descend(m, q, &pa, kind, ENT_MAP) == AT_MATCH) {
