@@ -147,13 +147,16 @@ static size_t view_size(const ops *o, const view *v, unsigned level) {
 
 /* What a walk does with keys on one side only and keys on both; each
  * returns nonzero to stop the walk (returned).  With skip_a / skip_b, keys
- * on that side only are not visited at all. */
+ * on that side only are not visited at all.  A subtree both sides share
+ * holds keys on both without a look: stop_shared stops the walk there
+ * (disjoint), else it is skipped. */
 typedef struct walker {
     ops o;
     int (*a_only)(struct walker *w, const ventry *x);
     int (*b_only)(struct walker *w, const ventry *y);
     int (*both)(struct walker *w, const ventry *x, const ventry *y);
     bool skip_a, skip_b;
+    bool stop_shared;
     void *ctx;
 } walker;
 
@@ -212,7 +215,7 @@ static int walk_lists(walker *w, const ventry *a, uint32_t na, const ventry *b, 
 
 static int walk_views(walker *w, const view *va, const view *vb, unsigned level) {
     if (va->n && va->n == vb->n)
-        return 0; /* the same subtree */
+        return w->stop_shared; /* the same subtree: its keys are in both */
     if (VIEW_EMPTY(va))
         return walk_side(w, vb, level, false);
     if (VIEW_EMPTY(vb))
@@ -467,6 +470,7 @@ bool champ_disjoint(const champ_map *a, const champ_map *b) {
     w.both = stop_both;
     w.skip_a = true;
     w.skip_b = true;
+    w.stop_shared = true;
     frames f;
     frames_push(&f, a, b);
     /* the slow path walks a and looks its keys up in b */
