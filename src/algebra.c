@@ -545,7 +545,8 @@ typedef struct res {
     uint64_t h[2];
     node *kid;
     bool owned;
-    bool same_a, same_b; /* identical to that input's view */
+    bool same_a, same_b; /* holds exactly that input's entries (keys and
+                            values) of this slot, in whatever form */
 } res;
 
 typedef struct comb {
@@ -753,7 +754,8 @@ static bool filter_view(comb *c, const view *va, unsigned level, res *r) {
 
 /* Merges two short lists (both sides' entries of one slot, or the
  * collision level) into one list of distinct keys; decides each key by
- * the operation.  Results that equal one side exactly are flagged. */
+ * the operation.  r->same_a / r->same_b tell whether the result holds
+ * exactly that side's entries (keys and values), whatever its form. */
 static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
                         uint32_t nb, unsigned level, res *r) {
     ventry outv[na + nb + 1];
@@ -773,21 +775,18 @@ static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
                     same_b = false;
                 outv[n++] = x;
             } else {
-                same_a = false;
+                same_a = same_b = false; /* dropped: it is in both */
             }
         } else {
-            same_b = false;
             if (c->count_a)
                 c->only++;
-            if (c->op != OP_INTERSECT) {
-                if (c->op == OP_FILTER && !keep_entry(c, &a[i])) {
-                    same_a = false;
-                    continue;
-                }
-                outv[n++] = a[i];
-            } else {
+            if (c->op == OP_INTERSECT ||
+                (c->op == OP_FILTER && !keep_entry(c, &a[i]))) {
                 same_a = false;
+                continue;
             }
+            same_b = false;
+            outv[n++] = a[i];
         }
     }
     for (uint32_t j = 0; j < nb; j++) {
@@ -796,18 +795,17 @@ static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
             i++;
         if (i < na)
             continue;
-        same_a = false;
         if (!c->count_a)
             c->only++;
-        if (c->op == OP_UNION || c->op == OP_SYMDIFF)
+        if (c->op == OP_UNION || c->op == OP_SYMDIFF) {
+            same_a = false;
             outv[n++] = b[j];
-        else
+        } else {
             same_b = false;
+        }
     }
     if (c->op == OP_FILTER)
         c->kept += n;
-    same_a = same_a && n == na;
-    same_b = same_b && n == nb;
     if (level == CHAMP_COLL_LEVEL) {
         if (!build_coll(c, outv, n, r))
             return false;
@@ -819,9 +817,8 @@ static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
         if (!build_list(c, &l, level, r))
             return false;
     }
-    /* an unchanged side's own entries (in its order) are that side */
-    r->same_a = same_a && r->n != SUB_NODE;
-    r->same_b = same_b && r->n != SUB_NODE;
+    r->same_a = same_a;
+    r->same_b = same_b;
     return true;
 }
 
@@ -874,19 +871,14 @@ static bool combine(comb *c, const view *va, const view *vb, unsigned level, res
         nb = coll_entries(&c->o, vb, sb);
         if (!merge_lists(c, sa, na, sb, nb, level, r))
             return false;
-        /* a collision node left as it was is that node */
-        if (va->n && r->n == SUB_NODE && r->owned && r->kid->datamap == na &&
-            level == CHAMP_COLL_LEVEL && na == coll_count(va)) {
-            bool same = true;
-            for (uint32_t i = 0; i < na && same; i++)
-                same = ent_key(r->kid, i, c->o.W) == sa[i].e.k &&
-                       (c->o.W == ENT_SET ||
-                        *ent_valp(r->kid, i) == sa[i].e.v);
-            if (same) {
-                champ__node_drop(c->o.ta, r->kid, level);
-                res_of_view(r, va);
-                r->same_a = true;
-            }
+        if (r->n == SUB_NODE && (r->same_a || r->same_b)) {
+            /* a collision node with one side's entries: that side's node
+             * (a run of one side is two entries at most: never a node) */
+            bool sa_ = r->same_a, sb_ = r->same_b;
+            champ__node_drop(c->o.ta, r->kid, level);
+            res_of_view(r, sa_ ? va : vb);
+            r->same_a = sa_;
+            r->same_b = sb_;
         }
         return true;
     }
@@ -917,10 +909,14 @@ slots:;
         }
     }
     if (same_a && va->n) {
-        /* nothing changed on a's side: a's node itself */
+        /* nothing changed on a's side: a's node itself (same_b: b's
+         * contents too, in another node) */
+        for (uint32_t k = 0; k < n; k++)
+            if (rs[k].n == SUB_NODE && rs[k].owned)
+                champ__node_drop(c->o.ta, rs[k].kid, level + 1);
         res_of_view(r, va);
         r->same_a = true;
-        r->same_b = same_b && vb->n == va->n;
+        r->same_b = same_b;
         return true;
     }
     if (same_b && vb->n && !same_a) {
