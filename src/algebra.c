@@ -279,6 +279,17 @@ static bool same_hashing(const mtype *a, const mtype *b) {
     return a->seed == b->seed;
 }
 
+/* Whether a node of b can go into a map of a's type as it is: the two
+ * types hold keys and values alike (the same reference callbacks). */
+static bool same_refs(const mtype *a, const mtype *b) {
+    if (a == b)
+        return true;
+    return a->key_retain == b->key_retain && a->key_release == b->key_release &&
+           a->val_retain == b->val_retain && a->val_release == b->val_release &&
+           (a->ctx == b->ctx ||
+            !(a->key_retain || a->key_release || a->val_retain || a->val_release));
+}
+
 static void ops_init(ops *o, const champ_map *a, const champ_map *b) {
     o->ta = a->t;
     o->tb = b->t;
@@ -999,7 +1010,7 @@ static champ_status combine_maps(int op, const champ_map *a, const champ_map *b,
     c.count_a = a->size <= b->size;
     frames f;
     frames_push(&f, a, b);
-    if (!same_hashing(a->t, b->t) || a->t->pool != b->t->pool) {
+    if (!same_hashing(a->t, b->t) || a->t->pool != b->t->pool || !same_refs(a->t, b->t)) {
         st = combine_slow(&c, a, b, out);
         frames_pop(&f);
         return st;
