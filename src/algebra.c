@@ -290,6 +290,12 @@ static bool same_refs(const mtype *a, const mtype *b) {
             !(a->key_retain || a->key_release || a->val_retain || a->val_release));
 }
 
+/* A type whose entries can be copied into new nodes (as champ_copy): no
+ * release callback without its retain. */
+static bool copyable(const mtype *t) {
+    return (!t->val_release || t->val_retain) && (!t->key_release || t->key_retain);
+}
+
 static void ops_init(ops *o, const champ_map *a, const champ_map *b) {
     o->ta = a->t;
     o->tb = b->t;
@@ -1000,6 +1006,8 @@ static champ_status combine_maps(int op, const champ_map *a, const champ_map *b,
     champ_status st = algebra_check(a, b);
     if (st != CHAMP_OK)
         return st;
+    if (!copyable(a->t))
+        return CHAMP_EINVAL;
     comb c;
     memset(&c, 0, sizeof c);
     ops_init(&c.o, a, b);
@@ -1057,7 +1065,7 @@ champ_status champ_filter(const champ_map *m, champ_pred_fn keep, void *ctx,
     if (!out)
         return CHAMP_EINVAL;
     *out = NULL;
-    if (!m || !keep)
+    if (!m || !keep || !copyable(m->t))
         return CHAMP_EINVAL;
     comb c;
     memset(&c, 0, sizeof c);
