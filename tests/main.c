@@ -332,6 +332,7 @@ static const th_table th_tables[] = {
     {th_tests_callbacks, &th_tests_callbacks_count},
     {th_tests_poolfix, &th_tests_poolfix_count},
     {th_tests_algebra, &th_tests_algebra_count},
+    {th_tests_sets, &th_tests_sets_count},
 };
 enum { TH_NTABLES = sizeof th_tables / sizeof th_tables[0] };
 

@@ -1035,10 +1035,11 @@ static void alg_round(alg *s) {
     alg_model_free(&W);
 }
 
-static void alg_setup(alg *s, const alg_sc *sc, uint64_t seed) {
+/* universe: 0 for the scenario's */
+static void alg_setup(alg *s, const alg_sc *sc, uint64_t seed, size_t universe) {
     memset(s, 0, sizeof *s);
     s->sc = sc;
-    s->n = sc->universe;
+    s->n = universe ? universe : sc->universe;
     s->r.s = seed;
     s->ctx.hash_mode = sc->hash_mode;
     if (sc->hash_mode == TH_HASH_BITS) {
@@ -1069,7 +1070,7 @@ static void alg_run_scenario(size_t i) {
     uint64_t seed = 0xa19e0000ULL + 0x1111 * (i + 1);
     alg st, *s = &st;
     th_set_seed(seed);
-    alg_setup(s, sc, seed);
+    alg_setup(s, sc, seed, 0);
     long rounds = th_iters(sc->rounds, 6);
     for (s->round = 0; s->round < rounds && !s->broken; s->round++)
         alg_round(s);
@@ -1161,7 +1162,7 @@ static size_t alg_fresh(const champ_map *m, const champ_map *a, const champ_map 
  * keys, a few hash and equal calls per level, not a call per key. */
 static void alg_share_one(const alg_sc *sc) {
     alg st, *s = &st;
-    alg_setup(s, sc, 0x5a4e0001ULL);
+    alg_setup(s, sc, 0x5a4e0001ULL, 0);
     th_set_seed(0x5a4e0001ULL);
     alg_model A, B, T, W;
     alg_model_init(s, &A);
@@ -1736,7 +1737,8 @@ static void alg_oom_sweep(alg *s, int op, const champ_map *a, const alg_model *A
             alg_want(s, op, &W);
             alg_expect(s, out, &W, true, "result after the failures");
             champ_free(out);
-            *steps += k + 1;
+            steps[0] += k + 1;
+            steps[1] += k > 0;
             break;
         }
         ALG_CHECK(st == CHAMP_ENOMEM && out == NULL, "oom %s, k %ld: %s, out %p (%s)",
@@ -1763,14 +1765,15 @@ static void alg_oom_sweep(alg *s, int op, const champ_map *a, const alg_model *A
 }
 
 static void alg_oom_run(bool backing) {
-    long sweeps = 0, steps = 0;
+    long sweeps = 0, steps[2] = {0, 0};
     for (size_t i = 0; i < sizeof alg_oom_sc / sizeof alg_oom_sc[0]; i++) {
         const alg_sc *sc = &alg_oom_sc[i];
         uint64_t seed = 0x00a1900dULL + i;
         alg st, *s = &st;
         th_alloc ta;
         th_alloc_init(&ta);
-        alg_setup(s, sc, seed);
+        size_t size = (size_t)th_iters(300, 40);
+        alg_setup(s, sc, seed, 2 * size + 16);
         th_set_seed(seed);
         if (backing) {
             /* a's pool on a counting allocator with small chunks */
@@ -1785,7 +1788,6 @@ static void alg_oom_run(bool backing) {
         alg_model_init(s, &A);
         alg_model_init(s, &B);
         alg_model_init(s, &T);
-        size_t size = (size_t)th_iters(300, 40);
         for (size_t r = 0; r < sizeof alg_oom_rels / sizeof alg_oom_rels[0]; r++) {
             int rel = alg_oom_rels[r];
             s->rel = rel;
@@ -1841,7 +1843,7 @@ static void alg_oom_run(bool backing) {
                      B.count);
             for (int op = 0; op < CO_N && !s->broken; op++) {
                 alg_oom_sweep(s, op, a, &A, b, &B, backing ? &ta : NULL, op % 2 == 0,
-                              &steps);
+                              steps);
                 sweeps++;
             }
             champ_free(a);
@@ -1858,8 +1860,8 @@ static void alg_oom_run(bool backing) {
                   "%lu failures", sc->name, ta.live_bytes, ta.size_mismatches, ta.failures);
         th_set_seed(0);
     }
-    printf("  algebra oom %s: %ld sweeps, %ld runs\n", backing ? "backing" : "fail_after",
-           sweeps, steps);
+    printf("  algebra oom %s: %ld sweeps (%ld met a failure), %ld runs\n",
+           backing ? "backing" : "fail_after", sweeps, steps[1], steps[0]);
 }
 
 static void test_alg_oom_fail_after(void) { alg_oom_run(false); }
