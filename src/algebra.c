@@ -1326,7 +1326,8 @@ static champ_status combine_slow(comb *c, const champ_map *a, const champ_map *b
         return st;
     slowb s = {c, a, b, r, CHAMP_OK, true};
     champ__walk(a->root, 0, c->o.W, slow_build, &s);
-    if (s.st == CHAMP_OK) {
+    if (s.st == CHAMP_OK && (c->op == OP_UNION || c->op == OP_SYMDIFF)) {
+        /* b's keys that a lacks (intersect and difference add none) */
         s.a_side = false;
         champ__walk(b->root, 0, c->o.W, slow_build, &s);
     }
