@@ -640,16 +640,20 @@ CHAMP_API champ_status champ_foreach(const champ_map *m, champ_visit_fn fn,
  * champ_size() of a result is O(1).  Inputs are never changed.
  *
  * Slower but correct paths: maps that hash differently (different seeds,
- * e.g. two champ_new_u64() maps, or different callbacks) are compared and
- * combined key by key (O(n log n)); so are the combining operations on maps
- * of different pools (a result lives in a's pool).  champ_new_like() gives
- * maps that take the fast path.
+ * e.g. two champ_new_u64() maps, or different hash/equal/ctx) are compared
+ * and combined key by key (O(n log n)); so are the combining operations on
+ * maps of different pools, or whose types hold keys and values with other
+ * reference callbacks (a result lives in a's pool and holds its entries
+ * with a's callbacks).  champ_new_like() gives maps that take the fast
+ * path.
  *
- * Errors of every operation here: CHAMP_EINVAL (NULL argument), CHAMP_EKIND
- * (a map and a set, or different key kinds), CHAMP_ENOMEM (the partial
- * result was freed, nothing leaked, *out is NULL).  Callbacks given here run
- * as reads of both inputs ("Callbacks" above: the inputs cannot be changed
- * from them).
+ * Errors of every operation here: CHAMP_EINVAL (NULL argument; for the
+ * combining operations and champ_filter also a of a type with a release
+ * callback but no retain, which cannot copy entries, as champ_copy),
+ * CHAMP_EKIND (a map and a set, or different key kinds), CHAMP_ENOMEM (the
+ * partial result was freed, nothing leaked, *out is NULL).  Callbacks given
+ * here run as reads of both inputs ("Callbacks" above: the inputs cannot
+ * be changed from them; freeing one is deferred to the operation's end).
  */
 
 /* Value comparison for champ_equal / champ_diff; NULL compares pointers. */
@@ -667,7 +671,9 @@ typedef enum champ_change {
     CHAMP_CHANGED = 3  /* key in both, values not equal         */
 } champ_change;
 
-/* Called for every difference, in trie order; return nonzero to stop. */
+/* Called once for every difference, in the order of the walk (side by
+ * side: slot by slot; key by key: `from`'s keys, then `to`'s additions);
+ * return nonzero to stop. */
 typedef int (*champ_diff_fn)(champ_change what, const champ_key *key,
                              void *old_val, void *new_val, void *ctx);
 
@@ -679,8 +685,11 @@ CHAMP_API champ_status champ_diff(const champ_map *from, const champ_map *to,
 
 /* Resolves a key present in both inputs: returns the value the result
  * keeps (a_val, b_val or another).  The result takes its own reference to
- * it (val_retain), as it does for every value it holds.  Not called for
- * sets. */
+ * it (val_retain), as it does for every value it holds.  Called at most
+ * once per key, and for every key in both whose values differ; keys in a
+ * subtree the inputs share (the same node: e.g. the unchanged part of two
+ * versions) are not visited, and keep their one value as if resolve
+ * returned it.  Not called for sets. */
 typedef void *(*champ_merge_fn)(const champ_key *key, void *a_val, void *b_val,
                                 void *ctx);
 

@@ -82,8 +82,9 @@ static uint32_t view_mask(const view *v, unsigned level) {
 }
 
 /* The content of slot s of v at a bitmap level, as a view one level down.
- * buf receives the entries of an entry or pair slot (with their hashes);
- * for entry views, *cur walks the run (slots come in increasing order). */
+ * buf receives the entries of an entry or pair slot, not hashed yet (h 0:
+ * view_hash, when they meet something on the other side); for entry
+ * views, *cur walks the run (slots come in increasing order). */
 static void view_slot(const ops *o, const view *v, unsigned level, uint32_t s,
                       ventry *buf, uint32_t *cur, view *out) {
     out->n = NULL;
@@ -96,7 +97,7 @@ static void view_slot(const ops *o, const view *v, unsigned level, uint32_t s,
             uint32_t i = node_eidx(n, bit), k = (n->nodemap & bit) ? 2u : 1u;
             for (uint32_t j = 0; j < k; j++) {
                 buf[j].e = ent_get(n, i + j, o->W);
-                buf[j].h = ops_hash(o, buf[j].e.k);
+                buf[j].h = 0;
             }
             out->v = buf;
             out->nv = k;
@@ -116,14 +117,33 @@ static void view_slot(const ops *o, const view *v, unsigned level, uint32_t s,
     *cur = j;
 }
 
+/* The hashes of a slot's entries that view_slot read out of a node into
+ * buf: needed once they meet the other side's (runs of a run are hashed
+ * already). */
+static void view_hash(const ops *o, const view *v, ventry *buf) {
+    if (v->v == buf)
+        for (uint32_t i = 0; i < v->nv; i++)
+            buf[i].h = ops_hash(o, buf[i].e.k);
+}
+
+/* Both slot views of a walk or combine: entries are hashed only when the
+ * other side holds something. */
+static void views_hash(const ops *o, const view *sa, ventry *ba, const view *sb, ventry *bb) {
+    if (!VIEW_EMPTY(sa) && !VIEW_EMPTY(sb)) {
+        view_hash(o, sa, ba);
+        view_hash(o, sb, bb);
+    }
+}
+
 /* The entries of a view at the collision level (a collision node, or a
- * run), as ventries in buf (room for at least view_count entries). */
+ * run), as ventries in buf (room for at least view_count entries).  All
+ * share one hash: h is not filled, keys are compared as they are. */
 static uint32_t coll_entries(const ops *o, const view *v, ventry *buf) {
     if (v->n) {
         uint32_t n = v->n->datamap;
         for (uint32_t i = 0; i < n; i++) {
             buf[i].e = ent_get(v->n, i, o->W);
-            buf[i].h = ops_hash(o, buf[i].e.k);
+            buf[i].h = 0;
         }
         return n;
     }
@@ -134,6 +154,21 @@ static uint32_t coll_entries(const ops *o, const view *v, ventry *buf) {
 
 static uint32_t coll_count(const view *v) {
     return v->n ? v->n->datamap : v->nv;
+}
+
+/* What slot `bit` of a bitmap node holds: nothing, an entry, a pair (the
+ * entry count) or a child. */
+enum { SL_EMPTY = 0, SL_ENTRY = 1, SL_PAIR = 2, SL_KID = 3 };
+static ALWAYS_INLINE int slot_kind(const node *n, uint32_t bit) {
+    if (n->datamap & bit)
+        return (n->nodemap & bit) ? SL_PAIR : SL_ENTRY;
+    return (n->nodemap & bit) ? SL_KID : SL_EMPTY;
+}
+
+/* Whether two stored keys are one key, without hashing them (they sit in
+ * the same slot: a generic key's equal runs unless they are one pointer). */
+static ALWAYS_INLINE bool ops_same_key(const ops *o, uint64_t x, uint64_t y) {
+    return key_equal(o->ta, x, y, o->kind);
 }
 
 /* Entries in a view (a node: its whole subtree). */
@@ -147,13 +182,16 @@ static size_t view_size(const ops *o, const view *v, unsigned level) {
 
 /* What a walk does with keys on one side only and keys on both; each
  * returns nonzero to stop the walk (returned).  With skip_a / skip_b, keys
- * on that side only are not visited at all. */
+ * on that side only are not visited at all.  A subtree both sides share
+ * holds keys on both without a look: stop_shared stops the walk there
+ * (disjoint), else it is skipped. */
 typedef struct walker {
     ops o;
     int (*a_only)(struct walker *w, const ventry *x);
     int (*b_only)(struct walker *w, const ventry *y);
     int (*both)(struct walker *w, const ventry *x, const ventry *y);
     bool skip_a, skip_b;
+    bool stop_shared;
     void *ctx;
 } walker;
 
@@ -164,7 +202,7 @@ static int emit_one(void *ctx, entry e) {
     bool a_side = ((void **)ctx)[1] != NULL;
     ventry x;
     x.e = e;
-    x.h = ops_hash(&w->o, e.k);
+    x.h = 0; /* one-sided keys: no callback looks at the hash */
     return a_side ? w->a_only(w, &x) : w->b_only(w, &x);
 }
 
@@ -184,15 +222,28 @@ static int walk_side(walker *w, const view *v, unsigned level, bool a_side) {
     return 0;
 }
 
+/* The index in b[0..nb) of x's key, or nb: the same key word first (the
+ * same key, no callback), then by equality (unhashed: by the keys alone). */
+static uint32_t list_find(const ops *o, const ventry *x, const ventry *b, uint32_t nb,
+                          bool unhashed) {
+    for (uint32_t j = 0; j < nb; j++)
+        if (b[j].e.k == x->e.k)
+            return j;
+    for (uint32_t j = 0; j < nb; j++)
+        if (unhashed ? ops_same_key(o, x->e.k, b[j].e.k) : ops_key_equal(o, x, &b[j]))
+            return j;
+    return nb;
+}
+
 /* Matches two short lists of entries key by key (order: trie order of the
  * a side's entries, then b's new ones; within one slot a list is short).
- * Used below the bitmap levels (collision level) and for entry slots. */
-static int walk_lists(walker *w, const ventry *a, uint32_t na, const ventry *b, uint32_t nb) {
+ * Used below the bitmap levels (collision level) and for entry slots;
+ * unhashed lists (their h not filled) compare the keys alone. */
+static int walk_lists(walker *w, const ventry *a, uint32_t na, const ventry *b, uint32_t nb,
+                      bool unhashed) {
     int r;
     for (uint32_t i = 0; i < na; i++) {
-        uint32_t j = 0;
-        while (j < nb && !ops_key_equal(&w->o, &a[i], &b[j]))
-            j++;
+        uint32_t j = list_find(&w->o, &a[i], b, nb, unhashed);
         r = j < nb ? w->both(w, &a[i], &b[j])
                    : (w->skip_a ? 0 : w->a_only(w, &a[i]));
         if (r)
@@ -201,18 +252,18 @@ static int walk_lists(walker *w, const ventry *a, uint32_t na, const ventry *b, 
     if (w->skip_b)
         return 0;
     for (uint32_t j = 0; j < nb; j++) {
-        uint32_t i = 0;
-        while (i < na && !ops_key_equal(&w->o, &a[i], &b[j]))
-            i++;
+        uint32_t i = list_find(&w->o, &b[j], a, na, unhashed);
         if (i == na && (r = w->b_only(w, &b[j])) != 0)
             return r;
     }
     return 0;
 }
 
+static int walk_nodes(walker *w, const node *na, const node *nb, unsigned level);
+
 static int walk_views(walker *w, const view *va, const view *vb, unsigned level) {
     if (va->n && va->n == vb->n)
-        return 0; /* the same subtree */
+        return w->stop_shared; /* the same subtree: its keys are in both */
     if (VIEW_EMPTY(va))
         return walk_side(w, vb, level, false);
     if (VIEW_EMPTY(vb))
@@ -229,13 +280,19 @@ static int walk_views(walker *w, const view *va, const view *vb, unsigned level)
             if (!any)
                 goto slots;
         }
+        /* (runs are walked where they are; collision nodes are read out) */
         uint32_t na = coll_count(va), nb = coll_count(vb);
-        ventry sa[na ? na : 1], sb[nb ? nb : 1];
-        na = coll_entries(&w->o, va, sa);
-        nb = coll_entries(&w->o, vb, sb);
-        return walk_lists(w, sa, na, sb, nb);
+        ventry sa[va->n ? na : 1], sb[vb->n ? nb : 1];
+        if (va->n)
+            coll_entries(&w->o, va, sa);
+        if (vb->n)
+            coll_entries(&w->o, vb, sb);
+        return walk_lists(w, va->n ? sa : va->v, na, vb->n ? sb : vb->v, nb,
+                          level == CHAMP_COLL_LEVEL);
     }
 slots:;
+    if (va->n && vb->n)
+        return walk_nodes(w, va->n, vb->n, level);
     uint32_t mask = view_mask(va, level) | view_mask(vb, level);
     uint32_t ca = 0, cb = 0;
     while (mask) {
@@ -245,8 +302,67 @@ slots:;
         view sa, sb;
         view_slot(&w->o, va, level, s, ba, &ca, &sa);
         view_slot(&w->o, vb, level, s, bb, &cb, &sb);
-        int r = walk_views(w, &sa, &sb, level + 1);
+        int r;
+        if (!sa.n && !sb.n) {
+            /* entries (two at most) on each side: matched as they are */
+            r = walk_lists(w, sa.v, sa.nv, sb.v, sb.nv, true);
+        } else {
+            views_hash(&w->o, &sa, ba, &sb, bb);
+            r = walk_views(w, &sa, &sb, level + 1);
+        }
         if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* Two bitmap nodes side by side, slot by slot.  The common slots take a
+ * shortcut: the same key on both sides is compared without hashing it,
+ * entries facing an empty slot are reported as they are (callbacks of
+ * one-sided keys do not look at hashes), children meet as nodes.  The
+ * other slots go through views. */
+static int walk_nodes(walker *w, const node *na, const node *nb, unsigned level) {
+    unsigned W = w->o.W;
+    uint32_t mask = na->datamap | na->nodemap | nb->datamap | nb->nodemap;
+    while (mask) {
+        uint32_t s = (uint32_t)__builtin_ctz(mask), bit = 1u << s;
+        mask &= mask - 1;
+        int ka = slot_kind(na, bit), kb = slot_kind(nb, bit), r;
+        ventry x[2], y[2];
+        if (ka == SL_ENTRY && kb == SL_ENTRY) {
+            /* the common case: an entry each, often the same key */
+            x[0].e = ent_get(na, node_eidx(na, bit), W);
+            y[0].e = ent_get(nb, node_eidx(nb, bit), W);
+            x[0].h = y[0].h = 0;
+            if (ops_same_key(&w->o, x[0].e.k, y[0].e.k))
+                r = w->both(w, &x[0], &y[0]);
+            else if ((r = w->skip_a ? 0 : w->a_only(w, &x[0])) == 0)
+                r = w->skip_b ? 0 : w->b_only(w, &y[0]);
+            if (r)
+                return r;
+            continue;
+        }
+        if (ka != SL_KID && kb != SL_KID) {
+            /* entries (0 to 2) on each side: the keys are matched as
+             * they are, one-sided ones reported */
+            for (int i = 0; i < ka; i++) {
+                x[i].e = ent_get(na, node_eidx(na, bit) + (uint32_t)i, W);
+                x[i].h = 0;
+            }
+            for (int j = 0; j < kb; j++) {
+                y[j].e = ent_get(nb, node_eidx(nb, bit) + (uint32_t)j, W);
+                y[j].h = 0;
+            }
+            if ((r = walk_lists(w, x, (uint32_t)ka, y, (uint32_t)kb, true)) != 0)
+                return r;
+            continue;
+        }
+        uint32_t cur = 0;
+        view va = {na, NULL, 0}, vb = {nb, NULL, 0}, sa, sb;
+        view_slot(&w->o, &va, level, s, x, &cur, &sa);
+        view_slot(&w->o, &vb, level, s, y, &cur, &sb);
+        views_hash(&w->o, &sa, x, &sb, y);
+        if ((r = walk_views(w, &sa, &sb, level + 1)) != 0)
             return r;
     }
     return 0;
@@ -274,6 +390,23 @@ static bool same_hashing(const mtype *a, const mtype *b) {
     if (a->kind == CHAMP_KEY_GENERIC)
         return a->hash == b->hash && a->equal == b->equal && a->ctx == b->ctx;
     return a->seed == b->seed;
+}
+
+/* Whether a node of b can go into a map of a's type as it is: the two
+ * types hold keys and values alike (the same reference callbacks). */
+static bool same_refs(const mtype *a, const mtype *b) {
+    if (a == b)
+        return true;
+    return a->key_retain == b->key_retain && a->key_release == b->key_release &&
+           a->val_retain == b->val_retain && a->val_release == b->val_release &&
+           (a->ctx == b->ctx ||
+            !(a->key_retain || a->key_release || a->val_retain || a->val_release));
+}
+
+/* A type whose entries can be copied into new nodes (as champ_copy): no
+ * release callback without its retain. */
+static bool copyable(const mtype *t) {
+    return (!t->val_release || t->val_retain) && (!t->key_release || t->key_retain);
 }
 
 static void ops_init(ops *o, const champ_map *a, const champ_map *b) {
@@ -467,6 +600,7 @@ bool champ_disjoint(const champ_map *a, const champ_map *b) {
     w.both = stop_both;
     w.skip_a = true;
     w.skip_b = true;
+    w.stop_shared = true;
     frames f;
     frames_push(&f, a, b);
     /* the slow path walks a and looks its keys up in b */
@@ -536,12 +670,12 @@ enum { OP_UNION, OP_INTERSECT, OP_DIFFERENCE, OP_SYMDIFF, OP_FILTER };
  * (owned false: a new parent takes a reference) or newly built (owned: its
  * reference moves into the parent, or is dropped on failure). */
 typedef struct res {
-    uint32_t n;       /* entries (0..2) or SUB_NODE */
+    uint32_t n;       /* entries (0..2, in trie order) or SUB_NODE */
     entry e[2];
-    uint64_t h[2];
     node *kid;
     bool owned;
-    bool same_a, same_b; /* identical to that input's view */
+    bool same_a, same_b; /* holds exactly that input's entries (keys and
+                            values) of this slot, in whatever form */
 } res;
 
 typedef struct comb {
@@ -571,10 +705,8 @@ static void res_of_view(res *r, const view *v) {
         return;
     }
     r->n = v->nv;
-    for (uint32_t i = 0; i < v->nv && i < 2; i++) {
+    for (uint32_t i = 0; i < v->nv && i < 2; i++)
         r->e[i] = v->v[i].e;
-        r->h[i] = v->v[i].h;
-    }
 }
 
 /* A list of up to four entries (from both sides, deduplicated), to be made
@@ -610,11 +742,8 @@ static bool build_node(comb *c, res *rs, const uint32_t *ss, uint32_t n, unsigne
         /* pull up: the entries, in slot order (= trie order) */
         uint32_t k = 0;
         for (uint32_t i = 0; i < n; i++)
-            for (uint32_t j = 0; j < rs[i].n; j++) {
-                out->e[k] = rs[i].e[j];
-                out->h[k] = rs[i].h[j];
-                k++;
-            }
+            for (uint32_t j = 0; j < rs[i].n; j++)
+                out->e[k++] = rs[i].e[j];
         out->n = k;
         return true;
     }
@@ -651,10 +780,8 @@ static bool build_node(comb *c, res *rs, const uint32_t *ss, uint32_t n, unsigne
 static bool build_coll(comb *c, const ventry *e, uint32_t n, res *out) {
     res_empty(out);
     if (n <= 2) {
-        for (uint32_t i = 0; i < n; i++) {
+        for (uint32_t i = 0; i < n; i++)
             out->e[i] = e[i].e;
-            out->h[i] = e[i].h;
-        }
         out->n = n;
         return true;
     }
@@ -686,10 +813,8 @@ static bool build_list(comb *c, elist *l, unsigned level, res *r) {
         }
     if (l->n <= 2 && level > 0) {
         res_empty(r);
-        for (uint32_t i = 0; i < l->n; i++) {
+        for (uint32_t i = 0; i < l->n; i++)
             r->e[i] = l->e[i].e;
-            r->h[i] = l->e[i].h;
-        }
         r->n = l->n;
         return true;
     }
@@ -749,16 +874,16 @@ static bool filter_view(comb *c, const view *va, unsigned level, res *r) {
 
 /* Merges two short lists (both sides' entries of one slot, or the
  * collision level) into one list of distinct keys; decides each key by
- * the operation.  Results that equal one side exactly are flagged. */
+ * the operation.  r->same_a / r->same_b tell whether the result holds
+ * exactly that side's entries (keys and values), whatever its form. */
 static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
                         uint32_t nb, unsigned level, res *r) {
+    bool unhashed = level == CHAMP_COLL_LEVEL; /* one hash: h not filled */
     ventry outv[na + nb + 1];
     uint32_t n = 0;
     bool same_a = true, same_b = true;
     for (uint32_t i = 0; i < na; i++) {
-        uint32_t j = 0;
-        while (j < nb && !ops_key_equal(&c->o, &a[i], &b[j]))
-            j++;
+        uint32_t j = list_find(&c->o, &a[i], b, nb, unhashed);
         if (j < nb) {
             if (c->op == OP_UNION || c->op == OP_INTERSECT) {
                 ventry x = a[i];
@@ -769,41 +894,35 @@ static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
                     same_b = false;
                 outv[n++] = x;
             } else {
-                same_a = false;
+                same_a = same_b = false; /* dropped: it is in both */
             }
         } else {
-            same_b = false;
             if (c->count_a)
                 c->only++;
-            if (c->op != OP_INTERSECT) {
-                if (c->op == OP_FILTER && !keep_entry(c, &a[i])) {
-                    same_a = false;
-                    continue;
-                }
-                outv[n++] = a[i];
-            } else {
+            if (c->op == OP_INTERSECT ||
+                (c->op == OP_FILTER && !keep_entry(c, &a[i]))) {
                 same_a = false;
+                continue;
             }
+            same_b = false;
+            outv[n++] = a[i];
         }
     }
     for (uint32_t j = 0; j < nb; j++) {
-        uint32_t i = 0;
-        while (i < na && !ops_key_equal(&c->o, &a[i], &b[j]))
-            i++;
+        uint32_t i = list_find(&c->o, &b[j], a, na, unhashed);
         if (i < na)
             continue;
-        same_a = false;
         if (!c->count_a)
             c->only++;
-        if (c->op == OP_UNION || c->op == OP_SYMDIFF)
+        if (c->op == OP_UNION || c->op == OP_SYMDIFF) {
+            same_a = false;
             outv[n++] = b[j];
-        else
+        } else {
             same_b = false;
+        }
     }
     if (c->op == OP_FILTER)
         c->kept += n;
-    same_a = same_a && n == na;
-    same_b = same_b && n == nb;
     if (level == CHAMP_COLL_LEVEL) {
         if (!build_coll(c, outv, n, r))
             return false;
@@ -815,9 +934,89 @@ static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
         if (!build_list(c, &l, level, r))
             return false;
     }
-    /* an unchanged side's own entries (in its order) are that side */
-    r->same_a = same_a && r->n != SUB_NODE;
-    r->same_b = same_b && r->n != SUB_NODE;
+    r->same_a = same_a;
+    r->same_b = same_b;
+    return true;
+}
+
+/* Slot `bit` of two bitmap nodes (nb NULL: filter) when neither side
+ * holds a child, without views: entries are read as they are, and hashed
+ * only to order a new pair.  false: the slot needs the general path (a
+ * child on a side, a pair facing an entry, or two pairs that are not of
+ * the same two key words). */
+static bool combine_slot(comb *c, const node *na, const node *nb, uint32_t bit, res *r) {
+    unsigned W = c->o.W;
+    int op = c->op;
+    int ka = slot_kind(na, bit), kb = nb ? slot_kind(nb, bit) : SL_EMPTY;
+    if (ka == SL_KID || kb == SL_KID || (ka == SL_PAIR && kb == SL_ENTRY) ||
+        (kb == SL_PAIR && ka == SL_ENTRY))
+        return false;
+    entry x[2], y[2];
+    for (int i = 0; i < ka; i++)
+        x[i] = ent_get(na, node_eidx(na, bit) + (uint32_t)i, W);
+    for (int j = 0; j < kb; j++)
+        y[j] = ent_get(nb, node_eidx(nb, bit) + (uint32_t)j, W);
+    if (ka == SL_PAIR && kb == SL_PAIR && (x[0].k != y[0].k || x[1].k != y[1].k))
+        return false; /* two pairs, not of the same two keys: by hashes */
+    res_empty(r);
+    if (op == OP_FILTER) {
+        for (int i = 0; i < ka; i++) {
+            ventry vx = {x[i], 0};
+            if (keep_entry(c, &vx))
+                r->e[r->n++] = x[i];
+        }
+        c->kept += r->n;
+        r->same_a = r->n == (uint32_t)ka;
+        return true;
+    }
+    if (kb == SL_EMPTY) {
+        if (c->count_a)
+            c->only += (size_t)ka;
+        if (op != OP_INTERSECT) {
+            r->n = (uint32_t)ka;
+            r->e[0] = x[0];
+            r->e[1] = x[ka - 1];
+        }
+        r->same_a = op != OP_INTERSECT;
+        r->same_b = op == OP_INTERSECT;
+        return true;
+    }
+    if (ka == SL_EMPTY) {
+        if (!c->count_a)
+            c->only += (size_t)kb;
+        if (op == OP_UNION || op == OP_SYMDIFF) {
+            r->n = (uint32_t)kb;
+            r->e[0] = y[0];
+            r->e[1] = y[kb - 1];
+        }
+        r->same_b = op == OP_UNION || op == OP_SYMDIFF;
+        r->same_a = !r->same_b;
+        return true;
+    }
+    /* an entry on each side, or one pair of keys */
+    if (ka == SL_PAIR || ops_same_key(&c->o, x[0].k, y[0].k)) {
+        if (op == OP_UNION || op == OP_INTERSECT) {
+            r->n = (uint32_t)ka;
+            r->same_a = r->same_b = true;
+            for (int i = 0; i < ka; i++) {
+                ventry vx = {x[i], 0}, vy = {y[i], 0};
+                r->e[i] = x[i];
+                r->e[i].v = resolve_val(c, &vx, &vy);
+                r->same_a = r->same_a && r->e[i].v == x[i].v;
+                r->same_b = r->same_b && r->e[i].v == y[i].v;
+            }
+        }
+        return true;
+    }
+    c->only++; /* one key on each side only: one on the counted side */
+    if (op == OP_UNION || op == OP_SYMDIFF) {
+        pair_order(r->e, x[0], ops_hash(&c->o, x[0].k), y[0], ops_hash(&c->o, y[0].k));
+        r->n = 2;
+    } else if (op == OP_DIFFERENCE) {
+        r->n = 1;
+        r->e[0] = x[0];
+        r->same_a = true;
+    }
     return true;
 }
 
@@ -864,25 +1063,23 @@ static bool combine(comb *c, const view *va, const view *vb, unsigned level, res
             if (!any && vb->nv)
                 goto slots;
         }
+        /* (runs are merged where they are; collision nodes read out) */
         uint32_t na = coll_count(va), nb = coll_count(vb);
-        ventry sa[na ? na : 1], sb[nb ? nb : 1];
-        na = coll_entries(&c->o, va, sa);
-        nb = coll_entries(&c->o, vb, sb);
-        if (!merge_lists(c, sa, na, sb, nb, level, r))
+        ventry sa[va->n ? na : 1], sb[vb->n ? nb : 1];
+        if (va->n)
+            coll_entries(&c->o, va, sa);
+        if (vb->n)
+            coll_entries(&c->o, vb, sb);
+        if (!merge_lists(c, va->n ? sa : va->v, na, vb->n ? sb : vb->v, nb, level, r))
             return false;
-        /* a collision node left as it was is that node */
-        if (va->n && r->n == SUB_NODE && r->owned && r->kid->datamap == na &&
-            level == CHAMP_COLL_LEVEL && na == coll_count(va)) {
-            bool same = true;
-            for (uint32_t i = 0; i < na && same; i++)
-                same = ent_key(r->kid, i, c->o.W) == sa[i].e.k &&
-                       (c->o.W == ENT_SET ||
-                        *ent_valp(r->kid, i) == sa[i].e.v);
-            if (same) {
-                champ__node_drop(c->o.ta, r->kid, level);
-                res_of_view(r, va);
-                r->same_a = true;
-            }
+        if (r->n == SUB_NODE && (r->same_a || r->same_b)) {
+            /* a collision node with one side's entries: that side's node
+             * (a run of one side is two entries at most: never a node) */
+            bool sa_ = r->same_a, sb_ = r->same_b;
+            champ__node_drop(c->o.ta, r->kid, level);
+            res_of_view(r, sa_ ? va : vb);
+            r->same_a = sa_;
+            r->same_b = sb_;
         }
         return true;
     }
@@ -891,14 +1088,19 @@ slots:;
     res rs[32];
     uint32_t ss[32], n = 0, ca = 0, cb = 0;
     bool same_a = true, same_b = true;
+    /* two nodes (filter: one): most slots without views */
+    bool nodes = va->n && (vb->n || op == OP_FILTER);
     while (mask) {
         uint32_t s = (uint32_t)__builtin_ctz(mask);
         mask &= mask - 1;
         ventry ba[2], bb[2];
         view sa, sb;
-        view_slot(&c->o, va, level, s, ba, &ca, &sa);
-        view_slot(&c->o, vb, level, s, bb, &cb, &sb);
-        if (!combine(c, &sa, &sb, level + 1, &rs[n])) {
+        if (nodes && combine_slot(c, va->n, vb->n, 1u << s, &rs[n])) {
+            /* done */
+        } else if (view_slot(&c->o, va, level, s, ba, &ca, &sa),
+                   view_slot(&c->o, vb, level, s, bb, &cb, &sb),
+                   views_hash(&c->o, &sa, ba, &sb, bb),
+                   !combine(c, &sa, &sb, level + 1, &rs[n])) {
             for (uint32_t k = 0; k < n; k++)
                 if (rs[k].n == SUB_NODE && rs[k].owned)
                     champ__node_drop(c->o.ta, rs[k].kid, level + 1);
@@ -913,10 +1115,14 @@ slots:;
         }
     }
     if (same_a && va->n) {
-        /* nothing changed on a's side: a's node itself */
+        /* nothing changed on a's side: a's node itself (same_b: b's
+         * contents too, in another node) */
+        for (uint32_t k = 0; k < n; k++)
+            if (rs[k].n == SUB_NODE && rs[k].owned)
+                champ__node_drop(c->o.ta, rs[k].kid, level + 1);
         res_of_view(r, va);
         r->same_a = true;
-        r->same_b = same_b && vb->n == va->n;
+        r->same_b = same_b;
         return true;
     }
     if (same_b && vb->n && !same_a) {
@@ -948,7 +1154,7 @@ static champ_status finish(comb *c, const champ_map *a, res *r, size_t size,
         slotv sl[2];
         uint32_t n = 0;
         for (uint32_t i = 0; i < r->n; i++) {
-            uint32_t s = slice(r->h[i], 0);
+            uint32_t s = slice(ops_hash(&c->o, r->e[i].k), 0);
             if (n && sl[n - 1].s == s) {
                 sl[n - 1].v.n = 2;
                 sl[n - 1].v.e[1] = r->e[i];
@@ -989,6 +1195,8 @@ static champ_status combine_maps(int op, const champ_map *a, const champ_map *b,
     champ_status st = algebra_check(a, b);
     if (st != CHAMP_OK)
         return st;
+    if (!copyable(a->t))
+        return CHAMP_EINVAL;
     comb c;
     memset(&c, 0, sizeof c);
     ops_init(&c.o, a, b);
@@ -999,7 +1207,7 @@ static champ_status combine_maps(int op, const champ_map *a, const champ_map *b,
     c.count_a = a->size <= b->size;
     frames f;
     frames_push(&f, a, b);
-    if (!same_hashing(a->t, b->t) || a->t->pool != b->t->pool) {
+    if (!same_hashing(a->t, b->t) || a->t->pool != b->t->pool || !same_refs(a->t, b->t)) {
         st = combine_slow(&c, a, b, out);
         frames_pop(&f);
         return st;
@@ -1046,7 +1254,7 @@ champ_status champ_filter(const champ_map *m, champ_pred_fn keep, void *ctx,
     if (!out)
         return CHAMP_EINVAL;
     *out = NULL;
-    if (!m || !keep)
+    if (!m || !keep || !copyable(m->t))
         return CHAMP_EINVAL;
     comb c;
     memset(&c, 0, sizeof c);
@@ -1118,7 +1326,8 @@ static champ_status combine_slow(comb *c, const champ_map *a, const champ_map *b
         return st;
     slowb s = {c, a, b, r, CHAMP_OK, true};
     champ__walk(a->root, 0, c->o.W, slow_build, &s);
-    if (s.st == CHAMP_OK) {
+    if (s.st == CHAMP_OK && (c->op == OP_UNION || c->op == OP_SYMDIFF)) {
+        /* b's keys that a lacks (intersect and difference add none) */
         s.a_side = false;
         champ__walk(b->root, 0, c->o.W, slow_build, &s);
     }

@@ -279,5 +279,9 @@ extern const th_test th_tests_poolfix[];   /* test_poolfix.c */
 extern const size_t th_tests_poolfix_count;
 extern const th_test th_tests_build[];     /* test_build.c */
 extern const size_t th_tests_build_count;
+extern const th_test th_tests_algebra[];   /* test_algebra.c */
+extern const size_t th_tests_algebra_count;
+extern const th_test th_tests_sets[];      /* test_sets.c */
+extern const size_t th_tests_sets_count;
 
 #endif /* CHAMP_TEST_HARNESS_H */

@@ -333,6 +333,8 @@ static const th_table th_tables[] = {
     {th_tests_poolfix, &th_tests_poolfix_count},
     {th_tests_many, &th_tests_many_count},
     {th_tests_build, &th_tests_build_count},
+    {th_tests_algebra, &th_tests_algebra_count},
+    {th_tests_sets, &th_tests_sets_count},
 };
 enum { TH_NTABLES = sizeof th_tables / sizeof th_tables[0] };
 
