@@ -546,6 +546,45 @@ static int stop_both(walker *w, const ventry *x, const ventry *y) {
     return 1;
 }
 
+/* Equality of two tries that hash alike, node by node: equal contents
+ * have equal shapes (canonical form), so equal maps have equal bitmaps
+ * everywhere and their entries in the same order, except where order is
+ * insertion order (pairs of equal full hashes, unordered collision nodes).
+ * 1: equal; 0: not equal; -1: an entry mismatch that order could explain
+ * (not for u64 keys, whose hash is a bijection): the caller walks key by
+ * key.  For u64 keys with pointer-compared values a node's entries are one
+ * memcmp. */
+static int eq_nodes(const ops *o, const vcmp *vc, const node *a, const node *b,
+                    unsigned level) {
+    if (a == b)
+        return 1;
+    if (level == CHAMP_COLL_LEVEL)
+        return -1;
+    if (a->datamap != b->datamap || a->nodemap != b->nodemap)
+        return 0;
+    uint32_t ne = node_nent(a), nk = node_nkid(a);
+    unsigned W = o->W;
+    if (o->kind == CHAMP_KEY_U64 && (W == ENT_SET || !vc->eq)) {
+        if (memcmp(node_ebase(a), node_ebase(b), (size_t)W * ne) != 0)
+            return 0;
+    } else {
+        for (uint32_t i = 0; i < ne; i++) {
+            entry x = ent_get(a, i, W), y = ent_get(b, i, W);
+            if (!key_equal(o->ta, x.k, y.k, o->kind))
+                return o->kind == CHAMP_KEY_U64 ? 0 : -1;
+            if (W == ENT_MAP && !vals_equal(vc, x.v, y.v))
+                return 0;
+        }
+    }
+    node *const *ka = node_kids(a, W), *const *kb = node_kids(b, W);
+    for (uint32_t i = 0; i < nk; i++) {
+        int r = eq_nodes(o, vc, ka[i], kb[i], level + 1);
+        if (r != 1)
+            return r;
+    }
+    return 1;
+}
+
 bool champ_equal(const champ_map *a, const champ_map *b, champ_val_equal_fn val_equal,
                  void *ctx) {
     if (algebra_check(a, b) != CHAMP_OK)
@@ -555,6 +594,16 @@ bool champ_equal(const champ_map *a, const champ_map *b, champ_val_equal_fn val_
     if (a->root == b->root)
         return true;
     vcmp c = {val_equal, ctx};
+    if (same_hashing(a->t, b->t) && a->root && b->root) {
+        ops o;
+        ops_init(&o, a, b);
+        frames f;
+        frames_push(&f, a, b);
+        int r = eq_nodes(&o, &c, a->root, b->root, 0);
+        frames_pop(&f);
+        if (r >= 0)
+            return r == 1;
+    }
     walker w;
     memset(&w, 0, sizeof w);
     ops_init(&w.o, a, b);
