@@ -145,3 +145,6 @@ $(B) $(B)/rel $(B)/test $(B)/dbg $(B)/asan $(B)/examples:
 
 clean:
 	rm -rf $(B)
+
+# Fuzzing, ThreadSanitizer, soak and CHAMP_DEBUG=2 (tests/tools.mk; tests/README.md)
+-include tests/tools.mk
