@@ -7,6 +7,8 @@
 #                                 into tests/fuzz/corpus (then commit it)
 #   make fuzz-replay              the corpus through the replay binary (no
 #                                 libFuzzer; also a suite of `make test`)
+#   make known-bugs               reproductions of library bugs found: they
+#                                 FAIL until the bugs are fixed (not in test)
 #   make tsan                     ThreadSanitizer stress test of the thread model
 #   make soak [SOAK_OPS=100000000] long mixed workload, optimised build
 #   build/dbg2/champ_test         the test binary with CHAMP_DEBUG=2 (validate
@@ -31,7 +33,7 @@ TSAN_CFLAGS := $(BASE) -O1 -g -fsanitize=thread -fno-omit-frame-pointer -DCHAMP_
 SOAK_CFLAGS := $(BASE) -O2 -g -DNDEBUG -DCHAMP_STATS
 DBG2_CFLAGS := $(BASE) -O2 -g -DCHAMP_DEBUG=2
 
-.PHONY: fuzz fuzz-merge fuzz-replay tsan soak
+.PHONY: fuzz fuzz-merge fuzz-replay known-bugs tsan soak
 
 # The libFuzzer binary: needs clang's compiler-rt (Debian: libclang-rt-14-dev).
 $(B)/fuzz/fuzz_champ: $(FUZZ_SRC) $(LIB_SRC) $(LIB_HDR)
@@ -70,6 +72,30 @@ fuzz-merge: $(B)/fuzz/fuzz_champ
 
 fuzz-replay: $(B)/fuzz/replay
 	$(B)/fuzz/replay -q $(FUZZ_SEEDS)
+
+# KNOWN BUGS (tests/fuzz/known_bugs.c): minimal reproductions that fail until
+# the library is fixed, and the fuzz inputs that found them, replayed by a
+# build without the target's workarounds.  Not part of `make test`.
+$(B)/fuzz/known_bugs: tests/fuzz/known_bugs.c $(LIB_SRC) $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(BASE) -O1 -g -DCHAMP_DEBUG $(ASAN_FLAGS) $(LIB_SRC) tests/fuzz/known_bugs.c -o $@
+
+$(B)/fuzz/known_bugs2: tests/fuzz/known_bugs.c $(LIB_SRC) $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(BASE) -O1 -g -DCHAMP_DEBUG=2 -DKB_LEVEL=2 $(ASAN_FLAGS) $(LIB_SRC) \
+	  tests/fuzz/known_bugs.c -o $@
+
+$(B)/fuzz/replay-raw: $(FUZZ_SRC) tests/fuzz/replay.c $(LIB_SRC) $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(FUZZ_CFLAGS) -DFUZZ_CHAMP_NO_WORKAROUNDS $(ASAN_FLAGS) $(LIB_SRC) $(FUZZ_SRC) \
+	  tests/fuzz/replay.c -o $@
+
+known-bugs: $(B)/fuzz/known_bugs $(B)/fuzz/known_bugs2 $(B)/fuzz/replay-raw
+	@st=0; $(B)/fuzz/known_bugs 2>$(B)/fuzz/known-bugs.log || st=1; \
+	$(B)/fuzz/known_bugs2 2>>$(B)/fuzz/known-bugs.log || st=1; \
+	echo "replaying tests/fuzz/known-bugs without the fuzz target's workarounds:"; \
+	$(B)/fuzz/replay-raw tests/fuzz/known-bugs 2>>$(B)/fuzz/known-bugs.log || st=1; \
+	echo "(details: $(B)/fuzz/known-bugs.log)"; exit $$st
 
 # ThreadSanitizer: the thread model of champ.h under stress.
 $(B)/tsan/tsan_stress: tests/stress/tsan_stress.c $(LIB_SRC) $(LIB_HDR)
