@@ -122,7 +122,7 @@ __attribute__((format(printf, 1, 2)))
 static void trace(const char *fmt, ...) {
     if (g_trace < 0) {
         const char *e = getenv("FUZZ_CHAMP_TRACE");
-        g_trace = e && *e && *e != '0';
+        g_trace = e && *e && *e != '0' ? atoi(e) > 1 ? atoi(e) : 1 : 0;
     }
     if (!g_trace)
         return;
@@ -349,6 +349,8 @@ typedef struct fz {
     /* scratch */
     uint8_t seen[UMAX];
     unsigned char kbuf[BK_LONG_MAX + 8];
+    unsigned char kbuf_cb[BK_LONG_MAX + 8]; /* for callbacks: the caller's
+                                                key must stay intact */
 } fz;
 
 static fz F;
@@ -564,15 +566,12 @@ static kpass key_pass(unsigned k, unsigned how) {
     case CHAMP_KEY_BYTES:
         kp.len = bk_len[k];
         kp.p = bk[k];
-        if ((how & 1) && bk_str[k]) {
+        if ((how & 1) && bk_str[k])
             kp.str = true;
-        } else if (how & 2) {
-            memcpy(F.kbuf, bk[k], kp.len + 1);
-            kp.p = F.kbuf;
-        }
-        if (kp.str && (how & 2)) {
-            memcpy(F.kbuf, bk[k], kp.len + 1);
-            kp.p = F.kbuf;
+        if (how & 2) {
+            unsigned char *buf = F.in_action ? F.kbuf_cb : F.kbuf;
+            memcpy(buf, bk[k], kp.len + 1);
+            kp.p = buf;
         }
         if (kp.len == 0 && (how & 4) && !kp.str)
             kp.p = NULL;
@@ -585,8 +584,8 @@ static kpass key_pass(unsigned k, unsigned how) {
 }
 
 static void key_done(const kpass *kp) {
-    if (kp->p == F.kbuf)
-        memset(F.kbuf, 0xAA, kp->len + 1);
+    if (kp->p == F.kbuf || kp->p == F.kbuf_cb)
+        memset((void *)(uintptr_t)kp->p, 0xAA, kp->len + 1);
 }
 
 static bool k_get(const champ_map *m, const kpass *kp, void **v) {
@@ -1527,6 +1526,10 @@ static void op_bulk(rd *r, int i, bool removing) {
         if (!died && s->m)
             FZ_CHECK(champ_size(s->m) == s->count, "bulk: size %zu, model %zu",
                      champ_size(s->m), s->count);
+        if (g_trace > 1 && !died && s->m) { /* FUZZ_CHAMP_TRACE=2: paranoid */
+            check_valid(i, "paranoid");
+            check_all(i, "paranoid");
+        }
     }
 }
 
