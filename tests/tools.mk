@@ -33,7 +33,7 @@ TSAN_CFLAGS := $(BASE) -O1 -g -fsanitize=thread -fno-omit-frame-pointer -DCHAMP_
 SOAK_CFLAGS := $(BASE) -O2 -g -DNDEBUG -DCHAMP_STATS
 DBG2_CFLAGS := $(BASE) -O2 -g -DCHAMP_DEBUG=2
 
-.PHONY: fuzz fuzz-merge fuzz-replay known-bugs tsan soak
+.PHONY: fuzz fuzz-merge fuzz-replay known-bugs tsan soak check-warnings-tools
 
 # The libFuzzer binary: needs clang's compiler-rt (Debian: libclang-rt-14-dev).
 $(B)/fuzz/fuzz_champ: $(FUZZ_SRC) $(LIB_SRC) $(LIB_HDR)
@@ -124,3 +124,16 @@ $(B)/dbg2/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR)
 
 # `make test` also builds these two (tests/run.sh runs them).
 test: $(B)/dbg2/champ_test $(B)/fuzz/replay
+
+# check-warnings covers these sources too.
+TOOLS_SRC := $(FUZZ_SRC) tests/fuzz/replay.c tests/fuzz/make_seeds.c tests/fuzz/known_bugs.c \
+             tests/stress/tsan_stress.c tests/stress/soak.c
+check-warnings: check-warnings-tools
+check-warnings-tools:
+	@for c in gcc clang; do \
+	  command -v $$c >/dev/null || continue; \
+	  for f in $(TOOLS_SRC); do \
+	    $$c $(BASE) -DCHAMP_DEBUG -O2 -Werror -fsyntax-only $$f || exit 1; \
+	  done; \
+	  echo "check-warnings: $$c clean (tests/fuzz, tests/stress)"; \
+	done
