@@ -56,7 +56,7 @@ fuzz:
 	$(MAKE) --no-print-directory $(B)/fuzz/fuzz_champ || exit 1; \
 	mkdir -p $(B)/fuzz/corpus; \
 	echo "fuzz: $(FUZZ_SECONDS) s, new inputs in $(B)/fuzz/corpus, crashes in $(B)/fuzz/"; \
-	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
+	FUZZ_CHAMP_REPORT=1 ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
 	UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 	$(B)/fuzz/fuzz_champ -max_len=4096 -timeout=30 -rss_limit_mb=2048 \
 	  -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \

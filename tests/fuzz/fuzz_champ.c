@@ -86,6 +86,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static long g_op;        /* index of the running operation */
 
+/* Totals over the inputs of this process, printed at exit. */
+static struct {
+    unsigned long long inputs, ops, actions, enomem, validates;
+} tot;
+
 /* The sanitizers' stack trace, when linked with one. */
 #if defined(__GNUC__)
 void __sanitizer_print_stack_trace(void) __attribute__((weak));
@@ -699,6 +704,7 @@ static void check_all(int i, const char *what) {
 }
 
 static void check_valid(int i, const char *what) {
+    tot.validates++;
     champ_status st = champ_validate(F.s[i].m);
     FZ_CHECK(st == CHAMP_OK, "%s: validate slot %d: %s", what, i, st_name(st));
 }
@@ -1096,6 +1102,7 @@ static before snap(void) {
 /* After an update of slot i that returned st != OK. */
 static void after_failure(int i, const before *b, champ_status st, const char *what) {
     FZ_CHECK(st == CHAMP_ENOMEM && enomem_ok(), "%s: %s", what, st_name(st));
+    tot.enomem++;
     if (F.actions == b->actions) {
         FZ_CHECK(pool_live() == b->live, "%s: failed call changed live bytes %zu -> %zu", what,
                  b->live, pool_live());
@@ -1789,7 +1796,20 @@ static void step(rd *r) {
     }
 }
 
+static void report(void) {
+    fprintf(stderr,
+            "fuzz_champ: %llu inputs, %llu operations, %llu callback actions, %llu failed "
+            "allocations checked (ENOMEM: state unchanged), %llu validates\n",
+            tot.inputs, tot.ops, tot.actions, tot.enomem, tot.validates);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static bool registered;
+    if (!registered) {
+        registered = true;
+        if (getenv("FUZZ_CHAMP_REPORT"))
+            atexit(report);
+    }
     universe_init();
     if (!devnull)
         devnull = fopen("/dev/null", "w");
@@ -1806,5 +1826,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         step(&r);
     }
     teardown();
+    tot.inputs++;
+    tot.ops += (unsigned long long)g_op;
+    tot.actions += F.actions;
     return 0;
 }
