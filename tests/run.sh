@@ -6,7 +6,7 @@
 #   BUILD/test/champ_test          optimised, CHAMP_STATS + CHAMP_FAULTS
 #   BUILD/asan/champ_test          ASan + UBSan, CHAMP_TEST_SCALE=0.25
 #   valgrind BUILD/dbg/champ_test  memcheck, CHAMP_TEST_SCALE=0.05
-#   BUILD/dbg2/champ_test          CHAMP_DEBUG=2, CHAMP_TEST_SCALE=0.02 (tools.mk)
+#   BUILD/dbg2/champ_test          CHAMP_DEBUG=2, CHAMP_TEST_SCALE=0.1 (tools.mk)
 #   BUILD/fuzz/replay              tests/fuzz/corpus, 1 check a file (tools.mk)
 #   BUILD/examples/*               each must exit 0 (1 check each)
 # sums the "N passed, N failed" last lines of the test binaries, counts a
@@ -91,9 +91,9 @@ fi
 # api.hash_calls counts hash calls (level 2's validate hashes too) and
 # callbacks.matrix updates maps from callbacks (KB2: level 2 validates the
 # pool mid-operation; make known-bugs).
-header "$B/dbg2/champ_test (CHAMP_DEBUG=2: validate after every update, CHAMP_TEST_SCALE=0.02)"
+header "$B/dbg2/champ_test (CHAMP_DEBUG=2: validate after every update, CHAMP_TEST_SCALE=0.1)"
 if [ -x "$B/dbg2/champ_test" ]; then
-    run_suite dbg2 "$B/dbg2/champ_test" env CHAMP_TEST_SCALE=0.02 "$B/dbg2/champ_test" \
+    run_suite dbg2 "$B/dbg2/champ_test" env CHAMP_TEST_SCALE=0.1 "$B/dbg2/champ_test" \
         $("$B/dbg2/champ_test" --list | grep -v -x -e api.hash_calls -e callbacks.matrix)
 else
     fail "dbg2: $B/dbg2/champ_test missing (build failed?)"
