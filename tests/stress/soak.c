@@ -8,8 +8,10 @@
  * slots over a universe of 131072 keys.  Operations, spread over the worlds
  * at random and half of them over the 4 hot slots (the rest over all 64):
  * set and remove in place (half of them reporting a champ_prior), get,
- * contains, pset / premove / copy from one slot into another (the target
- * freed first), free, clear.
+ * contains, pset / premove / copy from one slot into another (the target, a
+ * cold slot or now and then hot slot 1..3, freed first), free (cold slots),
+ * clear (rarely).  The hot versions grow to tens of thousands of entries
+ * and share nodes with the cold ones derived from them.
  *
  * Checked as it runs: slot 0 of every world is the tracked slot: it is only
  * changed in place (and cleared), and every operation on it is compared with
@@ -328,10 +330,11 @@ static void step(void) {
         bool f = dice < 700 ? w_get(w, m, k, &got) : w_contains(w, m, k);
         if (s == 0 && (f != (w->model[k] != NULL) || (f && dice < 700 && got != w->model[k])))
             FAILF("get: found %d, model %d", f, w->model[k] != NULL);
-    } else if (dice < 990) { /* derive into another slot */
-        int t = 1 + (int)(r % (NSLOT - 1));
+    } else if (dice < 990) { /* derive into another slot: a cold one, or
+                                * (1 in 16) hot slot 1..3 */
+        int t = (r & 15) == 0 ? 1 + (int)((r >> 4) % 3) : 4 + (int)((r >> 4) % (NSLOT - 4));
         if (t == s)
-            t = 1 + (t % (NSLOT - 1));
+            t = t == 1 ? 2 : 1;
         champ_free(w->m[t]);
         w->m[t] = NULL;
         champ_map *out = NULL;
@@ -354,12 +357,12 @@ static void step(void) {
                                         (dice >= 900 && w->model[k] ? 1 : 0))
                 FAILF("p-form result size");
         }
-    } else if (dice < 999) { /* free */
-        if (s != 0) {
+    } else if (dice < 999) { /* free a cold version */
+        if (s >= 4) {
             champ_free(m);
             w->m[s] = NULL;
         }
-    } else if ((r & 63) == 0) { /* clear, rarely */
+    } else if ((r & 4095) == 0) { /* clear, rarely */
         if (champ_clear(m) != CHAMP_OK)
             FAILF("clear");
         if (s == 0) {
@@ -445,11 +448,15 @@ int main(int argc, char **argv) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+                 (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
     size_t peak = W[0].peak + W[1].peak + W[2].peak;
-    printf("soak: %llu operations in %.1f s (%.2f Mops/s), %llu interval checks, %llu epochs "
+    printf("soak: %llu operations in %.1f s, %.1f s CPU (%.2f Mops/s, %.2f Mops per CPU "
+           "second, checks included), %llu interval checks, %llu epochs "
            "(every map freed, pools back to 0 live bytes); pool peaks u64 %.1f MiB, bytes "
            "%.1f MiB, generic %.1f MiB (sum %.1f MiB); max RSS %.1f MiB; %ld mismatches\n",
-           (unsigned long long)ops, secs, (double)ops / secs / 1e6, (unsigned long long)checks,
+           (unsigned long long)ops, secs, cpu, (double)ops / secs / 1e6, (double)ops / cpu / 1e6,
+           (unsigned long long)checks,
            (unsigned long long)epochs, W[0].peak / 1048576.0, W[1].peak / 1048576.0,
            W[2].peak / 1048576.0, peak / 1048576.0, (double)ru.ru_maxrss / 1024.0, mismatches);
     return mismatches ? 1 : 0;
