@@ -25,6 +25,17 @@
  *     build aborts on a correct program.
  *       kb2_release_updates_other: champ_free(A) whose val_release sets a key
  *                   in another map B.
+ * KB3 In an arena pool a bitmap node that grew past 1040 bytes with its
+ *     growth room lives in a power-of-two "large" block.  A remove from it
+ *     that cannot allocate (the remove's "pool short of memory" path) shrinks
+ *     it in place and frees its tail as a small block: the node's block is
+ *     then recorded below 1040 bytes, so the rest of the power of two never
+ *     comes back.
+ *       kb3_remove_under_enomem: 64 generic keys hashed id % 64 (a root of 32
+ *                   pairs, 1040 bytes + growth room = a 2048-byte block),
+ *                   champ_pool_fail_after(p, 0), then removes: validate fails
+ *                   ("pool live bytes 1592 but the live maps use 712") and
+ *                   after champ_free the pool keeps 880 live bytes.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -199,6 +210,47 @@ static void kb2_release_updates_other(void) {
     champ_pool_free(pool);
 }
 
+/* ---- KB3 -------------------------------------------------------------- */
+
+static uint64_t kb3_hash(const void *k, void *ctx) {
+    (void)ctx;
+    return (uint64_t)(uintptr_t)k % 64;
+}
+static bool kb3_equal(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    return a == b;
+}
+
+static void kb3_remove_under_enomem(void) {
+    champ_pool *pool = NULL;
+    champ_pool_new(NULL, &pool);
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
+    c.hash = kb3_hash;
+    c.equal = kb3_equal;
+    c.pool = pool;
+    champ_map *m = NULL;
+    champ_new(&c, &m);
+    for (uintptr_t k = 1; k <= 64; k++)
+        champ_set(m, (void *)k, NULL, NULL); /* the root: 32 pairs */
+    champ_pool_fail_after(pool, 0);          /* every allocation fails */
+    int bad_at = 0;
+    for (uintptr_t k = 1; k <= 64; k++) {
+        champ_status st = champ_remove(m, (void *)k, NULL); /* owned: always succeeds */
+        EXPECT(st == CHAMP_OK, "remove %lu: %d", (unsigned long)k, (int)st);
+        if (!bad_at && champ_validate(m) != CHAMP_OK)
+            bad_at = (int)k;
+    }
+    EXPECT(bad_at == 0, "the map validates after every remove (first failure after remove %d)",
+           bad_at);
+    EXPECT(champ_size(m) == 0, "drained: %zu entries left", champ_size(m));
+    champ_pool_fail_after(pool, -1);
+    champ_free(m);
+    size_t maps, live = live_bytes(pool, &maps);
+    EXPECT(live == 0 && maps == 0, "pool empty after champ_free: %zu live bytes, %zu maps", live,
+           maps);
+    champ_pool_free(pool);
+}
+
 /* ---- runner ----------------------------------------------------------- */
 
 #ifndef KB_LEVEL
@@ -215,6 +267,8 @@ static const struct {
     {1, "KB1 kb1_update (watermark sets a key in m during champ_copy(m))", kb1_update},
     {2, "KB2 kb2_release_updates_other (CHAMP_DEBUG=2, update from a release callback)",
      kb2_release_updates_other},
+    {1, "KB3 kb3_remove_under_enomem (in-place remove of a large-block node leaks)",
+     kb3_remove_under_enomem},
 };
 
 int main(void) {
