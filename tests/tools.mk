@@ -55,12 +55,20 @@ fuzz:
 	rm -f /tmp/champ-fuzz-probe.$$$$; \
 	$(MAKE) --no-print-directory $(B)/fuzz/fuzz_champ || exit 1; \
 	mkdir -p $(B)/fuzz/corpus; \
-	echo "fuzz: $(FUZZ_SECONDS) s, new inputs in $(B)/fuzz/corpus, crashes in $(B)/fuzz/"; \
+	echo "fuzz: $(FUZZ_SECONDS) s, new inputs in $(B)/fuzz/corpus, crashes in $(B)/fuzz/, log $(B)/fuzz/fuzz.log"; \
 	FUZZ_CHAMP_REPORT=1 ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
 	UBSAN_OPTIONS=$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 	$(B)/fuzz/fuzz_champ -max_len=4096 -timeout=30 -rss_limit_mb=2048 \
 	  -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	  -artifact_prefix=$(B)/fuzz/ $(FUZZ_ARGS) $(B)/fuzz/corpus $(FUZZ_SEEDS)
+	  -artifact_prefix=$(B)/fuzz/ $(FUZZ_ARGS) $(B)/fuzz/corpus $(FUZZ_SEEDS) \
+	  > $(B)/fuzz/fuzz.log 2>&1; st=$$?; \
+	if [ $$st = 0 ]; then \
+	  grep -E '^(#[0-9]+.*(INITED|DONE)|stat::|fuzz_champ:)' $(B)/fuzz/fuzz.log; \
+	else \
+	  grep -v -E '^#[0-9]+' $(B)/fuzz/fuzz.log | tail -n 80; \
+	  echo "fuzz: FAILED (exit status $$st): the input is in $(B)/fuzz/crash-*; tests/README.md says how to reproduce it"; \
+	fi; \
+	exit $$st
 
 fuzz-merge: $(B)/fuzz/fuzz_champ
 	mkdir -p $(B)/fuzz/merged
