@@ -266,3 +266,6 @@ clean:
 	rm -rf $(B)
 
 FORCE:
+
+# Fuzzing, ThreadSanitizer, soak and CHAMP_DEBUG=2 (tests/tools.mk; tests/README.md)
+-include tests/tools.mk

@@ -6,6 +6,8 @@
 #   BUILD/test/champ_test          optimised, CHAMP_STATS + CHAMP_FAULTS
 #   BUILD/asan/champ_test          ASan + UBSan, CHAMP_TEST_SCALE=0.25
 #   valgrind BUILD/dbg/champ_test  memcheck, CHAMP_TEST_SCALE=0.05
+#   BUILD/dbg2/champ_test          CHAMP_DEBUG=2, CHAMP_TEST_SCALE=0.1 (tools.mk)
+#   BUILD/fuzz/replay              tests/fuzz/corpus, 1 check a file (tools.mk)
 #   BUILD/examples/*               each must exit 0 (1 check each)
 # sums the "N passed, N failed" last lines of the test binaries, counts a
 # crashed or failing run (or a missing binary) as one more failure, and
@@ -83,6 +85,28 @@ if command -v valgrind >/dev/null 2>&1; then
 else
     echo "valgrind not found: skipped (Debian: apt-get install valgrind)"
 fi
+
+# ---- tests/tools.mk suites (fuzz-tools): CHAMP_DEBUG=2 and the fuzz corpus ----
+# dbg2 skips one test that level 2 cannot run (tests/README.md, "Tools"):
+# api.hash_calls counts hash calls (level 2's validate hashes too).
+header "$B/dbg2/champ_test (CHAMP_DEBUG=2: validate after every update, CHAMP_TEST_SCALE=0.1)"
+if [ -x "$B/dbg2/champ_test" ]; then
+    run_suite dbg2 "$B/dbg2/champ_test" env CHAMP_TEST_SCALE=0.1 "$B/dbg2/champ_test" \
+        $("$B/dbg2/champ_test" --list | grep -v -x -e api.hash_calls)
+else
+    fail "dbg2: $B/dbg2/champ_test missing (build failed?)"
+fi
+
+header "$B/fuzz/replay tests/fuzz/corpus (the fuzz target on its corpus, ASan + UBSan)"
+run_suite fuzz-replay "$B/fuzz/replay" env \
+    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
+    UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}" \
+    "$B/fuzz/replay" -q tests/fuzz/corpus
+
+header "$B/fuzz/known_bugs (regressions of the bugs fuzzing found: KB1-KB3, ASan + UBSan)"
+run_suite fuzz-regressions "$B/fuzz/known_bugs" "$B/fuzz/known_bugs"
+run_suite fuzz-regressions-level2 "$B/fuzz/known_bugs2" "$B/fuzz/known_bugs2"
+# ---- end of tests/tools.mk suites ----
 
 header "examples ($B/examples/*)"
 found=0
