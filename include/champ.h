@@ -17,6 +17,14 @@
  *                      seeded XXH3.
  *   CHAMP_KEY_GENERIC  opaque pointers with user hash/equal callbacks.
  *
+ * Keys whose full 64-bit hashes collide share a collision node at the bottom
+ * of the trie (a user's bad hash, or keys chosen to collide).  Byte keys are
+ * kept there in byte order and found by binary search: O(log n) key
+ * comparisons per lookup or update of a node of n keys, plus an O(n) memmove
+ * for an insert or remove in place.  Generic keys get the same with the
+ * optional `compare` callback; without it a collision node is a list, scanned
+ * with `equal` (O(n) per operation).
+ *
  * ------------------------------------------------------------------------
  * Conventions
  * ------------------------------------------------------------------------
@@ -218,6 +226,12 @@ typedef struct champ_pool_config {
 typedef uint64_t (*champ_hash_fn)(const void *key, void *ctx);
 typedef bool (*champ_equal_fn)(const void *a, const void *b, void *ctx);
 typedef void (*champ_ref_fn)(void *p, void *ctx);
+/* A total order of generic keys: negative, 0 or positive as a sorts before,
+ * equal to (exactly when equal(a, b)) or after b. */
+typedef int (*champ_compare_fn)(const void *a, const void *b, void *ctx);
+/* A hash of byte keys, in place of the built-in one (seed: the map's). */
+typedef uint64_t (*champ_bytes_hash_fn)(const void *key, size_t len, uint64_t seed,
+                                        void *ctx);
 
 typedef struct champ_config {
     size_t size; /* sizeof(champ_config): use CHAMP_CONFIG_INIT(kind) */
@@ -235,18 +249,30 @@ typedef struct champ_config {
     champ_ref_fn val_retain;   /* optional */
     champ_ref_fn val_release;  /* optional: map dropped its last reference */
     void *ctx;                 /* passed to every callback above */
-    /* Seed for the built-in hashes (U64, BYTES).  If fixed_seed is false the
-     * map gets a fresh seed (one OS entropy read per process, mixed with a
-     * counter). */
+    /* Seed for the built-in hashes (U64, BYTES; bytes_hash gets it too).
+     * If fixed_seed is false the map gets a fresh seed (one OS entropy read
+     * per process, mixed with a counter). */
     uint64_t seed;
     bool fixed_seed;
     /* Pool to allocate from.  NULL: make a private pool from pool_config
      * (itself NULL = defaults).  A map keeps its pool alive. */
     champ_pool *pool;
     const champ_pool_config *pool_config;
+    /* Added after the 0.2 layout (a program built against the 0.2 header
+     * passes the smaller size and gets them NULL). */
+    /* CHAMP_KEY_GENERIC only, optional: the keys' order (consistent with
+     * equal).  Collision nodes then keep their keys in this order and find
+     * them by binary search; without it they are scanned with equal. */
+    champ_compare_fn compare;
+    /* CHAMP_KEY_BYTES only, optional: hashes byte keys instead of XXH3
+     * (called with the map's seed and ctx).  A weak one puts many keys in
+     * collision nodes (still O(log n) each); tests use a constant to make
+     * every key collide.  Maps combined by the set algebra hash alike only
+     * when they have the same bytes_hash, ctx and seed. */
+    champ_bytes_hash_fn bytes_hash;
 } champ_config;
 
-#define CHAMP_CONFIG_INIT(kind) { sizeof(champ_config), (kind), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define CHAMP_CONFIG_INIT(kind) { sizeof(champ_config), (kind), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* ------------------------------------------------------------------ */
 /* Pools                                                               */
@@ -271,10 +297,11 @@ CHAMP_API void champ_pool_free(champ_pool *pool);
 
 /* Makes an empty map (no node is allocated until the first insert).
  * Returns CHAMP_OK and *out, CHAMP_EINVAL (NULL cfg or out, cfg->size 0,
- * unknown kind, missing or superfluous hash/equal, key callbacks on a
- * non-generic kind, both pool and pool_config), CHAMP_EUNSUPPORTED (the CPU
- * lacks POPCNT and the library was built to use it) or CHAMP_ENOMEM.  On
- * error *out is NULL (when out is not NULL). */
+ * unknown kind, missing or superfluous hash/equal, key callbacks or compare
+ * on a non-generic kind, bytes_hash on a non-bytes kind, both pool and
+ * pool_config), CHAMP_EUNSUPPORTED (the CPU lacks POPCNT and the library
+ * was built to use it) or CHAMP_ENOMEM.  On error *out is NULL (when out is
+ * not NULL). */
 CHAMP_API champ_status champ_new(const champ_config *cfg, champ_map **out);
 
 /* Shorthand for champ_new with kind U64 / BYTES and all defaults. */

@@ -152,7 +152,8 @@ typedef struct path {
 
 /* Where a descent ends: the key's entry (idx), an empty slot, a slot
  * with another key's entry (idx), a pair of two other keys (idx: its first
- * entry), a collision node without the key. */
+ * entry), a collision node without the key (idx: where the key goes in an
+ * ordered one, -1 in others). */
 enum { AT_MATCH, AT_EMPTY, AT_OTHER, AT_PAIR, AT_COLL };
 
 /* Read-only walk to where q is or would be.  m->root must not be NULL. */
@@ -169,6 +170,12 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
         pa->depth = d;
         if (kind != CHAMP_KEY_U64 && UNLIKELY(d == CHAMP_COLL_LEVEL)) {
             pa->fs = fs;
+            if (coll_ordered(n) && kind_ordered(t, kind)) {
+                /* bisection: the key's index, or where it would go */
+                bool found;
+                pa->idx = (int)coll_search(t, n, q, &found, kind, W);
+                return found ? AT_MATCH : AT_COLL;
+            }
             for (uint32_t i = 0; i < n->datamap; i++)
                 if (kq_match(t, ent_key(n, i, W), q, kind)) {
                     pa->idx = (int)i;
@@ -380,7 +387,7 @@ static ALWAYS_INLINE champ_status set_grow_owned(champ_map *m, path *pa, int at,
     size_t sz = node_size(b, (unsigned)d, W) + SZ_ENTRY(W);
     uint32_t ei = node_eidx(b, bit);
     /* where the new entry goes: before or after the slot's entry */
-    uint32_t wi = ei + (at == AT_OTHER && pair_first(he, q->h));
+    uint32_t wi = ei + (at == AT_OTHER && ent_before_q(m->t, ent_key(b, ei, W), he, q, kind));
     blob *kb;
     if (UNLIKELY(!blob_alloc(pool, q, &kb, kind)))
         return CHAMP_ENOMEM;
@@ -446,7 +453,7 @@ static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const k
     x[0] = ent_get(b, (uint32_t)pa->idx, W);
     x[1] = ent_get(b, (uint32_t)pa->idx + 1, W);
     x[2] = new_entry(q, newk, val, kb, kind);
-    node_three(c, (unsigned)d + 1, x, hx, W);
+    node_three(m->t, c, (unsigned)d + 1, x, hx, kind, W);
     if (inplace) {
         uint32_t ne = node_nent(b), nk = node_nkid(b);
         uint32_t ei = (uint32_t)pa->idx, ki = node_kidx(b, bit);
@@ -465,6 +472,67 @@ static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const k
         path_relink(m, pa, d, nb, W);
         pool_free(pool, b, node_block(b, (unsigned)d, W));
     }
+    return inserted(m, prior);
+}
+
+/* Spare room a collision node of `size` bytes takes along when an insert
+ * makes it grow (arena pools): about 1/8 of the node, so n inserts into
+ * one node move it O(log n) times and copy each entry O(1) times. */
+static ALWAYS_INLINE uint32_t coll_grow_units(const champ_pool *pool, size_t size) {
+    return pool->fixed ? 0u : grow_units(size);
+}
+
+/* An insert into a collision node the map owns: in place (a memmove of the
+ * entries after the key's place) while the block has room, else into a
+ * block with room for about 1/8 more.  A node the set algebra built
+ * without the map's key order is put in order first. */
+static ALWAYS_INLINE champ_status set_coll_owned_body(champ_map *m, path *pa, const kq *q,
+                                                      uint64_t newk, void *val,
+                                                      champ_prior *prior,
+                                                      champ_key_kind kind, unsigned W) {
+    const mtype *t = m->t;
+    champ_pool *pool = t->pool;
+    const int d = CHAMP_COLL_LEVEL;
+    node *b = pa->n[d];
+    uint32_t n = b->datamap;
+    size_t sz = node_coll_size(n + 1, W);
+    bool ord = kind_ordered(t, kind);
+    blob *kb;
+    if (UNLIKELY(!blob_alloc(pool, q, &kb, kind)))
+        return CHAMP_ENOMEM;
+    if (coll_room(b) >= W / 8u) {
+        uint32_t at = n;
+        if (ord) {
+            bool found;
+            if (!coll_ordered(b))
+                champ__coll_order(t, b);
+            at = coll_search(t, b, q, &found, kind, W);
+        }
+        memmove(ent_at(b, at + 1, W), ent_at(b, at, W), (size_t)W * (n - at));
+        ent_put(b, at, new_entry(q, newk, val, kb, kind), W);
+        b->datamap = n + 1;
+        b->nodemap -= W / 8u;
+        return inserted(m, prior);
+    }
+    uint32_t grow = coll_grow_units(pool, sz);
+    size_t got = sz;
+    node *nb = grow ? pool_alloc_grow(pool, sz, sz + 8u * grow, grow_take_max(sz), &got)
+                    : pool_alloc(pool, sz);
+    if (UNLIKELY(!nb)) {
+        blob_unalloc(pool, kb, q);
+        return CHAMP_ENOMEM;
+    }
+    entry ne = new_entry(q, newk, val, kb, kind);
+    if (pa->idx >= 0) {
+        node_collision_insert(t, nb, b, ne, (uint32_t)pa->idx, false, W);
+    } else {
+        node_collision_insert(t, nb, b, ne, n, false, W);
+        if (ord)
+            champ__coll_order(t, nb); /* a node the set algebra built */
+    }
+    nb->nodemap |= (uint32_t)((got - sz) / 8u);
+    path_relink(m, pa, d, nb, W);
+    pool_free(pool, b, node_block(b, (unsigned)d, W));
     return inserted(m, prior);
 }
 
@@ -556,6 +624,8 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         old = *ent_valp(nb, (uint32_t)pa->idx); /* the copy took a reference for us */
         *ent_valp(nb, (uint32_t)pa->idx) = val;
         replaced = true;
+        if (d == CHAMP_COLL_LEVEL && kind_ordered(t, kind) && !coll_ordered(nb))
+            champ__coll_order(t, nb); /* a node the set algebra built */
         break;
     case AT_EMPTY:
         node_bitmap_set_slot(t, nb, b, pa->bit[d], &ne, 1, NULL, share, W);
@@ -564,12 +634,18 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         entry pr[2], o = ent_get(b, (uint32_t)pa->idx, W);
         if (share && t->ent_refs)
             ent_retain(t, o);
-        pair_order(pr, o, he, ne, q->h);
+        pair_order(t, pr, o, he, ne, q->h, kind);
         node_bitmap_set_slot(t, nb, b, pa->bit[d], pr, 2, NULL, share, W);
         break;
     }
     case AT_COLL:
-        node_collision_insert(t, nb, b, ne, share, W);
+        if (pa->idx >= 0) { /* ordered: the key's place */
+            node_collision_insert(t, nb, b, ne, (uint32_t)pa->idx, share, W);
+        } else {
+            node_collision_insert(t, nb, b, ne, b->datamap, share, W);
+            if (kind_ordered(t, kind))
+                champ__coll_order(t, nb); /* a node the set algebra built */
+        }
         break;
     default: {
         /* AT_PAIR: build the subtree bottom-up (the three-entry node, then
@@ -584,7 +660,7 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         }
         int k = kanc - 1;
         node *c = pl.blk[k--];
-        node_three(c, three_level, x, th, W);
+        node_three(t, c, three_level, x, th, kind, W);
         for (unsigned l = three_level - 1; l > (unsigned)d; l--) {
             node *up = pl.blk[k--];
             node_init(up, 0, 1u << slice(q->h, l));
@@ -657,6 +733,14 @@ GENERAL_COPIES(set_general,
 #define set_general(m, pa, at, q, he, he1, newk, val, prior, kind, W)       \
     GENERAL_PICK(set_general, kind, W)(m, pa, at, q, he, he1, newk, val, prior)
 
+#define SC_ARGS(k, w) (m, pa, q, newk, val, prior, k, w)
+GENERAL_COPIES(set_coll_owned,
+               (champ_map *m, path *pa, const kq *q, uint64_t newk, void *val,
+                champ_prior *prior),
+               SC_ARGS)
+#define set_coll_owned(m, pa, q, newk, val, prior, kind, W)                 \
+    GENERAL_PICK(set_coll_owned, kind, W)(m, pa, q, newk, val, prior)
+
 static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t newk,
                                           void *val, champ_prior *prior,
                                           champ_key_kind kind, unsigned W) {
@@ -683,6 +767,8 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t ne
         if (at == AT_PAIR && l1 <= CHAMP_LAST_LEVEL &&
             !(slice(he, l1) == slice(q->h, l1) && slice(he1, l1) == slice(q->h, l1)))
             return set_pair_owned(m, &pa, q, he, he1, newk, val, prior, kind, W);
+        if (kind != CHAMP_KEY_U64 && at == AT_COLL)
+            return set_coll_owned(m, &pa, q, newk, val, prior, kind, W);
     }
     return set_general(m, &pa, at, q, he, he1, newk, val, prior, kind, W);
 }
@@ -773,14 +859,35 @@ static ALWAYS_INLINE void room_give_back(champ_pool *pool, node *b, size_t size)
     }
 }
 
-/* An owned collision node shrinks where it is and gives the room back: no
- * allocation, so it cannot fail. */
-static ALWAYS_INLINE void remove_coll_owned(champ_map *m, node *b, uint32_t i, unsigned W) {
+/* An owned collision node shrinks where it is: no allocation, so it cannot
+ * fail.  The freed bytes join its room, which it keeps up to its own size
+ * (then it keeps 1/8 of the node and gives the rest back), none in a fixed
+ * buffer (a set's last 8 bytes stay until the next ones join them).  A
+ * node the set algebra built without the map's key order is put in order
+ * first. */
+static ALWAYS_INLINE void remove_coll_owned(champ_map *m, node *b, uint32_t i,
+                                            champ_key_kind kind, unsigned W) {
+    const mtype *t = m->t;
+    champ_pool *pool = t->pool;
+    if (kind != CHAMP_KEY_U64 && kind_ordered(t, kind) && !coll_ordered(b)) {
+        uint64_t k = ent_key(b, i, W);
+        champ__coll_order(t, b);
+        i = champ__coll_index(t, b, k);
+    }
     uint32_t n = b->datamap;
     memmove(ent_at(b, i, W), ent_at(b, i + 1, W), (size_t)W * (n - 1 - i));
     b->datamap = n - 1;
-    b->aux += W / 8u;
-    room_give_back(m->t->pool, b, node_coll_size(n - 1, W));
+    b->nodemap += W / 8u;
+    size_t sz = node_coll_size(n - 1, W);
+    uint32_t u = coll_room(b), keep = u;
+    if (pool->fixed)
+        keep = 0;
+    else if (8u * (size_t)u > sz)
+        keep = grow_units(sz);
+    if (u - keep >= 2) {
+        pool_free(pool, (char *)b + sz + 8u * keep, 8u * (size_t)(u - keep));
+        b->nodemap -= u - keep;
+    }
 }
 
 /* One entry out of a node this map owns.  While its block has little spare
@@ -853,9 +960,11 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
         bool share_t = pa->fs >= 0 && top >= pa->fs;
         node_bitmap_set_slot(t, nt, pa->n[top], pa->bit[top], keep, 2, NULL, share_t, W);
     } else if (nt) {
-        if (d == CHAMP_COLL_LEVEL)
+        if (d == CHAMP_COLL_LEVEL) {
             node_collision_remove(t, nt, b, i, share_b, W);
-        else
+            if (kind != CHAMP_KEY_U64 && kind_ordered(t, kind) && !coll_ordered(nt))
+                champ__coll_order(t, nt); /* a node the set algebra built */
+        } else
             node_bitmap_drop_entry(t, nt, b, i, pa->bit[d], share_b, W);
     }
     if (nt)
@@ -910,9 +1019,16 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
         collapse = d > 0 && node_nkid(b) == 0 && node_nent(b) == 3;
     entry keep[2];
     if (collapse) {
-        /* the two survivors, in array order: already trie order */
+        /* the two survivors, in array order: already trie order (key order
+         * for a collision node; one the set algebra built may have none) */
         keep[0] = ent_get(b, i == 0 ? 1 : 0, W);
         keep[1] = ent_get(b, i == 2 ? 1 : 2, W);
+        if (kind != CHAMP_KEY_U64 && d == CHAMP_COLL_LEVEL && !coll_ordered(b) &&
+            kind_ordered(m->t, kind) && key_cmp(m->t, keep[0].k, keep[1].k, kind) > 0) {
+            entry x = keep[0];
+            keep[0] = keep[1];
+            keep[1] = x;
+        }
         if (LIKELY(pa.fs < 0) && collapse_top(&pa) == d - 1) {
             entry gone = ent_get(b, i, W);
             if (remove_collapse_owned(m, &pa, keep, W))
@@ -924,7 +1040,7 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
             remove_shrink_owned(m, &pa, i, W);
             return removed_owned(m, gone, prior, kind);
         }
-        remove_coll_owned(m, b, i, W);
+        remove_coll_owned(m, b, i, kind, W);
         return removed_owned(m, gone, prior, kind);
     }
     return remove_general(m, &pa, collapse, keep, prior, kind, W);
@@ -1001,11 +1117,13 @@ static mtype *type_new(champ_pool *p, const champ_config *c) {
     t->key_release = c->key_release;
     t->val_retain = c->val_retain;
     t->val_release = c->val_release;
+    t->compare = c->compare;
+    t->bytes_hash = c->bytes_hash;
     t->ctx = c->ctx;
     t->ent_refs = c->kind == CHAMP_KEY_BYTES || c->key_retain || c->key_release ||
                   c->val_retain || c->val_release;
     t->calls_out = c->kind == CHAMP_KEY_GENERIC || c->key_retain || c->key_release ||
-                   c->val_retain || c->val_release || p->on_mark;
+                   c->val_retain || c->val_release || c->bytes_hash || p->on_mark;
     t->mode = (uint8_t)MODE(t->kind, t->width, t->calls_out);
     p->refs++;
     p->ntypes++;
@@ -1038,18 +1156,21 @@ bool champ__struct_read(void *dst, size_t dst_size, const void *src,
     return true;
 }
 
-/* The first layout of champ_config with a size field (version 0.2). */
-#define CONFIG_MIN_SIZE sizeof(champ_config)
+/* The first layout of champ_config with a size field (version 0.2): up to
+ * the fields added since (compare, bytes_hash). */
+#define CONFIG_MIN_SIZE offsetof(champ_config, compare)
 
 static bool cfg_valid(const champ_config *c) {
     switch (c->kind) {
     case CHAMP_KEY_U64:
     case CHAMP_KEY_BYTES:
-        if (c->hash || c->equal || c->key_retain || c->key_release)
+        if (c->hash || c->equal || c->key_retain || c->key_release || c->compare)
+            return false;
+        if (c->bytes_hash && c->kind != CHAMP_KEY_BYTES)
             return false;
         break;
     case CHAMP_KEY_GENERIC:
-        if (!c->hash || !c->equal)
+        if (!c->hash || !c->equal || c->bytes_hash)
             return false;
         break;
     default:
@@ -1430,9 +1551,20 @@ champ_status champ_premove_u64(const champ_map *m, uint64_t key, champ_map **out
 
 /* bytes ---------------------------------------------------------------- */
 
-static ALWAYS_INLINE kq kq_bytes(const champ_map *m, const void *key, size_t len) {
+/* A byte key as a query, hashed with the built-in hash (the plain paths:
+ * maps without bytes_hash) or the map's own (type_hash_bytes). */
+static ALWAYS_INLINE kq kq_bytes_builtin(const champ_map *m, const void *key, size_t len) {
     kq q;
     q.h = champ__hash_bytes(key, len, m->t->seed);
+    q.u = 0;
+    q.p = key;
+    q.len = len;
+    return q;
+}
+
+static ALWAYS_INLINE kq kq_bytes(const champ_map *m, const void *key, size_t len) {
+    kq q;
+    q.h = type_hash_bytes(m->t, key, len);
     q.u = 0;
     q.p = key;
     q.len = len;
@@ -1449,12 +1581,32 @@ static ALWAYS_INLINE bool bytes_ok(const void *key, size_t len) {
             return CHAMP_EINVAL;                                            \
     } while (0)
 
+/* A lookup that runs the map's bytes_hash (user code): framed as a read of
+ * m, as generic lookups are. */
+static NOINLINE bool get_bytes_framed(const champ_map *m, const void *key, size_t len,
+                                      void **val_out) {
+    opframe fr;
+    op_push(&fr, m, OPF_READ);
+    kq q = kq_bytes(m, key, len);
+    void *v = NULL;
+    bool found = lookup(m, &q, &v, CHAMP_KEY_BYTES);
+    if (UNLIKELY(op_pop(&fr))) {
+        champ_free((champ_map *)(uintptr_t)m);
+        return false;
+    }
+    if (found && val_out)
+        *val_out = v;
+    return found;
+}
+
 bool champ_get_bytes(const champ_map *m, const void *key, size_t len,
                      void **val_out) {
     LOOKUP_KIND(m, CHAMP_KEY_BYTES);
     if (UNLIKELY(!bytes_ok(key, len)))
         return false;
-    kq q = kq_bytes(m, key, len);
+    if (UNLIKELY(m->t->bytes_hash != NULL))
+        return get_bytes_framed(m, key, len, val_out);
+    kq q = kq_bytes_builtin(m, key, len);
     return lookup(m, &q, val_out, CHAMP_KEY_BYTES);
 }
 
@@ -1462,18 +1614,37 @@ bool champ_contains_bytes(const champ_map *m, const void *key, size_t len) {
     return champ_get_bytes(m, key, len, NULL);
 }
 
+/* Byte-key updates hash inside the update's frame: bytes_hash, if the map
+ * has one, is a callback. */
+static ALWAYS_INLINE champ_status bytes_set(champ_map *m, const void *key, size_t len,
+                                            void *val, champ_prior *prior) {
+    kq q = kq_bytes(m, key, len);
+    return set_any(m, &q, 0, val, prior, CHAMP_KEY_BYTES);
+}
+
+static ALWAYS_INLINE champ_status bytes_add(champ_map *m, const void *key, size_t len,
+                                            bool *added) {
+    kq q = kq_bytes(m, key, len);
+    return add_any(m, &q, 0, added, CHAMP_KEY_BYTES);
+}
+
+static ALWAYS_INLINE champ_status bytes_remove(champ_map *m, const void *key, size_t len,
+                                               champ_prior *prior) {
+    kq q = kq_bytes(m, key, len);
+    return remove_any(m, &q, prior, CHAMP_KEY_BYTES);
+}
+
 static NOINLINE champ_status set_bytes_slow(champ_map *m, const void *key, size_t len,
                                             void *val, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
-    kq q = kq_bytes(m, key, len);
-    UPDATE(m, set_any(m, &q, 0, val, prior, CHAMP_KEY_BYTES));
+    UPDATE(m, bytes_set(m, key, len, val, prior));
 }
 
 champ_status champ_set_bytes(champ_map *m, const void *key, size_t len,
                              void *val, champ_prior *prior) {
     if (PLAIN(m, CHAMP_KEY_BYTES) && LIKELY(bytes_ok(key, len))) {
-        kq q = kq_bytes(m, key, len);
+        kq q = kq_bytes_builtin(m, key, len); /* plain: no bytes_hash */
         return map_set(m, &q, 0, val, prior, CHAMP_KEY_BYTES, ENT_MAP);
     }
     return set_bytes_slow(m, key, len, val, prior);
@@ -1482,22 +1653,20 @@ champ_status champ_set_bytes(champ_map *m, const void *key, size_t len,
 champ_status champ_add_bytes(champ_map *m, const void *key, size_t len, bool *added) {
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
-    kq q = kq_bytes(m, key, len);
-    UPDATE(m, add_any(m, &q, 0, added, CHAMP_KEY_BYTES));
+    UPDATE(m, bytes_add(m, key, len, added));
 }
 
 static NOINLINE champ_status remove_bytes_slow(champ_map *m, const void *key,
                                                size_t len, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
-    kq q = kq_bytes(m, key, len);
-    UPDATE(m, remove_any(m, &q, prior, CHAMP_KEY_BYTES));
+    UPDATE(m, bytes_remove(m, key, len, prior));
 }
 
 champ_status champ_remove_bytes(champ_map *m, const void *key, size_t len,
                                 champ_prior *prior) {
     if (PLAIN(m, CHAMP_KEY_BYTES) && LIKELY(bytes_ok(key, len))) {
-        kq q = kq_bytes(m, key, len);
+        kq q = kq_bytes_builtin(m, key, len); /* plain: no bytes_hash */
         return map_remove(m, &q, prior, CHAMP_KEY_BYTES, ENT_MAP);
     }
     return remove_bytes_slow(m, key, len, prior);
@@ -1743,6 +1912,12 @@ static ALWAYS_INLINE champ_status map_upsert(champ_map *m, const kq *q, uint64_t
             return CHAMP_EINVAL;                                            \
     } while (0)
 
+static ALWAYS_INLINE champ_status bytes_upsert(champ_map *m, const void *key, size_t len,
+                                               void ***slot, bool *found) {
+    kq q = kq_bytes(m, key, len);
+    return map_upsert(m, &q, 0, slot, found, CHAMP_KEY_BYTES);
+}
+
 champ_status champ_upsert_u64(champ_map *m, uint64_t key, void ***slot, bool *found) {
     CHECK_KIND(m, CHAMP_KEY_U64);
     UPSERT_CHECKS(m, slot);
@@ -1755,8 +1930,7 @@ champ_status champ_upsert_bytes(champ_map *m, const void *key, size_t len, void 
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
     UPSERT_CHECKS(m, slot);
-    kq q = kq_bytes(m, key, len);
-    UPDATE(m, map_upsert(m, &q, 0, slot, found, CHAMP_KEY_BYTES));
+    UPDATE(m, bytes_upsert(m, key, len, slot, found));
 }
 
 champ_status champ_upsert(champ_map *m, void *key, void ***slot, bool *found) {
@@ -1782,6 +1956,8 @@ static champ_status update_with(champ_map *m, const kq *q, uint64_t newk,
     kq qq = *q;
     if (kind == CHAMP_KEY_GENERIC)
         qq = kq_ptr(m, (const void *)(uintptr_t)newk);
+    else if (kind == CHAMP_KEY_BYTES) /* bytes_hash may be user code */
+        qq = kq_bytes(m, q->p, q->len);
     void **slot;
     bool found;
     champ_status st;
@@ -1819,7 +1995,10 @@ champ_status champ_update_bytes(champ_map *m, const void *key, size_t len,
     CHECK_BYTES(key, len);
     if (!fn || m->t->width != ENT_MAP)
         return CHAMP_EINVAL;
-    kq q = kq_bytes(m, key, len);
+    kq q; /* hashed by update_with, in its frame */
+    memset(&q, 0, sizeof q);
+    q.p = key;
+    q.len = len;
     return update_with(m, &q, 0, fn, ctx, CHAMP_KEY_BYTES);
 }
 

@@ -23,7 +23,7 @@ static void stats_walk(const champ_map *m, const node *n, unsigned level,
     if (n->rc > 1)
         s->nodes_shared++;
     s->node_bytes += node_size(n, level, W);
-    s->slack_bytes += 8u * node_slack(n);
+    s->slack_bytes += 8u * node_room(n, level);
     if (level == CHAMP_COLL_LEVEL) {
         s->nodes_collision++;
         s->collision_entries += n->datamap;
@@ -148,11 +148,67 @@ static void check_blob(vctx *v, uint64_t k) {
     const blob *b = (const blob *)(uintptr_t)k;
     if (b->rc == 0)
         VFAIL(v, "key blob with refcount 0");
-    uint64_t h = champ__hash_bytes(b->bytes, b->len, v->m->t->seed);
+    uint64_t h = type_hash_bytes(v->m->t, b->bytes, b->len);
     if (h != b->hash)
         VFAIL(v, "key blob hash mismatch (len %u)", b->len);
     if (b->bytes[b->len] != '\0')
         VFAIL(v, "key blob not NUL-terminated");
+}
+
+/* Unordered collision nodes (generic keys without compare, or nodes the
+ * set algebra built) are searched for equal keys pairwise up to this many
+ * entries, and beyond it each key against the next COLL_WINDOW ones: at
+ * most about 2M key comparisons per 1K entries, never O(n^2). */
+#define COLL_PAIRWISE 2048u
+#define COLL_WINDOW 1024u
+
+/* A collision node: >= 3 keys of hash `prefix` (all 64 bits), its room,
+ * and distinct keys: in an ordered node each key sorts before the next
+ * (O(n) comparisons, which also proves them distinct); in others as
+ * above. */
+static size_t validate_coll(vctx *v, const node *n, uint64_t prefix) {
+    const champ_map *m = v->m;
+    const mtype *t = m->t;
+    uint32_t c = n->datamap;
+    size_t sz = node_coll_size(c, W);
+    if (node_slack(n))
+        VFAIL(v, "collision node with room in aux (%u units)", node_slack(n));
+    if (8u * (size_t)coll_room(n) > sz + 16u)
+        VFAIL(v, "collision node of %zu bytes with %zu bytes of room (at most its size + 16)",
+              sz, 8u * (size_t)coll_room(n));
+    if (c < 3)
+        VFAIL(v, "collision node with %u entries (canonical form needs >= 3)", c);
+    if (t->kind == CHAMP_KEY_U64) {
+        VFAIL(v, "collision node in a u64 map (the u64 hash is a bijection)");
+        return c;
+    }
+    bool ord = coll_ordered(n);
+    if (ord && !kind_ordered(t, t->kind))
+        VFAIL(v, "ordered collision node in a map without a key order (no compare)");
+    for (uint32_t i = 0; i < c; i++) {
+        uint64_t k = ent_key(n, i, W);
+        if (t->kind == CHAMP_KEY_BYTES)
+            check_blob(v, k);
+        uint64_t h = key_hash(t, k, t->kind);
+        if (h != prefix)
+            VFAIL(v, "collision entry %u hash %#" PRIx64 " != %#" PRIx64, i, h, prefix);
+    }
+    if (ord && kind_ordered(t, t->kind)) {
+        for (uint32_t i = 1; i < c; i++) {
+            int r = key_cmp(t, ent_key(n, i - 1, W), ent_key(n, i, W), t->kind);
+            if (r >= 0)
+                VFAIL(v, "ordered collision node: key %u %s key %u", i - 1,
+                      r == 0 ? "equals" : "sorts after", i);
+        }
+        return c;
+    }
+    for (uint32_t i = 1; i < c; i++) {
+        uint32_t lo = c <= COLL_PAIRWISE || i < COLL_WINDOW ? 0 : i - COLL_WINDOW;
+        for (uint32_t j = lo; j < i; j++)
+            if (key_equal(t, ent_key(n, i, W), ent_key(n, j, W), t->kind))
+                VFAIL(v, "collision node holds equal keys (%u, %u)", j, i);
+    }
+    return c;
 }
 
 /* Checks the subtree at n; prefix holds the hash bits fixed by the path
@@ -163,28 +219,8 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
         VFAIL(v, "node at level %u has refcount 0", level);
     if (n->aux >> 8)
         VFAIL(v, "node at level %u: census bits left set (%#x)", level, n->aux);
-    if (level == CHAMP_COLL_LEVEL && node_slack(n) > (W == ENT_SET ? 1u : 0u))
-        VFAIL(v, "collision node with spare room (%u units)", node_slack(n));
-    if (level == CHAMP_COLL_LEVEL) {
-        uint32_t c = n->datamap;
-        if (n->nodemap != 0)
-            VFAIL(v, "collision node with nodemap %#x", n->nodemap);
-        if (c < 3)
-            VFAIL(v, "collision node with %u entries (canonical form needs >= 3)", c);
-        for (uint32_t i = 0; i < c; i++) {
-            if (m->t->kind == CHAMP_KEY_BYTES)
-                check_blob(v, ent_key(n, i, W));
-            uint64_t h = key_hash(m->t, ent_key(n, i, W), m->t->kind);
-            if (h != prefix)
-                VFAIL(v, "collision entry %u hash %#" PRIx64 " != %#" PRIx64, i, h, prefix);
-            for (uint32_t j = 0; j < i; j++)
-                if (key_equal(m->t, ent_key(n, i, W), ent_key(n, j, W), m->t->kind))
-                    VFAIL(v, "collision node holds equal keys (%u, %u)", j, i);
-        }
-        if (m->t->kind == CHAMP_KEY_U64)
-            VFAIL(v, "collision node in a u64 map (the u64 hash is a bijection)");
-        return c;
-    }
+    if (level == CHAMP_COLL_LEVEL)
+        return validate_coll(v, n, prefix);
     if (level == CHAMP_LAST_LEVEL && ((n->datamap | n->nodemap) >> 16))
         VFAIL(v, "level 12 node uses slots above 15");
     uint64_t mask = level ? ((uint64_t)1 << (CHAMP_BITS * level)) - 1 : 0;

@@ -42,9 +42,12 @@ typedef struct entry {
  *        0       1     a child node (its subtree holds 3 or more entries)
  * The body holds the entries of the entry and pair slots in slot order (a
  * pair takes two consecutive entries, in trie order), W bytes each, then
- * one pointer per child slot, in slot order.  Collision nodes (level 13): datamap is the entry
- * count, nodemap is 0.  aux holds the block's spare room and the census
- * mark of champ_validate (see SLACK_MASK). */
+ * one pointer per child slot, in slot order.  aux holds the block's spare
+ * room and the census mark of champ_validate (see SLACK_MASK).
+ * Collision nodes (level 13): datamap is the entry count; nodemap holds
+ * COLL_ORDERED (the entries are in the map's key order, see trie.h) and
+ * the block's spare room in 8-byte units (COLL_ROOM); aux holds no room
+ * (its low byte is 0), only the census mark. */
 typedef struct node {
     uint32_t rc;
     uint32_t datamap;
@@ -154,6 +157,19 @@ static ALWAYS_INLINE size_t node_bitmap_size(uint32_t ne, uint32_t nk, unsigned 
 static ALWAYS_INLINE size_t node_coll_size(uint32_t ne, unsigned W) {
     return NODE_HDR + (size_t)W * ne;
 }
+/* Collision nodes: nodemap bit 31 says the entries are in key order (set
+ * by the engine for maps whose keys have an order; a node built without
+ * it, by the set algebra, is ordered by the first update that changes
+ * it); bits 0-30 are the spare room at the end of the block, in 8-byte
+ * units (up to 16 GiB: a node's room is about 1/8 of it). */
+#define COLL_ORDERED 0x80000000u
+#define COLL_ROOM 0x7fffffffu
+static ALWAYS_INLINE bool coll_ordered(const node *n) {
+    return (n->nodemap & COLL_ORDERED) != 0;
+}
+static ALWAYS_INLINE uint32_t coll_room(const node *n) {
+    return n->nodemap & COLL_ROOM;
+}
 static ALWAYS_INLINE size_t node_size(const node *n, unsigned level, unsigned W) {
     if (level == CHAMP_COLL_LEVEL)
         return node_coll_size(n->datamap, W);
@@ -202,9 +218,13 @@ static ALWAYS_INLINE uint32_t slack_cap(size_t size) {
 static ALWAYS_INLINE uint32_t node_slack(const node *n) {
     return n->aux & SLACK_MASK;
 }
+/* Spare 8-byte units at the end of the node's block. */
+static ALWAYS_INLINE size_t node_room(const node *n, unsigned level) {
+    return level == CHAMP_COLL_LEVEL ? coll_room(n) : node_slack(n);
+}
 /* The bytes of the node's block: its size plus any spare room. */
 static ALWAYS_INLINE size_t node_block(const node *n, unsigned level, unsigned W) {
-    return node_size(n, level, W) + 8u * node_slack(n);
+    return node_size(n, level, W) + 8u * node_room(n, level);
 }
 
 /* Key blob of CHAMP_KEY_BYTES: the map's own copy of a key, shared by every

@@ -106,3 +106,62 @@ size_t champ__count(const node *n, unsigned level, unsigned W) {
     champ__walk(n, level, W, count_one, &c);
     return c;
 }
+
+/* ------------------------------------------------------------------ */
+/* Ordering collision nodes                                            */
+/* ------------------------------------------------------------------ */
+
+static int coll_cmp(const mtype *t, const node *n, uint32_t i, uint32_t j) {
+    unsigned W = t->width;
+    return key_cmp(t, ent_key(n, i, W), ent_key(n, j, W), t->kind);
+}
+
+static void coll_swap(node *n, uint32_t i, uint32_t j, unsigned W) {
+    entry a = ent_get(n, i, W), b = ent_get(n, j, W);
+    ent_put(n, i, b, W);
+    ent_put(n, j, a, W);
+}
+
+/* Sift entry i down the max-heap of the first `end` entries. */
+static void coll_sift(const mtype *t, node *n, uint32_t i, uint32_t end) {
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= end)
+            return;
+        if (c + 1 < end && coll_cmp(t, n, c, c + 1) < 0)
+            c++;
+        if (coll_cmp(t, n, i, c) >= 0)
+            return;
+        coll_swap(n, i, c, t->width);
+        i = c;
+    }
+}
+
+void champ__coll_order(const mtype *t, node *n) {
+    uint32_t cnt = n->datamap;
+    CHAMP_ASSERT(kind_ordered(t, t->kind));
+    for (uint32_t i = cnt / 2; i-- > 0;)
+        coll_sift(t, n, i, cnt);
+    for (uint32_t end = cnt; end-- > 1;) {
+        coll_swap(n, 0, end, t->width);
+        coll_sift(t, n, 0, end);
+    }
+    n->nodemap |= COLL_ORDERED;
+}
+
+uint32_t champ__coll_index(const mtype *t, const node *n, uint64_t k) {
+    unsigned W = t->width;
+    uint32_t lo = 0, hi = n->datamap;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = key_cmp(t, ent_key(n, mid, W), k, t->kind);
+        if (c == 0)
+            return mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    CHAMP_ASSERT(0);
+    return lo;
+}

@@ -113,6 +113,100 @@ static ALWAYS_INLINE bool kq_match(const mtype *t, uint64_t k, const kq *q,
 }
 
 /* ------------------------------------------------------------------ */
+/* Key order: collision nodes and pairs of equal hashes                */
+/* ------------------------------------------------------------------ */
+
+/* Whether the map's keys have an order: byte keys always (byte order, a
+ * key before its extensions), generic keys when the config gave compare;
+ * u64 keys never collide.  Collision nodes of such maps keep their keys in
+ * this order (COLL_ORDERED) and are searched by bisection, and a pair of
+ * two keys with equal hashes is in this order too, so equal contents give
+ * equal nodes whatever the order of the updates. */
+static ALWAYS_INLINE bool kind_ordered(const mtype *t, champ_key_kind kind) {
+    return kind == CHAMP_KEY_BYTES || (kind == CHAMP_KEY_GENERIC && t->compare != NULL);
+}
+
+static ALWAYS_INLINE int bytes_cmp(const void *a, size_t la, const void *b, size_t lb) {
+    size_t n = la < lb ? la : lb;
+    int r = n ? memcmp(a, b, n) : 0;
+    if (r)
+        return r;
+    return (la > lb) - (la < lb);
+}
+
+/* The order of stored key k and the key of q (negative, 0, positive).
+ * Only for maps with kind_ordered. */
+static ALWAYS_INLINE int kq_cmp(const mtype *t, uint64_t k, const kq *q,
+                                champ_key_kind kind) {
+    if (kind == CHAMP_KEY_BYTES) {
+        const blob *b = key_blob(k);
+        return bytes_cmp(b->bytes, b->len, q->p, q->len);
+    }
+    if (k == q->u)
+        return 0;
+    return t->compare((const void *)(uintptr_t)k, (const void *)(uintptr_t)q->u, t->ctx);
+}
+
+/* The order of two stored keys. */
+static ALWAYS_INLINE int key_cmp(const mtype *t, uint64_t a, uint64_t b,
+                                 champ_key_kind kind) {
+    if (kind == CHAMP_KEY_BYTES) {
+        const blob *x = key_blob(a), *y = key_blob(b);
+        return x == y ? 0 : bytes_cmp(x->bytes, x->len, y->bytes, y->len);
+    }
+    if (a == b)
+        return 0;
+    return t->compare((const void *)(uintptr_t)a, (const void *)(uintptr_t)b, t->ctx);
+}
+
+/* Whether stored key a (hashed ha) comes first in a pair with stored key b
+ * (hashed hb): trie order; equal hashes in key order when the map has one,
+ * else in the order given. */
+static ALWAYS_INLINE bool ent_first(const mtype *t, uint64_t a, uint64_t ha, uint64_t b,
+                                    uint64_t hb, champ_key_kind kind) {
+    if (ha != hb)
+        return hash_trie_before(ha, hb);
+    return kind == CHAMP_KEY_U64 || !kind_ordered(t, kind) || key_cmp(t, a, b, kind) < 0;
+}
+
+/* Whether stored key k (hashed hk) comes before the key of q in a pair. */
+static ALWAYS_INLINE bool ent_before_q(const mtype *t, uint64_t k, uint64_t hk, const kq *q,
+                                       champ_key_kind kind) {
+    if (kind == CHAMP_KEY_U64 || hk != q->h)
+        return hk == q->h || hash_trie_before(hk, q->h);
+    return !kind_ordered(t, kind) || kq_cmp(t, k, q, kind) < 0;
+}
+
+/* In an ordered collision node: bisection for q.  Returns its index and
+ * sets *found, or the index where it would go. */
+static ALWAYS_INLINE uint32_t coll_search(const mtype *t, const node *n, const kq *q,
+                                          bool *found, champ_key_kind kind, unsigned W) {
+    uint32_t lo = 0, hi = n->datamap;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = kq_cmp(t, ent_key(n, mid, W), q, kind);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+/* Puts the entries of collision node n in key order (an in-place heap
+ * sort: O(n log n) comparisons, no memory) and marks it COLL_ORDERED.
+ * For nodes built without the order (set algebra); maps with
+ * kind_ordered only. */
+INTERNAL void champ__coll_order(const mtype *t, node *n);
+/* The index of stored key k in ordered collision node n (k is there). */
+INTERNAL uint32_t champ__coll_index(const mtype *t, const node *n, uint64_t k);
+
+/* ------------------------------------------------------------------ */
 /* Node builders.  `share` means the source node stays alive (it is    */
 /* shared with another map): everything copied out of it gains a       */
 /* reference.  Without it, contents move and the source is freed.      */
@@ -248,10 +342,11 @@ static ALWAYS_INLINE bool pair_first(uint64_t ha, uint64_t hb) {
     return ha == hb || hash_trie_before(ha, hb);
 }
 
-/* Puts two entries whose hashes are ha and hb into trie order at out[]. */
-static ALWAYS_INLINE void pair_order(entry *out, entry a, uint64_t ha, entry b,
-                                     uint64_t hb) {
-    bool swap = !pair_first(ha, hb);
+/* Puts two entries whose hashes are ha and hb into pair order at out[]:
+ * trie order, equal hashes in key order (ent_first). */
+static ALWAYS_INLINE void pair_order(const mtype *t, entry *out, entry a, uint64_t ha,
+                                     entry b, uint64_t hb, champ_key_kind kind) {
+    bool swap = !ent_first(t, a.k, ha, b.k, hb, kind);
     out[swap] = a;
     out[!swap] = b;
 }
@@ -260,12 +355,22 @@ static ALWAYS_INLINE void pair_order(entry *out, entry a, uint64_t ha, entry b,
  * every slice above it but not all on this one (or, at the collision
  * level, agree completely): three entries in three slots, or an entry
  * and a pair.  Its size is SZ_THREE(W). */
-static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
-                                     const uint64_t *h, unsigned W) {
+static ALWAYS_INLINE void node_three(const mtype *t, node *c, unsigned level,
+                                     const entry *x, const uint64_t *h,
+                                     champ_key_kind kind, unsigned W) {
     if (level == CHAMP_COLL_LEVEL) {
-        node_init(c, 3, 0);
+        entry y[3] = {x[0], x[1], x[2]};
+        bool ord = kind_ordered(t, kind);
+        if (ord) /* three keys in key order */
+            for (int i = 1; i < 3; i++)
+                for (int j = i; j > 0 && key_cmp(t, y[j - 1].k, y[j].k, kind) > 0; j--) {
+                    entry e = y[j];
+                    y[j] = y[j - 1];
+                    y[j - 1] = e;
+                }
+        node_init(c, 3, ord ? COLL_ORDERED : 0u);
         for (uint32_t i = 0; i < 3; i++)
-            ent_put(c, i, x[i], W);
+            ent_put(c, i, y[i], W);
         return;
     }
     uint32_t s[3], dm = 0, nm = 0;
@@ -289,7 +394,7 @@ static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
                 continue;
             }
             entry pr[2];
-            pair_order(pr, x[a], h[a], x[i], h[i]);
+            pair_order(t, pr, x[a], h[a], x[i], h[i], kind);
             ent_put(c, k++, pr[0], W);
             ent_put(c, k++, pr[1], W);
             a = -2;
@@ -299,33 +404,42 @@ static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
     }
 }
 
+/* Collision nodes.  The builders keep src's order (and its COLL_ORDERED
+ * mark); dst gets no spare room (the caller sets it).  Copies use memcpy:
+ * collision nodes can be big. */
+
+/* dst = src with entry ne inserted at index i. */
 static ALWAYS_INLINE void node_collision_insert(const mtype *t, node *dst,
-                                                const node *src, entry ne,
+                                                const node *src, entry ne, uint32_t i,
                                                 bool share, unsigned W) {
     uint32_t n = src->datamap;
-    node_init(dst, n + 1, 0);
-    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * n);
-    ent_put(dst, n, ne, W);
+    node_init(dst, n + 1, src->nodemap & COLL_ORDERED);
+    memcpy(node_ebase(dst), node_ebase(src), (size_t)W * i);
+    ent_put(dst, i, ne, W);
+    memcpy(node_ebase(dst) + (size_t)W * (i + 1), node_ebase(src) + (size_t)W * i,
+           (size_t)W * (n - i));
     if (share)
-        champ__node_share_refs(t, dst, n, 0, 0, 0, -1);
+        champ__node_share_refs(t, dst, n + 1, 0, i, 1, -1);
 }
 
+/* dst = src without entry i. */
 static ALWAYS_INLINE void node_collision_remove(const mtype *t, node *dst,
                                                 const node *src, uint32_t i,
                                                 bool share, unsigned W) {
     uint32_t n = src->datamap;
-    node_init(dst, n - 1, 0);
-    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * i);
-    wcopy(node_ebase(dst) + (size_t)W * i, node_ebase(src) + (size_t)W * (i + 1),
-          (size_t)W * (n - 1 - i));
+    node_init(dst, n - 1, src->nodemap & COLL_ORDERED);
+    memcpy(node_ebase(dst), node_ebase(src), (size_t)W * i);
+    memcpy(node_ebase(dst) + (size_t)W * i, node_ebase(src) + (size_t)W * (i + 1),
+           (size_t)W * (n - 1 - i));
     if (share)
         champ__node_share_refs(t, dst, n - 1, 0, 0, 0, -1);
 }
 
+/* dst = a copy of src (always sharing: src stays). */
 static ALWAYS_INLINE void node_collision_copy(const mtype *t, node *dst,
                                               const node *src, unsigned W) {
-    node_init(dst, src->datamap, 0);
-    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * src->datamap);
+    node_init(dst, src->datamap, src->nodemap & COLL_ORDERED);
+    memcpy(node_ebase(dst), node_ebase(src), (size_t)W * src->datamap);
     champ__node_share_refs(t, dst, src->datamap, 0, 0, 0, -1);
 }
 
@@ -339,9 +453,9 @@ INTERNAL void champ__node_drop(const mtype *t, node *n, unsigned level);
 
 /* The entry of q (its key word; the value follows for maps) in the
  * subtree at n (at `level`), or NULL when q is absent.  A loop of at most
- * 14 steps, at most two key comparisons per bitmap node; full nodes (32
- * children) are indexed by the hash slice without waiting for the
- * bitmaps. */
+ * 14 steps, at most two key comparisons per bitmap node, a bisection in an
+ * ordered collision node (a scan in others); full nodes (32 children) are
+ * indexed by the hash slice without waiting for the bitmaps. */
 static ALWAYS_INLINE const uint64_t *node_find(const mtype *t, const node *n,
                                                unsigned level, const kq *q,
                                                champ_key_kind kind, unsigned W) {
@@ -350,6 +464,11 @@ static ALWAYS_INLINE const uint64_t *node_find(const mtype *t, const node *n,
         return NULL;
     for (;; level++) {
         if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL)) {
+            if (coll_ordered(n) && kind_ordered(t, kind)) {
+                bool found;
+                uint32_t i = coll_search(t, n, q, &found, kind, W);
+                return found ? ent_at(n, i, W) : NULL;
+            }
             for (uint32_t i = 0; i < n->datamap; i++)
                 if (kq_match(t, ent_key(n, i, W), q, kind))
                     return ent_at(n, i, W);
