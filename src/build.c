@@ -133,7 +133,9 @@ static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
         return bnode(c, &r, &s, 1, 0, out);
     }
     if (level == CHAMP_COLL_LEVEL) {
-        node *nb = pool_alloc(c->t->pool, node_coll_size((uint32_t)n, c->W));
+        /* the map's layout (trie.h, "Collision nodes") */
+        size_t bytes = champ__coll_build_bytes(c->t, (uint32_t)n);
+        node *nb = pool_alloc(c->t->pool, bytes);
         if (!nb)
             return false;
         node_init(nb, (uint32_t)n, 0);
@@ -142,8 +144,7 @@ static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
             if (c->t->ent_refs)
                 ent_retain(c->t, b[i].e);
         }
-        if (kind_ordered(c->t, c->kind))
-            champ__coll_order(c->t, nb); /* key order (trie.h) */
+        champ__coll_finish(c->t, nb, bytes);
         out->n = SUB_NODE;
         out->kid = nb;
         return true;

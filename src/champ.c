@@ -170,19 +170,10 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
         pa->depth = d;
         if (kind != CHAMP_KEY_U64 && UNLIKELY(d == CHAMP_COLL_LEVEL)) {
             pa->fs = fs;
-            if (coll_ordered(n) && kind_ordered(t, kind)) {
-                /* bisection: the key's index, or where it would go */
-                bool found;
-                pa->idx = (int)coll_search(t, n, q, &found, kind, W);
-                return found ? AT_MATCH : AT_COLL;
-            }
-            for (uint32_t i = 0; i < n->datamap; i++)
-                if (kq_match(t, ent_key(n, i, W), q, kind)) {
-                    pa->idx = (int)i;
-                    return AT_MATCH;
-                }
-            pa->idx = -1;
-            return AT_COLL;
+            int at;
+            int64_t i = coll_find(t, n, q, &at, kind, W);
+            pa->idx = i >= 0 ? (int)i : at;
+            return i >= 0 ? AT_MATCH : AT_COLL;
         }
         uint32_t bit = 1u << (h & 31);
         pa->bit[d] = bit;
@@ -475,17 +466,10 @@ static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const k
     return inserted(m, prior);
 }
 
-/* Spare room a collision node of `size` bytes takes along when an insert
- * makes it grow (arena pools): about 1/8 of the node, so n inserts into
- * one node move it O(log n) times and copy each entry O(1) times. */
-static ALWAYS_INLINE uint32_t coll_grow_units(const champ_pool *pool, size_t size) {
-    return pool->fixed ? 0u : grow_units(size);
-}
-
-/* An insert into a collision node the map owns: in place (a memmove of the
- * entries after the key's place) while the block has room, else into a
- * block with room for about 1/8 more.  A node the set algebra built
- * without the map's key order is put in order first. */
+/* An insert into a collision node the map owns (trie.h, "Collision
+ * nodes"): in place while the block has room, else into a block with room
+ * for about 1/8 more (none in a fixed buffer).  The bytes of a failed
+ * grow (a big node, a tight pool) are asked for again without the room. */
 static ALWAYS_INLINE champ_status set_coll_owned_body(champ_map *m, path *pa, const kq *q,
                                                       uint64_t newk, void *val,
                                                       champ_prior *prior,
@@ -494,45 +478,29 @@ static ALWAYS_INLINE champ_status set_coll_owned_body(champ_map *m, path *pa, co
     champ_pool *pool = t->pool;
     const int d = CHAMP_COLL_LEVEL;
     node *b = pa->n[d];
-    uint32_t n = b->datamap;
-    size_t sz = node_coll_size(n + 1, W);
-    bool ord = kind_ordered(t, kind);
+    int at = coll_ordered(b) ? pa->idx : -1;
     blob *kb;
     if (UNLIKELY(!blob_alloc(pool, q, &kb, kind)))
         return CHAMP_ENOMEM;
-    if (coll_room(b) >= W / 8u) {
-        uint32_t at = n;
-        if (ord) {
-            bool found;
-            if (!coll_ordered(b))
-                champ__coll_order(t, b);
-            at = coll_search(t, b, q, &found, kind, W);
-        }
-        memmove(ent_at(b, at + 1, W), ent_at(b, at, W), (size_t)W * (n - at));
-        ent_put(b, at, new_entry(q, newk, val, kb, kind), W);
-        b->datamap = n + 1;
-        b->nodemap -= W / 8u;
+    if (champ__coll_fits(t, b)) {
+        champ__coll_put(t, b, new_entry(q, newk, val, kb, kind), at);
         return inserted(m, prior);
     }
-    uint32_t grow = coll_grow_units(pool, sz);
-    size_t got = sz;
-    node *nb = grow ? pool_alloc_grow(pool, sz, sz + 8u * grow, grow_take_max(sz), &got)
-                    : pool_alloc(pool, sz);
+    size_t bytes = champ__coll_grow_bytes(t, b, pool->fixed);
+    node *nb = pool_alloc(pool, bytes);
+    if (!nb && !pool->fixed) {
+        bytes = champ__coll_grow_bytes(t, b, true);
+        nb = pool_alloc(pool, bytes);
+    }
     if (UNLIKELY(!nb)) {
         blob_unalloc(pool, kb, q);
         return CHAMP_ENOMEM;
     }
-    entry ne = new_entry(q, newk, val, kb, kind);
-    if (pa->idx >= 0) {
-        node_collision_insert(t, nb, b, ne, (uint32_t)pa->idx, false, W);
-    } else {
-        node_collision_insert(t, nb, b, ne, n, false, W);
-        if (ord)
-            champ__coll_order(t, nb); /* a node the set algebra built */
-    }
-    nb->nodemap |= (uint32_t)((got - sz) / 8u);
+    champ__coll_move(t, nb, bytes, b, false);
+    champ__coll_put(t, nb, new_entry(q, newk, val, kb, kind), at);
     path_relink(m, pa, d, nb, W);
     pool_free(pool, b, node_block(b, (unsigned)d, W));
+    (void)kind;
     return inserted(m, prior);
 }
 
@@ -574,14 +542,15 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         plan_add(&pl, node_bitmap_size(1, 0, W));
         break;
     case AT_MATCH:
-        plan_add(&pl, node_size(b, (unsigned)d, W));
+        plan_add(&pl, d == CHAMP_COLL_LEVEL ? coll_copy_bytes(b, W)
+                                            : node_size(b, (unsigned)d, W));
         break;
     case AT_EMPTY:
     case AT_OTHER:
         plan_add(&pl, node_size(b, (unsigned)d, W) + SZ_ENTRY(W));
         break;
-    case AT_COLL:
-        plan_add(&pl, node_coll_size(b->datamap + 1, W));
+    case AT_COLL: /* shared: the new node is exact */
+        plan_add(&pl, champ__coll_grow_bytes(t, b, true));
         break;
     default: /* AT_PAIR: the pair and the new key become a subtree */
         th[0] = he;
@@ -618,14 +587,12 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         break;
     case AT_MATCH: /* shared (maps only): copy with the value replaced */
         if (d == CHAMP_COLL_LEVEL)
-            node_collision_copy(t, nb, b, W);
+            champ__coll_copy(t, nb, b, -1);
         else
             node_bitmap_copy(t, nb, b, W);
         old = *ent_valp(nb, (uint32_t)pa->idx); /* the copy took a reference for us */
         *ent_valp(nb, (uint32_t)pa->idx) = val;
         replaced = true;
-        if (d == CHAMP_COLL_LEVEL && kind_ordered(t, kind) && !coll_ordered(nb))
-            champ__coll_order(t, nb); /* a node the set algebra built */
         break;
     case AT_EMPTY:
         node_bitmap_set_slot(t, nb, b, pa->bit[d], &ne, 1, NULL, share, W);
@@ -639,13 +606,8 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         break;
     }
     case AT_COLL:
-        if (pa->idx >= 0) { /* ordered: the key's place */
-            node_collision_insert(t, nb, b, ne, (uint32_t)pa->idx, share, W);
-        } else {
-            node_collision_insert(t, nb, b, ne, b->datamap, share, W);
-            if (kind_ordered(t, kind))
-                champ__coll_order(t, nb); /* a node the set algebra built */
-        }
+        champ__coll_move(t, nb, pl.size[kbottom], b, share);
+        champ__coll_put(t, nb, ne, coll_ordered(b) ? pa->idx : -1);
         break;
     default: {
         /* AT_PAIR: build the subtree bottom-up (the three-entry node, then
@@ -859,35 +821,13 @@ static ALWAYS_INLINE void room_give_back(champ_pool *pool, node *b, size_t size)
     }
 }
 
-/* An owned collision node shrinks where it is: no allocation, so it cannot
- * fail.  The freed bytes join its room, which it keeps up to its own size
- * (then it keeps 1/8 of the node and gives the rest back), none in a fixed
- * buffer (a set's last 8 bytes stay until the next ones join them).  A
- * node the set algebra built without the map's key order is put in order
- * first. */
+/* An owned collision node shrinks where it is (trie.h, "Collision
+ * nodes"): no allocation, so it cannot fail. */
 static ALWAYS_INLINE void remove_coll_owned(champ_map *m, node *b, uint32_t i,
                                             champ_key_kind kind, unsigned W) {
-    const mtype *t = m->t;
-    champ_pool *pool = t->pool;
-    if (kind != CHAMP_KEY_U64 && kind_ordered(t, kind) && !coll_ordered(b)) {
-        uint64_t k = ent_key(b, i, W);
-        champ__coll_order(t, b);
-        i = champ__coll_index(t, b, k);
-    }
-    uint32_t n = b->datamap;
-    memmove(ent_at(b, i, W), ent_at(b, i + 1, W), (size_t)W * (n - 1 - i));
-    b->datamap = n - 1;
-    b->nodemap += W / 8u;
-    size_t sz = node_coll_size(n - 1, W);
-    uint32_t u = coll_room(b), keep = u;
-    if (pool->fixed)
-        keep = 0;
-    else if (8u * (size_t)u > sz)
-        keep = grow_units(sz);
-    if (u - keep >= 2) {
-        pool_free(pool, (char *)b + sz + 8u * keep, 8u * (size_t)(u - keep));
-        b->nodemap -= u - keep;
-    }
+    (void)kind;
+    (void)W;
+    champ__coll_del(m->t, b, i);
 }
 
 /* One entry out of a node this map owns.  While its block has little spare
@@ -940,7 +880,7 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
     } else if (d == 0 && node_nent(b) == 1 && node_nkid(b) == 0) {
         /* the root loses its last entry: no node at all */
     } else if (d == CHAMP_COLL_LEVEL) {
-        plan_add(&pl, node_coll_size(b->datamap - 1, W));
+        plan_add(&pl, coll_copy_bytes(b, W)); /* a copy, then the remove in place */
     } else {
         plan_add(&pl, node_size(b, (unsigned)d, W) - SZ_ENTRY(W));
     }
@@ -961,9 +901,9 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
         node_bitmap_set_slot(t, nt, pa->n[top], pa->bit[top], keep, 2, NULL, share_t, W);
     } else if (nt) {
         if (d == CHAMP_COLL_LEVEL) {
-            node_collision_remove(t, nt, b, i, share_b, W);
-            if (kind != CHAMP_KEY_U64 && kind_ordered(t, kind) && !coll_ordered(nt))
-                champ__coll_order(t, nt); /* a node the set algebra built */
+            CHAMP_ASSERT(share_b);
+            champ__coll_copy(t, nt, b, (int)i); /* the entry going is not retained */
+            champ__coll_del(t, nt, i);
         } else
             node_bitmap_drop_entry(t, nt, b, i, pa->bit[d], share_b, W);
     }

@@ -157,18 +157,33 @@ static ALWAYS_INLINE size_t node_bitmap_size(uint32_t ne, uint32_t nk, unsigned 
 static ALWAYS_INLINE size_t node_coll_size(uint32_t ne, unsigned W) {
     return NODE_HDR + (size_t)W * ne;
 }
-/* Collision nodes: nodemap bit 31 says the entries are in key order (set
- * by the engine for maps whose keys have an order; a node built without
- * it, by the set algebra, is ordered by the first update that changes
- * it); bits 0-30 are the spare room at the end of the block, in 8-byte
- * units (up to 16 GiB: a node's room is about 1/8 of it). */
+/* Collision nodes (trie.h, "Collision nodes", has the whole story):
+ * nodemap bit 31 (COLL_ORDERED): the entries are in the map's key order;
+ * bit 30 (COLL_HASHED): a byte-key node of more than COLL_HASH_MIN keys
+ * whose entries are in any order, found through a hash index at the end of
+ * the block (2^(aux & 31) slots of 8 bytes); bits 0-29: the block's spare
+ * bytes after the entries, in 8-byte units, the index included (up to
+ * 8 GiB).  A node with neither flag (generic keys without compare, or a
+ * node the set algebra built) is a list. */
 #define COLL_ORDERED 0x80000000u
-#define COLL_ROOM 0x7fffffffu
+#define COLL_HASHED 0x40000000u
+#define COLL_ROOM 0x3fffffffu
+#define COLL_LGCAP 31u
 static ALWAYS_INLINE bool coll_ordered(const node *n) {
     return (n->nodemap & COLL_ORDERED) != 0;
 }
+static ALWAYS_INLINE bool coll_hashed(const node *n) {
+    return (n->nodemap & COLL_HASHED) != 0;
+}
 static ALWAYS_INLINE uint32_t coll_room(const node *n) {
     return n->nodemap & COLL_ROOM;
+}
+/* The hash index of a hashed node: its slots (a power of two), bytes. */
+static ALWAYS_INLINE uint32_t coll_cap(const node *n) {
+    return coll_hashed(n) ? 1u << (n->aux & COLL_LGCAP) : 0u;
+}
+static ALWAYS_INLINE size_t coll_index_bytes(const node *n) {
+    return 8u * (size_t)coll_cap(n);
 }
 static ALWAYS_INLINE size_t node_size(const node *n, unsigned level, unsigned W) {
     if (level == CHAMP_COLL_LEVEL)

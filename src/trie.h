@@ -177,6 +177,68 @@ static ALWAYS_INLINE bool ent_before_q(const mtype *t, uint64_t k, uint64_t hk, 
     return !kind_ordered(t, kind) || kq_cmp(t, k, q, kind) < 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Collision nodes                                                     */
+/* ------------------------------------------------------------------ */
+/*
+ * Keys whose full 64-bit hashes are equal share a collision node at level
+ * 13: datamap entries, packed at the start of the body as in every node
+ * (iteration, teardown and the set algebra read them so), then spare room.
+ * Three layouts (node.h: nodemap's flags):
+ *   ordered  the entries in the map's key order (kind_ordered: byte keys,
+ *            generic keys with compare): bisection, O(log n) comparisons;
+ *            an insert or remove in place moves the entries after the key
+ *            (memmove).  Equal contents, equal nodes.
+ *   hashed   byte keys, more than COLL_HASH_MIN of them: entries in any
+ *            order (an insert appends, a remove moves the last entry into
+ *            the hole), found through a hash index at the end of the block:
+ *            linear probing over 2^k slots of 8 bytes (a second hash of the
+ *            key bytes, XXH3 with another seed: its low 32 bits, and the
+ *            entry's index + 1), between 1/8 and 1/2 full.  O(1) expected
+ *            per operation whatever the keys' first hash.  Its order depends
+ *            on the updates' history.
+ *   list     neither (generic keys without compare, or a node the set
+ *            algebra built): scanned with equal, O(n).  The first update
+ *            that changes a list of a map with an order gives it one.
+ * The room (nodemap's low bits) is the block's bytes after the entries:
+ * free space for entries, then the index.  Owned nodes change in place
+ * while the room allows and move to a block about 1/8 bigger otherwise, so
+ * n inserts into one node take O(log n) allocations.
+ */
+#define COLL_HASH_MIN 128u
+#define COLL_SEED2 0x9e3779b97f4a7c15ull
+
+/* The second hash of a byte key (the hashed layout): 32 bits. */
+static ALWAYS_INLINE uint32_t coll_h32(const mtype *t, const void *p, size_t len) {
+    return (uint32_t)champ__hash_bytes(p, len, t->seed ^ COLL_SEED2);
+}
+
+/* The index of a hashed node: 2^k slots at the end of its block.  A slot
+ * is 0 (empty) or (entry index + 1) << 32 | the key's coll_h32. */
+static ALWAYS_INLINE uint64_t *coll_slots(const node *n, unsigned W) {
+    return (uint64_t *)(void *)(node_ebase(n) + (size_t)W * n->datamap +
+                                8u * (size_t)coll_room(n) - coll_index_bytes(n));
+}
+
+/* In a hashed node: the index of the entry holding the byte key (p, len),
+ * or -1. */
+static ALWAYS_INLINE int64_t coll_hfind(const mtype *t, const node *n, const void *p,
+                                        size_t len, unsigned W) {
+    uint32_t h = coll_h32(t, p, len), mask = coll_cap(n) - 1;
+    const uint64_t *sl = coll_slots(n, W);
+    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+        uint64_t x = sl[i];
+        if (!x)
+            return -1;
+        if ((uint32_t)x != h)
+            continue;
+        uint32_t pos = (uint32_t)(x >> 32) - 1;
+        const blob *b = key_blob(ent_key(n, pos, W));
+        if (b->len == len && (len == 0 || memcmp(b->bytes, p, len) == 0))
+            return pos;
+    }
+}
+
 /* In an ordered collision node: bisection for q.  Returns its index and
  * sets *found, or the index where it would go. */
 static ALWAYS_INLINE uint32_t coll_search(const mtype *t, const node *n, const kq *q,
@@ -198,13 +260,69 @@ static ALWAYS_INLINE uint32_t coll_search(const mtype *t, const node *n, const k
     return lo;
 }
 
-/* Puts the entries of collision node n in key order (an in-place heap
- * sort: O(n log n) comparisons, no memory) and marks it COLL_ORDERED.
- * For nodes built without the order (set algebra); maps with
- * kind_ordered only. */
+/* The index of q in collision node n, or -1; *at gets where q goes in an
+ * ordered node (else -1).  Every lookup and update uses this. */
+static ALWAYS_INLINE int64_t coll_find(const mtype *t, const node *n, const kq *q, int *at,
+                                       champ_key_kind kind, unsigned W) {
+    *at = -1;
+    if (kind == CHAMP_KEY_BYTES && coll_hashed(n))
+        return coll_hfind(t, n, q->p, q->len, W);
+    if (coll_ordered(n) && kind_ordered(t, kind)) {
+        bool found;
+        uint32_t i = coll_search(t, n, q, &found, kind, W);
+        if (found)
+            return i;
+        *at = (int)i;
+        return -1;
+    }
+    for (uint32_t i = 0; i < n->datamap; i++)
+        if (kq_match(t, ent_key(n, i, W), q, kind))
+            return i;
+    return -1;
+}
+
+/* The engine of collision-node updates (trie.c).  Kind and width are read
+ * from t.  An update that changes node b first asks whether it can happen
+ * in place (owned b); if not, it allocates a block of the size asked for,
+ * moves or copies b there, and changes the copy in place.  Nothing here
+ * allocates; removes give room back to the pool. */
+
+/* Whether an insert into owned node b can happen in place: room for one
+ * more entry in its layout (the layout for n + 1 keys is b's). */
+INTERNAL bool champ__coll_fits(const mtype *t, const node *b);
+/* The block an insert into b moves b to: its layout for n + 1 keys, room
+ * for the new entry, and growth room unless `exact`. */
+INTERNAL size_t champ__coll_grow_bytes(const mtype *t, const node *b, bool exact);
+/* dst (a new block of `bytes`, from champ__coll_grow_bytes) = b laid out
+ * for n + 1 keys (ordered, or hashed with an index built).  With share, b
+ * stays and the entries copied gain references. */
+INTERNAL void champ__coll_move(const mtype *t, node *dst, size_t bytes, const node *b,
+                               bool share);
+/* Inserts entry e (a key not in b) into b, which has room for it (fits,
+ * or a block from champ__coll_move).  at: where the key goes in ordered b,
+ * if the caller knows (coll_find), else -1. */
+INTERNAL void champ__coll_put(const mtype *t, node *b, entry e, int at);
+/* The bytes of an exact copy of b (its entries and index). */
+static ALWAYS_INLINE size_t coll_copy_bytes(const node *b, unsigned W) {
+    return node_coll_size(b->datamap, W) + coll_index_bytes(b);
+}
+/* dst = an exact copy of b (always sharing: b stays): its entries gain a
+ * reference, but entry `skip` (>= 0: about to be removed from dst). */
+INTERNAL void champ__coll_copy(const mtype *t, node *dst, const node *b, int skip);
+/* Removes entry i from b (owned, more than 3 entries) in place: may
+ * change its layout (a hashed node of COLL_HASH_MIN keys is ordered again,
+ * a sparse index halves) and gives spare room back to the pool. */
+INTERNAL void champ__coll_del(const mtype *t, node *b, uint32_t i);
+/* Puts the entries of list node n in key order (an in-place heap sort:
+ * O(n log n) comparisons, no memory) and marks it COLL_ORDERED.  Maps with
+ * kind_ordered only; n is not hashed. */
 INTERNAL void champ__coll_order(const mtype *t, node *n);
-/* The index of stored key k in ordered collision node n (k is there). */
-INTERNAL uint32_t champ__coll_index(const mtype *t, const node *n, uint64_t k);
+/* For builders of whole nodes (bulk builds, set algebra): the block for a
+ * collision node of n entries in the map's layout, and the finish of a
+ * node of that block whose n entries were put (node_init(b, n, 0)): its
+ * layout (order, or index) and room. */
+INTERNAL size_t champ__coll_build_bytes(const mtype *t, uint32_t n);
+INTERNAL void champ__coll_finish(const mtype *t, node *b, size_t bytes);
 
 /* ------------------------------------------------------------------ */
 /* Node builders.  `share` means the source node stays alive (it is    */
@@ -404,45 +522,6 @@ static ALWAYS_INLINE void node_three(const mtype *t, node *c, unsigned level,
     }
 }
 
-/* Collision nodes.  The builders keep src's order (and its COLL_ORDERED
- * mark); dst gets no spare room (the caller sets it).  Copies use memcpy:
- * collision nodes can be big. */
-
-/* dst = src with entry ne inserted at index i. */
-static ALWAYS_INLINE void node_collision_insert(const mtype *t, node *dst,
-                                                const node *src, entry ne, uint32_t i,
-                                                bool share, unsigned W) {
-    uint32_t n = src->datamap;
-    node_init(dst, n + 1, src->nodemap & COLL_ORDERED);
-    memcpy(node_ebase(dst), node_ebase(src), (size_t)W * i);
-    ent_put(dst, i, ne, W);
-    memcpy(node_ebase(dst) + (size_t)W * (i + 1), node_ebase(src) + (size_t)W * i,
-           (size_t)W * (n - i));
-    if (share)
-        champ__node_share_refs(t, dst, n + 1, 0, i, 1, -1);
-}
-
-/* dst = src without entry i. */
-static ALWAYS_INLINE void node_collision_remove(const mtype *t, node *dst,
-                                                const node *src, uint32_t i,
-                                                bool share, unsigned W) {
-    uint32_t n = src->datamap;
-    node_init(dst, n - 1, src->nodemap & COLL_ORDERED);
-    memcpy(node_ebase(dst), node_ebase(src), (size_t)W * i);
-    memcpy(node_ebase(dst) + (size_t)W * i, node_ebase(src) + (size_t)W * (i + 1),
-           (size_t)W * (n - 1 - i));
-    if (share)
-        champ__node_share_refs(t, dst, n - 1, 0, 0, 0, -1);
-}
-
-/* dst = a copy of src (always sharing: src stays). */
-static ALWAYS_INLINE void node_collision_copy(const mtype *t, node *dst,
-                                              const node *src, unsigned W) {
-    node_init(dst, src->datamap, src->nodemap & COLL_ORDERED);
-    memcpy(node_ebase(dst), node_ebase(src), (size_t)W * src->datamap);
-    champ__node_share_refs(t, dst, src->datamap, 0, 0, 0, -1);
-}
-
 /* Drops one reference to n (at `level`); frees it and, iteratively, every
  * node and entry that thereby loses its last reference. */
 INTERNAL void champ__node_drop(const mtype *t, node *n, unsigned level);
@@ -453,9 +532,9 @@ INTERNAL void champ__node_drop(const mtype *t, node *n, unsigned level);
 
 /* The entry of q (its key word; the value follows for maps) in the
  * subtree at n (at `level`), or NULL when q is absent.  A loop of at most
- * 14 steps, at most two key comparisons per bitmap node, a bisection in an
- * ordered collision node (a scan in others); full nodes (32 children) are
- * indexed by the hash slice without waiting for the bitmaps. */
+ * 14 steps, at most two key comparisons per bitmap node, then coll_find
+ * in a collision node; full nodes (32 children) are indexed by the hash
+ * slice without waiting for the bitmaps. */
 static ALWAYS_INLINE const uint64_t *node_find(const mtype *t, const node *n,
                                                unsigned level, const kq *q,
                                                champ_key_kind kind, unsigned W) {
@@ -464,15 +543,9 @@ static ALWAYS_INLINE const uint64_t *node_find(const mtype *t, const node *n,
         return NULL;
     for (;; level++) {
         if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL)) {
-            if (coll_ordered(n) && kind_ordered(t, kind)) {
-                bool found;
-                uint32_t i = coll_search(t, n, q, &found, kind, W);
-                return found ? ent_at(n, i, W) : NULL;
-            }
-            for (uint32_t i = 0; i < n->datamap; i++)
-                if (kq_match(t, ent_key(n, i, W), q, kind))
-                    return ent_at(n, i, W);
-            return NULL;
+            int at;
+            int64_t i = coll_find(t, n, q, &at, kind, W);
+            return i >= 0 ? ent_at(n, (uint32_t)i, W) : NULL;
         }
         if (node_full(n)) {
             n = ((node *const *)(const void *)node_ebase(n))[h & 31];
