@@ -796,17 +796,18 @@ static ALWAYS_INLINE int collapse_top(const path *pa) {
 /* Returns true when done; false when the pool had no block (the general
  * path then plans it). */
 static ALWAYS_INLINE bool remove_collapse_owned(champ_map *m, path *pa, const entry *keep,
-                                                unsigned W) {
+                                                size_t bblock, unsigned W) {
     int d = pa->depth, top = d - 1;
     node *b = pa->n[d], *tn = pa->n[top];
     champ_pool *pool = m->t->pool;
-    node *nt = pool_alloc(pool, node_size(tn, (unsigned)top, W) + SZ_PAIR_TO_KID(W));
+    size_t tsz = node_bitmap_size(node_nent(tn), node_nkid(tn), W); /* top < 13 */
+    node *nt = pool_alloc(pool, tsz + SZ_PAIR_TO_KID(W));
     if (!nt)
         return false;
     node_bitmap_set_slot(m->t, nt, tn, pa->bit[top], keep, 2, NULL, false, W);
     path_relink(m, pa, top, nt, W);
-    pool_free(pool, tn, node_block(tn, (unsigned)top, W));
-    pool_free(pool, b, node_block(b, (unsigned)d, W));
+    pool_free(pool, tn, tsz + 8u * node_slack(tn));
+    pool_free(pool, b, bblock);
     return true;
 }
 
@@ -821,15 +822,6 @@ static ALWAYS_INLINE void room_give_back(champ_pool *pool, node *b, size_t size)
     }
 }
 
-/* An owned collision node shrinks where it is (trie.h, "Collision
- * nodes"): no allocation, so it cannot fail. */
-static ALWAYS_INLINE void remove_coll_owned(champ_map *m, node *b, uint32_t i,
-                                            champ_key_kind kind, unsigned W) {
-    (void)kind;
-    (void)W;
-    champ__coll_del(m->t, b, i);
-}
-
 /* One entry out of a node this map owns.  While its block has little spare
  * room, shrink it in place (the room serves later inserts).  Otherwise copy
  * into an exact block; when that fails, and always in a fixed buffer,
@@ -840,7 +832,7 @@ static ALWAYS_INLINE void remove_shrink_owned(champ_map *m, path *pa, uint32_t i
     champ_pool *pool = m->t->pool;
     int d = pa->depth;
     node *b = pa->n[d];
-    size_t sz = node_size(b, (unsigned)d, W) - SZ_ENTRY(W);
+    size_t sz = node_bitmap_size(node_nent(b), node_nkid(b), W) - SZ_ENTRY(W);
     node *nt = NULL;
     bool full = false;
     if (pool->fixed || node_slack(b) + W / 8u > slack_cap(sz)) {
@@ -939,6 +931,47 @@ GENERAL_COPIES(remove_general,
 #define remove_general(m, pa, collapse, keep, prior, kind, W)               \
     GENERAL_PICK(remove_general, kind, W)(m, pa, collapse, keep, prior)
 
+/* A remove from a collision node (trie.h, "Collision nodes"): out of line,
+ * one copy per (kind, width), so that map_remove below is about bitmap
+ * nodes only (u64 keys never get here). */
+static ALWAYS_INLINE champ_status remove_coll_body(champ_map *m, path *pa, champ_prior *prior,
+                                                   champ_key_kind kind, unsigned W) {
+    const int d = CHAMP_COLL_LEVEL;
+    node *b = pa->n[d];
+    uint32_t i = (uint32_t)pa->idx;
+    if (b->datamap == 3) {
+        entry keep[2];
+        /* two survivors: a pair in the nearest ancestor that holds
+         * something else, in key order (an ordered node has it; a list
+         * the set algebra built may not) */
+        keep[0] = ent_get(b, i == 0 ? 1 : 0, W);
+        keep[1] = ent_get(b, i == 2 ? 1 : 2, W);
+        if (!coll_ordered(b) && kind_ordered(m->t, kind) &&
+            key_cmp(m->t, keep[0].k, keep[1].k, kind) > 0) {
+            entry x = keep[0];
+            keep[0] = keep[1];
+            keep[1] = x;
+        }
+        if (LIKELY(pa->fs < 0) && collapse_top(pa) == d - 1) {
+            entry gone = ent_get(b, i, W);
+            if (remove_collapse_owned(m, pa, keep, node_block(b, (unsigned)d, W), W))
+                return removed_owned(m, gone, prior, kind);
+        }
+        return remove_general(m, pa, true, keep, prior, kind, W);
+    }
+    if (LIKELY(pa->fs < 0)) {
+        /* owned: shrinks in place, cannot fail */
+        entry gone = ent_get(b, i, W);
+        champ__coll_del(m->t, b, i);
+        return removed_owned(m, gone, prior, kind);
+    }
+    return remove_general(m, pa, false, NULL, prior, kind, W);
+}
+
+#define RC_ARGS(k, w) (m, pa, prior, k, w)
+GENERAL_COPIES(remove_coll, (champ_map *m, path *pa, champ_prior *prior), RC_ARGS)
+#define remove_coll(m, pa, prior, kind, W) GENERAL_PICK(remove_coll, kind, W)(m, pa, prior)
+
 static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
                                              champ_prior *prior, champ_key_kind kind,
                                              unsigned W) {
@@ -948,39 +981,27 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
         return CHAMP_OK;
     }
     int d = pa.depth;
+    if (kind != CHAMP_KEY_U64 && UNLIKELY(d == CHAMP_COLL_LEVEL))
+        return remove_coll(m, &pa, prior, kind, W);
     node *b = pa.n[d];
     uint32_t i = (uint32_t)pa.idx;
     /* A node below the root whose subtree falls to two entries is pulled
      * up into the nearest ancestor that holds something else. */
-    bool collapse;
-    if (d == CHAMP_COLL_LEVEL)
-        collapse = b->datamap == 3;
-    else
-        collapse = d > 0 && node_nkid(b) == 0 && node_nent(b) == 3;
+    bool collapse = d > 0 && node_nkid(b) == 0 && node_nent(b) == 3;
     entry keep[2];
     if (collapse) {
-        /* the two survivors, in array order: already trie order (key order
-         * for a collision node; one the set algebra built may have none) */
+        /* the two survivors, in array order: already trie order */
         keep[0] = ent_get(b, i == 0 ? 1 : 0, W);
         keep[1] = ent_get(b, i == 2 ? 1 : 2, W);
-        if (kind != CHAMP_KEY_U64 && d == CHAMP_COLL_LEVEL && !coll_ordered(b) &&
-            kind_ordered(m->t, kind) && key_cmp(m->t, keep[0].k, keep[1].k, kind) > 0) {
-            entry x = keep[0];
-            keep[0] = keep[1];
-            keep[1] = x;
-        }
         if (LIKELY(pa.fs < 0) && collapse_top(&pa) == d - 1) {
             entry gone = ent_get(b, i, W);
-            if (remove_collapse_owned(m, &pa, keep, W))
+            size_t bblock = node_bitmap_size(3, 0, W) + 8u * node_slack(b);
+            if (remove_collapse_owned(m, &pa, keep, bblock, W))
                 return removed_owned(m, gone, prior, kind);
         }
     } else if (LIKELY(pa.fs < 0) && !(d == 0 && node_nent(b) == 1 && node_nkid(b) == 0)) {
         entry gone = ent_get(b, i, W);
-        if (d != CHAMP_COLL_LEVEL) {
-            remove_shrink_owned(m, &pa, i, W);
-            return removed_owned(m, gone, prior, kind);
-        }
-        remove_coll_owned(m, b, i, kind, W);
+        remove_shrink_owned(m, &pa, i, W);
         return removed_owned(m, gone, prior, kind);
     }
     return remove_general(m, &pa, collapse, keep, prior, kind, W);
