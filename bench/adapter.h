@@ -51,6 +51,10 @@ enum bench_op {
                          value, release the copy: returns successful updates          */
     OP_BUILD,         /* keys[0..n) into the empty map in one bulk build, value
                          i + 1: returns the number of entries                          */
+    OP_COLLIDE,       /* keys[0..n) made to share one full hash, in a map the call
+                         makes and frees (the state is untouched): insert all (value
+                         i + 1), look all up, remove all (both in a stride order):
+                         returns the keys that went through all three            */
     OP_COUNT
 };
 

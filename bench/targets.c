@@ -17,6 +17,7 @@ enum target_kind {
     T_INSTR,    /* instructions per op (callgrind CSV), lib's op / lib2's op2   */
     T_CLIFF,    /* the worst step from one N to the next over the map ops:
                    lib's step / lib2's step                                     */
+    T_TOTAL,    /* seconds for all N units of (lib, op): median ns/unit * N     */
 };
 
 typedef struct target {
@@ -55,6 +56,7 @@ static const target targets[] = {
     {"instr insert", T_INSTR, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, K10, 1.5},
     {"instr remove", T_INSTR, KK_U64, L_CHAMP, OP_REMOVE, L_ABSL, OP_REMOVE, K10, 2.5},
     {"no cliff", T_CLIFF, KK_U64, L_CHAMP, -1, L_ABSL, -1, 0, 1.5},
+    {"collide", T_TOTAL, KK_STR, L_CHAMP, OP_COLLIDE, -1, -1, 100000, 1.0},
 };
 
 static bool read_callgrind(const char *path, const char *lib, const char *keys,
@@ -132,6 +134,9 @@ static double target_value(const options *o, const target *t, char *where, size_
         return NAN;
     case T_CLIFF:
         return worst_cliff(t, where, cap);
+    case T_TOTAL:
+        *unit = " s";
+        return med(t->keys, t->lib, t->op, t->n) * (double)t->n * 1e-9;
     }
     return NAN;
 }
@@ -153,6 +158,9 @@ static void describe(const target *t, char *buf, size_t cap)
         break;
     case T_CLIFF:
         snprintf(buf, cap, "%s step / %s step", L[t->lib].name, L[t->lib2].name);
+        break;
+    case T_TOTAL:
+        snprintf(buf, cap, "%s %s, all N keys", L[t->lib].name, op_table[t->op].name);
         break;
     }
 }
