@@ -59,15 +59,18 @@
  * pair, the three keys move into a child node one level down (or a chain of
  * single-child nodes, while their 5-bit groups keep agreeing).  When all 64
  * bits of three or more keys agree, they go into a collision node at level
- * 13: a plain array of entries (datamap holds the count).  u64 keys never
- * get there: their hash is a bijection, so distinct keys have distinct
- * hashes.
+ * 13: an array of entries (datamap holds the count), in key order when the
+ * keys have one (byte keys; generic keys with compare) and searched by
+ * bisection, or, past 128 byte keys, found through a hash index at the end
+ * of the block (trie.h, "Collision nodes").  u64 keys never get there:
+ * their hash is a bijection, so distinct keys have distinct hashes.
  *
  * Canonical form.  Remove restores the one shape a set of keys can have: a
  * subtree of exactly two entries is a pair in its parent's slot, of one
  * entry an entry in the slot; so a child node (and a collision node) holds
  * at least three.  A pair keeps its entries in trie order (the order of
- * their first differing 5-bit group; equal hashes in insertion order).
+ * their first differing 5-bit group; equal hashes in key order, when the
+ * keys have one, else in insertion order).
  * When a removal leaves a subtree with two entries, they are pulled up into
  * the nearest ancestor that holds anything else, as a pair in place of the
  * child.  Equal contents therefore mean equal shapes, which later makes
@@ -116,18 +119,22 @@
  *   node_find                        lookup from any node and level
  *   node_bitmap_set_slot             any change of one slot (entry, pair,
  *                                    child, empty) into a new block
- *   node_bitmap_{insert_at, drop_entry, copy}, node_collision_{insert,
- *   remove, copy}, node_three        the other builders
+ *   node_bitmap_{insert_at, drop_entry, copy}, node_three
+ *                                    the other builders
+ *   coll_find, champ__coll_*         collision nodes: lookup, and every
+ *                                    change (fits, grow, move, put, copy,
+ *                                    del; order, build, finish)
  *   node_build, sub, slotv           a node from a list of slots; results
  *                                    that pull small subtrees up (algebra)
  *   champ__node_drop                 drop a reference, free iteratively
  *   champ__walk                      visit every entry of a subtree
  * This file: updates of one key.
  *   map_descend                      read-only walk recording the path
- *   map_set: set_replace_owned, set_grow_owned, set_pair_owned (the
- *   common cases on a path the map owns), set_general (plan + commit)
- *   map_remove: remove_shrink_owned, remove_collapse_owned,
- *   remove_coll_owned, remove_general
+ *   map_set: set_replace_owned, set_grow_owned, set_pair_owned,
+ *   set_coll_owned (the common cases on a path the map owns), set_general
+ *   (plan + commit)
+ *   map_remove: remove_shrink_owned, remove_collapse_owned, remove_coll
+ *   (collision nodes, out of line), remove_general
  * then map and type lifecycle and the public entry points, whose plain
  * path (a map of the kind, no callbacks) is one compare away.  Equality,
  * diff and set algebra are in algebra.c, bulk builds in build.c, iteration
@@ -340,9 +347,12 @@ static ALWAYS_INLINE entry new_entry(const kq *q, uint64_t newk, void *val, blob
  *                      level down, in a node the map owns: a three-entry
  *                      node below, the owned node trades the pair for the
  *                      child pointer (in place)
+ *   set_coll_owned     a collision node the map owns takes the key: in
+ *                      place while its room allows, else moved to a block
+ *                      about 1/8 bigger
  *   set_general        everything else: an empty map, shared paths (path
- *                      copying), chains of single-child nodes, collision
- *                      nodes; descend, plan, allocate all, commit
+ *                      copying), chains of single-child nodes; descend,
+ *                      plan, allocate all, commit
  * newk is the key word to store on insert (U64: the key; GENERIC: the key
  * pointer; BYTES: ignored, a blob is made from q).
  */
@@ -742,7 +752,9 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t ne
  *                          copy into an exact block
  *   remove_collapse_owned  the bottom node (three entries, owned) goes and
  *                          its parent takes the surviving pair
- *   remove_coll_owned      an owned collision node shrinks in place
+ *   remove_coll            collision nodes (out of line): an owned one
+ *                          shrinks in place, a node of three folds into
+ *                          a pair above, shared ones go to remove_general
  *   remove_general         everything else: shared paths, collapses that
  *                          go up through chains of single-child nodes
  * With prior, the stored key and value are handed back (with a reference
