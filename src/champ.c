@@ -490,6 +490,8 @@ static ALWAYS_INLINE champ_status set_coll_owned_body(champ_map *m, path *pa, co
     node *b = pa->n[d];
     int at = coll_ordered(b) ? pa->idx : -1;
     blob *kb;
+    if (UNLIKELY(b->datamap >= COLL_MAX_KEYS))
+        return CHAMP_ENOMEM;
     if (UNLIKELY(!blob_alloc(pool, q, &kb, kind)))
         return CHAMP_ENOMEM;
     if (champ__coll_fits(t, b)) {
@@ -560,6 +562,8 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         plan_add(&pl, node_size(b, (unsigned)d, W) + SZ_ENTRY(W));
         break;
     case AT_COLL: /* shared: the new node is exact */
+        if (UNLIKELY(b->datamap >= COLL_MAX_KEYS))
+            return CHAMP_ENOMEM;
         plan_add(&pl, champ__coll_grow_bytes(t, b, true));
         break;
     default: /* AT_PAIR: the pair and the new key become a subtree */

@@ -207,6 +207,10 @@ static ALWAYS_INLINE bool ent_before_q(const mtype *t, uint64_t k, uint64_t hk, 
  */
 #define COLL_HASH_MIN 128u
 #define COLL_SEED2 0x9e3779b97f4a7c15ull
+/* The most keys a collision node takes from single-key inserts (its room
+ * and index must fit nodemap's 30 bits of 8-byte units); one more is
+ * refused with CHAMP_ENOMEM. */
+#define COLL_MAX_KEYS (1u << 26)
 
 /* The second hash of a byte key (the hashed layout): 32 bits. */
 static ALWAYS_INLINE uint32_t coll_h32(const mtype *t, const void *p, size_t len) {
