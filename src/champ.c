@@ -512,7 +512,6 @@ static ALWAYS_INLINE champ_status set_coll_owned_body(champ_map *m, path *pa, co
     champ__coll_put(t, nb, new_entry(q, newk, val, kb, kind), at);
     path_relink(m, pa, d, nb, W);
     pool_free(pool, b, node_block(b, (unsigned)d, W));
-    (void)kind;
     return inserted(m, prior);
 }
 
