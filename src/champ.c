@@ -614,7 +614,7 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         entry pr[2], o = ent_get(b, (uint32_t)pa->idx, W);
         if (share && t->ent_refs)
             ent_retain(t, o);
-        pair_order(t, pr, o, he, ne, q->h, kind);
+        pair_order_keys(t, pr, o, he, ne, q->h, kind);
         node_bitmap_set_slot(t, nb, b, pa->bit[d], pr, 2, NULL, share, W);
         break;
     }

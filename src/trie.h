@@ -464,10 +464,19 @@ static ALWAYS_INLINE bool pair_first(uint64_t ha, uint64_t hb) {
     return ha == hb || hash_trie_before(ha, hb);
 }
 
-/* Puts two entries whose hashes are ha and hb into pair order at out[]:
- * trie order, equal hashes in key order (ent_first). */
-static ALWAYS_INLINE void pair_order(const mtype *t, entry *out, entry a, uint64_t ha,
-                                     entry b, uint64_t hb, champ_key_kind kind) {
+/* Puts two entries whose hashes are ha and hb into trie order at out[]
+ * (equal hashes in the order given). */
+static ALWAYS_INLINE void pair_order(entry *out, entry a, uint64_t ha, entry b,
+                                     uint64_t hb) {
+    bool swap = !pair_first(ha, hb);
+    out[swap] = a;
+    out[!swap] = b;
+}
+
+/* The same, equal hashes in key order when the map has one (ent_first):
+ * the order single-key updates keep, so equal contents give equal pairs. */
+static ALWAYS_INLINE void pair_order_keys(const mtype *t, entry *out, entry a, uint64_t ha,
+                                          entry b, uint64_t hb, champ_key_kind kind) {
     bool swap = !ent_first(t, a.k, ha, b.k, hb, kind);
     out[swap] = a;
     out[!swap] = b;
@@ -516,7 +525,7 @@ static ALWAYS_INLINE void node_three(const mtype *t, node *c, unsigned level,
                 continue;
             }
             entry pr[2];
-            pair_order(t, pr, x[a], h[a], x[i], h[i], kind);
+            pair_order_keys(t, pr, x[a], h[a], x[i], h[i], kind);
             ent_put(c, k++, pr[0], W);
             ent_put(c, k++, pr[1], W);
             a = -2;
