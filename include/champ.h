@@ -561,7 +561,7 @@ CHAMP_API champ_status champ_update(champ_map *m, void *key, champ_update_fn fn,
  * compare), except in collision nodes of more than 128 byte keys (hashed:
  * an order that depends on the updates) and in nodes the set algebra built
  * and no update has touched since; generic keys without compare come in
- * insertion order (a remove may move the last key). */
+ * insertion order. */
 typedef struct champ_iter {
     const void *_cur; /* next entry of the current node */
     const void *_end; /* end of the current node's entries */
