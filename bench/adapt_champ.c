@@ -641,6 +641,46 @@ static uint64_t u_set_query(void *st, const void *keys, size_t n, void **x)
     [OP_EQUAL_SHARED] = any_shared_finish, [OP_DIFF_SHARED] = any_shared_finish, \
     [OP_UNION_SHARED] = any_shared_finish, [OP_INTERSECT_SHARED] = any_shared_finish
 
+/* ---- collide: byte keys that all hash alike (champ_config.bytes_hash) ---- */
+
+static uint64_t same_hash(const void *p, size_t len, uint64_t seed, void *ctx)
+{
+    (void)p, (void)len, (void)seed, (void)ctx;
+    return 0x9e3779b97f4a7c15ull;
+}
+
+/* Element i of the stride order: every index of 0..n once (1000003 is a
+ * prime above any N the op runs at). */
+#define STRIDE(i, n) ((size_t)(((uint64_t)(i) * 1000003u) % (n)))
+
+static uint64_t s_collide(void *st, const void *keys, size_t n, void **x)
+{
+    const bench_str *k = keys;
+    champ_config cfg = CHAMP_CONFIG_INIT(CHAMP_KEY_BYTES);
+    champ_map *m;
+    uint64_t c = 0;
+    (void)st, (void)x;
+    cfg.bytes_hash = same_hash;
+    cfg.seed = 0x243f6a8885a308d3ull;
+    cfg.fixed_seed = true;
+    if (champ_new(&cfg, &m) != CHAMP_OK)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        c += champ_set_bytes(m, k[i].p, k[i].len, VAL(i), NULL) == CHAMP_OK;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = STRIDE(i, n);
+        void *v;
+        c += champ_get_bytes(m, k[j].p, k[j].len, &v) && v == VAL(j);
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t j = STRIDE(i, n);
+        champ_prior pr;
+        c += champ_remove_bytes(m, k[j].p, k[j].len, &pr) == CHAMP_OK && pr.found;
+    }
+    champ_free(m);
+    return c / 3; /* n when every key went through all three */
+}
+
 const bench_adapter bench_adapter_champ = {
     .name = "champ",
     .create = cc_create,
@@ -663,6 +703,7 @@ const bench_adapter bench_adapter_champ = {
             [OP_PINSERT] = s_pinsert, [OP_PINSERT_KEEP] = s_pinsert_keep,
             [OP_PREMOVE] = s_premove, [OP_COPY_UPDATE] = s_copy_update,
             [OP_BUILD] = any_build, [OP_UPSERT] = s_upsert, WHOLE_OPS,
+            [OP_COLLIDE] = s_collide,
         },
     },
     .prepare = {

@@ -247,6 +247,62 @@ static uint64_t g_iterate(void *st, const void *keys, size_t n, void **x)
     return sum;
 }
 
+/* ---- collide: keys that all hash alike, kept in order by compare ---- */
+
+static uint64_t same_hash(const void *key, void *ctx)
+{
+    (void)key, (void)ctx;
+    return 0x9e3779b97f4a7c15ull;
+}
+
+static int u64_compare(const void *a, const void *b, void *ctx)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    (void)ctx;
+    return (x > y) - (x < y);
+}
+
+static int str_compare(const void *a, const void *b, void *ctx)
+{
+    (void)ctx;
+    return strcmp(a, b);
+}
+
+/* Element i of the stride order: every index of 0..n once (1000003 is a
+ * prime above any N the op runs at). */
+#define STRIDE(i, n) ((size_t)(((uint64_t)(i) * 1000003u) % (n)))
+
+#define DEFINE_COLLIDE(P, KEY, EQUAL, COMPARE)                                 \
+    static uint64_t P##_collide(void *st, const void *keys, size_t n, void **x) \
+    {                                                                          \
+        champ_config cfg = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);               \
+        champ_map *m;                                                          \
+        uint64_t c = 0;                                                        \
+        (void)st, (void)x;                                                     \
+        cfg.hash = same_hash;                                                  \
+        cfg.equal = EQUAL;                                                     \
+        cfg.compare = COMPARE;                                                 \
+        if (champ_new(&cfg, &m) != CHAMP_OK)                                   \
+            return 0;                                                          \
+        for (size_t i = 0; i < n; i++)                                         \
+            c += champ_set(m, KEY(i), VAL(i), NULL) == CHAMP_OK;               \
+        for (size_t i = 0; i < n; i++) {                                       \
+            size_t j = STRIDE(i, n);                                           \
+            void *v;                                                           \
+            c += champ_get(m, KEY(j), &v) && v == VAL(j);                      \
+        }                                                                      \
+        for (size_t i = 0; i < n; i++) {                                       \
+            size_t j = STRIDE(i, n);                                           \
+            champ_prior pr;                                                    \
+            c += champ_remove(m, KEY(j), &pr) == CHAMP_OK && pr.found;         \
+        }                                                                      \
+        champ_free(m);                                                         \
+        return c / 3; /* n when every key went through all three */            \
+    }
+
+DEFINE_COLLIDE(u, UKEY, u64_equal, u64_compare)
+DEFINE_COLLIDE(s, SKEY, str_equal, str_compare)
+
 const bench_adapter bench_adapter_champ_generic = {
     .name = "champ_generic",
     .create = g_create,
@@ -260,12 +316,14 @@ const bench_adapter bench_adapter_champ_generic = {
             [OP_REMOVE] = u_remove, [OP_ITERATE] = g_iterate,
             [OP_PINSERT] = u_pinsert, [OP_PINSERT_KEEP] = u_pinsert_keep,
             [OP_PREMOVE] = u_premove, [OP_COPY_UPDATE] = u_copy_update,
+            [OP_COLLIDE] = u_collide,
         },
         [BK_STR] = {
             [OP_INSERT] = s_insert, [OP_QUERY] = s_query, [OP_MISS] = s_query,
             [OP_REMOVE] = s_remove, [OP_ITERATE] = g_iterate,
             [OP_PINSERT] = s_pinsert, [OP_PINSERT_KEEP] = s_pinsert_keep,
             [OP_PREMOVE] = s_premove, [OP_COPY_UPDATE] = s_copy_update,
+            [OP_COLLIDE] = s_collide,
         },
     },
 };

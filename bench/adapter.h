@@ -72,6 +72,10 @@ enum bench_op {
      * the map's place: size and memory report the set). */
     OP_SET_INSERT,    /* keys[0..n) into the empty set: returns the keys added         */
     OP_SET_QUERY,     /* the N keys, shuffled: returns how many were found            */
+    OP_COLLIDE,       /* keys[0..n) made to share one full hash, in a map the call
+                         makes and frees (the state is untouched): insert all (value
+                         i + 1), look all up, remove all (both in a stride order):
+                         returns the keys that went through all three            */
     OP_COUNT
 };
 

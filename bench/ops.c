@@ -156,6 +156,17 @@ const op_info op_table[OP_COUNT] = {
         .keys = KEYS_QUERY, .count = COUNT_N, .expect = EXPECT_COUNT,
         .size_after = SIZE_N, .max_n = 1000000,
     },
+    /* Hostile keys: one collision node of N keys (champ: bytes_hash
+     * constant; champ_generic: a constant hash with compare).  The unit
+     * is the three operations on one key. */
+    [OP_COLLIDE] = {
+        .name = "collide", .unit = "ns/key", .result = "keys inserted, found, removed",
+        .what = "N keys sharing one full hash: insert, look up, remove each "
+                "(a map of their own)",
+        .group = G_MAP, .from = ST_FRESH, .to = ST_SAME,
+        .keys = KEYS_INSERT, .count = COUNT_N, .expect = EXPECT_COUNT,
+        .size_after = SIZE_ZERO, .max_n = 100000, .max_n_quick = 100000,
+    },
 };
 
 int op_find(const char *name, size_t len)

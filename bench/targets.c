@@ -18,6 +18,7 @@ enum target_kind {
     T_INSTR,    /* instructions per op (callgrind CSV), lib's op / lib2's op2   */
     T_CLIFF,    /* the worst step from one N to the next over the map ops:
                    lib's step / lib2's step                                     */
+    T_TOTAL,    /* seconds for all N units of (lib, op): median ns/unit * N     */
 };
 
 typedef struct target {
@@ -74,6 +75,7 @@ static const target targets[] = {
     {"set memory", T_BYTES, KK_U64, L_CHAMP, OP_SET_INSERT, -1, -1, M1, 12},
     {"set_query", T_RATIO, KK_U64, L_CHAMP, OP_SET_QUERY, L_CHAMP, OP_QUERY, K10, 1.0},
     {"set_query", T_RATIO, KK_U64, L_CHAMP, OP_SET_QUERY, L_CHAMP, OP_QUERY, M1, 1.0},
+    {"collide", T_TOTAL, KK_STR, L_CHAMP, OP_COLLIDE, -1, -1, 100000, 1.0},
 };
 
 /* A ratio or limit as text: two decimals, or two significant digits below
@@ -161,6 +163,9 @@ static double target_value(const options *o, const target *t, char *where, size_
         return NAN;
     case T_CLIFF:
         return worst_cliff(t, where, cap);
+    case T_TOTAL:
+        *unit = " s";
+        return med(t->keys, t->lib, t->op, t->n) * (double)t->n * 1e-9;
     }
     return NAN;
 }
@@ -186,6 +191,9 @@ static void describe(const target *t, char *buf, size_t cap)
         break;
     case T_CLIFF:
         snprintf(buf, cap, "%s step / %s step", L[t->lib].name, L[t->lib2].name);
+        break;
+    case T_TOTAL:
+        snprintf(buf, cap, "%s %s, all N keys", L[t->lib].name, op_table[t->op].name);
         break;
     }
 }

@@ -17,6 +17,17 @@
  *                      seeded XXH3.
  *   CHAMP_KEY_GENERIC  opaque pointers with user hash/equal callbacks.
  *
+ * Keys whose full 64-bit hashes collide share a collision node at the bottom
+ * of the trie (a user's bad hash, or keys chosen to collide).  Byte keys are
+ * kept there in byte order (memcmp, then the shorter first) and found by
+ * bisection: O(log n) byte comparisons; a node of more than 128 byte keys
+ * switches to a hash index over a second, independent hash of the bytes:
+ * O(1) expected per operation.  Generic keys get the ordered layout with the
+ * optional `compare` callback: O(log n) compare calls per operation, plus a
+ * memmove of the entries after the key (O(n) bytes) for an insert or remove;
+ * without compare a collision node is a list, scanned with equal: O(n) equal
+ * calls per operation.
+ *
  * ------------------------------------------------------------------------
  * Conventions
  * ------------------------------------------------------------------------
@@ -93,9 +104,9 @@
  * Callbacks: what they may do
  * ------------------------------------------------------------------------
  *
- * The callbacks are hash, equal, key_retain, key_release, val_retain,
- * val_release (of a map's config), the pool's watermark, and the visit
- * function of champ_foreach.  Each runs during an *operation on a map m*:
+ * The callbacks are hash, equal, compare, bytes_hash, key_retain,
+ * key_release, val_retain, val_release (of a map's config), the pool's
+ * watermark, and the visit function of champ_foreach.  Each runs during an *operation on a map m*:
  * a read of m (a lookup, champ_foreach, or a p-form that derives a new map
  * from m), an update of m (set, remove, clear) or champ_free(m).  The
  * watermark runs during whatever update allocated.  While a callback runs:
@@ -117,8 +128,10 @@
  * The thread model still applies: a callback is code of the calling
  * thread.  Callbacks must return (no longjmp out of champ).
  *
- * Hash and equal run before an update changes anything; retains run while a
- * new version is built, before it is published; releases run when the
+ * Hash, bytes_hash, equal and compare run before an update changes anything
+ * (compare also while an update puts a collision node the set algebra built
+ * into key order, before the new version is published); retains run while
+ * a new version is built, before it is published; releases run when the
  * update is complete (or during clear/free).  Reading m from any callback
  * sees either the old or the new contents, never a mix.
  *
@@ -246,6 +259,12 @@ typedef struct champ_pool_config {
 typedef uint64_t (*champ_hash_fn)(const void *key, void *ctx);
 typedef bool (*champ_equal_fn)(const void *a, const void *b, void *ctx);
 typedef void (*champ_ref_fn)(void *p, void *ctx);
+/* A total order of generic keys: negative, 0 or positive as a sorts before,
+ * equal to (exactly when equal(a, b)) or after b. */
+typedef int (*champ_compare_fn)(const void *a, const void *b, void *ctx);
+/* A hash of byte keys, in place of the built-in one (seed: the map's). */
+typedef uint64_t (*champ_bytes_hash_fn)(const void *key, size_t len, uint64_t seed,
+                                        void *ctx);
 
 typedef struct champ_config {
     size_t size; /* sizeof(champ_config): use CHAMP_CONFIG_INIT(kind) */
@@ -263,18 +282,34 @@ typedef struct champ_config {
     champ_ref_fn val_retain;   /* optional */
     champ_ref_fn val_release;  /* optional: map dropped its last reference */
     void *ctx;                 /* passed to every callback above */
-    /* Seed for the built-in hashes (U64, BYTES).  If fixed_seed is false the
-     * map gets a fresh seed (one OS entropy read per process, mixed with a
-     * counter). */
+    /* Seed for the built-in hashes (U64, BYTES; bytes_hash gets it too).
+     * If fixed_seed is false the map gets a fresh seed (one OS entropy read
+     * per process, mixed with a counter). */
     uint64_t seed;
     bool fixed_seed;
     /* Pool to allocate from.  NULL: make a private pool from pool_config
      * (itself NULL = defaults).  A map keeps its pool alive. */
     champ_pool *pool;
     const champ_pool_config *pool_config;
+    /* Added after the 0.2 layout (a program built against the 0.2 header
+     * passes the smaller size and gets them NULL). */
+    /* CHAMP_KEY_GENERIC only, optional: a total order of the keys,
+     * consistent with equal (0 exactly for equal keys).  Collision nodes
+     * then keep their keys in this order and find them by bisection
+     * (O(log n) calls); without it they are scanned with equal (O(n)).
+     * Maps with different compare functions are combined key by key. */
+    champ_compare_fn compare;
+    /* CHAMP_KEY_BYTES only, optional: hashes byte keys instead of the
+     * built-in XXH3 (called with the key, which may be NULL when its length
+     * is 0, the map's seed and ctx; a callback).  A weak one puts many keys
+     * in collision nodes, which stay fast (see "Key kinds"); tests use a
+     * constant to make every key collide.  Maps combined by the set algebra
+     * hash alike only with the same bytes_hash, ctx and seed; others are
+     * combined key by key. */
+    champ_bytes_hash_fn bytes_hash;
 } champ_config;
 
-#define CHAMP_CONFIG_INIT(kind) { sizeof(champ_config), (kind), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define CHAMP_CONFIG_INIT(kind) { sizeof(champ_config), (kind), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* ------------------------------------------------------------------ */
 /* Pools                                                               */
@@ -299,10 +334,11 @@ CHAMP_API void champ_pool_free(champ_pool *pool);
 
 /* Makes an empty map (no node is allocated until the first insert).
  * Returns CHAMP_OK and *out, CHAMP_EINVAL (NULL cfg or out, cfg->size 0,
- * unknown kind, missing or superfluous hash/equal, key callbacks on a
- * non-generic kind, both pool and pool_config), CHAMP_EUNSUPPORTED (the CPU
- * lacks POPCNT and the library was built to use it) or CHAMP_ENOMEM.  On
- * error *out is NULL (when out is not NULL). */
+ * unknown kind, missing or superfluous hash/equal, key callbacks or compare
+ * on a non-generic kind, bytes_hash on a non-bytes kind, both pool and
+ * pool_config), CHAMP_EUNSUPPORTED (the CPU lacks POPCNT and the library
+ * was built to use it) or CHAMP_ENOMEM.  On error *out is NULL (when out is
+ * not NULL). */
 CHAMP_API champ_status champ_new(const champ_config *cfg, champ_map **out);
 
 /* Shorthand for champ_new with kind U64 / BYTES and all defaults. */
@@ -575,8 +611,12 @@ CHAMP_API champ_status champ_update(champ_map *m, void *key, champ_update_fn fn,
 #define CHAMP_ITER_DEPTH 32
 
 /* Allocation-free iterator; its fields are private.  The order is the trie
- * order (by hash), the same for equal contents and seed, except that keys
- * whose full 64-bit hashes collide come in the order they were inserted. */
+ * order (by hash), the same for equal contents and seed.  Keys whose full
+ * 64-bit hashes collide come in key order (byte keys; generic keys with
+ * compare), except in collision nodes of more than 128 byte keys (hashed:
+ * an order that depends on the updates) and in nodes the set algebra built
+ * and no update has touched since; generic keys without compare come in
+ * insertion order. */
 typedef struct champ_iter {
     const void *_cur; /* next entry of the current node */
     const void *_end; /* end of the current node's entries */
@@ -823,12 +863,21 @@ CHAMP_API champ_status champ_stats_print(const champ_map *m, FILE *f);
 
 /* Walks m and checks every invariant: bitmaps vs node sizes, hash slices vs
  * positions, pairs (two distinct keys in trie order), depth bound, collision
- * nodes (same full hash, >= 3 distinct keys, only at the bottom), canonical
- * form (every child subtree holds >= 3 keys), the entry count, and, over the
- * whole pool, that every node's reference count equals the references the
- * pool's live maps hold, that the pool's live bytes equal what they use, and
- * that its books balance (reserved = live + free lists + fresh space +
- * chunk headers).
+ * nodes (same full hash, >= 3 distinct keys, only at the bottom, their
+ * layout and room), canonical form (every child subtree holds >= 3 keys),
+ * the entry count, and, over the whole pool, that every node's reference
+ * count equals the references the pool's live maps hold, that the pool's
+ * live bytes equal what they use, and that its books balance (reserved =
+ * live + free lists + fresh space + chunk headers).
+ * Cost: O(n) for n entries, plus per collision node of c keys: O(c) key
+ * comparisons when it is ordered (each key sorts before the next, which
+ * also proves them distinct); O(c) expected for a hashed node of byte keys
+ * (every key found through the index, equal keys caught there); a list
+ * (generic keys without compare, or a node the set algebra built) is
+ * searched for equal keys pairwise up to 2048 keys and, beyond, each key
+ * against the 1024 before it (so a duplicate further apart goes unseen:
+ * O(c) comparisons instead of O(c^2)).  Calls the map's hash, bytes_hash,
+ * equal and compare.
  * Needs no memory (the census uses a spare header word of each node), so it
  * works in fixed-buffer pools too.  Returns CHAMP_OK, CHAMP_ECORRUPT (and
  * prints what failed to stderr) or CHAMP_EINVAL. */

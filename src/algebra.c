@@ -383,13 +383,7 @@ static champ_status algebra_check(const champ_map *a, const champ_map *b) {
 
 /* Whether the two types put every key in the same place. */
 static bool same_hashing(const mtype *a, const mtype *b) {
-    if (a == b)
-        return true;
-    if (a->kind != b->kind || a->width != b->width)
-        return false;
-    if (a->kind == CHAMP_KEY_GENERIC)
-        return a->hash == b->hash && a->equal == b->equal && a->ctx == b->ctx;
-    return a->seed == b->seed;
+    return type_same_hashing(a, b); /* map.h: bytes_hash, compare too */
 }
 
 /* Whether a node of b can go into a map of a's type as it is: the two
@@ -452,8 +446,7 @@ static const uint64_t *find_in(const champ_map *m, const ventry *x, const mtype 
                                    : node_find(t, m->root, 0, &q, CHAMP_KEY_U64, ENT_SET);
     case CHAMP_KEY_BYTES: {
         const blob *bl = key_blob(x->e.k);
-        q = kq_of_key(x->e.k, champ__hash_bytes(bl->bytes, bl->len, t->seed),
-                      CHAMP_KEY_BYTES);
+        q = kq_of_key(x->e.k, type_hash_bytes(t, bl->bytes, bl->len), CHAMP_KEY_BYTES);
         return t->width == ENT_MAP ? node_find(t, m->root, 0, &q, CHAMP_KEY_BYTES, ENT_MAP)
                                    : node_find(t, m->root, 0, &q, CHAMP_KEY_BYTES, ENT_SET);
     }

@@ -119,9 +119,13 @@ static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
     out->n = 0;
     out->kid = NULL;
     if (n <= 2) {
-        /* equal hashes: a pair keeps the batch's order */
+        /* equal hashes: a pair in key order (ent_first) */
         for (size_t i = 0; i < n; i++)
             out->e[out->n++] = b[i].e;
+        if (n == 2 && !ent_first(c->t, b[0].e.k, b[0].h, b[1].e.k, b[1].h, c->kind)) {
+            out->e[0] = b[1].e;
+            out->e[1] = b[0].e;
+        }
         if (level > 0 || n == 0)
             return true;
         /* the root holds them */
@@ -130,7 +134,9 @@ static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
         return bnode(c, &r, &s, 1, 0, out);
     }
     if (level == CHAMP_COLL_LEVEL) {
-        node *nb = pool_alloc(c->t->pool, node_coll_size((uint32_t)n, c->W));
+        /* the map's layout (trie.h, "Collision nodes") */
+        size_t bytes = champ__coll_build_bytes(c->t, (uint32_t)n);
+        node *nb = pool_alloc(c->t->pool, bytes);
         if (!nb)
             return false;
         node_init(nb, (uint32_t)n, 0);
@@ -139,6 +145,7 @@ static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
             if (c->t->ent_refs)
                 ent_retain(c->t, b[i].e);
         }
+        champ__coll_finish(c->t, nb, bytes);
         out->n = SUB_NODE;
         out->kid = nb;
         return true;
@@ -255,7 +262,7 @@ static bool op_entry(const champ_map *m, const champ_op *op, bent *b) {
         blob *bl = pool_alloc(t->pool, blob_size(len));
         if (!bl)
             return false;
-        bl->hash = champ__hash_bytes(op->key.ptr, len, t->seed);
+        bl->hash = type_hash_bytes(t, op->key.ptr, len);
         bl->rc = 1;
         bl->len = (uint32_t)len;
         if (len)

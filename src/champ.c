@@ -59,15 +59,18 @@
  * pair, the three keys move into a child node one level down (or a chain of
  * single-child nodes, while their 5-bit groups keep agreeing).  When all 64
  * bits of three or more keys agree, they go into a collision node at level
- * 13: a plain array of entries (datamap holds the count).  u64 keys never
- * get there: their hash is a bijection, so distinct keys have distinct
- * hashes.
+ * 13: an array of entries (datamap holds the count), in key order when the
+ * keys have one (byte keys; generic keys with compare) and searched by
+ * bisection, or, past 128 byte keys, found through a hash index at the end
+ * of the block (trie.h, "Collision nodes").  u64 keys never get there:
+ * their hash is a bijection, so distinct keys have distinct hashes.
  *
  * Canonical form.  Remove restores the one shape a set of keys can have: a
  * subtree of exactly two entries is a pair in its parent's slot, of one
  * entry an entry in the slot; so a child node (and a collision node) holds
  * at least three.  A pair keeps its entries in trie order (the order of
- * their first differing 5-bit group; equal hashes in insertion order).
+ * their first differing 5-bit group; equal hashes in key order, when the
+ * keys have one, else in insertion order).
  * When a removal leaves a subtree with two entries, they are pulled up into
  * the nearest ancestor that holds anything else, as a pair in place of the
  * child.  Equal contents therefore mean equal shapes, which later makes
@@ -116,18 +119,22 @@
  *   node_find                        lookup from any node and level
  *   node_bitmap_set_slot             any change of one slot (entry, pair,
  *                                    child, empty) into a new block
- *   node_bitmap_{insert_at, drop_entry, copy}, node_collision_{insert,
- *   remove, copy}, node_three        the other builders
+ *   node_bitmap_{insert_at, drop_entry, copy}, node_three
+ *                                    the other builders
+ *   coll_find, champ__coll_*         collision nodes: lookup, and every
+ *                                    change (fits, grow, move, put, copy,
+ *                                    del; order, build, finish)
  *   node_build, sub, slotv           a node from a list of slots; results
  *                                    that pull small subtrees up (algebra)
  *   champ__node_drop                 drop a reference, free iteratively
  *   champ__walk                      visit every entry of a subtree
  * This file: updates of one key.
  *   map_descend                      read-only walk recording the path
- *   map_set: set_replace_owned, set_grow_owned, set_pair_owned (the
- *   common cases on a path the map owns), set_general (plan + commit)
- *   map_remove: remove_shrink_owned, remove_collapse_owned,
- *   remove_coll_owned, remove_general
+ *   map_set: set_replace_owned, set_grow_owned, set_pair_owned,
+ *   set_coll_owned (the common cases on a path the map owns), set_general
+ *   (plan + commit)
+ *   map_remove: remove_shrink_owned, remove_collapse_owned, remove_coll
+ *   (collision nodes, out of line), remove_general
  * then map and type lifecycle and the public entry points, whose plain
  * path (a map of the kind, no callbacks) is one compare away.  Equality,
  * diff and set algebra are in algebra.c, bulk builds in build.c, iteration
@@ -152,7 +159,8 @@ typedef struct path {
 
 /* Where a descent ends: the key's entry (idx), an empty slot, a slot
  * with another key's entry (idx), a pair of two other keys (idx: its first
- * entry), a collision node without the key. */
+ * entry), a collision node without the key (idx: where the key goes in an
+ * ordered one, -1 in others). */
 enum { AT_MATCH, AT_EMPTY, AT_OTHER, AT_PAIR, AT_COLL };
 
 /* Read-only walk to where q is or would be.  m->root must not be NULL. */
@@ -169,13 +177,10 @@ static ALWAYS_INLINE int map_descend(const champ_map *m, const kq *q, path *pa,
         pa->depth = d;
         if (kind != CHAMP_KEY_U64 && UNLIKELY(d == CHAMP_COLL_LEVEL)) {
             pa->fs = fs;
-            for (uint32_t i = 0; i < n->datamap; i++)
-                if (kq_match(t, ent_key(n, i, W), q, kind)) {
-                    pa->idx = (int)i;
-                    return AT_MATCH;
-                }
-            pa->idx = -1;
-            return AT_COLL;
+            int at;
+            int64_t i = coll_find(t, n, q, &at, kind, W);
+            pa->idx = i >= 0 ? (int)i : at;
+            return i >= 0 ? AT_MATCH : AT_COLL;
         }
         uint32_t bit = 1u << (h & 31);
         pa->bit[d] = bit;
@@ -345,9 +350,12 @@ static ALWAYS_INLINE entry new_entry(const kq *q, uint64_t newk, void *val, blob
  *                      level down, in a node the map owns: a three-entry
  *                      node below, the owned node trades the pair for the
  *                      child pointer (in place)
+ *   set_coll_owned     a collision node the map owns takes the key: in
+ *                      place while its room allows, else moved to a block
+ *                      about 1/8 bigger
  *   set_general        everything else: an empty map, shared paths (path
- *                      copying), chains of single-child nodes, collision
- *                      nodes; descend, plan, allocate all, commit
+ *                      copying), chains of single-child nodes; descend,
+ *                      plan, allocate all, commit
  * newk is the key word to store on insert (U64: the key; GENERIC: the key
  * pointer; BYTES: ignored, a blob is made from q).
  */
@@ -383,7 +391,7 @@ static ALWAYS_INLINE champ_status set_grow_owned(champ_map *m, path *pa, int at,
     size_t sz = node_size(b, (unsigned)d, W) + SZ_ENTRY(W);
     uint32_t ei = node_eidx(b, bit);
     /* where the new entry goes: before or after the slot's entry */
-    uint32_t wi = ei + (at == AT_OTHER && pair_first(he, q->h));
+    uint32_t wi = ei + (at == AT_OTHER && ent_before_q(m->t, ent_key(b, ei, W), he, q, kind));
     blob *kb;
     if (UNLIKELY(!blob_alloc(pool, q, &kb, kind)))
         return CHAMP_ENOMEM;
@@ -449,7 +457,7 @@ static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const k
     x[0] = ent_get(b, (uint32_t)pa->idx, W);
     x[1] = ent_get(b, (uint32_t)pa->idx + 1, W);
     x[2] = new_entry(q, newk, val, kb, kind);
-    node_three(c, (unsigned)d + 1, x, hx, W);
+    node_three(m->t, c, (unsigned)d + 1, x, hx, kind, W);
     if (inplace) {
         uint32_t ne = node_nent(b), nk = node_nkid(b);
         uint32_t ei = (uint32_t)pa->idx, ki = node_kidx(b, bit);
@@ -468,6 +476,45 @@ static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const k
         path_relink(m, pa, d, nb, W);
         pool_free(pool, b, node_block(b, (unsigned)d, W));
     }
+    return inserted(m, prior);
+}
+
+/* An insert into a collision node the map owns (trie.h, "Collision
+ * nodes"): in place while the block has room, else into a block with room
+ * for about 1/8 more (none in a fixed buffer).  The bytes of a failed
+ * grow (a big node, a tight pool) are asked for again without the room. */
+static ALWAYS_INLINE champ_status set_coll_owned_body(champ_map *m, path *pa, const kq *q,
+                                                      uint64_t newk, void *val,
+                                                      champ_prior *prior,
+                                                      champ_key_kind kind, unsigned W) {
+    const mtype *t = m->t;
+    champ_pool *pool = t->pool;
+    const int d = CHAMP_COLL_LEVEL;
+    node *b = pa->n[d];
+    int at = coll_ordered(b) ? pa->idx : -1;
+    blob *kb;
+    if (UNLIKELY(b->datamap >= COLL_MAX_KEYS))
+        return CHAMP_ENOMEM;
+    if (UNLIKELY(!blob_alloc(pool, q, &kb, kind)))
+        return CHAMP_ENOMEM;
+    if (champ__coll_fits(t, b)) {
+        champ__coll_put(t, b, new_entry(q, newk, val, kb, kind), at);
+        return inserted(m, prior);
+    }
+    size_t bytes = champ__coll_grow_bytes(t, b, pool->fixed);
+    node *nb = pool_alloc(pool, bytes);
+    if (!nb && !pool->fixed) {
+        bytes = champ__coll_grow_bytes(t, b, true);
+        nb = pool_alloc(pool, bytes);
+    }
+    if (UNLIKELY(!nb)) {
+        blob_unalloc(pool, kb, q);
+        return CHAMP_ENOMEM;
+    }
+    champ__coll_move(t, nb, bytes, b, false);
+    champ__coll_put(t, nb, new_entry(q, newk, val, kb, kind), at);
+    path_relink(m, pa, d, nb, W);
+    pool_free(pool, b, node_block(b, (unsigned)d, W));
     return inserted(m, prior);
 }
 
@@ -509,14 +556,17 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         plan_add(&pl, node_bitmap_size(1, 0, W));
         break;
     case AT_MATCH:
-        plan_add(&pl, node_size(b, (unsigned)d, W));
+        plan_add(&pl, d == CHAMP_COLL_LEVEL ? coll_copy_bytes(b, W)
+                                            : node_size(b, (unsigned)d, W));
         break;
     case AT_EMPTY:
     case AT_OTHER:
         plan_add(&pl, node_size(b, (unsigned)d, W) + SZ_ENTRY(W));
         break;
-    case AT_COLL:
-        plan_add(&pl, node_coll_size(b->datamap + 1, W));
+    case AT_COLL: /* shared: the new node is exact */
+        if (UNLIKELY(b->datamap >= COLL_MAX_KEYS))
+            return CHAMP_ENOMEM;
+        plan_add(&pl, champ__coll_grow_bytes(t, b, true));
         break;
     default: /* AT_PAIR: the pair and the new key become a subtree */
         th[0] = he;
@@ -553,7 +603,7 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         break;
     case AT_MATCH: /* shared (maps only): copy with the value replaced */
         if (d == CHAMP_COLL_LEVEL)
-            node_collision_copy(t, nb, b, W);
+            champ__coll_copy(t, nb, b, -1);
         else
             node_bitmap_copy(t, nb, b, W);
         old = *ent_valp(nb, (uint32_t)pa->idx); /* the copy took a reference for us */
@@ -567,12 +617,13 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         entry pr[2], o = ent_get(b, (uint32_t)pa->idx, W);
         if (share && t->ent_refs)
             ent_retain(t, o);
-        pair_order(pr, o, he, ne, q->h);
+        pair_order_keys(t, pr, o, he, ne, q->h, kind);
         node_bitmap_set_slot(t, nb, b, pa->bit[d], pr, 2, NULL, share, W);
         break;
     }
     case AT_COLL:
-        node_collision_insert(t, nb, b, ne, share, W);
+        champ__coll_move(t, nb, pl.size[kbottom], b, share);
+        champ__coll_put(t, nb, ne, coll_ordered(b) ? pa->idx : -1);
         break;
     default: {
         /* AT_PAIR: build the subtree bottom-up (the three-entry node, then
@@ -587,7 +638,7 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         }
         int k = kanc - 1;
         node *c = pl.blk[k--];
-        node_three(c, three_level, x, th, W);
+        node_three(t, c, three_level, x, th, kind, W);
         for (unsigned l = three_level - 1; l > (unsigned)d; l--) {
             node *up = pl.blk[k--];
             node_init(up, 0, 1u << slice(q->h, l));
@@ -660,6 +711,14 @@ GENERAL_COPIES(set_general,
 #define set_general(m, pa, at, q, he, he1, newk, val, prior, kind, W)       \
     GENERAL_PICK(set_general, kind, W)(m, pa, at, q, he, he1, newk, val, prior)
 
+#define SC_ARGS(k, w) (m, pa, q, newk, val, prior, k, w)
+GENERAL_COPIES(set_coll_owned,
+               (champ_map *m, path *pa, const kq *q, uint64_t newk, void *val,
+                champ_prior *prior),
+               SC_ARGS)
+#define set_coll_owned(m, pa, q, newk, val, prior, kind, W)                 \
+    GENERAL_PICK(set_coll_owned, kind, W)(m, pa, q, newk, val, prior)
+
 static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t newk,
                                           void *val, champ_prior *prior,
                                           champ_key_kind kind, unsigned W) {
@@ -686,6 +745,8 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t ne
         if (at == AT_PAIR && l1 <= CHAMP_LAST_LEVEL &&
             !(slice(he, l1) == slice(q->h, l1) && slice(he1, l1) == slice(q->h, l1)))
             return set_pair_owned(m, &pa, q, he, he1, newk, val, prior, kind, W);
+        if (kind != CHAMP_KEY_U64 && at == AT_COLL)
+            return set_coll_owned(m, &pa, q, newk, val, prior, kind, W);
     }
     return set_general(m, &pa, at, q, he, he1, newk, val, prior, kind, W);
 }
@@ -697,7 +758,9 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t ne
  *                          copy into an exact block
  *   remove_collapse_owned  the bottom node (three entries, owned) goes and
  *                          its parent takes the surviving pair
- *   remove_coll_owned      an owned collision node shrinks in place
+ *   remove_coll            collision nodes (out of line): an owned one
+ *                          shrinks in place, a node of three folds into
+ *                          a pair above, shared ones go to remove_general
  *   remove_general         everything else: shared paths, collapses that
  *                          go up through chains of single-child nodes
  * With prior, the stored key and value are handed back (with a reference
@@ -751,17 +814,18 @@ static ALWAYS_INLINE int collapse_top(const path *pa) {
 /* Returns true when done; false when the pool had no block (the general
  * path then plans it). */
 static ALWAYS_INLINE bool remove_collapse_owned(champ_map *m, path *pa, const entry *keep,
-                                                unsigned W) {
+                                                size_t bblock, unsigned W) {
     int d = pa->depth, top = d - 1;
     node *b = pa->n[d], *tn = pa->n[top];
     champ_pool *pool = m->t->pool;
-    node *nt = pool_alloc(pool, node_size(tn, (unsigned)top, W) + SZ_PAIR_TO_KID(W));
+    size_t tsz = node_bitmap_size(node_nent(tn), node_nkid(tn), W); /* top < 13 */
+    node *nt = pool_alloc(pool, tsz + SZ_PAIR_TO_KID(W));
     if (!nt)
         return false;
     node_bitmap_set_slot(m->t, nt, tn, pa->bit[top], keep, 2, NULL, false, W);
     path_relink(m, pa, top, nt, W);
-    pool_free(pool, tn, node_block(tn, (unsigned)top, W));
-    pool_free(pool, b, node_block(b, (unsigned)d, W));
+    pool_free(pool, tn, tsz + 8u * node_slack(tn));
+    pool_free(pool, b, bblock);
     return true;
 }
 
@@ -776,16 +840,6 @@ static ALWAYS_INLINE void room_give_back(champ_pool *pool, node *b, size_t size)
     }
 }
 
-/* An owned collision node shrinks where it is and gives the room back: no
- * allocation, so it cannot fail. */
-static ALWAYS_INLINE void remove_coll_owned(champ_map *m, node *b, uint32_t i, unsigned W) {
-    uint32_t n = b->datamap;
-    memmove(ent_at(b, i, W), ent_at(b, i + 1, W), (size_t)W * (n - 1 - i));
-    b->datamap = n - 1;
-    b->aux += W / 8u;
-    room_give_back(m->t->pool, b, node_coll_size(n - 1, W));
-}
-
 /* One entry out of a node this map owns.  While its block has little spare
  * room, shrink it in place (the room serves later inserts).  Otherwise copy
  * into an exact block; when that fails, and always in a fixed buffer,
@@ -796,7 +850,7 @@ static ALWAYS_INLINE void remove_shrink_owned(champ_map *m, path *pa, uint32_t i
     champ_pool *pool = m->t->pool;
     int d = pa->depth;
     node *b = pa->n[d];
-    size_t sz = node_size(b, (unsigned)d, W) - SZ_ENTRY(W);
+    size_t sz = node_bitmap_size(node_nent(b), node_nkid(b), W) - SZ_ENTRY(W);
     node *nt = NULL;
     bool full = false;
     if (pool->fixed || node_slack(b) + W / 8u > slack_cap(sz)) {
@@ -836,7 +890,7 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
     } else if (d == 0 && node_nent(b) == 1 && node_nkid(b) == 0) {
         /* the root loses its last entry: no node at all */
     } else if (d == CHAMP_COLL_LEVEL) {
-        plan_add(&pl, node_coll_size(b->datamap - 1, W));
+        plan_add(&pl, coll_copy_bytes(b, W)); /* a copy, then the remove in place */
     } else {
         plan_add(&pl, node_size(b, (unsigned)d, W) - SZ_ENTRY(W));
     }
@@ -856,9 +910,11 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
         bool share_t = pa->fs >= 0 && top >= pa->fs;
         node_bitmap_set_slot(t, nt, pa->n[top], pa->bit[top], keep, 2, NULL, share_t, W);
     } else if (nt) {
-        if (d == CHAMP_COLL_LEVEL)
-            node_collision_remove(t, nt, b, i, share_b, W);
-        else
+        if (d == CHAMP_COLL_LEVEL) {
+            CHAMP_ASSERT(share_b);
+            champ__coll_copy(t, nt, b, (int)i); /* the entry going is not retained */
+            champ__coll_del(t, nt, i);
+        } else
             node_bitmap_drop_entry(t, nt, b, i, pa->bit[d], share_b, W);
     }
     if (nt)
@@ -893,6 +949,47 @@ GENERAL_COPIES(remove_general,
 #define remove_general(m, pa, collapse, keep, prior, kind, W)               \
     GENERAL_PICK(remove_general, kind, W)(m, pa, collapse, keep, prior)
 
+/* A remove from a collision node (trie.h, "Collision nodes"): out of line,
+ * one copy per (kind, width), so that map_remove below is about bitmap
+ * nodes only (u64 keys never get here). */
+static ALWAYS_INLINE champ_status remove_coll_body(champ_map *m, path *pa, champ_prior *prior,
+                                                   champ_key_kind kind, unsigned W) {
+    const int d = CHAMP_COLL_LEVEL;
+    node *b = pa->n[d];
+    uint32_t i = (uint32_t)pa->idx;
+    if (b->datamap == 3) {
+        entry keep[2];
+        /* two survivors: a pair in the nearest ancestor that holds
+         * something else, in key order (an ordered node has it; a list
+         * the set algebra built may not) */
+        keep[0] = ent_get(b, i == 0 ? 1 : 0, W);
+        keep[1] = ent_get(b, i == 2 ? 1 : 2, W);
+        if (!coll_ordered(b) && kind_ordered(m->t, kind) &&
+            key_cmp(m->t, keep[0].k, keep[1].k, kind) > 0) {
+            entry x = keep[0];
+            keep[0] = keep[1];
+            keep[1] = x;
+        }
+        if (LIKELY(pa->fs < 0) && collapse_top(pa) == d - 1) {
+            entry gone = ent_get(b, i, W);
+            if (remove_collapse_owned(m, pa, keep, node_block(b, (unsigned)d, W), W))
+                return removed_owned(m, gone, prior, kind);
+        }
+        return remove_general(m, pa, true, keep, prior, kind, W);
+    }
+    if (LIKELY(pa->fs < 0)) {
+        /* owned: shrinks in place, cannot fail */
+        entry gone = ent_get(b, i, W);
+        champ__coll_del(m->t, b, i);
+        return removed_owned(m, gone, prior, kind);
+    }
+    return remove_general(m, pa, false, NULL, prior, kind, W);
+}
+
+#define RC_ARGS(k, w) (m, pa, prior, k, w)
+GENERAL_COPIES(remove_coll, (champ_map *m, path *pa, champ_prior *prior), RC_ARGS)
+#define remove_coll(m, pa, prior, kind, W) GENERAL_PICK(remove_coll, kind, W)(m, pa, prior)
+
 static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
                                              champ_prior *prior, champ_key_kind kind,
                                              unsigned W) {
@@ -902,15 +999,13 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
         return CHAMP_OK;
     }
     int d = pa.depth;
+    if (kind != CHAMP_KEY_U64 && UNLIKELY(d == CHAMP_COLL_LEVEL))
+        return remove_coll(m, &pa, prior, kind, W);
     node *b = pa.n[d];
     uint32_t i = (uint32_t)pa.idx;
     /* A node below the root whose subtree falls to two entries is pulled
      * up into the nearest ancestor that holds something else. */
-    bool collapse;
-    if (d == CHAMP_COLL_LEVEL)
-        collapse = b->datamap == 3;
-    else
-        collapse = d > 0 && node_nkid(b) == 0 && node_nent(b) == 3;
+    bool collapse = d > 0 && node_nkid(b) == 0 && node_nent(b) == 3;
     entry keep[2];
     if (collapse) {
         /* the two survivors, in array order: already trie order */
@@ -918,16 +1013,13 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
         keep[1] = ent_get(b, i == 2 ? 1 : 2, W);
         if (LIKELY(pa.fs < 0) && collapse_top(&pa) == d - 1) {
             entry gone = ent_get(b, i, W);
-            if (remove_collapse_owned(m, &pa, keep, W))
+            size_t bblock = node_bitmap_size(3, 0, W) + 8u * node_slack(b);
+            if (remove_collapse_owned(m, &pa, keep, bblock, W))
                 return removed_owned(m, gone, prior, kind);
         }
     } else if (LIKELY(pa.fs < 0) && !(d == 0 && node_nent(b) == 1 && node_nkid(b) == 0)) {
         entry gone = ent_get(b, i, W);
-        if (d != CHAMP_COLL_LEVEL) {
-            remove_shrink_owned(m, &pa, i, W);
-            return removed_owned(m, gone, prior, kind);
-        }
-        remove_coll_owned(m, b, i, W);
+        remove_shrink_owned(m, &pa, i, W);
         return removed_owned(m, gone, prior, kind);
     }
     return remove_general(m, &pa, collapse, keep, prior, kind, W);
@@ -1005,11 +1097,13 @@ static mtype *type_new(champ_pool *p, const champ_config *c) {
     t->key_release = c->key_release;
     t->val_retain = c->val_retain;
     t->val_release = c->val_release;
+    t->compare = c->compare;
+    t->bytes_hash = c->bytes_hash;
     t->ctx = c->ctx;
     t->ent_refs = c->kind == CHAMP_KEY_BYTES || c->key_retain || c->key_release ||
                   c->val_retain || c->val_release;
     t->calls_out = c->kind == CHAMP_KEY_GENERIC || c->key_retain || c->key_release ||
-                   c->val_retain || c->val_release || p->on_mark;
+                   c->val_retain || c->val_release || c->bytes_hash || p->on_mark;
     t->mode = (uint8_t)MODE(t->kind, t->width, t->calls_out);
     t->atomic = p->concurrent;
     rc_inc(&p->refs, p->concurrent);
@@ -1049,18 +1143,21 @@ bool champ__struct_read(void *dst, size_t dst_size, const void *src,
     return true;
 }
 
-/* The first layout of champ_config with a size field (version 0.2). */
-#define CONFIG_MIN_SIZE sizeof(champ_config)
+/* The first layout of champ_config with a size field (version 0.2): up to
+ * the fields added since (compare, bytes_hash). */
+#define CONFIG_MIN_SIZE offsetof(champ_config, compare)
 
 static bool cfg_valid(const champ_config *c) {
     switch (c->kind) {
     case CHAMP_KEY_U64:
     case CHAMP_KEY_BYTES:
-        if (c->hash || c->equal || c->key_retain || c->key_release)
+        if (c->hash || c->equal || c->key_retain || c->key_release || c->compare)
+            return false;
+        if (c->bytes_hash && c->kind != CHAMP_KEY_BYTES)
             return false;
         break;
     case CHAMP_KEY_GENERIC:
-        if (!c->hash || !c->equal)
+        if (!c->hash || !c->equal || c->bytes_hash)
             return false;
         break;
     default:
@@ -1456,9 +1553,20 @@ champ_status champ_premove_u64(const champ_map *m, uint64_t key, champ_map **out
 
 /* bytes ---------------------------------------------------------------- */
 
-static ALWAYS_INLINE kq kq_bytes(const champ_map *m, const void *key, size_t len) {
+/* A byte key as a query, hashed with the built-in hash (the plain paths:
+ * maps without bytes_hash) or the map's own (type_hash_bytes). */
+static ALWAYS_INLINE kq kq_bytes_builtin(const champ_map *m, const void *key, size_t len) {
     kq q;
     q.h = champ__hash_bytes(key, len, m->t->seed);
+    q.u = 0;
+    q.p = key;
+    q.len = len;
+    return q;
+}
+
+static ALWAYS_INLINE kq kq_bytes(const champ_map *m, const void *key, size_t len) {
+    kq q;
+    q.h = type_hash_bytes(m->t, key, len);
     q.u = 0;
     q.p = key;
     q.len = len;
@@ -1475,12 +1583,32 @@ static ALWAYS_INLINE bool bytes_ok(const void *key, size_t len) {
             return CHAMP_EINVAL;                                            \
     } while (0)
 
+/* A lookup that runs the map's bytes_hash (user code): framed as a read of
+ * m, as generic lookups are. */
+static NOINLINE bool get_bytes_framed(const champ_map *m, const void *key, size_t len,
+                                      void **val_out) {
+    opframe fr;
+    op_push(&fr, m, OPF_READ);
+    kq q = kq_bytes(m, key, len);
+    void *v = NULL;
+    bool found = lookup(m, &q, &v, CHAMP_KEY_BYTES);
+    if (UNLIKELY(op_pop(&fr))) {
+        champ_free((champ_map *)(uintptr_t)m);
+        return false;
+    }
+    if (found && val_out)
+        *val_out = v;
+    return found;
+}
+
 bool champ_get_bytes(const champ_map *m, const void *key, size_t len,
                      void **val_out) {
     LOOKUP_KIND(m, CHAMP_KEY_BYTES);
     if (UNLIKELY(!bytes_ok(key, len)))
         return false;
-    kq q = kq_bytes(m, key, len);
+    if (UNLIKELY(m->t->bytes_hash != NULL))
+        return get_bytes_framed(m, key, len, val_out);
+    kq q = kq_bytes_builtin(m, key, len);
     return lookup(m, &q, val_out, CHAMP_KEY_BYTES);
 }
 
@@ -1488,18 +1616,37 @@ bool champ_contains_bytes(const champ_map *m, const void *key, size_t len) {
     return champ_get_bytes(m, key, len, NULL);
 }
 
+/* Byte-key updates hash inside the update's frame: bytes_hash, if the map
+ * has one, is a callback. */
+static ALWAYS_INLINE champ_status bytes_set(champ_map *m, const void *key, size_t len,
+                                            void *val, champ_prior *prior) {
+    kq q = kq_bytes(m, key, len);
+    return set_any(m, &q, 0, val, prior, CHAMP_KEY_BYTES);
+}
+
+static ALWAYS_INLINE champ_status bytes_add(champ_map *m, const void *key, size_t len,
+                                            bool *added) {
+    kq q = kq_bytes(m, key, len);
+    return add_any(m, &q, 0, added, CHAMP_KEY_BYTES);
+}
+
+static ALWAYS_INLINE champ_status bytes_remove(champ_map *m, const void *key, size_t len,
+                                               champ_prior *prior) {
+    kq q = kq_bytes(m, key, len);
+    return remove_any(m, &q, prior, CHAMP_KEY_BYTES);
+}
+
 static NOINLINE champ_status set_bytes_slow(champ_map *m, const void *key, size_t len,
                                             void *val, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
-    kq q = kq_bytes(m, key, len);
-    UPDATE(m, set_any(m, &q, 0, val, prior, CHAMP_KEY_BYTES));
+    UPDATE(m, bytes_set(m, key, len, val, prior));
 }
 
 champ_status champ_set_bytes(champ_map *m, const void *key, size_t len,
                              void *val, champ_prior *prior) {
     if (PLAIN(m, CHAMP_KEY_BYTES) && LIKELY(bytes_ok(key, len))) {
-        kq q = kq_bytes(m, key, len);
+        kq q = kq_bytes_builtin(m, key, len); /* plain: no bytes_hash */
         return map_set(m, &q, 0, val, prior, CHAMP_KEY_BYTES, ENT_MAP);
     }
     return set_bytes_slow(m, key, len, val, prior);
@@ -1508,22 +1655,20 @@ champ_status champ_set_bytes(champ_map *m, const void *key, size_t len,
 champ_status champ_add_bytes(champ_map *m, const void *key, size_t len, bool *added) {
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
-    kq q = kq_bytes(m, key, len);
-    UPDATE(m, add_any(m, &q, 0, added, CHAMP_KEY_BYTES));
+    UPDATE(m, bytes_add(m, key, len, added));
 }
 
 static NOINLINE champ_status remove_bytes_slow(champ_map *m, const void *key,
                                                size_t len, champ_prior *prior) {
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
-    kq q = kq_bytes(m, key, len);
-    UPDATE(m, remove_any(m, &q, prior, CHAMP_KEY_BYTES));
+    UPDATE(m, bytes_remove(m, key, len, prior));
 }
 
 champ_status champ_remove_bytes(champ_map *m, const void *key, size_t len,
                                 champ_prior *prior) {
     if (PLAIN(m, CHAMP_KEY_BYTES) && LIKELY(bytes_ok(key, len))) {
-        kq q = kq_bytes(m, key, len);
+        kq q = kq_bytes_builtin(m, key, len); /* plain: no bytes_hash */
         return map_remove(m, &q, prior, CHAMP_KEY_BYTES, ENT_MAP);
     }
     return remove_bytes_slow(m, key, len, prior);
@@ -1814,6 +1959,12 @@ static ALWAYS_INLINE champ_status map_upsert(champ_map *m, const kq *q, uint64_t
             return CHAMP_EINVAL;                                            \
     } while (0)
 
+static ALWAYS_INLINE champ_status bytes_upsert(champ_map *m, const void *key, size_t len,
+                                               void ***slot, bool *found) {
+    kq q = kq_bytes(m, key, len);
+    return map_upsert(m, &q, 0, slot, found, CHAMP_KEY_BYTES);
+}
+
 champ_status champ_upsert_u64(champ_map *m, uint64_t key, void ***slot, bool *found) {
     CHECK_KIND(m, CHAMP_KEY_U64);
     UPSERT_CHECKS(m, slot);
@@ -1826,8 +1977,7 @@ champ_status champ_upsert_bytes(champ_map *m, const void *key, size_t len, void 
     CHECK_KIND(m, CHAMP_KEY_BYTES);
     CHECK_BYTES(key, len);
     UPSERT_CHECKS(m, slot);
-    kq q = kq_bytes(m, key, len);
-    UPDATE(m, map_upsert(m, &q, 0, slot, found, CHAMP_KEY_BYTES));
+    UPDATE(m, bytes_upsert(m, key, len, slot, found));
 }
 
 champ_status champ_upsert(champ_map *m, void *key, void ***slot, bool *found) {
@@ -1853,6 +2003,8 @@ static champ_status update_with(champ_map *m, const kq *q, uint64_t newk,
     kq qq = *q;
     if (kind == CHAMP_KEY_GENERIC)
         qq = kq_ptr(m, (const void *)(uintptr_t)newk);
+    else if (kind == CHAMP_KEY_BYTES) /* bytes_hash may be user code */
+        qq = kq_bytes(m, q->p, q->len);
     void **slot;
     bool found;
     champ_status st;
@@ -1890,7 +2042,10 @@ champ_status champ_update_bytes(champ_map *m, const void *key, size_t len,
     CHECK_BYTES(key, len);
     if (!fn || m->t->width != ENT_MAP)
         return CHAMP_EINVAL;
-    kq q = kq_bytes(m, key, len);
+    kq q; /* hashed by update_with, in its frame */
+    memset(&q, 0, sizeof q);
+    q.p = key;
+    q.len = len;
     return update_with(m, &q, 0, fn, ctx, CHAMP_KEY_BYTES);
 }
 

@@ -22,8 +22,10 @@ static void stats_walk(const champ_map *m, const node *n, unsigned level,
     unsigned depth = level + 1;
     if (rc_load(&n->rc) > 1)
         s->nodes_shared++;
-    s->node_bytes += node_size(n, level, W);
-    s->slack_bytes += 8u * node_slack(n);
+    /* a hashed collision node's index counts as node bytes, not room */
+    size_t idx = level == CHAMP_COLL_LEVEL ? coll_index_bytes(n) : 0;
+    s->node_bytes += node_size(n, level, W) + idx;
+    s->slack_bytes += 8u * node_room(n, level) - idx;
     if (level == CHAMP_COLL_LEVEL) {
         s->nodes_collision++;
         s->collision_entries += n->datamap;
@@ -148,11 +150,125 @@ static void check_blob(vctx *v, uint64_t k) {
     const blob *b = (const blob *)(uintptr_t)k;
     if (b->rc == 0)
         VFAIL(v, "key blob with refcount 0");
-    uint64_t h = champ__hash_bytes(b->bytes, b->len, v->m->t->seed);
+    uint64_t h = type_hash_bytes(v->m->t, b->bytes, b->len);
     if (h != b->hash)
         VFAIL(v, "key blob hash mismatch (len %u)", b->len);
     if (b->bytes[b->len] != '\0')
         VFAIL(v, "key blob not NUL-terminated");
+}
+
+/* Collision nodes that are lists (generic keys without compare, or nodes
+ * the set algebra built) are searched for equal keys pairwise up to this
+ * many entries, and beyond it each key against the COLL_WINDOW before it:
+ * at most about 1M key comparisons per 1K entries, never O(n^2). */
+#define COLL_PAIRWISE 2048u
+#define COLL_WINDOW 1024u
+
+/* A hashed node's index: every slot empty or naming an entry with its
+ * hash, one slot per entry, found from the entry's key; no two equal keys
+ * (equal keys share a home: the later one's probe meets the earlier). */
+static void validate_index(vctx *v, const node *n) {
+    const champ_map *m = v->m;
+    const mtype *t = m->t;
+    uint32_t c = n->datamap, cap = coll_cap(n), used = 0;
+    const uint64_t *sl = coll_slots(n, W);
+    if (2ull * c > cap || cap > 8ull * c)
+        VFAIL(v, "hashed collision node of %u keys with %u slots (2n <= slots <= 8n)", c, cap);
+    for (uint32_t i = 0; i < cap; i++)
+        if (sl[i]) {
+            used++;
+            uint64_t pos = (sl[i] >> 32) - 1;
+            if (pos >= c)
+                VFAIL(v, "hashed collision node: slot %u names entry %" PRIu64 " of %u", i,
+                      pos, c);
+        }
+    if (used != c) {
+        VFAIL(v, "hashed collision node: %u slots used for %u entries", used, c);
+        return;
+    }
+    for (uint32_t e = 0; e < c; e++) {
+        const blob *b = key_blob(ent_key(n, e, W));
+        uint32_t h = coll_h32(t, b->bytes, b->len);
+        uint32_t i = h & (cap - 1), steps = 0;
+        for (; steps < cap && sl[i]; i = (i + 1) & (cap - 1), steps++) {
+            uint64_t pos = (sl[i] >> 32) - 1;
+            if (pos == e)
+                break;
+            if ((uint32_t)sl[i] == h && pos < c &&
+                key_equal(t, ent_key(n, e, W), ent_key(n, (uint32_t)pos, W), t->kind))
+                VFAIL(v, "hashed collision node holds equal keys (%" PRIu64 ", %u)", pos, e);
+        }
+        if (steps == cap || !sl[i])
+            VFAIL(v, "hashed collision node: entry %u not found through the index", e);
+        else if ((uint32_t)sl[i] != h)
+            VFAIL(v, "hashed collision node: entry %u's slot has hash %#x, not %#x", e,
+                  (uint32_t)sl[i], h);
+    }
+}
+
+/* A collision node: >= 3 keys of hash `prefix` (all 64 bits), its layout
+ * (trie.h, "Collision nodes") and room, and distinct keys: in an ordered
+ * node each key sorts before the next (O(n) comparisons, which also proves
+ * them distinct), in a hashed one through the index (O(n) expected), in a
+ * list as above. */
+static size_t validate_coll(vctx *v, const node *n, uint64_t prefix) {
+    const champ_map *m = v->m;
+    const mtype *t = m->t;
+    uint32_t c = n->datamap;
+    size_t sz = node_coll_size(c, W);
+    bool ord = coll_ordered(n), hashed = coll_hashed(n);
+    if (c < 3)
+        VFAIL(v, "collision node with %u entries (canonical form needs >= 3)", c);
+    if (t->kind == CHAMP_KEY_U64) {
+        VFAIL(v, "collision node in a u64 map (the u64 hash is a bijection)");
+        return c;
+    }
+    if (ord && hashed)
+        VFAIL(v, "collision node both ordered and hashed");
+    if (ord && !kind_ordered(t, t->kind))
+        VFAIL(v, "ordered collision node in a map without a key order (no compare)");
+    if (hashed && (t->kind != CHAMP_KEY_BYTES || c <= COLL_HASH_MIN))
+        VFAIL(v, "hashed collision node of %u keys (byte keys, more than %u)", c,
+              COLL_HASH_MIN);
+    if (!hashed && (n->aux & SLACK_MASK))
+        VFAIL(v, "collision node with aux %#x (no index)", n->aux);
+    if (hashed && (n->aux & SLACK_MASK & ~COLL_LGCAP))
+        VFAIL(v, "hashed collision node with aux %#x", n->aux);
+    size_t idx = coll_index_bytes(n), room = 8u * (size_t)coll_room(n);
+    if (room < idx)
+        VFAIL(v, "hashed collision node: %zu bytes of room for a %zu-byte index", room, idx);
+    else if (room - idx > sz + 16u)
+        VFAIL(v, "collision node of %zu bytes with %zu bytes of free room (at most its"
+                 " size + 16)", sz, room - idx);
+    for (uint32_t i = 0; i < c; i++) {
+        uint64_t k = ent_key(n, i, W);
+        if (t->kind == CHAMP_KEY_BYTES)
+            check_blob(v, k);
+        uint64_t h = key_hash(t, k, t->kind);
+        if (h != prefix)
+            VFAIL(v, "collision entry %u hash %#" PRIx64 " != %#" PRIx64, i, h, prefix);
+    }
+    if (hashed) {
+        if (room >= idx)
+            validate_index(v, n);
+        return c;
+    }
+    if (ord && kind_ordered(t, t->kind)) {
+        for (uint32_t i = 1; i < c; i++) {
+            int r = key_cmp(t, ent_key(n, i - 1, W), ent_key(n, i, W), t->kind);
+            if (r >= 0)
+                VFAIL(v, "ordered collision node: key %u %s key %u", i - 1,
+                      r == 0 ? "equals" : "sorts after", i);
+        }
+        return c;
+    }
+    for (uint32_t i = 1; i < c; i++) {
+        uint32_t lo = c <= COLL_PAIRWISE || i < COLL_WINDOW ? 0 : i - COLL_WINDOW;
+        for (uint32_t j = lo; j < i; j++)
+            if (key_equal(t, ent_key(n, i, W), ent_key(n, j, W), t->kind))
+                VFAIL(v, "collision node holds equal keys (%u, %u)", j, i);
+    }
+    return c;
 }
 
 /* Checks the subtree at n; prefix holds the hash bits fixed by the path
@@ -163,28 +279,8 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
         VFAIL(v, "node at level %u has refcount 0", level);
     if (n->aux >> 8)
         VFAIL(v, "node at level %u: census bits left set (%#x)", level, n->aux);
-    if (level == CHAMP_COLL_LEVEL && node_slack(n) > (W == ENT_SET ? 1u : 0u))
-        VFAIL(v, "collision node with spare room (%u units)", node_slack(n));
-    if (level == CHAMP_COLL_LEVEL) {
-        uint32_t c = n->datamap;
-        if (n->nodemap != 0)
-            VFAIL(v, "collision node with nodemap %#x", n->nodemap);
-        if (c < 3)
-            VFAIL(v, "collision node with %u entries (canonical form needs >= 3)", c);
-        for (uint32_t i = 0; i < c; i++) {
-            if (m->t->kind == CHAMP_KEY_BYTES)
-                check_blob(v, ent_key(n, i, W));
-            uint64_t h = key_hash(m->t, ent_key(n, i, W), m->t->kind);
-            if (h != prefix)
-                VFAIL(v, "collision entry %u hash %#" PRIx64 " != %#" PRIx64, i, h, prefix);
-            for (uint32_t j = 0; j < i; j++)
-                if (key_equal(m->t, ent_key(n, i, W), ent_key(n, j, W), m->t->kind))
-                    VFAIL(v, "collision node holds equal keys (%u, %u)", j, i);
-        }
-        if (m->t->kind == CHAMP_KEY_U64)
-            VFAIL(v, "collision node in a u64 map (the u64 hash is a bijection)");
-        return c;
-    }
+    if (level == CHAMP_COLL_LEVEL)
+        return validate_coll(v, n, prefix);
     if (level == CHAMP_LAST_LEVEL && ((n->datamap | n->nodemap) >> 16))
         VFAIL(v, "level 12 node uses slots above 15");
     uint64_t mask = level ? ((uint64_t)1 << (CHAMP_BITS * level)) - 1 : 0;

@@ -26,6 +26,8 @@ typedef struct mtype {
     champ_hash_fn hash;
     champ_equal_fn equal;
     champ_ref_fn key_retain, key_release, val_retain, val_release;
+    champ_compare_fn compare;      /* GENERIC: key order of collision nodes */
+    champ_bytes_hash_fn bytes_hash; /* BYTES: the user's hash, or NULL      */
     void *ctx;
     uint64_t seed;
     champ_pool *pool;
@@ -134,6 +136,32 @@ static ALWAYS_INLINE uint64_t hash_u64(uint64_t x, uint64_t seed) {
 
 INTERNAL uint64_t champ__hash_bytes(const void *p, size_t len, uint64_t seed);
 INTERNAL uint64_t champ__random_seed(void);
+
+/* The hash of a byte key for maps of type t: the user's bytes_hash if the
+ * type has one (a callback: t->calls_out is set), else XXH3. */
+static ALWAYS_INLINE uint64_t type_hash_bytes(const mtype *t, const void *p, size_t len) {
+    if (UNLIKELY(t->bytes_hash != NULL))
+        return t->bytes_hash(p, len, t->seed, t->ctx);
+    return champ__hash_bytes(p, len, t->seed);
+}
+
+/* Whether maps of types a and b put every key in the same place and keep
+ * collision nodes in the same order (so nodes can be shared and tries
+ * walked side by side): same kind and width; u64: the seed; bytes: the
+ * seed and the same bytes_hash (and ctx when there is one); generic: the
+ * same hash, equal, compare and ctx. */
+static inline bool type_same_hashing(const mtype *a, const mtype *b) {
+    if (a == b)
+        return true;
+    if (a->kind != b->kind || a->width != b->width)
+        return false;
+    if (a->kind == CHAMP_KEY_GENERIC)
+        return a->hash == b->hash && a->equal == b->equal && a->compare == b->compare &&
+               a->ctx == b->ctx;
+    if (a->kind == CHAMP_KEY_BYTES && (a->bytes_hash || b->bytes_hash))
+        return a->seed == b->seed && a->bytes_hash == b->bytes_hash && a->ctx == b->ctx;
+    return a->seed == b->seed;
+}
 
 /* What iteration reports for a stored key word. */
 static ALWAYS_INLINE void fill_key(champ_key_kind kind, uint64_t kw, champ_key *k) {

@@ -42,9 +42,12 @@ typedef struct entry {
  *        0       1     a child node (its subtree holds 3 or more entries)
  * The body holds the entries of the entry and pair slots in slot order (a
  * pair takes two consecutive entries, in trie order), W bytes each, then
- * one pointer per child slot, in slot order.  Collision nodes (level 13): datamap is the entry
- * count, nodemap is 0.  aux holds the block's spare room and the census
- * mark of champ_validate (see SLACK_MASK). */
+ * one pointer per child slot, in slot order.  aux holds the block's spare
+ * room and the census mark of champ_validate (see SLACK_MASK).
+ * Collision nodes (level 13): datamap is the entry count; nodemap holds
+ * COLL_ORDERED (the entries are in the map's key order, see trie.h) and
+ * the block's spare room in 8-byte units (COLL_ROOM); aux holds no room
+ * (its low byte is 0), only the census mark. */
 typedef struct node {
     uint32_t rc;
     uint32_t datamap;
@@ -180,6 +183,34 @@ static ALWAYS_INLINE size_t node_bitmap_size(uint32_t ne, uint32_t nk, unsigned 
 static ALWAYS_INLINE size_t node_coll_size(uint32_t ne, unsigned W) {
     return NODE_HDR + (size_t)W * ne;
 }
+/* Collision nodes (trie.h, "Collision nodes", has the whole story):
+ * nodemap bit 31 (COLL_ORDERED): the entries are in the map's key order;
+ * bit 30 (COLL_HASHED): a byte-key node of more than COLL_HASH_MIN keys
+ * whose entries are in any order, found through a hash index at the end of
+ * the block (2^(aux & 31) slots of 8 bytes); bits 0-29: the block's spare
+ * bytes after the entries, in 8-byte units, the index included (up to
+ * 8 GiB).  A node with neither flag (generic keys without compare, or a
+ * node the set algebra built) is a list. */
+#define COLL_ORDERED 0x80000000u
+#define COLL_HASHED 0x40000000u
+#define COLL_ROOM 0x3fffffffu
+#define COLL_LGCAP 31u
+static ALWAYS_INLINE bool coll_ordered(const node *n) {
+    return (n->nodemap & COLL_ORDERED) != 0;
+}
+static ALWAYS_INLINE bool coll_hashed(const node *n) {
+    return (n->nodemap & COLL_HASHED) != 0;
+}
+static ALWAYS_INLINE uint32_t coll_room(const node *n) {
+    return n->nodemap & COLL_ROOM;
+}
+/* The hash index of a hashed node: its slots (a power of two), bytes. */
+static ALWAYS_INLINE uint32_t coll_cap(const node *n) {
+    return coll_hashed(n) ? 1u << (n->aux & COLL_LGCAP) : 0u;
+}
+static ALWAYS_INLINE size_t coll_index_bytes(const node *n) {
+    return 8u * (size_t)coll_cap(n);
+}
 static ALWAYS_INLINE size_t node_size(const node *n, unsigned level, unsigned W) {
     if (level == CHAMP_COLL_LEVEL)
         return node_coll_size(n->datamap, W);
@@ -228,9 +259,13 @@ static ALWAYS_INLINE uint32_t slack_cap(size_t size) {
 static ALWAYS_INLINE uint32_t node_slack(const node *n) {
     return n->aux & SLACK_MASK;
 }
+/* Spare 8-byte units at the end of the node's block. */
+static ALWAYS_INLINE size_t node_room(const node *n, unsigned level) {
+    return level == CHAMP_COLL_LEVEL ? coll_room(n) : node_slack(n);
+}
 /* The bytes of the node's block: its size plus any spare room. */
 static ALWAYS_INLINE size_t node_block(const node *n, unsigned level, unsigned W) {
-    return node_size(n, level, W) + 8u * node_slack(n);
+    return node_size(n, level, W) + 8u * node_room(n, level);
 }
 
 /* Key blob of CHAMP_KEY_BYTES: the map's own copy of a key, shared by every

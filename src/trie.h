@@ -113,6 +113,222 @@ static ALWAYS_INLINE bool kq_match(const mtype *t, uint64_t k, const kq *q,
 }
 
 /* ------------------------------------------------------------------ */
+/* Key order: collision nodes and pairs of equal hashes                */
+/* ------------------------------------------------------------------ */
+
+/* Whether the map's keys have an order: byte keys always (byte order, a
+ * key before its extensions), generic keys when the config gave compare;
+ * u64 keys never collide.  Collision nodes of such maps keep their keys in
+ * this order (COLL_ORDERED) and are searched by bisection, and a pair of
+ * two keys with equal hashes is in this order too, so equal contents give
+ * equal nodes whatever the order of the updates. */
+static ALWAYS_INLINE bool kind_ordered(const mtype *t, champ_key_kind kind) {
+    return kind == CHAMP_KEY_BYTES || (kind == CHAMP_KEY_GENERIC && t->compare != NULL);
+}
+
+static ALWAYS_INLINE int bytes_cmp(const void *a, size_t la, const void *b, size_t lb) {
+    size_t n = la < lb ? la : lb;
+    int r = n ? memcmp(a, b, n) : 0;
+    if (r)
+        return r;
+    return (la > lb) - (la < lb);
+}
+
+/* The order of stored key k and the key of q (negative, 0, positive).
+ * Only for maps with kind_ordered. */
+static ALWAYS_INLINE int kq_cmp(const mtype *t, uint64_t k, const kq *q,
+                                champ_key_kind kind) {
+    if (kind == CHAMP_KEY_BYTES) {
+        const blob *b = key_blob(k);
+        return bytes_cmp(b->bytes, b->len, q->p, q->len);
+    }
+    if (k == q->u)
+        return 0;
+    return t->compare((const void *)(uintptr_t)k, (const void *)(uintptr_t)q->u, t->ctx);
+}
+
+/* The order of two stored keys. */
+static ALWAYS_INLINE int key_cmp(const mtype *t, uint64_t a, uint64_t b,
+                                 champ_key_kind kind) {
+    if (kind == CHAMP_KEY_BYTES) {
+        const blob *x = key_blob(a), *y = key_blob(b);
+        return x == y ? 0 : bytes_cmp(x->bytes, x->len, y->bytes, y->len);
+    }
+    if (a == b)
+        return 0;
+    return t->compare((const void *)(uintptr_t)a, (const void *)(uintptr_t)b, t->ctx);
+}
+
+/* Whether stored key a (hashed ha) comes first in a pair with stored key b
+ * (hashed hb): trie order; equal hashes in key order when the map has one,
+ * else in the order given. */
+static ALWAYS_INLINE bool ent_first(const mtype *t, uint64_t a, uint64_t ha, uint64_t b,
+                                    uint64_t hb, champ_key_kind kind) {
+    if (ha != hb)
+        return hash_trie_before(ha, hb);
+    return kind == CHAMP_KEY_U64 || !kind_ordered(t, kind) || key_cmp(t, a, b, kind) < 0;
+}
+
+/* Whether stored key k (hashed hk) comes before the key of q in a pair. */
+static ALWAYS_INLINE bool ent_before_q(const mtype *t, uint64_t k, uint64_t hk, const kq *q,
+                                       champ_key_kind kind) {
+    if (kind == CHAMP_KEY_U64 || hk != q->h)
+        return hk == q->h || hash_trie_before(hk, q->h);
+    return !kind_ordered(t, kind) || kq_cmp(t, k, q, kind) < 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Collision nodes                                                     */
+/* ------------------------------------------------------------------ */
+/*
+ * Keys whose full 64-bit hashes are equal share a collision node at level
+ * 13: datamap entries, packed at the start of the body as in every node
+ * (iteration, teardown and the set algebra read them so), then spare room.
+ * Three layouts (node.h: nodemap's flags):
+ *   ordered  the entries in the map's key order (kind_ordered: byte keys,
+ *            generic keys with compare): bisection, O(log n) comparisons;
+ *            an insert or remove in place moves the entries after the key
+ *            (memmove).  Equal contents, equal nodes.
+ *   hashed   byte keys, more than COLL_HASH_MIN of them: entries in any
+ *            order (an insert appends, a remove moves the last entry into
+ *            the hole), found through a hash index at the end of the block:
+ *            linear probing over 2^k slots of 8 bytes (a second hash of the
+ *            key bytes, XXH3 with another seed: its low 32 bits, and the
+ *            entry's index + 1), between 1/8 and 1/2 full.  O(1) expected
+ *            per operation whatever the keys' first hash.  Its order depends
+ *            on the updates' history.
+ *   list     neither (generic keys without compare, or a node the set
+ *            algebra built): scanned with equal, O(n).  The first update
+ *            that changes a list of a map with an order gives it one.
+ * The room (nodemap's low bits) is the block's bytes after the entries:
+ * free space for entries, then the index.  Owned nodes change in place
+ * while the room allows and move to a block about 1/8 bigger otherwise, so
+ * n inserts into one node take O(log n) allocations.
+ */
+#define COLL_HASH_MIN 128u
+#define COLL_SEED2 0x9e3779b97f4a7c15ull
+/* The most keys a collision node takes from single-key inserts (its room
+ * and index must fit nodemap's 30 bits of 8-byte units); one more is
+ * refused with CHAMP_ENOMEM. */
+#define COLL_MAX_KEYS (1u << 26)
+
+/* The second hash of a byte key (the hashed layout): 32 bits. */
+static ALWAYS_INLINE uint32_t coll_h32(const mtype *t, const void *p, size_t len) {
+    return (uint32_t)champ__hash_bytes(p, len, t->seed ^ COLL_SEED2);
+}
+
+/* The index of a hashed node: 2^k slots at the end of its block.  A slot
+ * is 0 (empty) or (entry index + 1) << 32 | the key's coll_h32. */
+static ALWAYS_INLINE uint64_t *coll_slots(const node *n, unsigned W) {
+    return (uint64_t *)(void *)(node_ebase(n) + (size_t)W * n->datamap +
+                                8u * (size_t)coll_room(n) - coll_index_bytes(n));
+}
+
+/* In a hashed node: the index of the entry holding the byte key (p, len),
+ * or -1. */
+static ALWAYS_INLINE int64_t coll_hfind(const mtype *t, const node *n, const void *p,
+                                        size_t len, unsigned W) {
+    uint32_t h = coll_h32(t, p, len), mask = coll_cap(n) - 1;
+    const uint64_t *sl = coll_slots(n, W);
+    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+        uint64_t x = sl[i];
+        if (!x)
+            return -1;
+        if ((uint32_t)x != h)
+            continue;
+        uint32_t pos = (uint32_t)(x >> 32) - 1;
+        const blob *b = key_blob(ent_key(n, pos, W));
+        if (b->len == len && (len == 0 || memcmp(b->bytes, p, len) == 0))
+            return pos;
+    }
+}
+
+/* In an ordered collision node: bisection for q.  Returns its index and
+ * sets *found, or the index where it would go. */
+static ALWAYS_INLINE uint32_t coll_search(const mtype *t, const node *n, const kq *q,
+                                          bool *found, champ_key_kind kind, unsigned W) {
+    uint32_t lo = 0, hi = n->datamap;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = kq_cmp(t, ent_key(n, mid, W), q, kind);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+/* The index of q in collision node n, or -1; *at gets where q goes in an
+ * ordered node (else -1).  Every lookup and update uses this. */
+static ALWAYS_INLINE int64_t coll_find(const mtype *t, const node *n, const kq *q, int *at,
+                                       champ_key_kind kind, unsigned W) {
+    *at = -1;
+    if (kind == CHAMP_KEY_BYTES && coll_hashed(n))
+        return coll_hfind(t, n, q->p, q->len, W);
+    if (coll_ordered(n) && kind_ordered(t, kind)) {
+        bool found;
+        uint32_t i = coll_search(t, n, q, &found, kind, W);
+        if (found)
+            return i;
+        *at = (int)i;
+        return -1;
+    }
+    for (uint32_t i = 0; i < n->datamap; i++)
+        if (kq_match(t, ent_key(n, i, W), q, kind))
+            return i;
+    return -1;
+}
+
+/* The engine of collision-node updates (trie.c).  Kind and width are read
+ * from t.  An update that changes node b first asks whether it can happen
+ * in place (owned b); if not, it allocates a block of the size asked for,
+ * moves or copies b there, and changes the copy in place.  Nothing here
+ * allocates; removes give room back to the pool. */
+
+/* Whether an insert into owned node b can happen in place: room for one
+ * more entry in its layout (the layout for n + 1 keys is b's). */
+INTERNAL bool champ__coll_fits(const mtype *t, const node *b);
+/* The block an insert into b moves b to: its layout for n + 1 keys, room
+ * for the new entry, and growth room unless `exact`. */
+INTERNAL size_t champ__coll_grow_bytes(const mtype *t, const node *b, bool exact);
+/* dst (a new block of `bytes`, from champ__coll_grow_bytes) = b laid out
+ * for n + 1 keys (ordered, or hashed with an index built).  With share, b
+ * stays and the entries copied gain references. */
+INTERNAL void champ__coll_move(const mtype *t, node *dst, size_t bytes, const node *b,
+                               bool share);
+/* Inserts entry e (a key not in b) into b, which has room for it (fits,
+ * or a block from champ__coll_move).  at: where the key goes in ordered b,
+ * if the caller knows (coll_find), else -1. */
+INTERNAL void champ__coll_put(const mtype *t, node *b, entry e, int at);
+/* The bytes of an exact copy of b (its entries and index). */
+static ALWAYS_INLINE size_t coll_copy_bytes(const node *b, unsigned W) {
+    return node_coll_size(b->datamap, W) + coll_index_bytes(b);
+}
+/* dst = an exact copy of b (always sharing: b stays): its entries gain a
+ * reference, but entry `skip` (>= 0: about to be removed from dst). */
+INTERNAL void champ__coll_copy(const mtype *t, node *dst, const node *b, int skip);
+/* Removes entry i from b (owned, more than 3 entries) in place: may
+ * change its layout (a hashed node of COLL_HASH_MIN keys is ordered again,
+ * a sparse index halves) and gives spare room back to the pool. */
+INTERNAL void champ__coll_del(const mtype *t, node *b, uint32_t i);
+/* Puts the entries of list node n in key order (an in-place heap sort:
+ * O(n log n) comparisons, no memory) and marks it COLL_ORDERED.  Maps with
+ * kind_ordered only; n is not hashed. */
+INTERNAL void champ__coll_order(const mtype *t, node *n);
+/* For builders of whole nodes (bulk builds, set algebra): the block for a
+ * collision node of n entries in the map's layout, and the finish of a
+ * node of that block whose n entries were put (node_init(b, n, 0)): its
+ * layout (order, or index) and room. */
+INTERNAL size_t champ__coll_build_bytes(const mtype *t, uint32_t n);
+INTERNAL void champ__coll_finish(const mtype *t, node *b, size_t bytes);
+
+/* ------------------------------------------------------------------ */
 /* Node builders.  `share` means the source node stays alive (it is    */
 /* shared with another map): everything copied out of it gains a       */
 /* reference.  Without it, contents move and the source is freed.      */
@@ -248,10 +464,20 @@ static ALWAYS_INLINE bool pair_first(uint64_t ha, uint64_t hb) {
     return ha == hb || hash_trie_before(ha, hb);
 }
 
-/* Puts two entries whose hashes are ha and hb into trie order at out[]. */
+/* Puts two entries whose hashes are ha and hb into trie order at out[]
+ * (equal hashes in the order given). */
 static ALWAYS_INLINE void pair_order(entry *out, entry a, uint64_t ha, entry b,
                                      uint64_t hb) {
     bool swap = !pair_first(ha, hb);
+    out[swap] = a;
+    out[!swap] = b;
+}
+
+/* The same, equal hashes in key order when the map has one (ent_first):
+ * the order single-key updates keep, so equal contents give equal pairs. */
+static ALWAYS_INLINE void pair_order_keys(const mtype *t, entry *out, entry a, uint64_t ha,
+                                          entry b, uint64_t hb, champ_key_kind kind) {
+    bool swap = !ent_first(t, a.k, ha, b.k, hb, kind);
     out[swap] = a;
     out[!swap] = b;
 }
@@ -260,12 +486,22 @@ static ALWAYS_INLINE void pair_order(entry *out, entry a, uint64_t ha, entry b,
  * every slice above it but not all on this one (or, at the collision
  * level, agree completely): three entries in three slots, or an entry
  * and a pair.  Its size is SZ_THREE(W). */
-static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
-                                     const uint64_t *h, unsigned W) {
+static ALWAYS_INLINE void node_three(const mtype *t, node *c, unsigned level,
+                                     const entry *x, const uint64_t *h,
+                                     champ_key_kind kind, unsigned W) {
     if (level == CHAMP_COLL_LEVEL) {
-        node_init(c, 3, 0);
+        entry y[3] = {x[0], x[1], x[2]};
+        bool ord = kind_ordered(t, kind);
+        if (ord) /* three keys in key order */
+            for (int i = 1; i < 3; i++)
+                for (int j = i; j > 0 && key_cmp(t, y[j - 1].k, y[j].k, kind) > 0; j--) {
+                    entry e = y[j];
+                    y[j] = y[j - 1];
+                    y[j - 1] = e;
+                }
+        node_init(c, 3, ord ? COLL_ORDERED : 0u);
         for (uint32_t i = 0; i < 3; i++)
-            ent_put(c, i, x[i], W);
+            ent_put(c, i, y[i], W);
         return;
     }
     uint32_t s[3], dm = 0, nm = 0;
@@ -289,7 +525,7 @@ static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
                 continue;
             }
             entry pr[2];
-            pair_order(pr, x[a], h[a], x[i], h[i]);
+            pair_order_keys(t, pr, x[a], h[a], x[i], h[i], kind);
             ent_put(c, k++, pr[0], W);
             ent_put(c, k++, pr[1], W);
             a = -2;
@@ -297,36 +533,6 @@ static ALWAYS_INLINE void node_three(node *c, unsigned level, const entry *x,
         if (a >= 0)
             ent_put(c, k++, x[a], W);
     }
-}
-
-static ALWAYS_INLINE void node_collision_insert(const mtype *t, node *dst,
-                                                const node *src, entry ne,
-                                                bool share, unsigned W) {
-    uint32_t n = src->datamap;
-    node_init(dst, n + 1, 0);
-    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * n);
-    ent_put(dst, n, ne, W);
-    if (share)
-        champ__node_share_refs(t, dst, n, 0, 0, 0, -1);
-}
-
-static ALWAYS_INLINE void node_collision_remove(const mtype *t, node *dst,
-                                                const node *src, uint32_t i,
-                                                bool share, unsigned W) {
-    uint32_t n = src->datamap;
-    node_init(dst, n - 1, 0);
-    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * i);
-    wcopy(node_ebase(dst) + (size_t)W * i, node_ebase(src) + (size_t)W * (i + 1),
-          (size_t)W * (n - 1 - i));
-    if (share)
-        champ__node_share_refs(t, dst, n - 1, 0, 0, 0, -1);
-}
-
-static ALWAYS_INLINE void node_collision_copy(const mtype *t, node *dst,
-                                              const node *src, unsigned W) {
-    node_init(dst, src->datamap, 0);
-    wcopy(node_ebase(dst), node_ebase(src), (size_t)W * src->datamap);
-    champ__node_share_refs(t, dst, src->datamap, 0, 0, 0, -1);
 }
 
 /* Drops one reference to n (at `level`); frees it and, iteratively, every
@@ -339,9 +545,9 @@ INTERNAL void champ__node_drop(const mtype *t, node *n, unsigned level);
 
 /* The entry of q (its key word; the value follows for maps) in the
  * subtree at n (at `level`), or NULL when q is absent.  A loop of at most
- * 14 steps, at most two key comparisons per bitmap node; full nodes (32
- * children) are indexed by the hash slice without waiting for the
- * bitmaps. */
+ * 14 steps, at most two key comparisons per bitmap node, then coll_find
+ * in a collision node; full nodes (32 children) are indexed by the hash
+ * slice without waiting for the bitmaps. */
 static ALWAYS_INLINE const uint64_t *node_find(const mtype *t, const node *n,
                                                unsigned level, const kq *q,
                                                champ_key_kind kind, unsigned W) {
@@ -350,10 +556,9 @@ static ALWAYS_INLINE const uint64_t *node_find(const mtype *t, const node *n,
         return NULL;
     for (;; level++) {
         if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL)) {
-            for (uint32_t i = 0; i < n->datamap; i++)
-                if (kq_match(t, ent_key(n, i, W), q, kind))
-                    return ent_at(n, i, W);
-            return NULL;
+            int at;
+            int64_t i = coll_find(t, n, q, &at, kind, W);
+            return i >= 0 ? ent_at(n, (uint32_t)i, W) : NULL;
         }
         if (node_full(n)) {
             n = ((node *const *)(const void *)node_ebase(n))[h & 31];

@@ -335,6 +335,7 @@ static const th_table th_tables[] = {
     {th_tests_build, &th_tests_build_count},
     {th_tests_algebra, &th_tests_algebra_count},
     {th_tests_sets, &th_tests_sets_count},
+    {th_tests_collide, &th_tests_collide_count},
 };
 enum { TH_NTABLES = sizeof th_tables / sizeof th_tables[0] };
 

@@ -1,0 +1,1102 @@
+/*
+ * test_collide.c - collision nodes: keys whose full 64-bit hashes are
+ * equal (trie.h, "Collision nodes").
+ *
+ * Byte keys are made to collide with champ_config.bytes_hash (a constant,
+ * or a few bits), generic keys with a th_obj hash field; generic keys with
+ * th_cmp (the new champ_config.compare, ordering by id) or without.  Byte
+ * keys come in groups of eight that are prefixes of each other, with NULs
+ * inside and one empty key, so the byte order (memcmp, then length) is
+ * exercised at its edges.
+ *
+ *   random.*      differential: inserts, replaces, removes, lookups,
+ *                 p-forms on versions sharing collision nodes, copies,
+ *                 frees, against an array model; iteration, key order
+ *                 (ordered nodes) and validate at intervals; the node sizes
+ *                 swing across COLL_HASH_MIN (ordered <-> hashed) and back
+ *   canonical     equal contents, equal dumps, whatever the update order
+ *   compare_calls bisection: O(log n) compare calls per operation,
+ *                 validate O(n); bytes_hash once per operation; O(log n)
+ *                 allocations for n inserts into one owned node
+ *   oom           every allocation of a workload fails once: the map is
+ *                 unchanged, valid, nothing leaks
+ *   fixed_drain   a full fixed buffer: every remove still succeeds
+ *   badinput      compare / bytes_hash on the wrong kind, the old config
+ *                 size
+ *   algebra, apply, callbacks: nodes the set algebra and champ_apply
+ *                 build, maps of different hashings, bytes_hash as a
+ *                 callback (CHAMP_EBUSY, deferred free)
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* ------------------------------------------------------------------ */
+/* Keys                                                                */
+/* ------------------------------------------------------------------ */
+
+#define CO_MAXKEYS 1200
+#define CO_NVALS 64
+#define CO_HASH_MIN 128 /* COLL_HASH_MIN of trie.h */
+
+enum { CO_CONST, CO_BITS };
+
+/* The ctx of a byte-key map: how bytes_hash hashes. */
+typedef struct co_bctx {
+    int mode;
+    uint64_t mask;
+    unsigned long calls;
+    champ_map *reenter;  /* callbacks test: set / free from the hash */
+    int reenter_what;
+    champ_status reenter_st;
+} co_bctx;
+
+static unsigned long co_cmp_calls;
+
+static uint64_t co_fnv(const void *p, size_t len) {
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ s[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t co_bytes_hash(const void *p, size_t len, uint64_t seed, void *ctx) {
+    co_bctx *c = ctx;
+    (void)seed;
+    c->calls++;
+    if (c->reenter) {
+        champ_map *m = c->reenter;
+        c->reenter = NULL;
+        if (c->reenter_what == 0)
+            c->reenter_st = champ_set_bytes(m, "x", 1, NULL, NULL);
+        else
+            champ_free(m);
+    }
+    if (c->mode == CO_CONST)
+        return 0x5555aaaa5555aaaaULL;
+    return th_mix64(co_fnv(p, len)) & c->mask;
+}
+
+/* Generic keys with compare: th_obj by id. */
+static int co_cmp(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    co_cmp_calls++;
+    uint64_t x = ((const th_obj *)a)->id, y = ((const th_obj *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* Byte key k: group g = k / 8 is 4 bytes of g then 20 bytes of noise; key
+ * k is the first 4 + 3 * (k % 8) bytes of it (the keys of a group are
+ * prefixes of each other), except the last key of the universe, which is
+ * empty. */
+typedef struct co_bkeys {
+    unsigned char b[CO_MAXKEYS][28];
+    size_t len[CO_MAXKEYS];
+    size_t n;
+} co_bkeys;
+
+static co_bkeys co_bk;
+
+static void co_bkeys_init(size_t n) {
+    co_bk.n = n;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t g = (uint32_t)(k / 8);
+        memcpy(co_bk.b[k], &g, 4);
+        th_rng r = {0xb17e5 + g};
+        for (int i = 4; i < 28; i++)
+            co_bk.b[k][i] = (unsigned char)(th_next(&r) % 5); /* NULs too */
+        co_bk.len[k] = 4 + 3 * (k % 8);
+    }
+    co_bk.len[n - 1] = 0;
+}
+
+/* The index of the byte key (p, len), or -1. */
+static long co_bkey_index(const void *p, size_t len) {
+    if (len == 0)
+        return (long)co_bk.n - 1;
+    if (len < 4 || (len - 4) % 3)
+        return -1;
+    uint32_t g;
+    memcpy(&g, p, 4);
+    size_t k = (size_t)g * 8 + (len - 4) / 3;
+    if (k >= co_bk.n - 1 || memcmp(co_bk.b[k], p, len) != 0)
+        return -1;
+    return (long)k;
+}
+
+static int co_bytes_order(size_t a, size_t b) {
+    size_t la = co_bk.len[a], lb = co_bk.len[b], n = la < lb ? la : lb;
+    int r = n ? memcmp(co_bk.b[a], co_bk.b[b], n) : 0;
+    return r ? r : (la > lb) - (la < lb);
+}
+
+/* ------------------------------------------------------------------ */
+/* A world: one configuration, versions, their models                  */
+/* ------------------------------------------------------------------ */
+
+typedef struct co_cfg {
+    const char *name;
+    champ_key_kind kind;
+    bool set;
+    bool compare;   /* generic: cfg.compare */
+    bool counted;   /* generic maps: counted keys and values */
+    int hmode;
+    uint64_t mask;  /* CO_BITS */
+    size_t universe;
+    long ops;       /* at scale 1 */
+} co_cfg;
+
+#define CO_NVER 4
+
+typedef struct co_ver {
+    champ_map *m;
+    unsigned char present[CO_MAXKEYS];
+    void *val[CO_MAXKEYS];
+    size_t count;
+} co_ver;
+
+typedef struct co_world {
+    const co_cfg *c;
+    champ_pool *pool;
+    th_cbctx gctx;
+    co_bctx bctx;
+    th_obj keys[CO_MAXKEYS];
+    th_obj vals[CO_NVALS];
+    co_ver v[CO_NVER];
+    th_rng r;
+    bool broken;
+} co_world;
+
+static champ_config co_config(co_world *w) {
+    const co_cfg *c = w->c;
+    champ_config cfg;
+    if (c->kind == CHAMP_KEY_GENERIC) {
+        w->gctx.hash_mode = TH_HASH_FIELD;
+        cfg = th_generic_config(&w->gctx, c->counted, w->pool);
+        if (c->set) {
+            cfg.val_retain = NULL;
+            cfg.val_release = NULL;
+        }
+        cfg.compare = c->compare ? co_cmp : NULL;
+    } else {
+        cfg = th_kind_config(CHAMP_KEY_BYTES, 77, w->pool);
+        w->bctx.mode = c->hmode;
+        w->bctx.mask = c->mask;
+        cfg.bytes_hash = co_bytes_hash;
+        cfg.ctx = &w->bctx;
+    }
+    cfg.set = c->set;
+    return cfg;
+}
+
+static void co_world_init(co_world *w, const co_cfg *c, uint64_t seed) {
+    memset(w, 0, sizeof *w);
+    w->c = c;
+    w->r.s = seed;
+    CHECK_ST(champ_pool_new(NULL, &w->pool), CHAMP_OK);
+    for (size_t k = 0; k < c->universe; k++) {
+        w->keys[k].id = k;
+        w->keys[k].hash = c->hmode == CO_CONST ? 0x5555aaaa5555aaaaULL
+                                               : th_mix64(k * 0x9e37 + 1) & c->mask;
+    }
+    for (size_t i = 0; i < CO_NVALS; i++)
+        w->vals[i].id = 100000 + i;
+    if (c->kind == CHAMP_KEY_BYTES)
+        co_bkeys_init(c->universe);
+    champ_config cfg = co_config(w);
+    CHECK_ST(champ_new(&cfg, &w->v[0].m), CHAMP_OK);
+}
+
+static void *co_key(co_world *w, size_t k) { return &w->keys[k]; }
+
+static void *co_newval(co_world *w) {
+    if (w->c->set)
+        return NULL;
+    uint64_t x = th_below(&w->r, CO_NVALS);
+    return w->c->counted ? (void *)&w->vals[x] : th_tok(x);
+}
+
+static void co_in(co_world *w, void *p) {
+    if (w->c->counted)
+        th_obj_hand_in(p);
+}
+static void co_back(co_world *w, void *p) {
+    if (w->c->counted)
+        th_obj_hand_back(p);
+}
+
+static champ_status co_set(co_world *w, champ_map *m, size_t k, void *val, champ_prior *pr) {
+    if (w->c->kind == CHAMP_KEY_BYTES)
+        return champ_set_bytes(m, co_bk.b[k], co_bk.len[k], val, pr);
+    return champ_set(m, co_key(w, k), val, pr);
+}
+static champ_status co_remove(co_world *w, champ_map *m, size_t k, champ_prior *pr) {
+    if (w->c->kind == CHAMP_KEY_BYTES)
+        return champ_remove_bytes(m, co_bk.b[k], co_bk.len[k], pr);
+    return champ_remove(m, co_key(w, k), pr);
+}
+static bool co_get(co_world *w, const champ_map *m, size_t k, void **val) {
+    if (w->c->kind == CHAMP_KEY_BYTES)
+        return champ_get_bytes(m, co_bk.b[k], co_bk.len[k], val);
+    return champ_get(m, co_key(w, k), val);
+}
+static champ_status co_pset(co_world *w, const champ_map *m, size_t k, void *val,
+                            champ_map **out) {
+    if (w->c->kind == CHAMP_KEY_BYTES)
+        return champ_pset_bytes(m, co_bk.b[k], co_bk.len[k], val, out);
+    return champ_pset(m, co_key(w, k), val, out);
+}
+static champ_status co_premove(co_world *w, const champ_map *m, size_t k, champ_map **out) {
+    if (w->c->kind == CHAMP_KEY_BYTES)
+        return champ_premove_bytes(m, co_bk.b[k], co_bk.len[k], out);
+    return champ_premove(m, co_key(w, k), out);
+}
+
+/* The universe index of a key iteration reports. */
+static long co_key_index(co_world *w, const champ_key *k) {
+    if (w->c->kind == CHAMP_KEY_BYTES)
+        return co_bkey_index(k->ptr, k->len);
+    const th_obj *o = k->ptr;
+    return o >= w->keys && o < w->keys + w->c->universe ? (long)(o - w->keys) : -1;
+}
+
+/* Key order of two universe keys (maps with an order). */
+static int co_order(co_world *w, size_t a, size_t b) {
+    if (w->c->kind == CHAMP_KEY_BYTES)
+        return co_bytes_order(a, b);
+    return (a > b) - (a < b);
+}
+
+static bool co_ordered_kind(const co_world *w) {
+    return w->c->kind == CHAMP_KEY_BYTES || w->c->compare;
+}
+
+/* ------------------------------------------------------------------ */
+/* The operations, each checked against the model                      */
+/* ------------------------------------------------------------------ */
+
+static void co_op_set(co_world *w, int vi, size_t k) {
+    co_ver *v = &w->v[vi];
+    void *val = co_newval(w);
+    bool with_prior = th_chance(&w->r, 60);
+    champ_prior pr = th_prior_junk();
+    champ_status st = co_set(w, v->m, k, val, with_prior ? &pr : NULL);
+    CHECK(st == CHAMP_OK, "%s: set key %zu: %s", w->c->name, k, th_status_name(st));
+    if (st != CHAMP_OK) {
+        w->broken = true;
+        return;
+    }
+    if (with_prior) {
+        CHECK(pr.found == (bool)v->present[k], "%s: set key %zu: found %d, model %d",
+              w->c->name, k, (int)pr.found, (int)v->present[k]);
+        if (pr.found && !w->c->set) {
+            CHECK(pr.val == v->val[k], "%s: set key %zu: old value", w->c->name, k);
+            co_back(w, pr.val);
+        }
+    }
+    if (!v->present[k]) { /* the map took the key */
+        if (w->c->kind == CHAMP_KEY_GENERIC)
+            co_in(w, co_key(w, k));
+        v->count++;
+    }
+    if (!w->c->set) { /* and the value */
+        co_in(w, val);
+        v->val[k] = val;
+    }
+    v->present[k] = 1;
+    CHECK_EQ(champ_size(v->m), v->count, "size after set");
+}
+
+static void co_op_remove(co_world *w, int vi, size_t k) {
+    co_ver *v = &w->v[vi];
+    bool with_prior = th_chance(&w->r, 60);
+    champ_prior pr = th_prior_junk();
+    champ_status st = co_remove(w, v->m, k, with_prior ? &pr : NULL);
+    CHECK(st == CHAMP_OK, "%s: remove key %zu: %s", w->c->name, k, th_status_name(st));
+    if (st != CHAMP_OK) {
+        w->broken = true;
+        return;
+    }
+    if (with_prior) {
+        CHECK(pr.found == (bool)v->present[k], "%s: remove key %zu: found %d, model %d",
+              w->c->name, k, (int)pr.found, (int)v->present[k]);
+        if (pr.found) {
+            if (!w->c->set)
+                CHECK(pr.val == v->val[k], "%s: remove key %zu: value", w->c->name, k);
+            if (w->c->kind == CHAMP_KEY_GENERIC) {
+                CHECK(pr.key == co_key(w, k), "%s: remove key %zu: stored key", w->c->name, k);
+                co_back(w, pr.key);
+            }
+            co_back(w, pr.val);
+        }
+    }
+    if (v->present[k])
+        v->count--;
+    v->present[k] = 0;
+    v->val[k] = NULL;
+    CHECK_EQ(champ_size(v->m), v->count, "size after remove");
+}
+
+static void co_op_get(co_world *w, int vi, size_t k) {
+    co_ver *v = &w->v[vi];
+    void *got = th_tok(0xbad);
+    bool f = co_get(w, v->m, k, &got);
+    CHECK(f == (bool)v->present[k], "%s: get key %zu: %d, model %d", w->c->name, k, (int)f,
+          (int)v->present[k]);
+    if (f)
+        CHECK(got == (w->c->set ? NULL : v->val[k]), "%s: get key %zu: value", w->c->name, k);
+    else
+        CHECK(got == th_tok(0xbad), "%s: get of absent key %zu wrote *val", w->c->name, k);
+}
+
+static void co_ver_free(co_world *w, int vi) {
+    champ_free(w->v[vi].m);
+    memset(&w->v[vi], 0, sizeof w->v[vi]);
+}
+
+/* A version derived from vi into slot vj (freed first): a p-form or a copy
+ * (then an update in place of one of the two). */
+static void co_op_derive(co_world *w, int vi, int vj, size_t k) {
+    co_ver *v = &w->v[vi];
+    champ_map *out = NULL;
+    int how = (int)th_below(&w->r, 3);
+    void *val = co_newval(w);
+    champ_status st;
+    if (how == 0)
+        st = co_pset(w, v->m, k, val, &out);
+    else if (how == 1)
+        st = co_premove(w, v->m, k, &out);
+    else
+        st = champ_copy(v->m, &out);
+    CHECK(st == CHAMP_OK && out, "%s: derive (%d) key %zu: %s", w->c->name, how, k,
+          th_status_name(st));
+    if (st != CHAMP_OK) {
+        w->broken = true;
+        return;
+    }
+    co_ver nv;
+    memcpy(&nv, v, sizeof nv);
+    nv.m = out;
+    if (how == 0) {
+        if (!nv.present[k]) {
+            if (w->c->kind == CHAMP_KEY_GENERIC)
+                co_in(w, co_key(w, k));
+            nv.count++;
+        }
+        nv.present[k] = 1;
+        if (!w->c->set) {
+            co_in(w, val);
+            nv.val[k] = val;
+        }
+    } else if (how == 1) {
+        if (nv.present[k])
+            nv.count--;
+        nv.present[k] = 0;
+        nv.val[k] = NULL;
+    }
+    if (w->v[vj].m)
+        co_ver_free(w, vj);
+    w->v[vj] = nv;
+    CHECK_EQ(champ_size(out), nv.count, "size of a derived version");
+}
+
+/* Every key of the universe looked up, every entry iterated once (in key
+ * order when all keys share one hash and the node is ordered), validate. */
+static void co_check_all(co_world *w, int vi) {
+    co_ver *v = &w->v[vi];
+    for (size_t k = 0; k < w->c->universe; k++)
+        co_op_get(w, vi, k);
+    static unsigned char seen[CO_MAXKEYS];
+    memset(seen, 0, sizeof seen);
+    champ_iter it;
+    champ_key key;
+    void *val;
+    size_t n = 0;
+    long prev = -1;
+    bool sorted = co_ordered_kind(w) && w->c->hmode == CO_CONST && v->count >= 3 &&
+                  (w->c->kind != CHAMP_KEY_BYTES || v->count <= CO_HASH_MIN);
+    CHECK_ST(champ_iter_init(&it, v->m), CHAMP_OK);
+    while (champ_iter_next(&it, &key, &val)) {
+        long k = co_key_index(w, &key);
+        CHECK(k >= 0 && v->present[k] && !seen[k], "%s: iteration: key %ld (present %d)",
+              w->c->name, k, k >= 0 ? (int)v->present[k] : -1);
+        if (k < 0)
+            break;
+        seen[k] = 1;
+        if (!w->c->set)
+            CHECK(val == v->val[k], "%s: iteration: value of key %ld", w->c->name, k);
+        if (sorted && prev >= 0)
+            CHECK(co_order(w, (size_t)prev, (size_t)k) < 0,
+                  "%s: collision node of %zu keys not in key order (%ld, %ld)", w->c->name,
+                  v->count, prev, k);
+        prev = k;
+        n++;
+    }
+    CHECK_ST(champ_iter_status(&it), CHAMP_OK);
+    CHECK_EQ(n, v->count, "entries iterated");
+    CHECK_VALID(v->m, w->c->name);
+}
+
+/* Frees everything; in counted worlds every key and value is back. */
+static void co_world_end(co_world *w) {
+    for (int i = 0; i < CO_NVER; i++)
+        if (w->v[i].m)
+            co_ver_free(w, i);
+    CHECK_EQ(th_pool_live(w->pool), 0, "pool drained");
+    champ_pool_free(w->pool);
+    if (w->c->counted) {
+        long bad = 0;
+        for (size_t k = 0; k < w->c->universe; k++)
+            bad += w->keys[k].held != 0;
+        for (size_t i = 0; i < CO_NVALS; i++)
+            bad += w->vals[i].held != 0;
+        CHECK_EQ(bad, 0, "counted keys and values balanced");
+        CHECK_EQ(w->gctx.underflows, 0, "no release of what no map held");
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Differential random tests                                           */
+/* ------------------------------------------------------------------ */
+
+static const co_cfg co_cfgs[] = {
+    {"bytes-const", CHAMP_KEY_BYTES, false, false, false, CO_CONST, 0, 600, 60000},
+    {"bytes-const-set", CHAMP_KEY_BYTES, true, false, false, CO_CONST, 0, 400, 40000},
+    {"bytes-2bits", CHAMP_KEY_BYTES, false, false, false, CO_BITS, 0x8000000000000001ULL,
+     1200, 60000},
+    {"generic-compare", CHAMP_KEY_GENERIC, false, true, true, CO_CONST, 0, 600, 50000},
+    {"generic-compare-set", CHAMP_KEY_GENERIC, true, true, false, CO_BITS, 0x3, 600, 40000},
+    {"generic-list", CHAMP_KEY_GENERIC, false, false, true, CO_CONST, 0, 300, 30000},
+};
+
+static void co_random(const co_cfg *c) {
+    co_world *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    uint64_t seed = 0xc0111de + (uint64_t)(c - co_cfgs) * 7919;
+    th_set_seed(seed);
+    co_world_init(w, c, seed);
+    long ops = th_iters(c->ops, 3000);
+    size_t u = c->universe;
+    for (long i = 0; i < ops && !w->broken && w->v[0].m; i++) {
+        /* phases: grow to most of the universe, then shrink to a few */
+        bool grow = (i / 1500) % 2 == 0;
+        int vi = th_chance(&w->r, 80) ? 0 : (int)th_below(&w->r, CO_NVER);
+        if (!w->v[vi].m)
+            vi = 0;
+        size_t k = (size_t)th_below(&w->r, u);
+        uint64_t p = th_below(&w->r, 100);
+        if (p < (grow ? 55u : 20u))
+            co_op_set(w, vi, k);
+        else if (p < 80)
+            co_op_remove(w, vi, k);
+        else if (p < 90)
+            co_op_get(w, vi, k);
+        else if (p < 98)
+            co_op_derive(w, vi, 1 + (int)th_below(&w->r, CO_NVER - 1), k);
+        else if (p < 99 && vi != 0)
+            co_ver_free(w, vi);
+        else
+            co_check_all(w, vi);
+        if (i % 997 == 0)
+            for (int j = 0; j < CO_NVER; j++)
+                if (w->v[j].m)
+                    co_check_all(w, j);
+    }
+    for (int j = 0; j < CO_NVER; j++)
+        if (w->v[j].m)
+            co_check_all(w, j);
+    co_world_end(w);
+    free(w);
+}
+
+static void test_random_bytes_const(void) { co_random(&co_cfgs[0]); }
+static void test_random_bytes_const_set(void) { co_random(&co_cfgs[1]); }
+static void test_random_bytes_2bits(void) { co_random(&co_cfgs[2]); }
+static void test_random_generic_compare(void) { co_random(&co_cfgs[3]); }
+static void test_random_generic_compare_set(void) { co_random(&co_cfgs[4]); }
+static void test_random_generic_list(void) { co_random(&co_cfgs[5]); }
+
+/* ------------------------------------------------------------------ */
+/* Canonical order                                                     */
+/* ------------------------------------------------------------------ */
+
+/* n keys of the universe, the same set reached three ways: ascending,
+ * descending, and random with extra keys inserted and removed again (and
+ * through a p-form).  Equal dumps: the nodes are in key order. */
+static void co_canonical(const co_cfg *c, size_t n) {
+    co_world *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    co_world_init(w, c, 0xca40 + n);
+    champ_config cfg = co_config(w);
+    champ_map *m[3] = {w->v[0].m, NULL, NULL};
+    CHECK_ST(champ_new(&cfg, &m[1]), CHAMP_OK);
+    CHECK_ST(champ_new(&cfg, &m[2]), CHAMP_OK);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_ST(co_set(w, m[0], i, NULL, NULL), CHAMP_OK);
+        CHECK_ST(co_set(w, m[1], n - 1 - i, NULL, NULL), CHAMP_OK);
+    }
+    size_t order[CO_MAXKEYS];
+    for (size_t i = 0; i < n + 40; i++)
+        order[i] = i;
+    for (size_t i = n + 40; i-- > 1;) {
+        size_t j = (size_t)th_below(&w->r, i + 1), x = order[i];
+        order[i] = order[j];
+        order[j] = x;
+    }
+    for (size_t i = 0; i < n + 40; i++)
+        CHECK_ST(co_set(w, m[2], order[i], NULL, NULL), CHAMP_OK);
+    for (size_t k = n; k < n + 40; k++) {
+        champ_map *x = NULL;
+        CHECK_ST(co_premove(w, m[2], k, &x), CHAMP_OK);
+        champ_free(m[2]);
+        m[2] = x;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%s: %zu keys in three orders", c->name, n);
+    CHECK(th_same_dump(m[0], m[1]), "%s: ascending and descending dumps differ", what);
+    CHECK(th_same_dump(m[0], m[2]), "%s: ascending and random dumps differ", what);
+    CHECK(champ_equal(m[0], m[2], NULL, NULL), "%s: not equal", what);
+    for (int i = 0; i < 3; i++)
+        CHECK_VALID(m[i], what);
+    champ_free(m[1]);
+    champ_free(m[2]);
+    co_world_end(w);
+    free(w);
+}
+
+static const co_cfg co_canon_bytes = {"bytes", CHAMP_KEY_BYTES, false, false, false,
+                                      CO_CONST, 0, 300, 0};
+static const co_cfg co_canon_bytes2 = {"bytes-1bit", CHAMP_KEY_BYTES, true, false, false,
+                                       CO_BITS, 1, 300, 0};
+static const co_cfg co_canon_generic = {"generic", CHAMP_KEY_GENERIC, false, true, false,
+                                        CO_CONST, 0, 300, 0};
+
+static void test_canonical(void) {
+    const size_t sizes[] = {2, 3, 4, 17, 128};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        co_canonical(&co_canon_bytes, sizes[i]);
+        co_canonical(&co_canon_bytes2, sizes[i]);
+        co_canonical(&co_canon_generic, sizes[i]);
+    }
+    co_canonical(&co_canon_generic, 250); /* ordered at any size */
+}
+
+/* A hashed node's order depends on history, its contents do not: the
+ * maps are equal, and each shrinks back to the canonical ordered node. */
+static void test_canonical_hashed(void) {
+    co_world *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    co_world_init(w, &co_canon_bytes, 0x4a54);
+    champ_config cfg = co_config(w);
+    champ_map *a = w->v[0].m, *b = NULL;
+    CHECK_ST(champ_new(&cfg, &b), CHAMP_OK);
+    for (size_t i = 0; i < 250; i++) {
+        CHECK_ST(co_set(w, a, i, NULL, NULL), CHAMP_OK);
+        CHECK_ST(co_set(w, b, 249 - i, NULL, NULL), CHAMP_OK);
+    }
+    CHECK(champ_equal(a, b, NULL, NULL), "hashed nodes: equal contents");
+    champ_stats s = th_stats(a);
+    CHECK(s.nodes_collision == 1 && s.collision_entries == 250, "one node of 250 keys");
+    CHECK(s.node_bytes >= 16u + 250u * 16u + 8u * 512u, "the index counts as node bytes: %zu",
+          s.node_bytes);
+    for (size_t i = 200; i < 250; i++) {
+        CHECK_ST(co_set(w, a, i, th_tok(1), NULL), CHAMP_OK);
+        CHECK_ST(co_remove(w, a, i, NULL), CHAMP_OK);
+        CHECK_ST(co_remove(w, b, i, NULL), CHAMP_OK);
+    }
+    for (size_t i = 0; i < 100; i++) {
+        CHECK_ST(co_remove(w, a, i, NULL), CHAMP_OK);
+        CHECK_ST(co_remove(w, b, 99 - i, NULL), CHAMP_OK);
+    }
+    CHECK(th_same_dump(a, b), "100 keys: ordered again, equal dumps");
+    CHECK_VALID(a, "a");
+    CHECK_VALID(b, "b");
+    champ_free(b);
+    co_world_end(w);
+    free(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* Counting calls                                                      */
+/* ------------------------------------------------------------------ */
+
+static unsigned co_log2(size_t n) {
+    unsigned l = 0;
+    while (((size_t)1 << l) < n)
+        l++;
+    return l;
+}
+
+static void test_compare_calls(void) {
+    size_t n = (size_t)th_iters(10000, 1000);
+    th_obj *o = calloc(n, sizeof *o);
+    if (!o)
+        return;
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    champ_pool *pool = NULL;
+    CHECK_ST(champ_pool_new(NULL, &pool), CHAMP_OK);
+    champ_config cfg = th_generic_config(&ctx, false, pool);
+    ctx.hash_mode = TH_HASH_FIELD;
+    cfg.compare = co_cmp;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    th_rng r = {0xc0c0};
+    for (size_t i = 0; i < n; i++) {
+        o[i].id = th_next(&r); /* random order of ids */
+        o[i].hash = 42;
+    }
+    champ_pool_stats ps0, ps1;
+    champ_pool_stats_get(pool, &ps0, sizeof ps0);
+    co_cmp_calls = 0;
+    ctx.equal_calls = 0;
+    for (size_t i = 0; i < n; i++)
+        CHECK_ST(champ_set(m, &o[i], th_tok(i), NULL), CHAMP_OK);
+    champ_pool_stats_get(pool, &ps1, sizeof ps1);
+    unsigned lg = co_log2(n);
+    double per = (double)co_cmp_calls / (double)n;
+    CHECK(per <= lg + 2, "insert: %.2f compare calls per key (log2 n = %u)", per, lg);
+    CHECK(ctx.equal_calls <= 8, "insert: %lu equal calls (bitmap levels only)",
+          ctx.equal_calls);
+    if (ps1.counters_enabled) {
+        uint64_t allocs = ps1.allocs - ps0.allocs;
+        CHECK(allocs <= 10u * lg, "%zu inserts into one node: %llu allocations (O(log n))",
+              n, (unsigned long long)allocs);
+    }
+    co_cmp_calls = 0;
+    for (size_t i = 0; i < n; i++)
+        CHECK(champ_contains(m, &o[i]), "key %zu", i);
+    per = (double)co_cmp_calls / (double)n;
+    CHECK(per <= lg + 1, "lookup: %.2f compare calls per key", per);
+    co_cmp_calls = 0;
+    CHECK_VALID(m, "10K colliding keys");
+    CHECK(co_cmp_calls <= n + 8, "validate: %lu compare calls for %zu keys (O(n))",
+          co_cmp_calls, n);
+    co_cmp_calls = 0;
+    for (size_t i = 0; i < n; i += 2)
+        CHECK_ST(champ_remove(m, &o[i], NULL), CHAMP_OK);
+    per = (double)co_cmp_calls / (double)((n + 1) / 2);
+    CHECK(per <= lg + 2, "remove: %.2f compare calls per key", per);
+    CHECK_VALID(m, "half removed");
+    champ_free(m);
+
+    /* byte keys: bytes_hash once per operation, whatever the node size */
+    co_bctx bc;
+    memset(&bc, 0, sizeof bc);
+    bc.mode = CO_CONST;
+    champ_config bcfg = th_kind_config(CHAMP_KEY_BYTES, 9, pool);
+    bcfg.bytes_hash = co_bytes_hash;
+    bcfg.ctx = &bc;
+    CHECK_ST(champ_new(&bcfg, &m), CHAMP_OK);
+    char key[32];
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(key, sizeof key, "key-%zu", i * 7919 % n);
+        CHECK_ST(champ_set_bytes(m, key, (size_t)len, NULL, NULL), CHAMP_OK);
+    }
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(key, sizeof key, "key-%zu", i);
+        CHECK(champ_contains_bytes(m, key, (size_t)len), "byte key %zu", i);
+        CHECK_ST(champ_remove_bytes(m, key, (size_t)len, NULL), CHAMP_OK);
+    }
+    CHECK_EQ(bc.calls, 3 * n, "bytes_hash calls: one per operation");
+    CHECK_EQ(champ_size(m), 0, "all removed");
+    champ_free(m);
+    CHECK_EQ(th_pool_live(pool), 0, "pool drained");
+    champ_pool_free(pool);
+    free(o);
+}
+
+/* ------------------------------------------------------------------ */
+/* Out of memory                                                       */
+/* ------------------------------------------------------------------ */
+
+/* A workload through one node: grow past COLL_HASH_MIN in place and in
+ * shared versions, shrink back.  Run k fails allocation k once; every
+ * ENOMEM must leave the map as its model says, valid. */
+static bool co_oom_run(const co_cfg *c, long k, long *enomem) {
+    co_world *w = calloc(1, sizeof *w);
+    if (!w)
+        return true;
+    co_world_init(w, c, 0x0e0e);
+    co_ver *v = &w->v[0];
+    bool failed_any = false;
+    CHECK_ST(champ_pool_fail_after(w->pool, k), CHAMP_OK);
+    size_t u = c->universe;
+    for (int step = 0; step < 3 * (int)u && !w->broken; step++) {
+        size_t key = step < (int)u ? (size_t)step : (size_t)th_below(&w->r, u);
+        bool rm = step >= (int)u && (step >= 2 * (int)u || th_chance(&w->r, 30));
+        champ_status st;
+        champ_map *out = NULL;
+        size_t before = v->count;
+        if (step % 11 == 5) {
+            /* a p-form: the node is shared, the new version copies it */
+            st = rm ? co_premove(w, v->m, key, &out) : co_pset(w, v->m, key, NULL, &out);
+            if (st == CHAMP_OK) {
+                champ_free(v->m);
+                v->m = out;
+            } else {
+                CHECK(out == NULL, "failed p-form: *out NULL");
+            }
+        } else {
+            st = rm ? co_remove(w, v->m, key, NULL) : co_set(w, v->m, key, NULL, NULL);
+        }
+        if (st == CHAMP_ENOMEM) {
+            failed_any = true;
+            (*enomem)++;
+            champ_pool_fail_after(w->pool, -1);
+            CHECK_EQ(champ_size(v->m), before, "ENOMEM: size unchanged");
+            for (size_t j = 0; j < u; j++)
+                CHECK(co_get(w, v->m, j, NULL) == (bool)v->present[j],
+                      "%s: ENOMEM at allocation %ld: key %zu", c->name, k, j);
+            CHECK_VALID(v->m, "after ENOMEM");
+            continue;
+        }
+        CHECK(st == CHAMP_OK, "%s: step %d: %s", c->name, step, th_status_name(st));
+        if (st != CHAMP_OK) {
+            w->broken = true;
+            break;
+        }
+        if (!rm && !v->present[key]) {
+            if (c->kind == CHAMP_KEY_GENERIC)
+                co_in(w, co_key(w, key)); /* the map took the key */
+            v->count++;
+        }
+        if (rm && v->present[key])
+            v->count--;
+        v->present[key] = !rm;
+    }
+    champ_pool_fail_after(w->pool, -1);
+    CHECK_VALID(v->m, "end of an OOM run");
+    CHECK_EQ(champ_size(v->m), v->count, "size at the end");
+    co_world_end(w);
+    free(w);
+    return failed_any;
+}
+
+static void test_oom(void) {
+    static const co_cfg cs[] = {
+        {"oom-bytes", CHAMP_KEY_BYTES, false, false, false, CO_CONST, 0, 170, 0},
+        {"oom-generic", CHAMP_KEY_GENERIC, false, true, true, CO_CONST, 0, 60, 0},
+    };
+    champ_pool *probe = NULL;
+    CHECK_ST(champ_pool_new(NULL, &probe), CHAMP_OK);
+    champ_status avail = champ_pool_fail_after(probe, -1);
+    champ_pool_free(probe);
+    if (avail == CHAMP_EUNSUPPORTED)
+        return; /* a build without fault hooks */
+    long stride = th_scale() < 0.1 ? 31 : th_scale() < 0.5 ? 7 : 1;
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        long enomem = 0, k = 0;
+        while (co_oom_run(&cs[i], k, &enomem) && k < 100000)
+            k += stride;
+        CHECK(enomem > 0, "%s: some allocation failed", cs[i].name);
+    }
+}
+
+/* A fixed buffer filled with colliding keys until it is full: every
+ * remove still succeeds (owned nodes shrink in place), and the buffer is
+ * back to what it held before. */
+static void test_fixed_drain(void) {
+    static const co_cfg cs[] = {
+        {"fixed-bytes", CHAMP_KEY_BYTES, false, false, false, CO_CONST, 0, 1200, 0},
+        {"fixed-bytes-set", CHAMP_KEY_BYTES, true, false, false, CO_CONST, 0, 1200, 0},
+        {"fixed-generic", CHAMP_KEY_GENERIC, false, true, false, CO_CONST, 0, 1200, 0},
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        static unsigned char buf[48 * 1024] __attribute__((aligned(64)));
+        /* generic entries are 16 bytes: a smaller buffer fills first */
+        size_t bsize = cs[ci].kind == CHAMP_KEY_GENERIC ? 12 * 1024 : sizeof buf;
+        co_world *w = calloc(1, sizeof *w);
+        if (!w)
+            return;
+        w->c = &cs[ci];
+        for (size_t k = 0; k < w->c->universe; k++) {
+            w->keys[k].id = k;
+            w->keys[k].hash = 0x5555aaaa5555aaaaULL;
+        }
+        co_bkeys_init(w->c->universe);
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.buffer = buf;
+        pc.buffer_size = bsize;
+        CHECK_ST(champ_pool_new(&pc, &w->pool), CHAMP_OK);
+        champ_config cfg = co_config(w);
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+        size_t live0 = th_pool_live(w->pool), n = 0;
+        champ_status st = CHAMP_OK;
+        while (n < w->c->universe && (st = co_set(w, m, n, NULL, NULL)) == CHAMP_OK)
+            n++;
+        CHECK(st == CHAMP_ENOMEM, "%s: the buffer fills (%zu keys: %s)", w->c->name, n,
+              th_status_name(st));
+        CHECK(n > CO_HASH_MIN, "%s: %zu keys fit", w->c->name, n);
+        CHECK_VALID(m, "full buffer");
+        for (size_t i = 0; i < n; i++) {
+            size_t k = (i * 1201) % n; /* 1201: a prime above the universe */
+            st = co_remove(w, m, k, NULL);
+            CHECK(st == CHAMP_OK, "%s: remove %zu of %zu from a full buffer: %s", w->c->name,
+                  i, n, th_status_name(st));
+            if (i % 97 == 0)
+                CHECK_VALID(m, "draining");
+        }
+        CHECK_EQ(champ_size(m), 0, "drained");
+        CHECK_EQ(th_pool_live(w->pool), live0, "buffer back to the empty map");
+        champ_free(m);
+        champ_pool_free(w->pool);
+        free(w);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad input                                                           */
+/* ------------------------------------------------------------------ */
+
+static void test_badinput(void) {
+    co_bctx bc;
+    memset(&bc, 0, sizeof bc);
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    champ_map *m = (champ_map *)&bc;
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    c.compare = co_cmp;
+    CHECK_ST(champ_new(&c, &m), CHAMP_EINVAL);
+    CHECK(m == NULL, "*out NULL on error");
+    c = (champ_config)CHAMP_CONFIG_INIT(CHAMP_KEY_BYTES);
+    c.compare = co_cmp;
+    CHECK_ST(champ_new(&c, &m), CHAMP_EINVAL);
+    c = (champ_config)CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    c.bytes_hash = co_bytes_hash;
+    CHECK_ST(champ_new(&c, &m), CHAMP_EINVAL);
+    c = th_generic_config(&ctx, false, NULL);
+    c.bytes_hash = co_bytes_hash;
+    CHECK_ST(champ_new(&c, &m), CHAMP_EINVAL);
+    c = th_generic_config(&ctx, false, NULL);
+    c.compare = co_cmp;
+    c.equal = NULL; /* compare does not replace equal */
+    CHECK_ST(champ_new(&c, &m), CHAMP_EINVAL);
+    /* a program built against the 0.2 header: the struct ends before
+     * compare; accepted, the new fields read as NULL */
+    c = (champ_config)CHAMP_CONFIG_INIT(CHAMP_KEY_BYTES);
+    c.size = offsetof(champ_config, compare);
+    c.bytes_hash = co_bytes_hash; /* beyond its size: not read */
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    CHECK_ST(champ_set_str(m, "a", NULL, NULL), CHAMP_OK);
+    CHECK_ST(champ_set_str(m, "b", NULL, NULL), CHAMP_OK);
+    CHECK_EQ(bc.calls, 0, "the old layout has no bytes_hash");
+    champ_free(m);
+    c.size = offsetof(champ_config, compare) - 1;
+    CHECK_ST(champ_new(&c, &m), CHAMP_EINVAL);
+    /* a compare on a generic map of a set: fine */
+    c = th_generic_config(&ctx, false, NULL);
+    c.compare = co_cmp;
+    c.set = true;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    champ_free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* Nodes built elsewhere: set algebra, champ_apply                      */
+/* ------------------------------------------------------------------ */
+
+/* Union, intersection and difference of maps with big collision nodes;
+ * the results' nodes (lists, as the set algebra builds them) then take
+ * updates.  Also maps of different hashings (another bytes_hash; generic
+ * with and without compare): the key-by-key paths. */
+static void test_algebra(void) {
+    co_world *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    co_world_init(w, &co_canon_bytes, 0xa16e);
+    champ_map *a = w->v[0].m, *b = NULL, *u = NULL, *x = NULL, *d = NULL;
+    CHECK_ST(champ_new_like(a, &b), CHAMP_OK);
+    for (size_t k = 0; k < 200; k++)
+        CHECK_ST(co_set(w, a, k, th_tok(k), NULL), CHAMP_OK);
+    for (size_t k = 100; k < 290; k++)
+        CHECK_ST(co_set(w, b, k, th_tok(k + 1000), NULL), CHAMP_OK);
+    CHECK_ST(champ_union(a, b, NULL, NULL, &u), CHAMP_OK);
+    CHECK_ST(champ_intersect(a, b, NULL, NULL, &x), CHAMP_OK);
+    CHECK_ST(champ_difference(a, b, &d), CHAMP_OK);
+    CHECK_EQ(champ_size(u), 290, "union size");
+    CHECK_EQ(champ_size(x), 100, "intersection size");
+    CHECK_EQ(champ_size(d), 100, "difference size");
+    CHECK_VALID(u, "union");
+    CHECK_VALID(x, "intersection");
+    CHECK_VALID(d, "difference");
+    for (size_t k = 0; k < 290; k++) {
+        void *val = NULL;
+        CHECK(co_get(w, u, k, &val) && val == th_tok(k < 100 ? k : k + 1000),
+              "union key %zu", k);
+        CHECK(co_get(w, x, k, NULL) == (k >= 100 && k < 200), "intersection key %zu", k);
+        CHECK(co_get(w, d, k, NULL) == (k < 100), "difference key %zu", k);
+    }
+    /* updates of the results' nodes */
+    for (size_t k = 0; k < 290; k += 3) {
+        CHECK_ST(co_remove(w, u, k, NULL), CHAMP_OK);
+        CHECK_ST(co_set(w, x, k, NULL, NULL), CHAMP_OK);
+        CHECK_ST(co_set(w, d, k + 1, NULL, NULL), CHAMP_OK);
+    }
+    CHECK_VALID(u, "union, updated");
+    CHECK_VALID(x, "intersection, updated");
+    CHECK_VALID(d, "difference, updated");
+    for (size_t k = 0; k < 290; k++) {
+        CHECK(co_get(w, u, k, NULL) == (k % 3 != 0), "updated union key %zu", k);
+        CHECK(co_get(w, x, k, NULL) == ((k >= 100 && k < 200) || k % 3 == 0),
+              "updated intersection key %zu", k);
+    }
+    champ_free(u);
+    champ_free(x);
+    champ_free(d);
+
+    /* another bytes_hash: walked key by key */
+    co_bctx other;
+    memset(&other, 0, sizeof other);
+    other.mode = CO_BITS;
+    other.mask = 0xff;
+    champ_config oc = th_kind_config(CHAMP_KEY_BYTES, 77, w->pool);
+    oc.bytes_hash = co_bytes_hash;
+    oc.ctx = &other;
+    champ_map *o = NULL;
+    CHECK_ST(champ_new(&oc, &o), CHAMP_OK);
+    for (size_t k = 0; k < 200; k++)
+        CHECK_ST(co_set(w, o, k, th_tok(k), NULL), CHAMP_OK);
+    CHECK(champ_equal(a, o, NULL, NULL), "same contents, other bytes_hash: equal");
+    CHECK(!champ_equal(b, o, NULL, NULL), "other contents: not equal");
+    CHECK_ST(champ_union(o, b, NULL, NULL, &u), CHAMP_OK);
+    CHECK_EQ(champ_size(u), 290, "union across hashings");
+    for (size_t k = 0; k < 290; k++)
+        CHECK(co_get(w, u, k, NULL), "union across hashings: key %zu", k);
+    CHECK_VALID(u, "union across hashings");
+    champ_free(u);
+    champ_free(o);
+    champ_free(b);
+    co_world_end(w);
+    free(w);
+
+    /* generic with and without compare (same hash, equal and ctx) */
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.hash_mode = TH_HASH_FIELD;
+    th_obj *ob = unit_objs_reset(300);
+    for (size_t i = 0; i < 300; i++)
+        ob[i].hash = 7;
+    champ_config c1 = th_generic_config(&ctx, false, NULL), c2 = c1;
+    c1.compare = co_cmp;
+    champ_map *p = NULL, *q = NULL, *r = NULL;
+    CHECK_ST(champ_new(&c1, &p), CHAMP_OK);
+    CHECK_ST(champ_new(&c2, &q), CHAMP_OK);
+    for (size_t i = 0; i < 300; i++) {
+        CHECK_ST(champ_set(p, &ob[299 - i], NULL, NULL), CHAMP_OK);
+        if (i % 2)
+            CHECK_ST(champ_set(q, &ob[i], NULL, NULL), CHAMP_OK);
+    }
+    CHECK(champ_subset(q, p), "list node's keys in the ordered node");
+    CHECK_ST(champ_union(q, p, NULL, NULL, &r), CHAMP_OK);
+    CHECK_EQ(champ_size(r), 300, "union of an ordered and a list node");
+    CHECK_VALID(r, "union, generic");
+    champ_free(r);
+    CHECK_ST(champ_union(p, q, NULL, NULL, &r), CHAMP_OK);
+    CHECK_EQ(champ_size(r), 300, "union the other way");
+    CHECK_VALID(r, "union, generic, ordered side first");
+    for (size_t i = 0; i < 300; i += 5)
+        CHECK_ST(champ_remove(r, &ob[i], NULL), CHAMP_OK);
+    CHECK_VALID(r, "union result updated");
+    champ_free(r);
+    champ_free(p);
+    champ_free(q);
+}
+
+/* champ_apply on an empty map builds the collision node in the map's
+ * layout: ordered (equal dump to inserts) or hashed. */
+static void test_apply(void) {
+    const size_t sizes[] = {3, 100, 300};
+    for (size_t si = 0; si < 3; si++) {
+        size_t n = sizes[si];
+        co_world *w = calloc(1, sizeof *w);
+        if (!w)
+            return;
+        co_world_init(w, &co_canon_bytes, 0xa991);
+        champ_map *a = w->v[0].m, *b = NULL;
+        CHECK_ST(champ_new_like(a, &b), CHAMP_OK);
+        champ_op *ops = calloc(n, sizeof *ops);
+        for (size_t i = 0; i < n; i++) {
+            size_t k = (i * 7) % n;
+            ops[i].key.ptr = co_bk.b[k];
+            ops[i].key.len = co_bk.len[k];
+            ops[i].val = th_tok(k);
+            CHECK_ST(co_set(w, b, n - 1 - i, th_tok(n - 1 - i), NULL), CHAMP_OK);
+        }
+        CHECK_ST(champ_apply(a, ops, n), CHAMP_OK);
+        CHECK_VALID(a, "applied");
+        CHECK(champ_equal(a, b, NULL, NULL), "apply and inserts: equal");
+        if (n <= CO_HASH_MIN)
+            CHECK(th_same_dump(a, b), "apply of %zu colliding keys: ordered", n);
+        for (size_t k = 0; k < n; k++) {
+            void *v = NULL;
+            CHECK(co_get(w, a, k, &v) && v == th_tok(k), "applied key %zu", k);
+        }
+        for (size_t k = 0; k + 3 < n; k += 2)
+            CHECK_ST(co_remove(w, a, k, NULL), CHAMP_OK);
+        CHECK_VALID(a, "applied, then removed");
+        free(ops);
+        champ_free(b);
+        co_world_end(w);
+        free(w);
+    }
+}
+
+/* bytes_hash is a callback: an update of the map from it is refused, a
+ * free from a lookup's hash is deferred. */
+static void test_callbacks(void) {
+    co_bctx bc;
+    memset(&bc, 0, sizeof bc);
+    bc.mode = CO_CONST;
+    champ_config c = th_kind_config(CHAMP_KEY_BYTES, 5, NULL);
+    c.bytes_hash = co_bytes_hash;
+    c.ctx = &bc;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    for (int i = 0; i < 10; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        CHECK_ST(champ_set_str(m, k, NULL, NULL), CHAMP_OK);
+    }
+    bc.reenter = m;
+    bc.reenter_what = 0;
+    bc.reenter_st = CHAMP_OK;
+    CHECK_ST(champ_set_str(m, "k10", NULL, NULL), CHAMP_OK);
+    CHECK_ST(bc.reenter_st, CHAMP_EBUSY);
+    CHECK_EQ(champ_size(m), 11, "the update from the hash did not happen");
+    bc.reenter = m;
+    bc.reenter_st = CHAMP_OK;
+    void **slot = NULL;
+    CHECK_ST(champ_upsert_bytes(m, "k11", 3, &slot, NULL), CHAMP_OK);
+    CHECK_ST(bc.reenter_st, CHAMP_EBUSY);
+    CHECK_VALID(m, "after re-entry");
+    bc.reenter = m;
+    bc.reenter_what = 1; /* champ_free from a lookup's hash: deferred */
+    CHECK(!champ_contains_str(m, "k1"), "a lookup whose map was freed reports absent");
+    CHECK(bc.reenter == NULL, "the hash ran");
+}
+
+const th_test th_tests_collide[] = {
+    {"collide.random.bytes-const", test_random_bytes_const},
+    {"collide.random.bytes-const-set", test_random_bytes_const_set},
+    {"collide.random.bytes-2bits", test_random_bytes_2bits},
+    {"collide.random.generic-compare", test_random_generic_compare},
+    {"collide.random.generic-compare-set", test_random_generic_compare_set},
+    {"collide.random.generic-list", test_random_generic_list},
+    {"collide.canonical", test_canonical},
+    {"collide.canonical_hashed", test_canonical_hashed},
+    {"collide.compare_calls", test_compare_calls},
+    {"collide.oom", test_oom},
+    {"collide.fixed_drain", test_fixed_drain},
+    {"collide.badinput", test_badinput},
+    {"collide.algebra", test_algebra},
+    {"collide.apply", test_apply},
+    {"collide.callbacks", test_callbacks},
+};
+const size_t th_tests_collide_count = sizeof th_tests_collide / sizeof th_tests_collide[0];
