@@ -59,10 +59,10 @@ static void pf_check_books(const champ_pool *p, const char *what) {
           a.free_counted);
     CHECK(a.imbalance == 0, "%s: books off by %lld", what, a.imbalance);
     CHECK_EQ(a.misfiled, 0, what);
-    CHECK(a.pages_walked == p->npages && a.handles_walked == p->nhandles &&
+    CHECK(a.pages_walked == a.pages_counted && a.handles_walked == a.handles_counted &&
               a.pages_bad == 0 && a.open_walked == a.open_expected,
           "%s: handle pages %zu/%zu, handles %zu/%zu, bad %zu, open %zu/%zu", what,
-          a.pages_walked, p->npages, a.handles_walked, p->nhandles, a.pages_bad,
+          a.pages_walked, a.pages_counted, a.handles_walked, a.handles_counted, a.pages_bad,
           a.open_walked, a.open_expected);
     champ_pool_stats ps = pf_pstats(p);
     CHECK(ps.bytes_free_listed == a.free_walked,
@@ -72,15 +72,15 @@ static void pf_check_books(const champ_pool *p, const char *what) {
 
 /* The largest free span: fresh space or one free block. */
 static size_t pf_largest_free(const champ_pool *p) {
-    size_t best = (size_t)(p->end - p->bump);
+    size_t best = (size_t)(p->h.end - p->h.bump);
     for (size_t c = POOL_NCLASS - 1; c > 0; c--)
-        if (p->free[c]) {
+        if (p->h.free[c]) {
             if ((c << 3) > best)
                 best = c << 3;
             break;
         }
     for (unsigned k = 0; k < POOL_NLARGE; k++) {
-        void *b = p->large[k];
+        void *b = p->h.large[k];
         while (b) {
             size_t w[2];
             UNPOISON(b, sizeof w);
@@ -283,7 +283,7 @@ static void test_fixed_big_keys(void) {
     }
     CHECK_VALID(m, "three of four big keys removed");
     champ_pool_stats ps = pf_pstats(p);
-    size_t freed = ps.bytes_free_listed + (size_t)(p->end - p->bump);
+    size_t freed = ps.bytes_free_listed + (size_t)(p->h.end - p->h.bump);
     /* Insert longer keys (2,100 to 3,000 bytes) until the buffer is full:
      * each must fit while a free span can hold it and a node. */
     uint64_t again = 0;
@@ -852,9 +852,9 @@ static void pf_check_iter(const champ_pool *p, unsigned char **hs, size_t n,
     size_t live = 0;
     for (size_t j = 0; j < n; j++)
         live += hs[j] != NULL;
-    CHECK(seen == live && strangers == 0 && p->nhandles == live,
+    CHECK(seen == live && strangers == 0 && p->h.nhandles == live,
           "%s: iteration saw %zu handles (%zu strangers), %zu live, the pool counts %zu",
-          what, seen, strangers, live, p->nhandles);
+          what, seen, strangers, live, p->h.nhandles);
 }
 
 /* Raw handles in a pool of their own (no maps: validate's census would
@@ -880,7 +880,7 @@ static void test_handles(void) {
             memset(hs[j], 0xa5, CHAMP_HANDLE_BYTES - 1);
         }
         size_t pages = (NH + HPAGE_SLOTS - 1) / HPAGE_SLOTS;
-        CHECK_EQ(p->npages, pages, "pages for the handles");
+        CHECK_EQ(p->h.npages, pages, "pages for the handles");
         CHECK_EQ(th_pool_live(p), live0 + pages * HPAGE_BYTES,
                  "handles count as whole pages");
         pf_check_iter(p, hs, NH, "all allocated");
@@ -897,8 +897,8 @@ static void test_handles(void) {
                 pf_check_books(p, "after frees");
             }
         }
-        CHECK_EQ(p->nhandles, 0, "every handle freed");
-        CHECK_EQ(p->npages, 0, "every empty page given back");
+        CHECK_EQ(p->h.nhandles, 0, "every handle freed");
+        CHECK_EQ(p->h.npages, 0, "every empty page given back");
         CHECK_EQ(th_pool_live(p), live0, "empty pages given back");
         CHECK(champ__handle_next(p, NULL) == NULL, "no handles left");
         pf_check_books(p, "no pages");
@@ -923,7 +923,7 @@ static void test_handles(void) {
         if (step % 250 == 0) {
             pf_check_iter(p, hs, NH, "interleaved");
             pf_check_books(p, "interleaved");
-            CHECK(p->npages >= (nlive + HPAGE_SLOTS - 1) / HPAGE_SLOTS, "pages");
+            CHECK(p->h.npages >= (nlive + HPAGE_SLOTS - 1) / HPAGE_SLOTS, "pages");
         }
     }
     pf_check_books(p, "interleaved handles");
@@ -938,10 +938,10 @@ static void test_handles(void) {
 #ifdef CHAMP_FAULTS
     /* fail_after: a handle counts as an allocation; nothing changes when
      * it is refused */
-    size_t live1 = th_pool_live(p), pages1 = p->npages;
+    size_t live1 = th_pool_live(p), pages1 = p->h.npages;
     CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_OK);
     CHECK(champ__handle_alloc(p) == NULL, "fail_after 0 refuses a handle");
-    CHECK(th_pool_live(p) == live1 && p->npages == pages1 && p->nhandles == 0,
+    CHECK(th_pool_live(p) == live1 && p->h.npages == pages1 && p->h.nhandles == 0,
           "a refused handle changes nothing");
     CHECK_ST(champ_pool_fail_after(p, 2 * HPAGE_SLOTS), CHAMP_OK);
     size_t got = 0;
