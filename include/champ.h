@@ -773,13 +773,19 @@ CHAMP_API champ_status champ_pool_stats_get(const champ_pool *p,
                                             size_t out_size);
 /* Gives memory back: compacts the pool's free lists (neighbouring free
  * blocks are joined) and returns every arena chunk that holds no live
- * block to the backing allocator.  Live nodes never move, so a chunk that
- * still holds one live block stays.  A fixed-buffer pool is only
- * compacted.  Never fails and never changes a map: every map of the pool
- * reads the same before and after.  Returns CHAMP_OK, or CHAMP_EINVAL for
- * NULL.  Thread model: a pool write, like the updates (it changes the
- * pool's free lists): no other writer of the pool and no telemetry call
- * may overlap it; readers of the pool's maps may. */
+ * block to the backing allocator.  When the live bytes are less than half
+ * of what is reserved, it first moves the live nodes and key blobs of the
+ * pool's maps into one new chunk, so that the chunks they were scattered
+ * over empty out (1M u64 keys, 99% removed: 23 MB reserved for 0.27 MB
+ * live before, 1.1x live after).  Map handles, types and handle pages
+ * never move, nor do nodes that something other than a map handle holds
+ * (a cell's version).  A fixed-buffer pool is only compacted.  Never fails
+ * (when the new chunk cannot be had nothing moves) and never changes what
+ * a map holds.  Thread model: alone (no other call on the pool, and no
+ * iteration of its maps, may overlap it).  After a trim that moved nodes,
+ * iterations of the pool's maps begun before it stop with CHAMP_EMODIFIED,
+ * and value slots given by champ_upsert_* are no longer valid.  Returns
+ * CHAMP_OK, or CHAMP_EINVAL for NULL. */
 CHAMP_API champ_status champ_pool_trim(champ_pool *p);
 /* Prints the map's stats and its pool's as a readable table.  Returns
  * CHAMP_OK or CHAMP_EINVAL. */

@@ -21,9 +21,11 @@
  * fraction of it.  The old chunk's tail becomes free blocks, not lost; and
  * if much memory sits in free lists in pieces of the wrong sizes, they are
  * compacted (neighbours joined, spans of any length filed whole) before a
- * new chunk is taken.  champ_pool_trim compacts on request and gives every
- * wholly free chunk back to the backing allocator.  There is no fixed
- * capacity to run out of and no per-node fallback to malloc.
+ * new chunk is taken.  champ_pool_trim compacts on request, gives every
+ * wholly free chunk back to the backing allocator, and when live bytes are
+ * a small part of what is reserved moves the live nodes into one new chunk
+ * first (relocate.c).  There is no fixed capacity to run out of and no
+ * per-node fallback to malloc.
  *
  * Heaps.  The free lists, fresh space and books are a `heap`.  A plain
  * pool is one heap (its first member, so the inline fast paths in pool.h
@@ -1519,6 +1521,13 @@ void champ_pool_free(champ_pool *pool) {
         champ__pool_release(pool);
 }
 
+/* Trim relocates live nodes when they use less than half of what is
+ * reserved (and the rest is worth a chunk). */
+static bool relocation_pays(const champ_pool *p) {
+    size_t live = live_sum(p);
+    return !p->fixed && p->reserved > 2 * live + p->chunk_min;
+}
+
 champ_status champ_pool_trim(champ_pool *p) {
     if (!p)
         return CHAMP_EINVAL;
@@ -1534,11 +1543,33 @@ champ_status champ_pool_trim(champ_pool *p) {
     }
     pool_defrag(h, true);
     defrag_done(h);
+    if (relocation_pays(p)) {
+        champ__pool_relocate(p, h);
+        pool_defrag(h, true);
+        defrag_done(h);
+    }
     if (p->concurrent) {
         heap_drop_fresh(h);
         depot_fix(p);
     }
     return CHAMP_OK;
+}
+
+/* Relocation (relocate.c): fresh space of at least `bytes` in a chunk of
+ * its own, and blocks cut from it. */
+bool champ__heap_fresh_chunk(heap *h, size_t bytes) {
+    return chunk_add(h, ALIGN_UP(bytes + CHUNK_HDR, 16));
+}
+
+void *champ__heap_carve(heap *h, size_t size) {
+    char *b = h->bump;
+    CHAMP_ASSERT(fresh(h) >= size);
+    h->bump += size;
+    HEAP_SET(h->carved, h->carved + size);
+    HEAP_SET(h->live, h->live + size);
+    UNPOISON(b, size);
+    VG_UNDEFINED(b, size);
+    return b;
 }
 
 /* ------------------------------------------------------------------ */

@@ -197,6 +197,13 @@ INTERNAL void *champ__handle_alloc(champ_pool *p);
 INTERNAL void champ__handle_free(champ_pool *p, void *h);
 INTERNAL void *champ__handle_next(const champ_pool *p, const void *h);
 
+/* Trim's relocation pass (relocate.c) and what it needs of pool.c: fresh
+ * space of at least `bytes` in a chunk of its own for heap h, blocks cut
+ * from it, and the pool's live and reserved bytes. */
+INTERNAL void champ__pool_relocate(champ_pool *p, heap *h);
+INTERNAL bool champ__heap_fresh_chunk(heap *h, size_t bytes);
+INTERNAL void *champ__heap_carve(heap *h, size_t size);
+
 #ifdef CHAMP_DEBUG
 #define FILL_FRESH(p, n) memset((p), 0xCD, (n))
 #define FILL_FREED(p, n) memset((p), 0xDD, (n))

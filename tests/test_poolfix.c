@@ -814,7 +814,112 @@ static void test_trim_ratio(void) {
            left.bytes_reserved, left.bytes_live, ps.bytes_reserved, ps.chunks,
            (double)ps.bytes_reserved / (double)ps.bytes_live);
     CHECK(ps.bytes_reserved <= left.bytes_reserved, "trim never reserves more");
+    CHECK(ps.bytes_reserved <= 2 * ps.bytes_live, "trimmed: reserved %zu, live %zu (> 2x)",
+          ps.bytes_reserved, ps.bytes_live);
+    for (uint64_t i = 0; i < n; i += 100) {
+        void *v = th_tok(1);
+        CHECK(champ_get_u64(m, i, &v) && v == NULL, "survivor %llu after trim",
+              (unsigned long long)i);
+    }
     champ_free(m);
+}
+
+/* Trim moves live nodes and key blobs (relocate.c) when they are a small
+ * part of the pool: every map reads the same after it, shared nodes stay
+ * shared, a cell's root stays where it is, iterators begun before it
+ * stop, and the books balance.  In a plain and in a concurrent pool. */
+static void pf_reloc_round(bool concurrent) {
+    const char *what = concurrent ? "concurrent pool" : "plain pool";
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.concurrent = concurrent;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 21, p);
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 22, p);
+    champ_config cs = th_kind_config(CHAMP_KEY_U64, 23, p);
+    cs.set = true;
+    champ_map *mu = NULL, *mb = NULL, *ms = NULL, *cp = NULL, *ld = NULL;
+    CHECK_ST(champ_new(&cu, &mu), CHAMP_OK);
+    CHECK_ST(champ_new(&cb, &mb), CHAMP_OK);
+    CHECK_ST(champ_new(&cs, &ms), CHAMP_OK);
+    if (!mu || !mb || !ms)
+        goto out;
+    uint64_t n = (uint64_t)th_iters(60000, 6000);
+    char k[40];
+    for (uint64_t i = 0; i < n; i++) {
+        champ_set_u64(mu, i, th_tok(i), NULL);
+        snprintf(k, sizeof k, "reloc-key-%llu", (unsigned long long)i);
+        champ_set_str(mb, k, th_tok(i), NULL);
+        champ_add_u64(ms, i * 7, NULL);
+    }
+    CHECK_ST(champ_copy(mu, &cp), CHAMP_OK); /* shares every node of mu */
+    for (uint64_t i = 0; i < n; i++)
+        if (i % 50) {
+            champ_remove_u64(mu, i, NULL);
+            snprintf(k, sizeof k, "reloc-key-%llu", (unsigned long long)i);
+            champ_remove_str(mb, k, NULL);
+            champ_remove_u64(ms, i * 7, NULL);
+        }
+    champ_free(cp); /* mu's nodes are its own again, except: */
+    CHECK_ST(champ_copy(mu, &cp), CHAMP_OK);
+    champ_set_u64(cp, 1, th_tok(1), NULL); /* a path copied, the rest shared */
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_cell_new(mb, &cell), CHAMP_OK); /* mb's root: pinned */
+    CHECK_ST(champ_cell_load(cell, &ld), CHAMP_OK);
+    const void *cell_root = mb->root;
+    champ_iter it;
+    champ_iter_init(&it, mu);
+    champ_key key;
+    CHECK(champ_iter_next(&it, &key, NULL), "iteration begun");
+    champ_pool_stats before = pf_pstats(p);
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    champ_pool_stats after = pf_pstats(p);
+    CHECK(after.bytes_reserved <= 2 * after.bytes_live + 64 * 1024,
+          "%s: trimmed to %zu reserved for %zu live (were %zu, %zu)", what,
+          after.bytes_reserved, after.bytes_live, before.bytes_reserved, before.bytes_live);
+    CHECK(after.bytes_live <= before.bytes_live, "%s: moving never adds live bytes", what);
+    CHECK(mb->root == cell_root && ld->root == cell_root, "%s: the cell's root stayed", what);
+    CHECK(!champ_iter_next(&it, &key, NULL), "%s: the iterator stopped", what);
+    CHECK_ST(champ_iter_status(&it), CHAMP_EMODIFIED);
+    CHECK(cp->root != mu->root, "%s: the copy kept its own root", what);
+    size_t bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        void *v = NULL;
+        bool kept = i % 50 == 0;
+        snprintf(k, sizeof k, "reloc-key-%llu", (unsigned long long)i);
+        bad += champ_get_u64(mu, i, &v) != kept || (kept && v != th_tok(i));
+        bad += champ_get_str(mb, k, &v) != kept || (kept && v != th_tok(i));
+        bad += champ_get_str(ld, k, NULL) != kept;
+        bad += champ_contains_u64(ms, i * 7) != kept;
+        bad += champ_contains_u64(cp, i) != (kept || i == 1);
+    }
+    CHECK_EQ(bad, 0, "every map reads the same after the trim");
+    champ_free(ld);
+    champ_cell_free(cell); /* validate's census sees map handles only */
+    CHECK_VALID(mu, what);
+    pf_check_books(p, what);
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK); /* again: nothing to move */
+    CHECK_VALID(mb, what);
+    for (uint64_t i = 0; i < n; i += 3) { /* the pool goes on */
+        champ_set_u64(mu, i + n, NULL, NULL);
+        snprintf(k, sizeof k, "reloc-more-%llu", (unsigned long long)i);
+        champ_set_str(mb, k, NULL, NULL);
+    }
+    CHECK_VALID(mb, what);
+out:
+    champ_free(cp);
+    champ_free(mu);
+    champ_free(mb);
+    champ_free(ms);
+    CHECK_EQ(th_pool_live(p), 0, what);
+    champ_pool_free(p);
+}
+
+static void test_trim_relocate(void) {
+    pf_reloc_round(false);
+    pf_reloc_round(true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1063,6 +1168,7 @@ const th_test th_tests_poolfix[] = {
     {"poolfix.census_copies", test_census_copies},
     {"poolfix.trim_basics", test_trim_basics},
     {"poolfix.trim_ratio", test_trim_ratio},
+    {"poolfix.trim_relocate", test_trim_relocate},
     {"poolfix.handles", test_handles},
     {"poolfix.handles_fixed", test_handles_fixed},
 };
