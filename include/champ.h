@@ -305,12 +305,20 @@ CHAMP_API void champ_pool_free(champ_pool *pool);
  * error *out is NULL (when out is not NULL). */
 CHAMP_API champ_status champ_new(const champ_config *cfg, champ_map **out);
 
-/* Shorthand for champ_new with kind U64 / BYTES and all defaults. */
+/* Empty maps with kind U64 / BYTES and no callbacks.  They share the
+ * process-wide concurrent pool (made at the first call, never freed: any
+ * thread may use them, see "Thread model") and one type per kind: maps
+ * made this way hash the same way (one seed per kind and process), so
+ * equality and set algebra between them take the fast path, and an empty
+ * one costs one 32-byte handle.  champ_new() without a pool still makes a
+ * private plain pool.  Returns CHAMP_OK, CHAMP_EINVAL (NULL out),
+ * CHAMP_EUNSUPPORTED or CHAMP_ENOMEM. */
 CHAMP_API champ_status champ_new_u64(champ_map **out);
 CHAMP_API champ_status champ_new_bytes(champ_map **out);
 
 /* Sets: maps of keys without values (cfg.set = true), with every map
- * operation.  Shorthands for U64 / BYTES sets with all defaults. */
+ * operation.  Shorthands for U64 / BYTES sets as above (same pool, one
+ * type per kind of set). */
 CHAMP_API champ_status champ_new_set_u64(champ_map **out);
 CHAMP_API champ_status champ_new_set_bytes(champ_map **out);
 /* Whether m is a set (false for NULL). */
@@ -613,7 +621,8 @@ CHAMP_API champ_status champ_foreach(const champ_map *m, champ_visit_fn fn,
  * champ_size() of a result is O(1).  Inputs are never changed.
  *
  * Slower but correct paths: maps that hash differently (different seeds,
- * e.g. two champ_new_u64() maps, or different callbacks) are compared and
+ * e.g. two champ_new() maps without fixed_seed, or different callbacks)
+ * are compared and
  * combined key by key (O(n log n)); so are the combining operations on maps
  * of different pools (a result lives in a's pool).  champ_new_like() gives
  * maps that take the fast path.

@@ -136,6 +136,7 @@
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 /* ------------------------------------------------------------------ */
@@ -1099,26 +1100,74 @@ champ_status champ_new(const champ_config *cfg, champ_map **out) {
     return CHAMP_OK;
 }
 
+/* The default maps (champ_new_u64, champ_new_bytes, champ_new_set_*):
+ * one process-wide concurrent pool, made at the first call and never
+ * freed, and one immortal type per (kind, set) in it, each with a seed of
+ * its own drawn once.  An empty default map is then one 32-byte handle,
+ * and its copies and frees touch no shared count. */
+static champ_pool *default_pool;
+static mtype *default_types[4]; /* [bytes * 2 + set] */
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static NOINLINE mtype *default_type_make(champ_key_kind kind, bool set, champ_status *st) {
+    unsigned i = (kind == CHAMP_KEY_BYTES) * 2u + set;
+    *st = CHAMP_ENOMEM;
+    if (!champ__cpu_ok()) {
+        *st = CHAMP_EUNSUPPORTED;
+        return NULL;
+    }
+    pthread_mutex_lock(&default_lock);
+    mtype *t = default_types[i];
+    if (!t && !default_pool) {
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.concurrent = true;
+        champ_pool *p;
+        if (champ__pool_make(&pc, &p) == CHAMP_OK)
+            default_pool = p; /* the creator's reference is never dropped */
+    }
+    if (!t && default_pool) {
+        champ_config c = CHAMP_CONFIG_INIT(kind);
+        c.set = set;
+        t = type_new(default_pool, &c);
+        if (t) {
+            t->immortal = true;
+            __atomic_store_n(&default_types[i], t, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&default_lock);
+    return t;
+}
+
+static champ_status new_default(champ_key_kind kind, bool set, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    champ_status st = CHAMP_OK;
+    mtype *t = __atomic_load_n(&default_types[(kind == CHAMP_KEY_BYTES) * 2u + set],
+                               __ATOMIC_ACQUIRE);
+    if (UNLIKELY(!t) && !(t = default_type_make(kind, set, &st)))
+        return st;
+    champ_map *m = map_handle(t, NULL, 0);
+    if (!m)
+        return CHAMP_ENOMEM;
+    *out = m;
+    return CHAMP_OK;
+}
+
 champ_status champ_new_u64(champ_map **out) {
-    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
-    return champ_new(&c, out);
+    return new_default(CHAMP_KEY_U64, false, out);
 }
 
 champ_status champ_new_bytes(champ_map **out) {
-    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_BYTES);
-    return champ_new(&c, out);
+    return new_default(CHAMP_KEY_BYTES, false, out);
 }
 
 champ_status champ_new_set_u64(champ_map **out) {
-    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
-    c.set = true;
-    return champ_new(&c, out);
+    return new_default(CHAMP_KEY_U64, true, out);
 }
 
 champ_status champ_new_set_bytes(champ_map **out) {
-    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_BYTES);
-    c.set = true;
-    return champ_new(&c, out);
+    return new_default(CHAMP_KEY_BYTES, true, out);
 }
 
 bool champ_is_set(const champ_map *m) { return m && m->t->width == ENT_SET; }

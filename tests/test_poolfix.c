@@ -200,7 +200,8 @@ static void test_bignode_remove_oom_alloc(void) {
  * own, small or large, and the books balance. */
 static void test_exact_pieces(void) {
     champ_map *m = NULL;
-    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    champ_config mc = th_kind_config(CHAMP_KEY_U64, 17, NULL); /* a private pool */
+    CHECK_ST(champ_new(&mc, &m), CHAMP_OK);
     if (!m)
         return;
     champ_pool *p = champ_pool_of(m);
@@ -505,7 +506,8 @@ static size_t pf_census_left(const node *n, unsigned level) {
  * validate leaves every count and mark as it found them. */
 static void test_census_forged(void) {
     champ_map *m = NULL, *bm = NULL;
-    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    champ_config mc = th_kind_config(CHAMP_KEY_U64, 17, NULL); /* a private pool */
+    CHECK_ST(champ_new(&mc, &m), CHAMP_OK);
     if (!m)
         return;
     champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 2, champ_pool_of(m));
@@ -642,7 +644,8 @@ static void test_census_overflow(void) {
     if (th_scale() < 1.0 && !(e && *e == '1'))
         return;
     champ_map *m = NULL, *f = NULL;
-    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    champ_config mc = th_kind_config(CHAMP_KEY_U64, 17, NULL); /* a private pool */
+    CHECK_ST(champ_new(&mc, &m), CHAMP_OK);
     if (!m)
         return;
     champ_pool *p = champ_pool_of(m);
@@ -678,7 +681,8 @@ static void test_census_copies(void) {
     const char *e = getenv("CHAMP_TEST_CENSUS_MAPS");
     size_t n = e ? (size_t)strtoull(e, NULL, 0) : (size_t)th_iters(3000, 300);
     champ_map *m = NULL;
-    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    champ_config mc = th_kind_config(CHAMP_KEY_U64, 17, NULL); /* a private pool */
+    CHECK_ST(champ_new(&mc, &m), CHAMP_OK);
     champ_map **c = malloc(n * sizeof *c);
     if (!m || !c) {
         champ_free(m);
