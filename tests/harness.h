@@ -275,5 +275,7 @@ extern const th_test th_tests_callbacks[]; /* test_callbacks.c */
 extern const size_t th_tests_callbacks_count;
 extern const th_test th_tests_poolfix[];   /* test_poolfix.c */
 extern const size_t th_tests_poolfix_count;
+extern const th_test th_tests_concurrent[]; /* test_concurrent.c */
+extern const size_t th_tests_concurrent_count;
 
 #endif /* CHAMP_TEST_HARNESS_H */

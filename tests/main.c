@@ -331,6 +331,7 @@ static const th_table th_tables[] = {
     {th_tests_oom, &th_tests_oom_count},
     {th_tests_callbacks, &th_tests_callbacks_count},
     {th_tests_poolfix, &th_tests_poolfix_count},
+    {th_tests_concurrent, &th_tests_concurrent_count},
 };
 enum { TH_NTABLES = sizeof th_tables / sizeof th_tables[0] };
 
