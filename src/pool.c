@@ -130,6 +130,7 @@ struct cpool {
     heap *heaps;                 /* every thread heap (a list that only   */
                                  /* grows; heads published with release)  */
     heap *idle;                  /* heaps whose thread has exited         */
+    size_t active;               /* heaps with a thread (atomic)          */
     heap depot;                  /* free blocks passed between heaps      */
     void *dtail[POOL_NCLASS];    /* the last block of each depot list     */
     void *dtail_large[POOL_NLARGE];
@@ -884,6 +885,8 @@ static NOINLINE heap *heap_claim(champ_pool *p) {
             __atomic_store_n(&cc->heaps, h, __ATOMIC_RELEASE);
         }
     }
+    if (h)
+        HEAP_SET(cc->active, cc->active + 1);
     pool_unlock(p);
     if (!h)
         return NULL;
@@ -1066,6 +1069,7 @@ static void heap_release(champ_pool *p, heap *h) {
     h->idle = true;
     h->idle_next = p->cc->idle;
     p->cc->idle = h;
+    HEAP_SET(p->cc->active, p->cc->active - 1);
     pool_unlock(p);
 }
 
@@ -1351,13 +1355,19 @@ void champ__pool_rise(heap *h) {
 }
 
 /* live fell below lo.  A thread heap holds too many free bytes: they go
- * to the depot.  A plain one fell clearly below the watermark (by 1/8 of
+ * to the depot (when another thread has a heap to take them from there).  A plain one fell clearly below the watermark (by 1/8 of
  * it): re-arm it.  The margin keeps an update that frees a node right
  * after allocating its replacement from firing the callback again at
  * every step. */
 void champ__pool_fall(heap *h) {
     if (h->role == HEAP_THREAD) {
-        depot_give(h);
+        if (HEAP_GET(h->pool->cc->active) > 1) {
+            depot_give(h);
+            return;
+        }
+        /* no other thread to take them (yet): look again after as many
+         * bytes more are freed */
+        h->lo = h->live - h->keep;
         return;
     }
     h->pool->mark_fired = false;
