@@ -805,12 +805,15 @@ CHAMP_API champ_status champ_stats_print(const champ_map *m, FILE *f);
  * nodes (same full hash, >= 3 distinct keys, only at the bottom), canonical
  * form (every child subtree holds >= 3 keys), the entry count, and, over the
  * whole pool, that every node's reference count equals the references the
- * pool's live maps hold, that the pool's live bytes equal what they use, and
- * that its books balance (reserved = live + free lists + fresh space +
- * chunk headers).
+ * pool's live maps and cells hold, that the pool's live bytes equal what
+ * they use, and that its books balance (reserved = live + free lists +
+ * fresh space + chunk headers).  A concurrent pool is checked the same way:
+ * the maps of every thread's heap, the free lists of every heap and of the
+ * depot, their sums.
  * Needs no memory (the census uses a spare header word of each node), so it
- * works in fixed-buffer pools too.  Returns CHAMP_OK, CHAMP_ECORRUPT (and
- * prints what failed to stderr) or CHAMP_EINVAL. */
+ * works in fixed-buffer pools too.  Thread model: alone (no other call on
+ * the pool may overlap it, from any thread).  Returns CHAMP_OK,
+ * CHAMP_ECORRUPT (and prints what failed to stderr) or CHAMP_EINVAL. */
 CHAMP_API champ_status champ_validate(const champ_map *m);
 
 /* Testing hook, in builds with CHAMP_FAULTS or CHAMP_DEBUG: after n more

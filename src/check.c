@@ -340,9 +340,22 @@ champ_status champ_validate(const champ_map *m) {
         if (x->root)
             census_count(&cs, x->root, 0, x);
     }
+    /* A cell's version: one more reference to its root. */
+    for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
+        const champ_cell *c = (const champ_cell *)(const void *)l;
+        champ_map view = {c->root, c->size, c->t, 0, {0}, 0};
+        if (c->root)
+            census_count(&cs, c->root, 0, &view);
+    }
     for (const champ_map *x = census_first(p); x; x = census_next(p, x))
         if (x->root)
             census_check(&cs, x->root, 0, x);
+    for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
+        const champ_cell *c = (const champ_cell *)(const void *)l;
+        champ_map view = {c->root, c->size, c->t, 0, {0}, 0};
+        if (c->root)
+            census_check(&cs, c->root, 0, &view);
+    }
     if (cs.edges != 0)
         VFAIL(&v, "census walks disagree by %lld references (a node carried the census mark"
                   " before validate began)", cs.edges);

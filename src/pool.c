@@ -1462,6 +1462,7 @@ champ_status champ__pool_make(const champ_pool_config *cfg_user, champ_pool **ou
     p->fail_after = -1;
 #endif
     pool_set_hi(&p->h);
+    p->cells.next = p->cells.prev = &p->cells;
     if (p->concurrent) {
         heap_init(&p->h, p, HEAP_ROUTER);
         heap_init(&p->cc->depot, p, HEAP_DEPOT);
@@ -1524,6 +1525,22 @@ void champ__pool_release(champ_pool *p) {
         c = next;
     }
     al.free(p, pool_header_bytes(p->concurrent), al.ctx);
+}
+
+void champ__pool_cell(champ_pool *p, cell_link *l, bool add) {
+    if (p->concurrent)
+        pool_lock(p);
+    if (add) {
+        l->next = p->cells.next;
+        l->prev = &p->cells;
+        l->next->prev = l;
+        p->cells.next = l;
+    } else {
+        l->prev->next = l->next;
+        l->next->prev = l->prev;
+    }
+    if (p->concurrent)
+        pool_unlock(p);
 }
 
 void champ_pool_free(champ_pool *pool) {

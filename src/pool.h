@@ -42,6 +42,11 @@ typedef struct hpage hpage;
 typedef struct heap heap;
 typedef struct cpool cpool;
 
+/* The pool's list of cells (circular, the pool holds the head). */
+typedef struct cell_link {
+    struct cell_link *next, *prev;
+} cell_link;
+
 /* Roles of a heap (see pool.c, "Heaps"). */
 enum {
     HEAP_PLAIN,  /* the one heap of a plain pool (or a fixed buffer)      */
@@ -117,6 +122,7 @@ struct champ_pool {
     uint64_t backing_calls;
     uint64_t failures;
     cpool *cc;                   /* concurrent pools: heaps, depot, lock */
+    cell_link cells;             /* cells holding versions of its maps   */
 #ifdef CHAMP_FAULTS
     long fail_after;
 #endif
@@ -187,6 +193,10 @@ typedef struct champ_pool_audit {
 INTERNAL void champ__pool_audit(const champ_pool *p, champ_pool_audit *a);
 /* The pool's live bytes: exact when no other thread uses the pool. */
 INTERNAL size_t champ__pool_live(const champ_pool *p);
+
+/* Adds cell link l to the pool's list of cells, or removes it (a cell
+ * call may come from any thread: concurrent pools lock). */
+INTERNAL void champ__pool_cell(champ_pool *p, cell_link *l, bool add);
 
 /* Map handles (handle pages, see pool.c).  alloc: CHAMP_HANDLE_BYTES
  * bytes, zeroed except the last (the pool's), or NULL when the pool is out

@@ -9,8 +9,9 @@
  * (design.md, "Pool").  Trim is an "alone" call (no other thread, no
  * iterator in use), so every reference to a node can be found and fixed:
  * nodes are reached from the map handles, which the handle pages
- * enumerate.  References the pass cannot see (a cell's root) are found
- * by their counts and the nodes they reach stay where they are.
+ * enumerate, and from the cells, on their pool's list.  References the
+ * pass cannot see (none that the API makes) would be found by their
+ * counts: the nodes they reach stay where they are.
  *
  * Two walks over every map, like validate's census, with the reference
  * count as the counter and no memory needed:
@@ -18,7 +19,7 @@
  *      marks the node and follows its children and key blobs).  A count
  *      that reaches 0 belongs to a node (or blob) every reference of which
  *      was met: it may move; its bytes are added up.  A count left above 0
- *      has references elsewhere (a cell): the node is pinned.
+ *      has references the walk did not meet: the node is pinned.
  *   2. after one chunk of that size is taken, gives every reference back.
  *      At the first meeting a movable node is copied into the chunk (no
  *      spare room), its copy gets the count, and the old block records
@@ -145,15 +146,26 @@ static node *r_place(reloc *r, node *n, unsigned level, unsigned W, bool bytes) 
 void champ__pool_relocate(champ_pool *p, heap *h) {
     reloc r = {h, 0, false, NULL, NULL, 0};
     champ_map *m;
+    cell_link *l;
     for (m = champ__handle_next(p, NULL); m; m = champ__handle_next(p, m))
         if (m->root)
             r_count(&r, m->root, 0, m->t->width, m->t->kind == CHAMP_KEY_BYTES);
+    for (l = p->cells.next; l != &p->cells; l = l->next) {
+        champ_cell *c = (champ_cell *)(void *)l;
+        if (c->root)
+            r_count(&r, c->root, 0, c->t->width, c->t->kind == CHAMP_KEY_BYTES);
+    }
     r.move = r.movable > 0 && champ__heap_fresh_chunk(h, r.movable);
     for (m = champ__handle_next(p, NULL); m; m = champ__handle_next(p, m)) {
         if (m->root)
             m->root = r_place(&r, m->root, 0, m->t->width, m->t->kind == CHAMP_KEY_BYTES);
         if (r.move)
             m->stamp++;
+    }
+    for (l = p->cells.next; l != &p->cells; l = l->next) {
+        champ_cell *c = (champ_cell *)(void *)l;
+        if (c->root)
+            c->root = r_place(&r, c->root, 0, c->t->width, c->t->kind == CHAMP_KEY_BYTES);
     }
     while (r.old_nodes) {
         node *n = r.old_nodes;

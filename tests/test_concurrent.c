@@ -250,6 +250,7 @@ static void test_cell_threads(void) {
         CHECK_EQ(count, a[i].published, "every publication of a thread is in the cell");
     }
     champ_free(last);
+    CHECK_VALID(m, "after the threads, the cell holding the last version");
     champ_cell_free(cell);
     CHECK_VALID(m, "after the threads");
     cc_check_books(p, "after the threads");

@@ -830,8 +830,9 @@ static void test_trim_ratio(void) {
 
 /* Trim moves live nodes and key blobs (relocate.c) when they are a small
  * part of the pool: every map reads the same after it, shared nodes stay
- * shared, a cell's root stays where it is, iterators begun before it
- * stop, and the books balance.  In a plain and in a concurrent pool. */
+ * shared, a cell's root moves with the maps that share it, iterators
+ * begun before it stop, and the books balance (validate counts the
+ * cell's references).  In a plain and in a concurrent pool. */
 static void pf_reloc_round(bool concurrent) {
     const char *what = concurrent ? "concurrent pool" : "plain pool";
     champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
@@ -870,9 +871,9 @@ static void pf_reloc_round(bool concurrent) {
     CHECK_ST(champ_copy(mu, &cp), CHAMP_OK);
     champ_set_u64(cp, 1, th_tok(1), NULL); /* a path copied, the rest shared */
     champ_cell *cell = NULL;
-    CHECK_ST(champ_cell_new(mb, &cell), CHAMP_OK); /* mb's root: pinned */
+    CHECK_ST(champ_cell_new(mb, &cell), CHAMP_OK); /* a third reference to mb's root */
     CHECK_ST(champ_cell_load(cell, &ld), CHAMP_OK);
-    const void *cell_root = mb->root;
+    CHECK_VALID(mb, "validate counts the cell's reference");
     champ_iter it;
     champ_iter_init(&it, mu);
     champ_key key;
@@ -884,7 +885,7 @@ static void pf_reloc_round(bool concurrent) {
           "%s: trimmed to %zu reserved for %zu live (were %zu, %zu)", what,
           after.bytes_reserved, after.bytes_live, before.bytes_reserved, before.bytes_live);
     CHECK(after.bytes_live <= before.bytes_live, "%s: moving never adds live bytes", what);
-    CHECK(mb->root == cell_root && ld->root == cell_root, "%s: the cell's root stayed", what);
+    CHECK(mb->root == ld->root && ld->root == cell->root, "%s: the cell's root moved along", what);
     CHECK(!champ_iter_next(&it, &key, NULL), "%s: the iterator stopped", what);
     CHECK_ST(champ_iter_status(&it), CHAMP_EMODIFIED);
     CHECK(cp->root != mu->root, "%s: the copy kept its own root", what);
@@ -900,8 +901,19 @@ static void pf_reloc_round(bool concurrent) {
         bad += champ_contains_u64(cp, i) != (kept || i == 1);
     }
     CHECK_EQ(bad, 0, "every map reads the same after the trim");
+    CHECK_VALID(mb, what);
+    champ_map *ld2 = NULL, *nv = NULL;
+    CHECK_ST(champ_cell_load(cell, &ld2), CHAMP_OK);
+    CHECK(ld2 && ld2->root == mb->root, "%s: a load after the trim", what);
+    CHECK_ST(champ_pset_str(ld2, "after-trim", NULL, &nv), CHAMP_OK);
+    bool swapped = false;
+    CHECK_ST(champ_cell_cas(cell, ld2, nv, &swapped), CHAMP_OK);
+    CHECK(swapped, "%s: cas after the trim", what);
+    CHECK_VALID(mb, "a cell holding another version");
+    champ_free(nv);
+    champ_free(ld2);
     champ_free(ld);
-    champ_cell_free(cell); /* validate's census sees map handles only */
+    champ_cell_free(cell);
     CHECK_VALID(mu, what);
     pf_check_books(p, what);
     CHECK_ST(champ_pool_trim(p), CHAMP_OK); /* again: nothing to move */

@@ -226,6 +226,8 @@ int main(int argc, char **argv) {
     champ_free(last);
     for (int i = 0; i < HANDOFF; i++)
         champ_free(handed[i]);
+    if (champ_validate(m) != CHAMP_OK) /* the census counts the cells too */
+        bad = 1;
     champ_cell_free(cell_u64);
     champ_cell_free(cell_set);
     if (champ_validate(m) != CHAMP_OK || champ_validate(s) != CHAMP_OK)
