@@ -235,9 +235,13 @@ typedef struct champ_pool_config {
     /* Concurrent mode (see "Thread model"): any thread may read, copy and
      * free any map of the pool at any time, and threads may update
      * different maps at once.  Reference counts become atomic; each thread
-     * allocates from a heap of its own.  Arena pools only (with a buffer:
-     * CHAMP_EINVAL).  The default pool of champ_new_u64() and friends is
-     * concurrent. */
+     * allocates from a heap of its own (its free lists and chunks: no lock
+     * on the way), taken at its first use of the pool and left for other
+     * threads when it exits.  A block goes to the heap of the thread that
+     * frees it; heaps that collect many free blocks pass them to threads
+     * that need them, so memory stays bounded when one thread allocates
+     * and another frees.  Arena pools only (with a buffer: CHAMP_EINVAL).
+     * The default pool of champ_new_u64() and friends is concurrent. */
     bool concurrent;
 } champ_pool_config;
 
@@ -773,8 +777,11 @@ typedef struct champ_stats {
 
 /* Fill *out (of out_size bytes: pass sizeof *out; a program built against
  * an older header passes a smaller size and gets the fields it knows).
- * champ_stats_get walks m (O(size)); champ_pool_stats_get is O(1).  Return
- * CHAMP_OK or CHAMP_EINVAL (NULL argument, out_size 0). */
+ * champ_stats_get walks m (O(size)); champ_pool_stats_get is O(1) (a
+ * concurrent pool: O(threads that used it), the figures summed over their
+ * heaps: approximate while threads work, exact when they are quiescent;
+ * bytes_peak is sampled each time a thread's heap grows by 64 KiB).
+ * Return CHAMP_OK or CHAMP_EINVAL (NULL argument, out_size 0). */
 CHAMP_API champ_status champ_stats_get(const champ_map *m, champ_stats *out,
                                        size_t out_size);
 CHAMP_API champ_status champ_pool_stats_get(const champ_pool *p,
@@ -786,9 +793,9 @@ CHAMP_API champ_status champ_pool_stats_get(const champ_pool *p,
  * of what is reserved, it first moves the live nodes and key blobs of the
  * pool's maps into one new chunk, so that the chunks they were scattered
  * over empty out (1M u64 keys, 99% removed: 23 MB reserved for 0.27 MB
- * live before, 1.1x live after).  Map handles, types and handle pages
- * never move, nor do nodes that something other than a map handle holds
- * (a cell's version).  A fixed-buffer pool is only compacted.  Never fails
+ * live before, 1.1x live after).  Nodes reached from cells move too; map
+ * handles, types and handle pages never move.  A fixed-buffer pool is
+ * only compacted.  Never fails
  * (when the new chunk cannot be had nothing moves) and never changes what
  * a map holds.  Thread model: alone (no other call on the pool, and no
  * iteration of its maps, may overlap it).  After a trim that moved nodes,
