@@ -1102,7 +1102,7 @@ champ_status champ_new(const champ_config *cfg, champ_map **out) {
 
 /* The default maps (champ_new_u64, champ_new_bytes, champ_new_set_*):
  * one process-wide concurrent pool, made at the first call and never
- * freed, and one immortal type per (kind, set) in it, each with a seed of
+ * freed while the process runs, and one immortal type per (kind, set) in it, each with a seed of
  * its own drawn once.  An empty default map is then one 32-byte handle,
  * and its copies and frees touch no shared count. */
 static champ_pool *default_pool;
@@ -1136,6 +1136,21 @@ static NOINLINE mtype *default_type_make(champ_key_kind kind, bool set, champ_st
     }
     pthread_mutex_unlock(&default_lock);
     return t;
+}
+
+/* Process exit: the thread's heaps go back (the main thread runs no
+ * thread-exit destructors), and the default pool, if no map or cell of it
+ * is left, is freed, so that leak checkers see what the program left, not
+ * what the library kept. */
+__attribute__((destructor)) static void default_exit(void) {
+    champ__thread_exit();
+    pthread_mutex_lock(&default_lock);
+    if (default_pool && champ__pool_destroy_if_empty(default_pool)) {
+        default_pool = NULL;
+        for (unsigned i = 0; i < 4; i++)
+            __atomic_store_n(&default_types[i], NULL, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&default_lock);
 }
 
 static champ_status new_default(champ_key_kind kind, bool set, champ_map **out) {

@@ -787,6 +787,15 @@ static void tl_exit(void *v) {
     free(s);
 }
 
+/* The calling thread's exit, done early: at process exit (the main
+ * thread runs no key destructors). */
+void champ__thread_exit(void) {
+    if (!tl_state)
+        return;
+    pthread_setspecific(tl_key, NULL);
+    tl_exit(tl_state);
+}
+
 static void tl_key_make(void) {
     tl_key_ok = pthread_key_create(&tl_key, tl_exit) == 0;
 }
@@ -1541,6 +1550,20 @@ void champ__pool_cell(champ_pool *p, cell_link *l, bool add) {
     }
     if (p->concurrent)
         pool_unlock(p);
+}
+
+/* Frees a concurrent pool whatever its references, if it holds no map
+ * and no cell (the default pool at process exit).  Returns whether it
+ * did. */
+bool champ__pool_destroy_if_empty(champ_pool *p) {
+    size_t maps = 0;
+    for (const heap *h = heaps_first(p); h; h = h->next)
+        maps += h->nhandles;
+    if (maps || p->cells.next != &p->cells)
+        return false;
+    p->refs = 1;
+    champ__pool_release(p);
+    return true;
 }
 
 void champ_pool_free(champ_pool *pool) {

@@ -169,6 +169,8 @@ INTERNAL void champ__pool_rise(heap *h);
 INTERNAL void champ__theap_rise(heap *h);
 INTERNAL void champ__pool_fall(heap *h);
 INTERNAL void champ__pool_release(champ_pool *p);
+INTERNAL bool champ__pool_destroy_if_empty(champ_pool *p);
+INTERNAL void champ__thread_exit(void);
 INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
                                        champ_pool **out);
 INTERNAL bool champ__cpu_ok(void);

@@ -818,8 +818,10 @@ static void test_trim_ratio(void) {
            left.bytes_reserved, left.bytes_live, ps.bytes_reserved, ps.chunks,
            (double)ps.bytes_reserved / (double)ps.bytes_live);
     CHECK(ps.bytes_reserved <= left.bytes_reserved, "trim never reserves more");
-    CHECK(ps.bytes_reserved <= 2 * ps.bytes_live, "trimmed: reserved %zu, live %zu (> 2x)",
-          ps.bytes_reserved, ps.bytes_live);
+    /* at most 2x, besides the first chunk (the map's handle page, its
+     * type), which matters only in the small runs */
+    CHECK(ps.bytes_reserved <= 2 * ps.bytes_live + 16 * 1024,
+          "trimmed: reserved %zu, live %zu (> 2x)", ps.bytes_reserved, ps.bytes_live);
     for (uint64_t i = 0; i < n; i += 100) {
         void *v = th_tok(1);
         CHECK(champ_get_u64(m, i, &v) && v == NULL, "survivor %llu after trim",
