@@ -310,7 +310,8 @@ CHAMP_API void champ_pool_free(champ_pool *pool);
 CHAMP_API champ_status champ_new(const champ_config *cfg, champ_map **out);
 
 /* Empty maps with kind U64 / BYTES and no callbacks.  They share the
- * process-wide concurrent pool (made at the first call, never freed: any
+ * process-wide concurrent pool (made at the first call, kept while the
+ * process runs and given back at its exit if no map of it is left; any
  * thread may use them, see "Thread model") and one type per kind: maps
  * made this way hash the same way (one seed per kind and process), so
  * equality and set algebra between them take the fast path, and an empty
