@@ -5,6 +5,7 @@
 #   make check-warnings  gcc and clang, -Wall -Wextra -Wpedantic -Werror
 #   make debug|asan      test binaries of the debug / ASan+UBSan builds
 #   make valgrind        the debug test binary under valgrind memcheck
+#   make tsan-concurrent the ThreadSanitizer stress test of concurrent pools
 #   make bench           the benchmark suite (bench/README.md); ARGS="--quick"
 #   make man-check       lint the man pages; every champ_* function of
 #                        include/champ.h must be named by one
@@ -89,11 +90,13 @@ TEST_CFLAGS = $(strip $(BASE) -O2 -g -DCHAMP_STATS -DCHAMP_FAULTS $(USER_CFLAGS)
 DBG_CFLAGS  = $(strip $(BASE) -O0 -g -DCHAMP_DEBUG $(USER_CFLAGS))
 ASAN_FLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ASAN_CFLAGS = $(strip $(BASE) -O1 -g -DCHAMP_DEBUG $(ASAN_FLAGS) $(USER_CFLAGS))
+TSAN_CFLAGS = $(strip $(BASE) -O2 -g -fsanitize=thread $(USER_CFLAGS))
 
 LIB_SRC  := $(wildcard src/*.c)
 LIB_HDR  := include/champ.h $(wildcard src/*.h)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_HDR := $(wildcard tests/*.h)
+STRESS_SRC := $(wildcard tests/stress/*.c)
 EX_SRC   := $(wildcard examples/*.c)
 MAN_SRC  := $(wildcard docs/man/*.3)
 
@@ -111,6 +114,7 @@ CONFIG_rel  = $(CC) [$(CC_ID)] $(REL_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_test = $(CC) [$(CC_ID)] $(TEST_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_dbg  = $(CC) [$(CC_ID)] $(DBG_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_asan = $(CC) [$(CC_ID)] $(ASAN_CFLAGS) LDFLAGS: $(LDFLAGS)
+CONFIG_tsan = $(CC) [$(CC_ID)] $(TSAN_CFLAGS) LDFLAGS: $(LDFLAGS)
 # Install paths and version: what the generated champ.pc and CMake files say.
 CONFIG_pkg  = $(VERSION) $(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(PKGCONFIGDIR) $(CMAKEDIR) $(SIZEOF_VOID_P)
 # Single-quote a string for the shell.
@@ -124,7 +128,7 @@ $(B)/%/config: FORCE
 	fi
 	@$(if $(filter rel,$*),$(if $(HASHDEF),echo "champ: xxhash.h not found (Debian: libxxhash-dev) or HAVE_XXHASH=0: byte keys use the fallback hash"))
 
-.PHONY: all lib examples test check-warnings debug asan valgrind bench \
+.PHONY: all lib examples test check-warnings debug asan valgrind tsan-concurrent bench \
         bench-callgrind install uninstall clean man man-check print-version FORCE
 
 all: lib examples
@@ -159,6 +163,13 @@ $(B)/asan/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR) $(B)/asan/co
 debug: $(B)/dbg/champ_test
 asan: $(B)/asan/champ_test
 
+# ThreadSanitizer: threads sharing versions through cells in a concurrent
+# pool (tests/stress/tsan_concurrent.c); a few seconds.  ARGS: rounds.
+$(B)/tsan/tsan_concurrent: tests/stress/tsan_concurrent.c $(LIB_SRC) $(LIB_HDR) $(B)/tsan/config
+	$(CC) $(TSAN_CFLAGS) $(LIB_SRC) tests/stress/tsan_concurrent.c -o $@ $(LDFLAGS) -lpthread
+tsan-concurrent: $(B)/tsan/tsan_concurrent
+	TSAN_OPTIONS="halt_on_error=1 $${TSAN_OPTIONS:-}" $(B)/tsan/tsan_concurrent $(ARGS)
+
 valgrind: $(B)/dbg/champ_test
 	CHAMP_TEST_SCALE=$${CHAMP_TEST_SCALE:-0.05} valgrind -q --error-exitcode=99 \
 	  --leak-check=full --errors-for-leak-kinds=all $(B)/dbg/champ_test
@@ -167,7 +178,7 @@ valgrind: $(B)/dbg/champ_test
 check-warnings:
 	@for c in gcc clang; do \
 	  command -v $$c >/dev/null || { echo "check-warnings: $$c not found, skipped"; continue; }; \
-	  for f in $(LIB_SRC) $(TEST_SRC) $(EX_SRC); do \
+	  for f in $(LIB_SRC) $(TEST_SRC) $(STRESS_SRC) $(EX_SRC); do \
 	    $$c $(BASE) -DCHAMP_DEBUG -Itests -O2 -Werror -fsyntax-only $$f || exit 1; \
 	  done; \
 	  echo "check-warnings: $$c clean"; \

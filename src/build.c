@@ -39,7 +39,7 @@ typedef struct bctx {
 static void *scratch_alloc(champ_pool *p, size_t bytes) {
     if (p->fixed)
         return pool_alloc(p, (bytes + 15u) & ~(size_t)15);
-    p->backing_calls++;
+    pool_count(p, &p->backing_calls);
     return p->alloc.malloc(bytes, p->alloc.ctx);
 }
 

@@ -14,13 +14,6 @@
 
 #include <stdlib.h>
 
-struct champ_cell {
-    unsigned char lock;
-    node *root;
-    size_t size;
-    mtype *t;
-};
-
 static void cell_lock(champ_cell *c) {
     while (__atomic_test_and_set(&c->lock, __ATOMIC_ACQUIRE))
         while (__atomic_load_n(&c->lock, __ATOMIC_RELAXED))
@@ -35,10 +28,12 @@ static void cell_unlock(champ_cell *c) {
     __atomic_clear(&c->lock, __ATOMIC_RELEASE);
 }
 
-/* The cell's type gains (or loses) one reference. */
-static void type_hold(mtype *t) {
+/* The cell's type gains one reference, and the cell joins its pool's
+ * list of cells. */
+static void type_hold(champ_cell *c, mtype *t) {
     if (!t->immortal)
         rc_inc(&t->refs, t->atomic);
+    champ__pool_cell(t->pool, &c->link, true);
 }
 
 champ_status champ_cell_new(const champ_map *m, champ_cell **out) {
@@ -51,7 +46,7 @@ champ_status champ_cell_new(const champ_map *m, champ_cell **out) {
     memset(c, 0, sizeof *c);
     if (m) {
         c->t = m->t;
-        type_hold(c->t);
+        type_hold(c, c->t);
         c->root = m->root;
         c->size = m->size;
         if (c->root)
@@ -65,6 +60,7 @@ void champ_cell_free(champ_cell *c) {
     if (!c)
         return;
     if (c->t) {
+        champ__pool_cell(c->t->pool, &c->link, false);
         if (c->root)
             champ__node_drop(c->t, c->root, 0);
         champ__type_release(c->t);
@@ -129,7 +125,7 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
     }
     cell_unlock(c);
     if (first)
-        type_hold(t); /* m's own reference keeps t alive until here */
+        type_hold(c, t); /* m's own reference keeps t alive until here */
     if (ok) {
         if (old)
             champ__node_drop(t, old, 0);

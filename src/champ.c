@@ -143,6 +143,7 @@
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 /* ------------------------------------------------------------------ */
@@ -241,9 +242,12 @@ static ALWAYS_INLINE bool plan_alloc(champ_pool *p, plan *pl) {
 
 #if defined(CHAMP_DEBUG) && CHAMP_DEBUG >= 2
 /* Validate after every update, but not inside a callback of another
- * operation: the pool census would meet that operation's map mid-update. */
+ * operation (the pool census would meet that operation's map mid-update),
+ * nor in a concurrent pool (validate is an "alone" call there: other
+ * threads may be updating other maps of the pool). */
 #define POST_UPDATE_CHECK(m)                                                \
-    CHAMP_ASSERT(champ__ops != NULL || champ_validate(m) == CHAMP_OK)
+    CHAMP_ASSERT(champ__ops != NULL || (m)->t->atomic ||                   \
+                 champ_validate(m) == CHAMP_OK)
 #else
 #define POST_UPDATE_CHECK(m) ((void)0)
 #endif
@@ -1199,26 +1203,89 @@ champ_status champ_new(const champ_config *cfg, champ_map **out) {
     return CHAMP_OK;
 }
 
+/* The default maps (champ_new_u64, champ_new_bytes, champ_new_set_*):
+ * one process-wide concurrent pool, made at the first call and never
+ * freed while the process runs, and one immortal type per (kind, set) in it, each with a seed of
+ * its own drawn once.  An empty default map is then one 32-byte handle,
+ * and its copies and frees touch no shared count. */
+static champ_pool *default_pool;
+static mtype *default_types[4]; /* [bytes * 2 + set] */
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static NOINLINE mtype *default_type_make(champ_key_kind kind, bool set, champ_status *st) {
+    unsigned i = (kind == CHAMP_KEY_BYTES) * 2u + set;
+    *st = CHAMP_ENOMEM;
+    if (!champ__cpu_ok()) {
+        *st = CHAMP_EUNSUPPORTED;
+        return NULL;
+    }
+    pthread_mutex_lock(&default_lock);
+    mtype *t = default_types[i];
+    if (!t && !default_pool) {
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.concurrent = true;
+        champ_pool *p;
+        if (champ__pool_make(&pc, &p) == CHAMP_OK)
+            default_pool = p; /* the creator's reference is never dropped */
+    }
+    if (!t && default_pool) {
+        champ_config c = CHAMP_CONFIG_INIT(kind);
+        c.set = set;
+        t = type_new(default_pool, &c);
+        if (t) {
+            t->immortal = true;
+            __atomic_store_n(&default_types[i], t, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&default_lock);
+    return t;
+}
+
+/* Process exit: the thread's heaps go back (the main thread runs no
+ * thread-exit destructors), and the default pool, if no map or cell of it
+ * is left, is freed, so that leak checkers see what the program left, not
+ * what the library kept. */
+__attribute__((destructor)) static void default_exit(void) {
+    champ__thread_exit();
+    pthread_mutex_lock(&default_lock);
+    if (default_pool && champ__pool_destroy_if_empty(default_pool)) {
+        default_pool = NULL;
+        for (unsigned i = 0; i < 4; i++)
+            __atomic_store_n(&default_types[i], NULL, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&default_lock);
+}
+
+static champ_status new_default(champ_key_kind kind, bool set, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    champ_status st = CHAMP_OK;
+    mtype *t = __atomic_load_n(&default_types[(kind == CHAMP_KEY_BYTES) * 2u + set],
+                               __ATOMIC_ACQUIRE);
+    if (UNLIKELY(!t) && !(t = default_type_make(kind, set, &st)))
+        return st;
+    champ_map *m = map_handle(t, NULL, 0);
+    if (!m)
+        return CHAMP_ENOMEM;
+    *out = m;
+    return CHAMP_OK;
+}
+
 champ_status champ_new_u64(champ_map **out) {
-    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
-    return champ_new(&c, out);
+    return new_default(CHAMP_KEY_U64, false, out);
 }
 
 champ_status champ_new_bytes(champ_map **out) {
-    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_BYTES);
-    return champ_new(&c, out);
+    return new_default(CHAMP_KEY_BYTES, false, out);
 }
 
 champ_status champ_new_set_u64(champ_map **out) {
-    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
-    c.set = true;
-    return champ_new(&c, out);
+    return new_default(CHAMP_KEY_U64, true, out);
 }
 
 champ_status champ_new_set_bytes(champ_map **out) {
-    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_BYTES);
-    c.set = true;
-    return champ_new(&c, out);
+    return new_default(CHAMP_KEY_BYTES, true, out);
 }
 
 bool champ_is_set(const champ_map *m) { return m && m->t->width == ENT_SET; }

@@ -424,8 +424,11 @@ champ_status champ_validate(const champ_map *m) {
     if (count != m->size)
         VFAIL(&v, "size is %zu but the trie holds %zu entries", m->size, count);
 
-    /* Pool-wide: reference counts and live bytes. */
+    /* Pool-wide: reference counts and live bytes.  The pool's books come
+     * from a walk of every free list and handle page of every heap. */
     const champ_pool *p = m->t->pool;
+    champ_pool_audit au;
+    champ__pool_audit(p, &au);
     census cs = {&v, p->ntypes * ((sizeof(mtype) + 7u) & ~(size_t)7), 0};
     size_t nmaps = 0;
     for (const champ_map *x = census_first(p); x; x = census_next(p, x)) {
@@ -433,23 +436,34 @@ champ_status champ_validate(const champ_map *m) {
         if (x->root)
             census_count(&cs, x->root, 0, x);
     }
+    /* A cell's version: one more reference to its root. */
+    for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
+        const champ_cell *c = (const champ_cell *)(const void *)l;
+        champ_map view = {c->root, c->size, c->t, 0, {0}, 0};
+        if (c->root)
+            census_count(&cs, c->root, 0, &view);
+    }
     for (const champ_map *x = census_first(p); x; x = census_next(p, x))
         if (x->root)
             census_check(&cs, x->root, 0, x);
+    for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
+        const champ_cell *c = (const champ_cell *)(const void *)l;
+        champ_map view = {c->root, c->size, c->t, 0, {0}, 0};
+        if (c->root)
+            census_check(&cs, c->root, 0, &view);
+    }
     if (cs.edges != 0)
         VFAIL(&v, "census walks disagree by %lld references (a node carried the census mark"
                   " before validate began)", cs.edges);
-    cs.bytes += p->npages * HPAGE_BYTES;
-    if (nmaps != p->nhandles)
-        VFAIL(&v, "pool pages hold %zu maps but the pool counts %zu", nmaps, p->nhandles);
-    if (cs.bytes != p->live)
-        VFAIL(&v, "pool live bytes %zu but the live maps use %zu", p->live, cs.bytes);
-    if (p->live > p->reserved)
-        VFAIL(&v, "pool live bytes %zu exceed reserved %zu", p->live, p->reserved);
+    cs.bytes += au.pages_counted * HPAGE_BYTES;
+    if (nmaps != au.handles_counted)
+        VFAIL(&v, "pool pages hold %zu maps but the pool counts %zu", nmaps,
+              au.handles_counted);
+    if (cs.bytes != au.live)
+        VFAIL(&v, "pool live bytes %zu but the live maps use %zu", au.live, cs.bytes);
+    if (au.live > p->reserved)
+        VFAIL(&v, "pool live bytes %zu exceed reserved %zu", au.live, p->reserved);
 
-    /* The pool's books, from a walk of its free lists and handle pages. */
-    champ_pool_audit au;
-    champ__pool_audit(p, &au);
     if (au.free_walked != au.free_counted)
         VFAIL(&v, "pool free lists hold %zu bytes but the pool counts %zu", au.free_walked,
               au.free_counted);
@@ -458,9 +472,9 @@ champ_status champ_validate(const champ_map *m) {
                   " or free-listed), fresh, nor chunk headers", au.imbalance);
     if (au.misfiled)
         VFAIL(&v, "pool free lists: %zu large blocks in the wrong list", au.misfiled);
-    if (au.pages_walked != p->npages || au.handles_walked != p->nhandles)
+    if (au.pages_walked != au.pages_counted || au.handles_walked != au.handles_counted)
         VFAIL(&v, "handle pages: %zu pages with %zu handles, the pool counts %zu and %zu",
-              au.pages_walked, au.handles_walked, p->npages, p->nhandles);
+              au.pages_walked, au.handles_walked, au.pages_counted, au.handles_counted);
     if (au.pages_bad || au.open_walked != au.open_expected)
         VFAIL(&v, "handle pages: %zu inconsistent, %zu on the open list, %zu with room",
               au.pages_bad, au.open_walked, au.open_expected);

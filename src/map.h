@@ -50,6 +50,17 @@ struct champ_map {
 };
 _Static_assert(sizeof(struct champ_map) == CHAMP_HANDLE_BYTES, "a map handle is 32 bytes");
 
+/* A cell (cell.c): one version of a map, for threads to take and
+ * replace.  Once it has a type it is on its pool's list of cells, so that
+ * validate's census and trim's relocation see the references it holds. */
+struct champ_cell {
+    cell_link link;            /* first: the pool's list of cells         */
+    unsigned char lock;
+    node *root;
+    size_t size;
+    mtype *t;
+};
+
 /* A new handle of type t (which gains a reference) on root, or NULL. */
 INTERNAL champ_map *champ__map_handle(mtype *t, node *root, size_t size);
 /* Sets (or removes) in m the key of key word k of a map of type tx: the

@@ -72,14 +72,27 @@ static ALWAYS_INLINE void rc_inc(uint32_t *rc, bool atomic) {
     else
         (*rc)++;
 }
-/* Drops one reference; true when it was the last. */
+/* Drops one reference; true when it was the last.  ThreadSanitizer does
+ * not model fences: there the decrement itself acquires (the same order,
+ * a stronger instruction only on weakly ordered CPUs). */
+#if defined(__SANITIZE_THREAD__)
+#define CHAMP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHAMP_TSAN 1
+#endif
+#endif
 static ALWAYS_INLINE bool rc_dec(uint32_t *rc, bool atomic) {
     if (!atomic)
         return --*rc == 0;
+#ifdef CHAMP_TSAN
+    return __atomic_sub_fetch(rc, 1u, __ATOMIC_ACQ_REL) == 0;
+#else
     if (__atomic_sub_fetch(rc, 1u, __ATOMIC_RELEASE) != 0)
         return false;
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     return true;
+#endif
 }
 
 #define NODE_HDR 16u

@@ -21,9 +21,30 @@
  * fraction of it.  The old chunk's tail becomes free blocks, not lost; and
  * if much memory sits in free lists in pieces of the wrong sizes, they are
  * compacted (neighbours joined, spans of any length filed whole) before a
- * new chunk is taken.  champ_pool_trim compacts on request and gives every
- * wholly free chunk back to the backing allocator.  There is no fixed
- * capacity to run out of and no per-node fallback to malloc.
+ * new chunk is taken.  champ_pool_trim compacts on request, gives every
+ * wholly free chunk back to the backing allocator, and when live bytes are
+ * a small part of what is reserved moves the live nodes into one new chunk
+ * first (relocate.c).  There is no fixed capacity to run out of and no
+ * per-node fallback to malloc.
+ *
+ * Heaps.  The free lists, fresh space and books are a `heap`.  A plain
+ * pool is one heap (its first member, so the inline fast paths in pool.h
+ * are the instructions of a pool without heaps).  A concurrent pool
+ * (champ_pool_config.concurrent) gives each thread a heap of its own:
+ * allocations and frees of the thread take no lock.  A block freed by a
+ * thread goes to that thread's heap, whoever allocated it; a heap that
+ * holds more free bytes than it keeps gives them all to the pool's depot
+ * (one lock), and a heap that runs out of fresh space takes the depot's
+ * blocks before it takes a new chunk, so a thread that only frees and one
+ * that only allocates do not grow the pool without bound.  The heap inside
+ * a concurrent pool (the "router") stays empty: every request reaches its
+ * slow path, which finds the thread's heap (a thread-local cache of pool
+ * and pool id; ids are never reused, so a stale entry for a freed pool is
+ * never followed) and serves the request there.  A thread claims a heap on
+ * its first use of the pool; when it exits its heap's free blocks go to
+ * the depot and the heap waits for another thread.  New chunks, the depot
+ * and the list of heaps are under the pool's mutex.  See design.md,
+ * "Threads".
  *
  * Fixed-buffer mode: the pool header and one chunk live in the caller's
  * buffer; no allocator is ever called; when a request cannot be served even
@@ -32,12 +53,13 @@
  * change anything).
  *
  * Books: `carved` counts the bytes cut from fresh space and not given back,
- * that is live plus free-listed bytes.  Fast paths move bytes between live
- * and the free lists and leave it alone; it changes only where fresh space
- * is carved, a chunk's tail retired, or compaction gives a span back to
- * fresh space or a chunk to the allocator.  So the free-listed bytes are
- * carved - live, exact and read in O(1): pool stats never touch a free
- * block (telemetry calls may overlap, and free blocks are poisoned).
+ * that is live plus free-listed bytes (per heap; a depot transfer moves
+ * carved bytes between heaps).  Fast paths move bytes between live and
+ * the free lists and leave it alone; it changes only where fresh space is
+ * carved, a chunk's tail retired, or compaction gives a span back to fresh
+ * space or a chunk to the allocator.  So the free-listed bytes are carved
+ * - live, exact and read in O(1): pool stats never touch a free block
+ * (telemetry calls may overlap, and free blocks are poisoned).
  * champ_validate walks the lists and checks the walk against it.
  *
  * Blocks carry no header: callers free with the size they allocated (nodes
@@ -47,8 +69,11 @@
  *
  * Map handles: handle pages, one pool block each (see the end of the file).
  */
+#define _DEFAULT_SOURCE
 #include "internal.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 static void *libc_malloc(size_t size, void *ctx) {
@@ -88,9 +113,34 @@ static void libc_free(void *p, size_t size, void *ctx) {
 /* A large request looks at this many blocks of its own range before it
  * takes the first block of a larger range. */
 #define LARGE_PEEK 8u
+/* Thread heaps (design.md, "Threads"): a heap keeps up to HEAP_KEEP free
+ * bytes (or 1/KEEP_DIV of the pool's reserved bytes, or twice what it held
+ * after taking the depot's blocks) before it gives them all to the depot;
+ * it samples the pool's live bytes for the peak every PEAK_STEP bytes of
+ * its own growth. */
+#ifndef HEAP_KEEP
+#define HEAP_KEEP ((size_t)256 * 1024)
+#endif
+#define KEEP_DIV 64
+#define PEAK_STEP ((size_t)64 * 1024)
 
-static size_t fresh(const champ_pool *p) {
-    return (size_t)(p->end - p->bump);
+/* What only a concurrent pool has. */
+struct cpool {
+    pthread_mutex_t lock;        /* chunks, the lists of heaps, the depot */
+    heap *heaps;                 /* every thread heap (a list that only   */
+                                 /* grows; heads published with release)  */
+    heap *idle;                  /* heaps whose thread has exited         */
+    size_t active;               /* heaps with a thread (atomic)          */
+    heap depot;                  /* free blocks passed between heaps      */
+    void *dtail[POOL_NCLASS];    /* the last block of each depot list     */
+    void *dtail_large[POOL_NLARGE];
+    size_t depot_bytes;          /* what the depot holds (a hint, atomic) */
+    size_t peak;                 /* highest live sum sampled (atomic)     */
+    champ_pool *reg_next;        /* the registry of live concurrent pools */
+};
+
+static size_t fresh(const heap *h) {
+    return (size_t)(h->end - h->bump);
 }
 
 /* ------------------------------------------------------------------ */
@@ -138,56 +188,56 @@ static unsigned large_index(size_t s) {
 /* Files [b, b+s) (8 <= s <= POOL_CLASS_MAX) in its class's list.  Class 1
  * holds 8-byte crumbs (the tail of a retired chunk), which only compaction
  * uses again. */
-static void small_push(champ_pool *p, char *b, size_t s) {
+static void small_push(heap *h, char *b, size_t s) {
     size_t c = s >> 3;
     UNPOISON(b, sizeof(void *));
     VG_UNDEFINED(b, sizeof(void *));
-    *(void **)b = p->free[c];
-    p->free[c] = b;
-    p->nonempty[c >> 6] |= (uint64_t)1 << (c & 63);
+    *(void **)b = h->free[c];
+    h->free[c] = b;
+    h->nonempty[c >> 6] |= (uint64_t)1 << (c & 63);
     POISON(b, s);
     VG_NOACCESS(b, s);
 }
 
 /* Pops the head of class c's list (known to be non-empty). */
-static void *small_pop(champ_pool *p, size_t c) {
-    void *b = p->free[c];
+static void *small_pop(heap *h, size_t c) {
+    void *b = h->free[c];
     UNPOISON(b, c << 3);
     VG_DEFINED(b, sizeof(void *));
-    p->free[c] = *(void **)b;
-    if (!p->free[c])
-        p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+    h->free[c] = *(void **)b;
+    if (!h->free[c])
+        h->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
     VG_UNDEFINED(b, c << 3);
     return b;
 }
 
-static void large_push(champ_pool *p, char *b, size_t s) {
+static void large_push(heap *h, char *b, size_t s) {
     unsigned i = large_index(s);
     UNPOISON(b, sizeof(fblock));
     VG_UNDEFINED(b, sizeof(fblock));
     fblock *f = (fblock *)(void *)b;
-    f->next = p->large[i];
+    f->next = h->large[i];
     f->size = s;
-    p->large[i] = f;
-    p->large_nonempty[i >> 6] |= (uint64_t)1 << (i & 63);
+    h->large[i] = f;
+    h->large_nonempty[i >> 6] |= (uint64_t)1 << (i & 63);
     POISON(b, s);
     VG_NOACCESS(b, s);
 }
 
 /* Files a free span of any size: a crumb, a small block, or a large one. */
-static void file_span(champ_pool *p, char *b, size_t s) {
+static void file_span(heap *h, char *b, size_t s) {
     if (s == 0)
         return;
     if (s <= POOL_CLASS_MAX)
-        small_push(p, b, s);
+        small_push(h, b, s);
     else
-        large_push(p, b, s);
+        large_push(h, b, s);
 }
 
 /* The first non-empty large list at or after i, or POOL_NLARGE. */
-static unsigned large_next_list(const champ_pool *p, unsigned i) {
+static unsigned large_next_list(const heap *h, unsigned i) {
     while (i < POOL_NLARGE) {
-        uint64_t w = p->large_nonempty[i >> 6] & (~(uint64_t)0 << (i & 63));
+        uint64_t w = h->large_nonempty[i >> 6] & (~(uint64_t)0 << (i & 63));
         if (w)
             return (i & ~63u) + (unsigned)__builtin_ctzll(w);
         i = (i | 63u) + 1;
@@ -203,16 +253,16 @@ static bool fits(size_t bs, size_t size) {
 
 /* Takes a block of `size` bytes out of the first block of large list i that
  * fits, looking at `limit` blocks at most; the rest is filed again. */
-static void *large_take(champ_pool *p, unsigned i, size_t size, size_t limit) {
-    char *prev = NULL, *b = p->large[i];
+static void *large_take(heap *h, unsigned i, size_t size, size_t limit) {
+    char *prev = NULL, *b = h->large[i];
     while (b && limit--) {
         fblock f = fb_read(b, sizeof f);
         if (fits(f.size, size)) {
             if (prev)
                 fb_set_next(prev, f.next);
-            else if (!(p->large[i] = f.next))
-                p->large_nonempty[i >> 6] &= ~((uint64_t)1 << (i & 63));
-            file_span(p, b + size, f.size - size);
+            else if (!(h->large[i] = f.next))
+                h->large_nonempty[i >> 6] &= ~((uint64_t)1 << (i & 63));
+            file_span(h, b + size, f.size - size);
             UNPOISON(b, size);
             VG_UNDEFINED(b, size);
             return b;
@@ -226,17 +276,17 @@ static void *large_take(champ_pool *p, unsigned i, size_t size, size_t limit) {
 /* A block of `size` bytes from the large lists: a few blocks of its own
  * range, then the first fitting block of a larger range, then (fixed
  * buffers, where nothing else is left) the rest of its own range. */
-static void *large_fit(champ_pool *p, size_t size) {
+static void *large_fit(heap *h, size_t size) {
     unsigned i = size > POOL_CLASS_MAX ? large_index(size) : 0;
     void *b = NULL;
-    if (p->large[i] && (b = large_take(p, i, size, LARGE_PEEK)))
+    if (h->large[i] && (b = large_take(h, i, size, LARGE_PEEK)))
         return b;
-    for (unsigned j = large_next_list(p, i + 1); j < POOL_NLARGE;
-         j = large_next_list(p, j + 1))
-        if ((b = large_take(p, j, size, SIZE_MAX)))
+    for (unsigned j = large_next_list(h, i + 1); j < POOL_NLARGE;
+         j = large_next_list(h, j + 1))
+        if ((b = large_take(h, j, size, SIZE_MAX)))
             return b;
-    if (p->fixed && p->large[i])
-        b = large_take(p, i, size, SIZE_MAX);
+    if (h->pool->fixed && h->large[i])
+        b = large_take(h, i, size, SIZE_MAX);
     return b;
 }
 
@@ -244,10 +294,10 @@ static void *large_fit(champ_pool *p, size_t size) {
  * block of a larger class (the smallest one that leaves a useful remainder
  * of at least SPLIT_MIN bytes).  Without this, blocks of the sizes an
  * insert-heavy workload has grown past would sit in free lists for good. */
-static void *pool_split(champ_pool *p, size_t size) {
+static void *pool_split(heap *h, size_t size) {
     size_t c = (size + SPLIT_MIN) >> 3;
     while (c < POOL_NCLASS) {
-        uint64_t w = p->nonempty[c >> 6] & (~(uint64_t)0 << (c & 63));
+        uint64_t w = h->nonempty[c >> 6] & (~(uint64_t)0 << (c & 63));
         if (!w) {
             c = (c | 63) + 1;
             continue;
@@ -255,14 +305,14 @@ static void *pool_split(champ_pool *p, size_t size) {
         c = (c & ~(size_t)63) + (size_t)__builtin_ctzll(w);
         if (c >= POOL_NCLASS)
             break;
-        void *b = p->free[c];
+        void *b = h->free[c];
         if (!b) {
-            p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+            h->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
             c++;
             continue;
         }
-        small_pop(p, c);
-        small_push(p, (char *)b + size, (c << 3) - size);
+        small_pop(h, c);
+        small_push(h, (char *)b + size, (c << 3) - size);
         return b;
     }
     return NULL;
@@ -270,44 +320,45 @@ static void *pool_split(champ_pool *p, size_t size) {
 
 /* Last resort of a full fixed pool: any small free block big enough, as
  * long as what is left over is a block (or nothing). */
-static void *pool_split_loose(champ_pool *p, size_t size) {
+static void *pool_split_loose(heap *h, size_t size) {
     for (size_t c = size >> 3; c < POOL_NCLASS; c++) {
-        void *b = p->free[c];
+        void *b = h->free[c];
         size_t bs = c << 3;
         if (!b || !fits(bs, size))
             continue;
-        small_pop(p, c);
+        small_pop(h, c);
         if (bs > size)
-            small_push(p, (char *)b + size, bs - size);
+            small_push(h, (char *)b + size, bs - size);
         return b;
     }
     return NULL;
 }
 
 /* Whether any large list holds a block. */
-static bool large_any(const champ_pool *p) {
+static bool large_any(const heap *h) {
     uint64_t w = 0;
     for (unsigned i = 0; i < (POOL_NLARGE + 63) / 64; i++)
-        w |= p->large_nonempty[i];
+        w |= h->large_nonempty[i];
     return w != 0;
 }
 
 /* A free block for a request whose own list is empty (small) or any
  * request (large): split a small block, then a large one. */
-static void *take_free(champ_pool *p, size_t size) {
+static void *take_free(heap *h, size_t size) {
     if (size <= POOL_CLASS_MAX) {
-        void *b = pool_split(p, size);
+        void *b = pool_split(h, size);
         if (b)
             return b;
     }
-    return large_any(p) ? large_fit(p, size) : NULL;
+    return large_any(h) ? large_fit(h, size) : NULL;
 }
 
-/* The same after a compaction, which may have filled the size's own list. */
-static void *take_free_again(champ_pool *p, size_t size) {
-    if (size <= POOL_CLASS_MAX && p->free[size >> 3])
-        return small_pop(p, size >> 3);
-    return take_free(p, size);
+/* The same after a compaction (or a transfer from the depot), which may
+ * have filled the size's own list. */
+static void *take_free_again(heap *h, size_t size) {
+    if (size <= POOL_CLASS_MAX && h->free[size >> 3])
+        return small_pop(h, size >> 3);
+    return take_free(h, size);
 }
 
 /* ------------------------------------------------------------------ */
@@ -315,17 +366,39 @@ static void *take_free_again(champ_pool *p, size_t size) {
 /* ------------------------------------------------------------------ */
 
 /* Files [bump, end) as free blocks so a retired chunk's tail is reused. */
-static void pool_retire_tail(champ_pool *p) {
-    size_t s = fresh(p);
+static void pool_retire_tail(heap *h) {
+    size_t s = fresh(h);
     if (s) {
-        file_span(p, p->bump, s);
-        p->carved += s;
+        file_span(h, h->bump, s);
+        HEAP_SET(h->carved, h->carved + s);
     }
-    p->bump = p->end;
+    h->bump = h->end;
+}
+
+/* A new chunk of `want` bytes (a multiple of 16) becomes h's fresh space
+ * (concurrent pools: under the pool's lock). */
+static bool chunk_add(heap *h, size_t want) {
+    champ_pool *p = h->pool;
+    pool_count(p, &p->backing_calls);
+    chunk *c = p->alloc.malloc(want, p->alloc.ctx);
+    if (!c)
+        return false;
+    pool_retire_tail(h);
+    c->next = p->chunks;
+    c->size = want;
+    p->chunks = c;
+    HEAP_SET(p->nchunks, p->nchunks + 1);
+    HEAP_SET(p->reserved, p->reserved + want);
+    h->bump = (char *)c + CHUNK_HDR;
+    h->end = (char *)c + want;
+    POISON(h->bump, fresh(h));
+    VG_NOACCESS(h->bump, fresh(h));
+    return true;
 }
 
 /* Makes room for a block of `size` bytes in fresh arena space. */
-static bool pool_grow(champ_pool *p, size_t size) {
+static bool pool_grow(heap *h, size_t size) {
+    champ_pool *p = h->pool;
     if (p->fixed)
         return false;
     size_t want = p->reserved / CHUNK_DIV;
@@ -333,22 +406,7 @@ static bool pool_grow(champ_pool *p, size_t size) {
         want = p->chunk_min;
     if (want < size + CHUNK_HDR)
         want = size + CHUNK_HDR;
-    want = ALIGN_UP(want, 16);
-    p->backing_calls++;
-    chunk *c = p->alloc.malloc(want, p->alloc.ctx);
-    if (!c)
-        return false;
-    pool_retire_tail(p);
-    c->next = p->chunks;
-    c->size = want;
-    p->chunks = c;
-    p->nchunks++;
-    p->reserved += want;
-    p->bump = (char *)c + CHUNK_HDR;
-    p->end = (char *)c + want;
-    POISON(p->bump, fresh(p));
-    VG_NOACCESS(p->bump, fresh(p));
-    return true;
+    return chunk_add(h, ALIGN_UP(want, 16));
 }
 
 /* ------------------------------------------------------------------ */
@@ -363,35 +421,36 @@ static bool pool_grow(champ_pool *p, size_t size) {
  * ends there; when trimming, back to the allocator if it is a whole chunk
  * (c: the chunk whose whole space it is, else NULL); else into the lists.
  * Returns true if it was not filed (something was given back). */
-static bool settle_span(champ_pool *p, char *b, size_t len, chunk *c, bool trim) {
-    if (b + len == p->bump) {
-        p->bump = b;
-        p->carved -= len;
-        POISON(p->bump, fresh(p));
-        VG_NOACCESS(p->bump, fresh(p));
+static ALWAYS_INLINE bool settle_span(heap *h, char *b, size_t len, chunk *c, bool trim) {
+    if (b + len == h->bump) {
+        h->bump = b;
+        HEAP_SET(h->carved, h->carved - len);
+        POISON(h->bump, fresh(h));
+        VG_NOACCESS(h->bump, fresh(h));
         return true;
     }
     if (trim && c) {
         c->size |= CHUNK_DOOMED;
-        p->carved -= len;
+        HEAP_SET(h->carved, h->carved - len);
         return true;
     }
-    file_span(p, b, len);
+    file_span(h, b, len);
     return false;
 }
 
 /* Trim, after the scan: gives back the chunks settle_span doomed, and the
  * current chunk if it is all fresh space. */
-static void free_doomed(champ_pool *p, bool trim) {
+static void free_doomed(heap *h, bool trim) {
     if (!trim)
         return;
+    champ_pool *p = h->pool;
     chunk **link = &p->chunks;
     while (*link) {
         chunk *c = *link;
-        bool current = p->end == (char *)c + (c->size & ~CHUNK_DOOMED);
-        if (current && p->bump == (char *)c + CHUNK_HDR) {
+        bool current = h->end == (char *)c + (c->size & ~CHUNK_DOOMED);
+        if (current && h->bump == (char *)c + CHUNK_HDR) {
             c->size |= CHUNK_DOOMED;
-            p->bump = p->end = NULL;
+            h->bump = h->end = NULL;
         }
         if (!(c->size & CHUNK_DOOMED)) {
             link = &c->next;
@@ -399,8 +458,8 @@ static void free_doomed(champ_pool *p, bool trim) {
         }
         size_t size = c->size & ~CHUNK_DOOMED;
         *link = c->next;
-        p->nchunks--;
-        p->reserved -= size;
+        HEAP_SET(p->nchunks, p->nchunks - 1);
+        HEAP_SET(p->reserved, p->reserved - size);
         UNPOISON(c, size);
         VG_UNDEFINED(c, size);
         p->alloc.free(c, size, p->alloc.ctx);
@@ -445,14 +504,15 @@ static void mark_block(const cspan *cs, size_t n, uint64_t *bm, const char *b,
     }
 }
 
-static int pool_defrag_bitmap(champ_pool *p, bool trim) {
+static int pool_defrag_bitmap(heap *h, bool trim) {
+    champ_pool *p = h->pool;
     size_t n = p->nchunks, words = 0;
     if (n == 0 || p->fixed)
         return -1;
     for (chunk *c = p->chunks; c; c = c->next)
         words += (c->size / 8 + 63) / 64;
     size_t bytes = n * sizeof(cspan) + words * 8;
-    p->backing_calls++;
+    pool_count(p, &p->backing_calls);
     cspan *cs = p->alloc.malloc(bytes, p->alloc.ctx);
     if (!cs)
         return -1;
@@ -476,20 +536,20 @@ static int pool_defrag_bitmap(champ_pool *p, bool trim) {
     }
     size_t blocks = 0, spans = 0;
     for (size_t c = 1; c < POOL_NCLASS; c++) {
-        for (void *b = p->free[c]; b; b = free_next(b), blocks++)
+        for (void *b = h->free[c]; b; b = free_next(b), blocks++)
             mark_block(cs, n, bm, b, c << 3);
-        p->free[c] = NULL;
+        h->free[c] = NULL;
     }
-    memset(p->nonempty, 0, sizeof p->nonempty);
+    memset(h->nonempty, 0, sizeof h->nonempty);
     for (unsigned k = 0; k < POOL_NLARGE; k++) {
-        for (void *b = p->large[k]; b; blocks++) {
+        for (void *b = h->large[k]; b; blocks++) {
             fblock f = fb_read(b, sizeof f);
             mark_block(cs, n, bm, b, f.size);
             b = f.next;
         }
-        p->large[k] = NULL;
+        h->large[k] = NULL;
     }
-    memset(p->large_nonempty, 0, sizeof p->large_nonempty);
+    memset(h->large_nonempty, 0, sizeof h->large_nonempty);
     bool gave_back = false;
     for (size_t a = 0; a < n; a++) {
         const uint64_t *w = bm + cs[a].word;
@@ -511,7 +571,7 @@ static int pool_defrag_bitmap(champ_pool *p, bool trim) {
             if (s1 > cs[a].units)
                 s1 = cs[a].units;
             bool whole = s0 == CHUNK_HDR / 8 && s1 == cs[a].units;
-            if (settle_span(p, cs[a].start + s0 * 8, (s1 - s0) * 8,
+            if (settle_span(h, cs[a].start + s0 * 8, (s1 - s0) * 8,
                             whole ? (chunk *)(void *)cs[a].start : NULL, trim))
                 gave_back = true;
             else
@@ -520,7 +580,7 @@ static int pool_defrag_bitmap(champ_pool *p, bool trim) {
         }
     }
     p->alloc.free(cs, bytes, p->alloc.ctx);
-    free_doomed(p, trim);
+    free_doomed(h, trim);
     return gave_back || spans < blocks;
 }
 
@@ -589,19 +649,20 @@ static chunk *whole_chunk(const champ_pool *p, const char *b, size_t len) {
  * this turns a pool of scattered free blocks back into one empty arena.
  * Returns true if anything was joined or given back.  Arena pools use the
  * bitmap above when they can. */
-static bool pool_defrag(champ_pool *p, bool trim) {
-    int r = pool_defrag_bitmap(p, trim);
+static bool pool_defrag(heap *h, bool trim) {
+    champ_pool *p = h->pool;
+    int r = pool_defrag_bitmap(h, trim);
     if (r >= 0)
         return r;
     fref all = 0;
     for (size_t c = 1; c < POOL_NCLASS; c++)
-        all = gather_list(&p->free[c], c << 3, all);
+        all = gather_list(&h->free[c], c << 3, all);
     for (unsigned k = 0; k < POOL_NLARGE; k++)
-        all = gather_list(&p->large[k], 0, all);
-    memset(p->nonempty, 0, sizeof p->nonempty);
-    memset(p->large_nonempty, 0, sizeof p->large_nonempty);
+        all = gather_list(&h->large[k], 0, all);
+    memset(h->nonempty, 0, sizeof h->nonempty);
+    memset(h->large_nonempty, 0, sizeof h->large_nonempty);
     if (!all) {
-        free_doomed(p, trim);
+        free_doomed(h, trim);
         return false;
     }
     /* bottom-up merge sort of the list by address */
@@ -631,17 +692,400 @@ static bool pool_defrag(champ_pool *p, bool trim) {
             sl += len;
             changed = true;
         } else {
-            if (sb && settle_span(p, sb, sl, trim ? whole_chunk(p, sb, sl) : NULL, trim))
+            if (sb && settle_span(h, sb, sl, trim ? whole_chunk(p, sb, sl) : NULL, trim))
                 changed = true;
             sb = b;
             sl = len;
         }
         f = next;
     }
-    if (settle_span(p, sb, sl, trim ? whole_chunk(p, sb, sl) : NULL, trim))
+    if (settle_span(h, sb, sl, trim ? whole_chunk(p, sb, sl) : NULL, trim))
         changed = true;
-    free_doomed(p, trim);
+    free_doomed(h, trim);
     return changed;
+}
+
+/* ------------------------------------------------------------------ */
+/* Threads: locks, the registry of pools, each thread's heaps          */
+/* ------------------------------------------------------------------ */
+
+static void pool_lock(champ_pool *p) {
+    pthread_mutex_lock(&p->cc->lock);
+}
+static void pool_unlock(champ_pool *p) {
+    pthread_mutex_unlock(&p->cc->lock);
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* A heap's handle pages are guarded by a spinlock: held for a few
+ * instructions (a slot bit and a list link), taken by the heap's thread
+ * and by threads freeing handles of its pages. */
+static void hp_lock(heap *h) {
+    unsigned spins = 0;
+    while (__atomic_test_and_set(&h->hlock, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&h->hlock, __ATOMIC_RELAXED)) {
+            if (++spins < 128)
+                cpu_relax();
+            else
+                sched_yield();
+        }
+}
+static void hp_unlock(heap *h) {
+    __atomic_clear(&h->hlock, __ATOMIC_RELEASE);
+}
+
+/* Every live concurrent pool, so that a thread that exits can tell
+ * whether a pool it used is still there before it touches it. */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static champ_pool *reg_head;
+static uint64_t reg_ids;
+
+static bool reg_alive(const champ_pool *p, uint64_t id) {
+    for (const champ_pool *x = reg_head; x; x = x->cc->reg_next)
+        if (x == p)
+            return x->id == id;
+    return false;
+}
+
+/* The heaps of the thread: a cache of the last one used, and all of them
+ * (for the exit).  An entry names its pool by address and id. */
+typedef struct tlent {
+    champ_pool *pool;
+    uint64_t id;
+    heap *h;
+} tlent;
+typedef struct tstate {
+    size_t n, cap;
+    tlent e[];
+} tstate;
+
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+static _Thread_local tlent tl_last TLS_IE;
+static _Thread_local tstate *tl_state TLS_IE;
+
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+static bool tl_key_ok;
+
+static void heap_release(champ_pool *p, heap *h);
+
+/* The thread exits: its heaps of pools still alive wait for others. */
+static void tl_exit(void *v) {
+    tstate *s = v;
+    tl_state = NULL;
+    memset(&tl_last, 0, sizeof tl_last);
+    pthread_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < s->n; i++)
+        if (reg_alive(s->e[i].pool, s->e[i].id))
+            heap_release(s->e[i].pool, s->e[i].h);
+    pthread_mutex_unlock(&reg_lock);
+    free(s);
+}
+
+/* The calling thread's exit, done early: at process exit (the main
+ * thread runs no key destructors). */
+void champ__thread_exit(void) {
+    if (!tl_state)
+        return;
+    pthread_setspecific(tl_key, NULL);
+    tl_exit(tl_state);
+}
+
+static void tl_key_make(void) {
+    tl_key_ok = pthread_key_create(&tl_key, tl_exit) == 0;
+}
+
+/* Room for one more entry in the thread's list (entries of freed pools
+ * are dropped first). */
+static bool tl_room(void) {
+    tstate *s = tl_state;
+    if (s && s->n < s->cap)
+        return true;
+    pthread_once(&tl_once, tl_key_make);
+    if (!tl_key_ok)
+        return false;
+    if (s) {
+        size_t k = 0;
+        pthread_mutex_lock(&reg_lock);
+        for (size_t i = 0; i < s->n; i++)
+            if (reg_alive(s->e[i].pool, s->e[i].id))
+                s->e[k++] = s->e[i];
+        pthread_mutex_unlock(&reg_lock);
+        s->n = k;
+        if (k < s->cap)
+            return true;
+    }
+    size_t cap = s ? 2 * s->cap : 4;
+    tstate *ns = malloc(sizeof *ns + cap * sizeof(tlent));
+    if (!ns)
+        return false;
+    ns->n = s ? s->n : 0;
+    ns->cap = cap;
+    if (s)
+        memcpy(ns->e, s->e, s->n * sizeof(tlent));
+    if (pthread_setspecific(tl_key, ns) != 0) {
+        free(ns);
+        return false;
+    }
+    tl_state = ns;
+    free(s);
+    return true;
+}
+
+static size_t keep_base(const champ_pool *p) {
+    size_t k = HEAP_GET(p->reserved) / KEEP_DIV;
+    return k > HEAP_KEEP ? k : HEAP_KEEP;
+}
+
+/* A thread heap gives its free blocks away once they pass `keep`. */
+static void heap_rebook(heap *h) {
+    if (h->role == HEAP_THREAD)
+        h->lo = h->carved - h->keep;
+}
+
+static void heap_init(heap *h, champ_pool *p, uint8_t role) {
+    memset(h, 0, sizeof *h);
+    h->pool = p;
+    h->role = role;
+    h->nclass = POOL_NCLASS;
+    if (role == HEAP_THREAD) {
+        h->live = h->carved = HEAP_BIAS;
+        h->hi = HEAP_BIAS + PEAK_STEP;
+        h->keep = keep_base(p);
+        heap_rebook(h);
+    } else if (role == HEAP_ROUTER) {
+        h->hi = SIZE_MAX;
+        h->nclass = 0;
+    } else {
+        h->hi = SIZE_MAX;
+    }
+}
+
+/* The calling thread's heap in concurrent pool p: an idle one, or a new
+ * one.  NULL when there is no memory for it. */
+static NOINLINE heap *heap_claim(champ_pool *p) {
+    tstate *s = tl_state;
+    if (s)
+        for (size_t i = 0; i < s->n; i++)
+            if (s->e[i].pool == p && s->e[i].id == p->id) {
+                tl_last = s->e[i];
+                return tl_last.h;
+            }
+    if (!tl_room())
+        return NULL;
+    cpool *cc = p->cc;
+    pool_lock(p);
+    heap *h = cc->idle;
+    if (h) {
+        cc->idle = h->idle_next;
+        h->idle_next = NULL;
+        h->idle = false;
+    } else {
+        pool_count(p, &p->backing_calls);
+        h = p->alloc.malloc(sizeof *h, p->alloc.ctx);
+        if (h) {
+            heap_init(h, p, HEAP_THREAD);
+            h->next = cc->heaps;
+            __atomic_store_n(&cc->heaps, h, __ATOMIC_RELEASE);
+        }
+    }
+    if (h)
+        HEAP_SET(cc->active, cc->active + 1);
+    pool_unlock(p);
+    if (!h)
+        return NULL;
+    s = tl_state;
+    tlent e = {p, p->id, h};
+    s->e[s->n++] = e;
+    tl_last = e;
+    return h;
+}
+
+static ALWAYS_INLINE heap *heap_mine(champ_pool *p) {
+    if (LIKELY(tl_last.pool == p && tl_last.id == p->id))
+        return tl_last.h;
+    return heap_claim(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* The depot                                                           */
+/* ------------------------------------------------------------------ */
+
+/* Free bytes in the depot (its carved bytes less the live bytes booked
+ * on it by frees of threads that had no heap). */
+static size_t depot_spare(const cpool *cc) {
+    return cc->depot.carved - cc->depot.live;
+}
+
+/* Moves every free block of h into the depot: each list is walked (for its
+ * length and last block) outside the lock, then spliced in under it. */
+static void depot_give(heap *h) {
+    champ_pool *p = h->pool;
+    cpool *cc = p->cc;
+    void *tail[POOL_NCLASS], *ltail[POOL_NLARGE];
+    size_t bytes = 0;
+    for (size_t c = 1; c < POOL_NCLASS; c++) {
+        tail[c] = NULL;
+        for (void *b = h->free[c]; b; b = free_next(b)) {
+            tail[c] = b;
+            bytes += c << 3;
+        }
+    }
+    for (unsigned k = 0; k < POOL_NLARGE; k++) {
+        ltail[k] = NULL;
+        for (void *b = h->large[k]; b;) {
+            fblock f = fb_read(b, sizeof f);
+            ltail[k] = b;
+            bytes += f.size;
+            b = f.next;
+        }
+    }
+    if (bytes) {
+        heap *d = &cc->depot;
+        pool_lock(p);
+        for (size_t c = 1; c < POOL_NCLASS; c++) {
+            if (!tail[c])
+                continue;
+            fb_set_next(tail[c], d->free[c]);
+            if (!d->free[c])
+                cc->dtail[c] = tail[c];
+            d->free[c] = h->free[c];
+            d->nonempty[c >> 6] |= (uint64_t)1 << (c & 63);
+        }
+        for (unsigned k = 0; k < POOL_NLARGE; k++) {
+            if (!ltail[k])
+                continue;
+            fb_set_next(ltail[k], d->large[k]);
+            if (!d->large[k])
+                cc->dtail_large[k] = ltail[k];
+            d->large[k] = h->large[k];
+            d->large_nonempty[k >> 6] |= (uint64_t)1 << (k & 63);
+        }
+        HEAP_SET(d->carved, d->carved + bytes);
+        HEAP_SET(cc->depot_bytes, depot_spare(cc));
+        pool_unlock(p);
+        memset(h->free, 0, sizeof h->free);
+        memset(h->nonempty, 0, sizeof h->nonempty);
+        memset(h->large, 0, sizeof h->large);
+        memset(h->large_nonempty, 0, sizeof h->large_nonempty);
+        HEAP_SET(h->carved, h->carved - bytes);
+    }
+    h->keep = keep_base(p);
+    heap_rebook(h);
+}
+
+/* Takes every block of the depot into h.  Returns whether it got any. */
+static bool depot_take(heap *h) {
+    champ_pool *p = h->pool;
+    cpool *cc = p->cc;
+    if (!HEAP_GET(cc->depot_bytes))
+        return false;
+    heap *d = &cc->depot;
+    pool_lock(p);
+    size_t got = depot_spare(cc);
+    for (size_t c = 1; c < POOL_NCLASS; c++) {
+        if (!d->free[c])
+            continue;
+        if (h->free[c])
+            fb_set_next(cc->dtail[c], h->free[c]);
+        h->free[c] = d->free[c];
+        h->nonempty[c >> 6] |= (uint64_t)1 << (c & 63);
+        d->free[c] = cc->dtail[c] = NULL;
+    }
+    for (unsigned k = 0; k < POOL_NLARGE; k++) {
+        if (!d->large[k])
+            continue;
+        if (h->large[k])
+            fb_set_next(cc->dtail_large[k], h->large[k]);
+        h->large[k] = d->large[k];
+        h->large_nonempty[k >> 6] |= (uint64_t)1 << (k & 63);
+        d->large[k] = cc->dtail_large[k] = NULL;
+    }
+    memset(d->nonempty, 0, sizeof d->nonempty);
+    memset(d->large_nonempty, 0, sizeof d->large_nonempty);
+    HEAP_SET(d->carved, d->live);
+    HEAP_SET(cc->depot_bytes, 0);
+    pool_unlock(p);
+    if (!got)
+        return false;
+    HEAP_SET(h->carved, h->carved + got);
+    /* keep what was taken: no give-back before as much again is freed */
+    size_t spare = h->carved - h->live, k = keep_base(p);
+    h->keep = 2 * spare > k ? 2 * spare : k;
+    heap_rebook(h);
+    return true;
+}
+
+/* A free by a thread that could not get a heap (no memory): the block
+ * goes straight to the depot. */
+static void depot_put(champ_pool *p, void *b, size_t size) {
+    cpool *cc = p->cc;
+    heap *d = &cc->depot;
+    pool_lock(p);
+    FILL_FREED(b, size);
+    if (size <= POOL_CLASS_MAX) {
+        size_t c = size >> 3;
+        if (!d->free[c])
+            cc->dtail[c] = b;
+        small_push(d, b, size);
+    } else {
+        unsigned k = large_index(size);
+        if (!d->large[k])
+            cc->dtail_large[k] = b;
+        large_push(d, b, size);
+    }
+    HEAP_SET(d->live, d->live - size);
+    HEAP_SET(cc->depot_bytes, depot_spare(cc));
+    pool_unlock(p);
+}
+
+/* After the depot's lists were rebuilt (trim): their last blocks again. */
+static void depot_fix(champ_pool *p) {
+    cpool *cc = p->cc;
+    heap *d = &cc->depot;
+    for (size_t c = 1; c < POOL_NCLASS; c++) {
+        cc->dtail[c] = NULL;
+        for (void *b = d->free[c]; b; b = free_next(b))
+            cc->dtail[c] = b;
+    }
+    for (unsigned k = 0; k < POOL_NLARGE; k++) {
+        cc->dtail_large[k] = NULL;
+        for (void *b = d->large[k]; b; b = free_next(b))
+            cc->dtail_large[k] = b;
+    }
+    HEAP_SET(cc->depot_bytes, depot_spare(cc));
+}
+
+/* A heap's fresh space becomes free blocks, and the heap has none. */
+static void heap_drop_fresh(heap *h) {
+    pool_retire_tail(h);
+    h->bump = h->end = NULL;
+    heap_rebook(h);
+}
+
+/* The heap's thread exited (the registry lock is held, the pool alive):
+ * its free blocks and fresh space go to the depot, the heap to the idle
+ * list, where the next thread new to the pool finds it. */
+static void heap_release(champ_pool *p, heap *h) {
+    heap_drop_fresh(h);
+    depot_give(h);
+    pool_lock(p);
+    h->idle = true;
+    h->idle_next = p->cc->idle;
+    p->cc->idle = h;
+    HEAP_SET(p->cc->active, p->cc->active - 1);
+    pool_unlock(p);
+}
+
+/* The first thread heap of a concurrent pool (acquire: heaps are
+ * published by the thread that made them). */
+static heap *heaps_first(const champ_pool *p) {
+    return __atomic_load_n(&p->cc->heaps, __ATOMIC_ACQUIRE);
 }
 
 /* ------------------------------------------------------------------ */
@@ -649,95 +1093,140 @@ static bool pool_defrag(champ_pool *p, bool trim) {
 /* ------------------------------------------------------------------ */
 
 /* Free-listed bytes. */
-static size_t pool_spare(const champ_pool *p) {
-    return p->carved - p->live;
+static size_t pool_spare(const heap *h) {
+    return h->carved - h->live;
 }
 
 /* More than 1/DEFRAG_DIV of the reserved bytes wait in free lists, and
  * since the last compaction live bytes grew, or free-listed bytes did, by
  * 1/MARK_DIV of it: worth a compaction before growing. */
-static bool pool_fragmented(const champ_pool *p) {
-    size_t spare = pool_spare(p), step = p->reserved / MARK_DIV;
+static bool pool_fragmented(const heap *h) {
+    const champ_pool *p = h->pool;
+    size_t spare = pool_spare(h), step = p->reserved / MARK_DIV;
     return spare > p->reserved / DEFRAG_DIV &&
-           (p->live >= p->defrag_mark || spare >= p->defrag_spare + step);
+           (h->live >= h->defrag_mark || spare >= h->defrag_spare + step);
 }
 
-static void defrag_done(champ_pool *p) {
-    p->defrag_mark = p->live + p->reserved / MARK_DIV;
-    p->defrag_spare = pool_spare(p);
+static void defrag_done(heap *h) {
+    h->defrag_mark = h->live + h->pool->reserved / MARK_DIV;
+    h->defrag_spare = pool_spare(h);
 }
 
-/* No free block serves the request and fresh space is short: compact,
- * take a new chunk, or (a full fixed buffer) compact and take what is
- * left.  Returns false if nothing can serve it, else true with *b the
- * block, or NULL when fresh space serves it now. */
-static NOINLINE bool pool_refill(champ_pool *p, size_t size, void **b) {
-    *b = NULL;
-    if (!p->fixed && pool_fragmented(p)) {
+/* An arena pool with no free block and too little fresh space for the
+ * request: compact if worth it, else take a new chunk. */
+static bool refill_arena(heap *h, size_t size, void **b) {
+    if (pool_fragmented(h)) {
         /* About to take a new chunk while much memory sits in free lists
          * in pieces of the wrong sizes: join neighbours first. */
-        pool_defrag(p, false);
-        defrag_done(p);
-        if ((*b = take_free_again(p, size)) || fresh(p) >= size)
+        pool_defrag(h, false);
+        defrag_done(h);
+        if ((*b = take_free_again(h, size)) || fresh(h) >= size)
             return true;
     }
-    if (pool_grow(p, size))
-        return true;
+    return pool_grow(h, size);
+}
+
+/* No free block serves the request and fresh space is short: (thread
+ * heaps) take the depot's blocks, compact, take a new chunk, or (a full
+ * fixed buffer) compact and take what is left.  Returns false if nothing
+ * can serve it, else true with *b the block, or NULL when fresh space
+ * serves it now. */
+static NOINLINE bool pool_refill(heap *h, size_t size, void **b) {
+    champ_pool *p = h->pool;
+    *b = NULL;
+    if (h->role == HEAP_THREAD) {
+        if (depot_take(h) && ((*b = take_free_again(h, size)) || fresh(h) >= size))
+            return true;
+        pool_lock(p);
+        bool ok = refill_arena(h, size, b);
+        pool_unlock(p);
+        heap_rebook(h);
+        return ok;
+    }
     if (!p->fixed)
-        return false;
+        return refill_arena(h, size, b);
     /* A full fixed buffer: compact the free lists and try again. */
-    if (pool_defrag(p, false) && ((*b = take_free_again(p, size)) || fresh(p) >= size))
+    if (pool_defrag(h, false) && ((*b = take_free_again(h, size)) || fresh(h) >= size))
         return true;
     if (size <= POOL_CLASS_MAX)
-        *b = pool_split_loose(p, size);
+        *b = pool_split_loose(h, size);
     return *b != NULL;
 }
 
-void *champ__pool_alloc_slow(champ_pool *p, size_t size) {
+/* An allocation of a concurrent pool, served by the thread's heap. */
+static NOINLINE void *route_alloc(champ_pool *p, size_t size) {
+    heap *t = heap_mine(p);
+    if (UNLIKELY(!t)) {
+        pool_count(p, &p->failures);
+        return NULL;
+    }
+    return heap_alloc_in(t, size, true);
+}
+
+/* The slow path of an allocation: split, large blocks, fresh space, a
+ * refill.  `atomic`: a thread heap (its books are read by telemetry of
+ * other threads). */
+static ALWAYS_INLINE void *alloc_slow_in(heap *h, size_t size, bool atomic) {
     void *b;
     if (size <= POOL_CLASS_MAX) {
-        b = pool_split(p, size);
+        b = pool_split(h, size);
         if (b)
             goto reused;
     } else if (UNLIKELY(size > POOL_SIZE_MAX)) {
         goto fail;
     }
-    if (large_any(p) && (b = large_fit(p, size)))
+    if (large_any(h) && (b = large_fit(h, size)))
         goto reused;
-    if (UNLIKELY(fresh(p) < size)) {
-        if (!pool_refill(p, size, &b))
+    if (UNLIKELY(fresh(h) < size)) {
+        /* a router has no lists and no fresh space: it gets here */
+        if (!atomic && UNLIKELY(h->role == HEAP_ROUTER))
+            return route_alloc(h->pool, size);
+        if (!pool_refill(h, size, &b))
             goto fail;
         if (b)
             goto reused;
     }
-    b = p->bump;
-    p->bump += size;
-    p->carved += size;
+    b = h->bump;
+    h->bump += size;
+    HEAP_PUT(atomic, h->carved, h->carved + size);
     UNPOISON(b, size);
     VG_UNDEFINED(b, size);
-    STAT(p->n_alloc_arena++);
+    HSTAT_IN(atomic, h->n_alloc_arena);
     goto got;
 reused:
-    STAT(p->n_alloc_free++);
+    HSTAT_IN(atomic, h->n_alloc_free);
 got:
-    STAT(p->n_alloc++);
+    HSTAT_IN(atomic, h->n_alloc);
     FILL_FRESH(b, size);
-    p->live += size;
-    if (p->live > p->hi)
-        champ__pool_rise(p);
+    HEAP_PUT(atomic, h->live, h->live + size);
+    if (h->live > h->hi) {
+        if (atomic)
+            champ__theap_rise(h);
+        else
+            champ__pool_rise(h);
+    }
     return b;
 fail:
-    p->failures++;
+    pool_count(h->pool, &h->pool->failures);
     return NULL;
+}
+
+void *champ__heap_alloc_slow(heap *h, size_t size) {
+    return alloc_slow_in(h, size, false);
+}
+
+void *champ__theap_alloc_slow(heap *h, size_t size) {
+    return alloc_slow_in(h, size, true);
 }
 
 /* A free block of lo..hi bytes (both multiples of 8, hi <= POOL_CLASS_MAX):
  * the smallest one the free lists hold, or NULL (nothing is split or
  * carved).  *got receives its size. */
-void *champ__pool_take_range(champ_pool *p, size_t lo, size_t hi, size_t *got) {
+static ALWAYS_INLINE void *take_range_in(heap *h, size_t lo, size_t hi, size_t *got,
+                                         bool atomic) {
     size_t c = lo >> 3, top = hi >> 3;
     while (c <= top) {
-        uint64_t w = p->nonempty[c >> 6] & (~(uint64_t)0 << (c & 63));
+        uint64_t w = h->nonempty[c >> 6] & (~(uint64_t)0 << (c & 63));
         if (!w) {
             c = (c | 63) + 1;
             continue;
@@ -745,68 +1234,164 @@ void *champ__pool_take_range(champ_pool *p, size_t lo, size_t hi, size_t *got) {
         c = (c & ~(size_t)63) + (size_t)__builtin_ctzll(w);
         if (c > top)
             break;
-        if (!p->free[c]) {
-            p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+        if (!h->free[c]) {
+            h->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
             c++;
             continue;
         }
-        void *b = small_pop(p, c);
+        void *b = small_pop(h, c);
         size_t size = c << 3;
         *got = size;
-        STAT(p->n_alloc_free++);
-        STAT(p->n_alloc++);
+        HSTAT_IN(atomic, h->n_alloc_free);
+        HSTAT_IN(atomic, h->n_alloc);
         FILL_FRESH(b, size);
-        p->live += size;
-        if (p->live > p->hi)
-            champ__pool_rise(p);
+        HEAP_PUT(atomic, h->live, h->live + size);
+        if (h->live > h->hi) {
+            if (atomic)
+                champ__theap_rise(h);
+            else
+                champ__pool_rise(h);
+        }
         return b;
     }
     return NULL;
 }
 
-/* A block (or piece of one) above POOL_CLASS_MAX bytes: filed whole. */
-void champ__pool_free_large(champ_pool *p, void *b, size_t size) {
-    p->live -= size;
-    FILL_FREED(b, size);
-    large_push(p, b, size);
+/* pool_alloc_grow's logic on a thread heap. */
+static ALWAYS_INLINE void *theap_alloc_grow(heap *h, size_t lo, size_t want, size_t hi,
+                                           size_t *got) {
+    *got = want;
+    if (hi > POOL_CLASS_MAX || h->free[want >> 3])
+        return heap_alloc_in(h, want, true);
+    void *b = take_range_in(h, lo, hi, got, true);
+    if (b)
+        return b;
+    if ((size_t)(h->end - h->bump) < want) {
+        *got = lo;
+        return heap_alloc_in(h, lo, true);
+    }
+    return heap_alloc_in(h, want, true);
 }
 
-/* ------------------------------------------------------------------ */
-/* Watermark                                                           */
-/* ------------------------------------------------------------------ */
-
-static void pool_set_hi(champ_pool *p) {
-    p->hi = p->peak;
-    if (p->on_mark && !p->mark_fired && p->mark - 1 < p->hi)
-        p->hi = p->mark - 1;
+/* pool_alloc_grow of a concurrent pool, served by the thread's heap. */
+void *champ__route_grow(champ_pool *p, size_t lo, size_t want, size_t hi, size_t *got) {
+    heap *t = heap_mine(p);
+    if (UNLIKELY(!t)) {
+        pool_count(p, &p->failures);
+        return NULL;
+    }
+    return theap_alloc_grow(t, lo, want, hi, got);
 }
 
-/* live went above hi: a new peak, or the watermark was crossed. */
-void champ__pool_rise(champ_pool *p) {
-    if (p->live > p->peak)
-        p->peak = p->live;
-    if (p->on_mark && !p->mark_fired && p->live >= p->mark) {
-        p->mark_fired = true;
-        p->lo = p->mark - p->mark / 8; /* re-armed well below the mark */
-        pool_set_hi(p);
-        p->on_mark(p, p->live, p->reserved, p->mark_ctx);
+/* take_range of a plain heap (a router's finds nothing). */
+void *champ__heap_take_range(heap *h, size_t lo, size_t hi, size_t *got) {
+    return take_range_in(h, lo, hi, got, false);
+}
+
+/* A block (or piece of one) above POOL_CLASS_MAX bytes: filed whole.  A
+ * router's frees all come here (it has no classes): to the thread's heap,
+ * or, for a thread that cannot have one (no memory), to the depot. */
+void champ__heap_free_large(heap *h, void *b, size_t size) {
+    if (UNLIKELY(h->role == HEAP_ROUTER)) {
+        heap *t = heap_mine(h->pool);
+        if (LIKELY(t))
+            heap_free_in(t, b, size, true);
+        else
+            depot_put(h->pool, b, size);
         return;
     }
-    pool_set_hi(p);
+    HSTAT(h->n_free);
+    HEAP_SET(h->live, h->live - size);
+    FILL_FREED(b, size);
+    large_push(h, b, size);
 }
 
-/* live fell clearly below the watermark (by 1/8 of it): re-arm it.  The
- * margin keeps an update that frees a node right after allocating its
- * replacement from firing the callback again at every step. */
-void champ__pool_fall(champ_pool *p) {
-    p->mark_fired = false;
-    p->lo = 0;
-    pool_set_hi(p);
+/* ------------------------------------------------------------------ */
+/* Watermark and peak                                                  */
+/* ------------------------------------------------------------------ */
+
+static void pool_set_hi(heap *h) {
+    champ_pool *p = h->pool;
+    h->hi = h->peak;
+    if (p->on_mark && !p->mark_fired && p->mark - 1 < h->hi)
+        h->hi = p->mark - 1;
+}
+
+/* The pool's live bytes: the sum over its heaps (exact when no thread
+ * moves them; while threads do, a sample, kept from going below 0). */
+static size_t live_sum(const champ_pool *p) {
+    if (!p->concurrent)
+        return HEAP_GET(p->h.live);
+    size_t live = HEAP_GET(p->cc->depot.live);
+    for (const heap *h = heaps_first(p); h; h = h->next)
+        live += HEAP_GET(h->live) - HEAP_BIAS;
+    return (ptrdiff_t)live < 0 ? 0 : live;
+}
+
+size_t champ__pool_live(const champ_pool *p) {
+    return live_sum(p);
+}
+
+/* A thread heap grew by PEAK_STEP: sample the pool's live bytes. */
+void champ__theap_rise(heap *h) {
+    champ_pool *p = h->pool;
+    h->hi = h->live + PEAK_STEP;
+    size_t live = live_sum(p), peak = HEAP_GET(p->cc->peak);
+    while (live > peak && !__atomic_compare_exchange_n(&p->cc->peak, &peak, live, true,
+                                                       __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* live went above hi (a plain heap): a new peak, or the watermark was
+ * crossed. */
+void champ__pool_rise(heap *h) {
+    champ_pool *p = (champ_pool *)(void *)h; /* a plain heap is its pool's first member */
+    size_t live = h->live, peak = h->peak;
+    if (live > peak)
+        h->peak = peak = live;
+    if (p->on_mark && !p->mark_fired) {
+        if (live >= p->mark) {
+            p->mark_fired = true;
+            h->lo = p->mark - p->mark / 8; /* re-armed well below the mark */
+            h->hi = peak;
+            p->on_mark(p, live, p->reserved, p->mark_ctx);
+            return;
+        }
+        h->hi = p->mark - 1 < peak ? p->mark - 1 : peak;
+        return;
+    }
+    h->hi = peak;
+}
+
+/* live fell below lo.  A thread heap holds too many free bytes: they go
+ * to the depot (when another thread has a heap to take them from there).  A plain one fell clearly below the watermark (by 1/8 of
+ * it): re-arm it.  The margin keeps an update that frees a node right
+ * after allocating its replacement from firing the callback again at
+ * every step. */
+void champ__pool_fall(heap *h) {
+    if (h->role == HEAP_THREAD) {
+        if (HEAP_GET(h->pool->cc->active) > 1) {
+            depot_give(h);
+            return;
+        }
+        /* no other thread to take them (yet): look again after as many
+         * bytes more are freed */
+        h->lo = h->live - h->keep;
+        return;
+    }
+    h->pool->mark_fired = false;
+    h->lo = 0;
+    pool_set_hi(h);
 }
 
 /* ------------------------------------------------------------------ */
 /* Making and releasing pools                                          */
 /* ------------------------------------------------------------------ */
+
+/* The bytes of a pool's header: a concurrent pool's cpool follows it. */
+static size_t pool_header_bytes(bool concurrent) {
+    return concurrent ? ALIGN_UP(sizeof(champ_pool), 16) + sizeof(cpool) : sizeof(champ_pool);
+}
 
 champ_status champ__pool_make(const champ_pool_config *cfg_user, champ_pool **out) {
     champ_pool_config def = CHAMP_POOL_CONFIG_INIT, got;
@@ -825,6 +1410,8 @@ champ_status champ__pool_make(const champ_pool_config *cfg_user, champ_pool **ou
         return CHAMP_EINVAL;
     if (cfg->on_watermark && !cfg->buffer)
         return CHAMP_EINVAL;
+    if (cfg->concurrent && cfg->buffer)
+        return CHAMP_EINVAL;
     const champ_allocator *a = cfg->allocator;
     if (a && !a->malloc && !a->realloc && !a->free)
         a = NULL; /* all NULL: libc */
@@ -841,25 +1428,38 @@ champ_status champ__pool_make(const champ_pool_config *cfg_user, champ_pool **ou
         p = (champ_pool *)start;
         memset(p, 0, sizeof *p);
         p->fixed = true;
-        p->bump = (char *)start + hdr;
-        p->end = (char *)(stop & ~(uintptr_t)7);
-        p->reserved = fresh(p);
-        POISON(p->bump, p->reserved);
-        VG_NOACCESS(p->bump, p->reserved);
+        p->h.bump = (char *)start + hdr;
+        p->h.end = (char *)(stop & ~(uintptr_t)7);
+        p->reserved = fresh(&p->h);
+        POISON(p->h.bump, p->reserved);
+        VG_NOACCESS(p->h.bump, p->reserved);
     } else {
         champ_allocator al = {libc_malloc, libc_realloc, libc_free, NULL};
         if (a)
             al = *a;
-        p = al.malloc(sizeof *p, al.ctx);
+        size_t bytes = pool_header_bytes(cfg->concurrent);
+        p = al.malloc(bytes, al.ctx);
         if (!p)
             return CHAMP_ENOMEM;
-        memset(p, 0, sizeof *p);
+        memset(p, 0, bytes);
         p->alloc = al;
         p->backing_calls = 1;
         p->chunk_min = cfg->chunk_size ? ALIGN_UP(cfg->chunk_size, 16) : DEFAULT_CHUNK;
         if (p->chunk_min < 1024)
             p->chunk_min = 1024;
+        if (cfg->concurrent) {
+            cpool *cc = (cpool *)(void *)((char *)p + ALIGN_UP(sizeof(champ_pool), 16));
+            if (pthread_mutex_init(&cc->lock, NULL) != 0) {
+                al.free(p, bytes, al.ctx);
+                return CHAMP_ENOMEM;
+            }
+            p->cc = cc;
+            p->concurrent = true;
+        }
     }
+    p->h.pool = p;
+    p->h.role = HEAP_PLAIN;
+    p->h.nclass = POOL_NCLASS;
     p->refs = 1;
     p->on_mark = cfg->on_watermark;
     p->mark_ctx = cfg->watermark_ctx;
@@ -870,7 +1470,17 @@ champ_status champ__pool_make(const champ_pool_config *cfg_user, champ_pool **ou
 #ifdef CHAMP_FAULTS
     p->fail_after = -1;
 #endif
-    pool_set_hi(p);
+    pool_set_hi(&p->h);
+    p->cells.next = p->cells.prev = &p->cells;
+    if (p->concurrent) {
+        heap_init(&p->h, p, HEAP_ROUTER);
+        heap_init(&p->cc->depot, p, HEAP_DEPOT);
+        pthread_mutex_lock(&reg_lock);
+        p->id = ++reg_ids;
+        p->cc->reg_next = reg_head;
+        reg_head = p;
+        pthread_mutex_unlock(&reg_lock);
+    }
     *out = p;
     return CHAMP_OK;
 }
@@ -900,15 +1510,60 @@ void champ__pool_release(champ_pool *p) {
         return;
     if (p->fixed)
         return;
+    champ_allocator al = p->alloc;
+    if (p->concurrent) {
+        /* no thread may follow its entry for p any more (ids differ) */
+        pthread_mutex_lock(&reg_lock);
+        champ_pool **link = &reg_head;
+        while (*link != p)
+            link = &(*link)->cc->reg_next;
+        *link = p->cc->reg_next;
+        pthread_mutex_unlock(&reg_lock);
+        for (heap *h = p->cc->heaps; h;) {
+            heap *next = h->next;
+            al.free(h, sizeof *h, al.ctx);
+            h = next;
+        }
+        pthread_mutex_destroy(&p->cc->lock);
+    }
     chunk *c = p->chunks;
     while (c) {
         chunk *next = c->next;
         UNPOISON(c, c->size);
-        p->alloc.free(c, c->size, p->alloc.ctx);
+        al.free(c, c->size, al.ctx);
         c = next;
     }
-    champ_allocator al = p->alloc;
-    al.free(p, sizeof *p, al.ctx);
+    al.free(p, pool_header_bytes(p->concurrent), al.ctx);
+}
+
+void champ__pool_cell(champ_pool *p, cell_link *l, bool add) {
+    if (p->concurrent)
+        pool_lock(p);
+    if (add) {
+        l->next = p->cells.next;
+        l->prev = &p->cells;
+        l->next->prev = l;
+        p->cells.next = l;
+    } else {
+        l->prev->next = l->next;
+        l->next->prev = l->prev;
+    }
+    if (p->concurrent)
+        pool_unlock(p);
+}
+
+/* Frees a concurrent pool whatever its references, if it holds no map
+ * and no cell (the default pool at process exit).  Returns whether it
+ * did. */
+bool champ__pool_destroy_if_empty(champ_pool *p) {
+    size_t maps = 0;
+    for (const heap *h = heaps_first(p); h; h = h->next)
+        maps += h->nhandles;
+    if (maps || p->cells.next != &p->cells)
+        return false;
+    p->refs = 1;
+    champ__pool_release(p);
+    return true;
 }
 
 void champ_pool_free(champ_pool *pool) {
@@ -916,17 +1571,79 @@ void champ_pool_free(champ_pool *pool) {
         champ__pool_release(pool);
 }
 
+/* Trim relocates live nodes when they use less than half of what is
+ * reserved (and the rest is worth a chunk). */
+static bool relocation_pays(const champ_pool *p) {
+    size_t live = live_sum(p);
+    return !p->fixed && p->reserved > 2 * live + p->chunk_min;
+}
+
 champ_status champ_pool_trim(champ_pool *p) {
     if (!p)
         return CHAMP_EINVAL;
-    pool_defrag(p, true);
-    defrag_done(p);
+    heap *h = &p->h;
+    if (p->concurrent) {
+        /* alone: every heap's free blocks and fresh space into the depot,
+         * which is trimmed as a plain heap */
+        h = &p->cc->depot;
+        for (heap *t = p->cc->heaps; t; t = t->next) {
+            heap_drop_fresh(t);
+            depot_give(t);
+        }
+    }
+    pool_defrag(h, true);
+    defrag_done(h);
+    if (relocation_pays(p)) {
+        champ__pool_relocate(p, h);
+        pool_defrag(h, true);
+        defrag_done(h);
+    }
+    if (p->concurrent) {
+        heap_drop_fresh(h);
+        depot_fix(p);
+    }
     return CHAMP_OK;
+}
+
+/* Relocation (relocate.c): fresh space of at least `bytes` in a chunk of
+ * its own, and blocks cut from it. */
+bool champ__heap_fresh_chunk(heap *h, size_t bytes) {
+    return chunk_add(h, ALIGN_UP(bytes + CHUNK_HDR, 16));
+}
+
+void *champ__heap_carve(heap *h, size_t size) {
+    char *b = h->bump;
+    CHAMP_ASSERT(fresh(h) >= size);
+    h->bump += size;
+    HEAP_SET(h->carved, h->carved + size);
+    HEAP_SET(h->live, h->live + size);
+    UNPOISON(b, size);
+    VG_UNDEFINED(b, size);
+    return b;
 }
 
 /* ------------------------------------------------------------------ */
 /* Stats and books                                                     */
 /* ------------------------------------------------------------------ */
+
+/* What a heap adds to the pool's figures (read while its thread may move
+ * them: relaxed loads). */
+typedef struct hsum {
+    size_t live, carved, handles;
+    uint64_t n_alloc, n_alloc_free, n_alloc_arena, n_free;
+} hsum;
+
+static void hsum_add(hsum *s, const heap *h, size_t bias) {
+    s->live += HEAP_GET(h->live) - bias;
+    s->carved += HEAP_GET(h->carved) - bias;
+    s->handles += HEAP_GET(h->nhandles);
+#ifdef CHAMP_STATS
+    s->n_alloc += HEAP_GET(h->n_alloc);
+    s->n_alloc_free += HEAP_GET(h->n_alloc_free);
+    s->n_alloc_arena += HEAP_GET(h->n_alloc_arena);
+    s->n_free += HEAP_GET(h->n_free);
+#endif
+}
 
 champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out_user,
                                   size_t out_size) {
@@ -934,22 +1651,39 @@ champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out_use
         return CHAMP_EINVAL;
     champ_pool_stats st, *out = &st;
     memset(out, 0, sizeof *out);
-    out->chunks = p->fixed ? 1 : p->nchunks;
-    out->bytes_reserved = p->reserved;
-    out->bytes_live = p->live;
-    out->bytes_peak = p->peak;
-    out->bytes_free_listed = pool_spare(p);
-    out->utilization = p->reserved ? (double)p->live / (double)p->reserved : 0.0;
-    out->maps = p->nhandles;
+    hsum s;
+    memset(&s, 0, sizeof s);
+    size_t peak;
+    hsum_add(&s, &p->h, 0);
+    if (p->concurrent) {
+        hsum_add(&s, &p->cc->depot, 0);
+        for (const heap *h = heaps_first(p); h; h = h->next)
+            hsum_add(&s, h, HEAP_BIAS);
+        if ((ptrdiff_t)s.live < 0)
+            s.live = 0;
+        if (s.carved < s.live)
+            s.carved = s.live;
+        peak = HEAP_GET(p->cc->peak);
+    } else {
+        peak = HEAP_GET(p->h.peak);
+    }
+    out->chunks = p->fixed ? 1 : HEAP_GET(p->nchunks);
+    out->bytes_reserved = HEAP_GET(p->reserved);
+    out->bytes_live = s.live;
+    out->bytes_peak = peak > s.live ? peak : s.live;
+    out->bytes_free_listed = s.carved - s.live;
+    out->utilization =
+        out->bytes_reserved ? (double)s.live / (double)out->bytes_reserved : 0.0;
+    out->maps = s.handles;
     out->fixed = p->fixed;
-    out->backing_calls = p->backing_calls;
-    out->alloc_failures = p->failures;
+    out->backing_calls = HEAP_GET(p->backing_calls);
+    out->alloc_failures = HEAP_GET(p->failures);
 #ifdef CHAMP_STATS
     out->counters_enabled = true;
-    out->allocs = p->n_alloc;
-    out->allocs_free_list = p->n_alloc_free;
-    out->allocs_arena = p->n_alloc_arena;
-    out->frees = p->n_free;
+    out->allocs = s.n_alloc;
+    out->allocs_free_list = s.n_alloc_free;
+    out->allocs_arena = s.n_alloc_arena;
+    out->frees = s.n_free;
 #endif
     memcpy(out_user, out, out_size < sizeof *out ? out_size : sizeof *out);
     return CHAMP_OK;
@@ -972,14 +1706,18 @@ champ_status champ_pool_fail_after(champ_pool *p, long n) {
 /* ------------------------------------------------------------------ */
 
 /* A page: this header, then HPAGE_SLOTS handles.  The last byte of each
- * handle holds its slot, so a handle finds its page.  Every page is on the
- * list of all pages (what the census walks); pages with a free slot are
- * also on the open list (where handles are taken).  A page that becomes
- * empty goes back to the pool (a pool whose maps are all freed holds no
- * live bytes).  Free slots are poisoned like free blocks. */
+ * handle holds its slot, so a handle finds its page, and the page its
+ * heap.  Every page is on its heap's list of all pages (what the census
+ * walks); pages with a free slot are also on the heap's open list (where
+ * handles are taken).  A page that becomes empty goes back to the pool (a
+ * pool whose maps are all freed holds no live bytes).  Free slots are
+ * poisoned like free blocks.  In a concurrent pool a thread takes handles
+ * from its own heap's pages, and any thread may free one: the page's heap
+ * lock guards the slots and lists. */
 struct hpage {
-    hpage *next, *prev;   /* all pages */
+    hpage *next, *prev;   /* all pages of the heap */
     hpage *onext, *oprev; /* pages with a free slot */
+    heap *owner;
     uint32_t used;        /* bit i: slot i holds a live handle */
 };
 _Static_assert(sizeof(hpage) <= HPAGE_HDR, "the page header fits its room");
@@ -993,93 +1731,162 @@ static hpage *hpage_of(const unsigned char *h, unsigned *slot) {
     return (hpage *)(uintptr_t)(h - HPAGE_HDR - CHAMP_HANDLE_BYTES * *slot);
 }
 
-static void open_link(champ_pool *p, hpage *g) {
+static void open_link(heap *h, hpage *g) {
     g->oprev = NULL;
-    g->onext = p->hpages_open;
+    g->onext = h->hpages_open;
     if (g->onext)
         g->onext->oprev = g;
-    p->hpages_open = g;
+    h->hpages_open = g;
 }
-static void open_unlink(champ_pool *p, hpage *g) {
+static void open_unlink(heap *h, hpage *g) {
     if (g->oprev)
         g->oprev->onext = g->onext;
     else
-        p->hpages_open = g->onext;
+        h->hpages_open = g->onext;
     if (g->onext)
         g->onext->oprev = g->oprev;
+}
+
+/* A handle from heap h's pages (concurrent: h's lock is held, and let go
+ * while a new page is allocated). */
+static ALWAYS_INLINE void *hpage_take(heap *h, bool conc) {
+    hpage *g = h->hpages_open;
+    if (!g) {
+        if (conc)
+            hp_unlock(h);
+        g = heap_alloc_in(h, HPAGE_BYTES, conc);
+        if (conc)
+            hp_lock(h);
+        if (!g)
+            return NULL;
+        memset(g, 0, sizeof *g);
+        g->owner = h;
+        POISON(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
+        VG_NOACCESS(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
+        g->next = h->hpages;
+        if (g->next)
+            g->next->prev = g;
+        h->hpages = g;
+        h->npages++;
+        open_link(h, g);
+    }
+    unsigned i = (unsigned)__builtin_ctz(~g->used & HPAGE_FULL);
+    g->used |= (uint32_t)1 << i;
+    if (g->used == HPAGE_FULL)
+        open_unlink(h, g);
+    unsigned char *m = hslot(g, i);
+    UNPOISON(m, CHAMP_HANDLE_BYTES);
+    VG_UNDEFINED(m, CHAMP_HANDLE_BYTES);
+    memset(m, 0, CHAMP_HANDLE_BYTES - 1);
+    m[CHAMP_HANDLE_BYTES - 1] = (unsigned char)i;
+    HEAP_PUT(conc, h->nhandles, h->nhandles + 1);
+    return m;
+}
+
+static NOINLINE void *handle_alloc_conc(champ_pool *p) {
+    heap *h = heap_mine(p);
+    if (UNLIKELY(!h)) {
+        pool_count(p, &p->failures);
+        return NULL;
+    }
+    hp_lock(h);
+    void *m = hpage_take(h, true);
+    hp_unlock(h);
+    return m;
 }
 
 void *champ__handle_alloc(champ_pool *p) {
     if (pool_fault(p))
         return NULL;
-    hpage *g = p->hpages_open;
-    if (!g) {
-        g = pool_alloc_block(p, HPAGE_BYTES);
-        if (!g)
-            return NULL;
-        memset(g, 0, sizeof *g);
-        g->next = p->hpages;
-        if (g->next)
-            g->next->prev = g;
-        p->hpages = g;
-        p->npages++;
-        open_link(p, g);
-        POISON(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
-        VG_NOACCESS(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
-    }
-    unsigned i = (unsigned)__builtin_ctz(~g->used & HPAGE_FULL);
-    g->used |= (uint32_t)1 << i;
-    if (g->used == HPAGE_FULL)
-        open_unlink(p, g);
-    unsigned char *h = hslot(g, i);
-    UNPOISON(h, CHAMP_HANDLE_BYTES);
-    VG_UNDEFINED(h, CHAMP_HANDLE_BYTES);
-    memset(h, 0, CHAMP_HANDLE_BYTES - 1);
-    h[CHAMP_HANDLE_BYTES - 1] = (unsigned char)i;
-    p->nhandles++;
-    return h;
+    if (UNLIKELY(p->concurrent))
+        return handle_alloc_conc(p);
+    return hpage_take(&p->h, false);
 }
 
-void champ__handle_free(champ_pool *p, void *hv) {
-    unsigned i;
-    hpage *g = hpage_of(hv, &i);
+/* Gives handle hv back to its page, of heap h (concurrent: h's lock is
+ * held).  Returns the page when it is now empty (unlinked: the caller
+ * frees it), else NULL. */
+static ALWAYS_INLINE hpage *hpage_put(heap *h, hpage *g, void *hv, unsigned i, bool conc) {
     CHAMP_ASSERT(i < HPAGE_SLOTS && (g->used >> i & 1u));
     bool was_full = g->used == HPAGE_FULL;
     g->used &= ~((uint32_t)1 << i);
     FILL_FREED(hv, CHAMP_HANDLE_BYTES);
     POISON(hv, CHAMP_HANDLE_BYTES);
     VG_NOACCESS(hv, CHAMP_HANDLE_BYTES);
-    p->nhandles--;
+    HEAP_PUT(conc, h->nhandles, h->nhandles - 1);
     if (g->used == 0) {
         if (!was_full)
-            open_unlink(p, g);
+            open_unlink(h, g);
         if (g->prev)
             g->prev->next = g->next;
         else
-            p->hpages = g->next;
+            h->hpages = g->next;
         if (g->next)
             g->next->prev = g->prev;
-        p->npages--;
+        h->npages--;
+        return g;
+    }
+    if (was_full)
+        open_link(h, g);
+    return NULL;
+}
+
+static NOINLINE void handle_free_conc(champ_pool *p, void *hv) {
+    unsigned i;
+    hpage *g = hpage_of(hv, &i);
+    heap *h = g->owner;
+    hp_lock(h);
+    g = hpage_put(h, g, hv, i, true);
+    hp_unlock(h);
+    if (g) {
         UNPOISON(g, HPAGE_BYTES);
         VG_UNDEFINED(g, HPAGE_BYTES);
         pool_free(p, g, HPAGE_BYTES);
+    }
+}
+
+void champ__handle_free(champ_pool *p, void *hv) {
+    if (UNLIKELY(p->concurrent)) {
+        handle_free_conc(p, hv);
         return;
     }
-    if (was_full)
-        open_link(p, g);
+    unsigned i;
+    hpage *g = hpage_of(hv, &i);
+    g = hpage_put(&p->h, g, hv, i, false);
+    if (g) {
+        UNPOISON(g, HPAGE_BYTES);
+        VG_UNDEFINED(g, HPAGE_BYTES);
+        pool_free(p, g, HPAGE_BYTES);
+    }
+}
+
+/* The heaps that hold handle pages: a plain pool's own, or a concurrent
+ * pool's thread heaps. */
+static const heap *pages_first(const champ_pool *p) {
+    return p->concurrent ? heaps_first(p) : &p->h;
+}
+static const heap *pages_next(const champ_pool *p, const heap *h) {
+    return p->concurrent ? h->next : NULL;
 }
 
 void *champ__handle_next(const champ_pool *p, const void *hv) {
-    const hpage *g = p->hpages;
+    const heap *h = pages_first(p);
+    const hpage *g = h ? h->hpages : NULL;
     unsigned from = 0;
     if (hv) {
         g = hpage_of(hv, &from);
+        h = g->owner;
         from++;
     }
-    for (; g; g = g->next, from = 0) {
-        uint32_t m = g->used & (HPAGE_FULL << from);
-        if (m)
-            return hslot(g, (unsigned)__builtin_ctz(m));
+    while (h) {
+        for (; g; g = g->next, from = 0) {
+            uint32_t m = g->used & (HPAGE_FULL << from);
+            if (m)
+                return hslot(g, (unsigned)__builtin_ctz(m));
+        }
+        h = pages_next(p, h);
+        g = h ? h->hpages : NULL;
+        from = 0;
     }
     return NULL;
 }
@@ -1088,26 +1895,31 @@ void *champ__handle_next(const champ_pool *p, const void *hv) {
 /* Audit (champ_validate)                                              */
 /* ------------------------------------------------------------------ */
 
-void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
-    memset(a, 0, sizeof *a);
+/* One heap's free lists and pages; *carved and *fresh_b collect its
+ * books (bias removed). */
+static void audit_heap(const heap *h, size_t bias, champ_pool_audit *a, size_t *carved,
+                       size_t *fresh_b) {
     for (size_t c = 1; c < POOL_NCLASS; c++)
-        for (void *b = p->free[c]; b; b = free_next(b))
+        for (void *b = h->free[c]; b; b = free_next(b))
             a->free_walked += c << 3;
     for (unsigned k = 0; k < POOL_NLARGE; k++)
-        for (void *b = p->large[k]; b;) {
+        for (void *b = h->large[k]; b;) {
             fblock f = fb_read(b, sizeof f);
             a->free_walked += f.size;
             if (f.size <= POOL_CLASS_MAX || f.size % 8 || large_index(f.size) != k)
                 a->misfiled++;
             b = f.next;
         }
-    a->free_counted = pool_spare(p);
-    size_t hdrs = p->fixed ? 0 : p->nchunks * CHUNK_HDR;
-    a->imbalance = (long long)p->reserved - (long long)(p->carved + fresh(p) + hdrs);
-    for (const hpage *g = p->hpages; g; g = g->next) {
+    a->free_counted += pool_spare(h);
+    a->live += h->live - bias;
+    *carved += h->carved - bias;
+    *fresh_b += fresh(h);
+    a->pages_counted += h->npages;
+    a->handles_counted += h->nhandles;
+    for (const hpage *g = h->hpages; g; g = g->next) {
         a->pages_walked++;
         a->handles_walked += (size_t)__builtin_popcount(g->used);
-        if (g->used & ~HPAGE_FULL || g->used == 0 ||
+        if (g->used & ~HPAGE_FULL || g->used == 0 || g->owner != h ||
             (g->next && g->next->prev != g))
             a->pages_bad++;
         if (g->used != HPAGE_FULL)
@@ -1116,9 +1928,43 @@ void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
             if (g->used >> i & 1u && hslot(g, i)[CHAMP_HANDLE_BYTES - 1] != i)
                 a->pages_bad++;
     }
-    for (const hpage *g = p->hpages_open; g; g = g->onext) {
+    for (const hpage *g = h->hpages_open; g; g = g->onext) {
         a->open_walked++;
         if (g->used == HPAGE_FULL || (g->onext && g->onext->oprev != g))
             a->pages_bad++;
     }
+}
+
+void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
+    memset(a, 0, sizeof *a);
+    size_t carved = 0, fresh_b = 0;
+    audit_heap(&p->h, 0, a, &carved, &fresh_b);
+    if (p->concurrent) {
+        const cpool *cc = p->cc;
+        const heap *d = &cc->depot;
+        audit_heap(d, 0, a, &carved, &fresh_b);
+        /* the depot's lists end where it says (transfers splice there) */
+        for (size_t c = 1; c < POOL_NCLASS; c++) {
+            void *last = NULL;
+            for (void *b = d->free[c]; b; b = free_next(b))
+                last = b;
+            if (last != cc->dtail[c])
+                a->misfiled++;
+        }
+        for (unsigned k = 0; k < POOL_NLARGE; k++) {
+            void *last = NULL;
+            for (void *b = d->large[k]; b; b = free_next(b))
+                last = b;
+            if (last != cc->dtail_large[k])
+                a->misfiled++;
+        }
+        if (p->h.free[1] || large_any(&p->h) || p->h.live || p->h.carved)
+            a->misfiled++; /* the router holds nothing */
+        for (const heap *h = cc->heaps; h; h = h->next) {
+            a->heaps++;
+            audit_heap(h, HEAP_BIAS, a, &carved, &fresh_b);
+        }
+    }
+    size_t hdrs = p->fixed ? 0 : p->nchunks * CHUNK_HDR;
+    a->imbalance = (long long)p->reserved - (long long)(carved + fresh_b + hdrs);
 }

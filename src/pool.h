@@ -39,80 +39,182 @@ typedef struct chunk {
 } chunk;
 
 typedef struct hpage hpage;
+typedef struct heap heap;
+typedef struct cpool cpool;
 
-struct champ_pool {
+/* The pool's list of cells (circular, the pool holds the head). */
+typedef struct cell_link {
+    struct cell_link *next, *prev;
+} cell_link;
+
+/* Roles of a heap (see pool.c, "Heaps"). */
+enum {
+    HEAP_PLAIN,  /* the one heap of a plain pool (or a fixed buffer)      */
+    HEAP_ROUTER, /* the heap inside a concurrent pool: always empty, so   */
+                 /* every allocation and free reaches its slow path,      */
+                 /* which hands it to the calling thread's heap           */
+    HEAP_THREAD, /* a thread's heap in a concurrent pool                  */
+    HEAP_DEPOT   /* a concurrent pool's exchange of free blocks           */
+};
+
+/* The live and carved bytes of a thread heap start at HEAP_BIAS: a thread
+ * that frees more than it allocates (blocks other threads carved) takes
+ * them below it, and the fast paths' unsigned comparisons stay right.
+ * Sums over heaps subtract it. */
+#define HEAP_BIAS ((size_t)1 << 62)
+
+/* Allocation state: free lists, fresh space, books.  A plain pool has one
+ * (its first member: the fast paths below are the same instructions as on
+ * a pool without heaps); a concurrent pool gives each thread its own. */
+struct heap {
     void *free[POOL_NCLASS];     /* free list per 8-byte size class      */
     uint64_t nonempty[(POOL_NCLASS + 63) / 64]; /* classes with a non-empty list */
     char *bump, *end;            /* fresh space of the current chunk     */
-    size_t live;                 /* bytes handed out                     */
-    size_t hi;                   /* slow-path check above this live size */
-    size_t lo;                   /* ... and below this one (watermark)   */
+    size_t live;                 /* bytes handed out (less those freed   */
+                                 /* into this heap); + HEAP_BIAS         */
+    size_t hi;                   /* slow path above this live size       */
+    size_t lo;                   /* ... and below this one: plain, the   */
+                                 /* watermark's re-arm; thread heaps,    */
+                                 /* too many free bytes                  */
+    size_t nclass;               /* POOL_NCLASS; 0 in a router (frees    */
+                                 /* leave the fast path)                 */
     size_t peak;
-    size_t reserved;             /* bytes of chunk space (or buffer)     */
-    size_t carved;               /* bytes cut from fresh space and not   */
-                                 /* given back: live + free-listed       */
+    size_t carved;               /* bytes cut from fresh space (or taken */
+                                 /* from the depot) and not given back:  */
+                                 /* live + free-listed (+ HEAP_BIAS)     */
     size_t defrag_mark;          /* no compaction before live reaches it */
     size_t defrag_spare;         /* ... or free-listed bytes pass this    */
     void *large[POOL_NLARGE];    /* free lists of large blocks by range  */
     uint64_t large_nonempty[(POOL_NLARGE + 63) / 64];
+    champ_pool *pool;
+    hpage *hpages;               /* every handle page of this heap       */
+    hpage *hpages_open;          /* pages with a free slot               */
+    size_t npages;
+    size_t nhandles;             /* handles handed out from its pages    */
+    uint8_t role;                /* HEAP_*                               */
+    unsigned char hlock;         /* concurrent: guards the handle pages  */
+    bool idle;                   /* thread heap whose thread has exited  */
+    size_t keep;                 /* thread heaps: free bytes kept before */
+                                 /* the rest goes to the depot           */
+    heap *next;                  /* thread heaps: all of the pool's      */
+    heap *idle_next;             /* ... and those waiting for a thread   */
+#ifdef CHAMP_STATS
+    uint64_t n_alloc, n_alloc_free, n_alloc_arena, n_free;
+#endif
+};
+
+struct champ_pool {
+    heap h;                      /* first: pool_alloc(p) is heap_alloc(&p->h) */
+    size_t reserved;             /* bytes of chunk space (or buffer)     */
     chunk *chunks;
     size_t nchunks;
     size_t chunk_min;
     champ_allocator alloc;
     bool fixed;
     bool mark_fired;
+    bool concurrent;             /* champ_pool_config.concurrent         */
     size_t mark;                 /* watermark in bytes (fixed mode)      */
     champ_watermark_fn on_mark;
     void *mark_ctx;
     uint32_t refs;               /* the creator's reference + types      */
-    bool concurrent;             /* champ_pool_config.concurrent         */
     size_t ntypes;               /* map types alive (see map.h)          */
-    hpage *hpages;               /* every handle page                    */
-    hpage *hpages_open;          /* pages with a free slot               */
-    size_t npages;
-    size_t nhandles;             /* handles handed out                   */
+    uint64_t id;                 /* concurrent: never reused (pool.c)    */
     uint64_t backing_calls;
     uint64_t failures;
+    cpool *cc;                   /* concurrent pools: heaps, depot, lock */
+    cell_link cells;             /* cells holding versions of its maps   */
 #ifdef CHAMP_FAULTS
     long fail_after;
 #endif
-#ifdef CHAMP_STATS
-    uint64_t n_alloc, n_alloc_free, n_alloc_arena, n_free;
-#endif
 };
 
-INTERNAL void *champ__pool_alloc_slow(champ_pool *p, size_t size);
-INTERNAL void champ__pool_free_large(champ_pool *p, void *b, size_t size);
-INTERNAL void champ__pool_rise(champ_pool *p);
-INTERNAL void champ__pool_fall(champ_pool *p);
+/* Fields that telemetry may read while their heap's thread writes them
+ * (thread heaps of concurrent pools): relaxed atomic stores.  On x86-64
+ * the same mov, but the compiler treats them as barriers, so the inline
+ * fast paths below take `atomic` as a constant: the plain pool's copy
+ * (every caller outside pool.c: a concurrent pool's router never writes
+ * its books) stores plainly, the thread heaps' copy (pool.c) atomically. */
+#define HEAP_SET(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define HEAP_GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define HEAP_PUT(atomic, x, v)                                              \
+    do {                                                                    \
+        if (atomic)                                                         \
+            HEAP_SET(x, v);                                                 \
+        else                                                                \
+            (x) = (v);                                                      \
+    } while (0)
+#ifdef CHAMP_STATS
+#define HSTAT(x) HEAP_SET(x, (x) + 1)
+#define HSTAT_IN(atomic, x) HEAP_PUT(atomic, x, (x) + 1)
+#else
+#define HSTAT(x) ((void)0)
+#define HSTAT_IN(atomic, x) ((void)0)
+#endif
+
+/* Counters of the pool itself: atomic in a concurrent pool. */
+static inline void pool_count(const champ_pool *p, uint64_t *c) {
+    if (p->concurrent)
+        __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
+    else
+        (*c)++;
+}
+
+INTERNAL void *champ__heap_alloc_slow(heap *h, size_t size);
+INTERNAL void *champ__theap_alloc_slow(heap *h, size_t size);
+INTERNAL void champ__heap_free_large(heap *h, void *b, size_t size);
+INTERNAL void *champ__heap_take_range(heap *h, size_t lo, size_t hi, size_t *got);
+INTERNAL void *champ__route_grow(champ_pool *p, size_t lo, size_t want, size_t hi,
+                                 size_t *got);
+INTERNAL void champ__pool_rise(heap *h);
+INTERNAL void champ__theap_rise(heap *h);
+INTERNAL void champ__pool_fall(heap *h);
 INTERNAL void champ__pool_release(champ_pool *p);
+INTERNAL bool champ__pool_destroy_if_empty(champ_pool *p);
+INTERNAL void champ__thread_exit(void);
 INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
                                        champ_pool **out);
 INTERNAL bool champ__cpu_ok(void);
 
-/* For champ_validate (exclusive: it reads free blocks): the pool's books,
- * found by walking every free list and handle page. */
+/* For champ_validate (alone: it reads free blocks): the pool's books,
+ * found by walking every free list and handle page of every heap. */
 typedef struct champ_pool_audit {
     size_t free_walked;      /* bytes of the blocks in the free lists     */
     size_t free_counted;     /* what the pool's counters say they hold    */
     long long imbalance;     /* reserved - (carved + fresh + chunk headers) */
     size_t misfiled;         /* free blocks in a list not of their size   */
-    size_t pages_walked;     /* handle pages in the list of all pages     */
+    size_t pages_walked;     /* handle pages in the lists of all pages    */
     size_t handles_walked;   /* used slots in them                        */
+    size_t pages_counted;    /* what the heaps count: pages               */
+    size_t handles_counted;  /* ... and handles                           */
     size_t pages_bad;        /* pages whose header disagrees with itself  */
-    size_t open_walked;      /* pages in the list of pages with room      */
+    size_t open_walked;      /* pages in the lists of pages with room     */
     size_t open_expected;    /* pages that have a free slot               */
+    size_t live;             /* the pool's live bytes (sum over heaps)    */
+    size_t heaps;            /* thread heaps (concurrent pools)           */
 } champ_pool_audit;
 INTERNAL void champ__pool_audit(const champ_pool *p, champ_pool_audit *a);
+/* The pool's live bytes: exact when no other thread uses the pool. */
+INTERNAL size_t champ__pool_live(const champ_pool *p);
+
+/* Adds cell link l to the pool's list of cells, or removes it (a cell
+ * call may come from any thread: concurrent pools lock). */
+INTERNAL void champ__pool_cell(champ_pool *p, cell_link *l, bool add);
 
 /* Map handles (handle pages, see pool.c).  alloc: CHAMP_HANDLE_BYTES
  * bytes, zeroed except the last (the pool's), or NULL when the pool is out
- * of memory; free: gives one back; next: the live handle after h (NULL:
- * the first), NULL after the last; valid while no handle is allocated or
- * freed. */
+ * of memory; free: gives one back (any thread, concurrent pools); next:
+ * the live handle after h (NULL: the first), NULL after the last; valid
+ * while no handle is allocated or freed (alone). */
 INTERNAL void *champ__handle_alloc(champ_pool *p);
 INTERNAL void champ__handle_free(champ_pool *p, void *h);
 INTERNAL void *champ__handle_next(const champ_pool *p, const void *h);
+
+/* Trim's relocation pass (relocate.c) and what it needs of pool.c: fresh
+ * space of at least `bytes` in a chunk of its own for heap h, blocks cut
+ * from it, and the pool's live and reserved bytes. */
+INTERNAL void champ__pool_relocate(champ_pool *p, heap *h);
+INTERNAL bool champ__heap_fresh_chunk(heap *h, size_t bytes);
+INTERNAL void *champ__heap_carve(heap *h, size_t size);
 
 #ifdef CHAMP_DEBUG
 #define FILL_FRESH(p, n) memset((p), 0xCD, (n))
@@ -128,7 +230,7 @@ static ALWAYS_INLINE bool pool_fault(champ_pool *p) {
 #ifdef CHAMP_FAULTS
     if (UNLIKELY(p->fail_after >= 0)) {
         if (p->fail_after == 0) {
-            p->failures++;
+            pool_count(p, &p->failures);
             return true;
         }
         p->fail_after--;
@@ -139,32 +241,48 @@ static ALWAYS_INLINE bool pool_fault(champ_pool *p) {
     return false;
 }
 
-/* pool_alloc without the fault hook. */
-static ALWAYS_INLINE void *pool_alloc_block(champ_pool *p, size_t size) {
+/* A block from heap h, without the fault hook.  Fast path: the size
+ * class's free list (a concurrent pool's router heap has none, so its
+ * requests go to the slow path, which serves them from the thread's
+ * heap). */
+static ALWAYS_INLINE void *heap_alloc_in(heap *h, size_t size, bool atomic) {
     size_t c = size >> 3;
     void *b;
     if (LIKELY(c < POOL_NCLASS)) {
-        b = p->free[c];
+        b = h->free[c];
         if (b) {
             UNPOISON(b, size);
             VG_DEFINED(b, sizeof(void *));
             void *next = *(void **)b;
-            p->free[c] = next;
+            h->free[c] = next;
             if (!next)
-                p->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+                h->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
             VG_UNDEFINED(b, size);
-            STAT(p->n_alloc_free++);
+            HSTAT_IN(atomic, h->n_alloc_free);
             goto got;
         }
     }
-    return champ__pool_alloc_slow(p, size);
+    return atomic ? champ__theap_alloc_slow(h, size) : champ__heap_alloc_slow(h, size);
 got:
-    STAT(p->n_alloc++);
+    HSTAT_IN(atomic, h->n_alloc);
     FILL_FRESH(b, size);
-    p->live += size;
-    if (UNLIKELY(p->live > p->hi))
-        champ__pool_rise(p);
+    HEAP_PUT(atomic, h->live, h->live + size);
+    if (UNLIKELY(h->live > h->hi)) {
+        if (atomic)
+            champ__theap_rise(h);
+        else
+            champ__pool_rise(h);
+    }
     return b;
+}
+
+static ALWAYS_INLINE void *heap_alloc_block(heap *h, size_t size) {
+    return heap_alloc_in(h, size, false);
+}
+
+/* pool_alloc without the fault hook. */
+static ALWAYS_INLINE void *pool_alloc_block(champ_pool *p, size_t size) {
+    return heap_alloc_block(&p->h, size);
 }
 
 /* Hands out a block of `size` bytes (a multiple of 8, at least 16), or NULL
@@ -178,28 +296,31 @@ static ALWAYS_INLINE void *pool_alloc(champ_pool *p, size_t size) {
     return pool_alloc_block(p, size);
 }
 
-INTERNAL void *champ__pool_take_range(champ_pool *p, size_t lo, size_t hi,
-                                      size_t *got);
 
 /* For a node that grows: a block of `want` bytes if its list has one, else
  * any free block of lo..hi bytes (the smallest), else `want` bytes split
  * from a larger free block or carved from fresh space, else `lo` bytes
  * (which may take a new chunk).  *got receives the block's size: the caller keeps
  * the difference to lo as spare room.  Reusing near sizes keeps the
- * blocks a growing trie leaves behind from piling up in the free lists. */
+ * blocks a growing trie leaves behind from piling up in the free lists.
+ * (A concurrent pool: the router has no lists and no fresh space, so the
+ * request moves to the thread's heap where fresh space is found short.) */
 static ALWAYS_INLINE void *pool_alloc_grow(champ_pool *p, size_t lo, size_t want,
                                            size_t hi, size_t *got) {
     *got = want;
-    if (hi > POOL_CLASS_MAX || p->free[want >> 3])
+    if (hi > POOL_CLASS_MAX || p->h.free[want >> 3])
         return pool_alloc(p, want);
 #ifdef CHAMP_FAULTS
     if (p->fail_after >= 0)
         return pool_alloc(p, want);
 #endif
-    void *b = champ__pool_take_range(p, lo, hi, got);
+    void *b = champ__heap_take_range(&p->h, lo, hi, got);
     if (b)
         return b;
-    if ((size_t)(p->end - p->bump) < want) {
+    if ((size_t)(p->h.end - p->h.bump) < want) {
+        /* a router has no fresh space: the thread's heap serves it all */
+        if (UNLIKELY(p->h.role == HEAP_ROUTER))
+            return champ__route_grow(p, lo, want, hi, got);
         /* the room is a wish: never worth a new chunk */
         *got = lo;
         return pool_alloc(p, lo);
@@ -207,25 +328,38 @@ static ALWAYS_INLINE void *pool_alloc_grow(champ_pool *p, size_t lo, size_t want
     return pool_alloc(p, want);
 }
 
-/* Gives back a block obtained from pool_alloc with the same size, or any
- * piece of one (8-aligned, at least 16 bytes). */
-static ALWAYS_INLINE void pool_free(champ_pool *p, void *b, size_t size) {
+/* Gives a block back to heap h.  A router has no classes (nclass 0), so
+ * every block it is given goes to champ__heap_free_large, which hands it
+ * to the thread's heap; the router itself is never written.  Slow path
+ * when live falls below lo: a plain pool's watermark re-arms, a thread
+ * heap with too many free bytes passes them to the depot. */
+static ALWAYS_INLINE void heap_free_in(heap *h, void *b, size_t size, bool atomic) {
     size_t c = size >> 3;
-    STAT(p->n_free++);
-    if (LIKELY(c < POOL_NCLASS)) {
-        p->live -= size;
+    if (LIKELY(c < (atomic ? POOL_NCLASS : h->nclass))) {
+        HSTAT_IN(atomic, h->n_free);
+        HEAP_PUT(atomic, h->live, h->live - size);
         FILL_FREED(b, size);
-        *(void **)b = p->free[c];
-        p->free[c] = b;
-        p->nonempty[c >> 6] |= (uint64_t)1 << (c & 63);
+        *(void **)b = h->free[c];
+        h->free[c] = b;
+        h->nonempty[c >> 6] |= (uint64_t)1 << (c & 63);
         POISON(b, size);
         VG_NOACCESS(b, size);
     } else {
-        champ__pool_free_large(p, b, size);
+        champ__heap_free_large(h, b, size);
     }
-    if (UNLIKELY(p->live < p->lo))
-        champ__pool_fall(p);
+    if (UNLIKELY(h->live < h->lo))
+        champ__pool_fall(h);
 }
 
+static ALWAYS_INLINE void heap_free(heap *h, void *b, size_t size) {
+    heap_free_in(h, b, size, false);
+}
+
+/* Gives back a block obtained from pool_alloc with the same size, or any
+ * piece of one (8-aligned, at least 16 bytes).  Any thread may free a block
+ * of a concurrent pool: it goes to the freeing thread's heap. */
+static ALWAYS_INLINE void pool_free(champ_pool *p, void *b, size_t size) {
+    heap_free(&p->h, b, size);
+}
 
 #endif /* CHAMP_POOL_H */

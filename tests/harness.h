@@ -285,5 +285,7 @@ extern const th_test th_tests_sets[];      /* test_sets.c */
 extern const size_t th_tests_sets_count;
 extern const th_test th_tests_collide[];   /* test_collide.c */
 extern const size_t th_tests_collide_count;
+extern const th_test th_tests_concurrent[]; /* test_concurrent.c */
+extern const size_t th_tests_concurrent_count;
 
 #endif /* CHAMP_TEST_HARNESS_H */

@@ -336,6 +336,7 @@ static const th_table th_tables[] = {
     {th_tests_algebra, &th_tests_algebra_count},
     {th_tests_sets, &th_tests_sets_count},
     {th_tests_collide, &th_tests_collide_count},
+    {th_tests_concurrent, &th_tests_concurrent_count},
 };
 enum { TH_NTABLES = sizeof th_tables / sizeof th_tables[0] };
 

@@ -198,12 +198,46 @@ static void test_stats_and_pools(void) {
 
     /* Two maps with a default config each get their own pool. */
     champ_map *x = NULL, *y = NULL;
-    CHECK_ST(champ_new_u64(&x), CHAMP_OK);
-    CHECK_ST(champ_new_u64(&y), CHAMP_OK);
+    champ_config cx = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    CHECK_ST(champ_new(&cx, &x), CHAMP_OK);
+    CHECK_ST(champ_new(&cx, &y), CHAMP_OK);
     if (x && y)
         CHECK(champ_pool_of(x) != champ_pool_of(y), "private pools differ");
     champ_free(x);
     champ_free(y);
+    /* The shorthands share the default pool and one type per kind. */
+    champ_map *d[4] = {0}, *e = NULL;
+    CHECK_ST(champ_new_u64(&d[0]), CHAMP_OK);
+    CHECK_ST(champ_new_u64(&d[1]), CHAMP_OK);
+    CHECK_ST(champ_new_set_u64(&d[2]), CHAMP_OK);
+    CHECK_ST(champ_new_bytes(&d[3]), CHAMP_OK);
+    CHECK_ST(champ_new_set_bytes(&e), CHAMP_OK);
+    if (d[0] && d[1] && d[2] && d[3] && e) {
+        CHECK(champ_pool_of(d[0]) == champ_pool_of(d[1]) &&
+                  champ_pool_of(d[0]) == champ_pool_of(d[3]) &&
+                  champ_pool_of(d[0]) == champ_pool_of(e),
+              "default maps share one pool");
+        CHECK(champ_seed(d[0]) == champ_seed(d[1]), "one type per kind: one seed");
+        CHECK(champ_is_set(d[2]) && !champ_is_set(d[0]) && champ_is_set(e), "sets");
+        champ_set_u64(d[0], 7, th_tok(7), NULL);
+        champ_set_u64(d[1], 7, th_tok(7), NULL);
+        CHECK(champ_equal(d[0], d[1], NULL, NULL), "equal across default maps");
+        champ_pool_stats dps;
+        CHECK_ST(champ_pool_stats_get(champ_pool_of(d[0]), &dps, sizeof dps), CHAMP_OK);
+        CHECK(dps.maps >= 5, "the default pool counts its maps (%zu)", dps.maps);
+        /* an explicit concurrent pool with a buffer is refused */
+        unsigned char buf[4096];
+        champ_pool_config cpc = CHAMP_POOL_CONFIG_INIT;
+        cpc.concurrent = true;
+        cpc.buffer = buf;
+        cpc.buffer_size = sizeof buf;
+        champ_pool *bp = NULL;
+        CHECK_ST(champ_pool_new(&cpc, &bp), CHAMP_EINVAL);
+        CHECK_VALID(d[1], "a default map");
+    }
+    for (int i = 0; i < 4; i++)
+        champ_free(d[i]);
+    champ_free(e);
 }
 
 /* Maps of all kinds sharing one pool. */

@@ -747,8 +747,13 @@ static void test_set_random_deep(void) { sr_run(&set_scenarios[3], 0x5e70004ULL)
 static void test_set_memory(void) {
     long n = th_iters(1000000, 20000);
     champ_map *s = NULL, *m = NULL;
-    CHECK_ST(champ_new_set_u64(&s), CHAMP_OK);
-    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    /* private pools (default maps share one pool: their bytes mix) */
+    champ_config cs = th_kind_config(CHAMP_KEY_U64, 5, NULL), cm = cs;
+    cs.set = true;
+    CHECK_ST(champ_new(&cs, &s), CHAMP_OK);
+    CHECK_ST(champ_new(&cm, &m), CHAMP_OK);
+    if (!s || !m)
+        return;
     for (long i = 0; i < n; i++) {
         uint64_t k = th_mix64((uint64_t)i);
         CHECK(champ_add_u64(s, k, NULL) == CHAMP_OK && champ_set_u64(m, k, NULL, NULL) == CHAMP_OK,

@@ -1,0 +1,600 @@
+/*
+ * test_concurrent.c - concurrent pools (champ_pool_config.concurrent).
+ *
+ *   differential      one thread: a random sequence of updates, copies and
+ *                     p-forms on a concurrent pool and on a plain one must
+ *                     give the same maps (same shapes, same answers)
+ *   cell_threads      threads take snapshots from a cell, read them, derive
+ *                     a version with one update and publish it with cas;
+ *                     no update is lost, the pool is empty at the end
+ *   producer_consumer one thread builds maps, another frees them: freed
+ *                     blocks come back through the depot, reserved bytes
+ *                     stay bounded
+ *   heap_adoption     a thread's heap, after it exits, serves the next
+ *                     thread new to the pool (free blocks not lost); a
+ *                     thread that used a pool freed meanwhile exits safely
+ *   default_threads   threads with default maps (the process-wide pool)
+ *   stats_while_busy  pool stats read while threads update
+ *
+ * Checks run on the main thread: worker threads count what they see and
+ * main checks the counts after joining them (the harness is not thread
+ * safe).  The TSan stress program is tests/stress/tsan_concurrent.c.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "../src/internal.h"
+
+static champ_pool *cc_pool(void) {
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.concurrent = true;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    return p;
+}
+
+static champ_pool_audit cc_audit(const champ_pool *p) {
+    champ_pool_audit a;
+    champ__pool_audit(p, &a);
+    return a;
+}
+
+/* The books of an idle pool, as validate checks them. */
+static void cc_check_books(const champ_pool *p, const char *what) {
+    champ_pool_audit a = cc_audit(p);
+    CHECK(a.free_walked == a.free_counted, "%s: free lists hold %zu, counted %zu", what,
+          a.free_walked, a.free_counted);
+    CHECK(a.imbalance == 0, "%s: books off by %lld", what, a.imbalance);
+    CHECK_EQ(a.misfiled, 0, what);
+    CHECK(a.pages_walked == a.pages_counted && a.handles_walked == a.handles_counted &&
+              a.pages_bad == 0 && a.open_walked == a.open_expected,
+          "%s: handle pages %zu/%zu, handles %zu/%zu", what, a.pages_walked,
+          a.pages_counted, a.handles_walked, a.handles_counted);
+    CHECK_EQ(a.live, th_pool_live(p), what);
+}
+
+/* ------------------------------------------------------------------ */
+/* One thread: the same as a plain pool                                */
+/* ------------------------------------------------------------------ */
+
+enum { DIFF_VERSIONS = 8 };
+
+static void cc_diff_round(champ_key_kind kind, uint64_t seed) {
+    champ_pool *cp = cc_pool(), *pp = NULL;
+    CHECK_ST(champ_pool_new(NULL, &pp), CHAMP_OK);
+    if (!cp || !pp) {
+        champ_pool_free(cp);
+        champ_pool_free(pp);
+        return;
+    }
+    champ_config cc = th_kind_config(kind, 99, cp), pc = th_kind_config(kind, 99, pp);
+    champ_map *a[DIFF_VERSIONS] = {0}, *b[DIFF_VERSIONS] = {0};
+    CHECK_ST(champ_new(&cc, &a[0]), CHAMP_OK);
+    CHECK_ST(champ_new(&pc, &b[0]), CHAMP_OK);
+    th_rng r = {seed};
+    th_set_seed(seed);
+    long ops = th_iters(60000, 3000);
+    size_t mismatches = 0, failures = 0;
+    char k[32];
+    for (long i = 0; i < ops && a[0] && b[0]; i++) {
+        unsigned v = (unsigned)th_below(&r, DIFF_VERSIONS);
+        uint64_t key = th_below(&r, 4000);
+        void *val = th_tok(th_below(&r, 1000));
+        unsigned what = (unsigned)th_below(&r, 100);
+        snprintf(k, sizeof k, "k%llu", (unsigned long long)key);
+        if (!a[v]) { /* a new version: a copy or a p-form of version 0 */
+            champ_status sa, sb;
+            if (what < 50) {
+                sa = champ_copy(a[0], &a[v]);
+                sb = champ_copy(b[0], &b[v]);
+            } else if (kind == CHAMP_KEY_U64) {
+                sa = champ_pset_u64(a[0], key, val, &a[v]);
+                sb = champ_pset_u64(b[0], key, val, &b[v]);
+            } else {
+                sa = champ_premove_str(a[0], k, &a[v]);
+                sb = champ_premove_str(b[0], k, &b[v]);
+            }
+            failures += sa != CHAMP_OK || sb != CHAMP_OK;
+            continue;
+        }
+        if (what < 45) {
+            if (kind == CHAMP_KEY_U64)
+                failures += champ_set_u64(a[v], key, val, NULL) != CHAMP_OK ||
+                            champ_set_u64(b[v], key, val, NULL) != CHAMP_OK;
+            else
+                failures += champ_set_str(a[v], k, val, NULL) != CHAMP_OK ||
+                            champ_set_str(b[v], k, val, NULL) != CHAMP_OK;
+        } else if (what < 75) {
+            if (kind == CHAMP_KEY_U64)
+                failures += champ_remove_u64(a[v], key, NULL) != CHAMP_OK ||
+                            champ_remove_u64(b[v], key, NULL) != CHAMP_OK;
+            else
+                failures += champ_remove_str(a[v], k, NULL) != CHAMP_OK ||
+                            champ_remove_str(b[v], k, NULL) != CHAMP_OK;
+        } else if (what < 97) {
+            void *va = NULL, *vb = NULL;
+            bool fa = kind == CHAMP_KEY_U64 ? champ_get_u64(a[v], key, &va)
+                                            : champ_get_str(a[v], k, &va);
+            bool fb = kind == CHAMP_KEY_U64 ? champ_get_u64(b[v], key, &vb)
+                                            : champ_get_str(b[v], k, &vb);
+            mismatches += fa != fb || va != vb;
+        } else if (v != 0) { /* drop a version */
+            champ_free(a[v]);
+            champ_free(b[v]);
+            a[v] = b[v] = NULL;
+        }
+        mismatches += champ_size(a[v]) != champ_size(b[v]);
+    }
+    CHECK_EQ(failures, 0, "updates of both pools succeed");
+    CHECK_EQ(mismatches, 0, "the concurrent pool's maps answer as the plain pool's");
+    for (unsigned v = 0; v < DIFF_VERSIONS; v++)
+        if (a[v] && b[v]) {
+            CHECK(th_same_dump(a[v], b[v]), "version %u: same trie in both pools", v);
+            CHECK(champ_equal(a[v], b[v], NULL, NULL), "version %u: equal across pools", v);
+        }
+    if (a[0])
+        CHECK_VALID(a[0], "concurrent pool, one thread");
+    cc_check_books(cp, "differential");
+    champ_pool_stats st;
+    CHECK_ST(champ_pool_stats_get(cp, &st, sizeof st), CHAMP_OK);
+    CHECK(st.bytes_peak >= st.bytes_live && st.bytes_live <= st.bytes_reserved,
+          "stats: peak %zu, live %zu, reserved %zu", st.bytes_peak, st.bytes_live,
+          st.bytes_reserved);
+    CHECK_ST(champ_pool_trim(cp), CHAMP_OK);
+    if (a[0])
+        CHECK_VALID(a[0], "concurrent pool, trimmed");
+    for (unsigned v = 0; v < DIFF_VERSIONS; v++) {
+        champ_free(a[v]);
+        champ_free(b[v]);
+    }
+    CHECK_EQ(th_pool_live(cp), 0, "concurrent pool drained");
+    CHECK_EQ(th_pool_live(pp), 0, "plain pool drained");
+    th_set_seed(0);
+    champ_pool_free(cp);
+    champ_pool_free(pp);
+}
+
+static void test_differential(void) {
+    cc_diff_round(CHAMP_KEY_U64, 0xc0c0a);
+    cc_diff_round(CHAMP_KEY_BYTES, 0xc0c0b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Threads and a cell                                                  */
+/* ------------------------------------------------------------------ */
+
+enum { CELL_THREADS = 4 };
+
+typedef struct cell_arg {
+    champ_cell *cell;
+    uint64_t tid;
+    long rounds;
+    long published;  /* successful cas */
+    long errors;     /* calls that failed, or a snapshot that read wrong */
+} cell_arg;
+
+/* Key tid holds how many versions thread tid published; keys 100.. are
+ * filler that every version has. */
+static void *cell_worker(void *v) {
+    cell_arg *a = v;
+    th_rng r = {a->tid * 7919 + 1};
+    for (long i = 0; i < a->rounds; i++) {
+        champ_map *snap = NULL, *next = NULL;
+        if (champ_cell_load(a->cell, &snap) != CHAMP_OK || !snap) {
+            a->errors++;
+            continue;
+        }
+        for (int j = 0; j < 16; j++) { /* 16 lookups */
+            uint64_t key = 100 + th_below(&r, 1000);
+            void *val = NULL;
+            if (!champ_get_u64(snap, key, &val) || val != th_tok(key))
+                a->errors++;
+        }
+        void *mine = NULL;
+        champ_get_u64(snap, a->tid, &mine);
+        uint64_t count = mine ? (uint64_t)((uintptr_t)mine - 16) / 16 : 0;
+        if ((long)count != a->published)
+            a->errors++; /* a lost update: our last publication is not there */
+        if (champ_pset_u64(snap, a->tid, th_tok(count + 1), &next) != CHAMP_OK) {
+            a->errors++;
+        } else if (i % 64 == 0) {
+            bool swapped = false;
+            if (champ_cell_cas(a->cell, snap, next, &swapped) != CHAMP_OK)
+                a->errors++;
+            a->published += swapped;
+        }
+        champ_free(next);
+        champ_free(snap);
+    }
+    return NULL;
+}
+
+static void test_cell_threads(void) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 5, p);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    champ_cell *cell = NULL;
+    if (m) {
+        for (uint64_t k = 100; k < 1100; k++)
+            champ_set_u64(m, k, th_tok(k), NULL);
+        CHECK_ST(champ_cell_new(m, &cell), CHAMP_OK);
+    }
+    if (!cell) {
+        champ_free(m);
+        champ_pool_free(p);
+        return;
+    }
+    cell_arg a[CELL_THREADS];
+    pthread_t id[CELL_THREADS];
+    int made = 0;
+    for (int i = 0; i < CELL_THREADS; i++) {
+        a[i] = (cell_arg){cell, (uint64_t)i, th_iters(20000, 1000), 0, 0};
+        if (pthread_create(&id[i], NULL, cell_worker, &a[i]) == 0)
+            made++;
+    }
+    CHECK_EQ(made, CELL_THREADS, "threads started");
+    for (int i = 0; i < made; i++)
+        pthread_join(id[i], NULL);
+    champ_map *last = NULL;
+    CHECK_ST(champ_cell_load(cell, &last), CHAMP_OK);
+    for (int i = 0; i < made; i++) {
+        CHECK_EQ(a[i].errors, 0, "a thread's calls and reads");
+        void *v = NULL;
+        bool has = last && champ_get_u64(last, (uint64_t)i, &v);
+        long count = has ? (long)(((uintptr_t)v - 16) / 16) : 0;
+        CHECK_EQ(count, a[i].published, "every publication of a thread is in the cell");
+    }
+    champ_free(last);
+    CHECK_VALID(m, "after the threads, the cell holding the last version");
+    champ_cell_free(cell);
+    CHECK_VALID(m, "after the threads");
+    cc_check_books(p, "after the threads");
+    champ_pool_audit au = cc_audit(p);
+    CHECK(au.heaps >= 2 && au.heaps <= CELL_THREADS + 1, "heaps: %zu", au.heaps);
+    champ_free(m);
+    CHECK_EQ(th_pool_live(p), 0, "the pool is empty at the end");
+    champ_pool_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* A producer and a consumer                                           */
+/* ------------------------------------------------------------------ */
+
+enum { QCAP = 8 };
+
+typedef struct queue {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    champ_map *item[QCAP];
+    unsigned head, n;
+    bool done;
+} queue;
+
+typedef struct pc_arg {
+    queue *q;
+    champ_map *proto;
+    long rounds;
+    uint64_t keys;
+    long errors;
+} pc_arg;
+
+static void *producer(void *v) {
+    pc_arg *a = v;
+    for (long i = 0; i < a->rounds; i++) {
+        champ_map *m = NULL;
+        if (champ_new_like(a->proto, &m) != CHAMP_OK) {
+            a->errors++;
+            continue;
+        }
+        for (uint64_t k = 0; k < a->keys; k++)
+            a->errors += champ_set_u64(m, k * 31 + (uint64_t)i, th_tok(k), NULL) != CHAMP_OK;
+        pthread_mutex_lock(&a->q->lock);
+        while (a->q->n == QCAP)
+            pthread_cond_wait(&a->q->cond, &a->q->lock);
+        a->q->item[(a->q->head + a->q->n++) % QCAP] = m;
+        pthread_cond_broadcast(&a->q->cond);
+        pthread_mutex_unlock(&a->q->lock);
+    }
+    pthread_mutex_lock(&a->q->lock);
+    a->q->done = true;
+    pthread_cond_broadcast(&a->q->cond);
+    pthread_mutex_unlock(&a->q->lock);
+    return NULL;
+}
+
+static void *consumer(void *v) {
+    pc_arg *a = v;
+    for (;;) {
+        pthread_mutex_lock(&a->q->lock);
+        while (a->q->n == 0 && !a->q->done)
+            pthread_cond_wait(&a->q->cond, &a->q->lock);
+        if (a->q->n == 0) {
+            pthread_mutex_unlock(&a->q->lock);
+            return NULL;
+        }
+        champ_map *m = a->q->item[a->q->head];
+        a->q->head = (a->q->head + 1) % QCAP;
+        a->q->n--;
+        pthread_cond_broadcast(&a->q->cond);
+        pthread_mutex_unlock(&a->q->lock);
+        a->errors += champ_size(m) != a->keys;
+        champ_free(m);
+    }
+}
+
+static void test_producer_consumer(void) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 6, p);
+    champ_map *proto = NULL;
+    CHECK_ST(champ_new(&c, &proto), CHAMP_OK);
+    if (!proto) {
+        champ_pool_free(p);
+        return;
+    }
+    queue q;
+    memset(&q, 0, sizeof q);
+    pthread_mutex_init(&q.lock, NULL);
+    pthread_cond_init(&q.cond, NULL);
+    uint64_t keys = 2000;
+    long rounds = th_iters(1500, 100);
+    pc_arg pa = {&q, proto, rounds, keys, 0}, ca = pa;
+    pthread_t tp, tc;
+    bool ok = pthread_create(&tp, NULL, producer, &pa) == 0;
+    ok = ok && pthread_create(&tc, NULL, consumer, &ca) == 0;
+    CHECK(ok, "threads started");
+    if (ok) {
+        pthread_join(tp, NULL);
+        pthread_join(tc, NULL);
+    }
+    CHECK_EQ(pa.errors + ca.errors, 0, "producer and consumer");
+    champ_pool_stats st;
+    CHECK_ST(champ_pool_stats_get(p, &st, sizeof st), CHAMP_OK);
+    /* Up to QCAP + 2 maps of 2000 keys (about 40 KB each) live at once;
+     * made and freed: rounds * 40 KB (60 MB).  Without the depot every
+     * map would take fresh chunks. */
+    size_t bound = 8u << 20;
+    printf("  producer/consumer: %ld maps of %llu keys made and freed: %zu bytes reserved, "
+           "peak live %zu\n",
+           rounds, (unsigned long long)keys, st.bytes_reserved, st.bytes_peak);
+    CHECK(st.bytes_reserved <= bound,
+          "producer/consumer: %zu bytes reserved after %ld maps of %llu keys (peak live %zu)",
+          st.bytes_reserved, rounds, (unsigned long long)keys, st.bytes_peak);
+    CHECK_VALID(proto, "producer/consumer");
+    cc_check_books(p, "producer/consumer");
+    champ_free(proto);
+    CHECK_EQ(th_pool_live(p), 0, "drained");
+    pthread_cond_destroy(&q.cond);
+    pthread_mutex_destroy(&q.lock);
+    champ_pool_free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Heaps outlive their threads                                         */
+/* ------------------------------------------------------------------ */
+
+typedef struct adopt_arg {
+    champ_map *proto;
+    champ_map *keep;  /* a map the thread leaves for main */
+    uint64_t base;
+    long errors;
+} adopt_arg;
+
+static void *adopt_worker(void *v) {
+    adopt_arg *a = v;
+    champ_map *m = NULL, *x = NULL;
+    a->errors += champ_new_like(a->proto, &m) != CHAMP_OK;
+    a->errors += champ_new_like(a->proto, &x) != CHAMP_OK;
+    for (uint64_t k = 0; k < 3000 && m && x; k++) {
+        a->errors += champ_set_u64(m, a->base + k, NULL, NULL) != CHAMP_OK;
+        a->errors += champ_set_u64(x, a->base + k, NULL, NULL) != CHAMP_OK;
+    }
+    champ_free(x); /* free blocks in the thread's heap when it exits */
+    a->keep = m;
+    return NULL;
+}
+
+typedef struct stale_arg {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int step;            /* 1: used the first pool; 2: main freed it */
+    champ_pool *first, *second;
+    long errors;
+} stale_arg;
+
+static void *stale_worker(void *v) {
+    stale_arg *a = v;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 8, a->first);
+    champ_map *m = NULL;
+    a->errors += champ_new(&c, &m) != CHAMP_OK;
+    for (uint64_t k = 0; k < 500 && m; k++)
+        a->errors += champ_set_u64(m, k, NULL, NULL) != CHAMP_OK;
+    champ_free(m);
+    pthread_mutex_lock(&a->lock);
+    a->step = 1;
+    pthread_cond_broadcast(&a->cond);
+    while (a->step != 2)
+        pthread_cond_wait(&a->cond, &a->lock);
+    pthread_mutex_unlock(&a->lock);
+    /* the first pool is gone (a new one may have its address): this
+     * thread's entry for it must not be taken for the new one */
+    c = th_kind_config(CHAMP_KEY_U64, 9, a->second);
+    a->errors += champ_new(&c, &m) != CHAMP_OK;
+    for (uint64_t k = 0; k < 500 && m; k++)
+        a->errors += champ_set_u64(m, k, NULL, NULL) != CHAMP_OK;
+    champ_free(m);
+    return NULL; /* exits with entries for both pools */
+}
+
+static void test_heap_adoption(void) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 7, p);
+    champ_map *proto = NULL;
+    CHECK_ST(champ_new(&c, &proto), CHAMP_OK);
+    if (!proto) {
+        champ_pool_free(p);
+        return;
+    }
+    size_t heaps0 = cc_audit(p).heaps; /* main's, from making proto */
+    adopt_arg a[3];
+    for (int i = 0; i < 3; i++) { /* one after the other */
+        a[i] = (adopt_arg){proto, NULL, (uint64_t)i * 100000, 0};
+        pthread_t t;
+        if (pthread_create(&t, NULL, adopt_worker, &a[i]) != 0) {
+            CHECK(false, "thread %d started", i);
+            continue;
+        }
+        pthread_join(t, NULL);
+        CHECK_EQ(a[i].errors, 0, "a thread's updates");
+        CHECK_EQ(cc_audit(p).heaps, heaps0 + 1, "threads in turn share one heap");
+    }
+    champ_pool_stats st;
+    CHECK_ST(champ_pool_stats_get(p, &st, sizeof st), CHAMP_OK);
+    CHECK(st.bytes_free_listed > 0, "free blocks of exited threads are kept");
+    for (int i = 0; i < 3; i++)
+        if (a[i].keep) {
+            CHECK_EQ(champ_size(a[i].keep), 3000, "a map left by an exited thread");
+            CHECK_VALID(a[i].keep, "a map left by an exited thread");
+        }
+    cc_check_books(p, "heaps adopted");
+    for (int i = 0; i < 3; i++)
+        champ_free(a[i].keep);
+    champ_free(proto);
+    CHECK_EQ(th_pool_live(p), 0, "drained");
+    champ_pool_free(p);
+
+    /* A thread outlives a pool it used. */
+    stale_arg s;
+    memset(&s, 0, sizeof s);
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.cond, NULL);
+    s.first = cc_pool();
+    pthread_t t;
+    if (s.first && pthread_create(&t, NULL, stale_worker, &s) == 0) {
+        pthread_mutex_lock(&s.lock);
+        while (s.step != 1)
+            pthread_cond_wait(&s.cond, &s.lock);
+        pthread_mutex_unlock(&s.lock);
+        champ_pool_free(s.first);
+        s.second = cc_pool();
+        pthread_mutex_lock(&s.lock);
+        s.step = 2;
+        pthread_cond_broadcast(&s.cond);
+        pthread_mutex_unlock(&s.lock);
+        pthread_join(t, NULL);
+        CHECK_EQ(s.errors, 0, "a thread that outlived a pool");
+        if (s.second) {
+            CHECK_EQ(cc_audit(s.second).heaps, 1, "the new pool's own heap");
+            cc_check_books(s.second, "after a thread outlived a pool");
+            CHECK_EQ(th_pool_live(s.second), 0, "drained");
+        }
+        champ_pool_free(s.second);
+    } else {
+        champ_pool_free(s.first);
+    }
+    pthread_cond_destroy(&s.cond);
+    pthread_mutex_destroy(&s.lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Default maps in threads; stats while threads work                   */
+/* ------------------------------------------------------------------ */
+
+typedef struct dflt_arg {
+    uint64_t tid;
+    long errors;
+} dflt_arg;
+
+static void *dflt_worker(void *v) {
+    dflt_arg *a = v;
+    champ_map *m = NULL, *s = NULL;
+    a->errors += champ_new_u64(&m) != CHAMP_OK;
+    a->errors += champ_new_set_bytes(&s) != CHAMP_OK;
+    char k[32];
+    for (uint64_t i = 0; i < 2000 && m && s; i++) {
+        a->errors += champ_set_u64(m, i, th_tok(i + a->tid), NULL) != CHAMP_OK;
+        snprintf(k, sizeof k, "t%llu-%llu", (unsigned long long)a->tid, (unsigned long long)i);
+        a->errors += champ_add_str(s, k, NULL) != CHAMP_OK;
+    }
+    for (uint64_t i = 0; i < 2000 && m; i++) {
+        void *val = NULL;
+        a->errors += !champ_get_u64(m, i, &val) || val != th_tok(i + a->tid);
+    }
+    a->errors += champ_size(s) != 2000;
+    champ_free(m);
+    champ_free(s);
+    return NULL;
+}
+
+typedef struct busy_arg {
+    champ_pool *p;
+    int *stop;
+    long calls, odd;
+} busy_arg;
+
+static void *stats_reader(void *v) {
+    busy_arg *a = v;
+    while (!__atomic_load_n(a->stop, __ATOMIC_ACQUIRE)) {
+        champ_pool_stats st;
+        if (champ_pool_stats_get(a->p, &st, sizeof st) != CHAMP_OK ||
+            st.bytes_live > st.bytes_reserved + (1u << 20) || st.bytes_peak < st.bytes_live)
+            a->odd++;
+        a->calls++;
+    }
+    return NULL;
+}
+
+static void test_default_threads(void) {
+    enum { NT = 3 };
+    dflt_arg a[NT];
+    pthread_t id[NT];
+    champ_map *probe = NULL, *probe_set = NULL;
+    CHECK_ST(champ_new_u64(&probe), CHAMP_OK);
+    CHECK_ST(champ_new_set_bytes(&probe_set), CHAMP_OK); /* its type made now */
+    champ_free(probe_set);
+    if (!probe)
+        return;
+    size_t live0 = th_pool_live(champ_pool_of(probe));
+    busy_arg b = {champ_pool_of(probe), NULL, 0, 0};
+    int stop = 0;
+    b.stop = &stop;
+    pthread_t reader;
+    bool reading = pthread_create(&reader, NULL, stats_reader, &b) == 0;
+    int made = 0;
+    for (int i = 0; i < NT; i++) {
+        a[i] = (dflt_arg){(uint64_t)i, 0};
+        if (pthread_create(&id[i], NULL, dflt_worker, &a[i]) == 0)
+            made++;
+    }
+    for (int i = 0; i < made; i++)
+        pthread_join(id[i], NULL);
+    __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+    if (reading)
+        pthread_join(reader, NULL);
+    CHECK_EQ(made, NT, "threads started");
+    for (int i = 0; i < made; i++)
+        CHECK_EQ(a[i].errors, 0, "default maps in a thread");
+    CHECK_EQ(b.odd, 0, "stats read while threads work");
+    CHECK_EQ(th_pool_live(champ_pool_of(probe)), live0,
+             "the threads' maps gave back what they took");
+    CHECK_VALID(probe, "the default pool after the threads");
+    champ_free(probe);
+}
+
+const th_test th_tests_concurrent[] = {
+    {"concurrent.differential", test_differential},
+    {"concurrent.cell_threads", test_cell_threads},
+    {"concurrent.producer_consumer", test_producer_consumer},
+    {"concurrent.heap_adoption", test_heap_adoption},
+    {"concurrent.default_threads", test_default_threads},
+};
+const size_t th_tests_concurrent_count =
+    sizeof th_tests_concurrent / sizeof th_tests_concurrent[0];
