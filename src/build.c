@@ -19,12 +19,14 @@
 
 #include <stdlib.h>
 
-/* An update of the batch, hashed. */
+/* An update of the batch, hashed: 24 bytes, moved once per level.  It has
+ * no position field: every move of the build is stable (counting sorts,
+ * order-keeping copies), so of two updates of one key the later is the one
+ * further right wherever they meet.  Whether an update removes is kept
+ * beside, in a byte array, only for batches that have removals. */
 typedef struct bent {
     entry e;       /* key word (byte keys: a blob made for the batch), value */
     uint64_t h;
-    uint32_t idx;  /* position in the batch                             */
-    uint32_t del;  /* a removal                                         */
 } bent;
 
 typedef struct bctx {
@@ -157,9 +159,10 @@ static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
     return bnode(c, &r, &s, 1, level, out);
 }
 
-/* bsame for a batch's entries of one full hash: first the later update of
- * each key wins (a batch without removes was not deduplicated: equal keys
- * meet here, having equal hashes), and the keys are counted. */
+/* bsame for a batch's entries of one full hash (in batch order): first
+ * the later update of each key wins (a batch without removes was not
+ * deduplicated: equal keys meet here, having equal hashes), and the keys
+ * are counted. */
 static bool bsame_keys(bctx *c, bent *b, size_t n, unsigned level, bres *out) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -170,7 +173,8 @@ static bool bsame_keys(bctx *c, bent *b, size_t n, unsigned level, bres *out) {
             bent x = b[k]; /* keep every entry in b (byte keys' copies are */
             b[k++] = b[i]; /* released from it afterwards): losers past k */
             b[i] = x;
-        } else if (b[i].idx > b[j].idx) {
+        } else {
+            /* b[i] comes later in the batch than b[j]: it wins */
             bent x = b[j];
             b[j] = b[i];
             b[i] = x;
@@ -180,49 +184,76 @@ static bool bsame_keys(bctx *c, bent *b, size_t n, unsigned level, bres *out) {
     return bsame(c, b, k, level, out);
 }
 
-/* The canonical subtree at `level` of the entries b[0..n) (distinct keys,
- * sharing the hash slices above `level`).  tmp is scratch of n entries. */
-static bool bbuild(bctx *c, bent *b, bent *tmp, size_t n, unsigned level, bres *out) {
+/* The canonical subtree at `level` of the entries cur[0..n) (distinct
+ * keys, sharing the hash slices above `level`).  The counting sort of each
+ * level moves the entries from cur into alt (same offsets), and the level
+ * below works from alt: the two buffers take turns, one pass per level.
+ * in_b says whether cur is the batch's own array b, the one whose key blobs
+ * are released afterwards: byte keys are moved back into b where a subtree
+ * ends (at most a few entries), so that b still holds every entry of the
+ * batch exactly once when the build returns. */
+static bool bbuild(bctx *c, bent *cur, bent *alt, bool in_b, size_t n, unsigned level,
+                   bres *out) {
     out->n = 0;
     out->kid = NULL;
     if (n == 0)
         return true;
     bool same = true;
     for (size_t i = 1; i < n && same; i++)
-        same = b[i].h == b[0].h;
+        same = cur[i].h == cur[0].h;
+    bool leaf = same || level == CHAMP_COLL_LEVEL || (n <= 2 && level > 0);
+    if (leaf && !in_b && c->kind == CHAMP_KEY_BYTES) {
+        memcpy(alt, cur, n * sizeof *cur);
+        cur = alt;
+    }
     if (same || level == CHAMP_COLL_LEVEL)
-        return bsame_keys(c, b, n, level, out);
+        return bsame_keys(c, cur, n, level, out);
     if (n <= 2 && level > 0) {
         /* two keys that differ below: a pair, in trie order */
-        bool swap = !pair_first(b[0].h, b[1].h);
-        out->e[0] = b[swap].e;
-        out->e[1] = b[!swap].e;
+        bool swap = !pair_first(cur[0].h, cur[1].h);
+        out->e[0] = cur[swap].e;
+        out->e[1] = cur[!swap].e;
         out->n = 2;
         c->count += 2;
         return true;
     }
-    /* counting sort by this level's slice into tmp */
-    size_t cnt[33] = {0};
+    /* counting sort by this level's slice into alt; only the occupied
+     * slots (bm) are visited after the count */
+    uint32_t cnt[32] = {0}, pos[32], bm = 0;
     for (size_t i = 0; i < n; i++)
-        cnt[slice(b[i].h, level) + 1]++;
-    for (int s = 0; s < 32; s++)
-        cnt[s + 1] += cnt[s];
-    size_t pos[32];
-    memcpy(pos, cnt, sizeof pos);
+        cnt[slice(cur[i].h, level)]++;
+    for (uint32_t s = 0, run = 0; s < 32; s++) {
+        pos[s] = run;
+        run += cnt[s];
+        bm |= (uint32_t)(cnt[s] != 0) << s;
+    }
     for (size_t i = 0; i < n; i++)
-        tmp[pos[slice(b[i].h, level)]++] = b[i];
-    /* back into b, so b keeps every entry of the batch exactly once (its
-     * key blobs are released from b afterwards) */
-    memcpy(b, tmp, n * sizeof *b);
+        alt[pos[slice(cur[i].h, level)]++] = cur[i];
     bres rs[32];
     uint32_t ss[32], k = 0;
-    for (uint32_t s = 0; s < 32; s++) {
-        size_t lo = cnt[s], hi = cnt[s + 1];
-        if (lo == hi)
-            continue;
-        if (!bbuild(c, b + lo, tmp + lo, hi - lo, level + 1, &rs[k])) {
+    for (uint32_t x = bm; x; x &= x - 1) {
+        uint32_t s = (uint32_t)__builtin_ctz(x);
+        size_t hi = pos[s], lo = hi - cnt[s];
+        bent *e = alt + lo;
+        bres *r = &rs[k];
+        /* one entry, or two that differ below: the slot holds them (the
+         * common case near the leaves, with no call) */
+        if (cnt[s] == 1 || (cnt[s] == 2 && e[0].h != e[1].h)) {
+            if (in_b && c->kind == CHAMP_KEY_BYTES)
+                memcpy(cur + lo, e, cnt[s] * sizeof *e);
+            bool swap = cnt[s] == 2 && !pair_first(e[0].h, e[1].h);
+            r->n = cnt[s];
+            r->kid = NULL;
+            r->e[0] = e[swap].e;
+            if (cnt[s] == 2)
+                r->e[1] = e[!swap].e;
+            c->count += cnt[s];
+        } else if (!bbuild(c, e, cur + lo, !in_b, hi - lo, level + 1, r)) {
             for (uint32_t j = 0; j < k; j++)
                 bres_drop(c, &rs[j], level + 1);
+            /* the slots not built yet are only in alt: back into b */
+            if (in_b && c->kind == CHAMP_KEY_BYTES)
+                memcpy(cur + hi, alt + hi, (n - hi) * sizeof *cur);
             return false;
         }
         ss[k++] = s;
@@ -236,7 +267,7 @@ static champ_status build_map(const champ_map *m, bent *b, bent *tmp, size_t n,
     bctx c = {m->t, m->t->kind, m->t->width, 0};
     bres r;
     *out = NULL;
-    if (!bbuild(&c, b, tmp, n, 0, &r))
+    if (!bbuild(&c, b, tmp, true, n, 0, &r))
         return CHAMP_ENOMEM;
     champ_map *x = champ__map_handle(m->t, r.n == SUB_NODE ? r.kid : NULL, c.count);
     if (!x) {
@@ -286,10 +317,14 @@ static void release_blobs(const champ_map *m, bent *b, size_t n) {
         key_release(m->t, b[i].e.k);
 }
 
+/* What an update of a batch does (the del array of a batch with removals). */
+enum { DEL_SET, DEL_REMOVE, DEL_SUPERSEDED };
+
 /* Keeps the last update of each key: a table of the batch's positions,
- * by hash.  Returns the number of survivors, compacted to the front of b
- * (in batch order), or (size_t)-1 when the table has no memory. */
-static size_t batch_dedup(const champ_map *m, bent *b, size_t n) {
+ * by hash.  del[i] says whether update i removes.  Returns the number of
+ * survivors, compacted to the front of b and del (in batch order), or
+ * (size_t)-1 when the table has no memory. */
+static size_t batch_dedup(const champ_map *m, bent *b, uint8_t *del, size_t n) {
     size_t cap = 16;
     while (cap < 2 * n)
         cap *= 2;
@@ -307,7 +342,7 @@ static size_t batch_dedup(const champ_map *m, bent *b, size_t n) {
                 break;
             }
             if (b[x].h == b[i].h && key_equal(m->t, b[x].e.k, b[i].e.k, m->t->kind)) {
-                b[x].idx = UINT32_MAX; /* superseded */
+                del[x] = DEL_SUPERSEDED;
                 tab[j] = (uint32_t)i;
                 break;
             }
@@ -316,11 +351,12 @@ static size_t batch_dedup(const champ_map *m, bent *b, size_t n) {
     scratch_free(p, tab, cap * sizeof *tab);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (b[i].idx == UINT32_MAX) {
+        if (del[i] == DEL_SUPERSEDED) {
             if (m->t->kind == CHAMP_KEY_BYTES)
                 key_release(m->t, b[i].e.k); /* its blob */
             continue;
         }
+        del[k] = del[i];
         b[k++] = b[i];
     }
     return k;
@@ -330,36 +366,39 @@ static champ_status apply_batch(champ_map *m, const champ_op *ops, size_t n) {
     const mtype *t = m->t;
     champ_pool *p = t->pool;
     size_t bytes = n * sizeof(bent);
-    bent *b = scratch_alloc(p, bytes), *tmp = b ? scratch_alloc(p, bytes) : NULL;
-    champ_status st = CHAMP_ENOMEM;
-    size_t made = 0;
-    if (!tmp)
-        goto out;
-    for (; made < n; made++) {
-        if (!op_entry(m, &ops[made], &b[made]))
-            goto out;
-        b[made].idx = (uint32_t)made;
-        b[made].del = ops[made].remove;
-    }
     /* Without removes, equal keys need no table: they meet at the bottom
      * of the build (equal hashes) and the later wins there. */
     bool any_del = false;
     for (size_t i = 0; i < n && !any_del; i++)
-        any_del = b[i].del != 0;
+        any_del = ops[i].remove;
+    bent *b = scratch_alloc(p, bytes), *tmp = b ? scratch_alloc(p, bytes) : NULL;
+    uint8_t *del = tmp && any_del ? scratch_alloc(p, n) : NULL;
+    champ_status st = CHAMP_ENOMEM;
+    size_t made = 0;
+    if (!tmp || (any_del && !del))
+        goto out;
+    for (; made < n; made++) {
+        if (!op_entry(m, &ops[made], &b[made]))
+            goto out;
+        if (del)
+            del[made] = ops[made].remove ? DEL_REMOVE : DEL_SET;
+    }
     size_t live = n;
     if (any_del) {
-        live = batch_dedup(m, b, n);
+        live = batch_dedup(m, b, del, n);
         if (live == (size_t)-1)
             goto out;
     }
     made = live;
     /* the sets first, then the removals */
-    size_t ns = 0;
-    for (size_t i = 0; i < live; i++)
-        if (!b[i].del) {
+    size_t ns = any_del ? 0 : live;
+    for (size_t i = 0; i < live && any_del; i++)
+        if (del[i] == DEL_SET) {
             bent x = b[i];
             b[i] = b[ns];
-            b[ns++] = x;
+            b[ns] = x;
+            del[i] = del[ns];
+            del[ns++] = DEL_SET;
         }
     champ_map *bs = NULL, *bd = NULL, *r1 = NULL, *r2 = NULL;
     if ((st = build_map(m, b, tmp, ns, &bs)) != CHAMP_OK)
@@ -399,6 +438,7 @@ static champ_status apply_batch(champ_map *m, const champ_op *ops, size_t n) {
 out:
     if (b)
         release_blobs(m, b, made);
+    scratch_free(p, del, n);
     scratch_free(p, tmp, bytes);
     scratch_free(p, b, bytes);
     return st;
