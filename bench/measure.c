@@ -245,7 +245,10 @@ static void measure_op(job *j, live *m, int op, bool first_rep, opmask left)
         }
         scratch = j->slots;
     }
+    /* the small maps' memory: what grew from here (the slots above are the
+     * driver's, not the library's) */
     size_t rss0 = per_call && first_rep ? rss_bytes() : 0;
+    size_t heap_call0 = per_call && first_rep ? heap_bytes() : 0;
     mark(op, PHASE_TIMED);
     if (count) {
         double t0 = now_ns();
@@ -269,7 +272,8 @@ static void measure_op(job *j, live *m, int op, bool first_rep, opmask left)
             j->res->bpe[op] = (double)live_b / per;
             j->res->reserved_bpe[op] = (double)resv_b / per;
         } else {
-            j->res->bpe[op] = ((double)heap_bytes() - (double)m->heap0) / per;
+            double h0 = per_call ? (double)heap_call0 : (double)m->heap0;
+            j->res->bpe[op] = ((double)heap_bytes() - h0) / per;
         }
         if (per_call)
             j->res->rss_bpe[op] = ((double)rss_bytes() - (double)rss0) / per;
