@@ -802,6 +802,7 @@ typedef struct tjob {
     atomic_size_t *next; /* iterations taken so far, by all threads */
     size_t total;
     unsigned id;
+    unsigned nt; /* threads of the call: streams differ between calls */
     uint64_t good, tried, won;
 } tjob;
 
@@ -817,7 +818,10 @@ static void *t_loop(void *arg)
     champ_cell *cell = t->s->cell;
     const uint64_t *k = t->s->tkeys;
     size_t n = t->s->n;
-    uint64_t rng = 0x6a09e667f3bcc909ull * (t->id + 1);
+    /* a stream of its own, also unlike those of the other op's threads:
+     * threads_2 must not look up the keys threads_1 just brought into the
+     * cache (threads_1: stream 1; threads_2: streams 2 and 3) */
+    uint64_t rng = 0x6a09e667f3bcc909ull * (t->nt + t->id);
     for (;;) {
         size_t b = atomic_fetch_add_explicit(t->next, T_BATCH, memory_order_relaxed);
         if (b >= t->total)
@@ -865,7 +869,7 @@ static uint64_t mt_threads(cstate *s, size_t n, unsigned nt)
         return 0;
     atomic_init(&next, 0);
     for (unsigned i = 0; i < nt; i++) {
-        t[i] = (tjob){s, &next, n, i, 0, 0, 0};
+        t[i] = (tjob){s, &next, n, i, nt, 0, 0, 0};
         if (pthread_create(&th[i], NULL, t_loop, &t[i]) != 0)
             break;
         started++;
