@@ -52,7 +52,9 @@ typedef struct lib_entry {
     const char *name;
     const char *missing; /* what brings it when it was not built */
     const bench_adapter *ad;
-    opmask quick_ops; /* --quick: only these ops (0: every op it has) */
+    /* the budget (off with --no-budget), in full and --quick runs alike */
+    opmask budget_ops;   /* only these ops (0: every op it has)  */
+    size_t budget_max_n; /* not above this N (0: no limit)        */
 } lib_entry;
 
 const lib_entry *libs(void);

@@ -100,17 +100,27 @@ void print_header(const options *o)
                 ADD(" %s %s N = %s;", op_table[op].name, below ? "below" : "up to", nb);
             }
         }
-        if (o->quick)
-            for (int l = 0; l < NLIBS; l++) {
-                if (!L[l].quick_ops || !L[l].ad || !(o->libs & (1u << l)))
-                    continue;
+        for (int l = 0; l < NLIBS; l++) {
+            if (!L[l].ad || !(o->libs & (1u << l)))
+                continue;
+            if (L[l].budget_ops) {
                 ADD(" %s only", L[l].name);
                 int c = 0;
                 for (int op = 0; op < OP_COUNT; op++)
-                    if (L[l].quick_ops & OPBIT(op))
+                    if (L[l].budget_ops & OPBIT(op))
                         ADD("%s %s", c++ ? "," : "", op_table[op].name);
                 ADD(";");
             }
+            bool cut = false;
+            for (int k = 0; k < NKK; k++)
+                for (int i = 0; i < g_scales[k].nn; i++)
+                    cut |= L[l].budget_max_n && g_scales[k].n[i] > L[l].budget_max_n;
+            if (cut) {
+                char nb[32];
+                fmt_n(nb, sizeof nb, L[l].budget_max_n);
+                ADD(" %s up to N = %s;", L[l].name, nb);
+            }
+        }
 #undef ADD
         if (line[0])
             printf("budget (--no-budget lifts it):%s\n", line);

@@ -37,7 +37,8 @@ int plan_jobs(void)
 
 /* The budget (off with --no-budget): at N >= BIG_N u64 keys only and
  * rounds_big rounds; --quick: string keys only up to QUICK_STR_MAX, and a
- * library with quick_ops only those; each op not above its max_n
+ * library with budget_ops only those, not above its budget_max_n; each op
+ * not above its max_n
  * (max_n_quick with --quick) from the op table.  Not budget: an op runs
  * only at the N op_runs_at allows (small_maps at its own N, the other ops
  * at N >= 1 of the --n or default scales). */
@@ -58,8 +59,10 @@ void plan(const options *o)
                 if (!(o->libs & (1u << l)) || !L[l].ad)
                     continue;
                 opmask ops = lib_ops(L[l].ad, k, o->ops);
-                if (o->quick && o->budget && L[l].quick_ops)
-                    ops &= L[l].quick_ops;
+                if (o->budget && L[l].budget_ops)
+                    ops &= L[l].budget_ops;
+                if (o->budget && L[l].budget_max_n && n > L[l].budget_max_n)
+                    ops = 0;
                 for (int op = 0; op < OP_COUNT; op++)
                     if (!op_runs_at(op, n, g_scales[k].own[si], o->n_given))
                         ops &= ~OPBIT(op);
