@@ -17,6 +17,11 @@
 //              the first that looks each key up in the second (the first's
 //              value kept, as in champ)
 //   set_*      absl::flat_hash_set<uint64_t>
+//   query_many its query loop (no batched lookup in absl: the baseline of
+//              champ's champ_get_many_u64 is the plain loop, u64 keys)
+//   small_maps a std::vector of default-constructed tables (reserved in
+//              the timed call: the table objects live there), each filled
+//              with the N keys; finish (timed too) frees the vector
 // A flat table cannot share: its "shared" second version is a copy with
 // one value changed, so its *_shared ops cost what its *_fresh ops do.
 // diff has no counterpart here ("-" in the tables).
@@ -77,6 +82,8 @@ template <template <class...> class M, template <class...> class S> struct Peer 
         USet set;
         Extra<UMap> ux;
         Extra<SMap> sx;
+        std::vector<UMap> small; // small_maps
+        size_t small_n = 0;      // ... entries per map
     };
 
     static void *create(int kind)
@@ -326,6 +333,34 @@ template <template <class...> class M, template <class...> class S> struct Peer 
         return c;
     }
 
+    // ---- many small maps (N entries each) ----
+    static uint64_t small_prepare(void *p, const void *, size_t n, void **)
+    {
+        State *st = static_cast<State *>(p);
+        std::vector<UMap>().swap(st->small);
+        st->small_n = n;
+        return 0;
+    }
+    static uint64_t small_maps(void *p, const void *keys, size_t n, void **)
+    {
+        State *st = static_cast<State *>(p);
+        const uint64_t *k = static_cast<const uint64_t *>(keys);
+        uint64_t c = 0;
+        st->small.reserve(n);
+        for (size_t j = 0; j < n; j++) {
+            UMap &m = st->small.emplace_back();
+            for (size_t i = 0; i < st->small_n; i++)
+                m.insert_or_assign(k[i], uint64_t(i + 1));
+            c += m.size() == st->small_n;
+        }
+        return c;
+    }
+    static uint64_t small_finish(void *p, const void *, size_t, void **)
+    {
+        std::vector<UMap>().swap(static_cast<State *>(p)->small);
+        return 0;
+    }
+
     template <class Map>
     static void ops(bench_op_fn *op, bench_op_fn *prep, bench_op_fn *fin, bool all)
     {
@@ -355,6 +390,10 @@ template <template <class...> class M, template <class...> class S> struct Peer 
             op[OP_SET_INSERT] = set_insert;
             op[OP_SET_QUERY] = set_query;
             prep[OP_SET_INSERT] = set_prepare;
+            op[OP_QUERY_MANY] = query<Map>;
+            op[OP_SMALL_MAPS] = small_maps;
+            prep[OP_SMALL_MAPS] = small_prepare;
+            fin[OP_SMALL_MAPS] = small_finish;
         }
     }
 

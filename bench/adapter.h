@@ -76,6 +76,24 @@ enum bench_op {
                          makes and frees (the state is untouched): insert all (value
                          i + 1), look all up, remove all (both in a stride order):
                          returns the keys that went through all three            */
+    OP_QUERY_MANY,    /* the N keys, shuffled, looked up in batches (champ:
+                         champ_get_many_u64, 256 keys a call): returns the sum of the
+                         values found                                                 */
+    /* Threads (a concurrent pool): prepare publishes the map in a cell; the
+     * call runs n loop iterations in all, on 1 or 2 threads; each takes a
+     * snapshot from the cell, looks up 16 keys, derives a version with one
+     * update, publishes it by compare-and-swap every 64th iteration (else
+     * drops it) and drops the snapshot.  Returns the iterations whose
+     * lookups all found the right values and whose update succeeded.  The
+     * check hook validates the last published version and frees the cell. */
+    OP_THREADS_1,
+    OP_THREADS_2,
+    /* Many small maps: N is the entries per map (0 allowed).  n maps made
+     * with the library's default constructor and filled with keys[0..N)
+     * (value i + 1), all alive at the end of the call: returns the maps of
+     * size N.  finish (timed with the call) frees them all; the memory is
+     * measured between the two. */
+    OP_SMALL_MAPS,
     OP_COUNT
 };
 
@@ -108,6 +126,10 @@ typedef struct bench_adapter {
      * (a version sharing the map's nodes would make later in-place updates
      * of the map copy paths).  Its result is not checked. */
     bench_op_fn finish[BK_KINDS][OP_COUNT];
+    /* Optional, per op: untimed checks of what the op left, run last (after
+     * finish); it may release what it checked.  Returns NULL when every
+     * check holds, else what failed (a static string). */
+    const char *(*check[BK_KINDS][OP_COUNT])(void *state);
 } bench_adapter;
 
 #ifdef __cplusplus

@@ -46,12 +46,15 @@ typedef uint64_t opmask;
 #define OPBIT(o) ((opmask)1 << (o))
 
 /* ---- libraries (libs.c) ---- */
-enum { L_CHAMP, L_CHAMP_GENERIC, L_ABSL, L_STD, L_GLIB, L_UTHASH, L_JUDY, NLIBS };
+enum { L_CHAMP, L_CHAMP_MT, L_CHAMP_GENERIC, L_ABSL, L_STD, L_GLIB, L_UTHASH, L_JUDY, NLIBS };
 
 typedef struct lib_entry {
     const char *name;
     const char *missing; /* what brings it when it was not built */
     const bench_adapter *ad;
+    /* the budget (off with --no-budget), in full and --quick runs alike */
+    opmask budget_ops;   /* only these ops (0: every op it has)  */
+    size_t budget_max_n; /* not above this N (0: no limit)        */
 } lib_entry;
 
 const lib_entry *libs(void);
@@ -101,6 +104,9 @@ enum op_count {
                      trial, at least one, at most WHOLE_MAX; measured in a
                      job's first rep only (the reps exist to time enough
                      keys of the per-key ops)                                */
+    COUNT_FIXED,  /* op_info.fixed (--quick: fixed_quick), whatever N is: loop
+                     iterations of all threads, maps made; measured in a
+                     job's first rep only, as COUNT_TIMED                    */
 };
 
 /* What the timed call must return. */
@@ -131,9 +137,14 @@ enum { SIZE_ANY, SIZE_N, SIZE_ZERO }; /* size after the op, checked */
                                op_sample_n(N) in insert order) holds values
                                i + 1, checked by an untimed query            */
 #define OPF_INC 16u    /* the values checked afterwards are one more: i + 2 */
+#define OPF_PER_CALL 32u /* N is the entries per map and the op makes many maps
+                            (its own N sweep, op_info.own_n; N = 0 allowed):
+                            memory (OPF_MEMORY) is per loop step, the process
+                            RSS growth measured beside it; finish runs timed,
+                            after the memory is measured                     */
 
 /* Panels of the picture (and the order of the tables). */
-enum { G_MAP, G_SET, G_PERSIST, G_ALGEBRA, NGROUPS };
+enum { G_MAP, G_SET, G_PERSIST, G_ALGEBRA, G_THREADS, G_SMALL, NGROUPS };
 
 typedef struct op_group {
     const char *name;
@@ -162,6 +173,13 @@ typedef struct op_info {
     unsigned flags;      /* OPF_*                                          */
     size_t max_n, max_n_quick; /* budget: not above these N (0: no limit;
                                   with --quick the lower of the two)     */
+    size_t fixed, fixed_quick; /* COUNT_FIXED: the loop count            */
+    /* OPF_PER_CALL: the N this op runs at when --n is not given (only
+     * such ops run at those N); with --n it runs at the N given up to
+     * own_max (a limit --no-budget does not lift) */
+    size_t own_n[8];
+    int own_nn;
+    size_t own_max;
 } op_info;
 
 extern const op_info op_table[OP_COUNT];
@@ -172,12 +190,16 @@ uint64_t op_verify_sum(int op, size_t n); /* OPF_VERIFY: the query sum      */
 size_t op_sample_n(size_t n);              /* OPF_VERIFY_SAMPLE: keys checked */
 uint64_t op_sample_sum(int op, size_t k);  /* ... and their value sum         */
 size_t op_max_n(int op, bool quick); /* the budget's limit, 0: none */
+int op_own_n(int op, const size_t **list); /* OPF_PER_CALL: its own N list */
+bool op_runs_at(int op, size_t n, bool own_scale, bool n_given);
 
 /* ---- options (options.c) ---- */
 typedef struct options {
     bool quick;
     size_t n[MAXN];
     int nn;
+    bool n_given;   /* --n given (else the default scales, plus the own N of
+                       OPF_PER_CALL ops) */
     unsigned libs;  /* bit per L_* */
     unsigned kinds; /* bit per KK_* */
     bool words_missing; /* words asked for, the word list not found */
@@ -207,6 +229,7 @@ typedef struct job_result {
     double ns[OP_COUNT];          /* time per counted unit              */
     double bpe[OP_COUNT];         /* bytes per entry (OPF_MEMORY), <0 = n/a */
     double reserved_bpe[OP_COUNT];
+    double rss_bpe[OP_COUNT];     /* OPF_PER_CALL: RSS growth per step, <0 = n/a */
     char msg[512];                /* first failure, for the report      */
 } job_result;
 
@@ -219,6 +242,7 @@ typedef struct job_shared {
 extern job_shared *g_shared;
 
 extern double g_whole_ns; /* COUNT_TIMED: budget of one call (options) */
+extern bool g_quick;      /* --quick (COUNT_FIXED counts) */
 void run_job(const bench_adapter *ad, keyset *ks, size_t n, opmask ops,
              size_t min_ops, job_result *res);
 opmask lib_ops(const bench_adapter *ad, int kind, opmask ops);
@@ -238,12 +262,14 @@ typedef struct cell {
     int count;                 /* samples */
     double ns[MAXROUNDS];
     double bpe, reserved_bpe;  /* first sample, <0 = n/a */
+    double rss_bpe;            /* OPF_PER_CALL ops: RSS growth, <0 = n/a */
     bool bad;
     bool planned;
 } cell;
 
 typedef struct scale_set {
     size_t n[MAXN];
+    bool own[MAXN]; /* only the own N of an OPF_PER_CALL op (not asked by --n) */
     int nn;
 } scale_set;
 
@@ -281,6 +307,7 @@ void *xmalloc(size_t n);
 uint64_t splitmix(uint64_t *s);
 uint64_t rng_below(uint64_t *s, uint64_t n);
 size_t heap_bytes(void);
+size_t rss_bytes(void); /* resident set of this process */
 const char *cpu_name(void);
 void fmt_n(char *buf, size_t cap, size_t n);
 void fmt_time(char *buf, size_t cap, double s);

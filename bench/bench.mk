@@ -89,7 +89,7 @@ DRIVER_OBJS := $(patsubst %,$(B)/obj/%.o,$(DRIVER))
 DEFS :=
 OBJS := $(DRIVER_OBJS)
 LINK := $(CC)
-LIBS := -lm
+LIBS := -lm -lpthread
 ifeq ($(HAVE_CHAMP),1)
 DEFS += -DHAVE_CHAMP
 OBJS += $(B)/obj/adapt_champ.o $(B)/obj/adapt_champ_generic.o

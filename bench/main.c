@@ -11,8 +11,20 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+/* Whether a library of the run has op for key kind k. */
+static bool kind_has_op(const options *o, int k, int op)
+{
+    const lib_entry *L = libs();
+    for (int l = 0; l < NLIBS; l++)
+        if ((o->libs & (1u << l)) && L[l].ad && lib_ops(L[l].ad, k, OPBIT(op)))
+            return true;
+    return false;
+}
+
 /* The scales of each key kind: the N asked for, ascending, without
- * duplicates; words capped at the word list's length. */
+ * duplicates; words capped at the word list's length.  Without --n, the
+ * own N of the OPF_PER_CALL ops of the run (small_maps: entries per map)
+ * are added, marked as theirs alone. */
 static void make_scales(options *o)
 {
     for (int k = 0; k < NKK; k++) {
@@ -37,11 +49,31 @@ static void make_scales(options *o)
             if (!dup)
                 ss->n[ss->nn++] = n;
         }
+        for (int op = 0; op < OP_COUNT && !o->n_given; op++) {
+            const size_t *own;
+            int nown = op_own_n(op, &own);
+            if (!nown || !(o->ops & OPBIT(op)) || !kind_has_op(o, k, op))
+                continue;
+            for (int i = 0; i < nown; i++) {
+                bool dup = false;
+                for (int j = 0; j < ss->nn; j++)
+                    dup |= ss->n[j] == own[i];
+                if (dup)
+                    continue;
+                if (ss->nn == MAXN)
+                    die("too many N");
+                ss->own[ss->nn] = true;
+                ss->n[ss->nn++] = own[i];
+            }
+        }
         for (int i = 1; i < ss->nn; i++)
             for (int j = i; j > 0 && ss->n[j - 1] > ss->n[j]; j--) {
                 size_t t = ss->n[j];
+                bool ow = ss->own[j];
                 ss->n[j] = ss->n[j - 1];
+                ss->own[j] = ss->own[j - 1];
                 ss->n[j - 1] = t;
+                ss->own[j - 1] = ow;
             }
     }
 }
@@ -65,6 +97,7 @@ int main(int argc, char **argv)
     options o;
     options_parse(&o, argc, argv);
     g_whole_ns = o.whole_ns;
+    g_quick = o.quick;
     if (o.profile)
         return run_one(o.profile, true);
     if (o.callgrind)

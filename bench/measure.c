@@ -17,6 +17,7 @@
 
 job_shared *g_shared;
 double g_whole_ns = WHOLE_BUDGET_NS;
+bool g_quick;
 
 /* Every measured op loop runs inside this one function: the timer reads
  * around it, and `make bench-callgrind` switches collection on for it only
@@ -38,6 +39,9 @@ size_t op_loop_count(int op, size_t n)
 {
     if (op_table[op].count == COUNT_CAPPED && n > COPIES_MAX)
         return COPIES_MAX;
+    if (op_table[op].count == COUNT_FIXED)
+        return g_quick && op_table[op].fixed_quick ? op_table[op].fixed_quick
+                                                   : op_table[op].fixed;
     return n;
 }
 
@@ -73,6 +77,8 @@ typedef struct job {
     size_t n;
     const void *keys[4]; /* by enum op_keys */
     void **scratch;      /* N version slots, when an op needs them */
+    void **slots;        /* OPF_PER_CALL: a slot per map made (the call's n) */
+    size_t nslots;
     job_result *res;
     double t[OP_COUNT];  /* summed time per op, ns */
     size_t cnt[OP_COUNT]; /* summed loop counts */
@@ -203,7 +209,10 @@ size_t op_call_count(const bench_adapter *ad, int bk, int op, void *st, const vo
 /* The one measuring block: times one call of op on m's map, then checks
  * what it returned, the size after it and, where the table says so, the
  * map's contents (unless query, still left to run on this map, will); on
- * the first rep it measures memory if asked. */
+ * the first rep it measures memory if asked.  An OPF_PER_CALL op (many
+ * small maps) has its finish (freeing them) timed with it, after the
+ * memory is measured; its memory is per loop step, with the growth of the
+ * process's RSS beside it.  The adapter's check hook runs last. */
 static void measure_op(job *j, live *m, int op, bool first_rep, opmask left)
 {
     const op_info *d = &op_table[op];
@@ -225,6 +234,21 @@ static void measure_op(job *j, live *m, int op, bool first_rep, opmask left)
         count = op_call_count(ad, j->bk, op, m->st, keys, n);
     }
 
+    bool per_call = d->flags & OPF_PER_CALL;
+    if (per_call) {
+        /* the handles of the maps: the caller's, touched before timing */
+        if (j->nslots < count) {
+            free(j->slots);
+            j->slots = xmalloc(count * sizeof *j->slots);
+            memset(j->slots, 0, count * sizeof *j->slots);
+            j->nslots = count;
+        }
+        scratch = j->slots;
+    }
+    /* the small maps' memory: what grew from here (the slots above are the
+     * driver's, not the library's) */
+    size_t rss0 = per_call && first_rep ? rss_bytes() : 0;
+    size_t heap_call0 = per_call && first_rep ? heap_bytes() : 0;
     mark(op, PHASE_TIMED);
     if (count) {
         double t0 = now_ns();
@@ -233,24 +257,37 @@ static void measure_op(job *j, live *m, int op, bool first_rep, opmask left)
     } else {
         count = 1; /* the first trial was the measurement */
     }
-    j->t[op] += dt;
-    j->cnt[op] += count;
 
     mark(op, PHASE_CHECK);
-    if (scratch)
+    if (scratch && !per_call)
         m->kept = true;
     if (d->to != ST_SAME)
         m->state = d->to;
     if (first_rep && (d->flags & OPF_MEMORY)) {
+        /* per entry, or per map for the small maps */
+        double per = per_call ? (double)count : (double)n;
         if (ad->memory) {
             size_t live_b, resv_b;
             ad->memory(m->st, &live_b, &resv_b);
-            j->res->bpe[op] = (double)live_b / (double)n;
-            j->res->reserved_bpe[op] = (double)resv_b / (double)n;
+            j->res->bpe[op] = (double)live_b / per;
+            j->res->reserved_bpe[op] = (double)resv_b / per;
         } else {
-            j->res->bpe[op] = (double)(heap_bytes() - m->heap0) / (double)n;
+            double h0 = per_call ? (double)heap_call0 : (double)m->heap0;
+            j->res->bpe[op] = ((double)heap_bytes() - h0) / per;
         }
+        if (per_call)
+            j->res->rss_bpe[op] = ((double)rss_bytes() - (double)rss0) / per;
     }
+    if (per_call && ad->finish[j->bk][op]) {
+        /* freeing the maps is part of the op's time */
+        mark(op, PHASE_TIMED);
+        double t0 = now_ns();
+        bench_region(ad->finish[j->bk][op], m->st, keys, n, scratch);
+        dt += now_ns() - t0;
+        mark(op, PHASE_CHECK);
+    }
+    j->t[op] += dt;
+    j->cnt[op] += count;
     uint64_t want = op_expected(op, n, count);
     if (r != want)
         job_fail(j, op, "%s: returned %llu (%s), expected %llu", d->name,
@@ -276,8 +313,13 @@ static void measure_op(job *j, live *m, int op, bool first_rep, opmask left)
                      "expected %llu", d->name, k, (unsigned long long)s,
                      (unsigned long long)op_sample_sum(op, k));
     }
-    if (ad->finish[j->bk][op])
+    if (ad->finish[j->bk][op] && !per_call)
         ad->finish[j->bk][op](m->st, keys, n, scratch);
+    if (ad->check[j->bk][op]) {
+        const char *why = ad->check[j->bk][op](m->st);
+        if (why)
+            job_fail(j, op, "%s: %s", d->name, why);
+    }
 }
 
 /* The next op to run: one that starts from the current state and keeps
@@ -302,6 +344,8 @@ static int next_op(opmask left, int state)
 
 static size_t reps_for(size_t n, size_t min_ops)
 {
+    if (n == 0)
+        return 1; /* only small_maps runs at N = 0 */
     size_t r = (min_ops + n - 1) / n;
     return r < 1 ? 1 : r > 200 ? 200 : r;
 }
@@ -315,7 +359,7 @@ void run_job(const bench_adapter *ad, keyset *ks, size_t n, opmask ops, size_t m
     j.keys[KEYS_QUERY] = keyset_query(ks, n);
     j.keys[KEYS_MISS] = keyset_miss(ks);
     for (int o = 0; o < OP_COUNT; o++)
-        res->bpe[o] = res->reserved_bpe[o] = -1;
+        res->bpe[o] = res->reserved_bpe[o] = res->rss_bpe[o] = -1;
     if (!ad->op[j.bk][OP_INSERT] || !ad->op[j.bk][OP_QUERY]) {
         snprintf(res->msg, sizeof res->msg, "adapter lacks insert/query");
         return;
@@ -328,9 +372,9 @@ void run_job(const bench_adapter *ad, keyset *ks, size_t n, opmask ops, size_t m
         }
 
     size_t reps = reps_for(n, min_ops);
-    opmask timed = 0; /* COUNT_TIMED ops: the first rep only */
+    opmask timed = 0; /* COUNT_TIMED and COUNT_FIXED ops: the first rep only */
     for (int o = 0; o < OP_COUNT; o++)
-        if (op_table[o].count == COUNT_TIMED)
+        if (op_table[o].count == COUNT_TIMED || op_table[o].count == COUNT_FIXED)
             timed |= OPBIT(o);
     for (size_t r = 0; r < reps; r++) {
         live m = {.state = ST_USED};
@@ -346,6 +390,7 @@ void run_job(const bench_adapter *ad, keyset *ks, size_t n, opmask ops, size_t m
         live_release(&j, &m);
     }
     free(j.scratch);
+    free(j.slots);
 
     for (int o = 0; o < OP_COUNT; o++)
         if ((ops & OPBIT(o)) && j.cnt[o]) {

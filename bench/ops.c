@@ -21,6 +21,11 @@ const op_group op_groups[NGROUPS] = {
     [G_PERSIST] = {"persistent", L_ABSL, OP_COPY_UPDATE, "absl: copy, then update", -1},
     /* Comparing and combining two versions (champ.h: champ_equal, ...). */
     [G_ALGEBRA] = {"versions", -1, -1, NULL, -1},
+    /* Snapshots, versions and a cell shared by threads (issue 10). */
+    [G_THREADS] = {"threads", -1, -1, NULL, -1},
+    /* Many small maps: N is the entries per map; the row closes with the
+     * bytes per map. */
+    [G_SMALL] = {"small maps", -1, -1, NULL, OP_SMALL_MAPS},
 };
 
 /* The whole-map ops: the same pair of maps (prepare makes the second) for
@@ -35,6 +40,19 @@ const op_group op_groups[NGROUPS] = {
         .group = G_ALGEBRA, .from = OP_INSERT, .to = ST_SAME,               \
         .keys = KEYS_INSERT, .count = COUNT_TIMED, .expect = EXPECT_COUNT,  \
         .size_after = SIZE_N, .max_n = 1000000, .max_n_quick = quick,       \
+    }
+
+/* threads_1, threads_2: a fixed number of loop iterations in all (the
+ * threads take them 64 at a time), on the map insert made, published in a
+ * cell by prepare; up to 1M (the targets look at 10K and 1M). */
+#define THREADS_OP(nm, wh)                                                  \
+    {                                                                       \
+        .name = nm, .unit = "ns/iteration", .what = wh,                     \
+        .result = "iterations with every lookup right and the update made", \
+        .group = G_THREADS, .from = OP_INSERT, .to = ST_SAME,               \
+        .keys = KEYS_INSERT, .count = COUNT_FIXED, .expect = EXPECT_COUNT,  \
+        .size_after = SIZE_N, .max_n = 1000000, .fixed = 1u << 16,          \
+        .fixed_quick = 1u << 14,                                            \
     }
 
 const op_info op_table[OP_COUNT] = {
@@ -167,6 +185,29 @@ const op_info op_table[OP_COUNT] = {
         .keys = KEYS_INSERT, .count = COUNT_N, .expect = EXPECT_COUNT,
         .size_after = SIZE_ZERO, .max_n = 100000, .max_n_quick = 100000,
     },
+    [OP_QUERY_MANY] = {
+        .name = "query_many", .unit = "ns/op", .result = "value sum",
+        .what = "the N keys, shuffled, looked up 256 at a time "
+                "(champ_get_many_u64); value sum checked",
+        .group = G_MAP, .from = OP_INSERT, .to = ST_SAME,
+        .keys = KEYS_QUERY, .count = COUNT_N, .expect = EXPECT_SUM,
+    },
+    [OP_THREADS_1] = THREADS_OP("threads_1",
+        "1 thread: cell snapshot, 16 lookups, one update, CAS-publish every 64th"),
+    [OP_THREADS_2] = THREADS_OP("threads_2",
+        "2 threads: cell snapshot, 16 lookups, one update, CAS-publish every 64th"),
+    /* N is the entries per map: its own sweep 0, 1, 3, 8 (--n replaces it,
+     * up to 64), 1M maps per call (--quick: 250K). */
+    [OP_SMALL_MAPS] = {
+        .name = "small_maps", .unit = "ns/map", .result = "maps of N entries",
+        .what = "N = entries per map: 1M maps (--quick 250K) made by the default "
+                "constructor and filled, then freed; create + fill + free per map",
+        .memory = "small_maps, per map",
+        .group = G_SMALL, .from = ST_FRESH, .to = ST_USED,
+        .keys = KEYS_INSERT, .count = COUNT_FIXED, .expect = EXPECT_COUNT,
+        .flags = OPF_MEMORY | OPF_PER_CALL, .fixed = 1000000, .fixed_quick = 250000,
+        .own_n = {0, 1, 3, 8}, .own_nn = 4, .own_max = 64,
+    },
 };
 
 int op_find(const char *name, size_t len)
@@ -184,6 +225,28 @@ size_t op_max_n(int op, bool quick)
     if (!quick || !q)
         return full;
     return full && full < q ? full : q;
+}
+
+int op_own_n(int op, const size_t **list)
+{
+    *list = op_table[op].own_n;
+    return (op_table[op].flags & OPF_PER_CALL) ? op_table[op].own_nn : 0;
+}
+
+/* Whether op runs at scale n: an OPF_PER_CALL op at its own N (with --n:
+ * at the N given up to its own_max), every other op at N >= 1 of the
+ * scales --n gave (or the default ones). */
+bool op_runs_at(int op, size_t n, bool own_scale, bool n_given)
+{
+    const op_info *d = &op_table[op];
+    if (!(d->flags & OPF_PER_CALL))
+        return n >= 1 && !own_scale;
+    if (n_given)
+        return n <= d->own_max;
+    for (int i = 0; i < d->own_nn; i++)
+        if (d->own_n[i] == n)
+            return true;
+    return false;
 }
 
 uint64_t op_expected(int op, size_t n, size_t count)

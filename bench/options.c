@@ -18,7 +18,7 @@ size_t parse_size(const char *s, const char **end)
         v *= 1e3, e++;
     else if (*e == 'm' || *e == 'M')
         v *= 1e6, e++;
-    if (v < 1 || v > 4e9)
+    if (v < 0 || v > 4e9) /* 0: small_maps' empty maps */
         die("N out of range: %s", s);
     *end = e;
     return (size_t)(v + 0.5);
@@ -31,7 +31,8 @@ static void usage(FILE *f)
           "             [--no-budget] [--timeout S]\n"
           "       bench --profile LIB:KEYS:OP:N:SECONDS   (one op, repeated, for perf)\n"
           "       bench --callgrind LIB:KEYS:OP:N          (one op once, for callgrind)\n"
-          "N accepts suffixes K and M: --n 10K,1M\nlibs:", f);
+          "N accepts suffixes K and M: --n 10K,1M (small_maps: N is the entries per\n"
+          "map, by default 0,1,3,8; other ops need N >= 1)\nlibs:", f);
     for (int l = 0; l < NLIBS; l++)
         fprintf(f, " %s", libs()[l].name);
     fputs("\nops (unit: what the timed call does):\n", f);
@@ -107,6 +108,7 @@ void options_parse(options *o, int argc, char **argv)
                 s = *e ? e + 1 : e;
             }
             n_given = true;
+            o->n_given = true;
         } else if (!strcmp(a, "--libs")) {
             o->libs = (unsigned)parse_list(v, lib_find, "library");
         } else if (!strcmp(a, "--keys")) {

@@ -18,8 +18,8 @@
 #define MEMORY_PANEL(op) (-2 - (op)) /* bytes per entry after op */
 #define MEMORY_OP(p) (-2 - (p))
 
-static const char *const colors[NLIBS] = {"#d62728", "#ff7f0e", "#1f77b4", "#9467bd",
-                                          "#2ca02c", "#8c564b", "#7f7f7f"};
+static const char *const colors[NLIBS] = {"#d62728", "#e377c2", "#ff7f0e", "#1f77b4",
+                                          "#9467bd", "#2ca02c", "#8c564b", "#7f7f7f"};
 
 static bool op_has_data(int k, int op)
 {
@@ -31,7 +31,7 @@ static bool op_has_data(int k, int op)
 
 /* One line of a panel: a library's median ns for an op, or its bytes per
  * entry (live, or reserved) after the op. */
-enum { LINE_NS, LINE_BYTES, LINE_RESERVED };
+enum { LINE_NS, LINE_BYTES, LINE_RESERVED, LINE_RSS };
 typedef struct line {
     int lib, op, what;
     bool dashed;
@@ -45,7 +45,8 @@ static bool line_data(FILE *g, int k, const line *ln)
     for (int si = 0; si < g_scales[k].nn; si++) {
         const cell *c = &g_cell[k][si][ln->lib][ln->op];
         double v = ln->what == LINE_NS ? cell_median(c)
-                   : ln->what == LINE_BYTES ? c->bpe : c->reserved_bpe;
+                   : ln->what == LINE_BYTES ? c->bpe
+                   : ln->what == LINE_RSS ? c->rss_bpe : c->reserved_bpe;
         if (!cell_ok(c) || !(v >= 0))
             continue;
         any = true;
@@ -74,14 +75,24 @@ static void plot_lines(FILE *g, int k, const line *lines, int nl)
 
 /* Bytes per entry after op (insert, set_insert), every library; champ's
  * reserved bytes dashed beside its live bytes (the others' heap growth
- * includes what their allocator holds). */
+ * includes what their allocator holds).  small_maps: bytes per map, each
+ * library's RSS growth dashed beside. */
 static int memory_lines(int k, int op, line *lines)
 {
+    static char rss_title[NLIBS][64];
+    bool per_call = op_table[op].flags & OPF_PER_CALL;
     int nl = 0;
     for (int l = 0; l < NLIBS; l++) {
         line ln = {l, op, LINE_BYTES, false, libs()[l].name};
         if (line_data(NULL, k, &ln))
             lines[nl++] = ln;
+        if (per_call) {
+            snprintf(rss_title[l], sizeof rss_title[l], "%s RSS", libs()[l].name);
+            ln = (line){l, op, LINE_RSS, true, rss_title[l]};
+            if (line_data(NULL, k, &ln))
+                lines[nl++] = ln;
+            continue;
+        }
         ln = (line){l, op, LINE_RESERVED, true, "champ reserved"};
         if (l == L_CHAMP && line_data(NULL, k, &ln))
             lines[nl++] = ln;
@@ -99,10 +110,14 @@ static void memory_panel(FILE *g, int k, int op)
             const cell *c = &g_cell[k][si][l][op];
             if (cell_ok(c) && c->bpe > top)
                 top = c->bpe;
+            if (cell_ok(c) && (op_table[op].flags & OPF_PER_CALL) && c->rss_bpe > top)
+                top = c->rss_bpe;
         }
     fprintf(g, "set title 'memory %s' noenhanced\n"
-               "set ylabel 'bytes per entry'\nunset logscale y\nset yrange [0:%g]\n"
-               "set format y '%%g'\nset key top right\n", op_table[op].memory, top * 1.6 + 1);
+               "set ylabel 'bytes per %s'\nunset logscale y\nset yrange [0:%g]\n"
+               "set format y '%%g'\nset key top %s\n", op_table[op].memory,
+            (op_table[op].flags & OPF_PER_CALL) ? "map" : "entry", top * 1.6 + 1,
+            (op_table[op].flags & OPF_PER_CALL) ? "left" : "right");
     plot_lines(g, k, lines, nl);
     fprintf(g, "set logscale y\nset autoscale y\nset format y '%%.0s%%c'\nset key top left\n");
 }
@@ -174,18 +189,28 @@ static void plot_kind(int k, const char *png)
     fprintf(g, "set output '%s'\n", png);
     fprintf(g, "set multiplot layout %d,%d title 'champ bench, %s keys: median of the rounds "
                "against N, %s, %s' noenhanced\n", rows, NCOLS, kk_name[k], date, cpu_name());
-    size_t nlo = 0, nhi = 0; /* the scales with results */
+    /* the scales with results; small_maps (N = entries per map, from 0)
+     * has panels of its own with a linear x axis */
+    size_t nlo = 0, nhi = 0, slo = SIZE_MAX, shi = 0;
     for (int si = 0; si < g_scales[k].nn; si++)
         for (int l = 0; l < NLIBS; l++)
-            for (int op = 0; op < OP_COUNT; op++)
-                if (cell_ok(&g_cell[k][si][l][op])) {
-                    nlo = nlo ? nlo : g_scales[k].n[si];
-                    nhi = g_scales[k].n[si];
+            for (int op = 0; op < OP_COUNT; op++) {
+                if (!cell_ok(&g_cell[k][si][l][op]))
+                    continue;
+                size_t n = g_scales[k].n[si];
+                if (op_table[op].flags & OPF_PER_CALL) {
+                    slo = n < slo ? n : slo;
+                    shi = n > shi ? n : shi;
+                    continue;
                 }
+                nlo = nlo ? nlo : n;
+                nhi = n;
+            }
+    char logx[256];
+    snprintf(logx, sizeof logx, "set logscale x\nset format x '10^{%%L}'\nset xlabel 'N'\n"
+             "set xrange [%g:%g]\n", nhi ? (double)nlo / 1.6 : 1, nhi ? (double)nhi * 1.6 : 10);
     fprintf(g, "set logscale xy\nset grid\nset key top left font ',8'\n"
-               "set format x '10^{%%L}'\nset format y '%%.0s%%c'\nset xlabel 'N'\n"
-               "set xrange [%g:%g]\n",
-            (double)nlo / 1.6, (double)nhi * 1.6);
+               "set format y '%%.0s%%c'\n%s", logx);
     col = 0;
     for (int i = 0; i < np; i++) {
         if (p[i] == NEW_ROW) {
@@ -194,10 +219,18 @@ static void plot_kind(int k, const char *png)
             col = 0;
             continue;
         }
+        int pop = p[i] < NEW_ROW ? MEMORY_OP(p[i]) : p[i];
+        bool linear = op_table[pop].flags & OPF_PER_CALL;
+        if (linear)
+            fprintf(g, "unset logscale x\nset format x '%%g'\nset xlabel 'entries per map'\n"
+                       "set xrange [%g:%g]\n%s", (double)slo - 0.5, (double)shi + 0.5,
+                    shi <= 16 ? "set xtics 1\n" : "");
         if (p[i] < NEW_ROW)
-            memory_panel(g, k, MEMORY_OP(p[i]));
+            memory_panel(g, k, pop);
         else
-            op_panel(g, k, p[i]);
+            op_panel(g, k, pop);
+        if (linear)
+            fprintf(g, "set xtics autofreq\n%s", logx);
         col = (col + 1) % NCOLS;
     }
     fprintf(g, "unset multiplot\n");

@@ -23,6 +23,7 @@ static const struct {
     {L_CHAMP_GENERIC, L_ABSL, "gen/absl"},
     {L_CHAMP, L_GLIB, "champ/glib"},
     {L_CHAMP_GENERIC, L_GLIB, "gen/glib"},
+    {L_CHAMP_MT, L_CHAMP, "mt/champ"}, /* the concurrent pool's cost */
 };
 #define NRATIO (int)(sizeof ratio_cols / sizeof *ratio_cols)
 
@@ -99,6 +100,27 @@ void print_header(const options *o)
                 ADD(" %s %s N = %s;", op_table[op].name, below ? "below" : "up to", nb);
             }
         }
+        for (int l = 0; l < NLIBS; l++) {
+            if (!L[l].ad || !(o->libs & (1u << l)))
+                continue;
+            if (L[l].budget_ops) {
+                ADD(" %s only", L[l].name);
+                int c = 0;
+                for (int op = 0; op < OP_COUNT; op++)
+                    if (L[l].budget_ops & OPBIT(op))
+                        ADD("%s %s", c++ ? "," : "", op_table[op].name);
+                ADD(";");
+            }
+            bool cut = false;
+            for (int k = 0; k < NKK; k++)
+                for (int i = 0; i < g_scales[k].nn; i++)
+                    cut |= L[l].budget_max_n && g_scales[k].n[i] > L[l].budget_max_n;
+            if (cut) {
+                char nb[32];
+                fmt_n(nb, sizeof nb, L[l].budget_max_n);
+                ADD(" %s up to N = %s;", L[l].name, nb);
+            }
+        }
 #undef ADD
         if (line[0])
             printf("budget (--no-budget lifts it):%s\n", line);
@@ -119,6 +141,19 @@ void print_header(const options *o)
         printf("%s: one pair of maps per job, as many whole operations per call as fit in "
                "%.0f ms (after untimed trials), at most %u, in the job's first rep\n", whole,
                o->whole_ns / 1e6, WHOLE_MAX);
+    for (int op = 0; op < OP_COUNT; op++) {
+        const op_info *d = &op_table[op];
+        if (d->count != COUNT_FIXED || !op_in_run(op))
+            continue;
+        char cnt[32];
+        fmt_n(cnt, sizeof cnt, o->quick && d->fixed_quick ? d->fixed_quick : d->fixed);
+        if (d->flags & OPF_PER_CALL)
+            printf("%s: N = entries per map; %s maps per call, in the job's first rep\n",
+                   d->name, cnt);
+        else
+            printf("%s: %s loop iterations per call (all threads together), in the job's "
+                   "first rep\n", d->name, cnt);
+    }
     fflush(stdout);
 }
 
@@ -178,6 +213,9 @@ static void print_table(int k, int op, const char *title, bool memory)
                 snprintf(t, CELLW, "failed");
             else if (!ce->count || (memory && ce->bpe < 0))
                 snprintf(t, CELLW, "-");
+            else if (memory && (op_table[op].flags & OPF_PER_CALL))
+                snprintf(t, CELLW, ce->rss_bpe >= 0 ? "%.1f/%.1f" : "%.1f/-", ce->bpe,
+                         ce->rss_bpe);
             else if (memory && ce->reserved_bpe >= 0)
                 snprintf(t, CELLW, "%.1f/%.1f", ce->bpe, ce->reserved_bpe);
             else if (memory)
@@ -234,17 +272,24 @@ void print_tables(void)
                 if (op_table[op].group != g)
                     continue;
                 char title[256];
-                snprintf(title, sizeof title, "%s: %s, median/min of the rounds",
-                         op_table[op].name, op_table[op].unit);
+                snprintf(title, sizeof title, "%s: %s%s, median/min of the rounds",
+                         op_table[op].name, op_table[op].unit,
+                         (op_table[op].flags & OPF_PER_CALL) ? " (N = entries per map)" : "");
                 print_table(k, op, title, false);
             }
         for (int op = 0; op < OP_COUNT; op++) {
             if (!(op_table[op].flags & OPF_MEMORY))
                 continue;
             char title[512];
-            snprintf(title, sizeof title,
-                     "memory %s: bytes per entry (champ: pool bytes live/reserved; others: "
-                     "heap growth by mallinfo2)", op_table[op].memory);
+            if (op_table[op].flags & OPF_PER_CALL)
+                snprintf(title, sizeof title,
+                         "memory %s: bytes per map, N = entries per map (champ: pool bytes "
+                         "live; others: heap growth by mallinfo2; after the slash: the "
+                         "process's RSS growth)", op_table[op].memory);
+            else
+                snprintf(title, sizeof title,
+                         "memory %s: bytes per entry (champ: pool bytes live/reserved; others: "
+                         "heap growth by mallinfo2)", op_table[op].memory);
             print_table(k, op, title, true);
         }
     }

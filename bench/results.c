@@ -153,7 +153,7 @@ int write_csv(const char *path)
     }
     const lib_entry *L = libs();
     fprintf(f, "library,keys,op,n,ns_per_op,bytes_per_entry,repeats,unit,"
-               "reserved_bytes_per_entry\n");
+               "reserved_bytes_per_entry,rss_bytes_per_entry\n");
     for (int k = 0; k < NKK; k++)
         for (int op = 0; op < OP_COUNT; op++)
             for (int si = 0; si < g_scales[k].nn; si++)
@@ -168,6 +168,9 @@ int write_csv(const char *path)
                     fprintf(f, ",%d,%s,", c->count, op_table[op].unit);
                     if (c->reserved_bpe >= 0)
                         fprintf(f, "%.1f", c->reserved_bpe);
+                    fputc(',', f);
+                    if (c->rss_bpe >= 0 && (op_table[op].flags & OPF_PER_CALL))
+                        fprintf(f, "%.1f", c->rss_bpe);
                     fputc('\n', f);
                 }
     if (fclose(f) != 0) {

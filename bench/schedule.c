@@ -36,8 +36,12 @@ int plan_jobs(void)
 }
 
 /* The budget (off with --no-budget): at N >= BIG_N u64 keys only and
- * rounds_big rounds; --quick: string keys only up to QUICK_STR_MAX; each
- * op not above its max_n (max_n_quick with --quick) from the op table. */
+ * rounds_big rounds; --quick: string keys only up to QUICK_STR_MAX, and a
+ * library with budget_ops only those, not above its budget_max_n; each op
+ * not above its max_n
+ * (max_n_quick with --quick) from the op table.  Not budget: an op runs
+ * only at the N op_runs_at allows (small_maps at its own N, the other ops
+ * at N >= 1 of the --n or default scales). */
 void plan(const options *o)
 {
     const lib_entry *L = libs();
@@ -55,6 +59,13 @@ void plan(const options *o)
                 if (!(o->libs & (1u << l)) || !L[l].ad)
                     continue;
                 opmask ops = lib_ops(L[l].ad, k, o->ops);
+                if (o->budget && L[l].budget_ops)
+                    ops &= L[l].budget_ops;
+                if (o->budget && L[l].budget_max_n && n > L[l].budget_max_n)
+                    ops = 0;
+                for (int op = 0; op < OP_COUNT; op++)
+                    if (!op_runs_at(op, n, g_scales[k].own[si], o->n_given))
+                        ops &= ~OPBIT(op);
                 for (int op = 0; op < OP_COUNT && o->budget; op++) {
                     size_t max = op_max_n(op, o->quick);
                     if (max && n > max)
@@ -158,6 +169,7 @@ static void record(const plan_job *j, int round, bool ok, const job_result *res,
         if (c->count == 0) {
             c->bpe = res->bpe[op];
             c->reserved_bpe = res->reserved_bpe[op];
+            c->rss_bpe = res->rss_bpe[op];
         }
         if (c->count < MAXROUNDS)
             c->ns[c->count++] = res->ns[op];

@@ -19,6 +19,9 @@ enum target_kind {
     T_CLIFF,    /* the worst step from one N to the next over the map ops:
                    lib's step / lib2's step                                     */
     T_TOTAL,    /* seconds for all N units of (lib, op): median ns/unit * N     */
+    T_SPEEDUP,  /* as T_RATIO, but a floor: the measured value must reach the
+                   limit (lib's op taking longer than lib2's op2: a speedup)  */
+    T_NS,       /* the median ns per unit of (lib, op)                          */
 };
 
 typedef struct target {
@@ -33,6 +36,7 @@ typedef struct target {
 
 #define K10 10000
 #define M1 1000000
+#define M10 10000000
 
 static const target targets[] = {
     {"query", T_RATIO, KK_U64, L_CHAMP, OP_QUERY, L_ABSL, OP_QUERY, K10, 2.0},
@@ -76,6 +80,21 @@ static const target targets[] = {
     {"set_query", T_RATIO, KK_U64, L_CHAMP, OP_SET_QUERY, L_CHAMP, OP_QUERY, K10, 1.0},
     {"set_query", T_RATIO, KK_U64, L_CHAMP, OP_SET_QUERY, L_CHAMP, OP_QUERY, M1, 1.0},
     {"collide", T_TOTAL, KK_STR, L_CHAMP, OP_COLLIDE, -1, -1, 100000, 1.0},
+    /* issue 10: threads, the concurrent pool's cost, many small maps */
+    {"threads", T_SPEEDUP, KK_U64, L_CHAMP_MT, OP_THREADS_1, L_CHAMP_MT, OP_THREADS_2, K10, 1.7},
+    {"threads", T_SPEEDUP, KK_U64, L_CHAMP_MT, OP_THREADS_1, L_CHAMP_MT, OP_THREADS_2, M1, 1.7},
+    {"mt insert", T_RATIO, KK_U64, L_CHAMP_MT, OP_INSERT, L_CHAMP, OP_INSERT, K10, 1.05},
+    {"mt insert", T_RATIO, KK_U64, L_CHAMP_MT, OP_INSERT, L_CHAMP, OP_INSERT, M1, 1.05},
+    {"mt query", T_RATIO, KK_U64, L_CHAMP_MT, OP_QUERY, L_CHAMP, OP_QUERY, K10, 1.05},
+    {"mt query", T_RATIO, KK_U64, L_CHAMP_MT, OP_QUERY, L_CHAMP, OP_QUERY, M1, 1.05},
+    {"mt pinsert", T_RATIO, KK_U64, L_CHAMP_MT, OP_PINSERT, L_CHAMP, OP_PINSERT, K10, 1.2},
+    {"mt pinsert", T_RATIO, KK_U64, L_CHAMP_MT, OP_PINSERT, L_CHAMP, OP_PINSERT, M1, 1.2},
+    {"small empty", T_BYTES, KK_U64, L_CHAMP, OP_SMALL_MAPS, -1, -1, 0, 48},
+    {"small 1 entry", T_BYTES, KK_U64, L_CHAMP, OP_SMALL_MAPS, -1, -1, 1, 80},
+    {"small create", T_NS, KK_U64, L_CHAMP, OP_SMALL_MAPS, -1, -1, 0, 100},
+    /* issue 11: batched lookups */
+    {"query_many", T_RATIO, KK_U64, L_CHAMP, OP_QUERY_MANY, L_ABSL, OP_QUERY, M1, 1.0},
+    {"query_many", T_RATIO, KK_U64, L_CHAMP, OP_QUERY_MANY, L_ABSL, OP_QUERY, M10, 1.0},
 };
 
 /* A ratio or limit as text: two decimals, or two significant digits below
@@ -144,7 +163,11 @@ static double target_value(const options *o, const target *t, char *where, size_
     where[0] = 0;
     switch (t->kind) {
     case T_RATIO:
+    case T_SPEEDUP:
         return med(t->keys, t->lib, t->op, t->n) / med(t->keys, t->lib2, t->op2, t->n);
+    case T_NS:
+        *unit = " ns";
+        return med(t->keys, t->lib, t->op, t->n);
     case T_PER_ENTRY:
         return med(t->keys, t->lib, t->op, t->n) / (double)t->n /
                med(t->keys, t->lib2, t->op2, t->n);
@@ -184,7 +207,18 @@ static void describe(const target *t, char *buf, size_t cap)
                  L[t->lib2].name, op_table[t->op2].name);
         break;
     case T_BYTES:
-        snprintf(buf, cap, "%s live bytes/entry", L[t->lib].name);
+        if (op_table[t->op].flags & OPF_PER_CALL)
+            snprintf(buf, cap, "%s %s, live bytes/map", L[t->lib].name, op_table[t->op].name);
+        else
+            snprintf(buf, cap, "%s live bytes/entry", L[t->lib].name);
+        break;
+    case T_SPEEDUP:
+        snprintf(buf, cap, "%s %s / %s, at least", L[t->lib].name,
+                 op_table[t->op].name, op_table[t->op2].name);
+        break;
+    case T_NS:
+        snprintf(buf, cap, "%s %s, %s", L[t->lib].name, op_table[t->op].name,
+                 op_table[t->op].unit);
         break;
     case T_RESERVED:
         snprintf(buf, cap, "%s reserved / live", L[t->lib].name);
@@ -218,7 +252,7 @@ void print_targets(const options *o)
         const target *t = &targets[i];
         char ns[32] = "", what[128], where[128], val[32], lim[32];
         const char *unit;
-        if (t->n)
+        if (t->kind != T_CLIFF)
             fmt_n(ns, sizeof ns, t->n);
         describe(t, what, sizeof what);
         double v = target_value(o, t, where, sizeof where, &unit);
@@ -228,8 +262,10 @@ void print_targets(const options *o)
         else
             fmt_num(val, sizeof val, v, unit);
         fmt_num(lim, sizeof lim, t->limit, unit);
+        bool ok = t->kind == T_SPEEDUP ? v >= t->limit : v <= t->limit;
         printf("  %-16s %-5s %5s  %-48s %9s %8s  %s", t->name, kk_name[t->keys], ns, what,
-               val, lim, isnan(v) ? "no data" : v <= t->limit ? "within" : "over");
+               val, lim, isnan(v) ? "no data" : ok ? "within" : t->kind == T_SPEEDUP ? "below"
+                                                                                       : "over");
         if (where[0])
             printf(" (worst: %s)", where);
         putchar('\n');

@@ -72,6 +72,20 @@ size_t heap_bytes(void)
     return mi.uordblks + mi.hblkhd;
 }
 
+/* The resident set (second field of /proc/self/statm, in pages); 0 when
+ * it cannot be read. */
+size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
 const char *cpu_name(void)
 {
     static char name[128];
