@@ -2071,8 +2071,8 @@ static champ_status update_with(champ_map *m, const kq *q, uint64_t newk,
         qq = kq_ptr(m, (const void *)(uintptr_t)newk);
     else if (kind == CHAMP_KEY_BYTES) /* bytes_hash may be user code */
         qq = kq_bytes(m, q->p, q->len);
-    void **slot;
-    bool found;
+    void **slot = NULL; /* set by map_upsert on success (initialized: gcc -O1 cannot see it) */
+    bool found = false;
     champ_status st;
     switch (kind) {
     case CHAMP_KEY_U64: st = map_upsert(m, &qq, newk, &slot, &found, CHAMP_KEY_U64); break;

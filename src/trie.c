@@ -33,7 +33,7 @@ void champ__node_drop(const mtype *t, node *n, unsigned level) {
     } st[CHAMP_MAX_PATH];
     unsigned W = t->width;
     CHAMP_ASSERT(rc_load(&n->rc) > 0);
-    if (!rc_dec(&n->rc, t->atomic))
+    if (!rc_dec_free(&n->rc, t->atomic))
         return;
     int sp = 0;
     st[0].n = n;
@@ -51,7 +51,7 @@ void champ__node_drop(const mtype *t, node *n, unsigned level) {
         while (i < nn) {
             node *c = kids[i++];
             CHAMP_ASSERT(rc_load(&c->rc) > 0);
-            if (rc_dec(&c->rc, t->atomic)) {
+            if (rc_dec_free(&c->rc, t->atomic)) {
                 dead = c;
                 break;
             }

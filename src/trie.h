@@ -35,7 +35,7 @@ static ALWAYS_INLINE void ent_retain(const mtype *t, entry e) {
 static inline void key_release(const mtype *t, uint64_t k) {
     if (t->kind == CHAMP_KEY_BYTES) {
         blob *b = key_blob(k);
-        if (rc_dec(&b->rc, t->atomic))
+        if (rc_dec_free(&b->rc, t->atomic))
             pool_free(t->pool, b, blob_size(b->len));
     } else if (t->key_release) {
         t->key_release((void *)(uintptr_t)k, t->ctx);
