@@ -181,7 +181,7 @@ typedef enum champ_status {
     CHAMP_ENOMEM = -1,      /* allocation failed; map unchanged            */
     CHAMP_EINVAL = -2,      /* NULL argument or invalid configuration      */
     CHAMP_EKIND = -3,       /* key-kind function on a map of another kind  */
-    CHAMP_EPOOL = -4,       /* maps from different pools mixed             */
+    CHAMP_EPOOL = -4,       /* a map of another type than a cell's         */
     CHAMP_EMODIFIED = -5,   /* iteration: the map changed under it         */
     CHAMP_ECORRUPT = -6,    /* validate: an invariant does not hold        */
     CHAMP_EUNSUPPORTED = -7,/* CPU lacks an instruction the build uses;    */
@@ -295,8 +295,6 @@ typedef struct champ_config {
      * (itself NULL = defaults).  A map keeps its pool alive. */
     champ_pool *pool;
     const champ_pool_config *pool_config;
-    /* Added after the 0.2 layout (a program built against the 0.2 header
-     * passes the smaller size and gets them NULL). */
     /* CHAMP_KEY_GENERIC only, optional: a total order of the keys,
      * consistent with equal (0 exactly for equal keys).  Collision nodes
      * then keep their keys in this order and find them by bisection
@@ -351,8 +349,8 @@ CHAMP_API champ_status champ_new(const champ_config *cfg, champ_map **out);
  * thread may use them, see "Thread model") and one type per kind: maps
  * made this way hash the same way (one seed per kind and process), so
  * equality and set algebra between them take the fast path, and an empty
- * one costs one 32-byte handle.  champ_new() without a pool still makes a
- * private plain pool.  Returns CHAMP_OK, CHAMP_EINVAL (NULL out),
+ * one costs one 32-byte handle.  champ_new() without cfg->pool makes a
+ * private pool from cfg->pool_config (plain unless that says concurrent).  Returns CHAMP_OK, CHAMP_EINVAL (NULL out),
  * CHAMP_EUNSUPPORTED or CHAMP_ENOMEM. */
 CHAMP_API champ_status champ_new_u64(champ_map **out);
 CHAMP_API champ_status champ_new_bytes(champ_map **out);
@@ -786,7 +784,9 @@ CHAMP_API champ_status champ_filter(const champ_map *m, champ_pred_fn keep,
  * the cell is released when its last snapshot is freed.  The maps stored
  * must be of the cell's type (the one it was made with, or of its first
  * map).  Cells are for concurrent pools; a plain pool's maps may be stored
- * too, but then loads and stores are writer calls of that pool. */
+ * too, but then every cell call (new, load, store, cas, free) is a writer
+ * call of that pool.  A cell is never emptied once it holds a version (a
+ * NULL map to store or cas is CHAMP_EINVAL); store an empty map instead. */
 typedef struct champ_cell champ_cell;
 
 /* A cell holding a copy of m (O(1)), or empty when m is NULL (then the
@@ -799,8 +799,9 @@ CHAMP_API void champ_cell_free(champ_cell *c);
  * caller frees it).  An empty cell gives *out NULL and CHAMP_OK.  Errors:
  * CHAMP_EINVAL (NULL argument), CHAMP_ENOMEM. */
 CHAMP_API champ_status champ_cell_load(champ_cell *c, champ_map **out);
-/* Publishes a copy of m (m stays the caller's).  Errors: CHAMP_EINVAL,
- * CHAMP_EPOOL (m of another type than the cell's), CHAMP_ENOMEM. */
+/* Publishes a copy of m (m stays the caller's).  Errors: CHAMP_EINVAL (NULL
+ * cell or m), CHAMP_EPOOL (m of another type than the cell's),
+ * CHAMP_ENOMEM. */
 CHAMP_API champ_status champ_cell_store(champ_cell *c, const champ_map *m);
 /* Publishes a copy of desired if the cell still holds the version
  * `expected` was loaded as (the same root and size; NULL: an empty cell);

@@ -1147,9 +1147,8 @@ bool champ__struct_read(void *dst, size_t dst_size, const void *src,
     return true;
 }
 
-/* The first layout of champ_config with a size field (version 0.2): up to
- * the fields added since (compare, bytes_hash). */
-#define CONFIG_MIN_SIZE offsetof(champ_config, compare)
+/* The first layout of champ_config with a size field: this version's. */
+#define CONFIG_MIN_SIZE sizeof(champ_config)
 
 static bool cfg_valid(const champ_config *c) {
     switch (c->kind) {
@@ -2088,7 +2087,8 @@ static champ_status update_with(champ_map *m, const kq *q, uint64_t newk,
         void *nv = fn(&k, old, found, ctx);
         *slot = nv;
         m->stamp++;
-        if (nv != old && m->t->val_release)
+        /* the old value goes (an absent key's placeholder was no value) */
+        if (found && nv != old && m->t->val_release)
             m->t->val_release(old, m->t->ctx);
     }
     op_end(&fr);

@@ -8,7 +8,7 @@
 #                                          (make install writes each alias as
 #                                          a one-line ".so man3/PAGE.3")
 #   sh tools/man.sh check HEADER PAGE...   make man-check: lints every page
-#                                          (groff -ww, when groff is there),
+#                                          (groff -t -ww, when groff is there),
 #                                          then checks that every champ_*
 #                                          function HEADER declares is named
 #                                          in some page's NAME section, and
@@ -68,16 +68,18 @@ check() {
 
     if command -v groff >/dev/null 2>&1; then
         for page in "$@"; do
-            # -ww: every warning; -z: no output.  Text that does not fit
-            # the 80-column terminal ("cannot adjust line") counts too.
-            LC_ALL=C groff -man -Tutf8 -ww -z "$page" >"$tmp.lint" 2>&1
+            # -t: tables (tbl, as man runs it for a page that starts with
+            # '\" t); -ww: every warning; -z: no output.  Text that does not
+            # fit the 80-column terminal ("cannot adjust line", "table
+            # wider than line width") counts too.
+            LC_ALL=C groff -t -man -Tutf8 -ww -z "$page" >"$tmp.lint" 2>&1
             if [ -s "$tmp.lint" ]; then
                 echo "man-check: $page: groff warnings:"
                 sed 's/^/  /' "$tmp.lint"
                 status=1
             fi
         done
-        [ "$status" = 0 ] && echo "man-check: $# pages lint clean (groff -man -ww)"
+        [ "$status" = 0 ] && echo "man-check: $# pages lint clean (groff -t -man -ww)"
     else
         echo "man-check: groff not found (Debian: groff-base): pages not linted"
     fi
