@@ -15,6 +15,8 @@
  *                     thread that used a pool freed meanwhile exits safely
  *   default_threads   threads with default maps (the process-wide pool)
  *   stats_while_busy  pool stats read while threads update
+ *   cell_noncopyable  cells refuse maps of a type that releases without
+ *                     retaining (regression KB4 of the fuzz target)
  *
  * Checks run on the main thread: worker threads count what they see and
  * main checks the counts after joining them (the harness is not thread
@@ -589,12 +591,96 @@ static void test_default_threads(void) {
     champ_free(probe);
 }
 
+/* ------------------------------------------------------------------ */
+/* Cells and types that cannot share entries                           */
+/* ------------------------------------------------------------------ */
+
+static long cc_rel[256];
+static void cc_val_release(void *v, void *ctx) {
+    (void)ctx;
+    cc_rel[(uintptr_t)v % 256]++;
+}
+
+/* Regression (KB4, found by the fuzz target): a cell shares its version's
+ * nodes with maps, as champ_copy does, but took maps of a type that
+ * releases values (or keys) without retaining them, which champ_copy
+ * refuses: the entries that a later update of the map copied out of the
+ * shared nodes were then released twice.  champ_cell_new, store and cas
+ * now refuse such maps (CHAMP_EINVAL) and change nothing; every value is
+ * released exactly once when the map goes. */
+static void test_cell_noncopyable(void) {
+    for (int pc = 0; pc < 2; pc++) {
+        memset(cc_rel, 0, sizeof cc_rel);
+        champ_pool *p = pc ? cc_pool() : NULL;
+        if (pc && !p)
+            return;
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+        c.val_release = cc_val_release; /* no val_retain */
+        c.pool = p;
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        if (!m)
+            return;
+        for (uint64_t k = 1; k <= 40; k++)
+            CHECK_ST(champ_set_u64(m, k, (void *)(uintptr_t)k, NULL), CHAMP_OK);
+        champ_map *cp = NULL;
+        CHECK_ST(champ_copy(m, &cp), CHAMP_EINVAL); /* the rule cells now follow */
+        champ_cell *cell = (champ_cell *)(uintptr_t)1;
+        CHECK_ST(champ_cell_new(m, &cell), CHAMP_EINVAL);
+        CHECK(cell == NULL, "a refused cell_new leaves *out NULL");
+        CHECK_ST(champ_cell_new(NULL, &cell), CHAMP_OK); /* an empty cell: fine */
+        CHECK_ST(champ_cell_store(cell, m), CHAMP_EINVAL);
+        bool swapped = true;
+        CHECK_ST(champ_cell_cas(cell, NULL, m, &swapped), CHAMP_EINVAL);
+        CHECK(swapped, "a refused cas leaves *swapped as it was");
+        champ_map *out = (champ_map *)(uintptr_t)1;
+        CHECK_ST(champ_cell_load(cell, &out), CHAMP_OK);
+        CHECK(out == NULL, "the cell stayed empty");
+        /* updates copy nothing out of shared nodes: the map owns them all */
+        for (uint64_t k = 1; k <= 40; k += 3)
+            CHECK_ST(champ_set_u64(m, k, (void *)(uintptr_t)(k + 100), NULL), CHAMP_OK);
+        for (uint64_t k = 2; k <= 40; k += 5)
+            CHECK_ST(champ_remove_u64(m, k, NULL), CHAMP_OK);
+        CHECK_VALID(m, "after the updates");
+        champ_cell_free(cell);
+        champ_free(m);
+        /* each value stored (1..40, then 101..140 for 14 keys) released once */
+        long total = 0, twice = 0;
+        for (int i = 0; i < 256; i++) {
+            total += cc_rel[i];
+            if (cc_rel[i] > 1)
+                twice++;
+        }
+        CHECK(total == 54, "releases: %ld, want 54 (pool %d)", total, pc);
+        CHECK(twice == 0, "%ld values released more than once (pool %d)", twice, pc);
+        if (p) {
+            CHECK_EQ(th_pool_live(p), 0, "the pool drained");
+            champ_pool_free(p);
+        }
+    }
+    /* keys: a generic type with key_release but no key_retain */
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.hash_mode = TH_HASH_GOOD;
+    champ_config g = th_generic_config(&ctx, true, NULL);
+    g.key_retain = NULL;
+    g.val_retain = NULL;
+    g.val_release = NULL;
+    champ_map *gm = NULL;
+    CHECK_ST(champ_new(&g, &gm), CHAMP_OK);
+    champ_cell *gc = (champ_cell *)(uintptr_t)1;
+    CHECK_ST(champ_cell_new(gm, &gc), CHAMP_EINVAL);
+    CHECK(gc == NULL, "a refused cell_new leaves *out NULL (generic)");
+    champ_free(gm);
+}
+
 const th_test th_tests_concurrent[] = {
     {"concurrent.differential", test_differential},
     {"concurrent.cell_threads", test_cell_threads},
     {"concurrent.producer_consumer", test_producer_consumer},
     {"concurrent.heap_adoption", test_heap_adoption},
     {"concurrent.default_threads", test_default_threads},
+    {"concurrent.cell_noncopyable", test_cell_noncopyable},
 };
 const size_t th_tests_concurrent_count =
     sizeof th_tests_concurrent / sizeof th_tests_concurrent[0];
