@@ -65,27 +65,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define KB3_WORKAROUND 0
 
 /*
- * Open library bugs (tests/fuzz/known_bugs.c, the known_bugs_open list:
- * `build/fuzz/known_bugs --open`; their inputs in tests/fuzz/known-bugs/).
- * The target steps around each so that fuzzing goes on past it; the
- * replay-raw build (-DFUZZ_CHAMP_NO_WORKAROUNDS, make known-bugs) does not.
- * KB4 cells share nodes with maps of a type that releases values or keys
- *     without retaining them (champ_copy and the p-forms refuse such
- *     types with CHAMP_EINVAL; champ_cell_new/store/cas/load do not): the
- *     entries a later update copies are released twice.  Workaround: no
- *     cell operation in configurations with release but no retain.
- * KB5 champ_get_many_bytes / champ_contains_many_bytes hash with the
+ * Two more library bugs this target found, fixed with regressions in the
+ * suite (tests/test_collide.c collide.get_many_bytes_hash, test_concurrent.c
+ * concurrent.cell_noncopyable); their workarounds are gone:
+ * KB4 cells shared nodes with maps of a type that releases values or keys
+ *     without retaining them (champ_copy refuses such types; champ_cell_new,
+ *     store and cas did not): the entries a later update copied were
+ *     released twice.  Now CHAMP_EINVAL, as for champ_copy.
+ * KB5 champ_get_many_bytes / champ_contains_many_bytes hashed with the
  *     built-in byte hash, not the map's bytes_hash: in a map with a
- *     bytes_hash they miss keys that are there.  Workaround: no batched
- *     lookups in maps with a bytes_hash.
+ *     bytes_hash they missed keys that were there.
  */
-#ifdef FUZZ_CHAMP_NO_WORKAROUNDS
-#define KB4_WORKAROUND 0
-#define KB5_WORKAROUND 0
-#else
-#define KB4_WORKAROUND 1
-#define KB5_WORKAROUND 1
-#endif
 
 /* The extended format: inputs that start with these two bytes (older
  * inputs are read as they always were). */
@@ -435,16 +425,6 @@ static bool enomem_ok(void) {
 
 static bool copies_ok(void) { return !F.no_retain; }
 
-/* KB4: cells in a configuration with release but no retain. */
-static bool kb4_avoid(void) { return KB4_WORKAROUND && F.no_retain; }
-
-/* Whether maps of type variant var hash byte keys with a bytes_hash. */
-static bool var_bytes_hash(int var) {
-    return F.kind == CHAMP_KEY_BYTES && ((var == 3 /* TV_CB */) != (F.bhmode != 0 /* BH_NONE */));
-}
-
-/* KB5: batched lookups of byte keys in a map with a bytes_hash. */
-static bool kb5_avoid(int var) { return KB5_WORKAROUND && var_bytes_hash(var); }
 
 /* KB3: an in-place remove that may meet a failed allocation in an arena. */
 static bool kb3_avoid(void) {
@@ -1119,10 +1099,14 @@ static void run_action(int cb) {
     }
     case A_CELL_STORE_SELF: {
         cellm *c = &F.cell[F.h_slot % NCELL];
-        if (!m || F.op_slot_died || !c->c || kb4_avoid())
+        if (!m || F.op_slot_died || !c->c)
             return;
         slot *s = &F.s[self];
         champ_status st = champ_cell_store(c->c, m);
+        if (!copies_ok()) { /* release without retain: no sharing (KB4) */
+            FZ_CHECK(st == CHAMP_EINVAL, "%s: no retain: %s, want EINVAL", what, st_name(st));
+            return;
+        }
         if (c->typed && c->tid != s->tid) {
             FZ_CHECK(st == CHAMP_EPOOL, "%s: another type: %s, want EPOOL", what, st_name(st));
             return;
@@ -1147,7 +1131,7 @@ static void run_action(int cb) {
     case A_CELL_LOAD: {
         cellm *c = &F.cell[F.h_slot % NCELL];
         int d = empty_slot((int)F.h_slot + 5);
-        if (!c->c || d < 0 || kb4_avoid())
+        if (!c->c || d < 0)
             return;
         champ_map *out = (champ_map *)(uintptr_t)0xbad0;
         champ_status st = champ_cell_load(c->c, &out);
@@ -2618,8 +2602,6 @@ static void op_many(rd *r, int i) {
     bool contains = how & 1, novals = how & 2, nofound = how & 4;
     bool bad = ((how >> 3) & 15) == 15 && n > 0;
     slot *s = &F.s[i];
-    if (kb5_avoid(s->var) && !bad)
-        return;
     for (unsigned j = 0; j < n; j++) {
         uint64_t x = mix64((uint64_t)seed << 20 ^ j);
         unsigned k = (k0 + j * step + ((x & 3) == 0 ? (unsigned)(x >> 32) : 0)) % F.U;
@@ -2743,13 +2725,16 @@ static void op_cell(rd *r, int i) {
     unsigned sub = rd_u8(r) % 6, ci = rd_u8(r), hj = rd_u8(r);
     cellm *c = &F.cell[ci % NCELL];
     slot *s = &F.s[i];
-    if (kb4_avoid())
-        return;
     if (sub == 0 || !c->c) {
         bool from = sub == 0 && (hj & 1);
         trace("cell %u: new%s", ci % NCELL, from ? " from slot" : " (empty)");
         cell_drop(c);
         champ_status st = champ_cell_new(from ? s->m : NULL, &c->c);
+        if (from && !copies_ok()) { /* release without retain: no sharing (KB4) */
+            FZ_CHECK(st == CHAMP_EINVAL && !c->c, "cell_new, no retain: %s, want EINVAL",
+                     st_name(st));
+            return;
+        }
         FZ_CHECK(st == CHAMP_OK && c->c, "cell_new: %s", st_name(st));
         c->typed = c->ver = from;
         c->unknown = false;
@@ -2809,6 +2794,10 @@ static void op_cell(rd *r, int i) {
     case 3: {
         trace("cell %u: store slot %d", ci % NCELL, i);
         champ_status st = champ_cell_store(c->c, s->m);
+        if (!copies_ok()) {
+            FZ_CHECK(st == CHAMP_EINVAL, "cell store, no retain: %s, want EINVAL", st_name(st));
+            break;
+        }
         if (c->typed && c->tid != s->tid) {
             FZ_CHECK(st == CHAMP_EPOOL, "cell store of another type: %s, want EPOOL",
                      st_name(st));
@@ -2845,6 +2834,11 @@ static void op_cell(rd *r, int i) {
         trace("cell %u: cas expected %d desired %d (must %d never %d)", ci % NCELL, e, i, must,
               never);
         champ_status st = champ_cell_cas(c->c, es ? es->m : NULL, s->m, &swapped);
+        if (!copies_ok()) {
+            FZ_CHECK(st == CHAMP_EINVAL && swapped == sw,
+                     "cell cas, no retain: %s, want EINVAL", st_name(st));
+            break;
+        }
         if (c->typed && c->tid != s->tid) {
             FZ_CHECK(st == CHAMP_EPOOL && swapped == sw,
                      "cell cas of another type: %s, want EPOOL", st_name(st));
