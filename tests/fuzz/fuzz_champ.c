@@ -26,6 +26,22 @@
  *           from the table of champ.h (read m, copy m, pset m, set m,
  *           clear m, free m, get/set/remove/clear/free/copy/pset another
  *           version) whose result is checked against that table.
+ * The extended format (inputs starting FZ_MAGIC0 FZ_MAGIC1, then the header
+ * above and two bytes e0 e1) adds: sets; a bytes_hash (constant, few bits)
+ * for byte keys and a compare for generic keys; concurrent pools; a second
+ * pool and type variants (another seed, the other pool, the hashing
+ * callbacks toggled) so that two-map operations meet every path; a
+ * 1024-key universe and big batches; and the operations add, the algebra
+ * (equal with and without a value equality, diff, subset, disjoint, union
+ * and intersect with and without a resolver, difference, symdiff, filter)
+ * against a model of both inputs, champ_apply batches with duplicate keys
+ * (and bulk builds into empty maps), upsert and update (fn sees the old
+ * value), batched lookups (get_many/contains_many), champ_pool_trim
+ * (relocation; iterators of the pool report it), cells (new, load, store,
+ * cas with a model of the version held), and the callbacks these take
+ * (compare, bytes_hash, value equality, diff, resolver, predicate, update
+ * fn) as targets of "arm", with the actions cell store m, cell load and
+ * upsert m.
  * At the end every map is freed: the pool must hold 0 live bytes and 0
  * maps, the backing allocator must have every byte back, and every counted
  * key and value must be back to 0 references (no leak, no double release).
