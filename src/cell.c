@@ -50,6 +50,10 @@ champ_status champ_cell_new(const champ_map *m, champ_cell **out) {
     *out = NULL;
     if (m && !cell_shareable(m->t))
         return CHAMP_EINVAL;
+    /* from a callback of an update or free of m: a copy of m is refused
+     * there (the update may still free or change the nodes it owns) */
+    if (m && UNLIKELY(champ__ops != NULL) && op_writing(m))
+        return CHAMP_EBUSY;
     champ_cell *c = malloc(sizeof *c);
     if (!c)
         return CHAMP_ENOMEM;
@@ -109,6 +113,8 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
                               const champ_map *m, bool *swapped) {
     if (!c || !m || !cell_shareable(m->t))
         return CHAMP_EINVAL;
+    if (UNLIKELY(champ__ops != NULL) && op_writing(m))
+        return CHAMP_EBUSY; /* as champ_cell_new */
     mtype *t = m->t;
     if (m->root)
         rc_inc(&m->root->rc, t->atomic);
