@@ -81,16 +81,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define KB3_WORKAROUND 0
 
 /*
- * Two more library bugs this target found, fixed with regressions in the
- * suite (tests/test_collide.c collide.get_many_bytes_hash, test_concurrent.c
- * concurrent.cell_noncopyable); their workarounds are gone:
+ * Four more library bugs this target found (the extended format), fixed
+ * with regressions in the suite; the workarounds of KB4 and KB5 are gone:
  * KB4 cells shared nodes with maps of a type that releases values or keys
  *     without retaining them (champ_copy refuses such types; champ_cell_new,
  *     store and cas did not): the entries a later update copied were
  *     released twice.  Now CHAMP_EINVAL, as for champ_copy.
+ *     (concurrent.cell_noncopyable)
  * KB5 champ_get_many_bytes / champ_contains_many_bytes hashed with the
  *     built-in byte hash, not the map's bytes_hash: in a map with a
  *     bytes_hash they missed keys that were there.
+ *     (collide.get_many_bytes_hash)
+ * KB6 champ_cell_store / cas / new of m from a callback of an update of m
+ *     (a hash callback during champ_set) returned CHAMP_OK: the cell kept
+ *     m's root while the update changed and freed the nodes it owned (a
+ *     freed node in the cell; ASan in validate's census).  Now CHAMP_EBUSY,
+ *     as champ_copy.  (concurrent.cell_from_callback; corpus input
+ *     regress-cell-store-during-update)
+ * KB7 the algebra's walk sliced an empty view as NULL + 0 (undefined
+ *     behaviour, reported by clang's UBSan only; champ_filter of a
+ *     collision node).  (algebra.collision_views, under clang; corpus
+ *     input regress-filter-collision-null-offset, under the libFuzzer
+ *     build)
  */
 
 /* The extended format: inputs that start with these two bytes (older
