@@ -114,7 +114,8 @@
  *   action (from inside the callback)      during a read     during an update
  *                                          of m              or free of m
  *   read any map, m included               allowed           allowed
- *   copy m (champ_copy)                    allowed           CHAMP_EBUSY
+ *   copy m (champ_copy; champ_cell_new,    allowed           CHAMP_EBUSY
+ *   store or cas of m into a cell)
  *   update or clear m                      CHAMP_EBUSY       CHAMP_EBUSY
  *   free m                                 deferred          deferred (free:
  *                                                            already going)
@@ -790,8 +791,10 @@ CHAMP_API champ_status champ_filter(const champ_map *m, champ_pred_fn keep,
 typedef struct champ_cell champ_cell;
 
 /* A cell holding a copy of m (O(1)), or empty when m is NULL (then the
- * first store sets the type).  Returns CHAMP_OK, CHAMP_EINVAL (NULL out) or
- * CHAMP_ENOMEM. */
+ * first store sets the type).  Returns CHAMP_OK, CHAMP_EINVAL (NULL out;
+ * m's type has release callbacks without retain callbacks, which cannot
+ * share entries, as for champ_copy), CHAMP_EBUSY (from a callback of an
+ * update or free of m, as champ_copy) or CHAMP_ENOMEM. */
 CHAMP_API champ_status champ_cell_new(const champ_map *m, champ_cell **out);
 /* Frees the cell and its reference to its version.  NULL: no-op. */
 CHAMP_API void champ_cell_free(champ_cell *c);
@@ -800,8 +803,9 @@ CHAMP_API void champ_cell_free(champ_cell *c);
  * CHAMP_EINVAL (NULL argument), CHAMP_ENOMEM. */
 CHAMP_API champ_status champ_cell_load(champ_cell *c, champ_map **out);
 /* Publishes a copy of m (m stays the caller's).  Errors: CHAMP_EINVAL (NULL
- * cell or m), CHAMP_EPOOL (m of another type than the cell's),
- * CHAMP_ENOMEM. */
+ * cell or m; release callbacks without retain callbacks, as for
+ * champ_cell_new), CHAMP_EBUSY (from a callback of an update or free of m),
+ * CHAMP_EPOOL (m of another type than the cell's), CHAMP_ENOMEM. */
 CHAMP_API champ_status champ_cell_store(champ_cell *c, const champ_map *m);
 /* Publishes a copy of desired if the cell still holds the version
  * `expected` was loaded as (the same root and size; NULL: an empty cell);

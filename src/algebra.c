@@ -112,7 +112,7 @@ static void view_slot(const ops *o, const view *v, unsigned level, uint32_t s,
     uint32_t j = i;
     while (j < v->nv && slice(v->v[j].h, level) == s)
         j++;
-    out->v = v->v + i;
+    out->v = v->v ? v->v + i : NULL; /* an empty view has no run: no NULL + 0 */
     out->nv = j - i;
     *cur = j;
 }

@@ -36,10 +36,24 @@ static void type_hold(champ_cell *c, mtype *t) {
     champ__pool_cell(t->pool, &c->link, true);
 }
 
+/* A cell shares its version's nodes with the maps stored and loaded (as
+ * champ_copy does): a type that releases keys or values without retaining
+ * them cannot share entries (each copy would release them once more), so
+ * its maps are refused, as champ_copy refuses them. */
+static bool cell_shareable(const mtype *t) {
+    return !(t->val_release && !t->val_retain) && !(t->key_release && !t->key_retain);
+}
+
 champ_status champ_cell_new(const champ_map *m, champ_cell **out) {
     if (!out)
         return CHAMP_EINVAL;
     *out = NULL;
+    if (m && !cell_shareable(m->t))
+        return CHAMP_EINVAL;
+    /* from a callback of an update or free of m: a copy of m is refused
+     * there (the update may still free or change the nodes it owns) */
+    if (m && UNLIKELY(champ__ops != NULL) && op_writing(m))
+        return CHAMP_EBUSY;
     champ_cell *c = malloc(sizeof *c);
     if (!c)
         return CHAMP_ENOMEM;
@@ -97,8 +111,10 @@ champ_status champ_cell_load(champ_cell *c, champ_map **out) {
  * the cell's version (cas). */
 static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool check,
                               const champ_map *m, bool *swapped) {
-    if (!c || !m)
+    if (!c || !m || !cell_shareable(m->t))
         return CHAMP_EINVAL;
+    if (UNLIKELY(champ__ops != NULL) && op_writing(m))
+        return CHAMP_EBUSY; /* as champ_cell_new */
     mtype *t = m->t;
     if (m->root)
         rc_inc(&m->root->rc, t->atomic);

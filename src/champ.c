@@ -1060,15 +1060,6 @@ const char *champ_strerror(champ_status s) {
     return "unknown status";
 }
 
-/* Whether m has an operation in flight on this thread that writes it (an
- * update or a free, not a lookup): then m must not be copied. */
-static bool op_writing(const champ_map *m) {
-    for (opframe *f = champ__ops; f; f = f->up)
-        if (f->m == m && f->what != OPF_READ)
-            return true;
-    return false;
-}
-
 #define TYPE_BYTES ((sizeof(mtype) + 7u) & ~(size_t)7)
 
 /* A new handle of type t (which gains a reference), or NULL. */

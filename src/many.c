@@ -97,7 +97,7 @@ static ALWAYS_INLINE kq many_kq(const champ_map *m, const uint64_t *keys,
         q.u = 0;
         q.p = ptrs[i];
         q.len = lens[i];
-        q.h = champ__hash_bytes(ptrs[i], lens[i], m->t->seed);
+        q.h = type_hash_bytes(m->t, ptrs[i], lens[i]); /* the map's bytes_hash, if any */
         break;
     default:
         q.u = (uint64_t)(uintptr_t)ptrs[i];
@@ -179,6 +179,23 @@ size_t champ_get_many_bytes(const champ_map *m, const void *const *keys, const s
             for (size_t i = 0; i < n; i++)
                 found[i] = false;
         return 0;
+    }
+    if (UNLIKELY(m->t->bytes_hash != NULL)) {
+        /* bytes_hash is user code: framed as a read of m, as generic
+         * lookups are */
+        opframe fr;
+        op_push(&fr, m, OPF_READ);
+        size_t r = m->t->width == ENT_MAP
+                       ? many_walk(m, NULL, keys, lens, n, vals, found, CHAMP_KEY_BYTES, ENT_MAP)
+                       : many_walk(m, NULL, keys, lens, n, vals, found, CHAMP_KEY_BYTES, ENT_SET);
+        if (UNLIKELY(op_pop(&fr))) {
+            champ_free((champ_map *)(uintptr_t)m);
+            if (found)
+                for (size_t i = 0; i < n; i++)
+                    found[i] = false;
+            return 0;
+        }
+        return r;
     }
     if (m->t->width == ENT_MAP)
         return many_walk(m, NULL, keys, lens, n, vals, found, CHAMP_KEY_BYTES, ENT_MAP);

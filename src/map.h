@@ -109,6 +109,15 @@ static inline opframe *op_find(const champ_map *m) {
 static ALWAYS_INLINE bool op_busy(const champ_map *m) {
     return UNLIKELY(champ__ops != NULL) && op_find(m) != NULL;
 }
+/* Whether m has an operation in flight on this thread that writes it (an
+ * update or a free, not a lookup): then m must not be copied, nor its root
+ * shared with a cell (callers test champ__ops != NULL first). */
+static inline bool op_writing(const champ_map *m) {
+    for (opframe *f = champ__ops; f; f = f->up)
+        if (f->m == m && f->what != OPF_READ)
+            return true;
+    return false;
+}
 static ALWAYS_INLINE void op_push(opframe *f, const champ_map *m, int what) {
     f->up = champ__ops;
     f->m = m;

@@ -1076,6 +1076,66 @@ static void test_callbacks(void) {
     CHECK(bc.reenter == NULL, "the hash ran");
 }
 
+/* Regression (KB5, found by the fuzz target): champ_get_many_bytes and
+ * champ_contains_many_bytes hashed with the built-in byte hash, not the
+ * map's bytes_hash, and so missed keys that were there.  Maps and sets,
+ * a weak and a constant bytes_hash (collision nodes past the hashed
+ * threshold); a bytes_hash freeing the map mid-batch is deferred. */
+static void test_get_many_bytes_hash(void) {
+    enum { N = 300 };
+    static char keys[N + 20][16];
+    static const void *ptrs[N + 20];
+    static size_t lens[N + 20];
+    static void *vals[N + 20];
+    static bool found[N + 20];
+    for (int i = 0; i < N + 20; i++) {
+        snprintf(keys[i], sizeof keys[i], "key-%d", i);
+        ptrs[i] = keys[i];
+        lens[i] = strlen(keys[i]);
+    }
+    for (int mode = 0; mode < 2; mode++)
+        for (int set = 0; set < 2; set++) {
+            co_bctx bc;
+            memset(&bc, 0, sizeof bc);
+            bc.mode = mode ? CO_CONST : CO_BITS;
+            bc.mask = 0xff;
+            champ_config c = th_kind_config(CHAMP_KEY_BYTES, 9, NULL);
+            c.bytes_hash = co_bytes_hash;
+            c.ctx = &bc;
+            c.set = set;
+            champ_map *m = NULL;
+            CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+            if (!m)
+                return;
+            for (int i = 0; i < N; i++)
+                CHECK_ST(champ_set_bytes(m, keys[i], lens[i],
+                                         set ? NULL : (void *)(uintptr_t)(i + 1), NULL),
+                         CHAMP_OK);
+            unsigned long calls = bc.calls;
+            size_t got = champ_get_many_bytes(m, ptrs, lens, N + 20, set ? NULL : vals, found);
+            CHECK(got == N, "get_many_bytes found %zu of %d (mode %d set %d)", got, N, mode, set);
+            CHECK(bc.calls - calls == N + 20, "bytes_hash once per key: %lu",
+                  bc.calls - calls);
+            int wrong = 0;
+            for (int i = 0; i < N + 20; i++)
+                if (found[i] != (i < N) ||
+                    (!set && vals[i] != (i < N ? (void *)(uintptr_t)(i + 1) : NULL)))
+                    wrong++;
+            CHECK(wrong == 0, "%d wrong in found[] / vals[] (mode %d set %d)", wrong, mode, set);
+            got = champ_contains_many_bytes(m, ptrs, lens, N + 20, found);
+            CHECK(got == N, "contains_many_bytes found %zu of %d (mode %d set %d)", got, N, mode,
+                  set);
+            for (int i = 0; i < N; i++)
+                CHECK(champ_get_bytes(m, keys[i], lens[i], NULL), "get_bytes agrees");
+            /* the hash frees the map mid-batch: deferred to the end */
+            bc.reenter = m;
+            bc.reenter_what = 1;
+            got = champ_get_many_bytes(m, ptrs, lens, 40, NULL, found);
+            CHECK(bc.reenter == NULL, "the hash ran");
+            CHECK(got == 0, "a batch whose map was freed finds nothing: %zu", got);
+        }
+}
+
 const th_test th_tests_collide[] = {
     {"collide.random.bytes-const", test_random_bytes_const},
     {"collide.random.bytes-const-set", test_random_bytes_const_set},
@@ -1092,5 +1152,6 @@ const th_test th_tests_collide[] = {
     {"collide.algebra", test_algebra},
     {"collide.apply", test_apply},
     {"collide.callbacks", test_callbacks},
+    {"collide.get_many_bytes_hash", test_get_many_bytes_hash},
 };
 const size_t th_tests_collide_count = sizeof th_tests_collide / sizeof th_tests_collide[0];

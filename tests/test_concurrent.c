@@ -15,6 +15,10 @@
  *                     thread that used a pool freed meanwhile exits safely
  *   default_threads   threads with default maps (the process-wide pool)
  *   stats_while_busy  pool stats read while threads update
+ *   cell_noncopyable  cells refuse maps of a type that releases without
+ *                     retaining (regression KB4 of the fuzz target)
+ *   cell_from_callback a cell call sharing m from a callback of an update
+ *                     of m is CHAMP_EBUSY (regression of the fuzz target)
  *
  * Checks run on the main thread: worker threads count what they see and
  * main checks the counts after joining them (the harness is not thread
@@ -589,12 +593,190 @@ static void test_default_threads(void) {
     champ_free(probe);
 }
 
+/* ------------------------------------------------------------------ */
+/* Cells and types that cannot share entries                           */
+/* ------------------------------------------------------------------ */
+
+static long cc_rel[256];
+static void cc_val_release(void *v, void *ctx) {
+    (void)ctx;
+    cc_rel[(uintptr_t)v % 256]++;
+}
+
+/* Regression (KB4, found by the fuzz target): a cell shares its version's
+ * nodes with maps, as champ_copy does, but took maps of a type that
+ * releases values (or keys) without retaining them, which champ_copy
+ * refuses: the entries that a later update of the map copied out of the
+ * shared nodes were then released twice.  champ_cell_new, store and cas
+ * now refuse such maps (CHAMP_EINVAL) and change nothing; every value is
+ * released exactly once when the map goes. */
+static void test_cell_noncopyable(void) {
+    for (int pc = 0; pc < 2; pc++) {
+        memset(cc_rel, 0, sizeof cc_rel);
+        champ_pool *p = pc ? cc_pool() : NULL;
+        if (pc && !p)
+            return;
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+        c.val_release = cc_val_release; /* no val_retain */
+        c.pool = p;
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        if (!m)
+            return;
+        for (uint64_t k = 1; k <= 40; k++)
+            CHECK_ST(champ_set_u64(m, k, (void *)(uintptr_t)k, NULL), CHAMP_OK);
+        champ_map *cp = NULL;
+        CHECK_ST(champ_copy(m, &cp), CHAMP_EINVAL); /* the rule cells now follow */
+        champ_cell *cell = (champ_cell *)(uintptr_t)1;
+        CHECK_ST(champ_cell_new(m, &cell), CHAMP_EINVAL);
+        CHECK(cell == NULL, "a refused cell_new leaves *out NULL");
+        CHECK_ST(champ_cell_new(NULL, &cell), CHAMP_OK); /* an empty cell: fine */
+        CHECK_ST(champ_cell_store(cell, m), CHAMP_EINVAL);
+        bool swapped = true;
+        CHECK_ST(champ_cell_cas(cell, NULL, m, &swapped), CHAMP_EINVAL);
+        CHECK(swapped, "a refused cas leaves *swapped as it was");
+        champ_map *out = (champ_map *)(uintptr_t)1;
+        CHECK_ST(champ_cell_load(cell, &out), CHAMP_OK);
+        CHECK(out == NULL, "the cell stayed empty");
+        /* updates copy nothing out of shared nodes: the map owns them all */
+        for (uint64_t k = 1; k <= 40; k += 3)
+            CHECK_ST(champ_set_u64(m, k, (void *)(uintptr_t)(k + 100), NULL), CHAMP_OK);
+        for (uint64_t k = 2; k <= 40; k += 5)
+            CHECK_ST(champ_remove_u64(m, k, NULL), CHAMP_OK);
+        CHECK_VALID(m, "after the updates");
+        champ_cell_free(cell);
+        champ_free(m);
+        /* each value stored (1..40, then 101..140 for 14 keys) released once */
+        long total = 0, twice = 0;
+        for (int i = 0; i < 256; i++) {
+            total += cc_rel[i];
+            if (cc_rel[i] > 1)
+                twice++;
+        }
+        CHECK(total == 54, "releases: %ld, want 54 (pool %d)", total, pc);
+        CHECK(twice == 0, "%ld values released more than once (pool %d)", twice, pc);
+        if (p) {
+            CHECK_EQ(th_pool_live(p), 0, "the pool drained");
+            champ_pool_free(p);
+        }
+    }
+    /* keys: a generic type with key_release but no key_retain */
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.hash_mode = TH_HASH_GOOD;
+    champ_config g = th_generic_config(&ctx, true, NULL);
+    g.key_retain = NULL;
+    g.val_retain = NULL;
+    g.val_release = NULL;
+    champ_map *gm = NULL;
+    CHECK_ST(champ_new(&g, &gm), CHAMP_OK);
+    champ_cell *gc = (champ_cell *)(uintptr_t)1;
+    CHECK_ST(champ_cell_new(gm, &gc), CHAMP_EINVAL);
+    CHECK(gc == NULL, "a refused cell_new leaves *out NULL (generic)");
+    champ_free(gm);
+}
+
+/* A hash callback that, armed, shares the map being updated with a cell
+ * (store, cas or a new cell). */
+static struct {
+    champ_map *m;
+    champ_cell *cell;
+    int what; /* 0 store, 1 cas, 2 new */
+    bool armed;
+    champ_status st;
+    champ_cell *made;
+} cc_cb;
+
+static uint64_t cc_cb_hash(const void *k, void *ctx) {
+    (void)ctx;
+    if (cc_cb.armed) {
+        cc_cb.armed = false;
+        bool sw = false;
+        if (cc_cb.what == 0)
+            cc_cb.st = champ_cell_store(cc_cb.cell, cc_cb.m);
+        else if (cc_cb.what == 1)
+            cc_cb.st = champ_cell_cas(cc_cb.cell, NULL, cc_cb.m, &sw);
+        else
+            cc_cb.st = champ_cell_new(cc_cb.m, &cc_cb.made);
+    }
+    return th_mix64((uint64_t)(uintptr_t)k);
+}
+static bool cc_cb_equal(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    return a == b;
+}
+
+/* Regression (found by the fuzz target): champ_cell_store / cas / new of a
+ * map m from a callback of an update of m took m's root while the update
+ * went on with the nodes it owned (changed in place or freed them): the
+ * cell then held a freed node (use after free at its next load or at
+ * validate).  Sharing m with a cell is a copy of m, which the callback
+ * table of champ.h refuses during an update: CHAMP_EBUSY, cell unchanged;
+ * the same calls during a read of m (a lookup's hash) work. */
+static void test_cell_from_callback(void) {
+    for (int what = 0; what < 3; what++) {
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
+        c.hash = cc_cb_hash;
+        c.equal = cc_cb_equal;
+        c.pool = cc_pool();
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        champ_pool_free(c.pool); /* m keeps it */
+        if (!m)
+            return;
+        for (uintptr_t k = 1; k <= 40; k++)
+            CHECK_ST(champ_set(m, (void *)(k * 8), NULL, NULL), CHAMP_OK);
+        champ_cell *cell = NULL;
+        CHECK_ST(champ_cell_new(NULL, &cell), CHAMP_OK);
+        memset(&cc_cb, 0, sizeof cc_cb);
+        cc_cb.m = m;
+        cc_cb.cell = cell;
+        cc_cb.what = what;
+        cc_cb.st = CHAMP_OK;
+        cc_cb.armed = true;
+        /* an update of m (an owned root, changed in place) */
+        CHECK_ST(champ_set(m, (void *)(uintptr_t)(41 * 8), NULL, NULL), CHAMP_OK);
+        CHECK(!cc_cb.armed, "the hash ran (%d)", what);
+        CHECK(cc_cb.st == CHAMP_EBUSY, "cell call %d from an update of m: %s, want EBUSY",
+              what, th_status_name(cc_cb.st));
+        CHECK(cc_cb.made == NULL, "no cell made (%d)", what);
+        champ_cell_free(cc_cb.made);
+        champ_map *out = NULL;
+        CHECK_ST(champ_cell_load(cell, &out), CHAMP_OK);
+        CHECK(out == NULL, "the cell stayed empty (%d)", what);
+        champ_free(out);
+        CHECK_VALID(m, "m after the update");
+        /* a read of m: sharing it is fine */
+        cc_cb.armed = true;
+        cc_cb.made = NULL;
+        CHECK(champ_contains(m, (void *)(uintptr_t)8), "a lookup (%d)", what);
+        CHECK(cc_cb.st == CHAMP_OK, "cell call %d from a read of m: %s", what,
+              th_status_name(cc_cb.st));
+        champ_cell *holder = what == 2 ? cc_cb.made : cell;
+        out = NULL;
+        CHECK_ST(champ_cell_load(holder, &out), CHAMP_OK);
+        CHECK(out && champ_size(out) == 41, "the cell holds m's version (%d)", what);
+        /* m changes on; the cell's version does not */
+        for (uintptr_t k = 1; k <= 20; k++)
+            CHECK_ST(champ_remove(m, (void *)(k * 8), NULL), CHAMP_OK);
+        CHECK(out && champ_size(out) == 41 && champ_contains(out, (void *)(uintptr_t)8),
+              "the snapshot kept its contents (%d)", what);
+        CHECK_VALID(m, "m");
+        champ_free(out);
+        champ_cell_free(cc_cb.made);
+        champ_cell_free(cell);
+        champ_free(m);
+    }
+}
+
 const th_test th_tests_concurrent[] = {
     {"concurrent.differential", test_differential},
     {"concurrent.cell_threads", test_cell_threads},
     {"concurrent.producer_consumer", test_producer_consumer},
     {"concurrent.heap_adoption", test_heap_adoption},
     {"concurrent.default_threads", test_default_threads},
+    {"concurrent.cell_noncopyable", test_cell_noncopyable},
+    {"concurrent.cell_from_callback", test_cell_from_callback},
 };
 const size_t th_tests_concurrent_count =
     sizeof th_tests_concurrent / sizeof th_tests_concurrent[0];

@@ -26,6 +26,22 @@
  *           from the table of champ.h (read m, copy m, pset m, set m,
  *           clear m, free m, get/set/remove/clear/free/copy/pset another
  *           version) whose result is checked against that table.
+ * The extended format (inputs starting FZ_MAGIC0 FZ_MAGIC1, then the header
+ * above and two bytes e0 e1) adds: sets; a bytes_hash (constant, few bits)
+ * for byte keys and a compare for generic keys; concurrent pools; a second
+ * pool and type variants (another seed, the other pool, the hashing
+ * callbacks toggled) so that two-map operations meet every path; a
+ * 1024-key universe and big batches; and the operations add, the algebra
+ * (equal with and without a value equality, diff, subset, disjoint, union
+ * and intersect with and without a resolver, difference, symdiff, filter)
+ * against a model of both inputs, champ_apply batches with duplicate keys
+ * (and bulk builds into empty maps), upsert and update (fn sees the old
+ * value), batched lookups (get_many/contains_many), champ_pool_trim
+ * (relocation; iterators of the pool report it), cells (new, load, store,
+ * cas with a model of the version held), and the callbacks these take
+ * (compare, bytes_hash, value equality, diff, resolver, predicate, update
+ * fn) as targets of "arm", with the actions cell store m, cell load and
+ * upsert m.
  * At the end every map is freed: the pool must hold 0 live bytes and 0
  * maps, the backing allocator must have every byte back, and every counted
  * key and value must be back to 0 references (no leak, no double release).
@@ -64,8 +80,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define KB1_WORKAROUND 0
 #define KB3_WORKAROUND 0
 
+/*
+ * Four more library bugs this target found (the extended format), fixed
+ * with regressions in the suite; the workarounds of KB4 and KB5 are gone:
+ * KB4 cells shared nodes with maps of a type that releases values or keys
+ *     without retaining them (champ_copy refuses such types; champ_cell_new,
+ *     store and cas did not): the entries a later update copied were
+ *     released twice.  Now CHAMP_EINVAL, as for champ_copy.
+ *     (concurrent.cell_noncopyable)
+ * KB5 champ_get_many_bytes / champ_contains_many_bytes hashed with the
+ *     built-in byte hash, not the map's bytes_hash: in a map with a
+ *     bytes_hash they missed keys that were there.
+ *     (collide.get_many_bytes_hash)
+ * KB6 champ_cell_store / cas / new of m from a callback of an update of m
+ *     (a hash callback during champ_set) returned CHAMP_OK: the cell kept
+ *     m's root while the update changed and freed the nodes it owned (a
+ *     freed node in the cell; ASan in validate's census).  Now CHAMP_EBUSY,
+ *     as champ_copy.  (concurrent.cell_from_callback; corpus input
+ *     regress-cell-store-during-update)
+ * KB7 the algebra's walk sliced an empty view as NULL + 0 (undefined
+ *     behaviour, reported by clang's UBSan only; champ_filter of a
+ *     collision node).  (algebra.collision_views, under clang; corpus
+ *     input regress-filter-collision-null-offset, under the libFuzzer
+ *     build)
+ */
+
+/* The extended format: inputs that start with these two bytes (older
+ * inputs are read as they always were). */
+#define FZ_MAGIC0 0xC4
+#define FZ_MAGIC1 0x4D
+
 #define NSLOT 8
-#define UMAX 512
+#define UMAX 1024 /* the extended format's big universe; 512 before */
+#define NCELL 2
+#define MANY_MAX 64
+#define APPLY_MAX 256
 #define NVAL 24
 #define BK_LONG_MAX 4200
 #define ITER_CAP 64
@@ -275,39 +324,72 @@ typedef struct slot {
     champ_map *m;
     uint64_t seq; /* creation order: the watermark frees the oldest */
     size_t count;
+    uint64_t vid; /* version: two models with one vid hold the same root */
+    int var;      /* type variant (TV_*) */
+    unsigned tid; /* type instance: one per champ_new, kept by derived maps */
     uint8_t present[UMAX];
     void *val[UMAX];
-    void *kptr[UMAX]; /* generic: the key object the map stores */
+    void *kptr[UMAX]; /* generic: the key object the map stores (NULL: either
+                         of the two objects of the key, learnt when seen) */
 } slot;
 
 enum { HM_GOOD, HM_MOD64, HM_BITS, HM_CONST, HM_DEEP, HM_TOP3, NHM };
+/* bytes_hash of byte-key configurations (extended format) */
+enum { BH_NONE, BH_CONST, BH_BITS, BH_TINY, NBH };
 enum { PM_DEFAULT, PM_BACKING, PM_FIXED, NPM };
+/* type variants: the main config, another seed, the second pool, other
+ * hashing callbacks (generic: compare toggled; bytes: bytes_hash toggled) */
+enum { TV_MAIN, TV_SEED, TV_POOLB, TV_CB, NTV };
 enum { OPC_NONE, OPC_READ, OPC_UPDATE, OPC_FREE };
 enum {
     CB_HASH, CB_EQUAL, CB_KEY_RETAIN, CB_KEY_RELEASE, CB_VAL_RETAIN,
-    CB_VAL_RELEASE, CB_VISIT, CB_WATERMARK, NCB
+    CB_VAL_RELEASE, CB_VISIT, CB_WATERMARK, NCB,
+    /* extended format only */
+    CB_COMPARE = NCB, CB_BYTES_HASH, CB_VAL_EQUAL, CB_DIFF, CB_RESOLVE, CB_PRED,
+    CB_UPDATE, NCB_EXT
 };
-static const char *const cb_names[NCB] = {
+static const char *const cb_names[NCB_EXT] = {
     "hash", "equal", "key_retain", "key_release", "val_retain",
-    "val_release", "visit", "watermark"};
+    "val_release", "visit", "watermark", "compare", "bytes_hash", "val_equal",
+    "diff", "resolve", "filter predicate", "update fn"};
 enum {
     A_READ_SELF, A_COPY_SELF, A_PSET_SELF, A_SET_SELF, A_REMOVE_SELF,
     A_CLEAR_SELF, A_FREE_SELF, A_GET_OTHER, A_SET_OTHER, A_REMOVE_OTHER,
-    A_CLEAR_OTHER, A_FREE_OTHER, A_COPY_OTHER, A_PSET_OTHER, NACT
+    A_CLEAR_OTHER, A_FREE_OTHER, A_COPY_OTHER, A_PSET_OTHER, NACT,
+    /* extended format only */
+    A_CELL_STORE_SELF = NACT, A_CELL_LOAD, A_UPSERT_SELF, NACT_EXT
 };
-static const char *const act_names[NACT] = {
+static const char *const act_names[NACT_EXT] = {
     "read m", "copy m", "pset m", "set m", "remove m", "clear m", "free m",
     "get other", "set other", "remove other", "clear other", "free other",
-    "copy other", "pset other"};
+    "copy other", "pset other", "cell store m", "cell load", "upsert m"};
+
+/* A cell and what it holds. */
+typedef struct cellm {
+    champ_cell *c;
+    bool typed;   /* has a type: made from a map, or stored into */
+    int var;
+    unsigned tid;
+    bool ver;     /* holds a version (else empty) */
+    bool unknown; /* holds a version whose contents are not known */
+    slot mdl;     /* the version's contents (m unused) */
+} cellm;
 
 typedef struct fz {
     /* configuration */
+    bool ext;     /* the extended input format */
     champ_key_kind kind;
     int hmode;
     uint64_t mask;
     unsigned U;
     int ushape;
     bool val_cb, key_cb, no_retain;
+    bool set;     /* slots hold sets */
+    int bhmode;   /* bytes_hash (BH_*) */
+    uint64_t bmask;
+    bool compare; /* generic: compare callback */
+    bool concurrent, poolb_concurrent;
+    bool collide; /* big batches */
     int pool_mode;
     size_t buf_size;
     bool wm_free_oldest;
@@ -317,22 +399,30 @@ typedef struct fz {
     bool a_fail_persist;
     size_t a_live;
     /* the maps */
-    champ_pool *pool;
+    champ_pool *pool, *poolb;
     champ_config cfg;
+    champ_config cfgv[NTV];
     slot s[NSLOT];
-    uint64_t seq;
+    cellm cell[NCELL];
+    uint64_t seq, vidc;
+    unsigned tidc;
     obj keys[UMAX], probes[UMAX], vals[NVAL];
     bool fail_after_armed;
     /* the operation running (what callbacks act on) */
     int op_class;
     int op_slot;      /* the map m of the operation, or -1 */
+    int op_slot2;     /* the other input of a two-map read, or -1 */
     int op_dst;       /* a p-form's destination slot (reserved), or -1 */
     int pinned;       /* a slot being iterated: never freed meanwhile */
     long op_key;      /* key the operation changes, or -1 */
     bool op_clears;   /* clear/free: m may read as empty */
     bool new_present; /* op_key after the operation */
     void *new_val;
+    const slot *post; /* a batch: m's contents after the operation */
+    bool in_update_fn;/* an update's fn runs (the key is in with its old value
+                         or NULL) */
     bool op_slot_died; /* m was freed (deferred) by a callback */
+    bool op_slot2_died;
     /* hostile callbacks */
     bool h_armed;
     int h_cb, h_act;
@@ -362,6 +452,7 @@ static bool enomem_ok(void) {
 }
 
 static bool copies_ok(void) { return !F.no_retain; }
+
 
 /* KB3: an in-place remove that may meet a failed allocation in an arena. */
 static bool kb3_avoid(void) {
@@ -443,6 +534,8 @@ static void ref_out(void *p, const char *what) {
 
 /* Values: counted objects with callbacks, else tokens. */
 static void *value(unsigned v) {
+    if (F.set)
+        return NULL; /* sets hold no values */
     v %= NVAL + 1;
     if (v == NVAL)
         return NULL;
@@ -472,18 +565,28 @@ static long total_held(void) { return g_held; }
 /* Model                                                               */
 /* ------------------------------------------------------------------ */
 
+static void bump(slot *s) { s->vid = ++F.vidc; }
+
 static void model_clear(slot *s) {
     memset(s->present, 0, F.U);
     memset(s->val, 0, F.U * sizeof(void *));
     memset(s->kptr, 0, F.U * sizeof(void *));
     s->count = 0;
+    bump(s);
 }
 
+/* The contents and the version (not the type). */
 static void model_copy(slot *d, const slot *s) {
     memcpy(d->present, s->present, F.U);
     memcpy(d->val, s->val, F.U * sizeof(void *));
     memcpy(d->kptr, s->kptr, F.U * sizeof(void *));
     d->count = s->count;
+    d->vid = s->vid;
+}
+
+static void type_copy(slot *d, const slot *s) {
+    d->var = s->var;
+    d->tid = s->tid;
 }
 
 /* Key k now present with v (kused: the generic key a new entry stores). */
@@ -494,6 +597,7 @@ static void model_put(slot *s, unsigned k, void *v, void *kused) {
         s->kptr[k] = kused;
     }
     s->val[k] = v;
+    bump(s);
 }
 
 static void model_del(slot *s, unsigned k) {
@@ -503,12 +607,22 @@ static void model_del(slot *s, unsigned k) {
         s->val[k] = NULL;
         s->kptr[k] = NULL;
     }
+    bump(s);
+}
+
+static bool model_equal(const slot *a, const slot *b) {
+    if (a->count != b->count)
+        return false;
+    for (unsigned k = 0; k < F.U; k++)
+        if (a->present[k] != b->present[k] || (a->present[k] && a->val[k] != b->val[k]))
+            return false;
+    return true;
 }
 
 static int empty_slot(int from) {
     for (int j = 0; j < NSLOT; j++) {
         int i = (from + j) % NSLOT;
-        if (!F.s[i].m && i != F.op_dst && i != F.op_slot)
+        if (!F.s[i].m && i != F.op_dst && i != F.op_slot && i != F.op_slot2)
             return i;
     }
     return -1;
@@ -523,10 +637,13 @@ static int live_slot(int from) {
     return -1;
 }
 
-static int nlive(void) {
+static champ_pool *var_pool(int var) { return var == TV_POOLB ? F.poolb : F.pool; }
+
+/* Live slots of pool p. */
+static int nlive_pool(const champ_pool *p) {
     int n = 0;
     for (int i = 0; i < NSLOT; i++)
-        n += F.s[i].m != NULL;
+        n += F.s[i].m != NULL && var_pool(F.s[i].var) == p;
     return n;
 }
 
@@ -643,6 +760,43 @@ static champ_status k_premove(const champ_map *m, const kpass *kp, champ_map **o
     }
 }
 
+static champ_status k_add(champ_map *m, const kpass *kp, bool *added) {
+    switch (F.kind) {
+    case CHAMP_KEY_U64: return champ_add_u64(m, kp->u, added);
+    case CHAMP_KEY_BYTES:
+        return kp->str ? champ_add_str(m, kp->p, added) : champ_add_bytes(m, kp->p, kp->len, added);
+    default: return champ_add(m, kp->g, added);
+    }
+}
+
+static champ_status k_upsert(champ_map *m, const kpass *kp, void ***slotp, bool *found) {
+    switch (F.kind) {
+    case CHAMP_KEY_U64: return champ_upsert_u64(m, kp->u, slotp, found);
+    case CHAMP_KEY_BYTES: return champ_upsert_bytes(m, kp->p, kp->len, slotp, found);
+    default: return champ_upsert(m, kp->g, slotp, found);
+    }
+}
+
+static champ_status k_update(champ_map *m, const kpass *kp, champ_update_fn fn, void *ctx) {
+    switch (F.kind) {
+    case CHAMP_KEY_U64: return champ_update_u64(m, kp->u, fn, ctx);
+    case CHAMP_KEY_BYTES: return champ_update_bytes(m, kp->p, kp->len, fn, ctx);
+    default: return champ_update(m, kp->g, fn, ctx);
+    }
+}
+
+/* A key as champ_apply takes it (and iteration reports it). */
+static champ_key key_of(const kpass *kp) {
+    champ_key k;
+    memset(&k, 0, sizeof k);
+    switch (F.kind) {
+    case CHAMP_KEY_U64: k.u64 = kp->u; break;
+    case CHAMP_KEY_BYTES: k.ptr = kp->p; k.len = kp->len; break;
+    default: k.ptr = kp->g; break;
+    }
+    return k;
+}
+
 /* The universe index of a key reported by iteration, or -1. */
 static long key_id(const champ_key *k) {
     switch (F.kind) {
@@ -705,8 +859,9 @@ static void check_valid(int i, const char *what) {
     FZ_CHECK(st == CHAMP_OK, "%s: validate slot %d: %s", what, i, st_name(st));
 }
 
-/* One reported entry of slot s (seen[] marks ids already reported). */
-static void check_entry(const slot *s, const champ_key *k, void *const *v, const char *what) {
+/* One reported entry of slot s (seen[] marks ids already reported); an
+ * unknown generic key object is learnt. */
+static void check_entry(slot *s, const champ_key *k, void *const *v, const char *what) {
     long id = k ? key_id(k) : -1;
     FZ_CHECK(!k || id >= 0, "%s: iteration reported a key outside the universe", what);
     if (id < 0)
@@ -717,9 +872,56 @@ static void check_entry(const slot *s, const champ_key *k, void *const *v, const
     if (v)
         FZ_CHECK(*v == s->val[id], "%s: key %ld reported with value %p, model %p", what, id, *v,
                  s->val[id]);
-    if (F.kind == CHAMP_KEY_GENERIC)
+    if (F.kind == CHAMP_KEY_GENERIC) {
+        if (!s->kptr[id])
+            s->kptr[id] = (void *)(uintptr_t)k->ptr; /* either object: learnt */
         FZ_CHECK(k->ptr == s->kptr[id], "%s: key %ld reported with another key object", what,
                  id);
+    }
+}
+
+/* Iterates slot i's map: every entry against the model (and the count);
+ * learns the key objects the model does not know. */
+static void check_iter_m(slot *s, const champ_map *m, const char *what) {
+    champ_iter it;
+    champ_key k;
+    void *v;
+    size_t n = 0;
+    FZ_CHECK(champ_iter_init(&it, m) == CHAMP_OK, "%s: iter_init", what);
+    memset(F.seen, 0, F.U);
+    while (champ_iter_next(&it, &k, &v)) {
+        check_entry(s, &k, &v, what);
+        n++;
+    }
+    FZ_CHECK(champ_iter_status(&it) == CHAMP_OK, "%s: iteration status %s", what,
+             st_name(champ_iter_status(&it)));
+    FZ_CHECK(n == s->count, "%s: iteration gave %zu entries, model %zu", what, n, s->count);
+    FZ_CHECK(champ_size(m) == s->count, "%s: size %zu, model %zu", what, champ_size(m),
+             s->count);
+}
+
+static void check_iter(int i, const char *what) { check_iter_m(&F.s[i], F.s[i].m, what); }
+
+/* Sets s's model from m's entries (contents not known: a cell stored from
+ * a callback mid-update); checks that they are keys of the universe. */
+static void model_learn(slot *s, const champ_map *m, const char *what) {
+    model_clear(s);
+    champ_iter it;
+    champ_key k;
+    void *v;
+    FZ_CHECK(champ_iter_init(&it, m) == CHAMP_OK, "%s: iter_init", what);
+    while (champ_iter_next(&it, &k, &v)) {
+        long id = key_id(&k);
+        FZ_CHECK(id >= 0, "%s: a key outside the universe", what);
+        FZ_CHECK(!s->present[id], "%s: key %ld twice", what, id);
+        FZ_CHECK(!F.set || v == NULL, "%s: a set reported a value", what);
+        model_put(s, (unsigned)id, v, F.kind == CHAMP_KEY_GENERIC ? (void *)(uintptr_t)k.ptr
+                                                                   : NULL);
+    }
+    FZ_CHECK(champ_iter_status(&it) == CHAMP_OK, "%s: iteration status %s", what,
+             st_name(champ_iter_status(&it)));
+    FZ_CHECK(s->count == champ_size(m), "%s: %zu entries, size %zu", what, s->count,
+             champ_size(m));
 }
 
 /* ------------------------------------------------------------------ */
@@ -731,6 +933,8 @@ static void kill_slot(int i) {
     model_clear(&F.s[i]);
     if (i == F.op_slot)
         F.op_slot_died = true;
+    if (i == F.op_slot2)
+        F.op_slot2_died = true;
 }
 
 static void free_slot(int i) {
@@ -743,7 +947,7 @@ static void free_slot(int i) {
 static int other_slot(unsigned hint) {
     for (int j = 0; j < NSLOT; j++) {
         int i = (int)((hint + (unsigned)j) % NSLOT);
-        if (F.s[i].m && i != F.op_slot && i != F.pinned)
+        if (F.s[i].m && i != F.op_slot && i != F.op_slot2 && i != F.pinned)
             return i;
     }
     return -1;
@@ -800,6 +1004,8 @@ static void after_remove(int i, unsigned k, champ_status st, const champ_prior *
         FZ_CHECK(pr->val == (had ? oldv : NULL), "%s: remove prior.val %p, model %p", what,
                  pr->val, had ? oldv : NULL);
         void *wk = had && F.kind == CHAMP_KEY_GENERIC ? oldk : NULL;
+        if (had && F.kind == CHAMP_KEY_GENERIC && !oldk) /* either object */
+            wk = pr->key == (void *)&F.probes[k] ? (void *)&F.probes[k] : (void *)&F.keys[k];
         FZ_CHECK(pr->key == wk, "%s: remove prior.key %p, want %p", what, pr->key, wk);
         if (had) {
             hand_back_val(pr->val);
@@ -807,7 +1013,7 @@ static void after_remove(int i, unsigned k, champ_status st, const champ_prior *
         }
     }
     if (s->m)
-        model_del(s, k);
+        model_del(s, k); /* (a new version even when k was absent) */
 }
 
 /* A status from inside a callback: ok, or ENOMEM where memory can run out. */
@@ -847,6 +1053,8 @@ static void run_action(int cb) {
         bool new_ok;
         if (F.op_clears)
             new_ok = !found;
+        else if (F.post && !reading)
+            new_ok = found ? F.post->present[kk] && got == F.post->val[kk] : !F.post->present[kk];
         else if ((long)kk == F.op_key && !reading)
             new_ok = found ? F.new_present && got == F.new_val : !F.new_present;
         else
@@ -885,6 +1093,7 @@ static void run_action(int cb) {
         ds->m = out;
         ds->seq = ++F.seq;
         model_copy(ds, &F.s[self]);
+        type_copy(ds, &F.s[self]);
         if (act == A_PSET_SELF)
             model_put(ds, k, v, kp.g);
         break;
@@ -904,6 +1113,75 @@ static void run_action(int cb) {
     case A_FREE_SELF:
         free_slot(self); /* deferred: the operation goes on */
         break;
+    case A_UPSERT_SELF: {
+        if (!m || F.op_slot_died)
+            return;
+        kpass kp = key_pass(k, F.h_val);
+        void **sp = (void **)(uintptr_t)0xbad0;
+        bool found = true;
+        champ_status st = k_upsert(m, &kp, &sp, &found);
+        key_done(&kp);
+        FZ_CHECK(st == (F.set ? CHAMP_EINVAL : CHAMP_EBUSY), "%s: %s", what, st_name(st));
+        FZ_CHECK(sp == (void **)(uintptr_t)0xbad0 && found, "%s: refused upsert wrote", what);
+        break;
+    }
+    case A_CELL_STORE_SELF: {
+        cellm *c = &F.cell[F.h_slot % NCELL];
+        if (!m || F.op_slot_died || !c->c)
+            return;
+        slot *s = &F.s[self];
+        champ_status st = champ_cell_store(c->c, m);
+        if (!copies_ok()) { /* release without retain: no sharing (KB4) */
+            FZ_CHECK(st == CHAMP_EINVAL, "%s: no retain: %s, want EINVAL", what, st_name(st));
+            return;
+        }
+        /* an update or free of m: storing m is a copy of m, refused there
+         * (the cell kept nodes the update then changed or freed, found by
+         * this target: concurrent.cell_from_callback) */
+        if (!reading) {
+            FZ_CHECK(st == CHAMP_EBUSY, "%s: %s, want EBUSY", what, st_name(st));
+            return;
+        }
+        if (c->typed && c->tid != s->tid) {
+            FZ_CHECK(st == CHAMP_EPOOL, "%s: another type: %s, want EPOOL", what, st_name(st));
+            return;
+        }
+        /* a read of m: its contents */
+        FZ_CHECK(st == CHAMP_OK, "%s: %s", what, st_name(st));
+        c->typed = c->ver = true;
+        c->tid = s->tid;
+        c->var = s->var;
+        c->unknown = false;
+        model_copy(&c->mdl, s);
+        break;
+    }
+    case A_CELL_LOAD: {
+        cellm *c = &F.cell[F.h_slot % NCELL];
+        int d = empty_slot((int)F.h_slot + 5);
+        if (!c->c || d < 0)
+            return;
+        champ_map *out = (champ_map *)(uintptr_t)0xbad0;
+        champ_status st = champ_cell_load(c->c, &out);
+        want_ok(st, what);
+        if (st != CHAMP_OK || !c->ver) {
+            FZ_CHECK(out == NULL, "%s: %s and *out set", what, st_name(st));
+            return;
+        }
+        FZ_CHECK(out != NULL, "%s: OK and NULL", what);
+        slot *ds = &F.s[d];
+        ds->m = out;
+        ds->seq = ++F.seq;
+        ds->var = c->var;
+        ds->tid = c->tid;
+        if (c->unknown) {
+            model_learn(ds, out, what);
+            model_copy(&c->mdl, ds);
+            c->unknown = false;
+        } else {
+            model_copy(ds, &c->mdl);
+        }
+        break;
+    }
     default: {
         int o = other_slot(F.h_slot);
         if (o < 0)
@@ -971,6 +1249,7 @@ static void run_action(int cb) {
             ds->m = out;
             ds->seq = ++F.seq;
             model_copy(ds, os);
+            type_copy(ds, os);
             if (act == A_PSET_OTHER)
                 model_put(ds, k, v, kp.g);
             break;
@@ -1054,6 +1333,46 @@ static void cb_watermark(champ_pool *p, size_t live, size_t cap, void *ctx) {
     F.wm_depth--;
 }
 
+/* Generic keys' total order (the key ids), consistent with cb_equal. */
+static int cb_compare(const void *a, const void *b, void *ctx) {
+    FZ_CHECK(ctx == &F && is_obj(a) && is_obj(b), "compare callback: bad key or ctx");
+    hook(CB_COMPARE);
+    uint64_t x = ((const obj *)a)->id, y = ((const obj *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static uint64_t fnv1a(const void *p, size_t len) {
+    const unsigned char *b = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Weak byte hashes: a constant (every key collides), a few bits of a real
+ * hash (a few big collision nodes), three values. */
+static uint64_t bytes_hash_mode(int mode, const void *key, size_t len, uint64_t seed) {
+    uint64_t h = fnv1a(key, len);
+    switch (mode) {
+    case BH_CONST: return 0x0123456789abcdefULL;
+    case BH_BITS: return mix64(h ^ seed) & F.bmask;
+    default: return (h % 3) * 0x9e3779b97f4a7c15ULL;
+    }
+}
+
+static uint64_t cb_bytes_hash(const void *key, size_t len, uint64_t seed, void *ctx) {
+    FZ_CHECK(ctx == &F && (key || len == 0), "bytes_hash callback: bad key or ctx");
+    hook(CB_BYTES_HASH);
+    return bytes_hash_mode(F.bhmode, key, len, seed);
+}
+
+/* The TV_CB variant's bytes_hash when the main type has none. */
+static uint64_t cb_bytes_hash_alt(const void *key, size_t len, uint64_t seed, void *ctx) {
+    FZ_CHECK(ctx == &F && (key || len == 0), "bytes_hash callback: bad key or ctx");
+    hook(CB_BYTES_HASH);
+    return bytes_hash_mode(BH_TINY, key, len, seed);
+}
+
 /* ------------------------------------------------------------------ */
 /* Operations                                                          */
 /* ------------------------------------------------------------------ */
@@ -1063,17 +1382,23 @@ static void op_begin(int cls, int i, long key) {
     F.op_class = cls;
     F.op_slot = i;
     F.op_key = key;
+    F.op_slot2 = -1;
     F.op_clears = false;
     F.op_slot_died = false;
+    F.op_slot2_died = false;
     F.new_present = false;
     F.new_val = NULL;
+    F.post = NULL;
+    F.in_update_fn = false;
 }
 
 static void op_finish(void) {
     F.op_class = OPC_NONE;
     F.op_slot = -1;
+    F.op_slot2 = -1;
     F.op_dst = -1;
     F.op_key = -1;
+    F.post = NULL;
 }
 
 /* State before an update, to check that a failed one changed nothing. */
@@ -1083,12 +1408,17 @@ typedef struct before {
     long held;
 } before;
 
-static size_t pool_live(void) {
+static size_t pool_live_of(champ_pool *p) {
+    if (!p)
+        return 0;
     champ_pool_stats ps;
-    champ_status st = champ_pool_stats_get(F.pool, &ps, sizeof ps);
+    champ_status st = champ_pool_stats_get(p, &ps, sizeof ps);
     FZ_CHECK(st == CHAMP_OK, "pool stats: %s", st_name(st));
     return ps.bytes_live;
 }
+
+/* Both pools' live bytes. */
+static size_t pool_live(void) { return pool_live_of(F.pool) + pool_live_of(F.poolb); }
 
 /* (The pool's live bytes cost a walk of its free lists: only taken where
  * an update may fail.) */
@@ -1119,6 +1449,17 @@ static void op_set(rd *r, int i) {
     kpass kp = key_pass(k, how);
     champ_prior pr = {true, (void *)(uintptr_t)0xbad0, (void *)(uintptr_t)0xbad0};
     champ_prior *pp = (how & 16) ? &pr : NULL;
+    if (F.set && (how & 128)) { /* a value for a set: refused, unchanged */
+        size_t n0 = champ_size(s->m);
+        trace("set slot %d key %u with a value (a set)", i, k);
+        champ_status st = k_set(s->m, &kp, (void *)(uintptr_t)0x40, pp);
+        key_done(&kp);
+        FZ_CHECK(st == CHAMP_EINVAL, "set of a value in a set: %s, want EINVAL", st_name(st));
+        FZ_CHECK(pr.found && pr.val == (void *)(uintptr_t)0xbad0, "refused set wrote *prior");
+        FZ_CHECK(champ_size(s->m) == n0, "refused set changed the size");
+        check_key(s->m, s, k, how >> 5, "after a refused set");
+        return;
+    }
     before b = snap();
     size_t size0 = champ_size(s->m);
     trace("set slot %d key %u val %p%s", i, k, v, pp ? " prior" : "");
@@ -1227,12 +1568,24 @@ static void op_derive(rd *r, int i, int type) {
     model_clear(ds);
     if (type != 3)
         model_copy(ds, s);
+    type_copy(ds, s);
     size_t size0 = champ_size(s->m);
     op_begin(OPC_READ, i, -1);
     F.op_dst = d;
     if (type == 1)
         pre_in(&kp, v, had);
     champ_status st;
+    if (type == 1 && F.set && (how & 16)) { /* a value for a set: refused */
+        st = k_pset(s->m, &kp, (void *)(uintptr_t)0x40, &out);
+        op_finish();
+        key_done(&kp);
+        undo_in(&kp, v, had);
+        model_clear(ds);
+        /* (the copy step may run out of memory before the value is looked at) */
+        FZ_CHECK((st == CHAMP_EINVAL || (st == CHAMP_ENOMEM && enomem_ok())) && out == NULL,
+                 "pset of a value in a set: %s", st_name(st));
+        return;
+    }
     switch (type) {
     case 0: st = champ_copy(s->m, &out); break;
     case 1: st = k_pset(s->m, &kp, v, &out); break;
@@ -1303,14 +1656,33 @@ static void op_clear(int i) {
     }
 }
 
+/* The second pool (type variant TV_POOLB), made at its first use: a plain
+ * or concurrent arena that never fails. */
+static champ_pool *poolb(void) {
+    if (!F.poolb) {
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.concurrent = F.poolb_concurrent;
+        champ_status st = champ_pool_new(&pc, &F.poolb);
+        FZ_CHECK(st == CHAMP_OK, "second pool: %s", st_name(st));
+        F.cfgv[TV_POOLB].pool = F.poolb;
+    }
+    return F.poolb;
+}
+
 static void op_new(rd *r, int i) {
     unsigned how = rd_u8(r);
     int src = live_slot((int)how);
     champ_map *out = (champ_map *)(uintptr_t)0xbad0;
+    int var = F.ext && (how >> 1) % 8 >= 5 ? (int)((how >> 1) % 8 - 4) : TV_MAIN;
+    if (var == TV_POOLB)
+        poolb();
     before b = snap();
     champ_status st;
-    trace("new slot %d%s", i, (how & 1) && src >= 0 ? " (new_like)" : "");
-    if ((how & 1) && src >= 0) {
+    bool like = (how & 1) && src >= 0;
+    int svar = like ? F.s[src].var : 0;
+    unsigned stid = like ? F.s[src].tid : 0;
+    trace("new slot %d%s type variant %d", i, like ? " (new_like)" : "", var);
+    if (like) {
         op_begin(OPC_READ, src, -1);
         F.op_dst = i;
         st = champ_new_like(F.s[src].m, &out);
@@ -1318,7 +1690,7 @@ static void op_new(rd *r, int i) {
     } else {
         op_begin(OPC_UPDATE, -1, -1);
         F.op_dst = i;
-        st = champ_new(&F.cfg, &out);
+        st = champ_new(&F.cfgv[var], &out);
         op_finish();
     }
     if (st != CHAMP_OK) {
@@ -1326,10 +1698,19 @@ static void op_new(rd *r, int i) {
         after_failure(-1, &b, st, "new");
         return;
     }
-    F.s[i].m = out;
-    F.s[i].seq = ++F.seq;
-    model_clear(&F.s[i]);
-    FZ_CHECK(champ_size(out) == 0 && champ_kind(out) == F.kind && champ_pool_of(out) == F.pool,
+    slot *ds = &F.s[i];
+    ds->m = out;
+    ds->seq = ++F.seq;
+    model_clear(ds);
+    if (like) { /* (read before: a callback may have freed the source) */
+        ds->var = svar;
+        ds->tid = stid;
+    } else {
+        ds->var = var;
+        ds->tid = ++F.tidc;
+    }
+    FZ_CHECK(champ_size(out) == 0 && champ_kind(out) == F.kind &&
+                 champ_pool_of(out) == var_pool(ds->var) && champ_is_set(out) == F.set,
              "new map: size %zu kind %d", champ_size(out), champ_kind(out));
 }
 
@@ -1355,9 +1736,16 @@ static void op_iter(rd *r, int i) {
      * end; or CHAMP_EMODIFIED), but it gives no more entries */
     bool all_seen = false;
     bool changed_self = false;
+    bool trimmed = false; /* the pool was trimmed midway (extended format) */
     champ_key keys[ITER_CAP];
     void *vals[ITER_CAP];
     for (;;) {
+        if (steps == when && change == 1 && F.ext && !trimmed) {
+            trace("  trim the pool of slot %d midway", i);
+            champ_status ts = champ_pool_trim(champ_pool_of(s->m));
+            FZ_CHECK(ts == CHAMP_OK, "trim during iteration: %s", st_name(ts));
+            trimmed = true;
+        }
         if (steps == when && change >= 2 && !changed_self) {
             if (change == 2) {
                 int o = other_slot(how >> 4);
@@ -1455,6 +1843,8 @@ static void op_iter(rd *r, int i) {
         FZ_CHECK(st == CHAMP_EMODIFIED || (all_seen && st == CHAMP_OK), "iteration of a changed map: status %s", st_name(st));
         return;
     }
+    if (trimmed && st == CHAMP_EMODIFIED)
+        return; /* the trim moved nodes: the iteration stops */
     FZ_CHECK(st == CHAMP_OK, "iteration status %s", st_name(st));
     /* the contents are those the map had when the iteration started: when
      * it changed before the first step (steps==0) we never got here */
@@ -1548,14 +1938,18 @@ static void op_bulk(rd *r, int i, bool removing) {
 static void op_stats(int i) {
     trace("stats slot %d", i);
     champ_pool_stats ps;
-    champ_status st = champ_pool_stats_get(F.pool, &ps, sizeof ps);
+    champ_pool *p = champ_pool_of(F.s[i].m);
+    bool conc = p == F.pool ? F.concurrent : F.poolb_concurrent;
+    champ_status st = champ_pool_stats_get(p, &ps, sizeof ps);
     FZ_CHECK(st == CHAMP_OK, "pool stats: %s", st_name(st));
-    FZ_CHECK(ps.maps == (size_t)nlive(), "pool stats: %zu maps, %d live slots", ps.maps,
-             nlive());
-    FZ_CHECK(ps.bytes_live <= ps.bytes_reserved && ps.bytes_live <= ps.bytes_peak,
+    FZ_CHECK(ps.maps == (size_t)nlive_pool(p), "pool stats: %zu maps, %d live slots", ps.maps,
+             nlive_pool(p));
+    /* (a concurrent pool samples its peak) */
+    FZ_CHECK(ps.bytes_live <= ps.bytes_reserved && (conc || ps.bytes_live <= ps.bytes_peak),
              "pool stats: live %zu reserved %zu peak %zu", ps.bytes_live, ps.bytes_reserved,
              ps.bytes_peak);
-    FZ_CHECK(ps.fixed == (F.pool_mode == PM_FIXED), "pool stats: fixed %d", ps.fixed);
+    FZ_CHECK(ps.fixed == (p == F.pool && F.pool_mode == PM_FIXED), "pool stats: fixed %d",
+             ps.fixed);
     champ_stats ms;
     st = champ_stats_get(F.s[i].m, &ms, sizeof ms);
     FZ_CHECK(st == CHAMP_OK && ms.entries == F.s[i].count, "map stats: %s, %zu entries, model %zu",
@@ -1565,6 +1959,8 @@ static void op_stats(int i) {
         FZ_CHECK(champ_dump(F.s[i].m, devnull) == CHAMP_OK, "dump");
     }
 }
+
+static void badinput_ext(champ_map *m, size_t n);
 
 /* Wrong kinds and invalid keys: refused, nothing changes. */
 static void op_badinput(int i) {
@@ -1597,8 +1993,952 @@ static void op_badinput(int i) {
     }
     FZ_CHECK(pr.found && pr.val == (void *)(uintptr_t)0xbad0, "a refused call wrote *prior");
     FZ_CHECK(champ_size(m) == n, "a refused call changed the size");
+    if (F.ext)
+        badinput_ext(m, n);
 }
 
+/* ------------------------------------------------------------------ */
+/* Operations of the extended format                                   */
+/* ------------------------------------------------------------------ */
+
+/* add: a set's insert (a map gets the key with a NULL value); never
+ * replaces. */
+static void op_add(rd *r, int i) {
+    unsigned k = rd_below(r, F.U), how = rd_u8(r);
+    slot *s = &F.s[i];
+    bool had = s->present[k];
+    void *oldv = s->val[k];
+    kpass kp = key_pass(k, how);
+    bool added = had; /* (the opposite of what a successful add says) */
+    bool *ap = (how & 16) ? &added : NULL;
+    before b = snap();
+    trace("add slot %d key %u (%s)", i, k, had ? "present" : "absent");
+    op_begin(OPC_UPDATE, i, k);
+    F.new_present = true;
+    F.new_val = had ? oldv : NULL;
+    pre_in(&kp, NULL, had);
+    champ_status st = k_add(s->m, &kp, ap);
+    bool died = F.op_slot_died;
+    op_finish();
+    key_done(&kp);
+    if (st != CHAMP_OK) {
+        undo_in(&kp, NULL, had);
+        FZ_CHECK(added == had, "failed add wrote *added");
+        after_failure(died ? -1 : i, &b, st, "add");
+        return;
+    }
+    if (ap)
+        FZ_CHECK(added == !had, "add: added %d, key was %s", added, had ? "present" : "absent");
+    if (!s->m)
+        return;
+    if (!had)
+        model_put(s, k, NULL, kp.g);
+    else
+        bump(s);
+    if (!died) {
+        check_key(s->m, s, k, how >> 5, "after add");
+        FZ_CHECK(champ_size(s->m) == s->count, "add: size %zu, model %zu", champ_size(s->m),
+                 s->count);
+    }
+}
+
+/* ---- the set algebra ---- */
+
+enum {
+    AL_EQUAL, AL_DIFF, AL_UNION, AL_INTERSECT, AL_DIFFERENCE, AL_SYMDIFF, AL_SUBSET,
+    AL_DISJOINT, AL_FILTER, NAL
+};
+static const char *const al_names[NAL] = {"equal", "diff", "union", "intersect",
+                                          "difference", "symdiff", "subset", "disjoint",
+                                          "filter"};
+enum { VE_NULL, VE_CLASS, VE_HOSTILE, NVE };                 /* val_equal */
+enum { RS_NULL, RS_A, RS_B, RS_THIRD, RS_HOSTILE, NRS };     /* resolve */
+enum { PF_ALL, PF_NONE, PF_EVEN, PF_THIRD, PF_VAL, PF_HOSTILE, NPF }; /* filter */
+
+/* The inputs' contents (the slots may die meanwhile: a callback may free
+ * an input, deferred to the end of the operation) and the callbacks. */
+static slot al_a, al_b, al_r;
+static struct {
+    int ve, rs, pf;
+    size_t n, stop;       /* diff: changes reported, stop after */
+    uint8_t seen[UMAX];   /* keys reported / resolved / tested */
+} AL;
+
+/* The class of a value (val_equal VE_CLASS: values of one class are equal;
+ * every value equals itself). */
+static unsigned vclass(const void *v) {
+    if (!v)
+        return 0;
+    uintptr_t x = F.val_cb ? (uintptr_t)((const obj *)v - F.vals) : (uintptr_t)v / 16 - 1;
+    return 1 + (unsigned)(x % 3);
+}
+
+static bool al_vequal(const void *a, const void *b) {
+    return AL.ve == VE_NULL ? a == b : vclass(a) == vclass(b);
+}
+
+static bool cb_val_equal(const void *a, const void *b, void *ctx) {
+    FZ_CHECK(ctx == &AL, "val_equal: bad ctx");
+    if (AL.ve == VE_HOSTILE)
+        hook(CB_VAL_EQUAL);
+    return vclass(a) == vclass(b);
+}
+
+static int cb_diff(champ_change what, const champ_key *key, void *ov, void *nv, void *ctx) {
+    FZ_CHECK(ctx == &AL, "diff fn: bad ctx");
+    long id = key_id(key);
+    FZ_CHECK(id >= 0, "diff: a key outside the universe");
+    FZ_CHECK(!AL.seen[id], "diff: key %ld reported twice", id);
+    AL.seen[id] = 1;
+    const slot *f = &al_a, *t = &al_b;
+    switch (what) {
+    case CHAMP_ADDED:
+        FZ_CHECK(!f->present[id] && t->present[id] && !ov && nv == t->val[id],
+                 "diff: key %ld reported added (in from %d, in to %d, old %p, new %p)", id,
+                 f->present[id], t->present[id], ov, nv);
+        break;
+    case CHAMP_REMOVED:
+        FZ_CHECK(f->present[id] && !t->present[id] && ov == f->val[id] && !nv,
+                 "diff: key %ld reported removed (in from %d, in to %d)", id, f->present[id],
+                 t->present[id]);
+        break;
+    case CHAMP_CHANGED:
+        FZ_CHECK(f->present[id] && t->present[id] && ov == f->val[id] && nv == t->val[id] &&
+                     !al_vequal(ov, nv),
+                 "diff: key %ld reported changed (old %p new %p, model %p %p)", id, ov, nv,
+                 f->val[id], t->val[id]);
+        break;
+    default:
+        FZ_CHECK(0, "diff: change %d", (int)what);
+    }
+    if (AL.ve == VE_HOSTILE)
+        hook(CB_DIFF);
+    AL.n++;
+    return AL.stop && AL.n == AL.stop;
+}
+
+static void *al_third(long id, void *av, void *bv) {
+    return av == bv ? av : value((unsigned)id * 7 + 3);
+}
+
+static void *cb_resolve(const champ_key *key, void *av, void *bv, void *ctx) {
+    FZ_CHECK(ctx == &AL, "resolve: bad ctx");
+    FZ_CHECK(!F.set, "resolve called for sets");
+    long id = key_id(key);
+    FZ_CHECK(id >= 0 && al_a.present[id] && al_b.present[id],
+             "resolve of key %ld, not in both inputs", id);
+    FZ_CHECK(av == al_a.val[id] && bv == al_b.val[id], "resolve of key %ld: values %p %p, "
+             "model %p %p", id, av, bv, al_a.val[id], al_b.val[id]);
+    FZ_CHECK(!AL.seen[id], "resolve: key %ld twice", id);
+    AL.seen[id] = 1;
+    switch (AL.rs) {
+    case RS_A: return av;
+    case RS_B: return bv;
+    case RS_THIRD: return al_third(id, av, bv);
+    default: hook(CB_RESOLVE); return bv;
+    }
+}
+
+static bool pf_keep(long id, const void *v) {
+    switch (AL.pf) {
+    case PF_ALL: return true;
+    case PF_NONE: return false;
+    case PF_EVEN: return id % 2 == 0;
+    case PF_THIRD: return id % 3 == 0;
+    case PF_VAL: return vclass(v) != 1;
+    default: return id % 2 == 1;
+    }
+}
+
+static bool cb_pred(const champ_key *key, void *v, void *ctx) {
+    FZ_CHECK(ctx == &AL, "filter predicate: bad ctx");
+    long id = key_id(key);
+    FZ_CHECK(id >= 0 && al_a.present[id] && v == al_a.val[id],
+             "filter: key %ld value %p, model %d %p", id, v, id >= 0 && al_a.present[id],
+             id >= 0 ? al_a.val[id] : NULL);
+    FZ_CHECK(!AL.seen[id], "filter: key %ld tested twice", id);
+    AL.seen[id] = 1;
+    if (AL.pf == PF_HOSTILE)
+        hook(CB_PRED);
+    return pf_keep(id, v);
+}
+
+/* The generic key object of a result entry taken from a or b. */
+static void *al_kptr(long id, bool in_a, bool in_b) {
+    if (in_a && in_b)
+        return al_a.kptr[id] == al_b.kptr[id] ? al_a.kptr[id] : NULL;
+    return in_a ? al_a.kptr[id] : al_b.kptr[id];
+}
+
+/* The result's model (al_r) of a combining operation. */
+static void al_model(int sub) {
+    model_clear(&al_r);
+    for (unsigned k = 0; k < F.U; k++) {
+        bool a = al_a.present[k], b = al_b.present[k];
+        void *v = NULL;
+        bool in;
+        switch (sub) {
+        case AL_UNION:
+        case AL_INTERSECT:
+            in = sub == AL_UNION ? a || b : a && b;
+            if (!in)
+                break;
+            if (a && b) {
+                void *av = al_a.val[k], *bv = al_b.val[k];
+                switch (AL.rs) {
+                case RS_NULL: v = sub == AL_UNION ? bv : av; break;
+                case RS_A: v = av; break;
+                case RS_B: v = bv; break;
+                case RS_THIRD: v = al_third(k, av, bv); break;
+                default: v = bv; break;
+                }
+            } else {
+                v = a ? al_a.val[k] : al_b.val[k];
+            }
+            break;
+        case AL_DIFFERENCE:
+            in = a && !b;
+            v = al_a.val[k];
+            break;
+        case AL_SYMDIFF:
+            in = a != b;
+            v = a ? al_a.val[k] : al_b.val[k];
+            break;
+        default: /* filter */
+            in = a && pf_keep(k, al_a.val[k]);
+            v = al_a.val[k];
+            b = false;
+            break;
+        }
+        if (in)
+            model_put(&al_r, k, F.set ? NULL : v, al_kptr(k, a, b));
+    }
+}
+
+/* A slot to put a result in (freeing one other than i and j if all are
+ * taken), or -1 when a callback of that free freed i or j. */
+static int result_slot(int i, int j, unsigned hint) {
+    int d = empty_slot((int)hint);
+    if (d >= 0)
+        return d;
+    for (int t = 0; t < NSLOT; t++) {
+        d = (int)((hint + 1 + (unsigned)t) % NSLOT);
+        if (d != i && d != j)
+            break;
+    }
+    op_free(d);
+    return F.s[i].m && F.s[j].m ? d : -1;
+}
+
+static void op_alg(rd *r, int i) {
+    int sub = (int)(rd_u8(r) % NAL);
+    unsigned hj = rd_u8(r), fnb = rd_u8(r), stop = rd_u8(r);
+    int j = live_slot((int)hj);
+    bool combining = sub >= AL_UNION && sub <= AL_SYMDIFF;
+    if (sub == AL_FILTER) {
+        combining = true;
+        j = i;
+    }
+    int d = -1;
+    if (combining) {
+        d = result_slot(i, j, hj >> 3);
+        if (d < 0)
+            return;
+    }
+    champ_map *a = F.s[i].m, *b = F.s[j].m;
+    model_copy(&al_a, &F.s[i]);
+    type_copy(&al_a, &F.s[i]);
+    model_copy(&al_b, &F.s[j]);
+    type_copy(&al_b, &F.s[j]);
+    memset(AL.seen, 0, F.U);
+    AL.ve = (int)(fnb % NVE);
+    AL.rs = (int)(fnb % NRS);
+    AL.pf = (int)(fnb % NPF);
+    AL.n = 0;
+    AL.stop = stop % 4 == 0 ? stop / 4 + 1 : 0;
+    bool self_b = (fnb >> 4) & 1; /* which input hostile callbacks call m */
+    champ_val_equal_fn ve = AL.ve == VE_NULL ? NULL : cb_val_equal;
+    champ_merge_fn rs = AL.rs == RS_NULL ? NULL : cb_resolve;
+    trace("%s slot %d, slot %d -> %d (val_equal %d resolve %d filter %d stop %zu)",
+          al_names[sub], i, j, d, AL.ve, AL.rs, AL.pf, AL.stop);
+    before bf = snap();
+    op_begin(OPC_READ, self_b ? j : i, -1);
+    F.op_slot2 = self_b ? i : j;
+    F.op_dst = d;
+    champ_map *out = (champ_map *)(uintptr_t)0xbad0;
+    champ_status st = CHAMP_OK;
+    bool res = false;
+    switch (sub) {
+    case AL_EQUAL: res = champ_equal(a, b, ve, &AL); break;
+    case AL_DIFF: st = champ_diff(a, b, ve, cb_diff, &AL); break;
+    case AL_UNION: st = champ_union(a, b, rs, &AL, &out); break;
+    case AL_INTERSECT: st = champ_intersect(a, b, rs, &AL, &out); break;
+    case AL_DIFFERENCE: st = champ_difference(a, b, &out); break;
+    case AL_SYMDIFF: st = champ_symdiff(a, b, &out); break;
+    case AL_SUBSET: res = champ_subset(a, b); break;
+    case AL_DISJOINT: res = champ_disjoint(a, b); break;
+    default: st = champ_filter(a, cb_pred, &AL, &out); break;
+    }
+    op_finish();
+    const char *what = al_names[sub];
+    /* what the model says */
+    size_t ndiff = 0;
+    bool eq = al_a.count == al_b.count, sub_ok = true, disj = true;
+    for (unsigned k = 0; k < F.U; k++) {
+        bool x = al_a.present[k], y = al_b.present[k];
+        if (x != y || (x && !al_vequal(al_a.val[k], al_b.val[k])))
+            ndiff++;
+        if (x != y || (x && !al_vequal(al_a.val[k], al_b.val[k])))
+            eq = false;
+        if (x && !y)
+            sub_ok = false;
+        if (x && y)
+            disj = false;
+    }
+    switch (sub) {
+    case AL_EQUAL:
+        FZ_CHECK(res == eq, "equal: %d, model %d", res, eq);
+        break;
+    case AL_DIFF: {
+        FZ_CHECK(st == CHAMP_OK, "diff: %s", st_name(st));
+        size_t want = AL.stop && AL.stop < ndiff ? AL.stop : ndiff;
+        FZ_CHECK(AL.n == want, "diff reported %zu changes, model %zu (stop %zu)", AL.n, want,
+                 AL.stop);
+        break;
+    }
+    case AL_SUBSET:
+        FZ_CHECK(res == sub_ok, "subset: %d, model %d", res, sub_ok);
+        break;
+    case AL_DISJOINT:
+        FZ_CHECK(res == disj, "disjoint: %d, model %d", res, disj);
+        break;
+    default: {
+        if (!copies_ok()) {
+            FZ_CHECK(st == CHAMP_EINVAL && out == NULL,
+                     "%s without retain callbacks: %s, want EINVAL", what, st_name(st));
+            FZ_CHECK(pool_live() == bf.live || !enomem_ok(), "%s refused but changed the pool",
+                     what);
+            FZ_CHECK(total_held() == bf.held, "%s refused but changed references", what);
+            break;
+        }
+        if (st != CHAMP_OK) {
+            FZ_CHECK(out == NULL, "failed %s left *out set", what);
+            after_failure(F.s[i].m == a ? i : -1, &bf, st, what);
+            if (F.s[j].m == b && j != i)
+                check_all(j, "input after a failed combination");
+            break;
+        }
+        FZ_CHECK(out != NULL, "%s: OK and NULL", what);
+        if (sub != AL_FILTER)
+            for (unsigned k = 0; k < F.U; k++)
+                if (rs && !F.set && al_a.present[k] && al_b.present[k] &&
+                    al_a.val[k] != al_b.val[k] && sub <= AL_INTERSECT)
+                    FZ_CHECK(AL.seen[k], "%s: resolve not called for key %u (values %p %p)",
+                             what, k, al_a.val[k], al_b.val[k]);
+        al_model(sub);
+        slot *ds = &F.s[d];
+        ds->m = out;
+        ds->seq = ++F.seq;
+        model_copy(ds, &al_r);
+        type_copy(ds, &al_a);
+        FZ_CHECK(champ_pool_of(out) == var_pool(al_a.var), "%s: result in another pool", what);
+        check_all(d, what);
+        check_iter(d, what);
+        if (fnb & 0x80)
+            check_valid(d, what);
+        break;
+    }
+    }
+    /* the inputs are unchanged */
+    if (F.s[i].m == a)
+        check_all(i, "input of the set algebra");
+    if (j != i && F.s[j].m == b)
+        check_all(j, "input of the set algebra");
+}
+
+/* ---- batches, upsert, update ---- */
+
+static slot ap_post;
+
+static void op_apply(rd *r, int i) {
+    unsigned how = rd_u8(r);
+    unsigned n = 1 + rd_below(r, F.collide ? APPLY_MAX : MANY_MAX);
+    unsigned k0 = rd_below(r, F.U), step = rd_u8(r), seed = rd_u8(r), pdel = rd_u8(r);
+    unsigned pv = rd_u8(r);
+    if ((how & 0xc0) == 0xc0 && (pv & 7) == 0)
+        n = 0;
+    bool bad = ((how >> 3) & 7) == 7 && (F.kind == CHAMP_KEY_BYTES || F.set) && n > 0;
+    int t = i;
+    if (how & 1) { /* on an empty map of the same type: the bulk build */
+        int d = result_slot(i, i, how >> 1);
+        if (d < 0)
+            return;
+        champ_map *out = (champ_map *)(uintptr_t)0xbad0;
+        before b = snap();
+        op_begin(OPC_READ, i, -1);
+        F.op_dst = d;
+        champ_status st = champ_new_like(F.s[i].m, &out);
+        op_finish();
+        if (st != CHAMP_OK) {
+            FZ_CHECK(out == NULL, "failed new_like left *out set");
+            after_failure(-1, &b, st, "new_like");
+            return;
+        }
+        slot *ds = &F.s[d];
+        ds->m = out;
+        ds->seq = ++F.seq;
+        model_clear(ds);
+        type_copy(ds, &F.s[i]);
+        t = d;
+        if (!F.s[i].m) /* (a callback of new_like may have freed i) */
+            return;
+    }
+    slot *s = &F.s[t];
+    static champ_op ops[APPLY_MAX];
+    static unsigned ks[APPLY_MAX];
+    size_t total = 0;
+    unsigned char *kb = NULL;
+    for (unsigned j = 0; j < n; j++) {
+        uint64_t x = mix64((uint64_t)seed << 32 ^ j ^ (uint64_t)pv << 16);
+        unsigned k = (k0 + j * step + ((x & 7) == 0 ? (unsigned)(x >> 40) : 0)) % F.U;
+        ks[j] = k;
+        if (F.kind == CHAMP_KEY_BYTES)
+            total += bk_len[k] + 1;
+    }
+    if ((how & 4) && total) /* byte keys from a buffer scribbled over after the call */
+        kb = malloc(total);
+    size_t off = 0;
+    model_copy(&ap_post, s);
+    for (unsigned j = 0; j < n; j++) {
+        uint64_t x = mix64((uint64_t)seed << 32 ^ j ^ (uint64_t)pv << 16);
+        unsigned k = ks[j];
+        kpass kp = key_pass(k, (unsigned)(x >> 24) & 5);
+        champ_op *o = &ops[j];
+        o->key = key_of(&kp);
+        if (kb && F.kind == CHAMP_KEY_BYTES) {
+            memcpy(kb + off, bk[k], bk_len[k] + 1);
+            o->key.ptr = kb + off;
+            off += bk_len[k] + 1;
+        }
+        o->remove = ((x >> 8) & 0xff) < pdel;
+        o->val = o->remove ? (x >> 60 ? NULL : value((unsigned)x)) : value((unsigned)(x >> 16) + pv);
+        if (o->remove) {
+            model_del(&ap_post, k);
+        } else {
+            model_put(&ap_post, k, o->val, NULL);
+            ap_post.kptr[k] = NULL; /* the batch's object or the map's: learnt */
+        }
+    }
+    if (bad) {
+        champ_op *o = &ops[pv % n];
+        if (F.set) {
+            o->remove = false;
+            o->val = (void *)(uintptr_t)0x40;
+        } else {
+            o->key.ptr = NULL;
+            o->key.len = 3;
+        }
+    }
+    trace("apply slot %d: %u ops (keys from %u step %u, removes %u/256)%s%s", t, n, k0, step,
+          pdel, bad ? ", one invalid" : "", t != i ? ", bulk build" : "");
+    if (g_trace > 1)
+        for (unsigned j = 0; j < n; j++)
+            trace("  %s key %u val %p", ops[j].remove ? "remove" : "set", ks[j], ops[j].val);
+    before b = snap();
+    op_begin(OPC_UPDATE, t, -1);
+    F.post = &ap_post;
+    champ_status st = champ_apply(s->m, n ? ops : (how & 2) ? NULL : ops, n);
+    bool died = F.op_slot_died;
+    op_finish();
+    if (kb) {
+        memset(kb, 0xAA, total);
+        free(kb);
+    }
+    if (!copies_ok() || bad) {
+        FZ_CHECK(st == CHAMP_EINVAL, "apply %s: %s, want EINVAL",
+                 bad ? "with an invalid update" : "without retain callbacks", st_name(st));
+        FZ_CHECK(total_held() == b.held, "refused apply changed references");
+        if (s->m)
+            check_all(t, "after a refused apply");
+        return;
+    }
+    if (st != CHAMP_OK) {
+        after_failure(died ? -1 : t, &b, st, "apply");
+        return;
+    }
+    if (died || !s->m)
+        return;
+    type_copy(&ap_post, s);
+    model_copy(s, &ap_post);
+    bump(s);
+    FZ_CHECK(champ_size(s->m) == s->count, "apply: size %zu, model %zu", champ_size(s->m),
+             s->count);
+    check_all(t, "after apply");
+    check_iter(t, "after apply");
+    if (how & 0x20)
+        check_valid(t, "after apply");
+}
+
+static void op_upsert(rd *r, int i) {
+    unsigned k = rd_below(r, F.U), how = rd_u8(r), vb = rd_u8(r);
+    slot *s = &F.s[i];
+    bool had = s->present[k];
+    void *oldv = s->val[k];
+    kpass kp = key_pass(k, how);
+    void **sp = (void **)(uintptr_t)0xbad0;
+    bool found = !had;
+    bool *fp = (how & 16) ? &found : NULL;
+    trace("upsert slot %d key %u (%s)%s", i, k, had ? "present" : "absent",
+          (how & 32) ? ", then a write through the slot" : "");
+    if (F.set) {
+        champ_status st = k_upsert(s->m, &kp, &sp, fp);
+        key_done(&kp);
+        FZ_CHECK(st == CHAMP_EINVAL && sp == (void **)(uintptr_t)0xbad0,
+                 "upsert on a set: %s, want EINVAL", st_name(st));
+        return;
+    }
+    before b = snap();
+    op_begin(OPC_UPDATE, i, k);
+    F.new_present = true;
+    F.new_val = had ? oldv : NULL;
+    pre_in(&kp, NULL, had);
+    champ_status st = k_upsert(s->m, &kp, &sp, fp);
+    bool died = F.op_slot_died;
+    op_finish();
+    key_done(&kp);
+    if (st != CHAMP_OK) {
+        undo_in(&kp, NULL, had);
+        FZ_CHECK(sp == (void **)(uintptr_t)0xbad0 && found == !had, "failed upsert wrote");
+        after_failure(died ? -1 : i, &b, st, "upsert");
+        return;
+    }
+    if (fp)
+        FZ_CHECK(found == had, "upsert: found %d, model %d", found, had);
+    if (died || !s->m)
+        return; /* (the slot went with the map) */
+    FZ_CHECK(*sp == (had ? oldv : NULL), "upsert: the slot holds %p, model %p", *sp,
+             had ? oldv : NULL);
+    model_put(s, k, had ? oldv : NULL, kp.g);
+    if (how & 32) {
+        void *nv = value(vb), *old = *sp;
+        hand_in_val(nv);
+        *sp = nv;
+        hand_back_val(old); /* the caller releases what it overwrites */
+        model_put(s, k, nv, kp.g);
+    }
+    check_key(s->m, s, k, how >> 6, "after upsert");
+    FZ_CHECK(champ_size(s->m) == s->count, "upsert: size %zu, model %zu", champ_size(s->m),
+             s->count);
+}
+
+enum { UF_OLD, UF_NEW, UF_NULL, UF_HOSTILE, NUF };
+static struct {
+    int fn;
+    unsigned k, vb;
+    bool had;
+    void *oldv, *kobj, *nv;
+    int calls;
+} UP;
+
+static void *uf_value(void *old) {
+    switch (UP.fn) {
+    case UF_OLD: return old;
+    case UF_NEW: return value(UP.vb);
+    case UF_NULL: return NULL;
+    default: return value(UP.vb + 1);
+    }
+}
+
+static void *cb_update(const champ_key *key, void *old, bool found, void *ctx) {
+    FZ_CHECK(ctx == &UP, "update fn: bad ctx");
+    UP.calls++;
+    FZ_CHECK(UP.calls == 1, "update fn called %d times", UP.calls);
+    long id = key_id(key);
+    FZ_CHECK(id == (long)UP.k, "update fn: key %ld, want %u", id, UP.k);
+    FZ_CHECK(found == UP.had && old == (UP.had ? UP.oldv : NULL),
+             "update fn: found %d old %p, model %d %p", found, old, UP.had, UP.oldv);
+    if (F.kind == CHAMP_KEY_GENERIC && UP.kobj)
+        FZ_CHECK(key->ptr == UP.kobj, "update fn: another key object");
+    if (UP.fn == UF_HOSTILE) {
+        F.in_update_fn = true;
+        hook(CB_UPDATE);
+        F.in_update_fn = false;
+    }
+    void *nv = uf_value(old);
+    if (nv != old)
+        hand_in_val(nv); /* the map owns what fn returns, as set would */
+    UP.nv = nv;
+    return nv;
+}
+
+static void op_update(rd *r, int i) {
+    unsigned k = rd_below(r, F.U), how = rd_u8(r), vb = rd_u8(r);
+    slot *s = &F.s[i];
+    bool had = s->present[k];
+    kpass kp = key_pass(k, how);
+    memset(&UP, 0, sizeof UP);
+    UP.fn = (int)(how >> 4) % NUF;
+    UP.k = k;
+    UP.vb = vb;
+    UP.had = had;
+    UP.oldv = s->val[k];
+    UP.kobj = had ? s->kptr[k] : kp.g;
+    trace("update slot %d key %u (%s) fn %d", i, k, had ? "present" : "absent", UP.fn);
+    if (F.set) {
+        champ_status st = k_update(s->m, &kp, cb_update, &UP);
+        key_done(&kp);
+        FZ_CHECK(st == CHAMP_EINVAL && UP.calls == 0, "update on a set: %s, want EINVAL",
+                 st_name(st));
+        return;
+    }
+    before b = snap();
+    op_begin(OPC_UPDATE, i, k);
+    F.new_present = true;
+    F.new_val = uf_value(had ? UP.oldv : NULL);
+    pre_in(&kp, NULL, had);
+    champ_status st = k_update(s->m, &kp, cb_update, &UP);
+    bool died = F.op_slot_died;
+    op_finish();
+    key_done(&kp);
+    if (st != CHAMP_OK) {
+        undo_in(&kp, NULL, had);
+        FZ_CHECK(UP.calls == 0, "failed update called fn");
+        after_failure(died ? -1 : i, &b, st, "update");
+        return;
+    }
+    FZ_CHECK(UP.calls == 1, "update: fn called %d times", UP.calls);
+    if (died || !s->m)
+        return;
+    model_put(s, k, UP.nv, kp.g);
+    check_key(s->m, s, k, how, "after update");
+    FZ_CHECK(champ_size(s->m) == s->count, "update: size %zu, model %zu", champ_size(s->m),
+             s->count);
+}
+
+/* ---- batched lookups ---- */
+
+static void op_many(rd *r, int i) {
+    unsigned n = rd_below(r, MANY_MAX + 1), how = rd_u8(r), k0 = rd_below(r, F.U);
+    unsigned step = rd_u8(r), seed = rd_u8(r);
+    static uint64_t us[MANY_MAX];
+    static const void *ps[MANY_MAX];
+    static size_t lens[MANY_MAX];
+    static void *vals[MANY_MAX];
+    static bool found[MANY_MAX];
+    static unsigned ks[MANY_MAX];
+    bool contains = how & 1, novals = how & 2, nofound = how & 4;
+    bool bad = ((how >> 3) & 15) == 15 && n > 0;
+    slot *s = &F.s[i];
+    for (unsigned j = 0; j < n; j++) {
+        uint64_t x = mix64((uint64_t)seed << 20 ^ j);
+        unsigned k = (k0 + j * step + ((x & 3) == 0 ? (unsigned)(x >> 32) : 0)) % F.U;
+        kpass kp = key_pass(k, (unsigned)(x >> 8) & 5);
+        ks[j] = k;
+        us[j] = kp.u;
+        ps[j] = F.kind == CHAMP_KEY_BYTES ? kp.p : kp.g;
+        lens[j] = kp.len;
+        vals[j] = (void *)(uintptr_t)0xdead0;
+        found[j] = (j & 1) != 0;
+    }
+    if (bad) { /* an invalid byte key, or no keys at all: nothing is found */
+        if (F.kind == CHAMP_KEY_BYTES) {
+            ps[seed % n] = NULL;
+            lens[seed % n] = 3;
+        }
+    }
+    const void *const *pk = bad && F.kind != CHAMP_KEY_BYTES ? NULL : ps;
+    trace("%s_many slot %d: %u keys%s", contains ? "contains" : "get", i, n,
+          bad ? ", invalid" : "");
+    champ_map *m = s->m;
+    op_begin(OPC_READ, i, -1);
+    size_t got;
+    bool *fo = nofound ? NULL : found;
+    void **vo = novals ? NULL : vals;
+    switch (F.kind) {
+    case CHAMP_KEY_U64:
+        got = contains ? champ_contains_many_u64(m, bad ? NULL : us, n, fo)
+                       : champ_get_many_u64(m, bad ? NULL : us, n, vo, fo);
+        break;
+    case CHAMP_KEY_BYTES:
+        got = contains ? champ_contains_many_bytes(m, pk, lens, n, fo)
+                       : champ_get_many_bytes(m, pk, lens, n, vo, fo);
+        break;
+    default:
+        got = contains ? champ_contains_many(m, pk, n, fo) : champ_get_many(m, pk, n, vo, fo);
+        break;
+    }
+    bool died = F.op_slot_died;
+    op_finish();
+    if (bad || died) {
+        /* misuse finds nothing; a map freed by its own callback reports
+         * nothing found, as get does */
+        FZ_CHECK(got == 0, "%s_many: %zu found, want 0 (%s)", contains ? "contains" : "get", got,
+                 bad ? "invalid" : "freed from a callback");
+        for (unsigned j = 0; j < n && fo; j++)
+            FZ_CHECK(!found[j], "%s_many: key %u found", contains ? "contains" : "get", j);
+        return;
+    }
+    size_t want = 0;
+    for (unsigned j = 0; j < n; j++) {
+        unsigned k = ks[j];
+        bool in = s->present[k];
+        want += in;
+        if (fo)
+            FZ_CHECK(found[j] == in, "%s_many: key %u (#%u) found %d, model %d",
+                     contains ? "contains" : "get", k, j, found[j], in);
+        if (vo && !contains)
+            FZ_CHECK(vals[j] == (in ? s->val[k] : NULL), "get_many: key %u (#%u) value %p, "
+                     "model %p", k, j, vals[j], in ? s->val[k] : NULL);
+    }
+    FZ_CHECK(got == want, "%s_many: %zu found, model %zu", contains ? "contains" : "get", got,
+             want);
+}
+
+/* ---- trim ---- */
+
+static void op_trim(rd *r, int i) {
+    unsigned how = rd_u8(r);
+    champ_pool *p = champ_pool_of(F.s[i].m);
+    trace("trim the pool of slot %d", i);
+    champ_status st = champ_pool_trim(p);
+    FZ_CHECK(st == CHAMP_OK, "trim: %s", st_name(st));
+    for (int j = 0; j < NSLOT; j++)
+        if (F.s[j].m && champ_pool_of(F.s[j].m) == p)
+            check_all(j, "after trim");
+    if (how & 1)
+        check_valid(i, "after trim");
+    champ_pool_stats ps;
+    FZ_CHECK(champ_pool_stats_get(p, &ps, sizeof ps) == CHAMP_OK && ps.bytes_live <= ps.bytes_reserved,
+             "after trim: live %zu reserved %zu", ps.bytes_live, ps.bytes_reserved);
+}
+
+/* ---- cells ---- */
+
+static void cell_drop(cellm *c) {
+    if (!c->c)
+        return;
+    op_begin(OPC_FREE, -1, -1);
+    champ_cell_free(c->c);
+    op_finish();
+    c->c = NULL;
+    c->typed = c->ver = c->unknown = false;
+}
+
+/* The cell's contents against a fresh snapshot of it (learnt if not known). */
+static void cell_verify(cellm *c, const char *what) {
+    champ_map *out = (champ_map *)(uintptr_t)0xbad0;
+    before b = snap();
+    champ_status st = champ_cell_load(c->c, &out);
+    if (st != CHAMP_OK) {
+        FZ_CHECK(out == NULL, "%s: failed load left *out set", what);
+        after_failure(-1, &b, st, what);
+        return;
+    }
+    if (!c->ver) {
+        FZ_CHECK(out == NULL, "%s: an empty cell gave a map", what);
+        return;
+    }
+    FZ_CHECK(out != NULL, "%s: OK and NULL", what);
+    if (c->unknown) {
+        model_learn(&c->mdl, out, what);
+        c->unknown = false;
+    } else {
+        check_iter_m(&c->mdl, out, what);
+    }
+    champ_free(out);
+}
+
+static void op_cell(rd *r, int i) {
+    unsigned sub = rd_u8(r) % 6, ci = rd_u8(r), hj = rd_u8(r);
+    cellm *c = &F.cell[ci % NCELL];
+    slot *s = &F.s[i];
+    if (sub == 0 || !c->c) {
+        bool from = sub == 0 && (hj & 1);
+        trace("cell %u: new%s", ci % NCELL, from ? " from slot" : " (empty)");
+        cell_drop(c);
+        champ_status st = champ_cell_new(from ? s->m : NULL, &c->c);
+        if (from && !copies_ok()) { /* release without retain: no sharing (KB4) */
+            FZ_CHECK(st == CHAMP_EINVAL && !c->c, "cell_new, no retain: %s, want EINVAL",
+                     st_name(st));
+            return;
+        }
+        FZ_CHECK(st == CHAMP_OK && c->c, "cell_new: %s", st_name(st));
+        c->typed = c->ver = from;
+        c->unknown = false;
+        if (from) {
+            c->tid = s->tid;
+            c->var = s->var;
+            model_copy(&c->mdl, s);
+        }
+        if (sub == 0)
+            return;
+    }
+    switch (sub) {
+    case 1:
+        trace("cell %u: free", ci % NCELL);
+        cell_drop(c);
+        break;
+    case 2: {
+        int d = empty_slot((int)hj);
+        if (d < 0) {
+            trace("cell %u: verify", ci % NCELL);
+            cell_verify(c, "cell load (verify)");
+            break;
+        }
+        trace("cell %u: load into slot %d", ci % NCELL, d);
+        champ_map *out = (champ_map *)(uintptr_t)0xbad0;
+        before b = snap();
+        op_begin(OPC_READ, -1, -1);
+        F.op_dst = d;
+        champ_status st = champ_cell_load(c->c, &out);
+        op_finish();
+        if (st != CHAMP_OK) {
+            FZ_CHECK(out == NULL, "failed cell load left *out set");
+            after_failure(-1, &b, st, "cell load");
+            break;
+        }
+        if (!c->ver) {
+            FZ_CHECK(out == NULL, "an empty cell loaded a map");
+            break;
+        }
+        FZ_CHECK(out != NULL, "cell load: OK and NULL");
+        slot *ds = &F.s[d];
+        ds->m = out;
+        ds->seq = ++F.seq;
+        ds->var = c->var;
+        ds->tid = c->tid;
+        if (c->unknown) {
+            model_learn(ds, out, "cell load");
+            model_copy(&c->mdl, ds);
+            c->unknown = false;
+        } else {
+            model_copy(ds, &c->mdl);
+            check_iter(d, "cell load");
+        }
+        FZ_CHECK(champ_pool_of(out) == var_pool(ds->var), "cell load: another pool");
+        break;
+    }
+    case 3: {
+        trace("cell %u: store slot %d", ci % NCELL, i);
+        champ_status st = champ_cell_store(c->c, s->m);
+        if (!copies_ok()) {
+            FZ_CHECK(st == CHAMP_EINVAL, "cell store, no retain: %s, want EINVAL", st_name(st));
+            break;
+        }
+        if (c->typed && c->tid != s->tid) {
+            FZ_CHECK(st == CHAMP_EPOOL, "cell store of another type: %s, want EPOOL",
+                     st_name(st));
+            break;
+        }
+        FZ_CHECK(st == CHAMP_OK, "cell store: %s", st_name(st));
+        c->typed = c->ver = true;
+        c->unknown = false;
+        c->tid = s->tid;
+        c->var = s->var;
+        model_copy(&c->mdl, s);
+        break;
+    }
+    case 4: {
+        int e = (hj & 1) ? -1 : live_slot((int)(hj >> 1));
+        const slot *es = e >= 0 ? &F.s[e] : NULL;
+        bool sw = (hj & 2) != 0;
+        bool swapped = sw;
+        /* must: the cell holds the version e was loaded as / stored from;
+         * never: the contents differ */
+        bool must = false, never = false;
+        if (c->ver && c->unknown) {
+            /* either */
+        } else if (!es) {
+            must = !c->ver || c->mdl.count == 0;
+            never = !must;
+        } else if (!c->ver) {
+            never = es->count != 0;
+        } else if (es->vid == c->mdl.vid) {
+            must = true;
+        } else {
+            never = !model_equal(es, &c->mdl);
+        }
+        trace("cell %u: cas expected %d desired %d (must %d never %d)", ci % NCELL, e, i, must,
+              never);
+        champ_status st = champ_cell_cas(c->c, es ? es->m : NULL, s->m, &swapped);
+        if (!copies_ok()) {
+            FZ_CHECK(st == CHAMP_EINVAL && swapped == sw,
+                     "cell cas, no retain: %s, want EINVAL", st_name(st));
+            break;
+        }
+        if (c->typed && c->tid != s->tid) {
+            FZ_CHECK(st == CHAMP_EPOOL && swapped == sw,
+                     "cell cas of another type: %s, want EPOOL", st_name(st));
+            break;
+        }
+        FZ_CHECK(st == CHAMP_OK, "cell cas: %s", st_name(st));
+        FZ_CHECK(!(must && !swapped) && !(never && swapped),
+                 "cell cas: swapped %d (must %d, never %d)", swapped, must, never);
+        if (swapped) {
+            c->typed = c->ver = true;
+            c->unknown = false;
+            c->tid = s->tid;
+            c->var = s->var;
+            model_copy(&c->mdl, s);
+        }
+        break;
+    }
+    default:
+        trace("cell %u: verify", ci % NCELL);
+        cell_verify(c, "cell verify");
+        break;
+    }
+}
+
+
+/* Bad input to the newer API (extended format). */
+static void badinput_ext(champ_map *m, size_t n) {
+    champ_map *out;
+    /* NULL arguments of the newer API */
+    out = (champ_map *)(uintptr_t)0xbad0;
+    FZ_CHECK(champ_union(NULL, m, NULL, NULL, &out) == CHAMP_EINVAL && out == NULL,
+             "union of NULL");
+    out = (champ_map *)(uintptr_t)0xbad0;
+    FZ_CHECK(champ_filter(m, NULL, NULL, &out) == CHAMP_EINVAL && out == NULL,
+             "filter without a predicate");
+    FZ_CHECK(champ_union(m, m, NULL, NULL, NULL) == CHAMP_EINVAL, "union without out");
+    FZ_CHECK(!champ_equal(m, NULL, NULL, NULL) && !champ_subset(NULL, m) &&
+                 !champ_disjoint(m, NULL),
+             "equal/subset/disjoint with NULL");
+    FZ_CHECK(champ_diff(m, NULL, NULL, cb_diff, &AL) == CHAMP_EINVAL, "diff with NULL");
+    FZ_CHECK(champ_apply(m, NULL, 1) == CHAMP_EINVAL && champ_apply(NULL, NULL, 0) == CHAMP_EINVAL,
+             "apply of NULL");
+    kpass kp = key_pass(1 % F.U, 0);
+    FZ_CHECK(k_upsert(m, &kp, NULL, NULL) == CHAMP_EINVAL, "upsert without a slot");
+    FZ_CHECK(k_update(m, &kp, NULL, NULL) == CHAMP_EINVAL, "update without fn");
+    FZ_CHECK(champ_cell_new(m, NULL) == CHAMP_EINVAL, "cell_new without out");
+    out = (champ_map *)(uintptr_t)0xbad0;
+    FZ_CHECK(champ_cell_load(NULL, &out) == CHAMP_EINVAL && out == NULL, "load of NULL");
+    FZ_CHECK(champ_cell_store(NULL, m) == CHAMP_EINVAL, "store into NULL");
+    FZ_CHECK(champ_is_set(m) == F.set && !champ_is_set(NULL), "is_set");
+    /* a set and a map: CHAMP_EKIND (a scratch map in a private pool) */
+    champ_config sc = F.cfg;
+    sc.set = !F.set;
+    sc.pool = NULL;
+    sc.val_retain = NULL;
+    sc.val_release = NULL;
+    champ_map *x = NULL;
+    champ_status st = champ_new(&sc, &x);
+    FZ_CHECK(st == CHAMP_OK, "scratch map: %s", st_name(st));
+    out = (champ_map *)(uintptr_t)0xbad0;
+    FZ_CHECK(champ_union(m, x, NULL, NULL, &out) == CHAMP_EKIND && out == NULL, "union of a "
+             "map and a set");
+    out = (champ_map *)(uintptr_t)0xbad0;
+    FZ_CHECK(champ_intersect(x, m, NULL, NULL, &out) == CHAMP_EKIND && out == NULL,
+             "intersect of a map and a set");
+    out = (champ_map *)(uintptr_t)0xbad0;
+    FZ_CHECK(champ_symdiff(m, x, &out) == CHAMP_EKIND && out == NULL, "symdiff");
+    FZ_CHECK(!champ_equal(m, x, NULL, NULL) && !champ_subset(x, m) && !champ_disjoint(m, x),
+             "equal/subset/disjoint of a map and a set");
+    FZ_CHECK(champ_diff(m, x, NULL, cb_diff, &AL) == CHAMP_EKIND, "diff of a map and a set");
+    champ_free(x);
+    FZ_CHECK(champ_size(m) == n, "a refused call changed the size");
+}
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
 /* ------------------------------------------------------------------ */
@@ -1610,15 +2950,34 @@ static const unsigned usizes[] = {8, 32, 128, 512};
 /* Reads the header; false when the pool or the first map cannot be made
  * (checked: only for the documented reasons). */
 static bool setup(rd *r) {
+    F.ext = r->n >= 2 && r->p[0] == FZ_MAGIC0 && r->p[1] == FZ_MAGIC1;
+    if (F.ext)
+        r->i = 2;
     unsigned b0 = rd_u8(r), b1 = rd_u8(r), b2 = rd_u8(r), b3 = rd_u8(r), b4 = rd_u8(r);
+    unsigned e0 = F.ext ? rd_u8(r) : 0, e1 = F.ext ? rd_u8(r) : 0;
     F.kind = (champ_key_kind)(1 + b0 % 3);
     F.hmode = (int)(b0 / 3 % NHM);
     F.ushape = (int)(b0 / 18 % 3);
     F.U = usizes[b1 & 3];
     F.val_cb = b1 & 4;
     F.key_cb = F.kind == CHAMP_KEY_GENERIC && (b1 & 8);
-    F.no_retain = (b1 & 0x30) == 0x30 && (F.val_cb || F.key_cb);
     F.pool_mode = (int)(b2 % NPM);
+    /* the extended header (e0, e1) */
+    F.set = e0 & 1;
+    F.bhmode = F.kind == CHAMP_KEY_BYTES ? (int)((e0 >> 1) & 3) : BH_NONE;
+    F.compare = F.kind == CHAMP_KEY_GENERIC && (e0 & 2);
+    F.concurrent = (e0 & 8) != 0;
+    F.poolb_concurrent = (e0 & 16) != 0;
+    if (e0 & 32)
+        F.U = UMAX;
+    F.collide = (e0 & 64) != 0;
+    F.bmask = 0;
+    for (unsigned j = 0; j < 1 + e1 % 4; j++)
+        F.bmask |= 1ULL << (mix64(e1 + j) % 64);
+    bool set_with_val_cb = F.set && F.val_cb; /* refused: checked below */
+    if (F.set)
+        F.val_cb = false;
+    F.no_retain = (b1 & 0x30) == 0x30 && (F.val_cb || F.key_cb);
     F.mask = 0;
     if (F.hmode == HM_BITS) {
         unsigned nb = 1 + (b1 >> 6) * 3;
@@ -1634,7 +2993,7 @@ static bool setup(rd *r) {
         F.vals[i].held = 0;
     }
     F.a_fail_at = -1;
-    F.op_slot = F.op_dst = F.pinned = -1;
+    F.op_slot = F.op_slot2 = F.op_dst = F.pinned = -1;
     F.op_key = -1;
 
     champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
@@ -1661,12 +3020,27 @@ static bool setup(rd *r) {
         }
         break;
     }
+    if (F.concurrent && F.pool_mode == PM_FIXED) {
+        /* concurrent pools are arenas: a buffer is refused */
+        pc.concurrent = true;
+        champ_pool *p = (champ_pool *)(uintptr_t)0xbad0;
+        champ_status cs = champ_pool_new(&pc, &p);
+        FZ_CHECK(cs == CHAMP_EINVAL, "concurrent pool over a buffer: %s, want EINVAL",
+                 st_name(cs));
+        pc.concurrent = false;
+        F.concurrent = false;
+    }
+    pc.concurrent = F.concurrent;
     champ_status st = champ_pool_new(&pc, &F.pool);
-    trace("config: %s hash %d mask %#llx U %u shape %d valcb %d keycb %d noretain %d pool %d "
+    trace("config: %s%s hash %d mask %#llx U %u shape %d valcb %d keycb %d noretain %d pool %d "
           "buf %zu fail_at %ld%s wm %d free_oldest %d: pool_new %s",
-          kind_name(), F.hmode, (unsigned long long)F.mask, F.U, F.ushape, F.val_cb, F.key_cb,
-          F.no_retain, F.pool_mode, F.buf_size, F.a_fail_at, F.a_fail_persist ? "+" : "",
-          pc.on_watermark != NULL, F.wm_free_oldest, st_name(st));
+          F.set ? "set " : "", kind_name(), F.hmode, (unsigned long long)F.mask, F.U, F.ushape,
+          F.val_cb, F.key_cb, F.no_retain, F.pool_mode, F.buf_size, F.a_fail_at,
+          F.a_fail_persist ? "+" : "", pc.on_watermark != NULL, F.wm_free_oldest, st_name(st));
+    if (F.ext)
+        trace("extended: bytes_hash %d mask %#llx compare %d concurrent %d/%d collide %d",
+              F.bhmode, (unsigned long long)F.bmask, F.compare, F.concurrent,
+              F.poolb_concurrent, F.collide);
     if (st != CHAMP_OK) {
         FZ_CHECK(F.pool == NULL, "failed pool_new left *out set");
         FZ_CHECK((st == CHAMP_ENOMEM && F.pool_mode == PM_BACKING && F.a_fail_at >= 0) ||
@@ -1691,7 +3065,36 @@ static bool setup(rd *r) {
     c.seed = (uint64_t)b4 << 32 | b3;
     c.fixed_seed = true;
     c.pool = F.pool;
+    c.set = F.set;
+    if (F.compare)
+        c.compare = cb_compare;
+    if (F.bhmode != BH_NONE)
+        c.bytes_hash = cb_bytes_hash;
+    if (set_with_val_cb) {
+        champ_config bad = c;
+        bad.val_retain = cb_val_retain;
+        bad.val_release = cb_val_release;
+        champ_map *m = (champ_map *)(uintptr_t)0xbad0;
+        champ_status bs = champ_new(&bad, &m);
+        FZ_CHECK(bs == CHAMP_EINVAL && m == NULL, "a set with value callbacks: %s, want EINVAL",
+                 st_name(bs));
+    }
     F.cfg = c;
+    for (int v = 0; v < NTV; v++)
+        F.cfgv[v] = c;
+    F.cfgv[TV_SEED].seed = c.seed ^ 0x5deece66dULL;
+    F.cfgv[TV_POOLB].pool = NULL; /* set when the second pool is made */
+    switch (F.kind) {
+    case CHAMP_KEY_GENERIC:
+        F.cfgv[TV_CB].compare = c.compare ? NULL : cb_compare;
+        break;
+    case CHAMP_KEY_BYTES:
+        F.cfgv[TV_CB].bytes_hash = c.bytes_hash ? NULL : cb_bytes_hash_alt;
+        break;
+    default:
+        F.cfgv[TV_CB].seed = c.seed + 1;
+        break;
+    }
     return true;
 }
 
@@ -1699,6 +3102,8 @@ static void teardown(void) {
     F.h_armed = false;
     champ_pool_fail_after(F.pool, -1);
     F.fail_after_armed = false;
+    for (int i = 0; i < NCELL; i++)
+        cell_drop(&F.cell[i]);
     for (int i = 0; i < NSLOT; i++)
         if (F.s[i].m) {
             g_op++;
@@ -1712,6 +3117,14 @@ static void teardown(void) {
              ps.maps);
     champ_pool_free(F.pool);
     F.pool = NULL;
+    if (F.poolb) {
+        st = champ_pool_stats_get(F.poolb, &ps, sizeof ps);
+        FZ_CHECK(st == CHAMP_OK && ps.bytes_live == 0 && ps.maps == 0,
+                 "every map freed, but the second pool has %zu live bytes and %zu maps",
+                 ps.bytes_live, ps.maps);
+        champ_pool_free(F.poolb);
+        F.poolb = NULL;
+    }
     FZ_CHECK(F.a_live == 0, "the pool is gone but %zu backing bytes are not back", F.a_live);
     for (unsigned i = 0; i < UMAX; i++)
         FZ_CHECK(F.keys[i].held == 0 && F.probes[i].held == 0,
@@ -1727,8 +3140,27 @@ static void teardown(void) {
 
 enum {
     O_SET, O_REMOVE, O_GET, O_COPY, O_PSET, O_PREMOVE, O_NEWLIKE, O_FREE, O_CLEAR, O_ITER,
-    O_FOREACH, O_NEW, O_VALIDATE, O_BULK, O_BULKDEL, O_ARM, O_FAULT, O_STATS, O_BAD
+    O_FOREACH, O_NEW, O_VALIDATE, O_BULK, O_BULKDEL, O_ARM, O_FAULT, O_STATS, O_BAD,
+    /* extended format only */
+    O_ADD, O_ALG, O_APPLY, O_UPSERT, O_UPDATE, O_MANY, O_TRIM, O_CELL
 };
+/* The extended format's weights (an opcode byte modulo their sum). */
+static const uint8_t ext_weights[][2] = {
+    {O_SET, 10}, {O_REMOVE, 7}, {O_GET, 4}, {O_COPY, 3}, {O_PSET, 3}, {O_PREMOVE, 2},
+    {O_NEWLIKE, 1}, {O_FREE, 2}, {O_CLEAR, 1}, {O_ITER, 3}, {O_FOREACH, 1}, {O_NEW, 4},
+    {O_VALIDATE, 2}, {O_BULK, 3}, {O_BULKDEL, 1}, {O_ARM, 6}, {O_FAULT, 2}, {O_STATS, 1},
+    {O_BAD, 1}, {O_ADD, 4}, {O_ALG, 16}, {O_APPLY, 8}, {O_UPSERT, 4}, {O_UPDATE, 4},
+    {O_MANY, 4}, {O_TRIM, 2}, {O_CELL, 6}};
+static uint8_t ext_table[256];
+static unsigned ext_total;
+
+static void ext_table_init(void) {
+    if (ext_total)
+        return;
+    for (size_t i = 0; i < sizeof ext_weights / sizeof ext_weights[0]; i++)
+        for (unsigned w = 0; w < ext_weights[i][1]; w++)
+            ext_table[ext_total++] = ext_weights[i][0];
+}
 /* 64 entries: the weights. */
 static const uint8_t op_table[64] = {
     O_SET, O_SET, O_SET, O_SET, O_SET, O_SET, O_SET, O_SET, O_SET, O_SET, O_SET, O_SET,
@@ -1741,7 +3173,7 @@ static const uint8_t op_table[64] = {
 
 static void step(rd *r) {
     unsigned opb = rd_u8(r);
-    int op = op_table[opb % 64];
+    int op = F.ext ? ext_table[opb % ext_total] : op_table[opb % 64];
     int i = (int)(rd_u8(r) % NSLOT);
     if (op == O_NEW) {
         int e = empty_slot(i);
@@ -1753,8 +3185,8 @@ static void step(rd *r) {
     }
     if (op == O_ARM) {
         F.h_armed = true;
-        F.h_cb = (int)(rd_u8(r) % NCB);
-        F.h_act = (int)(rd_u8(r) % NACT);
+        F.h_cb = (int)(rd_u8(r) % (F.ext ? NCB_EXT : NCB));
+        F.h_act = (int)(rd_u8(r) % (F.ext ? NACT_EXT : NACT));
         F.h_countdown = rd_u8(r) % 8;
         F.h_key = rd_u16(r);
         F.h_slot = rd_u8(r);
@@ -1797,6 +3229,14 @@ static void step(rd *r) {
     case O_BULK: op_bulk(r, i, false); break;
     case O_BULKDEL: op_bulk(r, i, true); break;
     case O_STATS: op_stats(i); break;
+    case O_ADD: op_add(r, i); break;
+    case O_ALG: op_alg(r, i); break;
+    case O_APPLY: op_apply(r, i); break;
+    case O_UPSERT: op_upsert(r, i); break;
+    case O_UPDATE: op_update(r, i); break;
+    case O_MANY: op_many(r, i); break;
+    case O_TRIM: op_trim(r, i); break;
+    case O_CELL: op_cell(r, i); break;
     default: op_badinput(i); break;
     }
 }
@@ -1816,6 +3256,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             atexit(report);
     }
     universe_init();
+    ext_table_init();
     if (!devnull)
         devnull = fopen("/dev/null", "w");
     memset(&F, 0, sizeof F);

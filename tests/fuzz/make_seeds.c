@@ -3,7 +3,9 @@
  * configuration path of its header (key kind x hash mode x pool mode x
  * reference callbacks), each followed by a pseudo-random program.
  *
- *   make_seeds DIR [PROGRAM_BYTES]
+ *   make_seeds DIR [PROGRAM_BYTES] [ext]
+ *
+ * With a third argument only the extended format's seeds are written.
  *
  * The committed corpus (tests/fuzz/corpus) started as these seeds and was
  * grown by fuzzing and minimised with `make fuzz-merge`.  The header layout
@@ -54,14 +56,78 @@ static void seed(unsigned kind, unsigned hmode, unsigned ushape, unsigned usize,
     fclose(f);
 }
 
+/* The extended format (fuzz_champ.c: FZ_MAGIC, then the header above and
+ * e0, e1): e0 bit 0 a set, bits 1-2 bytes_hash (bytes) / bit 1 compare
+ * (generic), bit 3 a concurrent pool, bit 4 a concurrent second pool,
+ * bit 5 the 1024-key universe, bit 6 big batches; e1 the bytes_hash mask. */
+static void seed_ext(unsigned kind, unsigned hmode, unsigned usize, unsigned flags,
+                     unsigned pool, unsigned b3, unsigned b4, unsigned e0, unsigned e1) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/seed-x%03u", dir, nfiles++);
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    unsigned b0 = kind + 3 * hmode;
+    unsigned b1 = usize | (flags & 1) << 2 | (flags & 2) << 2 | ((flags & 4) ? 0x30 : 0) |
+                  (next8() & 3) << 6;
+    fputc(0xC4, f);
+    fputc(0x4D, f);
+    fputc((int)b0, f);
+    fputc((int)b1, f);
+    fputc((int)pool, f);
+    fputc((int)b3, f);
+    fputc((int)b4, f);
+    fputc((int)e0, f);
+    fputc((int)e1, f);
+    if (kind == 2 && hmode == 2)
+        for (unsigned i = 0; i < 10; i++)
+            fputc((int)next8(), f);
+    for (size_t i = 0; i < prog_bytes; i++)
+        fputc((int)next8(), f);
+    fclose(f);
+}
+
+static void seeds_ext(void) {
+    for (unsigned kind = 0; kind < 3; kind++) {
+        for (unsigned set = 0; set < 2; set++) {
+            seed_ext(kind, 0, 1, set ? 0 : 1, 0, 0, 0, set, 0);          /* default pool */
+            seed_ext(kind, 0, 2, 1 | (kind == 2 ? 2 : 0), 0, 1, 0, set | 8, 0); /* concurrent */
+            seed_ext(kind, 0, 1, 1, 1, 1 | 4, 7, set | 16, 0);           /* backing fails once */
+            seed_ext(kind, 0, 1, 0, 1, 1 | 4 | 8, 20, set, 0);           /* backing fails from 20 */
+            seed_ext(kind, 0, 2, 1, 2, 4, 1 | 1 << 3, set, 0);           /* 64 KiB, watermark */
+            seed_ext(kind, 0, 1, 0, 2, 2, 0, set | 8, 0);                /* 8 KiB (+concurrent: EINVAL) */
+        }
+        seed_ext(kind, 0, 1, 5, 0, 0, 0, 0, 0);                          /* release without retain */
+        seed_ext(kind, 0, 3, 1, 0, 3, 0, 32 | 64, 0);                    /* 1024 keys, big batches */
+    }
+    for (unsigned bh = 1; bh < 4; bh++) {                                /* weak bytes_hash */
+        seed_ext(1, 0, 2, 1, 0, 0, 0, bh << 1, 3);
+        seed_ext(1, 0, 2, 0, 0, 1, 0, 1 | bh << 1 | 8, 1);
+        seed_ext(1, 0, 3, 0, 0, 3, 0, bh << 1 | 32 | 64, 0);            /* > 128 colliding keys */
+    }
+    for (unsigned hm = 1; hm < 6; hm += 2) {                             /* generic + compare */
+        seed_ext(2, hm, 2, 3, 0, 0, 0, 2, 0);
+        seed_ext(2, hm, 2, 3, 2, 4, 1 | 1 << 3, 2 | 1, 0);
+    }
+    seed_ext(2, 3, 3, 3, 0, 3, 0, 2 | 32 | 64, 0);                      /* ordered collision nodes */
+    seed_ext(2, 3, 3, 0, 0, 3, 0, 32 | 64, 0);                          /* list collision nodes */
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s DIR [PROGRAM_BYTES]\n", argv[0]);
+        fprintf(stderr, "usage: %s DIR [PROGRAM_BYTES] [ext]\n", argv[0]);
         return 2;
     }
     dir = argv[1];
     if (argc > 2)
         prog_bytes = (size_t)strtoul(argv[2], NULL, 10);
+    if (argc > 3) { /* the extended format's seeds only */
+        seeds_ext();
+        printf("make_seeds: %u files in %s\n", nfiles, dir);
+        return 0;
+    }
     for (unsigned kind = 0; kind < 3; kind++) {
         unsigned shapes = kind == 0 ? 3 : 1;
         for (unsigned sh = 0; sh < shapes; sh++)
@@ -86,6 +152,7 @@ int main(int argc, char **argv) {
         seed(2, hm, 0, 1, 3, 1, 1 | 4, 5);                  /* backing fails once */
     }
     seed(2, 0, 0, 1, 7, 0, 0, 0);                           /* keys+values, no retain */
+    seeds_ext();
     printf("make_seeds: %u files in %s\n", nfiles, dir);
     return 0;
 }
