@@ -106,4 +106,9 @@
 #include "map.h"
 #include "trie.h"
 
+/* many.c: batches against maps of at most this many entries are looked up
+ * one key after the other (their trie stays in cache; docs/design.md,
+ * "Batched lookups").  A variable so that the tests can run both paths. */
+INTERNAL extern size_t champ__many_direct;
+
 #endif /* CHAMP_INTERNAL_H */

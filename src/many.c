@@ -11,11 +11,15 @@
  * of a group overlap, so a batch costs about one miss per level per group
  * instead of one per level per key.  Lookups finish at different depths;
  * a finished slot takes the next key of the batch, so the group stays
- * full until the batch runs out.
+ * full until the batch runs out.  A trie small enough to stay in cache has
+ * no misses to overlap; there the batch is plain lookups one after another
+ * (champ__many_direct).
  */
 #include "internal.h"
 
 #define GROUP 16
+
+size_t champ__many_direct = 131072;
 
 typedef struct lk {
     const node *n;  /* the node to look at next (prefetched)  */
@@ -25,22 +29,19 @@ typedef struct lk {
     kq q;
 } lk;
 
-/* One level of one lookup: 1 when it finished (found or not), 0 when it
- * moved down (and prefetched the next node). */
-static ALWAYS_INLINE int lk_step(const mtype *t, lk *s, void **vals, bool *found,
-                                 size_t *nfound, champ_key_kind kind, unsigned W) {
+/* One level of one lookup: true when it finished, with *hit the entry
+ * found or NULL; false when it moved down (and prefetched the next node). */
+static ALWAYS_INLINE bool lk_step(const mtype *t, lk *s, const uint64_t **hit,
+                                  champ_key_kind kind, unsigned W) {
     const node *n = s->n;
+    *hit = NULL;
     if (kind != CHAMP_KEY_U64 && UNLIKELY(s->level == CHAMP_COLL_LEVEL)) {
         for (uint32_t j = 0; j < n->datamap; j++)
             if (kq_match(t, ent_key(n, j, W), &s->q, kind)) {
-                if (vals)
-                    vals[s->i] = W == ENT_MAP ? (void *)(uintptr_t)ent_at(n, j, W)[1] : NULL;
-                if (found)
-                    found[s->i] = true;
-                (*nfound)++;
-                return 1;
+                *hit = ent_at(n, j, W);
+                return true;
             }
-        return 1;
+        return true;
     }
     const node *next;
     if (node_full(n)) {
@@ -50,22 +51,17 @@ static ALWAYS_INLINE int lk_step(const mtype *t, lk *s, void **vals, bool *found
         uint32_t dm = n->datamap, nm = n->nodemap;
         if (dm & bit) {
             const uint64_t *e = ent_at(n, maps_eidx(dm, nm, bit), W);
-            bool hit = kq_match(t, e[0], &s->q, kind);
-            if (!hit && (nm & bit)) {
+            if (kq_match(t, e[0], &s->q, kind)) {
+                *hit = e;
+            } else if (nm & bit) {
                 e += W / 8u;
-                hit = kq_match(t, e[0], &s->q, kind);
+                if (kq_match(t, e[0], &s->q, kind))
+                    *hit = e;
             }
-            if (hit) {
-                if (vals)
-                    vals[s->i] = W == ENT_MAP ? (void *)(uintptr_t)e[1] : NULL;
-                if (found)
-                    found[s->i] = true;
-                (*nfound)++;
-            }
-            return 1;
+            return true;
         }
         if (!(nm & bit))
-            return 1;
+            return true;
         next = ((node *const *)(const void *)(node_ebase(n) + (size_t)W * maps_nent(dm, nm)))
             [maps_kidx(dm, nm, bit)];
     }
@@ -77,7 +73,7 @@ static ALWAYS_INLINE int lk_step(const mtype *t, lk *s, void **vals, bool *found
     __builtin_prefetch((const char *)next + NODE_HDR + KID_BYTES * (s->h & 31));
     s->n = next;
     s->level++;
-    return 0;
+    return false;
 }
 
 /* The query of key i (kinds: u64 keys[], byte keys ptrs[]/lens[], generic
@@ -107,20 +103,32 @@ static ALWAYS_INLINE kq many_kq(const champ_map *m, const uint64_t *keys,
     return q;
 }
 
+/* Writes the result of key i (e: its entry, or NULL). */
+static ALWAYS_INLINE void many_out(const uint64_t *e, size_t i, void **vals, bool *found,
+                                   size_t *nfound, unsigned W) {
+    if (vals)
+        vals[i] = e && W == ENT_MAP ? (void *)(uintptr_t)e[1] : NULL;
+    if (found)
+        found[i] = e != NULL;
+    *nfound += e != NULL;
+}
+
 static ALWAYS_INLINE size_t many_walk(const champ_map *m, const uint64_t *keys,
                                       const void *const *ptrs, const size_t *lens, size_t n,
                                       void **vals, bool *found, champ_key_kind kind,
                                       unsigned W) {
     const mtype *t = m->t;
     size_t nfound = 0;
-    if (vals)
-        for (size_t i = 0; i < n; i++)
-            vals[i] = NULL;
-    if (found)
-        for (size_t i = 0; i < n; i++)
-            found[i] = false;
-    if (!m->root || n == 0)
-        return 0;
+    if (!m->root || m->size <= champ__many_direct) {
+        /* a trie this small stays in cache: there is no miss to overlap,
+         * and one lookup after the other is faster */
+        for (size_t i = 0; i < n; i++) {
+            kq q = many_kq(m, keys, ptrs, lens, i, kind);
+            const uint64_t *e = m->root ? node_find(t, m->root, 0, &q, kind, W) : NULL;
+            many_out(e, i, vals, found, &nfound, W);
+        }
+        return nfound;
+    }
     lk g[GROUP];
     size_t next = 0, active = 0;
     /* fill the group */
@@ -135,10 +143,12 @@ static ALWAYS_INLINE size_t many_walk(const champ_map *m, const uint64_t *keys,
     }
     while (active) {
         for (size_t j = 0; j < active;) {
-            if (!lk_step(t, &g[j], vals, found, &nfound, kind, W)) {
+            const uint64_t *e;
+            if (!lk_step(t, &g[j], &e, kind, W)) {
                 j++;
                 continue;
             }
+            many_out(e, g[j].i, vals, found, &nfound, W);
             /* done: the slot takes the next key, or the last slot's lookup */
             if (next < n) {
                 g[j].n = m->root;

@@ -1,14 +1,18 @@
 /*
  * test_many.c - batched lookups (champ_get_many_*, champ_contains_many_*)
  * against single lookups, for every kind, maps and sets, batch sizes
- * around the group size, absent keys, misuse.
+ * around the group size, absent keys, misuse.  Each test runs twice: with
+ * every map walked in lockstep groups, and with every map looked up one key
+ * after the other (the path small maps take), whatever the map's size.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
+#include "../src/internal.h"
 
-static void test_many_u64(void) {
+static void many_u64(void) {
     th_rng r = {0x3a4d};
     for (int set = 0; set < 2; set++) {
         champ_map *m = NULL;
@@ -61,7 +65,7 @@ static void test_many_u64(void) {
     }
 }
 
-static void test_many_bytes_generic(void) {
+static void many_bytes_generic(void) {
     champ_map *m = NULL;
     champ_config c = th_kind_config(CHAMP_KEY_BYTES, 5, NULL);
     CHECK_ST(champ_new(&c, &m), CHAMP_OK);
@@ -115,6 +119,24 @@ static void test_many_bytes_generic(void) {
     champ_free(m);
     free(vals);
     free(found);
+}
+
+/* body with the group walk for every map, then the direct loop */
+static void both_paths(void (*body)(void)) {
+    size_t saved = champ__many_direct;
+    champ__many_direct = 0;
+    body();
+    champ__many_direct = SIZE_MAX;
+    body();
+    champ__many_direct = saved;
+}
+
+static void test_many_u64(void) {
+    both_paths(many_u64);
+}
+
+static void test_many_bytes_generic(void) {
+    both_paths(many_bytes_generic);
 }
 
 const th_test th_tests_many[] = {
