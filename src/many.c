@@ -166,17 +166,44 @@ static ALWAYS_INLINE size_t many_walk(const champ_map *m, const uint64_t *keys,
     return nfound;
 }
 
+/* A batch that finds nothing (bad input, or m freed by a callback). */
+static size_t many_none(size_t n, bool *found) {
+    if (found)
+        for (size_t i = 0; i < n; i++)
+            found[i] = false;
+    return 0;
+}
+
+/* many_walk for m's entry width. */
+static ALWAYS_INLINE size_t many_any(const champ_map *m, const uint64_t *keys,
+                                     const void *const *ptrs, const size_t *lens, size_t n,
+                                     void **vals, bool *found, champ_key_kind kind) {
+    if (m->t->width == ENT_MAP)
+        return many_walk(m, keys, ptrs, lens, n, vals, found, kind, ENT_MAP);
+    return many_walk(m, keys, ptrs, lens, n, vals, found, kind, ENT_SET);
+}
+
+/* many_any when hashing runs user code: framed as a read of m, so the
+ * callback contract holds (a free of m from a callback happens here, after
+ * the walk, and the batch then finds nothing). */
+static ALWAYS_INLINE size_t many_framed(const champ_map *m, const void *const *ptrs,
+                                        const size_t *lens, size_t n, void **vals, bool *found,
+                                        champ_key_kind kind) {
+    opframe fr;
+    op_push(&fr, m, OPF_READ);
+    size_t r = many_any(m, NULL, ptrs, lens, n, vals, found, kind);
+    if (UNLIKELY(op_pop(&fr))) {
+        champ_free((champ_map *)(uintptr_t)m);
+        return many_none(n, found);
+    }
+    return r;
+}
+
 size_t champ_get_many_u64(const champ_map *m, const uint64_t *keys, size_t n, void **vals,
                           bool *found) {
-    if (!m || (!keys && n) || m->t->kind != CHAMP_KEY_U64) {
-        if (found)
-            for (size_t i = 0; i < n; i++)
-                found[i] = false;
-        return 0;
-    }
-    if (m->t->width == ENT_MAP)
-        return many_walk(m, keys, NULL, NULL, n, vals, found, CHAMP_KEY_U64, ENT_MAP);
-    return many_walk(m, keys, NULL, NULL, n, vals, found, CHAMP_KEY_U64, ENT_SET);
+    if (!m || (!keys && n) || m->t->kind != CHAMP_KEY_U64)
+        return many_none(n, found);
+    return many_any(m, keys, NULL, NULL, n, vals, found, CHAMP_KEY_U64);
 }
 
 size_t champ_get_many_bytes(const champ_map *m, const void *const *keys, const size_t *lens,
@@ -184,55 +211,18 @@ size_t champ_get_many_bytes(const champ_map *m, const void *const *keys, const s
     bool bad = !m || (n && (!keys || !lens)) || m->t->kind != CHAMP_KEY_BYTES;
     for (size_t i = 0; i < n && !bad; i++)
         bad = (!keys[i] && lens[i]) || lens[i] > UINT32_MAX;
-    if (bad) {
-        if (found)
-            for (size_t i = 0; i < n; i++)
-                found[i] = false;
-        return 0;
-    }
-    if (UNLIKELY(m->t->bytes_hash != NULL)) {
-        /* bytes_hash is user code: framed as a read of m, as generic
-         * lookups are */
-        opframe fr;
-        op_push(&fr, m, OPF_READ);
-        size_t r = m->t->width == ENT_MAP
-                       ? many_walk(m, NULL, keys, lens, n, vals, found, CHAMP_KEY_BYTES, ENT_MAP)
-                       : many_walk(m, NULL, keys, lens, n, vals, found, CHAMP_KEY_BYTES, ENT_SET);
-        if (UNLIKELY(op_pop(&fr))) {
-            champ_free((champ_map *)(uintptr_t)m);
-            if (found)
-                for (size_t i = 0; i < n; i++)
-                    found[i] = false;
-            return 0;
-        }
-        return r;
-    }
-    if (m->t->width == ENT_MAP)
-        return many_walk(m, NULL, keys, lens, n, vals, found, CHAMP_KEY_BYTES, ENT_MAP);
-    return many_walk(m, NULL, keys, lens, n, vals, found, CHAMP_KEY_BYTES, ENT_SET);
+    if (bad)
+        return many_none(n, found);
+    if (UNLIKELY(m->t->bytes_hash != NULL)) /* user code */
+        return many_framed(m, keys, lens, n, vals, found, CHAMP_KEY_BYTES);
+    return many_any(m, NULL, keys, lens, n, vals, found, CHAMP_KEY_BYTES);
 }
 
 size_t champ_get_many(const champ_map *m, const void *const *keys, size_t n, void **vals,
                       bool *found) {
-    if (!m || (!keys && n) || m->t->kind != CHAMP_KEY_GENERIC) {
-        if (found)
-            for (size_t i = 0; i < n; i++)
-                found[i] = false;
-        return 0;
-    }
-    opframe fr;
-    op_push(&fr, m, OPF_READ);
-    size_t r = m->t->width == ENT_MAP
-                   ? many_walk(m, NULL, keys, NULL, n, vals, found, CHAMP_KEY_GENERIC, ENT_MAP)
-                   : many_walk(m, NULL, keys, NULL, n, vals, found, CHAMP_KEY_GENERIC, ENT_SET);
-    if (UNLIKELY(op_pop(&fr))) {
-        champ_free((champ_map *)(uintptr_t)m);
-        if (found)
-            for (size_t i = 0; i < n; i++)
-                found[i] = false;
-        return 0;
-    }
-    return r;
+    if (!m || (!keys && n) || m->t->kind != CHAMP_KEY_GENERIC)
+        return many_none(n, found);
+    return many_framed(m, keys, NULL, n, vals, found, CHAMP_KEY_GENERIC);
 }
 
 size_t champ_contains_many_u64(const champ_map *m, const uint64_t *keys, size_t n,
