@@ -2022,11 +2022,28 @@ static ALWAYS_INLINE champ_status bytes_upsert(champ_map *m, const void *key, si
     return map_upsert(m, &q, 0, slot, found, CHAMP_KEY_BYTES);
 }
 
-champ_status champ_upsert_u64(champ_map *m, uint64_t key, void ***slot, bool *found) {
+static NOINLINE champ_status upsert_u64_slow(champ_map *m, uint64_t key, void ***slot,
+                                             bool *found) {
     CHECK_KIND(m, CHAMP_KEY_U64);
     UPSERT_CHECKS(m, slot);
     kq q = kq_u64(m, key);
     UPDATE(m, map_upsert(m, &q, key, slot, found, CHAMP_KEY_U64));
+}
+
+/* The counting loop's case (a plain u64 map, the key present on a path it
+ * owns) in a leaf function; everything else in upsert_u64_slow. */
+champ_status champ_upsert_u64(champ_map *m, uint64_t key, void ***slot, bool *found) {
+    if (PLAIN(m, CHAMP_KEY_U64) && LIKELY(slot != NULL)) {
+        kq q = kq_u64(m, key);
+        uint64_t *own = find_owned(m, &q, CHAMP_KEY_U64);
+        if (LIKELY(own != NULL)) {
+            *slot = (void **)(void *)(own + 1);
+            if (found)
+                *found = true;
+            return CHAMP_OK;
+        }
+    }
+    return upsert_u64_slow(m, key, slot, found);
 }
 
 champ_status champ_upsert_bytes(champ_map *m, const void *key, size_t len, void ***slot,
