@@ -4,7 +4,9 @@
  *
  * A batch of n updates is hashed once, the later update of a key wins (a
  * table of the batch's keys finds earlier ones: O(n)), and the survivors
- * are split into the keys to set and the keys to remove.  Each group is
+ * are split into the keys to set and the keys to remove (apply_mixed).  A
+ * batch of sets only (apply_sets) needs no table and is sorted straight
+ * from the ops: repeats of a key meet at the bottom, where the later wins.  Each group is
  * built into a trie bottom-up: at each level the entries are distributed
  * over the 32 slots by a counting sort on the level's 5 hash bits (a most-
  * significant-digit radix sort that is the trie walk itself), a slot with
@@ -184,12 +186,166 @@ static bool bsame_keys(bctx *c, bent *b, size_t n, unsigned level, bres *out) {
     return bsame(c, b, k, level, out);
 }
 
+static bool bbuild(bctx *c, bent *cur, bent *alt, bool in_b, size_t n, unsigned level,
+                   bres *out);
+
+/* The node at `level` of entries sorted by this level's slice: slot s
+ * (a bit of bm) holds srt[end[s] - cnt[s], end[s]).  A slot of one entry,
+ * or of two that differ below, holds them; a slot of more is built one
+ * level down from srt into the other buffer, `oth`, which is either the
+ * same size as srt (same offsets: oth_small false) or, at the top of a
+ * bulk build, as large as the largest slot (offset 0).  The node is then
+ * allocated once at its exact size and filled from the sorted entries and
+ * the built children, in slot order: there are no per-slot results to
+ * copy.  srt_in_b says whether srt is the batch's array b (byte keys: an
+ * entry that ends here is copied back into b otherwise, as bbuild keeps
+ * b holding every entry). */
+static bool bslots(bctx *c, bent *srt, bent *oth, bool oth_small, bool srt_in_b, uint32_t bm,
+                   const uint32_t *cnt, const uint32_t *end, unsigned level, bres *out) {
+    bool back = !srt_in_b && c->kind == CHAMP_KEY_BYTES;
+    bres rs[32]; /* results of the slots built below (bit of `below`) */
+    uint32_t dm = 0, nm = 0, ne = 0, nk = 0, below = 0;
+    out->n = 0;
+    out->kid = NULL;
+    for (uint32_t x = bm; x; x &= x - 1) {
+        uint32_t s = (uint32_t)__builtin_ctz(x), bit = 1u << s;
+        size_t lo = end[s] - cnt[s];
+        bent *e = srt + lo;
+        if (cnt[s] == 1 || (cnt[s] == 2 && e[0].h != e[1].h)) {
+            if (back)
+                memcpy(oth + lo, e, cnt[s] * sizeof *e);
+            dm |= bit;
+            nm |= cnt[s] == 2 ? bit : 0;
+            ne += cnt[s];
+            c->count += cnt[s];
+            continue;
+        }
+        bres *r = &rs[s];
+        if (!bbuild(c, e, oth_small ? oth : oth + lo, srt_in_b, cnt[s], level + 1, r)) {
+            for (uint32_t y = below; y; y &= y - 1)
+                bres_drop(c, &rs[__builtin_ctz(y)], level + 1);
+            /* the slots not built yet are only in srt: back into b */
+            if (back)
+                memcpy(oth + end[s], srt + end[s], (end[31 - __builtin_clz(bm)] - end[s]) *
+                                                        sizeof *srt);
+            return false;
+        }
+        below |= bit;
+        CHAMP_ASSERT(r->n > 0);
+        if (r->n == SUB_NODE) {
+            nm |= bit;
+            nk++;
+        } else {
+            /* a slot whose keys came down to one or two (a batch's repeats) */
+            dm |= bit;
+            nm |= r->n == 2 ? bit : 0;
+            ne += r->n;
+        }
+    }
+    if (level > 0 && nk == 0 && ne <= 2) {
+        /* pull-up: the entries themselves (only after repeats were dropped) */
+        for (uint32_t x = bm; x; x &= x - 1) {
+            uint32_t s = (uint32_t)__builtin_ctz(x);
+            if (below & (1u << s)) {
+                for (uint32_t j = 0; j < rs[s].n; j++)
+                    out->e[out->n++] = rs[s].e[j];
+            } else {
+                const bent *e = srt + end[s] - cnt[s];
+                bool swap = cnt[s] == 2 && !pair_first(e[0].h, e[1].h);
+                out->e[out->n++] = e[swap].e;
+                if (cnt[s] == 2)
+                    out->e[out->n++] = e[!swap].e;
+            }
+        }
+        return true;
+    }
+    node *nb = pool_alloc(c->t->pool, node_bitmap_size(ne, nk, c->W));
+    if (!nb) {
+        for (uint32_t y = below; y; y &= y - 1)
+            bres_drop(c, &rs[__builtin_ctz(y)], level + 1);
+        return false;
+    }
+    node_init(nb, dm, nm);
+    node **kids = (node **)(void *)(node_ebase(nb) + (size_t)c->W * ne);
+    uint32_t ei = 0, ki = 0;
+    for (uint32_t x = bm; x; x &= x - 1) {
+        uint32_t s = (uint32_t)__builtin_ctz(x);
+        if (below & (1u << s)) {
+            if (rs[s].n == SUB_NODE)
+                kids[ki++] = rs[s].kid;
+            else
+                for (uint32_t j = 0; j < rs[s].n; j++)
+                    ent_put(nb, ei++, rs[s].e[j], c->W);
+        } else {
+            const bent *e = srt + end[s] - cnt[s];
+            bool swap = cnt[s] == 2 && !pair_first(e[0].h, e[1].h);
+            ent_put(nb, ei++, e[swap].e, c->W);
+            if (cnt[s] == 2)
+                ent_put(nb, ei++, e[!swap].e, c->W);
+        }
+    }
+    if (c->t->ent_refs)
+        for (uint32_t i = 0; i < ne; i++)
+            ent_retain(c->t, ent_get(nb, i, c->W));
+    out->n = SUB_NODE;
+    out->kid = nb;
+    return true;
+}
+
+/* The node at `level` of the entries cur[0..n) when no slot holds more
+ * than two (the leaves of a build: bm the occupied slots, pairs those of
+ * two, at[s] the first entry index of slot s): each entry goes from cur
+ * straight to its index in the node, with no sort into a second buffer
+ * and no pass over the slots.  A pair's second entry that precedes the
+ * first in trie order moves it up one.  Returns 1 built, -1 out of
+ * memory, 0 when two entries of a slot have equal hashes (a batch's
+ * repeats of a key, or a full collision: the general path takes them),
+ * having changed nothing. */
+static int bleaf(bctx *c, const bent *cur, size_t n, uint32_t bm, uint32_t pairs,
+                 uint32_t *at, unsigned level, bres *out) {
+    const unsigned W = c->W;
+    size_t bytes = node_bitmap_size((uint32_t)n, 0, W);
+    node *nb = pool_alloc(c->t->pool, bytes);
+    if (!nb)
+        return -1;
+    node_init(nb, bm, pairs);
+    uint64_t first[32]; /* the hash of the entry placed first in a pair's slot */
+    uint32_t seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = cur[i].h;
+        uint32_t s = slice(h, level), bit = 1u << s;
+        if (!(pairs & bit)) {
+            ent_put(nb, at[s], cur[i].e, W);
+        } else if (!(seen & bit)) {
+            seen |= bit;
+            first[s] = h;
+            ent_put(nb, at[s], cur[i].e, W);
+        } else if (h == first[s]) {
+            pool_free(c->t->pool, nb, bytes);
+            return 0;
+        } else if (pair_first(h, first[s])) {
+            ent_put(nb, at[s] + 1, ent_get(nb, at[s], W), W);
+            ent_put(nb, at[s], cur[i].e, W);
+        } else {
+            ent_put(nb, at[s] + 1, cur[i].e, W);
+        }
+    }
+    if (c->t->ent_refs)
+        for (uint32_t i = 0; i < n; i++)
+            ent_retain(c->t, ent_get(nb, i, W));
+    c->count += n;
+    out->n = SUB_NODE;
+    out->kid = nb;
+    return 1;
+}
+
 /* The canonical subtree at `level` of the entries cur[0..n) (distinct
- * keys, sharing the hash slices above `level`).  The counting sort of each
- * level moves the entries from cur into alt (same offsets), and the level
- * below works from alt: the two buffers take turns, one pass per level.
- * in_b says whether cur is the batch's own array b, the one whose key blobs
- * are released afterwards: byte keys are moved back into b where a subtree
+ * keys, or a batch's repeats of a key in batch order, sharing the hash
+ * slices above `level`).  The counting sort of each level moves the
+ * entries from cur into alt (same offsets), and the level below works
+ * from alt: the two buffers take turns, one pass per level.  in_b says
+ * whether cur is the batch's own array b, the one whose key blobs are
+ * released afterwards: byte keys are moved back into b where a subtree
  * ends (at most a few entries), so that b still holds every entry of the
  * batch exactly once when the build returns. */
 static bool bbuild(bctx *c, bent *cur, bent *alt, bool in_b, size_t n, unsigned level,
@@ -217,48 +373,34 @@ static bool bbuild(bctx *c, bent *cur, bent *alt, bool in_b, size_t n, unsigned 
         c->count += 2;
         return true;
     }
-    /* counting sort by this level's slice into alt; only the occupied
-     * slots (bm) are visited after the count */
-    uint32_t cnt[32] = {0}, pos[32], bm = 0;
-    for (size_t i = 0; i < n; i++)
-        cnt[slice(cur[i].h, level)]++;
-    for (uint32_t s = 0, run = 0; s < 32; s++) {
-        pos[s] = run;
-        run += cnt[s];
-        bm |= (uint32_t)(cnt[s] != 0) << s;
+    /* counting sort by this level's slice into alt; the prefix sums visit
+     * only the occupied slots (bm) */
+    uint32_t cnt[32] = {0}, end[32], bm = 0, pairs = 0, most = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t s = slice(cur[i].h, level);
+        cnt[s]++;
+        bm |= 1u << s;
     }
-    for (size_t i = 0; i < n; i++)
-        alt[pos[slice(cur[i].h, level)]++] = cur[i];
-    bres rs[32];
-    uint32_t ss[32], k = 0;
-    for (uint32_t x = bm; x; x &= x - 1) {
+    for (uint32_t x = bm, run = 0; x; x &= x - 1) {
         uint32_t s = (uint32_t)__builtin_ctz(x);
-        size_t hi = pos[s], lo = hi - cnt[s];
-        bent *e = alt + lo;
-        bres *r = &rs[k];
-        /* one entry, or two that differ below: the slot holds them (the
-         * common case near the leaves, with no call) */
-        if (cnt[s] == 1 || (cnt[s] == 2 && e[0].h != e[1].h)) {
-            if (in_b && c->kind == CHAMP_KEY_BYTES)
-                memcpy(cur + lo, e, cnt[s] * sizeof *e);
-            bool swap = cnt[s] == 2 && !pair_first(e[0].h, e[1].h);
-            r->n = cnt[s];
-            r->kid = NULL;
-            r->e[0] = e[swap].e;
-            if (cnt[s] == 2)
-                r->e[1] = e[!swap].e;
-            c->count += cnt[s];
-        } else if (!bbuild(c, e, cur + lo, !in_b, hi - lo, level + 1, r)) {
-            for (uint32_t j = 0; j < k; j++)
-                bres_drop(c, &rs[j], level + 1);
-            /* the slots not built yet are only in alt: back into b */
-            if (in_b && c->kind == CHAMP_KEY_BYTES)
-                memcpy(cur + hi, alt + hi, (n - hi) * sizeof *cur);
-            return false;
-        }
-        ss[k++] = s;
+        end[s] = run;
+        run += cnt[s];
+        pairs |= (uint32_t)(cnt[s] == 2) << s;
+        most = cnt[s] > most ? cnt[s] : most;
     }
-    return bnode(c, rs, ss, k, level, out);
+    if (most <= 2) {
+        /* the leaves: straight into the node (byte keys end here, built
+         * or not: b keeps them) */
+        int r = bleaf(c, cur, n, bm, pairs, end, level, out);
+        if (r != 0) {
+            if (!in_b && c->kind == CHAMP_KEY_BYTES)
+                memcpy(alt, cur, n * sizeof *cur);
+            return r > 0;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        alt[end[slice(cur[i].h, level)]++] = cur[i];
+    return bslots(c, alt, cur, false, !in_b, bm, cnt, end, level, out);
 }
 
 /* Builds a map of m's type holding the entries b[0..n) (distinct keys). */
@@ -362,37 +504,152 @@ static size_t batch_dedup(const champ_map *m, bent *b, uint8_t *del, size_t n) {
     return k;
 }
 
-static champ_status apply_batch(champ_map *m, const champ_op *ops, size_t n) {
+/* m takes r's trie (r is left empty); m's old root loses m's reference. */
+static void take_trie(champ_map *m, champ_map *r) {
+    node *old = m->root;
+    m->root = r->root;
+    m->size = r->size;
+    m->stamp++;
+    r->root = NULL;
+    r->size = 0;
+    if (old)
+        champ__node_drop(m->t, old, 0);
+}
+
+/* m = m united with the built map bs (the batch's entries win), bs freed.
+ * An empty map simply takes the built trie. */
+static champ_status merge_built(champ_map *m, champ_map *bs) {
+    champ_map *r = NULL;
+    champ_status st = CHAMP_OK;
+    if (!m->root)
+        take_trie(m, bs);
+    else if ((st = champ_union(m, bs, NULL, NULL, &r)) == CHAMP_OK)
+        take_trie(m, r);
+    champ_free(r);
+    champ_free(bs);
+    return st;
+}
+
+/* A batch of sets only, built straight from the ops.  The first pass
+ * hashes each op and counts the root's slots; the second writes the
+ * entries into b in slot order (a u64 key is hashed again; other kinds
+ * keep from the first pass their key word in kw: a byte key's blob, whose
+ * header holds the hash, or a generic key's hash); then each slot is built
+ * with its own range of b and a tmp as large as the largest slot taking
+ * turns.  Scratch: 24 bytes an entry and the largest slot (plus 8 an entry
+ * for kinds other than u64), against 48 an entry when b is sorted into a
+ * second array of its size (apply_mixed).  Repeats of a key meet at the
+ * bottom (equal hashes), where the later wins: every move is stable. */
+static ALWAYS_INLINE champ_status apply_sets_kind(champ_map *m, const champ_op *ops, size_t n,
+                                                  const champ_key_kind kind) {
+    const mtype *t = m->t;
+    champ_pool *p = t->pool;
+    uint64_t *kw = NULL;
+    bent *b = NULL, *tmp = NULL;
+    size_t made = 0, big = 0;
+    bool in_b = false; /* every blob is in b (else in kw[0..made)) */
+    champ_status st = CHAMP_ENOMEM;
+    uint32_t cnt[32] = {0}, end[32], bm = 0;
+    if (kind != CHAMP_KEY_U64 && !(kw = scratch_alloc(p, n * sizeof *kw)))
+        goto out;
+    for (; made < n; made++) {
+        uint64_t h;
+        if (kind == CHAMP_KEY_U64) {
+            h = hash_u64(ops[made].key.u64, t->seed);
+        } else {
+            bent x;
+            if (!op_entry(m, &ops[made], &x))
+                goto out;
+            kw[made] = kind == CHAMP_KEY_BYTES ? x.e.k : x.h;
+            h = x.h;
+        }
+        uint32_t s = slice(h, 0);
+        cnt[s]++;
+        bm |= 1u << s;
+    }
+    for (uint32_t x = bm, run = 0; x; x &= x - 1) {
+        uint32_t s = (uint32_t)__builtin_ctz(x);
+        end[s] = run;
+        run += cnt[s];
+        big = cnt[s] > big ? cnt[s] : big;
+    }
+    b = scratch_alloc(p, n * sizeof *b);
+    tmp = b ? scratch_alloc(p, big * sizeof *tmp) : NULL;
+    if (!tmp)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        bent x;
+        x.e.v = ops[i].val;
+        if (kind == CHAMP_KEY_U64) {
+            x.e.k = ops[i].key.u64;
+            x.h = hash_u64(x.e.k, t->seed);
+        } else if (kind == CHAMP_KEY_BYTES) {
+            x.e.k = kw[i];
+            x.h = ((const blob *)(uintptr_t)kw[i])->hash;
+        } else {
+            x.e.k = (uint64_t)(uintptr_t)ops[i].key.ptr;
+            x.h = kw[i];
+        }
+        b[end[slice(x.h, 0)]++] = x;
+    }
+    in_b = true;
+    scratch_free(p, kw, n * sizeof *kw);
+    kw = NULL;
+    bctx c = {t, kind, t->width, 0};
+    bres r;
+    if (!bslots(&c, b, tmp, true, true, bm, cnt, end, 0, &r))
+        goto out;
+    champ_map *bs = champ__map_handle(m->t, r.kid, c.count);
+    if (!bs) {
+        bres_drop(&c, &r, 0);
+        goto out;
+    }
+    st = merge_built(m, bs);
+out:
+    if (in_b)
+        release_blobs(m, b, n);
+    else if (kind == CHAMP_KEY_BYTES)
+        for (size_t i = 0; i < made; i++)
+            key_release(t, kw[i]);
+    scratch_free(p, kw, n * sizeof *kw);
+    scratch_free(p, tmp, big * sizeof *tmp);
+    scratch_free(p, b, n * sizeof *b);
+    return st;
+}
+
+static champ_status apply_sets(champ_map *m, const champ_op *ops, size_t n) {
+    switch (m->t->kind) {
+    case CHAMP_KEY_U64: return apply_sets_kind(m, ops, n, CHAMP_KEY_U64);
+    case CHAMP_KEY_BYTES: return apply_sets_kind(m, ops, n, CHAMP_KEY_BYTES);
+    default: return apply_sets_kind(m, ops, n, CHAMP_KEY_GENERIC);
+    }
+}
+
+/* A batch with removes: its entries made into b, the later update of each
+ * key kept (batch_dedup), the sets built and united with m, the removes
+ * built and taken away. */
+static champ_status apply_mixed(champ_map *m, const champ_op *ops, size_t n) {
     const mtype *t = m->t;
     champ_pool *p = t->pool;
     size_t bytes = n * sizeof(bent);
-    /* Without removes, equal keys need no table: they meet at the bottom
-     * of the build (equal hashes) and the later wins there. */
-    bool any_del = false;
-    for (size_t i = 0; i < n && !any_del; i++)
-        any_del = ops[i].remove;
     bent *b = scratch_alloc(p, bytes), *tmp = b ? scratch_alloc(p, bytes) : NULL;
-    uint8_t *del = tmp && any_del ? scratch_alloc(p, n) : NULL;
+    uint8_t *del = tmp ? scratch_alloc(p, n) : NULL;
     champ_status st = CHAMP_ENOMEM;
     size_t made = 0;
-    if (!tmp || (any_del && !del))
+    if (!del)
         goto out;
     for (; made < n; made++) {
         if (!op_entry(m, &ops[made], &b[made]))
             goto out;
-        if (del)
-            del[made] = ops[made].remove ? DEL_REMOVE : DEL_SET;
+        del[made] = ops[made].remove ? DEL_REMOVE : DEL_SET;
     }
-    size_t live = n;
-    if (any_del) {
-        live = batch_dedup(m, b, del, n);
-        if (live == (size_t)-1)
-            goto out;
-    }
+    size_t live = batch_dedup(m, b, del, n);
+    if (live == (size_t)-1)
+        goto out;
     made = live;
     /* the sets first, then the removals */
-    size_t ns = any_del ? 0 : live;
-    for (size_t i = 0; i < live && any_del; i++)
+    size_t ns = 0;
+    for (size_t i = 0; i < live; i++)
         if (del[i] == DEL_SET) {
             bent x = b[i];
             b[i] = b[ns];
@@ -400,39 +657,17 @@ static champ_status apply_batch(champ_map *m, const champ_op *ops, size_t n) {
             del[i] = del[ns];
             del[ns++] = DEL_SET;
         }
-    champ_map *bs = NULL, *bd = NULL, *r1 = NULL, *r2 = NULL;
+    champ_map *bs = NULL, *bd = NULL, *r = NULL;
     if ((st = build_map(m, b, tmp, ns, &bs)) != CHAMP_OK)
         goto out;
-    if (!m->root && ns == live) {
-        /* an empty map takes the built trie */
-        r2 = bs;
-        bs = NULL;
-    } else {
-        st = champ_union(m, bs, NULL, NULL, &r1);
-        if (st == CHAMP_OK) {
-            if (ns == live) {
-                r2 = r1;
-                r1 = NULL;
-            } else {
-                st = build_map(m, b + ns, tmp, live - ns, &bd);
-                if (st == CHAMP_OK)
-                    st = champ_difference(r1, bd, &r2);
-            }
-        }
+    if ((st = build_map(m, b + ns, tmp, live - ns, &bd)) == CHAMP_OK &&
+        (st = champ_union(m, bs, NULL, NULL, &r)) == CHAMP_OK) {
+        champ_map *r2 = NULL;
+        if ((st = champ_difference(r, bd, &r2)) == CHAMP_OK)
+            take_trie(m, r2);
+        champ_free(r2);
     }
-    if (st == CHAMP_OK) {
-        /* m takes the result's root; its old one loses m's reference */
-        node *old = m->root;
-        m->root = r2->root;
-        m->size = r2->size;
-        m->stamp++;
-        r2->root = NULL;
-        r2->size = 0;
-        if (old)
-            champ__node_drop(t, old, 0);
-    }
-    champ_free(r2);
-    champ_free(r1);
+    champ_free(r);
     champ_free(bd);
     champ_free(bs);
 out:
@@ -452,20 +687,25 @@ champ_status champ_apply(champ_map *m, const champ_op *ops, size_t n) {
         return CHAMP_EINVAL;
     if (n > UINT32_MAX - 1)
         return CHAMP_EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        if (t->kind == CHAMP_KEY_BYTES &&
-            ((!ops[i].key.ptr && ops[i].key.len) || ops[i].key.len > UINT32_MAX))
+    if (n > SIZE_MAX / (sizeof(bent) + 8u))
+        return CHAMP_ENOMEM; /* the scratch arrays' sizes */
+    const bool bytes = t->kind == CHAMP_KEY_BYTES, set = t->width == ENT_SET;
+    bool any_del = false;
+    for (size_t i = 0; i < n && (bytes || set); i++) {
+        if (bytes && ((!ops[i].key.ptr && ops[i].key.len) || ops[i].key.len > UINT32_MAX))
             return CHAMP_EINVAL;
-        if (t->width == ENT_SET && !ops[i].remove && ops[i].val)
+        if (set && !ops[i].remove && ops[i].val)
             return CHAMP_EINVAL;
     }
+    for (size_t i = 0; i < n; i++)
+        any_del |= ops[i].remove;
     if (n == 0)
         return CHAMP_OK;
     if (op_busy(m))
         return CHAMP_EBUSY;
     opframe fr;
     op_push(&fr, m, OPF_UPDATE);
-    champ_status st = apply_batch(m, ops, n);
+    champ_status st = any_del ? apply_mixed(m, ops, n) : apply_sets(m, ops, n);
     op_end(&fr);
     return st;
 }
