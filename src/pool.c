@@ -1178,9 +1178,8 @@ static ALWAYS_INLINE void *alloc_slow_in(heap *h, size_t size, bool atomic) {
     if (large_any(h) && (b = large_fit(h, size)))
         goto reused;
     if (UNLIKELY(fresh(h) < size)) {
-        /* a router has no lists and no fresh space: it gets here */
-        if (!atomic && UNLIKELY(h->role == HEAP_ROUTER))
-            return route_alloc(h->pool, size);
+        /* (a router never gets here: champ__heap_alloc_slow routes it) */
+        CHAMP_ASSERT(h->role != HEAP_ROUTER);
         if (!pool_refill(h, size, &b))
             goto fail;
         if (b)
@@ -1212,6 +1211,10 @@ fail:
 }
 
 void *champ__heap_alloc_slow(heap *h, size_t size) {
+    /* a router has no lists and no fresh space: straight to the thread's
+     * heap (a plain heap pays this compare on its slow path only) */
+    if (UNLIKELY(h->role == HEAP_ROUTER))
+        return route_alloc(h->pool, size);
     return alloc_slow_in(h, size, false);
 }
 

@@ -314,13 +314,14 @@ static ALWAYS_INLINE void *pool_alloc_grow(champ_pool *p, size_t lo, size_t want
     if (p->fail_after >= 0)
         return pool_alloc(p, want);
 #endif
+    /* a router has no lists and no fresh space: the thread's heap serves
+     * it all (a plain pool tests this only when the exact list is empty) */
+    if (UNLIKELY(p->h.role == HEAP_ROUTER))
+        return champ__route_grow(p, lo, want, hi, got);
     void *b = champ__heap_take_range(&p->h, lo, hi, got);
     if (b)
         return b;
     if ((size_t)(p->h.end - p->h.bump) < want) {
-        /* a router has no fresh space: the thread's heap serves it all */
-        if (UNLIKELY(p->h.role == HEAP_ROUTER))
-            return champ__route_grow(p, lo, want, hi, got);
         /* the room is a wish: never worth a new chunk */
         *got = lo;
         return pool_alloc(p, lo);
