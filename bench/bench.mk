@@ -139,7 +139,8 @@ CONFIG := $(CC) $(CXX) $(OPT) $(DEFS) $(GLIB_CFLAGS) $(HAVE_CHAMP) $(CHAMP_BASE)
 $(shell mkdir -p $(B)/obj $(B)/champ_stats $(B)/champ_g $(R); \
   echo '$(CONFIG)' | cmp -s - $(B)/config 2>/dev/null || echo '$(CONFIG)' > $(B)/config)
 
-.PHONY: bench bench-build bench-prof bench-callgrind bench-clean bench-info bench-stub bench-deps
+.PHONY: bench bench-build bench-prof bench-callgrind bench-clean bench-info bench-stub bench-deps \
+        bench-threads-parts
 
 bench-deps:
 	@:
@@ -149,7 +150,7 @@ bench: bench-build $(TELEMETRY)
 
 # Without build/libchamp.a the champ adapters are still compiled (against
 # include/champ.h alone), so they cannot rot while the library is missing.
-bench-build: bench-info $(B)/bench $(if $(HAVE_CHAMP),,$(B)/obj/adapt_champ.o $(B)/obj/adapt_champ_generic.o)
+bench-build: bench-info $(B)/bench $(if $(HAVE_CHAMP),$(B)/threads_parts,$(B)/obj/adapt_champ.o $(B)/obj/adapt_champ_generic.o)
 
 bench-info:
 	@$(if $(HAVE_CHAMP),,echo "bench: build/libchamp.a not found (make lib): champ adapters compiled only, not run")
@@ -196,6 +197,14 @@ $(B)/champ_g/%.o: src/%.c $(CHAMP_HDR) $(B)/config
 
 $(B)/champ_telemetry: bench/telemetry.c bench/keys.h $(STATS_OBJ) $(B)/config
 	$(CC) $(CFLAGS_B) -DCHAMP_STATS bench/telemetry.c $(STATS_OBJ) -lm -o $@
+
+# ---- the threads_1/threads_2 loop cut into parts (docs/design.md) ----
+# make -f bench/bench.mk bench-threads-parts ARGS="N ITERATIONS ROUNDS"
+$(B)/threads_parts: bench/threads_parts.c build/libchamp.a $(B)/config
+	$(CC) $(CFLAGS_B) bench/threads_parts.c build/libchamp.a -lpthread -o $@
+
+bench-threads-parts: $(B)/threads_parts
+	@$(B)/threads_parts $(ARGS)
 
 # ---- instructions per op (callgrind), N = 10K ----
 bench-callgrind: bench-build
