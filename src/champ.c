@@ -1033,7 +1033,15 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
 /* Maps                                                                */
 /* ------------------------------------------------------------------ */
 
+/* In position-independent code the model is repeated on the definition:
+ * without it gcc takes the definition's default, general dynamic, a call
+ * to __tls_get_addr in every update of the shared library.  Elsewhere the
+ * default (local exec, here) is the cheapest. */
+#if defined(__PIC__)
+_Thread_local opframe *champ__ops __attribute__((tls_model("initial-exec")));
+#else
 _Thread_local opframe *champ__ops;
+#endif
 
 #define CHAMP_STR_(x) #x
 #define CHAMP_STR(x) CHAMP_STR_(x)
