@@ -34,7 +34,9 @@ typedef struct target {
     double limit;
 } target;
 
+#define K1 1000
 #define K10 10000
+#define K100 100000
 #define M1 1000000
 #define M10 10000000
 
@@ -43,9 +45,13 @@ static const target targets[] = {
     {"query", T_RATIO, KK_U64, L_CHAMP, OP_QUERY, L_ABSL, OP_QUERY, M1, 2.0},
     {"miss", T_RATIO, KK_U64, L_CHAMP, OP_MISS, L_ABSL, OP_MISS, K10, 2.5},
     {"miss", T_RATIO, KK_U64, L_CHAMP, OP_MISS, L_ABSL, OP_MISS, M1, 2.5},
+    /* issue 11: insert ahead of absl in cache, within 1.5x out of it */
+    {"insert", T_RATIO, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, K1, 1.0},
     {"insert", T_RATIO, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, K10, 1.0},
+    {"insert", T_RATIO, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, K100, 1.0},
     {"insert", T_RATIO, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, M1, 1.5},
-    {"remove", T_RATIO, KK_U64, L_CHAMP, OP_REMOVE, L_ABSL, OP_REMOVE, K10, 2.0},
+    {"insert", T_RATIO, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, M10, 1.5},
+    {"remove", T_RATIO, KK_U64, L_CHAMP, OP_REMOVE, L_ABSL, OP_REMOVE, K10, 3.0},
     {"remove", T_RATIO, KK_U64, L_CHAMP, OP_REMOVE, L_ABSL, OP_REMOVE, M1, 2.0},
     {"iterate", T_RATIO, KK_U64, L_CHAMP, OP_ITERATE, L_ABSL, OP_ITERATE, K10, 2.0},
     {"iterate", T_RATIO, KK_U64, L_CHAMP, OP_ITERATE, L_ABSL, OP_ITERATE, M1, 2.0},
@@ -53,10 +59,15 @@ static const target targets[] = {
     {"pinsert", T_RATIO, KK_U64, L_CHAMP, OP_PINSERT, L_CHAMP, OP_INSERT, M1, 2.5},
     {"copy_update", T_RATIO, KK_U64, L_CHAMP, OP_COPY_UPDATE, L_CHAMP, OP_QUERY, K10, 20},
     {"copy_update", T_RATIO, KK_U64, L_CHAMP, OP_COPY_UPDATE, L_CHAMP, OP_QUERY, M1, 20},
-    {"memory", T_BYTES, KK_U64, L_CHAMP, OP_INSERT, -1, -1, M1, 21},
+    {"memory", T_BYTES, KK_U64, L_CHAMP, OP_INSERT, -1, -1, M1, 18},
     {"reserve", T_RESERVED, KK_U64, L_CHAMP, OP_INSERT, -1, -1, M1, 1.2},
     {"str query", T_RATIO, KK_STR, L_CHAMP_GENERIC, OP_QUERY, L_ABSL, OP_QUERY, K10, 2.5},
     {"str query", T_RATIO, KK_STR, L_CHAMP_GENERIC, OP_QUERY, L_ABSL, OP_QUERY, M1, 2.5},
+    /* issue 11: the byte-key kind (champ_*_bytes) */
+    {"str insert", T_RATIO, KK_STR, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, K10, 1.5},
+    {"str insert", T_RATIO, KK_STR, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, M1, 1.5},
+    {"str iterate", T_RATIO, KK_STR, L_CHAMP, OP_ITERATE, L_CHAMP_GENERIC, OP_ITERATE, K10, 1.5},
+    {"str iterate", T_RATIO, KK_STR, L_CHAMP, OP_ITERATE, L_CHAMP_GENERIC, OP_ITERATE, M1, 1.5},
     {"instr query", T_INSTR, KK_U64, L_CHAMP, OP_QUERY, L_ABSL, OP_QUERY, K10, 2.5},
     {"instr insert", T_INSTR, KK_U64, L_CHAMP, OP_INSERT, L_ABSL, OP_INSERT, K10, 1.5},
     {"instr remove", T_INSTR, KK_U64, L_CHAMP, OP_REMOVE, L_ABSL, OP_REMOVE, K10, 2.5},

@@ -6,13 +6,15 @@
  * table of the batch's keys finds earlier ones: O(n)), and the survivors
  * are split into the keys to set and the keys to remove (apply_mixed).  A
  * batch of sets only (apply_sets) needs no table and is sorted straight
- * from the ops: repeats of a key meet at the bottom, where the later wins.  Each group is
- * built into a trie bottom-up: at each level the entries are distributed
- * over the 32 slots by a counting sort on the level's 5 hash bits (a most-
- * significant-digit radix sort that is the trie walk itself), a slot with
- * one or two entries becomes an entry or a pair, a slot with more becomes
- * the child built one level down, and every node is allocated once at its
- * exact size.  That is O(n) for the whole batch.  An empty map simply
+ * from the ops: repeats of a key meet at the bottom, where the later wins.
+ * Each group is built into a trie bottom-up: at each level the entries
+ * are distributed over the 32 slots by a counting sort on the level's 5
+ * hash bits (a most-significant-digit radix sort that is the trie walk
+ * itself), a slot with one or two entries becomes an entry or a pair, a
+ * slot with more becomes the child built one level down, and every node
+ * is allocated once at its exact size (bslots; bleaf places the entries
+ * of a node with no child straight at their index).  That is O(n) for the
+ * whole batch.  An empty map simply
  * takes the built trie.  Otherwise the map is merged with it in trie
  * order by the union and difference of algebra.c: every node a key of the
  * batch falls under is rebuilt once, the rest of the map is shared.
