@@ -3,6 +3,7 @@
 #   make                 libchamp.a, libchamp.so and the examples (release)
 #   make test            everything below, then one line "N passed, N failed"
 #   make check-warnings  gcc and clang, -Wall -Wextra -Wpedantic -Werror
+#   make check-tls       the release objects use initial-exec thread-locals
 #   make debug|asan      test binaries of the debug / ASan+UBSan builds
 #   make valgrind        the debug test binary under valgrind memcheck
 #   make tsan-concurrent the ThreadSanitizer stress test of concurrent pools
@@ -128,7 +129,7 @@ $(B)/%/config: FORCE
 	fi
 	@$(if $(filter rel,$*),$(if $(HASHDEF),echo "champ: xxhash.h not found (Debian: libxxhash-dev) or HAVE_XXHASH=0: byte keys use the fallback hash"))
 
-.PHONY: all lib examples test check-warnings debug asan valgrind tsan-concurrent bench \
+.PHONY: all lib examples test check-warnings check-tls debug asan valgrind tsan-concurrent bench \
         bench-callgrind install uninstall clean man man-check print-version FORCE
 
 all: lib examples
@@ -183,6 +184,17 @@ check-warnings:
 	  done; \
 	  echo "check-warnings: $$c clean"; \
 	done
+
+# The release objects (the shared library's) reach their thread-locals
+# through the initial-exec model: a general- or local-dynamic access is a
+# call to __tls_get_addr on every update.  x86-64 relocation names; with
+# no objdump, or elsewhere, it says so and passes.
+check-tls: lib
+	@if ! command -v objdump >/dev/null; then echo "check-tls: objdump not found, skipped"; \
+	elif [ "$$(uname -m)" != x86_64 ]; then echo "check-tls: x86-64 only, skipped"; \
+	elif n=$$(objdump -dr $(REL_OBJ) | grep -cE 'R_X86_64_TLS(GD|LD)'); [ "$$n" != 0 ]; then \
+	  echo "check-tls: $$n dynamic TLS accesses in $(B)/rel (see the champ__ops definition)"; exit 1; \
+	else echo "check-tls: initial-exec thread-locals only"; fi
 
 # libxxhash-dev was installed (or found missing) while this Makefile was
 # read, before HAVE_XXHASH was detected: the release library, the examples

@@ -3,6 +3,7 @@
 #
 # Runs, each under a header line:
 #   make check-warnings            gcc and clang, -Werror (1 check)
+#   make check-tls                 no dynamic TLS access in build/rel (1 check)
 #   BUILD/test/champ_test          optimised, CHAMP_STATS + CHAMP_FAULTS
 #   BUILD/asan/champ_test          ASan + UBSan, CHAMP_TEST_SCALE=0.25
 #   valgrind BUILD/dbg/champ_test  memcheck, CHAMP_TEST_SCALE=0.05
@@ -66,6 +67,13 @@ if make --no-print-directory check-warnings; then
     pass
 else
     fail "check-warnings"
+fi
+
+header "make check-tls"
+if make --no-print-directory check-tls; then
+    pass
+else
+    fail "check-tls"
 fi
 
 header "$B/test/champ_test (optimised, stats + faults)"
