@@ -188,6 +188,23 @@ static bool bsame_keys(bctx *c, bent *b, size_t n, unsigned level, bres *out) {
     return bsame(c, b, k, level, out);
 }
 
+/* The counting sort's offsets: start[s] for each occupied slot s (a bit
+ * of bm, cnt[s] entries), in slot order; *pairs gets the slots of exactly
+ * two.  Returns the largest count. */
+static ALWAYS_INLINE uint32_t slot_starts(const uint32_t *cnt, uint32_t bm, uint32_t *start,
+                                          uint32_t *pairs) {
+    uint32_t run = 0, most = 0;
+    *pairs = 0;
+    for (uint32_t x = bm; x; x &= x - 1) {
+        uint32_t s = (uint32_t)__builtin_ctz(x);
+        start[s] = run;
+        run += cnt[s];
+        *pairs |= (uint32_t)(cnt[s] == 2) << s;
+        most = cnt[s] > most ? cnt[s] : most;
+    }
+    return most;
+}
+
 static bool bbuild(bctx *c, bent *cur, bent *alt, bool in_b, size_t n, unsigned level,
                    bres *out);
 
@@ -377,19 +394,13 @@ static bool bbuild(bctx *c, bent *cur, bent *alt, bool in_b, size_t n, unsigned 
     }
     /* counting sort by this level's slice into alt; the prefix sums visit
      * only the occupied slots (bm) */
-    uint32_t cnt[32] = {0}, end[32], bm = 0, pairs = 0, most = 0;
+    uint32_t cnt[32] = {0}, end[32], bm = 0, pairs;
     for (size_t i = 0; i < n; i++) {
         uint32_t s = slice(cur[i].h, level);
         cnt[s]++;
         bm |= 1u << s;
     }
-    for (uint32_t x = bm, run = 0; x; x &= x - 1) {
-        uint32_t s = (uint32_t)__builtin_ctz(x);
-        end[s] = run;
-        run += cnt[s];
-        pairs |= (uint32_t)(cnt[s] == 2) << s;
-        most = cnt[s] > most ? cnt[s] : most;
-    }
+    uint32_t most = slot_starts(cnt, bm, end, &pairs);
     if (most <= 2) {
         /* the leaves: straight into the node (byte keys end here, built
          * or not: b keeps them) */
@@ -569,12 +580,8 @@ static ALWAYS_INLINE champ_status apply_sets_kind(champ_map *m, const champ_op *
         cnt[s]++;
         bm |= 1u << s;
     }
-    for (uint32_t x = bm, run = 0; x; x &= x - 1) {
-        uint32_t s = (uint32_t)__builtin_ctz(x);
-        end[s] = run;
-        run += cnt[s];
-        big = cnt[s] > big ? cnt[s] : big;
-    }
+    uint32_t pairs;
+    big = slot_starts(cnt, bm, end, &pairs);
     b = scratch_alloc(p, n * sizeof *b);
     tmp = b ? scratch_alloc(p, big * sizeof *tmp) : NULL;
     if (!tmp)
