@@ -536,9 +536,9 @@ CHAMP_API champ_status champ_premove(const champ_map *m, const void *key,
  * Returns how many were found.  The lookups are walked a group at a time,
  * in stages that each prefetch what the next stage reads, so their cache
  * misses overlap: in a big map this costs far less than n single lookups
- * (at 1M u64 keys, 32 against 87 ns per key on the bench machine).  Misuse (NULL map with n > 0, wrong kind, NULL
- * keys, an invalid byte key) finds nothing (found[] all false).  A read of
- * m, like get. */
+ * (at 1M u64 keys, 32 against 87 ns per key on the bench machine).
+ * Misuse (NULL map with n > 0, wrong kind, NULL keys, an invalid byte key)
+ * finds nothing (found[] all false).  A read of m, like get. */
 CHAMP_API size_t champ_get_many_u64(const champ_map *m, const uint64_t *keys, size_t n,
                                     void **vals, bool *found);
 CHAMP_API size_t champ_get_many_bytes(const champ_map *m, const void *const *keys,
