@@ -1591,11 +1591,71 @@ static NOINLINE champ_status remove_u64_slow(champ_map *m, uint64_t key,
     UPDATE(m, remove_any(m, &q, prior, CHAMP_KEY_U64));
 }
 
-champ_status champ_remove_u64(champ_map *m, uint64_t key, champ_prior *prior) {
-    if (PLAIN(m, CHAMP_KEY_U64)) {
-        kq q = kq_u64(m, key);
-        return map_remove(m, &q, prior, CHAMP_KEY_U64, ENT_MAP);
+/* The common remove in one descent: a plain u64 map that owns every node
+ * on the key's path (a lookup that also reads the counts), where the key
+ * is absent, or is one entry of a node that shrinks in place: the branch
+ * of remove_shrink_owned that moves nothing to a new block (not the
+ * root's last entry, not a node of three that collapses into its parent,
+ * room within slack_cap, not a fixed buffer).  Returns false, having
+ * changed nothing, for everything else. */
+static ALWAYS_INLINE bool remove_u64_owned(champ_map *m, uint64_t key, champ_prior *prior) {
+    node *n = m->root;
+    if (!n)
+        return false;
+    uint64_t h = hash_u64(key, m->t->seed);
+    for (unsigned level = 0;; level++) {
+        if (rc_load(&n->rc) > 1)
+            return false;
+        if (node_full(n)) {
+            n = ((node **)(void *)node_ebase(n))[h & 31];
+            h >>= CHAMP_BITS;
+            continue;
+        }
+        uint32_t bit = 1u << (h & 31);
+        uint32_t dm = n->datamap, nm = n->nodemap;
+        if (dm & bit) {
+            uint32_t i = maps_eidx(dm, nm, bit);
+            uint64_t *e = ent_at(n, i, ENT_MAP);
+            if (e[0] != key) {
+                if (!(nm & bit) || e[2] != key)
+                    break; /* absent */
+                i++;
+                e += 2;
+            }
+            uint32_t ne = maps_nent(dm, nm), nk = maps_nkid(dm, nm);
+            size_t sz = node_bitmap_size(ne, nk, ENT_MAP) - SZ_ENTRY(ENT_MAP);
+            if ((level > 0 && nk == 0 && ne == 3) || (level == 0 && ne == 1 && nk == 0) ||
+                m->t->pool->fixed || node_slack(n) + ENT_MAP / 8u > slack_cap(sz))
+                return false;
+            void *v = (void *)(uintptr_t)e[1];
+            memmove(e, e + 2, sz - NODE_HDR - (size_t)ENT_MAP * i);
+            maps_drop_entry(&n->datamap, &n->nodemap, bit);
+            n->aux += ENT_MAP / 8u;
+            if (prior) {
+                prior->found = true;
+                prior->val = v;
+                prior->key = NULL;
+            }
+            m->size--;
+            m->stamp++;
+            POST_UPDATE_CHECK(m);
+            return true;
+        }
+        if (!(nm & bit))
+            break; /* absent */
+        n = ((node **)(void *)(node_ebase(n) + ENT_MAP * maps_nent(dm, nm)))
+            [maps_kidx(dm, nm, bit)];
+        h >>= CHAMP_BITS;
     }
+    prior_none(prior);
+    return true;
+}
+
+/* The plain map's common case (remove_u64_owned) in a leaf function;
+ * everything else in remove_u64_slow. */
+champ_status champ_remove_u64(champ_map *m, uint64_t key, champ_prior *prior) {
+    if (PLAIN(m, CHAMP_KEY_U64) && LIKELY(remove_u64_owned(m, key, prior)))
+        return CHAMP_OK;
     return remove_u64_slow(m, key, prior);
 }
 
