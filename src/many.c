@@ -23,8 +23,9 @@
  * the key.  So the group waits about twice, not each of its keys twice.
  * Two things keep the stages short: a full node's child pointer is
  * prefetched with its header (the levels where nodes are full are known
- * from the map's size, below them a guess would be a wasted line), and a
- * slot on the header's own line is read in stage A.  A trie small enough
+ * from the map's size, below them a guess would be a wasted line), and
+ * stage A picks the slot's offset (entry, pair or child: a coin toss per
+ * key) with selects rather than branches.  A trie small enough
  * to stay in cache has no misses to overlap; there the batch is plain
  * lookups one after another (champ__many_direct).
  */
@@ -47,9 +48,6 @@ size_t champ__many_direct = 131072;
  * an entry, a pair. */
 enum { LK_KID, LK_ENT, LK_PAIR };
 
-static ALWAYS_INLINE bool same_line(const void *a, const void *b) {
-    return ((uintptr_t)a >> 6) == ((uintptr_t)b >> 6);
-}
 
 /* Prefetches node n's header, and if n is at a level where nodes are
  * full, the line of the child pointer that the hash h (shifted to n's
@@ -171,22 +169,20 @@ static ALWAYS_INLINE size_t many_walk(const champ_map *m, const uint64_t *keys,
                 } else {
                     uint32_t bit = 1u << (h[j] & 31);
                     uint32_t dm = nd->datamap, nm = nd->nodemap;
-                    if (dm & bit) {
-                        a = (const char *)ent_at(nd, maps_eidx(dm, nm, bit), W);
-                        w = (nm & bit) ? LK_PAIR : LK_ENT;
-                    } else if (nm & bit) {
-                        a = node_ebase(nd) + (size_t)W * maps_nent(dm, nm) +
-                            KID_BYTES * maps_kidx(dm, nm, bit);
-                        w = LK_KID;
-                    } else {
+                    if (!((dm | nm) & bit)) {
                         many_out(NULL, base + j, vals, found, &nfound, W);
                         continue;
                     }
-                    if (!same_line(a, nd)) {
-                        __builtin_prefetch(a);
-                        if (w == LK_PAIR)
-                            __builtin_prefetch(a + W);
-                    }
+                    /* entry, pair or child: offsets picked without a
+                     * branch (which of the three is a coin toss) */
+                    bool ent = (dm & bit) != 0;
+                    size_t eoff = (size_t)W * maps_eidx(dm, nm, bit);
+                    size_t koff = (size_t)W * maps_nent(dm, nm) +
+                                  KID_BYTES * maps_kidx(dm, nm, bit);
+                    a = node_ebase(nd) + (ent ? eoff : koff);
+                    w = ent ? LK_ENT + ((nm & bit) != 0) : LK_KID;
+                    __builtin_prefetch(a);
+                    __builtin_prefetch(a + (w == LK_PAIR ? W : 0));
                 }
                 at[j] = a;
                 what[j] = w;
