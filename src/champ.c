@@ -1591,21 +1591,32 @@ static NOINLINE champ_status remove_u64_slow(champ_map *m, uint64_t key,
     UPDATE(m, remove_any(m, &q, prior, CHAMP_KEY_U64));
 }
 
-/* The common remove in one descent: a plain u64 map that owns every node
- * on the key's path (a lookup that also reads the counts), where the key
- * is absent, or is one entry of a node that shrinks in place: the branch
- * of remove_shrink_owned that moves nothing to a new block (not the
- * root's last entry, not a node of three that collapses into its parent,
- * room within slack_cap, not a fixed buffer).  Returns false, having
- * changed nothing, for everything else. */
-static ALWAYS_INLINE bool remove_u64_owned(champ_map *m, uint64_t key, champ_prior *prior) {
+/* A lookup that also reads the counts, for the fast paths of plain maps
+ * (upsert, remove): OWN_SHARED when a node on q's path has another
+ * reference (or the path reaches a collision node, which the general
+ * paths handle), else OWN_ABSENT, or OWN_FOUND with *at set: the node
+ * holding q's entry, the entry, its slot's bit, its index and the level. */
+typedef struct owned_at {
+    node *n;
+    uint64_t *e;
+    uint32_t bit;
+    uint32_t i;
+    unsigned level;
+} owned_at;
+enum { OWN_SHARED, OWN_ABSENT, OWN_FOUND };
+
+static ALWAYS_INLINE int find_owned_at(const champ_map *m, const kq *q, champ_key_kind kind,
+                                       owned_at *at) {
+    const mtype *t = m->t;
     node *n = m->root;
+    uint64_t h = q->h;
     if (!n)
-        return false;
-    uint64_t h = hash_u64(key, m->t->seed);
+        return OWN_SHARED; /* an empty map: the general paths */
     for (unsigned level = 0;; level++) {
         if (rc_load(&n->rc) > 1)
-            return false;
+            return OWN_SHARED;
+        if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL))
+            return OWN_SHARED;
         if (node_full(n)) {
             n = ((node **)(void *)node_ebase(n))[h & 31];
             h >>= CHAMP_BITS;
@@ -1616,38 +1627,62 @@ static ALWAYS_INLINE bool remove_u64_owned(champ_map *m, uint64_t key, champ_pri
         if (dm & bit) {
             uint32_t i = maps_eidx(dm, nm, bit);
             uint64_t *e = ent_at(n, i, ENT_MAP);
-            if (e[0] != key) {
-                if (!(nm & bit) || e[2] != key)
-                    break; /* absent */
-                i++;
+            if (!kq_match(t, e[0], q, kind)) {
+                if (!(nm & bit) || !kq_match(t, e[2], q, kind))
+                    return OWN_ABSENT;
+                i++; /* the second entry of the pair */
                 e += 2;
             }
-            uint32_t ne = maps_nent(dm, nm), nk = maps_nkid(dm, nm);
-            size_t sz = node_bitmap_size(ne, nk, ENT_MAP) - SZ_ENTRY(ENT_MAP);
-            if ((level > 0 && nk == 0 && ne == 3) || (level == 0 && ne == 1 && nk == 0) ||
-                m->t->pool->fixed || node_slack(n) + ENT_MAP / 8u > slack_cap(sz))
-                return false;
-            void *v = (void *)(uintptr_t)e[1];
-            memmove(e, e + 2, sz - NODE_HDR - (size_t)ENT_MAP * i);
-            maps_drop_entry(&n->datamap, &n->nodemap, bit);
-            n->aux += ENT_MAP / 8u;
-            if (prior) {
-                prior->found = true;
-                prior->val = v;
-                prior->key = NULL;
-            }
-            m->size--;
-            m->stamp++;
-            POST_UPDATE_CHECK(m);
-            return true;
+            at->n = n;
+            at->e = e;
+            at->bit = bit;
+            at->i = i;
+            at->level = level;
+            return OWN_FOUND;
         }
         if (!(nm & bit))
-            break; /* absent */
+            return OWN_ABSENT;
         n = ((node **)(void *)(node_ebase(n) + ENT_MAP * maps_nent(dm, nm)))
             [maps_kidx(dm, nm, bit)];
         h >>= CHAMP_BITS;
     }
-    prior_none(prior);
+}
+
+/* The common remove in one descent: a plain u64 map that owns every node
+ * on the key's path, where the key is absent, or is one entry of a node
+ * that shrinks in place: the branch of remove_shrink_owned that moves
+ * nothing to a new block (not the root's last entry, not a node of three
+ * that collapses into its parent, room within slack_cap, not a fixed
+ * buffer).  Returns false, having changed nothing, for everything else. */
+static ALWAYS_INLINE bool remove_u64_owned(champ_map *m, uint64_t key, champ_prior *prior) {
+    kq q = kq_u64(m, key);
+    owned_at at;
+    int r = find_owned_at(m, &q, CHAMP_KEY_U64, &at);
+    if (r == OWN_SHARED)
+        return false;
+    if (r == OWN_ABSENT) {
+        prior_none(prior);
+        return true;
+    }
+    node *n = at.n;
+    uint32_t ne = node_nent(n), nk = node_nkid(n);
+    size_t sz = node_bitmap_size(ne, nk, ENT_MAP) - SZ_ENTRY(ENT_MAP);
+    if ((at.level > 0 && nk == 0 && ne == 3) || (at.level == 0 && ne == 1 && nk == 0) ||
+        m->t->pool->fixed || node_slack(n) + ENT_MAP / 8u > slack_cap(sz))
+        return false;
+    uint64_t *e = at.e;
+    void *v = (void *)(uintptr_t)e[1];
+    memmove(e, e + 2, sz - NODE_HDR - (size_t)ENT_MAP * at.i);
+    maps_drop_entry(&n->datamap, &n->nodemap, at.bit);
+    n->aux += ENT_MAP / 8u;
+    if (prior) {
+        prior->found = true;
+        prior->val = v;
+        prior->key = NULL;
+    }
+    m->size--;
+    m->stamp++;
+    POST_UPDATE_CHECK(m);
     return true;
 }
 
@@ -1994,41 +2029,11 @@ champ_status champ__set_entry(champ_map *m, uint64_t k, const mtype *tx, void *v
  * in a node shared with another version) a set makes the path m's own,
  * then a lookup finds the slot. */
 /* The entry of q when every node on its path has one reference (the map
- * owns it alone), else NULL: a lookup that also reads the counts. */
+ * owns it alone), else NULL. */
 static ALWAYS_INLINE uint64_t *find_owned(const champ_map *m, const kq *q,
                                           champ_key_kind kind) {
-    const mtype *t = m->t;
-    node *n = m->root;
-    uint64_t h = q->h;
-    if (!n)
-        return NULL;
-    for (unsigned level = 0;; level++) {
-        if (rc_load(&n->rc) > 1)
-            return NULL;
-        if (kind != CHAMP_KEY_U64 && UNLIKELY(level == CHAMP_COLL_LEVEL))
-            return NULL; /* the general path handles collision nodes */
-        if (node_full(n)) {
-            n = ((node **)(void *)node_ebase(n))[h & 31];
-            h >>= CHAMP_BITS;
-            continue;
-        }
-        uint32_t bit = 1u << (h & 31);
-        uint32_t dm = n->datamap, nm = n->nodemap;
-        if (dm & bit) {
-            uint64_t *e = ent_at(n, maps_eidx(dm, nm, bit), ENT_MAP);
-            if (kq_match(t, e[0], q, kind))
-                return e;
-            e += 2;
-            if ((nm & bit) && kq_match(t, e[0], q, kind))
-                return e;
-            return NULL;
-        }
-        if (!(nm & bit))
-            return NULL;
-        n = ((node **)(void *)(node_ebase(n) + ENT_MAP * maps_nent(dm, nm)))
-            [maps_kidx(dm, nm, bit)];
-        h >>= CHAMP_BITS;
-    }
+    owned_at at;
+    return find_owned_at(m, q, kind, &at) == OWN_FOUND ? at.e : NULL;
 }
 
 static ALWAYS_INLINE champ_status map_upsert(champ_map *m, const kq *q, uint64_t newk,
