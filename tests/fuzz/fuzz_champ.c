@@ -36,7 +36,8 @@
  * and intersect with and without a resolver, difference, symdiff, filter)
  * against a model of both inputs, champ_apply batches with duplicate keys
  * (and bulk builds into empty maps), upsert and update (fn sees the old
- * value), batched lookups (get_many/contains_many), champ_pool_trim
+ * value), batched lookups (get_many/contains_many, the staged walk and the
+ * plain one), champ_pool_trim
  * (relocation; iterators of the pool report it), cells (new, load, store,
  * cas with a model of the version held), and the callbacks these take
  * (compare, bytes_hash, value equality, diff, resolver, predicate, update
@@ -2617,6 +2618,11 @@ static void op_update(rd *r, int i) {
 
 /* ---- batched lookups ---- */
 
+/* The size up to which a batch is plain lookups one after another
+ * (src/many.c); the fuzzer's maps are all below it, so op_many sets it to
+ * take either path. */
+extern size_t champ__many_direct;
+
 static void op_many(rd *r, int i) {
     unsigned n = rd_below(r, MANY_MAX + 1), how = rd_u8(r), k0 = rd_below(r, F.U);
     unsigned step = rd_u8(r), seed = rd_u8(r);
@@ -2654,6 +2660,8 @@ static void op_many(rd *r, int i) {
     size_t got;
     bool *fo = nofound ? NULL : found;
     void **vo = novals ? NULL : vals;
+    size_t direct = champ__many_direct;
+    champ__many_direct = seed & 1 ? 0 : SIZE_MAX; /* the staged walk, or plain lookups */
     switch (F.kind) {
     case CHAMP_KEY_U64:
         got = contains ? champ_contains_many_u64(m, bad ? NULL : us, n, fo)
@@ -2667,6 +2675,7 @@ static void op_many(rd *r, int i) {
         got = contains ? champ_contains_many(m, pk, n, fo) : champ_get_many(m, pk, n, vo, fo);
         break;
     }
+    champ__many_direct = direct;
     bool died = F.op_slot_died;
     op_finish();
     if (bad || died) {
