@@ -849,6 +849,24 @@ static ALWAYS_INLINE void room_give_back(champ_pool *pool, node *b, size_t size)
  * into an exact block; when that fails, and always in a fixed buffer,
  * shrink in place and give the freed room back to the pool, so a map that
  * owns its nodes can always be drained. */
+/* Whether owned node b, `sz` bytes once an entry is out, shrinks in place
+ * (the freed entry joins its room) rather than moving to an exact block:
+ * while its room stays within slack_cap, and never in a fixed buffer,
+ * which keeps no spare room in nodes. */
+static ALWAYS_INLINE bool shrink_in_place(const champ_pool *pool, const node *b, size_t sz,
+                                          unsigned W) {
+    return !pool->fixed && node_slack(b) + W / 8u <= slack_cap(sz);
+}
+
+/* Entry e (of slot `bit`) out of owned node b, `sz` bytes after it: the
+ * tail moves down and the freed bytes become spare room. */
+static ALWAYS_INLINE void node_shrink_entry(node *b, uint64_t *e, uint32_t bit, size_t sz,
+                                            unsigned W) {
+    memmove(e, (char *)e + W, sz - (size_t)((char *)e - (char *)b));
+    maps_drop_entry(&b->datamap, &b->nodemap, bit);
+    b->aux += W / 8u;
+}
+
 static ALWAYS_INLINE void remove_shrink_owned(champ_map *m, path *pa, uint32_t i,
                                               unsigned W) {
     champ_pool *pool = m->t->pool;
@@ -857,15 +875,12 @@ static ALWAYS_INLINE void remove_shrink_owned(champ_map *m, path *pa, uint32_t i
     size_t sz = node_bitmap_size(node_nent(b), node_nkid(b), W) - SZ_ENTRY(W);
     node *nt = NULL;
     bool full = false;
-    if (pool->fixed || node_slack(b) + W / 8u > slack_cap(sz)) {
-        /* (a fixed buffer keeps no spare room in nodes) */
+    if (!shrink_in_place(pool, b, sz, W)) {
         nt = pool_alloc(pool, sz);
         full = nt == NULL;
     }
     if (!nt) {
-        memmove(ent_at(b, i, W), ent_at(b, i + 1, W), sz - NODE_HDR - (size_t)W * i);
-        maps_drop_entry(&b->datamap, &b->nodemap, pa->bit[d]);
-        b->aux += W / 8u;
+        node_shrink_entry(b, ent_at(b, i, W), pa->bit[d], sz, W);
         if (full) /* the pool is short of memory: give the room back */
             room_give_back(pool, b, sz);
         return;
@@ -1595,12 +1610,11 @@ static NOINLINE champ_status remove_u64_slow(champ_map *m, uint64_t key,
  * (upsert, remove): OWN_SHARED when a node on q's path has another
  * reference (or the path reaches a collision node, which the general
  * paths handle), else OWN_ABSENT, or OWN_FOUND with *at set: the node
- * holding q's entry, the entry, its slot's bit, its index and the level. */
+ * holding q's entry, the entry, its slot's bit and the level. */
 typedef struct owned_at {
     node *n;
     uint64_t *e;
     uint32_t bit;
-    uint32_t i;
     unsigned level;
 } owned_at;
 enum { OWN_SHARED, OWN_ABSENT, OWN_FOUND };
@@ -1625,18 +1639,15 @@ static ALWAYS_INLINE int find_owned_at(const champ_map *m, const kq *q, champ_ke
         uint32_t bit = 1u << (h & 31);
         uint32_t dm = n->datamap, nm = n->nodemap;
         if (dm & bit) {
-            uint32_t i = maps_eidx(dm, nm, bit);
-            uint64_t *e = ent_at(n, i, ENT_MAP);
+            uint64_t *e = ent_at(n, maps_eidx(dm, nm, bit), ENT_MAP);
             if (!kq_match(t, e[0], q, kind)) {
                 if (!(nm & bit) || !kq_match(t, e[2], q, kind))
                     return OWN_ABSENT;
-                i++; /* the second entry of the pair */
-                e += 2;
+                e += 2; /* the second entry of the pair */
             }
             at->n = n;
             at->e = e;
             at->bit = bit;
-            at->i = i;
             at->level = level;
             return OWN_FOUND;
         }
@@ -1668,13 +1679,10 @@ static ALWAYS_INLINE bool remove_u64_owned(champ_map *m, uint64_t key, champ_pri
     uint32_t ne = node_nent(n), nk = node_nkid(n);
     size_t sz = node_bitmap_size(ne, nk, ENT_MAP) - SZ_ENTRY(ENT_MAP);
     if ((at.level > 0 && nk == 0 && ne == 3) || (at.level == 0 && ne == 1 && nk == 0) ||
-        m->t->pool->fixed || node_slack(n) + ENT_MAP / 8u > slack_cap(sz))
+        !shrink_in_place(m->t->pool, n, sz, ENT_MAP))
         return false;
-    uint64_t *e = at.e;
-    void *v = (void *)(uintptr_t)e[1];
-    memmove(e, e + 2, sz - NODE_HDR - (size_t)ENT_MAP * at.i);
-    maps_drop_entry(&n->datamap, &n->nodemap, at.bit);
-    n->aux += ENT_MAP / 8u;
+    void *v = (void *)(uintptr_t)at.e[1];
+    node_shrink_entry(n, at.e, at.bit, sz, ENT_MAP);
     if (prior) {
         prior->found = true;
         prior->val = v;

@@ -126,14 +126,8 @@ static ALWAYS_INLINE size_t many_walk(const champ_map *m, const uint64_t *keys,
         size_t nlive = 0;
         /* stage 0: hash, and walk the cached levels */
         for (size_t j = 0; j < cnt; j++) {
-            uint64_t hj;
-            if (kind == CHAMP_KEY_U64) { /* only the key word and hash are read */
-                q[j].u = keys[base + j];
-                q[j].h = hj = hash_u64(q[j].u, t->seed);
-            } else {
-                q[j] = many_kq(m, keys, ptrs, lens, base + j, kind);
-                hj = q[j].h;
-            }
+            q[j] = many_kq(m, keys, ptrs, lens, base + j, kind);
+            uint64_t hj = q[j].h;
             const node *nd = m->root;
             unsigned l = 0;
             while (l < HOT_LEVELS && node_full(nd)) {
@@ -154,11 +148,10 @@ static ALWAYS_INLINE size_t many_walk(const champ_map *m, const uint64_t *keys,
                 size_t j = live[x];
                 const node *nd = (const node *)(const void *)at[j];
                 if (kind != CHAMP_KEY_U64 && UNLIKELY(level[j] == CHAMP_COLL_LEVEL)) {
-                    const uint64_t *e = NULL;
-                    for (uint32_t k = 0; k < nd->datamap && !e; k++)
-                        if (kq_match(t, ent_key(nd, k, W), &q[j], kind))
-                            e = ent_at(nd, k, W);
-                    many_out(e, base + j, vals, found, &nfound, W);
+                    int where;
+                    int64_t k = coll_find(t, nd, &q[j], &where, kind, W);
+                    many_out(k >= 0 ? ent_at(nd, (uint32_t)k, W) : NULL, base + j, vals, found,
+                             &nfound, W);
                     continue;
                 }
                 const char *a;
