@@ -784,9 +784,17 @@ CHAMP_API champ_status champ_filter(const champ_map *m, champ_pred_fn keep,
  * writer publishes a new config or index with champ_cell_store (or
  * champ_cell_cas), request threads each take a snapshot with
  * champ_cell_load, use it and free it.  Every call may overlap every other
- * call on the same cell from any thread (an internal lock guards the swap
- * of one pointer; nothing else is done under it).  A version replaced in
- * the cell is released when its last snapshot is freed.  The maps stored
+ * call on the same cell from any thread (store and cas take an internal
+ * lock for the swap of one pointer; nothing else is done under it).  In a
+ * concurrent pool a load takes no lock and writes nothing that other
+ * threads read: it pins the version in a slot of the calling thread
+ * instead of counting a reference (8 slots per thread; a thread's further
+ * snapshots are counted, as in a plain pool), so loads on any number of
+ * threads do not slow each other down.  Such a snapshot is a map like any
+ * other (read, copy, update, free it on any thread); its first update
+ * copies what it changes, as for a shared version.  A version replaced in
+ * the cell (or left in a freed cell) is released when its last snapshot
+ * is freed.  The maps stored
  * must be of the cell's type (the one it was made with, or of its first
  * map).  Cells are for concurrent pools; a plain pool's maps may be stored
  * too, but then every cell call (new, load, store, cas, free) is a writer
@@ -809,7 +817,10 @@ CHAMP_API champ_status champ_cell_load(champ_cell *c, champ_map **out);
 /* Publishes a copy of m (m stays the caller's).  Errors: CHAMP_EINVAL (NULL
  * cell or m; release callbacks without retain callbacks, as for
  * champ_cell_new), CHAMP_EBUSY (from a callback of an update or free of m),
- * CHAMP_EPOOL (m of another type than the cell's), CHAMP_ENOMEM. */
+ * CHAMP_EPOOL (m of another type than the cell's), CHAMP_ENOMEM (a
+ * concurrent pool's store allocates, before it changes anything, the
+ * record that keeps the replaced version for its pinned snapshots).  On
+ * an error the cell is unchanged. */
 CHAMP_API champ_status champ_cell_store(champ_cell *c, const champ_map *m);
 /* Publishes a copy of desired if the cell still holds the version
  * `expected` was loaded as (the same root and size; NULL: an empty cell);

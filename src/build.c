@@ -526,7 +526,7 @@ static void take_trie(champ_map *m, champ_map *r) {
     r->root = NULL;
     r->size = 0;
     if (old)
-        champ__node_drop(m->t, old, 0);
+        map_root_drop(m, old);
 }
 
 /* m = m united with the built map bs (the batch's entries win), bs freed.

@@ -2,13 +2,23 @@
  * cell.c - a cell holding one version of a map, for threads to take
  * (load: a snapshot of their own) and replace (store, compare-and-swap).
  *
- * The cell owns one reference to its version's root and one to its type.
- * A load must take its reference to the root before a concurrent store can
- * drop the cell's: both happen under the cell's lock, a spinlock held for a
- * few instructions (read or swap a pointer and a size, one increment).
+ * The cell owns references to its version's root and one to its type.
+ * Writers (store, compare-and-swap) take the cell's lock, a spinlock held
+ * for a few instructions (read or swap a pointer and a size).
+ *
+ * In a plain pool a load takes the lock too, and a reference to the root
+ * under it, before a store can drop the cell's.  In a concurrent pool a
+ * load writes nothing the threads share: it pins the root in a slot of its
+ * own heap (pin.c), checks that the cell still holds it, and reads the
+ * size beside it under a sequence count (a writer makes it odd while it
+ * changes root and size, and the load retries).  Its snapshot counts
+ * neither the root nor the type.  There the cell holds two references to
+ * its root, so a pinned root never looks owned to an update, and a
+ * replaced version goes to a retired record until no pin names it.
+ *
  * Everything that can take long (allocating the snapshot's handle,
- * releasing a replaced version, which may free a whole trie) is done after
- * the lock is released.  Readers of different cells never meet.
+ * releasing a replaced version, which may free a whole trie) is done
+ * outside the lock.  Readers of different cells never meet.
  */
 #include "internal.h"
 
@@ -58,13 +68,23 @@ champ_status champ_cell_new(const champ_map *m, champ_cell **out) {
     if (!c)
         return CHAMP_ENOMEM;
     memset(c, 0, sizeof *c);
+    if (m && m->t->atomic) {
+        /* the record its free hands a pinned version to (an empty cell
+         * takes it at its first store) */
+        c->last = pool_alloc(m->t->pool, RETIRED_BYTES);
+        if (!c->last) {
+            free(c);
+            return CHAMP_ENOMEM;
+        }
+    }
     if (m) {
         c->t = m->t;
         type_hold(c, c->t);
         c->root = m->root;
         c->size = m->size;
         if (c->root)
-            rc_inc(&c->root->rc, c->t->atomic);
+            for (unsigned i = 0; i < CELL_REFS(c->t); i++)
+                rc_inc(&c->root->rc, c->t->atomic);
     }
     *out = c;
     return CHAMP_OK;
@@ -73,21 +93,30 @@ champ_status champ_cell_new(const champ_map *m, champ_cell **out) {
 void champ_cell_free(champ_cell *c) {
     if (!c)
         return;
-    if (c->t) {
-        champ__pool_cell(c->t->pool, &c->link, false);
-        if (c->root)
-            champ__node_drop(c->t, c->root, 0);
-        champ__type_release(c->t);
+    mtype *t = c->t;
+    if (t) {
+        champ__pool_cell(t->pool, &c->link, false);
+        if (t->atomic && c->root) {
+            /* snapshots may have it pinned: its references (the type's
+             * too) go to the cell's record */
+            c->last->root = c->root;
+            c->last->t = t;
+            champ__pin_retire(t->pool, c->last);
+        } else {
+            if (c->last)
+                pool_free(t->pool, c->last, RETIRED_BYTES);
+            if (c->root)
+                champ__node_drop(t, c->root, 0);
+            champ__type_release(t);
+        }
     }
     free(c);
 }
 
-champ_status champ_cell_load(champ_cell *c, champ_map **out) {
-    if (!out)
-        return CHAMP_EINVAL;
-    *out = NULL;
-    if (!c)
-        return CHAMP_EINVAL;
+/* A load of a plain pool's cell, or of a concurrent one when this thread
+ * has no pin slot free: a counted snapshot, the root's reference taken
+ * under the lock. */
+static champ_status cell_load_counted(champ_cell *c, champ_map **out) {
     cell_lock(c);
     mtype *t = c->t;
     node *root = c->root;
@@ -107,6 +136,60 @@ champ_status champ_cell_load(champ_cell *c, champ_map **out) {
     return CHAMP_OK;
 }
 
+champ_status champ_cell_load(champ_cell *c, champ_map **out) {
+    if (!out)
+        return CHAMP_EINVAL;
+    *out = NULL;
+    if (!c)
+        return CHAMP_EINVAL;
+    mtype *t = __atomic_load_n(&c->t, __ATOMIC_ACQUIRE);
+    if (!t)
+        return CHAMP_OK; /* never stored into: no type to make a map of */
+    if (!t->atomic)
+        return cell_load_counted(c, out);
+    champ_pool *p = t->pool;
+    champ_map *m = champ__handle_alloc(p);
+    if (!m)
+        return CHAMP_ENOMEM;
+    m->t = t;
+    uintptr_t *slot = champ__pin_claim(m);
+    if (!slot) {
+        champ__handle_free(p, m);
+        return cell_load_counted(c, out);
+    }
+    for (;;) {
+        node *r = __atomic_load_n(&c->root, __ATOMIC_ACQUIRE);
+        if (!r)
+            break;
+        champ__pin_set(p, slot, r);
+        unsigned s1 = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
+        /* acquire loads: a root or size of a newer write brings its odd
+         * count with it, so s2 differs from s1 (no fences: ThreadSanitizer
+         * does not model them) */
+        node *r2 = __atomic_load_n(&c->root, __ATOMIC_SEQ_CST);
+        size_t size = __atomic_load_n(&c->size, __ATOMIC_ACQUIRE);
+        unsigned s2 = __atomic_load_n(&c->seq, __ATOMIC_RELAXED);
+        if (r2 == r && s1 == s2 && !(s1 & 1u)) {
+            /* r was still the cell's after the pin was published: no
+             * retired record can have missed the pin */
+            m->root = r;
+            m->size = size;
+            *out = m;
+            return CHAMP_OK;
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    /* the cell's version is empty: a counted handle without a root */
+    m->pin = 0;
+    champ__pin_release(p, slot);
+    if (!t->immortal)
+        rc_inc(&t->refs, true);
+    *out = m;
+    return CHAMP_OK;
+}
+
 /* Swaps the cell to m's version when `expected` is NULL (store) or still
  * the cell's version (cas). */
 static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool check,
@@ -116,14 +199,40 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
     if (UNLIKELY(champ__ops != NULL) && op_writing(m))
         return CHAMP_EBUSY; /* as champ_cell_new */
     mtype *t = m->t;
+    unsigned refs = CELL_REFS(t);
+    /* a concurrent cell's replaced version may be pinned: the record that
+     * would keep it is allocated before anything changes */
+    retired *rec = NULL, *last = NULL;
+    if (t->atomic) {
+        rec = pool_alloc(t->pool, RETIRED_BYTES);
+        if (!rec)
+            return CHAMP_ENOMEM;
+        /* the first store into a cell made empty: its free's record too
+         * (c->last, once set, stays) */
+        if (!__atomic_load_n(&c->last, __ATOMIC_RELAXED)) {
+            last = pool_alloc(t->pool, RETIRED_BYTES);
+            if (!last) {
+                pool_free(t->pool, rec, RETIRED_BYTES);
+                return CHAMP_ENOMEM;
+            }
+        }
+    }
     if (m->root)
-        rc_inc(&m->root->rc, t->atomic);
+        for (unsigned i = 0; i < refs; i++)
+            rc_inc(&m->root->rc, t->atomic);
     cell_lock(c);
     bool ok;
     if (c->t && c->t != t) {
         cell_unlock(c);
-        if (m->root)
+        if (rec)
+            pool_free(t->pool, rec, RETIRED_BYTES);
+        if (last)
+            pool_free(t->pool, last, RETIRED_BYTES);
+        if (m->root) {
+            for (unsigned i = 1; i < refs; i++)
+                rc_dec(&m->root->rc, t->atomic); /* m holds one more */
             champ__node_drop(t, m->root, 0);
+        }
         return CHAMP_EPOOL;
     }
     ok = !check || (expected ? c->root == expected->root && c->size == expected->size
@@ -132,22 +241,45 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
     bool first = false;
     if (ok) {
         if (!c->t) {
-            c->t = t;
+            __atomic_store_n(&c->t, t, __ATOMIC_RELEASE);
             first = true;
         }
+        if (last && !c->last) {
+            __atomic_store_n(&c->last, last, __ATOMIC_RELAXED);
+            last = NULL;
+        }
         old = c->root;
-        c->root = m->root;
-        c->size = m->size;
+        /* loads without the lock see an odd count while root and size
+         * change, and retry */
+        unsigned sq = c->seq;
+        __atomic_store_n(&c->seq, sq + 1u, __ATOMIC_RELAXED);
+        __atomic_store_n(&c->root, m->root, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&c->size, m->size, __ATOMIC_RELEASE);
+        __atomic_store_n(&c->seq, sq + 2u, __ATOMIC_RELEASE);
     }
     cell_unlock(c);
     if (first)
         type_hold(c, t); /* m's own reference keeps t alive until here */
-    if (ok) {
-        if (old)
-            champ__node_drop(t, old, 0);
-    } else if (m->root) {
+    if (ok && old && rec) {
+        /* pins may name it: the record keeps the cell's references, and
+         * one to the type (pinned snapshots count theirs nowhere) */
+        if (!t->immortal)
+            rc_inc(&t->refs, true);
+        rec->root = old;
+        rec->t = t;
+        champ__pin_retire(t->pool, rec);
+        rec = NULL;
+    } else if (ok && old) {
+        champ__node_drop(t, old, 0);
+    } else if (!ok && m->root) {
+        for (unsigned i = 1; i < refs; i++)
+            rc_dec(&m->root->rc, t->atomic);
         champ__node_drop(t, m->root, 0);
     }
+    if (rec)
+        pool_free(t->pool, rec, RETIRED_BYTES);
+    if (last)
+        pool_free(t->pool, last, RETIRED_BYTES);
     if (swapped)
         *swapped = ok;
     return CHAMP_OK;

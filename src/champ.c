@@ -664,7 +664,9 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
      * ran during this update may have freed the version it shared the node
      * with: then this was the last reference, and the node goes (what the
      * copies above duplicated was retained, so nothing is lost twice). */
-    if (pa && pa->fs >= 0)
+    if (pa && pa->fs == 0)
+        map_root_drop(m, pa->n[0]);
+    else if (pa && pa->fs > 0)
         champ__node_drop(t, pa->n[pa->fs], (unsigned)pa->fs);
     else if (b)
         pool_free(pool, b, node_block(b, (unsigned)d, W));
@@ -954,7 +956,9 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
             break;
         pool_free(pool, pa->n[j], node_block(pa->n[j], (unsigned)j, W));
     }
-    if (pa->fs >= 0)
+    if (pa->fs == 0)
+        map_root_drop(m, pa->n[0]);
+    else if (pa->fs > 0)
         champ__node_drop(t, pa->n[pa->fs], (unsigned)pa->fs);
     POST_UPDATE_CHECK(m);
     return CHAMP_OK;
@@ -1343,6 +1347,14 @@ void champ_free(champ_map *m) {
     }
     mtype *t = m->t;
     champ_pool *p = t->pool;
+    if (map_pinned(m)) {
+        /* no count to drop: the handle goes, then its pin (which kept the
+         * pool alive until then) */
+        uintptr_t *slot = champ__pin_slot(m);
+        champ__handle_free(p, m);
+        champ__pin_release(p, slot);
+        return;
+    }
     node *r = m->root;
     m->root = NULL;
     m->size = 0;
@@ -1403,7 +1415,9 @@ champ_status champ_clear(champ_map *m) {
     m->root = NULL;
     m->size = 0;
     m->stamp++;
-    if (r) {
+    if (r && map_pinned(m)) {
+        map_root_drop(m, r);
+    } else if (r) {
         if (m->t->calls_out) {
             opframe fr;
             op_push(&fr, m, OPF_UPDATE);

@@ -431,26 +431,44 @@ champ_status champ_validate(const champ_map *m) {
     champ__pool_audit(p, &au);
     census cs = {&v, p->ntypes * ((sizeof(mtype) + 7u) & ~(size_t)7), 0};
     size_t nmaps = 0;
+    /* Who holds references to roots: every map but a pinned snapshot
+     * (pin.c: its root is a cell's or a retired record's); a cell, one
+     * (plain pools) or two (concurrent); a retired record, two. */
     for (const champ_map *x = census_first(p); x; x = census_next(p, x)) {
         nmaps++;
-        if (x->root)
+        if (x->root && !map_pinned(x))
             census_count(&cs, x->root, 0, x);
     }
-    /* A cell's version: one more reference to its root. */
     for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
         const champ_cell *c = (const champ_cell *)(const void *)l;
-        champ_map view = {c->root, c->size, c->t, 0, {0}, 0};
+        champ_map view = {c->root, c->size, c->t, 0, 0, {0}, 0};
         if (c->root)
-            census_count(&cs, c->root, 0, &view);
+            for (unsigned i = 0; i < CELL_REFS(c->t); i++)
+                census_count(&cs, c->root, 0, &view);
     }
+    for (const retired *r = p->retired; r; r = r->next) {
+        champ_map view = {r->root, 0, r->t, 0, 0, {0}, 0};
+        for (unsigned i = 0; i < CELL_REFS(r->t); i++)
+            census_count(&cs, r->root, 0, &view);
+        cs.bytes += RETIRED_BYTES;
+    }
+    for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next)
+        if (((const champ_cell *)(const void *)l)->last)
+            cs.bytes += RETIRED_BYTES; /* a concurrent cell's record */
     for (const champ_map *x = census_first(p); x; x = census_next(p, x))
-        if (x->root)
+        if (x->root && !map_pinned(x))
             census_check(&cs, x->root, 0, x);
     for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
         const champ_cell *c = (const champ_cell *)(const void *)l;
-        champ_map view = {c->root, c->size, c->t, 0, {0}, 0};
+        champ_map view = {c->root, c->size, c->t, 0, 0, {0}, 0};
         if (c->root)
-            census_check(&cs, c->root, 0, &view);
+            for (unsigned i = 0; i < CELL_REFS(c->t); i++)
+                census_check(&cs, c->root, 0, &view);
+    }
+    for (const retired *r = p->retired; r; r = r->next) {
+        champ_map view = {r->root, 0, r->t, 0, 0, {0}, 0};
+        for (unsigned i = 0; i < CELL_REFS(r->t); i++)
+            census_check(&cs, r->root, 0, &view);
     }
     if (cs.edges != 0)
         VFAIL(&v, "census walks disagree by %lld references (a node carried the census mark"

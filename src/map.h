@@ -45,7 +45,8 @@ struct champ_map {
     size_t size;
     mtype *t;
     uint32_t stamp;            /* bumped by every update (iterator check) */
-    uint8_t spare[3];
+    uint8_t pin;               /* pinned (pin.c): its pin slot + 1, else 0 */
+    uint8_t spare[2];
     uint8_t pool_slot;         /* the pool's: the handle's slot in its page */
 };
 _Static_assert(sizeof(struct champ_map) == CHAMP_HANDLE_BYTES, "a map handle is 32 bytes");
@@ -55,11 +56,65 @@ _Static_assert(sizeof(struct champ_map) == CHAMP_HANDLE_BYTES, "a map handle is 
  * validate's census and trim's relocation see the references it holds. */
 struct champ_cell {
     cell_link link;            /* first: the pool's list of cells         */
-    unsigned char lock;
+    unsigned char lock;        /* writers (store, cas; every call of a    */
+                               /* plain pool's cell)                      */
+    unsigned seq;              /* concurrent: odd while a writer changes  */
+                               /* root and size (loads read them without  */
+                               /* the lock and retry)                     */
     node *root;
     size_t size;
     mtype *t;
+    retired *last;             /* concurrent: the record its free uses    */
+                               /* (a block of its pool)                   */
 };
+
+/* A version that a concurrent pool's cell let go (replaced or freed)
+ * while a thread may still have it pinned (pin.c).  The record holds what
+ * the cell held: two references to root (or root is NULL), and, for a
+ * freed cell, one to its type. */
+struct retired {
+    retired *next;
+    node *root;
+    mtype *t;
+};
+#define RETIRED_BYTES ((sizeof(retired) + 7u) & ~(size_t)7) /* a pool block */
+
+/* ------------------------------------------------------------------ */
+/* Pins (pin.c)                                                        */
+/* ------------------------------------------------------------------ */
+/*
+ * A snapshot loaded from a concurrent pool's cell is a pinned handle: it
+ * holds no count on its root or its type.  Instead its root is named in a
+ * pin slot of the heap whose page holds the handle (m->pin is the slot +
+ * 1), and a cell that lets a version go hands it to a retired record,
+ * which keeps the cell's references until no slot names its root.  A
+ * concurrent cell holds two references to its root, so a pinned root's
+ * count is never 1 and every update of a pinned handle copies what it
+ * changes, as for any shared root; where an update or a clear would drop
+ * the handle's reference to its old root, map_root_drop unpins instead.
+ */
+static inline bool map_pinned(const champ_map *m) { return m->pin != 0; }
+/* A free pin slot of the heap holding handle m (which this thread has just
+ * taken from its own heap), now m's; NULL when all are in use. */
+INTERNAL uintptr_t *champ__pin_claim(champ_map *m);
+/* The slot of pinned handle m. */
+INTERNAL uintptr_t *champ__pin_slot(const champ_map *m);
+/* Names r (or nothing: NULL) in slot, which this thread holds. */
+INTERNAL void champ__pin_set(champ_pool *p, uintptr_t *slot, node *r);
+/* Empties slot (any thread; the handle that held it is gone or unpinned):
+ * a retired version waiting on it is released.  p is not touched after
+ * the slot is empty unless a version waited on it. */
+INTERNAL void champ__pin_release(champ_pool *p, uintptr_t *slot);
+/* Pinned handle m becomes a counted one: it takes a reference to its type,
+ * and to its root when `root` (else it is giving its root up). */
+INTERNAL void champ__pin_count(champ_map *m, bool root);
+/* Hands rec (a block of p) to the pool: released now if no slot names its
+ * root, else when the last pin of it goes. */
+INTERNAL void champ__pin_retire(champ_pool *p, retired *rec);
+/* Alone (trim): every pinned handle counted, every record released. */
+INTERNAL void champ__pin_settle(champ_pool *p);
+/* The references a concurrent cell (and a record) holds to its root. */
+#define CELL_REFS(t) ((t)->atomic ? 2u : 1u)
 
 /* A new handle of type t (which gains a reference) on root, or NULL. */
 INTERNAL champ_map *champ__map_handle(mtype *t, node *root, size_t size);

@@ -1475,6 +1475,7 @@ champ_status champ__pool_make(const champ_pool_config *cfg_user, champ_pool **ou
 #endif
     pool_set_hi(&p->h);
     p->cells.next = p->cells.prev = &p->cells;
+    p->rtail = &p->retired;
     if (p->concurrent) {
         heap_init(&p->h, p, HEAP_ROUTER);
         heap_init(&p->cc->depot, p, HEAP_DEPOT);
@@ -1559,6 +1560,7 @@ void champ__pool_cell(champ_pool *p, cell_link *l, bool add) {
  * and no cell (the default pool at process exit).  Returns whether it
  * did. */
 bool champ__pool_destroy_if_empty(champ_pool *p) {
+    champ__pin_settle(p); /* no map: releases every retired version */
     size_t maps = 0;
     for (const heap *h = heaps_first(p); h; h = h->next)
         maps += h->nhandles;
@@ -1586,7 +1588,10 @@ champ_status champ_pool_trim(champ_pool *p) {
         return CHAMP_EINVAL;
     heap *h = &p->h;
     if (p->concurrent) {
-        /* alone: every heap's free blocks and fresh space into the depot,
+        /* alone: no snapshot is pinned, no retired version waits (trim
+         * moves roots: pins would name old addresses) */
+        champ__pin_settle(p);
+        /* every heap's free blocks and fresh space into the depot,
          * which is trimmed as a plain heap */
         h = &p->cc->depot;
         for (heap *t = p->cc->heaps; t; t = t->next) {
@@ -1870,6 +1875,15 @@ static const heap *pages_first(const champ_pool *p) {
 }
 static const heap *pages_next(const champ_pool *p, const heap *h) {
     return p->concurrent ? h->next : NULL;
+}
+
+heap *champ__handle_heap(const void *hv) {
+    unsigned i;
+    return hpage_of(hv, &i)->owner;
+}
+
+heap *champ__pool_heaps(const champ_pool *p) {
+    return heaps_first(p);
 }
 
 void *champ__handle_next(const champ_pool *p, const void *hv) {

@@ -41,6 +41,11 @@ typedef struct chunk {
 typedef struct hpage hpage;
 typedef struct heap heap;
 typedef struct cpool cpool;
+typedef struct retired retired;
+
+/* Pin slots per thread heap (pin.c): the roots a thread has loaded from
+ * cells of a concurrent pool without a count. */
+#define HEAP_PINS 8u
 
 /* The pool's list of cells (circular, the pool holds the head). */
 typedef struct cell_link {
@@ -98,6 +103,9 @@ struct heap {
                                  /* the rest goes to the depot           */
     heap *next;                  /* thread heaps: all of the pool's      */
     heap *idle_next;             /* ... and those waiting for a thread   */
+    uintptr_t pins[HEAP_PINS];   /* thread heaps: pinned roots (pin.c):  */
+                                 /* a node address, bit 0 set when a     */
+                                 /* retired version waits on it          */
 #ifdef CHAMP_STATS
     uint64_t n_alloc, n_alloc_free, n_alloc_arena, n_free;
 #endif
@@ -123,6 +131,9 @@ struct champ_pool {
     uint64_t failures;
     cpool *cc;                   /* concurrent pools: heaps, depot, lock */
     cell_link cells;             /* cells holding versions of its maps   */
+    retired *retired;            /* concurrent: versions replaced in a   */
+    retired **rtail;             /* cell while pinned (pin.c), oldest    */
+    unsigned char rlock;         /* first, and their lock                */
 #ifdef CHAMP_FAULTS
     long fail_after;
 #endif
@@ -208,6 +219,10 @@ INTERNAL void champ__pool_cell(champ_pool *p, cell_link *l, bool add);
 INTERNAL void *champ__handle_alloc(champ_pool *p);
 INTERNAL void champ__handle_free(champ_pool *p, void *h);
 INTERNAL void *champ__handle_next(const champ_pool *p, const void *h);
+/* The heap whose page holds handle h; a concurrent pool's first thread
+ * heap (the others follow through next; NULL: none). */
+INTERNAL heap *champ__handle_heap(const void *h);
+INTERNAL heap *champ__pool_heaps(const champ_pool *p);
 
 /* Trim's relocation pass (relocate.c) and what it needs of pool.c: fresh
  * space of at least `bytes` in a chunk of its own for heap h, blocks cut

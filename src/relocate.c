@@ -9,7 +9,9 @@
  * (design.md, "Pool").  Trim is an "alone" call (no other thread, no
  * iterator in use), so every reference to a node can be found and fixed:
  * nodes are reached from the map handles, which the handle pages
- * enumerate, and from the cells, on their pool's list.  References the
+ * enumerate, and from the cells, on their pool's list (trim first turns
+ * pinned snapshots into counted ones and releases retired versions, so
+ * no pin slot names a node, pin.c).  References the
  * pass cannot see (none that the API makes) would be found by their
  * counts: the nodes they reach stay where they are.
  *
@@ -161,7 +163,7 @@ void champ__pool_relocate(champ_pool *p, heap *h) {
             r_count(&r, m->root, 0, m->t->width, m->t->kind == CHAMP_KEY_BYTES);
     for (l = p->cells.next; l != &p->cells; l = l->next) {
         champ_cell *c = (champ_cell *)(void *)l;
-        if (c->root)
+        for (unsigned i = 0; c->root && i < CELL_REFS(c->t); i++)
             r_count(&r, c->root, 0, c->t->width, c->t->kind == CHAMP_KEY_BYTES);
     }
     r.move = r.movable > 0 && champ__heap_fresh_chunk(h, r.movable);
@@ -173,7 +175,7 @@ void champ__pool_relocate(champ_pool *p, heap *h) {
     }
     for (l = p->cells.next; l != &p->cells; l = l->next) {
         champ_cell *c = (champ_cell *)(void *)l;
-        if (c->root)
+        for (unsigned i = 0; c->root && i < CELL_REFS(c->t); i++)
             c->root = r_place(&r, c->root, 0, c->t->width, c->t->kind == CHAMP_KEY_BYTES);
     }
     while (r.old_nodes) {

@@ -538,6 +538,15 @@ static ALWAYS_INLINE void node_three(const mtype *t, node *c, unsigned level,
 /* Drops one reference to n (at `level`); frees it and, iteratively, every
  * node and entry that thereby loses its last reference. */
 INTERNAL void champ__node_drop(const mtype *t, node *n, unsigned level);
+/* Gives up map m's reference to its old root r (m has a new root, or
+ * none): a pinned handle (map.h) holds no reference; it unpins, and keeps
+ * its type as a counted handle does. */
+static inline void map_root_drop(champ_map *m, node *r) {
+    if (UNLIKELY(map_pinned(m)))
+        champ__pin_count(m, false);
+    else
+        champ__node_drop(m->t, r, 0);
+}
 
 /* ------------------------------------------------------------------ */
 /* Lookup from any node                                                */

@@ -19,6 +19,17 @@
  *                     retaining (regression KB4 of the fuzz target)
  *   cell_from_callback a cell call sharing m from a callback of an update
  *                     of m is CHAMP_EBUSY (regression of the fuzz target)
+ *   cell_pins         snapshots of a concurrent cell are pinned, not
+ *                     counted (pin.c): each keeps its version readable
+ *                     after stores and after the cell's free, a replaced
+ *                     version goes exactly when its last snapshot does,
+ *                     updates / clear / copy of a snapshot, more snapshots
+ *                     than pin slots, trim with pins, validate's census,
+ *                     allocation failure at every step (a failed store
+ *                     changes nothing)
+ *   cell_pins_threads snapshots loaded by threads that exit, freed by main
+ *                     after the cell moved on (a marked pin released by
+ *                     another thread), and the reverse
  *
  * Checks run on the main thread: worker threads count what they see and
  * main checks the counts after joining them (the harness is not thread
@@ -769,6 +780,409 @@ static void test_cell_from_callback(void) {
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Pinned snapshots (pin.c)                                            */
+/* ------------------------------------------------------------------ */
+
+enum { PIN_N = 3000 };
+
+/* A map of `kind` (u64 or bytes keys) in pool p holding keys 0..n-1 with
+ * value key + base; NULL on failure. */
+static champ_map *pin_type[2]; /* a map of each kind's type (cells take one) */
+static champ_map *pin_map(champ_pool *p, champ_key_kind kind, size_t n, uintptr_t base) {
+    champ_map *m = NULL, **like = &pin_type[kind == CHAMP_KEY_BYTES];
+    if (*like && champ_pool_of(*like) == p) {
+        CHECK_ST(champ_new_like(*like, &m), CHAMP_OK);
+    } else {
+        champ_config c = CHAMP_CONFIG_INIT(kind);
+        c.pool = p;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        CHECK_ST(champ_new_like(m, like), CHAMP_OK);
+    }
+    for (size_t i = 0; m && i < n; i++) {
+        char kb[24];
+        int len = snprintf(kb, sizeof kb, "key-%zu", i);
+        void *v = (void *)(i + base);
+        if (kind == CHAMP_KEY_U64)
+            CHECK_ST(champ_set_u64(m, i, v, NULL), CHAMP_OK);
+        else
+            CHECK_ST(champ_set_bytes(m, kb, (size_t)len, v, NULL), CHAMP_OK);
+    }
+    return m;
+}
+
+/* Whether snapshot s holds exactly keys 0..n-1 with value key + base. */
+static bool pin_holds(const champ_map *s, champ_key_kind kind, size_t n, uintptr_t base) {
+    if (!s || champ_size(s) != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char kb[24];
+        int len = snprintf(kb, sizeof kb, "key-%zu", i);
+        void *v = NULL;
+        bool f = kind == CHAMP_KEY_U64 ? champ_get_u64(s, i, &v)
+                                       : champ_get_bytes(s, kb, (size_t)len, &v);
+        if (!f || v != (void *)(i + base))
+            return false;
+    }
+    return true;
+}
+
+/* One kind, one scenario per block; every block ends with the pool empty. */
+static void pin_scenarios(champ_key_kind kind) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    const char *kn = kind == CHAMP_KEY_U64 ? "u64" : "bytes";
+    champ_free(pin_map(p, kind, 0, 0)); /* makes the type holder */
+    const size_t live0 = th_pool_live(p);
+
+    /* 1. A replaced version lives exactly as long as its last snapshot. */
+    {
+        champ_map *v1 = pin_map(p, kind, PIN_N, 1), *v2 = pin_map(p, kind, PIN_N, 7);
+        champ_cell *cell = NULL;
+        CHECK_ST(champ_cell_new(v1, &cell), CHAMP_OK);
+        champ_free(v1); /* the cell holds the only references to version 1 */
+        champ_map *s1 = NULL, *s2 = NULL;
+        CHECK_ST(champ_cell_load(cell, &s1), CHAMP_OK);
+        CHECK_ST(champ_cell_load(cell, &s2), CHAMP_OK);
+        CHECK(s1 && s2 && map_pinned(s1) && map_pinned(s2), "%s: loads pin", kn);
+        size_t before = th_pool_live(p);
+        CHECK_ST(champ_cell_store(cell, v2), CHAMP_OK);
+        CHECK(p->retired != NULL, "%s: the replaced version waits in a record", kn);
+        CHECK_EQ(th_pool_live(p), before + RETIRED_BYTES, "version 1 kept while pinned");
+        CHECK_VALID(s1, "a pinned snapshot of a replaced version (census counts the record)");
+        CHECK(pin_holds(s1, kind, PIN_N, 1), "%s: s1 reads version 1", kn);
+        champ_free(s1);
+        CHECK(p->retired != NULL, "%s: still pinned by s2", kn);
+        CHECK(pin_holds(s2, kind, PIN_N, 1), "%s: s2 reads version 1", kn);
+        CHECK_EQ(th_pool_live(p), before + RETIRED_BYTES, "s1's handle went, no node");
+        champ_free(s2);
+        CHECK(p->retired == NULL, "%s: the last snapshot released version 1", kn);
+        CHECK(th_pool_live(p) * 20 < before * 11, "%s: version 1's nodes freed (%zu of %zu live)",
+              kn, th_pool_live(p), before);
+        champ_map *s3 = NULL;
+        CHECK_ST(champ_cell_load(cell, &s3), CHAMP_OK);
+        CHECK(pin_holds(s3, kind, PIN_N, 7), "%s: a new load reads version 2", kn);
+        CHECK_VALID(s3, "after the release");
+        champ_free(s3);
+        champ_cell_free(cell);
+        champ_free(v2);
+        CHECK_EQ(th_pool_live(p), live0, "scenario 1 drained");
+    }
+
+    /* 2. Snapshots outlive their cell; the record keeps their type. */
+    {
+        champ_map *v1 = pin_map(p, kind, PIN_N, 3);
+        champ_cell *cell = NULL;
+        CHECK_ST(champ_cell_new(v1, &cell), CHAMP_OK);
+        champ_free(v1);
+        champ_map *s[3] = {NULL, NULL, NULL};
+        for (int i = 0; i < 3; i++)
+            CHECK_ST(champ_cell_load(cell, &s[i]), CHAMP_OK);
+        champ_cell_free(cell);
+        CHECK(p->retired != NULL, "%s: the freed cell's version waits", kn);
+        CHECK_VALID(s[1], "a snapshot of a freed cell");
+        for (int i = 0; i < 3; i++) {
+            CHECK(pin_holds(s[i], kind, PIN_N, 3), "%s: snapshot %d after the cell's free", kn,
+                  i);
+            champ_map *c = NULL;
+            if (i == 2) {
+                /* a copy of a pinned snapshot is counted: it outlives all */
+                CHECK_ST(champ_copy(s[i], &c), CHAMP_OK);
+                CHECK(c && !map_pinned(c), "%s: a copy is not pinned", kn);
+            }
+            champ_free(s[i]);
+            if (c) {
+                CHECK(p->retired == NULL, "%s: last pin gone, record released", kn);
+                CHECK(pin_holds(c, kind, PIN_N, 3), "%s: the copy after every pin", kn);
+                CHECK_VALID(c, "the copy");
+                champ_free(c);
+            }
+        }
+        CHECK_EQ(th_pool_live(p), live0, "scenario 2 drained");
+    }
+
+    /* 3. Updating a pinned snapshot copies what it changes and unpins it;
+     * the cell's version does not change.  Every update form. */
+    for (int form = 0; form < 4; form++) {
+        champ_map *v1 = pin_map(p, kind, PIN_N, 5);
+        champ_cell *cell = NULL;
+        CHECK_ST(champ_cell_new(v1, &cell), CHAMP_OK);
+        champ_map *s = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        if (!s)
+            break;
+        size_t want = PIN_N;
+        if (form == 0) { /* set a new key */
+            if (kind == CHAMP_KEY_U64)
+                CHECK_ST(champ_set_u64(s, PIN_N + 1, (void *)1, NULL), CHAMP_OK);
+            else
+                CHECK_ST(champ_set_bytes(s, "new", 3, (void *)1, NULL), CHAMP_OK);
+            want++;
+        } else if (form == 1) { /* remove a key */
+            char kb[24];
+            int len = snprintf(kb, sizeof kb, "key-%d", 17);
+            if (kind == CHAMP_KEY_U64)
+                CHECK_ST(champ_remove_u64(s, 17, NULL), CHAMP_OK);
+            else
+                CHECK_ST(champ_remove_bytes(s, kb, (size_t)len, NULL), CHAMP_OK);
+            want--;
+        } else if (form == 2) { /* clear */
+            CHECK_ST(champ_clear(s), CHAMP_OK);
+            want = 0;
+        } else { /* remove every key: the root goes */
+            for (size_t i = 0; i < PIN_N; i++) {
+                char kb[24];
+                int len = snprintf(kb, sizeof kb, "key-%zu", i);
+                if (kind == CHAMP_KEY_U64)
+                    CHECK_ST(champ_remove_u64(s, i, NULL), CHAMP_OK);
+                else
+                    CHECK_ST(champ_remove_bytes(s, kb, (size_t)len, NULL), CHAMP_OK);
+            }
+            want = 0;
+        }
+        CHECK(!map_pinned(s), "%s: an updated snapshot is counted (form %d)", kn, form);
+        CHECK_EQ(champ_size(s), want, "the snapshot's new size");
+        CHECK(pin_holds(v1, kind, PIN_N, 5), "%s: the original map unchanged (form %d)", kn,
+              form);
+        champ_map *again = NULL;
+        CHECK_ST(champ_cell_load(cell, &again), CHAMP_OK);
+        CHECK(pin_holds(again, kind, PIN_N, 5), "%s: the cell's version unchanged (form %d)",
+              kn, form);
+        CHECK_VALID(s, "an updated snapshot");
+        champ_cell_free(cell); /* s, counted now, outlives the cell */
+        champ_free(again);
+        champ_free(v1);
+        CHECK(p->retired == NULL, "%s: nothing waits once the pins are gone", kn);
+        CHECK_EQ(champ_size(s), want, "the updated snapshot alone");
+        CHECK_VALID(s, "an updated snapshot, alone");
+        champ_free(s);
+        CHECK_EQ(th_pool_live(p), live0, "scenario 3 drained");
+    }
+
+    /* 4. More snapshots than pin slots (the rest are counted), versions
+     * stored between the loads, trim with pins and records outstanding,
+     * frees in a shuffled order. */
+    {
+        enum { NS = 3 * HEAP_PINS + 1 };
+        champ_map *s[NS];
+        uintptr_t base[NS];
+        champ_cell *cell = NULL;
+        champ_map *v = pin_map(p, kind, PIN_N, 100);
+        CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
+        champ_free(v);
+        size_t pinned = 0;
+        uintptr_t cur = 100;
+        for (int i = 0; i < NS; i++) {
+            if (i % 4 == 3) { /* a new version every 4 loads */
+                cur = 100 + (uintptr_t)i;
+                v = pin_map(p, kind, PIN_N, cur);
+                CHECK_ST(champ_cell_store(cell, v), CHAMP_OK);
+                champ_free(v);
+            }
+            s[i] = NULL;
+            CHECK_ST(champ_cell_load(cell, &s[i]), CHAMP_OK);
+            base[i] = cur;
+            pinned += s[i] && map_pinned(s[i]);
+        }
+        CHECK_EQ(pinned, HEAP_PINS, "this thread's slots all used, the rest counted");
+        CHECK_VALID(s[0], "pins, counted snapshots and records together");
+        CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+        CHECK(p->retired == NULL, "%s: trim released every record", kn);
+        for (int i = 0; i < NS; i++)
+            CHECK(s[i] && !map_pinned(s[i]), "%s: trim counted snapshot %d", kn, i);
+        CHECK_VALID(s[5], "after trim");
+        unsigned x = 12345;
+        for (int left = NS; left > 0; left--) {
+            x = x * 1103515245u + 12345u;
+            int j = (int)((x >> 8) % (unsigned)left), k = -1;
+            for (int i = 0; i < NS; i++)
+                if (s[i] && j-- == 0) {
+                    k = i;
+                    break;
+                }
+            if (k < 0)
+                break;
+            CHECK(pin_holds(s[k], kind, PIN_N, base[k]), "%s: snapshot %d reads its version",
+                  kn, k);
+            champ_free(s[k]);
+            s[k] = NULL;
+        }
+        champ_cell_free(cell);
+        CHECK_EQ(th_pool_live(p), live0, "scenario 4 drained");
+        /* pins after trim: loads pin again */
+        v = pin_map(p, kind, 10, 1);
+        CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
+        champ_map *t = NULL;
+        CHECK_ST(champ_cell_load(cell, &t), CHAMP_OK);
+        CHECK(t && map_pinned(t), "%s: a load after trim pins", kn);
+        champ_free(t);
+        champ_cell_free(cell);
+        champ_free(v);
+        CHECK_EQ(th_pool_live(p), live0, "scenario 4b drained");
+    }
+    /* 5. Allocation failure at every step of: a cell made, two loads, a
+     * store over a pinned version, a load, the frees.  A failed call
+     * changes nothing; every step is retried until it passes. */
+    {
+        champ_map *v1 = pin_map(p, kind, 200, 1), *v2 = pin_map(p, kind, 200, 2);
+        size_t fails = 0;
+        for (long n = 0; n < 12; n++) {
+            champ_cell *cell = NULL;
+            champ_map *s1 = NULL, *s2 = NULL, *s3 = NULL;
+            long budget = n;
+            champ_status st;
+            /* each call gets `budget` allocations (then fails once) */
+#define PIN_TRY(call)                                                           \
+    do {                                                                        \
+        champ_pool_fail_after(p, budget);                                       \
+        st = (call);                                                            \
+        champ_pool_fail_after(p, -1);                                           \
+        if (st == CHAMP_ENOMEM)                                                 \
+            fails++;                                                            \
+    } while (st == CHAMP_ENOMEM && (budget = budget + 1) > 0)
+            PIN_TRY(champ_cell_new(v1, &cell));
+            CHECK(st == CHAMP_OK && cell, "%s: cell_new after failures (%ld)", kn, n);
+            budget = n;
+            PIN_TRY(champ_cell_load(cell, &s1));
+            budget = n;
+            PIN_TRY(champ_cell_load(cell, &s2));
+            CHECK(pin_holds(s1, kind, 200, 1) && pin_holds(s2, kind, 200, 1),
+                  "%s: loads after failures (%ld)", kn, n);
+            size_t live = th_pool_live(p);
+            champ_pool_fail_after(p, 0);
+            CHECK_ST(champ_cell_store(cell, v2), CHAMP_ENOMEM);
+            champ_pool_fail_after(p, -1);
+            CHECK_EQ(th_pool_live(p), live, "a failed store allocates nothing");
+            CHECK(p->retired == NULL, "%s: a failed store retires nothing", kn);
+            champ_map *chk = NULL;
+            CHECK_ST(champ_cell_load(cell, &chk), CHAMP_OK);
+            CHECK(pin_holds(chk, kind, 200, 1), "%s: the cell unchanged by a failed store", kn);
+            CHECK_VALID(chk, "after a failed store");
+            champ_free(chk);
+            budget = n;
+            PIN_TRY(champ_cell_store(cell, v2));
+            CHECK(p->retired != NULL, "%s: version 1 retired (%ld)", kn, n);
+            budget = n;
+            PIN_TRY(champ_cell_load(cell, &s3));
+            CHECK(pin_holds(s3, kind, 200, 2), "%s: the new version (%ld)", kn, n);
+            champ_cell_free(cell);
+            champ_free(s1);
+            CHECK(pin_holds(s2, kind, 200, 1), "%s: s2 still reads version 1 (%ld)", kn, n);
+            CHECK_VALID(s2, "a pinned snapshot of a freed cell");
+            champ_free(s3);
+            champ_free(s2);
+            CHECK(p->retired == NULL, "%s: every record released (%ld)", kn, n);
+        }
+#undef PIN_TRY
+        CHECK(fails > 0, "%s: allocation failures were injected", kn);
+        champ_free(v1);
+        champ_free(v2);
+        CHECK_EQ(th_pool_live(p), live0, "scenario 5 drained");
+    }
+    cc_check_books(p, "after the pin scenarios");
+    champ_free(pin_type[kind == CHAMP_KEY_BYTES]);
+    pin_type[kind == CHAMP_KEY_BYTES] = NULL;
+    champ_pool_free(p);
+}
+
+static void test_cell_pins(void) {
+    pin_scenarios(CHAMP_KEY_U64);
+    pin_scenarios(CHAMP_KEY_BYTES);
+}
+
+typedef struct pin_arg {
+    champ_cell *cell;
+    champ_map *snap[4];
+    int loaded;
+    bool ok;
+} pin_arg;
+
+/* Loads four snapshots and exits, leaving them to main. */
+static void *pin_loader(void *v) {
+    pin_arg *a = v;
+    a->loaded = 0;
+    for (int i = 0; i < 4; i++)
+        if (champ_cell_load(a->cell, &a->snap[i]) == CHAMP_OK && a->snap[i])
+            a->loaded++;
+    return NULL;
+}
+
+/* Frees main's snapshots on another thread while storing a new version. */
+static void *pin_freer(void *v) {
+    pin_arg *a = v;
+    a->ok = true;
+    for (int i = 0; i < 4; i++) {
+        a->ok = a->ok && pin_holds(a->snap[i], CHAMP_KEY_U64, PIN_N, 1);
+        champ_free(a->snap[i]);
+    }
+    return NULL;
+}
+
+static void test_cell_pins_threads(void) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_free(pin_map(p, CHAMP_KEY_U64, 0, 0)); /* makes the type holder */
+    const size_t live0 = th_pool_live(p);
+    champ_map *v1 = pin_map(p, CHAMP_KEY_U64, PIN_N, 1), *v2 = pin_map(p, CHAMP_KEY_U64, PIN_N, 2);
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_cell_new(v1, &cell), CHAMP_OK);
+    champ_free(v1);
+    /* a thread pins version 1 four times and exits */
+    pin_arg a = {cell, {NULL}, 0, false};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, pin_loader, &a) == 0, "thread");
+    pthread_join(th, NULL);
+    CHECK_EQ(a.loaded, 4, "the thread's loads");
+    for (int i = 0; i < 4; i++)
+        CHECK(a.snap[i] && map_pinned(a.snap[i]), "snapshot %d pinned in the thread's heap", i);
+    size_t live = th_pool_live(p);
+    CHECK_ST(champ_cell_store(cell, v2), CHAMP_OK);
+    CHECK(p->retired != NULL, "version 1 waits on the exited thread's pins");
+    for (int i = 0; i < 4; i++) {
+        CHECK(pin_holds(a.snap[i], CHAMP_KEY_U64, PIN_N, 1), "main reads the thread's snapshot");
+        champ_free(a.snap[i]);
+    }
+    CHECK(p->retired == NULL, "main's frees released version 1");
+    CHECK(th_pool_live(p) < live / 2 + 4096, "version 1 freed");
+    /* main pins version 2 and stores version 1 again (its snapshots keep
+     * reading version 2); then main pins version 1, stores version 2, and
+     * another thread frees main's pins: its releases find marked slots */
+    pin_arg b = {cell, {NULL}, 0, false};
+    for (int i = 0; i < 4; i++)
+        CHECK_ST(champ_cell_load(cell, &b.snap[i]), CHAMP_OK);
+    v1 = pin_map(p, CHAMP_KEY_U64, PIN_N, 1);
+    CHECK_ST(champ_cell_store(cell, v1), CHAMP_OK);
+    for (int i = 0; i < 4; i++)
+        CHECK(pin_holds(b.snap[i], CHAMP_KEY_U64, PIN_N, 2), "main's snapshot of version 2");
+    for (int i = 0; i < 4; i++) {
+        champ_free(b.snap[i]);
+        b.snap[i] = NULL;
+    }
+    for (int i = 0; i < 4; i++)
+        CHECK_ST(champ_cell_load(cell, &b.snap[i]), CHAMP_OK); /* version 1 */
+    CHECK_ST(champ_cell_store(cell, v2), CHAMP_OK);
+    CHECK(p->retired != NULL, "version 1 (again) waits on main's pins");
+    CHECK(pthread_create(&th, NULL, pin_freer, &b) == 0, "thread");
+    pthread_join(th, NULL);
+    CHECK(b.ok, "the other thread read main's snapshots");
+    CHECK(p->retired == NULL, "the other thread's frees released version 1");
+    champ_map *last = NULL;
+    CHECK_ST(champ_cell_load(cell, &last), CHAMP_OK);
+    CHECK(pin_holds(last, CHAMP_KEY_U64, PIN_N, 2), "the cell holds version 2");
+    CHECK_VALID(last, "after the threads");
+    champ_free(last);
+    champ_cell_free(cell);
+    champ_free(v1);
+    champ_free(v2);
+    CHECK_EQ(th_pool_live(p), live0, "the pool drained");
+    cc_check_books(p, "after the pin threads");
+    champ_free(pin_type[0]);
+    pin_type[0] = NULL;
+    champ_pool_free(p);
+}
+
 const th_test th_tests_concurrent[] = {
     {"concurrent.differential", test_differential},
     {"concurrent.cell_threads", test_cell_threads},
@@ -777,6 +1191,8 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.default_threads", test_default_threads},
     {"concurrent.cell_noncopyable", test_cell_noncopyable},
     {"concurrent.cell_from_callback", test_cell_from_callback},
+    {"concurrent.cell_pins", test_cell_pins},
+    {"concurrent.cell_pins_threads", test_cell_pins_threads},
 };
 const size_t th_tests_concurrent_count =
     sizeof th_tests_concurrent / sizeof th_tests_concurrent[0];

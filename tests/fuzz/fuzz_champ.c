@@ -2765,10 +2765,16 @@ static void op_cell(rd *r, int i) {
         bool from = sub == 0 && (hj & 1);
         trace("cell %u: new%s", ci % NCELL, from ? " from slot" : " (empty)");
         cell_drop(c);
+        before b = snap();
         champ_status st = champ_cell_new(from ? s->m : NULL, &c->c);
         if (from && !copies_ok()) { /* release without retain: no sharing (KB4) */
             FZ_CHECK(st == CHAMP_EINVAL && !c->c, "cell_new, no retain: %s, want EINVAL",
                      st_name(st));
+            return;
+        }
+        if (st == CHAMP_ENOMEM) { /* a concurrent pool's cell takes a pool block */
+            FZ_CHECK(!c->c, "failed cell_new left *out set");
+            after_failure(-1, &b, st, "cell_new");
             return;
         }
         FZ_CHECK(st == CHAMP_OK && c->c, "cell_new: %s", st_name(st));
@@ -2829,6 +2835,7 @@ static void op_cell(rd *r, int i) {
     }
     case 3: {
         trace("cell %u: store slot %d", ci % NCELL, i);
+        before b = snap();
         champ_status st = champ_cell_store(c->c, s->m);
         if (!copies_ok()) {
             FZ_CHECK(st == CHAMP_EINVAL, "cell store, no retain: %s, want EINVAL", st_name(st));
@@ -2837,6 +2844,11 @@ static void op_cell(rd *r, int i) {
         if (c->typed && c->tid != s->tid) {
             FZ_CHECK(st == CHAMP_EPOOL, "cell store of another type: %s, want EPOOL",
                      st_name(st));
+            break;
+        }
+        if (st == CHAMP_ENOMEM) { /* the record of a concurrent pool: nothing changed */
+            after_failure(-1, &b, st, "cell store");
+            cell_verify(c, "cell after a failed store");
             break;
         }
         FZ_CHECK(st == CHAMP_OK, "cell store: %s", st_name(st));
@@ -2869,6 +2881,7 @@ static void op_cell(rd *r, int i) {
         }
         trace("cell %u: cas expected %d desired %d (must %d never %d)", ci % NCELL, e, i, must,
               never);
+        before b = snap();
         champ_status st = champ_cell_cas(c->c, es ? es->m : NULL, s->m, &swapped);
         if (!copies_ok()) {
             FZ_CHECK(st == CHAMP_EINVAL && swapped == sw,
@@ -2878,6 +2891,12 @@ static void op_cell(rd *r, int i) {
         if (c->typed && c->tid != s->tid) {
             FZ_CHECK(st == CHAMP_EPOOL && swapped == sw,
                      "cell cas of another type: %s, want EPOOL", st_name(st));
+            break;
+        }
+        if (st == CHAMP_ENOMEM) { /* as store */
+            FZ_CHECK(swapped == sw, "a failed cas wrote *swapped");
+            after_failure(-1, &b, st, "cell cas");
+            cell_verify(c, "cell after a failed cas");
             break;
         }
         FZ_CHECK(st == CHAMP_OK, "cell cas: %s", st_name(st));

@@ -1,0 +1,186 @@
+/*
+ * pin.c - pins: how a thread reads a concurrent pool's cell without
+ * writing anything the other threads read.
+ *
+ * A snapshot loaded from a cell (cell.c) takes no count on its root: the
+ * count is a line every loading thread would write, and the root's
+ * bitmaps, which every lookup reads first, share it.  Instead the loading
+ * thread names the root in a pin slot of its own heap (hazard pointers:
+ * publish, then check that the cell still holds that root).  A cell that
+ * lets a version go (a store, a compare-and-swap, its free) hands its
+ * references to a retired record, and a record is released only when no
+ * slot names its root.  So a pinned root cannot be freed under its reader,
+ * and a snapshot costs its thread a handle from its own heap, two writes
+ * to its own slot and no count.
+ *
+ * Worked example, two threads and a cell holding version R1:
+ *   A: load: slot[A] = R1, cell still R1: snapshot S pinned on R1.
+ *   B: store R2: cell = R2; R1 (the cell's two references, a reference to
+ *      the type) goes to a record; the scan finds slot[A] naming R1 and
+ *      marks it (bit 0): the record waits.
+ *   A: free S: its slot is marked, so A clears it under the records' lock
+ *      and scans the records: R1 is named nowhere now, and A releases it.
+ * Had A cleared its slot before B's scan, B would have released R1 at
+ * once.  A load that publishes R1 after B's store reads the cell again,
+ * finds R2, and publishes R2 instead (the slot and the cell are read and
+ * written with sequentially consistent operations: either the scan sees
+ * the slot or the load sees the new root).
+ *
+ * The records' lock is a spinlock taken by stores that retire a version
+ * and by the release of a marked pin; an unmarked pin is released with one
+ * compare-and-swap on its own slot, and a load that finds the cell
+ * unchanged takes no lock at all.  Records are not ordered: each holds a
+ * reference to its type, so pinned handles of a freed cell keep their
+ * type until their record goes.
+ */
+#include "internal.h"
+
+#include <sched.h>
+
+#define PIN_WAIT ((uintptr_t)1) /* a record waits for this pin to go */
+
+static void rec_lock(champ_pool *p) {
+    unsigned spins = 0;
+    while (__atomic_test_and_set(&p->rlock, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&p->rlock, __ATOMIC_RELAXED)) {
+#if defined(__x86_64__) || defined(__i386__)
+            if (++spins < 128) {
+                __builtin_ia32_pause();
+                continue;
+            }
+#endif
+            sched_yield();
+        }
+}
+
+static void rec_unlock(champ_pool *p) {
+    __atomic_clear(&p->rlock, __ATOMIC_RELEASE);
+}
+
+uintptr_t *champ__pin_claim(champ_map *m) {
+    heap *h = champ__handle_heap(m);
+    /* only the heap's thread claims its slots; other threads only empty
+     * the slots of handles they free, and mark named ones */
+    for (unsigned i = 0; i < HEAP_PINS; i++)
+        if (__atomic_load_n(&h->pins[i], __ATOMIC_RELAXED) == 0) {
+            m->pin = (uint8_t)(i + 1);
+            return &h->pins[i];
+        }
+    return NULL;
+}
+
+uintptr_t *champ__pin_slot(const champ_map *m) {
+    CHAMP_ASSERT(m->pin >= 1 && m->pin <= HEAP_PINS);
+    return &champ__handle_heap(m)->pins[m->pin - 1];
+}
+
+/* Whether any pin slot of p names r; marks every one that does (the
+ * records' lock is held). */
+static bool pins_mark(champ_pool *p, const node *r) {
+    bool named = false;
+    for (heap *h = champ__pool_heaps(p); h; h = h->next)
+        for (unsigned i = 0; i < HEAP_PINS; i++) {
+            uintptr_t v = __atomic_load_n(&h->pins[i], __ATOMIC_SEQ_CST);
+            while ((v & ~PIN_WAIT) == (uintptr_t)r) {
+                if ((v & PIN_WAIT) ||
+                    __atomic_compare_exchange_n(&h->pins[i], &v, v | PIN_WAIT, false,
+                                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+                    named = true;
+                    break;
+                }
+            }
+        }
+    return named;
+}
+
+/* Unlinks the records whose root no slot names and returns them (the
+ * records' lock is held). */
+static retired *reclaim_locked(champ_pool *p) {
+    retired *done = NULL;
+    retired **link = &p->retired;
+    while (*link) {
+        retired *r = *link;
+        if (pins_mark(p, r->root)) {
+            link = &r->next;
+            continue;
+        }
+        *link = r->next;
+        r->next = done;
+        done = r;
+    }
+    return done;
+}
+
+/* Releases unlinked records: the cell's references to each root, and the
+ * record's to its type (which may be the pool's last: p is not used
+ * after). */
+static void release_done(retired *d) {
+    while (d) {
+        retired *next = d->next;
+        mtype *t = d->t;
+        node *root = d->root;
+        pool_free(t->pool, d, RETIRED_BYTES); /* first: t may hold the pool */
+        rc_dec(&root->rc, true); /* the second of two: never the last */
+        champ__node_drop(t, root, 0);
+        champ__type_release(t);
+        d = next;
+    }
+}
+
+static void reclaim(champ_pool *p) {
+    rec_lock(p);
+    retired *d = reclaim_locked(p);
+    rec_unlock(p);
+    release_done(d);
+}
+
+void champ__pin_set(champ_pool *p, uintptr_t *slot, node *r) {
+    uintptr_t old = __atomic_exchange_n(slot, (uintptr_t)r, __ATOMIC_SEQ_CST);
+    if (UNLIKELY(old & PIN_WAIT))
+        reclaim(p); /* a record waited on what the slot named */
+}
+
+void champ__pin_release(champ_pool *p, uintptr_t *slot) {
+    uintptr_t v = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    /* unmarked: one compare-and-swap, and nothing of p is touched after
+     * (once the slot is empty, a record that kept p alive may go) */
+    if (LIKELY(!(v & PIN_WAIT)) &&
+        __atomic_compare_exchange_n(slot, &v, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        return;
+    /* marked: a record waits on this pin; empty it under the lock, so that
+     * no other release can free p before the scan */
+    rec_lock(p);
+    __atomic_store_n(slot, 0, __ATOMIC_SEQ_CST);
+    retired *d = reclaim_locked(p);
+    rec_unlock(p);
+    release_done(d);
+}
+
+void champ__pin_count(champ_map *m, bool root) {
+    mtype *t = m->t;
+    uintptr_t *slot = champ__pin_slot(m);
+    if (!t->immortal)
+        rc_inc(&t->refs, true);
+    if (root && m->root)
+        rc_inc(&m->root->rc, true);
+    m->pin = 0;
+    champ__pin_release(t->pool, slot);
+}
+
+void champ__pin_retire(champ_pool *p, retired *rec) {
+    rec_lock(p);
+    rec->next = p->retired;
+    p->retired = rec;
+    retired *d = reclaim_locked(p);
+    rec_unlock(p);
+    release_done(d);
+}
+
+void champ__pin_settle(champ_pool *p) {
+    if (!p->concurrent)
+        return;
+    for (champ_map *m = champ__handle_next(p, NULL); m; m = champ__handle_next(p, m))
+        if (map_pinned(m))
+            champ__pin_count(m, true);
+    reclaim(p);
+}
