@@ -607,7 +607,12 @@ CHAMP_API champ_status champ_upsert(champ_map *m, void *key, void ***slot, bool 
  * when the key is absent) and returns the value to store, in one descent.
  * The map owns the returned value as set would; the old value, if fn
  * returned another, is released (val_release).  fn runs as a callback of an
- * update of m.  Maps only.  Errors as for set. */
+ * update of m, after everything that can fail: a failed update calls no
+ * fn.  While fn runs, m reads as it was before the update (for an absent
+ * key the update works on a version of m, whose trie m takes after fn: a
+ * path copy; a type with a release callback but no retain callback, which
+ * cannot share, holds the key with a NULL value while fn runs).  Maps
+ * only.  Errors as for set. */
 typedef void *(*champ_update_fn)(const champ_key *key, void *old_val, bool found,
                                  void *ctx);
 CHAMP_API champ_status champ_update_u64(champ_map *m, uint64_t key, champ_update_fn fn,

@@ -1239,6 +1239,8 @@ static champ_status combine_maps(int op, const champ_map *a, const champ_map *b,
         return st;
     if (!copyable(a->t))
         return CHAMP_EINVAL;
+    map_settle(a); /* results share the inputs' nodes */
+    map_settle(b);
     comb c;
     memset(&c, 0, sizeof c);
     ops_init(&c.o, a, b);
@@ -1298,6 +1300,7 @@ champ_status champ_filter(const champ_map *m, champ_pred_fn keep, void *ctx,
     *out = NULL;
     if (!m || !keep || !copyable(m->t))
         return CHAMP_EINVAL;
+    map_settle(m);
     comb c;
     memset(&c, 0, sizeof c);
     ops_init(&c.o, m, m);

@@ -712,6 +712,7 @@ champ_status champ_apply(champ_map *m, const champ_op *ops, size_t n) {
         return CHAMP_OK;
     if (op_busy(m))
         return CHAMP_EBUSY;
+    map_settle(m);
     opframe fr;
     op_push(&fr, m, OPF_UPDATE);
     champ_status st = any_del ? apply_mixed(m, ops, n) : apply_sets(m, ops, n);

@@ -64,6 +64,7 @@ champ_status champ_cell_new(const champ_map *m, champ_cell **out) {
      * there (the update may still free or change the nodes it owns) */
     if (m && UNLIKELY(champ__ops != NULL) && op_writing(m))
         return CHAMP_EBUSY;
+    map_settle(m); /* the cell shares m's nodes */
     champ_cell *c = malloc(sizeof *c);
     if (!c)
         return CHAMP_ENOMEM;
@@ -199,6 +200,12 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
     if (UNLIKELY(champ__ops != NULL) && op_writing(m))
         return CHAMP_EBUSY; /* as champ_cell_new */
     mtype *t = m->t;
+    /* a cell's type, once set, stays: another type is refused before
+     * anything is allocated (checked again under the lock) */
+    mtype *ct = __atomic_load_n(&c->t, __ATOMIC_ACQUIRE);
+    if (ct && ct != t)
+        return CHAMP_EPOOL;
+    map_settle(m); /* the cell shares m's nodes */
     unsigned refs = CELL_REFS(t);
     /* a concurrent cell's replaced version may be pinned: the record that
      * would keep it is allocated before anything changes */

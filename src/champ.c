@@ -264,13 +264,13 @@ static ALWAYS_INLINE void plan_ancestors(const path *pa, int top, plan *pl, unsi
  * `c`, copying the shared ancestors (blocks from pl starting at k) and
  * swapping the pointer in place in the first unique one. */
 static ALWAYS_INLINE void commit_ancestors(champ_map *m, path *pa, int top, node *c,
-                                           plan *pl, int k, unsigned W) {
+                                           plan *pl, int k, bool share, unsigned W) {
     for (int j = top - 1; j >= 0; j--) {
         node *par = pa->n[j];
         uint32_t bit = pa->bit[j];
         if (pa->fs >= 0 && j >= pa->fs) {
             node *np = pl->blk[k++];
-            node_bitmap_set_slot(m->t, np, par, bit, NULL, 0, c, true, W);
+            node_bitmap_set_slot(m->t, np, par, bit, NULL, 0, c, share, W);
             c = np;
         } else {
             *node_kid_at(par, bit, W) = c;
@@ -525,6 +525,37 @@ static ALWAYS_INLINE champ_status set_coll_owned_body(champ_map *m, path *pa, co
 /* pa is NULL for an empty map.  For AT_OTHER / AT_PAIR, he and he1 are the
  * hashes of the slot's entries.  Out of line, one copy per (kind, width):
  * set_general below picks it. */
+/* Light derive (pin.c): the new nodes of the update that derived light
+ * version m (the plan's blocks, a chain down the path of hash h, or of
+ * the path bits when `pa_bits`) become light nodes, each naming its light
+ * child.  u64 keys only: no collision level, no key blobs in the plan. */
+static void light_mark(champ_map *m, const plan *pl, const path *pa, uint64_t h,
+                       bool pa_bits, unsigned W) {
+    node *n = m->root;
+    for (unsigned level = 0; n; level++) {
+        bool mine = false;
+        for (int i = 0; i < pl->n; i++)
+            mine |= pl->blk[i] == (void *)n;
+        if (!mine)
+            return;
+        uint32_t bit = pa_bits && (int)level <= pa->depth ? pa->bit[level]
+                                                         : 1u << slice(h, level);
+        uint32_t code = 0;
+        node *next = NULL;
+        if ((n->nodemap & bit) && !(n->datamap & bit)) {
+            uint32_t ki = maps_kidx(n->datamap, n->nodemap, bit);
+            node *kid = node_kids(n, W)[ki];
+            for (int i = 0; i < pl->n; i++)
+                if (pl->blk[i] == (void *)kid) {
+                    code = ki + 1;
+                    next = kid;
+                }
+        }
+        n->rc = RC_LIGHT | code << RC_LKID_SHIFT | 1u;
+        n = next;
+    }
+}
+
 static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int at, const kq *q,
                                          uint64_t he, uint64_t he1, uint64_t newk,
                                          void *val, champ_prior *prior,
@@ -533,9 +564,14 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
     champ_pool *pool = t->pool;
     plan pl;
     pl.n = 0;
+    if (UNLIKELY(m->light == LIGHT_ON))
+        champ__light_settle(m); /* the path stays valid, fs = 0 stays safe */
+    /* deriving a light version: copies borrow their children (u64) */
+    const bool borrow = UNLIKELY(m->light == LIGHT_DERIVE);
     int d = pa ? pa->depth : 0;
     node *b = pa ? pa->n[d] : NULL;
-    bool share = pa && pa->fs >= 0; /* the bottom node stays alive for someone else */
+    /* the bottom node stays alive for someone else */
+    bool share = pa && pa->fs >= 0 && !borrow;
     if (at == AT_MATCH && W == ENT_SET) {
         /* a set holding the key already: nothing changes */
         if (prior) {
@@ -608,6 +644,8 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
     case AT_MATCH: /* shared (maps only): copy with the value replaced */
         if (d == CHAMP_COLL_LEVEL)
             champ__coll_copy(t, nb, b, -1);
+        else if (borrow)
+            node_bitmap_dup(nb, b, W);
         else
             node_bitmap_copy(t, nb, b, W);
         old = *ent_valp(nb, (uint32_t)pa->idx); /* the copy took a reference for us */
@@ -656,7 +694,7 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
     if (at == -1)
         m->root = nb;
     else
-        commit_ancestors(m, pa, d, nb, &pl, kanc, W);
+        commit_ancestors(m, pa, d, nb, &pl, kanc, !borrow, W);
     if (!replaced)
         m->size++;
     m->stamp++;
@@ -664,7 +702,9 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
      * ran during this update may have freed the version it shared the node
      * with: then this was the last reference, and the node goes (what the
      * copies above duplicated was retained, so nothing is lost twice). */
-    if (pa && pa->fs == 0)
+    if (borrow)
+        light_mark(m, &pl, pa, q->h, false, W); /* the pin keeps the old root */
+    else if (pa && pa->fs == 0)
         map_root_drop(m, pa->n[0]);
     else if (pa && pa->fs > 0)
         champ__node_drop(t, pa->n[pa->fs], (unsigned)pa->fs);
@@ -896,6 +936,9 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
                                                      bool collapse, const entry *keep,
                                                      champ_prior *prior,
                                                      champ_key_kind kind, unsigned W) {
+    if (UNLIKELY(m->light == LIGHT_ON))
+        champ__light_settle(m); /* the path stays valid, fs = 0 stays safe */
+    const bool borrow = UNLIKELY(m->light == LIGHT_DERIVE); /* as set_general */
     const mtype *t = m->t;
     champ_pool *pool = t->pool;
     int d = pa->depth;
@@ -928,7 +971,7 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
             ent_retain(t, keep[0]);
             ent_retain(t, keep[1]);
         }
-        bool share_t = pa->fs >= 0 && top >= pa->fs;
+        bool share_t = pa->fs >= 0 && top >= pa->fs && !borrow;
         node_bitmap_set_slot(t, nt, pa->n[top], pa->bit[top], keep, 2, NULL, share_t, W);
     } else if (nt) {
         if (d == CHAMP_COLL_LEVEL) {
@@ -936,10 +979,10 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
             champ__coll_copy(t, nt, b, (int)i); /* the entry going is not retained */
             champ__coll_del(t, nt, i);
         } else
-            node_bitmap_drop_entry(t, nt, b, i, pa->bit[d], share_b, W);
+            node_bitmap_drop_entry(t, nt, b, i, pa->bit[d], share_b && !borrow, W);
     }
     if (nt)
-        commit_ancestors(m, pa, top, nt, &pl, kanc, W);
+        commit_ancestors(m, pa, top, nt, &pl, kanc, !borrow, W);
     else
         m->root = NULL;
     m->size--;
@@ -956,7 +999,9 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
             break;
         pool_free(pool, pa->n[j], node_block(pa->n[j], (unsigned)j, W));
     }
-    if (pa->fs == 0)
+    if (borrow)
+        light_mark(m, &pl, pa, 0, true, W); /* the pin keeps the old root */
+    else if (pa->fs == 0)
         map_root_drop(m, pa->n[0]);
     else if (pa->fs > 0)
         champ__node_drop(t, pa->n[pa->fs], (unsigned)pa->fs);
@@ -1348,8 +1393,10 @@ void champ_free(champ_map *m) {
     mtype *t = m->t;
     champ_pool *p = t->pool;
     if (map_pinned(m)) {
-        /* no count to drop: the handle goes, then its pin (which kept the
-         * pool alive until then) */
+        /* no count to drop: a light version's own nodes go, the handle
+         * goes, then its pin (which kept the pool alive until then) */
+        if (m->light != LIGHT_NONE)
+            champ__light_free(m);
         uintptr_t *slot = champ__pin_slot(m);
         champ__handle_free(p, m);
         champ__pin_release(p, slot);
@@ -1389,6 +1436,7 @@ champ_status champ_copy(const champ_map *m, champ_map **out) {
         return CHAMP_EINVAL;
     if (UNLIKELY(champ__ops != NULL) && op_writing(m))
         return CHAMP_EBUSY;
+    map_settle(m); /* a light version's nodes cannot be shared */
     /* The handle's allocation may run the pool's watermark: m is read
      * meanwhile (the watermark cannot change it, a free of m waits). */
     opframe fr;
@@ -1411,6 +1459,7 @@ champ_status champ_clear(champ_map *m) {
         return CHAMP_EINVAL;
     if (op_busy(m))
         return CHAMP_EBUSY;
+    map_settle(m);
     node *r = m->root;
     m->root = NULL;
     m->size = 0;
@@ -1716,12 +1765,56 @@ champ_status champ_remove_u64(champ_map *m, uint64_t key, champ_prior *prior) {
     return remove_u64_slow(m, key, prior);
 }
 
+/* A light derive (pin.c, "Light versions"): a p-form of pinned snapshot m
+ * (a plain u64 map of a concurrent pool) whose new nodes borrow the
+ * children they do not change.  The version pins m's root in a slot of
+ * its own (m's pin keeps the root meanwhile), so it counts nothing shared:
+ * not the root, not the children, not the type.  Returns LIGHT_NO_SLOT
+ * (nothing done) when the thread has no pin slot free. */
+#define LIGHT_NO_SLOT ((champ_status)1)
+static NOINLINE champ_status light_derive(const champ_map *m, uint64_t key, void *val,
+                                          bool remove, champ_map **out) {
+    mtype *t = m->t;
+    champ_map *c = champ__handle_alloc(t->pool);
+    if (!c)
+        return CHAMP_ENOMEM;
+    c->t = t;
+    uintptr_t *slot = champ__pin_claim(c);
+    if (!slot) {
+        champ__handle_free(t->pool, c);
+        return LIGHT_NO_SLOT;
+    }
+    champ__pin_set(t->pool, slot, m->root);
+    c->root = m->root;
+    c->size = m->size;
+    c->light = LIGHT_DERIVE;
+    kq q = kq_u64(c, key);
+    champ_status st = remove ? map_remove(c, &q, NULL, CHAMP_KEY_U64, ENT_MAP)
+                             : map_set(c, &q, key, val, NULL, CHAMP_KEY_U64, ENT_MAP);
+    c->light = LIGHT_ON;
+    if (st != CHAMP_OK) {
+        champ_free(c);
+        return st;
+    }
+    *out = c;
+    return CHAMP_OK;
+}
+
+/* Whether a p-form of m derives a light version. */
+#define LIGHT_FROM(m)                                                       \
+    (UNLIKELY(map_pinned(m)) && (m)->light == LIGHT_NONE && PLAIN(m, CHAMP_KEY_U64))
+
 champ_status champ_pset_u64(const champ_map *m, uint64_t key, void *val,
                             champ_map **out) {
     if (!out)
         return CHAMP_EINVAL;
     *out = NULL;
     CHECK_KIND(m, CHAMP_KEY_U64);
+    if (LIGHT_FROM(m)) {
+        champ_status st = light_derive(m, key, val, false, out);
+        if (st != LIGHT_NO_SLOT)
+            return st;
+    }
     PFORM(m, out, champ_set_u64(m_, key, val, NULL));
 }
 
@@ -1730,6 +1823,11 @@ champ_status champ_premove_u64(const champ_map *m, uint64_t key, champ_map **out
         return CHAMP_EINVAL;
     *out = NULL;
     CHECK_KIND(m, CHAMP_KEY_U64);
+    if (LIGHT_FROM(m)) {
+        champ_status st = light_derive(m, key, NULL, true, out);
+        if (st != LIGHT_NO_SLOT)
+            return st;
+    }
     PFORM(m, out, champ_remove_u64(m_, key, NULL));
 }
 
@@ -2177,11 +2275,30 @@ static champ_status update_with(champ_map *m, const kq *q, uint64_t newk,
     void **slot = NULL; /* set by map_upsert on success (initialized: gcc -O1 cannot see it) */
     bool found = false;
     champ_status st;
-    switch (kind) {
-    case CHAMP_KEY_U64: st = map_upsert(m, &qq, newk, &slot, &found, CHAMP_KEY_U64); break;
-    case CHAMP_KEY_BYTES: st = map_upsert(m, &qq, newk, &slot, &found, CHAMP_KEY_BYTES); break;
-    default: st = map_upsert(m, &qq, newk, &slot, &found, CHAMP_KEY_GENERIC); break;
+    /* An absent key goes in with a placeholder before fn runs (a failed
+     * update calls no fn), but not in m: fn, and callbacks of it, may read
+     * m and must see it as it was.  So a version of m takes the key, and m
+     * takes that version's trie after fn (a path copy: the price of an
+     * absent key).  A type that cannot share (a release without a retain)
+     * takes the placeholder in m itself. */
+    champ_map *into = m;
+    if (copyable(m->t) && !lookup(m, &qq, NULL, kind)) {
+        map_settle(m);
+        into = map_handle(m->t, m->root, m->size);
+        if (!into) {
+            op_end(&fr);
+            return CHAMP_ENOMEM;
+        }
+        if (into->root)
+            rc_inc(&into->root->rc, m->t->atomic);
     }
+    switch (kind) {
+    case CHAMP_KEY_U64: st = map_upsert(into, &qq, newk, &slot, &found, CHAMP_KEY_U64); break;
+    case CHAMP_KEY_BYTES: st = map_upsert(into, &qq, newk, &slot, &found, CHAMP_KEY_BYTES); break;
+    default: st = map_upsert(into, &qq, newk, &slot, &found, CHAMP_KEY_GENERIC); break;
+    }
+    if (st != CHAMP_OK && into != m)
+        champ_free(into);
     if (st == CHAMP_OK) {
         const uint64_t *e = (const uint64_t *)(uintptr_t)slot - 1;
         champ_key k;
@@ -2189,6 +2306,17 @@ static champ_status update_with(champ_map *m, const kq *q, uint64_t newk,
         void *old = *slot;
         void *nv = fn(&k, old, found, ctx);
         *slot = nv;
+        if (into != m) {
+            /* m takes the version's trie; its own root loses m's reference */
+            node *was = m->root;
+            m->root = into->root;
+            m->size = into->size;
+            into->root = NULL;
+            into->size = 0;
+            champ_free(into);
+            if (was)
+                map_root_drop(m, was);
+        }
         m->stamp++;
         /* the old value goes (an absent key's placeholder was no value) */
         if (found && nv != old && m->t->val_release)

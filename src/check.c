@@ -371,6 +371,15 @@ static void census_count(census *cs, const node *cn, unsigned level, const champ
     if (level == CHAMP_COLL_LEVEL)
         return;
     uint32_t nn = node_nkid(n);
+    if (UNLIKELY(node_light(n))) {
+        /* a light node holds a reference to its light child only */
+        uint32_t lk = node_light_kid(n);
+        if (lk > nn)
+            VFAIL(cs->v, "light node at level %u names child %u of %u", level, lk, nn);
+        else if (lk)
+            census_count(cs, node_kids(n, W)[lk - 1], level + 1, m);
+        return;
+    }
     for (uint32_t i = 0; i < nn; i++)
         census_count(cs, node_kids(n, W)[i], level + 1, m);
 }
@@ -380,10 +389,14 @@ static void census_check(census *cs, const node *cn, unsigned level, const champ
     cs->edges--;
     if ((n->aux & ~SLACK_MASK) == CENSUS_MARK) {
         n->aux &= SLACK_MASK;
-        if (n->rc != 0)
+        /* a light node's count is in its low bits (node.h) */
+        uint32_t rc = node_light(n) ? n->rc & RC_COUNT : n->rc;
+        if (node_light(n) && rc > RC_COUNT / 2)
+            rc |= ~RC_COUNT; /* below zero */
+        if (rc != 0)
             VFAIL(cs->v, "node at level %u: reference count %s the references held by %u",
-                  level, (int32_t)n->rc > 0 ? "exceeds" : "is below",
-                  (int32_t)n->rc > 0 ? n->rc : 0u - n->rc);
+                  level, (int32_t)rc > 0 ? "exceeds" : "is below",
+                  (int32_t)rc > 0 ? rc : 0u - rc);
         uint32_t nd = node_nent_at(n, level);
         if (m->t->kind == CHAMP_KEY_BYTES)
             for (uint32_t i = 0; i < nd; i++) {
@@ -393,13 +406,22 @@ static void census_check(census *cs, const node *cn, unsigned level, const champ
                           b->len);
                 b->rc++;
             }
-        if (level != CHAMP_COLL_LEVEL) {
+        if (level != CHAMP_COLL_LEVEL && node_light(n)) {
+            uint32_t lk = node_light_kid(n);
+            if (lk && lk <= node_nkid(n))
+                census_check(cs, node_kids(n, W)[lk - 1], level + 1, m);
+        } else if (level != CHAMP_COLL_LEVEL) {
             uint32_t nn = node_nkid(n);
             for (uint32_t i = 0; i < nn; i++)
                 census_check(cs, node_kids(n, W)[i], level + 1, m);
         }
     }
     n->rc++;
+}
+
+/* Whether map x holds a reference to its root. */
+static bool census_holds(const champ_map *x) {
+    return x->root && (!map_pinned(x) || node_light(x->root));
 }
 
 /* The pool's live maps, in the order the census meets them. */
@@ -432,22 +454,23 @@ champ_status champ_validate(const champ_map *m) {
     census cs = {&v, p->ntypes * ((sizeof(mtype) + 7u) & ~(size_t)7), 0};
     size_t nmaps = 0;
     /* Who holds references to roots: every map but a pinned snapshot
-     * (pin.c: its root is a cell's or a retired record's); a cell, one
-     * (plain pools) or two (concurrent); a retired record, two. */
+     * (pin.c: its root is a cell's or a retired record's; a light version
+     * holds its own root when that is light); a cell, one (plain pools) or
+     * two (concurrent); a retired record, two. */
     for (const champ_map *x = census_first(p); x; x = census_next(p, x)) {
         nmaps++;
-        if (x->root && !map_pinned(x))
+        if (census_holds(x))
             census_count(&cs, x->root, 0, x);
     }
     for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
         const champ_cell *c = (const champ_cell *)(const void *)l;
-        champ_map view = {c->root, c->size, c->t, 0, 0, {0}, 0};
+        champ_map view = {.root = c->root, .size = c->size, .t = c->t};
         if (c->root)
             for (unsigned i = 0; i < CELL_REFS(c->t); i++)
                 census_count(&cs, c->root, 0, &view);
     }
     for (const retired *r = p->retired; r; r = r->next) {
-        champ_map view = {r->root, 0, r->t, 0, 0, {0}, 0};
+        champ_map view = {.root = r->root, .t = r->t};
         for (unsigned i = 0; i < CELL_REFS(r->t); i++)
             census_count(&cs, r->root, 0, &view);
         cs.bytes += RETIRED_BYTES;
@@ -456,17 +479,17 @@ champ_status champ_validate(const champ_map *m) {
         if (((const champ_cell *)(const void *)l)->last)
             cs.bytes += RETIRED_BYTES; /* a concurrent cell's record */
     for (const champ_map *x = census_first(p); x; x = census_next(p, x))
-        if (x->root && !map_pinned(x))
+        if (census_holds(x))
             census_check(&cs, x->root, 0, x);
     for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
         const champ_cell *c = (const champ_cell *)(const void *)l;
-        champ_map view = {c->root, c->size, c->t, 0, 0, {0}, 0};
+        champ_map view = {.root = c->root, .size = c->size, .t = c->t};
         if (c->root)
             for (unsigned i = 0; i < CELL_REFS(c->t); i++)
                 census_check(&cs, c->root, 0, &view);
     }
     for (const retired *r = p->retired; r; r = r->next) {
-        champ_map view = {r->root, 0, r->t, 0, 0, {0}, 0};
+        champ_map view = {.root = r->root, .t = r->t};
         for (unsigned i = 0; i < CELL_REFS(r->t); i++)
             census_check(&cs, r->root, 0, &view);
     }

@@ -46,7 +46,8 @@ struct champ_map {
     mtype *t;
     uint32_t stamp;            /* bumped by every update (iterator check) */
     uint8_t pin;               /* pinned (pin.c): its pin slot + 1, else 0 */
-    uint8_t spare[2];
+    uint8_t light;             /* LIGHT_* (pin.c): a light version        */
+    uint8_t spare;
     uint8_t pool_slot;         /* the pool's: the handle's slot in its page */
 };
 _Static_assert(sizeof(struct champ_map) == CHAMP_HANDLE_BYTES, "a map handle is 32 bytes");
@@ -113,6 +114,32 @@ INTERNAL void champ__pin_count(champ_map *m, bool root);
 INTERNAL void champ__pin_retire(champ_pool *p, retired *rec);
 /* Alone (trim): every pinned handle counted, every record released. */
 INTERNAL void champ__pin_settle(champ_pool *p);
+/* Light versions (pin.c): champ_pset_u64 / champ_premove_u64 of a pinned
+ * snapshot derive a version that pins the snapshot's root too and borrows
+ * the children its new nodes (light nodes, node.h) did not change.  Any
+ * call that could share or change its nodes first settles it: the light
+ * nodes take the counts they skipped, and the pin goes. */
+enum {
+    LIGHT_NONE = 0,            /* a counted version (or a plain snapshot) */
+    LIGHT_ON,                  /* light: settle before sharing/changing   */
+    LIGHT_SETTLING,            /* a thread is settling it (others wait)   */
+    LIGHT_DERIVE               /* being derived: updates borrow           */
+};
+/* Settles light version m (any thread; concurrent copies of m wait for
+ * the one that settles). */
+INTERNAL void champ__light_settle(champ_map *m);
+/* Frees light version m's light nodes (champ_free). */
+INTERNAL void champ__light_free(champ_map *m);
+/* Settles m when it is a light version: the first step of every call
+ * that could share or change m's nodes (m may be a const argument: two
+ * threads may copy one map at once). */
+static ALWAYS_INLINE void map_settle(const champ_map *m) {
+    if (m) {
+        uint8_t l = __atomic_load_n(&m->light, __ATOMIC_ACQUIRE);
+        if (UNLIKELY(l == LIGHT_ON || l == LIGHT_SETTLING))
+            champ__light_settle((champ_map *)(uintptr_t)m);
+    }
+}
 /* The references a concurrent cell (and a record) holds to its root. */
 #define CELL_REFS(t) ((t)->atomic ? 2u : 1u)
 

@@ -108,6 +108,25 @@ static ALWAYS_INLINE bool rc_dec_free(uint32_t *rc, bool atomic) {
     return rc_dec(rc, atomic);
 }
 
+/* A light node (pin.c, "Light versions"): a node of a version derived
+ * from a pinned snapshot that borrows the children it did not change.
+ * Its count is 1 in the low bits (RC_COUNT), with RC_LIGHT set (so every
+ * test of ownership, rc == 1, sees a shared node) and, in bits 24-29, the
+ * index + 1 of its one light child (0: none). */
+#define RC_LIGHT 0x80000000u
+#define RC_COUNT 0x00ffffffu
+#define RC_LKID_SHIFT 24u
+#define RC_LKID_MASK 0x3fu
+static ALWAYS_INLINE bool node_light(const node *n) {
+    /* bit 30 clear too: a count gone below zero (validate's census of a
+     * wrong count) is not taken for a light node */
+    return (__atomic_load_n(&n->rc, __ATOMIC_RELAXED) & (RC_LIGHT | 0x40000000u)) == RC_LIGHT;
+}
+/* The index + 1 among its children of light node n's light child, or 0. */
+static ALWAYS_INLINE uint32_t node_light_kid(const node *n) {
+    return (n->rc >> RC_LKID_SHIFT) & RC_LKID_MASK;
+}
+
 #define NODE_HDR 16u
 _Static_assert(sizeof(node) == NODE_HDR, "node header is 16 bytes");
 _Static_assert(sizeof(entry) == ENT_MAP, "a map entry is two words");

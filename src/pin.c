@@ -32,6 +32,19 @@
  * unchanged takes no lock at all.  Records are not ordered: each holds a
  * reference to its type, so pinned handles of a freed cell keep their
  * type until their record goes.
+ *
+ * Light versions.  champ_pset_u64 / champ_premove_u64 of a pinned
+ * snapshot (a plain u64 map) derive a version that pins the same root in a
+ * slot of its own and whose new nodes borrow the children they did not
+ * change: they take no count on them, nor on the root or the type.  Each
+ * new node is a light node (node.h): its count says so and names its one
+ * light child, so the new nodes form a chain from the root.  Freeing the
+ * version frees the chain and empties its slot: a snapshot, a derive and
+ * its drop write nothing another thread reads.  Anything that could share
+ * or change a light version's nodes (copy, update, cells, the algebra,
+ * apply, trim) settles it first: the chain takes the counts it skipped, and
+ * the version is an ordinary counted one from then on.  Two threads may
+ * copy one version at once: one settles, the other waits (m->light).
  */
 #include "internal.h"
 
@@ -180,7 +193,58 @@ void champ__pin_settle(champ_pool *p) {
     if (!p->concurrent)
         return;
     for (champ_map *m = champ__handle_next(p, NULL); m; m = champ__handle_next(p, m))
-        if (map_pinned(m))
+        if (m->light != LIGHT_NONE)
+            champ__light_settle(m);
+        else if (map_pinned(m))
             champ__pin_count(m, true);
     reclaim(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Light versions                                                      */
+/* ------------------------------------------------------------------ */
+
+void champ__light_settle(champ_map *m) {
+    uint8_t want = LIGHT_ON;
+    if (!__atomic_compare_exchange_n(&m->light, &want, LIGHT_SETTLING, false,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
+        /* another thread settles it (a concurrent copy): wait for it */
+        while (__atomic_load_n(&m->light, __ATOMIC_ACQUIRE) != LIGHT_NONE) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        }
+        return;
+    }
+    unsigned W = m->t->width;
+    bool own_root = m->root && node_light(m->root);
+    /* each light node takes the counts it skipped: one on every child but
+     * its light one (which it owns already) */
+    for (node *n = own_root ? m->root : NULL; n;) {
+        uint32_t lk = node_light_kid(n), nk = node_nkid(n);
+        node **kids = node_kids(n, W);
+        for (uint32_t i = 0; i < nk; i++)
+            if (i + 1 != lk)
+                rc_inc(&kids[i]->rc, true);
+        node *next = lk ? kids[lk - 1] : NULL;
+        __atomic_store_n(&n->rc, 1u, __ATOMIC_RELAXED);
+        n = next;
+    }
+    /* counted now: the handle takes its type (and the snapshot's root,
+     * when the derive changed nothing), and lets its pin go */
+    champ__pin_count(m, !own_root);
+    __atomic_store_n(&m->light, LIGHT_NONE, __ATOMIC_RELEASE);
+}
+
+void champ__light_free(champ_map *m) {
+    champ_pool *p = m->t->pool;
+    unsigned W = m->t->width;
+    node *n = m->root;
+    for (unsigned level = 0; n && node_light(n); level++) {
+        uint32_t lk = node_light_kid(n);
+        node *next = lk ? node_kids(n, W)[lk - 1] : NULL;
+        pool_free(p, n, node_block(n, level, W));
+        n = next;
+    }
+    m->root = NULL;
 }

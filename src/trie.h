@@ -449,13 +449,18 @@ static ALWAYS_INLINE void node_bitmap_drop_entry(const mtype *t, node *dst,
         champ__node_share_refs(t, dst, ne - 1, nk, 0, 0, -1);
 }
 
-/* dst = a copy of src (always sharing: src stays). */
-static ALWAYS_INLINE void node_bitmap_copy(const mtype *t, node *dst, const node *src,
-                                           unsigned W) {
+/* dst = a copy of src, sharing nothing (a light derive borrows). */
+static ALWAYS_INLINE void node_bitmap_dup(node *dst, const node *src, unsigned W) {
     uint32_t ne = node_nent(src), nk = node_nkid(src);
     node_init(dst, src->datamap, src->nodemap);
     wcopy(node_ebase(dst), node_ebase(src), (size_t)W * ne + KID_BYTES * nk);
-    champ__node_share_refs(t, dst, ne, nk, 0, 0, -1);
+}
+
+/* dst = a copy of src (always sharing: src stays). */
+static ALWAYS_INLINE void node_bitmap_copy(const mtype *t, node *dst, const node *src,
+                                           unsigned W) {
+    node_bitmap_dup(dst, src, W);
+    champ__node_share_refs(t, dst, node_nent(src), node_nkid(src), 0, 0, -1);
 }
 
 /* Whether the entry hashed ha comes first in a pair with the one hashed

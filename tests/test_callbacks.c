@@ -825,6 +825,89 @@ static void test_watermark_in_copy(void) {
     }
 }
 
+/* Regression (found by the fuzz target, corpus input
+ * regress-update-fn-reads-m): champ_update of an absent key put the key in
+ * m with a NULL placeholder before fn ran, so fn (or a callback of it)
+ * reading m saw a key that was in neither the old contents nor the new.
+ * Now m reads as it was while fn runs, for every kind; a failed update
+ * calls no fn. */
+typedef struct upd_probe {
+    champ_map *m;
+    uint64_t key;
+    int calls;
+    bool seen;       /* fn saw the key in m */
+    size_t size;     /* m's size as fn saw it */
+} upd_probe;
+
+static void *upd_read_m(const champ_key *key, void *old, bool found, void *ctx) {
+    upd_probe *u = ctx;
+    (void)key, (void)old, (void)found;
+    u->calls++;
+    u->seen = champ_contains_u64(u->m, u->key);
+    u->size = champ_size(u->m);
+    return (void *)(uintptr_t)(u->key + 1000);
+}
+
+static void test_update_fn_reads_m(void) {
+    for (int pooled = 0; pooled < 2; pooled++) {
+        champ_pool *p = NULL;
+        if (pooled) {
+            champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+            CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+        }
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+        c.pool = p;
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        if (!m)
+            return;
+        for (uint64_t k = 0; k < 500; k += 2)
+            CHECK_ST(champ_set_u64(m, k, (void *)(uintptr_t)(k + 1), NULL), CHAMP_OK);
+        champ_map *snap = NULL;
+        CHECK_ST(champ_copy(m, &snap), CHAMP_OK); /* a version sharing m's nodes */
+        for (uint64_t k = 1; k < 500; k += 7) {
+            upd_probe u = {m, k, 0, true, 0};
+            size_t n0 = champ_size(m);
+            bool had = champ_contains_u64(m, k);
+            CHECK_ST(champ_update_u64(m, k, upd_read_m, &u), CHAMP_OK);
+            CHECK_EQ(u.calls, 1, "fn ran once");
+            CHECK(u.seen == had, "key %llu: fn saw m as it was (present %d, saw %d)",
+                  (unsigned long long)k, had, u.seen);
+            CHECK_EQ(u.size, n0, "fn saw m's old size");
+            void *v = NULL;
+            CHECK(champ_get_u64(m, k, &v) && v == (void *)(uintptr_t)(k + 1000),
+                  "key %llu has fn's value", (unsigned long long)k);
+        }
+        CHECK_VALID(m, "after updates of absent keys");
+        CHECK_EQ(champ_size(snap), 250, "the other version unchanged");
+        if (p) {
+            /* a failed update calls no fn and changes nothing */
+            for (long n = 0; n < 4; n++) {
+                upd_probe u = {m, 100001, 0, true, 0};
+                size_t n0 = champ_size(m);
+                champ_pool_fail_after(p, n);
+                champ_status st = champ_update_u64(m, 100001, upd_read_m, &u);
+                champ_pool_fail_after(p, -1);
+                if (st == CHAMP_OK) {
+                    CHECK_EQ(u.calls, 1, "fn ran once");
+                    CHECK_ST(champ_remove_u64(m, 100001, NULL), CHAMP_OK);
+                } else {
+                    CHECK_ST(st, CHAMP_ENOMEM);
+                    CHECK_EQ(u.calls, 0, "a failed update calls no fn");
+                    CHECK_EQ(champ_size(m), n0, "a failed update changes nothing");
+                }
+                CHECK_VALID(m, "after a failing update");
+            }
+        }
+        champ_free(snap);
+        champ_free(m);
+        if (p) {
+            CHECK_EQ(th_pool_live(p), 0, "the pool drained");
+            champ_pool_free(p);
+        }
+    }
+}
+
 const th_test th_tests_callbacks[] = {
     {"callbacks.watermark_in_copy", test_watermark_in_copy},
     {"callbacks.matrix", test_matrix},
@@ -834,6 +917,7 @@ const th_test th_tests_callbacks[] = {
     {"callbacks.release_frees_self", test_release_frees_self},
     {"callbacks.nested_operations", test_nested_operations},
     {"callbacks.iter_modified", test_iter_modified},
+    {"callbacks.update_fn_reads_m", test_update_fn_reads_m},
 };
 const size_t th_tests_callbacks_count =
     sizeof th_tests_callbacks / sizeof th_tests_callbacks[0];

@@ -27,6 +27,13 @@
  *                     than pin slots, trim with pins, validate's census,
  *                     allocation failure at every step (a failed store
  *                     changes nothing)
+ *   light_versions    p-forms of a pinned snapshot (u64) are light
+ *                     versions: right contents, freeing one frees only its
+ *                     new nodes; every call that shares or changes one
+ *                     settles it first (copy, updates, cells, algebra,
+ *                     apply, a p-form of it, trim); a random run against a
+ *                     model; allocation failure; two threads copying one
+ *                     light version at once (light_copy_race)
  *   cell_pins_threads snapshots loaded by threads that exit, freed by main
  *                     after the cell moved on (a marked pin released by
  *                     another thread), and the reverse
@@ -36,6 +43,7 @@
  * safe).  The TSan stress program is tests/stress/tsan_concurrent.c.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1091,6 +1099,296 @@ static void test_cell_pins(void) {
     pin_scenarios(CHAMP_KEY_BYTES);
 }
 
+/* ------------------------------------------------------------------ */
+/* Light versions (pin.c)                                              */
+/* ------------------------------------------------------------------ */
+
+/* The model of the light tests: value of key k (0..LV_KEYS-1), 0 = absent. */
+enum { LV_KEYS = 4000 };
+
+static bool lv_matches(const champ_map *m, const uintptr_t *model, const char *what) {
+    size_t n = 0;
+    bool ok = true;
+    for (uint64_t k = 0; k < LV_KEYS; k++) {
+        void *v = NULL;
+        bool f = champ_get_u64(m, k, &v);
+        if (model[k]) {
+            n++;
+            ok &= f && v == (void *)model[k];
+        } else {
+            ok &= !f;
+        }
+    }
+    ok &= champ_size(m) == n;
+    CHECK(ok, "%s: contents differ from the model", what);
+    return ok;
+}
+
+static bool lv_is_light(const champ_map *m) {
+    return m && m->light == LIGHT_ON && map_pinned(m);
+}
+
+static bool lv_keep_even(const champ_key *key, void *val, void *ctx) {
+    (void)val, (void)ctx;
+    return key->u64 % 2 == 0;
+}
+
+/* What a light version's settling calls do: each takes a fresh light
+ * version (one pset of key 5 from a snapshot of the cell's version) and
+ * must leave it settled (counted, unpinned) with the right contents. */
+static void lv_settlers(champ_pool *p, champ_cell *cell, uintptr_t *model) {
+    for (int how = 0; how < 14; how++) {
+        champ_map *s = NULL, *d = NULL, *x = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        CHECK_ST(champ_pset_u64(s, 5, (void *)777, &d), CHAMP_OK);
+        if (!s || !d)
+            return;
+        CHECK(lv_is_light(d), "a p-form of a pinned snapshot is light (%d)", how);
+        uintptr_t dm[LV_KEYS];
+        memcpy(dm, model, sizeof dm);
+        dm[5] = 777;
+        bool swapped = false;
+        champ_status st = CHAMP_OK;
+        switch (how) {
+        case 0: st = champ_copy(d, &x); break;
+        case 1: st = champ_set_u64(d, 9, (void *)9000, NULL); dm[9] = 9000; break;
+        case 2: st = champ_remove_u64(d, 8, NULL); dm[8] = 0; break;
+        case 3: {
+            void **slot = NULL;
+            st = champ_upsert_u64(d, 11, &slot, NULL);
+            if (slot)
+                *slot = (void *)1111;
+            dm[11] = 1111;
+            break;
+        }
+        case 4:
+            st = champ_clear(d);
+            memset(dm, 0, sizeof dm);
+            break;
+        case 5: {
+            champ_cell *c2 = NULL;
+            st = champ_cell_new(d, &c2);
+            champ_cell_free(c2);
+            break;
+        }
+        case 6: st = champ_union(d, s, NULL, NULL, &x); break;
+        case 7: st = champ_filter(d, lv_keep_even, NULL, &x); break;
+        case 8: {
+            champ_op op = {{13, NULL, 0}, (void *)1313, false};
+            st = champ_apply(d, &op, 1);
+            dm[13] = 1313;
+            break;
+        }
+        case 9: st = champ_pset_u64(d, 15, (void *)1515, &x); break;
+        case 10: st = champ_premove_u64(d, 17, &x); break;
+        case 11: st = champ_pool_trim(p); break;
+        case 12: st = champ_difference(s, d, &x); break;
+        default: /* publish it: the cell shares it from now on */
+            st = champ_cell_cas(cell, s, d, &swapped);
+            CHECK(swapped, "the cas of a light version swapped");
+            memcpy(model, dm, sizeof dm);
+            break;
+        }
+        CHECK_ST(st, CHAMP_OK);
+        CHECK(d->light == LIGHT_NONE && !map_pinned(d), "call %d settled the light version", how);
+        CHECK_VALID(d, "a settled light version");
+        char what[40];
+        snprintf(what, sizeof what, "settled by call %d", how);
+        lv_matches(d, dm, what);
+        if (x)
+            CHECK_VALID(x, "the result of a settling call");
+        if (how == 0)
+            lv_matches(x, dm, "a copy of a light version");
+        champ_free(x);
+        champ_free(d);
+        champ_free(s);
+    }
+}
+
+static void test_light_versions(void) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_free(pin_map(p, CHAMP_KEY_U64, 0, 0)); /* makes the type holder */
+    const size_t live0 = th_pool_live(p);
+    static uintptr_t model[LV_KEYS];
+    memset(model, 0, sizeof model);
+    champ_map *v = pin_map(p, CHAMP_KEY_U64, 0, 0);
+    for (uint64_t k = 0; k < LV_KEYS; k += 2) {
+        model[k] = k + 1;
+        CHECK_ST(champ_set_u64(v, k, (void *)model[k], NULL), CHAMP_OK);
+    }
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
+    champ_free(v);
+    if (!cell)
+        return;
+
+    /* 1. every shape of a one-key change, freed: the pool is back where it
+     * was (only the new nodes were the version's) */
+    {
+        champ_map *s = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        size_t live = th_pool_live(p);
+        static uintptr_t dm[LV_KEYS];
+        for (uint64_t k = 0; k < LV_KEYS && s; k++) {
+            champ_map *d = NULL;
+            bool rm = k % 3 == 0;
+            memcpy(dm, model, sizeof dm);
+            if (rm) {
+                CHECK_ST(champ_premove_u64(s, k, &d), CHAMP_OK);
+                dm[k] = 0;
+            } else {
+                CHECK_ST(champ_pset_u64(s, k, (void *)(k + 50000), &d), CHAMP_OK);
+                dm[k] = k + 50000;
+            }
+            CHECK(lv_is_light(d), "key %llu: a light version", (unsigned long long)k);
+            if (k % 97 == 0) {
+                lv_matches(d, dm, "a light version");
+                CHECK_VALID(d, "a light version (census of its light chain)");
+            } else {
+                void *got = NULL;
+                bool f = champ_get_u64(d, k, &got);
+                CHECK(rm ? !f : (f && got == (void *)(k + 50000)), "key %llu in the version",
+                      (unsigned long long)k);
+                CHECK_EQ(champ_size(d), champ_size(s) + (rm ? 0u - (size_t)(model[k] != 0)
+                                                          : (size_t)(model[k] == 0)),
+                         "the version's size");
+            }
+            champ_free(d);
+            CHECK_EQ(th_pool_live(p), live, "a freed light version leaves nothing");
+        }
+        lv_matches(s, model, "the snapshot after its versions");
+        champ_free(s);
+    }
+
+    /* 2. every call that shares or changes a light version settles it */
+    lv_settlers(p, cell, model);
+
+    /* 3. a random run: derive from snapshots, publish some, drop the rest;
+     * allocation failures injected on the way */
+    {
+        uint64_t rng = 0x9e3779b97f4a7c15ull;
+        size_t fails = 0;
+        for (int it = 0; it < 3000; it++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t k = (rng >> 33) % LV_KEYS;
+            bool rm = (rng >> 20) & 1;
+            champ_map *s = NULL, *d = NULL;
+            CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+            if (!s)
+                break;
+            size_t live = th_pool_live(p);
+            if (it % 7 == 3) { /* a failing derive changes nothing */
+                champ_pool_fail_after(p, (long)((rng >> 40) % 3));
+                champ_status st = rm ? champ_premove_u64(s, k, &d)
+                                     : champ_pset_u64(s, k, (void *)(uintptr_t)(it + 1), &d);
+                champ_pool_fail_after(p, -1);
+                if (st == CHAMP_ENOMEM) {
+                    fails++;
+                    CHECK(d == NULL, "a failed derive left *out set");
+                    CHECK_EQ(th_pool_live(p), live, "a failed derive allocates nothing");
+                    champ_free(s);
+                    continue;
+                }
+                CHECK_ST(st, CHAMP_OK);
+            } else if (rm) {
+                CHECK_ST(champ_premove_u64(s, k, &d), CHAMP_OK);
+            } else {
+                CHECK_ST(champ_pset_u64(s, k, (void *)(uintptr_t)(it + 1), &d), CHAMP_OK);
+            }
+            if (d && it % 5 == 0) {
+                bool sw = false;
+                CHECK_ST(champ_cell_cas(cell, s, d, &sw), CHAMP_OK);
+                CHECK(sw, "cas from the only thread swaps (iteration %d)", it);
+                model[k] = rm ? 0 : (uintptr_t)(it + 1);
+            }
+            champ_free(d);
+            champ_free(s);
+            if (it % 500 == 0) {
+                champ_map *chk = NULL;
+                CHECK_ST(champ_cell_load(cell, &chk), CHAMP_OK);
+                lv_matches(chk, model, "the cell after random derives");
+                CHECK_VALID(chk, "random derives");
+                champ_free(chk);
+            }
+        }
+        CHECK(fails > 0, "allocation failures were injected into derives");
+    }
+
+    champ_map *last = NULL;
+    CHECK_ST(champ_cell_load(cell, &last), CHAMP_OK);
+    lv_matches(last, model, "the cell at the end");
+    champ_free(last);
+    champ_cell_free(cell);
+    CHECK(p->retired == NULL, "nothing waits at the end");
+    CHECK_EQ(th_pool_live(p), live0, "the pool drained");
+    cc_check_books(p, "after the light versions");
+    champ_free(pin_type[0]);
+    pin_type[0] = NULL;
+    champ_pool_free(p);
+}
+
+/* Two threads copy one light version at once: one settles it, the other
+ * waits; both copies are right. */
+typedef struct lv_arg {
+    const champ_map *d;
+    champ_map *copy;
+    atomic_int *go;
+} lv_arg;
+
+static void *lv_copier(void *v) {
+    lv_arg *a = v;
+    atomic_fetch_add(a->go, 1);
+    while (atomic_load(a->go) < 2)
+        ;
+    if (champ_copy(a->d, &a->copy) != CHAMP_OK)
+        a->copy = NULL;
+    return NULL;
+}
+
+static void test_light_copy_race(void) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_map *v = pin_map(p, CHAMP_KEY_U64, PIN_N, 1);
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
+    for (int round = 0; round < 200 && cell; round++) {
+        champ_map *s = NULL, *d = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        CHECK_ST(champ_pset_u64(s, (uint64_t)round, (void *)7, &d), CHAMP_OK);
+        CHECK(lv_is_light(d), "light (round %d)", round);
+        atomic_int go;
+        atomic_init(&go, 0);
+        lv_arg a[2] = {{d, NULL, &go}, {d, NULL, &go}};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++)
+            CHECK(pthread_create(&th[i], NULL, lv_copier, &a[i]) == 0, "thread");
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        CHECK(d->light == LIGHT_NONE && !map_pinned(d), "settled once (round %d)", round);
+        for (int i = 0; i < 2; i++) {
+            void *got = NULL;
+            CHECK(a[i].copy && champ_get_u64(a[i].copy, (uint64_t)round, &got) && got == (void *)7 &&
+                      champ_size(a[i].copy) == PIN_N,
+                  "copy %d (round %d)", i, round);
+        }
+        if (round % 50 == 0)
+            CHECK_VALID(d, "after two concurrent copies");
+        champ_free(a[0].copy);
+        champ_free(d);
+        champ_free(s);
+        champ_free(a[1].copy);
+    }
+    champ_cell_free(cell);
+    champ_free(v);
+    champ_free(pin_type[0]);
+    pin_type[0] = NULL;
+    CHECK_EQ(th_pool_live(p), 0, "the pool drained");
+    champ_pool_free(p);
+}
+
 typedef struct pin_arg {
     champ_cell *cell;
     champ_map *snap[4];
@@ -1193,6 +1491,8 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.cell_from_callback", test_cell_from_callback},
     {"concurrent.cell_pins", test_cell_pins},
     {"concurrent.cell_pins_threads", test_cell_pins_threads},
+    {"concurrent.light_versions", test_light_versions},
+    {"concurrent.light_copy_race", test_light_copy_race},
 };
 const size_t th_tests_concurrent_count =
     sizeof th_tests_concurrent / sizeof th_tests_concurrent[0];
