@@ -522,9 +522,6 @@ static ALWAYS_INLINE champ_status set_coll_owned_body(champ_map *m, path *pa, co
     return inserted(m, prior);
 }
 
-/* pa is NULL for an empty map.  For AT_OTHER / AT_PAIR, he and he1 are the
- * hashes of the slot's entries.  Out of line, one copy per (kind, width):
- * set_general below picks it. */
 /* Light derive (pin.c): the new nodes of the update that derived light
  * version m (the plan's blocks, a chain down the path of hash h, or of
  * the path bits when `pa_bits`) become light nodes, each naming its light
@@ -556,6 +553,9 @@ static void light_mark(champ_map *m, const plan *pl, const path *pa, uint64_t h,
     }
 }
 
+/* pa is NULL for an empty map.  For AT_OTHER / AT_PAIR, he and he1 are the
+ * hashes of the slot's entries.  Out of line, one copy per (kind, width):
+ * set_general below picks it. */
 static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int at, const kq *q,
                                          uint64_t he, uint64_t he1, uint64_t newk,
                                          void *val, champ_prior *prior,
