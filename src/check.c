@@ -432,6 +432,29 @@ static const champ_map *census_next(const champ_pool *p, const champ_map *x) {
     return champ__handle_next(p, x);
 }
 
+/* Walks every reference to a root with `walk` (census_count, then
+ * census_check): every map but a pinned snapshot (pin.c: its root is a
+ * cell's or a retired record's; a light version holds its own root when
+ * that is light); a cell, one (plain pools) or two (concurrent); a
+ * retired record, two. */
+typedef void (*census_walk_fn)(census *, const node *, unsigned, const champ_map *);
+static void census_holders(census *cs, const champ_pool *p, census_walk_fn walk) {
+    for (const champ_map *x = census_first(p); x; x = census_next(p, x))
+        if (census_holds(x))
+            walk(cs, x->root, 0, x);
+    for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
+        const champ_cell *c = (const champ_cell *)(const void *)l;
+        champ_map view = {.root = c->root, .size = c->size, .t = c->t};
+        for (unsigned i = 0; c->root && i < CELL_REFS(c->t); i++)
+            walk(cs, c->root, 0, &view);
+    }
+    for (const retired *r = p->retired; r; r = r->next) {
+        champ_map view = {.root = r->root, .t = r->t};
+        for (unsigned i = 0; i < CELL_REFS(r->t); i++)
+            walk(cs, r->root, 0, &view);
+    }
+}
+
 champ_status champ_validate(const champ_map *m) {
     if (!m)
         return CHAMP_EINVAL;
@@ -453,46 +476,15 @@ champ_status champ_validate(const champ_map *m) {
     champ__pool_audit(p, &au);
     census cs = {&v, p->ntypes * ((sizeof(mtype) + 7u) & ~(size_t)7), 0};
     size_t nmaps = 0;
-    /* Who holds references to roots: every map but a pinned snapshot
-     * (pin.c: its root is a cell's or a retired record's; a light version
-     * holds its own root when that is light); a cell, one (plain pools) or
-     * two (concurrent); a retired record, two. */
-    for (const champ_map *x = census_first(p); x; x = census_next(p, x)) {
+    for (const champ_map *x = census_first(p); x; x = census_next(p, x))
         nmaps++;
-        if (census_holds(x))
-            census_count(&cs, x->root, 0, x);
-    }
-    for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
-        const champ_cell *c = (const champ_cell *)(const void *)l;
-        champ_map view = {.root = c->root, .size = c->size, .t = c->t};
-        if (c->root)
-            for (unsigned i = 0; i < CELL_REFS(c->t); i++)
-                census_count(&cs, c->root, 0, &view);
-    }
-    for (const retired *r = p->retired; r; r = r->next) {
-        champ_map view = {.root = r->root, .t = r->t};
-        for (unsigned i = 0; i < CELL_REFS(r->t); i++)
-            census_count(&cs, r->root, 0, &view);
+    for (const retired *r = p->retired; r; r = r->next)
         cs.bytes += RETIRED_BYTES;
-    }
     for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next)
         if (((const champ_cell *)(const void *)l)->last)
             cs.bytes += RETIRED_BYTES; /* a concurrent cell's record */
-    for (const champ_map *x = census_first(p); x; x = census_next(p, x))
-        if (census_holds(x))
-            census_check(&cs, x->root, 0, x);
-    for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
-        const champ_cell *c = (const champ_cell *)(const void *)l;
-        champ_map view = {.root = c->root, .size = c->size, .t = c->t};
-        if (c->root)
-            for (unsigned i = 0; i < CELL_REFS(c->t); i++)
-                census_check(&cs, c->root, 0, &view);
-    }
-    for (const retired *r = p->retired; r; r = r->next) {
-        champ_map view = {.root = r->root, .t = r->t};
-        for (unsigned i = 0; i < CELL_REFS(r->t); i++)
-            census_check(&cs, r->root, 0, &view);
-    }
+    census_holders(&cs, p, census_count);
+    census_holders(&cs, p, census_check);
     if (cs.edges != 0)
         VFAIL(&v, "census walks disagree by %lld references (a node carried the census mark"
                   " before validate began)", cs.edges);
