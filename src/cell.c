@@ -153,7 +153,7 @@ champ_status champ_cell_load(champ_cell *c, champ_map **out) {
     if (!m)
         return CHAMP_ENOMEM;
     m->t = t;
-    uintptr_t *slot = champ__pin_claim(m);
+    uintptr_t *slot = champ__pin_claim(m, 0);
     if (!slot) {
         champ__handle_free(p, m);
         return cell_load_counted(c, out);

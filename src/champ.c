@@ -1393,13 +1393,17 @@ void champ_free(champ_map *m) {
     mtype *t = m->t;
     champ_pool *p = t->pool;
     if (map_pinned(m)) {
-        /* no count to drop: a light version's own nodes go, the handle
-         * goes, then its pin (which kept the pool alive until then) */
+        /* a light version's own nodes go (and its base's count, when it
+         * holds one), the handle goes, then its pin (which kept the pool
+         * alive until then, unless the version counts its type) */
+        bool counted = m->lbase == LBASE_COUNT;
         if (m->light != LIGHT_NONE)
             champ__light_free(m);
         uintptr_t *slot = champ__pin_slot(m);
         champ__handle_free(p, m);
         champ__pin_release(p, slot);
+        if (counted)
+            champ__type_release(t);
         return;
     }
     node *r = m->root;
@@ -1765,44 +1769,66 @@ champ_status champ_remove_u64(champ_map *m, uint64_t key, champ_prior *prior) {
     return remove_u64_slow(m, key, prior);
 }
 
-/* A light derive (pin.c, "Light versions"): a p-form of pinned snapshot m
- * (a plain u64 map of a concurrent pool) whose new nodes borrow the
- * children they do not change.  The version pins m's root in a slot of
- * its own (m's pin keeps the root meanwhile), so it counts nothing shared:
- * not the root, not the children, not the type.  Returns LIGHT_NO_SLOT
- * (nothing done) when the thread has no pin slot free. */
+/* A light derive (pin.c, "Light versions"): a p-form of m (a plain u64
+ * map of a concurrent pool) whose new nodes borrow the children they do
+ * not change.  The version names m's root in a pin slot of its own.  When
+ * m is a pinned snapshot, its pin keeps the root meanwhile and the version
+ * counts nothing shared: not the root, not the children, not the type.
+ * When m is counted, the version takes one count on the root and one on
+ * the type (`counted`): two atomic increments in place of one per child of
+ * every node the update copies.  Returns LIGHT_NO_SLOT (nothing done) when
+ * the thread has no pin slot free (for a counted m: no more than PIN_KEEP,
+ * which stay for snapshots, whose loads would be counted without one). */
 #define LIGHT_NO_SLOT ((champ_status)1)
 static NOINLINE champ_status light_derive(const champ_map *m, uint64_t key, void *val,
                                           bool remove, champ_map **out) {
     mtype *t = m->t;
+    bool counted = !map_pinned(m);
     champ_map *c = champ__handle_alloc(t->pool);
     if (!c)
         return CHAMP_ENOMEM;
     c->t = t;
-    uintptr_t *slot = champ__pin_claim(c);
+    /* a counted base needs no slot: it leaves some to snapshots */
+    uintptr_t *slot = champ__pin_claim(c, counted ? PIN_KEEP : 0);
     if (!slot) {
         champ__handle_free(t->pool, c);
         return LIGHT_NO_SLOT;
     }
     champ__pin_set(t->pool, slot, m->root);
+    if (counted) {
+        rc_inc(&m->root->rc, true);
+        if (!t->immortal)
+            rc_inc(&t->refs, true);
+        c->lbase = LBASE_COUNT;
+    }
     c->root = m->root;
     c->size = m->size;
     c->light = LIGHT_DERIVE;
     kq q = kq_u64(c, key);
     champ_status st = remove ? map_remove(c, &q, NULL, CHAMP_KEY_U64, ENT_MAP)
                              : map_set(c, &q, key, val, NULL, CHAMP_KEY_U64, ENT_MAP);
-    c->light = LIGHT_ON;
+    __atomic_store_n(&c->light, LIGHT_ON, __ATOMIC_RELEASE);
     if (st != CHAMP_OK) {
         champ_free(c);
         return st;
     }
+    /* an update that changed nothing (an absent key removed) or left no
+     * root has no light node: settled at once, so that the version's root
+     * is never a base it may be updated in place in (a counted base held
+     * by this version alone looks owned) */
+    if (!c->root || !node_light(c->root))
+        champ__light_settle(c);
     *out = c;
     return CHAMP_OK;
 }
 
-/* Whether a p-form of m derives a light version. */
+/* Whether a p-form of m derives a light version: a plain u64 map of a
+ * concurrent pool with a root (a light one is settled first, so that a
+ * chain of versions each derived from the last, the previous one freed,
+ * settles each by taking over its base's counts). */
 #define LIGHT_FROM(m)                                                       \
-    (UNLIKELY(map_pinned(m)) && (m)->light == LIGHT_NONE && PLAIN(m, CHAMP_KEY_U64))
+    (UNLIKELY((m) != NULL && (m)->t->atomic) && (m)->root && PLAIN(m, CHAMP_KEY_U64) && \
+     (map_settle(m), true))
 
 champ_status champ_pset_u64(const champ_map *m, uint64_t key, void *val,
                             champ_map **out) {

@@ -435,13 +435,16 @@ static const champ_map *census_next(const champ_pool *p, const champ_map *x) {
 /* Walks every reference to a root with `walk` (census_count, then
  * census_check): every map but a pinned snapshot (pin.c: its root is a
  * cell's or a retired record's; a light version holds its own root when
- * that is light); a cell, one (plain pools) or two (concurrent); a
- * retired record, two. */
+ * that is light, and one count on its base when that is counted); a
+ * cell, one (plain pools) or two (concurrent); a retired record, two. */
 typedef void (*census_walk_fn)(census *, const node *, unsigned, const champ_map *);
 static void census_holders(census *cs, const champ_pool *p, census_walk_fn walk) {
-    for (const champ_map *x = census_first(p); x; x = census_next(p, x))
+    for (const champ_map *x = census_first(p); x; x = census_next(p, x)) {
         if (census_holds(x))
             walk(cs, x->root, 0, x);
+        if (x->light != LIGHT_NONE && x->lbase == LBASE_COUNT)
+            walk(cs, champ__light_base(x), 0, x); /* its base's count */
+    }
     for (const cell_link *l = p->cells.next; l != &p->cells; l = l->next) {
         const champ_cell *c = (const champ_cell *)(const void *)l;
         champ_map view = {.root = c->root, .size = c->size, .t = c->t};

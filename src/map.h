@@ -47,7 +47,7 @@ struct champ_map {
     uint32_t stamp;            /* bumped by every update (iterator check) */
     uint8_t pin;               /* pinned (pin.c): its pin slot + 1, else 0 */
     uint8_t light;             /* LIGHT_* (pin.c): a light version        */
-    uint8_t spare;
+    uint8_t lbase;             /* a light version's base: LBASE_* (pin.c) */
     uint8_t pool_slot;         /* the pool's: the handle's slot in its page */
 };
 _Static_assert(sizeof(struct champ_map) == CHAMP_HANDLE_BYTES, "a map handle is 32 bytes");
@@ -96,8 +96,10 @@ struct retired {
  */
 static inline bool map_pinned(const champ_map *m) { return m->pin != 0; }
 /* A free pin slot of the heap holding handle m (which this thread has just
- * taken from its own heap), now m's; NULL when all are in use. */
-INTERNAL uintptr_t *champ__pin_claim(champ_map *m);
+ * taken from its own heap), now m's; NULL when no more than `keep` are
+ * free (light versions on a counted base leave PIN_KEEP for snapshots). */
+INTERNAL uintptr_t *champ__pin_claim(champ_map *m, unsigned keep);
+#define PIN_KEEP (HEAP_PINS / 2)
 /* The slot of pinned handle m. */
 INTERNAL uintptr_t *champ__pin_slot(const champ_map *m);
 /* Names r (or nothing: NULL) in slot, which this thread holds. */
@@ -114,17 +116,28 @@ INTERNAL void champ__pin_count(champ_map *m, bool root);
 INTERNAL void champ__pin_retire(champ_pool *p, retired *rec);
 /* Alone (trim): every pinned handle counted, every record released. */
 INTERNAL void champ__pin_settle(champ_pool *p);
-/* Light versions (pin.c): champ_pset_u64 / champ_premove_u64 of a pinned
- * snapshot derive a version that pins the snapshot's root too and borrows
- * the children its new nodes (light nodes, node.h) did not change.  Any
- * call that could share or change its nodes first settles it: the light
- * nodes take the counts they skipped, and the pin goes. */
+/* Light versions (pin.c): champ_pset_u64 / champ_premove_u64 of a plain
+ * u64 map of a concurrent pool derive a version that names the source's
+ * root in a pin slot (and, for a counted source, holds a count on it) and
+ * borrows the children its new nodes (light nodes, node.h) did not change.
+ * Any call that could share or change its nodes first settles it: the
+ * light nodes take the counts they skipped (or, when the version holds
+ * the base's only count, the base's own), and the pin goes. */
 enum {
     LIGHT_NONE = 0,            /* a counted version (or a plain snapshot) */
     LIGHT_ON,                  /* light: settle before sharing/changing   */
     LIGHT_SETTLING,            /* a thread is settling it (others wait)   */
     LIGHT_DERIVE               /* being derived: updates borrow           */
 };
+/* What a light version's pin slot names (m->lbase, set before LIGHT_ON
+ * is published): */
+enum {
+    LBASE_PIN = 0,             /* a pinned snapshot's root: no count held */
+    LBASE_COUNT                /* a counted map's root: the version holds */
+                               /* one count on it and one on its type     */
+};
+/* The base root a light version's slot names. */
+INTERNAL node *champ__light_base(const champ_map *m);
 /* Settles light version m (any thread; concurrent copies of m wait for
  * the one that settles). */
 INTERNAL void champ__light_settle(champ_map *m);

@@ -70,16 +70,18 @@ static void rec_unlock(champ_pool *p) {
     __atomic_clear(&p->rlock, __ATOMIC_RELEASE);
 }
 
-uintptr_t *champ__pin_claim(champ_map *m) {
+uintptr_t *champ__pin_claim(champ_map *m, unsigned keep) {
     heap *h = champ__handle_heap(m);
     /* only the heap's thread claims its slots; other threads only empty
      * the slots of handles they free, and mark named ones */
+    unsigned found = HEAP_PINS, nfree = 0;
     for (unsigned i = 0; i < HEAP_PINS; i++)
-        if (__atomic_load_n(&h->pins[i], __ATOMIC_RELAXED) == 0) {
-            m->pin = (uint8_t)(i + 1);
-            return &h->pins[i];
-        }
-    return NULL;
+        if (__atomic_load_n(&h->pins[i], __ATOMIC_RELAXED) == 0 && nfree++ == 0)
+            found = i;
+    if (nfree <= keep)
+        return NULL;
+    m->pin = (uint8_t)(found + 1);
+    return &h->pins[found];
 }
 
 uintptr_t *champ__pin_slot(const champ_map *m) {
@@ -204,6 +206,102 @@ void champ__pin_settle(champ_pool *p) {
 /* Light versions                                                      */
 /* ------------------------------------------------------------------ */
 
+node *champ__light_base(const champ_map *m) {
+    uintptr_t v = __atomic_load_n(champ__pin_slot(m), __ATOMIC_RELAXED);
+    return (node *)(v & ~PIN_WAIT);
+}
+
+/* Light chain n (light nodes, each naming the next) takes the counts it
+ * skipped: one on every child but a node's light one (which it owns
+ * already); its nodes are ordinary ones from then on. */
+static void chain_count(node *n, unsigned W) {
+    while (n) {
+        uint32_t lk = node_light_kid(n), nk = node_nkid(n);
+        node **kids = node_kids(n, W);
+        for (uint32_t i = 0; i < nk; i++)
+            if (i + 1 != lk)
+                rc_inc(&kids[i]->rc, true);
+        node *next = lk ? kids[lk - 1] : NULL;
+        __atomic_store_n(&n->rc, 1u, __ATOMIC_RELAXED);
+        n = next;
+    }
+}
+
+#ifdef CHAMP_DEBUG
+/* The slot bit of child number k (from 0) of a node with child bits kb. */
+static uint32_t kid_bit(uint32_t kb, uint32_t k) {
+    while (k--)
+        kb &= kb - 1;
+    return kb & (0u - kb);
+}
+
+/* chain_absorb's premise: light node c, a copy of x, holds x's children
+ * in every child slot but `changed` (which may be no slot: 0). */
+static bool copy_shares_kids(const node *x, const node *c, uint32_t changed, unsigned W) {
+    uint32_t xb = x->nodemap & ~x->datamap, cb = c->nodemap & ~c->datamap;
+    if ((xb ^ cb) & ~changed)
+        return false;
+    node **xkids = node_kids(x, W), **ckids = node_kids(c, W);
+    for (uint32_t bs = xb & cb & ~changed; bs; bs &= bs - 1) {
+        uint32_t bit = bs & (0u - bs);
+        if (xkids[popc(xb & (bit - 1))] != ckids[popc(cb & (bit - 1))])
+            return false;
+    }
+    return true;
+}
+#endif
+
+/* Settling a light version on a counted base whose only reference the
+ * version holds: x is that base node, c its light copy at `level`, which
+ * borrows every child of x but the one in the slot the update changed.
+ * The borrowed children keep x's references, so x goes without a count
+ * changed but one: the child of x in that slot.  When c's light child
+ * replaced it (the same slot holds a child in both) and x held it alone,
+ * the walk goes on one level down; else that child's reference is
+ * dropped, and the rest of the chain counts what it borrows.
+ *
+ * The changed slot needs no search: one slot changes per level, so when
+ * x and c have the same child slots their child arrays differ at the
+ * light child's index at most; when they differ, the one slot where they
+ * differ is the changed one (a child of x collapsed into c's entries, or a
+ * pair of x become c's new subtree). */
+static void chain_absorb(const mtype *t, node *x, node *c, unsigned level) {
+    unsigned W = t->width;
+    CHAMP_ASSERT(!t->ent_refs);
+    for (;;) {
+        uint32_t lk = node_light_kid(c);
+        uint32_t xb = x->nodemap & ~x->datamap, cb = c->nodemap & ~c->datamap;
+        node **xkids = node_kids(x, W);
+        node *ck = lk ? node_kids(c, W)[lk - 1] : NULL, *xk = NULL;
+        if (xb == cb) {
+            CHAMP_ASSERT(copy_shares_kids(x, c, lk ? kid_bit(cb, lk - 1) : 0, W));
+            xk = lk ? xkids[lk - 1] : NULL;
+        } else {
+            uint32_t bit = xb ^ cb;
+            CHAMP_ASSERT(popc(bit) == 1 && copy_shares_kids(x, c, bit, W));
+            if (xb & bit) /* collapsed into c's entries */
+                champ__node_drop(t, xkids[popc(xb & (bit - 1))], level + 1);
+        }
+        __atomic_store_n(&c->rc, 1u, __ATOMIC_RELAXED);
+        pool_free(t->pool, x, node_block(x, level, W));
+        if (!ck)
+            return;
+        if (!xk) { /* a new subtree (a pair met a third key) */
+            chain_count(ck, W);
+            return;
+        }
+        if (__atomic_load_n(&xk->rc, __ATOMIC_ACQUIRE) != 1) {
+            /* shared beyond x: ck's chain counts what it borrows first */
+            chain_count(ck, W);
+            champ__node_drop(t, xk, level + 1);
+            return;
+        }
+        x = xk;
+        c = ck;
+        level++;
+    }
+}
+
 void champ__light_settle(champ_map *m) {
     uint8_t want = LIGHT_ON;
     if (!__atomic_compare_exchange_n(&m->light, &want, LIGHT_SETTLING, false,
@@ -216,20 +314,32 @@ void champ__light_settle(champ_map *m) {
         }
         return;
     }
-    unsigned W = m->t->width;
+    mtype *t = m->t;
+    unsigned W = t->width;
     bool own_root = m->root && node_light(m->root);
-    /* each light node takes the counts it skipped: one on every child but
-     * its light one (which it owns already) */
-    for (node *n = own_root ? m->root : NULL; n;) {
-        uint32_t lk = node_light_kid(n), nk = node_nkid(n);
-        node **kids = node_kids(n, W);
-        for (uint32_t i = 0; i < nk; i++)
-            if (i + 1 != lk)
-                rc_inc(&kids[i]->rc, true);
-        node *next = lk ? kids[lk - 1] : NULL;
-        __atomic_store_n(&n->rc, 1u, __ATOMIC_RELAXED);
-        n = next;
+    if (m->lbase == LBASE_COUNT) {
+        /* the version holds its type already, and one count on its base */
+        node *base = champ__light_base(m);
+        if (own_root && __atomic_load_n(&base->rc, __ATOMIC_ACQUIRE) == 1) {
+            chain_absorb(t, base, m->root, 0);
+        } else if (own_root) {
+            chain_count(m->root, W);
+            champ__node_drop(t, base, 0);
+        } else if (m->root != base) {
+            /* the update left a root it borrows (or none) */
+            if (m->root)
+                rc_inc(&m->root->rc, true);
+            champ__node_drop(t, base, 0);
+        }
+        uintptr_t *slot = champ__pin_slot(m);
+        m->pin = 0;
+        m->lbase = LBASE_PIN;
+        champ__pin_release(t->pool, slot);
+        __atomic_store_n(&m->light, LIGHT_NONE, __ATOMIC_RELEASE);
+        return;
     }
+    if (own_root)
+        chain_count(m->root, W);
     /* counted now: the handle takes its type (and the snapshot's root,
      * when the derive changed nothing), and lets its pin go */
     champ__pin_count(m, !own_root);
@@ -247,4 +357,6 @@ void champ__light_free(champ_map *m) {
         n = next;
     }
     m->root = NULL;
+    if (m->lbase == LBASE_COUNT)
+        champ__node_drop(m->t, champ__light_base(m), 0);
 }

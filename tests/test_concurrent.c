@@ -34,6 +34,15 @@
  *                     apply, a p-form of it, trim); a random run against a
  *                     model; allocation failure; two threads copying one
  *                     light version at once (light_copy_race)
+ *   light_counted     p-forms of counted u64 maps are light versions
+ *                     holding a count on their base, in at most half of
+ *                     the thread's pin slots; one that changes
+ *                     nothing is counted at once (regression: its root,
+ *                     updated in place, left it naming a freed base); a
+ *                     chain of versions
+ *                     (each derived from the last, which is freed) keeps
+ *                     live bytes flat; a random forest of versions against
+ *                     models, with allocation failures and the census
  *   cell_pins_threads snapshots loaded by threads that exit, freed by main
  *                     after the cell moved on (a marked pin released by
  *                     another thread), and the reverse
@@ -1242,7 +1251,12 @@ static void test_light_versions(void) {
                 CHECK_ST(champ_pset_u64(s, k, (void *)(k + 50000), &d), CHAMP_OK);
                 dm[k] = k + 50000;
             }
-            CHECK(lv_is_light(d), "key %llu: a light version", (unsigned long long)k);
+            if (rm && !model[k]) /* no change: settled at once (a counted version) */
+                CHECK(d && d->light == LIGHT_NONE && !map_pinned(d),
+                      "key %llu: a p-form that changes nothing is settled",
+                      (unsigned long long)k);
+            else
+                CHECK(lv_is_light(d), "key %llu: a light version", (unsigned long long)k);
             if (k % 97 == 0) {
                 lv_matches(d, dm, "a light version");
                 CHECK_VALID(d, "a light version (census of its light chain)");
@@ -1329,6 +1343,214 @@ static void test_light_versions(void) {
     champ_pool_free(p);
 }
 
+/* A light version of a counted map (pin.c, LBASE_COUNT). */
+static bool lv_is_counted(const champ_map *m) {
+    return m && m->light == LIGHT_ON && map_pinned(m) && m->lbase == LBASE_COUNT;
+}
+
+enum { LC_SLOTS = 12 };
+
+/* p-forms of counted u64 maps are light versions that hold one count on
+ * their base.  1: the chain of versions each derived from the last, the
+ * last one freed (the bench's pinsert): each settle takes over its base's
+ * counts, so live bytes stay flat and the base's nodes are freed.  2: a
+ * random forest of versions against models (derives, frees, copies,
+ * in-place updates, settles that meet bases shared at every level),
+ * with allocation failures, validate's census on the way, the pool
+ * drained at the end. */
+static void test_light_counted(void) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_free(pin_map(p, CHAMP_KEY_U64, 0, 0)); /* makes the type holder */
+    const size_t live0 = th_pool_live(p);
+    static uintptr_t model[LV_KEYS];
+    memset(model, 0, sizeof model);
+    uint64_t rng = 0x2545f4914f6cdd1dull;
+
+    /* 0. a p-form that changes nothing (an absent key removed): its root
+     * is its source's, which it alone holds once the source goes; updates
+     * of it in place must not leave a light version naming a freed base
+     * (found by this test's forest with a seed that made it happen) */
+    for (int round = 0; round < 2; round++) {
+        champ_map *src = pin_map(p, CHAMP_KEY_U64, 40, 1), *d = NULL;
+        CHECK_ST(champ_premove_u64(src, 1000, &d), CHAMP_OK);
+        if (!d)
+            break;
+        CHECK(d->light == LIGHT_NONE && !map_pinned(d), "an unchanged p-form is counted");
+        champ_free(src);
+        for (uint64_t k = 100; k < 400; k++) /* the root grows into new blocks */
+            CHECK_ST(champ_set_u64(d, k, (void *)(uintptr_t)k, NULL), CHAMP_OK);
+        if (round == 1)
+            for (uint64_t k = 0; k < 40; k++)
+                CHECK_ST(champ_remove_u64(d, k, NULL), CHAMP_OK);
+        CHECK_EQ(champ_size(d), round ? 300u : 340u, "the unchanged p-form, updated");
+        CHECK_VALID(d, "the unchanged p-form, updated in place");
+        champ_free(d);
+        CHECK_EQ(th_pool_live(p), live0, "the unchanged p-form drained");
+    }
+
+    /* slots: versions on a counted base leave half of the thread's pin
+     * slots to snapshots (the rest of the derives are counted) */
+    {
+        champ_map *src = pin_map(p, CHAMP_KEY_U64, 100, 1), *d[8] = {0}, *snap = NULL;
+        champ_cell *cell = NULL;
+        CHECK_ST(champ_cell_new(src, &cell), CHAMP_OK);
+        int light = 0;
+        for (int i = 0; i < 8; i++) {
+            CHECK_ST(champ_pset_u64(src, (uint64_t)i, (void *)77, &d[i]), CHAMP_OK);
+            light += lv_is_counted(d[i]);
+            CHECK(lv_is_counted(d[i]) || (d[i] && !map_pinned(d[i])),
+                  "version %d: light or counted", i);
+        }
+        CHECK_EQ(light, HEAP_PINS - PIN_KEEP, "light versions held at once");
+        CHECK_ST(champ_cell_load(cell, &snap), CHAMP_OK);
+        CHECK(snap && map_pinned(snap), "a snapshot still finds a slot");
+        for (int i = 0; i < 8; i++) {
+            void *got = NULL;
+            CHECK(champ_get_u64(d[i], (uint64_t)i, &got) && got == (void *)77 &&
+                      champ_size(d[i]) == 100,
+                  "version %d's contents", i);
+            champ_free(d[i]);
+        }
+        champ_free(snap);
+        champ_cell_free(cell);
+        champ_free(src);
+        CHECK_EQ(th_pool_live(p), live0, "the slot versions drained");
+    }
+
+    /* 1. the chain */
+    champ_map *v = pin_map(p, CHAMP_KEY_U64, 0, 0);
+    for (uint64_t k = 0; k < LV_KEYS; k += 2) {
+        model[k] = k + 1;
+        CHECK_ST(champ_set_u64(v, k, (void *)model[k], NULL), CHAMP_OK);
+    }
+    size_t flat = 0;
+    for (int it = 0; it < 4000 && v; it++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t k = (rng >> 33) % LV_KEYS;
+        bool rm = (rng >> 21) % 3 == 0;
+        champ_map *d = NULL;
+        if (rm)
+            CHECK_ST(champ_premove_u64(v, k, &d), CHAMP_OK);
+        else
+            CHECK_ST(champ_pset_u64(v, k, (void *)(uintptr_t)(it + 7), &d), CHAMP_OK);
+        if (!d)
+            break;
+        bool same = rm && !model[k]; /* an absent key removed: no light node */
+        model[k] = rm ? 0 : (uintptr_t)(it + 7);
+        CHECK(same ? d->light == LIGHT_NONE && !map_pinned(d) : lv_is_counted(d),
+              "step %d: a light version on a count, unless nothing changed", it);
+        CHECK(v->light == LIGHT_NONE && !map_pinned(v), "step %d: its source settled", it);
+        champ_free(v);
+        v = d;
+        if (it == 100)
+            flat = th_pool_live(p);
+        if (it > 100 && it % 400 == 0) {
+            /* the chain holds one version and its base's path: freeing
+             * the previous version gave its nodes back */
+            size_t live = th_pool_live(p);
+            CHECK(live <= flat + flat / 4, "step %d: live %zu, %zu at step 100", it, live,
+                  flat);
+            lv_matches(v, model, "the chain");
+            CHECK_VALID(v, "the chain (census of the base's count)");
+        }
+    }
+    lv_matches(v, model, "the chain's end");
+    champ_free(v);
+    CHECK_EQ(th_pool_live(p), live0, "the chain drained");
+
+    /* 2. the forest */
+    static uintptr_t fm[LC_SLOTS][LV_KEYS];
+    champ_map *slot[LC_SLOTS] = {0};
+    slot[0] = pin_map(p, CHAMP_KEY_U64, 0, 0);
+    memset(fm, 0, sizeof fm);
+    for (uint64_t k = 0; k < LV_KEYS; k += 3) {
+        fm[0][k] = k + 1;
+        CHECK_ST(champ_set_u64(slot[0], k, (void *)fm[0][k], NULL), CHAMP_OK);
+    }
+    size_t fails = 0, lights = 0;
+    for (int it = 0; it < 6000; it++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        int a = (int)((rng >> 40) % LC_SLOTS), b = (int)((rng >> 50) % LC_SLOTS);
+        uint64_t k = (rng >> 8) % LV_KEYS;
+        unsigned op = (unsigned)(rng >> 30) % 16;
+        if (!slot[a]) {
+            if (slot[0])
+                a = 0;
+            else
+                continue;
+        }
+        if (op < 9 && a != b) { /* derive b from a */
+            bool rm = op < 3;
+            champ_map *d = NULL;
+            size_t live = th_pool_live(p);
+            bool fail = op == 8;
+            if (fail)
+                champ_pool_fail_after(p, (long)((rng >> 4) % 4));
+            champ_status st = rm ? champ_premove_u64(slot[a], k, &d)
+                                 : champ_pset_u64(slot[a], k, (void *)(uintptr_t)(it + 1), &d);
+            champ_pool_fail_after(p, -1);
+            if (fail && st == CHAMP_ENOMEM) {
+                fails++;
+                CHECK(d == NULL, "a failed derive left *out set");
+                CHECK(th_pool_live(p) <= live, "a failed derive keeps nothing");
+                continue;
+            }
+            CHECK_ST(st, CHAMP_OK);
+            if (!d)
+                continue;
+            lights += lv_is_counted(d);
+            champ_free(slot[b]);
+            slot[b] = d;
+            memcpy(fm[b], fm[a], sizeof fm[b]);
+            fm[b][k] = rm ? 0 : (uintptr_t)(it + 1);
+        } else if (op < 11 && a != b) { /* free b */
+            champ_free(slot[b]);
+            slot[b] = NULL;
+        } else if (op < 13 && a != b) { /* copy a into b */
+            champ_map *c = NULL;
+            CHECK_ST(champ_copy(slot[a], &c), CHAMP_OK);
+            CHECK(slot[a]->light == LIGHT_NONE, "a copy settles its source");
+            champ_free(slot[b]);
+            slot[b] = c;
+            memcpy(fm[b], fm[a], sizeof fm[b]);
+        } else if (op < 15) { /* an update in place */
+            bool changes = op == 13 || fm[a][k]; /* removing an absent key changes nothing */
+            if (op == 13) {
+                CHECK_ST(champ_set_u64(slot[a], k, (void *)(uintptr_t)(it + 1), NULL), CHAMP_OK);
+                fm[a][k] = (uintptr_t)(it + 1);
+            } else {
+                CHECK_ST(champ_remove_u64(slot[a], k, NULL), CHAMP_OK);
+                fm[a][k] = 0;
+            }
+            CHECK(!changes || slot[a]->light == LIGHT_NONE, "an update settles its map (step %d)", it);
+        } else {
+            char what[48];
+            snprintf(what, sizeof what, "forest slot %d, step %d", a, it);
+            lv_matches(slot[a], fm[a], what);
+        }
+        if (it % 500 == 499)
+            for (int i = 0; i < LC_SLOTS; i++)
+                if (slot[i]) {
+                    char what[48];
+                    snprintf(what, sizeof what, "forest slot %d, step %d", i, it);
+                    lv_matches(slot[i], fm[i], what);
+                    CHECK_VALID(slot[i], what);
+                }
+    }
+    CHECK(fails > 0, "allocation failures were injected into derives");
+    CHECK(lights > 1000, "the forest derived light versions (%zu)", lights);
+    for (int i = 0; i < LC_SLOTS; i++)
+        champ_free(slot[i]);
+    CHECK(p->retired == NULL, "nothing waits at the end");
+    CHECK_EQ(th_pool_live(p), live0, "the forest drained");
+    cc_check_books(p, "after the counted light versions");
+    champ_free(pin_type[0]);
+    pin_type[0] = NULL;
+    champ_pool_free(p);
+}
+
 /* Two threads copy one light version at once: one settles it, the other
  * waits; both copies are right. */
 typedef struct lv_arg {
@@ -1356,9 +1578,18 @@ static void test_light_copy_race(void) {
     CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
     for (int round = 0; round < 200 && cell; round++) {
         champ_map *s = NULL, *d = NULL;
-        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        /* odd rounds: a light version of a counted map (its settle takes
+         * over the base's counts when the base is the version's alone) */
+        if (round % 2)
+            CHECK_ST(champ_copy(v, &s), CHAMP_OK);
+        else
+            CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
         CHECK_ST(champ_pset_u64(s, (uint64_t)round, (void *)7, &d), CHAMP_OK);
-        CHECK(lv_is_light(d), "light (round %d)", round);
+        CHECK(round % 2 ? lv_is_counted(d) : lv_is_light(d), "light (round %d)", round);
+        if (round % 4 == 1) { /* the version holds its base alone */
+            champ_free(s);
+            s = NULL;
+        }
         atomic_int go;
         atomic_init(&go, 0);
         lv_arg a[2] = {{d, NULL, &go}, {d, NULL, &go}};
@@ -1493,6 +1724,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.cell_pins_threads", test_cell_pins_threads},
     {"concurrent.light_versions", test_light_versions},
     {"concurrent.light_copy_race", test_light_copy_race},
+    {"concurrent.light_counted", test_light_counted},
 };
 const size_t th_tests_concurrent_count =
     sizeof th_tests_concurrent / sizeof th_tests_concurrent[0];
