@@ -1214,12 +1214,33 @@ static void lv_settlers(champ_pool *p, champ_cell *cell, uintptr_t *model) {
     }
 }
 
-static void test_light_versions(void) {
+/* The light tests' pool: concurrent, with the u64 type holder made
+ * first (so that live0, the bytes before the test's maps, includes it). */
+static champ_pool *lv_pool(size_t *live0) {
     champ_pool *p = cc_pool();
     if (!p)
-        return;
+        return NULL;
     champ_free(pin_map(p, CHAMP_KEY_U64, 0, 0)); /* makes the type holder */
-    const size_t live0 = th_pool_live(p);
+    *live0 = th_pool_live(p);
+    return p;
+}
+
+/* The end of a light test: nothing waits, the pool is back at live0 and
+ * its books balance; the type holder and the pool go. */
+static void lv_pool_end(champ_pool *p, size_t live0, const char *what) {
+    CHECK(p->retired == NULL, "%s: nothing waits at the end", what);
+    CHECK_EQ(th_pool_live(p), live0, "the pool drained");
+    cc_check_books(p, what);
+    champ_free(pin_type[0]);
+    pin_type[0] = NULL;
+    champ_pool_free(p);
+}
+
+static void test_light_versions(void) {
+    size_t live0 = 0;
+    champ_pool *p = lv_pool(&live0);
+    if (!p)
+        return;
     static uintptr_t model[LV_KEYS];
     memset(model, 0, sizeof model);
     champ_map *v = pin_map(p, CHAMP_KEY_U64, 0, 0);
@@ -1335,12 +1356,7 @@ static void test_light_versions(void) {
     lv_matches(last, model, "the cell at the end");
     champ_free(last);
     champ_cell_free(cell);
-    CHECK(p->retired == NULL, "nothing waits at the end");
-    CHECK_EQ(th_pool_live(p), live0, "the pool drained");
-    cc_check_books(p, "after the light versions");
-    champ_free(pin_type[0]);
-    pin_type[0] = NULL;
-    champ_pool_free(p);
+    lv_pool_end(p, live0, "after the light versions");
 }
 
 /* A light version of a counted map (pin.c, LBASE_COUNT). */
@@ -1359,11 +1375,10 @@ enum { LC_SLOTS = 12 };
  * with allocation failures, validate's census on the way, the pool
  * drained at the end. */
 static void test_light_counted(void) {
-    champ_pool *p = cc_pool();
+    size_t live0 = 0;
+    champ_pool *p = lv_pool(&live0);
     if (!p)
         return;
-    champ_free(pin_map(p, CHAMP_KEY_U64, 0, 0)); /* makes the type holder */
-    const size_t live0 = th_pool_live(p);
     static uintptr_t model[LV_KEYS];
     memset(model, 0, sizeof model);
     uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -1543,12 +1558,7 @@ static void test_light_counted(void) {
     CHECK(lights > 1000, "the forest derived light versions (%zu)", lights);
     for (int i = 0; i < LC_SLOTS; i++)
         champ_free(slot[i]);
-    CHECK(p->retired == NULL, "nothing waits at the end");
-    CHECK_EQ(th_pool_live(p), live0, "the forest drained");
-    cc_check_books(p, "after the counted light versions");
-    champ_free(pin_type[0]);
-    pin_type[0] = NULL;
-    champ_pool_free(p);
+    lv_pool_end(p, live0, "after the counted light versions");
 }
 
 /* Two threads copy one light version at once: one settles it, the other
