@@ -1401,9 +1401,12 @@ void champ_free(champ_map *m) {
             champ__light_free(m);
         uintptr_t *slot = champ__pin_slot(m);
         champ__handle_free(p, m);
-        champ__pin_release(p, slot);
-        if (counted)
+        if (counted) {
+            champ__base_release(slot);
             champ__type_release(t);
+        } else {
+            champ__pin_release(p, slot);
+        }
         return;
     }
     node *r = m->root;
@@ -1770,13 +1773,13 @@ champ_status champ_remove_u64(champ_map *m, uint64_t key, champ_prior *prior) {
 }
 
 /* A light derive (pin.c, "Light versions"): a p-form of m (a plain u64
- * map of a concurrent pool) whose new nodes borrow the children they do
- * not change.  The version names m's root in a pin slot of its own.  When
+ * map) whose new nodes borrow the children they do not change.  The version names m's root in a pin slot of its own.  When
  * m is a pinned snapshot, its pin keeps the root meanwhile and the version
  * counts nothing shared: not the root, not the children, not the type.
  * When m is counted, the version takes one count on the root and one on
- * the type (`counted`): two atomic increments in place of one per child of
- * every node the update copies.  Returns LIGHT_NO_SLOT (nothing done) when
+ * the type (`counted`): two increments (atomic in a concurrent pool) in
+ * place of one per child of every node the update copies, and as many
+ * decrements when the previous version is freed.  Returns LIGHT_NO_SLOT (nothing done) when
  * the thread has no pin slot free (for a counted m: no more than PIN_KEEP,
  * which stay for snapshots, whose loads would be counted without one). */
 #define LIGHT_NO_SLOT ((champ_status)1)
@@ -1794,11 +1797,14 @@ static NOINLINE champ_status light_derive(const champ_map *m, uint64_t key, void
         champ__handle_free(t->pool, c);
         return LIGHT_NO_SLOT;
     }
-    champ__pin_set(t->pool, slot, m->root);
+    if (counted)
+        champ__base_set(slot, m->root);
+    else
+        champ__pin_set(t->pool, slot, m->root);
     if (counted) {
-        rc_inc(&m->root->rc, true);
+        rc_inc(&m->root->rc, t->atomic);
         if (!t->immortal)
-            rc_inc(&t->refs, true);
+            rc_inc(&t->refs, t->atomic);
         c->lbase = LBASE_COUNT;
     }
     c->root = m->root;
@@ -1822,13 +1828,12 @@ static NOINLINE champ_status light_derive(const champ_map *m, uint64_t key, void
     return CHAMP_OK;
 }
 
-/* Whether a p-form of m derives a light version: a plain u64 map of a
- * concurrent pool with a root (a light one is settled first, so that a
+/* Whether a p-form of m derives a light version: a plain u64 map with a
+ * root, of either kind of pool (a light one is settled first, so that a
  * chain of versions each derived from the last, the previous one freed,
  * settles each by taking over its base's counts). */
 #define LIGHT_FROM(m)                                                       \
-    (UNLIKELY((m) != NULL && (m)->t->atomic) && (m)->root && PLAIN(m, CHAMP_KEY_U64) && \
-     (map_settle(m), true))
+    ((m) != NULL && (m)->root && PLAIN(m, CHAMP_KEY_U64) && (map_settle(m), true))
 
 champ_status champ_pset_u64(const champ_map *m, uint64_t key, void *val,
                             champ_map **out) {

@@ -138,6 +138,11 @@ enum {
 };
 /* The base root a light version's slot names. */
 INTERNAL node *champ__light_base(const champ_map *m);
+/* A light version on a counted base keeps the base in its slot (this
+ * thread's, just claimed), and empties it (any thread): plain stores,
+ * since the count, not the slot, keeps the base (pin.c, PIN_BASE). */
+INTERNAL void champ__base_set(uintptr_t *slot, node *base);
+INTERNAL void champ__base_release(uintptr_t *slot);
 /* Settles light version m (any thread; concurrent copies of m wait for
  * the one that settles). */
 INTERNAL void champ__light_settle(champ_map *m);

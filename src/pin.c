@@ -34,8 +34,8 @@
  * type until their record goes.
  *
  * Light versions.  champ_pset_u64 / champ_premove_u64 of a pinned
- * snapshot (a plain u64 map) derive a version that pins the same root in a
- * slot of its own and whose new nodes borrow the children they did not
+ * snapshot (a plain u64 map) derive a version that pins the same root in
+ * a slot of its own and whose new nodes borrow the children they did not
  * change: they take no count on them, nor on the root or the type.  Each
  * new node is a light node (node.h): its count says so and names its one
  * light child, so the new nodes form a chain from the root.  Freeing the
@@ -45,12 +45,25 @@
  * apply, trim) settles it first: the chain takes the counts it skipped, and
  * the version is an ordinary counted one from then on.  Two threads may
  * copy one version at once: one settles, the other waits (m->light).
+ *
+ * A p-form of a counted u64 map (in either kind of pool) is a light
+ * version on a counted base: its slot keeps the source's root (tagged
+ * PIN_BASE) and it holds one count on it and one on the type.  Settling
+ * one that holds its base alone takes the base's path nodes over
+ * (chain_absorb) instead of counting children: a chain of versions, each
+ * derived from the last and the last freed, never writes a child's count.
  */
 #include "internal.h"
 
 #include <sched.h>
 
 #define PIN_WAIT ((uintptr_t)1) /* a record waits for this pin to go */
+/* A slot of a light version on a counted base holds the base tagged with
+ * PIN_BASE: the count keeps the base, so the slot is only where the
+ * pointer is kept, not a hazard pointer.  No scan matches a tagged value
+ * (it never marks it), so the slot is written and emptied with plain
+ * stores, no locked instruction. */
+#define PIN_BASE ((uintptr_t)2)
 
 static void rec_lock(champ_pool *p) {
     unsigned spins = 0;
@@ -192,14 +205,15 @@ void champ__pin_retire(champ_pool *p, retired *rec) {
 }
 
 void champ__pin_settle(champ_pool *p) {
-    if (!p->concurrent)
-        return;
+    /* a plain pool has light versions (of counted maps), no pinned
+     * snapshot and no record */
     for (champ_map *m = champ__handle_next(p, NULL); m; m = champ__handle_next(p, m))
         if (m->light != LIGHT_NONE)
             champ__light_settle(m);
         else if (map_pinned(m))
             champ__pin_count(m, true);
-    reclaim(p);
+    if (p->concurrent)
+        reclaim(p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -208,19 +222,29 @@ void champ__pin_settle(champ_pool *p) {
 
 node *champ__light_base(const champ_map *m) {
     uintptr_t v = __atomic_load_n(champ__pin_slot(m), __ATOMIC_RELAXED);
-    return (node *)(v & ~PIN_WAIT);
+    return (node *)(v & ~(PIN_WAIT | PIN_BASE));
+}
+
+void champ__base_set(uintptr_t *slot, node *base) {
+    __atomic_store_n(slot, (uintptr_t)base | PIN_BASE, __ATOMIC_RELAXED);
+}
+
+void champ__base_release(uintptr_t *slot) {
+    CHAMP_ASSERT(!(__atomic_load_n(slot, __ATOMIC_RELAXED) & PIN_WAIT));
+    __atomic_store_n(slot, 0, __ATOMIC_RELEASE);
 }
 
 /* Light chain n (light nodes, each naming the next) takes the counts it
  * skipped: one on every child but a node's light one (which it owns
  * already); its nodes are ordinary ones from then on. */
-static void chain_count(node *n, unsigned W) {
+static void chain_count(node *n, const mtype *t) {
+    unsigned W = t->width;
     while (n) {
         uint32_t lk = node_light_kid(n), nk = node_nkid(n);
         node **kids = node_kids(n, W);
         for (uint32_t i = 0; i < nk; i++)
             if (i + 1 != lk)
-                rc_inc(&kids[i]->rc, true);
+                rc_inc(&kids[i]->rc, t->atomic);
         node *next = lk ? kids[lk - 1] : NULL;
         __atomic_store_n(&n->rc, 1u, __ATOMIC_RELAXED);
         n = next;
@@ -287,12 +311,12 @@ static void chain_absorb(const mtype *t, node *x, node *c, unsigned level) {
         if (!ck)
             return;
         if (!xk) { /* a new subtree (a pair met a third key) */
-            chain_count(ck, W);
+            chain_count(ck, t);
             return;
         }
         if (__atomic_load_n(&xk->rc, __ATOMIC_ACQUIRE) != 1) {
             /* shared beyond x: ck's chain counts what it borrows first */
-            chain_count(ck, W);
+            chain_count(ck, t);
             champ__node_drop(t, xk, level + 1);
             return;
         }
@@ -315,7 +339,6 @@ void champ__light_settle(champ_map *m) {
         return;
     }
     mtype *t = m->t;
-    unsigned W = t->width;
     bool own_root = m->root && node_light(m->root);
     if (m->lbase == LBASE_COUNT) {
         /* the version holds its type already, and one count on its base */
@@ -323,23 +346,23 @@ void champ__light_settle(champ_map *m) {
         if (own_root && __atomic_load_n(&base->rc, __ATOMIC_ACQUIRE) == 1) {
             chain_absorb(t, base, m->root, 0);
         } else if (own_root) {
-            chain_count(m->root, W);
+            chain_count(m->root, t);
             champ__node_drop(t, base, 0);
         } else if (m->root != base) {
             /* the update left a root it borrows (or none) */
             if (m->root)
-                rc_inc(&m->root->rc, true);
+                rc_inc(&m->root->rc, t->atomic);
             champ__node_drop(t, base, 0);
         }
         uintptr_t *slot = champ__pin_slot(m);
         m->pin = 0;
         m->lbase = LBASE_PIN;
-        champ__pin_release(t->pool, slot);
+        champ__base_release(slot);
         __atomic_store_n(&m->light, LIGHT_NONE, __ATOMIC_RELEASE);
         return;
     }
     if (own_root)
-        chain_count(m->root, W);
+        chain_count(m->root, t);
     /* counted now: the handle takes its type (and the snapshot's root,
      * when the derive changed nothing), and lets its pin go */
     champ__pin_count(m, !own_root);

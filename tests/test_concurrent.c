@@ -34,7 +34,8 @@
  *                     apply, a p-form of it, trim); a random run against a
  *                     model; allocation failure; two threads copying one
  *                     light version at once (light_copy_race)
- *   light_counted     p-forms of counted u64 maps are light versions
+ *   light_counted     p-forms of counted u64 maps (concurrent and plain
+ *                     pools) are light versions
  *                     holding a count on their base, in at most half of
  *                     the thread's pin slots; one that changes
  *                     nothing is counted at once (regression: its root,
@@ -1214,15 +1215,18 @@ static void lv_settlers(champ_pool *p, champ_cell *cell, uintptr_t *model) {
     }
 }
 
-/* The light tests' pool: concurrent, with the u64 type holder made
- * first (so that live0, the bytes before the test's maps, includes it). */
-static champ_pool *lv_pool(size_t *live0) {
-    champ_pool *p = cc_pool();
+/* The light tests' pool (concurrent unless given), with the u64 type
+ * holder made first (so that live0, the bytes before the test's maps,
+ * includes it). */
+static champ_pool *lv_pool_of(champ_pool *p, size_t *live0) {
     if (!p)
         return NULL;
     champ_free(pin_map(p, CHAMP_KEY_U64, 0, 0)); /* makes the type holder */
     *live0 = th_pool_live(p);
     return p;
+}
+static champ_pool *lv_pool(size_t *live0) {
+    return lv_pool_of(cc_pool(), live0);
 }
 
 /* The end of a light test: nothing waits, the pool is back at live0 and
@@ -1374,9 +1378,16 @@ enum { LC_SLOTS = 12 };
  * in-place updates, settles that meet bases shared at every level),
  * with allocation failures, validate's census on the way, the pool
  * drained at the end. */
-static void test_light_counted(void) {
+static void light_counted_in(bool conc) {
     size_t live0 = 0;
-    champ_pool *p = lv_pool(&live0);
+    champ_pool *p = NULL;
+    if (conc) {
+        p = lv_pool(&live0);
+    } else {
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+        p = lv_pool_of(p, &live0);
+    }
     if (!p)
         return;
     static uintptr_t model[LV_KEYS];
@@ -1407,7 +1418,7 @@ static void test_light_counted(void) {
 
     /* slots: versions on a counted base leave half of the thread's pin
      * slots to snapshots (the rest of the derives are counted) */
-    {
+    if (conc) {
         champ_map *src = pin_map(p, CHAMP_KEY_U64, 100, 1), *d[8] = {0}, *snap = NULL;
         champ_cell *cell = NULL;
         CHECK_ST(champ_cell_new(src, &cell), CHAMP_OK);
@@ -1558,7 +1569,13 @@ static void test_light_counted(void) {
     CHECK(lights > 1000, "the forest derived light versions (%zu)", lights);
     for (int i = 0; i < LC_SLOTS; i++)
         champ_free(slot[i]);
-    lv_pool_end(p, live0, "after the counted light versions");
+    lv_pool_end(p, live0, conc ? "after the counted light versions (concurrent pool)"
+                               : "after the counted light versions (plain pool)");
+}
+
+static void test_light_counted(void) {
+    light_counted_in(true);
+    light_counted_in(false);
 }
 
 /* Two threads copy one light version at once: one settles it, the other
