@@ -1773,15 +1773,17 @@ champ_status champ_remove_u64(champ_map *m, uint64_t key, champ_prior *prior) {
 }
 
 /* A light derive (pin.c, "Light versions"): a p-form of m (a plain u64
- * map) whose new nodes borrow the children they do not change.  The version names m's root in a pin slot of its own.  When
- * m is a pinned snapshot, its pin keeps the root meanwhile and the version
- * counts nothing shared: not the root, not the children, not the type.
- * When m is counted, the version takes one count on the root and one on
- * the type (`counted`): two increments (atomic in a concurrent pool) in
- * place of one per child of every node the update copies, and as many
- * decrements when the previous version is freed.  Returns LIGHT_NO_SLOT (nothing done) when
- * the thread has no pin slot free (for a counted m: no more than PIN_KEEP,
- * which stay for snapshots, whose loads would be counted without one). */
+ * map) whose new nodes borrow the children they do not change.  The
+ * version names m's root in a pin slot of its own.  When m is a pinned
+ * snapshot, its pin keeps the root meanwhile and the version counts
+ * nothing shared: not the root, not the children, not the type.  When m
+ * is counted, the version takes one count on the root and one on the type
+ * (`counted`): two increments (atomic in a concurrent pool) in place of
+ * one per child of every node the update copies, and as many decrements
+ * when the previous version is freed.  Returns LIGHT_NO_SLOT (nothing
+ * done) when the thread has no pin slot free (for a counted m: no more
+ * than PIN_KEEP, which stay for snapshots, whose loads would be counted
+ * without one). */
 #define LIGHT_NO_SLOT ((champ_status)1)
 static NOINLINE champ_status light_derive(const champ_map *m, uint64_t key, void *val,
                                           bool remove, champ_map **out) {
