@@ -1793,17 +1793,17 @@ static NOINLINE champ_status light_derive(const champ_map *m, uint64_t key, void
     if (!c)
         return CHAMP_ENOMEM;
     c->t = t;
-    /* a counted base needs no slot: it leaves some to snapshots */
+    /* a counted base's slot only keeps the pointer: it leaves PIN_KEEP to
+     * snapshots, whose slots are hazard pointers */
     uintptr_t *slot = champ__pin_claim(c, counted ? PIN_KEEP : 0);
     if (!slot) {
         champ__handle_free(t->pool, c);
         return LIGHT_NO_SLOT;
     }
-    if (counted)
-        champ__base_set(slot, m->root);
-    else
+    if (!counted) {
         champ__pin_set(t->pool, slot, m->root);
-    if (counted) {
+    } else {
+        champ__base_set(slot, m->root);
         rc_inc(&m->root->rc, t->atomic);
         if (!t->immortal)
             rc_inc(&t->refs, t->atomic);

@@ -88,7 +88,7 @@ uintptr_t *champ__pin_claim(champ_map *m, unsigned keep) {
     /* only the heap's thread claims its slots; other threads only empty
      * the slots of handles they free, and mark named ones */
     unsigned found = HEAP_PINS, nfree = 0;
-    for (unsigned i = 0; i < HEAP_PINS; i++)
+    for (unsigned i = 0; i < HEAP_PINS && nfree <= keep; i++)
         if (__atomic_load_n(&h->pins[i], __ATOMIC_RELAXED) == 0 && nfree++ == 0)
             found = i;
     if (nfree <= keep)
