@@ -799,7 +799,10 @@ CHAMP_API champ_status champ_filter(const champ_map *m, champ_pred_fn keep,
  * other (read, copy, update, free it on any thread); its first update
  * copies what it changes, as for a shared version.  A version replaced in
  * the cell (or left in a freed cell) is released when its last snapshot
- * is freed.  The maps stored
+ * is freed.  A version derived from a snapshot with champ_pset_u64 or
+ * champ_premove_u64 and published into the cell the snapshot came from
+ * writes no reference count of the nodes it shares with the version it
+ * replaces (they pass to it when that version is released).  The maps stored
  * must be of the cell's type (the one it was made with, or of its first
  * map).  Cells are for concurrent pools; a plain pool's maps may be stored
  * too, but then every cell call (new, load, store, cas, free) is a writer

@@ -16,6 +16,13 @@
  * its root, so a pinned root never looks owned to an update, and a
  * replaced version goes to a retired record until no pin names it.
  *
+ * A light version derived from a snapshot of the version it replaces is
+ * published by transfer (pin.c): its new nodes take over the replaced
+ * path's counts on the children they share, and the replaced version's
+ * record keeps it (the heir) until the record goes.  No count on a child
+ * is written, so publishing does not dirty the node headers that other
+ * threads' lookups read.
+ *
  * Everything that can take long (allocating the snapshot's handle,
  * releasing a replaced version, which may free a whole trie) is done
  * outside the lock.  Readers of different cells never meet.
@@ -102,6 +109,7 @@ void champ_cell_free(champ_cell *c) {
              * too) go to the cell's record */
             c->last->root = c->root;
             c->last->t = t;
+            c->last->heir = NULL;
             champ__pin_retire(t->pool, c->last);
         } else {
             if (c->last)
@@ -192,7 +200,13 @@ champ_status champ_cell_load(champ_cell *c, champ_map **out) {
 }
 
 /* Swaps the cell to m's version when `expected` is NULL (store) or still
- * the cell's version (cas). */
+ * the cell's version (cas).
+ *
+ * m is settled first (the cell shares its nodes), except a light version
+ * of a concurrent pool derived from a pinned snapshot: that one is claimed
+ * (pin.c, "Publication by transfer") and, under the lock, published by
+ * transfer when its base is the version it replaces, else settled there,
+ * before its root is stored; one that is not published settles after. */
 static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool check,
                               const champ_map *m, bool *swapped) {
     if (!c || !m || !cell_shareable(m->t))
@@ -205,26 +219,34 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
     mtype *ct = __atomic_load_n(&c->t, __ATOMIC_ACQUIRE);
     if (ct && ct != t)
         return CHAMP_EPOOL;
-    map_settle(m); /* the cell shares m's nodes */
+    champ_map *lm = (champ_map *)(uintptr_t)m;
+    bool claimed = t->atomic && champ__light_claim(lm);
+    if (!claimed)
+        map_settle(m); /* the cell shares m's nodes */
     unsigned refs = CELL_REFS(t);
     /* a concurrent cell's replaced version may be pinned: the record that
      * would keep it is allocated before anything changes */
     retired *rec = NULL, *last = NULL;
     if (t->atomic) {
         rec = pool_alloc(t->pool, RETIRED_BYTES);
-        if (!rec)
+        if (!rec) {
+            if (claimed)
+                champ__light_unclaim(lm);
             return CHAMP_ENOMEM;
+        }
         /* the first store into a cell made empty: its free's record too
          * (c->last, once set, stays) */
         if (!__atomic_load_n(&c->last, __ATOMIC_RELAXED)) {
             last = pool_alloc(t->pool, RETIRED_BYTES);
             if (!last) {
                 pool_free(t->pool, rec, RETIRED_BYTES);
+                if (claimed)
+                    champ__light_unclaim(lm);
                 return CHAMP_ENOMEM;
             }
         }
     }
-    if (m->root)
+    if (m->root && !claimed)
         for (unsigned i = 0; i < refs; i++)
             rc_inc(&m->root->rc, t->atomic);
     cell_lock(c);
@@ -235,7 +257,9 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
             pool_free(t->pool, rec, RETIRED_BYTES);
         if (last)
             pool_free(t->pool, last, RETIRED_BYTES);
-        if (m->root) {
+        if (claimed) {
+            champ__light_unclaim(lm);
+        } else if (m->root) {
             for (unsigned i = 1; i < refs; i++)
                 rc_dec(&m->root->rc, t->atomic); /* m holds one more */
             champ__node_drop(t, m->root, 0);
@@ -244,7 +268,7 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
     }
     ok = !check || (expected ? c->root == expected->root && c->size == expected->size
                              : c->root == NULL && c->size == 0);
-    node *old = NULL;
+    node *old = NULL, *heir = NULL;
     bool first = false;
     if (ok) {
         if (!c->t) {
@@ -256,6 +280,14 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
             last = NULL;
         }
         old = c->root;
+        if (claimed) {
+            /* m's nodes are ordinary before any thread can load them: the
+             * root has count 1 (m's), then the cell's, and the record's
+             * when old's path shares its children with m's */
+            if (champ__light_transfer(lm, old))
+                heir = m->root;
+            __atomic_store_n(&m->root->rc, 1u + refs + (heir != NULL), __ATOMIC_RELAXED);
+        }
         /* loads without the lock see an odd count while root and size
          * change, and retry */
         unsigned sq = c->seq;
@@ -265,20 +297,24 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
         __atomic_store_n(&c->seq, sq + 2u, __ATOMIC_RELEASE);
     }
     cell_unlock(c);
+    if (claimed)
+        champ__light_finish(lm, !ok); /* not published: a settle */
     if (first)
         type_hold(c, t); /* m's own reference keeps t alive until here */
     if (ok && old && rec) {
-        /* pins may name it: the record keeps the cell's references, and
-         * one to the type (pinned snapshots count theirs nowhere) */
+        /* pins may name it: the record keeps the cell's references (and
+         * the heir's), and one to the type (pinned snapshots count theirs
+         * nowhere) */
         if (!t->immortal)
             rc_inc(&t->refs, true);
         rec->root = old;
         rec->t = t;
+        rec->heir = heir;
         champ__pin_retire(t->pool, rec);
         rec = NULL;
     } else if (ok && old) {
         champ__node_drop(t, old, 0);
-    } else if (!ok && m->root) {
+    } else if (!ok && m->root && !claimed) {
         for (unsigned i = 1; i < refs; i++)
             rc_dec(&m->root->rc, t->atomic);
         champ__node_drop(t, m->root, 0);

@@ -455,6 +455,41 @@ static void census_holders(census *cs, const champ_pool *p, census_walk_fn walk)
         champ_map view = {.root = r->root, .t = r->t};
         for (unsigned i = 0; i < CELL_REFS(r->t); i++)
             walk(cs, r->root, 0, &view);
+        if (r->heir)
+            walk(cs, r->heir, 0, &view); /* the record's reference */
+    }
+}
+
+/* A record whose heir took its version's path by transfer (pin.c): each
+ * child the two paths share carries one count for both, so one of the
+ * two references the walks met is given back (`back`: census_count's
+ * walk) or taken again (census_check's, after every first meeting). */
+typedef struct xfer_adj {
+    census *cs;
+    bool back;
+} xfer_adj;
+static void census_xfer_kid(node *kid, void *arg) {
+    xfer_adj *a = arg;
+    if (a->back) {
+        kid->rc++;
+        a->cs->edges--;
+    } else {
+        kid->rc--;
+        a->cs->edges++;
+    }
+}
+static void census_xfer(census *cs, const champ_pool *p, bool back) {
+    xfer_adj a = {cs, back};
+    for (const retired *r = p->retired; r; r = r->next) {
+        node *n = r->root, *x = r->heir;
+        for (unsigned level = 0; x; level++) {
+            node *nk, *xk;
+            champ__xfer_level(n, x, level, r->t->width, &nk, &xk, census_xfer_kid, &a);
+            if (!nk || !xk)
+                break;
+            n = nk;
+            x = xk;
+        }
     }
 }
 
@@ -487,7 +522,9 @@ champ_status champ_validate(const champ_map *m) {
         if (((const champ_cell *)(const void *)l)->last)
             cs.bytes += RETIRED_BYTES; /* a concurrent cell's record */
     census_holders(&cs, p, census_count);
+    census_xfer(&cs, p, true);
     census_holders(&cs, p, census_check);
+    census_xfer(&cs, p, false);
     if (cs.edges != 0)
         VFAIL(&v, "census walks disagree by %lld references (a node carried the census mark"
                   " before validate began)", cs.edges);

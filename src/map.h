@@ -71,12 +71,16 @@ struct champ_cell {
 
 /* A version that a concurrent pool's cell let go (replaced or freed)
  * while a thread may still have it pinned (pin.c).  The record holds what
- * the cell held: two references to root (or root is NULL), and, for a
- * freed cell, one to its type. */
+ * the cell held: two references to root (or root is NULL), and one to its
+ * type.  When the version replacing it was published by transfer (pin.c,
+ * "Publication by transfer"), heir is that version's root: the record
+ * holds one reference to it, and along the update's path the children
+ * root and heir share carry one count for both until the record goes. */
 struct retired {
     retired *next;
     node *root;
     mtype *t;
+    node *heir;
 };
 #define RETIRED_BYTES ((sizeof(retired) + 7u) & ~(size_t)7) /* a pool block */
 
@@ -148,6 +152,33 @@ INTERNAL void champ__base_release(uintptr_t *slot);
 INTERNAL void champ__light_settle(champ_map *m);
 /* Frees light version m's light nodes (champ_free). */
 INTERNAL void champ__light_free(champ_map *m);
+/* Publication by transfer (pin.c): a cell's store or compare-and-swap of
+ * a light version derived from a pinned snapshot.  claim: takes m from
+ * LIGHT_ON to LIGHT_SETTLING when it is such a version (false: it is not,
+ * or another thread settles it); unclaim undoes it (nothing changed).
+ * Under the cell's lock, with the cell's root `old` about to be replaced:
+ * transfer makes m's light nodes ordinary ones that share the children of
+ * old's path instead of counting them, when old is m's base, and returns
+ * true (m's root then has count 1, the caller adds its own); else counts
+ * them (a settle: the root has count 1) and returns false.  finish (after
+ * the lock): counts the chain when `count` (m was not published), then m
+ * becomes a counted version (its type counted, its pin let go). */
+INTERNAL bool champ__light_claim(champ_map *m);
+INTERNAL void champ__light_unclaim(champ_map *m);
+INTERNAL bool champ__light_transfer(champ_map *m, const node *old);
+INTERNAL void champ__light_finish(champ_map *m, bool count);
+/* A record's version published by transfer goes: the record's last
+ * reference to root (the caller dropped the others) and its reference to
+ * heir.  Root's nodes on the path that no other version holds are freed
+ * without touching the children they shared with heir; where one is held
+ * elsewhere, it first counts those children again. */
+INTERNAL void champ__xfer_release(const mtype *t, node *root, node *heir);
+/* One level of a transferred path: x is n's copy with at most one child
+ * slot changed.  fn (if any) gets every child both hold in the same slot;
+ * *nk and *xk are their children in the changed slot (NULL: none there;
+ * both set: the path goes on). */
+INTERNAL void champ__xfer_level(const node *n, const node *x, unsigned level, unsigned W,
+                                node **nk, node **xk, void (*fn)(node *, void *), void *arg);
 /* Settles m when it is a light version: the first step of every call
  * that could share or change m's nodes (m may be a const argument: two
  * threads may copy one map at once). */

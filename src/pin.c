@@ -146,10 +146,13 @@ static void release_done(retired *d) {
     while (d) {
         retired *next = d->next;
         mtype *t = d->t;
-        node *root = d->root;
+        node *root = d->root, *heir = d->heir;
         pool_free(t->pool, d, RETIRED_BYTES); /* first: t may hold the pool */
         rc_dec(&root->rc, true); /* the second of two: never the last */
-        champ__node_drop(t, root, 0);
+        if (heir)
+            champ__xfer_release(t, root, heir);
+        else
+            champ__node_drop(t, root, 0);
         champ__type_release(t);
         d = next;
     }
@@ -382,4 +385,163 @@ void champ__light_free(champ_map *m) {
     m->root = NULL;
     if (m->lbase == LBASE_COUNT)
         champ__node_drop(m->t, champ__light_base(m), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Publication by transfer                                             */
+/* ------------------------------------------------------------------ */
+/*
+ * A cell's compare-and-swap of a light version W derived from a pinned
+ * snapshot of the cell's version C (the bench's threads loop, a server's
+ * "derive, publish" step) used to settle W: W's path nodes counted each
+ * child they borrowed from C's (about 60 at 10K keys), and C's release
+ * gave those counts back.  In a concurrent pool both write count fields
+ * on the cache lines that every other thread's lookups read (the upper
+ * levels' node headers), so each publication cost the other threads a
+ * cache miss on each of them.
+ *
+ * When W's base is the version the swap replaces, W's light nodes become
+ * ordinary without counting: along the update's path, C's node and W's
+ * copy of it share one count for each child they both hold.  C's record
+ * holds one reference to W's root (its heir), so W's path outlives C's.
+ * C's readers may keep reading C meanwhile; nothing of C changes.  When
+ * the record goes (no pin names C), each of C's path nodes that no one
+ * else holds is freed without touching the children: their counts are
+ * W's now.  A node of that path that is held elsewhere (a counted copy
+ * of a snapshot of C, or a version sharing the subtree) first counts the
+ * children again, and is dropped as usual.  Nothing can reach C's path
+ * but through C's root or such a holder, so a count of 1 read with the
+ * record's (or the freed parent's) reference in hand means no one else.
+ *
+ * Example, 10K keys, W sets one key: C = r -> a -> b (root, level 1,
+ * level 2), W = r' -> a' -> b'.  r and r' share 31 children, a and a' 31,
+ * b and b' their entries.  Publication stores r' into the cell with count
+ * 4 (W's handle, the cell's two, the record's one); a' and b' get count 1.
+ * When the record of C goes: r (count 1: the record's) is freed, a (count
+ * 1: r's) is freed, b likewise; then the record drops r'.  No child count
+ * was written.
+ */
+
+bool champ__light_claim(champ_map *m) {
+    if (__atomic_load_n(&m->light, __ATOMIC_ACQUIRE) != LIGHT_ON || m->lbase != LBASE_PIN ||
+        !m->root || !node_light(m->root))
+        return false;
+    uint8_t want = LIGHT_ON;
+    return __atomic_compare_exchange_n(&m->light, &want, LIGHT_SETTLING, false,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+void champ__light_unclaim(champ_map *m) {
+    __atomic_store_n(&m->light, LIGHT_ON, __ATOMIC_RELEASE);
+}
+
+bool champ__light_transfer(champ_map *m, const node *old) {
+    const mtype *t = m->t;
+    unsigned W = t->width;
+    if (old != champ__light_base(m)) {
+        chain_count(m->root, t);
+        return false;
+    }
+    node *x = m->root, *n = (node *)(uintptr_t)old;
+    for (;;) {
+        uint32_t lk = node_light_kid(x);
+        node *xk = lk ? node_kids(x, W)[lk - 1] : NULL, *nk = NULL;
+        if (xk && (x->nodemap & ~x->datamap) == (n->nodemap & ~n->datamap))
+            nk = node_kids(n, W)[lk - 1]; /* the path goes on: xk is nk's copy */
+        __atomic_store_n(&x->rc, 1u, __ATOMIC_RELAXED);
+        if (!xk)
+            return true;
+        if (!nk) { /* a new subtree (a pair met a third key): its own */
+            chain_count(xk, t);
+            return true;
+        }
+        x = xk;
+        n = nk;
+    }
+}
+
+void champ__light_finish(champ_map *m, bool count) {
+    if (count)
+        chain_count(m->root, m->t);
+    champ__pin_count(m, false);
+    __atomic_store_n(&m->light, LIGHT_NONE, __ATOMIC_RELEASE);
+}
+
+void champ__xfer_level(const node *n, const node *x, unsigned level, unsigned W, node **nk,
+                       node **xk, void (*fn)(node *, void *), void *arg) {
+    *nk = *xk = NULL;
+    if (level == CHAMP_COLL_LEVEL)
+        return;
+    uint32_t nb = n->nodemap & ~n->datamap, xb = x->nodemap & ~x->datamap;
+    node **nkids = node_kids(n, W), **xkids = node_kids(x, W);
+    if (nb == xb) {
+        uint32_t nn = popc(nb);
+        for (uint32_t i = 0; i < nn; i++) {
+            if (nkids[i] != xkids[i]) {
+                CHAMP_ASSERT(!*nk);
+                *nk = nkids[i];
+                *xk = xkids[i];
+            } else if (fn) {
+                fn(nkids[i], arg);
+            }
+        }
+        return;
+    }
+    uint32_t diff = nb ^ xb;
+    CHAMP_ASSERT(popc(diff) == 1);
+    if (fn)
+        for (uint32_t bs = nb & xb; bs; bs &= bs - 1) {
+            uint32_t bit = bs & (0u - bs);
+            CHAMP_ASSERT(nkids[popc(nb & (bit - 1))] == xkids[popc(xb & (bit - 1))]);
+            fn(nkids[popc(nb & (bit - 1))], arg);
+        }
+    if (nb & diff)
+        *nk = nkids[popc(nb & (diff - 1))]; /* collapsed into x's entries */
+    else
+        *xk = xkids[popc(xb & (diff - 1))]; /* a new subtree of x */
+}
+
+static void xfer_inc(node *kid, void *arg) {
+    rc_inc(&kid->rc, ((const mtype *)arg)->atomic);
+}
+
+/* n (at level) and every node of its transferred path below take their
+ * own counts on the children they share with x's path. */
+static void xfer_count(const mtype *t, node *n, node *x, unsigned level) {
+    for (;;) {
+        node *nk, *xk;
+        champ__xfer_level(n, x, level, t->width, &nk, &xk, xfer_inc, (void *)(uintptr_t)t);
+        if (!nk || !xk)
+            return;
+        n = nk;
+        x = xk;
+        level++;
+    }
+}
+
+void champ__xfer_release(const mtype *t, node *n, node *heir) {
+    unsigned W = t->width;
+    node *x = heir;
+    CHAMP_ASSERT(!t->ent_refs); /* light versions: plain u64 maps */
+    for (unsigned level = 0;; level++) {
+        /* this walk holds one reference to n (the record's, or its freed
+         * parent's): 1 means no one else's */
+        if (__atomic_load_n(&n->rc, __ATOMIC_ACQUIRE) != 1) {
+            xfer_count(t, n, x, level);
+            champ__node_drop(t, n, level);
+            break;
+        }
+        node *nk, *xk;
+        champ__xfer_level(n, x, level, W, &nk, &xk, NULL, NULL);
+        pool_free(t->pool, n, node_block(n, level, W));
+        if (!nk)
+            break;
+        if (!xk) { /* n's own child (collapsed in x): an ordinary drop */
+            champ__node_drop(t, nk, level + 1);
+            break;
+        }
+        n = nk;
+        x = xk;
+    }
+    champ__node_drop(t, heir, 0);
 }

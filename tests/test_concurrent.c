@@ -44,6 +44,10 @@
  *                     (each derived from the last, which is freed) keeps
  *                     live bytes flat; a random forest of versions against
  *                     models, with allocation failures and the census
+ *   publish_transfer  a light version of the cell's snapshot published
+ *                     with cas takes the replaced version's path without
+ *                     counting (pin.c); every holder of the replaced path
+ *                     keeps it right; failures; a random run with models
  *   cell_pins_threads snapshots loaded by threads that exit, freed by main
  *                     after the cell moved on (a marked pin released by
  *                     another thread), and the reverse
@@ -1739,6 +1743,310 @@ static void test_cell_pins_threads(void) {
     champ_pool_free(p);
 }
 
+/* ------------------------------------------------------------------ */
+/* Publication by transfer (pin.c)                                     */
+/* ------------------------------------------------------------------ */
+
+enum { PT_SLOTS = 10 };
+
+/* The cell's version, loaded and checked against the model. */
+static void pt_cell_matches(champ_cell *cell, const uintptr_t *model, const char *what) {
+    champ_map *s = NULL;
+    CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+    if (!s)
+        return;
+    lv_matches(s, model, what);
+    CHECK_VALID(s, what);
+    champ_free(s);
+}
+
+/* Frees slot i's map; the slots derived from it forget it (a later
+ * handle may get its address). */
+static void pt_drop(champ_map **sl, const champ_map **from, int i) {
+    for (int j = 0; j < PT_SLOTS; j++)
+        if (sl[i] && from[j] == sl[i])
+            from[j] = NULL;
+    champ_free(sl[i]);
+    sl[i] = NULL;
+}
+
+static void test_publish_transfer(void) {
+    size_t live0 = 0;
+    champ_pool *p = lv_pool(&live0);
+    if (!p)
+        return;
+    static uintptr_t cm[LV_KEYS], om[LV_KEYS], dm[LV_KEYS];
+    memset(cm, 0, sizeof cm);
+    champ_map *v = pin_map(p, CHAMP_KEY_U64, 0, 0);
+    for (uint64_t k = 0; k < LV_KEYS; k += 2) {
+        cm[k] = k + 1;
+        CHECK_ST(champ_set_u64(v, k, (void *)cm[k], NULL), CHAMP_OK);
+    }
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
+    champ_free(v);
+    if (!cell)
+        return;
+
+    /* 1. A light version of the cell's snapshot, published with cas, takes
+     * the replaced version's path without counting (the record names it as
+     * heir); the replaced version goes when its snapshot does.  Who else
+     * holds the replaced version's nodes: nobody (0), a copy of the
+     * snapshot (1: the root is kept, its children are counted again), a
+     * version sharing its subtrees (2: a level-1 node of the path is kept),
+     * the set of an existing key, a new key, a removal (3-5, nobody). */
+    for (int how = 0; how < 6; how++) {
+        champ_map *s = NULL, *d = NULL, *h = NULL, *o = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        if (!s)
+            break;
+        uint64_t k = how == 4 ? 1001 : how == 5 ? 1002 : 2 * (uint64_t)how + 100;
+        bool rm = how == 5;
+        memcpy(dm, cm, sizeof dm);
+        dm[k] = rm ? 0 : (uintptr_t)(how + 5000);
+        CHECK_ST(rm ? champ_premove_u64(s, k, &d)
+                    : champ_pset_u64(s, k, (void *)dm[k], &d),
+                 CHAMP_OK);
+        CHECK(lv_is_light(d), "case %d: a light version of the snapshot", how);
+        if (how == 1)
+            CHECK_ST(champ_copy(s, &h), CHAMP_OK);
+        if (how == 2) {
+            /* settled (a copy of it settles it): it counts the snapshot's
+             * root's children, the path's level-1 node among them */
+            champ_map *c = NULL;
+            memcpy(om, cm, sizeof om);
+            om[3001] = 3002;
+            CHECK_ST(champ_pset_u64(s, 3001, (void *)om[3001], &o), CHAMP_OK);
+            CHECK_ST(champ_copy(o, &c), CHAMP_OK);
+            champ_free(c);
+        }
+        bool sw = false;
+        CHECK_ST(champ_cell_cas(cell, s, d, &sw), CHAMP_OK);
+        CHECK(sw, "case %d: published", how);
+        CHECK(p->retired && p->retired->root == s->root && d && p->retired->heir == d->root,
+              "case %d: published by transfer (the record names the heir)", how);
+        CHECK(d->light == LIGHT_NONE && !map_pinned(d), "case %d: the version is counted", how);
+        CHECK_VALID(d, "a version published by transfer, its record waiting");
+        lv_matches(s, cm, "the replaced version's snapshot, after the transfer");
+        champ_free(s);
+        CHECK(p->retired == NULL, "case %d: the record went with the snapshot", how);
+        CHECK_VALID(d, "after the record");
+        lv_matches(d, dm, "the published version");
+        if (h) {
+            lv_matches(h, cm, "a copy of the replaced version");
+            CHECK_VALID(h, "a copy of the replaced version");
+            champ_free(h);
+        }
+        if (o) {
+            lv_matches(o, om, "a version sharing the replaced one's subtrees");
+            CHECK_VALID(o, "a version sharing the replaced one's subtrees");
+            champ_free(o);
+        }
+        champ_free(d);
+        memcpy(cm, dm, sizeof cm);
+        pt_cell_matches(cell, cm, "the cell after a transfer");
+    }
+
+    /* 2. The heir's own record goes first: C -> W -> X, C pinned until
+     * the end, so W's record is released while C's still names W. */
+    {
+        champ_map *s0 = NULL, *s1 = NULL, *d1 = NULL, *s2 = NULL, *d2 = NULL;
+        CHECK_ST(champ_cell_load(cell, &s0), CHAMP_OK);
+        CHECK_ST(champ_cell_load(cell, &s1), CHAMP_OK);
+        memcpy(om, cm, sizeof om); /* C */
+        cm[7] = 777;
+        CHECK_ST(champ_pset_u64(s1, 7, (void *)cm[7], &d1), CHAMP_OK);
+        bool sw = false;
+        CHECK_ST(champ_cell_cas(cell, s1, d1, &sw), CHAMP_OK);
+        CHECK(sw && p->retired && p->retired->heir, "C -> W by transfer");
+        champ_free(d1);
+        champ_free(s1);
+        CHECK_ST(champ_cell_load(cell, &s2), CHAMP_OK);
+        cm[9] = 999;
+        CHECK_ST(champ_pset_u64(s2, 9, (void *)cm[9], &d2), CHAMP_OK);
+        CHECK_ST(champ_cell_cas(cell, s2, d2, &sw), CHAMP_OK);
+        CHECK(sw && p->retired && p->retired->heir, "W -> X by transfer");
+        champ_free(d2);
+        CHECK_VALID(s2, "two records waiting");
+        champ_free(s2);
+        CHECK(p->retired && !p->retired->next, "W's record went, C's waits");
+        lv_matches(s0, om, "C, pinned");
+        CHECK_VALID(s0, "C's record waiting, W's gone");
+        champ_free(s0);
+        CHECK(p->retired == NULL, "C's record went");
+        pt_cell_matches(cell, cm, "the cell after C, W and X");
+    }
+
+    /* 3. Not by transfer: a failed allocation (the version stays light,
+     * nothing changes), a cas that loses (the version is settled, not
+     * published), a store of a light version whose base is not the cell's
+     * version (settled under the lock, then stored). */
+    {
+        static uintptr_t bm[LV_KEYS];
+        memcpy(bm, cm, sizeof bm); /* B: what both snapshots hold */
+        champ_map *s = NULL, *t1 = NULL, *d = NULL, *e = NULL, *f = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        CHECK_ST(champ_cell_load(cell, &t1), CHAMP_OK);
+        CHECK_ST(champ_pset_u64(s, 11, (void *)(uintptr_t)1111, &d), CHAMP_OK);
+        CHECK_ST(champ_pset_u64(t1, 13, (void *)(uintptr_t)1313, &e), CHAMP_OK);
+        size_t live = th_pool_live(p);
+        champ_pool_fail_after(p, 0);
+        bool sw = true;
+        CHECK_ST(champ_cell_cas(cell, s, d, &sw), CHAMP_ENOMEM);
+        champ_pool_fail_after(p, -1);
+        CHECK(lv_is_light(d) && th_pool_live(p) == live, "a failed cas leaves the version light");
+        pt_cell_matches(cell, bm, "the cell after a failed cas");
+        CHECK_ST(champ_cell_cas(cell, s, d, &sw), CHAMP_OK);
+        CHECK(sw && p->retired && p->retired->heir == d->root, "then published by transfer");
+        CHECK_ST(champ_cell_cas(cell, t1, e, &sw), CHAMP_OK);
+        CHECK(!sw && e->light == LIGHT_NONE && !map_pinned(e), "a lost cas settles the version");
+        memcpy(om, bm, sizeof om);
+        om[13] = 1313;
+        lv_matches(e, om, "a version a cas did not publish");
+        CHECK_VALID(e, "a version a cas did not publish");
+        CHECK_ST(champ_cell_store(cell, e), CHAMP_OK); /* counted: an ordinary store */
+        pt_cell_matches(cell, om, "the cell after storing a counted version");
+        CHECK_ST(champ_pset_u64(t1, 15, (void *)(uintptr_t)1515, &f), CHAMP_OK);
+        CHECK(lv_is_light(f), "a light version of an older snapshot");
+        CHECK_ST(champ_cell_store(cell, f), CHAMP_OK);
+        bool heir = false;
+        for (const retired *r = p->retired; r; r = r->next)
+            heir |= r->heir == f->root;
+        CHECK(f->light == LIGHT_NONE && !map_pinned(f) && !heir,
+              "a store of a version of another base settles it (no record names it)");
+        memcpy(cm, bm, sizeof cm);
+        cm[15] = 1515;
+        lv_matches(f, cm, "the stored version");
+        CHECK_VALID(f, "the stored version");
+        champ_free(d);
+        champ_free(e);
+        champ_free(f);
+        champ_free(s);
+        champ_free(t1);
+        CHECK(p->retired == NULL, "every record went");
+        pt_cell_matches(cell, cm, "the cell at the end");
+    }
+    /* 4. A random run against models: snapshots loaded, light versions
+     * derived (sets, new keys, removals that collapse subtrees), published
+     * with cas against the snapshot they came from (or a stale one) or
+     * stored, copies of everything, frees in any order; allocation failure
+     * injected into publications; every map and the census checked. */
+    {
+        uint64_t seed = 0x7472616e73666572ull;
+        th_set_seed(seed);
+        th_rng r = {seed};
+        static uintptr_t sm[PT_SLOTS][LV_KEYS];
+        champ_map *sl[PT_SLOTS] = {0};
+        const champ_map *from[PT_SLOTS] = {0}; /* what each was derived from */
+        size_t transfers = 0, fails = 0, published = 0;
+        for (int it = 0; it < 4000; it++) {
+            int a = (int)th_below(&r, PT_SLOTS), b = (int)th_below(&r, PT_SLOTS);
+            unsigned op = (unsigned)th_below(&r, 15);
+            if (op >= 12 && a != b) { /* a server's step: load, derive, publish */
+                pt_drop(sl, from, a);
+                pt_drop(sl, from, b);
+                CHECK_ST(champ_cell_load(cell, &sl[a]), CHAMP_OK);
+                memcpy(sm[a], cm, sizeof sm[a]);
+                uint64_t k = th_below(&r, LV_KEYS);
+                bool rm = op == 12;
+                if (sl[a])
+                    CHECK_ST(rm ? champ_premove_u64(sl[a], k, &sl[b])
+                                : champ_pset_u64(sl[a], k, (void *)(uintptr_t)(it + 1), &sl[b]),
+                             CHAMP_OK);
+                memcpy(sm[b], sm[a], sizeof sm[b]);
+                sm[b][k] = rm ? 0 : (uintptr_t)(it + 1);
+                from[b] = sl[a];
+                op = 7; /* then a cas against the snapshot */
+                a = b;
+            }
+            if (op < 3) { /* load */
+                pt_drop(sl, from, a);
+                CHECK_ST(champ_cell_load(cell, &sl[a]), CHAMP_OK);
+                memcpy(sm[a], cm, sizeof sm[a]);
+                from[a] = NULL;
+            } else if (op < 7 && sl[a] && a != b) { /* derive b from a */
+                uint64_t k = th_below(&r, LV_KEYS);
+                bool rm = th_chance(&r, 40);
+                champ_map *d = NULL;
+                CHECK_ST(rm ? champ_premove_u64(sl[a], k, &d)
+                            : champ_pset_u64(sl[a], k, (void *)(uintptr_t)(it + 1), &d),
+                         CHAMP_OK);
+                pt_drop(sl, from, b);
+                sl[b] = d;
+                from[b] = sl[a];
+                memcpy(sm[b], sm[a], sizeof sm[b]);
+                sm[b][k] = rm ? 0 : (uintptr_t)(it + 1);
+            } else if (op < 9 && sl[a]) { /* publish a: cas or store */
+                const champ_map *e = NULL;
+                for (int i = 0; i < PT_SLOTS && !e; i++)
+                    if (sl[i] && sl[i] == from[a])
+                        e = sl[i];
+                if (!e && op == 7)
+                    e = sl[b];
+                /* a light version of a snapshot is claimed: a failure
+                 * leaves it light; one of a counted map is settled first
+                 * (live bytes may fall) */
+                bool light = lv_is_light(sl[a]) && sl[a]->lbase == LBASE_PIN;
+                bool fail = th_chance(&r, 15);
+                size_t live = th_pool_live(p);
+                const retired *top = p->retired;
+                if (fail)
+                    champ_pool_fail_after(p, (long)th_below(&r, 2));
+                bool sw = false;
+                champ_status st = e ? champ_cell_cas(cell, e, sl[a], &sw)
+                                    : champ_cell_store(cell, sl[a]);
+                champ_pool_fail_after(p, -1);
+                if (st == CHAMP_ENOMEM) {
+                    fails++;
+                    CHECK(th_pool_live(p) <= live && (!light || lv_is_light(sl[a])),
+                          "step %d: a failed publication changes nothing", it);
+                    lv_matches(sl[a], sm[a], "a version a failed publication had");
+                } else {
+                    CHECK_ST(st, CHAMP_OK);
+                    CHECK(sl[a]->light == LIGHT_NONE && (!light || !map_pinned(sl[a])),
+                          "step %d: a light version published (or refused) is counted", it);
+                    if (!e || sw) {
+                        published++;
+                        memcpy(cm, sm[a], sizeof cm);
+                        transfers += p->retired && p->retired != top &&
+                                     p->retired->heir == sl[a]->root;
+                    }
+                }
+            } else if (op < 10 && sl[a] && a != b) { /* copy a into b */
+                champ_map *c = NULL;
+                CHECK_ST(champ_copy(sl[a], &c), CHAMP_OK);
+                pt_drop(sl, from, b);
+                sl[b] = c;
+                from[b] = NULL;
+                memcpy(sm[b], sm[a], sizeof sm[b]);
+            } else if (op < 12) { /* free a */
+                pt_drop(sl, from, a);
+            }
+            if (it % 250 == 249) {
+                char what[64];
+                for (int i = 0; i < PT_SLOTS; i++)
+                    if (sl[i]) {
+                        snprintf(what, sizeof what, "transfer run: slot %d, step %d", i, it);
+                        lv_matches(sl[i], sm[i], what);
+                        CHECK_VALID(sl[i], what);
+                    }
+                snprintf(what, sizeof what, "transfer run: the cell, step %d", it);
+                pt_cell_matches(cell, cm, what);
+            }
+        }
+        for (int i = 0; i < PT_SLOTS; i++)
+            pt_drop(sl, from, i);
+        CHECK(p->retired == NULL, "transfer run: every record went");
+        pt_cell_matches(cell, cm, "transfer run: the cell at the end");
+        CHECK(transfers > 50 && fails > 10 && published > transfers,
+              "transfer run: %zu publications, %zu by transfer, %zu failed", published,
+              transfers, fails);
+        th_set_seed(0);
+    }
+    champ_cell_free(cell);
+    lv_pool_end(p, live0, "after the transfers");
+}
+
 const th_test th_tests_concurrent[] = {
     {"concurrent.differential", test_differential},
     {"concurrent.cell_threads", test_cell_threads},
@@ -1752,6 +2060,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.light_versions", test_light_versions},
     {"concurrent.light_copy_race", test_light_copy_race},
     {"concurrent.light_counted", test_light_counted},
+    {"concurrent.publish_transfer", test_publish_transfer},
 };
 const size_t th_tests_concurrent_count =
     sizeof th_tests_concurrent / sizeof th_tests_concurrent[0];
