@@ -1794,8 +1794,9 @@ static void test_publish_transfer(void) {
      * holds the replaced version's nodes: nobody (0), a copy of the
      * snapshot (1: the root is kept, its children are counted again), a
      * version sharing its subtrees (2: a level-1 node of the path is kept),
-     * the set of an existing key, a new key, a removal (3-5, nobody). */
-    for (int how = 0; how < 6; how++) {
+     * the set of an existing key, a new key, a removal (3-5, nobody), the
+     * snapshot itself, counted by a trim while the record waits (6). */
+    for (int how = 0; how < 7; how++) {
         champ_map *s = NULL, *d = NULL, *h = NULL, *o = NULL;
         CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
         if (!s)
@@ -1828,6 +1829,15 @@ static void test_publish_transfer(void) {
         CHECK(d->light == LIGHT_NONE && !map_pinned(d), "case %d: the version is counted", how);
         CHECK_VALID(d, "a version published by transfer, its record waiting");
         lv_matches(s, cm, "the replaced version's snapshot, after the transfer");
+        if (how == 6) {
+            /* trim counts the snapshot and releases the record: the
+             * replaced root is kept (the snapshot's now) */
+            CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+            CHECK(p->retired == NULL && !map_pinned(s), "trim released the record");
+            lv_matches(s, cm, "the replaced version, counted by trim");
+            CHECK_VALID(s, "the replaced version, counted by trim");
+            lv_matches(d, dm, "the published version, after trim");
+        }
         champ_free(s);
         CHECK(p->retired == NULL, "case %d: the record went with the snapshot", how);
         CHECK_VALID(d, "after the record");
