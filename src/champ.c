@@ -525,16 +525,19 @@ static ALWAYS_INLINE champ_status set_coll_owned_body(champ_map *m, path *pa, co
 /* Light derive (pin.c): the new nodes of the update that derived light
  * version m (the plan's blocks, a chain down the path of hash h, or of
  * the path bits when `pa_bits`) become light nodes, each naming its light
- * child.  u64 keys only: no collision level, no key blobs in the plan. */
+ * child.  u64 keys only: no collision level, no key blobs in the plan.
+ * The plan's blocks first carry a mark no node has (light child 63), so
+ * the walk down the chain tells a new node from a borrowed one by its
+ * count alone (borrowed nodes are never light: a version is settled
+ * before anything borrows from it). */
+#define LIGHT_NEW (RC_LIGHT | RC_LKID_MASK << RC_LKID_SHIFT | 1u)
 static void light_mark(champ_map *m, const plan *pl, const path *pa, uint64_t h,
                        bool pa_bits, unsigned W) {
-    node *n = m->root;
-    for (unsigned level = 0; n; level++) {
-        bool mine = false;
-        for (int i = 0; i < pl->n; i++)
-            mine |= pl->blk[i] == (void *)n;
-        if (!mine)
-            return;
+    for (int i = 0; i < pl->n; i++)
+        ((node *)pl->blk[i])->rc = LIGHT_NEW;
+    node *n = pl->n ? m->root : NULL;
+    for (unsigned level = 0; n && __atomic_load_n(&n->rc, __ATOMIC_RELAXED) == LIGHT_NEW;
+         level++) {
         uint32_t bit = pa_bits && (int)level <= pa->depth ? pa->bit[level]
                                                          : 1u << slice(h, level);
         uint32_t code = 0;
@@ -542,15 +545,18 @@ static void light_mark(champ_map *m, const plan *pl, const path *pa, uint64_t h,
         if ((n->nodemap & bit) && !(n->datamap & bit)) {
             uint32_t ki = maps_kidx(n->datamap, n->nodemap, bit);
             node *kid = node_kids(n, W)[ki];
-            for (int i = 0; i < pl->n; i++)
-                if (pl->blk[i] == (void *)kid) {
-                    code = ki + 1;
-                    next = kid;
-                }
+            if (__atomic_load_n(&kid->rc, __ATOMIC_RELAXED) == LIGHT_NEW) {
+                code = ki + 1;
+                next = kid;
+            }
         }
         n->rc = RC_LIGHT | code << RC_LKID_SHIFT | 1u;
         n = next;
     }
+    /* a block off the chain (none, for a one-key change) stays ordinary */
+    for (int i = 0; i < pl->n; i++)
+        if (((node *)pl->blk[i])->rc == LIGHT_NEW)
+            ((node *)pl->blk[i])->rc = 1u;
 }
 
 /* pa is NULL for an empty map.  For AT_OTHER / AT_PAIR, he and he1 are the
@@ -1793,9 +1799,10 @@ static NOINLINE champ_status light_derive(const champ_map *m, uint64_t key, void
     if (!c)
         return CHAMP_ENOMEM;
     c->t = t;
-    /* a counted base's slot only keeps the pointer: it leaves PIN_KEEP to
-     * snapshots, whose slots are hazard pointers */
-    uintptr_t *slot = champ__pin_claim(c, counted ? PIN_KEEP : 0);
+    /* a counted base's slot only keeps the pointer: in a concurrent pool
+     * it leaves PIN_KEEP to snapshots, whose slots are hazard pointers (a
+     * plain pool's snapshots are counted: its slots are all for this) */
+    uintptr_t *slot = champ__pin_claim(c, counted && t->atomic ? PIN_KEEP : 0);
     if (!slot) {
         champ__handle_free(t->pool, c);
         return LIGHT_NO_SLOT;
