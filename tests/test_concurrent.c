@@ -1244,6 +1244,20 @@ static void lv_pool_end(champ_pool *p, size_t live0, const char *what) {
     champ_pool_free(p);
 }
 
+/* A cell of the light tests: the even keys k < LV_KEYS with value k + 1
+ * (model, zeroed before, gets them); NULL on failure. */
+static champ_cell *lv_cell(champ_pool *p, uintptr_t *model) {
+    champ_map *v = pin_map(p, CHAMP_KEY_U64, 0, 0);
+    for (uint64_t k = 0; v && k < LV_KEYS; k += 2) {
+        model[k] = k + 1;
+        CHECK_ST(champ_set_u64(v, k, (void *)model[k], NULL), CHAMP_OK);
+    }
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
+    champ_free(v);
+    return cell;
+}
+
 static void test_light_versions(void) {
     size_t live0 = 0;
     champ_pool *p = lv_pool(&live0);
@@ -1251,14 +1265,7 @@ static void test_light_versions(void) {
         return;
     static uintptr_t model[LV_KEYS];
     memset(model, 0, sizeof model);
-    champ_map *v = pin_map(p, CHAMP_KEY_U64, 0, 0);
-    for (uint64_t k = 0; k < LV_KEYS; k += 2) {
-        model[k] = k + 1;
-        CHECK_ST(champ_set_u64(v, k, (void *)model[k], NULL), CHAMP_OK);
-    }
-    champ_cell *cell = NULL;
-    CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
-    champ_free(v);
+    champ_cell *cell = lv_cell(p, model);
     if (!cell)
         return;
 
@@ -1777,14 +1784,7 @@ static void test_publish_transfer(void) {
         return;
     static uintptr_t cm[LV_KEYS], om[LV_KEYS], dm[LV_KEYS];
     memset(cm, 0, sizeof cm);
-    champ_map *v = pin_map(p, CHAMP_KEY_U64, 0, 0);
-    for (uint64_t k = 0; k < LV_KEYS; k += 2) {
-        cm[k] = k + 1;
-        CHECK_ST(champ_set_u64(v, k, (void *)cm[k], NULL), CHAMP_OK);
-    }
-    champ_cell *cell = NULL;
-    CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
-    champ_free(v);
+    champ_cell *cell = lv_cell(p, cm);
     if (!cell)
         return;
 
