@@ -480,17 +480,9 @@ static void census_xfer_kid(node *kid, void *arg) {
 }
 static void census_xfer(census *cs, const champ_pool *p, bool back) {
     xfer_adj a = {cs, back};
-    for (const retired *r = p->retired; r; r = r->next) {
-        node *n = r->root, *x = r->heir;
-        for (unsigned level = 0; x; level++) {
-            node *nk, *xk;
-            champ__xfer_level(n, x, level, r->t->width, &nk, &xk, census_xfer_kid, &a);
-            if (!nk || !xk)
-                break;
-            n = nk;
-            x = xk;
-        }
-    }
+    for (const retired *r = p->retired; r; r = r->next)
+        if (r->heir)
+            champ__xfer_walk(r->root, r->heir, 0, r->t->width, census_xfer_kid, &a);
 }
 
 champ_status champ_validate(const champ_map *m) {

@@ -173,12 +173,12 @@ INTERNAL void champ__light_finish(champ_map *m, bool count);
  * without touching the children they shared with heir; where one is held
  * elsewhere, it first counts those children again. */
 INTERNAL void champ__xfer_release(const mtype *t, node *root, node *heir);
-/* One level of a transferred path: x is n's copy with at most one child
- * slot changed.  fn (if any) gets every child both hold in the same slot;
- * *nk and *xk are their children in the changed slot (NULL: none there;
- * both set: the path goes on). */
-INTERNAL void champ__xfer_level(const node *n, const node *x, unsigned level, unsigned W,
-                                node **nk, node **xk, void (*fn)(node *, void *), void *arg);
+/* A transferred path from n and its copy x (at level) down, where x
+ * changed at most one child slot per level: fn gets every child the two
+ * share in the same slot (validate's census, a release that counts them
+ * again). */
+INTERNAL void champ__xfer_walk(const node *n, const node *x, unsigned level, unsigned W,
+                               void (*fn)(node *, void *), void *arg);
 /* Settles m when it is a light version: the first step of every call
  * that could share or change m's nodes (m may be a const argument: two
  * threads may copy one map at once). */

@@ -329,6 +329,17 @@ static void chain_absorb(const mtype *t, node *x, node *c, unsigned level) {
     }
 }
 
+/* The end of settling a light version of a pinned snapshot (the caller
+ * holds it in LIGHT_SETTLING): its chain counts what it borrows when
+ * `count`, the handle takes its type (and the snapshot's root when
+ * `root`) and lets its pin go. */
+static void light_count_pinned(champ_map *m, bool count, bool root) {
+    if (count)
+        chain_count(m->root, m->t);
+    champ__pin_count(m, root);
+    __atomic_store_n(&m->light, LIGHT_NONE, __ATOMIC_RELEASE);
+}
+
 void champ__light_settle(champ_map *m) {
     uint8_t want = LIGHT_ON;
     if (!__atomic_compare_exchange_n(&m->light, &want, LIGHT_SETTLING, false,
@@ -364,12 +375,9 @@ void champ__light_settle(champ_map *m) {
         __atomic_store_n(&m->light, LIGHT_NONE, __ATOMIC_RELEASE);
         return;
     }
-    if (own_root)
-        chain_count(m->root, t);
     /* counted now: the handle takes its type (and the snapshot's root,
      * when the derive changed nothing), and lets its pin go */
-    champ__pin_count(m, !own_root);
-    __atomic_store_n(&m->light, LIGHT_NONE, __ATOMIC_RELEASE);
+    light_count_pinned(m, own_root, !own_root);
 }
 
 void champ__light_free(champ_map *m) {
@@ -461,13 +469,13 @@ bool champ__light_transfer(champ_map *m, const node *old) {
 }
 
 void champ__light_finish(champ_map *m, bool count) {
-    if (count)
-        chain_count(m->root, m->t);
-    champ__pin_count(m, false);
-    __atomic_store_n(&m->light, LIGHT_NONE, __ATOMIC_RELEASE);
+    light_count_pinned(m, count, false);
 }
 
-void champ__xfer_level(const node *n, const node *x, unsigned level, unsigned W, node **nk,
+/* One level of a transferred path: fn (if any) gets every child n and x
+ * hold in the same slot; *nk and *xk are their children in the changed
+ * slot (NULL: none there; both set: the path goes on). */
+static void xfer_level(const node *n, const node *x, unsigned level, unsigned W, node **nk,
                        node **xk, void (*fn)(node *, void *), void *arg) {
     *nk = *xk = NULL;
     if (level == CHAMP_COLL_LEVEL)
@@ -505,12 +513,11 @@ static void xfer_inc(node *kid, void *arg) {
     rc_inc(&kid->rc, ((const mtype *)arg)->atomic);
 }
 
-/* n (at level) and every node of its transferred path below take their
- * own counts on the children they share with x's path. */
-static void xfer_count(const mtype *t, node *n, node *x, unsigned level) {
+void champ__xfer_walk(const node *n, const node *x, unsigned level, unsigned W,
+                      void (*fn)(node *, void *), void *arg) {
     for (;;) {
         node *nk, *xk;
-        champ__xfer_level(n, x, level, t->width, &nk, &xk, xfer_inc, (void *)(uintptr_t)t);
+        xfer_level(n, x, level, W, &nk, &xk, fn, arg);
         if (!nk || !xk)
             return;
         n = nk;
@@ -527,12 +534,13 @@ void champ__xfer_release(const mtype *t, node *n, node *heir) {
         /* this walk holds one reference to n (the record's, or its freed
          * parent's): 1 means no one else's */
         if (__atomic_load_n(&n->rc, __ATOMIC_ACQUIRE) != 1) {
-            xfer_count(t, n, x, level);
+            /* n and its path below take their own counts again */
+            champ__xfer_walk(n, x, level, W, xfer_inc, (void *)(uintptr_t)t);
             champ__node_drop(t, n, level);
             break;
         }
         node *nk, *xk;
-        champ__xfer_level(n, x, level, W, &nk, &xk, NULL, NULL);
+        xfer_level(n, x, level, W, &nk, &xk, NULL, NULL);
         pool_free(t->pool, n, node_block(n, level, W));
         if (!nk)
             break;
