@@ -39,8 +39,10 @@
  * that only allocates do not grow the pool without bound.  The heap inside
  * a concurrent pool (the "router") stays empty: every request reaches its
  * slow path, which finds the thread's heap (a thread-local cache of pool
- * and pool id; ids are never reused, so a stale entry for a freed pool is
- * never followed) and serves the request there.  A thread claims a heap on
+ * and pool id, champ__tl_heap; ids are never reused, so a stale entry for
+ * a freed pool is never followed) and serves the request there.  pool_free
+ * and pool_alloc_grow read that cache inline (pool.h), so an update in
+ * place makes no call to reach the thread's heap.  A thread claims a heap on
  * its first use of the pool; when it exits its heap's free blocks go to
  * the depot and the heap waits for another thread.  New chunks, the depot
  * and the list of heaps are under the pool's mutex.  See design.md,
@@ -753,19 +755,15 @@ static bool reg_alive(const champ_pool *p, uint64_t id) {
 }
 
 /* The heaps of the thread: a cache of the last one used, and all of them
- * (for the exit).  An entry names its pool by address and id. */
-typedef struct tlent {
-    champ_pool *pool;
-    uint64_t id;
-    heap *h;
-} tlent;
+ * (for the exit).  An entry names its pool by address and id (a freed
+ * pool's address may come back). */
 typedef struct tstate {
     size_t n, cap;
     tlent e[];
 } tstate;
 
 #define TLS_IE __attribute__((tls_model("initial-exec")))
-static _Thread_local tlent tl_last TLS_IE;
+_Thread_local tlent champ__tl_heap TLS_IE;
 static _Thread_local tstate *tl_state TLS_IE;
 
 static pthread_key_t tl_key;
@@ -778,7 +776,7 @@ static void heap_release(champ_pool *p, heap *h);
 static void tl_exit(void *v) {
     tstate *s = v;
     tl_state = NULL;
-    memset(&tl_last, 0, sizeof tl_last);
+    memset(&champ__tl_heap, 0, sizeof champ__tl_heap);
     pthread_mutex_lock(&reg_lock);
     for (size_t i = 0; i < s->n; i++)
         if (reg_alive(s->e[i].pool, s->e[i].id))
@@ -868,13 +866,13 @@ static void heap_init(heap *h, champ_pool *p, uint8_t role) {
 
 /* The calling thread's heap in concurrent pool p: an idle one, or a new
  * one.  NULL when there is no memory for it. */
-static NOINLINE heap *heap_claim(champ_pool *p) {
+NOINLINE heap *champ__heap_claim(champ_pool *p) {
     tstate *s = tl_state;
     if (s)
         for (size_t i = 0; i < s->n; i++)
             if (s->e[i].pool == p && s->e[i].id == p->id) {
-                tl_last = s->e[i];
-                return tl_last.h;
+                champ__tl_heap = s->e[i];
+                return champ__tl_heap.h;
             }
     if (!tl_room())
         return NULL;
@@ -902,15 +900,10 @@ static NOINLINE heap *heap_claim(champ_pool *p) {
     s = tl_state;
     tlent e = {p, p->id, h};
     s->e[s->n++] = e;
-    tl_last = e;
+    champ__tl_heap = e;
     return h;
 }
 
-static ALWAYS_INLINE heap *heap_mine(champ_pool *p) {
-    if (LIKELY(tl_last.pool == p && tl_last.id == p->id))
-        return tl_last.h;
-    return heap_claim(p);
-}
 
 /* ------------------------------------------------------------------ */
 /* The depot                                                           */
@@ -1153,13 +1146,24 @@ static NOINLINE bool pool_refill(heap *h, size_t size, void **b) {
     return *b != NULL;
 }
 
-/* An allocation of a concurrent pool, served by the thread's heap. */
-static NOINLINE void *route_alloc(champ_pool *p, size_t size) {
+/* A concurrent pool's allocation or free on a thread that cannot have a
+ * heap (no memory for one): the allocation fails (counted), the block
+ * waits in the depot. */
+static NOINLINE void *route_none(champ_pool *p) {
+    pool_count(p, &p->failures);
+    return NULL;
+}
+static NOINLINE void route_free_none(champ_pool *p, void *b, size_t size) {
+    depot_put(p, b, size);
+}
+
+/* An allocation of a concurrent pool, served by the thread's heap.
+ * pool_alloc calls it straight from its inline path (one call: the
+ * router's empty list is not consulted). */
+void *champ__route_alloc(champ_pool *p, size_t size) {
     heap *t = heap_mine(p);
-    if (UNLIKELY(!t)) {
-        pool_count(p, &p->failures);
-        return NULL;
-    }
+    if (UNLIKELY(!t))
+        return route_none(p);
     return heap_alloc_in(t, size, true);
 }
 
@@ -1214,7 +1218,7 @@ void *champ__heap_alloc_slow(heap *h, size_t size) {
     /* a router has no lists and no fresh space: straight to the thread's
      * heap (a plain heap pays this compare on its slow path only) */
     if (UNLIKELY(h->role == HEAP_ROUTER))
-        return route_alloc(h->pool, size);
+        return champ__route_alloc(h->pool, size);
     return alloc_slow_in(h, size, false);
 }
 
@@ -1260,30 +1264,31 @@ static ALWAYS_INLINE void *take_range_in(heap *h, size_t lo, size_t hi, size_t *
     return NULL;
 }
 
-/* pool_alloc_grow's logic on a thread heap. */
-static ALWAYS_INLINE void *theap_alloc_grow(heap *h, size_t lo, size_t want, size_t hi,
-                                           size_t *got) {
-    *got = want;
-    if (hi > POOL_CLASS_MAX || h->free[want >> 3])
-        return heap_alloc_in(h, want, true);
-    void *b = take_range_in(h, lo, hi, got, true);
+/* pool_alloc_grow of a concurrent pool, served by the thread's heap with
+ * pool_alloc_grow's logic. */
+void *champ__route_grow(heap *t, champ_pool *p, size_t lo, size_t want, size_t hi,
+                        size_t *got) {
+    if (UNLIKELY(!t))
+        return route_none(p);
+    if (t->free[want >> 3])
+        return heap_alloc_in(t, want, true);
+    void *b = take_range_in(t, lo, hi, got, true);
     if (b)
         return b;
-    if ((size_t)(h->end - h->bump) < want) {
+    if ((size_t)(t->end - t->bump) < want) {
         *got = lo;
-        return heap_alloc_in(h, lo, true);
+        return heap_alloc_in(t, lo, true);
     }
-    return heap_alloc_in(h, want, true);
+    return heap_alloc_in(t, want, true);
 }
 
-/* pool_alloc_grow of a concurrent pool, served by the thread's heap. */
-void *champ__route_grow(champ_pool *p, size_t lo, size_t want, size_t hi, size_t *got) {
+/* pool_free of a concurrent pool: to the freeing thread's heap. */
+void champ__route_free(champ_pool *p, void *b, size_t size) {
     heap *t = heap_mine(p);
-    if (UNLIKELY(!t)) {
-        pool_count(p, &p->failures);
-        return NULL;
-    }
-    return theap_alloc_grow(t, lo, want, hi, got);
+    if (LIKELY(t))
+        heap_free_in(t, b, size, true);
+    else
+        route_free_none(p, b, size);
 }
 
 /* take_range of a plain heap (a router's finds nothing). */
@@ -1292,15 +1297,12 @@ void *champ__heap_take_range(heap *h, size_t lo, size_t hi, size_t *got) {
 }
 
 /* A block (or piece of one) above POOL_CLASS_MAX bytes: filed whole.  A
- * router's frees all come here (it has no classes): to the thread's heap,
- * or, for a thread that cannot have one (no memory), to the depot. */
-void champ__heap_free_large(heap *h, void *b, size_t size) {
+ * router's frees come here when given to heap_free (pool_free routes them
+ * inline): to the thread's heap, or, for a thread that cannot have one
+ * (no memory), to the depot. */
+NOINLINE void champ__heap_free_large(heap *h, void *b, size_t size) {
     if (UNLIKELY(h->role == HEAP_ROUTER)) {
-        heap *t = heap_mine(h->pool);
-        if (LIKELY(t))
-            heap_free_in(t, b, size, true);
-        else
-            depot_put(h->pool, b, size);
+        champ__route_free(h->pool, b, size);
         return;
     }
     HSTAT(h->n_free);
@@ -1864,7 +1866,7 @@ void champ__handle_free(champ_pool *p, void *hv) {
     if (g) {
         UNPOISON(g, HPAGE_BYTES);
         VG_UNDEFINED(g, HPAGE_BYTES);
-        pool_free(p, g, HPAGE_BYTES);
+        heap_free(&p->h, g, HPAGE_BYTES); /* (a plain pool: no router) */
     }
 }
 

@@ -174,8 +174,10 @@ INTERNAL void *champ__heap_alloc_slow(heap *h, size_t size);
 INTERNAL void *champ__theap_alloc_slow(heap *h, size_t size);
 INTERNAL void champ__heap_free_large(heap *h, void *b, size_t size);
 INTERNAL void *champ__heap_take_range(heap *h, size_t lo, size_t hi, size_t *got);
-INTERNAL void *champ__route_grow(champ_pool *p, size_t lo, size_t want, size_t hi,
-                                 size_t *got);
+INTERNAL void *champ__route_alloc(champ_pool *p, size_t size);
+INTERNAL void *champ__route_grow(heap *t, champ_pool *p, size_t lo, size_t want,
+                                 size_t hi, size_t *got);
+INTERNAL void champ__route_free(champ_pool *p, void *b, size_t size);
 INTERNAL void champ__pool_rise(heap *h);
 INTERNAL void champ__theap_rise(heap *h);
 INTERNAL void champ__pool_fall(heap *h);
@@ -238,6 +240,29 @@ INTERNAL void *champ__heap_carve(heap *h, size_t size);
 #define FILL_FRESH(p, n) ((void)0)
 #define FILL_FREED(p, n) ((void)0)
 #endif
+
+/* The calling thread's heap of concurrent pool p.  The cache is the last
+ * (pool, pool id, heap) the thread used: ids are never reused, so an entry
+ * of a freed pool whose address came back never matches.  On a miss,
+ * champ__heap_claim (pool.c) looks through the thread's list of heaps or
+ * claims one under the pool's mutex; NULL when there is no memory for it.
+ * Read inline by pool_free and pool_alloc_grow, so an update in place
+ * reaches the thread's heap without a call.  Initial-exec (no call to
+ * __tls_get_addr in the shared library: `make check-tls`). */
+typedef struct tlent {
+    champ_pool *pool;
+    uint64_t id;
+    heap *h;
+} tlent;
+INTERNAL extern _Thread_local tlent champ__tl_heap
+    __attribute__((tls_model("initial-exec")));
+INTERNAL heap *champ__heap_claim(champ_pool *p);
+
+static ALWAYS_INLINE heap *heap_mine(champ_pool *p) {
+    if (LIKELY(champ__tl_heap.pool == p && champ__tl_heap.id == p->id))
+        return champ__tl_heap.h;
+    return champ__heap_claim(p);
+}
 
 /* The fault hook of champ_pool_fail_after: true if this allocation is
  * refused (and counted as refused). */
@@ -331,8 +356,12 @@ static ALWAYS_INLINE void *pool_alloc_grow(champ_pool *p, size_t lo, size_t want
 #endif
     /* a router has no lists and no fresh space: the thread's heap serves
      * it all (a plain pool tests this only when the exact list is empty) */
-    if (UNLIKELY(p->h.role == HEAP_ROUTER))
-        return champ__route_grow(p, lo, want, hi, got);
+    if (UNLIKELY(p->h.role == HEAP_ROUTER)) {
+        heap *t = heap_mine(p);
+        if (LIKELY(t) && t->free[want >> 3])
+            return heap_alloc_in(t, want, true);
+        return champ__route_grow(t, p, lo, want, hi, got);
+    }
     void *b = champ__heap_take_range(&p->h, lo, hi, got);
     if (b)
         return b;
@@ -373,9 +402,21 @@ static ALWAYS_INLINE void heap_free(heap *h, void *b, size_t size) {
 
 /* Gives back a block obtained from pool_alloc with the same size, or any
  * piece of one (8-aligned, at least 16 bytes).  Any thread may free a block
- * of a concurrent pool: it goes to the freeing thread's heap. */
+ * of a concurrent pool: it goes to the freeing thread's heap, found here
+ * inline (a router's nclass is 0, so a plain pool tests the role only for
+ * a block above the size classes); a thread that cannot have a heap (no
+ * memory) leaves it in the depot. */
 static ALWAYS_INLINE void pool_free(champ_pool *p, void *b, size_t size) {
-    heap_free(&p->h, b, size);
+    heap *h = &p->h;
+    if (UNLIKELY((size >> 3) >= h->nclass) && h->role == HEAP_ROUTER) {
+        heap *t = heap_mine(p);
+        if (LIKELY(t))
+            heap_free_in(t, b, size, true);
+        else
+            champ__route_free(p, b, size);
+        return;
+    }
+    heap_free(h, b, size);
 }
 
 #endif /* CHAMP_POOL_H */

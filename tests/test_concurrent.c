@@ -13,6 +13,11 @@
  *   heap_adoption     a thread's heap, after it exits, serves the next
  *                     thread new to the pool (free blocks not lost); a
  *                     thread that used a pool freed meanwhile exits safely
+ *   heap_routes       blocks go to the calling thread's heap through a
+ *                     thread-local cache: a thread alternating between two
+ *                     pools; a thread whose heap the backing allocator
+ *                     refuses (updates fail with CHAMP_ENOMEM and change
+ *                     nothing, reads work, its frees wait in the depot)
  *   default_threads   threads with default maps (the process-wide pool)
  *   stats_while_busy  pool stats read while threads update
  *   cell_noncopyable  cells refuse maps of a type that releases without
@@ -539,6 +544,190 @@ static void test_heap_adoption(void) {
     }
     pthread_cond_destroy(&s.cond);
     pthread_mutex_destroy(&s.lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* How a block finds the thread's heap                                 */
+/* ------------------------------------------------------------------ */
+
+/* pool_alloc and pool_free of a concurrent pool go straight to the
+ * calling thread's heap through a one-entry thread-local cache (pool.h,
+ * pool.c).  Two things it must get right beyond the one-pool case the
+ * other tests run: a thread that alternates between pools (the cache
+ * misses, the thread's list of heaps answers), and a thread that cannot
+ * get a heap at all because the backing allocator refuses it (updates
+ * fail with CHAMP_ENOMEM and change nothing; frees still work, their
+ * blocks wait in the depot). */
+
+typedef struct route_arg {
+    champ_map *m[2];     /* alternate: one map in each pool          */
+    champ_map *drop[2];  /* freed by the thread: one in each pool    */
+    champ_map *held;     /* no-heap part: the map an update must fail on */
+    champ_map *gone;     /* ... and one the thread frees              */
+    long refused;        /* updates refused with CHAMP_ENOMEM         */
+    long errors;
+} route_arg;
+
+static void *route_alternate(void *v) {
+    route_arg *a = v;
+    for (uint64_t i = 0; i < 3000; i++)
+        for (int j = 0; j < 2; j++) {
+            a->errors += champ_set_u64(a->m[j], i * 2 + (uint64_t)j, th_tok(i), NULL) != CHAMP_OK;
+            if (i % 3 == 0)
+                a->errors += champ_remove_u64(a->m[j], i, NULL) != CHAMP_OK;
+            if (i == 1500) {
+                champ_free(a->drop[j]);
+                a->drop[j] = NULL;
+            }
+        }
+    return NULL;
+}
+
+/* Without a heap, an update that needs a block fails with CHAMP_ENOMEM
+ * and changes nothing; one that fits in its node's spare room needs none
+ * and succeeds.  The thread keeps a model of which it was. */
+static void *route_heapless(void *v) {
+    route_arg *a = v;
+    enum { N0 = 1000, NEW = 60 };
+    bool have[N0 + NEW];
+    for (int i = 0; i < N0 + NEW; i++)
+        have[i] = i < N0;
+    for (uint64_t i = 0; i < NEW; i++) {
+        champ_status s1 = champ_set_u64(a->held, 1000000 + i, th_tok(N0 + i), NULL);
+        champ_status s2 = champ_remove_u64(a->held, i * 7, NULL);
+        a->refused += (s1 == CHAMP_ENOMEM) + (s2 == CHAMP_ENOMEM);
+        a->errors += (s1 != CHAMP_OK && s1 != CHAMP_ENOMEM) +
+                     (s2 != CHAMP_OK && s2 != CHAMP_ENOMEM);
+        have[N0 + i] = s1 == CHAMP_OK;
+        if (s2 == CHAMP_OK)
+            have[i * 7] = false;
+    }
+    size_t n = 0;
+    for (uint64_t i = 0; i < N0 + NEW; i++) {
+        uint64_t k = i < N0 ? i : 1000000 + i - N0;
+        void *val = NULL;
+        bool got = champ_get_u64(a->held, k, &val);
+        a->errors += got != have[i] || (got && val != th_tok(i));
+        n += have[i];
+    }
+    a->errors += champ_size(a->held) != n;
+    champ_free(a->gone); /* every node to the depot */
+    a->gone = NULL;
+    return NULL;
+}
+
+static void test_heap_routes(void) {
+    /* A thread alternating between two pools, and main too. */
+    champ_pool *p[2] = {cc_pool(), cc_pool()};
+    route_arg a;
+    memset(&a, 0, sizeof a);
+    for (int j = 0; j < 2 && p[j]; j++) {
+        champ_config c = th_kind_config(CHAMP_KEY_U64, 11 + (uint64_t)j, p[j]);
+        CHECK_ST(champ_new(&c, &a.m[j]), CHAMP_OK);
+        CHECK_ST(champ_new(&c, &a.drop[j]), CHAMP_OK);
+    }
+    if (p[0] && p[1] && a.m[0] && a.m[1] && a.drop[0] && a.drop[1]) {
+        for (uint64_t i = 0; i < 2000; i++) /* main alternates as well */
+            for (int j = 0; j < 2; j++)
+                CHECK_ST(champ_set_u64(a.drop[j], i, th_tok(i), NULL), CHAMP_OK);
+        pthread_t t;
+        if (pthread_create(&t, NULL, route_alternate, &a) == 0) {
+            pthread_join(t, NULL);
+            CHECK_EQ(a.errors, 0, "updates of a thread alternating between pools");
+            for (int j = 0; j < 2; j++) {
+                static uint64_t model[6000]; /* value token + 1; 0: absent */
+                memset(model, 0, sizeof model);
+                for (uint64_t i = 0; i < 3000; i++) { /* the thread's steps */
+                    model[i * 2 + (uint64_t)j] = (uint64_t)(uintptr_t)th_tok(i) + 1;
+                    if (i % 3 == 0)
+                        model[i] = 0;
+                }
+                size_t want = 0;
+                for (uint64_t k = 0; k < 6000; k++) {
+                    void *val = NULL;
+                    bool got = champ_get_u64(a.m[j], k, &val);
+                    CHECK(got == (model[k] != 0) &&
+                              (!got || (uint64_t)(uintptr_t)val + 1 == model[k]),
+                          "pool %d key %llu: %s", j, (unsigned long long)k,
+                          got ? "present" : "absent");
+                    want += model[k] != 0;
+                }
+                CHECK_EQ(champ_size(a.m[j]), want, "entries after alternating");
+                CHECK_VALID(a.m[j], "a map updated by a thread alternating pools");
+                CHECK_EQ(cc_audit(p[j]).heaps, 2, "main's heap and the thread's");
+                cc_check_books(p[j], "after alternating");
+            }
+        } else {
+            CHECK(false, "thread started");
+        }
+    }
+    for (int j = 0; j < 2; j++) {
+        champ_free(a.m[j]);
+        champ_free(a.drop[j]);
+        if (p[j]) {
+            CHECK_EQ(th_pool_live(p[j]), 0, "drained");
+            champ_pool_free(p[j]);
+        }
+    }
+
+    /* A thread that cannot get a heap. */
+    th_alloc al;
+    th_alloc_init(&al);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.concurrent = true;
+    pc.allocator = &al.a;
+    champ_pool *q = NULL;
+    CHECK_ST(champ_pool_new(&pc, &q), CHAMP_OK);
+    if (!q)
+        return;
+    memset(&a, 0, sizeof a);
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 13, q);
+    CHECK_ST(champ_new(&c, &a.held), CHAMP_OK);
+    CHECK_ST(champ_new(&c, &a.gone), CHAMP_OK);
+    for (uint64_t i = 0; i < 1000 && a.held && a.gone; i++) {
+        CHECK_ST(champ_set_u64(a.held, i, th_tok(i), NULL), CHAMP_OK);
+        CHECK_ST(champ_set_u64(a.gone, i, th_tok(i), NULL), CHAMP_OK);
+    }
+    champ_pool_stats st0, st1;
+    CHECK_ST(champ_pool_stats_get(q, &st0, sizeof st0), CHAMP_OK);
+    size_t live0 = th_pool_live(q);
+    size_t gone_bytes = 0;
+    if (a.gone) {
+        champ_stats ms;
+        CHECK_ST(champ_stats_get(a.gone, &ms, sizeof ms), CHAMP_OK);
+        gone_bytes = ms.node_bytes + ms.slack_bytes;
+    }
+    al.fail_at = (long)al.calls; /* from now on, no new heap */
+    al.fail_persist = true;
+    pthread_t t;
+    if (a.held && a.gone && pthread_create(&t, NULL, route_heapless, &a) == 0) {
+        pthread_join(t, NULL);
+        al.fail_at = -1;
+        al.fail_persist = false;
+        CHECK_EQ(a.errors, 0, "a thread without a heap: each update done or refused "
+                              "whole, reads and frees work");
+        CHECK(a.refused > 0, "updates that need a block are refused (%ld)", a.refused);
+        CHECK(al.failures > 0, "the heap's allocation was refused");
+        CHECK_ST(champ_pool_stats_get(q, &st1, sizeof st1), CHAMP_OK);
+        CHECK(st1.alloc_failures > st0.alloc_failures, "refusals counted: %llu -> %llu",
+              (unsigned long long)st0.alloc_failures, (unsigned long long)st1.alloc_failures);
+        CHECK_EQ(cc_audit(q).heaps, 1, "no heap for the refused thread");
+        CHECK(th_pool_live(q) <= live0 - gone_bytes, "the freed map's nodes left live bytes");
+        CHECK_VALID(a.held, "after refused updates");
+        cc_check_books(q, "after a heapless thread");
+        /* the depot's blocks serve main again */
+        for (uint64_t i = 0; i < 1000; i++)
+            CHECK_ST(champ_set_u64(a.held, 5000 + i, th_tok(i), NULL), CHAMP_OK);
+        CHECK_VALID(a.held, "after main's updates");
+    } else {
+        CHECK(false, "heapless set-up");
+    }
+    champ_free(a.held);
+    champ_free(a.gone);
+    CHECK_EQ(th_pool_live(q), 0, "drained");
+    champ_pool_free(q);
+    CHECK_EQ(al.live_bytes, 0, "every backing byte given back");
+    CHECK_EQ(al.size_mismatches, 0, "frees with their sizes");
 }
 
 /* ------------------------------------------------------------------ */
@@ -2062,6 +2251,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.cell_threads", test_cell_threads},
     {"concurrent.producer_consumer", test_producer_consumer},
     {"concurrent.heap_adoption", test_heap_adoption},
+    {"concurrent.heap_routes", test_heap_routes},
     {"concurrent.default_threads", test_default_threads},
     {"concurrent.cell_noncopyable", test_cell_noncopyable},
     {"concurrent.cell_from_callback", test_cell_from_callback},
