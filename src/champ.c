@@ -1738,10 +1738,61 @@ static ALWAYS_INLINE int find_owned_at(const champ_map *m, const kq *q, champ_ke
 
 /* The common remove in one descent: a plain u64 map that owns every node
  * on the key's path, where the key is absent, or is one entry of a node
- * that shrinks in place: the branch of remove_shrink_owned that moves
- * nothing to a new block (not the root's last entry, not a node of three
- * that collapses into its parent, room within slack_cap, not a fixed
- * buffer).  Returns false, having changed nothing, for everything else. */
+ * that shrinks in place (room within slack_cap, not a fixed buffer), moves
+ * to an exact block, or (three entries, no children, below the root)
+ * collapses into its parent: the last two out of line, in
+ * remove_u64_owned_move.  Returns false, having changed nothing, for
+ * everything else (the root's last entry, a collapse further up, no block
+ * to be had). */
+/* remove_u64_owned's cases that move to new blocks: a node of three
+ * entries and no children below the root collapses into its parent as a
+ * pair (remove_collapse_owned's work, when the parent is the nearest
+ * ancestor holding something else), and a node whose room would pass
+ * slack_cap moves to an exact block (remove_shrink_owned's).  Entry i of
+ * node b at `level` on hash h's path, which m owns; the links to b and its
+ * parent are found again from the root (a few loads: cheaper than keeping
+ * them in the common case's descent).  Returns false, having changed
+ * nothing, when a block is not to be had or the collapse goes higher: the
+ * general path then does it (and owns the failure handling). */
+static NOINLINE bool remove_u64_owned_move(champ_map *m, uint64_t h, unsigned level,
+                                           node *b, uint32_t i, uint32_t bit, size_t sz) {
+    const unsigned W = ENT_MAP;
+    champ_pool *pool = m->t->pool;
+    node **link = &m->root, **up_link = NULL, *up = NULL;
+    uint32_t up_bit = 0;
+    for (unsigned l = 0; l < level; l++, h >>= CHAMP_BITS) {
+        node *n = *link;
+        up_link = link;
+        up = n;
+        up_bit = 1u << (h & 31);
+        link = node_full(n) ? &((node **)(void *)node_ebase(n))[h & 31]
+                            : node_kid_at(n, up_bit, W);
+    }
+    CHAMP_ASSERT(*link == b);
+    uint32_t ne = node_nent(b), nk = node_nkid(b);
+    if (level > 0 && nk == 0 && ne == 3) {
+        if (level > 1 && up->datamap == 0 && popc(up->nodemap) == 1)
+            return false; /* the pair goes further up */
+        entry keep[2] = {ent_get(b, i == 0 ? 1 : 0, W), ent_get(b, i == 2 ? 1 : 2, W)};
+        size_t tsz = node_bitmap_size(node_nent(up), node_nkid(up), W);
+        node *nt = pool_alloc(pool, tsz + SZ_PAIR_TO_KID(W));
+        if (!nt)
+            return false;
+        node_bitmap_set_slot(m->t, nt, up, up_bit, keep, 2, NULL, false, W);
+        *up_link = nt;
+        pool_free(pool, up, tsz + 8u * node_slack(up));
+        pool_free(pool, b, node_bitmap_size(3, 0, W) + 8u * node_slack(b));
+        return true;
+    }
+    node *nt = pool_alloc(pool, sz);
+    if (!nt)
+        return false;
+    node_bitmap_drop_entry(m->t, nt, b, i, bit, false, W);
+    *link = nt;
+    pool_free(pool, b, sz + SZ_ENTRY(W) + 8u * node_slack(b));
+    return true;
+}
+
 static ALWAYS_INLINE bool remove_u64_owned(champ_map *m, uint64_t key, champ_prior *prior) {
     kq q = kq_u64(m, key);
     owned_at at;
@@ -1755,11 +1806,17 @@ static ALWAYS_INLINE bool remove_u64_owned(champ_map *m, uint64_t key, champ_pri
     node *n = at.n;
     uint32_t ne = node_nent(n), nk = node_nkid(n);
     size_t sz = node_bitmap_size(ne, nk, ENT_MAP) - SZ_ENTRY(ENT_MAP);
-    if ((at.level > 0 && nk == 0 && ne == 3) || (at.level == 0 && ne == 1 && nk == 0) ||
-        !shrink_in_place(m->t->pool, n, sz, ENT_MAP))
-        return false;
     void *v = (void *)(uintptr_t)at.e[1];
-    node_shrink_entry(n, at.e, at.bit, sz, ENT_MAP);
+    if (UNLIKELY(at.level == 0 && ne == 1 && nk == 0))
+        return false; /* the root's last entry: no node at all */
+    if (UNLIKELY((at.level > 0 && nk == 0 && ne == 3) ||
+                 !shrink_in_place(m->t->pool, n, sz, ENT_MAP))) {
+        uint32_t i = (uint32_t)((at.e - ent_at(n, 0, ENT_MAP)) / 2);
+        if (!remove_u64_owned_move(m, q.h, at.level, n, i, at.bit, sz))
+            return false;
+    } else {
+        node_shrink_entry(n, at.e, at.bit, sz, ENT_MAP);
+    }
     if (prior) {
         prior->found = true;
         prior->val = v;

@@ -18,6 +18,9 @@
  *      so chunks are requested often); every byte it handed out must come
  *      back, with the right sizes.
  *   3. Fixed-buffer pools: fill to CHAMP_ENOMEM, recycle, watermark.
+ *   4. remove_refused: every remove of an owned u64 map with all blocks
+ *      refused (the one-descent remove's moves and collapses hand over to
+ *      the general path, which shrinks in place or refuses whole).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -873,6 +876,83 @@ static void oom_backing_with_ops(bool persist) {
     }
 }
 
+/* Removes from an owned u64 map while every allocation fails: the one-
+ * descent remove (champ_remove_u64's fast path) moves a node into an exact
+ * block or collapses a node of three into its parent, and when that block
+ * is refused it must change nothing and hand over to the general path,
+ * which shrinks in place (the map can always lose an entry that needs no
+ * new block) or returns CHAMP_ENOMEM with the map unchanged.  Random and
+ * sequential keys, the failures on throughout; then the rest with
+ * allocation back. */
+static void test_oom_remove_refused(void) {
+#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+    enum { N = 6000 };
+    for (int pass = 0; pass < 2; pass++) {
+        champ_pool *p = NULL;
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+        c.pool = p;
+        c.fixed_seed = true;
+        c.seed = 0x5eed + (uint64_t)pass;
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        static uint64_t keys[N];
+        static bool in[N];
+        th_rng r = {0xd2a1 + (uint64_t)pass};
+        for (size_t i = 0; i < N && m; i++) {
+            keys[i] = pass ? (uint64_t)i : th_next(&r);
+            in[i] = true;
+            CHECK_ST(champ_set_u64(m, keys[i], th_tok(i), NULL), CHAMP_OK);
+        }
+        if (!m) {
+            champ_pool_free(p);
+            return;
+        }
+        size_t n = champ_size(m), ok = 0, refused = 0;
+        champ_pool_fail_after(p, 0); /* from now on every block is refused */
+        for (size_t round = 0; round < 3; round++)
+            for (size_t j = 0; j < N; j++) {
+                size_t i = (size_t)th_below(&r, N);
+                if (!in[i])
+                    continue;
+                size_t live = th_pool_live(p);
+                champ_prior pr;
+                champ_status st = champ_remove_u64(m, keys[i], &pr);
+                if (st == CHAMP_OK) {
+                    ok++;
+                    in[i] = false;
+                    n--;
+                    CHECK(pr.found && pr.val == th_tok(i), "pass %d key %zu: prior", pass, i);
+                    CHECK(th_pool_live(p) <= live, "pass %d: a remove without blocks "
+                          "took memory (%zu -> %zu)", pass, live, th_pool_live(p));
+                } else {
+                    refused++;
+                    CHECK_ST(st, CHAMP_ENOMEM);
+                    CHECK_EQ(th_pool_live(p), live, "a refused remove changes nothing");
+                }
+                void *v = NULL;
+                CHECK(champ_get_u64(m, keys[i], &v) == in[i] && (!in[i] || v == th_tok(i)),
+                      "pass %d key %zu after %s", pass, i, th_status_name(st));
+                CHECK_EQ(champ_size(m), n, "size");
+                if ((ok + refused) % 500 == 0)
+                    CHECK_VALID(m, "removes with every block refused");
+            }
+        CHECK(ok > N / 4 && refused > 0, "pass %d: %zu removes done and %zu refused",
+              pass, ok, refused);
+        CHECK_VALID(m, "after removes with every block refused");
+        champ_pool_fail_after(p, -1);
+        for (size_t i = 0; i < N; i++)
+            if (in[i])
+                CHECK_ST(champ_remove_u64(m, keys[i], NULL), CHAMP_OK);
+        CHECK_EQ(champ_size(m), 0, "drained");
+        champ_free(m);
+        CHECK_EQ(th_pool_live(p), 0, "pool drained");
+        champ_pool_free(p);
+    }
+#endif
+}
+
 static void test_oom_fail_after_once(void) { oom_fail_after_with_ops(true); }
 static void test_oom_fail_after_always(void) { oom_fail_after_with_ops(false); }
 static void test_oom_backing_once(void) { oom_backing_with_ops(false); }
@@ -884,5 +964,6 @@ const th_test th_tests_oom[] = {
     {"oom.backing.once", test_oom_backing_once},
     {"oom.backing.always", test_oom_backing_always},
     {"oom.fixed_buffer", test_oom_fixed_buffer},
+    {"oom.remove_refused", test_oom_remove_refused},
 };
 const size_t th_tests_oom_count = sizeof th_tests_oom / sizeof th_tests_oom[0];
