@@ -1736,14 +1736,6 @@ static ALWAYS_INLINE int find_owned_at(const champ_map *m, const kq *q, champ_ke
     }
 }
 
-/* The common remove in one descent: a plain u64 map that owns every node
- * on the key's path, where the key is absent, or is one entry of a node
- * that shrinks in place (room within slack_cap, not a fixed buffer), moves
- * to an exact block, or (three entries, no children, below the root)
- * collapses into its parent: the last two out of line, in
- * remove_u64_owned_move.  Returns false, having changed nothing, for
- * everything else (the root's last entry, a collapse further up, no block
- * to be had). */
 /* remove_u64_owned's cases that move to new blocks: a node of three
  * entries and no children below the root collapses into its parent as a
  * pair (remove_collapse_owned's work, when the parent is the nearest
@@ -1793,6 +1785,14 @@ static NOINLINE bool remove_u64_owned_move(champ_map *m, uint64_t h, unsigned le
     return true;
 }
 
+/* The common remove in one descent: a plain u64 map that owns every node
+ * on the key's path, where the key is absent, or is one entry of a node
+ * that shrinks in place (room within slack_cap, not a fixed buffer), moves
+ * to an exact block, or (three entries, no children, below the root)
+ * collapses into its parent: the last two out of line, in
+ * remove_u64_owned_move.  Returns false, having changed nothing, for
+ * everything else (the root's last entry, a collapse further up, no block
+ * to be had). */
 static ALWAYS_INLINE bool remove_u64_owned(champ_map *m, uint64_t key, champ_prior *prior) {
     kq q = kq_u64(m, key);
     owned_at at;
