@@ -28,6 +28,8 @@
  *      where the copy is; later meetings find the copy there.  Pinned
  *      nodes stay and get their counts back.  Parents (and handles) take
  *      the address the walk returns.  Key blobs the same way.
+ * A concurrent cell's spare record (the block its free will use) moves
+ * with them: only the cell names it.
  * If the chunk cannot be had, the second walk only gives the counts back.
  * The old blocks are freed at the end; every map's update stamp moves, so
  * an iterator begun before the trim stops with CHAMP_EMODIFIED instead of
@@ -165,6 +167,8 @@ void champ__pool_relocate(champ_pool *p, heap *h) {
         champ_cell *c = (champ_cell *)(void *)l;
         for (unsigned i = 0; c->root && i < CELL_REFS(c->t); i++)
             r_count(&r, c->root, 0, c->t->width, c->t->kind == CHAMP_KEY_BYTES);
+        if (c->last)
+            r.movable += RETIRED_BYTES;
     }
     r.move = r.movable > 0 && champ__heap_fresh_chunk(h, r.movable);
     for (m = champ__handle_next(p, NULL); m; m = champ__handle_next(p, m)) {
@@ -177,6 +181,16 @@ void champ__pool_relocate(champ_pool *p, heap *h) {
         champ_cell *c = (champ_cell *)(void *)l;
         for (unsigned i = 0; c->root && i < CELL_REFS(c->t); i++)
             c->root = r_place(&r, c->root, 0, c->t->width, c->t->kind == CHAMP_KEY_BYTES);
+        if (c->last && r.move) {
+            /* the record a concurrent cell keeps for its free: a block
+             * only the cell names, so it moves too (left behind, it would
+             * keep whatever chunk it was cut from) */
+            retired *x = champ__heap_carve(h, RETIRED_BYTES);
+            memcpy(x, c->last, RETIRED_BYTES);
+            heap_free(h, c->last, RETIRED_BYTES);
+            c->last = x;
+            r.moved++;
+        }
     }
     while (r.old_nodes) {
         node *n = r.old_nodes;
