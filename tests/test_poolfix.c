@@ -838,12 +838,17 @@ static void test_trim_ratio(void) {
  * shared, a cell's root moves with the maps that share it, iterators
  * begun before it stop, and the books balance (validate counts the
  * cell's references).  In a plain and in a concurrent pool. */
-static void pf_reloc_round(bool concurrent) {
-    const char *what = concurrent ? "concurrent pool" : "plain pool";
+static champ_pool *pf_pool(bool concurrent) {
     champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     pc.concurrent = concurrent;
     champ_pool *p = NULL;
     CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    return p;
+}
+
+static void pf_reloc_round(bool concurrent) {
+    const char *what = concurrent ? "concurrent pool" : "plain pool";
+    champ_pool *p = pf_pool(concurrent);
     if (!p)
         return;
     champ_config cu = th_kind_config(CHAMP_KEY_U64, 21, p);
@@ -954,10 +959,7 @@ static void test_trim_relocate(void) {
  * and a tenth, and the cell still works (store, load, free with the moved
  * record). */
 static void test_trim_cell_record(void) {
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    pc.concurrent = true;
-    champ_pool *p = NULL;
-    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    champ_pool *p = pf_pool(true);
     if (!p)
         return;
     champ_config cu = th_kind_config(CHAMP_KEY_U64, 31, p);
