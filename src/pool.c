@@ -1145,15 +1145,11 @@ static NOINLINE bool pool_refill(heap *h, size_t size, void **b) {
     return *b != NULL;
 }
 
-/* A concurrent pool's allocation or free on a thread that cannot have a
- * heap (no memory for one): the allocation fails (counted), the block
- * waits in the depot. */
+/* A concurrent pool's allocation on a thread that cannot have a heap (no
+ * memory for one): it fails (counted). */
 static NOINLINE void *route_none(champ_pool *p) {
     pool_count(p, &p->failures);
     return NULL;
-}
-static NOINLINE void route_free_none(champ_pool *p, void *b, size_t size) {
-    depot_put(p, b, size);
 }
 
 /* An allocation of a concurrent pool, served by the thread's heap.
@@ -1281,13 +1277,10 @@ void *champ__route_grow(heap *t, champ_pool *p, size_t lo, size_t want, size_t h
     return heap_alloc_in(t, want, true);
 }
 
-/* pool_free of a concurrent pool: to the freeing thread's heap. */
-void champ__route_free(champ_pool *p, void *b, size_t size) {
-    heap *t = heap_mine(p);
-    if (LIKELY(t))
-        heap_free_in(t, b, size, true);
-    else
-        route_free_none(p, b, size);
+/* pool_free of a concurrent pool on a thread that cannot have a heap (no
+ * memory for one): the block waits in the depot. */
+void champ__route_free_none(champ_pool *p, void *b, size_t size) {
+    depot_put(p, b, size);
 }
 
 /* take_range of a plain heap (a router's finds nothing). */
@@ -1295,15 +1288,11 @@ void *champ__heap_take_range(heap *h, size_t lo, size_t hi, size_t *got) {
     return take_range_in(h, lo, hi, got, false);
 }
 
-/* A block (or piece of one) above POOL_CLASS_MAX bytes: filed whole.  A
- * router's frees come here when given to heap_free (pool_free routes them
- * inline): to the thread's heap, or, for a thread that cannot have one
- * (no memory), to the depot. */
+/* A block (or piece of one) above POOL_CLASS_MAX bytes: filed whole.
+ * (Never on a router: pool_free sends a concurrent pool's blocks to the
+ * thread's heap.) */
 NOINLINE void champ__heap_free_large(heap *h, void *b, size_t size) {
-    if (UNLIKELY(h->role == HEAP_ROUTER)) {
-        champ__route_free(h->pool, b, size);
-        return;
-    }
+    CHAMP_ASSERT(h->role != HEAP_ROUTER);
     HSTAT(h->n_free);
     HEAP_SET(h->live, h->live - size);
     FILL_FREED(b, size);

@@ -177,7 +177,7 @@ INTERNAL void *champ__heap_take_range(heap *h, size_t lo, size_t hi, size_t *got
 INTERNAL void *champ__route_alloc(champ_pool *p, size_t size);
 INTERNAL void *champ__route_grow(heap *t, champ_pool *p, size_t lo, size_t want,
                                  size_t hi, size_t *got);
-INTERNAL void champ__route_free(champ_pool *p, void *b, size_t size);
+INTERNAL void champ__route_free_none(champ_pool *p, void *b, size_t size);
 INTERNAL void champ__pool_rise(heap *h);
 INTERNAL void champ__theap_rise(heap *h);
 INTERNAL void champ__pool_fall(heap *h);
@@ -373,9 +373,8 @@ static ALWAYS_INLINE void *pool_alloc_grow(champ_pool *p, size_t lo, size_t want
     return pool_alloc(p, want);
 }
 
-/* Gives a block back to heap h.  A router has no classes (nclass 0), so
- * every block it is given goes to champ__heap_free_large, which hands it
- * to the thread's heap; the router itself is never written.  Slow path
+/* Gives a block back to heap h (never a router: pool_free sends a
+ * concurrent pool's blocks to the thread's heap first).  Slow path
  * when live falls below lo: a plain pool's watermark re-arms, a thread
  * heap with too many free bytes passes them to the depot. */
 static ALWAYS_INLINE void heap_free_in(heap *h, void *b, size_t size, bool atomic) {
@@ -413,7 +412,7 @@ static ALWAYS_INLINE void pool_free(champ_pool *p, void *b, size_t size) {
         if (LIKELY(t))
             heap_free_in(t, b, size, true);
         else
-            champ__route_free(p, b, size);
+            champ__route_free_none(p, b, size);
         return;
     }
     heap_free(h, b, size);
