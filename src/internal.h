@@ -14,6 +14,7 @@
 
 #include "champ.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 

@@ -50,9 +50,9 @@ typedef struct entry {
  * (its low byte is 0), only the census mark. */
 typedef struct node {
     uint32_t rc;
-    uint32_t datamap;
-    uint32_t nodemap;
     uint32_t aux;
+    uint32_t datamap; /* datamap and nodemap share one aligned 8-byte word: */
+    uint32_t nodemap; /* node_full reads both with one load              */
     uint64_t body[];
 } node;
 
@@ -129,6 +129,15 @@ static ALWAYS_INLINE uint32_t node_light_kid(const node *n) {
 
 #define NODE_HDR 16u
 _Static_assert(sizeof(node) == NODE_HDR, "node header is 16 bytes");
+_Static_assert(offsetof(node, datamap) == 8 && offsetof(node, nodemap) == 12,
+               "the two bitmaps are one aligned word");
+/* That word (datamap in its low half on little-endian machines) when all
+ * 32 slots hold children: datamap 0, nodemap all ones. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define MAPS_WORD_NODEMAP_ALL 0x00000000ffffffffull
+#else
+#define MAPS_WORD_NODEMAP_ALL 0xffffffff00000000ull
+#endif
 _Static_assert(sizeof(entry) == ENT_MAP, "a map entry is two words");
 _Static_assert(sizeof(void *) == KID_BYTES && sizeof(uint64_t) == ENT_SET,
                "64-bit pointers: key words and child pointers are 8 bytes");
@@ -220,7 +229,9 @@ static ALWAYS_INLINE node **node_kid_at(const node *n, uint32_t bit, unsigned W)
  * for the bitmaps (the branch is predicted; the upper levels of a big map
  * are all full). */
 static ALWAYS_INLINE bool node_full(const node *n) {
-    return n->nodemap == 0xffffffffu && n->datamap == 0;
+    uint64_t w;
+    memcpy(&w, &n->datamap, sizeof w);
+    return w == MAPS_WORD_NODEMAP_ALL;
 }
 static ALWAYS_INLINE size_t node_bitmap_size(uint32_t ne, uint32_t nk, unsigned W) {
     return NODE_HDR + (size_t)W * ne + KID_BYTES * (size_t)nk;
