@@ -1157,7 +1157,9 @@ champ_map *champ__map_handle(mtype *t, node *root, size_t size) {
 
 /* A type holds a reference to its pool; the last map of a type frees it. */
 static mtype *type_new(champ_pool *p, const champ_config *c) {
-    mtype *t = pool_alloc(p, TYPE_BYTES);
+    if (pool_fault(p))
+        return NULL;
+    mtype *t = champ__side_alloc(p, TYPE_BYTES);
     if (!t)
         return NULL;
     memset(t, 0, sizeof *t);
@@ -1192,7 +1194,7 @@ void champ__type_release(mtype *t) {
     if (t->immortal || !rc_dec(&t->refs, t->atomic))
         return;
     champ_pool *p = t->pool;
-    pool_free(p, t, TYPE_BYTES);
+    champ__side_free(p, t, TYPE_BYTES);
     if (p->concurrent)
         __atomic_fetch_sub(&p->ntypes, 1, __ATOMIC_RELAXED);
     else
@@ -1317,10 +1319,18 @@ static NOINLINE mtype *default_type_make(champ_key_kind kind, bool set, champ_st
 __attribute__((destructor)) static void default_exit(void) {
     champ__thread_exit();
     pthread_mutex_lock(&default_lock);
-    if (default_pool && champ__pool_destroy_if_empty(default_pool)) {
-        default_pool = NULL;
-        for (unsigned i = 0; i < 4; i++)
+    if (default_pool && champ__pool_unused(default_pool)) {
+        /* its types are side blocks (pool.c): they go first */
+        for (unsigned i = 0; i < 4; i++) {
+            mtype *t = default_types[i];
+            if (!t)
+                continue;
             __atomic_store_n(&default_types[i], NULL, __ATOMIC_RELEASE);
+            champ__side_free(default_pool, t, TYPE_BYTES);
+            __atomic_fetch_sub(&default_pool->ntypes, 1, __ATOMIC_RELAXED);
+        }
+        champ__pool_destroy(default_pool);
+        default_pool = NULL;
     }
     pthread_mutex_unlock(&default_lock);
 }

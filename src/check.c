@@ -504,7 +504,10 @@ champ_status champ_validate(const champ_map *m) {
     const champ_pool *p = m->t->pool;
     champ_pool_audit au;
     champ__pool_audit(p, &au);
-    census cs = {&v, p->ntypes * ((sizeof(mtype) + 7u) & ~(size_t)7), 0};
+    size_t type_bytes = p->ntypes * ((sizeof(mtype) + 7u) & ~(size_t)7);
+    /* types and handle pages: pool blocks in a fixed buffer, else side
+     * blocks of their own, counted apart (pool.c, "Side blocks") */
+    census cs = {&v, p->fixed ? type_bytes : 0, 0};
     size_t nmaps = 0;
     for (const champ_map *x = census_first(p); x; x = census_next(p, x))
         nmaps++;
@@ -520,14 +523,24 @@ champ_status champ_validate(const champ_map *m) {
     if (cs.edges != 0)
         VFAIL(&v, "census walks disagree by %lld references (a node carried the census mark"
                   " before validate began)", cs.edges);
-    cs.bytes += au.pages_counted * HPAGE_BYTES;
+    if (p->fixed)
+        cs.bytes += au.pages_counted * HPAGE_BYTES;
+    else if (p->side != type_bytes + (au.pages_counted + au.spares) * HPAGE_BYTES)
+        VFAIL(&v, "pool side blocks %zu bytes but %zu types and %zu handle pages (%zu"
+                  " spare) use %zu",
+              p->side, p->ntypes, au.pages_counted + au.spares, au.spares,
+              type_bytes + (au.pages_counted + au.spares) * HPAGE_BYTES);
     if (nmaps != au.handles_counted)
         VFAIL(&v, "pool pages hold %zu maps but the pool counts %zu", nmaps,
               au.handles_counted);
-    if (cs.bytes != au.live)
-        VFAIL(&v, "pool live bytes %zu but the live maps use %zu", au.live, cs.bytes);
-    if (au.live > p->reserved)
-        VFAIL(&v, "pool live bytes %zu exceed reserved %zu", au.live, p->reserved);
+    size_t heap_live = au.live - (au.side - au.spares * HPAGE_BYTES);
+    if (cs.bytes != heap_live)
+        VFAIL(&v, "pool live bytes %zu but the live maps use %zu", heap_live, cs.bytes);
+    if (heap_live > p->reserved)
+        VFAIL(&v, "pool live bytes %zu exceed reserved %zu", heap_live, p->reserved);
+    if (p->side_spare != au.spares * HPAGE_BYTES)
+        VFAIL(&v, "spare handle pages: %zu, the pool counts %zu bytes", au.spares,
+              p->side_spare);
 
     if (au.free_walked != au.free_counted)
         VFAIL(&v, "pool free lists hold %zu bytes but the pool counts %zu", au.free_walked,

@@ -95,6 +95,8 @@ struct heap {
     hpage *hpages;               /* every handle page of this heap       */
     hpage *hpages_open;          /* pages with a free slot               */
     size_t npages;
+    hpage *spare;                /* arena pools: an emptied page kept    */
+                                 /* for the next (a side block, free)    */
     size_t nhandles;             /* handles handed out from its pages    */
     uint8_t role;                /* HEAP_*                               */
     unsigned char hlock;         /* concurrent: guards the handle pages  */
@@ -126,6 +128,9 @@ struct champ_pool {
     void *mark_ctx;
     uint32_t refs;               /* the creator's reference + types      */
     size_t ntypes;               /* map types alive (see map.h)          */
+    size_t side;                 /* arena pools: bytes of side blocks    */
+                                 /* (handle pages, types; pool.c)        */
+    size_t side_spare;           /* ... of which heaps' spare pages      */
     uint64_t id;                 /* concurrent: never reused (pool.c)    */
     uint64_t backing_calls;
     uint64_t failures;
@@ -182,7 +187,10 @@ INTERNAL void champ__pool_rise(heap *h);
 INTERNAL void champ__theap_rise(heap *h);
 INTERNAL void champ__pool_fall(heap *h);
 INTERNAL void champ__pool_release(champ_pool *p);
-INTERNAL bool champ__pool_destroy_if_empty(champ_pool *p);
+/* Process exit (champ.c, the default pool): whether p has no map and no
+ * cell left (retired versions are released first), and its teardown. */
+INTERNAL bool champ__pool_unused(champ_pool *p);
+INTERNAL void champ__pool_destroy(champ_pool *p);
 INTERNAL void champ__thread_exit(void);
 INTERNAL champ_status champ__pool_make(const champ_pool_config *cfg,
                                        champ_pool **out);
@@ -202,7 +210,10 @@ typedef struct champ_pool_audit {
     size_t pages_bad;        /* pages whose header disagrees with itself  */
     size_t open_walked;      /* pages in the lists of pages with room     */
     size_t open_expected;    /* pages that have a free slot               */
-    size_t live;             /* the pool's live bytes (sum over heaps)    */
+    size_t live;             /* the pool's live bytes (heaps + side), as  */
+                             /* champ_pool_stats reports them             */
+    size_t side;             /* ... of which side blocks (arena pools)    */
+    size_t spares;           /* spare pages (side blocks not live)        */
     size_t heaps;            /* thread heaps (concurrent pools)           */
 } champ_pool_audit;
 INTERNAL void champ__pool_audit(const champ_pool *p, champ_pool_audit *a);
@@ -232,6 +243,15 @@ INTERNAL heap *champ__pool_heaps(const champ_pool *p);
 INTERNAL void champ__pool_relocate(champ_pool *p, heap *h);
 INTERNAL bool champ__heap_fresh_chunk(heap *h, size_t bytes);
 INTERNAL void *champ__heap_carve(heap *h, size_t size);
+/* Side blocks: what never moves and is not a node or a key (handle pages,
+ * map types).  An arena pool takes each from the backing allocator, so no
+ * chunk holds one and trim can give back every chunk its nodes and keys
+ * leave; they count in the pool's live and reserved bytes (p->side).  A
+ * fixed buffer has no allocator: there they are pool blocks.  No fault
+ * hook (callers test pool_fault where a request begins).  Concurrent
+ * pools: any thread, no lock held. */
+INTERNAL void *champ__side_alloc(champ_pool *p, size_t size);
+INTERNAL void champ__side_free(champ_pool *p, void *b, size_t size);
 
 #ifdef CHAMP_DEBUG
 #define FILL_FRESH(p, n) memset((p), 0xCD, (n))

@@ -17,6 +17,9 @@
  * and of this suite's own findings:
  *   trim_cell_record          trim left a concurrent cell's spare record
  *                             in place, keeping a big chunk it came from
+ *   trim_small_maps           handle pages and types were carved among the
+ *                             nodes: one live handle or a late type kept
+ *                             a whole chunk through trim (18x live)
  *
  * This file reaches into the pool (internal.h) for the handle pages, which
  * no public function uses yet, and to build test states the public API
@@ -1012,6 +1015,148 @@ out:
     champ_pool_free(p);
 }
 
+/* Regression: handle pages and map types were pool blocks, carved among
+ * the nodes, and neither can move (users hold handles; every handle, cell
+ * and record names its type).  So one live handle in a page, or a type
+ * made after a churn, kept a whole chunk: 200K one-entry maps with 99%
+ * freed trimmed to 42.8 MB reserved for 2.4 MB live (18x), and a map of a
+ * type made late, left alone, kept a 1.3 MB chunk for 1,136 live bytes.
+ * Now both are side blocks from the backing allocator (pool.c, "Side
+ * blocks"), which keep no chunk.  Checked in plain and concurrent pools:
+ * many one-entry maps and a big map beside them, 99% of both freed,
+ * trimmed: reserved at most 2x live; then a map of a new type made, every
+ * other map freed, trimmed: reserved at most live plus one first-size
+ * chunk (16 KiB, where its node and key went) and 2 KB; validate and the
+ * books at each
+ * step, and the maps that stay read right. */
+static void pf_trim_small_round(bool concurrent) {
+    const char *what = concurrent ? "concurrent pool" : "plain pool";
+    champ_pool *p = pf_pool(concurrent);
+    if (!p)
+        return;
+    size_t n = (size_t)th_iters(60000, 6000);
+    champ_map **ms = calloc(n, sizeof *ms), *big = NULL, *late = NULL;
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 41, p);
+    CHECK_ST(champ_new(&cu, &big), CHAMP_OK);
+    if (!ms || !big)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        CHECK_ST(champ_new(&cu, &ms[i]), CHAMP_OK);
+        if (!ms[i])
+            goto out;
+        CHECK_ST(champ_set_u64(ms[i], i, th_tok(i), NULL), CHAMP_OK);
+        CHECK_ST(champ_set_u64(big, i * 7 + 1, th_tok(i), NULL), CHAMP_OK);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (i % 100) {
+            champ_free(ms[i]);
+            ms[i] = NULL;
+            CHECK_ST(champ_remove_u64(big, i * 7 + 1, NULL), CHAMP_OK);
+        }
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    champ_pool_stats st = pf_pstats(p);
+    CHECK(st.bytes_reserved <= 2 * st.bytes_live,
+          "%s: 1%% of %zu small maps left, trimmed: %zu reserved for %zu live (%zu chunks)",
+          what, n, st.bytes_reserved, st.bytes_live, st.chunks);
+    CHECK_VALID(big, what);
+    pf_check_books(p, what);
+    for (size_t i = 0; i < n; i += 100) {
+        void *v = NULL;
+        CHECK(champ_get_u64(ms[i], i, &v) && v == th_tok(i), "%s: small map %zu reads", what,
+              i);
+    }
+    /* a map of a type made now, after the churn; everything else goes */
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 42, p);
+    CHECK_ST(champ_new(&cb, &late), CHAMP_OK);
+    if (late)
+        CHECK_ST(champ_set_bytes(late, "late", 4, th_tok(1), NULL), CHAMP_OK);
+    champ_free(big);
+    big = NULL;
+    for (size_t i = 0; i < n; i++) {
+        champ_free(ms[i]);
+        ms[i] = NULL;
+    }
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    st = pf_pstats(p);
+    CHECK(st.bytes_reserved <= st.bytes_live + 16384 + 2048,
+          "%s: one map of a late type left, trimmed: %zu reserved for %zu live (%zu chunks)",
+          what, st.bytes_reserved, st.bytes_live, st.chunks);
+    if (late) {
+        CHECK_VALID(late, what);
+        void *v = NULL;
+        CHECK(champ_get_bytes(late, "late", 4, &v) && v == th_tok(1), "%s: the late map reads",
+              what);
+    }
+out:
+    if (ms)
+        for (size_t i = 0; i < n; i++)
+            champ_free(ms[i]);
+    free(ms);
+    champ_free(big);
+    champ_free(late);
+    CHECK_EQ(th_pool_live(p), 0, what);
+    pf_check_books(p, what);
+    champ_pool_free(p);
+}
+
+/* A heap keeps the handle page it empties as a spare: a loop that takes
+ * and drops a copy (the page going 1 -> 2 -> 1 handles, or 0 -> 1 -> 0 on
+ * a thread of its own) asks the backing allocator nothing, the spare is
+ * reserved but not live, validate counts it, and trim gives it back. */
+static void pf_spare_round(bool concurrent) {
+    const char *what = concurrent ? "concurrent pool" : "plain pool";
+    champ_pool *p = pf_pool(concurrent);
+    if (!p)
+        return;
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 43, p);
+    champ_map *m = NULL, *hold[HPAGE_SLOTS];
+    CHECK_ST(champ_new(&cu, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(p);
+        return;
+    }
+    CHECK_ST(champ_set_u64(m, 1, th_tok(1), NULL), CHAMP_OK);
+    /* fill m's page, so the next copy opens a page that then empties */
+    size_t nh = 0;
+    while (nh < HPAGE_SLOTS - 1 && champ_copy(m, &hold[nh]) == CHAMP_OK)
+        nh++;
+    champ_pool_stats a = pf_pstats(p);
+    for (int i = 0; i < 1000; i++) {
+        champ_map *c = NULL;
+        CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+        champ_free(c);
+    }
+    champ_pool_stats b = pf_pstats(p);
+    CHECK(b.backing_calls <= a.backing_calls + 1,
+          "%s: 1000 copies dropped: %llu backing calls (before %llu)", what,
+          (unsigned long long)b.backing_calls, (unsigned long long)a.backing_calls);
+    CHECK_EQ(b.bytes_live, a.bytes_live, what);
+    CHECK_EQ(b.bytes_reserved, a.bytes_reserved + HPAGE_BYTES, what); /* the spare */
+    CHECK_VALID(m, what); /* the census counts the spare */
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    champ_pool_stats c = pf_pstats(p);
+    CHECK(c.bytes_reserved + HPAGE_BYTES <= b.bytes_reserved,
+          "%s: trim gives the spare back: %zu reserved, %zu before", what, c.bytes_reserved,
+          b.bytes_reserved);
+    CHECK_VALID(m, what);
+    for (size_t i = 0; i < nh; i++)
+        champ_free(hold[i]);
+    champ_free(m);
+    CHECK_EQ(th_pool_live(p), 0, what);
+    pf_check_books(p, what);
+    champ_pool_free(p);
+}
+
+static void test_handle_spare(void) {
+    pf_spare_round(false);
+    pf_spare_round(true);
+}
+
+static void test_trim_small_maps(void) {
+    pf_trim_small_round(false);
+    pf_trim_small_round(true);
+}
+
 /* ------------------------------------------------------------------ */
 /* 6. Handle pages                                                     */
 /* ------------------------------------------------------------------ */
@@ -1327,6 +1472,8 @@ static void test_trim_relocate_collisions(void) {
 const th_test th_tests_poolfix[] = {
     {"poolfix.trim_relocate_collisions", test_trim_relocate_collisions},
     {"poolfix.trim_cell_record", test_trim_cell_record},
+    {"poolfix.trim_small_maps", test_trim_small_maps},
+    {"poolfix.handle_spare", test_handle_spare},
     {"poolfix.fixed_collision_remove", test_fixed_collision_remove},
     {"poolfix.bignode_remove_oom", test_bignode_remove_oom},
     {"poolfix.bignode_remove_oom_alloc", test_bignode_remove_oom_alloc},
