@@ -1550,9 +1550,9 @@ void champ__pool_cell(champ_pool *p, cell_link *l, bool add) {
         pool_unlock(p);
 }
 
-/* Frees a concurrent pool whatever its references, if it holds no map
- * and no cell (the default pool at process exit).  Returns whether it
- * did. */
+/* Whether concurrent pool p holds no map and no cell (retired versions
+ * are released first), and its teardown whatever its references: the
+ * default pool at process exit, whose types champ.c frees in between. */
 bool champ__pool_unused(champ_pool *p) {
     champ__pin_settle(p); /* no map: releases every retired version */
     size_t maps = 0;
