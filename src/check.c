@@ -533,11 +533,10 @@ champ_status champ_validate(const champ_map *m) {
     if (nmaps != au.handles_counted)
         VFAIL(&v, "pool pages hold %zu maps but the pool counts %zu", nmaps,
               au.handles_counted);
-    size_t heap_live = au.live - (au.side - au.spares * HPAGE_BYTES);
-    if (cs.bytes != heap_live)
-        VFAIL(&v, "pool live bytes %zu but the live maps use %zu", heap_live, cs.bytes);
-    if (heap_live > p->reserved)
-        VFAIL(&v, "pool live bytes %zu exceed reserved %zu", heap_live, p->reserved);
+    if (cs.bytes != au.heap_live)
+        VFAIL(&v, "pool live bytes %zu but the live maps use %zu", au.heap_live, cs.bytes);
+    if (au.heap_live > p->reserved)
+        VFAIL(&v, "pool live bytes %zu exceed reserved %zu", au.heap_live, p->reserved);
     if (p->side_spare != au.spares * HPAGE_BYTES)
         VFAIL(&v, "spare handle pages: %zu, the pool counts %zu bytes", au.spares,
               p->side_spare);

@@ -1816,19 +1816,6 @@ static hpage *spare_keep(heap *h, hpage *g, bool conc) {
     return NULL;
 }
 
-/* Trim, pool teardown (alone): every heap's spare page goes back. */
-static void spares_free(champ_pool *p) {
-    for (heap *h = &p->h; h; h = h == &p->h ? (p->concurrent ? p->cc->heaps : NULL) : h->next) {
-        hpage *g = h->spare;
-        if (!g)
-            continue;
-        h->spare = NULL;
-        spare_count(p, false, p->concurrent);
-        UNPOISON(g, HPAGE_BYTES);
-        VG_UNDEFINED(g, HPAGE_BYTES);
-        champ__side_free(p, g, HPAGE_BYTES);
-    }
-}
 
 /* A handle from heap h's pages (concurrent: h's lock is held, and let go
  * while a new page is allocated). */
@@ -1962,6 +1949,21 @@ static const heap *pages_next(const champ_pool *p, const heap *h) {
     return p->concurrent ? h->next : NULL;
 }
 
+/* Trim, pool teardown (alone): every heap's spare page goes back. */
+static void spares_free(champ_pool *p) {
+    for (const heap *c = pages_first(p); c; c = pages_next(p, c)) {
+        heap *h = (heap *)(uintptr_t)c; /* p is the caller's to change */
+        hpage *g = h->spare;
+        if (!g)
+            continue;
+        h->spare = NULL;
+        spare_count(p, false, p->concurrent);
+        UNPOISON(g, HPAGE_BYTES);
+        VG_UNDEFINED(g, HPAGE_BYTES);
+        champ__side_free(p, g, HPAGE_BYTES);
+    }
+}
+
 heap *champ__handle_heap(const void *hv) {
     unsigned i;
     return hpage_of(hv, &i)->owner;
@@ -2069,8 +2071,9 @@ void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
     }
     size_t hdrs = p->fixed ? 0 : p->nchunks * CHUNK_HDR;
     a->imbalance = (long long)p->reserved - (long long)(carved + fresh_b + hdrs);
+    a->heap_live = a->live;
     a->side = p->side;
     a->live += p->side - p->side_spare;
-    for (const heap *h = &p->h; h; h = h == &p->h ? (p->concurrent ? p->cc->heaps : NULL) : h->next)
+    for (const heap *h = pages_first(p); h; h = pages_next(p, h))
         a->spares += h->spare != NULL;
 }

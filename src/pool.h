@@ -212,7 +212,8 @@ typedef struct champ_pool_audit {
     size_t open_expected;    /* pages that have a free slot               */
     size_t live;             /* the pool's live bytes (heaps + side), as  */
                              /* champ_pool_stats reports them             */
-    size_t side;             /* ... of which side blocks (arena pools)    */
+    size_t heap_live;        /* ... of which in the heaps' blocks         */
+    size_t side;             /* ... and side blocks (arena pools)         */
     size_t spares;           /* spare pages (side blocks not live)        */
     size_t heaps;            /* thread heaps (concurrent pools)           */
 } champ_pool_audit;
