@@ -537,9 +537,6 @@ champ_status champ_validate(const champ_map *m) {
         VFAIL(&v, "pool live bytes %zu but the live maps use %zu", au.heap_live, cs.bytes);
     if (au.heap_live > p->reserved)
         VFAIL(&v, "pool live bytes %zu exceed reserved %zu", au.heap_live, p->reserved);
-    if (p->side_spare != au.spares * HPAGE_BYTES)
-        VFAIL(&v, "spare handle pages: %zu, the pool counts %zu bytes", au.spares,
-              p->side_spare);
 
     if (au.free_walked != au.free_counted)
         VFAIL(&v, "pool free lists hold %zu bytes but the pool counts %zu", au.free_walked,

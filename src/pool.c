@@ -1500,6 +1500,7 @@ champ_status champ_pool_new(const champ_pool_config *cfg, champ_pool **out) {
 
 /* Drops one reference; the last one gives every chunk back. */
 static void spares_free(champ_pool *p); /* handle pages, below */
+static size_t spares_bytes(const champ_pool *p);
 
 void champ__pool_release(champ_pool *p) {
     if (!rc_dec(&p->refs, p->concurrent))
@@ -1672,7 +1673,7 @@ champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out_use
         peak = HEAP_GET(p->h.peak);
     }
     /* side blocks: in neither chunks nor heaps; spare pages are free */
-    size_t side = HEAP_GET(p->side), spare = HEAP_GET(p->side_spare);
+    size_t side = HEAP_GET(p->side), spare = spares_bytes(p);
     if (spare > side)
         spare = side;
     out->chunks = p->fixed ? 1 : HEAP_GET(p->nchunks);
@@ -1797,22 +1798,17 @@ static void open_unlink(heap *h, hpage *g) {
 /* A heap keeps the last page it emptied as its spare, so that a thread
  * taking and dropping a snapshot or two (a page going 0 -> 2 -> 0 handles)
  * does not ask the backing allocator, under the pool's lock, each time.
- * The spare is reserved, not live; trim gives it back. */
-static void spare_count(champ_pool *p, bool add, bool conc) {
-    if (conc)
-        __atomic_fetch_add(&p->side_spare, add ? HPAGE_BYTES : (size_t)0 - HPAGE_BYTES,
-                           __ATOMIC_RELAXED);
-    else
-        p->side_spare += add ? HPAGE_BYTES : (size_t)0 - HPAGE_BYTES;
-}
+ * The spare is reserved, not live; trim gives it back.  Nothing pool-wide
+ * counts spares: the stats and the audit look at each heap's `spare`
+ * (a shared counter, written as a page empties and refills, was a line
+ * both threads of the `threads` bench op wrote each iteration). */
 
 /* An emptied page g of heap h (concurrent: h's lock is held): kept as the
  * spare (NULL returned) or returned, for the caller to free. */
-static hpage *spare_keep(heap *h, hpage *g, bool conc) {
+static hpage *spare_keep(heap *h, hpage *g) {
     if (h->pool->fixed || h->spare)
         return g;
-    h->spare = g;
-    spare_count(h->pool, true, conc);
+    HEAP_SET(h->spare, g);
     return NULL;
 }
 
@@ -1824,8 +1820,7 @@ static ALWAYS_INLINE void *hpage_take(heap *h, bool conc) {
     if (!g) {
         g = h->spare;
         if (g) {
-            h->spare = NULL;
-            spare_count(h->pool, false, conc);
+            HEAP_SET(h->spare, NULL);
         } else {
             if (conc)
                 hp_unlock(h);
@@ -1914,7 +1909,7 @@ static NOINLINE void handle_free_conc(champ_pool *p, void *hv) {
     hp_lock(h);
     g = hpage_put(h, g, hv, i, true);
     if (g)
-        g = spare_keep(h, g, true);
+        g = spare_keep(h, g);
     hp_unlock(h);
     if (g) {
         UNPOISON(g, HPAGE_BYTES);
@@ -1932,7 +1927,7 @@ void champ__handle_free(champ_pool *p, void *hv) {
     hpage *g = hpage_of(hv, &i);
     g = hpage_put(&p->h, g, hv, i, false);
     if (g)
-        g = spare_keep(&p->h, g, false);
+        g = spare_keep(&p->h, g);
     if (g) {
         UNPOISON(g, HPAGE_BYTES);
         VG_UNDEFINED(g, HPAGE_BYTES);
@@ -1949,6 +1944,15 @@ static const heap *pages_next(const champ_pool *p, const heap *h) {
     return p->concurrent ? h->next : NULL;
 }
 
+/* Bytes of the heaps' spare pages (stats: a relaxed read of each heap's
+ * spare, approximate while threads work, like the other figures). */
+static size_t spares_bytes(const champ_pool *p) {
+    size_t n = 0;
+    for (const heap *h = pages_first(p); h; h = pages_next(p, h))
+        n += HEAP_GET(h->spare) != NULL;
+    return n * HPAGE_BYTES;
+}
+
 /* Trim, pool teardown (alone): every heap's spare page goes back. */
 static void spares_free(champ_pool *p) {
     for (const heap *c = pages_first(p); c; c = pages_next(p, c)) {
@@ -1956,8 +1960,7 @@ static void spares_free(champ_pool *p) {
         hpage *g = h->spare;
         if (!g)
             continue;
-        h->spare = NULL;
-        spare_count(p, false, p->concurrent);
+        HEAP_SET(h->spare, NULL);
         UNPOISON(g, HPAGE_BYTES);
         VG_UNDEFINED(g, HPAGE_BYTES);
         champ__side_free(p, g, HPAGE_BYTES);
@@ -2073,7 +2076,7 @@ void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
     a->imbalance = (long long)p->reserved - (long long)(carved + fresh_b + hdrs);
     a->heap_live = a->live;
     a->side = p->side;
-    a->live += p->side - p->side_spare;
     for (const heap *h = pages_first(p); h; h = pages_next(p, h))
         a->spares += h->spare != NULL;
+    a->live += p->side - a->spares * HPAGE_BYTES;
 }

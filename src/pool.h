@@ -130,7 +130,6 @@ struct champ_pool {
     size_t ntypes;               /* map types alive (see map.h)          */
     size_t side;                 /* arena pools: bytes of side blocks    */
                                  /* (handle pages, types; pool.c)        */
-    size_t side_spare;           /* ... of which heaps' spare pages      */
     uint64_t id;                 /* concurrent: never reused (pool.c)    */
     uint64_t backing_calls;
     uint64_t failures;
