@@ -833,7 +833,9 @@ CHAMP_API champ_status champ_cell_load(champ_cell *c, champ_map **out);
 CHAMP_API champ_status champ_cell_store(champ_cell *c, const champ_map *m);
 /* Publishes a copy of desired if the cell still holds the version
  * `expected` was loaded as (the same root and size; NULL: an empty cell);
- * *swapped tells whether it did.  Errors as for store. */
+ * *swapped tells whether it did.  One that does not swap leaves the cell
+ * and desired as they were (a version derived from a snapshot stays as
+ * cheap to free as it was).  Errors as for store. */
 CHAMP_API champ_status champ_cell_cas(champ_cell *c, const champ_map *expected,
                                       const champ_map *desired, bool *swapped);
 

@@ -206,7 +206,9 @@ champ_status champ_cell_load(champ_cell *c, champ_map **out) {
  * of a concurrent pool derived from a pinned snapshot: that one is claimed
  * (pin.c, "Publication by transfer") and, under the lock, published by
  * transfer when its base is the version it replaces, else settled there,
- * before its root is stored; one that is not published settles after. */
+ * before its root is stored; one that is not published stays light (a
+ * settle would write a count on every child its path borrows, lines the
+ * other threads' lookups read, and its free would write them again). */
 static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool check,
                               const champ_map *m, bool *swapped) {
     if (!c || !m || !cell_shareable(m->t))
@@ -297,8 +299,12 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
         __atomic_store_n(&c->seq, sq + 2u, __ATOMIC_RELEASE);
     }
     cell_unlock(c);
-    if (claimed)
-        champ__light_finish(lm, !ok); /* not published: a settle */
+    if (claimed) {
+        if (ok)
+            champ__light_finish(lm);
+        else
+            champ__light_unclaim(lm); /* not published: it stays light */
+    }
     if (first)
         type_hold(c, t); /* m's own reference keeps t alive until here */
     if (ok && old && rec) {

@@ -147,8 +147,10 @@ INTERNAL node *champ__light_base(const champ_map *m);
  * since the count, not the slot, keeps the base (pin.c, PIN_BASE). */
 INTERNAL void champ__base_set(uintptr_t *slot, node *base);
 INTERNAL void champ__base_release(uintptr_t *slot);
-/* Settles light version m (any thread; concurrent copies of m wait for
- * the one that settles). */
+/* Settles light version m (any thread).  A concurrent copy of m that
+ * finds it held waits: for the thread that settles it, or for a cell's
+ * claim to end (a publication settles or transfers it; a lost cas gives
+ * it back light, and the copy then claims and settles it). */
 INTERNAL void champ__light_settle(champ_map *m);
 /* Frees light version m's light nodes (champ_free). */
 INTERNAL void champ__light_free(champ_map *m);
@@ -161,12 +163,13 @@ INTERNAL void champ__light_free(champ_map *m);
  * old's path instead of counting them, when old is m's base, and returns
  * true (m's root then has count 1, the caller adds its own); else counts
  * them (a settle: the root has count 1) and returns false.  finish (after
- * the lock): counts the chain when `count` (m was not published), then m
- * becomes a counted version (its type counted, its pin let go). */
+ * the lock, m published): m becomes a counted version (its type counted,
+ * its pin let go).  An m that was not published is unclaimed: still
+ * light, its chain uncounted. */
 INTERNAL bool champ__light_claim(champ_map *m);
 INTERNAL void champ__light_unclaim(champ_map *m);
 INTERNAL bool champ__light_transfer(champ_map *m, const node *old);
-INTERNAL void champ__light_finish(champ_map *m, bool count);
+INTERNAL void champ__light_finish(champ_map *m);
 /* A record's version published by transfer goes: the record's last
  * reference to root (the caller dropped the others) and its reference to
  * heir.  Root's nodes on the path that no other version holds are freed

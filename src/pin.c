@@ -341,16 +341,19 @@ static void light_count_pinned(champ_map *m, bool count, bool root) {
 }
 
 void champ__light_settle(champ_map *m) {
-    uint8_t want = LIGHT_ON;
-    if (!__atomic_compare_exchange_n(&m->light, &want, LIGHT_SETTLING, false,
-                                     __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
-        /* another thread settles it (a concurrent copy): wait for it */
-        while (__atomic_load_n(&m->light, __ATOMIC_ACQUIRE) != LIGHT_NONE) {
+    for (;;) {
+        uint8_t want = LIGHT_ON;
+        if (__atomic_compare_exchange_n(&m->light, &want, LIGHT_SETTLING, false,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+            break;
+        if (want == LIGHT_NONE)
+            return; /* another thread settled it (a concurrent copy) */
+        /* another thread holds it: a settle (wait for LIGHT_NONE) or a
+         * cell's claim, which may give it back light (LIGHT_ON: claim it
+         * then) */
 #if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #endif
-        }
-        return;
     }
     mtype *t = m->t;
     bool own_root = m->root && node_light(m->root);
@@ -468,8 +471,8 @@ bool champ__light_transfer(champ_map *m, const node *old) {
     }
 }
 
-void champ__light_finish(champ_map *m, bool count) {
-    light_count_pinned(m, count, false);
+void champ__light_finish(champ_map *m) {
+    light_count_pinned(m, false, false);
 }
 
 /* One level of a transferred path: fn (if any) gets every child n and x

@@ -49,6 +49,9 @@
  *                     (each derived from the last, which is freed) keeps
  *                     live bytes flat; a random forest of versions against
  *                     models, with allocation failures and the census
+ *   lost_cas_copy_race a copy of a light version while a losing cas claims
+ *                     and gives it back, again and again: the copy waits,
+ *                     then settles it (it once waited for good)
  *   publish_transfer  a light version of the cell's snapshot published
  *                     with cas takes the replaced version's path without
  *                     counting (pin.c); every holder of the replaced path
@@ -61,10 +64,12 @@
  * main checks the counts after joining them (the harness is not thread
  * safe).  The TSan stress program is tests/stress/tsan_concurrent.c.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "../src/internal.h"
@@ -1847,6 +1852,140 @@ static void test_light_copy_race(void) {
     champ_pool_free(p);
 }
 
+/* A copy of light version d on one thread while another holds d claimed,
+ * as a cell's store or cas does, and gives it back light, as a cas that
+ * loses does.  The copy must wait while d is claimed, then claim and
+ * settle d itself (it once waited for a settle nobody would do: a hang). */
+typedef struct lost_arg {
+    champ_cell *cell;
+    const champ_map *stale, *d;
+    champ_map *copy;
+    atomic_int *go, *done;
+    int cas_calls, cas_bad;
+} lost_arg;
+
+static void *lost_publisher(void *v) {
+    lost_arg *a = v;
+    atomic_fetch_add(a->go, 1);
+    while (atomic_load(a->go) < 2)
+        ;
+    for (int i = 0; i < 400 && (i < 50 || !atomic_load(a->done)); i++) {
+        bool sw = true;
+        if (champ_cell_cas(a->cell, a->stale, a->d, &sw) != CHAMP_OK || sw)
+            a->cas_bad++;
+        a->cas_calls++;
+    }
+    return NULL;
+}
+
+static void *lost_copier(void *v) {
+    lost_arg *a = v;
+    atomic_fetch_add(a->go, 1);
+    while (atomic_load(a->go) < 2)
+        ;
+    if (champ_copy(a->d, &a->copy) != CHAMP_OK)
+        a->copy = NULL;
+    atomic_store(a->done, 1);
+    return NULL;
+}
+
+/* Waits up to 10 s for *done; false if it never came. */
+static bool lost_wait(atomic_int *done) {
+    for (int ms = 0; ms < 10000 && !atomic_load(done); ms++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    return atomic_load(done) != 0;
+}
+
+/* The copy made, d settled by it, both right. */
+static void lost_check(champ_map *d, champ_map *copy, uint64_t k, const char *what, int round) {
+    void *got = NULL;
+    CHECK(copy && champ_get_u64(copy, k, &got) && got == (void *)7 &&
+              champ_size(copy) == champ_size(d),
+          "%s, round %d: the copy", what, round);
+    CHECK(d->light == LIGHT_NONE && !map_pinned(d), "%s, round %d: the copy settled d", what,
+          round);
+}
+
+static void test_lost_cas_copy_race(void) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_map *v = pin_map(p, CHAMP_KEY_U64, PIN_N, 1);
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
+    champ_map *stale = NULL, *v2 = NULL;
+    CHECK_ST(champ_cell_load(cell, &stale), CHAMP_OK);
+    CHECK_ST(champ_pset_u64(v, 1u << 20, (void *)9, &v2), CHAMP_OK);
+    CHECK_ST(champ_cell_store(cell, v2), CHAMP_OK); /* stale is not the cell's now */
+    champ_free(v2);
+    /* 1. The claim held by hand (champ__light_claim, what a cell's store
+     * and cas do first) while the copy starts: the copy waits; given back
+     * light (a lost cas), the copy settles it. */
+    for (int round = 0; round < 10 && cell && stale; round++) {
+        champ_map *s = NULL, *d = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        CHECK_ST(champ_pset_u64(s, (uint64_t)round, (void *)7, &d), CHAMP_OK);
+        CHECK(lv_is_light(d) && champ__light_claim(d), "claimed by hand (round %d)", round);
+        atomic_int go, done;
+        atomic_init(&go, 1); /* the copier alone */
+        atomic_init(&done, 0);
+        lost_arg a = {cell, stale, d, NULL, &go, &done, 0, 0};
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, lost_copier, &a) == 0, "thread");
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+        CHECK(!atomic_load(&done), "round %d: the copy waits while d is claimed", round);
+        champ__light_unclaim(d);
+        if (!lost_wait(&done)) {
+            CHECK(false, "round %d: the copy of a version given back light never returned",
+                  round);
+            return; /* the thread is left behind */
+        }
+        pthread_join(th, NULL);
+        lost_check(d, a.copy, (uint64_t)round, "claimed by hand", round);
+        champ_free(a.copy);
+        champ_free(d);
+        champ_free(s);
+    }
+    /* 2. The same with real cas calls bound to lose, on another thread,
+     * racing the copy (how often they meet depends on the scheduler). */
+    int rounds = th_scale() < 1.0 ? 10 : 100; /* valgrind runs one thread at a time */
+    for (int round = 0; round < rounds && cell && stale; round++) {
+        champ_map *s = NULL, *d = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        CHECK_ST(champ_pset_u64(s, (uint64_t)round, (void *)7, &d), CHAMP_OK);
+        CHECK(lv_is_light(d), "light (round %d)", round);
+        atomic_int go, done;
+        atomic_init(&go, 0);
+        atomic_init(&done, 0);
+        lost_arg a = {cell, stale, d, NULL, &go, &done, 0, 0};
+        pthread_t th[2];
+        CHECK(pthread_create(&th[0], NULL, lost_publisher, &a) == 0, "thread");
+        CHECK(pthread_create(&th[1], NULL, lost_copier, &a) == 0, "thread");
+        if (!lost_wait(&done)) {
+            CHECK(false, "round %d: the copy of a version a losing cas claims never returned",
+                  round);
+            return; /* the threads are left behind */
+        }
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        CHECK(a.cas_bad == 0 && a.cas_calls >= 50, "round %d: %d cas calls, all lost", round,
+              a.cas_calls);
+        lost_check(d, a.copy, (uint64_t)round, "racing cas calls", round);
+        if (round % 5 == 0)
+            CHECK_VALID(d, "after a copy raced with losing cas calls");
+        champ_free(a.copy);
+        champ_free(d);
+        champ_free(s);
+    }
+    champ_free(stale);
+    champ_cell_free(cell);
+    champ_free(v);
+    champ_free(pin_type[0]);
+    pin_type[0] = NULL;
+    CHECK_EQ(th_pool_live(p), 0, "the pool drained");
+    champ_pool_free(p);
+}
+
 typedef struct pin_arg {
     champ_cell *cell;
     champ_map *snap[4];
@@ -2077,9 +2216,9 @@ static void test_publish_transfer(void) {
     }
 
     /* 3. Not by transfer: a failed allocation (the version stays light,
-     * nothing changes), a cas that loses (the version is settled, not
-     * published), a store of a light version whose base is not the cell's
-     * version (settled under the lock, then stored). */
+     * nothing changes), a cas that loses (the version stays light, not
+     * published, nothing counted), a store of a light version whose base
+     * is not the cell's version (settled under the lock, then stored). */
     {
         static uintptr_t bm[LV_KEYS];
         memcpy(bm, cm, sizeof bm); /* B: what both snapshots hold */
@@ -2097,13 +2236,25 @@ static void test_publish_transfer(void) {
         pt_cell_matches(cell, bm, "the cell after a failed cas");
         CHECK_ST(champ_cell_cas(cell, s, d, &sw), CHAMP_OK);
         CHECK(sw && p->retired && p->retired->heir == d->root, "then published by transfer");
+        /* a lost cas leaves the version light: no count was taken on
+         * anything (the nodes the other threads read), live bytes as
+         * they were */
+        champ_stats before, after;
+        CHECK_ST(champ_stats_get(t1, &before, sizeof before), CHAMP_OK);
+        live = th_pool_live(p);
         CHECK_ST(champ_cell_cas(cell, t1, e, &sw), CHAMP_OK);
-        CHECK(!sw && e->light == LIGHT_NONE && !map_pinned(e), "a lost cas settles the version");
+        CHECK(!sw && lv_is_light(e), "a lost cas leaves the version light");
+        CHECK_ST(champ_stats_get(t1, &after, sizeof after), CHAMP_OK);
+        CHECK(after.nodes_shared == before.nodes_shared && th_pool_live(p) == live,
+              "a lost cas counts nothing: shared nodes %zu -> %zu, live %zu -> %zu",
+              before.nodes_shared, after.nodes_shared, live, th_pool_live(p));
         memcpy(om, bm, sizeof om);
         om[13] = 1313;
         lv_matches(e, om, "a version a cas did not publish");
         CHECK_VALID(e, "a version a cas did not publish");
-        CHECK_ST(champ_cell_store(cell, e), CHAMP_OK); /* counted: an ordinary store */
+        /* a store of it settles it (its base is not the cell's version) */
+        CHECK_ST(champ_cell_store(cell, e), CHAMP_OK);
+        CHECK(e->light == LIGHT_NONE && !map_pinned(e), "then stored: settled");
         pt_cell_matches(cell, om, "the cell after storing a counted version");
         CHECK_ST(champ_pset_u64(t1, 15, (void *)(uintptr_t)1515, &f), CHAMP_OK);
         CHECK(lv_is_light(f), "a light version of an older snapshot");
@@ -2137,7 +2288,7 @@ static void test_publish_transfer(void) {
         static uintptr_t sm[PT_SLOTS][LV_KEYS];
         champ_map *sl[PT_SLOTS] = {0};
         const champ_map *from[PT_SLOTS] = {0}; /* what each was derived from */
-        size_t transfers = 0, fails = 0, published = 0;
+        size_t transfers = 0, fails = 0, published = 0, lost = 0;
         for (int it = 0; it < 4000; it++) {
             int a = (int)th_below(&r, PT_SLOTS), b = (int)th_below(&r, PT_SLOTS);
             unsigned op = (unsigned)th_below(&r, 15);
@@ -2200,11 +2351,16 @@ static void test_publish_transfer(void) {
                     CHECK(th_pool_live(p) <= live && (!light || lv_is_light(sl[a])),
                           "step %d: a failed publication changes nothing", it);
                     lv_matches(sl[a], sm[a], "a version a failed publication had");
+                } else if (e && !sw) {
+                    CHECK_ST(st, CHAMP_OK);
+                    CHECK(!light || lv_is_light(sl[a]),
+                          "step %d: a light version a cas refused stays light", it);
+                    lost++;
                 } else {
                     CHECK_ST(st, CHAMP_OK);
                     CHECK(sl[a]->light == LIGHT_NONE && (!light || !map_pinned(sl[a])),
-                          "step %d: a light version published (or refused) is counted", it);
-                    if (!e || sw) {
+                          "step %d: a light version published is counted", it);
+                    {
                         published++;
                         memcpy(cm, sm[a], sizeof cm);
                         transfers += p->retired && p->retired != top &&
@@ -2237,9 +2393,9 @@ static void test_publish_transfer(void) {
             pt_drop(sl, from, i);
         CHECK(p->retired == NULL, "transfer run: every record went");
         pt_cell_matches(cell, cm, "transfer run: the cell at the end");
-        CHECK(transfers > 50 && fails > 10 && published > transfers,
-              "transfer run: %zu publications, %zu by transfer, %zu failed", published,
-              transfers, fails);
+        CHECK(transfers > 50 && fails > 10 && published > transfers && lost > 10,
+              "transfer run: %zu publications, %zu by transfer, %zu failed, %zu cas lost",
+              published, transfers, fails, lost);
         th_set_seed(0);
     }
     champ_cell_free(cell);
@@ -2259,6 +2415,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.cell_pins_threads", test_cell_pins_threads},
     {"concurrent.light_versions", test_light_versions},
     {"concurrent.light_copy_race", test_light_copy_race},
+    {"concurrent.lost_cas_copy_race", test_lost_cas_copy_race},
     {"concurrent.light_counted", test_light_counted},
     {"concurrent.publish_transfer", test_publish_transfer},
 };
