@@ -1801,13 +1801,34 @@ static void *lv_copier(void *v) {
     return NULL;
 }
 
-static void test_light_copy_race(void) {
+/* The races' stage: a concurrent pool, a map v of PIN_N keys in a cell. */
+static champ_pool *race_begin(champ_map **v, champ_cell **cell) {
     champ_pool *p = cc_pool();
+    *v = NULL;
+    *cell = NULL;
+    if (!p)
+        return NULL;
+    *v = pin_map(p, CHAMP_KEY_U64, PIN_N, 1);
+    CHECK_ST(champ_cell_new(*v, cell), CHAMP_OK);
+    return p;
+}
+
+/* ... and its end: everything freed, the pool drained. */
+static void race_end(champ_pool *p, champ_map *v, champ_cell *cell) {
+    champ_cell_free(cell);
+    champ_free(v);
+    champ_free(pin_type[0]);
+    pin_type[0] = NULL;
+    CHECK_EQ(th_pool_live(p), 0, "the pool drained");
+    champ_pool_free(p);
+}
+
+static void test_light_copy_race(void) {
+    champ_map *v;
+    champ_cell *cell;
+    champ_pool *p = race_begin(&v, &cell);
     if (!p)
         return;
-    champ_map *v = pin_map(p, CHAMP_KEY_U64, PIN_N, 1);
-    champ_cell *cell = NULL;
-    CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
     for (int round = 0; round < 200 && cell; round++) {
         champ_map *s = NULL, *d = NULL;
         /* odd rounds: a light version of a counted map (its settle takes
@@ -1844,12 +1865,7 @@ static void test_light_copy_race(void) {
         champ_free(s);
         champ_free(a[1].copy);
     }
-    champ_cell_free(cell);
-    champ_free(v);
-    champ_free(pin_type[0]);
-    pin_type[0] = NULL;
-    CHECK_EQ(th_pool_live(p), 0, "the pool drained");
-    champ_pool_free(p);
+    race_end(p, v, cell);
 }
 
 /* A copy of light version d on one thread while another holds d claimed,
@@ -1857,21 +1873,21 @@ static void test_light_copy_race(void) {
  * loses does.  The copy must wait while d is claimed, then claim and
  * settle d itself (it once waited for a settle nobody would do: a hang). */
 typedef struct lost_arg {
+    lv_arg lv; /* d, its copy, the start line */
     champ_cell *cell;
-    const champ_map *stale, *d;
-    champ_map *copy;
-    atomic_int *go, *done;
+    const champ_map *stale;
+    atomic_int *done;
     int cas_calls, cas_bad;
 } lost_arg;
 
 static void *lost_publisher(void *v) {
     lost_arg *a = v;
-    atomic_fetch_add(a->go, 1);
-    while (atomic_load(a->go) < 2)
+    atomic_fetch_add(a->lv.go, 1);
+    while (atomic_load(a->lv.go) < 2)
         ;
     for (int i = 0; i < 400 && (i < 50 || !atomic_load(a->done)); i++) {
         bool sw = true;
-        if (champ_cell_cas(a->cell, a->stale, a->d, &sw) != CHAMP_OK || sw)
+        if (champ_cell_cas(a->cell, a->stale, a->lv.d, &sw) != CHAMP_OK || sw)
             a->cas_bad++;
         a->cas_calls++;
     }
@@ -1880,11 +1896,7 @@ static void *lost_publisher(void *v) {
 
 static void *lost_copier(void *v) {
     lost_arg *a = v;
-    atomic_fetch_add(a->go, 1);
-    while (atomic_load(a->go) < 2)
-        ;
-    if (champ_copy(a->d, &a->copy) != CHAMP_OK)
-        a->copy = NULL;
+    lv_copier(&a->lv);
     atomic_store(a->done, 1);
     return NULL;
 }
@@ -1907,12 +1919,11 @@ static void lost_check(champ_map *d, champ_map *copy, uint64_t k, const char *wh
 }
 
 static void test_lost_cas_copy_race(void) {
-    champ_pool *p = cc_pool();
+    champ_map *v;
+    champ_cell *cell;
+    champ_pool *p = race_begin(&v, &cell);
     if (!p)
         return;
-    champ_map *v = pin_map(p, CHAMP_KEY_U64, PIN_N, 1);
-    champ_cell *cell = NULL;
-    CHECK_ST(champ_cell_new(v, &cell), CHAMP_OK);
     champ_map *stale = NULL, *v2 = NULL;
     CHECK_ST(champ_cell_load(cell, &stale), CHAMP_OK);
     CHECK_ST(champ_pset_u64(v, 1u << 20, (void *)9, &v2), CHAMP_OK);
@@ -1929,7 +1940,7 @@ static void test_lost_cas_copy_race(void) {
         atomic_int go, done;
         atomic_init(&go, 1); /* the copier alone */
         atomic_init(&done, 0);
-        lost_arg a = {cell, stale, d, NULL, &go, &done, 0, 0};
+        lost_arg a = {{d, NULL, &go}, cell, stale, &done, 0, 0};
         pthread_t th;
         CHECK(pthread_create(&th, NULL, lost_copier, &a) == 0, "thread");
         nanosleep(&(struct timespec){0, 20000000}, NULL);
@@ -1941,8 +1952,8 @@ static void test_lost_cas_copy_race(void) {
             return; /* the thread is left behind */
         }
         pthread_join(th, NULL);
-        lost_check(d, a.copy, (uint64_t)round, "claimed by hand", round);
-        champ_free(a.copy);
+        lost_check(d, a.lv.copy, (uint64_t)round, "claimed by hand", round);
+        champ_free(a.lv.copy);
         champ_free(d);
         champ_free(s);
     }
@@ -1957,7 +1968,7 @@ static void test_lost_cas_copy_race(void) {
         atomic_int go, done;
         atomic_init(&go, 0);
         atomic_init(&done, 0);
-        lost_arg a = {cell, stale, d, NULL, &go, &done, 0, 0};
+        lost_arg a = {{d, NULL, &go}, cell, stale, &done, 0, 0};
         pthread_t th[2];
         CHECK(pthread_create(&th[0], NULL, lost_publisher, &a) == 0, "thread");
         CHECK(pthread_create(&th[1], NULL, lost_copier, &a) == 0, "thread");
@@ -1970,20 +1981,15 @@ static void test_lost_cas_copy_race(void) {
             pthread_join(th[i], NULL);
         CHECK(a.cas_bad == 0 && a.cas_calls >= 50, "round %d: %d cas calls, all lost", round,
               a.cas_calls);
-        lost_check(d, a.copy, (uint64_t)round, "racing cas calls", round);
+        lost_check(d, a.lv.copy, (uint64_t)round, "racing cas calls", round);
         if (round % 5 == 0)
             CHECK_VALID(d, "after a copy raced with losing cas calls");
-        champ_free(a.copy);
+        champ_free(a.lv.copy);
         champ_free(d);
         champ_free(s);
     }
     champ_free(stale);
-    champ_cell_free(cell);
-    champ_free(v);
-    champ_free(pin_type[0]);
-    pin_type[0] = NULL;
-    CHECK_EQ(th_pool_live(p), 0, "the pool drained");
-    champ_pool_free(p);
+    race_end(p, v, cell);
 }
 
 typedef struct pin_arg {
