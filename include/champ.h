@@ -834,8 +834,8 @@ CHAMP_API champ_status champ_cell_store(champ_cell *c, const champ_map *m);
 /* Publishes a copy of desired if the cell still holds the version
  * `expected` was loaded as (the same root and size; NULL: an empty cell);
  * *swapped tells whether it did.  One that does not swap leaves the cell
- * and desired as they were (a version derived from a snapshot stays as
- * cheap to free as it was).  Errors as for store. */
+ * and desired as they were (a version derived from a champ_cell_load
+ * snapshot stays as cheap to free as it was).  Errors as for store. */
 CHAMP_API champ_status champ_cell_cas(champ_cell *c, const champ_map *expected,
                                       const champ_map *desired, bool *swapped);
 
