@@ -2076,7 +2076,6 @@ void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
     a->imbalance = (long long)p->reserved - (long long)(carved + fresh_b + hdrs);
     a->heap_live = a->live;
     a->side = p->side;
-    for (const heap *h = pages_first(p); h; h = pages_next(p, h))
-        a->spares += h->spare != NULL;
+    a->spares = spares_bytes(p) / HPAGE_BYTES;
     a->live += p->side - a->spares * HPAGE_BYTES;
 }
