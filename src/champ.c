@@ -132,7 +132,7 @@
  *   map_descend                      read-only walk recording the path
  *   map_set: set_replace_owned, set_grow_owned, set_pair_owned,
  *   set_coll_owned (the common cases on a path the map owns), set_general
- *   (plan + commit)
+ *   (plan + commit), set_light_body (a light derive's common case)
  *   map_remove: remove_shrink_owned, remove_collapse_owned, remove_coll
  *   (collision nodes, out of line), remove_general
  * then map and type lifecycle and the public entry points, whose plain
@@ -359,7 +359,8 @@ static ALWAYS_INLINE entry new_entry(const kq *q, uint64_t newk, void *val, blob
  *                      about 1/8 bigger
  *   set_general        everything else: an empty map, shared paths (path
  *                      copying), chains of single-child nodes; descend,
- *                      plan, allocate all, commit
+ *                      plan, allocate all, commit (a light derive's entry
+ *                      added or replaced: set_light_body)
  * newk is the key word to store on insert (U64: the key; GENERIC: the key
  * pointer; BYTES: ignored, a blob is made from q).
  */
@@ -560,6 +561,81 @@ static void light_mark(champ_map *m, const plan *pl, const path *pa, uint64_t h,
 #endif
 }
 
+/* A light derive's common update (u64 keys, a bitmap level): the bottom
+ * node gains an entry (an empty slot filled, or its entry and the new one
+ * become a pair) or has its value replaced, and every ancestor is copied
+ * whole with one child pointer changed.  The same result as the general
+ * path with light_mark after it, without the plan and the second walk:
+ * each copy is marked light as it is made, naming the child the update
+ * replaced (the bottom node names none).  Nothing is counted: the copies
+ * borrow their other children (the pin keeps the old root). */
+static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
+                                                 const kq *q, uint64_t he, uint64_t newk,
+                                                 void *val, champ_prior *prior,
+                                                 unsigned W) {
+    const mtype *t = m->t;
+    champ_pool *pool = t->pool;
+    const int d = pa->depth;
+    node *b = pa->n[d];
+    size_t sz[CHAMP_MAX_PATH];
+    node *nn[CHAMP_MAX_PATH];
+    sz[d] = node_size(b, (unsigned)d, W) + (at == AT_MATCH ? 0u : SZ_ENTRY(W));
+    for (int j = d; j >= 0; j--) { /* bottom first, as the general plan */
+        if (j < d)
+            sz[j] = node_size(pa->n[j], (unsigned)j, W);
+        nn[j] = pool_alloc(pool, sz[j]);
+        if (UNLIKELY(!nn[j])) {
+            while (++j <= d)
+                pool_free(pool, nn[j], sz[j]);
+            return CHAMP_ENOMEM;
+        }
+    }
+    node *nb = nn[d];
+    uint32_t bit = pa->bit[d];
+    entry ne;
+    ne.k = newk;
+    ne.v = val;
+    void *old = NULL;
+    bool replaced = at == AT_MATCH;
+    if (replaced) {
+        node_bitmap_dup(nb, b, W);
+        old = *ent_valp(nb, (uint32_t)pa->idx);
+        *ent_valp(nb, (uint32_t)pa->idx) = val;
+    } else if (at == AT_EMPTY) {
+        node_bitmap_set_slot(t, nb, b, bit, &ne, 1, NULL, false, W);
+    } else {
+        entry pr[2];
+        pair_order_keys(t, pr, ent_get(b, (uint32_t)pa->idx, W), he, ne, q->h,
+                        CHAMP_KEY_U64);
+        node_bitmap_set_slot(t, nb, b, bit, pr, 2, NULL, false, W);
+    }
+    nb->rc = RC_LIGHT | 1u;
+    node *c = nb;
+    for (int j = d - 1; j >= 0; j--) {
+        const node *par = pa->n[j];
+        node *np = nn[j];
+        uint32_t ki = node_kidx(par, pa->bit[j]);
+        wcopy(np, par, sz[j]);
+        node_kids(np, W)[ki] = c;
+        np->rc = RC_LIGHT | (ki + 1u) << RC_LKID_SHIFT | 1u;
+        np->aux = 0;
+        c = np;
+    }
+    m->root = c;
+    if (!replaced)
+        m->size++;
+    m->stamp++;
+    if (prior) {
+        prior->found = replaced;
+        prior->val = old;
+        prior->key = NULL;
+    } else if (replaced && t->val_release) {
+        t->val_release(old, t->ctx);
+    }
+    POST_UPDATE_CHECK(m);
+    return CHAMP_OK;
+}
+
 /* pa is NULL for an empty map.  For AT_OTHER / AT_PAIR, he and he1 are the
  * hashes of the slot's entries.  Out of line, one copy per (kind, width):
  * set_general below picks it. */
@@ -588,6 +664,9 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         }
         return CHAMP_OK;
     }
+    if (kind == CHAMP_KEY_U64 && borrow && pa && at >= AT_MATCH && at <= AT_OTHER &&
+        d < CHAMP_COLL_LEVEL)
+        return set_light_body(m, pa, at, q, he, newk, val, prior, W);
 
     /* Plan. */
     unsigned three_level = 0;
