@@ -134,7 +134,7 @@
  *   set_coll_owned (the common cases on a path the map owns), set_general
  *   (plan + commit), set_light_body (a light derive's common case)
  *   map_remove: remove_shrink_owned, remove_collapse_owned, remove_coll
- *   (collision nodes, out of line), remove_general
+ *   (collision nodes, out of line), remove_general, remove_light_body
  * then map and type lifecycle and the public entry points, whose plain
  * path (a map of the kind, no callbacks) is one compare away.  Equality,
  * diff and set algebra are in algebra.c, bulk builds in build.c, iteration
@@ -561,35 +561,70 @@ static void light_mark(champ_map *m, const plan *pl, const path *pa, uint64_t h,
 #endif
 }
 
-/* A light derive's common update (u64 keys, a bitmap level): the bottom
+/* A light derive's common updates (u64 keys, a bitmap level): the bottom
  * node gains an entry (an empty slot filled, or its entry and the new one
- * become a pair) or has its value replaced, and every ancestor is copied
- * whole with one child pointer changed.  The same result as the general
- * path with light_mark after it, without the plan and the second walk:
- * each copy is marked light as it is made, naming the child the update
- * replaced (the bottom node names none).  Nothing is counted: the copies
- * borrow their other children (the pin keeps the old root). */
-static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
-                                                 const kq *q, uint64_t he, uint64_t newk,
-                                                 void *val, champ_prior *prior,
-                                                 unsigned W) {
-    const mtype *t = m->t;
-    champ_pool *pool = t->pool;
+ * become a pair), has its value replaced, or loses an entry without a
+ * collapse; every ancestor is copied whole with one child pointer changed.
+ * The same result as the general path with light_mark after it, without
+ * the plan and the second walk: each copy is marked light as it is made,
+ * naming the child the update replaced (the bottom node names none).
+ * Nothing is counted: the copies borrow their other children (the pin
+ * keeps the old root).
+ *
+ * light_alloc: blocks for the new bottom node (bsz bytes) and a copy of
+ * each ancestor, bottom first as the general plan; all or none. */
+static ALWAYS_INLINE bool light_alloc(champ_pool *pool, const path *pa, size_t bsz,
+                                      node **nn, size_t *sz, unsigned W) {
     const int d = pa->depth;
-    node *b = pa->n[d];
-    size_t sz[CHAMP_MAX_PATH];
-    node *nn[CHAMP_MAX_PATH];
-    sz[d] = node_size(b, (unsigned)d, W) + (at == AT_MATCH ? 0u : SZ_ENTRY(W));
-    for (int j = d; j >= 0; j--) { /* bottom first, as the general plan */
+    CHAMP_ASSERT(pa->fs == 0); /* a derive's root is counted or pinned twice */
+    sz[d] = bsz;
+    for (int j = d; j >= 0; j--) {
         if (j < d)
             sz[j] = node_size(pa->n[j], (unsigned)j, W);
         nn[j] = pool_alloc(pool, sz[j]);
         if (UNLIKELY(!nn[j])) {
             while (++j <= d)
                 pool_free(pool, nn[j], sz[j]);
-            return CHAMP_ENOMEM;
+            return false;
         }
     }
+    return true;
+}
+
+/* The new bottom node nn[depth] is built: mark it light and hang it from
+ * copies of its ancestors, each light and naming its new child. */
+static ALWAYS_INLINE void light_link(champ_map *m, const path *pa, node *const *nn,
+                                     const size_t *sz, unsigned W) {
+    node *c = nn[pa->depth];
+    c->rc = RC_LIGHT | 1u;
+    for (int j = pa->depth - 1; j >= 0; j--) {
+        const node *par = pa->n[j];
+        node *np = nn[j];
+        uint32_t ki = node_kidx(par, pa->bit[j]);
+        wcopy(np, par, sz[j]);
+        node_kids(np, W)[ki] = c;
+        np->rc = RC_LIGHT | (ki + 1u) << RC_LKID_SHIFT | 1u;
+        np->aux = 0;
+        c = np;
+    }
+    m->root = c;
+    m->stamp++;
+}
+
+static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
+                                                 const kq *q, uint64_t he, uint64_t newk,
+                                                 void *val, champ_prior *prior,
+                                                 unsigned W) {
+    const mtype *t = m->t;
+    const int d = pa->depth;
+    node *b = pa->n[d];
+    size_t sz[CHAMP_MAX_PATH];
+    node *nn[CHAMP_MAX_PATH];
+    if (UNLIKELY(!light_alloc(t->pool, pa,
+                              node_size(b, (unsigned)d, W) +
+                                  (at == AT_MATCH ? 0u : SZ_ENTRY(W)),
+                              nn, sz, W)))
+        return CHAMP_ENOMEM;
     node *nb = nn[d];
     uint32_t bit = pa->bit[d];
     entry ne;
@@ -609,22 +644,9 @@ static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
                         CHAMP_KEY_U64);
         node_bitmap_set_slot(t, nb, b, bit, pr, 2, NULL, false, W);
     }
-    nb->rc = RC_LIGHT | 1u;
-    node *c = nb;
-    for (int j = d - 1; j >= 0; j--) {
-        const node *par = pa->n[j];
-        node *np = nn[j];
-        uint32_t ki = node_kidx(par, pa->bit[j]);
-        wcopy(np, par, sz[j]);
-        node_kids(np, W)[ki] = c;
-        np->rc = RC_LIGHT | (ki + 1u) << RC_LKID_SHIFT | 1u;
-        np->aux = 0;
-        c = np;
-    }
-    m->root = c;
+    light_link(m, pa, nn, sz, W);
     if (!replaced)
         m->size++;
-    m->stamp++;
     if (prior) {
         prior->found = replaced;
         prior->val = old;
@@ -1018,6 +1040,28 @@ static ALWAYS_INLINE void remove_shrink_owned(champ_map *m, path *pa, uint32_t i
     pool_free(pool, b, sz + SZ_ENTRY(W) + 8u * node_slack(b));
 }
 
+/* A light derive's remove that collapses nothing (set_light_body above):
+ * the bottom node is copied without the entry. */
+static ALWAYS_INLINE champ_status remove_light_body(champ_map *m, path *pa,
+                                                    champ_prior *prior, unsigned W) {
+    const mtype *t = m->t;
+    const int d = pa->depth;
+    node *b = pa->n[d];
+    uint32_t i = (uint32_t)pa->idx;
+    size_t sz[CHAMP_MAX_PATH];
+    node *nn[CHAMP_MAX_PATH];
+    if (UNLIKELY(!light_alloc(t->pool, pa, node_size(b, (unsigned)d, W) - SZ_ENTRY(W), nn,
+                              sz, W)))
+        return CHAMP_ENOMEM;
+    entry gone = ent_get(b, i, W);
+    node_bitmap_drop_entry(t, nn[d], b, i, pa->bit[d], false, W);
+    light_link(m, pa, nn, sz, W);
+    m->size--;
+    removed_hand_back(t, gone, true, prior, CHAMP_KEY_U64);
+    POST_UPDATE_CHECK(m);
+    return CHAMP_OK;
+}
+
 static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
                                                      bool collapse, const entry *keep,
                                                      champ_prior *prior,
@@ -1029,6 +1073,9 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
     champ_pool *pool = t->pool;
     int d = pa->depth;
     node *b = pa->n[d];
+    if (kind == CHAMP_KEY_U64 && borrow && !collapse && d < CHAMP_COLL_LEVEL &&
+        (d > 0 || node_nent(b) > 1 || node_nkid(b) > 0))
+        return remove_light_body(m, pa, prior, W);
     uint32_t i = (uint32_t)pa->idx;
     entry gone = ent_get(b, i, W);
     plan pl;
