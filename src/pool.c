@@ -1583,10 +1583,13 @@ champ_status champ_pool_trim(champ_pool *p) {
     if (!p)
         return CHAMP_EINVAL;
     heap *h = &p->h;
+    /* alone: no light version is left (relocation counts references from
+     * the handles: a light node's count is not one, and what it borrows
+     * from a base no handle reaches would move under the base), no
+     * snapshot is pinned, no retired version waits (trim moves roots:
+     * pins would name old addresses) */
+    champ__pin_settle(p);
     if (p->concurrent) {
-        /* alone: no snapshot is pinned, no retired version waits (trim
-         * moves roots: pins would name old addresses) */
-        champ__pin_settle(p);
         /* every heap's free blocks and fresh space into the depot,
          * which is trimmed as a plain heap */
         h = &p->cc->depot;

@@ -9,9 +9,11 @@
  * (design.md, "Pool").  Trim is an "alone" call (no other thread, no
  * iterator in use), so every reference to a node can be found and fixed:
  * nodes are reached from the map handles, which the handle pages
- * enumerate, and from the cells, on their pool's list (trim first turns
- * pinned snapshots into counted ones and releases retired versions, so
- * no pin slot names a node, pin.c).  References the
+ * enumerate, and from the cells, on their pool's list (trim first
+ * settles light versions, in either kind of pool, turns pinned snapshots
+ * into counted ones and releases retired versions, so no pin slot names a
+ * node and every node counts exactly its references, pin.c).  References
+ * the
  * pass cannot see (none that the API makes) would be found by their
  * counts: the nodes they reach stay where they are.
  *

@@ -20,6 +20,10 @@
  *   trim_small_maps           handle pages and types were carved among the
  *                             nodes: one live handle or a late type kept
  *                             a whole chunk through trim (18x live)
+ *   trim_light_versions       trim did not settle a plain pool's light
+ *                             versions: relocation moved what they borrow
+ *                             from a base no handle reaches (read after
+ *                             free at their next settle)
  *
  * This file reaches into the pool (internal.h) for the handle pages, which
  * no public function uses yet, and to build test states the public API
@@ -951,6 +955,70 @@ static void test_trim_relocate(void) {
     pf_reloc_round(true);
 }
 
+/* Regression: trim did not settle a plain pool's light versions (only a
+ * concurrent pool's), so relocation met their light nodes: a light
+ * node's count never fell to zero (it stayed where it was, with what it
+ * borrows), and the children it borrows from a base that no map handle
+ * reaches (the version's source freed: its slot's count alone holds it)
+ * were met once, through the light node, and moved, leaving the base
+ * naming their freed blocks.  The version's next settle then read them.
+ * Before the fix this test read freed blocks (ASan) and trim kept the
+ * chunks.  Checked: both kinds of light version (a p-form and an update
+ * of a copy), their sources freed, trim, contents, validate, a settle after
+ * it, the pool drained, and reserved bytes near live after trimming a
+ * churned pool. */
+static void test_trim_light_versions(void) {
+    champ_pool *p = pf_pool(false);
+    if (!p)
+        return;
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 41, p);
+    champ_map *m = NULL, *d = NULL, *c = NULL;
+    CHECK_ST(champ_new(&cu, &m), CHAMP_OK);
+    uint64_t n = (uint64_t)th_iters(40000, 4000);
+    for (uint64_t i = 0; i < n && m; i++)
+        CHECK_ST(champ_set_u64(m, i, th_tok(i), NULL), CHAMP_OK);
+    for (uint64_t i = 0; i < n && m; i++)
+        if (i % 40)
+            CHECK_ST(champ_remove_u64(m, i, NULL), CHAMP_OK); /* scattered survivors */
+    if (!m)
+        goto out;
+    CHECK_ST(champ_pset_u64(m, 40, th_tok(41), &d), CHAMP_OK); /* a p-form */
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    CHECK_ST(champ_set_u64(c, 80, th_tok(81), NULL), CHAMP_OK); /* an update of a copy */
+    CHECK(d && d->light == LIGHT_ON && c && c->light == LIGHT_ON, "two light versions");
+    champ_free(m); /* their base: held by their slots' counts alone */
+    m = NULL;
+    if (!d || !c)
+        goto out;
+    champ_pool_stats before = pf_pstats(p);
+    CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    champ_pool_stats after = pf_pstats(p);
+    CHECK(d->light == LIGHT_NONE && c->light == LIGHT_NONE, "trim settled them");
+    CHECK(after.bytes_reserved <= after.bytes_live + after.bytes_live / 2 + 64 * 1024,
+          "trimmed to %zu reserved for %zu live (were %zu, %zu)", after.bytes_reserved,
+          after.bytes_live, before.bytes_reserved, before.bytes_live);
+    size_t bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        void *v = NULL;
+        bool kd = i % 40 == 0, kc = kd || i == 80;
+        bad += champ_get_u64(d, i, &v) != kd || (kd && v != th_tok(i == 40 ? 41 : i));
+        bad += champ_get_u64(c, i, &v) != kc || (kc && v != th_tok(i == 80 ? 81 : i));
+    }
+    CHECK_EQ(bad, 0, "both versions read the same after the trim");
+    CHECK_VALID(d, "the p-form after trim");
+    CHECK_VALID(c, "the updated copy after trim");
+    CHECK_ST(champ_remove_u64(c, 0, NULL), CHAMP_OK);
+    CHECK_ST(champ_set_u64(d, 1, th_tok(1), NULL), CHAMP_OK);
+    CHECK_VALID(d, "updated after trim");
+    CHECK_VALID(c, "updated after trim");
+out:
+    champ_free(m);
+    champ_free(d);
+    champ_free(c);
+    CHECK_EQ(th_pool_live(p), 0, "drained");
+    champ_pool_free(p);
+}
+
 /* Regression: trim left a concurrent cell's spare record (the block its
  * free will use, cut when the cell is made) where it was, so a cell made
  * after a churn, whose record came from a free list in a big chunk, kept
@@ -1297,8 +1365,16 @@ static void test_handles(void) {
         }
     }
     pf_check_books(p, "interleaved handles");
-    /* trim keeps pages (they are live blocks) */
+    /* trim keeps pages (they are live blocks); it reads each handle as a
+     * map (settling light versions): these hold no map, so they are made
+     * to read as counted empty ones */
+    for (size_t j = 0; j < NH; j++)
+        if (hs[j])
+            memset(hs[j], 0, CHAMP_HANDLE_BYTES - 1);
     CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+    for (size_t j = 0; j < NH; j++)
+        if (hs[j])
+            memset(hs[j], 0xa5, CHAMP_HANDLE_BYTES - 1);
     pf_check_iter(p, hs, NH, "after trim");
     for (size_t j = 0; j < NH; j++)
         if (hs[j]) {
@@ -1517,6 +1593,7 @@ const th_test th_tests_poolfix[] = {
     {"poolfix.trim_basics", test_trim_basics},
     {"poolfix.trim_ratio", test_trim_ratio},
     {"poolfix.trim_relocate", test_trim_relocate},
+    {"poolfix.trim_light_versions", test_trim_light_versions},
     {"poolfix.handles", test_handles},
     {"poolfix.handles_fixed", test_handles_fixed},
 };
