@@ -379,7 +379,11 @@ CHAMP_API champ_status champ_new_like(const champ_map *m, champ_map **out);
 CHAMP_API void champ_free(champ_map *m);
 
 /* O(1) copy: *out becomes a new map in the same pool sharing every node with
- * m.  Afterwards either map may change without affecting the other.
+ * m.  Afterwards either map may change without affecting the other.  (The
+ * first update of either that changes a node they share copies that node's
+ * path and counts the children the copies share; in a plain pool a u64 map
+ * without callbacks borrows them instead and pays those counts at its next
+ * update, if any: a copy changed once and freed counts nothing.)
  * Returns CHAMP_OK, CHAMP_EINVAL (NULL argument; release callbacks without
  * retain callbacks), CHAMP_EBUSY (from a callback of an update of m) or
  * CHAMP_ENOMEM (*out NULL). */

@@ -576,7 +576,8 @@ static void light_mark(champ_map *m, const plan *pl, const path *pa, uint64_t h,
 static ALWAYS_INLINE bool light_alloc(champ_pool *pool, const path *pa, size_t bsz,
                                       node **nn, size_t *sz, unsigned W) {
     const int d = pa->depth;
-    CHAMP_ASSERT(pa->fs == 0); /* a derive's root is counted or pinned twice */
+    CHAMP_ASSERT(pa->fs == 0); /* the derive counts its base root, or the cell
+                                  * holds the pinned one twice */
     sz[d] = bsz;
     for (int j = d; j >= 0; j--) {
         if (j < d)
@@ -658,6 +659,53 @@ static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
     return CHAMP_OK;
 }
 
+/* An update of a plain u64 map in a plain pool whose root it shares (a
+ * copy of it lives, or it is a copy): instead of copying the path and
+ * counting every child the copies share, the map becomes a light version
+ * on a counted base, as a p-form would (pin.c): the count it holds on its
+ * root becomes the base's, its pin slot keeps the base, and the update
+ * borrows.  Freeing the map then frees its chain and drops the base's
+ * count, touching no child; a later update, copy or any call that shares
+ * or changes its nodes settles it first (a copy followed by one change and
+ * a free, a speculative edit, costs no count at all; an edit followed by
+ * more edits pays the counts at the second, as the copying path would at
+ * the first).  Such maps take a pin slot only while more than PIN_KEEP
+ * are free, so maps kept light for long leave the rest to p-forms; with
+ * none to be had the path is copied as before.  Not in a concurrent pool,
+ * whose slots belong to the heap of the thread that made the handle.
+ * light_begin claims the slot; light_end publishes the version light, or
+ * after a failure gives the slot back (the map is as before). */
+static ALWAYS_INLINE bool light_begin(champ_map *m) {
+    const mtype *t = m->t;
+    if (t->mode != MODE(CHAMP_KEY_U64, ENT_MAP, 0) || t->atomic || champ__ops != NULL ||
+        m->light != LIGHT_NONE || map_pinned(m))
+        return false;
+    uintptr_t *slot = champ__pin_claim(m, PIN_KEEP);
+    if (!slot)
+        return false;
+    champ__base_set(slot, m->root);
+    m->lbase = LBASE_COUNT;
+    m->light = LIGHT_DERIVE;
+    return true;
+}
+
+static ALWAYS_INLINE void light_end(champ_map *m, champ_status st) {
+    if (LIKELY(st == CHAMP_OK)) {
+        __atomic_store_n(&m->light, LIGHT_ON, __ATOMIC_RELEASE);
+        return;
+    }
+    champ__base_release(champ__pin_slot(m));
+    m->pin = 0;
+    m->lbase = LBASE_PIN;
+    m->light = LIGHT_NONE;
+}
+
+/* A light map settled: its path may be its own now, so the update
+ * descends again (map_set below; u64 keys: no user code runs twice).
+ * map_remove settles a light map before its descent. */
+static NOINLINE champ_status set_again_u64(champ_map *m, const kq *q, uint64_t newk,
+                                           void *val, champ_prior *prior);
+
 /* pa is NULL for an empty map.  For AT_OTHER / AT_PAIR, he and he1 are the
  * hashes of the slot's entries.  Out of line, one copy per (kind, width):
  * set_general below picks it. */
@@ -669,8 +717,13 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
     champ_pool *pool = t->pool;
     plan pl;
     pl.n = 0;
-    if (UNLIKELY(m->light == LIGHT_ON))
-        champ__light_settle(m); /* the path stays valid, fs = 0 stays safe */
+    if (UNLIKELY(m->light == LIGHT_ON)) {
+        champ__light_settle(m);
+        if (kind == CHAMP_KEY_U64 && W == ENT_MAP && pa)
+            return set_again_u64(m, q, newk, val, prior);
+        /* (only plain u64 maps are light) the path stays valid, fs = 0
+         * stays safe */
+    }
     /* deriving a light version: copies borrow their children (u64) */
     const bool borrow = UNLIKELY(m->light == LIGHT_DERIVE);
     int d = pa ? pa->depth : 0;
@@ -686,9 +739,16 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         }
         return CHAMP_OK;
     }
-    if (kind == CHAMP_KEY_U64 && borrow && pa && at >= AT_MATCH && at <= AT_OTHER &&
-        d < CHAMP_COLL_LEVEL)
-        return set_light_body(m, pa, at, q, he, newk, val, prior, W);
+    if (kind == CHAMP_KEY_U64 && pa && at >= AT_MATCH && at <= AT_OTHER &&
+        d < CHAMP_COLL_LEVEL) {
+        if (borrow)
+            return set_light_body(m, pa, at, q, he, newk, val, prior, W);
+        if (W == ENT_MAP && pa->fs == 0 && light_begin(m)) {
+            champ_status st = set_light_body(m, pa, at, q, he, newk, val, prior, W);
+            light_end(m, st);
+            return st;
+        }
+    }
 
     /* Plan. */
     unsigned three_level = 0;
@@ -905,6 +965,11 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t ne
     return set_general(m, &pa, at, q, he, he1, newk, val, prior, kind, W);
 }
 
+static NOINLINE champ_status set_again_u64(champ_map *m, const kq *q, uint64_t newk,
+                                           void *val, champ_prior *prior) {
+    return map_set(m, q, newk, val, prior, CHAMP_KEY_U64, ENT_MAP);
+}
+
 /*
  * Remove.  The cases:
  *   remove_shrink_owned    one entry out of a node the map owns: shrink in
@@ -1067,15 +1132,22 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
                                                      champ_prior *prior,
                                                      champ_key_kind kind, unsigned W) {
     if (UNLIKELY(m->light == LIGHT_ON))
-        champ__light_settle(m); /* the path stays valid, fs = 0 stays safe */
+        champ__light_settle(m); /* (map_remove settles u64 maps first) */
     const bool borrow = UNLIKELY(m->light == LIGHT_DERIVE); /* as set_general */
     const mtype *t = m->t;
     champ_pool *pool = t->pool;
     int d = pa->depth;
     node *b = pa->n[d];
-    if (kind == CHAMP_KEY_U64 && borrow && !collapse && d < CHAMP_COLL_LEVEL &&
-        (d > 0 || node_nent(b) > 1 || node_nkid(b) > 0))
-        return remove_light_body(m, pa, prior, W);
+    if (kind == CHAMP_KEY_U64 && !collapse && d < CHAMP_COLL_LEVEL &&
+        (d > 0 || node_nent(b) > 1 || node_nkid(b) > 0)) {
+        if (borrow)
+            return remove_light_body(m, pa, prior, W);
+        if (W == ENT_MAP && pa->fs == 0 && light_begin(m)) {
+            champ_status st = remove_light_body(m, pa, prior, W);
+            light_end(m, st);
+            return st;
+        }
+    }
     uint32_t i = (uint32_t)pa->idx;
     entry gone = ent_get(b, i, W);
     plan pl;
@@ -1195,6 +1267,8 @@ static ALWAYS_INLINE champ_status map_remove(champ_map *m, const kq *q,
                                              champ_prior *prior, champ_key_kind kind,
                                              unsigned W) {
     path pa;
+    if (kind == CHAMP_KEY_U64 && W == ENT_MAP && UNLIKELY(m->light == LIGHT_ON))
+        champ__light_settle(m); /* then the path may be the map's own */
     if (UNLIKELY(!m->root) || map_descend(m, q, &pa, kind, W) != AT_MATCH) {
         prior_none(prior);
         return CHAMP_OK;

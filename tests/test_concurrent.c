@@ -49,6 +49,12 @@
  *                     (each derived from the last, which is freed) keeps
  *                     live bytes flat; a random forest of versions against
  *                     models, with allocation failures and the census
+ *   light_in_place    an update in place of a plain u64 map sharing its
+ *                     root makes it a light version on a count: nothing
+ *                     counted, freeing it gives back its nodes, the next
+ *                     update settles it and the one after is in place;
+ *                     removes; the original freed first; slots; failure
+ *                     at each block; a concurrent pool copies as before
  *   lost_cas_copy_race a copy of a light version while a losing cas claims
  *                     and gives it back, again and again: the copy waits,
  *                     then settles it (it once waited for good)
@@ -1700,7 +1706,7 @@ static void light_counted_in(bool conc) {
         fm[0][k] = k + 1;
         CHECK_ST(champ_set_u64(slot[0], k, (void *)fm[0][k], NULL), CHAMP_OK);
     }
-    size_t fails = 0, lights = 0;
+    size_t fails = 0, lights = 0, in_place_light = 0;
     for (int it = 0; it < 6000; it++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         int a = (int)((rng >> 40) % LC_SLOTS), b = (int)((rng >> 50) % LC_SLOTS);
@@ -1755,7 +1761,11 @@ static void light_counted_in(bool conc) {
                 CHECK_ST(champ_remove_u64(slot[a], k, NULL), CHAMP_OK);
                 fm[a][k] = 0;
             }
-            CHECK(!changes || slot[a]->light == LIGHT_NONE, "an update settles its map (step %d)", it);
+            /* it settles its map, or (a plain pool) leaves a map that
+             * shared its root a light version on a counted base */
+            CHECK(!changes || slot[a]->light == LIGHT_NONE || (!conc && lv_is_counted(slot[a])),
+                  "an update settles its map (step %d)", it);
+            in_place_light += !conc && lv_is_counted(slot[a]);
         } else {
             char what[48];
             snprintf(what, sizeof what, "forest slot %d, step %d", a, it);
@@ -1772,6 +1782,8 @@ static void light_counted_in(bool conc) {
     }
     CHECK(fails > 0, "allocation failures were injected into derives");
     CHECK(lights > 1000, "the forest derived light versions (%zu)", lights);
+    CHECK(conc || in_place_light > 20, "updates in place made light versions (%zu)",
+          in_place_light);
     for (int i = 0; i < LC_SLOTS; i++)
         champ_free(slot[i]);
     lv_pool_end(p, live0, conc ? "after the counted light versions (concurrent pool)"
@@ -1781,6 +1793,197 @@ static void light_counted_in(bool conc) {
 static void test_light_counted(void) {
     light_counted_in(true);
     light_counted_in(false);
+}
+
+/* An update in place of a plain u64 map that shares its root (a copy of
+ * it lives) makes it a light version on a counted base (champ.c,
+ * light_begin): nothing of the other version is counted, freeing it gives
+ * back exactly its new nodes, the next update settles it and, its path
+ * its own again, changes it in place.  Removes too; the original freed
+ * first; at most HEAP_PINS - PIN_KEEP such maps hold a slot at once, and
+ * p-forms still find one; a failed update leaves the map as it was, not
+ * light; a concurrent pool copies the path as before. */
+static size_t li_shared(const champ_map *m) {
+    champ_stats st;
+    CHECK_ST(champ_stats_get(m, &st, sizeof st), CHAMP_OK);
+    return st.nodes_shared;
+}
+
+static uint64_t li_allocs(const champ_pool *p) {
+    champ_pool_stats ps;
+    CHECK_ST(champ_pool_stats_get(p, &ps, sizeof ps), CHAMP_OK);
+    return ps.counters_enabled ? ps.allocs : 0;
+}
+
+/* Keys 0..n-1, value key + 1, with a fixed seed: which updates take the
+ * light paths (not a pair meeting a third key) depends on the hashes. */
+static champ_map *li_map(champ_pool *p, size_t n) {
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    c.pool = p;
+    c.seed = 0x6c69676874ull;
+    c.fixed_seed = true;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    for (size_t i = 0; m && i < n; i++)
+        CHECK_ST(champ_set_u64(m, i, (void *)(i + 1), NULL), CHAMP_OK);
+    return m;
+}
+
+static void test_light_in_place(void) {
+    enum { N = 3000 };
+    size_t live0 = 0;
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    p = lv_pool_of(p, &live0);
+    if (!p)
+        return;
+    champ_map *m = li_map(p, N);
+    if (!m)
+        return;
+    size_t live_m = th_pool_live(p), shared_m = li_shared(m);
+    CHECK_EQ(shared_m, 0u, "a map alone shares nothing");
+    void *got = NULL;
+
+    /* 1. copy, replace a value, insert, remove: each a light version; the
+     * original keeps its contents and only its root is shared */
+    for (int kind = 0; kind < 3; kind++) {
+        champ_map *c = NULL;
+        CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+        if (!c)
+            return;
+        uint64_t k = kind == 1 ? N + 5 : kind == 2 ? 18 : 17; /* (li_map's seed: light cases) */
+        if (kind == 2)
+            CHECK_ST(champ_remove_u64(c, k, NULL), CHAMP_OK);
+        else
+            CHECK_ST(champ_set_u64(c, k, (void *)(uintptr_t)99, NULL), CHAMP_OK);
+        CHECK(lv_is_counted(c), "update %d of a copy: a light version on a count", kind);
+        CHECK_EQ(li_shared(m), 1u, "only the original's root is shared (no child counted)");
+        CHECK(pin_holds(m, CHAMP_KEY_U64, N, 1), "the original unchanged (update %d)", kind);
+        bool in = champ_get_u64(c, k, &got);
+        CHECK(kind == 2 ? !in : in && got == (void *)(uintptr_t)99,
+              "the copy has update %d", kind);
+        CHECK_EQ(champ_size(c), kind == 0 ? (size_t)N : kind == 1 ? (size_t)N + 1 : (size_t)N - 1,
+                 "the copy's size");
+        CHECK_VALID(c, "a light version of an update in place");
+        champ_free(c);
+        CHECK(th_pool_live(p) == live_m, "freeing it gave back its new nodes (update %d)",
+              kind);
+        CHECK_EQ(li_shared(m), 0u, "the original alone again");
+    }
+
+    /* 2. the next update settles it; the one after that is in place */
+    {
+        champ_map *c = NULL;
+        CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+        CHECK_ST(champ_set_u64(c, 5, (void *)(uintptr_t)55, NULL), CHAMP_OK);
+        CHECK(lv_is_counted(c), "the first update: light");
+        CHECK_ST(champ_set_u64(c, 6, (void *)(uintptr_t)66, NULL), CHAMP_OK);
+        CHECK(c->light == LIGHT_NONE && !map_pinned(c), "the second update settled it");
+        uint64_t a0 = li_allocs(p);
+        size_t live = th_pool_live(p);
+        CHECK_ST(champ_set_u64(c, 6, (void *)(uintptr_t)67, NULL), CHAMP_OK);
+        CHECK_EQ(li_allocs(p), a0, "a value replaced on the map's own path allocates nothing");
+        CHECK_EQ(th_pool_live(p), live, "and keeps live bytes");
+        CHECK(champ_get_u64(c, 5, &got) && got == (void *)(uintptr_t)55 &&
+                  champ_get_u64(c, 6, &got) && got == (void *)(uintptr_t)67,
+              "the settled copy's contents");
+        CHECK(pin_holds(m, CHAMP_KEY_U64, N, 1), "the original unchanged");
+        CHECK_VALID(c, "settled");
+        CHECK_VALID(m, "the original beside it");
+        champ_free(c);
+        CHECK_EQ(th_pool_live(p), live_m, "back to the original alone");
+    }
+
+    /* 3. the original freed first: the light copy holds the base alone,
+     * its settle takes the base's path over */
+    {
+        champ_map *c = NULL;
+        CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+        CHECK_ST(champ_set_u64(c, N + 1, (void *)(uintptr_t)(N + 2), NULL), CHAMP_OK);
+        CHECK(lv_is_counted(c), "light");
+        champ_free(m);
+        m = NULL;
+        CHECK_EQ(champ_size(c), (size_t)N + 1, "the copy, its original gone");
+        for (uint64_t k = 0; k < N + 2; k++) {
+            bool in = champ_get_u64(c, k, &got);
+            CHECK(k == N ? !in : in && got == (void *)(uintptr_t)(k + 1), "key %llu",
+                  (unsigned long long)k);
+        }
+        CHECK_ST(champ_remove_u64(c, 3, NULL), CHAMP_OK);
+        CHECK(c->light == LIGHT_NONE && !map_pinned(c), "settled by the remove");
+        CHECK_EQ(li_shared(c), 0u, "the copy owns everything now");
+        CHECK_VALID(c, "the copy alone");
+        m = c;
+    }
+
+    /* 4. slots: maps kept light hold at most HEAP_PINS - PIN_KEEP of them;
+     * the rest copy their paths; a p-form still derives light */
+    {
+        champ_map *c[HEAP_PINS] = {0}, *d = NULL;
+        int light = 0;
+        for (int i = 0; i < (int)HEAP_PINS; i++) {
+            CHECK_ST(champ_copy(m, &c[i]), CHAMP_OK);
+            CHECK_ST(champ_set_u64(c[i], 1000 + (uint64_t)i, (void *)7, NULL), CHAMP_OK);
+            light += lv_is_counted(c[i]);
+            CHECK(lv_is_counted(c[i]) || (c[i]->light == LIGHT_NONE && !map_pinned(c[i])),
+                  "copy %d: light or counted", i);
+        }
+        CHECK_EQ(light, (int)(HEAP_PINS - PIN_KEEP), "light maps held at once");
+        CHECK_ST(champ_pset_u64(m, 2, (void *)8, &d), CHAMP_OK);
+        CHECK(lv_is_counted(d), "a p-form still finds a slot");
+        for (int i = 0; i < (int)HEAP_PINS; i++) {
+            CHECK(champ_get_u64(c[i], 1000 + (uint64_t)i, &got) && got == (void *)7 &&
+                      champ_size(c[i]) == champ_size(m),
+                  "copy %d's contents", i);
+            champ_free(c[i]);
+        }
+        champ_free(d);
+    }
+
+    /* 5. allocation failure at each block of the update: the copy is as
+     * it was, counted, its slot given back */
+    live_m = th_pool_live(p);
+    long failed = 0;
+    for (long f = 0; f < 8; f++) {
+        champ_map *c = NULL;
+        CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+        size_t live = th_pool_live(p);
+        champ_pool_fail_after(p, f);
+        champ_status st = champ_set_u64(c, 4004, (void *)9, NULL);
+        champ_pool_fail_after(p, -1);
+        if (st == CHAMP_ENOMEM) {
+            failed++;
+            CHECK(c->light == LIGHT_NONE && !map_pinned(c), "failure %ld: not light", f);
+            CHECK(th_pool_live(p) == live, "failure %ld: nothing kept", f);
+            CHECK(champ_size(c) == champ_size(m), "failure %ld: the copy unchanged", f);
+            CHECK(!champ_get_u64(c, 4004, NULL), "failure %ld: no key", f);
+        } else {
+            CHECK_ST(st, CHAMP_OK);
+            CHECK(lv_is_counted(c), "failure %ld not reached: light", f);
+        }
+        champ_free(c);
+        CHECK(th_pool_live(p) == live_m, "failure %ld: drained", f);
+        if (st == CHAMP_OK)
+            break;
+    }
+    CHECK(failed >= 2, "the bottom node's block and an ancestor's failed (%ld)", failed);
+    champ_free(m);
+    lv_pool_end(p, live0, "after updates in place of shared maps");
+
+    /* 6. a concurrent pool copies the path (its slots are per thread) */
+    p = lv_pool(&live0);
+    if (!p)
+        return;
+    m = li_map(p, 200);
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), CHAMP_OK);
+    CHECK_ST(champ_set_u64(c, 3, (void *)3, NULL), CHAMP_OK);
+    CHECK(c && c->light == LIGHT_NONE && !map_pinned(c), "concurrent pool: counted");
+    CHECK(li_shared(m) > 1, "concurrent pool: the copy counted the children");
+    champ_free(c);
+    champ_free(m);
+    lv_pool_end(p, live0, "concurrent pool, update of a copy");
 }
 
 /* Two threads copy one light version at once: one settles it, the other
@@ -2423,6 +2626,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.light_copy_race", test_light_copy_race},
     {"concurrent.lost_cas_copy_race", test_lost_cas_copy_race},
     {"concurrent.light_counted", test_light_counted},
+    {"concurrent.light_in_place", test_light_in_place},
     {"concurrent.publish_transfer", test_publish_transfer},
 };
 const size_t th_tests_concurrent_count =
