@@ -602,10 +602,12 @@ static ALWAYS_INLINE void light_link(champ_map *m, const path *pa, node *const *
         const node *par = pa->n[j];
         node *np = nn[j];
         uint32_t ki = node_kidx(par, pa->bit[j]);
-        wcopy(np, par, sz[j]);
-        node_kids(np, W)[ki] = c;
+        /* the header is written, not copied: another thread may be
+         * changing par's count (a concurrent pool's shared node) */
+        node_init(np, par->datamap, par->nodemap);
         np->rc = RC_LIGHT | (ki + 1u) << RC_LKID_SHIFT | 1u;
-        np->aux = 0;
+        wcopy(node_ebase(np), node_ebase(par), sz[j] - NODE_HDR);
+        node_kids(np, W)[ki] = c;
         c = np;
     }
     m->root = c;
