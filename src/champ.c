@@ -614,6 +614,21 @@ static ALWAYS_INLINE void light_link(champ_map *m, const path *pa, node *const *
     m->stamp++;
 }
 
+/* The end of a set that copied what it changed: the caller learns what
+ * was replaced (or the value is released). */
+static ALWAYS_INLINE champ_status set_done(champ_map *m, bool replaced, void *old,
+                                           champ_prior *prior) {
+    if (prior) {
+        prior->found = replaced;
+        prior->val = old;
+        prior->key = NULL;
+    } else if (replaced && m->t->val_release) {
+        m->t->val_release(old, m->t->ctx);
+    }
+    POST_UPDATE_CHECK(m);
+    return CHAMP_OK;
+}
+
 static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
                                                  const kq *q, uint64_t he, uint64_t newk,
                                                  void *val, champ_prior *prior,
@@ -650,15 +665,7 @@ static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
     light_link(m, pa, nn, sz, W);
     if (!replaced)
         m->size++;
-    if (prior) {
-        prior->found = replaced;
-        prior->val = old;
-        prior->key = NULL;
-    } else if (replaced && t->val_release) {
-        t->val_release(old, t->ctx);
-    }
-    POST_UPDATE_CHECK(m);
-    return CHAMP_OK;
+    return set_done(m, replaced, old, prior);
 }
 
 /* An update of a plain u64 map in a plain pool whose root it shares (a
@@ -880,15 +887,7 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         champ__node_drop(t, pa->n[pa->fs], (unsigned)pa->fs);
     else if (b)
         pool_free(pool, b, node_block(b, (unsigned)d, W));
-    if (prior) {
-        prior->found = replaced;
-        prior->val = old;
-        prior->key = NULL;
-    } else if (replaced && t->val_release) {
-        t->val_release(old, t->ctx);
-    }
-    POST_UPDATE_CHECK(m);
-    return CHAMP_OK;
+    return set_done(m, replaced, old, prior);
 }
 
 #define GENERAL_COPIES(name, params, args)                                  \
