@@ -726,13 +726,12 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
     champ_pool *pool = t->pool;
     plan pl;
     pl.n = 0;
-    if (UNLIKELY(m->light == LIGHT_ON)) {
+    /* only plain u64 maps are light, and a light map has a root */
+    if (kind == CHAMP_KEY_U64 && W == ENT_MAP && UNLIKELY(m->light == LIGHT_ON)) {
         champ__light_settle(m);
-        if (kind == CHAMP_KEY_U64 && W == ENT_MAP && pa)
-            return set_again_u64(m, q, newk, val, prior);
-        /* (only plain u64 maps are light) the path stays valid, fs = 0
-         * stays safe */
+        return set_again_u64(m, q, newk, val, prior);
     }
+    CHAMP_ASSERT(m->light != LIGHT_ON);
     /* deriving a light version: copies borrow their children (u64) */
     const bool borrow = UNLIKELY(m->light == LIGHT_DERIVE);
     int d = pa ? pa->depth : 0;
@@ -1132,8 +1131,7 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
                                                      bool collapse, const entry *keep,
                                                      champ_prior *prior,
                                                      champ_key_kind kind, unsigned W) {
-    if (UNLIKELY(m->light == LIGHT_ON))
-        champ__light_settle(m); /* (map_remove settles u64 maps first) */
+    CHAMP_ASSERT(m->light != LIGHT_ON); /* map_remove settled it */
     const bool borrow = UNLIKELY(m->light == LIGHT_DERIVE); /* as set_general */
     const mtype *t = m->t;
     champ_pool *pool = t->pool;
