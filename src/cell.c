@@ -141,6 +141,7 @@ static champ_status cell_load_counted(champ_cell *c, champ_map **out) {
             champ__node_drop(t, root, 0);
         return CHAMP_ENOMEM;
     }
+    m->lbase = LBASE_FRESH; /* a snapshot to derive from (champ.c, light_begin) */
     *out = m;
     return CHAMP_OK;
 }

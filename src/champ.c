@@ -668,12 +668,16 @@ static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
     return set_done(m, replaced, old, prior);
 }
 
-/* An update of a plain u64 map in a plain pool whose root it shares (a
- * copy of it lives, or it is a copy): instead of copying the path and
- * counting every child the copies share, the map becomes a light version
- * on a counted base, as a p-form would (pin.c): the count it holds on its
- * root becomes the base's, its pin slot keeps the base, and the update
- * borrows.  Freeing the map then frees its chain and drops the base's
+/* The first update of a fresh copy (champ_copy's, or a plain cell's
+ * load: LBASE_FRESH) of a plain u64 map in a plain pool, when it finds
+ * the root still shared: instead of copying the path and counting every
+ * child the copies share, the map becomes a light version on a counted
+ * base, as a p-form would (pin.c): the count it holds on its root becomes
+ * the base's, its pin slot keeps the base, and the update borrows.  Only
+ * the copy: the map it was copied from, edited while the copy lives (the
+ * undo pattern: snapshot, edit the live map, snapshot again), would be
+ * settled by its next snapshot or edit at once, paying the counts anyway
+ * plus a settle (docs/design.md measures it), so it copies its path.  Freeing the map then frees its chain and drops the base's
  * count, touching no child; a later update, copy or any call that shares
  * or changes its nodes settles it first (a copy followed by one change and
  * a free, a speculative edit, costs no count at all; an edit followed by
@@ -687,8 +691,10 @@ static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
 static ALWAYS_INLINE bool light_begin(champ_map *m) {
     const mtype *t = m->t;
     if (t->mode != MODE(CHAMP_KEY_U64, ENT_MAP, 0) || t->atomic || champ__ops != NULL ||
-        m->light != LIGHT_NONE || map_pinned(m))
+        m->light != LIGHT_NONE || map_pinned(m) || m->lbase != LBASE_FRESH)
         return false;
+    m->lbase = LBASE_PIN; /* fresh no more, light or not (light_end's
+                           * failure gives it back) */
     uintptr_t *slot = champ__pin_claim(m, PIN_KEEP);
     if (!slot)
         return false;
@@ -698,6 +704,16 @@ static ALWAYS_INLINE bool light_begin(champ_map *m) {
     return true;
 }
 
+/* A fresh copy changed by the general path (its path copied, from the
+ * root or below) is fresh no more: were it copied later and then edited,
+ * it would be the undo pattern's original.  Its owned fast paths, which
+ * copy nothing, leave the flag (a copy whose original went owns its
+ * path: the first update that finds its root shared again clears it). */
+static ALWAYS_INLINE void fresh_done(champ_map *m) {
+    if (UNLIKELY(m->lbase == LBASE_FRESH)) /* only on counted maps */
+        m->lbase = LBASE_PIN;
+}
+
 static ALWAYS_INLINE void light_end(champ_map *m, champ_status st) {
     if (LIKELY(st == CHAMP_OK)) {
         __atomic_store_n(&m->light, LIGHT_ON, __ATOMIC_RELEASE);
@@ -705,7 +721,7 @@ static ALWAYS_INLINE void light_end(champ_map *m, champ_status st) {
     }
     champ__base_release(champ__pin_slot(m));
     m->pin = 0;
-    m->lbase = LBASE_PIN;
+    m->lbase = LBASE_FRESH; /* as it was: light_begin took a fresh copy */
     m->light = LIGHT_NONE;
 }
 
@@ -806,6 +822,7 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
         return CHAMP_ENOMEM;
 
     /* Commit: nothing below can fail. */
+    fresh_done(m);
     entry ne;
     ne.v = val;
     ne.k = kblob >= 0 ? blob_make(pl.blk[kblob], q) : newk;
@@ -1168,6 +1185,7 @@ static ALWAYS_INLINE champ_status remove_general_body(champ_map *m, path *pa,
         return CHAMP_ENOMEM;
 
     /* Commit. */
+    fresh_done(m);
     bool share_b = pa->fs >= 0;
     node *nt = pl.n ? pl.blk[0] : NULL;
     if (collapse) {
@@ -1669,6 +1687,8 @@ champ_status champ_copy(const champ_map *m, champ_map **out) {
     champ_map *c = map_handle(m->t, m->root, m->size);
     if (c && c->root)
         rc_inc(&c->root->rc, m->t->atomic);
+    if (c)
+        c->lbase = LBASE_FRESH; /* its first update may go light (light_begin) */
     if (framed)
         op_end(&fr);
     if (!c)

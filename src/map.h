@@ -47,7 +47,8 @@ struct champ_map {
     uint32_t stamp;            /* bumped by every update (iterator check) */
     uint8_t pin;               /* pinned (pin.c): its pin slot + 1, else 0 */
     uint8_t light;             /* LIGHT_* (pin.c): a light version        */
-    uint8_t lbase;             /* a light version's base: LBASE_* (pin.c) */
+    uint8_t lbase;             /* LBASE_*: a light version's base (pin.c), */
+                               /* else LBASE_FRESH for a fresh copy       */
     uint8_t pool_slot;         /* the pool's: the handle's slot in its page */
 };
 _Static_assert(sizeof(struct champ_map) == CHAMP_HANDLE_BYTES, "a map handle is 32 bytes");
@@ -134,11 +135,16 @@ enum {
     LIGHT_DERIVE               /* being derived: updates borrow           */
 };
 /* What a light version's pin slot names (m->lbase, set before LIGHT_ON
- * is published): */
+ * is published); a counted handle's lbase only says whether it is fresh: */
 enum {
     LBASE_PIN = 0,             /* a pinned snapshot's root: no count held */
-    LBASE_COUNT                /* a counted map's root: the version holds */
+    LBASE_COUNT,               /* a counted map's root: the version holds */
                                /* one count on it and one on its type     */
+    LBASE_FRESH                /* not light: champ_copy (or a plain cell's */
+                               /* load) made the handle; its first update */
+                               /* that finds its root shared may make it  */
+                               /* light (champ.c, light_begin), and that  */
+                               /* update clears it                        */
 };
 /* The base root a light version's slot names. */
 INTERNAL node *champ__light_base(const champ_map *m);

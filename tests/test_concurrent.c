@@ -54,7 +54,10 @@
  *                     counted, freeing it gives back its nodes, the next
  *                     update settles it and the one after is in place;
  *                     removes; the original freed first; slots; failure
- *                     at each block; a concurrent pool copies as before
+ *                     at each block; only a fresh copy (or a plain cell's
+ *                     load) goes light, the original edited while its
+ *                     snapshot lives copies its path; a concurrent pool
+ *                     copies as before
  *   lost_cas_copy_race a copy of a light version while a losing cas claims
  *                     and gives it back, again and again: the copy waits,
  *                     then settles it (it once waited for good)
@@ -1955,9 +1958,12 @@ static void test_light_in_place(void) {
         if (st == CHAMP_ENOMEM) {
             failed++;
             CHECK(c->light == LIGHT_NONE && !map_pinned(c), "failure %ld: not light", f);
+            CHECK(c->lbase == LBASE_FRESH, "failure %ld: still a fresh copy", f);
             CHECK(th_pool_live(p) == live, "failure %ld: nothing kept", f);
             CHECK(champ_size(c) == champ_size(m), "failure %ld: the copy unchanged", f);
             CHECK(!champ_get_u64(c, 4004, NULL), "failure %ld: no key", f);
+            CHECK_ST(champ_set_u64(c, 17, (void *)9, NULL), CHAMP_OK);
+            CHECK(lv_is_counted(c), "failure %ld: the next update still goes light", f);
         } else {
             CHECK_ST(st, CHAMP_OK);
             CHECK(lv_is_counted(c), "failure %ld not reached: light", f);
@@ -1968,10 +1974,68 @@ static void test_light_in_place(void) {
             break;
     }
     CHECK(failed >= 2, "the bottom node's block and an ancestor's failed (%ld)", failed);
+
+    /* 6. only a fresh copy goes light: the original edited while its
+     * snapshot lives (undo history) copies its path and counts the
+     * children, as it would be settled at its next snapshot anyway; a
+     * copy that owns its path (the original freed) keeps its flag until
+     * an update finds its root shared; a plain cell's load is fresh */
+    {
+        size_t size6 = champ_size(m);
+        champ_map *s = NULL;
+        CHECK_ST(champ_copy(m, &s), CHAMP_OK);
+        CHECK(s && s->lbase == LBASE_FRESH && m->lbase != LBASE_FRESH,
+              "the copy is fresh, the original is not");
+        CHECK_ST(champ_set_u64(m, 17, (void *)(uintptr_t)71, NULL), CHAMP_OK);
+        CHECK(m->light == LIGHT_NONE && !map_pinned(m), "the edited original is counted");
+        CHECK(li_shared(s) > 1, "its path copied: the snapshot's children counted (%zu)",
+              li_shared(s));
+        CHECK(champ_get_u64(s, 17, &got) && got == (void *)(uintptr_t)18,
+              "the snapshot keeps the old value");
+        /* the original moved on: the snapshot's root is its own, the
+         * nodes below it shared, so its first update copies the path
+         * below the root (the general path) and it is fresh no more */
+        CHECK_ST(champ_set_u64(s, 18, (void *)(uintptr_t)81, NULL), CHAMP_OK);
+        CHECK(s->light == LIGHT_NONE && !map_pinned(s) && s->lbase != LBASE_FRESH,
+              "the snapshot's path copied below its root: fresh no more");
+        champ_map *s2 = NULL;
+        CHECK_ST(champ_copy(s, &s2), CHAMP_OK);
+        CHECK_ST(champ_set_u64(s2, 20, (void *)(uintptr_t)92, NULL), CHAMP_OK);
+        CHECK(lv_is_counted(s2), "its fresh copy's first update goes light");
+        CHECK_ST(champ_set_u64(s, 19, (void *)(uintptr_t)91, NULL), CHAMP_OK);
+        CHECK(s->light == LIGHT_NONE && !map_pinned(s) && li_shared(s) > 1,
+              "while it, copied and edited, copies its path");
+        CHECK(champ_get_u64(s2, 19, &got) && got == (void *)(uintptr_t)20 &&
+                  champ_get_u64(s2, 20, &got) && got == (void *)(uintptr_t)92 &&
+                  champ_get_u64(s, 20, &got) && got == (void *)(uintptr_t)21,
+              "each with its own edit");
+        CHECK_VALID(s, "the snapshot, edited");
+        CHECK_VALID(s2, "its snapshot");
+        CHECK_VALID(m, "the original, edited");
+        champ_free(s2);
+        champ_free(s);
+        CHECK_ST(champ_set_u64(m, 17, (void *)(uintptr_t)18, NULL), CHAMP_OK);
+
+        champ_cell *cell = NULL;
+        champ_map *ld = NULL;
+        CHECK_ST(champ_cell_new(m, &cell), CHAMP_OK);
+        CHECK_ST(champ_cell_load(cell, &ld), CHAMP_OK);
+        if (ld) {
+            CHECK_ST(champ_set_u64(ld, 17, (void *)(uintptr_t)72, NULL), CHAMP_OK);
+            CHECK(lv_is_counted(ld), "a plain cell's load, updated: light");
+            CHECK_ST(champ_cell_store(cell, ld), CHAMP_OK);
+            champ_free(ld);
+        }
+        champ_cell_free(cell);
+        CHECK(champ_size(m) == size6 && champ_get_u64(m, 17, &got) &&
+                  got == (void *)(uintptr_t)18,
+              "the original as it was");
+        CHECK_VALID(m, "the original after the cell");
+    }
     champ_free(m);
     lv_pool_end(p, live0, "after updates in place of shared maps");
 
-    /* 6. a concurrent pool copies the path (its slots are per thread) */
+    /* 7. a concurrent pool copies the path (its slots are per thread) */
     p = lv_pool(&live0);
     if (!p)
         return;
