@@ -677,7 +677,8 @@ static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
  * the copy: the map it was copied from, edited while the copy lives (the
  * undo pattern: snapshot, edit the live map, snapshot again), would be
  * settled by its next snapshot or edit at once, paying the counts anyway
- * plus a settle (docs/design.md measures it), so it copies its path.  Freeing the map then frees its chain and drops the base's
+ * plus a settle (docs/design.md measures it), so it copies its path.
+ * Freeing the map then frees its chain and drops the base's
  * count, touching no child; a later update, copy or any call that shares
  * or changes its nodes settles it first (a copy followed by one change and
  * a free, a speculative edit, costs no count at all; an edit followed by
