@@ -381,10 +381,11 @@ CHAMP_API void champ_free(champ_map *m);
 /* O(1) copy: *out becomes a new map in the same pool sharing every node with
  * m.  Afterwards either map may change without affecting the other.  (The
  * first update of either that changes a node they share copies that node's
- * path and counts the children the copies share; in a plain pool the copy,
- * a u64 map without callbacks, borrows them instead at its first update
- * and pays those counts at its next, if any: a copy changed once and freed
- * counts nothing, and m edited while the copy lives copies as above.)
+ * path and counts the children the copies share; the copy, a u64 map
+ * without callbacks, in a plain pool or changed by the thread that made it
+ * in a concurrent pool, borrows them instead at its first update and pays
+ * those counts at its next, if any: a copy changed once and freed counts
+ * nothing, and m edited while the copy lives copies as above.)
  * Returns CHAMP_OK, CHAMP_EINVAL (NULL argument; release callbacks without
  * retain callbacks), CHAMP_EBUSY (from a callback of an update of m) or
  * CHAMP_ENOMEM (*out NULL). */

@@ -685,14 +685,19 @@ static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
  * more edits pays the counts at the second, as the copying path would at
  * the first).  Such maps take a pin slot only while more than PIN_KEEP
  * are free, so maps kept light for long leave the rest to p-forms; with
- * none to be had the path is copied as before.  Not in a concurrent pool,
- * whose slots belong to the heap of the thread that made the handle.
+ * none to be had the path is copied as before.  In a concurrent pool the
+ * slots belong to the heap of the thread that made the handle: only that
+ * thread's update goes light (another thread's copies the path).
  * light_begin claims the slot; light_end publishes the version light, or
  * after a failure gives the slot back (the map is as before). */
 static ALWAYS_INLINE bool light_begin(champ_map *m) {
     const mtype *t = m->t;
-    if (t->mode != MODE(CHAMP_KEY_U64, ENT_MAP, 0) || t->atomic || champ__ops != NULL ||
+    if (t->mode != MODE(CHAMP_KEY_U64, ENT_MAP, 0) || champ__ops != NULL ||
         m->light != LIGHT_NONE || map_pinned(m) || m->lbase != LBASE_FRESH)
+        return false;
+    /* a concurrent pool: only the thread of the heap holding the handle
+     * claims that heap's slots (pin.c) */
+    if (t->atomic && !heap_is_mine(t->pool, champ__handle_heap(m)))
         return false;
     m->lbase = LBASE_PIN; /* fresh no more, light or not (light_end's
                            * failure gives it back) */

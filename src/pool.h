@@ -284,6 +284,12 @@ static ALWAYS_INLINE heap *heap_mine(champ_pool *p) {
     return champ__heap_claim(p);
 }
 
+/* Whether h is this thread's heap of p (as far as the thread's cache
+ * knows: false when the cache names another pool), claiming nothing. */
+static ALWAYS_INLINE bool heap_is_mine(const champ_pool *p, const heap *h) {
+    return champ__tl_heap.pool == p && champ__tl_heap.id == p->id && champ__tl_heap.h == h;
+}
+
 /* The fault hook of champ_pool_fail_after: true if this allocation is
  * refused (and counted as refused). */
 static ALWAYS_INLINE bool pool_fault(champ_pool *p) {

@@ -56,8 +56,10 @@
  *                     removes; the original freed first; slots; failure
  *                     at each block; only a fresh copy (or a plain cell's
  *                     load) goes light, the original edited while its
- *                     snapshot lives copies its path; a concurrent pool
- *                     copies as before
+ *                     snapshot lives copies its path; a concurrent pool:
+ *                     light when the handle's heap is the thread's,
+ *                     else the path copied; freed by another thread;
+ *                     a default map's copy
  *   lost_cas_copy_race a copy of a light version while a losing cas claims
  *                     and gives it back, again and again: the copy waits,
  *                     then settles it (it once waited for good)
@@ -1764,11 +1766,12 @@ static void light_counted_in(bool conc) {
                 CHECK_ST(champ_remove_u64(slot[a], k, NULL), CHAMP_OK);
                 fm[a][k] = 0;
             }
-            /* it settles its map, or (a plain pool) leaves a map that
-             * shared its root a light version on a counted base */
-            CHECK(!changes || slot[a]->light == LIGHT_NONE || (!conc && lv_is_counted(slot[a])),
+            /* it settles its map, or leaves a fresh copy that shared
+             * its root a light version on a counted base (one thread:
+             * the handles' heap is this thread's in a concurrent pool) */
+            CHECK(!changes || slot[a]->light == LIGHT_NONE || lv_is_counted(slot[a]),
                   "an update settles its map (step %d)", it);
-            in_place_light += !conc && lv_is_counted(slot[a]);
+            in_place_light += lv_is_counted(slot[a]);
         } else {
             char what[48];
             snprintf(what, sizeof what, "forest slot %d, step %d", a, it);
@@ -1785,7 +1788,7 @@ static void light_counted_in(bool conc) {
     }
     CHECK(fails > 0, "allocation failures were injected into derives");
     CHECK(lights > 1000, "the forest derived light versions (%zu)", lights);
-    CHECK(conc || in_place_light > 20, "updates in place made light versions (%zu)",
+    CHECK(in_place_light > 20, "updates in place made light versions (%zu)",
           in_place_light);
     for (int i = 0; i < LC_SLOTS; i++)
         champ_free(slot[i]);
@@ -1830,6 +1833,21 @@ static champ_map *li_map(champ_pool *p, size_t n) {
     for (size_t i = 0; m && i < n; i++)
         CHECK_ST(champ_set_u64(m, i, (void *)(i + 1), NULL), CHAMP_OK);
     return m;
+}
+
+/* Another thread: frees free_it (if any), then copies src into copy. */
+typedef struct li_arg {
+    const champ_map *src;
+    champ_map *copy;
+    champ_map *free_it;
+} li_arg;
+
+static void *li_thread(void *v) {
+    li_arg *a = v;
+    champ_free(a->free_it);
+    if (a->src && champ_copy(a->src, &a->copy) != CHAMP_OK)
+        a->copy = NULL;
+    return NULL;
 }
 
 static void test_light_in_place(void) {
@@ -2035,19 +2053,60 @@ static void test_light_in_place(void) {
     champ_free(m);
     lv_pool_end(p, live0, "after updates in place of shared maps");
 
-    /* 7. a concurrent pool copies the path (its slots are per thread) */
+    /* 7. a concurrent pool: the thread whose heap holds the copy's handle
+     * updates it light (its slots are that heap's); a copy made by another
+     * thread is updated by copying the path; another thread frees a light
+     * copy; a default map's copy goes light too */
     p = lv_pool(&live0);
     if (!p)
         return;
     m = li_map(p, 200);
+    live_m = th_pool_live(p);
     champ_map *c = NULL;
     CHECK_ST(champ_copy(m, &c), CHAMP_OK);
     CHECK_ST(champ_set_u64(c, 3, (void *)3, NULL), CHAMP_OK);
-    CHECK(c && c->light == LIGHT_NONE && !map_pinned(c), "concurrent pool: counted");
-    CHECK(li_shared(m) > 1, "concurrent pool: the copy counted the children");
-    champ_free(c);
+    CHECK(lv_is_counted(c), "concurrent pool, this thread's copy: light");
+    CHECK_EQ(li_shared(m), 1u, "concurrent pool: only the original's root shared");
+    CHECK(champ_get_u64(c, 3, &got) && got == (void *)3 && champ_get_u64(m, 3, &got) &&
+              got == (void *)4,
+          "concurrent pool: each map its own value");
+    li_arg lf = {NULL, NULL, c}, la = {m, NULL, NULL};
+    pthread_t th;
+    if (pthread_create(&th, NULL, li_thread, &lf) == 0) {
+        pthread_join(th, NULL);
+        CHECK_EQ(th_pool_live(p), live_m, "another thread freed the light copy: its nodes back");
+    } else {
+        champ_free(c);
+    }
+    if (pthread_create(&th, NULL, li_thread, &la) == 0) {
+        pthread_join(th, NULL);
+        CHECK(la.copy != NULL, "the other thread made a copy");
+        if (la.copy) {
+            CHECK_ST(champ_set_u64(la.copy, 5, (void *)5, NULL), CHAMP_OK);
+            CHECK(la.copy->light == LIGHT_NONE && !map_pinned(la.copy),
+                  "another thread's copy, updated here: counted");
+            CHECK(li_shared(m) > 1, "its path copied: the children counted");
+            CHECK_VALID(la.copy, "another thread's copy");
+            champ_free(la.copy);
+        }
+    }
+    CHECK_VALID(m, "the original, concurrent pool");
     champ_free(m);
     lv_pool_end(p, live0, "concurrent pool, update of a copy");
+
+    champ_map *dm = NULL, *dc = NULL;
+    CHECK_ST(champ_new_u64(&dm), CHAMP_OK);
+    for (uint64_t k = 0; dm && k < 300; k++)
+        CHECK_ST(champ_set_u64(dm, k, (void *)(uintptr_t)(k + 1), NULL), CHAMP_OK);
+    CHECK_ST(champ_copy(dm, &dc), CHAMP_OK);
+    CHECK_ST(champ_set_u64(dc, 7, (void *)(uintptr_t)70, NULL), CHAMP_OK);
+    CHECK(lv_is_counted(dc), "a default map's copy, updated: light");
+    CHECK(champ_get_u64(dc, 7, &got) && got == (void *)(uintptr_t)70 &&
+              champ_get_u64(dm, 7, &got) && got == (void *)(uintptr_t)8,
+          "default maps: each its own value");
+    CHECK_VALID(dc, "a default map's light copy");
+    champ_free(dc);
+    champ_free(dm);
 }
 
 /* Two threads copy one light version at once: one settles it, the other

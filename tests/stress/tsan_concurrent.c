@@ -11,6 +11,8 @@
  *     publish every 64th with champ_cell_cas, drop both;
  *   - a thread that builds private maps in the pool and frees them, and
  *     copies of the published version that other threads free;
+ *   - copies of a snapshot changed in place (light versions on a counted
+ *     base), then freed by another thread, copied, or published;
  *   - a thread that reads the pool's stats all along.
  * At the end (the threads joined): no lost publication, champ_validate
  * clean, and after every map and cell is freed the pool's live bytes are
@@ -126,6 +128,47 @@ static void set_round(worker *w, uint64_t *r) {
     champ_free(snap);
 }
 
+/* A copy of a snapshot (a fresh copy, its handle in this thread's heap)
+ * changed in place: a light version on a counted base (champ.c,
+ * light_begin).  Then it is handed to another thread to free, copied
+ * (which settles it), or published with cas (which settles it too; the
+ * new value equals the old, so every worker's count stays right). */
+static void copy_round(worker *w, uint64_t *r) {
+    champ_map *snap = NULL, *c = NULL, *c2 = NULL;
+    if (champ_cell_load(cell_u64, &snap) != CHAMP_OK || !snap) {
+        w->errors++;
+        return;
+    }
+    if (champ_copy(snap, &c) != CHAMP_OK) {
+        w->errors++;
+        champ_free(snap);
+        return;
+    }
+    uint64_t k = 100 + (*r = mix(*r)) % FILL;
+    void *v = NULL;
+    if (champ_set_u64(c, k, tok(k), NULL) != CHAMP_OK || !champ_get_u64(c, k, &v) ||
+        v != tok(k))
+        w->errors++;
+    bool swapped = false;
+    switch (*r % 3) {
+    case 0:
+        hand_off(c, *r >> 8);
+        c = NULL;
+        break;
+    case 1:
+        if (champ_copy(c, &c2) != CHAMP_OK || !champ_get_u64(c2, k, &v) || v != tok(k))
+            w->errors++;
+        champ_free(c2);
+        break;
+    default:
+        if (champ_cell_cas(cell_u64, snap, c, &swapped) != CHAMP_OK)
+            w->errors++;
+        break;
+    }
+    champ_free(c);
+    champ_free(snap);
+}
+
 /* A private map of the pool, built and freed. */
 static void private_round(worker *w, uint64_t *r, champ_map *like) {
     champ_map *m = NULL;
@@ -151,6 +194,8 @@ static void *work(void *v) {
         u64_round(w, &r);
         if (i % 4 == 0)
             set_round(w, &r);
+        if (i % 4 == 2)
+            copy_round(w, &r);
         if (i % 64 == w->id)
             private_round(w, &r, like);
     }
