@@ -693,8 +693,9 @@ static ALWAYS_INLINE champ_status set_light_body(champ_map *m, path *pa, int at,
 static ALWAYS_INLINE bool light_begin(champ_map *m) {
     const mtype *t = m->t;
     if (t->mode != MODE(CHAMP_KEY_U64, ENT_MAP, 0) || champ__ops != NULL ||
-        m->light != LIGHT_NONE || map_pinned(m) || m->lbase != LBASE_FRESH)
+        m->lbase != LBASE_FRESH)
         return false;
+    CHAMP_ASSERT(m->light == LIGHT_NONE && !map_pinned(m)); /* fresh: counted */
     /* a concurrent pool: only the thread of the heap holding the handle
      * claims that heap's slots (pin.c) */
     if (t->atomic && !heap_is_mine(t->pool, champ__handle_heap(m)))

@@ -498,6 +498,8 @@ champ_status champ_validate(const champ_map *m) {
     }
     if (count != m->size)
         VFAIL(&v, "size is %zu but the trie holds %zu entries", m->size, count);
+    if (m->lbase == LBASE_FRESH && (m->light != LIGHT_NONE || map_pinned(m)))
+        VFAIL(&v, "a fresh copy that is light (%u) or pinned (%u)", m->light, m->pin);
 
     /* Pool-wide: reference counts and live bytes.  The pool's books come
      * from a walk of every free list and handle page of every heap. */

@@ -13,8 +13,7 @@
  * settles light versions, in either kind of pool, turns pinned snapshots
  * into counted ones and releases retired versions, so no pin slot names a
  * node and every node counts exactly its references, pin.c).  References
- * the
- * pass cannot see (none that the API makes) would be found by their
+ * the pass cannot see (none that the API makes) would be found by their
  * counts: the nodes they reach stay where they are.
  *
  * Two walks over every map, like validate's census, with the reference
