@@ -258,9 +258,21 @@ typedef struct champ_pool_config {
      * and another frees.  Arena pools only (with a buffer: CHAMP_EINVAL).
      * The default pool of champ_new_u64() and friends is concurrent. */
     bool concurrent;
+    /* Huge pages.  With the libc allocator (allocator NULL), once a pool
+     * reserves 4 MiB its new chunks are cut from anonymous mappings aligned
+     * to 2 MiB and advised for transparent huge pages (Linux madvise
+     * MADV_HUGEPAGE; a no-op where the kernel has them off): fresh chunk
+     * space then costs one page fault per 2 MiB instead of one per 4 KiB,
+     * and the TLB covers more of a big trie.  Chunk sizes and the reserved
+     * bytes are as without; the process's resident memory may exceed them
+     * by up to 2 MiB (the huge page being filled).  true turns it off (every
+     * chunk from malloc): for a process that forks while it updates a big
+     * map, where copy-on-write would copy 2 MiB per page touched.  The
+     * default pool has it on. */
+    bool no_huge_pages;
 } champ_pool_config;
 
-#define CHAMP_POOL_CONFIG_INIT { sizeof(champ_pool_config), 0, 0, 0, 0, 0, 0, 0, 0 }
+#define CHAMP_POOL_CONFIG_INIT { sizeof(champ_pool_config), 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 typedef uint64_t (*champ_hash_fn)(const void *key, void *ctx);
 typedef bool (*champ_equal_fn)(const void *a, const void *b, void *ctx);
@@ -875,6 +887,8 @@ typedef struct champ_pool_stats {
     uint64_t frees;           /* blocks given back                          */
     uint64_t backing_calls;   /* calls to the backing allocator (always on) */
     uint64_t alloc_failures;  /* requests refused (always on)               */
+    size_t bytes_huge;        /* bytes of the chunks cut from huge-page     */
+                              /* mappings (champ_pool_config.no_huge_pages) */
 } champ_pool_stats;
 
 typedef struct champ_stats {

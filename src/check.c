@@ -532,6 +532,9 @@ champ_status champ_validate(const champ_map *m) {
                   " spare) use %zu",
               p->side, p->ntypes, au.pages_counted + au.spares, au.spares,
               type_bytes + (au.pages_counted + au.spares) * HPAGE_BYTES);
+    if (au.regions_bad)
+        VFAIL(&v, "pool: %zu huge-page regions disagree with the chunks cut from them",
+              au.regions_bad);
     if (nmaps != au.handles_counted)
         VFAIL(&v, "pool pages hold %zu maps but the pool counts %zu", nmaps,
               au.handles_counted);

@@ -18,7 +18,9 @@
  * chunk from the backing allocator, each one 1/CHUNK_DIV of what is already
  * reserved (at least the configured chunk size), so growth is geometric,
  * the number of backing calls logarithmic, and unused arena space a small
- * fraction of it.  The old chunk's tail becomes free blocks, not lost; and
+ * fraction of it (a pool on libc that reserves 4 MiB cuts its chunks from
+ * huge-page regions instead: see "Huge-page regions" below).  The old
+ * chunk's tail becomes free blocks, not lost; and
  * if much memory sits in free lists in pieces of the wrong sizes, they are
  * compacted (neighbours joined, spans of any length filed whole) before a
  * new chunk is taken.  champ_pool_trim compacts on request, gives every
@@ -77,6 +79,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 static void *libc_malloc(size_t size, void *ctx) {
     (void)ctx;
@@ -377,12 +380,127 @@ static void pool_retire_tail(heap *h) {
     h->bump = h->end;
 }
 
-/* A new chunk of `want` bytes (a multiple of 16) becomes h's fresh space
- * (concurrent pools: under the pool's lock). */
-static bool chunk_add(heap *h, size_t want) {
+/* ------------------------------------------------------------------ */
+/* Huge-page regions                                                   */
+/* ------------------------------------------------------------------ */
+
+/* A pool on the libc allocator cuts its chunks from regions once it holds
+ * REGION_FROM bytes: anonymous mappings aligned to 2 MiB and advised for
+ * transparent huge pages, so touching fresh chunk space takes one page
+ * fault per 2 MiB instead of one per 4 KiB.  Chunk sizes, and so the
+ * reserved bytes, do not change: a region is carved into chunks in order;
+ * a chunk that does not fit in what is left of the current region is cut
+ * smaller when the request fits, else a new region is mapped (the old one's
+ * tail, never touched, costs address space only).  A chunk given back is
+ * returned to the kernel (MADV_DONTNEED), or unmapped with its region when
+ * it was the region's last.  Concurrent pools: under the pool's lock, like
+ * every chunk. */
+#define HUGE_PAGE ((size_t)2 << 20)
+#ifndef REGION_FROM
+#define REGION_FROM ((size_t)4 << 20)
+#endif
+#define REGION_MIN ((size_t)8 << 20) /* a region: 4 chunks, at least this */
+
+typedef struct region {
+    struct region *next;
+    char *base;
+    size_t size, used; /* bytes mapped, bytes cut into chunks */
+    size_t chunks;     /* chunks cut from it and not given back */
+} region;
+
+#ifdef CHAMP_FAULTS
+int champ__huge_refuse; /* tests: while set, no region is mapped */
+#endif
+
+static region *region_new(champ_pool *p, size_t want) {
+#ifdef CHAMP_FAULTS
+    if (champ__huge_refuse)
+        return NULL;
+#endif
+    size_t size = ALIGN_UP(want * 4 > REGION_MIN ? want * 4 : REGION_MIN, HUGE_PAGE);
+    size_t map = size + HUGE_PAGE;
+    region *r = malloc(sizeof *r);
+    if (!r)
+        return NULL;
+    char *raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        free(r);
+        return NULL;
+    }
+    char *base = (char *)ALIGN_UP((uintptr_t)raw, HUGE_PAGE);
+    size_t head = (size_t)(base - raw), tail = map - head - size;
+    if (head)
+        munmap(raw, head);
+    if (tail)
+        munmap(base + size, tail);
+#ifdef MADV_HUGEPAGE
+    madvise(base, size, MADV_HUGEPAGE);
+#endif
+    r->base = base;
+    r->size = size;
+    r->used = 0;
+    r->chunks = 0;
+    r->next = p->regions;
+    p->regions = r;
+    return r;
+}
+
+/* A chunk of `want` bytes or, cut from the end of a region, of at least
+ * `need` (*got: its size). */
+static chunk *region_chunk(champ_pool *p, size_t want, size_t need, size_t *got) {
+    region *r = p->regions;
+    if (!r || r->size - r->used < need) {
+        r = region_new(p, want);
+        if (!r)
+            return NULL;
+    }
+    size_t size = r->size - r->used < want ? r->size - r->used : want;
+    chunk *c = (chunk *)(void *)(r->base + r->used);
+    r->used += size;
+    r->chunks++;
+    HEAP_SET(p->huge, p->huge + size);
+    *got = size;
+    return c;
+}
+
+static region **region_of(champ_pool *p, const char *c) {
+    region **link = &p->regions;
+    while (*link && !(c >= (*link)->base && c < (*link)->base + (*link)->size))
+        link = &(*link)->next;
+    return link;
+}
+
+/* Gives chunk c (size bytes) back to whoever it came from. */
+static void chunk_free(champ_pool *p, chunk *c, size_t size) {
+    region **link = p->use_huge ? region_of(p, (const char *)c) : NULL;
+    if (!link || !*link) {
+        p->alloc.free(c, size, p->alloc.ctx);
+        return;
+    }
+    region *r = *link;
+    HEAP_SET(p->huge, p->huge - size);
+    if (--r->chunks == 0) {
+        *link = r->next;
+        munmap(r->base, r->size);
+        free(r);
+        return;
+    }
+    if ((char *)c + size == r->base + r->used)
+        r->used -= size; /* the last chunk cut: its space is cut again */
+    madvise(c, size, MADV_DONTNEED);
+}
+
+/* A new chunk of `want` bytes (a multiple of 16; from a region, possibly
+ * smaller but at least `need`) becomes h's fresh space (concurrent pools:
+ * under the pool's lock). */
+static bool chunk_add(heap *h, size_t want, size_t need) {
     champ_pool *p = h->pool;
     pool_count(p, &p->backing_calls);
-    chunk *c = p->alloc.malloc(want, p->alloc.ctx);
+    chunk *c = NULL;
+    if (p->use_huge && p->reserved >= REGION_FROM)
+        c = region_chunk(p, want, need, &want);
+    if (!c) /* no region (or no mapping to be had): malloc */
+        c = p->alloc.malloc(want, p->alloc.ctx);
     if (!c)
         return false;
     pool_retire_tail(h);
@@ -408,7 +526,7 @@ static bool pool_grow(heap *h, size_t size) {
         want = p->chunk_min;
     if (want < size + CHUNK_HDR)
         want = size + CHUNK_HDR;
-    return chunk_add(h, ALIGN_UP(want, 16));
+    return chunk_add(h, ALIGN_UP(want, 16), ALIGN_UP(size + CHUNK_HDR, 16));
 }
 
 /* ------------------------------------------------------------------ */
@@ -464,7 +582,7 @@ static void free_doomed(heap *h, bool trim) {
         HEAP_SET(p->reserved, p->reserved - size);
         UNPOISON(c, size);
         VG_UNDEFINED(c, size);
-        p->alloc.free(c, size, p->alloc.ctx);
+        chunk_free(p, c, size);
     }
 }
 
@@ -1436,6 +1554,7 @@ champ_status champ__pool_make(const champ_pool_config *cfg_user, champ_pool **ou
             return CHAMP_ENOMEM;
         memset(p, 0, bytes);
         p->alloc = al;
+        p->use_huge = !a && !cfg->no_huge_pages;
         p->backing_calls = 1;
         p->chunk_min = cfg->chunk_size ? ALIGN_UP(cfg->chunk_size, 16) : DEFAULT_CHUNK;
         if (p->chunk_min < 1024)
@@ -1529,9 +1648,10 @@ void champ__pool_release(champ_pool *p) {
     while (c) {
         chunk *next = c->next;
         UNPOISON(c, c->size);
-        al.free(c, c->size, al.ctx);
+        chunk_free(p, c, c->size);
         c = next;
     }
+    CHAMP_ASSERT(!p->regions);
     al.free(p, pool_header_bytes(p->concurrent), al.ctx);
 }
 
@@ -1616,7 +1736,7 @@ champ_status champ_pool_trim(champ_pool *p) {
 /* Relocation (relocate.c): fresh space of at least `bytes` in a chunk of
  * its own, and blocks cut from it. */
 bool champ__heap_fresh_chunk(heap *h, size_t bytes) {
-    return chunk_add(h, ALIGN_UP(bytes + CHUNK_HDR, 16));
+    return chunk_add(h, ALIGN_UP(bytes + CHUNK_HDR, 16), ALIGN_UP(bytes + CHUNK_HDR, 16));
 }
 
 void *champ__heap_carve(heap *h, size_t size) {
@@ -1691,6 +1811,7 @@ champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out_use
     out->fixed = p->fixed;
     out->backing_calls = HEAP_GET(p->backing_calls);
     out->alloc_failures = HEAP_GET(p->failures);
+    out->bytes_huge = HEAP_GET(p->huge);
 #ifdef CHAMP_STATS
     out->counters_enabled = true;
     out->allocs = s.n_alloc;
@@ -2075,6 +2196,24 @@ void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
             audit_heap(h, HEAP_BIAS, a, &carved, &fresh_b);
         }
     }
+    /* regions: each counts the chunks cut from it and not given back,
+     * within what it cut; the pool counts their bytes */
+    size_t huge = 0;
+    for (const region *r = p->regions; r; r = r->next) {
+        size_t n = 0;
+        for (const chunk *c = p->chunks; c; c = c->next)
+            if ((const char *)c >= r->base && (const char *)c < r->base + r->size) {
+                n++;
+                huge += c->size;
+                if ((const char *)c + c->size > r->base + r->used)
+                    a->regions_bad++;
+            }
+        if (n != r->chunks || n == 0 || r->used > r->size ||
+            (uintptr_t)r->base % HUGE_PAGE != 0)
+            a->regions_bad++;
+    }
+    if (huge != p->huge || (p->regions && !p->use_huge))
+        a->regions_bad++;
     size_t hdrs = p->fixed ? 0 : p->nchunks * CHUNK_HDR;
     a->imbalance = (long long)p->reserved - (long long)(carved + fresh_b + hdrs);
     a->heap_live = a->live;

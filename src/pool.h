@@ -120,6 +120,10 @@ struct champ_pool {
     size_t nchunks;
     size_t chunk_min;
     champ_allocator alloc;
+    struct region *regions;      /* huge-page regions the chunks are cut */
+                                 /* from once reserved >= REGION_FROM    */
+    size_t huge;                 /* bytes of chunks cut from them        */
+    bool use_huge;               /* libc allocator, huge pages not off   */
     bool fixed;
     bool mark_fired;
     bool concurrent;             /* champ_pool_config.concurrent         */
@@ -215,6 +219,8 @@ typedef struct champ_pool_audit {
     size_t side;             /* ... and side blocks (arena pools)         */
     size_t spares;           /* spare pages (side blocks not live)        */
     size_t heaps;            /* thread heaps (concurrent pools)           */
+    size_t regions_bad;      /* huge-page regions whose books disagree    */
+                             /* with the chunks cut from them (pool.c)    */
 } champ_pool_audit;
 INTERNAL void champ__pool_audit(const champ_pool *p, champ_pool_audit *a);
 /* The pool's live bytes: exact when no other thread uses the pool. */

@@ -1,7 +1,8 @@
 /*
  * test_pool.c - pools and stats: pool and map statistics, a map keeping
  * its pool alive, private pools, maps of every kind sharing one pool, and
- * champ_free of a large map and of many copies.  (Fixed buffers and the
+ * champ_free of a large map and of many copies, chunks from huge-page
+ * regions (pool.huge_regions).  (Fixed buffers and the
  * watermark under memory pressure: test_oom.c; bad pool configs:
  * test_badinput.c.)
  */
@@ -314,9 +315,129 @@ static void test_free_large(void) {
     champ_pool_free(pool);
 }
 
+/* ------------------------------------------------------------------ */
+/* Huge-page regions                                                   */
+/* ------------------------------------------------------------------ */
+
+#ifdef CHAMP_FAULTS
+extern int champ__huge_refuse; /* pool.c: while set, no region is mapped */
+#endif
+
+static champ_pool_stats hr_stats(champ_pool *p) {
+    champ_pool_stats ps;
+    memset(&ps, 0, sizeof ps);
+    CHECK_ST(champ_pool_stats_get(p, &ps, sizeof ps), CHAMP_OK);
+    return ps;
+}
+
+/* A pool on the libc allocator cuts its chunks from huge-page regions once
+ * it reserves 4 MiB (pool.c, "Huge-page regions"): the books of the
+ * regions agree with the chunks (champ_validate audits them), a refused
+ * mapping falls back to malloc without failing an update, trim gives the
+ * regions' chunks back and unmaps the regions, and a pool with
+ * no_huge_pages, a backing allocator or the concurrent option behaves as
+ * its kind says.  Modes: 0 libc, 1 libc with no_huge_pages, 2 a counting
+ * allocator, 3 a concurrent pool on libc. */
+static void test_huge_regions(void) {
+    for (int mode = 0; mode < 4; mode++) {
+        th_alloc ta;
+        th_alloc_init(&ta);
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.no_huge_pages = mode == 1;
+        pc.allocator = mode == 2 ? &ta.a : NULL;
+        pc.concurrent = mode == 3;
+        champ_pool *pool = NULL;
+        CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+        if (!pool)
+            continue;
+        bool huge = mode == 0 || mode == 3;
+        champ_config cfg = th_kind_config(CHAMP_KEY_U64, 41, pool);
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+        if (!m) {
+            champ_pool_free(pool);
+            continue;
+        }
+        /* 400K keys: about 8 MB, past the 4 MiB where regions start */
+        long n = 400000, bad = 0;
+        th_rng r = {0x5eed0000u + (uint64_t)mode};
+        for (long i = 0; i < n; i++) {
+#ifdef CHAMP_FAULTS
+            champ__huge_refuse = mode == 0 && i < 300000;
+#endif
+            bad += champ_set_u64(m, th_next(&r), th_tok((uint64_t)i), NULL) != CHAMP_OK;
+        }
+#ifdef CHAMP_FAULTS
+        champ__huge_refuse = 0;
+#endif
+        CHECK((bad) == (0), "inserts (mode %d; mode 0: no mapping for the first 300K)",
+                 mode);
+        CHECK((champ_size(m)) == ((size_t)n), "size (mode %d)", mode);
+        CHECK_VALID(m, "after the inserts (regions audited)");
+        champ_pool_stats ps = hr_stats(pool);
+        CHECK(ps.bytes_reserved >= ((size_t)4 << 20), "mode %d: %zu bytes reserved", mode,
+              ps.bytes_reserved);
+        if (huge) {
+            CHECK(ps.bytes_huge > 0 && ps.bytes_huge < ps.bytes_reserved,
+                  "mode %d: %zu of %zu reserved bytes from regions", mode, ps.bytes_huge,
+                  ps.bytes_reserved);
+        } else {
+            CHECK((ps.bytes_huge) == (0), "mode %d: regions without the libc allocator", mode);
+        }
+        if (mode == 2) /* every chunk from the allocator (and the pool's header) */
+            CHECK(ta.live_bytes > ps.bytes_reserved &&
+                      ta.live_bytes < ps.bytes_reserved + ((size_t)64 << 10),
+                  "allocator holds %zu for %zu reserved", ta.live_bytes, ps.bytes_reserved);
+        /* every key still there */
+        r.s = 0x5eed0000u + (uint64_t)mode;
+        long missing = 0;
+        for (long i = 0; i < n; i++) {
+            void *v = NULL;
+            missing += !champ_get_u64(m, th_next(&r), &v) || v != th_tok((uint64_t)i);
+        }
+        CHECK((missing) == (0), "lookups (mode %d)", mode);
+        /* remove 99%, trim: the regions' chunks that emptied go back */
+        r.s = 0x5eed0000u + (uint64_t)mode;
+        for (long i = 0; i < n; i++) {
+            uint64_t k = th_next(&r);
+            if (i % 100 != 0)
+                bad += champ_remove_u64(m, k, NULL) != CHAMP_OK;
+        }
+        CHECK((bad) == (0), "removes (mode %d)", mode);
+        CHECK_ST(champ_pool_trim(pool), CHAMP_OK);
+        CHECK_VALID(m, "after removing 99% and trimming");
+        ps = hr_stats(pool);
+        CHECK(ps.bytes_reserved <= 2 * ps.bytes_live,
+              "mode %d: reserved %zu for %zu live after trim", mode, ps.bytes_reserved,
+              ps.bytes_live);
+        CHECK(ps.bytes_huge <= ps.bytes_reserved, "mode %d: %zu huge of %zu reserved", mode,
+              ps.bytes_huge, ps.bytes_reserved);
+        /* grow again past 4 MiB: regions again */
+        r.s = 0x1234u + (uint64_t)mode;
+        for (long i = 0; i < n; i++)
+            bad += champ_set_u64(m, th_next(&r), NULL, NULL) != CHAMP_OK;
+        CHECK((bad) == (0), "inserts after the trim (mode %d)", mode);
+        CHECK_VALID(m, "grown again");
+        ps = hr_stats(pool);
+        CHECK(huge ? ps.bytes_huge > 0 : ps.bytes_huge == 0, "mode %d: %zu bytes from regions",
+              mode, ps.bytes_huge);
+        /* empty and trimmed: nothing reserved in regions */
+        CHECK_ST(champ_clear(m), CHAMP_OK);
+        CHECK_ST(champ_pool_trim(pool), CHAMP_OK);
+        CHECK_VALID(m, "cleared and trimmed");
+        ps = hr_stats(pool);
+        CHECK((ps.bytes_huge) == (0), "mode %d: regions after clear and trim", mode);
+        champ_free(m);
+        champ_pool_free(pool);
+        if (mode == 2)
+            CHECK_EQ(ta.live_bytes, 0, "the counting allocator got every chunk back");
+    }
+}
+
 const th_test th_tests_pool[] = {
     {"pool.stats_and_pools", test_stats_and_pools},
     {"pool.mixed_pool", test_mixed_pool},
     {"pool.free_large", test_free_large},
+    {"pool.huge_regions", test_huge_regions},
 };
 const size_t th_tests_pool_count = sizeof th_tests_pool / sizeof th_tests_pool[0];
