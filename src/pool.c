@@ -80,6 +80,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static void *libc_malloc(size_t size, void *ctx) {
     (void)ctx;
@@ -385,7 +386,7 @@ static void pool_retire_tail(heap *h) {
 /* ------------------------------------------------------------------ */
 
 /* A pool on the libc allocator cuts its chunks from regions once it holds
- * REGION_FROM bytes: anonymous mappings aligned to 2 MiB and advised for
+ * REGION_FROM bytes (champ__region_from): anonymous mappings aligned to 2 MiB and advised for
  * transparent huge pages, so touching fresh chunk space takes one page
  * fault per 2 MiB instead of one per 4 KiB.  Chunk sizes, and so the
  * reserved bytes, do not change: a region is carved into chunks in order;
@@ -399,6 +400,10 @@ static void pool_retire_tail(heap *h) {
 #ifndef REGION_FROM
 #define REGION_FROM ((size_t)4 << 20)
 #endif
+/* The threshold in force: tests lower it to reach regions with small maps
+ * (pool.huge_regions: a debug build validating after every update cannot
+ * fill 4 MiB). */
+size_t champ__region_from = REGION_FROM;
 #define REGION_MIN ((size_t)8 << 20) /* a region: 4 chunks, at least this */
 
 typedef struct region {
@@ -408,15 +413,11 @@ typedef struct region {
     size_t chunks;     /* chunks cut from it and not given back */
 } region;
 
-#ifdef CHAMP_FAULTS
 int champ__huge_refuse; /* tests: while set, no region is mapped */
-#endif
 
 static region *region_new(champ_pool *p, size_t want) {
-#ifdef CHAMP_FAULTS
     if (champ__huge_refuse)
         return NULL;
-#endif
     size_t size = ALIGN_UP(want * 4 > REGION_MIN ? want * 4 : REGION_MIN, HUGE_PAGE);
     size_t map = size + HUGE_PAGE;
     region *r = malloc(sizeof *r);
@@ -487,7 +488,12 @@ static void chunk_free(champ_pool *p, chunk *c, size_t size) {
     }
     if ((char *)c + size == r->base + r->used)
         r->used -= size; /* the last chunk cut: its space is cut again */
-    madvise(c, size, MADV_DONTNEED);
+    /* the pages wholly inside c (chunks are not page-aligned, and the
+     * kernel drops whole pages: a page c shares holds a neighbour's data) */
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ALIGN_UP((uintptr_t)c, pg), hi = ((uintptr_t)c + size) & ~(pg - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 /* A new chunk of `want` bytes (a multiple of 16; from a region, possibly
@@ -497,7 +503,7 @@ static bool chunk_add(heap *h, size_t want, size_t need) {
     champ_pool *p = h->pool;
     pool_count(p, &p->backing_calls);
     chunk *c = NULL;
-    if (p->use_huge && p->reserved >= REGION_FROM)
+    if (p->use_huge && p->reserved >= champ__region_from)
         c = region_chunk(p, want, need, &want);
     if (!c) /* no region (or no mapping to be had): malloc */
         c = p->alloc.malloc(want, p->alloc.ctx);

@@ -223,6 +223,11 @@ typedef struct champ_pool_audit {
                              /* with the chunks cut from them (pool.c)    */
 } champ_pool_audit;
 INTERNAL void champ__pool_audit(const champ_pool *p, champ_pool_audit *a);
+/* Reserved bytes from which a libc pool cuts its chunks from huge-page
+ * regions (pool.c; 4 MiB, lowered by tests). */
+INTERNAL extern size_t champ__region_from;
+/* Tests: while nonzero, no region is mapped (the pool falls back to malloc). */
+INTERNAL extern int champ__huge_refuse;
 /* The pool's live bytes: exact when no other thread uses the pool. */
 INTERNAL size_t champ__pool_live(const champ_pool *p);
 

@@ -319,9 +319,10 @@ static void test_free_large(void) {
 /* Huge-page regions                                                   */
 /* ------------------------------------------------------------------ */
 
-#ifdef CHAMP_FAULTS
-extern int champ__huge_refuse; /* pool.c: while set, no region is mapped */
-#endif
+/* pool.c: the reserved bytes from which a libc pool cuts its chunks from
+ * huge-page regions (4 MiB), and a switch that refuses every mapping. */
+extern size_t champ__region_from;
+extern int champ__huge_refuse;
 
 static champ_pool_stats hr_stats(champ_pool *p) {
     champ_pool_stats ps;
@@ -331,14 +332,18 @@ static champ_pool_stats hr_stats(champ_pool *p) {
 }
 
 /* A pool on the libc allocator cuts its chunks from huge-page regions once
- * it reserves 4 MiB (pool.c, "Huge-page regions"): the books of the
- * regions agree with the chunks (champ_validate audits them), a refused
- * mapping falls back to malloc without failing an update, trim gives the
- * regions' chunks back and unmaps the regions, and a pool with
+ * it reserves champ__region_from bytes (pool.c, "Huge-page regions"): the
+ * books of the regions agree with the chunks (champ_validate audits them),
+ * a refused mapping falls back to malloc without failing an update, trim
+ * gives the regions' chunks back and unmaps the regions, and a pool with
  * no_huge_pages, a backing allocator or the concurrent option behaves as
  * its kind says.  Modes: 0 libc, 1 libc with no_huge_pages, 2 a counting
- * allocator, 3 a concurrent pool on libc. */
+ * allocator, 3 a concurrent pool on libc.  The threshold is lowered to
+ * 64 KiB so that maps of a few thousand keys reach it (a debug build
+ * validates after every update); a first map under the real threshold
+ * takes none. */
 static void test_huge_regions(void) {
+    size_t saved = champ__region_from;
     for (int mode = 0; mode < 4; mode++) {
         th_alloc ta;
         th_alloc_init(&ta);
@@ -358,31 +363,29 @@ static void test_huge_regions(void) {
             champ_pool_free(pool);
             continue;
         }
-        /* 400K keys: about 8 MB, past the 4 MiB where regions start */
-        long n = 400000, bad = 0;
+        long n = th_iters(40000, 8000), bad = 0;
         th_rng r = {0x5eed0000u + (uint64_t)mode};
-        for (long i = 0; i < n; i++) {
-#ifdef CHAMP_FAULTS
-            champ__huge_refuse = mode == 0 && i < 300000;
-#endif
+        /* under 4 MiB at the real threshold: no region */
+        for (long i = 0; i < n / 4; i++)
+            bad += champ_set_u64(m, th_next(&r), th_tok((uint64_t)i), NULL) != CHAMP_OK;
+        CHECK(hr_stats(pool).bytes_huge == 0, "mode %d: a region under 4 MiB", mode);
+        champ__region_from = (size_t)64 << 10;
+        for (long i = n / 4; i < n; i++) {
+            /* mode 0: the first half of the regions' share refused */
+            champ__huge_refuse = mode == 0 && i < n / 2;
             bad += champ_set_u64(m, th_next(&r), th_tok((uint64_t)i), NULL) != CHAMP_OK;
         }
-#ifdef CHAMP_FAULTS
         champ__huge_refuse = 0;
-#endif
-        CHECK((bad) == (0), "inserts (mode %d; mode 0: no mapping for the first 300K)",
-                 mode);
-        CHECK((champ_size(m)) == ((size_t)n), "size (mode %d)", mode);
+        CHECK(bad == 0, "inserts (mode %d; mode 0 with mappings refused for a quarter)", mode);
+        CHECK(champ_size(m) == (size_t)n, "size (mode %d)", mode);
         CHECK_VALID(m, "after the inserts (regions audited)");
         champ_pool_stats ps = hr_stats(pool);
-        CHECK(ps.bytes_reserved >= ((size_t)4 << 20), "mode %d: %zu bytes reserved", mode,
-              ps.bytes_reserved);
         if (huge) {
             CHECK(ps.bytes_huge > 0 && ps.bytes_huge < ps.bytes_reserved,
                   "mode %d: %zu of %zu reserved bytes from regions", mode, ps.bytes_huge,
                   ps.bytes_reserved);
         } else {
-            CHECK((ps.bytes_huge) == (0), "mode %d: regions without the libc allocator", mode);
+            CHECK(ps.bytes_huge == 0, "mode %d: %zu bytes from regions", mode, ps.bytes_huge);
         }
         if (mode == 2) /* every chunk from the allocator (and the pool's header) */
             CHECK(ta.live_bytes > ps.bytes_reserved &&
@@ -395,7 +398,7 @@ static void test_huge_regions(void) {
             void *v = NULL;
             missing += !champ_get_u64(m, th_next(&r), &v) || v != th_tok((uint64_t)i);
         }
-        CHECK((missing) == (0), "lookups (mode %d)", mode);
+        CHECK(missing == 0, "lookups (mode %d): %ld missing", mode, missing);
         /* remove 99%, trim: the regions' chunks that emptied go back */
         r.s = 0x5eed0000u + (uint64_t)mode;
         for (long i = 0; i < n; i++) {
@@ -403,7 +406,7 @@ static void test_huge_regions(void) {
             if (i % 100 != 0)
                 bad += champ_remove_u64(m, k, NULL) != CHAMP_OK;
         }
-        CHECK((bad) == (0), "removes (mode %d)", mode);
+        CHECK(bad == 0, "removes (mode %d)", mode);
         CHECK_ST(champ_pool_trim(pool), CHAMP_OK);
         CHECK_VALID(m, "after removing 99% and trimming");
         ps = hr_stats(pool);
@@ -412,26 +415,30 @@ static void test_huge_regions(void) {
               ps.bytes_live);
         CHECK(ps.bytes_huge <= ps.bytes_reserved, "mode %d: %zu huge of %zu reserved", mode,
               ps.bytes_huge, ps.bytes_reserved);
-        /* grow again past 4 MiB: regions again */
+        /* grow again: regions again */
         r.s = 0x1234u + (uint64_t)mode;
         for (long i = 0; i < n; i++)
             bad += champ_set_u64(m, th_next(&r), NULL, NULL) != CHAMP_OK;
-        CHECK((bad) == (0), "inserts after the trim (mode %d)", mode);
+        CHECK(bad == 0, "inserts after the trim (mode %d)", mode);
         CHECK_VALID(m, "grown again");
         ps = hr_stats(pool);
         CHECK(huge ? ps.bytes_huge > 0 : ps.bytes_huge == 0, "mode %d: %zu bytes from regions",
               mode, ps.bytes_huge);
-        /* empty and trimmed: nothing reserved in regions */
+        /* empty and trimmed: no chunk left in a region */
         CHECK_ST(champ_clear(m), CHAMP_OK);
         CHECK_ST(champ_pool_trim(pool), CHAMP_OK);
         CHECK_VALID(m, "cleared and trimmed");
         ps = hr_stats(pool);
-        CHECK((ps.bytes_huge) == (0), "mode %d: regions after clear and trim", mode);
+        CHECK(ps.bytes_huge == 0, "mode %d: %zu bytes in regions after clear and trim", mode,
+              ps.bytes_huge);
         champ_free(m);
         champ_pool_free(pool);
+        champ__region_from = saved;
         if (mode == 2)
-            CHECK_EQ(ta.live_bytes, 0, "the counting allocator got every chunk back");
+            CHECK(ta.live_bytes == 0, "the counting allocator holds %zu at the end",
+                  ta.live_bytes);
     }
+    champ__region_from = saved;
 }
 
 const th_test th_tests_pool[] = {
