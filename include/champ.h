@@ -259,7 +259,7 @@ typedef struct champ_pool_config {
      * The default pool of champ_new_u64() and friends is concurrent. */
     bool concurrent;
     /* Huge pages.  With the libc allocator (allocator NULL), once a pool
-     * reserves 4 MiB its new chunks are cut from anonymous mappings aligned
+     * reserves 1 MiB its new chunks are cut from anonymous mappings aligned
      * to 2 MiB and advised for transparent huge pages (Linux madvise
      * MADV_HUGEPAGE; a no-op where the kernel has them off): fresh chunk
      * space then costs one page fault per 2 MiB instead of one per 4 KiB,
@@ -267,8 +267,9 @@ typedef struct champ_pool_config {
      * bytes are as without; the process's resident memory may exceed them
      * by up to 2 MiB (the huge page being filled).  true turns it off (every
      * chunk from malloc): for a process that forks while it updates a big
-     * map, where copy-on-write would copy 2 MiB per page touched.  The
-     * default pool has it on. */
+     * map, where copy-on-write would copy 2 MiB per page touched, or one
+     * with many private pools of a few MiB each.  The default pool has it
+     * on. */
     bool no_huge_pages;
 } champ_pool_config;
 

@@ -18,7 +18,7 @@
  * chunk from the backing allocator, each one 1/CHUNK_DIV of what is already
  * reserved (at least the configured chunk size), so growth is geometric,
  * the number of backing calls logarithmic, and unused arena space a small
- * fraction of it (a pool on libc that reserves 4 MiB cuts its chunks from
+ * fraction of it (a pool on libc that reserves 1 MiB cuts its chunks from
  * huge-page regions instead: see "Huge-page regions" below).  The old
  * chunk's tail becomes free blocks, not lost; and
  * if much memory sits in free lists in pieces of the wrong sizes, they are
@@ -398,11 +398,11 @@ static void pool_retire_tail(heap *h) {
  * every chunk. */
 #define HUGE_PAGE ((size_t)2 << 20)
 #ifndef REGION_FROM
-#define REGION_FROM ((size_t)4 << 20)
+#define REGION_FROM ((size_t)1 << 20)
 #endif
 /* The threshold in force: tests lower it to reach regions with small maps
  * (pool.huge_regions: a debug build validating after every update cannot
- * fill 4 MiB). */
+ * fill 1 MiB). */
 size_t champ__region_from = REGION_FROM;
 #define REGION_MIN ((size_t)8 << 20) /* a region: 4 chunks, at least this */
 

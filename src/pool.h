@@ -224,7 +224,7 @@ typedef struct champ_pool_audit {
 } champ_pool_audit;
 INTERNAL void champ__pool_audit(const champ_pool *p, champ_pool_audit *a);
 /* Reserved bytes from which a libc pool cuts its chunks from huge-page
- * regions (pool.c; 4 MiB, lowered by tests). */
+ * regions (pool.c; 1 MiB, lowered by tests). */
 INTERNAL extern size_t champ__region_from;
 /* Tests: while nonzero, no region is mapped (the pool falls back to malloc). */
 INTERNAL extern int champ__huge_refuse;

@@ -320,7 +320,7 @@ static void test_free_large(void) {
 /* ------------------------------------------------------------------ */
 
 /* pool.c: the reserved bytes from which a libc pool cuts its chunks from
- * huge-page regions (4 MiB), and a switch that refuses every mapping. */
+ * huge-page regions (1 MiB), and a switch that refuses every mapping. */
 extern size_t champ__region_from;
 extern int champ__huge_refuse;
 
@@ -365,10 +365,10 @@ static void test_huge_regions(void) {
         }
         long n = th_iters(40000, 8000), bad = 0;
         th_rng r = {0x5eed0000u + (uint64_t)mode};
-        /* under 4 MiB at the real threshold: no region */
+        /* under 1 MiB at the real threshold: no region */
         for (long i = 0; i < n / 4; i++)
             bad += champ_set_u64(m, th_next(&r), th_tok((uint64_t)i), NULL) != CHAMP_OK;
-        CHECK(hr_stats(pool).bytes_huge == 0, "mode %d: a region under 4 MiB", mode);
+        CHECK(hr_stats(pool).bytes_huge == 0, "mode %d: a region under 1 MiB", mode);
         champ__region_from = (size_t)64 << 10;
         for (long i = n / 4; i < n; i++) {
             /* mode 0: the first half of the regions' share refused */

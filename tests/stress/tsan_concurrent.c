@@ -15,7 +15,7 @@
  *     base), then freed by another thread, copied, or published;
  *   - a thread that reads the pool's stats all along.
  * The pool cuts its chunks from huge-page regions from 64 KiB on (the
- * threshold lowered from 4 MiB), so threads' heaps take region chunks
+ * threshold lowered from 1 MiB), so threads' heaps take region chunks
  * under the pool's lock while other threads read the stats.
  * At the end (the threads joined): no lost publication, champ_validate
  * clean, and after every map and cell is freed the pool's live bytes are
