@@ -386,16 +386,17 @@ static void pool_retire_tail(heap *h) {
 /* ------------------------------------------------------------------ */
 
 /* A pool on the libc allocator cuts its chunks from regions once it holds
- * REGION_FROM bytes (champ__region_from): anonymous mappings aligned to 2 MiB and advised for
- * transparent huge pages, so touching fresh chunk space takes one page
- * fault per 2 MiB instead of one per 4 KiB.  Chunk sizes, and so the
- * reserved bytes, do not change: a region is carved into chunks in order;
- * a chunk that does not fit in what is left of the current region is cut
- * smaller when the request fits, else a new region is mapped (the old one's
- * tail, never touched, costs address space only).  A chunk given back is
- * returned to the kernel (MADV_DONTNEED), or unmapped with its region when
- * it was the region's last.  Concurrent pools: under the pool's lock, like
- * every chunk. */
+ * REGION_FROM bytes (champ__region_from): anonymous mappings aligned to
+ * 2 MiB and advised for transparent huge pages, so touching fresh chunk
+ * space takes one page fault per 2 MiB instead of one per 4 KiB.  Chunk
+ * sizes, and so the reserved bytes, do not change: a region is carved into
+ * chunks in order; a chunk that does not fit in what is left of the
+ * current region is cut smaller when the request fits, else a new region
+ * is mapped (the old one's tail is never written: it costs address space,
+ * and at most the rest of a huge page already faulted in).  A chunk given
+ * back returns its pages to the kernel (MADV_DONTNEED), or is unmapped
+ * with its region when it was the region's last.  Concurrent pools: under
+ * the pool's lock, like every chunk. */
 #define HUGE_PAGE ((size_t)2 << 20)
 #ifndef REGION_FROM
 #define REGION_FROM ((size_t)1 << 20)
@@ -416,8 +417,8 @@ typedef struct region {
 int champ__huge_refuse; /* tests: while set, no region is mapped */
 
 static region *region_new(champ_pool *p, size_t want) {
-    if (champ__huge_refuse)
-        return NULL;
+    if (champ__huge_refuse || want > SIZE_MAX / 8)
+        return NULL; /* (a size the mapping arithmetic below would wrap) */
     size_t size = ALIGN_UP(want * 4 > REGION_MIN ? want * 4 : REGION_MIN, HUGE_PAGE);
     size_t map = size + HUGE_PAGE;
     region *r = malloc(sizeof *r);
