@@ -416,19 +416,13 @@ typedef struct region {
 
 int champ__huge_refuse; /* tests: while set, no region is mapped */
 
-static region *region_new(champ_pool *p, size_t want) {
-    if (champ__huge_refuse || want > SIZE_MAX / 8)
-        return NULL; /* (a size the mapping arithmetic below would wrap) */
-    size_t size = ALIGN_UP(want * 4 > REGION_MIN ? want * 4 : REGION_MIN, HUGE_PAGE);
+/* A mapping of `size` bytes (a multiple of HUGE_PAGE) aligned to
+ * HUGE_PAGE and advised for huge pages, or NULL. */
+static char *huge_map(size_t size) {
     size_t map = size + HUGE_PAGE;
-    region *r = malloc(sizeof *r);
-    if (!r)
-        return NULL;
     char *raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
-        free(r);
+    if (raw == MAP_FAILED)
         return NULL;
-    }
     char *base = (char *)ALIGN_UP((uintptr_t)raw, HUGE_PAGE);
     size_t head = (size_t)(base - raw), tail = map - head - size;
     if (head)
@@ -438,6 +432,21 @@ static region *region_new(champ_pool *p, size_t want) {
 #ifdef MADV_HUGEPAGE
     madvise(base, size, MADV_HUGEPAGE);
 #endif
+    return base;
+}
+
+static region *region_new(champ_pool *p, size_t want) {
+    if (champ__huge_refuse || want > SIZE_MAX / 8)
+        return NULL; /* (a size the mapping arithmetic below would wrap) */
+    size_t size = ALIGN_UP(want * 4 > REGION_MIN ? want * 4 : REGION_MIN, HUGE_PAGE);
+    region *r = malloc(sizeof *r);
+    if (!r)
+        return NULL;
+    char *base = huge_map(size);
+    if (!base) {
+        free(r);
+        return NULL;
+    }
     r->base = base;
     r->size = size;
     r->used = 0;
@@ -1626,6 +1635,7 @@ champ_status champ_pool_new(const champ_pool_config *cfg, champ_pool **out) {
 
 /* Drops one reference; the last one gives every chunk back. */
 static void spares_free(champ_pool *p); /* handle pages, below */
+static void slabs_trim(champ_pool *p);
 static size_t spares_bytes(const champ_pool *p);
 
 void champ__pool_release(champ_pool *p) {
@@ -1634,7 +1644,9 @@ void champ__pool_release(champ_pool *p) {
     if (p->fixed)
         return;
     spares_free(p);
+    slabs_trim(p); /* every slab is empty: the spare is the one left */
     CHAMP_ASSERT(p->side == 0); /* no handle page or type is left */
+    CHAMP_ASSERT(!p->slabs && !p->slab_spare && p->slab_bytes == 0);
     champ_allocator al = p->alloc;
     if (p->concurrent) {
         /* no thread may follow its entry for p any more (ids differ) */
@@ -1726,6 +1738,7 @@ champ_status champ_pool_trim(champ_pool *p) {
         }
     }
     spares_free(p);
+    slabs_trim(p);
     pool_defrag(h, true);
     defrag_done(h);
     if (relocation_pays(p)) {
@@ -1804,10 +1817,14 @@ champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out_use
     }
     /* side blocks: in neither chunks nor heaps; spare pages are free */
     size_t side = HEAP_GET(p->side), spare = spares_bytes(p);
+    size_t in_slabs = HEAP_GET(p->side_slab), slabs = HEAP_GET(p->slab_bytes);
     if (spare > side)
         spare = side;
+    if (in_slabs > side)
+        in_slabs = side;
     out->chunks = p->fixed ? 1 : HEAP_GET(p->nchunks);
-    out->bytes_reserved = HEAP_GET(p->reserved) + side;
+    /* side blocks from malloc count as they are; slabs as what they hold */
+    out->bytes_reserved = HEAP_GET(p->reserved) + side - in_slabs + slabs;
     out->bytes_live = s.live + side - spare;
     out->bytes_peak = (peak > s.live ? peak : s.live) + side - spare;
     out->bytes_free_listed = s.carved - s.live;
@@ -1818,7 +1835,7 @@ champ_status champ_pool_stats_get(const champ_pool *p, champ_pool_stats *out_use
     out->fixed = p->fixed;
     out->backing_calls = HEAP_GET(p->backing_calls);
     out->alloc_failures = HEAP_GET(p->failures);
-    out->bytes_huge = HEAP_GET(p->huge);
+    out->bytes_huge = HEAP_GET(p->huge) + slabs;
 #ifdef CHAMP_STATS
     out->counters_enabled = true;
     out->allocs = s.n_alloc;
@@ -1881,6 +1898,213 @@ void champ__side_free(champ_pool *p, void *b, size_t size) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Handle slabs                                                        */
+/* ------------------------------------------------------------------ */
+
+/* A program that makes a million small maps touches 34 MB of handle pages
+ * (HPAGE_BYTES each, 30 handles), and on a virtual machine the first touch
+ * of each fresh 4 KiB page costs 7-15 us in the slow phases: 80-90 ns of
+ * the 130 ns a map's create and free took.  So a pool on libc whose side
+ * blocks pass champ__region_from bytes (the chunks' threshold, 1 MiB: some
+ * 30,000 maps) takes its further handle pages from slabs: mappings of one
+ * huge page (SLAB_BYTES, aligned to it), advised for huge pages like the
+ * chunk regions.  Block 0 of a slab is this header; blocks 1..2047 are
+ * handle pages, handed out lowest first from the pool's open slabs (those
+ * with a free block), so live pages gather at low addresses.  A slab whose
+ * last page is given back is unmapped, or kept as the pool's spare when it
+ * has none (a count of maps hovering at a slab's edge would otherwise map
+ * and unmap a huge page each time).  Trim unmaps the spare and gives back
+ * (MADV_DONTNEED) every OS page of a slab whose blocks are all free; a
+ * block taken from such a page again counts the page in the reserved
+ * bytes again.  A page is marked on its hpage header as coming from a
+ * slab (handle pages only: map types stay side blocks from malloc).
+ * Concurrent pools: under the pool's lock, like the side blocks.
+ *
+ * The price: the slab is returned per OS page, not per handle page, so a
+ * page keeping one live handle keeps its 4 KiB (malloc's heap keeps the
+ * same pages resident, but the pool's books did not show them). */
+#define SLAB_BYTES HUGE_PAGE
+#define SLAB_BLOCKS (SLAB_BYTES / HPAGE_BYTES)
+#define SLAB_WORDS (SLAB_BLOCKS / 64)
+
+typedef struct slab {
+    struct slab *next, *prev;   /* the pool's slabs (not the spare) */
+    struct slab *onext, *oprev; /* ... those with a free block */
+    size_t live;                /* blocks handed out */
+    size_t kept;                /* bytes counted reserved: SLAB_BYTES minus */
+                                /* the pages trim gave back */
+    uint64_t used[SLAB_WORDS];  /* bit i: block i handed out (0: header) */
+    uint64_t gone[SLAB_WORDS];  /* bit i: block i's OS page given back */
+} slab;
+_Static_assert(sizeof(slab) <= HPAGE_BYTES, "a slab's header fits its block 0");
+_Static_assert(SLAB_BLOCKS % 64 == 0, "a slab's bitmaps are whole words");
+
+static bool bit_get(const uint64_t *w, size_t i) {
+    return w[i / 64] >> (i % 64) & 1u;
+}
+static void bit_put(uint64_t *w, size_t i, bool on) {
+    if (on)
+        w[i / 64] |= (uint64_t)1 << (i % 64);
+    else
+        w[i / 64] &= ~((uint64_t)1 << (i % 64));
+}
+
+static size_t os_page(void) {
+    long pg = sysconf(_SC_PAGESIZE);
+    return pg > 0 ? (size_t)pg : 4096;
+}
+
+static slab *slab_of(const void *b) {
+    return (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB_BYTES - 1));
+}
+
+static void slab_open_link(champ_pool *p, slab *s) {
+    s->oprev = NULL;
+    s->onext = p->slabs_open;
+    if (s->onext)
+        s->onext->oprev = s;
+    p->slabs_open = s;
+}
+static void slab_open_unlink(champ_pool *p, slab *s) {
+    if (s->oprev)
+        s->oprev->onext = s->onext;
+    else
+        p->slabs_open = s->onext;
+    if (s->onext)
+        s->onext->oprev = s->oprev;
+}
+
+static void slab_unmap(champ_pool *p, slab *s) {
+    HEAP_SET(p->slab_bytes, p->slab_bytes - s->kept);
+    UNPOISON(s, SLAB_BYTES);
+    munmap(s, SLAB_BYTES);
+}
+
+/* A handle page's block from the pool's slabs, or NULL when no slab can
+ * be mapped (the caller falls back to a side block).  Concurrent pools:
+ * under the pool's lock. */
+static void *slab_take(champ_pool *p) {
+    slab *s = p->slabs_open;
+    if (!s) {
+        s = p->slab_spare;
+        if (s) {
+            p->slab_spare = NULL;
+        } else {
+            char *base = champ__huge_refuse ? NULL : huge_map(SLAB_BYTES);
+            if (!base)
+                return NULL;
+            pool_count(p, &p->backing_calls);
+            s = (slab *)(void *)base;
+            memset(s, 0, sizeof *s);
+            s->used[0] = 1; /* block 0: this header */
+            s->kept = SLAB_BYTES;
+            HEAP_SET(p->slab_bytes, p->slab_bytes + SLAB_BYTES);
+            POISON(base + HPAGE_BYTES, SLAB_BYTES - HPAGE_BYTES);
+            VG_NOACCESS(base + HPAGE_BYTES, SLAB_BYTES - HPAGE_BYTES);
+        }
+        s->prev = NULL;
+        s->next = p->slabs;
+        if (s->next)
+            s->next->prev = s;
+        p->slabs = s;
+        slab_open_link(p, s);
+    }
+    size_t w = 0;
+    while (s->used[w] == UINT64_MAX)
+        w++;
+    size_t i = w * 64 + (size_t)__builtin_ctzll(~s->used[w]);
+    CHAMP_ASSERT(i > 0 && i < SLAB_BLOCKS);
+    bit_put(s->used, i, true);
+    if (++s->live == SLAB_BLOCKS - 1)
+        slab_open_unlink(p, s);
+    if (bit_get(s->gone, i)) { /* its OS page comes back */
+        size_t pg = os_page(), per = pg / HPAGE_BYTES, first = i / per * per;
+        for (size_t j = first; j < first + per; j++)
+            bit_put(s->gone, j, false);
+        s->kept += pg;
+        HEAP_SET(p->slab_bytes, p->slab_bytes + pg);
+    }
+    HEAP_SET(p->side, p->side + HPAGE_BYTES);
+    HEAP_SET(p->side_slab, p->side_slab + HPAGE_BYTES);
+    char *b = (char *)s + i * HPAGE_BYTES;
+    UNPOISON(b, HPAGE_BYTES);
+    VG_UNDEFINED(b, HPAGE_BYTES);
+    return b;
+}
+
+/* Gives back block b of a slab (concurrent: under the pool's lock). */
+static void slab_put(champ_pool *p, void *b) {
+    slab *s = slab_of(b);
+    size_t i = (size_t)((char *)b - (char *)s) / HPAGE_BYTES;
+    CHAMP_ASSERT(i > 0 && i < SLAB_BLOCKS && bit_get(s->used, i));
+    CHAMP_ASSERT(p->side_slab >= HPAGE_BYTES && p->side >= HPAGE_BYTES);
+    bool was_full = s->live == SLAB_BLOCKS - 1;
+    bit_put(s->used, i, false);
+    s->live--;
+    HEAP_SET(p->side, p->side - HPAGE_BYTES);
+    HEAP_SET(p->side_slab, p->side_slab - HPAGE_BYTES);
+    POISON(b, HPAGE_BYTES);
+    VG_NOACCESS(b, HPAGE_BYTES);
+    if (s->live) {
+        if (was_full)
+            slab_open_link(p, s);
+        return;
+    }
+    if (!was_full)
+        slab_open_unlink(p, s);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        p->slabs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    if (p->slab_spare)
+        slab_unmap(p, s);
+    else
+        p->slab_spare = s;
+}
+
+/* Trim and pool teardown: the spare slab is unmapped, and every OS page
+ * of a slab whose blocks are all free goes back to the kernel (runs of
+ * them in one call). */
+static void slabs_trim(champ_pool *p) {
+    if (p->concurrent)
+        pool_lock(p);
+    if (p->slab_spare) {
+        slab_unmap(p, p->slab_spare);
+        p->slab_spare = NULL;
+    }
+    size_t pg = os_page(), per = pg / HPAGE_BYTES;
+    if (pg <= SLAB_BYTES && per)
+        for (slab *s = p->slabs; s; s = s->next) {
+            size_t run = 0; /* pages in the run ending before page q */
+            for (size_t q = 1; q <= SLAB_BLOCKS / per; q++) {
+                bool take = false;
+                if (q < SLAB_BLOCKS / per && !bit_get(s->gone, q * per)) {
+                    take = true;
+                    for (size_t j = q * per; j < (q + 1) * per && take; j++)
+                        take = !bit_get(s->used, j);
+                }
+                if (take) {
+                    run++;
+                    continue;
+                }
+                if (run) {
+                    size_t first = (q - run) * per;
+                    madvise((char *)s + first * HPAGE_BYTES, run * pg, MADV_DONTNEED);
+                    for (size_t j = first; j < q * per; j++)
+                        bit_put(s->gone, j, true);
+                    s->kept -= run * pg;
+                    HEAP_SET(p->slab_bytes, p->slab_bytes - run * pg);
+                    run = 0;
+                }
+            }
+        }
+    if (p->concurrent)
+        pool_unlock(p);
+}
+
+/* ------------------------------------------------------------------ */
 /* Handle pages                                                        */
 /* ------------------------------------------------------------------ */
 
@@ -1898,6 +2122,7 @@ struct hpage {
     hpage *onext, *oprev; /* pages with a free slot */
     heap *owner;
     uint32_t used;        /* bit i: slot i holds a live handle */
+    bool slab;            /* a slab's block (else a side block) */
 };
 _Static_assert(sizeof(hpage) <= HPAGE_HDR, "the page header fits its room");
 #define HPAGE_FULL ((uint32_t)((1ull << HPAGE_SLOTS) - 1))
@@ -1944,18 +2169,53 @@ static hpage *spare_keep(heap *h, hpage *g) {
 }
 
 
+/* A new handle page: from a slab once the pool's side blocks reach the
+ * threshold (*in_slab set), else a side block. */
+static hpage *hpage_new(champ_pool *p, bool *in_slab) {
+    *in_slab = false;
+    if (p->use_huge && HEAP_GET(p->side) >= champ__region_from) {
+        if (p->concurrent)
+            pool_lock(p);
+        void *b = slab_take(p);
+        if (p->concurrent)
+            pool_unlock(p);
+        if (b) {
+            *in_slab = true;
+            return b;
+        }
+    }
+    return champ__side_alloc(p, HPAGE_BYTES);
+}
+
+/* Gives an emptied handle page back to where it came from. */
+static void hpage_del(champ_pool *p, hpage *g) {
+    UNPOISON(g, HPAGE_BYTES);
+    VG_UNDEFINED(g, HPAGE_BYTES);
+    if (!g->slab) {
+        champ__side_free(p, g, HPAGE_BYTES);
+        return;
+    }
+    if (p->concurrent)
+        pool_lock(p);
+    slab_put(p, g);
+    if (p->concurrent)
+        pool_unlock(p);
+}
+
 /* A handle from heap h's pages (concurrent: h's lock is held, and let go
  * while a new page is allocated). */
 static ALWAYS_INLINE void *hpage_take(heap *h, bool conc) {
     hpage *g = h->hpages_open;
     if (!g) {
+        bool in_slab;
         g = h->spare;
         if (g) {
             HEAP_SET(h->spare, NULL);
+            in_slab = g->slab;
         } else {
             if (conc)
                 hp_unlock(h);
-            g = champ__side_alloc(h->pool, HPAGE_BYTES);
+            g = hpage_new(h->pool, &in_slab);
             if (conc)
                 hp_lock(h);
             if (!g)
@@ -1963,6 +2223,7 @@ static ALWAYS_INLINE void *hpage_take(heap *h, bool conc) {
         }
         memset(g, 0, sizeof *g);
         g->owner = h;
+        g->slab = in_slab;
         POISON(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
         VG_NOACCESS(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
         g->next = h->hpages;
@@ -2042,11 +2303,8 @@ static NOINLINE void handle_free_conc(champ_pool *p, void *hv) {
     if (g)
         g = spare_keep(h, g);
     hp_unlock(h);
-    if (g) {
-        UNPOISON(g, HPAGE_BYTES);
-        VG_UNDEFINED(g, HPAGE_BYTES);
-        champ__side_free(p, g, HPAGE_BYTES);
-    }
+    if (g)
+        hpage_del(p, g);
 }
 
 void champ__handle_free(champ_pool *p, void *hv) {
@@ -2059,11 +2317,8 @@ void champ__handle_free(champ_pool *p, void *hv) {
     g = hpage_put(&p->h, g, hv, i, false);
     if (g)
         g = spare_keep(&p->h, g);
-    if (g) {
-        UNPOISON(g, HPAGE_BYTES);
-        VG_UNDEFINED(g, HPAGE_BYTES);
-        champ__side_free(p, g, HPAGE_BYTES);
-    }
+    if (g)
+        hpage_del(p, g);
 }
 
 /* The heaps that hold handle pages: a plain pool's own, or a concurrent
@@ -2092,9 +2347,7 @@ static void spares_free(champ_pool *p) {
         if (!g)
             continue;
         HEAP_SET(h->spare, NULL);
-        UNPOISON(g, HPAGE_BYTES);
-        VG_UNDEFINED(g, HPAGE_BYTES);
-        champ__side_free(p, g, HPAGE_BYTES);
+        hpage_del(p, g);
     }
 }
 
@@ -2220,6 +2473,38 @@ void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
             a->regions_bad++;
     }
     if (huge != p->huge || (p->regions && !p->use_huge))
+        a->regions_bad++;
+    /* slabs: aligned, their bitmaps agree with their counts, the open list
+     * holds those with room, and the pool counts their bytes and blocks */
+    size_t pg = os_page(), kept = 0, blocks = 0, open = 0, room = 0;
+    for (const slab *s = p->slabs; s; s = s->next) {
+        size_t n = 0, gone = 0;
+        for (size_t w = 0; w < SLAB_WORDS; w++) {
+            n += (size_t)__builtin_popcountll(s->used[w]);
+            gone += (size_t)__builtin_popcountll(s->gone[w]);
+        }
+        if ((uintptr_t)s % SLAB_BYTES != 0 || !(s->used[0] & 1u) || n != s->live + 1 ||
+            s->live == 0 || s->kept != SLAB_BYTES - gone / (pg / HPAGE_BYTES) * pg)
+            a->regions_bad++;
+        for (size_t i = 1; i < SLAB_BLOCKS; i++)
+            if (bit_get(s->used, i) && bit_get(s->gone, i))
+                a->regions_bad++; /* a live block on a page given back */
+        kept += s->kept;
+        blocks += s->live;
+        room += s->live < SLAB_BLOCKS - 1;
+    }
+    for (const slab *s = p->slabs_open; s && open <= room; s = s->onext) {
+        open++;
+        if (s->live >= SLAB_BLOCKS - 1)
+            a->regions_bad++; /* a full slab on the open list */
+    }
+    if (p->slab_spare) {
+        if (p->slab_spare->live != 0)
+            a->regions_bad++;
+        kept += p->slab_spare->kept;
+    }
+    if (open != room || kept != p->slab_bytes || blocks * HPAGE_BYTES != p->side_slab ||
+        p->side_slab > p->side || ((p->slabs || p->slab_spare) && !p->use_huge))
         a->regions_bad++;
     size_t hdrs = p->fixed ? 0 : p->nchunks * CHUNK_HDR;
     a->imbalance = (long long)p->reserved - (long long)(carved + fresh_b + hdrs);

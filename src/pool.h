@@ -123,6 +123,13 @@ struct champ_pool {
     struct region *regions;      /* huge-page regions the chunks are cut */
                                  /* from once reserved >= REGION_FROM    */
     size_t huge;                 /* bytes of chunks cut from them        */
+    struct slab *slabs;          /* huge-page slabs of handle pages, once */
+                                 /* side >= REGION_FROM (pool.c)         */
+    struct slab *slabs_open;     /* ... those with a free block          */
+    struct slab *slab_spare;     /* an emptied slab kept for the next    */
+    size_t slab_bytes;           /* bytes of slabs held (mapped, minus   */
+                                 /* the pages trim gave back)            */
+    size_t side_slab;            /* bytes of side blocks in slabs        */
     bool use_huge;               /* libc allocator, huge pages not off   */
     bool fixed;
     bool mark_fired;

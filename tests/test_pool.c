@@ -2,14 +2,17 @@
  * test_pool.c - pools and stats: pool and map statistics, a map keeping
  * its pool alive, private pools, maps of every kind sharing one pool, and
  * champ_free of a large map and of many copies, chunks from huge-page
- * regions (pool.huge_regions).  (Fixed buffers and the
+ * regions (pool.huge_regions), handle pages from huge-page slabs
+ * (pool.handle_slabs).  (Fixed buffers and the
  * watermark under memory pressure: test_oom.c; bad pool configs:
  * test_badinput.c.)
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
+#include "../src/internal.h"
 
 /* ------------------------------------------------------------------ */
 /* Stats, pools, lifetimes                                             */
@@ -441,10 +444,152 @@ static void test_huge_regions(void) {
     champ__region_from = saved;
 }
 
+
+/* Handle pages from slabs (pool.c, "Handle slabs"): a libc pool whose
+ * side blocks reach champ__region_from (lowered to 64 KiB here: about
+ * 2,000 empty maps) takes its further handle pages from 2 MiB slabs.
+ * Checked, in the four modes of pool.huge_regions: no slab under the
+ * threshold; one slab's bytes (bytes_huge) past it; a refused mapping
+ * falls back to a side block without failing a map; validate audits the
+ * slabs' books; after freeing every map but one per third OS page of the
+ * slab and trimming, the slab holds exactly its header page and the pages
+ * of the maps that stay (computed from their addresses); maps made again
+ * reuse the freed blocks lowest first, and their pages count again; with
+ * every map freed the emptied slab is kept as a spare until trim, which
+ * unmaps it; the other modes take no slab. */
+static void test_handle_slabs(void) {
+    size_t saved = champ__region_from, pg = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t slab = (size_t)2 << 20;
+    for (int mode = 0; mode < 4; mode++) {
+        th_alloc ta;
+        th_alloc_init(&ta);
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.no_huge_pages = mode == 1;
+        pc.allocator = mode == 2 ? &ta.a : NULL;
+        pc.concurrent = mode == 3;
+        champ_pool *pool = NULL;
+        CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+        if (!pool)
+            continue;
+        bool huge = mode == 0 || mode == 3;
+        champ_config cfg = th_kind_config(CHAMP_KEY_U64, 43, pool);
+        /* 63 pages of handles (under 64 KiB with the maps' one type: the
+         * maps are copies of ms[0]), then 300 pages more */
+        size_t below = 63 * HPAGE_SLOTS, n = below + 300 * HPAGE_SLOTS, made = 0;
+        champ_map **ms = calloc(n, sizeof *ms);
+        if (!ms) {
+            champ_pool_free(pool);
+            continue;
+        }
+        champ__region_from = (size_t)64 << 10;
+        for (; made < below; made++)
+            if ((made ? champ_copy(ms[0], &ms[made]) : champ_new(&cfg, &ms[0])) != CHAMP_OK)
+                break;
+        CHECK(made == below, "mode %d: %zu of %zu maps made", mode, made, below);
+        CHECK(hr_stats(pool).bytes_huge == 0 && pool->side_slab == 0,
+              "mode %d: a slab under the threshold", mode);
+        /* mode 0: the mappings refused for a page's worth of maps */
+        size_t in_slab0 = pool->side_slab;
+        champ__huge_refuse = mode == 0;
+        for (size_t i = 0; i < 2 * HPAGE_SLOTS && made < n; i++, made++)
+            if (champ_copy(ms[0], &ms[made]) != CHAMP_OK)
+                break;
+        champ__huge_refuse = 0;
+        CHECK(made == below + 2 * HPAGE_SLOTS, "mode %d: %zu maps made of %zu (mappings refused)",
+              mode, made, below + 2 * HPAGE_SLOTS);
+        if (mode == 0)
+            CHECK(pool->side_slab == in_slab0 && pool->slab_bytes == 0,
+                  "a refused mapping: %zu bytes in slabs", pool->side_slab);
+        for (; made < n; made++)
+            if (champ_copy(ms[0], &ms[made]) != CHAMP_OK)
+                break;
+        CHECK(made == n, "mode %d: %zu of %zu maps made", mode, made, n);
+        for (size_t i = 0; i < made; i += 7)
+            CHECK_ST(champ_set_u64(ms[i], i, th_tok(i), NULL), CHAMP_OK);
+        if (made)
+            CHECK_VALID(ms[made - 1], "the maps made (slabs audited)");
+        champ_pool_stats ps = hr_stats(pool);
+        if (huge)
+            CHECK(ps.bytes_huge == slab && pool->side_slab >= 250 * HPAGE_BYTES,
+                  "mode %d: %zu bytes of slabs, %zu in pages", mode, ps.bytes_huge,
+                  pool->side_slab);
+        else
+            CHECK(ps.bytes_huge == 0 && pool->side_slab == 0, "mode %d: %zu bytes of slabs",
+                  mode, ps.bytes_huge);
+        /* free all but the first map of every third OS page of the slab */
+        size_t kept = 0;
+        uintptr_t last = 0; /* the OS page of the last map kept */
+        for (size_t i = 0; i < made; i++) {
+            uintptr_t a = (uintptr_t)ms[i], base = a / slab * slab;
+            bool in_slab = huge && base == (uintptr_t)pool->slabs;
+            if (!in_slab && i < below)
+                continue; /* the side blocks' maps stay */
+            size_t q = (a - base) / pg; /* page 0: the slab's header */
+            if (in_slab && q % 3 == 0 && q > 0 && a / pg != last) {
+                last = a / pg;
+                kept++;
+                continue;
+            }
+            champ_free(ms[i]);
+            ms[i] = NULL;
+        }
+        CHECK_ST(champ_pool_trim(pool), CHAMP_OK);
+        ps = hr_stats(pool);
+        if (huge)
+            CHECK(kept > 20 && ps.bytes_huge == pg * (1 + kept),
+                  "mode %d: after trim the slab holds %zu bytes for %zu pages kept", mode,
+                  ps.bytes_huge, kept);
+        CHECK(ps.bytes_reserved >= ps.bytes_live, "reserved %zu, live %zu", ps.bytes_reserved,
+              ps.bytes_live);
+        for (size_t i = 0; i < made; i++) {
+            void *v = NULL;
+            if (ms[i] && i % 7 == 0)
+                CHECK(champ_get_u64(ms[i], i, &v) && v == th_tok(i), "map %zu reads", i);
+        }
+        if (made)
+            CHECK_VALID(ms[0], "freed and trimmed");
+        /* made again: lowest blocks first, their pages counted again */
+        size_t again = 0;
+        for (size_t i = below; i < made && again < 40 * HPAGE_SLOTS; i++)
+            if (!ms[i] && champ_copy(ms[0], &ms[i]) == CHAMP_OK) {
+                again++;
+                CHECK_ST(champ_set_u64(ms[i], i, th_tok(i), NULL), CHAMP_OK);
+            }
+        ps = hr_stats(pool);
+        if (huge)
+            CHECK(ps.bytes_huge > pg * (1 + kept) && ps.bytes_huge < slab,
+                  "mode %d: made again: %zu bytes of slabs", mode, ps.bytes_huge);
+        if (made)
+            CHECK_VALID(ms[0], "maps made again");
+        /* all freed: the slab is the spare until trim */
+        for (size_t i = 0; i < made; i++)
+            champ_free(ms[i]);
+        ps = hr_stats(pool);
+        if (huge)
+            /* (the heap's spare handle page may be a slab's block) */
+            CHECK(ps.bytes_huge > 0 && pool->side_slab <= HPAGE_BYTES &&
+                      (pool->slab_spare || pool->side_slab),
+                  "mode %d: all freed: %zu bytes of slabs kept", mode, ps.bytes_huge);
+        CHECK_ST(champ_pool_trim(pool), CHAMP_OK);
+        ps = hr_stats(pool);
+        CHECK(ps.bytes_huge == 0 && !pool->slab_spare && ps.bytes_live == 0,
+              "mode %d: trimmed: %zu bytes of slabs, %zu live", mode, ps.bytes_huge,
+              ps.bytes_live);
+        free(ms);
+        champ_pool_free(pool);
+        champ__region_from = saved;
+        if (mode == 2)
+            CHECK(ta.live_bytes == 0, "the counting allocator holds %zu at the end",
+                  ta.live_bytes);
+    }
+    champ__region_from = saved;
+}
+
 const th_test th_tests_pool[] = {
     {"pool.stats_and_pools", test_stats_and_pools},
     {"pool.mixed_pool", test_mixed_pool},
     {"pool.free_large", test_free_large},
     {"pool.huge_regions", test_huge_regions},
+    {"pool.handle_slabs", test_handle_slabs},
 };
 const size_t th_tests_pool_count = sizeof th_tests_pool / sizeof th_tests_pool[0];

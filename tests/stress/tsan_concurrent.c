@@ -13,6 +13,10 @@
  *     copies of the published version that other threads free;
  *   - copies of a snapshot changed in place (light versions on a counted
  *     base), then freed by another thread, copied, or published;
+ *   - a crowd of copies per thread (2,400 handles in all, past the 64 KiB
+ *     of side blocks from which handle pages come from huge-page slabs),
+ *     a tenth of it freed and made again every 64 rounds, some freed by
+ *     another thread: slab blocks taken and given back by all threads;
  *   - a thread that reads the pool's stats all along.
  * The pool cuts its chunks from huge-page regions from 64 KiB on (the
  * threshold lowered from 1 MiB), so threads' heaps take region chunks
@@ -32,7 +36,7 @@
 
 #include "champ.h"
 
-enum { WORKERS = 4, FILL = 2000, HANDOFF = 8 };
+enum { WORKERS = 4, FILL = 2000, HANDOFF = 8, CROWD = 600 };
 
 static champ_pool *pool;
 static champ_cell *cell_u64, *cell_set;
@@ -185,14 +189,32 @@ static void private_round(worker *w, uint64_t *r, champ_map *like) {
     champ_free(m);
 }
 
+/* A tenth of the crowd freed (some handed to another thread) and made
+ * again as copies of `like`. */
+static void crowd_round(worker *w, uint64_t *r, champ_map **crowd, champ_map *like) {
+    for (int j = 0; j < CROWD / 10; j++) {
+        size_t at = (size_t)((*r = mix(*r)) % CROWD);
+        if (*r % 8 == 0)
+            hand_off(crowd[at], *r >> 8);
+        else
+            champ_free(crowd[at]);
+        crowd[at] = NULL;
+        if (champ_copy(like, &crowd[at]) != CHAMP_OK)
+            w->errors++;
+    }
+}
+
 static void *work(void *v) {
     worker *w = v;
     uint64_t r = (uint64_t)w->id * 0x5851f42d4c957f2dull + 1;
-    champ_map *like = NULL;
+    champ_map *like = NULL, *crowd[CROWD] = {NULL};
     if (champ_cell_load(cell_u64, &like) != CHAMP_OK || !like) {
         w->errors++;
         return NULL;
     }
+    for (int j = 0; j < CROWD; j++)
+        if (champ_copy(like, &crowd[j]) != CHAMP_OK)
+            w->errors++;
     for (long i = 0; i < rounds; i++) {
         u64_round(w, &r);
         if (i % 4 == 0)
@@ -201,7 +223,11 @@ static void *work(void *v) {
             copy_round(w, &r);
         if (i % 64 == w->id)
             private_round(w, &r, like);
+        if (i % 64 == 32 + w->id)
+            crowd_round(w, &r, crowd, like);
     }
+    for (int j = 0; j < CROWD; j++)
+        champ_free(crowd[j]);
     champ_free(like);
     return NULL;
 }
