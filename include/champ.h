@@ -606,9 +606,10 @@ typedef struct champ_op {
  * CHAMP_EBUSY (from a callback of an operation on m) or CHAMP_ENOMEM (m
  * unchanged).  n is at most UINT32_MAX - 1 (else CHAMP_EINVAL).  Scratch
  * memory for the call, from the pool's backing allocator (a fixed pool's
- * buffer) and freed before it returns: about 24 bytes an update for a
- * batch of sets only (32 for byte and generic keys), 49 for a batch with
- * removes. */
+ * buffer; a pool on libc takes arrays of 1 MiB or more from mappings of
+ * their own in huge pages, as its chunks: champ_pool_config.no_huge_pages)
+ * and freed before it returns: about 24 bytes an update for a batch of
+ * sets only (32 for byte and generic keys), 49 for a batch with removes. */
 CHAMP_API champ_status champ_apply(champ_map *m, const champ_op *ops, size_t n);
 
 /* Upsert: finds key, or inserts it with a NULL value, and gives the address

@@ -435,6 +435,21 @@ static char *huge_map(size_t size) {
     return base;
 }
 
+size_t champ__huge_scratch_maps; /* tests: scratch mappings made (racy: a count) */
+
+void *champ__huge_scratch(size_t size) {
+    if (champ__huge_refuse || size < champ__region_from || size > SIZE_MAX - HUGE_PAGE * 2)
+        return NULL;
+    void *b = huge_map(ALIGN_UP(size, HUGE_PAGE));
+    if (b)
+        __atomic_fetch_add(&champ__huge_scratch_maps, 1, __ATOMIC_RELAXED);
+    return b;
+}
+
+void champ__huge_scratch_free(void *b, size_t size) {
+    munmap(b, ALIGN_UP(size, HUGE_PAGE));
+}
+
 static region *region_new(champ_pool *p, size_t want) {
     if (champ__huge_refuse || want > SIZE_MAX / 8)
         return NULL; /* (a size the mapping arithmetic below would wrap) */
@@ -1909,8 +1924,9 @@ void champ__side_free(champ_pool *p, void *b, size_t size) {
  * 30,000 maps) takes its further handle pages from slabs: mappings of one
  * huge page (SLAB_BYTES, aligned to it), advised for huge pages like the
  * chunk regions.  Block 0 of a slab is this header; blocks 1..2047 are
- * handle pages, handed out lowest first from the pool's open slabs (those
- * with a free block), so live pages gather at low addresses.  A slab whose
+ * handle pages, handed out from the first of the pool's open slabs (those
+ * with a free block), lowest free block first, so that live pages gather
+ * and trim finds whole OS pages free.  A slab whose
  * last page is given back is unmapped, or kept as the pool's spare when it
  * has none (a count of maps hovering at a slab's edge would otherwise map
  * and unmap a huge page each time).  Trim unmaps the spare and gives back
@@ -2189,9 +2205,10 @@ static hpage *hpage_new(champ_pool *p, bool *in_slab) {
 
 /* Gives an emptied handle page back to where it came from. */
 static void hpage_del(champ_pool *p, hpage *g) {
+    bool in_slab = g->slab; /* (read before the page is undefined) */
     UNPOISON(g, HPAGE_BYTES);
     VG_UNDEFINED(g, HPAGE_BYTES);
-    if (!g->slab) {
+    if (!in_slab) {
         champ__side_free(p, g, HPAGE_BYTES);
         return;
     }

@@ -270,6 +270,14 @@ INTERNAL void *champ__heap_carve(heap *h, size_t size);
  * pools: any thread, no lock held. */
 INTERNAL void *champ__side_alloc(champ_pool *p, size_t size);
 INTERNAL void champ__side_free(champ_pool *p, void *b, size_t size);
+/* Scratch memory of `size` bytes in a huge-page mapping of its own
+ * (build.c: a big batch's arrays, in a pool with use_huge), or NULL when
+ * the size is under champ__region_from or no mapping is to be had (the
+ * caller then takes malloc's); freed by champ__huge_scratch_free with the
+ * same size. */
+INTERNAL void *champ__huge_scratch(size_t size);
+INTERNAL extern size_t champ__huge_scratch_maps; /* tests: how many were made */
+INTERNAL void champ__huge_scratch_free(void *b, size_t size);
 
 #ifdef CHAMP_DEBUG
 #define FILL_FRESH(p, n) memset((p), 0xCD, (n))

@@ -1631,6 +1631,74 @@ static void test_bytes_apply_blobs(void) {
     champ_free(m);
 }
 
+
+/* pool.c: scratch mappings made, the regions' threshold, the refusal
+ * switch. */
+extern size_t champ__huge_scratch_maps, champ__region_from;
+extern int champ__huge_refuse;
+
+/* A big batch in a pool on libc takes its scratch arrays from huge-page
+ * mappings (build.c, scratch_alloc): checked for a bulk build (sets only)
+ * and a mixed batch (sets and removes), with mappings given and refused
+ * (malloc then: the same result), and in a pool with no_huge_pages (no
+ * mapping).  Each result against the keys, and validated. */
+static void test_huge_scratch(void) {
+    size_t n = (size_t)th_iters(100000, 60000); /* 24 bytes a key: over 1 MiB */
+    champ_op *ops = calloc(n, sizeof *ops);
+    if (!ops)
+        return;
+    for (int mode = 0; mode < 3; mode++) {
+        bool refuse = mode == 1, nohuge = mode == 2;
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.no_huge_pages = nohuge;
+        champ_pool *pool = NULL;
+        CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+        champ_config cfg = th_kind_config(CHAMP_KEY_U64, 51, pool);
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+        if (!m) {
+            champ_pool_free(pool);
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            ops[i].key.u64 = i * 0x9e3779b97f4a7c15ull;
+            ops[i].val = th_tok(i);
+            ops[i].remove = false;
+        }
+        size_t before = champ__huge_scratch_maps;
+        champ__huge_refuse = refuse;
+        CHECK_ST(champ_apply(m, ops, n), CHAMP_OK);
+        size_t built = champ__huge_scratch_maps - before;
+        /* the mixed batch: every third key removed, the rest set again */
+        for (size_t i = 0; i < n; i++) {
+            ops[i].remove = i % 3 == 0;
+            ops[i].val = th_tok(i + 1);
+        }
+        before = champ__huge_scratch_maps;
+        CHECK_ST(champ_apply(m, ops, n), CHAMP_OK);
+        size_t mixed = champ__huge_scratch_maps - before;
+        champ__huge_refuse = 0;
+        if (mode == 0)
+            CHECK(built >= 1 && mixed >= 2, "scratch mappings: %zu built, %zu mixed", built,
+                  mixed);
+        else
+            CHECK(built == 0 && mixed == 0, "mode %d: scratch mappings: %zu built, %zu mixed",
+                  mode, built, mixed);
+        CHECK(champ_size(m) == n - (n + 2) / 3, "mode %d: size %zu", mode, champ_size(m));
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            void *v = NULL;
+            bool in = champ_get_u64(m, i * 0x9e3779b97f4a7c15ull, &v);
+            bad += i % 3 == 0 ? in : !in || v != th_tok(i + 1);
+        }
+        CHECK(bad == 0, "mode %d: %zu keys wrong", mode, bad);
+        CHECK_VALID(m, "after the batches");
+        champ_free(m);
+        champ_pool_free(pool);
+    }
+    free(ops);
+}
+
 const th_test th_tests_build[] = {
     {"build.apply_semantics", test_apply_semantics},
     {"build.apply_refs", test_apply_refs},
@@ -1650,5 +1718,6 @@ const th_test th_tests_build[] = {
     {"build.oom.backing", test_oom_backing},
     {"build.oom.fixed_buffer", test_oom_fixed_buffer},
     {"build.bytes_apply_blobs", test_bytes_apply_blobs},
+    {"build.huge_scratch", test_huge_scratch},
 };
 const size_t th_tests_build_count = sizeof th_tests_build / sizeof th_tests_build[0];
