@@ -259,7 +259,8 @@ typedef struct champ_pool_config {
      * The default pool of champ_new_u64() and friends is concurrent. */
     bool concurrent;
     /* Huge pages.  With the libc allocator (allocator NULL), once a pool
-     * reserves 1 MiB its new chunks are cut from anonymous mappings aligned
+     * reserves 1 MiB (or a champ_apply batch is about to need that much)
+     * its new chunks are cut from anonymous mappings aligned
      * to 2 MiB and advised for transparent huge pages (Linux madvise
      * MADV_HUGEPAGE; a no-op where the kernel has them off): fresh chunk
      * space then costs one page fault per 2 MiB instead of one per 4 KiB,
@@ -606,9 +607,10 @@ typedef struct champ_op {
  * CHAMP_EBUSY (from a callback of an operation on m) or CHAMP_ENOMEM (m
  * unchanged).  n is at most UINT32_MAX - 1 (else CHAMP_EINVAL).  Scratch
  * memory for the call, from the pool's backing allocator (a fixed pool's
- * buffer; a pool on libc takes arrays of 1 MiB or more from mappings of
- * their own in huge pages, as its chunks: champ_pool_config.no_huge_pages)
- * and freed before it returns: about 24 bytes an update for a batch of
+ * buffer; a pool on libc takes arrays of 512 KiB or more from mappings
+ * of their own in huge pages, and a batch of about 1 MiB of entries or
+ * more takes even the pool's first chunks from its huge-page regions:
+ * champ_pool_config.no_huge_pages) and freed before it returns: about 24 bytes an update for a batch of
  * sets only (32 for byte and generic keys), 49 for a batch with removes. */
 CHAMP_API champ_status champ_apply(champ_map *m, const champ_op *ops, size_t n);
 

@@ -585,6 +585,7 @@ static ALWAYS_INLINE champ_status apply_sets_kind(champ_map *m, const champ_op *
     bool in_b = false; /* every blob is in b (else in kw[0..made)) */
     champ_status st = CHAMP_ENOMEM;
     uint32_t cnt[32] = {0}, end[32], bm = 0;
+    champ__pool_expect(p, n * t->width / 4 * 5); /* entries, and nodes: 1/4 more */
     if (kind != CHAMP_KEY_U64 && !(kw = scratch_alloc(p, n * sizeof *kw)))
         goto out;
     for (; made < n; made++) {
@@ -663,6 +664,7 @@ static champ_status apply_mixed(champ_map *m, const champ_op *ops, size_t n) {
     const mtype *t = m->t;
     champ_pool *p = t->pool;
     size_t bytes = n * sizeof(bent);
+    champ__pool_expect(p, n * t->width / 4 * 5);
     bent *b = scratch_alloc(p, bytes), *tmp = b ? scratch_alloc(p, bytes) : NULL;
     uint8_t *del = tmp ? scratch_alloc(p, n) : NULL;
     champ_status st = CHAMP_ENOMEM;

@@ -386,7 +386,8 @@ static void pool_retire_tail(heap *h) {
 /* ------------------------------------------------------------------ */
 
 /* A pool on the libc allocator cuts its chunks from regions once it holds
- * REGION_FROM bytes (champ__region_from): anonymous mappings aligned to
+ * REGION_FROM bytes (champ__region_from), or once a batch said it will
+ * (champ__pool_expect, build.c): anonymous mappings aligned to
  * 2 MiB and advised for transparent huge pages, so touching fresh chunk
  * space takes one page fault per 2 MiB instead of one per 4 KiB.  Chunk
  * sizes, and so the reserved bytes, do not change: a region is carved into
@@ -435,10 +436,18 @@ static char *huge_map(size_t size) {
     return base;
 }
 
+void champ__pool_expect(champ_pool *p, size_t bytes) {
+    if (p->use_huge && bytes >= champ__region_from && !HEAP_GET(p->huge_early))
+        HEAP_SET(p->huge_early, true);
+}
+
 size_t champ__huge_scratch_maps; /* tests: scratch mappings made (racy: a count) */
+/* Scratch lives for one call: its mapping costs resident memory only
+ * while the call runs, so the threshold is lower than the regions'. */
+#define SCRATCH_FROM ((size_t)512 << 10)
 
 void *champ__huge_scratch(size_t size) {
-    if (champ__huge_refuse || size < champ__region_from || size > SIZE_MAX - HUGE_PAGE * 2)
+    if (champ__huge_refuse || size < SCRATCH_FROM || size > SIZE_MAX - HUGE_PAGE * 2)
         return NULL;
     void *b = huge_map(ALIGN_UP(size, HUGE_PAGE));
     if (b)
@@ -528,7 +537,7 @@ static bool chunk_add(heap *h, size_t want, size_t need) {
     champ_pool *p = h->pool;
     pool_count(p, &p->backing_calls);
     chunk *c = NULL;
-    if (p->use_huge && p->reserved >= champ__region_from)
+    if (p->use_huge && (p->reserved >= champ__region_from || HEAP_GET(p->huge_early)))
         c = region_chunk(p, want, need, &want);
     if (!c) /* no region (or no mapping to be had): malloc */
         c = p->alloc.malloc(want, p->alloc.ctx);

@@ -131,6 +131,8 @@ struct champ_pool {
                                  /* the pages trim gave back)            */
     size_t side_slab;            /* bytes of side blocks in slabs        */
     bool use_huge;               /* libc allocator, huge pages not off   */
+    bool huge_early;             /* regions before REGION_FROM: a batch  */
+                                 /* said it needs that much (build.c)    */
     bool fixed;
     bool mark_fired;
     bool concurrent;             /* champ_pool_config.concurrent         */
@@ -276,6 +278,10 @@ INTERNAL void champ__side_free(champ_pool *p, void *b, size_t size);
  * caller then takes malloc's); freed by champ__huge_scratch_free with the
  * same size. */
 INTERNAL void *champ__huge_scratch(size_t size);
+/* A batch about to allocate `bytes` of nodes: a pool that cuts chunks from
+ * huge-page regions does so from now on if that reaches the threshold
+ * (its first chunks would otherwise be malloc's fresh 4 KiB pages). */
+INTERNAL void champ__pool_expect(champ_pool *p, size_t bytes);
 INTERNAL extern size_t champ__huge_scratch_maps; /* tests: how many were made */
 INTERNAL void champ__huge_scratch_free(void *b, size_t size);
 

@@ -1638,10 +1638,11 @@ extern size_t champ__huge_scratch_maps, champ__region_from;
 extern int champ__huge_refuse;
 
 /* A big batch in a pool on libc takes its scratch arrays from huge-page
- * mappings (build.c, scratch_alloc): checked for a bulk build (sets only)
- * and a mixed batch (sets and removes), with mappings given and refused
- * (malloc then: the same result), and in a pool with no_huge_pages (no
- * mapping).  Each result against the keys, and validated. */
+ * mappings (build.c, scratch_alloc), and its nodes from huge-page regions
+ * from the first chunk on: checked for a bulk build (sets only) and a
+ * mixed batch (sets and removes), with mappings given and refused (malloc
+ * then: the same result), and in a pool with no_huge_pages (no mapping).
+ * Each result against the keys, and validated. */
 static void test_huge_scratch(void) {
     size_t n = (size_t)th_iters(100000, 60000); /* 24 bytes a key: over 1 MiB */
     champ_op *ops = calloc(n, sizeof *ops);
@@ -1669,6 +1670,16 @@ static void test_huge_scratch(void) {
         champ__huge_refuse = refuse;
         CHECK_ST(champ_apply(m, ops, n), CHAMP_OK);
         size_t built = champ__huge_scratch_maps - before;
+        /* a batch that needs 1 MiB of nodes takes even the pool's first
+         * chunks from huge-page regions (champ__pool_expect) */
+        champ_pool_stats ps;
+        CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
+        if (mode == 0)
+            CHECK(ps.bytes_huge + 65536 >= ps.bytes_reserved,
+                  "a big bulk build: %zu of %zu reserved bytes from huge pages", ps.bytes_huge,
+                  ps.bytes_reserved);
+        else
+            CHECK(ps.bytes_huge == 0, "mode %d: %zu bytes from huge pages", mode, ps.bytes_huge);
         /* the mixed batch: every third key removed, the rest set again */
         for (size_t i = 0; i < n; i++) {
             ops[i].remove = i % 3 == 0;
