@@ -274,16 +274,16 @@ INTERNAL void *champ__side_alloc(champ_pool *p, size_t size);
 INTERNAL void champ__side_free(champ_pool *p, void *b, size_t size);
 /* Scratch memory of `size` bytes in a huge-page mapping of its own
  * (build.c: a big batch's arrays, in a pool with use_huge), or NULL when
- * the size is under champ__region_from or no mapping is to be had (the
+ * the size is under 512 KiB (SCRATCH_FROM) or no mapping is to be had (the
  * caller then takes malloc's); freed by champ__huge_scratch_free with the
  * same size. */
 INTERNAL void *champ__huge_scratch(size_t size);
+INTERNAL void champ__huge_scratch_free(void *b, size_t size);
+INTERNAL extern size_t champ__huge_scratch_maps; /* tests: how many were made */
 /* A batch about to allocate `bytes` of nodes: a pool that cuts chunks from
  * huge-page regions does so from now on if that reaches the threshold
  * (its first chunks would otherwise be malloc's fresh 4 KiB pages). */
 INTERNAL void champ__pool_expect(champ_pool *p, size_t bytes);
-INTERNAL extern size_t champ__huge_scratch_maps; /* tests: how many were made */
-INTERNAL void champ__huge_scratch_free(void *b, size_t size);
 
 #ifdef CHAMP_DEBUG
 #define FILL_FRESH(p, n) memset((p), 0xCD, (n))
