@@ -1921,6 +1921,26 @@ void champ__side_free(champ_pool *p, void *b, size_t size) {
         pool_unlock(p);
 }
 
+/* Intrusive doubly linked lists (handle pages, slabs): x pushed at the
+ * head of the list, or unlinked from it, through its fields NX and PV. */
+#define DL_PUSH(head, x, NX, PV)                                                \
+    do {                                                                        \
+        (x)->PV = NULL;                                                         \
+        (x)->NX = (head);                                                       \
+        if ((x)->NX)                                                            \
+            (x)->NX->PV = (x);                                                  \
+        (head) = (x);                                                           \
+    } while (0)
+#define DL_UNLINK(head, x, NX, PV)                                              \
+    do {                                                                        \
+        if ((x)->PV)                                                            \
+            (x)->PV->NX = (x)->NX;                                              \
+        else                                                                    \
+            (head) = (x)->NX;                                                   \
+        if ((x)->NX)                                                            \
+            (x)->NX->PV = (x)->PV;                                              \
+    } while (0)
+
 /* ------------------------------------------------------------------ */
 /* Handle slabs                                                        */
 /* ------------------------------------------------------------------ */
@@ -1983,22 +2003,6 @@ static slab *slab_of(const void *b) {
     return (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB_BYTES - 1));
 }
 
-static void slab_open_link(champ_pool *p, slab *s) {
-    s->oprev = NULL;
-    s->onext = p->slabs_open;
-    if (s->onext)
-        s->onext->oprev = s;
-    p->slabs_open = s;
-}
-static void slab_open_unlink(champ_pool *p, slab *s) {
-    if (s->oprev)
-        s->oprev->onext = s->onext;
-    else
-        p->slabs_open = s->onext;
-    if (s->onext)
-        s->onext->oprev = s->oprev;
-}
-
 static void slab_unmap(champ_pool *p, slab *s) {
     HEAP_SET(p->slab_bytes, p->slab_bytes - s->kept);
     UNPOISON(s, SLAB_BYTES);
@@ -2027,12 +2031,8 @@ static void *slab_take(champ_pool *p) {
             POISON(base + HPAGE_BYTES, SLAB_BYTES - HPAGE_BYTES);
             VG_NOACCESS(base + HPAGE_BYTES, SLAB_BYTES - HPAGE_BYTES);
         }
-        s->prev = NULL;
-        s->next = p->slabs;
-        if (s->next)
-            s->next->prev = s;
-        p->slabs = s;
-        slab_open_link(p, s);
+        DL_PUSH(p->slabs, s, next, prev);
+        DL_PUSH(p->slabs_open, s, onext, oprev);
     }
     size_t w = 0;
     while (s->used[w] == UINT64_MAX)
@@ -2041,7 +2041,7 @@ static void *slab_take(champ_pool *p) {
     CHAMP_ASSERT(i > 0 && i < SLAB_BLOCKS);
     bit_put(s->used, i, true);
     if (++s->live == SLAB_BLOCKS - 1)
-        slab_open_unlink(p, s);
+        DL_UNLINK(p->slabs_open, s, onext, oprev);
     if (bit_get(s->gone, i)) { /* its OS page comes back */
         size_t pg = os_page(), per = pg / HPAGE_BYTES, first = i / per * per;
         for (size_t j = first; j < first + per; j++)
@@ -2072,17 +2072,12 @@ static void slab_put(champ_pool *p, void *b) {
     VG_NOACCESS(b, HPAGE_BYTES);
     if (s->live) {
         if (was_full)
-            slab_open_link(p, s);
+            DL_PUSH(p->slabs_open, s, onext, oprev);
         return;
     }
     if (!was_full)
-        slab_open_unlink(p, s);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        p->slabs = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+        DL_UNLINK(p->slabs_open, s, onext, oprev);
+    DL_UNLINK(p->slabs, s, next, prev);
     if (p->slab_spare)
         slab_unmap(p, s);
     else
@@ -2158,22 +2153,6 @@ static unsigned char *hslot(const hpage *g, unsigned i) {
 static hpage *hpage_of(const unsigned char *h, unsigned *slot) {
     *slot = h[CHAMP_HANDLE_BYTES - 1];
     return (hpage *)(uintptr_t)(h - HPAGE_HDR - CHAMP_HANDLE_BYTES * *slot);
-}
-
-static void open_link(heap *h, hpage *g) {
-    g->oprev = NULL;
-    g->onext = h->hpages_open;
-    if (g->onext)
-        g->onext->oprev = g;
-    h->hpages_open = g;
-}
-static void open_unlink(heap *h, hpage *g) {
-    if (g->oprev)
-        g->oprev->onext = g->onext;
-    else
-        h->hpages_open = g->onext;
-    if (g->onext)
-        g->onext->oprev = g->oprev;
 }
 
 /* A heap keeps the last page it emptied as its spare, so that a thread
@@ -2252,17 +2231,14 @@ static ALWAYS_INLINE void *hpage_take(heap *h, bool conc) {
         g->slab = in_slab;
         POISON(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
         VG_NOACCESS(hslot(g, 0), HPAGE_SLOTS * CHAMP_HANDLE_BYTES);
-        g->next = h->hpages;
-        if (g->next)
-            g->next->prev = g;
-        h->hpages = g;
+        DL_PUSH(h->hpages, g, next, prev);
         h->npages++;
-        open_link(h, g);
+        DL_PUSH(h->hpages_open, g, onext, oprev);
     }
     unsigned i = (unsigned)__builtin_ctz(~g->used & HPAGE_FULL);
     g->used |= (uint32_t)1 << i;
     if (g->used == HPAGE_FULL)
-        open_unlink(h, g);
+        DL_UNLINK(h->hpages_open, g, onext, oprev);
     unsigned char *m = hslot(g, i);
     UNPOISON(m, CHAMP_HANDLE_BYTES);
     VG_UNDEFINED(m, CHAMP_HANDLE_BYTES);
@@ -2305,18 +2281,13 @@ static ALWAYS_INLINE hpage *hpage_put(heap *h, hpage *g, void *hv, unsigned i, b
     HEAP_PUT(conc, h->nhandles, h->nhandles - 1);
     if (g->used == 0) {
         if (!was_full)
-            open_unlink(h, g);
-        if (g->prev)
-            g->prev->next = g->next;
-        else
-            h->hpages = g->next;
-        if (g->next)
-            g->next->prev = g->prev;
+            DL_UNLINK(h->hpages_open, g, onext, oprev);
+        DL_UNLINK(h->hpages, g, next, prev);
         h->npages--;
         return g;
     }
     if (was_full)
-        open_link(h, g);
+        DL_PUSH(h->hpages_open, g, onext, oprev);
     return NULL;
 }
 

@@ -327,6 +327,29 @@ static void test_free_large(void) {
 extern size_t champ__region_from;
 extern int champ__huge_refuse;
 
+/* A pool of the huge-page tests' mode: 0 libc, 1 libc with no_huge_pages,
+ * 2 the counting allocator ta, 3 concurrent on libc. */
+static champ_pool *hr_pool(int mode, th_alloc *ta) {
+    th_alloc_init(ta);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.no_huge_pages = mode == 1;
+    pc.allocator = mode == 2 ? &ta->a : NULL;
+    pc.concurrent = mode == 3;
+    champ_pool *pool = NULL;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    return pool;
+}
+
+/* Frees a pool of hr_pool, restores the threshold, and checks that the
+ * counting allocator got everything back. */
+static void hr_pool_done(champ_pool *pool, int mode, const th_alloc *ta, size_t saved) {
+    champ_pool_free(pool);
+    champ__region_from = saved;
+    if (mode == 2)
+        CHECK(ta->live_bytes == 0, "the counting allocator holds %zu at the end",
+              ta->live_bytes);
+}
+
 static champ_pool_stats hr_stats(champ_pool *p) {
     champ_pool_stats ps;
     memset(&ps, 0, sizeof ps);
@@ -349,13 +372,7 @@ static void test_huge_regions(void) {
     size_t saved = champ__region_from;
     for (int mode = 0; mode < 4; mode++) {
         th_alloc ta;
-        th_alloc_init(&ta);
-        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-        pc.no_huge_pages = mode == 1;
-        pc.allocator = mode == 2 ? &ta.a : NULL;
-        pc.concurrent = mode == 3;
-        champ_pool *pool = NULL;
-        CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+        champ_pool *pool = hr_pool(mode, &ta);
         if (!pool)
             continue;
         bool huge = mode == 0 || mode == 3;
@@ -435,11 +452,7 @@ static void test_huge_regions(void) {
         CHECK(ps.bytes_huge == 0, "mode %d: %zu bytes in regions after clear and trim", mode,
               ps.bytes_huge);
         champ_free(m);
-        champ_pool_free(pool);
-        champ__region_from = saved;
-        if (mode == 2)
-            CHECK(ta.live_bytes == 0, "the counting allocator holds %zu at the end",
-                  ta.live_bytes);
+        hr_pool_done(pool, mode, &ta, saved);
     }
     champ__region_from = saved;
 }
@@ -462,13 +475,7 @@ static void test_handle_slabs(void) {
     const size_t slab = (size_t)2 << 20;
     for (int mode = 0; mode < 4; mode++) {
         th_alloc ta;
-        th_alloc_init(&ta);
-        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-        pc.no_huge_pages = mode == 1;
-        pc.allocator = mode == 2 ? &ta.a : NULL;
-        pc.concurrent = mode == 3;
-        champ_pool *pool = NULL;
-        CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+        champ_pool *pool = hr_pool(mode, &ta);
         if (!pool)
             continue;
         bool huge = mode == 0 || mode == 3;
@@ -576,11 +583,7 @@ static void test_handle_slabs(void) {
               "mode %d: trimmed: %zu bytes of slabs, %zu live", mode, ps.bytes_huge,
               ps.bytes_live);
         free(ms);
-        champ_pool_free(pool);
-        champ__region_from = saved;
-        if (mode == 2)
-            CHECK(ta.live_bytes == 0, "the counting allocator holds %zu at the end",
-                  ta.live_bytes);
+        hr_pool_done(pool, mode, &ta, saved);
     }
     champ__region_from = saved;
 }
