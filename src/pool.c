@@ -415,11 +415,19 @@ typedef struct region {
     size_t chunks;     /* chunks cut from it and not given back */
 } region;
 
-int champ__huge_refuse; /* tests: while set, no region is mapped */
+int champ__huge_refuse; /* tests: while set, no huge-page mapping is made */
+
+static size_t os_page(void) {
+    long pg = sysconf(_SC_PAGESIZE);
+    return pg > 0 ? (size_t)pg : 4096;
+}
 
 /* A mapping of `size` bytes (a multiple of HUGE_PAGE) aligned to
- * HUGE_PAGE and advised for huge pages, or NULL. */
+ * HUGE_PAGE and advised for huge pages, or NULL (refused: the caller
+ * falls back to malloc). */
 static char *huge_map(size_t size) {
+    if (champ__huge_refuse)
+        return NULL;
     size_t map = size + HUGE_PAGE;
     char *raw = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED)
@@ -447,7 +455,7 @@ size_t champ__huge_scratch_maps; /* tests: scratch mappings made (racy: a count)
 #define SCRATCH_FROM ((size_t)512 << 10)
 
 void *champ__huge_scratch(size_t size) {
-    if (champ__huge_refuse || size < SCRATCH_FROM || size > SIZE_MAX - HUGE_PAGE * 2)
+    if (size < SCRATCH_FROM || size > SIZE_MAX - HUGE_PAGE * 2)
         return NULL;
     void *b = huge_map(ALIGN_UP(size, HUGE_PAGE));
     if (b)
@@ -460,7 +468,7 @@ void champ__huge_scratch_free(void *b, size_t size) {
 }
 
 static region *region_new(champ_pool *p, size_t want) {
-    if (champ__huge_refuse || want > SIZE_MAX / 8)
+    if (want > SIZE_MAX / 8)
         return NULL; /* (a size the mapping arithmetic below would wrap) */
     size_t size = ALIGN_UP(want * 4 > REGION_MIN ? want * 4 : REGION_MIN, HUGE_PAGE);
     region *r = malloc(sizeof *r);
@@ -524,7 +532,7 @@ static void chunk_free(champ_pool *p, chunk *c, size_t size) {
         r->used -= size; /* the last chunk cut: its space is cut again */
     /* the pages wholly inside c (chunks are not page-aligned, and the
      * kernel drops whole pages: a page c shares holds a neighbour's data) */
-    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t pg = os_page();
     uintptr_t lo = ALIGN_UP((uintptr_t)c, pg), hi = ((uintptr_t)c + size) & ~(pg - 1);
     if (hi > lo)
         madvise((void *)lo, hi - lo, MADV_DONTNEED);
@@ -1994,11 +2002,6 @@ static void bit_put(uint64_t *w, size_t i, bool on) {
         w[i / 64] &= ~((uint64_t)1 << (i % 64));
 }
 
-static size_t os_page(void) {
-    long pg = sysconf(_SC_PAGESIZE);
-    return pg > 0 ? (size_t)pg : 4096;
-}
-
 static slab *slab_of(const void *b) {
     return (slab *)((uintptr_t)b & ~(uintptr_t)(SLAB_BYTES - 1));
 }
@@ -2019,7 +2022,7 @@ static void *slab_take(champ_pool *p) {
         if (s) {
             p->slab_spare = NULL;
         } else {
-            char *base = champ__huge_refuse ? NULL : huge_map(SLAB_BYTES);
+            char *base = huge_map(SLAB_BYTES);
             if (!base)
                 return NULL;
             pool_count(p, &p->backing_calls);
@@ -2084,6 +2087,17 @@ static void slab_put(champ_pool *p, void *b) {
         p->slab_spare = s;
 }
 
+/* Whether OS page q of slab s (per blocks a page) is still held and holds
+ * no live block. */
+static bool slab_page_idle(const slab *s, size_t q, size_t per) {
+    if (bit_get(s->gone, q * per))
+        return false;
+    for (size_t j = q * per; j < (q + 1) * per; j++)
+        if (bit_get(s->used, j))
+            return false;
+    return true;
+}
+
 /* Trim and pool teardown: the spare slab is unmapped, and every OS page
  * of a slab whose blocks are all free goes back to the kernel (runs of
  * them in one call). */
@@ -2094,31 +2108,21 @@ static void slabs_trim(champ_pool *p) {
         slab_unmap(p, p->slab_spare);
         p->slab_spare = NULL;
     }
-    size_t pg = os_page(), per = pg / HPAGE_BYTES;
-    if (pg <= SLAB_BYTES && per)
-        for (slab *s = p->slabs; s; s = s->next) {
-            size_t run = 0; /* pages in the run ending before page q */
-            for (size_t q = 1; q <= SLAB_BLOCKS / per; q++) {
-                bool take = false;
-                if (q < SLAB_BLOCKS / per && !bit_get(s->gone, q * per)) {
-                    take = true;
-                    for (size_t j = q * per; j < (q + 1) * per && take; j++)
-                        take = !bit_get(s->used, j);
-                }
-                if (take) {
-                    run++;
-                    continue;
-                }
-                if (run) {
-                    size_t first = (q - run) * per;
-                    madvise((char *)s + first * HPAGE_BYTES, run * pg, MADV_DONTNEED);
-                    for (size_t j = first; j < q * per; j++)
-                        bit_put(s->gone, j, true);
-                    s->kept -= run * pg;
-                    HEAP_SET(p->slab_bytes, p->slab_bytes - run * pg);
-                    run = 0;
-                }
+    size_t pg = os_page(), per = pg / HPAGE_BYTES, pages = SLAB_BYTES / pg;
+    for (slab *s = p->slabs; s; s = s->next) /* (none when pg > SLAB_BYTES) */
+        for (size_t q = 1; q < pages;) { /* page 0 holds the header */
+            size_t first = q;
+            while (q < pages && slab_page_idle(s, q, per))
+                q++;
+            if (q == first) {
+                q++;
+                continue;
             }
+            madvise((char *)s + first * pg, (q - first) * pg, MADV_DONTNEED);
+            for (size_t j = first * per; j < q * per; j++)
+                bit_put(s->gone, j, true);
+            s->kept -= (q - first) * pg;
+            HEAP_SET(p->slab_bytes, p->slab_bytes - (q - first) * pg);
         }
     if (p->concurrent)
         pool_unlock(p);
