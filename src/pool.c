@@ -1318,14 +1318,49 @@ static NOINLINE void *route_none(champ_pool *p) {
     return NULL;
 }
 
-/* An allocation of a concurrent pool, served by the thread's heap.
- * pool_alloc calls it straight from its inline path (one call: the
- * router's empty list is not consulted). */
-void *champ__route_alloc(champ_pool *p, size_t size) {
-    heap *t = heap_mine(p);
+/* A thread heap's peak sample, for a caller that tail-calls it with the
+ * block it is about to return. */
+static NOINLINE void *theap_rise_ret(heap *h, void *b) {
+    champ__theap_rise(h);
+    return b;
+}
+
+/* route_alloc for a thread whose cached heap is another pool's (or none):
+ * find or claim the heap, then serve the request from it. */
+static NOINLINE void *route_alloc_claim(champ_pool *p, size_t size) {
+    heap *t = champ__heap_claim(p);
     if (UNLIKELY(!t))
         return route_none(p);
     return heap_alloc_in(t, size, true);
+}
+
+/* An allocation of a concurrent pool, served by the thread's heap.
+ * pool_alloc reaches it from its inline path through
+ * champ__heap_alloc_slow's first test (the router's empty list is not
+ * consulted).  Frameless on its common path: the thread's cached heap,
+ * a block from its free list, every other case a tail call. */
+void *champ__route_alloc(champ_pool *p, size_t size) {
+    if (UNLIKELY(champ__tl_heap.pool != p || champ__tl_heap.id != p->id))
+        return route_alloc_claim(p, size);
+    heap *t = champ__tl_heap.h;
+    size_t c = size >> 3;
+    if (UNLIKELY(c >= POOL_NCLASS) || !t->free[c])
+        return champ__theap_alloc_slow(t, size);
+    void *b = t->free[c];
+    UNPOISON(b, size);
+    VG_DEFINED(b, sizeof(void *));
+    void *next = *(void **)b;
+    t->free[c] = next;
+    if (!next)
+        t->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
+    VG_UNDEFINED(b, size);
+    HSTAT_IN(true, t->n_alloc_free);
+    HSTAT_IN(true, t->n_alloc);
+    FILL_FRESH(b, size);
+    HEAP_PUT(true, t->live, t->live + size);
+    if (UNLIKELY(t->live > t->hi))
+        return theap_rise_ret(t, b);
+    return b;
 }
 
 /* The slow path of an allocation: split, large blocks, fresh space, a
@@ -1375,12 +1410,17 @@ fail:
     return NULL;
 }
 
+static NOINLINE void *plain_alloc_slow(heap *h, size_t size) {
+    return alloc_slow_in(h, size, false);
+}
+
 void *champ__heap_alloc_slow(heap *h, size_t size) {
     /* a router has no lists and no fresh space: straight to the thread's
-     * heap (a plain heap pays this compare on its slow path only) */
+     * heap (a plain heap pays this compare on its slow path only).  Both
+     * ways are tail calls, so this function sets up no frame */
     if (UNLIKELY(h->role == HEAP_ROUTER))
         return champ__route_alloc(h->pool, size);
-    return alloc_slow_in(h, size, false);
+    return plain_alloc_slow(h, size);
 }
 
 void *champ__theap_alloc_slow(heap *h, size_t size) {
