@@ -13,6 +13,8 @@
  *   targets.c   the targets table (data) and its report
  *   plot.c      the gnuplot pictures
  *   profile.c   --profile and --callgrind: one op in this process
+ *   machine.c   what the machine charges now: a page fault, a cache line
+ *               handed between threads (before and after the jobs)
  *   util.c      clock, allocation, formatting
  *   main.c      the order of it all
  */
@@ -296,6 +298,16 @@ void run_telemetry(const options *o);
 void print_telemetry(void);
 void print_targets(const options *o);
 void plot(const options *o);
+
+/* ---- the machine's state (machine.c) ---- */
+typedef struct machine_state {
+    double fault_us; /* per first touch of a 4 KiB page; -1: not measured */
+    double line_ns;  /* per round trip of a line between two threads; -1 */
+} machine_state;
+void machine_probe(bool after); /* before (false) or after (true) the jobs */
+bool machine_get(bool after, machine_state *out);
+void machine_print(void);       /* the line printed before the targets */
+void machine_csv(FILE *f);      /* its CSV rows (library "machine") */
 
 /* ---- --profile and --callgrind (profile.c) ---- */
 int run_one(const char *arg, bool profile);

@@ -84,7 +84,7 @@ endif
 # ---- the driver and its adapters ----
 # The driver's files (bench/bench.h lists what each one does).
 DRIVER := main options keys ops libs measure schedule results report targets plot \
-          profile util
+          profile machine util
 DRIVER_OBJS := $(patsubst %,$(B)/obj/%.o,$(DRIVER))
 DEFS :=
 OBJS := $(DRIVER_OBJS)

@@ -123,13 +123,16 @@ int main(int argc, char **argv)
                 keyset_query(&g_ks[k], g_scales[k].n[i]);
         }
 
+    machine_probe(false);
     run_all(&o);
+    machine_probe(true);
     run_telemetry(&o);
     csv_out(&o);
     plot(&o);
 
     print_tables();
     print_telemetry();
+    machine_print();
     print_targets(&o);
     print_notes_and_problems();
     return problem_count() ? 1 : 0;

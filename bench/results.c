@@ -173,6 +173,7 @@ int write_csv(const char *path)
                         fprintf(f, "%.1f", c->rss_bpe);
                     fputc('\n', f);
                 }
+    machine_csv(f);
     if (fclose(f) != 0) {
         add_note("cannot write %s: %s", path, strerror(errno));
         return -1;
