@@ -1318,13 +1318,6 @@ static NOINLINE void *route_none(champ_pool *p) {
     return NULL;
 }
 
-/* A thread heap's peak sample, for a caller that tail-calls it with the
- * block it is about to return. */
-static NOINLINE void *theap_rise_ret(heap *h, void *b) {
-    champ__theap_rise(h);
-    return b;
-}
-
 /* route_alloc for a thread whose cached heap is another pool's (or none):
  * find or claim the heap, then serve the request from it. */
 static NOINLINE void *route_alloc_claim(champ_pool *p, size_t size) {
@@ -1337,30 +1330,12 @@ static NOINLINE void *route_alloc_claim(champ_pool *p, size_t size) {
 /* An allocation of a concurrent pool, served by the thread's heap.
  * pool_alloc reaches it from its inline path through
  * champ__heap_alloc_slow's first test (the router's empty list is not
- * consulted).  Frameless on its common path: the thread's cached heap,
- * a block from its free list, every other case a tail call. */
+ * consulted).  Frameless on its common path (the thread's cached heap, a
+ * block from its free list): every other case is a tail call. */
 void *champ__route_alloc(champ_pool *p, size_t size) {
     if (UNLIKELY(champ__tl_heap.pool != p || champ__tl_heap.id != p->id))
         return route_alloc_claim(p, size);
-    heap *t = champ__tl_heap.h;
-    size_t c = size >> 3;
-    if (UNLIKELY(c >= POOL_NCLASS) || !t->free[c])
-        return champ__theap_alloc_slow(t, size);
-    void *b = t->free[c];
-    UNPOISON(b, size);
-    VG_DEFINED(b, sizeof(void *));
-    void *next = *(void **)b;
-    t->free[c] = next;
-    if (!next)
-        t->nonempty[c >> 6] &= ~((uint64_t)1 << (c & 63));
-    VG_UNDEFINED(b, size);
-    HSTAT_IN(true, t->n_alloc_free);
-    HSTAT_IN(true, t->n_alloc);
-    FILL_FRESH(b, size);
-    HEAP_PUT(true, t->live, t->live + size);
-    if (UNLIKELY(t->live > t->hi))
-        return theap_rise_ret(t, b);
-    return b;
+    return heap_alloc_in(champ__tl_heap.h, size, true);
 }
 
 /* The slow path of an allocation: split, large blocks, fresh space, a
@@ -1395,16 +1370,7 @@ static ALWAYS_INLINE void *alloc_slow_in(heap *h, size_t size, bool atomic) {
 reused:
     HSTAT_IN(atomic, h->n_alloc_free);
 got:
-    HSTAT_IN(atomic, h->n_alloc);
-    FILL_FRESH(b, size);
-    HEAP_PUT(atomic, h->live, h->live + size);
-    if (h->live > h->hi) {
-        if (atomic)
-            champ__theap_rise(h);
-        else
-            champ__pool_rise(h);
-    }
-    return b;
+    return heap_took(h, b, size, atomic);
 fail:
     pool_count(h->pool, &h->pool->failures);
     return NULL;
@@ -1451,16 +1417,7 @@ static ALWAYS_INLINE void *take_range_in(heap *h, size_t lo, size_t hi, size_t *
         size_t size = c << 3;
         *got = size;
         HSTAT_IN(atomic, h->n_alloc_free);
-        HSTAT_IN(atomic, h->n_alloc);
-        FILL_FRESH(b, size);
-        HEAP_PUT(atomic, h->live, h->live + size);
-        if (h->live > h->hi) {
-            if (atomic)
-                champ__theap_rise(h);
-            else
-                champ__pool_rise(h);
-        }
-        return b;
+        return heap_took(h, b, size, atomic);
     }
     return NULL;
 }
@@ -1531,19 +1488,21 @@ size_t champ__pool_live(const champ_pool *p) {
     return live_sum(p);
 }
 
-/* A thread heap grew by PEAK_STEP: sample the pool's live bytes. */
-void champ__theap_rise(heap *h) {
+/* A thread heap grew by PEAK_STEP: sample the pool's live bytes.
+ * Returns b, the block just taken (heap_took). */
+void *champ__theap_rise(heap *h, void *b) {
     champ_pool *p = h->pool;
     h->hi = h->live + PEAK_STEP;
     size_t live = live_sum(p), peak = HEAP_GET(p->cc->peak);
     while (live > peak && !__atomic_compare_exchange_n(&p->cc->peak, &peak, live, true,
                                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
         ;
+    return b;
 }
 
 /* live went above hi (a plain heap): a new peak, or the watermark was
- * crossed. */
-void champ__pool_rise(heap *h) {
+ * crossed.  Returns b, the block just taken (heap_took). */
+void *champ__pool_rise(heap *h, void *b) {
     champ_pool *p = (champ_pool *)(void *)h; /* a plain heap is its pool's first member */
     size_t live = h->live, peak = h->peak;
     if (live > peak)
@@ -1554,12 +1513,13 @@ void champ__pool_rise(heap *h) {
             h->lo = p->mark - p->mark / 8; /* re-armed well below the mark */
             h->hi = peak;
             p->on_mark(p, live, p->reserved, p->mark_ctx);
-            return;
+            return b;
         }
         h->hi = p->mark - 1 < peak ? p->mark - 1 : peak;
-        return;
+        return b;
     }
     h->hi = peak;
+    return b;
 }
 
 /* live fell below lo.  A thread heap holds too many free bytes: they go

@@ -195,8 +195,8 @@ INTERNAL void *champ__route_alloc(champ_pool *p, size_t size);
 INTERNAL void *champ__route_grow(heap *t, champ_pool *p, size_t lo, size_t want,
                                  size_t hi, size_t *got);
 INTERNAL void champ__route_free_none(champ_pool *p, void *b, size_t size);
-INTERNAL void champ__pool_rise(heap *h);
-INTERNAL void champ__theap_rise(heap *h);
+INTERNAL void *champ__pool_rise(heap *h, void *b);
+INTERNAL void *champ__theap_rise(heap *h, void *b);
 INTERNAL void champ__pool_fall(heap *h);
 INTERNAL void champ__pool_release(champ_pool *p);
 /* Process exit (champ.c, the default pool): whether p has no map and no
@@ -339,6 +339,19 @@ static ALWAYS_INLINE bool pool_fault(champ_pool *p) {
     return false;
 }
 
+/* The books of block b (size bytes) just taken from heap h, on every
+ * path that hands one out.  Past the heap's `hi` the rise (a peak sample,
+ * the watermark) is a tail call that returns b, so a caller with nothing
+ * else to do sets up no frame for it. */
+static ALWAYS_INLINE void *heap_took(heap *h, void *b, size_t size, bool atomic) {
+    HSTAT_IN(atomic, h->n_alloc);
+    FILL_FRESH(b, size);
+    HEAP_PUT(atomic, h->live, h->live + size);
+    if (UNLIKELY(h->live > h->hi))
+        return atomic ? champ__theap_rise(h, b) : champ__pool_rise(h, b);
+    return b;
+}
+
 /* A block from heap h, without the fault hook.  Fast path: the size
  * class's free list (a concurrent pool's router heap has none, so its
  * requests go to the slow path, which serves them from the thread's
@@ -362,16 +375,7 @@ static ALWAYS_INLINE void *heap_alloc_in(heap *h, size_t size, bool atomic) {
     }
     return atomic ? champ__theap_alloc_slow(h, size) : champ__heap_alloc_slow(h, size);
 got:
-    HSTAT_IN(atomic, h->n_alloc);
-    FILL_FRESH(b, size);
-    HEAP_PUT(atomic, h->live, h->live + size);
-    if (UNLIKELY(h->live > h->hi)) {
-        if (atomic)
-            champ__theap_rise(h);
-        else
-            champ__pool_rise(h);
-    }
-    return b;
+    return heap_took(h, b, size, atomic);
 }
 
 static ALWAYS_INLINE void *heap_alloc_block(heap *h, size_t size) {
