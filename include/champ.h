@@ -844,15 +844,20 @@ typedef struct champ_cell champ_cell;
  * share entries, as for champ_copy), CHAMP_EBUSY (from a callback of an
  * update or free of m, as champ_copy) or CHAMP_ENOMEM. */
 CHAMP_API champ_status champ_cell_new(const champ_map *m, champ_cell **out);
-/* Frees the cell and its reference to its version.  NULL: no-op. */
+/* Frees the cell and its reference to its version (when that was the
+ * last one, the version goes and the type's release callbacks run here).
+ * NULL: no-op.  From those callbacks the cell is going: champ_cell_free(c)
+ * returns at once, and load, store and cas of c return CHAMP_EBUSY. */
 CHAMP_API void champ_cell_free(champ_cell *c);
 /* *out = a snapshot of the cell's version (a new map of its own: the
  * caller frees it).  An empty cell gives *out NULL and CHAMP_OK.  Errors:
- * CHAMP_EINVAL (NULL argument), CHAMP_ENOMEM. */
+ * CHAMP_EINVAL (NULL argument), CHAMP_ENOMEM, CHAMP_EBUSY (from a callback
+ * that the cell's own champ_cell_free runs); *out is NULL on an error. */
 CHAMP_API champ_status champ_cell_load(champ_cell *c, champ_map **out);
 /* Publishes a copy of m (m stays the caller's).  Errors: CHAMP_EINVAL (NULL
  * cell or m; release callbacks without retain callbacks, as for
- * champ_cell_new), CHAMP_EBUSY (from a callback of an update or free of m),
+ * champ_cell_new), CHAMP_EBUSY (from a callback of an update or free of m,
+ * or of the cell's own champ_cell_free),
  * CHAMP_EPOOL (m of another type than the cell's), CHAMP_ENOMEM (a
  * concurrent pool's store allocates, before it changes anything, the
  * record that keeps the replaced version for its pinned snapshots).  On

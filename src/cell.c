@@ -98,9 +98,18 @@ champ_status champ_cell_new(const champ_map *m, champ_cell **out) {
     return CHAMP_OK;
 }
 
+/* Whether c is being freed: a call from a callback of its own free (a
+ * release of its version's keys or values, which may run there) finds it
+ * so and is refused.  (Relaxed: only the freeing thread may reach a cell
+ * whose free has begun.) */
+static bool cell_dying(const champ_cell *c) {
+    return UNLIKELY(__atomic_load_n(&c->dying, __ATOMIC_RELAXED) != 0);
+}
+
 void champ_cell_free(champ_cell *c) {
-    if (!c)
-        return;
+    if (!c || cell_dying(c))
+        return; /* NULL, or from a callback of this free: already going */
+    __atomic_store_n(&c->dying, 1, __ATOMIC_RELAXED);
     mtype *t = c->t;
     if (t) {
         champ__pool_cell(t->pool, &c->link, false);
@@ -152,6 +161,8 @@ champ_status champ_cell_load(champ_cell *c, champ_map **out) {
     *out = NULL;
     if (!c)
         return CHAMP_EINVAL;
+    if (cell_dying(c))
+        return CHAMP_EBUSY; /* from a callback of its free */
     mtype *t = __atomic_load_n(&c->t, __ATOMIC_ACQUIRE);
     if (!t)
         return CHAMP_OK; /* never stored into: no type to make a map of */
@@ -216,6 +227,8 @@ static champ_status cell_swap(champ_cell *c, const champ_map *expected, bool che
         return CHAMP_EINVAL;
     if (UNLIKELY(champ__ops != NULL) && op_writing(m))
         return CHAMP_EBUSY; /* as champ_cell_new */
+    if (cell_dying(c))
+        return CHAMP_EBUSY; /* from a callback of its free */
     mtype *t = m->t;
     /* a cell's type, once set, stays: another type is refused before
      * anything is allocated (checked again under the lock) */

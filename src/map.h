@@ -68,6 +68,9 @@ struct champ_cell {
     mtype *t;
     retired *last;             /* concurrent: the record its free uses    */
                                /* (a block of its pool)                   */
+    unsigned char dying;       /* champ_cell_free is under way: calls on  */
+                               /* the cell from the callbacks its release */
+                               /* of the version runs are refused         */
 };
 
 /* A version that a concurrent pool's cell let go (replaced or freed)

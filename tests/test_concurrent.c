@@ -24,6 +24,10 @@
  *                     retaining (regression KB4 of the fuzz target)
  *   cell_from_callback a cell call sharing m from a callback of an update
  *                     of m is CHAMP_EBUSY (regression of the fuzz target)
+ *   cell_free_from_callback  calls on a cell from the release callbacks
+ *                     of its own champ_cell_free: load, store, cas
+ *                     CHAMP_EBUSY, free returns at once; every value
+ *                     released once (regression KB9 of the fuzz target)
  *   cell_pins         snapshots of a concurrent cell are pinned, not
  *                     counted (pin.c): each keeps its version readable
  *                     after stores and after the cell's free, a replaced
@@ -1004,6 +1008,100 @@ static void test_cell_from_callback(void) {
         champ_cell_free(cc_cb.made);
         champ_cell_free(cell);
         champ_free(m);
+    }
+}
+
+/* Regression (KB9, found by the fuzz target): the release callbacks that
+ * champ_cell_free(c) runs (its version's last reference going) could call
+ * c itself: a load took a snapshot of the version being dropped (its
+ * nodes freed under the snapshot: use after free in the drop, ASan), a
+ * store or cas would have swapped a version into a cell about to go, and
+ * a free of c would have freed it twice.  While its free runs, a cell
+ * refuses them: load, store and cas return CHAMP_EBUSY (*out NULL, the
+ * map passed unchanged), champ_cell_free(c) returns at once; every value
+ * is released exactly once.  Plain and concurrent pools (the latter
+ * releases the version through a retired record, at once when no snapshot
+ * pins it). */
+static struct {
+    champ_cell *cell;  /* the cell being freed */
+    champ_map *other;  /* a map of the cell's type to store / cas */
+    bool armed, ran;
+    champ_status st_load, st_store, st_cas;
+    champ_map *out;
+    bool swapped;
+    long retained[64], released[64];
+} cf;
+
+static void cf_val_retain(void *v, void *ctx) {
+    (void)ctx;
+    cf.retained[(uintptr_t)v % 64]++;
+}
+
+static void cf_val_release(void *v, void *ctx) {
+    (void)ctx;
+    cf.released[(uintptr_t)v % 64]++;
+    if (!cf.armed)
+        return;
+    cf.armed = false;
+    cf.ran = true;
+    cf.out = (champ_map *)(uintptr_t)1;
+    cf.st_load = champ_cell_load(cf.cell, &cf.out);
+    cf.st_store = champ_cell_store(cf.cell, cf.other);
+    cf.swapped = true;
+    cf.st_cas = champ_cell_cas(cf.cell, NULL, cf.other, &cf.swapped);
+    champ_cell_free(cf.cell); /* already going: returns at once */
+}
+
+static void test_cell_free_from_callback(void) {
+    for (int pc = 0; pc < 2; pc++) {
+        memset(&cf, 0, sizeof cf);
+        champ_pool *p = pc ? cc_pool() : NULL;
+        if (pc && !p)
+            return;
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+        c.val_retain = cf_val_retain;
+        c.val_release = cf_val_release;
+        c.pool = p;
+        champ_map *m = NULL, *other = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        if (p)
+            champ_pool_free(p); /* the maps keep it */
+        if (!m)
+            return;
+        CHECK_ST(champ_new_like(m, &other), CHAMP_OK);
+        for (uint64_t k = 1; k <= 40; k++)
+            CHECK_ST(champ_set_u64(m, k, (void *)(uintptr_t)k, NULL), CHAMP_OK);
+        for (uint64_t k = 41; k <= 45; k++)
+            CHECK_ST(champ_set_u64(other, k, (void *)(uintptr_t)k, NULL), CHAMP_OK);
+        champ_cell *cell = NULL;
+        CHECK_ST(champ_cell_new(m, &cell), CHAMP_OK);
+        champ_free(m); /* the cell holds the version alone */
+        if (!cell || !other) {
+            champ_cell_free(cell);
+            champ_free(other);
+            return;
+        }
+        cf.cell = cell;
+        cf.other = other;
+        cf.armed = true;
+        champ_cell_free(cell); /* its version goes: the releases run here */
+        CHECK(cf.ran, "a release ran inside champ_cell_free (pool %d)", pc);
+        CHECK(cf.st_load == CHAMP_EBUSY, "load of the cell being freed: %s, want EBUSY "
+              "(pool %d)", th_status_name(cf.st_load), pc);
+        CHECK(cf.out == NULL, "a refused load leaves *out NULL (pool %d)", pc);
+        CHECK(cf.st_store == CHAMP_EBUSY, "store into the cell being freed: %s, want "
+              "EBUSY (pool %d)", th_status_name(cf.st_store), pc);
+        CHECK(cf.st_cas == CHAMP_EBUSY && cf.swapped, "cas on the cell being freed: %s, "
+              "want EBUSY, *swapped untouched (pool %d)", th_status_name(cf.st_cas), pc);
+        CHECK_EQ(champ_size(other), 5, "the map offered to the cell unchanged");
+        CHECK_VALID(other, "the map offered to the cell");
+        champ_free(cf.out == (champ_map *)(uintptr_t)1 ? NULL : cf.out);
+        champ_free(other);
+        long bad = 0;
+        for (int v = 1; v <= 45; v++)
+            bad += cf.released[v] != cf.retained[v] + 1;
+        CHECK(bad == 0, "%ld values not released exactly once more than retained "
+              "(pool %d)", bad, pc);
     }
 }
 
@@ -2743,6 +2841,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.default_threads", test_default_threads},
     {"concurrent.cell_noncopyable", test_cell_noncopyable},
     {"concurrent.cell_from_callback", test_cell_from_callback},
+    {"concurrent.cell_free_from_callback", test_cell_free_from_callback},
     {"concurrent.cell_pins", test_cell_pins},
     {"concurrent.cell_pins_threads", test_cell_pins_threads},
     {"concurrent.light_versions", test_light_versions},

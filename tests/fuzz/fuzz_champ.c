@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define KB3_WORKAROUND 0
 
 /*
- * Four more library bugs this target found (the extended format), fixed
+ * More library bugs this target found (the extended format), fixed
  * with regressions in the suite; the workarounds of KB4 and KB5 are gone:
  * KB4 cells shared nodes with maps of a type that releases values or keys
  *     without retaining them (champ_copy refuses such types; champ_cell_new,
@@ -110,6 +110,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  *     after fn (types that cannot share keep the placeholder, as champ.h
  *     says).  (callbacks.update_fn_reads_m; corpus input
  *     regress-update-fn-reads-m)
+ * KB9 the release callbacks that champ_cell_free(c) runs could call c: a
+ *     load took a snapshot of the version being dropped (use after
+ *     poison in the drop).  Now load, store and cas of a cell being freed
+ *     return CHAMP_EBUSY and its free returns at once.
+ *     (concurrent.cell_free_from_callback; corpus input
+ *     regress-cell-load-during-cell-free)
  * And two found in new code before it landed (corpus inputs, no KB): a
  * concurrent cell's store of another type returned CHAMP_ENOMEM instead
  * of CHAMP_EPOOL under a failing pool (regress-cell-store-epool-before-
@@ -433,6 +439,8 @@ typedef struct fz {
     const slot *post; /* a batch: m's contents after the operation */
     bool in_update_fn;/* an update's fn runs (the key is in with its old value
                          or NULL) */
+    champ_cell *dying_cell; /* the cell champ_cell_free is freeing: its
+                               callbacks' calls on it get CHAMP_EBUSY (KB9) */
     bool op_slot_died; /* m was freed (deferred) by a callback */
     bool op_slot2_died;
     /* hostile callbacks */
@@ -1184,6 +1192,12 @@ static void run_action(int cb) {
             return;
         champ_map *out = (champ_map *)(uintptr_t)0xbad0;
         champ_status st = champ_cell_load(c->c, &out);
+        if (c->c == F.dying_cell) {
+            /* the cell whose free runs this callback (KB9) */
+            FZ_CHECK(st == CHAMP_EBUSY && out == NULL, "%s of the cell being freed: %s%s",
+                     what, st_name(st), out ? " and *out set" : "");
+            return;
+        }
         want_ok(st, what);
         if (st != CHAMP_OK || !c->ver) {
             FZ_CHECK(out == NULL, "%s: %s and *out set", what, st_name(st));
@@ -2753,7 +2767,9 @@ static void cell_drop(cellm *c) {
     if (!c->c)
         return;
     op_begin(OPC_FREE, -1, -1);
+    F.dying_cell = c->c;
     champ_cell_free(c->c);
+    F.dying_cell = NULL;
     op_finish();
     c->c = NULL;
     c->typed = c->ver = c->unknown = false;
