@@ -223,7 +223,9 @@ typedef struct champ_map champ_map;
 /* Called once each time the pool's live bytes rise through
  * watermark * capacity (fixed-buffer mode only).  It runs inside the
  * allocation of an update: see "Callbacks" for what it may do (freeing old
- * versions to make room is the intended use). */
+ * versions to make room is the intended use; that includes a cell whose
+ * champ_cell_load is the call allocating: its snapshot keeps its own
+ * references). */
 typedef void (*champ_watermark_fn)(champ_pool *pool, size_t live_bytes,
                                    size_t capacity, void *ctx);
 

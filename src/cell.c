@@ -132,8 +132,12 @@ void champ_cell_free(champ_cell *c) {
 }
 
 /* A load of a plain pool's cell, or of a concurrent one when this thread
- * has no pin slot free: a counted snapshot, the root's reference taken
- * under the lock. */
+ * has no pin slot free: a counted snapshot, the references to the root
+ * and to the type taken under the lock, before the handle is allocated:
+ * a fixed pool's watermark callback, which runs inside that allocation,
+ * may free this very cell (freeing old versions to make room is what the
+ * watermark is for), and with it what may be the type's last other
+ * reference (a regression test: concurrent.cell_load_watermark_frees). */
 static champ_status cell_load_counted(champ_cell *c, champ_map **out) {
     cell_lock(c);
     mtype *t = c->t;
@@ -141,15 +145,21 @@ static champ_status cell_load_counted(champ_cell *c, champ_map **out) {
     size_t size = c->size;
     if (root)
         rc_inc(&root->rc, t->atomic);
+    if (t && !t->immortal)
+        rc_inc(&t->refs, t->atomic);
     cell_unlock(c);
     if (!t)
         return CHAMP_OK;
-    champ_map *m = champ__map_handle(t, root, size);
+    champ_map *m = champ__handle_alloc(t->pool);
     if (!m) {
         if (root)
             champ__node_drop(t, root, 0);
+        champ__type_release(t);
         return CHAMP_ENOMEM;
     }
+    m->root = root;
+    m->size = size;
+    m->t = t;
     m->lbase = LBASE_FRESH; /* a snapshot to derive from (champ.c, light_begin) */
     *out = m;
     return CHAMP_OK;

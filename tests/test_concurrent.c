@@ -28,6 +28,10 @@
  *                     of its own champ_cell_free: load, store, cas
  *                     CHAMP_EBUSY, free returns at once; every value
  *                     released once (regression KB9 of the fuzz target)
+ *   cell_load_watermark_frees  a fixed pool's watermark, run inside a
+ *                     cell load's handle allocation, frees that cell (the
+ *                     type's last other holder): the snapshot holds its
+ *                     own references to root and type (regression)
  *   cell_pins         snapshots of a concurrent cell are pinned, not
  *                     counted (pin.c): each keeps its version readable
  *                     after stores and after the cell's free, a replaced
@@ -1103,6 +1107,105 @@ static void test_cell_free_from_callback(void) {
         CHECK(bad == 0, "%ld values not released exactly once more than retained "
               "(pool %d)", bad, pc);
     }
+}
+
+/* Regression (found while fixing KB9): a plain pool's champ_cell_load
+ * took the type's reference for its snapshot only after allocating the
+ * snapshot's handle, and in a fixed pool that allocation runs the
+ * watermark callback, whose intended use is to free old versions: one
+ * that freed the cell being loaded (the type's last other holder) freed
+ * the type under the load, which then made a map of it (use after poison
+ * with ASan, a type released twice without).  The load now takes both
+ * references under the cell's lock, first.  The watermark is placed
+ * between the pool's live bytes with the cell alone and those plus the
+ * handle page the load allocates (measured on an identical pool first). */
+static struct {
+    champ_cell *cell;
+    bool armed;
+    int fired, freed;
+} wf;
+
+static void wf_mark(champ_pool *p, size_t live, size_t cap, void *ctx) {
+    (void)p, (void)live, (void)cap, (void)ctx;
+    wf.fired++;
+    if (wf.armed) {
+        wf.armed = false;
+        champ_cell_free(wf.cell);
+        wf.cell = NULL;
+        wf.freed++;
+    }
+}
+
+static _Alignas(16) unsigned char wf_buf[1 << 16];
+
+/* A fixed pool with watermark w holding a cell of a 20-key map (the map
+ * itself freed: the cell holds the version and the type alone). */
+static champ_pool *wf_setup(double w, champ_cell **cell) {
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.buffer = wf_buf;
+    pc.buffer_size = sizeof wf_buf;
+    pc.watermark = w;
+    pc.on_watermark = wf_mark;
+    champ_pool *p = NULL;
+    *cell = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return NULL;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 5, p);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    for (uint64_t k = 1; m && k <= 20; k++)
+        CHECK_ST(champ_set_u64(m, k, th_tok(k), NULL), CHAMP_OK);
+    if (m)
+        CHECK_ST(champ_cell_new(m, cell), CHAMP_OK);
+    champ_free(m);
+    return p;
+}
+
+static void test_cell_load_watermark_frees(void) {
+    memset(&wf, 0, sizeof wf);
+    champ_cell *cell = NULL;
+    champ_pool *p = wf_setup(1.0, &cell);
+    if (!p)
+        return;
+    champ_pool_stats st;
+    CHECK_ST(champ_pool_stats_get(p, &st, sizeof st), CHAMP_OK);
+    size_t live0 = st.bytes_live, cap = st.bytes_reserved;
+    champ_cell_free(cell);
+    champ_pool_free(p);
+
+    memset(&wf, 0, sizeof wf);
+    p = wf_setup(((double)live0 + 256.0) / (double)cap, &cell);
+    if (!p || !cell) {
+        champ_cell_free(cell);
+        champ_pool_free(p);
+        return;
+    }
+    wf.cell = cell;
+    wf.armed = true;
+    int fired0 = wf.fired;
+    champ_map *out = NULL;
+    champ_status s = champ_cell_load(cell, &out);
+    CHECK(wf.fired == fired0 + 1 && wf.freed == 1,
+          "the watermark fired inside the load and freed the cell (fired %d -> %d, "
+          "live %zu of %zu)", fired0, wf.fired, live0, cap);
+    CHECK(s == CHAMP_OK && out, "the load: %s", th_status_name(s));
+    if (out) {
+        CHECK_EQ(champ_size(out), 20, "the snapshot's size");
+        bool all = true;
+        for (uint64_t k = 1; k <= 20; k++) {
+            void *v = NULL;
+            all = champ_get_u64(out, k, &v) && v == th_tok(k) && all;
+        }
+        CHECK(all, "the snapshot holds the cell's version");
+        CHECK_VALID(out, "the snapshot outliving its cell");
+        champ_free(out);
+    }
+    if (wf.armed) { /* the watermark did not fire: free the cell here */
+        champ_cell_free(cell);
+    }
+    CHECK_EQ(th_pool_live(p), 0, "the pool is empty once the snapshot goes");
+    champ_pool_free(p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2842,6 +2945,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.cell_noncopyable", test_cell_noncopyable},
     {"concurrent.cell_from_callback", test_cell_from_callback},
     {"concurrent.cell_free_from_callback", test_cell_free_from_callback},
+    {"concurrent.cell_load_watermark_frees", test_cell_load_watermark_frees},
     {"concurrent.cell_pins", test_cell_pins},
     {"concurrent.cell_pins_threads", test_cell_pins_threads},
     {"concurrent.light_versions", test_light_versions},
