@@ -3,7 +3,8 @@
  * NULL values, BYTES (and key lifetimes), GENERIC, reference callbacks
  * balanced over copies, p-forms and updates, copy/clear, shared-node
  * replacement, iteration, re-entrant callbacks (CHAMP_EBUSY), the
- * number of hash calls an insert makes and the library version.
+ * number of hash calls an insert makes, the library version, and add on
+ * maps (not sets).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -1199,6 +1200,164 @@ static void test_version(void) {
              "CHAMP_VERSION_NUMBER is MAJOR * 10000 + MINOR * 100 + PATCH");
 }
 
+/* ------------------------------------------------------------------ */
+/* add on maps                                                         */
+/* ------------------------------------------------------------------ */
+
+/* champ_add_* on maps, not sets ("a map gets the key with a NULL value"):
+ * an absent key goes in with NULL, a present one keeps its value (add
+ * never replaces), a copy sharing the nodes is unchanged; byte keys are
+ * copied; a generic map takes the key only when it was added; an add that
+ * cannot allocate changes nothing and takes no key.  u64, bytes and
+ * generic maps (counted), one private pool. */
+static void test_add_on_maps(void) {
+    champ_pool *p = NULL;
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    bool added;
+    void *v;
+
+    /* u64: even keys set, then every key added */
+    champ_config uc = th_kind_config(CHAMP_KEY_U64, 5, p);
+    champ_map *m = NULL, *snap = NULL;
+    CHECK_ST(champ_new(&uc, &m), CHAMP_OK);
+    if (m) {
+        for (uint64_t k = 0; k < 200; k += 2)
+            CHECK_ST(champ_set_u64(m, k, th_tok(k + 1), NULL), CHAMP_OK);
+        CHECK_ST(champ_copy(m, &snap), CHAMP_OK);
+        long wrong = 0;
+        for (uint64_t k = 0; k < 200; k++) {
+            added = !(k & 1);
+            CHECK_ST(champ_add_u64(m, k, &added), CHAMP_OK);
+            wrong += added != (bool)(k & 1);
+        }
+        CHECK_EQ(wrong, 0, "add: *added true exactly for the absent keys");
+        CHECK_EQ(champ_size(m), 200, "every key in the map");
+        wrong = 0;
+        for (uint64_t k = 0; k < 200; k++) {
+            v = th_tok(0xdead);
+            wrong += !champ_get_u64(m, k, &v) || v != ((k & 1) ? NULL : th_tok(k + 1));
+        }
+        CHECK_EQ(wrong, 0, "added keys hold NULL, present keys their own values");
+        CHECK_EQ(champ_size(snap), 100, "the copy unchanged");
+        wrong = 0;
+        for (uint64_t k = 1; snap && k < 200; k += 2)
+            wrong += champ_contains_u64(snap, k);
+        CHECK_EQ(wrong, 0, "the copy has none of the added keys");
+        CHECK_ST(champ_add_u64(m, 7, NULL), CHAMP_OK); /* added may be NULL */
+        CHECK_VALID(m, "a map after adds");
+        CHECK_VALID(snap, "its copy");
+        /* refused allocations: each add done or refused whole */
+#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+        int refused = 0;
+        size_t n = champ_size(m);
+        CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_OK);
+        for (uint64_t k = 1000; k < 1200; k++) {
+            champ_status st = champ_add_u64(m, k, &added);
+            if (st == CHAMP_OK) {
+                n++;
+            } else {
+                refused++;
+                CHECK_ST(st, CHAMP_ENOMEM);
+                CHECK(!champ_contains_u64(m, k), "a refused add leaves the key out");
+            }
+            CHECK_EQ(champ_size(m), n, "size after an add done or refused");
+        }
+        CHECK_ST(champ_pool_fail_after(p, -1), CHAMP_OK);
+        CHECK(refused > 0, "adds refused when no block can be had (%d)", refused);
+        CHECK_VALID(m, "after refused adds");
+#endif
+        champ_free(snap);
+        champ_free(m);
+    }
+
+    /* bytes: keys copied, present keys keep their values */
+    champ_config bc = th_kind_config(CHAMP_KEY_BYTES, 6, p);
+    m = NULL;
+    CHECK_ST(champ_new(&bc, &m), CHAMP_OK);
+    if (m) {
+        char buf[4] = {'x', 0, 'y', 0};
+        added = false;
+        CHECK_ST(champ_add_bytes(m, buf, 3, &added), CHAMP_OK);
+        CHECK(added, "add_bytes of an absent key");
+        buf[0] = 'z'; /* the map holds its own copy */
+        CHECK(champ_contains_bytes(m, "x\0y", 3), "the key as added");
+        CHECK(!champ_contains_bytes(m, buf, 3), "not the caller's buffer");
+        CHECK_ST(champ_set_str(m, "b", th_tok(2), NULL), CHAMP_OK);
+        CHECK_ST(champ_add_str(m, "b", &added), CHAMP_OK);
+        CHECK(!added, "add_str of a present key");
+        v = NULL;
+        CHECK(champ_get_str(m, "b", &v) && v == th_tok(2), "add kept the value");
+        CHECK_ST(champ_add_str(m, "a", &added), CHAMP_OK);
+        v = th_tok(1);
+        CHECK(added && champ_get_str(m, "a", &v) && v == NULL, "added with NULL");
+        CHECK_EQ(champ_size(m), 3, "three keys");
+        CHECK_VALID(m, "a bytes map after adds");
+        champ_free(m);
+    }
+
+    /* generic, counted: ownership of the key only when added */
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.hash_mode = TH_HASH_GOOD;
+    th_obj *o = unit_objs_reset(64);
+    champ_config gc = th_generic_config(&ctx, true, p);
+    m = NULL;
+    CHECK_ST(champ_new(&gc, &m), CHAMP_OK);
+    if (m) {
+        th_obj *k1 = &o[0], *twin = &o[1], *k2 = &o[2], *v2 = &o[3], *twin2 = &o[4];
+        twin->id = k1->id;
+        twin2->id = k2->id;
+        CHECK_ST(champ_add(m, k1, &added), CHAMP_OK);
+        CHECK(added, "generic add of an absent key");
+        th_obj_hand_in(k1);
+        v = th_tok(1);
+        CHECK(champ_get(m, twin, &v) && v == NULL, "added with NULL");
+        CHECK_ST(champ_add(m, twin, &added), CHAMP_OK);
+        CHECK(!added, "generic add of a present key");
+        CHECK(twin->retains == 0 && twin->releases == 0 && twin->held == 0,
+              "a key not added stays the caller's");
+        champ_iter it;
+        champ_key k;
+        CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+        CHECK(champ_iter_next(&it, &k, &v) && k.ptr == k1, "the map kept its key");
+        CHECK_ST(champ_set(m, k2, v2, NULL), CHAMP_OK);
+        th_obj_hand_in(k2);
+        th_obj_hand_in(v2);
+        CHECK_ST(champ_add(m, twin2, &added), CHAMP_OK);
+        CHECK(!added && v2->releases == 0, "add never replaces a value");
+        CHECK(champ_get(m, k2, &v) && v == v2, "the value stays");
+#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+        int refused = 0;
+        CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_OK);
+        for (int i = 5; i < 64; i++) {
+            champ_status st = champ_add(m, &o[i], &added);
+            if (st == CHAMP_OK) {
+                th_obj_hand_in(&o[i]);
+            } else {
+                refused++;
+                CHECK_ST(st, CHAMP_ENOMEM);
+                CHECK(o[i].retains == 0 && o[i].releases == 0 && !champ_contains(m, &o[i]),
+                      "a refused generic add takes no key");
+            }
+        }
+        CHECK_ST(champ_pool_fail_after(p, -1), CHAMP_OK);
+        CHECK(refused > 0, "generic adds refused (%d)", refused);
+#endif
+        CHECK_VALID(m, "a generic map after adds");
+        champ_free(m);
+        CHECK_EQ(ctx.underflows, 0, "no release of an unheld reference");
+        long held = 0;
+        for (int i = 0; i < 64; i++)
+            held += o[i].held != 0;
+        CHECK_EQ(held, 0, "every key and value released once");
+    }
+    CHECK_EQ(th_pool_live(p), 0, "the pool is empty at the end");
+    champ_pool_free(p);
+}
+
 const th_test th_tests_api[] = {
     {"api.version", test_version},
     {"api.u64_basics", test_u64_basics},
@@ -1212,5 +1371,6 @@ const th_test th_tests_api[] = {
     {"api.iteration", test_iteration},
     {"api.reentrant_callbacks", test_reentrant_callbacks},
     {"api.hash_calls", test_hash_calls},
+    {"api.add_on_maps", test_add_on_maps},
 };
 const size_t th_tests_api_count = sizeof th_tests_api / sizeof th_tests_api[0];

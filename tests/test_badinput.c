@@ -579,6 +579,80 @@ static void test_release_without_retain(void) {
 }
 
 /* champ_pool_fail_after exists in test builds only. */
+/* The calls that make a map (p-forms of u64 and generic maps) with a NULL
+ * out, add_str with a NULL key, and every cell call with NULL arguments or
+ * on an empty cell: each returns its documented status, outputs as
+ * documented, nothing changed. */
+static void test_null_outputs_and_cells(void) {
+    champ_map *um = NULL, *gm = NULL, *out = BAD_JUNK_MAP;
+    champ_config uc = th_kind_config(CHAMP_KEY_U64, 4, NULL);
+    CHECK_ST(champ_new(&uc, &um), CHAMP_OK);
+    champ_config gc = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
+    gc.hash = bad_hash;
+    gc.equal = bad_equal;
+    CHECK_ST(champ_new(&gc, &gm), CHAMP_OK);
+    champ_map *sm = NULL;
+    CHECK_ST(champ_new_set_bytes(&sm), CHAMP_OK);
+    if (!um || !gm || !sm) {
+        champ_free(um);
+        champ_free(gm);
+        champ_free(sm);
+        return;
+    }
+    CHECK_ST(champ_set_u64(um, 1, th_tok(1), NULL), CHAMP_OK);
+    CHECK_ST(champ_set(gm, th_tok(2), th_tok(2), NULL), CHAMP_OK);
+    CHECK_ST(champ_pset_u64(um, 2, NULL, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_premove_u64(um, 1, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_pset(gm, th_tok(3), NULL, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_premove(gm, th_tok(2), NULL), CHAMP_EINVAL);
+    bool added = true;
+    CHECK_ST(champ_add_str(sm, NULL, &added), CHAMP_EINVAL);
+    CHECK_EQ(champ_size(um), 1, "u64 map unchanged");
+    CHECK_EQ(champ_size(gm), 1, "generic map unchanged");
+    CHECK_EQ(champ_size(sm), 0, "set unchanged");
+
+    /* cells */
+    champ_cell *c = (champ_cell *)th_tok(0xce11);
+    CHECK_ST(champ_cell_new(um, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_cell_new(NULL, NULL), CHAMP_EINVAL);
+    champ_cell_free(NULL); /* no-op */
+    CHECK_ST(champ_cell_load(NULL, &out), CHAMP_EINVAL);
+    CHECK(out == NULL, "cell_load(NULL cell): *out NULL");
+    CHECK_ST(champ_cell_store(NULL, um), CHAMP_EINVAL);
+    bool swapped = true;
+    CHECK_ST(champ_cell_cas(NULL, NULL, um, &swapped), CHAMP_EINVAL);
+    c = NULL;
+    CHECK_ST(champ_cell_new(NULL, &c), CHAMP_OK);
+    if (c) {
+        CHECK_ST(champ_cell_load(c, NULL), CHAMP_EINVAL);
+        out = BAD_JUNK_MAP;
+        CHECK_ST(champ_cell_load(c, &out), CHAMP_OK);
+        CHECK(out == NULL, "an empty cell's load: CHAMP_OK and *out NULL");
+        CHECK_ST(champ_cell_store(c, NULL), CHAMP_EINVAL);
+        CHECK_ST(champ_cell_cas(c, NULL, NULL, &swapped), CHAMP_EINVAL);
+        /* still empty: a cas expecting the empty cell swaps */
+        swapped = false;
+        CHECK_ST(champ_cell_cas(c, NULL, um, &swapped), CHAMP_OK);
+        CHECK(swapped, "cas of an empty cell, expected NULL: swapped");
+        /* the type is set: a map of another type is refused */
+        CHECK_ST(champ_cell_store(c, gm), CHAMP_EPOOL);
+        CHECK_ST(champ_cell_cas(c, NULL, gm, &swapped), CHAMP_EPOOL);
+        /* expected NULL no longer matches; swapped may be NULL */
+        CHECK_ST(champ_cell_cas(c, NULL, um, NULL), CHAMP_OK);
+        CHECK_ST(champ_cell_cas(c, NULL, um, &swapped), CHAMP_OK);
+        CHECK(!swapped, "cas expecting an empty cell that holds a version");
+        out = NULL;
+        CHECK_ST(champ_cell_load(c, &out), CHAMP_OK);
+        CHECK(out && champ_size(out) == 1 && champ_contains_u64(out, 1),
+              "the cell holds the version stored");
+        champ_free(out);
+        champ_cell_free(c);
+    }
+    champ_free(um);
+    champ_free(gm);
+    champ_free(sm);
+}
+
 static void test_fail_after_hook(void) {
     champ_pool *p = NULL;
     champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
@@ -609,6 +683,7 @@ const th_test th_tests_badinput[] = {
     {"badinput.wrong_kinds", test_wrong_kinds},
     {"badinput.release_without_retain", test_release_without_retain},
     {"badinput.fail_after_hook", test_fail_after_hook},
+    {"badinput.null_outputs_and_cells", test_null_outputs_and_cells},
 };
 const size_t th_tests_badinput_count =
     sizeof th_tests_badinput / sizeof th_tests_badinput[0];

@@ -78,6 +78,17 @@
  *   cell_pins_threads snapshots loaded by threads that exit, freed by main
  *                     after the cell moved on (a marked pin released by
  *                     another thread), and the reverse
+ *   cell_edges        cells at their edges, plain and concurrent pools: a
+ *                     cell of an empty version; a plain load whose handle
+ *                     allocation fails (CHAMP_ENOMEM, counts unchanged);
+ *                     the free of a cell holding an empty version; the
+ *                     first store into a NULL cell failing at each
+ *                     allocation; two threads racing the first store into
+ *                     fresh NULL cells (same type: both OK; two types:
+ *                     one OK, the other CHAMP_EPOOL, nothing leaked)
+ *   many_pools_one_thread  one thread using 12 concurrent pools, half freed,
+ *                     then 12 more (its heap table grows and drops the
+ *                     dead pools' entries)
  *
  * Checks run on the main thread: worker threads count what they see and
  * main checks the counts after joining them (the harness is not thread
@@ -85,6 +96,7 @@
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -580,8 +592,9 @@ static void test_heap_adoption(void) {
  * other tests run: a thread that alternates between pools (the cache
  * misses, the thread's list of heaps answers), and a thread that cannot
  * get a heap at all because the backing allocator refuses it (updates
- * fail with CHAMP_ENOMEM and change nothing; frees still work, their
- * blocks wait in the depot). */
+ * fail with CHAMP_ENOMEM and change nothing, as do the calls that make a
+ * handle: copy, new_like, pset; frees still work, their blocks wait in
+ * the depot). */
 
 typedef struct route_arg {
     champ_map *m[2];     /* alternate: one map in each pool          */
@@ -589,6 +602,7 @@ typedef struct route_arg {
     champ_map *held;     /* no-heap part: the map an update must fail on */
     champ_map *gone;     /* ... and one the thread frees              */
     long refused;        /* updates refused with CHAMP_ENOMEM         */
+    long handles_refused; /* copy, new_like, pset refused             */
     long errors;
 } route_arg;
 
@@ -634,6 +648,14 @@ static void *route_heapless(void *v) {
         a->errors += got != have[i] || (got && val != th_tok(i));
         n += have[i];
     }
+    a->errors += champ_size(a->held) != n;
+    /* handles come from the thread's heap too: a copy, an empty map of the
+     * type and a persistent form are refused with *out NULL, held as it
+     * was */
+    champ_map *c1 = th_tok(1), *c2 = th_tok(2), *c3 = th_tok(3);
+    a->handles_refused += champ_copy(a->held, &c1) == CHAMP_ENOMEM && c1 == NULL;
+    a->handles_refused += champ_new_like(a->held, &c2) == CHAMP_ENOMEM && c2 == NULL;
+    a->handles_refused += champ_pset_u64(a->held, 1, th_tok(9), &c3) == CHAMP_ENOMEM && c3 == NULL;
     a->errors += champ_size(a->held) != n;
     champ_free(a->gone); /* every node to the depot */
     a->gone = NULL;
@@ -731,6 +753,7 @@ static void test_heap_routes(void) {
         CHECK_EQ(a.errors, 0, "a thread without a heap: each update done or refused "
                               "whole, reads and frees work");
         CHECK(a.refused > 0, "updates that need a block are refused (%ld)", a.refused);
+        CHECK_EQ(a.handles_refused, 3, "a heapless thread's copy, new_like and pset refused");
         CHECK(al.failures > 0, "the heap's allocation was refused");
         CHECK_ST(champ_pool_stats_get(q, &st1, sizeof st1), CHAMP_OK);
         CHECK(st1.alloc_failures > st0.alloc_failures, "refusals counted: %llu -> %llu",
@@ -2935,6 +2958,348 @@ static void test_publish_transfer(void) {
     lv_pool_end(p, live0, "after the transfers");
 }
 
+/* ------------------------------------------------------------------ */
+/* Cell edges (a coverage run of the suite found them untested)        */
+/* ------------------------------------------------------------------ */
+
+/* Holds exactly keys [lo, lo + n) with values th_tok(k + v). */
+static bool ce_holds(const champ_map *m, uint64_t lo, size_t n, uint64_t v) {
+    if (!m || champ_size(m) != n)
+        return false;
+    for (uint64_t k = lo; k < lo + n; k++) {
+        void *got = NULL;
+        if (!champ_get_u64(m, k, &got) || got != th_tok(k + v))
+            return false;
+    }
+    return true;
+}
+
+/* A cell whose version is an empty map (not an empty cell: a type is
+ * set), loads and frees of it, and the calls that allocate failing, in a
+ * plain and a concurrent pool:
+ *   - loads of an empty version give a map of size 0 (a concurrent pool's
+ *     load releases the pin it took: there is no root to pin);
+ *   - a plain pool's load that cannot allocate its handle returns
+ *     CHAMP_ENOMEM with *out NULL and leaves the root's count as it was
+ *     (the cell's version frees exactly when the cell does);
+ *   - the first store into a cell made from NULL (a concurrent pool
+ *     allocates two records: the replaced version's and the one its free
+ *     will use) fails at either allocation with the cell still empty;
+ *   - freeing a cell whose version is empty gives its record back.
+ * The pool's live bytes come back to where they started. */
+static void cell_edges_pool(bool concurrent) {
+    const char *kn = concurrent ? "concurrent pool" : "plain pool";
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.concurrent = concurrent;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 11, p);
+    champ_map *empty = NULL, *full = NULL;
+    CHECK_ST(champ_new(&c, &empty), CHAMP_OK);
+    if (empty)
+        CHECK_ST(champ_new_like(empty, &full), CHAMP_OK);
+    if (!full) {
+        champ_free(empty);
+        champ_pool_free(p);
+        return;
+    }
+    for (uint64_t k = 1; k <= 300; k++)
+        CHECK_ST(champ_set_u64(full, k, th_tok(k + 5), NULL), CHAMP_OK);
+    size_t live0 = th_pool_live(p);
+
+    /* 1. A cell made from an empty map: loads give empty maps. */
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_cell_new(empty, &cell), CHAMP_OK);
+    champ_map *s = NULL;
+    CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+    CHECK(s && champ_size(s) == 0 && !champ_contains_u64(s, 1),
+          "%s: a load of an empty version is an empty map", kn);
+    CHECK(s && !map_pinned(s), "%s: nothing to pin", kn);
+    /* the snapshot is a map of its own: it takes updates */
+    CHECK_ST(champ_set_u64(s, 7, th_tok(7), NULL), CHAMP_OK);
+    CHECK_VALID(s, "an updated snapshot of an empty version");
+    champ_free(s);
+    s = NULL;
+    /* a full version, then an empty one again */
+    CHECK_ST(champ_cell_store(cell, full), CHAMP_OK);
+    CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+    CHECK(ce_holds(s, 1, 300, 5), "%s: the full version loaded", kn);
+    CHECK_ST(champ_cell_store(cell, empty), CHAMP_OK);
+    CHECK(ce_holds(s, 1, 300, 5), "%s: a snapshot outlives the store over it", kn);
+    champ_free(s);
+    s = NULL;
+    CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+    CHECK(s && champ_size(s) == 0, "%s: the empty version loaded again", kn);
+    champ_free(s);
+    s = NULL;
+    /* a plain pool's load that cannot allocate: nothing changes */
+    if (!concurrent) {
+        CHECK_ST(champ_cell_store(cell, full), CHAMP_OK);
+        size_t live = th_pool_live(p);
+        uint32_t rc = full->root ? full->root->rc : 0;
+        for (int i = 0; i < 3; i++) {
+            s = th_tok(1); /* set to NULL by the call */
+            champ_pool_fail_after(p, 0);
+            CHECK_ST(champ_cell_load(cell, &s), CHAMP_ENOMEM);
+            champ_pool_fail_after(p, -1);
+            CHECK(s == NULL, "%s: *out NULL after a failed load", kn);
+            CHECK_EQ(th_pool_live(p), live, "a failed load allocates nothing");
+            CHECK(full->root && full->root->rc == rc,
+                  "%s: a failed load leaves the root's count (%u, was %u)", kn,
+                  full->root ? full->root->rc : 0, rc);
+        }
+        s = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        CHECK(ce_holds(s, 1, 300, 5), "%s: a load after the failures", kn);
+        champ_free(s);
+        s = NULL;
+        CHECK_ST(champ_cell_store(cell, empty), CHAMP_OK);
+    }
+    /* a cell holding an empty version frees everything it took */
+    champ_cell_free(cell);
+    cell = NULL;
+    CHECK_EQ(th_pool_live(p), live0, "a cell of an empty version freed");
+    if (concurrent)
+        CHECK(p->retired == NULL, "%s: no record left waiting", kn);
+
+    /* 2. The first store into a cell made from NULL, failing at each of
+     * its allocations (a concurrent pool's two records) until it passes. */
+    for (int which = 0; which < 2; which++) {
+        const champ_map *v = which ? full : empty;
+        CHECK_ST(champ_cell_new(NULL, &cell), CHAMP_OK);
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        CHECK(s == NULL, "%s: an empty cell loads as NULL", kn);
+        long budget = 0, fails = 0;
+        champ_status st;
+        for (;;) {
+            size_t live = th_pool_live(p);
+            champ_pool_fail_after(p, budget);
+            st = champ_cell_store(cell, v);
+            champ_pool_fail_after(p, -1);
+            if (st != CHAMP_ENOMEM)
+                break;
+            fails++;
+            CHECK_EQ(th_pool_live(p), live, "a failed first store allocates nothing");
+            s = th_tok(1);
+            CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+            CHECK(s == NULL, "%s: the cell still empty after a failed first store (%ld)",
+                  kn, budget);
+            budget++;
+        }
+        CHECK_ST(st, CHAMP_OK);
+        CHECK_EQ(fails, concurrent ? 2 : 0, "allocations of a first store");
+        s = NULL;
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+        CHECK(which ? ce_holds(s, 1, 300, 5) : (s && champ_size(s) == 0),
+              "%s: the first store's version loaded (%s)", kn, which ? "full" : "empty");
+        CHECK_VALID(s, "a snapshot after a first store");
+        champ_free(s);
+        s = NULL;
+        champ_cell_free(cell);
+        cell = NULL;
+        CHECK_EQ(th_pool_live(p), live0, "a cell made from NULL freed");
+    }
+    if (concurrent)
+        cc_check_books(p, "after the cell edges");
+    champ_free(full);
+    champ_free(empty);
+    CHECK_EQ(th_pool_live(p), 0, "the pool is empty at the end");
+    champ_pool_free(p);
+}
+
+/* Two threads store into a cell made from NULL at the same moment, again
+ * and again: both with maps of one type (each may find the cell without
+ * its free's record and allocate one: the loser gives its own back), or
+ * each with a type of its own (exactly one store wins; the other is
+ * CHAMP_EPOOL, whether it sees the winner's type before or under the
+ * lock, and changes nothing).  Checked after the joins: the outcome of
+ * every round, the cell's version, and live bytes back at the start. */
+enum { CE_ROUNDS = 1000 };
+
+/* Waits for *v to reach at least want: spins a while (both threads
+ * should leave the wait together), then yields (a loaded machine). */
+static void ce_wait(atomic_int *v, int want) {
+    for (long spins = 0; atomic_load(v) < want; spins++)
+        if (spins > 20000)
+            sched_yield();
+}
+
+typedef struct ce_arg {
+    champ_cell **cells;         /* one fresh cell per round              */
+    const champ_map *m;
+    atomic_int *go;             /* 1 to start, -1 to quit at once        */
+    atomic_int *ready;          /* the two workers' barrier              */
+    int idx;                    /* 0 or 1: which thread waits in a round */
+    champ_status st[CE_ROUNDS];
+} ce_arg;
+
+/* The window the race needs (a store that found the cell without a type,
+ * then finds one under the lock) is some tens of ns wide, narrower than
+ * the jitter of two threads leaving one barrier.  So one thread of each
+ * round waits a little before its store, the delay sweeping from one
+ * thread to the other over 64 rounds in steps of a few ns: some rounds
+ * land in the window whatever the machine's timing.  Only the two
+ * workers spin (main sleeps in pthread_join): a third spinning thread on
+ * a 2-core machine kept them from running at once.  Measured with gcov
+ * on an idle machine: the race's paths in cell_swap ran in about 800 of
+ * the 1,000 rounds (0 to 3 with main spinning too and no sweep). */
+static void ce_stagger(int idx, int r) {
+    int d = r % 64 - 32;
+    if ((d > 0) == (idx == 0) && d != 0)
+        for (volatile int i = 0; i < 4 * (d < 0 ? -d : d); i++) {
+        }
+}
+
+static void *ce_worker(void *arg) {
+    ce_arg *a = arg;
+    ce_wait(a->go, 1);
+    if (atomic_load(a->go) < 0)
+        return NULL;
+    for (int r = 0; r < CE_ROUNDS; r++) {
+        atomic_fetch_add(a->ready, 1);
+        ce_wait(a->ready, 2 * (r + 1));
+        ce_stagger(a->idx, r);
+        a->st[r] = champ_cell_store(a->cells[r], a->m);
+    }
+    return NULL;
+}
+
+static void cell_first_store_race(bool same_type) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_config c1 = th_kind_config(CHAMP_KEY_U64, 21, p);
+    champ_config c2 = th_kind_config(CHAMP_KEY_U64, same_type ? 21 : 22, p);
+    champ_map *m1 = NULL, *m2 = NULL;
+    CHECK_ST(champ_new(&c1, &m1), CHAMP_OK);
+    if (m1) {
+        if (same_type)
+            CHECK_ST(champ_new_like(m1, &m2), CHAMP_OK);
+        else
+            CHECK_ST(champ_new(&c2, &m2), CHAMP_OK);
+    }
+    if (!m1 || !m2) {
+        champ_free(m1);
+        champ_free(m2);
+        champ_pool_free(p);
+        return;
+    }
+    for (uint64_t k = 0; k < 50; k++) {
+        champ_set_u64(m1, k, th_tok(k + 1), NULL);
+        champ_set_u64(m2, k, th_tok(k + 2), NULL);
+    }
+    size_t live0 = th_pool_live(p);
+    static champ_cell *cells[CE_ROUNDS];
+    atomic_int go, ready;
+    atomic_init(&go, 0);
+    atomic_init(&ready, 0);
+    static ce_arg a[2];
+    a[0] = (ce_arg){cells, m1, &go, &ready, 0, {0}};
+    a[1] = (ce_arg){cells, m2, &go, &ready, 1, {0}};
+    pthread_t id[2];
+    int made = 0;
+    for (int r = 0; r < CE_ROUNDS; r++) {
+        cells[r] = NULL;
+        CHECK_ST(champ_cell_new(NULL, &cells[r]), CHAMP_OK);
+    }
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&id[i], NULL, ce_worker, &a[i]) == 0)
+            made++;
+    CHECK_EQ(made, 2, "threads started");
+    atomic_store(&go, made == 2 ? 1 : -1);
+    for (int i = 0; i < made; i++)
+        pthread_join(id[i], NULL);
+    long won1 = 0, won2 = 0, bad = 0;
+    for (int r = 0; made == 2 && r < CE_ROUNDS; r++) {
+        champ_status s1 = a[0].st[r], s2 = a[1].st[r];
+        champ_map *s = NULL;
+        CHECK_ST(champ_cell_load(cells[r], &s), CHAMP_OK);
+        if (same_type) {
+            bad += s1 != CHAMP_OK || s2 != CHAMP_OK;
+            bad += !(ce_holds(s, 0, 50, 1) || ce_holds(s, 0, 50, 2));
+        } else if (s1 == CHAMP_OK && s2 == CHAMP_EPOOL) {
+            won1++;
+            bad += !ce_holds(s, 0, 50, 1);
+        } else if (s2 == CHAMP_OK && s1 == CHAMP_EPOOL) {
+            won2++;
+            bad += !ce_holds(s, 0, 50, 2);
+        } else {
+            bad++;
+        }
+        champ_free(s);
+    }
+    CHECK_EQ(bad, 0, same_type ? "racing first stores of one type: both pass"
+                               : "racing first stores of two types: one wins");
+    if (!same_type)
+        CHECK_EQ(won1 + won2, made == 2 ? CE_ROUNDS : 0, "a winner every round");
+    for (int r = 0; r < CE_ROUNDS; r++)
+        champ_cell_free(cells[r]);
+    CHECK_VALID(m1, "after the racing stores");
+    CHECK_VALID(m2, "after the racing stores");
+    CHECK_EQ(th_pool_live(p), live0, "every round's records and versions given back");
+    cc_check_books(p, "after the racing first stores");
+    champ_free(m1);
+    champ_free(m2);
+    CHECK_EQ(th_pool_live(p), 0, "the pool is empty at the end");
+    champ_pool_free(p);
+}
+
+static void test_cell_edges(void) {
+    cell_edges_pool(false);
+    cell_edges_pool(true);
+    cell_first_store_race(true);
+    cell_first_store_race(false);
+}
+
+/* One thread using many concurrent pools at once: its thread-local table
+ * of heaps (4 entries at first) grows, and drops the entries of pools
+ * freed meanwhile.  Twelve pools, a map in each; every other pool freed;
+ * twelve more; every map checked and validated, every pool drained. */
+static void test_many_pools_one_thread(void) {
+    enum { NP = 12 };
+    champ_pool *p[2 * NP] = {0};
+    champ_map *m[2 * NP] = {0};
+    for (int round = 0; round < 2; round++) {
+        for (int i = round * NP; i < (round + 1) * NP; i++) {
+            p[i] = cc_pool();
+            if (!p[i])
+                continue;
+            champ_config c = th_kind_config(CHAMP_KEY_U64, (uint64_t)i + 1, p[i]);
+            CHECK_ST(champ_new(&c, &m[i]), CHAMP_OK);
+            for (uint64_t k = 0; m[i] && k < 500; k++)
+                CHECK_ST(champ_set_u64(m[i], k, th_tok(k + (uint64_t)i), NULL), CHAMP_OK);
+        }
+        /* every map of a live pool, read and updated through its heap */
+        for (int i = 0; i < (round + 1) * NP; i++) {
+            if (!m[i])
+                continue;
+            CHECK(ce_holds(m[i], 0, 500, (uint64_t)i), "pool %d: the map's contents", i);
+            for (uint64_t k = 0; k < 500; k += 2)
+                CHECK_ST(champ_remove_u64(m[i], k, NULL), CHAMP_OK);
+            for (uint64_t k = 0; k < 500; k += 2)
+                CHECK_ST(champ_set_u64(m[i], k, th_tok(k + (uint64_t)i), NULL), CHAMP_OK);
+            CHECK_VALID(m[i], "a map of one of many pools");
+            cc_check_books(p[i], "one of many pools");
+        }
+        if (round == 0)
+            for (int i = 0; i < NP; i += 2) {
+                champ_free(m[i]);
+                m[i] = NULL;
+                CHECK_EQ(p[i] ? th_pool_live(p[i]) : 0, 0, "a pool drained");
+                champ_pool_free(p[i]);
+                p[i] = NULL;
+            }
+    }
+    for (int i = 0; i < 2 * NP; i++) {
+        champ_free(m[i]);
+        if (p[i])
+            CHECK_EQ(th_pool_live(p[i]), 0, "a pool drained");
+        champ_pool_free(p[i]);
+    }
+}
+
 const th_test th_tests_concurrent[] = {
     {"concurrent.differential", test_differential},
     {"concurrent.cell_threads", test_cell_threads},
@@ -2954,6 +3319,8 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.light_counted", test_light_counted},
     {"concurrent.light_in_place", test_light_in_place},
     {"concurrent.publish_transfer", test_publish_transfer},
+    {"concurrent.cell_edges", test_cell_edges},
+    {"concurrent.many_pools_one_thread", test_many_pools_one_thread},
 };
 const size_t th_tests_concurrent_count =
     sizeof th_tests_concurrent / sizeof th_tests_concurrent[0];

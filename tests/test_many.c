@@ -115,6 +115,13 @@ static void many_bytes_generic(void) {
         bad += found[i] != (i % 2 != 0) || (found[i] && vals[i] != th_tok((uint64_t)i));
     CHECK(bad == 0 && got == NK / 2, "generic batch (collisions): %zu wrong, %zu found", bad,
           got);
+    bool *found2 = malloc(NK);
+    if (found2) {
+        got = champ_contains_many(m, kp, NK, found2);
+        CHECK(got == NK / 2 && memcmp(found, found2, NK) == 0,
+              "generic contains_many agrees with get_many (%zu found)", got);
+        free(found2);
+    }
     CHECK_VALID(m, "after batched lookups");
     champ_free(m);
     free(vals);

@@ -13,6 +13,9 @@
 #   make soak [SOAK_OPS=100000000] long mixed workload, optimised build
 #   build/dbg2/champ_test         the test binary with CHAMP_DEBUG=2 (validate
 #                                 after every update; a suite of `make test`)
+#   make coverage [COV_SCALE=0.3] the suite built with gcc --coverage -O0: line
+#                                 coverage of each src/*.c (the .gcov files,
+#                                 ##### on lines never run, in build/cov/)
 #
 # Uses the Makefile's CC, BASE, ASAN_FLAGS, LIB_SRC, LIB_HDR, TEST_SRC,
 # TEST_HDR and B.  tests/README.md describes the tools.
@@ -23,6 +26,7 @@ FUZZ_ARGS    ?=
 TSAN_CC      ?= clang
 TSAN_SECONDS ?= 5
 SOAK_OPS     ?= 100000000
+COV_SCALE    ?= 0.3
 
 FUZZ_SRC   := tests/fuzz/fuzz_champ.c
 FUZZ_SEEDS := tests/fuzz/corpus
@@ -33,7 +37,7 @@ TSAN_CFLAGS := $(BASE) -O1 -g -fsanitize=thread -fno-omit-frame-pointer -DCHAMP_
 SOAK_CFLAGS := $(BASE) -O2 -g -DNDEBUG -DCHAMP_STATS
 DBG2_CFLAGS := $(BASE) -O2 -g -DCHAMP_DEBUG=2
 
-.PHONY: fuzz fuzz-merge fuzz-replay known-bugs tsan soak check-warnings-tools
+.PHONY: fuzz fuzz-merge fuzz-replay known-bugs tsan soak coverage check-warnings-tools
 
 # The libFuzzer binary: needs clang's compiler-rt (Debian: libclang-rt-14-dev).
 $(B)/fuzz/fuzz_champ: $(FUZZ_SRC) $(LIB_SRC) $(LIB_HDR)
@@ -123,6 +127,26 @@ $(B)/soak/soak: tests/stress/soak.c $(LIB_SRC) $(LIB_HDR)
 
 soak: $(B)/soak/soak
 	$(B)/soak/soak $(SOAK_OPS)
+
+# Line coverage of the library by the suite (gcc's gcov; -O0 so that every
+# line is its own).  Counts start from zero at each run.
+$(B)/cov/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR)
+	@mkdir -p $(@D)
+	gcc $(BASE) -O0 -g --coverage -DCHAMP_STATS -DCHAMP_FAULTS -Itests $(LIB_SRC) $(TEST_SRC) \
+	  -o $@ -lm -lpthread
+
+coverage: $(B)/cov/champ_test
+	@rm -f $(B)/cov/*.gcda $(B)/cov/*.gcov
+	@echo "coverage: the suite at CHAMP_TEST_SCALE=$(COV_SCALE) (log $(B)/cov/test.log)"
+	@CHAMP_TEST_SCALE=$(COV_SCALE) $(B)/cov/champ_test > $(B)/cov/test.log 2>&1; st=$$?; \
+	  tail -1 $(B)/cov/test.log; exit $$st
+	@for f in $(notdir $(LIB_SRC)); do \
+	  gcov -o $(B)/cov $(B)/cov/champ_test-$${f%.c}.gcda 2>/dev/null | \
+	    awk -v f=$$f '/^File/ { keep = $$0 == "File \x27src/" f "\x27" } \
+	                  keep && /^Lines executed/ { printf "%-12s %s\n", f, $$0; keep = 0 }'; \
+	  mv $$f.gcov $(B)/cov/ 2>/dev/null; \
+	done; rm -f *.h.gcov
+	@echo "coverage: the lines never run are ##### in $(B)/cov/<file>.c.gcov"
 
 # CHAMP_DEBUG=2: champ_validate after every update (make test runs it at a
 # small CHAMP_TEST_SCALE).
