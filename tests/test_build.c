@@ -24,7 +24,9 @@
  *   build.oom.*        champ_pool_fail_after(pool, k) for k = 0.. until the
  *                      call succeeds, a backing allocator failing its k-th
  *                      call, fixed buffers: CHAMP_ENOMEM leaves the map
- *                      exactly as it was, nothing leaks.
+ *                      exactly as it was, nothing leaks.  Apply on an
+ *                      empty map, on a map, on a shared map, each with
+ *                      mixed batches and (the last two) sets only.
  *
  * build.bytes_apply_blobs is the regression test of a champ_apply bug with
  * byte keys (the batch's key copies were released from a reordered array).
@@ -104,6 +106,7 @@ typedef struct bld {
     champ_map *m;
     bld_model ref;
     bool broken;        /* a check failed: stop the scenario */
+    bool sets_only;     /* batches without removes (apply's set-only path) */
 } bld;
 
 static bool bld_model_init(bld_model *md, size_t n) {
@@ -446,6 +449,8 @@ static size_t bld_batch_size(bld *s, size_t maxb) {
  * model too. */
 static void bld_make_batch(bld *s, size_t nb, bld_model *md) {
     unsigned pct_del = (unsigned)th_below(&s->r, 70);
+    if (s->sets_only)
+        pct_del = 0; /* (drawn all the same: the other draws stay as they were) */
     size_t kpos = 0;
     /* sometimes few distinct keys: many duplicates */
     size_t span = th_chance(&s->r, 20) ? (size_t)th_below(&s->r, 64) + 1 : s->n;
@@ -1426,12 +1431,17 @@ static void bld_oom_scenario(const bld_sc *sc, int mode) {
     bld_model after;
     bld_model_init(&after, s.n);
     char label[128];
-    for (int round = 0; round < 3 && s.m && !s.broken && apply_ok; round++) {
-        /* round 0: bulk build; 1: on the map; 2: on the map shared with a copy */
+    static const char *const apply_rounds[] = {
+        "bulk build", "on a map", "on a shared map", "sets only, on a map",
+        "sets only, on a shared map"};
+    for (int round = 0; round < 5 && s.m && !s.broken && apply_ok; round++) {
+        /* round 0: bulk build; 1: on the map; 2: on the map shared with a
+         * copy; 3, 4: the same with batches of sets only (another path) */
         champ_map *cp = NULL;
         bld_model snap;
         memset(&snap, 0, sizeof snap);
-        if (round == 2) {
+        s.sets_only = round >= 3;
+        if (round == 2 || round == 4) {
             CHECK_ST(champ_copy(s.m, &cp), CHAMP_OK);
             bld_model_clone(&snap, &s.ref, s.n);
         }
@@ -1440,8 +1450,7 @@ static void bld_oom_scenario(const bld_sc *sc, int mode) {
         memcpy(after.val, s.ref.val, s.n * sizeof *after.val);
         after.count = s.ref.count;
         bld_make_batch(&s, nb, &after);
-        snprintf(label, sizeof label, "%s: apply (%s)", sc->name,
-                 round == 0 ? "bulk build" : round == 1 ? "on a map" : "on a shared map");
+        snprintf(label, sizeof label, "%s: apply (%s)", sc->name, apply_rounds[round]);
         bld_oom_sweep(&s, BLD_OOM_APPLY, nb, &after, 0, NULL, mode, &ta, label);
         if (cp) {
             char w[160];
@@ -1451,6 +1460,7 @@ static void bld_oom_scenario(const bld_sc *sc, int mode) {
             bld_model_free(&snap);
         }
     }
+    s.sets_only = false;
     if (!apply_ok && s.m) {
         /* fill the map key by key instead */
         for (size_t id = 0; id < s.n; id += 2) {

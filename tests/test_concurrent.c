@@ -601,6 +601,7 @@ typedef struct route_arg {
     champ_map *drop[2];  /* freed by the thread: one in each pool    */
     champ_map *held;     /* no-heap part: the map an update must fail on */
     champ_map *gone;     /* ... and one the thread frees              */
+    champ_map *gone_big; /* ... and a bytes map of long keys: large blocks */
     long refused;        /* updates refused with CHAMP_ENOMEM         */
     long handles_refused; /* copy, new_like, pset refused             */
     long errors;
@@ -659,6 +660,8 @@ static void *route_heapless(void *v) {
     a->errors += champ_size(a->held) != n;
     champ_free(a->gone); /* every node to the depot */
     a->gone = NULL;
+    champ_free(a->gone_big); /* its key blobs to the depot's large lists */
+    a->gone_big = NULL;
     return NULL;
 }
 
@@ -734,6 +737,23 @@ static void test_heap_routes(void) {
         CHECK_ST(champ_set_u64(a.held, i, th_tok(i), NULL), CHAMP_OK);
         CHECK_ST(champ_set_u64(a.gone, i, th_tok(i), NULL), CHAMP_OK);
     }
+    /* large blocks (key blobs past the small classes) for the depot, and
+     * one of the same size free in main's heap: the depot's large lists
+     * are filled by the heapless thread and joined to main's */
+    champ_config bc = th_kind_config(CHAMP_KEY_BYTES, 14, q);
+    champ_map *big_main = NULL;
+    CHECK_ST(champ_new(&bc, &a.gone_big), CHAMP_OK);
+    CHECK_ST(champ_new(&bc, &big_main), CHAMP_OK);
+    static char longkey[3000];
+    for (int i = 0; i < 8 && a.gone_big && big_main; i++) {
+        memset(longkey, 'a' + i, sizeof longkey);
+        CHECK_ST(champ_set_bytes(a.gone_big, longkey, sizeof longkey, th_tok(1), NULL), CHAMP_OK);
+        CHECK_ST(champ_set_bytes(big_main, longkey, sizeof longkey, th_tok(2), NULL), CHAMP_OK);
+    }
+    for (int i = 0; i < 4 && big_main; i++) {
+        memset(longkey, 'a' + i, sizeof longkey);
+        CHECK_ST(champ_remove_bytes(big_main, longkey, sizeof longkey, NULL), CHAMP_OK);
+    }
     champ_pool_stats st0, st1;
     CHECK_ST(champ_pool_stats_get(q, &st0, sizeof st0), CHAMP_OK);
     size_t live0 = th_pool_live(q);
@@ -743,6 +763,8 @@ static void test_heap_routes(void) {
         CHECK_ST(champ_stats_get(a.gone, &ms, sizeof ms), CHAMP_OK);
         gone_bytes = ms.node_bytes + ms.slack_bytes;
     }
+    if (a.gone_big)
+        gone_bytes += 8 * sizeof longkey; /* at least its key blobs */
     al.fail_at = (long)al.calls; /* from now on, no new heap */
     al.fail_persist = true;
     pthread_t t;
@@ -766,11 +788,22 @@ static void test_heap_routes(void) {
         for (uint64_t i = 0; i < 1000; i++)
             CHECK_ST(champ_set_u64(a.held, 5000 + i, th_tok(i), NULL), CHAMP_OK);
         CHECK_VALID(a.held, "after main's updates");
+        /* ... and the large ones: long keys again */
+        for (int i = 0; i < 12 && big_main; i++) {
+            memset(longkey, 'A' + i, sizeof longkey);
+            CHECK_ST(champ_set_bytes(big_main, longkey, sizeof longkey, th_tok(3), NULL),
+                     CHAMP_OK);
+        }
+        CHECK_EQ(big_main ? champ_size(big_main) : 0, 16, "long keys in main's map");
+        CHECK_VALID(big_main, "main's map of long keys");
+        cc_check_books(q, "after main took the depot");
     } else {
         CHECK(false, "heapless set-up");
     }
     champ_free(a.held);
     champ_free(a.gone);
+    champ_free(a.gone_big);
+    champ_free(big_main);
     CHECK_EQ(th_pool_live(q), 0, "drained");
     champ_pool_free(q);
     CHECK_EQ(al.live_bytes, 0, "every backing byte given back");

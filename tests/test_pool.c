@@ -3,7 +3,8 @@
  * its pool alive, private pools, maps of every kind sharing one pool, and
  * champ_free of a large map and of many copies, chunks from huge-page
  * regions (pool.huge_regions), handle pages from huge-page slabs
- * (pool.handle_slabs).  (Fixed buffers and the
+ * (pool.handle_slabs), chunk_size's 1 KiB floor (pool.chunk_size_floor).
+ * (Fixed buffers and the
  * watermark under memory pressure: test_oom.c; bad pool configs:
  * test_badinput.c.)
  */
@@ -588,11 +589,125 @@ static void test_handle_slabs(void) {
     champ__region_from = saved;
 }
 
+/* Handle slabs past one: maps enough to fill two slabs and start a third
+ * (the first 64 handle pages are side blocks, below the threshold; a full
+ * slab leaves the open list: validate's audit says if one stays); a map
+ * of a full slab freed and made again; every map freed (the first slab to
+ * empty is kept as the spare, the next unmapped at once; a third may stay
+ * for the heap's own spare page); a slab's worth of maps made again (the
+ * open slab, then the spare serve them: two slabs in all, no spare left);
+ * trimmed.  A libc pool, plain and concurrent. */
+static void test_handle_slabs_full(void) {
+    size_t saved = champ__region_from;
+    const size_t slab = (size_t)2 << 20, per_slab = (slab / HPAGE_BYTES - 1) * HPAGE_SLOTS;
+    for (int mode = 0; mode < 4; mode += 3) {
+        th_alloc ta;
+        champ_pool *pool = hr_pool(mode, &ta);
+        if (!pool)
+            continue;
+        champ_config cfg = th_kind_config(CHAMP_KEY_U64, 44, pool);
+        size_t side = 64 * HPAGE_SLOTS; /* maps in side blocks */
+        size_t n = side + 2 * per_slab + 100 * HPAGE_SLOTS, made = 0;
+        champ_map **ms = calloc(n, sizeof *ms);
+        if (!ms) {
+            champ_pool_free(pool);
+            continue;
+        }
+        champ__region_from = (size_t)64 << 10;
+        for (; made < n; made++)
+            if ((made ? champ_copy(ms[0], &ms[made]) : champ_new(&cfg, &ms[0])) != CHAMP_OK)
+                break;
+        CHECK(made == n, "mode %d: %zu of %zu maps made", mode, made, n);
+        champ_pool_stats ps = hr_stats(pool);
+        CHECK(ps.bytes_huge == 3 * slab, "mode %d: three slabs for %zu maps (%zu bytes)", mode,
+              made, ps.bytes_huge);
+        if (made)
+            CHECK_VALID(ms[0], "two full slabs and a third (slabs audited)");
+        /* one freed in a full slab: back on the open list, served next */
+        size_t mid = side + per_slab / 2; /* a map of the first (full) slab */
+        if (mid < made) {
+            champ_free(ms[mid]);
+            ms[mid] = NULL;
+            CHECK_ST(champ_copy(ms[0], &ms[mid]), CHAMP_OK);
+            CHECK_VALID(ms[0], "a full slab's block freed and taken again");
+        }
+        /* all freed, the first map last */
+        for (size_t i = made; i-- > 0;)
+            champ_free(ms[i]);
+        ps = hr_stats(pool);
+        CHECK(ps.bytes_huge <= 2 * slab && pool->slab_spare,
+              "mode %d: all freed: a spare slab kept, the rest unmapped (%zu bytes of slabs)",
+              mode, ps.bytes_huge);
+        /* made again: the open slab (if any) and the spare serve them */
+        memset(ms, 0, n * sizeof *ms);
+        made = 0;
+        size_t again = side + per_slab + 10 * HPAGE_SLOTS;
+        for (; made < again; made++)
+            if ((made ? champ_copy(ms[0], &ms[made]) : champ_new(&cfg, &ms[0])) != CHAMP_OK)
+                break;
+        ps = hr_stats(pool);
+        CHECK(made == again && ps.bytes_huge == 2 * slab && !pool->slab_spare,
+              "mode %d: %zu maps made again: two slabs, the spare taken (%zu bytes of slabs)",
+              mode, made, ps.bytes_huge);
+        if (made)
+            CHECK_VALID(ms[0], "maps in the spare slab");
+        for (size_t i = 0; i < made; i++)
+            champ_free(ms[i]);
+        CHECK_ST(champ_pool_trim(pool), CHAMP_OK);
+        ps = hr_stats(pool);
+        CHECK(ps.bytes_huge == 0 && ps.bytes_live == 0, "mode %d: trimmed: %zu bytes of slabs",
+              mode, ps.bytes_huge);
+        free(ms);
+        hr_pool_done(pool, mode, &ta, saved);
+    }
+    champ__region_from = saved;
+}
+
+/* champ.h: "chunk_size ... at least 1 KiB: smaller values are raised to
+ * it".  Pools on a counting allocator with chunk_size 1, 1000 and 1024
+ * given the same inserts ask their allocators for the same bytes at every
+ * step; 2048 asks for more at the first chunk. */
+static void test_chunk_size_floor(void) {
+    static const size_t sizes[] = {1, 1000, 1024, 2048};
+    enum { NS = sizeof sizes / sizeof sizes[0], STEPS = 400 };
+    static size_t seen[NS][STEPS];
+    for (size_t i = 0; i < NS; i++) {
+        th_alloc ta;
+        th_alloc_init(&ta);
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.allocator = &ta.a;
+        pc.chunk_size = sizes[i];
+        champ_pool *p = NULL;
+        CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+        if (!p)
+            return;
+        champ_config c = th_kind_config(CHAMP_KEY_U64, 15, p);
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        for (uint64_t k = 0; m && k < STEPS; k++) {
+            CHECK_ST(champ_set_u64(m, k, th_tok(k), NULL), CHAMP_OK);
+            seen[i][k] = ta.live_bytes;
+        }
+        CHECK_VALID(m, "a map of a pool with a small chunk_size");
+        champ_free(m);
+        champ_pool_free(p);
+        CHECK_EQ(ta.live_bytes, 0, "every byte given back");
+    }
+    CHECK(memcmp(seen[0], seen[2], sizeof seen[0]) == 0,
+          "chunk_size 1 behaves as 1024 (backing bytes at each step)");
+    CHECK(memcmp(seen[1], seen[2], sizeof seen[0]) == 0,
+          "chunk_size 1000 behaves as 1024");
+    CHECK(seen[3][0] > seen[2][0], "chunk_size 2048 takes a bigger first chunk (%zu > %zu)",
+          seen[3][0], seen[2][0]);
+}
+
 const th_test th_tests_pool[] = {
     {"pool.stats_and_pools", test_stats_and_pools},
     {"pool.mixed_pool", test_mixed_pool},
     {"pool.free_large", test_free_large},
     {"pool.huge_regions", test_huge_regions},
     {"pool.handle_slabs", test_handle_slabs},
+    {"pool.handle_slabs_full", test_handle_slabs_full},
+    {"pool.chunk_size_floor", test_chunk_size_floor},
 };
 const size_t th_tests_pool_count = sizeof th_tests_pool / sizeof th_tests_pool[0];
