@@ -24,6 +24,8 @@
  *                             versions: relocation moved what they borrow
  *                             from a base no handle reaches (read after
  *                             free at their next settle)
+ * and a promise of the header: trim_no_chunk (trim whose new chunk is
+ * refused moves nothing, puts back the counts, returns CHAMP_OK).
  *
  * This file reaches into the pool (internal.h) for the handle pages, which
  * no public function uses yet, and to build test states the public API
@@ -1623,6 +1625,110 @@ static void test_trim_relocate_collisions(void) {
     champ_pool_free(p);
 }
 
+/* champ.h: trim "never fails (when the new chunk cannot be had nothing
+ * moves) and never changes what a map holds".  A churned pool on a
+ * counting allocator (u64 and byte maps, a copy with a path of its own,
+ * a byte map's copy whose updated leaf shares its key blobs with the
+ * original, a cell): trim with every backing call refused returns
+ * CHAMP_OK, moves nothing (the first walk's counts are put back: validate
+ * checks every count), every map reads the same; the same trim with the
+ * allocator working moves the nodes (a shared blob met twice: moved once,
+ * then found moved) and reserved falls near live.  Plain and concurrent
+ * pools. */
+static void trim_no_chunk_round(bool concurrent) {
+    const char *what = concurrent ? "concurrent pool" : "plain pool";
+    th_alloc ta;
+    th_alloc_init(&ta);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.concurrent = concurrent;
+    pc.allocator = &ta.a;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 51, p);
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 52, p);
+    champ_map *mu = NULL, *mb = NULL, *cu2 = NULL, *cb2 = NULL;
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_new(&cu, &mu), CHAMP_OK);
+    CHECK_ST(champ_new(&cb, &mb), CHAMP_OK);
+    uint64_t n = (uint64_t)th_iters(40000, 4000);
+    char k[40];
+    for (uint64_t i = 0; mu && mb && i < n; i++) {
+        champ_set_u64(mu, i, th_tok(i), NULL);
+        snprintf(k, sizeof k, "nochunk-%llu", (unsigned long long)i);
+        champ_set_str(mb, k, th_tok(i), NULL);
+    }
+    for (uint64_t i = 0; mu && mb && i < n; i++)
+        if (i % 50) {
+            champ_remove_u64(mu, i, NULL);
+            snprintf(k, sizeof k, "nochunk-%llu", (unsigned long long)i);
+            champ_remove_str(mb, k, NULL);
+        }
+    if (!mu || !mb)
+        goto out;
+    CHECK_ST(champ_copy(mu, &cu2), CHAMP_OK);
+    CHECK_ST(champ_set_u64(cu2, 1, th_tok(1), NULL), CHAMP_OK); /* a path of its own */
+    CHECK_ST(champ_copy(mb, &cb2), CHAMP_OK);
+    CHECK_ST(champ_set_str(cb2, "nochunk-0", th_tok(7), NULL), CHAMP_OK); /* blobs shared */
+    CHECK_ST(champ_cell_new(mb, &cell), CHAMP_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        champ_pool_stats before = pf_pstats(p);
+        if (pass == 0) {
+            ta.fail_at = (long)ta.calls; /* no backing call from here */
+            ta.fail_persist = true;
+        }
+        unsigned long failures0 = ta.failures;
+        CHECK_ST(champ_pool_trim(p), CHAMP_OK);
+        ta.fail_at = -1;
+        ta.fail_persist = false;
+        champ_pool_stats after = pf_pstats(p);
+        if (pass == 0) {
+            CHECK(ta.failures > failures0, "%s: the new chunk was refused", what);
+            CHECK_EQ(after.bytes_live, before.bytes_live, "nothing moved, nothing lost");
+        } else {
+            CHECK(after.bytes_reserved <= 2 * after.bytes_live + 64 * 1024,
+                  "%s: trimmed to %zu reserved for %zu live (were %zu)", what,
+                  after.bytes_reserved, after.bytes_live, before.bytes_reserved);
+        }
+        size_t bad = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            void *v = NULL;
+            bool kept = i % 50 == 0;
+            snprintf(k, sizeof k, "nochunk-%llu", (unsigned long long)i);
+            bad += champ_get_u64(mu, i, &v) != kept || (kept && v != th_tok(i));
+            bad += champ_get_u64(cu2, i, &v) != (kept || i == 1);
+            bad += champ_get_str(mb, k, &v) != kept || (kept && v != th_tok(i));
+            bad += champ_get_str(cb2, k, &v) != kept || (kept && v != th_tok(i ? i : 7));
+        }
+        CHECK_EQ(bad, 0, pass ? "every map reads the same after a trim that moved"
+                              : "every map reads the same after a trim refused its chunk");
+        CHECK_VALID(mu, what);
+        CHECK_VALID(cu2, what);
+        CHECK_VALID(mb, what);
+        CHECK_VALID(cb2, what);
+        pf_check_books(p, what);
+    }
+    champ_map *ld = NULL;
+    CHECK_ST(champ_cell_load(cell, &ld), CHAMP_OK);
+    CHECK(ld && ld->root == mb->root, "%s: the cell's version moved with its map", what);
+    champ_free(ld);
+out:
+    champ_cell_free(cell);
+    champ_free(mu);
+    champ_free(mb);
+    champ_free(cu2);
+    champ_free(cb2);
+    CHECK_EQ(th_pool_live(p), 0, "drained");
+    champ_pool_free(p);
+    CHECK(ta.live_bytes == 0, "%s: every backing byte given back (%zu left)", what, ta.live_bytes);
+}
+
+static void test_trim_no_chunk(void) {
+    trim_no_chunk_round(false);
+    trim_no_chunk_round(true);
+}
+
 const th_test th_tests_poolfix[] = {
     {"poolfix.trim_relocate_collisions", test_trim_relocate_collisions},
     {"poolfix.trim_cell_record", test_trim_cell_record},
@@ -1641,6 +1747,7 @@ const th_test th_tests_poolfix[] = {
     {"poolfix.trim_basics", test_trim_basics},
     {"poolfix.trim_ratio", test_trim_ratio},
     {"poolfix.trim_relocate", test_trim_relocate},
+    {"poolfix.trim_no_chunk", test_trim_no_chunk},
     {"poolfix.trim_light_versions", test_trim_light_versions},
     {"poolfix.handles", test_handles},
     {"poolfix.handles_fixed", test_handles_fixed},
