@@ -341,11 +341,14 @@ typedef struct champ_config {
 /* ------------------------------------------------------------------ */
 
 /* Makes a pool.  cfg may be NULL (defaults).  Returns CHAMP_OK and *out,
- * CHAMP_EINVAL (NULL out, cfg->size 0, both an allocator and a buffer, a
- * buffer too small to hold the pool's own header, watermark outside [0,1],
- * an allocator with some functions NULL, a watermark without a buffer),
- * CHAMP_EUNSUPPORTED (the CPU lacks POPCNT and the library was built to use
- * it) or CHAMP_ENOMEM.  The caller owns one reference to the pool. */
+ * CHAMP_EINVAL (NULL out, cfg->size 0 or below this version's, both an
+ * allocator and a buffer, a buffer_size without a buffer, a buffer too
+ * small to hold the pool's own header, watermark outside [0,1], an
+ * allocator with some functions NULL, a watermark without a buffer, a
+ * concurrent pool with a buffer), CHAMP_EUNSUPPORTED (the CPU lacks POPCNT
+ * and the library was built to use it) or CHAMP_ENOMEM; on an error *out
+ * is NULL (when out is not NULL).  The caller owns one reference to the
+ * pool. */
 CHAMP_API champ_status champ_pool_new(const champ_pool_config *cfg,
                                       champ_pool **out);
 

@@ -3,8 +3,8 @@
  * NULL values, BYTES (and key lifetimes), GENERIC, reference callbacks
  * balanced over copies, p-forms and updates, copy/clear, shared-node
  * replacement, iteration, re-entrant callbacks (CHAMP_EBUSY), the
- * number of hash calls an insert makes, the library version, and add on
- * maps (not sets).
+ * number of hash calls an insert makes, the library version, add on
+ * maps (not sets), and seeds (fresh, fixed, shared, given to bytes_hash).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -1358,6 +1358,93 @@ static void test_add_on_maps(void) {
     champ_pool_free(p);
 }
 
+/* ------------------------------------------------------------------ */
+/* Seeds                                                               */
+/* ------------------------------------------------------------------ */
+
+static uint64_t seen_seed;
+static unsigned long seed_calls;
+
+static uint64_t seed_bytes_hash(const void *k, size_t len, uint64_t seed, void *ctx) {
+    (void)ctx;
+    seen_seed = seed;
+    seed_calls++;
+    uint64_t h = seed;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)k)[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* champ.h: "If fixed_seed is false the map gets a fresh seed" (the
+ * defence against chosen-key flooding), a fixed seed is the one given,
+ * copies and new_like keep the seed (they share the type), default maps
+ * of a kind share one seed, and bytes_hash gets the map's seed. */
+static void test_seeds(void) {
+    enum { NM = 16 };
+    champ_map *m[NM] = {0};
+    uint64_t seeds[NM] = {0};
+    for (int i = 0; i < NM; i++) {
+        champ_config c = th_kind_config(i % 2 ? CHAMP_KEY_BYTES : CHAMP_KEY_U64, 5, NULL);
+        c.fixed_seed = false;
+        c.seed = 5;
+        CHECK_ST(champ_new(&c, &m[i]), CHAMP_OK);
+        seeds[i] = m[i] ? champ_seed(m[i]) : 0;
+    }
+    int same = 0;
+    for (int i = 0; i < NM; i++)
+        for (int j = i + 1; j < NM; j++)
+            same += seeds[i] == seeds[j];
+    CHECK_EQ(same, 0, "16 maps without fixed_seed: 16 different seeds");
+    champ_map *cp = NULL, *like = NULL;
+    if (m[0]) {
+        CHECK_ST(champ_copy(m[0], &cp), CHAMP_OK);
+        CHECK_ST(champ_new_like(m[0], &like), CHAMP_OK);
+        CHECK(cp && like && champ_seed(cp) == seeds[0] && champ_seed(like) == seeds[0],
+              "a copy and new_like keep the seed");
+    }
+    champ_free(cp);
+    champ_free(like);
+    for (int i = 0; i < NM; i++)
+        champ_free(m[i]);
+    /* fixed */
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 0x1234, NULL);
+    c.fixed_seed = true;
+    champ_map *f = NULL;
+    CHECK_ST(champ_new(&c, &f), CHAMP_OK);
+    CHECK(f && champ_seed(f) == 0x1234, "a fixed seed is the one given");
+    champ_free(f);
+    /* default maps: one seed per kind */
+    champ_map *d1 = NULL, *d2 = NULL, *b1 = NULL, *b2 = NULL;
+    CHECK_ST(champ_new_u64(&d1), CHAMP_OK);
+    CHECK_ST(champ_new_u64(&d2), CHAMP_OK);
+    CHECK_ST(champ_new_bytes(&b1), CHAMP_OK);
+    CHECK_ST(champ_new_bytes(&b2), CHAMP_OK);
+    CHECK(d1 && d2 && champ_seed(d1) == champ_seed(d2), "default u64 maps share a seed");
+    CHECK(b1 && b2 && champ_seed(b1) == champ_seed(b2), "default bytes maps share a seed");
+    champ_free(d1);
+    champ_free(d2);
+    champ_free(b1);
+    champ_free(b2);
+    /* bytes_hash gets the map's seed, fixed or fresh */
+    for (int fixed = 0; fixed < 2; fixed++) {
+        champ_config bc = th_kind_config(CHAMP_KEY_BYTES, 0xfeed, NULL);
+        bc.fixed_seed = fixed;
+        bc.bytes_hash = seed_bytes_hash;
+        champ_map *b = NULL;
+        CHECK_ST(champ_new(&bc, &b), CHAMP_OK);
+        if (!b)
+            continue;
+        seed_calls = 0;
+        seen_seed = 0;
+        CHECK_ST(champ_set_str(b, "key", NULL, NULL), CHAMP_OK);
+        CHECK(seed_calls > 0 && seen_seed == champ_seed(b),
+              "bytes_hash gets the map's seed (%s)", fixed ? "fixed" : "fresh");
+        if (fixed)
+            CHECK(seen_seed == 0xfeed, "the fixed seed reaches bytes_hash");
+        champ_free(b);
+    }
+}
+
 const th_test th_tests_api[] = {
     {"api.version", test_version},
     {"api.u64_basics", test_u64_basics},
@@ -1372,5 +1459,6 @@ const th_test th_tests_api[] = {
     {"api.reentrant_callbacks", test_reentrant_callbacks},
     {"api.hash_calls", test_hash_calls},
     {"api.add_on_maps", test_add_on_maps},
+    {"api.seeds", test_seeds},
 };
 const size_t th_tests_api_count = sizeof th_tests_api / sizeof th_tests_api[0];

@@ -54,6 +54,13 @@ static void bad_free(void *p, size_t n, void *ctx) {
     (void)ctx;
 }
 
+static void *bad_update(const champ_key *k, void *old, bool found, void *ctx) {
+    (void)k;
+    (void)found;
+    (void)ctx;
+    return old;
+}
+
 static int bad_visit(const champ_key *k, void *v, void *ctx) {
     (void)k;
     (void)v;
@@ -161,6 +168,17 @@ static void test_pool_configs(void) {
     pc.watermark = 0;
     CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
     pc.on_watermark = NULL;
+    /* A buffer_size without a buffer; a concurrent pool in a buffer. */
+    pc.buffer_size = sizeof buf;
+    p = (champ_pool *)th_tok(1);
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
+    CHECK(p == NULL, "buffer_size without a buffer: *out NULL");
+    pc.buffer = buf;
+    pc.concurrent = true;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
+    pc.concurrent = false;
+    pc.buffer = NULL;
+    pc.buffer_size = 0;
 
     /* Allocators with some members NULL. */
     pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
@@ -475,9 +493,22 @@ static void test_wrong_kinds(void) {
 /* A lookup on a map of another kind: false. */
 #define BAD_LOOKUP(call)                                                  \
     CHECK(!(call), "%s on a %s map returned true", #call, kn)
+        bool added = true, fnd[2] = {true, true};
+        void **slot = (void **)BAD_JUNK_VAL;
+        uint64_t uk[2] = {1, 2};
+        const void *pk[2] = {"a", "b"};
+        size_t lens[2] = {1, 1};
         if (kind != 0) {
             BAD_LOOKUP(champ_get_u64(m, 1, &v));
             BAD_LOOKUP(champ_contains_u64(m, 1));
+            BAD_EKIND(champ_add_u64(m, 1, &added));
+            BAD_EKIND(champ_upsert_u64(m, 1, &slot, NULL));
+            BAD_EKIND(champ_update_u64(m, 1, bad_update, NULL));
+            BAD_LOOKUP(champ_get_many_u64(m, uk, 2, NULL, fnd));
+            CHECK(!fnd[0] && !fnd[1], "get_many_u64 on a %s map: found[] cleared", kn);
+            fnd[0] = fnd[1] = true;
+            BAD_LOOKUP(champ_contains_many_u64(m, uk, 2, fnd));
+            CHECK(!fnd[0] && !fnd[1], "contains_many_u64 on a %s map: found[] cleared", kn);
             BAD_EKIND(champ_set_u64(m, 1, NULL, &pr));
             BAD_EKIND(champ_remove_u64(m, 1, &pr));
             BAD_EKIND_OUT(champ_pset_u64(m, 1, NULL, &out));
@@ -496,6 +527,16 @@ static void test_wrong_kinds(void) {
             BAD_EKIND(champ_remove_str(m, "a", &pr));
             BAD_EKIND_OUT(champ_pset_str(m, "a", NULL, &out));
             BAD_EKIND_OUT(champ_premove_str(m, "a", &out));
+            BAD_EKIND(champ_add_bytes(m, "a", 1, &added));
+            BAD_EKIND(champ_add_str(m, "a", &added));
+            BAD_EKIND(champ_upsert_bytes(m, "a", 1, &slot, NULL));
+            BAD_EKIND(champ_update_bytes(m, "a", 1, bad_update, NULL));
+            fnd[0] = fnd[1] = true;
+            BAD_LOOKUP(champ_get_many_bytes(m, pk, lens, 2, NULL, fnd));
+            CHECK(!fnd[0] && !fnd[1], "get_many_bytes on a %s map: found[] cleared", kn);
+            fnd[0] = fnd[1] = true;
+            BAD_LOOKUP(champ_contains_many_bytes(m, pk, lens, 2, fnd));
+            CHECK(!fnd[0] && !fnd[1], "contains_many_bytes on a %s map: found[] cleared", kn);
         }
         if (kind != 2) {
             BAD_LOOKUP(champ_get(m, "a", &v));
@@ -504,7 +545,17 @@ static void test_wrong_kinds(void) {
             BAD_EKIND(champ_remove(m, "a", &pr));
             BAD_EKIND_OUT(champ_pset(m, "a", NULL, &out));
             BAD_EKIND_OUT(champ_premove(m, "a", &out));
+            BAD_EKIND(champ_add(m, "a", &added));
+            BAD_EKIND(champ_upsert(m, "a", &slot, NULL));
+            BAD_EKIND(champ_update(m, "a", bad_update, NULL));
+            fnd[0] = fnd[1] = true;
+            BAD_LOOKUP(champ_get_many(m, pk, 2, NULL, fnd));
+            CHECK(!fnd[0] && !fnd[1], "get_many on a %s map: found[] cleared", kn);
+            fnd[0] = fnd[1] = true;
+            BAD_LOOKUP(champ_contains_many(m, pk, 2, fnd));
+            CHECK(!fnd[0] && !fnd[1], "contains_many on a %s map: found[] cleared", kn);
         }
+        CHECK(slot == (void **)BAD_JUNK_VAL, "%s map: *slot untouched by wrong-kind upserts", kn);
 #undef BAD_EKIND
 #undef BAD_EKIND_OUT
 #undef BAD_LOOKUP
@@ -653,6 +704,103 @@ static void test_null_outputs_and_cells(void) {
     champ_free(sm);
 }
 
+/* The update forms the null/kind tests above began without: add, upsert,
+ * update and the batched lookups on a NULL map; NULL byte keys with a
+ * length; byte keys of 2^32 bytes or more ("len < 2^32": each call
+ * refuses before it reads the key); champ_apply with more than
+ * UINT32_MAX - 1 updates; champ_kind(NULL); a pool config whose size is
+ * short but not 0. */
+static void test_more_misuse(void) {
+    bool added = false, fnd[2] = {true, true};
+    void **slot = (void **)BAD_JUNK_VAL;
+    uint64_t uk[2] = {1, 2};
+    const void *pk[2] = {"a", "b"};
+    size_t lens[2] = {1, 1};
+    CHECK_ST(champ_add_u64(NULL, 1, &added), CHAMP_EINVAL);
+    CHECK_ST(champ_add_bytes(NULL, "a", 1, &added), CHAMP_EINVAL);
+    CHECK_ST(champ_add_str(NULL, "a", &added), CHAMP_EINVAL);
+    CHECK_ST(champ_add(NULL, "a", &added), CHAMP_EINVAL);
+    CHECK_ST(champ_upsert_u64(NULL, 1, &slot, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_upsert_bytes(NULL, "a", 1, &slot, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_upsert(NULL, "a", &slot, NULL), CHAMP_EINVAL);
+    CHECK(slot == (void **)BAD_JUNK_VAL, "*slot untouched on a NULL map");
+    CHECK_ST(champ_update_u64(NULL, 1, bad_update, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_update_bytes(NULL, "a", 1, bad_update, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_update(NULL, "a", bad_update, NULL), CHAMP_EINVAL);
+    CHECK_EQ(champ_get_many_bytes(NULL, pk, lens, 2, NULL, fnd), 0, "get_many_bytes(NULL)");
+    CHECK(!fnd[0] && !fnd[1], "get_many_bytes(NULL map): found[] cleared");
+    fnd[0] = fnd[1] = true;
+    CHECK_EQ(champ_get_many(NULL, pk, 2, NULL, fnd), 0, "get_many(NULL)");
+    CHECK(!fnd[0] && !fnd[1], "get_many(NULL map): found[] cleared");
+    fnd[0] = fnd[1] = true;
+    CHECK_EQ(champ_contains_many(NULL, pk, 2, fnd), 0, "contains_many(NULL)");
+    CHECK(!fnd[0] && !fnd[1], "contains_many(NULL map): found[] cleared");
+    fnd[0] = fnd[1] = true;
+    CHECK_EQ(champ_contains_many_u64(NULL, uk, 2, fnd), 0, "contains_many_u64(NULL)");
+    CHECK(!fnd[0] && !fnd[1], "contains_many_u64(NULL map): found[] cleared");
+    CHECK_EQ((int)champ_kind(NULL), 0, "champ_kind(NULL) is 0");
+
+    champ_map *m = NULL, *out = BAD_JUNK_MAP;
+    champ_config cb = th_kind_config(CHAMP_KEY_BYTES, 8, NULL);
+    CHECK_ST(champ_new(&cb, &m), CHAMP_OK);
+    if (!m)
+        return;
+    CHECK_ST(champ_set_str(m, "a", th_tok(1), NULL), CHAMP_OK);
+    /* a NULL key with a length */
+    CHECK_ST(champ_add_bytes(m, NULL, 3, &added), CHAMP_EINVAL);
+    CHECK_ST(champ_upsert_bytes(m, NULL, 3, &slot, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_update_bytes(m, NULL, 3, bad_update, NULL), CHAMP_EINVAL);
+    /* 2^32 bytes: refused before the key is read (the buffer is 2 bytes) */
+    static const char two[2] = "a";
+    size_t big = (size_t)UINT32_MAX + 1;
+    void *v = BAD_JUNK_VAL;
+    champ_prior pr = th_prior_junk();
+    CHECK(!champ_get_bytes(m, two, big, &v), "get_bytes of a 2^32-byte key");
+    CHECK(!champ_contains_bytes(m, two, big), "contains_bytes of a 2^32-byte key");
+    CHECK_ST(champ_set_bytes(m, two, big, NULL, &pr), CHAMP_EINVAL);
+    CHECK_ST(champ_remove_bytes(m, two, big, &pr), CHAMP_EINVAL);
+    CHECK_ST(champ_add_bytes(m, two, big, &added), CHAMP_EINVAL);
+    CHECK_ST(champ_upsert_bytes(m, two, big, &slot, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_update_bytes(m, two, big, bad_update, NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_pset_bytes(m, two, big, NULL, &out), CHAMP_EINVAL);
+    CHECK(out == NULL, "pset_bytes of a 2^32-byte key: *out NULL");
+    out = BAD_JUNK_MAP;
+    CHECK_ST(champ_premove_bytes(m, two, big, &out), CHAMP_EINVAL);
+    CHECK(out == NULL, "premove_bytes of a 2^32-byte key: *out NULL");
+    const void *bk[2] = {two, "a"};
+    size_t bl[2] = {big, 1};
+    fnd[0] = true;
+    fnd[1] = false;
+    size_t got = champ_get_many_bytes(m, bk, bl, 2, NULL, fnd);
+    CHECK(got == 0 && !fnd[0] && !fnd[1],
+          "a batch with a 2^32-byte key finds nothing (%zu found)", got);
+    CHECK(v == BAD_JUNK_VAL && th_prior_untouched(&pr) && slot == (void **)BAD_JUNK_VAL,
+          "outputs untouched by 2^32-byte keys");
+    CHECK_EQ(champ_size(m), 1, "the map unchanged by long keys");
+    CHECK(champ_contains_str(m, "a"), "its key still there");
+    CHECK_VALID(m, "after long keys");
+    champ_free(m);
+
+    /* champ_apply: n at most UINT32_MAX - 1 (checked before ops is read) */
+    m = NULL;
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 9, NULL);
+    CHECK_ST(champ_new(&cu, &m), CHAMP_OK);
+    if (m) {
+        champ_op op;
+        memset(&op, 0, sizeof op);
+        CHECK_ST(champ_apply(m, &op, (size_t)UINT32_MAX), CHAMP_EINVAL);
+        CHECK_EQ(champ_size(m), 0, "apply refused: the map unchanged");
+        champ_free(m);
+    }
+
+    /* a pool config with a short nonzero size */
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.size = sizeof pc - 1;
+    champ_pool *p = (champ_pool *)th_tok(0xb00);
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_EINVAL);
+    CHECK(p == NULL, "short pool config: no pool");
+}
+
 static void test_fail_after_hook(void) {
     champ_pool *p = NULL;
     champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
@@ -684,6 +832,7 @@ const th_test th_tests_badinput[] = {
     {"badinput.release_without_retain", test_release_without_retain},
     {"badinput.fail_after_hook", test_fail_after_hook},
     {"badinput.null_outputs_and_cells", test_null_outputs_and_cells},
+    {"badinput.more_misuse", test_more_misuse},
 };
 const size_t th_tests_badinput_count =
     sizeof th_tests_badinput / sizeof th_tests_badinput[0];

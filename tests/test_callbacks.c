@@ -908,6 +908,175 @@ static void test_update_fn_reads_m(void) {
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Every update form is CHAMP_EBUSY from a callback of an update of m  */
+/* ------------------------------------------------------------------ */
+
+/* The matrix updates m from its callbacks with set and clear; the header
+ * says every update of m is CHAMP_EBUSY there ("Errors of every update").
+ * Each key kind: a callback that fires inside an update of m (a u64 map's
+ * val_release during a replace, a bytes map's bytes_hash, a generic map's
+ * hash) tries every update form of m's kind, set, remove, add, upsert,
+ * update, p-forms of m's kind are reads and work (not tried here), apply,
+ * clear: each must be CHAMP_EBUSY, with m unchanged afterwards but for the
+ * outer update. */
+typedef struct busy_ctx {
+    champ_map *m;
+    int armed;
+    int tried, busy;
+} busy_ctx;
+
+static busy_ctx busy;
+
+static void *busy_fn(const champ_key *k, void *old, bool found, void *ctx) {
+    (void)k;
+    (void)found;
+    (void)ctx;
+    return old;
+}
+
+static void busy_count(champ_status st) {
+    busy.tried++;
+    busy.busy += st == CHAMP_EBUSY;
+}
+
+static void busy_try_u64(void) {
+    champ_map *m = busy.m;
+    void **slot;
+    champ_op op = {.key = {.u64 = 77}, .val = NULL, .remove = false};
+    busy_count(champ_set_u64(m, 77, NULL, NULL));
+    busy_count(champ_remove_u64(m, 1, NULL));
+    busy_count(champ_add_u64(m, 77, NULL));
+    busy_count(champ_upsert_u64(m, 77, &slot, NULL));
+    busy_count(champ_update_u64(m, 1, busy_fn, NULL));
+    busy_count(champ_apply(m, &op, 1));
+    busy_count(champ_clear(m));
+}
+
+static void busy_try_bytes(void) {
+    champ_map *m = busy.m;
+    void **slot;
+    champ_op op = {.key = {.ptr = "zz", .len = 2}, .val = NULL, .remove = false};
+    busy_count(champ_set_bytes(m, "zz", 2, NULL, NULL));
+    busy_count(champ_set_str(m, "zz", NULL, NULL));
+    busy_count(champ_remove_bytes(m, "k1", 2, NULL));
+    busy_count(champ_remove_str(m, "k1", NULL));
+    busy_count(champ_add_bytes(m, "zz", 2, NULL));
+    busy_count(champ_add_str(m, "zz", NULL));
+    busy_count(champ_upsert_bytes(m, "zz", 2, &slot, NULL));
+    busy_count(champ_update_bytes(m, "k1", 2, busy_fn, NULL));
+    busy_count(champ_apply(m, &op, 1));
+    busy_count(champ_clear(m));
+}
+
+static th_obj busy_keys[8];
+
+static void busy_try_generic(void) {
+    champ_map *m = busy.m;
+    void **slot;
+    champ_op op = {.key = {.ptr = &busy_keys[7]}, .val = NULL, .remove = false};
+    busy_count(champ_set(m, &busy_keys[7], NULL, NULL));
+    busy_count(champ_remove(m, &busy_keys[1], NULL));
+    busy_count(champ_add(m, &busy_keys[7], NULL));
+    busy_count(champ_upsert(m, &busy_keys[7], &slot, NULL));
+    busy_count(champ_update(m, &busy_keys[1], busy_fn, NULL));
+    busy_count(champ_apply(m, &op, 1));
+    busy_count(champ_clear(m));
+}
+
+static void busy_val_retain(void *p, void *ctx) {
+    (void)p;
+    (void)ctx;
+}
+
+static void busy_val_release(void *p, void *ctx) {
+    (void)p;
+    (void)ctx;
+    if (busy.armed == 1) {
+        busy.armed = 0;
+        busy_try_u64();
+    }
+}
+
+static uint64_t busy_bytes_hash(const void *k, size_t len, uint64_t seed, void *ctx) {
+    (void)ctx;
+    if (busy.armed == 2) {
+        busy.armed = 0;
+        busy_try_bytes();
+    }
+    uint64_t h = seed ^ 0x9e3779b97f4a7c15ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)k)[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t busy_hash(const void *k, void *ctx) {
+    (void)ctx;
+    if (busy.armed == 3) {
+        busy.armed = 0;
+        busy_try_generic();
+    }
+    return ((const th_obj *)k)->id * 0x9e3779b97f4a7c15ULL;
+}
+
+static bool busy_equal(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    return ((const th_obj *)a)->id == ((const th_obj *)b)->id;
+}
+
+static void test_every_update_busy(void) {
+    static const int forms[3] = {7, 10, 7};
+    for (int kind = 0; kind < 3; kind++) {
+        champ_config c = kind == 0   ? th_kind_config(CHAMP_KEY_U64, 61, NULL)
+                         : kind == 1 ? th_kind_config(CHAMP_KEY_BYTES, 62, NULL)
+                                     : (champ_config)CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
+        if (kind == 0)
+            c.val_release = busy_val_release, c.val_retain = busy_val_retain;
+        if (kind == 1)
+            c.bytes_hash = busy_bytes_hash;
+        if (kind == 2)
+            c.hash = busy_hash, c.equal = busy_equal;
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        if (!m)
+            continue;
+        for (int i = 0; i < 8; i++)
+            busy_keys[i].id = (uint64_t)i + 1;
+        /* three entries: keys 1..3 */
+        for (int i = 1; i <= 3; i++) {
+            char kb[4] = {'k', (char)('0' + i), 0, 0};
+            champ_status st = kind == 0   ? champ_set_u64(m, (uint64_t)i, th_tok(1), NULL)
+                              : kind == 1 ? champ_set_bytes(m, kb, 2, th_tok(1), NULL)
+                                          : champ_set(m, &busy_keys[i], th_tok(1), NULL);
+            CHECK_ST(st, CHAMP_OK);
+        }
+        memset(&busy, 0, sizeof busy);
+        busy.m = m;
+        busy.armed = kind + 1;
+        /* the outer update: a replace of key 2 (the u64 map's release of
+         * the old value fires inside it) */
+        champ_status st = kind == 0   ? champ_set_u64(m, 2, th_tok(2), NULL)
+                          : kind == 1 ? champ_set_bytes(m, "k2", 2, th_tok(2), NULL)
+                                      : champ_set(m, &busy_keys[2], th_tok(2), NULL);
+        CHECK_ST(st, CHAMP_OK);
+        CHECK(busy.armed == 0 && busy.tried == forms[kind],
+              "kind %d: the callback fired and tried %d update forms", kind, busy.tried);
+        CHECK_EQ(busy.busy, busy.tried, "every update form of m from its callback: CHAMP_EBUSY");
+        CHECK_EQ(champ_size(m), 3, "m kept its three entries");
+        void *v = NULL;
+        bool got = kind == 0   ? champ_get_u64(m, 2, &v)
+                   : kind == 1 ? champ_get_bytes(m, "k2", 2, &v)
+                               : champ_get(m, &busy_keys[2], &v);
+        CHECK(got && v == th_tok(2), "kind %d: the outer update's value", kind);
+        got = kind == 0   ? champ_contains_u64(m, 77)
+              : kind == 1 ? champ_contains_bytes(m, "zz", 2)
+                          : champ_contains(m, &busy_keys[7]);
+        CHECK(!got, "kind %d: no refused insert went in", kind);
+        CHECK_VALID(m, "after refused updates from a callback");
+        champ_free(m);
+    }
+}
+
 const th_test th_tests_callbacks[] = {
     {"callbacks.watermark_in_copy", test_watermark_in_copy},
     {"callbacks.matrix", test_matrix},
@@ -918,6 +1087,7 @@ const th_test th_tests_callbacks[] = {
     {"callbacks.nested_operations", test_nested_operations},
     {"callbacks.iter_modified", test_iter_modified},
     {"callbacks.update_fn_reads_m", test_update_fn_reads_m},
+    {"callbacks.every_update_busy", test_every_update_busy},
 };
 const size_t th_tests_callbacks_count =
     sizeof th_tests_callbacks / sizeof th_tests_callbacks[0];

@@ -958,12 +958,55 @@ static void test_oom_fail_after_always(void) { oom_fail_after_with_ops(false); }
 static void test_oom_backing_once(void) { oom_backing_with_ops(false); }
 static void test_oom_backing_always(void) { oom_backing_with_ops(true); }
 
+/* champ.h: watermark "0 means 0.8".  A fixed buffer with watermark 0 and a
+ * callback, filled until CHAMP_ENOMEM: the callback runs once, with live
+ * bytes at or past 0.8 of the capacity, on the insert that crossed it
+ * (the live bytes before that insert were below). */
+static void test_oom_watermark_default(void) {
+    static _Alignas(64) unsigned char buf[48 * 1024];
+    oom_water wt = {0, NULL, 0, 0};
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    pc.watermark = 0;
+    pc.on_watermark = oom_on_water;
+    pc.watermark_ctx = &wt;
+    champ_pool *pool = NULL;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 6, pool);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    size_t before = 0, cap = 0;
+    for (uint64_t i = 0; m; i++) {
+        size_t live = th_pool_live(pool);
+        champ_status st = champ_set_u64(m, i, th_tok(i), NULL);
+        if (wt.calls == 1 && !before)
+            before = live; /* the live bytes before the crossing insert */
+        if (st != CHAMP_OK) {
+            CHECK_ST(st, CHAMP_ENOMEM);
+            break;
+        }
+    }
+    champ_pool_stats ps;
+    CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
+    cap = ps.bytes_reserved;
+    CHECK_EQ(wt.calls, 1, "the default watermark fired once while filling");
+    CHECK(wt.capacity == cap && (double)wt.live >= 0.8 * (double)cap &&
+              (double)before < 0.8 * (double)cap,
+          "it fired crossing 0.8 of %zu: %zu live (%zu before)", cap, wt.live, before);
+    champ_free(m);
+    champ_pool_free(pool);
+}
+
 const th_test th_tests_oom[] = {
     {"oom.fail_after.once", test_oom_fail_after_once},
     {"oom.fail_after.always", test_oom_fail_after_always},
     {"oom.backing.once", test_oom_backing_once},
     {"oom.backing.always", test_oom_backing_always},
     {"oom.fixed_buffer", test_oom_fixed_buffer},
+    {"oom.watermark_default", test_oom_watermark_default},
     {"oom.remove_refused", test_oom_remove_refused},
 };
 const size_t th_tests_oom_count = sizeof th_tests_oom / sizeof th_tests_oom[0];

@@ -1729,6 +1729,53 @@ static void test_trim_no_chunk(void) {
     trim_no_chunk_round(true);
 }
 
+/* champ_validate "checks every invariant" (CHAMP_ECORRUPT): a map whose
+ * size disagrees with its trie; a collision node of more than 2048 generic
+ * keys without compare, where validate compares each key with the 1024
+ * before it: clean, then with two neighbouring keys made equal (their ids
+ * changed behind the map's back: a corrupt state), then clean again. */
+static void test_validate_reports(void) {
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 71, NULL);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cu, &m), CHAMP_OK);
+    if (!m)
+        return;
+    for (uint64_t i = 0; i < 100; i++)
+        CHECK_ST(champ_set_u64(m, i, NULL, NULL), CHAMP_OK);
+    m->size++;
+    fprintf(stderr, "(a validation error report is expected here)\n");
+    CHECK_ST(champ_validate(m), CHAMP_ECORRUPT);
+    m->size--;
+    CHECK_VALID(m, "size restored");
+    champ_free(m);
+
+    enum { NK = 2100 };
+    static th_obj keys[NK];
+    th_cbctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.hash_mode = TH_HASH_FIELD;
+    champ_config cg = th_generic_config(&ctx, false, NULL);
+    m = NULL;
+    CHECK_ST(champ_new(&cg, &m), CHAMP_OK);
+    if (!m)
+        return;
+    for (size_t i = 0; i < NK; i++) {
+        memset(&keys[i], 0, sizeof keys[i]);
+        keys[i].id = i + 1;
+        keys[i].hash = 0xc011c011c011c011ULL; /* one collision node */
+        CHECK_ST(champ_set(m, &keys[i], NULL, NULL), CHAMP_OK);
+    }
+    CHECK_EQ(champ_size(m), NK, "2100 keys of one hash");
+    CHECK_VALID(m, "a collision node of 2100 keys (validate's window)");
+    uint64_t id = keys[NK - 1].id;
+    keys[NK - 1].id = keys[NK - 2].id; /* two equal keys in the node */
+    fprintf(stderr, "(a validation error report is expected here)\n");
+    CHECK_ST(champ_validate(m), CHAMP_ECORRUPT);
+    keys[NK - 1].id = id;
+    CHECK_VALID(m, "the keys told apart again");
+    champ_free(m);
+}
+
 const th_test th_tests_poolfix[] = {
     {"poolfix.trim_relocate_collisions", test_trim_relocate_collisions},
     {"poolfix.trim_cell_record", test_trim_cell_record},
@@ -1748,6 +1795,7 @@ const th_test th_tests_poolfix[] = {
     {"poolfix.trim_ratio", test_trim_ratio},
     {"poolfix.trim_relocate", test_trim_relocate},
     {"poolfix.trim_no_chunk", test_trim_no_chunk},
+    {"poolfix.validate_reports", test_validate_reports},
     {"poolfix.trim_light_versions", test_trim_light_versions},
     {"poolfix.handles", test_handles},
     {"poolfix.handles_fixed", test_handles_fixed},

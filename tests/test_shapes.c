@@ -672,7 +672,52 @@ static void test_shape_collision_sibling_0(void) {
     test_shape_collision_sibling(0);
 }
 
+/* champ.h (iteration order): "generic keys without compare come in
+ * insertion order" within a collision node.  60 keys of one hash, put in
+ * a shuffled order (and some set again: a replace keeps the place): the
+ * iteration gives them in the order of their first insertion. */
+static void test_collision_insertion_order(void) {
+    enum { N = 60 };
+    th_cbctx ctx;
+    th_obj *o = unit_objs_reset(N);
+    champ_map *m = unit_new_generic(&ctx, false); /* TH_HASH_FIELD, no compare */
+    if (!m)
+        return;
+    th_rng r = {0x1a5e7};
+    th_set_seed(r.s);
+    size_t order[N];
+    for (size_t i = 0; i < N; i++)
+        order[i] = i;
+    for (size_t i = N - 1; i > 0; i--) {
+        size_t j = (size_t)th_below(&r, i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (size_t i = 0; i < N; i++)
+        o[i].hash = 0x5eed5eed5eed5eedULL;
+    for (size_t i = 0; i < N; i++) {
+        CHECK_ST(champ_set(m, &o[order[i]], th_tok(order[i]), NULL), CHAMP_OK);
+        if (i % 7 == 6) /* a replace of an earlier key */
+            CHECK_ST(champ_set(m, &o[order[i / 2]], th_tok(order[i / 2]), NULL), CHAMP_OK);
+    }
+    champ_iter it;
+    champ_key k;
+    void *v;
+    size_t at = 0, wrong = 0;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, &k, &v)) {
+        wrong += at >= N || k.ptr != &o[order[at]];
+        at++;
+    }
+    CHECK(at == N && wrong == 0, "collision keys in insertion order: %zu of %zu out of place",
+          wrong, at);
+    CHECK_VALID(m, "a collision node of generic keys without compare");
+    champ_free(m);
+    th_set_seed(0);
+}
+
 const th_test th_tests_shapes[] = {
+    {"shapes.collision_insertion_order", test_collision_insertion_order},
     {"shapes.single_bit", test_shape_single_bit},
     {"shapes.collisions.2", test_shape_collisions_2},
     {"shapes.collisions.3", test_shape_collisions_3},
