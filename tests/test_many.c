@@ -4,6 +4,8 @@
  * around the group size, absent keys, misuse.  Each test runs twice: with
  * every map walked in lockstep groups, and with every map looked up one key
  * after the other (the path small maps take), whatever the map's size.
+ * many.full_below pins a trie shape (a full node under a partial one) that
+ * only very big maps reach by chance.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -146,8 +148,77 @@ static void test_many_bytes_generic(void) {
     both_paths(many_bytes_generic);
 }
 
+/* A full node below a node that is not (the staged walk meets it after the
+ * cached levels stop): a generic map with pinned hashes, the root holding
+ * entries in slots 0 and 2 (so it is not full) and in slot 1 a node whose
+ * 32 slots each hold a child of three keys (two would be a pair in the
+ * slot, not a child).  Every key and 40 misses (in the
+ * full node's children, and in an empty root slot) looked up in one batch,
+ * against single lookups; maps with the same shape one and two levels
+ * deeper (the full node at level 2 and 3). */
+static th_obj full_keys[2 + 96 + 40];
+
+static void many_full_below(void) {
+    for (unsigned depth = 1; depth <= 3; depth++) {
+        th_cbctx cc;
+        memset(&cc, 0, sizeof cc);
+        cc.hash_mode = TH_HASH_FIELD;
+        champ_config g = th_generic_config(&cc, false, NULL);
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&g, &m), CHAMP_OK);
+        if (!m)
+            return;
+        /* the path to the full node: slot 1 at each level above it */
+        uint64_t pre = 0;
+        for (unsigned l = 0; l < depth; l++)
+            pre |= (uint64_t)1 << (5 * l);
+        size_t nk = 0;
+        memset(full_keys, 0, sizeof full_keys);
+        full_keys[nk].id = 1000;
+        full_keys[nk++].hash = 0; /* root slot 0: the root is not full */
+        full_keys[nk].id = 1001;
+        full_keys[nk++].hash = 2; /* and slot 2 */
+        for (uint64_t sl = 0; sl < 32; sl++)
+            for (uint64_t t = 0; t < 3; t++) {
+                full_keys[nk].id = nk + 1;
+                full_keys[nk++].hash = pre | sl << (5 * depth) | (t + 1) << (5 * depth + 5);
+            }
+        size_t present = nk;
+        for (size_t i = 0; i < present; i++)
+            CHECK_ST(champ_set(m, &full_keys[i], th_tok(i + 1), NULL), CHAMP_OK);
+        for (uint64_t sl = 0; sl < 32; sl++) { /* misses under the full node */
+            full_keys[nk].id = 5000 + sl;
+            full_keys[nk++].hash = pre | sl << (5 * depth) | (uint64_t)4 << (5 * depth + 5);
+        }
+        for (uint64_t r = 3; r < 11; r++) { /* misses in empty root slots */
+            full_keys[nk].id = 6000 + r;
+            full_keys[nk++].hash = r;
+        }
+        const void *kp[sizeof full_keys / sizeof full_keys[0]];
+        void *vals[sizeof full_keys / sizeof full_keys[0]];
+        bool found[sizeof full_keys / sizeof full_keys[0]];
+        for (size_t i = 0; i < nk; i++)
+            kp[i] = &full_keys[i];
+        size_t got = champ_get_many(m, kp, nk, vals, found), bad = 0;
+        for (size_t i = 0; i < nk; i++) {
+            void *v = NULL;
+            bool f = champ_get(m, &full_keys[i], &v);
+            bad += f != (i < present) || found[i] != f || (f && vals[i] != v);
+        }
+        CHECK(bad == 0 && got == present, "depth %u: a full node below one that is not: "
+              "%zu wrong, %zu found of %zu", depth, bad, got, present);
+        CHECK_VALID(m, "a full node below a partial root");
+        champ_free(m);
+    }
+}
+
+static void test_many_full_below(void) {
+    both_paths(many_full_below);
+}
+
 const th_test th_tests_many[] = {
     {"many.u64", test_many_u64},
     {"many.bytes_generic", test_many_bytes_generic},
+    {"many.full_below", test_many_full_below},
 };
 const size_t th_tests_many_count = sizeof th_tests_many / sizeof th_tests_many[0];
