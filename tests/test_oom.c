@@ -630,17 +630,24 @@ static uint64_t oom_fill_u64(champ_map *m, uint64_t from, uint64_t limit) {
     return i - from;
 }
 
+/* A pool in buf with the watermark `mark` reporting to *wt (NULL and a
+ * failed check when it cannot be made). */
+static champ_pool *oom_water_pool(void *buf, size_t size, double mark, oom_water *wt) {
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.buffer = buf;
+    pc.buffer_size = size;
+    pc.watermark = mark;
+    pc.on_watermark = oom_on_water;
+    pc.watermark_ctx = wt;
+    champ_pool *pool = NULL;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    return pool;
+}
+
 static void test_oom_fixed_buffer(void) {
     static _Alignas(64) unsigned char buf[48 * 1024];
     oom_water wt = {0, NULL, 0, 0};
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    pc.buffer = buf;
-    pc.buffer_size = sizeof buf;
-    pc.watermark = 0.5;
-    pc.on_watermark = oom_on_water;
-    pc.watermark_ctx = &wt;
-    champ_pool *pool = NULL;
-    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    champ_pool *pool = oom_water_pool(buf, sizeof buf, 0.5, &wt);
     if (!pool)
         return;
     champ_pool_stats ps;
@@ -753,7 +760,7 @@ static void test_oom_fixed_buffer(void) {
     /* Bytes and counted generic maps in a small buffer: every failing
      * insert leaves the map and the reference balance unchanged. */
     static _Alignas(64) unsigned char buf2[16 * 1024];
-    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     pc.buffer = buf2;
     pc.buffer_size = sizeof buf2;
     pool = NULL;
@@ -965,14 +972,7 @@ static void test_oom_backing_always(void) { oom_backing_with_ops(true); }
 static void test_oom_watermark_default(void) {
     static _Alignas(64) unsigned char buf[48 * 1024];
     oom_water wt = {0, NULL, 0, 0};
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    pc.buffer = buf;
-    pc.buffer_size = sizeof buf;
-    pc.watermark = 0;
-    pc.on_watermark = oom_on_water;
-    pc.watermark_ctx = &wt;
-    champ_pool *pool = NULL;
-    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    champ_pool *pool = oom_water_pool(buf, sizeof buf, 0, &wt);
     if (!pool)
         return;
     champ_config cfg = th_kind_config(CHAMP_KEY_U64, 6, pool);
