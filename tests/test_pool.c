@@ -712,6 +712,68 @@ static void test_chunk_size_floor(void) {
           first[3], first[0]);
 }
 
+/* champ.h, chunk_size: "0 = 16 KiB.  Later chunks grow geometrically (each
+ * is 1/32 of the bytes already reserved, at least this size)"; and
+ * bytes_peak, "highest bytes_live of nodes and keys seen": a pool on a
+ * counting allocator filled with 200K u64 keys, every rise of its backing
+ * bytes during the fill (a chunk) checked against the rule (the bytes in
+ * chunks: the backing bytes less what the pool held before its first
+ * chunk); then cleared
+ * (peak stays at the fill's live bytes) and filled a little (peak
+ * unchanged). */
+static void test_chunk_growth_and_peak(void) {
+    th_alloc ta;
+    th_alloc_init(&ta);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.allocator = &ta.a;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config c = th_kind_config(CHAMP_KEY_U64, 16, p);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    /* what the backing allocator holds before the first chunk: the pool's
+     * header, the type, the handle page (the rule counts chunks) */
+    size_t base = ta.live_bytes, last = base, rises = 0, bad = 0, first = 0;
+    uint64_t n = (uint64_t)th_iters(200000, 20000);
+    for (uint64_t k = 0; m && k < n; k++) {
+        CHECK_ST(champ_set_u64(m, k, th_tok(k), NULL), CHAMP_OK);
+        if (ta.live_bytes > last) {
+            size_t rise = ta.live_bytes - last, want = (last - base) / 32;
+            if (want < 16384)
+                want = 16384;
+            if (!rises)
+                first = rise;
+            rises++;
+            bad += rise < want;
+            if (rise < want)
+                fprintf(stderr, "  a chunk of %zu bytes with %zu in chunks (want >= %zu)\n",
+                        rise, last - base, want);
+        }
+        last = ta.live_bytes;
+    }
+    CHECK(rises > 5 && bad == 0, "%zu chunks, %zu smaller than max(16 KiB, reserved / 32)",
+          rises, bad);
+    CHECK_EQ(first, 16384, "the first chunk of the default chunk_size");
+    champ_pool_stats s1, s2, s3;
+    CHECK_ST(champ_pool_stats_get(p, &s1, sizeof s1), CHAMP_OK);
+    CHECK(s1.bytes_peak >= s1.bytes_live, "peak %zu, live %zu", s1.bytes_peak, s1.bytes_live);
+    CHECK_ST(champ_clear(m), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(p, &s2, sizeof s2), CHAMP_OK);
+    CHECK(s2.bytes_live < s1.bytes_live / 100 && s2.bytes_peak == s1.bytes_peak,
+          "cleared: live %zu, the peak stays %zu (was %zu)", s2.bytes_live, s2.bytes_peak,
+          s1.bytes_peak);
+    for (uint64_t k = 0; m && k < n / 10; k++)
+        CHECK_ST(champ_set_u64(m, k, NULL, NULL), CHAMP_OK);
+    CHECK_ST(champ_pool_stats_get(p, &s3, sizeof s3), CHAMP_OK);
+    CHECK(s3.bytes_peak == s1.bytes_peak, "refilled a tenth: the peak %zu unchanged (%zu)",
+          s3.bytes_peak, s1.bytes_peak);
+    champ_free(m);
+    champ_pool_free(p);
+    CHECK_EQ(ta.live_bytes, 0, "every byte given back");
+}
+
 const th_test th_tests_pool[] = {
     {"pool.stats_and_pools", test_stats_and_pools},
     {"pool.mixed_pool", test_mixed_pool},
@@ -720,5 +782,6 @@ const th_test th_tests_pool[] = {
     {"pool.handle_slabs", test_handle_slabs},
     {"pool.handle_slabs_full", test_handle_slabs_full},
     {"pool.chunk_size_floor", test_chunk_size_floor},
+    {"pool.chunk_growth_and_peak", test_chunk_growth_and_peak},
 };
 const size_t th_tests_pool_count = sizeof th_tests_pool / sizeof th_tests_pool[0];
