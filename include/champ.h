@@ -616,7 +616,9 @@ typedef struct champ_op {
  * of their own in huge pages, and a batch of about 1 MiB of entries or
  * more takes even the pool's first chunks from its huge-page regions:
  * champ_pool_config.no_huge_pages) and freed before it returns: about 24 bytes an update for a batch of
- * sets only (32 for byte and generic keys), 49 for a batch with removes. */
+ * sets only (32 for byte and generic keys); for a batch with removes 49,
+ * plus, while repeated keys are found, a table of 4 bytes times the power
+ * of two at least twice the batch (57 to 65 in all). */
 CHAMP_API champ_status champ_apply(champ_map *m, const champ_op *ops, size_t n);
 
 /* Upsert: finds key, or inserts it with a NULL value, and gives the address

@@ -97,13 +97,14 @@ fi
 # ---- tests/tools.mk suites (fuzz-tools): CHAMP_DEBUG=2 and the fuzz corpus ----
 # dbg2 skips one test that level 2 cannot run (tests/README.md, "Tools"):
 # api.hash_calls counts hash calls (level 2's validate hashes too); and the
-# pool tests and sets.memory, whose big maps make validate-after-every-update
-# quadratic (minutes; they run in the other builds).
+# pool tests, sets.memory and build.apply_scratch, whose big maps make
+# validate-after-every-update quadratic (minutes; they run in the other
+# builds).
 header "$B/dbg2/champ_test (CHAMP_DEBUG=2: validate after every update, CHAMP_TEST_SCALE=0.1)"
 if [ -x "$B/dbg2/champ_test" ]; then
     run_suite dbg2 "$B/dbg2/champ_test" env CHAMP_TEST_SCALE=0.1 "$B/dbg2/champ_test" \
         $("$B/dbg2/champ_test" --list | grep -v -e '^api\.hash_calls$' -e '^poolfix\.' \
-          -e '^sets\.memory$')
+          -e '^sets\.memory$' -e '^build\.apply_scratch$')
 else
     fail "dbg2: $B/dbg2/champ_test missing (build failed?)"
 fi
