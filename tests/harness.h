@@ -205,6 +205,9 @@ typedef struct th_alloc {
 } th_alloc;
 
 void th_alloc_init(th_alloc *t);
+/* th_alloc_init(t), then a default pool (concurrent or plain) over t->a.
+ * Returns the pool, or NULL after a failed check (the caller returns). */
+champ_pool *th_alloc_pool(th_alloc *t, bool concurrent);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */

@@ -294,6 +294,16 @@ void th_alloc_init(th_alloc *t) {
     t->fail_at = -1;
 }
 
+champ_pool *th_alloc_pool(th_alloc *t, bool concurrent) {
+    th_alloc_init(t);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.concurrent = concurrent;
+    pc.allocator = &t->a;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    return p;
+}
+
 /* ------------------------------------------------------------------ */
 
 size_t th_pool_live(const champ_pool *p) {

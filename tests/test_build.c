@@ -1741,11 +1741,7 @@ static void test_apply_scratch(void) {
     for (int kind = 0; kind < 3; kind++) {
         /* 0: u64 sets; 1: byte-key sets; 2: u64 with removes (half) */
         th_alloc ta;
-        th_alloc_init(&ta);
-        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-        pc.allocator = &ta.a;
-        champ_pool *p = NULL;
-        CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+        champ_pool *p = th_alloc_pool(&ta, false);
         if (!p)
             break;
         champ_config c = th_kind_config(kind == 1 ? CHAMP_KEY_BYTES : CHAMP_KEY_U64, 17, p);

@@ -721,12 +721,7 @@ static void test_heap_routes(void) {
 
     /* A thread that cannot get a heap. */
     th_alloc al;
-    th_alloc_init(&al);
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    pc.concurrent = true;
-    pc.allocator = &al.a;
-    champ_pool *q = NULL;
-    CHECK_ST(champ_pool_new(&pc, &q), CHAMP_OK);
+    champ_pool *q = th_alloc_pool(&al, true);
     if (!q)
         return;
     memset(&a, 0, sizeof a);

@@ -723,11 +723,7 @@ static void test_chunk_size_floor(void) {
  * unchanged). */
 static void test_chunk_growth_and_peak(void) {
     th_alloc ta;
-    th_alloc_init(&ta);
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    pc.allocator = &ta.a;
-    champ_pool *p = NULL;
-    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    champ_pool *p = th_alloc_pool(&ta, false);
     if (!p)
         return;
     champ_config c = th_kind_config(CHAMP_KEY_U64, 16, p);

@@ -167,11 +167,7 @@ static void test_bignode_remove_oom(void) {
 
 static void test_bignode_remove_oom_alloc(void) {
     th_alloc ta;
-    th_alloc_init(&ta);
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    pc.allocator = &ta.a;
-    champ_pool *p = NULL;
-    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    champ_pool *p = th_alloc_pool(&ta, false);
     if (!p)
         return;
     champ_map *m = pf_bignode_map(p);
@@ -725,11 +721,7 @@ static void test_census_copies(void) {
 static void test_trim_basics(void) {
     CHECK_ST(champ_pool_trim(NULL), CHAMP_EINVAL);
     th_alloc ta;
-    th_alloc_init(&ta);
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    pc.allocator = &ta.a;
-    champ_pool *p = NULL;
-    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    champ_pool *p = th_alloc_pool(&ta, false);
     if (!p)
         return;
     CHECK_ST(champ_pool_trim(p), CHAMP_OK); /* nothing to do */
@@ -781,7 +773,7 @@ static void test_trim_basics(void) {
 
     /* fixed buffer: compacts, returns CHAMP_OK */
     static _Alignas(64) unsigned char buf[64 * 1024];
-    pc = (champ_pool_config)CHAMP_POOL_CONFIG_INIT;
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     pc.buffer = buf;
     pc.buffer_size = sizeof buf;
     CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
@@ -1638,12 +1630,7 @@ static void test_trim_relocate_collisions(void) {
 static void trim_no_chunk_round(bool concurrent) {
     const char *what = concurrent ? "concurrent pool" : "plain pool";
     th_alloc ta;
-    th_alloc_init(&ta);
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    pc.concurrent = concurrent;
-    pc.allocator = &ta.a;
-    champ_pool *p = NULL;
-    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    champ_pool *p = th_alloc_pool(&ta, concurrent);
     if (!p)
         return;
     champ_config cu = th_kind_config(CHAMP_KEY_U64, 51, p);
