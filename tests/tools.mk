@@ -69,7 +69,16 @@ fuzz:
 	if [ $$st = 0 ]; then \
 	  grep -E '^(#[0-9]+.*(INITED|DONE)|stat::|fuzz_champ:)' $(B)/fuzz/fuzz.log; \
 	else \
-	  grep -v -E '^#[0-9]+' $(B)/fuzz/fuzz.log | tail -n 80; \
+	  echo "fuzz: the report (from its first line, at most 120 lines):"; \
+	  grep -v -E '^#[0-9]+' $(B)/fuzz/fuzz.log \
+	    | sed -n '/ERROR: \|runtime error\|fuzz_champ: FAIL\|^==[0-9]*==/,$$p' | head -n 120; \
+	  echo "fuzz: the end of the log:"; \
+	  grep -v -E '^#[0-9]+' $(B)/fuzz/fuzz.log | tail -n 12; \
+	  for f in $(B)/fuzz/crash-* $(B)/fuzz/leak-* $(B)/fuzz/timeout-* $(B)/fuzz/oom-*; do \
+	    [ -f "$$f" ] || continue; \
+	    echo "fuzz: $$f, $$(wc -c < $$f) bytes, base64 (base64 -d > crash to replay it):"; \
+	    base64 -w 100 "$$f"; \
+	  done; \
 	  echo "fuzz: FAILED (exit status $$st): the input is in $(B)/fuzz/crash-*; tests/README.md says how to reproduce it"; \
 	fi; \
 	exit $$st
