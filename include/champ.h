@@ -769,7 +769,10 @@ typedef enum champ_change {
 } champ_change;
 
 /* Called once for every difference, in the order of the walk (side by
- * side: slot by slot; key by key: `from`'s keys, then `to`'s additions);
+ * side: slot by slot, lower slots first at every level, except that in a
+ * slot holding one or two entries on one side and a subtree on the other
+ * those entries' keys come first; key by key: `from`'s removals and
+ * changes in its iteration order, then `to`'s additions in its own);
  * return nonzero to stop. */
 typedef int (*champ_diff_fn)(champ_change what, const champ_key *key,
                              void *old_val, void *new_val, void *ctx);

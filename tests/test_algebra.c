@@ -2000,6 +2000,206 @@ static void test_alg_collision_views(void) {
     champ_pool_free(p);
 }
 
+/* ------------------------------------------------------------------ */
+/* Promises of the header not covered by the models above              */
+/* ------------------------------------------------------------------ */
+
+/* champ_filter: "Subtrees whose entries are all kept are shared with m".
+ * Dropping k keys of 5000 builds at most the k paths to them; keeping
+ * everything gives m itself (its root); keeping nothing the empty map. */
+static const uint64_t alg_drop[3] = {77, 1234, 4321};
+static bool alg_keep_but(const champ_key *k, void *v, void *ctx) {
+    (void)v;
+    size_t n = *(const size_t *)ctx;
+    for (size_t i = 0; i < n && i < 3; i++)
+        if (k->u64 == alg_drop[i])
+            return false;
+    return n <= 3; /* n > 3: keep nothing */
+}
+
+static void test_alg_filter_shares(void) {
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(NULL, &p), CHAMP_OK);
+    if (!p)
+        return;
+    for (int set = 0; set < 2; set++) {
+        champ_config cfg = th_kind_config(CHAMP_KEY_U64, 61, p);
+        cfg.set = set;
+        champ_map *a = NULL;
+        CHECK_ST(champ_new(&cfg, &a), CHAMP_OK);
+        if (!a)
+            break;
+        for (uint64_t k = 0; k < 5000; k++)
+            CHECK_ST(set ? champ_add_u64(a, k, NULL) : champ_set_u64(a, k, th_tok(k), NULL),
+                     CHAMP_OK);
+        champ_stats sa = th_stats(a);
+        for (size_t drop = 0; drop <= 4; drop++) {
+            champ_map *f = NULL;
+            CHECK_ST(champ_filter(a, alg_keep_but, &drop, &f), CHAMP_OK);
+            if (!f)
+                continue;
+            size_t want = drop > 3 ? 0 : 5000 - drop;
+            CHECK(champ_size(f) == want, "filter drop %zu (set %d): size %zu", drop, set,
+                  champ_size(f));
+            CHECK_VALID(f, "filter dropping some keys");
+            if (drop == 0)
+                CHECK(f->root == a->root, "filter keeping all (set %d): m's root", set);
+            else if (drop > 3)
+                CHECK(f->root == NULL, "filter keeping none (set %d): no root", set);
+            else {
+                size_t total, fresh = alg_fresh(f, a, a, &total);
+                CHECK(fresh <= drop * (sa.depth_max + 1u),
+                      "filter dropping %zu of 5000 (set %d): %zu new nodes of %zu, "
+                      "depth %u", drop, set, fresh, total, sa.depth_max);
+                for (size_t i = 0; i < drop; i++)
+                    CHECK(!champ_contains_u64(f, alg_drop[i]), "dropped key %llu",
+                          (unsigned long long)alg_drop[i]);
+                CHECK(champ_contains_u64(f, 78), "kept key");
+            }
+            champ_free(f);
+        }
+        champ_free(a);
+    }
+    CHECK_EQ(th_pool_live(p), 0, "the pool drained");
+    champ_pool_free(p);
+}
+
+/* champ_diff's order: "in the order of the walk (side by side: slot by
+ * slot; key by key: `from`'s keys, then `to`'s additions)".  Side by side
+ * (same seed) the differences come in slot order: at the first level where
+ * two hashes' slots differ, the lower slot first.  (Only the first two
+ * levels are checked, full nodes for 3000 keys: in a slot that holds an
+ * entry on one side and a subtree on the other, the entry's key is looked
+ * up and reported first, then the rest of the subtree.)  Key by key (to under another seed) the
+ * removals and changes come first, in from's iteration order, then the
+ * additions in to's. */
+typedef struct alg_dord {
+    uint64_t key[400];
+    champ_change what[400];
+    size_t n;
+} alg_dord;
+
+static int alg_dord_fn(champ_change what, const champ_key *k, void *ov, void *nv,
+                       void *ctx) {
+    (void)ov;
+    (void)nv;
+    alg_dord *d = ctx;
+    if (d->n < 400) {
+        d->key[d->n] = k->u64;
+        d->what[d->n] = what;
+    }
+    d->n++;
+    return 0;
+}
+
+/* The position of every key of m (< 10000) in its iteration order. */
+static void alg_positions(const champ_map *m, size_t *pos) {
+    for (size_t i = 0; i < 10000; i++)
+        pos[i] = (size_t)-1;
+    champ_iter it;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    champ_key k;
+    size_t i = 0;
+    while (champ_iter_next(&it, &k, NULL))
+        if (k.u64 < 10000)
+            pos[k.u64] = i++;
+}
+
+/* Whether hash a comes before hash b slot by slot: at the first level
+ * where their slots differ, a's is lower. */
+static bool alg_slot_before(uint64_t a, uint64_t b) {
+    for (unsigned level = 0; level * CHAMP_BITS < 64; level++) {
+        uint32_t sa = (uint32_t)(a >> (CHAMP_BITS * level)) & 31u;
+        uint32_t sb = (uint32_t)(b >> (CHAMP_BITS * level)) & 31u;
+        if (sa != sb)
+            return sa < sb;
+    }
+    return false;
+}
+
+/* The first two levels' slots of key's hash (seed 62), the rest zero. */
+static uint64_t alg_top(uint64_t key) {
+    return hash_u64(key, 62) & ((1u << (2 * CHAMP_BITS)) - 1);
+}
+
+static void test_alg_diff_order(void) {
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(NULL, &p), CHAMP_OK);
+    if (!p)
+        return;
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 62, p);
+    champ_map *from = NULL, *to = NULL, *to2 = NULL;
+    CHECK_ST(champ_new(&cfg, &from), CHAMP_OK);
+    if (!from)
+        return;
+    for (uint64_t k = 0; k < 3000; k++)
+        CHECK_ST(champ_set_u64(from, k, th_tok(k), NULL), CHAMP_OK);
+    CHECK_ST(champ_copy(from, &to), CHAMP_OK);
+    for (uint64_t k = 0; k < 3000; k += 30) {
+        CHECK_ST(champ_remove_u64(to, k, NULL), CHAMP_OK);              /* 100 */
+        CHECK_ST(champ_set_u64(to, k + 1, th_tok(k + 7), NULL), CHAMP_OK); /* 100 */
+        CHECK_ST(champ_set_u64(to, k + 5000, th_tok(k), NULL), CHAMP_OK);  /* 100 */
+    }
+    size_t *pos = malloc(10000 * sizeof *pos);
+    alg_dord *d = malloc(sizeof *d);
+    if (!to || !pos || !d)
+        goto out;
+
+    /* side by side: trie order */
+    d->n = 0;
+    CHECK_ST(champ_diff(from, to, NULL, alg_dord_fn, d), CHAMP_OK);
+    CHECK_EQ(d->n, 300, "side by side: every difference once");
+    size_t rises = 0;
+    for (size_t i = 1; i < d->n && i < 400; i++)
+        rises += !alg_slot_before(alg_top(d->key[i]), alg_top(d->key[i - 1]));
+    CHECK_EQ(rises, d->n - 1, "side by side: the differences in slot order at levels 0-1");
+
+    /* key by key: from's removals and changes in from's order, then the
+     * additions in to's */
+    cfg.seed = 63;
+    CHECK_ST(champ_new(&cfg, &to2), CHAMP_OK);
+    if (!to2)
+        goto out;
+    champ_iter it;
+    champ_key k;
+    void *v;
+    CHECK_ST(champ_iter_init(&it, to), CHAMP_OK);
+    while (champ_iter_next(&it, &k, &v))
+        CHECK_ST(champ_set_u64(to2, k.u64, v, NULL), CHAMP_OK);
+    d->n = 0;
+    CHECK_ST(champ_diff(from, to2, NULL, alg_dord_fn, d), CHAMP_OK);
+    CHECK_EQ(d->n, 300, "key by key: every difference once");
+    size_t first_add = d->n;
+    for (size_t i = 0; i < d->n && i < 400; i++)
+        if (d->what[i] == CHAMP_ADDED) {
+            first_add = i;
+            break;
+        }
+    size_t late = 0;
+    for (size_t i = first_add; i < d->n && i < 400; i++)
+        late += d->what[i] != CHAMP_ADDED;
+    CHECK_EQ(late, 0, "key by key: no removal or change after the first addition");
+    CHECK_EQ(first_add, 200, "key by key: 200 removals and changes first");
+    alg_positions(from, pos);
+    rises = 0;
+    for (size_t i = 1; i < first_add; i++)
+        rises += pos[d->key[i]] > pos[d->key[i - 1]];
+    CHECK_EQ(rises, first_add - 1, "key by key: removals and changes in from's order");
+    alg_positions(to2, pos);
+    rises = 0;
+    for (size_t i = first_add + 1; i < d->n && i < 400; i++)
+        rises += pos[d->key[i]] > pos[d->key[i - 1]];
+    CHECK_EQ(rises, d->n - first_add - 1, "key by key: additions in to's order");
+out:
+    free(pos);
+    free(d);
+    champ_free(from);
+    champ_free(to);
+    champ_free(to2);
+    CHECK_EQ(th_pool_live(p), 0, "the pool drained");
+    champ_pool_free(p);
+}
+
 const th_test th_tests_algebra[] = {
     {"algebra.u64", test_alg_u64},
     {"algebra.u64-set", test_alg_u64_set},
@@ -2020,6 +2220,8 @@ const th_test th_tests_algebra[] = {
     {"algebra.noncopyable", test_alg_noncopyable},
     {"algebra.misuse", test_alg_misuse},
     {"algebra.collision_views", test_alg_collision_views},
+    {"algebra.filter_shares", test_alg_filter_shares},
+    {"algebra.diff_order", test_alg_diff_order},
     {"algebra.oom.fail_after", test_alg_oom_fail_after},
     {"algebra.oom.backing", test_alg_oom_backing},
 };
