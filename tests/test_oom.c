@@ -644,6 +644,36 @@ static champ_pool *oom_water_pool(void *buf, size_t size, double mark, oom_water
     return pool;
 }
 
+/* The keys in the subtree of bitmap node n at `level`. */
+static size_t oom_keys_below(const node *n, unsigned level, unsigned W) {
+    if (level == CHAMP_COLL_LEVEL)
+        return n->datamap;
+    size_t k = node_nent(n);
+    node **kids = node_kids(n, W);
+    for (uint32_t i = 0; i < node_nkid(n); i++)
+        k += oom_keys_below(kids[i], level + 1, W);
+    return k;
+}
+
+/* Whether removing u64 key (in m) empties a subtree's second-last slot:
+ * the node that holds it is not the root and its subtree holds 3 keys, so
+ * the 2 left move up into the parent's slot as a pair.  The header says
+ * only such a remove of an owned map can need a block. */
+static bool oom_collapses(const champ_map *m, uint64_t key) {
+    uint64_t h = hash_u64(key, m->t->seed);
+    unsigned W = m->t->width;
+    const node *n = m->root;
+    unsigned level = 0;
+    while (n) {
+        uint32_t bit = 1u << ((h >> (CHAMP_BITS * level)) & 31u);
+        if (!(n->nodemap & bit) || (n->datamap & bit))
+            break; /* an entry, a pair or nothing here: n holds the key */
+        n = *node_kid_at(n, bit, W);
+        level++;
+    }
+    return n && level > 0 && oom_keys_below(n, level, W) == 3;
+}
+
 static void test_oom_fixed_buffer(void) {
     static _Alignas(64) unsigned char buf[48 * 1024];
     oom_water wt = {0, NULL, 0, 0};
@@ -712,6 +742,8 @@ static void test_oom_fixed_buffer(void) {
         } else {
             CHECK(st == CHAMP_ENOMEM && champ_contains_u64(m, i),
                   "remove in a full pool: %s", th_status_name(st));
+            CHECK(oom_collapses(m, i), "a remove in a full fixed pool refused that "
+                  "collapses no subtree (key %llu)", (unsigned long long)i);
             remove_enomem++;
         }
     }
@@ -937,6 +969,8 @@ static void test_oom_remove_refused(void) {
                     refused++;
                     CHECK_ST(st, CHAMP_ENOMEM);
                     CHECK_EQ(th_pool_live(p), live, "a refused remove changes nothing");
+                    CHECK(oom_collapses(m, keys[i]), "pass %d key %zu: a remove refused "
+                          "that collapses no subtree", pass, i);
                 }
                 void *v = NULL;
                 CHECK(champ_get_u64(m, keys[i], &v) == in[i] && (!in[i] || v == th_tok(i)),
