@@ -353,7 +353,10 @@ CHAMP_API champ_status champ_pool_new(const champ_pool_config *cfg,
                                       champ_pool **out);
 
 /* Drops the caller's reference.  The pool is destroyed (its chunks given
- * back) when the last map using it is freed as well.  NULL is a no-op. */
+ * back) when the last map using it is freed as well; a fixed buffer is
+ * then the caller's again, to reuse as plain memory (under ASan, and
+ * valgrind with CHAMP_VALGRIND, no byte of it stays poisoned).  NULL is a
+ * no-op. */
 CHAMP_API void champ_pool_free(champ_pool *pool);
 
 /* ------------------------------------------------------------------ */

@@ -1589,6 +1589,7 @@ champ_status champ__pool_make(const champ_pool_config *cfg_user, champ_pool **ou
         p->fixed = true;
         p->h.bump = (char *)start + hdr;
         p->h.end = (char *)(stop & ~(uintptr_t)7);
+        p->buf_end = p->h.end;
         p->reserved = fresh(&p->h);
         POISON(p->h.bump, p->reserved);
         VG_NOACCESS(p->h.bump, p->reserved);
@@ -1673,8 +1674,14 @@ static size_t spares_bytes(const champ_pool *p);
 void champ__pool_release(champ_pool *p) {
     if (!rc_dec(&p->refs, p->concurrent))
         return;
-    if (p->fixed)
+    if (p->fixed) {
+        /* the buffer is the caller's again: no block of it stays poisoned
+         * (ASan) or no-access (valgrind) for the caller's next use */
+        size_t n = (size_t)(p->buf_end - (char *)p);
+        UNPOISON(p, n);
+        VG_DEFINED(p, n);
         return;
+    }
     spares_free(p);
     slabs_trim(p); /* every slab is empty: the spare is the one left */
     CHAMP_ASSERT(p->side == 0); /* no handle page or type is left */

@@ -134,6 +134,9 @@ struct champ_pool {
     bool huge_early;             /* regions before REGION_FROM: a batch  */
                                  /* said it needs that much (build.c)    */
     bool fixed;
+    char *buf_end;               /* fixed mode: the end of the caller's  */
+                                 /* buffer (p itself is its start), made */
+                                 /* plain memory again by the last free  */
     bool mark_fired;
     bool concurrent;             /* champ_pool_config.concurrent         */
     size_t mark;                 /* watermark in bytes (fixed mode)      */
