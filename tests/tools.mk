@@ -69,6 +69,7 @@ fuzz:
 	if [ $$st = 0 ]; then \
 	  grep -E '^(#[0-9]+.*(INITED|DONE)|stat::|fuzz_champ:)' $(B)/fuzz/fuzz.log; \
 	else \
+	  grep -m1 'INFO: Seed:' $(B)/fuzz/fuzz.log; \
 	  echo "fuzz: the report (from its first line, at most 120 lines):"; \
 	  grep -v -E '^#[0-9]+' $(B)/fuzz/fuzz.log \
 	    | sed -n '/ERROR: \|runtime error\|fuzz_champ: FAIL\|^==[0-9]*==/,$$p' | head -n 120; \
