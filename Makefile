@@ -88,6 +88,9 @@ USER_CFLAGS = $(CPPFLAGS) $(CFLAGS)
 
 REL_CFLAGS  = $(strip $(BASE) -O2 -DNDEBUG -fPIC $(USER_CFLAGS))
 TEST_CFLAGS = $(strip $(BASE) -O2 -g -DCHAMP_STATS -DCHAMP_FAULTS $(USER_CFLAGS))
+# The suite once more with the release library's own flags (no counters, no
+# fault hook): the configuration users link is tested as it ships.
+RELTEST_CFLAGS = $(strip $(REL_CFLAGS) -g)
 DBG_CFLAGS  = $(strip $(BASE) -O0 -g -DCHAMP_DEBUG $(USER_CFLAGS))
 ASAN_FLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ASAN_CFLAGS = $(strip $(BASE) -O1 -g -DCHAMP_DEBUG $(ASAN_FLAGS) $(USER_CFLAGS))
@@ -113,6 +116,7 @@ EX_BIN  := $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRC))
 CC_ID := $(shell $(CC) --version 2>/dev/null | head -n 1)
 CONFIG_rel  = $(CC) [$(CC_ID)] $(REL_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_test = $(CC) [$(CC_ID)] $(TEST_CFLAGS) LDFLAGS: $(LDFLAGS)
+CONFIG_reltest = $(CC) [$(CC_ID)] $(RELTEST_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_dbg  = $(CC) [$(CC_ID)] $(DBG_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_asan = $(CC) [$(CC_ID)] $(ASAN_CFLAGS) LDFLAGS: $(LDFLAGS)
 CONFIG_tsan = $(CC) [$(CC_ID)] $(TSAN_CFLAGS) LDFLAGS: $(LDFLAGS)
@@ -156,6 +160,8 @@ $(B)/examples/%: examples/%.c $(B)/libchamp.a include/champ.h $(B)/rel/config
 # Test binaries: the library sources compiled into each variant directly.
 $(B)/test/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR) $(B)/test/config
 	$(CC) $(TEST_CFLAGS) -Itests $(LIB_SRC) $(TEST_SRC) -o $@ $(LDFLAGS) -lm -lpthread
+$(B)/reltest/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR) $(B)/reltest/config
+	$(CC) $(RELTEST_CFLAGS) -Itests $(LIB_SRC) $(TEST_SRC) -o $@ $(LDFLAGS) -lm -lpthread
 $(B)/dbg/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR) $(B)/dbg/config
 	$(CC) $(DBG_CFLAGS) -Itests $(LIB_SRC) $(TEST_SRC) -o $@ $(LDFLAGS) -lm -lpthread
 $(B)/asan/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR) $(B)/asan/config
@@ -199,7 +205,7 @@ check-tls: lib
 # libxxhash-dev was installed (or found missing) while this Makefile was
 # read, before HAVE_XXHASH was detected: the release library, the examples
 # and the tests below are all built with the same hash.
-test: all $(B)/test/champ_test $(B)/dbg/champ_test $(B)/asan/champ_test
+test: all $(B)/test/champ_test $(B)/reltest/champ_test $(B)/dbg/champ_test $(B)/asan/champ_test
 	@sh tests/run.sh $(B)
 
 # Three steps, each a make of its own, so that each reads the machine as the

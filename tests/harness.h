@@ -24,6 +24,30 @@
 
 #include "champ.h"
 
+/* The build the suite is compiled in (the library's sources are compiled
+ * with the same flags): TH_FAULTS is 1 where champ_pool_fail_after works
+ * (CHAMP_FAULTS or CHAMP_DEBUG), 0 in a release build, where it returns
+ * CHAMP_EUNSUPPORTED.  Tests that need injected failures say so with it;
+ * the release-build run of the suite (tests/run.sh) skips only those
+ * parts, and badinput.fail_after and pool.release_counters check what the
+ * release build promises instead. */
+#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+#define TH_FAULTS 1
+#else
+#define TH_FAULTS 0
+#endif
+#if defined(CHAMP_STATS) || defined(CHAMP_DEBUG)
+#define TH_STATS 1
+#else
+#define TH_STATS 0
+#endif
+
+/* True when champ_pool_fail_after works in this build; else prints that
+ * the running test (or the part of it named by `what`) is skipped. */
+#define TH_NEED_FAULTS(what)                                                \
+    (TH_FAULTS ||                                                           \
+     (printf("  (%s: skipped in a build without CHAMP_FAULTS)\n", (what)), false))
+
 /* ------------------------------------------------------------------ */
 /* Counting checks                                                     */
 /* ------------------------------------------------------------------ */

@@ -5,6 +5,8 @@
 #   make check-warnings            gcc and clang, -Werror (1 check)
 #   make check-tls                 no dynamic TLS access in build/rel (1 check)
 #   BUILD/test/champ_test          optimised, CHAMP_STATS + CHAMP_FAULTS
+#   BUILD/reltest/champ_test       the release library's flags (no counters,
+#                                  no fault hook; TH_FAULTS parts skipped)
 #   BUILD/asan/champ_test          ASan + UBSan, CHAMP_TEST_SCALE=0.25
 #   valgrind BUILD/dbg/champ_test  memcheck, CHAMP_TEST_SCALE=0.05
 #   BUILD/dbg2/champ_test          CHAMP_DEBUG=2, CHAMP_TEST_SCALE=0.1 (tools.mk)
@@ -78,6 +80,9 @@ fi
 
 header "$B/test/champ_test (optimised, stats + faults)"
 run_suite test "$B/test/champ_test" "$B/test/champ_test"
+
+header "$B/reltest/champ_test (release flags: no CHAMP_STATS, no CHAMP_FAULTS)"
+run_suite release "$B/reltest/champ_test" "$B/reltest/champ_test"
 
 header "$B/asan/champ_test (ASan + UBSan, CHAMP_TEST_SCALE=0.25)"
 run_suite asan "$B/asan/champ_test" env CHAMP_TEST_SCALE=0.25 \

@@ -1789,6 +1789,8 @@ static void alg_oom_sweep(alg *s, int op, const champ_map *a, const alg_model *A
 }
 
 static void alg_oom_run(bool backing) {
+    if (!backing && !TH_NEED_FAULTS("algebra.oom.fail_after"))
+        return;
     long sweeps = 0, steps[2] = {0, 0};
     for (size_t i = 0; i < sizeof alg_oom_sc / sizeof alg_oom_sc[0]; i++) {
         const alg_sc *sc = &alg_oom_sc[i];

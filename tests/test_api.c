@@ -1250,7 +1250,7 @@ static void test_add_on_maps(void) {
         CHECK_VALID(m, "a map after adds");
         CHECK_VALID(snap, "its copy");
         /* refused allocations: each add done or refused whole */
-#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+#if TH_FAULTS
         int refused = 0;
         size_t n = champ_size(m);
         CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_OK);
@@ -1329,7 +1329,7 @@ static void test_add_on_maps(void) {
         CHECK_ST(champ_add(m, twin2, &added), CHAMP_OK);
         CHECK(!added && v2->releases == 0, "add never replaces a value");
         CHECK(champ_get(m, k2, &v) && v == v2, "the value stays");
-#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+#if TH_FAULTS
         int refused = 0;
         CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_OK);
         for (int i = 5; i < 64; i++) {

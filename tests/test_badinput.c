@@ -807,7 +807,7 @@ static void test_fail_after_hook(void) {
     CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
     if (!p)
         return;
-#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+#if TH_FAULTS
     CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_OK);
     champ_config cfg = th_kind_config(CHAMP_KEY_U64, 1, p);
     champ_map *m = BAD_JUNK_MAP;

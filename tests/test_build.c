@@ -1522,6 +1522,8 @@ static const bld_sc bld_oom_scenarios[] = {
 #define BLD_NOOM (sizeof bld_oom_scenarios / sizeof *bld_oom_scenarios)
 
 static void test_oom_fail_after(void) {
+    if (!TH_NEED_FAULTS("build.oom.fail_after"))
+        return;
     for (size_t i = 0; i < BLD_NOOM; i++)
         bld_oom_scenario(&bld_oom_scenarios[i], 0);
     if (!bld_bytes_apply_ok())

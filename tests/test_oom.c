@@ -467,7 +467,7 @@ static void oom_run_ops(oom_world *w, const oom_op *ops, size_t nops, long run,
 /* Part 1: champ_pool_fail_after. */
 static void test_oom_fail_after(bool one_shot, const oom_op *ops, size_t nops,
                                 unsigned nkeys) {
-#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+#if TH_FAULTS
     oom_world *w = malloc(sizeof *w);
     if (!w)
         return;
@@ -924,7 +924,7 @@ static void oom_backing_with_ops(bool persist) {
  * sequential keys, the failures on throughout; then the rest with
  * allocation back. */
 static void test_oom_remove_refused(void) {
-#if defined(CHAMP_FAULTS) || defined(CHAMP_DEBUG)
+#if TH_FAULTS
     enum { N = 6000 };
     for (int pass = 0; pass < 2; pass++) {
         champ_pool *p = NULL;

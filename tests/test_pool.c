@@ -31,7 +31,7 @@ static void test_stats_and_pools(void) {
     CHECK_EQ(ps.maps, 0, "new pool has no maps");
     CHECK_EQ(ps.bytes_live, 0, "new pool has no live bytes");
     CHECK(!ps.fixed, "not a fixed pool");
-#if defined(CHAMP_STATS) || defined(CHAMP_DEBUG)
+#if TH_STATS
     CHECK(ps.counters_enabled, "counters enabled in this build");
 #endif
     champ_config cfg = th_kind_config(CHAMP_KEY_U64, 11, pool);
@@ -819,6 +819,78 @@ static void test_buffer_reusable(void) {
     }
 }
 
+/* What champ_pool_stats promises of the build the library was compiled
+ * in: the allocation counters are exact with CHAMP_STATS (debug builds,
+ * make STATS=1), else zero with counters_enabled false; backing_calls and
+ * alloc_failures are kept in every build, and champ_pool_fail_after works
+ * only with CHAMP_FAULTS.  The release-build run of the suite
+ * (tests/run.sh) is where the "else" half is checked. */
+static void test_build_counters(void) {
+    th_alloc ta;
+    champ_pool *p = th_alloc_pool(&ta, false);
+    if (!p)
+        return;
+    champ_config cfg = th_kind_config(CHAMP_KEY_U64, 21, p);
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(p);
+        return;
+    }
+    champ_status st = CHAMP_OK;
+    for (uint64_t k = 0; k < 3000 && st == CHAMP_OK; k++)
+        st = champ_set_u64(m, k, (void *)(uintptr_t)(k + 1), NULL);
+    CHECK_ST(st, CHAMP_OK);
+    champ_pool_stats ps;
+    CHECK_ST(champ_pool_stats_get(p, &ps, sizeof ps), CHAMP_OK);
+    CHECK(ps.counters_enabled == (bool)TH_STATS, "counters_enabled %d in a build %s CHAMP_STATS",
+          ps.counters_enabled, TH_STATS ? "with" : "without");
+    if (TH_STATS) {
+        CHECK(ps.allocs > 3000 / 16 && ps.allocs == ps.allocs_free_list + ps.allocs_arena &&
+                  ps.frees > 0 && ps.frees <= ps.allocs,
+              "counters: %llu allocs (%llu recycled, %llu carved), %llu frees",
+              (unsigned long long)ps.allocs, (unsigned long long)ps.allocs_free_list,
+              (unsigned long long)ps.allocs_arena, (unsigned long long)ps.frees);
+    } else {
+        CHECK(ps.allocs == 0 && ps.allocs_free_list == 0 && ps.allocs_arena == 0 &&
+                  ps.frees == 0,
+              "counters off: zero (%llu allocs, %llu frees)", (unsigned long long)ps.allocs,
+              (unsigned long long)ps.frees);
+    }
+    /* always on: the backing allocator's calls, and refusals */
+    CHECK(ps.backing_calls > 0 && ps.backing_calls <= ta.calls,
+          "backing_calls %llu, the allocator saw %lu calls",
+          (unsigned long long)ps.backing_calls, ta.calls);
+    CHECK_EQ(ps.alloc_failures, 0, "no refusals yet");
+    ta.fail_at = (long)ta.calls;
+    ta.fail_persist = true;
+    size_t n = champ_size(m);
+    st = CHAMP_OK;
+    for (uint64_t k = 3000; k < 300000 && st == CHAMP_OK; k++)
+        st = champ_set_u64(m, k, (void *)(uintptr_t)(k + 1), NULL);
+    CHECK_ST(st, CHAMP_ENOMEM);
+    CHECK(ta.failures > 0, "the allocator refused (%lu)", ta.failures);
+    CHECK_ST(champ_pool_stats_get(p, &ps, sizeof ps), CHAMP_OK);
+    CHECK(ps.alloc_failures > 0, "alloc_failures counted in every build (%llu)",
+          (unsigned long long)ps.alloc_failures);
+    CHECK(champ_size(m) > n, "inserts went on until the pool ran dry (%zu, was %zu)",
+          champ_size(m), n);
+    ta.fail_at = -1;
+    CHECK_VALID(m, "after the refusals");
+    /* the fault hook: works with CHAMP_FAULTS, else says so */
+    CHECK_ST(champ_pool_fail_after(p, 0), TH_FAULTS ? CHAMP_OK : CHAMP_EUNSUPPORTED);
+    champ_map *c = NULL;
+    CHECK_ST(champ_copy(m, &c), TH_FAULTS ? CHAMP_ENOMEM : CHAMP_OK); /* a handle */
+    CHECK_ST(champ_pool_fail_after(p, -1), TH_FAULTS ? CHAMP_OK : CHAMP_EUNSUPPORTED);
+    champ_free(c);
+    champ_free(m);
+    CHECK_EQ(th_pool_live(p), 0, "pool drained");
+    champ_pool_free(p);
+    CHECK(ta.live_bytes == 0 && ta.size_mismatches == 0,
+          "backing: %zu bytes not given back, %lu size mismatches", ta.live_bytes,
+          ta.size_mismatches);
+}
+
 const th_test th_tests_pool[] = {
     {"pool.stats_and_pools", test_stats_and_pools},
     {"pool.mixed_pool", test_mixed_pool},
@@ -829,5 +901,6 @@ const th_test th_tests_pool[] = {
     {"pool.chunk_size_floor", test_chunk_size_floor},
     {"pool.chunk_growth_and_peak", test_chunk_growth_and_peak},
     {"pool.buffer_reusable", test_buffer_reusable},
+    {"pool.build_counters", test_build_counters},
 };
 const size_t th_tests_pool_count = sizeof th_tests_pool / sizeof th_tests_pool[0];

@@ -142,7 +142,7 @@ static champ_map *pf_bignode_map(champ_pool *pool) {
 }
 
 static void test_bignode_remove_oom(void) {
-#ifdef CHAMP_FAULTS
+#if TH_FAULTS
     champ_map *m = pf_bignode_map(NULL);
     if (!m)
         return;
@@ -1423,7 +1423,7 @@ static void test_handles(void) {
             champ__handle_free(p, hs[j]);
             hs[j] = NULL;
         }
-#ifdef CHAMP_FAULTS
+#if TH_FAULTS
     /* fail_after: a handle counts as an allocation; nothing changes when
      * it is refused */
     size_t live1 = th_pool_live(p), pages1 = p->h.npages;
