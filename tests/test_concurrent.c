@@ -2102,6 +2102,73 @@ static void *li_thread(void *v) {
     return NULL;
 }
 
+/* A p-form that empties a counted map (its only key removed) leaves no
+ * root: the version is settled at once (pin.c, champ__light_settle: the
+ * count it held on its base dropped, none taken on a root it does not
+ * have); one that changes nothing (an absent key) shares the base.  Plain
+ * and concurrent pools, either version freed first. */
+static void test_light_emptied(void) {
+    for (int conc = 0; conc < 2; conc++)
+        for (int order = 0; order < 2; order++) {
+            size_t live0 = 0;
+            champ_pool *p = NULL;
+            if (conc) {
+                p = lv_pool(&live0);
+            } else {
+                champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+                CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+                p = lv_pool_of(p, &live0);
+            }
+            if (!p)
+                return;
+            const char *pk = conc ? "concurrent" : "plain";
+            champ_map *m = li_map(p, 1), *d = NULL, *e = NULL;
+            if (!m)
+                return;
+            void *got = NULL;
+            CHECK_ST(champ_premove_u64(m, 0, &d), CHAMP_OK);
+            if (!d)
+                return;
+            CHECK(champ_size(d) == 0 && !champ_get_u64(d, 0, NULL),
+                  "%s: the version without the only key is empty", pk);
+            CHECK(d->root == NULL && d->light == LIGHT_NONE && !map_pinned(d),
+                  "%s: settled at once (no root, not light, no slot held)", pk);
+            CHECK(m->root && m->root->rc == 1, "%s: the base's count given back (%u)", pk,
+                  m->root ? m->root->rc : 0);
+            CHECK(champ_size(m) == 1 && champ_get_u64(m, 0, &got) && got == (void *)1,
+                  "%s: the original unchanged", pk);
+            CHECK_VALID(m, "the original of an emptied version");
+            CHECK_VALID(d, "an emptied version");
+            CHECK_ST(champ_premove_u64(m, 99, &e), CHAMP_OK);
+            if (!e)
+                return;
+            CHECK(e->root == m->root && m->root->rc == 2 && e->light == LIGHT_NONE,
+                  "%s: a p-form that changes nothing shares the root, counted (%u)", pk,
+                  m->root ? m->root->rc : 0);
+            CHECK_ST(champ_set_u64(d, 7, (void *)8, NULL), CHAMP_OK);
+            CHECK(champ_size(d) == 1 && champ_get_u64(d, 7, &got) && got == (void *)8 &&
+                      !champ_get_u64(m, 7, NULL),
+                  "%s: the emptied version takes an insert of its own", pk);
+            CHECK_VALID(d, "an emptied version after an insert");
+            if (order == 0) {
+                champ_free(m);
+                CHECK(champ_size(e) == 1 && champ_get_u64(e, 0, &got) && got == (void *)1,
+                      "%s: the sharing version outlives the original", pk);
+                CHECK_VALID(e, "the sharing version alone");
+                champ_free(e);
+                champ_free(d);
+            } else {
+                champ_free(d);
+                champ_free(e);
+                CHECK(m->root && m->root->rc == 1, "%s: the original's root its own again",
+                      pk);
+                champ_free(m);
+            }
+            lv_pool_end(p, live0, conc ? "concurrent: emptied versions"
+                                       : "plain: emptied versions");
+        }
+}
+
 static void test_light_in_place(void) {
     enum { N = 3000 };
     size_t live0 = 0;
@@ -3351,6 +3418,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.lost_cas_copy_race", test_lost_cas_copy_race},
     {"concurrent.light_counted", test_light_counted},
     {"concurrent.light_in_place", test_light_in_place},
+    {"concurrent.light_emptied", test_light_emptied},
     {"concurrent.publish_transfer", test_publish_transfer},
     {"concurrent.cell_edges", test_cell_edges},
     {"concurrent.many_pools_one_thread", test_many_pools_one_thread},
