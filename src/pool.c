@@ -2442,6 +2442,7 @@ void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
         const cpool *cc = p->cc;
         const heap *d = &cc->depot;
         audit_heap(d, 0, a, &carved, &fresh_b);
+        a->depot = depot_spare(cc);
         /* the depot's lists end where it says (transfers splice there) */
         for (size_t c = 1; c < POOL_NCLASS; c++) {
             void *last = NULL;
@@ -2452,8 +2453,10 @@ void champ__pool_audit(const champ_pool *p, champ_pool_audit *a) {
         }
         for (unsigned k = 0; k < POOL_NLARGE; k++) {
             void *last = NULL;
-            for (void *b = d->large[k]; b; b = free_next(b))
+            for (void *b = d->large[k]; b; b = free_next(b)) {
                 last = b;
+                a->depot_large += fb_read(b, sizeof(fblock)).size;
+            }
             if (last != cc->dtail_large[k])
                 a->misfiled++;
         }

@@ -231,6 +231,8 @@ typedef struct champ_pool_audit {
     size_t side;             /* ... and side blocks (arena pools)         */
     size_t spares;           /* spare pages (side blocks not live)        */
     size_t heaps;            /* thread heaps (concurrent pools)           */
+    size_t depot;            /* bytes in the depot's free lists           */
+    size_t depot_large;      /* ... of which in its large-block lists     */
     size_t regions_bad;      /* huge-page regions whose books disagree    */
                              /* with the chunks cut from them (pool.c)    */
 } champ_pool_audit;

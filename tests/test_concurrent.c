@@ -2102,6 +2102,96 @@ static void *li_thread(void *v) {
     return NULL;
 }
 
+/* The depot's large free blocks joined to a heap's own list of the same
+ * size range (pool.c, depot_take): another thread frees a map of long
+ * byte keys (1,100 and 2,000 bytes: two large ranges), so its heap, over
+ * what it keeps, hands them all to the depot; this thread, holding free
+ * blocks of the 1,100-byte range itself, inserts 2,000-byte keys until it
+ * runs out of fresh space and takes the depot's.  Every block must be
+ * found again: the lists walk as counted, the depot's tails are right,
+ * the keys read back, the pool drains. */
+static void *dl_free(void *m) {
+    champ_free(m);
+    return NULL;
+}
+
+static void dl_key(char *k, size_t len, char tag, unsigned i) {
+    memset(k, tag, len);
+    snprintf(k, len, "%c%u", tag, i);
+}
+
+static void test_depot_large(void) {
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    size_t live0 = th_pool_live(p);
+    champ_config c = th_kind_config(CHAMP_KEY_BYTES, 0xde907, p);
+    champ_map *a = NULL, *b = NULL;
+    CHECK_ST(champ_new(&c, &a), CHAMP_OK);
+    CHECK_ST(champ_new(&c, &b), CHAMP_OK);
+    if (!a || !b)
+        return;
+    static char k[2000];
+    for (unsigned i = 0; i < 400; i++) {
+        size_t len = i < 300 ? 1100 : 2000;
+        dl_key(k, len, 'b', i);
+        CHECK_ST(champ_set_bytes(b, k, len, (void *)(uintptr_t)(i + 1), NULL), CHAMP_OK);
+    }
+    for (unsigned i = 0; i < 40; i++) {
+        dl_key(k, 1100, 'a', i);
+        CHECK_ST(champ_set_bytes(a, k, 1100, (void *)(uintptr_t)(i + 1), NULL), CHAMP_OK);
+    }
+    for (unsigned i = 0; i < 40; i += 2) { /* this heap's own 1,100-byte blocks */
+        dl_key(k, 1100, 'a', i);
+        CHECK_ST(champ_remove_bytes(a, k, 1100, NULL), CHAMP_OK);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, dl_free, b) != 0) {
+        CHECK(0, "pthread_create");
+        return;
+    }
+    pthread_join(t, NULL);
+    champ_pool_audit au = cc_audit(p);
+    CHECK(au.depot_large > 500000, "the other thread's free reached the depot (%zu bytes, "
+          "%zu large)", au.depot, au.depot_large);
+    cc_check_books(p, "after the other thread's free");
+    unsigned n = 0;
+    for (; n < 3000 && au.depot > 0; n++) {
+        dl_key(k, 2000, 'c', n);
+        CHECK_ST(champ_set_bytes(a, k, 2000, (void *)(uintptr_t)(n + 1), NULL), CHAMP_OK);
+        au = cc_audit(p);
+    }
+    CHECK(au.depot == 0, "the depot taken after %u inserts (%zu bytes left)", n, au.depot);
+    cc_check_books(p, "after the depot was taken");
+    CHECK_VALID(a, "a map after the depot was taken");
+    bool all = champ_size(a) == 20 + n;
+    void *got = NULL;
+    for (unsigned i = 1; i < 40; i += 2) {
+        dl_key(k, 1100, 'a', i);
+        all = all && champ_get_bytes(a, k, 1100, &got) && got == (void *)(uintptr_t)(i + 1);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        dl_key(k, 2000, 'c', i);
+        all = all && champ_get_bytes(a, k, 2000, &got) && got == (void *)(uintptr_t)(i + 1);
+    }
+    CHECK(all, "every key reads back (%zu entries, %u inserted)", champ_size(a), n);
+    /* the joined lists serve again: remove every other key, insert more */
+    for (unsigned i = 0; i < n; i += 2) {
+        dl_key(k, 2000, 'c', i);
+        CHECK_ST(champ_remove_bytes(a, k, 2000, NULL), CHAMP_OK);
+    }
+    for (unsigned i = 0; i < 300; i++) {
+        dl_key(k, 1100, 'd', i);
+        CHECK_ST(champ_set_bytes(a, k, 1100, NULL, NULL), CHAMP_OK);
+    }
+    CHECK_VALID(a, "after reuse of the joined lists");
+    cc_check_books(p, "after reuse of the joined lists");
+    champ_free(a);
+    CHECK_EQ(th_pool_live(p), live0, "the pool drained");
+    cc_check_books(p, "at the end");
+    champ_pool_free(p);
+}
+
 /* A p-form that empties a counted map (its only key removed) leaves no
  * root: the version is settled at once (pin.c, champ__light_settle: the
  * count it held on its base dropped, none taken on a root it does not
@@ -3419,6 +3509,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.light_counted", test_light_counted},
     {"concurrent.light_in_place", test_light_in_place},
     {"concurrent.light_emptied", test_light_emptied},
+    {"concurrent.depot_large", test_depot_large},
     {"concurrent.publish_transfer", test_publish_transfer},
     {"concurrent.cell_edges", test_cell_edges},
     {"concurrent.many_pools_one_thread", test_many_pools_one_thread},
