@@ -977,7 +977,8 @@ CHAMP_API champ_status champ_pool_trim(champ_pool *p);
 CHAMP_API champ_status champ_stats_print(const champ_map *m, FILE *f);
 
 /* Walks m and checks every invariant: bitmaps vs node sizes, hash slices vs
- * positions, pairs (two distinct keys in trie order), depth bound, collision
+ * positions, pairs (two distinct keys in trie order; of equal hashes, in
+ * key order where the keys have one), depth bound, collision
  * nodes (same full hash, >= 3 distinct keys, only at the bottom, their
  * layout and room), canonical form (every child subtree holds >= 3 keys),
  * the entry count, and, over the whole pool, that every node's reference

@@ -822,8 +822,11 @@ static bool build_node(comb *c, res *rs, const uint32_t *ss, uint32_t n, unsigne
 static bool build_coll(comb *c, const ventry *e, uint32_t n, res *out) {
     res_empty(out);
     if (n <= 2) {
+        /* a pair of equal hashes: in key order where the kind has one */
+        bool swap = n == 2 && !ent_first(c->o.ta, e[0].e.k, e[0].h, e[1].e.k, e[1].h,
+                                         c->o.kind);
         for (uint32_t i = 0; i < n; i++)
-            out->e[i] = e[i].e;
+            out->e[i] = e[swap ? 1 - i : i].e;
         out->n = n;
         return true;
     }
@@ -846,9 +849,12 @@ static bool build_coll(comb *c, const ventry *e, uint32_t n, res *out) {
 /* The canonical subtree at `level` for a short list of distinct keys (a
  * result of merging two slots' entries), in trie order. */
 static bool build_list(comb *c, elist *l, unsigned level, res *r) {
-    /* trie order */
+    /* trie order; equal hashes in key order where the kind has one (a
+     * pair of them must be: canonical form) */
     for (uint32_t i = 1; i < l->n; i++)
-        for (uint32_t j = i; j > 0 && !pair_first(l->e[j - 1].h, l->e[j].h); j--) {
+        for (uint32_t j = i; j > 0 && !ent_first(c->o.ta, l->e[j - 1].e.k, l->e[j - 1].h,
+                                                 l->e[j].e.k, l->e[j].h, c->o.kind);
+             j--) {
             ventry x = l->e[j];
             l->e[j] = l->e[j - 1];
             l->e[j - 1] = x;
@@ -1052,7 +1058,8 @@ static bool combine_slot(comb *c, const node *na, const node *nb, uint32_t bit, 
     }
     c->only++; /* one key on each side only: one on the counted side */
     if (op == OP_UNION || op == OP_SYMDIFF) {
-        pair_order(r->e, x[0], ops_hash(&c->o, x[0].k), y[0], ops_hash(&c->o, y[0].k));
+        pair_order_keys(c->o.ta, r->e, x[0], ops_hash(&c->o, x[0].k), y[0],
+                        ops_hash(&c->o, y[0].k), c->o.kind);
         r->n = 2;
     } else if (op == OP_DIFFERENCE) {
         r->n = 1;

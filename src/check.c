@@ -306,6 +306,11 @@ static size_t validate_node(vctx *v, const node *n, unsigned level, uint64_t pre
                 VFAIL(v, "level %u slot %u: pair holds equal keys", level, s);
             if (hs[0] != hs[1] && !hash_trie_before(hs[0], hs[1]))
                 VFAIL(v, "level %u slot %u: pair out of trie order", level, s);
+            /* equal hashes: key order where the keys have one (canonical
+             * form; else the order they came in) */
+            if (hs[0] == hs[1] && kind_ordered(m->t, m->t->kind) &&
+                key_cmp(m->t, ent_key(n, i - 2, W), ent_key(n, i - 1, W), m->t->kind) > 0)
+                VFAIL(v, "level %u slot %u: pair of equal hashes out of key order", level, s);
         }
     }
     bits = n->nodemap & ~n->datamap;

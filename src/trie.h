@@ -469,17 +469,12 @@ static ALWAYS_INLINE bool pair_first(uint64_t ha, uint64_t hb) {
     return ha == hb || hash_trie_before(ha, hb);
 }
 
-/* Puts two entries whose hashes are ha and hb into trie order at out[]
- * (equal hashes in the order given). */
-static ALWAYS_INLINE void pair_order(entry *out, entry a, uint64_t ha, entry b,
-                                     uint64_t hb) {
-    bool swap = !pair_first(ha, hb);
-    out[swap] = a;
-    out[!swap] = b;
-}
-
-/* The same, equal hashes in key order when the map has one (ent_first):
- * the order single-key updates keep, so equal contents give equal pairs. */
+/* Puts two entries whose hashes are ha and hb into trie order at out[],
+ * equal hashes in key order when the map has one (ent_first): the order
+ * single-key updates keep, so equal contents give equal pairs.  (An
+ * order by hashes alone was the set algebra's bug: a union of two maps
+ * each holding one of two colliding byte keys in a slot paired them in
+ * the inputs' order; collide.algebra_pairs.) */
 static ALWAYS_INLINE void pair_order_keys(const mtype *t, entry *out, entry a, uint64_t ha,
                                           entry b, uint64_t hb, champ_key_kind kind) {
     bool swap = !ent_first(t, a.k, ha, b.k, hb, kind);

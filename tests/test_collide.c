@@ -900,6 +900,229 @@ static void test_badinput(void) {
  * the results' nodes (lists, as the set algebra builds them) then take
  * updates.  Also maps of different hashings (another bytes_hash; generic
  * with and without compare): the key-by-key paths. */
+/* Collision nodes of three that the set algebra built: lists, in the
+ * order the merge met the keys (one input's, then the other's), not key
+ * order.  One update of such a node: a remove leaves a pair, which must
+ * be in key order (the survivors swapped when the list had them the other
+ * way round; validate checks pair order), an insert orders the list before
+ * it bisects.  Byte keys and generic keys with compare (ordered kinds);
+ * every split of three keys over the two inputs, every key removed in
+ * turn and an insert, on the result itself (owned) and with a copy of it
+ * alive (shared). */
+static void co_alg_small(const co_cfg *cfg) {
+    co_world *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    co_world_init(w, cfg, 0xa175);
+    champ_map *base = w->v[0].m;
+    for (unsigned split = 1; split < 7; split++) {
+        champ_map *a = NULL, *b = NULL;
+        CHECK_ST(champ_new_like(base, &a), CHAMP_OK);
+        CHECK_ST(champ_new_like(base, &b), CHAMP_OK);
+        if (!a || !b)
+            break;
+        /* keys 2, 1, 0 placed so that the merge meets them out of order */
+        for (size_t k = 3; k-- > 0;)
+            CHECK_ST(co_set(w, (split >> k) & 1 ? a : b, k, th_tok(k), NULL), CHAMP_OK);
+        for (int op = 0; op < 4; op++)
+            for (int shared = 0; shared < 2; shared++) {
+                champ_map *u = NULL, *c = NULL;
+                CHECK_ST(champ_union(a, b, NULL, NULL, &u), CHAMP_OK);
+                if (!u)
+                    continue;
+                CHECK(champ_size(u) == 3, "%s split %u: union of three", cfg->name, split);
+                if (shared)
+                    CHECK_ST(champ_copy(u, &c), CHAMP_OK);
+                if (op < 3)
+                    CHECK_ST(co_remove(w, u, (size_t)op, NULL), CHAMP_OK);
+                else
+                    CHECK_ST(co_set(w, u, 3, th_tok(3), NULL), CHAMP_OK);
+                char what[96];
+                snprintf(what, sizeof what, "%s split %u, %s %d, %s", cfg->name, split,
+                         op < 3 ? "remove" : "insert", op < 3 ? op : 3,
+                         shared ? "shared" : "owned");
+                CHECK_VALID(u, what);
+                bool ok = champ_size(u) == (op < 3 ? 2u : 4u);
+                for (size_t k = 0; k < 4; k++) {
+                    void *val = NULL;
+                    bool want = k < 3 ? (int)k != op : op == 3;
+                    ok = ok && co_get(w, u, k, &val) == want && (!want || val == th_tok(k));
+                }
+                CHECK(ok, "%s: contents", what);
+                if (c) {
+                    CHECK(champ_size(c) == 3 && co_get(w, c, 0, NULL) && co_get(w, c, 1, NULL) &&
+                              co_get(w, c, 2, NULL),
+                          "%s: the copy unchanged", what);
+                    CHECK_VALID(c, what);
+                    champ_free(c);
+                }
+                champ_free(u);
+            }
+        champ_free(a);
+        champ_free(b);
+    }
+    /* four keys: a remove in place from the list orders it first */
+    for (unsigned split = 1; split < 15; split++) {
+        champ_map *a = NULL, *b = NULL, *u = NULL;
+        CHECK_ST(champ_new_like(base, &a), CHAMP_OK);
+        CHECK_ST(champ_new_like(base, &b), CHAMP_OK);
+        if (!a || !b)
+            break;
+        for (size_t k = 4; k-- > 0;)
+            CHECK_ST(co_set(w, (split >> k) & 1 ? a : b, k, th_tok(k), NULL), CHAMP_OK);
+        for (size_t gone = 0; gone < 4; gone++) {
+            CHECK_ST(champ_union(a, b, NULL, NULL, &u), CHAMP_OK);
+            if (!u)
+                continue;
+            CHECK_ST(co_remove(w, u, gone, NULL), CHAMP_OK);
+            CHECK_ST(co_set(w, u, 7, th_tok(7), NULL), CHAMP_OK);
+            char what[96];
+            snprintf(what, sizeof what, "%s split %u of four, key %zu removed, 7 put",
+                     cfg->name, split, gone);
+            CHECK_VALID(u, what);
+            bool ok = champ_size(u) == 4;
+            for (size_t k = 0; k < 8; k++) {
+                void *val = NULL;
+                bool want = (k < 4 && k != gone) || k == 7;
+                ok = ok && co_get(w, u, k, &val) == want && (!want || val == th_tok(k));
+            }
+            CHECK(ok, "%s: contents", what);
+            champ_free(u);
+        }
+        champ_free(a);
+        champ_free(b);
+    }
+    co_world_end(w);
+    free(w);
+}
+
+/* A union or symmetric difference of two maps that each hold one of two
+ * colliding keys (equal full hashes) in a slot makes a new pair there:
+ * it must be in key order, as single-key updates keep it, so that the
+ * result is the canonical trie of its contents (the same dump as the map
+ * built by inserts).  The algebra ordered such a pair by hashes alone, so
+ * in the inputs' order: validate (which now checks it) failed on the
+ * result.  Then a third key of that hash meets the pair, and every key
+ * must still be found.  Byte keys and generic keys with compare, every
+ * ordered couple of four keys. */
+static void co_alg_pairs(const co_cfg *cfg) {
+    co_world *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    co_world_init(w, cfg, 0xa1b2);
+    champ_map *base = w->v[0].m;
+    for (size_t x = 0; x < 4; x++)
+        for (size_t y = 0; y < 4; y++) {
+            if (x == y)
+                continue;
+            size_t z = 0; /* a third key of the four */
+            while (z == x || z == y)
+                z++;
+            champ_map *a = NULL, *b = NULL, *want = NULL;
+            CHECK_ST(champ_new_like(base, &a), CHAMP_OK);
+            CHECK_ST(champ_new_like(base, &b), CHAMP_OK);
+            CHECK_ST(champ_new_like(base, &want), CHAMP_OK);
+            if (!a || !b || !want)
+                break;
+            CHECK_ST(co_set(w, a, x, th_tok(x), NULL), CHAMP_OK);
+            CHECK_ST(co_set(w, b, y, th_tok(y), NULL), CHAMP_OK);
+            CHECK_ST(co_set(w, want, y, th_tok(y), NULL), CHAMP_OK);
+            CHECK_ST(co_set(w, want, x, th_tok(x), NULL), CHAMP_OK);
+            for (int op = 0; op < 2; op++) {
+                champ_map *u = NULL;
+                CHECK_ST(op ? champ_symdiff(a, b, &u) : champ_union(a, b, NULL, NULL, &u),
+                         CHAMP_OK);
+                if (!u)
+                    continue;
+                char what[80];
+                snprintf(what, sizeof what, "%s: %s of {%zu} and {%zu}", cfg->name,
+                         op ? "symdiff" : "union", x, y);
+                CHECK_VALID(u, what);
+                CHECK(th_same_dump(u, want), "%s: the dump of the map built by inserts", what);
+                CHECK(champ_equal(u, want, NULL, NULL), "%s: equal to the map built by inserts",
+                      what);
+                CHECK_ST(co_set(w, u, z, th_tok(z), NULL), CHAMP_OK);
+                CHECK_VALID(u, what);
+                bool ok = champ_size(u) == 3;
+                void *val = NULL;
+                ok = ok && co_get(w, u, x, &val) && val == th_tok(x);
+                ok = ok && co_get(w, u, y, &val) && val == th_tok(y);
+                ok = ok && co_get(w, u, z, &val) && val == th_tok(z);
+                CHECK(ok, "%s, then key %zu: all three found", what, z);
+                champ_free(u);
+            }
+            champ_free(a);
+            champ_free(b);
+            champ_free(want);
+        }
+    co_world_end(w);
+    free(w);
+}
+
+static void test_algebra_pairs(void) {
+    co_alg_pairs(&co_canon_bytes);
+    co_alg_pairs(&co_canon_generic);
+}
+
+/* champ_validate checks the canonical order of a pair of equal hashes:
+ * key order for an ordered kind.  Two byte keys of one hash in a fixed
+ * buffer: their entries found by their values and swapped, validate
+ * reports it (lookups still work); swapped back, it passes. */
+static void test_validate_pair_order(void) {
+#ifdef CHAMP_DEBUG
+    /* debug builds poison the pool's free blocks, which the scan reads */
+    printf("  (collide.validate_pair_order: skipped in a CHAMP_DEBUG build)\n");
+#else
+    static _Alignas(64) unsigned char buf[16 * 1024];
+    memset(buf, 0, sizeof buf);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.buffer = buf;
+    pc.buffer_size = sizeof buf;
+    champ_pool *pool = NULL;
+    CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+    if (!pool)
+        return;
+    co_bctx bc;
+    memset(&bc, 0, sizeof bc);
+    bc.mode = CO_CONST;
+    champ_config cfg = th_kind_config(CHAMP_KEY_BYTES, 5, pool);
+    cfg.bytes_hash = co_bytes_hash;
+    cfg.ctx = &bc;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(pool);
+        return;
+    }
+    void *va = th_tok(0x7a11a), *vb = th_tok(0x7a11b);
+    CHECK_ST(champ_set_str(m, "pair-b", vb, NULL), CHAMP_OK);
+    CHECK_ST(champ_set_str(m, "pair-a", va, NULL), CHAMP_OK);
+    CHECK_VALID(m, "a pair of equal hashes");
+    uint64_t *w = (uint64_t *)(void *)buf, *e = NULL;
+    for (size_t i = 1; i + 2 < sizeof buf / 8 && !e; i++)
+        if (w[i] == (uint64_t)(uintptr_t)va && w[i + 2] == (uint64_t)(uintptr_t)vb)
+            e = &w[i - 1];
+    CHECK(e != NULL, "the pair's entries in the buffer, in key order (a, then b)");
+    if (e) {
+        uint64_t x0 = e[0], x1 = e[1];
+        e[0] = e[2], e[1] = e[3], e[2] = x0, e[3] = x1;
+        void *got = NULL;
+        CHECK(champ_get_str(m, "pair-a", &got) && got == va, "a lookup in a swapped pair");
+        fprintf(stderr, "(a validation error report is expected here)\n");
+        CHECK_ST(champ_validate(m), CHAMP_ECORRUPT);
+        e[2] = e[0], e[3] = e[1], e[0] = x0, e[1] = x1;
+        CHECK_VALID(m, "the pair swapped back");
+    }
+    champ_free(m);
+    champ_pool_free(pool);
+#endif
+}
+
+static void test_algebra_small(void) {
+    co_alg_small(&co_canon_bytes);
+    co_alg_small(&co_canon_generic);
+}
+
 static void test_algebra(void) {
     co_world *w = calloc(1, sizeof *w);
     if (!w)
@@ -1150,6 +1373,9 @@ const th_test th_tests_collide[] = {
     {"collide.fixed_drain", test_fixed_drain},
     {"collide.badinput", test_badinput},
     {"collide.algebra", test_algebra},
+    {"collide.algebra_small", test_algebra_small},
+    {"collide.algebra_pairs", test_algebra_pairs},
+    {"collide.validate_pair_order", test_validate_pair_order},
     {"collide.apply", test_apply},
     {"collide.callbacks", test_callbacks},
     {"collide.get_many_bytes_hash", test_get_many_bytes_hash},
