@@ -896,10 +896,6 @@ static void test_badinput(void) {
 /* Nodes built elsewhere: set algebra, champ_apply                      */
 /* ------------------------------------------------------------------ */
 
-/* Union, intersection and difference of maps with big collision nodes;
- * the results' nodes (lists, as the set algebra builds them) then take
- * updates.  Also maps of different hashings (another bytes_hash; generic
- * with and without compare): the key-by-key paths. */
 /* Collision nodes of three that the set algebra built: lists, in the
  * order the merge met the keys (one input's, then the other's), not key
  * order.  One update of such a node: a remove leaves a pair, which must
@@ -1235,6 +1231,10 @@ static void test_algebra_small(void) {
     co_alg_small(&co_canon_generic);
 }
 
+/* Union, intersection and difference of maps with big collision nodes;
+ * the results' nodes (lists, as the set algebra builds them) then take
+ * updates.  Also maps of different hashings (another bytes_hash; generic
+ * with and without compare): the key-by-key paths. */
 static void test_algebra(void) {
     co_world *w = calloc(1, sizeof *w);
     if (!w)

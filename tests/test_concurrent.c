@@ -1689,6 +1689,15 @@ static champ_pool *lv_pool_of(champ_pool *p, size_t *live0) {
 static champ_pool *lv_pool(size_t *live0) {
     return lv_pool_of(cc_pool(), live0);
 }
+/* A concurrent pool (lv_pool) or a plain one, made as lv_pool_of. */
+static champ_pool *lv_pool_mode(bool conc, size_t *live0) {
+    if (conc)
+        return lv_pool(live0);
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    champ_pool *p = NULL;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    return lv_pool_of(p, live0);
+}
 
 /* The end of a light test: nothing waits, the pool is back at live0 and
  * its books balance; the type holder and the pool go. */
@@ -1848,14 +1857,7 @@ enum { LC_SLOTS = 12 };
  * drained at the end. */
 static void light_counted_in(bool conc) {
     size_t live0 = 0;
-    champ_pool *p = NULL;
-    if (conc) {
-        p = lv_pool(&live0);
-    } else {
-        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-        CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
-        p = lv_pool_of(p, &live0);
-    }
+    champ_pool *p = lv_pool_mode(conc, &live0);
     if (!p)
         return;
     static uintptr_t model[LV_KEYS];
@@ -2201,14 +2203,7 @@ static void test_light_emptied(void) {
     for (int conc = 0; conc < 2; conc++)
         for (int order = 0; order < 2; order++) {
             size_t live0 = 0;
-            champ_pool *p = NULL;
-            if (conc) {
-                p = lv_pool(&live0);
-            } else {
-                champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-                CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
-                p = lv_pool_of(p, &live0);
-            }
+            champ_pool *p = lv_pool_mode(conc != 0, &live0);
             if (!p)
                 return;
             const char *pk = conc ? "concurrent" : "plain";
@@ -2262,10 +2257,7 @@ static void test_light_emptied(void) {
 static void test_light_in_place(void) {
     enum { N = 3000 };
     size_t live0 = 0;
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    champ_pool *p = NULL;
-    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
-    p = lv_pool_of(p, &live0);
+    champ_pool *p = lv_pool_mode(false, &live0);
     if (!p)
         return;
     champ_map *m = li_map(p, N);
