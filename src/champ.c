@@ -1638,9 +1638,38 @@ void champ_free(champ_map *m) {
          * holds one), the handle goes, then its pin (which kept the pool
          * alive until then, unless the version counts its type) */
         bool counted = m->lbase == LBASE_COUNT;
+        uintptr_t *slot = champ__pin_slot(m);
+        if (t->calls_out) {
+            /* Release callbacks may run (the light nodes' entries, the
+             * base, versions a cell retired that the pin held): they may
+             * read m, which must be alive, empty and marked as being
+             * freed (updates of it get CHAMP_EBUSY).  A reference on the
+             * type keeps the pool alive until the handle is freed. */
+            if (!t->immortal)
+                rc_inc(&t->refs, t->atomic);
+            opframe fr;
+            op_push(&fr, m, OPF_FREE);
+            if (m->light != LIGHT_NONE)
+                champ__light_free(m);
+            /* nothing left to settle: a read of m in a callback sees an
+             * empty map */
+            __atomic_store_n(&m->light, LIGHT_NONE, __ATOMIC_RELEASE);
+            m->root = NULL;
+            m->size = 0;
+            m->stamp++;
+            if (counted) {
+                champ__base_release(slot);
+                champ__type_release(t);
+            } else {
+                champ__pin_release(p, slot);
+            }
+            op_pop(&fr);
+            champ__handle_free(p, m);
+            champ__type_release(t);
+            return;
+        }
         if (m->light != LIGHT_NONE)
             champ__light_free(m);
-        uintptr_t *slot = champ__pin_slot(m);
         champ__handle_free(p, m);
         if (counted) {
             champ__base_release(slot);

@@ -1160,6 +1160,101 @@ static void test_cell_free_from_callback(void) {
     }
 }
 
+/* Regression KB10 (CI's fuzzing, stop 29; the ASan report of 7ccbb03
+ * looked the same): champ_free of a pinned snapshot freed its handle
+ * first and then released its pin, and the pin was what kept a version
+ * the cell had retired: that version's value releases ran with the
+ * snapshot already freed, so a callback reading or updating the map
+ * being freed (which the callback contract allows: it sees it empty, an
+ * update gets CHAMP_EBUSY) read a freed handle (use after poison under
+ * ASan).  The handle now lives, empty and framed, until the releases are
+ * done. */
+static struct {
+    champ_map *snap;
+    bool armed, ran;
+    size_t size;
+    bool found;
+    champ_status st_clear, st_set, st_copy;
+    champ_map *copy;
+    long retained[64], released[64];
+} fs;
+
+static void fs_val_retain(void *v, void *ctx) {
+    (void)ctx;
+    fs.retained[(uintptr_t)v % 64]++;
+}
+
+static void fs_val_release(void *v, void *ctx) {
+    (void)ctx;
+    fs.released[(uintptr_t)v % 64]++;
+    if (!fs.armed)
+        return;
+    fs.armed = false;
+    fs.ran = true;
+    fs.size = champ_size(fs.snap);
+    fs.found = champ_get_u64(fs.snap, 1, NULL);
+    fs.st_clear = champ_clear(fs.snap);
+    fs.st_set = champ_set_u64(fs.snap, 99, (void *)(uintptr_t)9, NULL);
+    fs.st_copy = champ_copy(fs.snap, &fs.copy);
+    champ_free(fs.snap); /* already going: returns at once */
+}
+
+static void test_free_snapshot_callbacks(void) {
+    memset(&fs, 0, sizeof fs);
+    champ_pool *p = cc_pool();
+    if (!p)
+        return;
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    c.val_retain = fs_val_retain;
+    c.val_release = fs_val_release;
+    c.pool = p;
+    champ_map *m = NULL, *v2 = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    champ_pool_free(p); /* the maps keep it */
+    if (!m)
+        return;
+    CHECK_ST(champ_new_like(m, &v2), CHAMP_OK);
+    for (uint64_t k = 1; k <= 40; k++)
+        CHECK_ST(champ_set_u64(m, k, (void *)(uintptr_t)k, NULL), CHAMP_OK);
+    for (uint64_t k = 41; k <= 45; k++)
+        CHECK_ST(champ_set_u64(v2, k, (void *)(uintptr_t)k, NULL), CHAMP_OK);
+    champ_cell *cell = NULL;
+    CHECK_ST(champ_cell_new(m, &cell), CHAMP_OK);
+    champ_free(m); /* the cell holds the version alone */
+    champ_map *s = NULL;
+    if (cell)
+        CHECK_ST(champ_cell_load(cell, &s), CHAMP_OK);
+    if (!cell || !s || !v2) {
+        champ_free(s);
+        champ_cell_free(cell);
+        champ_free(v2);
+        return;
+    }
+    CHECK(map_pinned(s), "a concurrent pool's load is a pinned snapshot");
+    CHECK_ST(champ_cell_store(cell, v2), CHAMP_OK); /* version 1 retired: s's pin holds it */
+    CHECK_EQ(champ_size(s), 40, "the snapshot still reads version 1");
+    fs.snap = s;
+    fs.armed = true;
+    champ_free(s); /* the pin goes: version 1's releases run here */
+    CHECK(fs.ran, "a release ran inside champ_free of the snapshot");
+    CHECK(fs.size == 0 && !fs.found, "the snapshot being freed reads empty (size %zu)",
+          fs.size);
+    CHECK(fs.st_clear == CHAMP_EBUSY && fs.st_set == CHAMP_EBUSY && fs.st_copy == CHAMP_EBUSY,
+          "updates and copies of the snapshot being freed: %s, %s, %s, want EBUSY",
+          th_status_name(fs.st_clear), th_status_name(fs.st_set),
+          th_status_name(fs.st_copy));
+    CHECK(fs.copy == NULL, "a refused copy leaves *out NULL");
+    champ_free(fs.copy);
+    champ_cell_free(cell);
+    CHECK_EQ(champ_size(v2), 5, "the stored version unchanged");
+    CHECK_VALID(v2, "the stored version");
+    champ_free(v2);
+    long bad = 0;
+    for (int v = 1; v <= 45; v++)
+        bad += fs.released[v] != fs.retained[v] + 1;
+    CHECK(bad == 0, "%ld values not released exactly once more than retained", bad);
+}
+
 /* Regression (found while fixing KB9): a plain pool's champ_cell_load
  * took the type's reference for its snapshot only after allocating the
  * snapshot's handle, and in a fixed pool that allocation runs the
@@ -3492,6 +3587,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.cell_noncopyable", test_cell_noncopyable},
     {"concurrent.cell_from_callback", test_cell_from_callback},
     {"concurrent.cell_free_from_callback", test_cell_free_from_callback},
+    {"concurrent.free_snapshot_callbacks", test_free_snapshot_callbacks},
     {"concurrent.cell_load_watermark_frees", test_cell_load_watermark_frees},
     {"concurrent.cell_pins", test_cell_pins},
     {"concurrent.cell_pins_threads", test_cell_pins_threads},
