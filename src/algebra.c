@@ -1189,39 +1189,20 @@ slots:;
     return true;
 }
 
-
-static champ_status finish(comb *c, const champ_map *a, res *r, size_t size,
-                           champ_map **out) {
+/* The handle of a result: r's node (a reference taken when r borrowed it)
+ * or no root.  On failure r's reference is dropped and *out is untouched. */
+static champ_status finish(const champ_map *a, res *r, size_t size, champ_map **out) {
     mtype *t = a->t;
     node *root = NULL;
     if (r->n == SUB_NODE) {
         root = r->kid;
         if (!r->owned)
             rc_inc(&root->rc, t->atomic);
-    } else if (r->n) {
-        /* one or two entries: a root node holding them */
-        slotv sl[2];
-        uint32_t n = 0;
-        for (uint32_t i = 0; i < r->n; i++) {
-            uint32_t s = slice(ops_hash(&c->o, r->e[i].k), 0);
-            if (n && sl[n - 1].s == s) {
-                sl[n - 1].v.n = 2;
-                sl[n - 1].v.e[1] = r->e[i];
-            } else {
-                sl[n].s = s;
-                sl[n].v.n = 1;
-                sl[n].v.e[0] = r->e[i];
-                n++;
-            }
-        }
-        root = pool_alloc(t->pool, slots_size(sl, n, c->o.W));
-        if (!root)
-            return CHAMP_ENOMEM;
-        node_build(root, sl, n, c->o.W);
-        if (t->ent_refs)
-            for (uint32_t i = 0; i < r->n; i++)
-                ent_retain(t, r->e[i]);
     }
+    /* Never entries: a root view is a node (or nothing), so the top level
+     * ends in res_of_view or build_node at level 0, which never pulls
+     * entries up (a root may hold one or two entries in place). */
+    CHAMP_ASSERT(r->n == 0 || r->n == SUB_NODE);
     champ_map *m = champ__map_handle(t, root, size);
     if (!m) {
         if (root)
@@ -1277,7 +1258,7 @@ static champ_status combine_maps(int op, const champ_map *a, const champ_map *b,
     case OP_SYMDIFF: size = a->size + b->size - 2 * common; break;
     default: size = c.kept; break;
     }
-    st = finish(&c, a, &r, size, out);
+    st = finish(a, &r, size, out);
     frames_pop(&f);
     return st;
 }
@@ -1323,7 +1304,7 @@ champ_status champ_filter(const champ_map *m, champ_pred_fn keep, void *ctx,
     if (!filter_view(&c, &va, 0, &r))
         st = CHAMP_ENOMEM;
     else
-        st = finish(&c, m, &r, c.kept, out);
+        st = finish(m, &r, c.kept, out);
     op_end(&fr);
     return st;
 }
