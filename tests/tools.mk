@@ -3,8 +3,9 @@
 #   make fuzz [FUZZ_SECONDS=60]   libFuzzer + ASan + UBSan on tests/fuzz/corpus
 #                                 (new inputs go to build/fuzz/corpus; a crash
 #                                 fails the target and is saved in build/fuzz/)
-#   make fuzz-merge               minimise build/fuzz/corpus + the seed corpus
-#                                 into tests/fuzz/corpus (then commit it)
+#   make fuzz-merge               add to tests/fuzz/corpus the inputs of
+#                                 build/fuzz/corpus that reach new edges
+#                                 (then commit them)
 #   make fuzz-replay              the corpus through the replay binary (no
 #                                 libFuzzer; also a suite of `make test`)
 #   make known-bugs               reproductions of library bugs found: they
@@ -84,12 +85,13 @@ fuzz:
 	fi; \
 	exit $$st
 
+# Adds to the seeds the inputs of build/fuzz/corpus that reach an edge the
+# seeds do not (-use_counters=0: edges, not hit counts, which would keep
+# thousands of inputs); no seed is removed (named ones are regressions).
 fuzz-merge: $(B)/fuzz/fuzz_champ
-	mkdir -p $(B)/fuzz/merged
-	rm -f $(B)/fuzz/merged/*
-	$(B)/fuzz/fuzz_champ -merge=1 -max_len=4096 $(B)/fuzz/merged $(FUZZ_SEEDS) $(B)/fuzz/corpus
-	rm -f $(FUZZ_SEEDS)/*
-	cp $(B)/fuzz/merged/* $(FUZZ_SEEDS)/
+	mkdir -p $(B)/fuzz/corpus
+	$(B)/fuzz/fuzz_champ -merge=1 -use_counters=0 -max_len=4096 -timeout=30 \
+	  -rss_limit_mb=2048 $(FUZZ_SEEDS) $(B)/fuzz/corpus
 	@echo "fuzz-merge: $$(ls $(FUZZ_SEEDS) | wc -l) files, $$(du -sk $(FUZZ_SEEDS) | cut -f1) KiB in $(FUZZ_SEEDS)"
 
 fuzz-replay: $(B)/fuzz/replay
