@@ -1613,6 +1613,18 @@ champ_status champ_new_like(const champ_map *m, champ_map **out) {
     return CHAMP_OK;
 }
 
+/* What a pinned version's free lets go after its own nodes: the count it
+ * holds on its base (and its type reference), else its pin, which may have
+ * kept the pool alive. */
+static void pinned_release(champ_pool *p, mtype *t, uintptr_t *slot, bool counted) {
+    if (counted) {
+        champ__base_release(slot);
+        champ__type_release(t);
+    } else {
+        champ__pin_release(p, slot);
+    }
+}
+
 void champ_free(champ_map *m) {
     if (!m)
         return;
@@ -1657,12 +1669,7 @@ void champ_free(champ_map *m) {
             m->root = NULL;
             m->size = 0;
             m->stamp++;
-            if (counted) {
-                champ__base_release(slot);
-                champ__type_release(t);
-            } else {
-                champ__pin_release(p, slot);
-            }
+            pinned_release(p, t, slot, counted);
             op_pop(&fr);
             champ__handle_free(p, m);
             champ__type_release(t);
@@ -1671,12 +1678,7 @@ void champ_free(champ_map *m) {
         if (m->light != LIGHT_NONE)
             champ__light_free(m);
         champ__handle_free(p, m);
-        if (counted) {
-            champ__base_release(slot);
-            champ__type_release(t);
-        } else {
-            champ__pin_release(p, slot);
-        }
+        pinned_release(p, t, slot, counted);
         return;
     }
     node *r = m->root;
