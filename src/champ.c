@@ -132,7 +132,9 @@
  *   map_descend                      read-only walk recording the path
  *   map_set: set_replace_owned, set_grow_owned, set_pair_owned,
  *   set_coll_owned (the common cases on a path the map owns), set_general
- *   (plan + commit), set_light_body (a light derive's common case)
+ *   (plan + commit), set_light_body (a light derive's common case);
+ *   set_u64_owned, a plain u64 map's common insert in one descent that
+ *   keeps only the link to its node (the rest goes to map_set)
  *   map_remove: remove_shrink_owned, remove_collapse_owned, remove_coll
  *   (collision nodes, out of line), remove_general, remove_light_body
  * then map and type lifecycle and the public entry points, whose plain
@@ -1929,10 +1931,103 @@ static NOINLINE champ_status set_u64_slow(champ_map *m, uint64_t key, void *val,
     UPDATE(m, set_any(m, &q, key, val, prior, CHAMP_KEY_U64));
 }
 
+/* The common set in one descent: a plain u64 map that owns every node on
+ * the key's path, where the key is there (its value word is replaced), or
+ * its slot is empty or holds one other key, in a node that takes the entry
+ * in place (spare room) or grows into a new block (set_grow_owned's two
+ * cases).  The descent keeps the link to the node it is in (the root
+ * pointer or the parent's child pointer), so a grown node is hung in
+ * without a path array.  Returns CHAMP_OK, or CHAMP_ENOMEM with nothing
+ * changed when the grown node's block is not to be had (map_set would ask
+ * for the same block), or SET_PASS, having changed nothing, for everything
+ * else (an empty map, a shared or light node on the path, a pair the key
+ * splits): map_set does it. */
+#define SET_PASS ((champ_status)1)
+static ALWAYS_INLINE champ_status set_u64_owned(champ_map *m, const kq *q, void *val,
+                                                champ_prior *prior) {
+    const unsigned W = ENT_MAP;
+    node **link = &m->root;
+    node *b = *link;
+    uint64_t h = q->h;
+    uint32_t bit, dm, nm;
+    if (UNLIKELY(!b))
+        return SET_PASS;
+    for (;;) {
+        if (rc_load(&b->rc) > 1)
+            return SET_PASS;
+        if (node_full(b)) {
+            link = &((node **)(void *)node_ebase(b))[h & 31];
+        } else {
+            bit = 1u << (h & 31);
+            dm = b->datamap;
+            nm = b->nodemap;
+            if ((dm & bit) || !(nm & bit))
+                break;
+            link = &((node **)(void *)(node_ebase(b) + (size_t)W * maps_nent(dm, nm)))
+                [maps_kidx(dm, nm, bit)];
+        }
+        b = *link;
+        h >>= CHAMP_BITS;
+    }
+    uint32_t ei = maps_eidx(dm, nm, bit), wi = ei;
+    if (dm & bit) {
+        uint64_t *e = ent_at(b, ei, W);
+        if (e[0] == q->u || ((nm & bit) && e[2] == q->u)) {
+            e += e[0] == q->u ? 0 : 2;
+            return set_replace_owned(m, b, (int)((e - ent_at(b, 0, W)) / 2), val, prior, W);
+        }
+        if (nm & bit)
+            return SET_PASS; /* a pair: the key splits it one level down */
+        /* a pair of the two keys, in hash order */
+        wi += ent_before_q(m->t, e[0], key_hash(m->t, e[0], CHAMP_KEY_U64), q,
+                           CHAMP_KEY_U64);
+        nm |= bit;
+    } else {
+        dm |= bit;
+    }
+    entry ne;
+    ne.k = q->u;
+    ne.v = val;
+    size_t sz = node_bitmap_size(maps_nent(b->datamap, b->nodemap) + 1,
+                                 maps_nkid(b->datamap, b->nodemap), W);
+    champ_pool *pool = m->t->pool;
+    /* set_grow_owned's two cases, for this kind */
+    if (node_slack(b) >= W / 8u) {
+        memmove(ent_at(b, wi + 1, W), ent_at(b, wi, W), sz - NODE_HDR - (size_t)W * (wi + 1));
+        ent_put(b, wi, ne, W);
+        b->datamap = dm;
+        b->nodemap = nm;
+        b->aux -= W / 8u;
+    } else {
+        uint32_t grow = pool->fixed ? 0u : grow_units(sz);
+        size_t got = sz;
+        node *nb = grow ? pool_alloc_grow(pool, sz, sz + 8u * grow, grow_take_max(sz), &got)
+                        : pool_alloc(pool, sz);
+        if (UNLIKELY(!nb))
+            return CHAMP_ENOMEM;
+        node_bitmap_insert_at(nb, b, wi, dm, nm, ne, W);
+        nb->aux = (uint32_t)(got - sz) / 8u;
+        *link = nb;
+        pool_free(pool, b, sz - SZ_ENTRY(W) + 8u * node_slack(b));
+    }
+    return inserted(m, prior);
+}
+
+/* A plain map's set that set_u64_owned left: descends again. */
+static NOINLINE champ_status set_u64_plain(champ_map *m, const kq *q, void *val,
+                                           champ_prior *prior) {
+    return map_set(m, q, q->u, val, prior, CHAMP_KEY_U64, ENT_MAP);
+}
+
+/* The plain map's common case (set_u64_owned) in a leaf function;
+ * everything else through map_set's general paths. */
 champ_status champ_set_u64(champ_map *m, uint64_t key, void *val, champ_prior *prior) {
     if (PLAIN(m, CHAMP_KEY_U64)) {
         kq q = kq_u64(m, key);
-        return map_set(m, &q, key, val, prior, CHAMP_KEY_U64, ENT_MAP);
+        champ_status st = set_u64_owned(m, &q, val, prior);
+        if (LIKELY(st != SET_PASS))
+            return st;
+        return set_u64_plain(m, &q, val, prior);
     }
     return set_u64_slow(m, key, val, prior);
 }

@@ -994,6 +994,112 @@ static void test_oom_remove_refused(void) {
 #endif
 }
 
+/* Sets into an owned u64 map while every allocation fails: the one-descent
+ * set (champ_set_u64's fast path, set_u64_owned) replaces a value or
+ * shifts an entry into a node's spare room without a block, and a node
+ * that must grow into a new block, once refused, returns CHAMP_ENOMEM with
+ * the map unchanged.  Then a copy shares every node: its updates must all
+ * copy, so each is refused and neither version changes.  Then the refused
+ * keys with allocation back. */
+static void test_oom_set_refused(void) {
+#if TH_FAULTS
+    enum { N = 6000 };
+    champ_pool *p = NULL;
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    c.pool = p;
+    c.fixed_seed = true;
+    c.seed = 0x5e7;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (!m) {
+        champ_pool_free(p);
+        return;
+    }
+    static uint64_t keys[N];
+    static int state[N]; /* 0 absent, 1 first value, 2 replaced */
+    th_rng r = {0x5e7a};
+    for (size_t i = 0; i < N; i++) {
+        keys[i] = th_next(&r);
+        state[i] = 0;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < N / 2; i++) {
+        CHECK_ST(champ_set_u64(m, keys[i], th_tok(i), NULL), CHAMP_OK);
+        state[i] = 1;
+        n++;
+    }
+    size_t added = 0, replaced = 0, refused = 0;
+    champ_pool_fail_after(p, 0); /* from now on every block is refused */
+    for (size_t j = 0; j < 2 * N; j++) {
+        size_t i = (size_t)th_below(&r, N);
+        size_t live = th_pool_live(p);
+        void *v = state[i] ? th_tok(i + N) : th_tok(i);
+        champ_prior pr;
+        champ_status st = champ_set_u64(m, keys[i], v, &pr);
+        CHECK(th_pool_live(p) == live, "key %zu: a set with every block refused "
+              "changes the live bytes (%s)", i, th_status_name(st));
+        if (st == CHAMP_OK) {
+            CHECK(pr.found == (state[i] != 0), "key %zu: prior.found", i);
+            if (state[i]) {
+                CHECK(pr.val == (state[i] == 1 ? th_tok(i) : th_tok(i + N)), "key %zu: prior", i);
+                replaced++;
+                state[i] = 2;
+            } else {
+                added++;
+                n++;
+                state[i] = 1;
+            }
+        } else {
+            CHECK_ST(st, CHAMP_ENOMEM);
+            CHECK(state[i] == 0, "key %zu: a replacement was refused", i);
+            refused++;
+        }
+        void *got = NULL;
+        CHECK(champ_get_u64(m, keys[i], &got) == (state[i] != 0), "key %zu after %s", i,
+              th_status_name(st));
+        CHECK_EQ(champ_size(m), n, "size");
+        if (j % 1000 == 0)
+            CHECK_VALID(m, "sets with every block refused");
+    }
+    CHECK(added > 0 && replaced > 0 && refused > 0,
+          "%zu added in place, %zu replaced, %zu refused", added, replaced, refused);
+    CHECK_VALID(m, "after sets with every block refused");
+    /* A copy shares the root: every update of either version copies. */
+    champ_pool_fail_after(p, -1);
+    champ_map *cp = NULL;
+    CHECK_ST(champ_copy(m, &cp), CHAMP_OK);
+    champ_pool_fail_after(p, 0);
+    for (size_t j = 0; cp && j < 200; j++) {
+        size_t i = (size_t)th_below(&r, N);
+        size_t live = th_pool_live(p);
+        CHECK_ST(champ_set_u64(m, keys[i], th_tok(i + 2 * N), NULL), CHAMP_ENOMEM);
+        CHECK_ST(champ_set_u64(cp, keys[i], th_tok(i + 2 * N), NULL), CHAMP_ENOMEM);
+        CHECK_EQ(th_pool_live(p), live, "a refused set of a shared map changes nothing");
+    }
+    champ_pool_fail_after(p, -1);
+    if (cp) {
+        CHECK(champ_equal(m, cp, NULL, NULL), "the refused sets changed a version");
+        champ_free(cp);
+    }
+    for (size_t i = 0; i < N; i++) {
+        void *got = NULL;
+        bool in = champ_get_u64(m, keys[i], &got);
+        CHECK(in == (state[i] != 0) &&
+                  (!in || got == (state[i] == 1 ? th_tok(i) : th_tok(i + N))),
+              "key %zu: state %d", i, state[i]);
+        if (!state[i])
+            CHECK_ST(champ_set_u64(m, keys[i], th_tok(i), NULL), CHAMP_OK);
+    }
+    CHECK_EQ(champ_size(m), (size_t)N, "every key in");
+    CHECK_VALID(m, "after the refused keys went in");
+    champ_free(m);
+    CHECK_EQ(th_pool_live(p), 0, "pool drained");
+    champ_pool_free(p);
+#endif
+}
+
 static void test_oom_fail_after_once(void) { oom_fail_after_with_ops(true); }
 static void test_oom_fail_after_always(void) { oom_fail_after_with_ops(false); }
 static void test_oom_backing_once(void) { oom_backing_with_ops(false); }
@@ -1042,5 +1148,6 @@ const th_test th_tests_oom[] = {
     {"oom.fixed_buffer", test_oom_fixed_buffer},
     {"oom.watermark_default", test_oom_watermark_default},
     {"oom.remove_refused", test_oom_remove_refused},
+    {"oom.set_refused", test_oom_set_refused},
 };
 const size_t th_tests_oom_count = sizeof th_tests_oom / sizeof th_tests_oom[0];
