@@ -434,14 +434,15 @@ static ALWAYS_INLINE champ_status set_grow_owned(champ_map *m, path *pa, int at,
     return inserted(m, prior);
 }
 
-static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const kq *q,
-                                                 uint64_t he, uint64_t he1, uint64_t newk,
-                                                 void *val, champ_prior *prior,
-                                                 champ_key_kind kind, unsigned W) {
+/* set_pair_owned on node b at level d, the pair's first entry at ei: the
+ * grown node is hung in through link when there is one (set_u64_owned's
+ * descent), else through the path. */
+static ALWAYS_INLINE champ_status set_pair_at(champ_map *m, node *b, int d, uint32_t bit,
+                                              uint32_t ei, node **link, const path *pa,
+                                              const kq *q, uint64_t he, uint64_t he1,
+                                              uint64_t newk, void *val, champ_prior *prior,
+                                              champ_key_kind kind, unsigned W) {
     champ_pool *pool = m->t->pool;
-    int d = pa->depth;
-    node *b = pa->n[d];
-    uint32_t bit = pa->bit[d];
     size_t sz = node_size(b, (unsigned)d, W) - SZ_PAIR_TO_KID(W);
     blob *kb;
     if (UNLIKELY(!blob_alloc(pool, q, &kb, kind)))
@@ -461,13 +462,13 @@ static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const k
     }
     entry x[3];
     uint64_t hx[3] = {he, he1, q->h};
-    x[0] = ent_get(b, (uint32_t)pa->idx, W);
-    x[1] = ent_get(b, (uint32_t)pa->idx + 1, W);
+    x[0] = ent_get(b, ei, W);
+    x[1] = ent_get(b, ei + 1, W);
     x[2] = new_entry(q, newk, val, kb, kind);
     node_three(m->t, c, (unsigned)d + 1, x, hx, kind, W);
     if (inplace) {
         uint32_t ne = node_nent(b), nk = node_nkid(b);
-        uint32_t ei = (uint32_t)pa->idx, ki = node_kidx(b, bit);
+        uint32_t ki = node_kidx(b, bit);
         char *base = node_ebase(b);
         /* entries after the pair and children before ki move down two
          * entries; children from ki on move down past the new pointer */
@@ -480,10 +481,22 @@ static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const k
         b->aux += units;
     } else {
         node_bitmap_set_slot(m->t, nb, b, bit, NULL, 0, c, false, W);
-        path_relink(m, pa, d, nb, W);
+        if (link)
+            *link = nb;
+        else
+            path_relink(m, pa, d, nb, W);
         pool_free(pool, b, node_block(b, (unsigned)d, W));
     }
     return inserted(m, prior);
+}
+
+static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const kq *q,
+                                                 uint64_t he, uint64_t he1, uint64_t newk,
+                                                 void *val, champ_prior *prior,
+                                                 champ_key_kind kind, unsigned W) {
+    int d = pa->depth;
+    return set_pair_at(m, pa->n[d], d, pa->bit[d], (uint32_t)pa->idx, NULL, pa, q, he, he1,
+                       newk, val, prior, kind, W);
 }
 
 /* An insert into a collision node the map owns (trie.h, "Collision
@@ -1935,14 +1948,21 @@ static NOINLINE champ_status set_u64_slow(champ_map *m, uint64_t key, void *val,
  * the key's path, where the key is there (its value word is replaced), or
  * its slot is empty or holds one other key, in a node that takes the entry
  * in place (spare room) or grows into a new block (set_grow_owned's two
- * cases).  The descent keeps the link to the node it is in (the root
- * pointer or the parent's child pointer), so a grown node is hung in
- * without a path array.  Returns CHAMP_OK, or CHAMP_ENOMEM with nothing
- * changed when the grown node's block is not to be had (map_set would ask
- * for the same block), or SET_PASS, having changed nothing, for everything
- * else (an empty map, a shared or light node on the path, a pair the key
- * splits): map_set does it. */
+ * cases), or the slot holds a pair that the key splits into a node one
+ * level down (set_pair_at).  The descent keeps the link to the node it is
+ * in (the root pointer or the parent's child pointer) and its level, so a
+ * grown node is hung in without a path array.  Returns CHAMP_OK, or
+ * CHAMP_ENOMEM with nothing changed when a block is not to be had (map_set
+ * would ask for the same blocks), or SET_PASS, having changed nothing, for
+ * everything else (an empty map, a shared or light node on the path, a
+ * pair whose keys go on together one level down): map_set does it. */
 #define SET_PASS ((champ_status)1)
+static NOINLINE champ_status set_u64_pair(champ_map *m, node *b, int d, uint32_t bit,
+                                          uint32_t ei, node **link, const kq *q, uint64_t he,
+                                          uint64_t he1, void *val, champ_prior *prior) {
+    return set_pair_at(m, b, d, bit, ei, link, NULL, q, he, he1, q->u, val, prior,
+                       CHAMP_KEY_U64, ENT_MAP);
+}
 static ALWAYS_INLINE champ_status set_u64_owned(champ_map *m, const kq *q, void *val,
                                                 champ_prior *prior) {
     const unsigned W = ENT_MAP;
@@ -1950,9 +1970,10 @@ static ALWAYS_INLINE champ_status set_u64_owned(champ_map *m, const kq *q, void 
     node *b = *link;
     uint64_t h = q->h;
     uint32_t bit, dm, nm;
+    int d = 0;
     if (UNLIKELY(!b))
         return SET_PASS;
-    for (;;) {
+    for (;; d++) {
         if (rc_load(&b->rc) > 1)
             return SET_PASS;
         if (node_full(b)) {
@@ -1976,8 +1997,17 @@ static ALWAYS_INLINE champ_status set_u64_owned(champ_map *m, const kq *q, void 
             e += e[0] == q->u ? 0 : 2;
             return set_replace_owned(m, b, (int)((e - ent_at(b, 0, W)) / 2), val, prior, W);
         }
-        if (nm & bit)
-            return SET_PASS; /* a pair: the key splits it one level down */
+        if (nm & bit) {
+            /* a pair: the three keys make a node one level down, unless
+             * they go on together (map_set builds the chain) */
+            uint64_t he = key_hash(m->t, e[0], CHAMP_KEY_U64);
+            uint64_t he1 = key_hash(m->t, e[2], CHAMP_KEY_U64);
+            uint32_t s = (uint32_t)(h >> CHAMP_BITS) & 31u;
+            if (d >= CHAMP_LAST_LEVEL ||
+                (slice(he, (unsigned)d + 1) == s && slice(he1, (unsigned)d + 1) == s))
+                return SET_PASS;
+            return set_u64_pair(m, b, d, bit, ei, link, q, he, he1, val, prior);
+        }
         /* a pair of the two keys, in hash order */
         wi += ent_before_q(m->t, e[0], key_hash(m->t, e[0], CHAMP_KEY_U64), q,
                            CHAMP_KEY_U64);
