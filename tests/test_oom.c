@@ -915,6 +915,24 @@ static void oom_backing_with_ops(bool persist) {
     }
 }
 
+#if TH_FAULTS
+/* A u64 map with a fixed seed (its trie the same in every run) in a
+ * default pool of its own, *pool_out; NULL (a failed check) if it cannot
+ * be made, the pool then still in *pool_out (or NULL) for the caller. */
+static champ_map *oom_seeded_u64(uint64_t seed, champ_pool **pool_out) {
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    *pool_out = NULL;
+    CHECK_ST(champ_pool_new(&pc, pool_out), CHAMP_OK);
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    c.pool = *pool_out;
+    c.fixed_seed = true;
+    c.seed = seed;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    return m;
+}
+#endif
+
 /* Removes from an owned u64 map while every allocation fails: the one-
  * descent remove (champ_remove_u64's fast path) moves a node into an exact
  * block or collapses a node of three into its parent, and when that block
@@ -928,14 +946,7 @@ static void test_oom_remove_refused(void) {
     enum { N = 6000 };
     for (int pass = 0; pass < 2; pass++) {
         champ_pool *p = NULL;
-        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-        CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
-        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
-        c.pool = p;
-        c.fixed_seed = true;
-        c.seed = 0x5eed + (uint64_t)pass;
-        champ_map *m = NULL;
-        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        champ_map *m = oom_seeded_u64(0x5eed + (uint64_t)pass, &p);
         static uint64_t keys[N];
         static bool in[N];
         th_rng r = {0xd2a1 + (uint64_t)pass};
@@ -1005,14 +1016,7 @@ static void test_oom_set_refused(void) {
 #if TH_FAULTS
     enum { N = 6000 };
     champ_pool *p = NULL;
-    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
-    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
-    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
-    c.pool = p;
-    c.fixed_seed = true;
-    c.seed = 0x5e7;
-    champ_map *m = NULL;
-    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    champ_map *m = oom_seeded_u64(0x5e7, &p);
     if (!m) {
         champ_pool_free(p);
         return;
