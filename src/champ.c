@@ -434,6 +434,17 @@ static ALWAYS_INLINE champ_status set_grow_owned(champ_map *m, path *pa, int at,
     return inserted(m, prior);
 }
 
+/* Whether a pair (hashes he, he1) at level l1 - 1 meeting a key in its
+ * slot becomes a node of the three at level l1: not when l1 is past the
+ * last bitmap level or all three go on to the same slot there (the general
+ * path builds the chain).  hq: the key's hash shifted to level l1 - 1. */
+static ALWAYS_INLINE bool pair_splits(uint64_t he, uint64_t he1, uint64_t hq, unsigned l1) {
+    if (l1 > CHAMP_LAST_LEVEL)
+        return false;
+    uint32_t qs = (uint32_t)(hq >> CHAMP_BITS) & 31u;
+    return !(slice(he, l1) == qs && slice(he1, l1) == qs);
+}
+
 /* set_pair_owned on node b at level d, the pair's first entry at ei: the
  * grown node is hung in through link when there is one (set_u64_owned's
  * descent), else through the path. */
@@ -994,9 +1005,8 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t ne
     if (LIKELY(pa.fs < 0)) {
         if (at == AT_EMPTY || at == AT_OTHER)
             return set_grow_owned(m, &pa, at, q, he, newk, val, prior, kind, W);
-        unsigned l1 = (unsigned)pa.depth + 1;
-        if (at == AT_PAIR && l1 <= CHAMP_LAST_LEVEL &&
-            !(slice(he, l1) == slice(q->h, l1) && slice(he1, l1) == slice(q->h, l1)))
+        if (at == AT_PAIR && pair_splits(he, he1, q->h >> (CHAMP_BITS * pa.depth),
+                                         (unsigned)pa.depth + 1))
             return set_pair_owned(m, &pa, q, he, he1, newk, val, prior, kind, W);
         if (kind != CHAMP_KEY_U64 && at == AT_COLL)
             return set_coll_owned(m, &pa, q, newk, val, prior, kind, W);
@@ -1993,18 +2003,13 @@ static ALWAYS_INLINE champ_status set_u64_owned(champ_map *m, const kq *q, void 
     uint32_t ei = maps_eidx(dm, nm, bit), wi = ei;
     if (dm & bit) {
         uint64_t *e = ent_at(b, ei, W);
-        if (e[0] == q->u || ((nm & bit) && e[2] == q->u)) {
-            e += e[0] == q->u ? 0 : 2;
-            return set_replace_owned(m, b, (int)((e - ent_at(b, 0, W)) / 2), val, prior, W);
-        }
+        if (e[0] == q->u || ((nm & bit) && e[2] == q->u))
+            return set_replace_owned(m, b, (int)(ei + (e[0] != q->u)), val, prior, W);
         if (nm & bit) {
-            /* a pair: the three keys make a node one level down, unless
-             * they go on together (map_set builds the chain) */
+            /* a pair: the three keys make a node one level down */
             uint64_t he = key_hash(m->t, e[0], CHAMP_KEY_U64);
             uint64_t he1 = key_hash(m->t, e[2], CHAMP_KEY_U64);
-            uint32_t s = (uint32_t)(h >> CHAMP_BITS) & 31u;
-            if (d >= CHAMP_LAST_LEVEL ||
-                (slice(he, (unsigned)d + 1) == s && slice(he1, (unsigned)d + 1) == s))
+            if (!pair_splits(he, he1, h, (unsigned)d + 1))
                 return SET_PASS;
             return set_u64_pair(m, b, d, bit, ei, link, q, he, he1, val, prior);
         }
