@@ -809,7 +809,7 @@ static ALWAYS_INLINE champ_status set_general_body(champ_map *m, path *pa, int a
 
     /* Plan. */
     unsigned three_level = 0;
-    uint64_t th[3];
+    uint64_t th[3] = {0, 0, 0}; /* set for AT_PAIR, which alone reads it */
     int kblob = -1;
     if (kind == CHAMP_KEY_BYTES && at != AT_MATCH) {
         kblob = pl.n;

@@ -504,35 +504,33 @@ static ALWAYS_INLINE void node_three(const mtype *t, node *c, unsigned level,
             ent_put(c, i, y[i], W);
         return;
     }
-    uint32_t s[3], dm = 0, nm = 0;
-    for (int i = 0; i < 3; i++) {
-        s[i] = slice(h[i], level);
-        uint32_t bit = 1u << s[i];
-        if (dm & bit)
-            nm |= bit;
-        dm |= bit;
+    /* Sorted by (slot, pair order) with three compare-exchanges; a tie in
+     * ent_first both ways (equal hashes, unordered keys) keeps the inputs'
+     * order, as pairs keep it everywhere. */
+    entry y[3] = {x[0], x[1], x[2]};
+    uint64_t hy[3] = {h[0], h[1], h[2]};
+    uint32_t s[3] = {slice(h[0], level), slice(h[1], level), slice(h[2], level)};
+    static const int cx[3][2] = {{0, 1}, {1, 2}, {0, 1}};
+    for (int r = 0; r < 3; r++) {
+        int a = cx[r][0], b = cx[r][1];
+        if (s[a] < s[b] ||
+            (s[a] == s[b] && ent_first(t, y[a].k, hy[a], y[b].k, hy[b], kind)))
+            continue;
+        entry e = y[a];
+        y[a] = y[b];
+        y[b] = e;
+        uint64_t hh = hy[a];
+        hy[a] = hy[b];
+        hy[b] = hh;
+        uint32_t ss = s[a];
+        s[a] = s[b];
+        s[b] = ss;
     }
+    uint32_t dm = (1u << s[0]) | (1u << s[1]) | (1u << s[2]);
+    uint32_t nm = (s[0] == s[1] ? 1u << s[0] : 0u) | (s[1] == s[2] ? 1u << s[1] : 0u);
     node_init(c, dm, nm);
-    uint32_t k = 0;
-    for (uint32_t bits = dm; bits; bits &= bits - 1) {
-        uint32_t sl = (uint32_t)__builtin_ctz(bits);
-        int a = -1;
-        for (int i = 0; i < 3; i++) {
-            if (s[i] != sl)
-                continue;
-            if (a < 0) {
-                a = i;
-                continue;
-            }
-            entry pr[2];
-            pair_order_keys(t, pr, x[a], h[a], x[i], h[i], kind);
-            ent_put(c, k++, pr[0], W);
-            ent_put(c, k++, pr[1], W);
-            a = -2;
-        }
-        if (a >= 0)
-            ent_put(c, k++, x[a], W);
-    }
+    for (uint32_t i = 0; i < 3; i++)
+        ent_put(c, i, y[i], W);
 }
 
 /* Drops one reference to n (at `level`); frees it and, iteratively, every
