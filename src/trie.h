@@ -526,6 +526,7 @@ static ALWAYS_INLINE void node_three(const mtype *t, node *c, unsigned level,
         s[a] = s[b];
         s[b] = ss;
     }
+    CHAMP_ASSERT(s[0] != s[2]); /* not all three in one slot */
     uint32_t dm = (1u << s[0]) | (1u << s[1]) | (1u << s[2]);
     uint32_t nm = (s[0] == s[1] ? 1u << s[0] : 0u) | (s[1] == s[2] ? 1u << s[1] : 0u);
     node_init(c, dm, nm);
