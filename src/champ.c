@@ -445,10 +445,10 @@ static ALWAYS_INLINE bool pair_splits(uint64_t he, uint64_t he1, uint64_t hq, un
     return !(slice(he, l1) == qs && slice(he1, l1) == qs);
 }
 
-/* set_pair_owned on node b at level d, the pair's first entry at ei: the
- * grown node is hung in through link when there is one (set_u64_owned's
- * descent), else through the path. */
-static ALWAYS_INLINE champ_status set_pair_at(champ_map *m, node *b, int d, uint32_t bit,
+/* set_pair_owned on node b at level d (slot bit), the pair's first entry
+ * at ei: a node that grows into a new block is hung in through link when
+ * there is one (set_u64_owned's descent), else through the path pa. */
+static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, node *b, int d, uint32_t bit,
                                               uint32_t ei, node **link, const path *pa,
                                               const kq *q, uint64_t he, uint64_t he1,
                                               uint64_t newk, void *val, champ_prior *prior,
@@ -499,15 +499,6 @@ static ALWAYS_INLINE champ_status set_pair_at(champ_map *m, node *b, int d, uint
         pool_free(pool, b, node_block(b, (unsigned)d, W));
     }
     return inserted(m, prior);
-}
-
-static ALWAYS_INLINE champ_status set_pair_owned(champ_map *m, path *pa, const kq *q,
-                                                 uint64_t he, uint64_t he1, uint64_t newk,
-                                                 void *val, champ_prior *prior,
-                                                 champ_key_kind kind, unsigned W) {
-    int d = pa->depth;
-    return set_pair_at(m, pa->n[d], d, pa->bit[d], (uint32_t)pa->idx, NULL, pa, q, he, he1,
-                       newk, val, prior, kind, W);
 }
 
 /* An insert into a collision node the map owns (trie.h, "Collision
@@ -1007,7 +998,9 @@ static ALWAYS_INLINE champ_status map_set(champ_map *m, const kq *q, uint64_t ne
             return set_grow_owned(m, &pa, at, q, he, newk, val, prior, kind, W);
         if (at == AT_PAIR && pair_splits(he, he1, q->h >> (CHAMP_BITS * pa.depth),
                                          (unsigned)pa.depth + 1))
-            return set_pair_owned(m, &pa, q, he, he1, newk, val, prior, kind, W);
+            return set_pair_owned(m, pa.n[pa.depth], pa.depth, pa.bit[pa.depth],
+                                  (uint32_t)pa.idx, NULL, &pa, q, he, he1, newk, val, prior,
+                                  kind, W);
         if (kind != CHAMP_KEY_U64 && at == AT_COLL)
             return set_coll_owned(m, &pa, q, newk, val, prior, kind, W);
     }
@@ -1959,7 +1952,7 @@ static NOINLINE champ_status set_u64_slow(champ_map *m, uint64_t key, void *val,
  * its slot is empty or holds one other key, in a node that takes the entry
  * in place (spare room) or grows into a new block (set_grow_owned's two
  * cases), or the slot holds a pair that the key splits into a node one
- * level down (set_pair_at).  The descent keeps the link to the node it is
+ * level down (set_pair_owned).  The descent keeps the link to the node it is
  * in (the root pointer or the parent's child pointer) and its level, so a
  * grown node is hung in without a path array.  Returns CHAMP_OK, or
  * CHAMP_ENOMEM with nothing changed when a block is not to be had (map_set
@@ -1970,8 +1963,8 @@ static NOINLINE champ_status set_u64_slow(champ_map *m, uint64_t key, void *val,
 static NOINLINE champ_status set_u64_pair(champ_map *m, node *b, int d, uint32_t bit,
                                           uint32_t ei, node **link, const kq *q, uint64_t he,
                                           uint64_t he1, void *val, champ_prior *prior) {
-    return set_pair_at(m, b, d, bit, ei, link, NULL, q, he, he1, q->u, val, prior,
-                       CHAMP_KEY_U64, ENT_MAP);
+    return set_pair_owned(m, b, d, bit, ei, link, NULL, q, he, he1, q->u, val, prior,
+                          CHAMP_KEY_U64, ENT_MAP);
 }
 static ALWAYS_INLINE champ_status set_u64_owned(champ_map *m, const kq *q, void *val,
                                                 champ_prior *prior) {
