@@ -503,6 +503,23 @@ static int walk_maps(walker *w, const champ_map *a, const champ_map *b) {
     return champ__walk(b->root, 0, w->o.W, slow_visit, &c);
 }
 
+/* A walker over a and b with no callbacks yet: the read-only queries
+ * below set the ones they need, then walk_read. */
+static void walker_init(walker *w, const champ_map *a, const champ_map *b, void *ctx) {
+    memset(w, 0, sizeof *w);
+    ops_init(&w->o, a, b);
+    w->ctx = ctx;
+}
+
+/* walk_maps while both inputs are marked read (user callbacks may run). */
+static int walk_read(walker *w, const champ_map *a, const champ_map *b) {
+    frames f;
+    frames_push(&f, a, b);
+    int r = walk_maps(w, a, b);
+    frames_pop(&f);
+    return r;
+}
+
 /* ------------------------------------------------------------------ */
 /* Equality, subset, disjoint, diff                                    */
 /* ------------------------------------------------------------------ */
@@ -598,19 +615,13 @@ bool champ_equal(const champ_map *a, const champ_map *b, champ_val_equal_fn val_
             return r == 1;
     }
     walker w;
-    memset(&w, 0, sizeof w);
-    ops_init(&w.o, a, b);
+    walker_init(&w, a, b, &c);
     w.a_only = stop_one;
     w.b_only = stop_one;
     w.both = eq_both;
-    w.ctx = &c;
     /* equal sizes: a key of b missing from a means one of a missing in b */
     w.skip_b = true;
-    frames f;
-    frames_push(&f, a, b);
-    int r = walk_maps(&w, a, b);
-    frames_pop(&f);
-    return r == 0;
+    return walk_read(&w, a, b) == 0;
 }
 
 bool champ_subset(const champ_map *a, const champ_map *b) {
@@ -619,16 +630,11 @@ bool champ_subset(const champ_map *a, const champ_map *b) {
     if (a->size > b->size)
         return false;
     walker w;
-    memset(&w, 0, sizeof w);
-    ops_init(&w.o, a, b);
+    walker_init(&w, a, b, NULL);
     w.a_only = stop_one;
     w.both = go_on;
     w.skip_b = true;
-    frames f;
-    frames_push(&f, a, b);
-    int r = walk_maps(&w, a, b);
-    frames_pop(&f);
-    return r == 0;
+    return walk_read(&w, a, b) == 0;
 }
 
 bool champ_disjoint(const champ_map *a, const champ_map *b) {
@@ -637,18 +643,13 @@ bool champ_disjoint(const champ_map *a, const champ_map *b) {
     if (a->size == 0 || b->size == 0)
         return true;
     walker w;
-    memset(&w, 0, sizeof w);
-    ops_init(&w.o, a, b);
+    walker_init(&w, a, b, NULL);
     w.both = stop_both;
     w.skip_a = true;
     w.skip_b = true;
     w.stop_shared = true;
-    frames f;
-    frames_push(&f, a, b);
     /* the slow path walks a and looks its keys up in b */
-    int r = walk_maps(&w, a, b);
-    frames_pop(&f);
-    return r == 0;
+    return walk_read(&w, a, b) == 0;
 }
 
 typedef struct diffctx {
@@ -688,16 +689,11 @@ champ_status champ_diff(const champ_map *from, const champ_map *to,
         return st;
     diffctx d = {{val_equal, ctx}, fn, ctx, from->t->kind};
     walker w;
-    memset(&w, 0, sizeof w);
-    ops_init(&w.o, from, to);
+    walker_init(&w, from, to, &d);
     w.a_only = diff_a;
     w.b_only = diff_b;
     w.both = diff_both;
-    w.ctx = &d;
-    frames f;
-    frames_push(&f, from, to);
-    walk_maps(&w, from, to);
-    frames_pop(&f);
+    walk_read(&w, from, to);
     return CHAMP_OK;
 }
 
