@@ -572,7 +572,9 @@ CHAMP_API champ_status champ_premove(const champ_map *m, const void *key,
  * misses overlap: in a big map this costs far less than n single lookups
  * (at 1M u64 keys, 32 against 87 ns per key on the bench machine).
  * Misuse (NULL map with n > 0, wrong kind, NULL keys, an invalid byte key)
- * finds nothing (found[] all false).  A read of m, like get. */
+ * finds nothing (found[] all false, vals[] all NULL), and so does a batch
+ * whose map a callback of its own (hash, equal) freed.  A read of m, like
+ * get. */
 CHAMP_API size_t champ_get_many_u64(const champ_map *m, const uint64_t *keys, size_t n,
                                     void **vals, bool *found);
 CHAMP_API size_t champ_get_many_bytes(const champ_map *m, const void *const *keys,
@@ -691,7 +693,8 @@ typedef struct champ_iter {
 /* Starts iterating m.  The iterator reads m's nodes directly: it stays valid
  * while *other* maps change (including the map m was copied from).  If m
  * itself changes, the next step notices (one compare per step or batch)
- * and stops with CHAMP_EMODIFIED; m must not be freed while the iterator
+ * and stops with CHAMP_EMODIFIED, also when m was empty at init or every
+ * entry had been seen; m must not be freed while the iterator
  * is used.  Returns CHAMP_OK or CHAMP_EINVAL (NULL argument). */
 CHAMP_API champ_status champ_iter_init(champ_iter *it, const champ_map *m);
 
@@ -897,7 +900,10 @@ typedef struct champ_pool_stats {
                               /* backing allocator, or the huge-page slabs  */
                               /* that hold handle pages: what a slab keeps, */
                               /* less the OS pages trim gave back;          */
-                              /* capacity in fixed mode)                    */
+                              /* capacity in fixed mode: buffer_size less   */
+                              /* the pool's own state, which sits at the    */
+                              /* buffer's start, about 2 KiB, and alignment;*/
+                              /* the watermark callback's capacity)         */
     size_t bytes_live;        /* bytes in blocks handed out and not freed,  */
                               /* handle pages and types included (a spare   */
                               /* empty page kept per heap is reserved only) */

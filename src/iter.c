@@ -80,7 +80,9 @@ static NOINLINE bool iter_advance(champ_iter *it) {
 }
 
 /* One compare per step or batch: the map changed since champ_iter_init
- * (then its old nodes may be gone, so nothing more is read). */
+ * (then its old nodes may be gone, so nothing more is read).  Tested
+ * before the end of the walk is: an iterator of an empty map, or one that
+ * has seen every entry, reports a change too. */
 static ALWAYS_INLINE bool iter_stale(champ_iter *it) {
     if (LIKELY(it->_map->stamp == it->_stamp))
         return false;
@@ -94,7 +96,7 @@ bool champ_iter_next(champ_iter *it, champ_key *key, void **val) {
     if (UNLIKELY(!it) || UNLIKELY(!it->_map) || it->_status != CHAMP_OK)
         return false;
     if (UNLIKELY(it->_cur == it->_end)) {
-        if (it->_depth < 0 || iter_stale(it) || !iter_advance(it))
+        if (iter_stale(it) || it->_depth < 0 || !iter_advance(it))
             return false;
     } else if (UNLIKELY(iter_stale(it))) {
         return false;
@@ -128,7 +130,7 @@ size_t champ_iter_next_n(champ_iter *it, champ_key *keys, void **vals, size_t ca
         it->_status = CHAMP_EINVAL;
         return 0;
     }
-    if (it->_depth < 0 || iter_stale(it))
+    if (iter_stale(it) || it->_depth < 0)
         return 0;
     const mtype *t = it->_map->t;
     champ_key_kind kind = t->kind;

@@ -208,11 +208,13 @@ static ALWAYS_INLINE size_t many_walk(const champ_map *m, const uint64_t *keys,
     return nfound;
 }
 
-/* A batch that finds nothing (bad input, or m freed by a callback). */
-static size_t many_none(size_t n, bool *found) {
-    if (found)
-        for (size_t i = 0; i < n; i++)
-            found[i] = false;
+/* A batch that finds nothing (bad input, or m freed by a callback):
+ * every found[i] false and every vals[i] NULL, as for absent keys. */
+static size_t many_none(size_t n, void **vals, bool *found) {
+    for (size_t i = 0; found && i < n; i++)
+        found[i] = false;
+    for (size_t i = 0; vals && i < n; i++)
+        vals[i] = NULL;
     return 0;
 }
 
@@ -236,7 +238,7 @@ static ALWAYS_INLINE size_t many_framed(const champ_map *m, const void *const *p
     size_t r = many_any(m, NULL, ptrs, lens, n, vals, found, kind);
     if (UNLIKELY(op_pop(&fr))) {
         champ_free((champ_map *)(uintptr_t)m);
-        return many_none(n, found);
+        return many_none(n, vals, found);
     }
     return r;
 }
@@ -244,7 +246,7 @@ static ALWAYS_INLINE size_t many_framed(const champ_map *m, const void *const *p
 size_t champ_get_many_u64(const champ_map *m, const uint64_t *keys, size_t n, void **vals,
                           bool *found) {
     if (!m || (!keys && n) || m->t->kind != CHAMP_KEY_U64)
-        return many_none(n, found);
+        return many_none(n, vals, found);
     return many_any(m, keys, NULL, NULL, n, vals, found, CHAMP_KEY_U64);
 }
 
@@ -254,7 +256,7 @@ size_t champ_get_many_bytes(const champ_map *m, const void *const *keys, const s
     for (size_t i = 0; i < n && !bad; i++)
         bad = (!keys[i] && lens[i]) || lens[i] > UINT32_MAX;
     if (bad)
-        return many_none(n, found);
+        return many_none(n, vals, found);
     if (UNLIKELY(m->t->bytes_hash != NULL)) /* user code */
         return many_framed(m, keys, lens, n, vals, found, CHAMP_KEY_BYTES);
     return many_any(m, NULL, keys, lens, n, vals, found, CHAMP_KEY_BYTES);
@@ -263,7 +265,7 @@ size_t champ_get_many_bytes(const champ_map *m, const void *const *keys, const s
 size_t champ_get_many(const champ_map *m, const void *const *keys, size_t n, void **vals,
                       bool *found) {
     if (!m || (!keys && n) || m->t->kind != CHAMP_KEY_GENERIC)
-        return many_none(n, found);
+        return many_none(n, vals, found);
     return many_framed(m, keys, NULL, n, vals, found, CHAMP_KEY_GENERIC);
 }
 

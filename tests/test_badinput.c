@@ -228,6 +228,8 @@ static void test_map_configs(void) {
     CHECK_ST(champ_new(&cfg, NULL), CHAMP_EINVAL);
     CHECK_ST(champ_new_u64(NULL), CHAMP_EINVAL);
     CHECK_ST(champ_new_bytes(NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_new_set_u64(NULL), CHAMP_EINVAL);
+    CHECK_ST(champ_new_set_bytes(NULL), CHAMP_EINVAL);
 
     /* The size field: 0 is refused; a bigger struct (a newer header) is
      * fine while the bytes this library does not know are zero. */
@@ -816,6 +818,35 @@ static void test_fail_after_hook(void) {
     CHECK_ST(champ_pool_fail_after(p, -1), CHAMP_OK);
     m = NULL;
     CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    /* n > 0: exactly n more allocations succeed, then every one fails
+     * (counted by the pool's allocation counters when they are on, and
+     * by its failure count, which is always on) */
+    champ_pool_stats ps;
+    for (long n = 1; n <= 6 && m; n++) {
+        CHECK_ST(champ_pool_stats_get(p, &ps, sizeof ps), CHAMP_OK);
+        uint64_t a0 = ps.allocs, f0 = ps.alloc_failures;
+        CHECK_ST(champ_pool_fail_after(p, n), CHAMP_OK);
+        champ_status st = CHAMP_OK;
+        for (uint64_t k = 0; k < 100000 && st == CHAMP_OK; k++)
+            st = champ_set_u64(m, 1000000 * (uint64_t)n + k, NULL, NULL);
+        CHECK_ST(st, CHAMP_ENOMEM);
+        /* and every later one: 500 more keys, each either placed without
+         * a new block or refused */
+        uint64_t refused = 1;
+        for (uint64_t k = 0; k < 500; k++)
+            refused += champ_set_u64(m, 900000000 + 7 * k, NULL, NULL) == CHAMP_ENOMEM;
+        CHECK(refused > 1, "fail_after(%ld): later allocations fail too", n);
+        CHECK_ST(champ_pool_stats_get(p, &ps, sizeof ps), CHAMP_OK);
+        if (ps.counters_enabled)
+            CHECK(ps.allocs - a0 == (uint64_t)n,
+                  "fail_after(%ld): %llu allocations succeeded", n,
+                  (unsigned long long)(ps.allocs - a0));
+        CHECK(ps.alloc_failures - f0 == refused,
+              "fail_after(%ld): %llu failures counted for %llu refused updates", n,
+              (unsigned long long)(ps.alloc_failures - f0), (unsigned long long)refused);
+        CHECK_ST(champ_pool_fail_after(p, -1), CHAMP_OK);
+        CHECK_VALID(m, "after fail_after");
+    }
     champ_free(m);
 #else
     CHECK_ST(champ_pool_fail_after(p, 0), CHAMP_EUNSUPPORTED);

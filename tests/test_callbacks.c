@@ -752,6 +752,63 @@ static void test_iter_modified(void) {
     champ_free(m);
 }
 
+/* Regression (header audit): an iterator begun on an empty map, or one
+ * that had handed out every entry, reported a clean end (CHAMP_OK) after
+ * the map changed; the header promises CHAMP_EMODIFIED at the next step.
+ * Each case for champ_iter_next and champ_iter_next_n; a walk that ends
+ * with the map unchanged still ends with CHAMP_OK. */
+static void test_iter_modified_at_end(void) {
+    for (int batch = 0; batch < 2; batch++)
+        for (int start = 0; start < 3; start++) { /* empty, 1 entry, 700 */
+            champ_map *m = NULL;
+            CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+            if (!m)
+                return;
+            uint64_t n = start == 0 ? 0 : start == 1 ? 1 : 700;
+            for (uint64_t k = 0; k < n; k++)
+                champ_set_u64(m, k, th_tok(k), NULL);
+            champ_iter it;
+            champ_key ks[64];
+            void *vs[64];
+            CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+            uint64_t seen = 0;
+            if (batch) {
+                size_t got;
+                while ((got = champ_iter_next_n(&it, ks, vs, 64)) != 0)
+                    seen += got;
+            } else {
+                while (champ_iter_next(&it, &ks[0], &vs[0]))
+                    seen++;
+            }
+            CHECK(seen == n, "every entry: %llu of %llu (start %d, batch %d)",
+                  (unsigned long long)seen, (unsigned long long)n, start, batch);
+            CHECK_ST(champ_iter_status(&it), CHAMP_OK);
+            /* the map changes after the last entry: the next step says so */
+            CHECK_ST(champ_set_u64(m, 100000, NULL, NULL), CHAMP_OK);
+            bool more = batch ? champ_iter_next_n(&it, ks, vs, 64) != 0
+                              : champ_iter_next(&it, &ks[0], &vs[0]);
+            CHECK(!more, "nothing after the end (start %d, batch %d)", start, batch);
+            CHECK(champ_iter_status(&it) == CHAMP_EMODIFIED,
+                  "a change after the end reported: status %d (start %d, batch %d)",
+                  (int)champ_iter_status(&it), start, batch);
+            /* begun, then changed before any step */
+            CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+            if (start == 0) {
+                champ_map *e = NULL;
+                CHECK_ST(champ_new_u64(&e), CHAMP_OK);
+                CHECK_ST(champ_iter_init(&it, e), CHAMP_OK);
+                CHECK_ST(champ_set_u64(e, 1, NULL, NULL), CHAMP_OK);
+                more = batch ? champ_iter_next_n(&it, ks, vs, 64) != 0
+                             : champ_iter_next(&it, &ks[0], &vs[0]);
+                CHECK(!more && champ_iter_status(&it) == CHAMP_EMODIFIED,
+                      "an empty map's iterator after an insert: more %d status %d (batch %d)",
+                      (int)more, (int)champ_iter_status(&it), batch);
+                champ_free(e);
+            }
+            champ_free(m);
+        }
+}
+
 /* The watermark firing inside champ_copy's handle allocation: an update of
  * the map being copied was accepted (a corrupt copy) and a free of it made
  * the copy read a freed map.  Now m is read during the copy: the update is
@@ -906,6 +963,68 @@ static void test_update_fn_reads_m(void) {
             champ_pool_free(p);
         }
     }
+}
+
+/* The header's exception to the above: a type with val_release but no
+ * val_retain cannot share nodes with a version, so while fn runs for an
+ * absent key m holds the key with a NULL value (found, size one more);
+ * a present key reads as before.  Afterwards the key has fn's value and
+ * the release ran only on the value fn replaced. */
+static int urr_released;
+static void urr_release(void *v, void *ctx) {
+    (void)v, (void)ctx;
+    urr_released++;
+}
+typedef struct urr_probe {
+    champ_map *m;
+    uint64_t key;
+    int calls, found;
+    void *val;
+    size_t size;
+} urr_probe;
+static void *urr_fn(const champ_key *key, void *old, bool found, void *ctx) {
+    urr_probe *u = ctx;
+    (void)key, (void)old, (void)found;
+    u->calls++;
+    u->val = th_tok(99);
+    u->found = champ_get_u64(u->m, u->key, &u->val);
+    u->size = champ_size(u->m);
+    return th_tok(u->key + 1000);
+}
+
+static void test_update_fn_release_only(void) {
+    champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+    c.val_release = urr_release;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+    if (!m)
+        return;
+    for (uint64_t k = 0; k < 300; k += 2)
+        CHECK_ST(champ_set_u64(m, k, th_tok(k), NULL), CHAMP_OK);
+    for (uint64_t k = 1; k < 300; k += 5) {
+        bool had = (k & 1) == 0;
+        size_t n0 = champ_size(m);
+        urr_probe u = {m, k, 0, -1, NULL, 0};
+        urr_released = 0;
+        CHECK_ST(champ_update_u64(m, k, urr_fn, &u), CHAMP_OK);
+        CHECK_EQ(u.calls, 1, "fn ran once");
+        if (had) {
+            CHECK(u.found == 1 && u.val == th_tok(k) && u.size == n0,
+                  "key %llu present: fn read its old value (found %d, size %zu of %zu)",
+                  (unsigned long long)k, u.found, u.size, n0);
+            CHECK_EQ(urr_released, 1, "the replaced value released");
+        } else {
+            CHECK(u.found == 1 && u.val == NULL && u.size == n0 + 1,
+                  "key %llu absent: fn read it with a NULL value (found %d, val %p, "
+                  "size %zu of %zu)", (unsigned long long)k, u.found, u.val, u.size, n0);
+            CHECK_EQ(urr_released, 0, "nothing released for a new key");
+        }
+        void *v = NULL;
+        CHECK(champ_get_u64(m, k, &v) && v == th_tok(k + 1000), "key %llu has fn's value",
+              (unsigned long long)k);
+    }
+    CHECK_VALID(m, "after updates of a release-only type");
+    champ_free(m);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1086,7 +1205,9 @@ const th_test th_tests_callbacks[] = {
     {"callbacks.release_frees_self", test_release_frees_self},
     {"callbacks.nested_operations", test_nested_operations},
     {"callbacks.iter_modified", test_iter_modified},
+    {"callbacks.iter_modified_at_end", test_iter_modified_at_end},
     {"callbacks.update_fn_reads_m", test_update_fn_reads_m},
+    {"callbacks.update_fn_release_only", test_update_fn_release_only},
     {"callbacks.every_update_busy", test_every_update_busy},
 };
 const size_t th_tests_callbacks_count =

@@ -1463,9 +1463,20 @@ static void test_get_many_bytes_hash(void) {
             /* the hash frees the map mid-batch: deferred to the end */
             bc.reenter = m;
             bc.reenter_what = 1;
-            got = champ_get_many_bytes(m, ptrs, lens, 40, NULL, found);
+            for (int i = 0; i < 40; i++) {
+                vals[i] = (void *)(uintptr_t)0x5a5a;
+                found[i] = true;
+            }
+            got = champ_get_many_bytes(m, ptrs, lens, 40, vals, found);
             CHECK(bc.reenter == NULL, "the hash ran");
             CHECK(got == 0, "a batch whose map was freed finds nothing: %zu", got);
+            /* regression (header audit): the values the walk had filled in
+             * stayed in vals[] while found[] said absent */
+            wrong = 0;
+            for (int i = 0; i < 40; i++)
+                wrong += found[i] || vals[i] != NULL;
+            CHECK(wrong == 0, "freed map's batch: %d keys not reported absent "
+                  "(found false, vals NULL) (mode %d set %d)", wrong, mode, set);
         }
 }
 

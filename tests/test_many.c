@@ -51,17 +51,38 @@ static void many_u64(void) {
             free(vals);
             free(found);
         }
-        /* misuse finds nothing */
+        /* misuse finds nothing: found[] false, vals[] NULL (either array
+         * may be NULL) */
         bool f[2] = {true, true};
         uint64_t k2[2] = {1, 2};
+        void *v2[2] = {th_tok(7), th_tok(8)};
         CHECK_EQ(champ_get_many_u64(NULL, k2, 2, NULL, f), 0, "NULL map");
         CHECK(!f[0] && !f[1], "NULL map: found[] cleared");
+        CHECK_EQ(champ_get_many_u64(NULL, k2, 2, v2, NULL), 0, "NULL map, vals only");
+        CHECK(!v2[0] && !v2[1], "NULL map: vals[] cleared");
         CHECK_EQ(champ_get_many_u64(m, NULL, 0, NULL, NULL), 0, "empty batch");
+        f[0] = f[1] = true;
+        v2[0] = v2[1] = th_tok(7);
+        CHECK_EQ(champ_get_many_u64(m, NULL, 2, v2, f), 0, "NULL keys with n > 0");
+        CHECK(!f[0] && !f[1] && !v2[0] && !v2[1], "NULL keys: found[] and vals[] cleared");
+        f[0] = f[1] = true;
+        CHECK_EQ(champ_contains_many_u64(m, NULL, 2, f), 0, "contains_many, NULL keys");
+        CHECK(!f[0] && !f[1], "contains_many, NULL keys: found[] cleared");
         champ_map *bm = NULL;
         CHECK_ST(champ_new_bytes(&bm), CHAMP_OK);
         f[0] = true;
-        CHECK_EQ(champ_get_many_u64(bm, k2, 2, NULL, f), 0, "wrong kind");
-        CHECK(!f[0], "wrong kind: found[] cleared");
+        v2[0] = th_tok(7);
+        CHECK_EQ(champ_get_many_u64(bm, k2, 2, v2, f), 0, "wrong kind");
+        CHECK(!f[0] && !v2[0], "wrong kind: found[] and vals[] cleared");
+        const void *bp[2] = {"a", "b"};
+        size_t bl[2] = {1, 1};
+        f[0] = f[1] = true;
+        v2[0] = v2[1] = th_tok(7);
+        CHECK_EQ(champ_get_many_bytes(bm, NULL, bl, 2, v2, f), 0, "bytes: NULL keys");
+        CHECK(!f[0] && !f[1] && !v2[0] && !v2[1], "bytes, NULL keys: cleared");
+        f[0] = f[1] = true;
+        CHECK_EQ(champ_get_many_bytes(bm, bp, NULL, 2, v2, f), 0, "bytes: NULL lens");
+        CHECK(!f[0] && !f[1], "bytes, NULL lens: found[] cleared");
         champ_free(bm);
         champ_free(m);
     }

@@ -119,6 +119,10 @@ static void test_stats_and_pools(void) {
     CHECK(s.node_bytes > 0 && s.key_bytes == 0, "node/key bytes");
     CHECK(s.bytes_per_entry > 0 && s.bytes_per_entry < 200,
           "bytes_per_entry %g", s.bytes_per_entry);
+    /* the header's formulas, exactly (the same division) */
+    double bpe = (double)(s.node_bytes + s.slack_bytes + s.key_bytes) / (double)s.entries;
+    CHECK(s.bytes_per_entry == bpe, "bytes_per_entry %.9g = (node + slack + key) / entries "
+          "%.9g", s.bytes_per_entry, bpe);
     CHECK_ST(champ_pool_stats_get(pool, &ps, sizeof ps), CHAMP_OK);
     CHECK(ps.bytes_live >= s.node_bytes, "pool live %zu >= node bytes %zu",
           ps.bytes_live, s.node_bytes);
@@ -127,6 +131,9 @@ static void test_stats_and_pools(void) {
     CHECK(ps.chunks >= 2, "4 KiB chunks: several chunks (%zu)", ps.chunks);
     CHECK(ps.utilization > 0 && ps.utilization <= 1, "utilization %g",
           ps.utilization);
+    double util = (double)ps.bytes_live / (double)ps.bytes_reserved;
+    CHECK(ps.utilization == util, "utilization %.9g = live / reserved %.9g", ps.utilization,
+          util);
     CHECK(ps.backing_calls >= ps.chunks, "backing calls");
     CHECK_EQ(ps.alloc_failures, 0, "no failures");
     if (ps.counters_enabled) {
