@@ -302,6 +302,8 @@ extern const th_test th_tests_callbacks[]; /* test_callbacks.c */
 extern const size_t th_tests_callbacks_count;
 extern const th_test th_tests_many[];      /* test_many.c */
 extern const size_t th_tests_many_count;
+extern const th_test th_tests_oomsweep[];  /* test_oomsweep.c */
+extern const size_t th_tests_oomsweep_count;
 extern const th_test th_tests_poolfix[];   /* test_poolfix.c */
 extern const size_t th_tests_poolfix_count;
 extern const th_test th_tests_build[];     /* test_build.c */

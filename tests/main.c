@@ -339,6 +339,7 @@ static const th_table th_tables[] = {
     {th_tests_versions, &th_tests_versions_count},
     {th_tests_random, &th_tests_random_count},
     {th_tests_oom, &th_tests_oom_count},
+    {th_tests_oomsweep, &th_tests_oomsweep_count},
     {th_tests_callbacks, &th_tests_callbacks_count},
     {th_tests_poolfix, &th_tests_poolfix_count},
     {th_tests_many, &th_tests_many_count},
