@@ -219,6 +219,14 @@ static champ_config cfg_of(void) {
     return c;
 }
 
+/* A generic key inserted by a successful call: the map took the caller's
+ * reference (insertions hand keys in, no key_retain runs), so the key's
+ * books count one more holder. */
+static void key_handed_in(int i, champ_status st, bool inserted) {
+    if (st == CHAMP_OK && inserted && S.callbacks)
+        keys[i].net++;
+}
+
 /* set via the kind's API; the map takes the generic key when inserted */
 static champ_status k_set(champ_map *m, int i, void *v, champ_prior *pr) {
     switch (S.kind) {
@@ -227,8 +235,7 @@ static champ_status k_set(champ_map *m, int i, void *v, champ_prior *pr) {
     default: {
         champ_prior tmp, *pp = pr ? pr : &tmp;
         champ_status st = champ_set(m, &keys[i], v, pp);
-        if (st == CHAMP_OK && !pp->found && S.callbacks)
-            keys[i].net++; /* handed in */
+        key_handed_in(i, st, !pp->found); /* handed in */
         if (st == CHAMP_OK && pp->found && S.callbacks && pp == &tmp)
             o_rel(pp->val, NULL);
         return st;
@@ -242,8 +249,7 @@ static champ_status k_add(champ_map *m, int i, bool *added) {
     default: {
         bool a = false;
         champ_status st = champ_add(m, &keys[i], &a);
-        if (st == CHAMP_OK && a && S.callbacks)
-            keys[i].net++;
+        key_handed_in(i, st, a);
         if (added)
             *added = st == CHAMP_OK ? a : *added;
         return st;
@@ -264,8 +270,7 @@ static champ_status k_pset(const champ_map *m, int i, void *v, champ_map **out) 
     default: {
         bool had = champ_contains(m, &keys[i]);
         champ_status st = champ_pset(m, &keys[i], v, out);
-        if (st == CHAMP_OK && !had && S.callbacks)
-            keys[i].net++;
+        key_handed_in(i, st, !had);
         return st;
     }
     }
@@ -284,8 +289,7 @@ static champ_status k_upsert(champ_map *m, int i, void ***slot, bool *found) {
     default: {
         bool f = true;
         champ_status st = champ_upsert(m, &keys[i], slot, &f);
-        if (st == CHAMP_OK && !f && S.callbacks)
-            keys[i].net++;
+        key_handed_in(i, st, !f);
         if (found && st == CHAMP_OK)
             *found = f;
         return st;
@@ -308,8 +312,7 @@ static champ_status k_update(champ_map *m, int i, void *v) {
     default: {
         bool had = champ_contains(m, &keys[i]);
         champ_status st = champ_update(m, &keys[i], upd_fn, v);
-        if (st == CHAMP_OK && !had && S.callbacks)
-            keys[i].net++;
+        key_handed_in(i, st, !had);
         return st;
     }
     }
