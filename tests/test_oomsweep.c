@@ -9,7 +9,8 @@
  * algebra a second operand that is a version of the first, a map of
  * another seed (or ctx) or a map of another pool.  Failures come from
  * champ_pool_fail_after (CHAMP_FAULTS builds), from a backing allocator
- * refusing its k-th call, or from fail_after in a fixed buffer.
+ * refusing its k-th call or every call from the k-th on, or from
+ * fail_after in a fixed buffer.
  *
  * For each call, k = 0, 1, ... fails the k-th allocation until the call
  * succeeds; after every CHAMP_ENOMEM: (a) the status; (b) every map and
@@ -110,13 +111,17 @@ static uint64_t refsum(void) {
 /* ---------------- backing allocator ---------------- */
 typedef struct talloc {
     champ_allocator a;
-    long calls, fail_at;
+    long calls, fail_at; /* the call that fails (-1: none) */
+    bool always;         /* and every call after it */
     size_t live;
 } talloc;
+static bool ta_fails(talloc *t, long c) {
+    return t->fail_at >= 0 && (c == t->fail_at || (t->always && c > t->fail_at));
+}
 static void *ta_malloc(size_t n, void *ctx) {
     talloc *t = ctx;
     long c = t->calls++;
-    if (t->fail_at >= 0 && c == t->fail_at)
+    if (ta_fails(t, c))
         return NULL;
     void *p = malloc(n);
     if (p)
@@ -126,7 +131,7 @@ static void *ta_malloc(size_t n, void *ctx) {
 static void *ta_realloc(void *p, size_t o, size_t n, void *ctx) {
     talloc *t = ctx;
     long c = t->calls++;
-    if (t->fail_at >= 0 && c == t->fail_at)
+    if (ta_fails(t, c))
         return NULL;
     void *q = realloc(p, n);
     if (q)
@@ -145,7 +150,8 @@ typedef struct scen {
     champ_key_kind kind;
     bool set, callbacks, concurrent, shared;
     int weak;
-    int mode; /* 0 fail_after, 1 backing, 2 fixed buffer + fail_after */
+    int mode; /* 0 fail_after, 1 backing (one call fails), 2 fixed buffer +
+                 fail_after, 3 backing (every call from the k-th fails) */
     int avar; /* 0 A original; 1 A a copy (C the original); 2 A light from a cell snapshot;
                  3 A a p-form of a counted map (light on counted base) */
     int bvar; /* 0 B a version of A; 1 B other seed; 2 B other pool */
@@ -347,6 +353,11 @@ static size_t live(void) {
 static champ_map *A, *B, *C;
 static champ_cell *CELL;
 
+/* The failures come from the backing allocator (modes 1 and 3). */
+static bool backing(void) {
+    return S.mode == 1 || S.mode == 3;
+}
+
 /* Builds the scenario's world (nothing fails here: the hook is not armed).
  * False, with a failed check, if it cannot be built. */
 static bool setup(void) {
@@ -359,7 +370,7 @@ static bool setup(void) {
     champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
     pc.concurrent = S.concurrent;
     pc.chunk_size = 1024;
-    if (S.mode == 1)
+    if (backing())
         pc.allocator = &TA.a;
     if (S.mode == 2) {
         pc.buffer = fixbuf;
@@ -449,18 +460,20 @@ static void teardown(void) {
         CK(ps.bytes_live == 0, "teardown: pool 2 live %zu", ps.bytes_live);
         champ_pool_free(P2);
     }
-    if (S.mode == 1)
+    if (backing())
         CK(TA.live == 0, "teardown: backing allocator holds %zu bytes", TA.live);
 }
 
 static void arm(long k) {
-    if (S.mode != 1)
+    if (!backing()) {
         champ_pool_fail_after(P, k);
-    else
+    } else {
         TA.fail_at = TA.calls + k;
+        TA.always = S.mode == 3;
+    }
 }
 static void disarm(void) {
-    if (S.mode != 1)
+    if (!backing())
         champ_pool_fail_after(P, -1);
     else
         TA.fail_at = -1;
@@ -595,7 +608,7 @@ static void sweep(int op) {
         cur_k = k;
         if (!setup() || !prepare(op))
             return;
-        if (S.mode == 1)
+        if (backing())
             champ_pool_trim(P); /* empty chunks back: the op asks the allocator */
         uint64_t fa = fp_of(A), fb = fp_of(B), fc = fp_of(C);
         size_t sa = champ_size(A), sb = champ_size(B);
@@ -717,7 +730,7 @@ static void test_oomsweep_api(void) {
     long stride = scale >= 1 ? 1 : (long)(1.0 / (scale * scale) + 0.5), idx = 0, ran = 0;
     char wbuf[200];
     sweep_failures = 0;
-    for (int mode = 0; mode < 3; mode++)
+    for (int mode = 0; mode < 4; mode++)
       for (int avar = 0; avar < 4; avar++)
         for (int bvar = 0; bvar < 3; bvar++)
         for (int kind = 1; kind <= 3; kind++)
@@ -726,7 +739,7 @@ static void test_oomsweep_api(void) {
                     for (int cb = 0; cb < 2; cb++)
                         for (int conc = 0; conc < 2; conc++)
                             for (int sh = 0; sh < 2; sh++) {
-                                if (!TH_FAULTS && mode != 1)
+                                if (!TH_FAULTS && mode != 1 && mode != 3)
                                     continue; /* fail_after is a CHAMP_FAULTS hook */
                                 if (kind == 3 && !cb && set)
                                     continue;
@@ -744,7 +757,11 @@ static void test_oomsweep_api(void) {
                                 S = (scen){(champ_key_kind)kind, (bool)set, (bool)cb, (bool)conc,
                                            (bool)sh, wk, mode, avar, bvar};
                                 snprintf(wbuf, sizeof wbuf, "%s %s %s%s %s %s %s avar%d bvar%d",
-                                         mode == 1 ? "backing" : mode == 2 ? "fixed" : "fail_after", kname(S.kind),
+                                         mode == 1   ? "backing"
+                                         : mode == 2 ? "fixed"
+                                         : mode == 3 ? "backing-always"
+                                                     : "fail_after",
+                                         kname(S.kind),
                                          set ? "set" : "map", wk ? (wk == 1 ? " weak" : " list") : "",
                                          cb ? "counted" : "nocb", conc ? "concurrent" : "plain",
                                          sh ? "shared" : "owned", avar, bvar);
