@@ -221,7 +221,10 @@ typedef struct champ_pool champ_pool;
 typedef struct champ_map champ_map;
 
 /* Called once each time the pool's live bytes rise through
- * watermark * capacity (fixed-buffer mode only).  It runs inside the
+ * watermark * capacity (fixed-buffer mode only); after it ran, it can run
+ * again only once the live bytes have fallen below the mark less an eighth
+ * of it (so an update that frees right after it allocates does not fire it
+ * twice), then rise through the mark again.  It runs inside the
  * allocation of an update: see "Callbacks" for what it may do (freeing old
  * versions to make room is the intended use; that includes a cell whose
  * champ_cell_load is the call allocating: its snapshot keeps its own

@@ -1822,14 +1822,18 @@ uint64_t champ_seed(const champ_map *m) { return m ? m->t->seed : 0; }
 #define PFORM(m, out, update)                                               \
     do {                                                                    \
         champ_map *c_;                                                      \
-        champ_status s_ = champ_copy((m), &c_);                             \
-        if (s_ != CHAMP_OK)                                                 \
-            return s_;                                                      \
-        champ_map *m_ = c_;                                                 \
         opframe fr_;                                                        \
         bool framed_ = (m)->t->calls_out;                                   \
-        if (framed_)                                                        \
+        if (framed_) /* first: the copy's allocation may run the watermark, \
+                        whose champ_free(m) waits for this frame */         \
             op_push(&fr_, (m), OPF_READ);                                   \
+        champ_status s_ = champ_copy((m), &c_);                             \
+        if (s_ != CHAMP_OK) {                                               \
+            if (framed_)                                                    \
+                op_end(&fr_);                                               \
+            return s_;                                                      \
+        }                                                                   \
+        champ_map *m_ = c_;                                                 \
         s_ = (update);                                                      \
         if (s_ != CHAMP_OK)                                                 \
             champ_free(c_);                                                 \

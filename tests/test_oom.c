@@ -21,6 +21,8 @@
  *   4. remove_refused: every remove of an owned u64 map with all blocks
  *      refused (the one-descent remove's moves and collapses hand over to
  *      the general path, which shrinks in place or refuses whole).
+ *   5. watermark_failing_call: a fixed pool's watermark callback running
+ *      inside a call that then fails (see the comment there).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -1147,6 +1149,802 @@ static void test_oom_watermark_default(void) {
     champ_pool_free(pool);
 }
 
+/* ------------------------------------------------------------------ */
+/* Part 5: the watermark inside a call that fails                      */
+/* ------------------------------------------------------------------ */
+/*
+ * champ.h promises that a failing call leaves every map exactly as it was
+ * and leaks nothing; that a fixed pool's watermark fires once each time the
+ * live bytes rise through the mark, inside the allocation of an update;
+ * and that the watermark may do what "Callbacks: what they may do" allows.
+ * oom.watermark_failing_call puts the two together: the watermark fires in
+ * a call that then returns CHAMP_ENOMEM, because the callback itself
+ * exhausted the buffer (every build) or armed champ_pool_fail_after for a
+ * later allocation of the same call (CHAMP_FAULTS builds: the 1st, 2nd,
+ * 3rd, 5th, 8th, ... allocation after the watermark's, and the last).
+ *
+ * A world in a fixed buffer: m (the map the call updates or reads), old (an
+ * older version of m, sharing nodes with it), other (the algebra's second
+ * input), a cell holding a version derived from m, a ballast map and a pad
+ * (its last allocation, so that the live bytes end at their peak).  The
+ * "shared" variant adds twin (a copy of m: every update of m copies its
+ * path) and fills the handle page, so that a p-form's copy or a result's
+ * handle takes a new page and the watermark fires there.  The world is
+ * built once with the watermark out of reach to measure the live bytes,
+ * then again (the same blocks: it is deterministic) with the mark 8 bytes
+ * above them: the call's first allocation crosses it.  The callback does
+ * one action (nothing; read m; update/copy m and the other input, expecting
+ * CHAMP_EBUSY or success as the table says; update old and twin; free old;
+ * free twin; free the cell; free m, deferred), then exhausts the pool or
+ * arms the fault.  After each failure: the status, *out, *prior or *slot
+ * untouched, every map's contents (fingerprint, size, validate), the live
+ * bytes (as before plus what the callback did; less m's own bytes once its
+ * deferred free ran), the counted references; then a retry that does not
+ * fire again (the pool only re-arms when the live bytes fall below mark -
+ * mark/8, as champ.h says), a drop below that and a rise that fires
+ * exactly once, and a drained pool.
+ * Regression: a p-form copied m before it framed m as read, so a
+ * champ_free(m) from the watermark in the copy's handle allocation ran when
+ * the copy returned and the p-form read the freed handle (shared variant,
+ * pset / premove, "free m"; fixed in champ.c's PFORM).
+ * Key kinds: u64, bytes, counted generic keys (hash collisions).
+ */
+
+#define WF_KEYS 400
+#define WF_VALS 64
+#define WF_N 160 /* keys of m */
+#define WF_NEW (WF_N + WF_N / 8 + 20) /* a key not in m */
+#define WF_BUF (48 * 1024)
+
+enum { WA_NONE, WA_READ, WA_TOUCH, WA_EDIT_OLD, WA_FREE_OLD, WA_FREE_TWIN, WA_FREE_CELL,
+       WA_FREE_M, WA_N };
+static const char *const wa_name[WA_N] = {"nothing",  "read m",    "touch m",   "update old",
+                                          "free old", "free twin", "free cell", "free m"};
+enum { WC_SET_NEW, WC_SET_REPLACE, WC_REMOVE, WC_UPSERT, WC_PSET, WC_PREMOVE, WC_UNION,
+       WC_INTERSECT, WC_DIFFERENCE, WC_SYMDIFF, WC_FILTER, WC_APPLY, WC_N };
+static const char *const wc_name[WC_N] = {
+    "set (new key)", "set (replace)", "remove",     "upsert", "pset",   "premove",
+    "union",         "intersect",     "difference", "symdiff", "filter", "apply"};
+/* The calls that read m (p-forms, algebra); the others update it. */
+static bool wc_reads(int c) { return c >= WC_PSET && c <= WC_FILTER; }
+static bool wc_has_out(int c) { return wc_reads(c); }
+
+enum { WM_EXHAUST, WM_FAULT };
+
+typedef struct wf_world {
+    champ_key_kind kind;
+    bool shared;
+    champ_pool *pool;
+    size_t cap;
+    champ_map *m, *old, *other, *twin, *pad, *bal;
+    champ_map *fill[30]; /* empty maps: the handle page is full */
+    champ_cell *cell;
+    uint64_t fp_cell; /* the cell's version */
+    th_cbctx ctx;
+    /* the callback */
+    int calls;
+    bool armed; /* do the action (once) at the next call */
+    int act, mode, call;
+    long fault_j;
+    size_t mark_lo;         /* the mark is at least this (peak + 7) */
+    size_t rearm;           /* it re-arms below about this (mark - mark/8) */
+    size_t live_act;        /* the live bytes after the action */
+    size_t arg_live;
+    size_t live_in, live_out, live_min; /* around the action; the lowest seen */
+    size_t maps_in, maps_out;
+    uint64_t hsum_in, hsum_out;
+    uint64_t fp_m0, fp_other0;  /* m and other before the call */
+    uint64_t fp_old_cb, fp_twin_cb; /* old and twin after the callback's edits */
+    size_t size_m0;
+    bool m_freed;
+    unsigned bal_next;
+} wf_world;
+
+static th_obj wf_kobj[WF_KEYS], wf_vobj[WF_VALS];
+static char wf_bkey[WF_KEYS][16];
+static _Alignas(64) unsigned char wf_buf[WF_BUF];
+
+static uint64_t wf_u64(unsigned k) { return (uint64_t)k * 7919u + 3u; }
+
+static void *wf_val(const wf_world *w, unsigned v) {
+    return w->kind == CHAMP_KEY_GENERIC ? (void *)&wf_vobj[v % WF_VALS] : th_tok(v);
+}
+
+static champ_key wf_ckey(const wf_world *w, unsigned k) {
+    champ_key key = {0, NULL, 0};
+    if (w->kind == CHAMP_KEY_U64)
+        key.u64 = wf_u64(k);
+    else if (w->kind == CHAMP_KEY_BYTES)
+        key.ptr = wf_bkey[k], key.len = strlen(wf_bkey[k]);
+    else
+        key.ptr = &wf_kobj[k];
+    return key;
+}
+
+/* The identity of a key as iteration reports it. */
+static uint64_t wf_kid(const wf_world *w, const champ_key *k) {
+    if (w->kind == CHAMP_KEY_U64)
+        return k->u64;
+    if (w->kind == CHAMP_KEY_GENERIC)
+        return ((const th_obj *)k->ptr)->id;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < k->len; i++)
+        h = (h ^ ((const unsigned char *)k->ptr)[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The contents of m as one number (order-free), its size folded in. */
+static uint64_t wf_fp(const wf_world *w, const champ_map *m) {
+    champ_iter it;
+    champ_key ks[32];
+    void *vs[32];
+    uint64_t h = 0, count = 0;
+    if (champ_iter_init(&it, m) != CHAMP_OK)
+        return 0;
+    size_t n;
+    while ((n = champ_iter_next_n(&it, ks, vs, 32)) > 0)
+        for (size_t i = 0; i < n; i++, count++)
+            h += th_mix64(wf_kid(w, &ks[i]) * 0x9e3779b97f4a7c15ULL ^ (uintptr_t)vs[i]);
+    if (champ_iter_status(&it) != CHAMP_OK)
+        h ^= 0xbad;
+    return h + count * 0x2545f4914f6cdd1dULL;
+}
+
+/* The counted references the maps hold, as one number (linear: deltas add). */
+static uint64_t wf_hsum(void) {
+    uint64_t s = 0;
+    for (unsigned i = 0; i < WF_KEYS; i++)
+        s += (uint64_t)wf_kobj[i].held * th_mix64(i + 1);
+    for (unsigned i = 0; i < WF_VALS; i++)
+        s += (uint64_t)wf_vobj[i].held * th_mix64(i + 100003);
+    return s;
+}
+
+static size_t wf_maps(const champ_pool *p) {
+    champ_pool_stats ps;
+    if (champ_pool_stats_get(p, &ps, sizeof ps) != CHAMP_OK)
+        return (size_t)-1;
+    return ps.maps;
+}
+
+/* Updates with their reference bookkeeping (generic: th_obj_hand_in/back). */
+static champ_status wf_set(wf_world *w, champ_map *m, unsigned k, unsigned v, champ_prior *pr) {
+    champ_key key = wf_ckey(w, k);
+    void *val = wf_val(w, v);
+    champ_status st;
+    if (w->kind == CHAMP_KEY_U64)
+        return champ_set_u64(m, key.u64, val, pr);
+    if (w->kind == CHAMP_KEY_BYTES)
+        return champ_set_bytes(m, key.ptr, key.len, val, pr);
+    champ_prior lp;
+    st = champ_set(m, (void *)(uintptr_t)key.ptr, val, pr ? pr : &lp);
+    if (!pr)
+        pr = &lp;
+    if (st == CHAMP_OK) {
+        if (!pr->found)
+            th_obj_hand_in((void *)(uintptr_t)key.ptr);
+        th_obj_hand_in(val);
+        if (pr->found)
+            th_obj_hand_back(pr->val);
+    }
+    return st;
+}
+
+static champ_status wf_remove(wf_world *w, champ_map *m, unsigned k, champ_prior *pr) {
+    champ_key key = wf_ckey(w, k);
+    if (w->kind == CHAMP_KEY_U64)
+        return champ_remove_u64(m, key.u64, pr);
+    if (w->kind == CHAMP_KEY_BYTES)
+        return champ_remove_bytes(m, key.ptr, key.len, pr);
+    champ_prior lp;
+    if (!pr)
+        pr = &lp;
+    champ_status st = champ_remove(m, key.ptr, pr);
+    if (st == CHAMP_OK && pr->found) {
+        th_obj_hand_back(pr->key);
+        th_obj_hand_back(pr->val);
+    }
+    return st;
+}
+
+static champ_status wf_pset(wf_world *w, const champ_map *m, unsigned k, unsigned v,
+                            champ_map **out) {
+    champ_key key = wf_ckey(w, k);
+    void *val = wf_val(w, v);
+    if (w->kind == CHAMP_KEY_U64)
+        return champ_pset_u64(m, key.u64, val, out);
+    if (w->kind == CHAMP_KEY_BYTES)
+        return champ_pset_bytes(m, key.ptr, key.len, val, out);
+    bool was = champ_contains(m, key.ptr);
+    champ_status st = champ_pset(m, (void *)(uintptr_t)key.ptr, val, out);
+    if (st == CHAMP_OK) {
+        if (!was)
+            th_obj_hand_in((void *)(uintptr_t)key.ptr);
+        th_obj_hand_in(val);
+    }
+    return st;
+}
+
+static bool wf_keep(const champ_key *key, void *val, void *ctx) {
+    (void)val;
+    return wf_kid(ctx, key) % 3 != 0;
+}
+
+static void wf_mark(champ_pool *p, size_t live, size_t cap, void *ctx);
+
+/* The world in wf_buf with the watermark at frac (1.0: out of reach). */
+static bool wf_build(wf_world *w, champ_key_kind kind, bool shared, double frac) {
+    memset(w, 0, sizeof *w);
+    w->kind = kind;
+    w->shared = shared;
+    for (unsigned i = 0; i < WF_KEYS; i++) {
+        memset(&wf_kobj[i], 0, sizeof wf_kobj[i]);
+        wf_kobj[i].id = i + 1;
+        if (!wf_bkey[i][0])
+            snprintf(wf_bkey[i], sizeof wf_bkey[i], "wfkey-%04u", i);
+    }
+    for (unsigned i = 0; i < WF_VALS; i++) {
+        memset(&wf_vobj[i], 0, sizeof wf_vobj[i]);
+        wf_vobj[i].id = 100000 + i;
+    }
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.buffer = wf_buf;
+    pc.buffer_size = sizeof wf_buf;
+    pc.watermark = frac;
+    pc.on_watermark = wf_mark;
+    pc.watermark_ctx = w;
+    CHECK_ST(champ_pool_new(&pc, &w->pool), CHAMP_OK);
+    if (!w->pool)
+        return false;
+    w->cap = 0;
+    champ_pool_stats ps;
+    if (champ_pool_stats_get(w->pool, &ps, sizeof ps) == CHAMP_OK)
+        w->cap = ps.bytes_reserved;
+    champ_config c;
+    if (kind == CHAMP_KEY_GENERIC) {
+        w->ctx.hash_mode = TH_HASH_BITS;
+        w->ctx.mask = 0xff; /* 300-odd keys on 256 hashes: collisions */
+        c = th_generic_config(&w->ctx, true, w->pool);
+    } else {
+        c = th_kind_config(kind, 0x3a7e, w->pool);
+    }
+    champ_config cb = th_kind_config(CHAMP_KEY_U64, 0xba1, w->pool);
+    champ_config cp = th_kind_config(CHAMP_KEY_BYTES, 0xba2, w->pool);
+    bool ok = champ_new(&c, &w->m) == CHAMP_OK;
+    for (unsigned k = 0; ok && k < WF_N; k++)
+        ok = wf_set(w, w->m, k, k % WF_VALS, NULL) == CHAMP_OK;
+    ok = ok && champ_copy(w->m, &w->old) == CHAMP_OK;
+    for (unsigned k = 0; ok && k < WF_N + WF_N / 8; k++) {
+        if (k >= WF_N || k % 5 == 0)
+            ok = wf_set(w, w->m, k, (k + 1) % WF_VALS, NULL) == CHAMP_OK;
+        else if (k % 7 == 3)
+            ok = wf_remove(w, w->m, k, NULL) == CHAMP_OK;
+    }
+    ok = ok && champ_new_like(w->m, &w->other) == CHAMP_OK;
+    for (unsigned k = WF_N / 2; ok && k < WF_N / 2 + WF_N; k++)
+        ok = wf_set(w, w->other, k, (k + 7) % WF_VALS, NULL) == CHAMP_OK;
+    /* the cell: a version derived from m by p-forms, held by the cell alone */
+    champ_map *v = NULL;
+    ok = ok && champ_copy(w->m, &v) == CHAMP_OK;
+    for (unsigned k = WF_NEW + 1; ok && k < WF_NEW + 9; k++) {
+        champ_map *nv = NULL;
+        ok = wf_pset(w, v, k, k % WF_VALS, &nv) == CHAMP_OK;
+        champ_free(v);
+        v = nv;
+    }
+    if (ok)
+        w->fp_cell = wf_fp(w, v);
+    ok = ok && champ_cell_new(v, &w->cell) == CHAMP_OK;
+    champ_free(v);
+    if (ok && shared)
+        ok = champ_copy(w->m, &w->twin) == CHAMP_OK;
+    ok = ok && champ_new(&cb, &w->bal) == CHAMP_OK && champ_new(&cp, &w->pad) == CHAMP_OK;
+    /* shared: the handle page full (30 handles, champ.h), so that the next
+     * map (a copy, a result) takes a new page: the watermark fires there */
+    for (size_t i = 0; ok && shared && wf_maps(w->pool) % 30 != 0; i++)
+        ok = i < 30 && champ_new_like(w->pad, &w->fill[i]) == CHAMP_OK;
+    /* the pad's key copy: more than any block freed above, so the live
+     * bytes end at their peak */
+    char pad[1200];
+    memset(pad, 'p', sizeof pad);
+    ok = ok && champ_set_bytes(w->pad, pad, sizeof pad, NULL, NULL) == CHAMP_OK;
+    CHECK(ok, "kind %d%s: the world does not fit (%zu of %zu bytes live)", (int)kind,
+          shared ? " shared" : "", th_pool_live(w->pool), w->cap);
+    return ok;
+}
+
+/* Frees what is left and checks the pool is empty and references balance. */
+static void wf_teardown(wf_world *w, const char *what) {
+    if (!w->m_freed)
+        champ_free(w->m);
+    champ_free(w->old);
+    champ_free(w->other);
+    champ_free(w->twin);
+    champ_free(w->pad);
+    champ_free(w->bal);
+    champ_cell_free(w->cell);
+    for (size_t i = 0; i < 30; i++) {
+        champ_free(w->fill[i]);
+        w->fill[i] = NULL;
+    }
+    w->m = w->old = w->other = w->twin = w->pad = w->bal = NULL;
+    w->cell = NULL;
+    if (w->pool) {
+        CHECK(th_pool_live(w->pool) == 0 && wf_maps(w->pool) == 0,
+              "%s: %zu bytes and %zu maps left", what, th_pool_live(w->pool),
+              wf_maps(w->pool));
+        champ_pool_free(w->pool);
+        w->pool = NULL;
+    }
+    if (w->kind == CHAMP_KEY_GENERIC) {
+        size_t bad = 0;
+        for (unsigned i = 0; i < WF_KEYS; i++)
+            bad += wf_kobj[i].held != 0;
+        for (unsigned i = 0; i < WF_VALS; i++)
+            bad += wf_vobj[i].held != 0;
+        CHECK(bad == 0 && w->ctx.underflows == 0,
+              "%s: %zu objects unbalanced, %lu underflows", what, bad, w->ctx.underflows);
+    }
+}
+
+/* Fills the ballast until the pool refuses it 16 times in a row. */
+static void wf_exhaust(wf_world *w) {
+    for (int refused = 0, total = 0; refused < 16 && total < 100000;) {
+        champ_status st = champ_set_u64(w->bal, w->bal_next++, NULL, NULL);
+        refused = st == CHAMP_OK ? 0 : refused + 1;
+        total += st != CHAMP_OK;
+    }
+}
+
+static void wf_touch(wf_world *w) {
+    bool rd = wc_reads(w->call);
+    champ_map *m = w->m, *x = (champ_map *)th_tok(5);
+    CHECK_ST(wf_set(w, m, WF_NEW + 30, 1, NULL), CHAMP_EBUSY);
+    CHECK_ST(wf_remove(w, m, 1, NULL), CHAMP_EBUSY);
+    CHECK_ST(champ_clear(m), CHAMP_EBUSY);
+    champ_op op = {wf_ckey(w, WF_NEW + 31), wf_val(w, 1), false};
+    CHECK_ST(champ_apply(m, &op, 1), CHAMP_EBUSY);
+    /* copies of m: refused during an update of m, allowed during a read */
+    CHECK_ST(champ_copy(m, &x), rd ? CHAMP_OK : CHAMP_EBUSY);
+    if (x) {
+        CHECK(wf_fp(w, x) == w->fp_m0 && champ_size(x) == w->size_m0,
+              "%s: a copy of m from the watermark holds m", wc_name[w->call]);
+        champ_free(x);
+    }
+    x = (champ_map *)th_tok(5);
+    CHECK_ST(wf_pset(w, m, WF_NEW + 32, 2, &x), rd ? CHAMP_OK : CHAMP_EBUSY);
+    if (x) {
+        CHECK_EQ(champ_size(x), w->size_m0 + 1, "a pset of m from the watermark");
+        champ_free(x);
+    }
+    champ_cell *cl = (champ_cell *)th_tok(6);
+    CHECK_ST(champ_cell_new(m, &cl), rd ? CHAMP_OK : CHAMP_EBUSY);
+    CHECK(rd ? cl != NULL : cl == NULL, "cell_new of m: *out");
+    champ_cell_free(cl);
+    if (!rd) {
+        bool sw = true;
+        CHECK_ST(champ_cell_store(w->cell, m), CHAMP_EBUSY);
+        CHECK_ST(champ_cell_cas(w->cell, m, m, &sw), CHAMP_EBUSY);
+    }
+    if (w->call >= WC_UNION && w->call <= WC_SYMDIFF) /* other is read too */
+        CHECK_ST(wf_set(w, w->other, WF_NEW + 33, 3, NULL), CHAMP_EBUSY);
+}
+
+static void wf_mark(champ_pool *p, size_t live, size_t cap, void *ctx) {
+    wf_world *w = ctx;
+    w->calls++;
+    w->arg_live = live;
+    CHECK(live >= w->mark_lo, "%s: the watermark fired at %zu live, below the mark (%zu)",
+          wc_name[w->call], live, w->mark_lo);
+    if (!w->armed)
+        return;
+    w->armed = false;
+    CHECK(p == w->pool && cap == w->cap && live == th_pool_live(p) && live >= w->mark_lo,
+          "%s: watermark arguments live %zu (pool %zu, mark >= %zu), capacity %zu (%zu)",
+          wc_name[w->call], live, th_pool_live(p), w->mark_lo, cap, w->cap);
+    w->live_in = th_pool_live(p);
+    w->maps_in = wf_maps(p);
+    w->hsum_in = wf_hsum();
+    size_t before;
+    switch (w->act) {
+    case WA_READ:
+        CHECK(wf_fp(w, w->m) == w->fp_m0 && champ_size(w->m) == w->size_m0,
+              "%s: m read from the watermark is not m as it was", wc_name[w->call]);
+        CHECK(wf_fp(w, w->other) == w->fp_other0, "%s: other read from the watermark",
+              wc_name[w->call]);
+        break;
+    case WA_TOUCH:
+        wf_touch(w);
+        break;
+    case WA_EDIT_OLD: /* versions that share nodes with m (twin: every node) */
+        CHECK_ST(wf_set(w, w->old, WF_NEW + 40, 4, NULL), CHAMP_OK);
+        CHECK_ST(wf_remove(w, w->old, 2, NULL), CHAMP_OK);
+        w->fp_old_cb = wf_fp(w, w->old);
+        if (w->twin) {
+            CHECK_ST(wf_set(w, w->twin, WF_NEW + 41, 5, NULL), CHAMP_OK);
+            CHECK_ST(wf_remove(w, w->twin, 2, NULL), CHAMP_OK);
+            w->fp_twin_cb = wf_fp(w, w->twin);
+        }
+        break;
+    case WA_FREE_TWIN: /* its nodes are m's too: only counts move */
+        champ_free(w->twin);
+        w->twin = NULL;
+        break;
+    case WA_FREE_OLD:
+        before = th_pool_live(p);
+        champ_free(w->old);
+        w->old = NULL;
+        CHECK(th_pool_live(p) < before, "%s: freeing old from the watermark gave "
+              "nothing back (%zu -> %zu)", wc_name[w->call], before, th_pool_live(p));
+        break;
+    case WA_FREE_CELL:
+        before = th_pool_live(p);
+        champ_cell_free(w->cell);
+        w->cell = NULL;
+        CHECK(th_pool_live(p) < before, "%s: freeing the cell from the watermark gave "
+              "nothing back (%zu -> %zu)", wc_name[w->call], before, th_pool_live(p));
+        break;
+    case WA_FREE_M:
+        before = th_pool_live(p);
+        champ_free(w->m); /* deferred to the end of the call */
+        w->m_freed = true;
+        CHECK(th_pool_live(p) == before && wf_maps(p) == w->maps_in &&
+                  champ_size(w->m) == w->size_m0 && wf_fp(w, w->m) == w->fp_m0,
+              "%s: champ_free(m) from the watermark was not deferred", wc_name[w->call]);
+        break;
+    }
+    w->live_act = th_pool_live(p);
+    if (w->live_act < w->live_min)
+        w->live_min = w->live_act;
+    if (w->mode == WM_EXHAUST)
+        wf_exhaust(w);
+    else
+        CHECK_ST(champ_pool_fail_after(p, w->fault_j), CHAMP_OK);
+    w->live_out = th_pool_live(p);
+    w->maps_out = wf_maps(p);
+    w->hsum_out = wf_hsum();
+}
+
+typedef struct wf_res {
+    champ_status st;
+    champ_map *out;
+    champ_prior prior;
+    void **slot;
+    bool found;
+} wf_res;
+
+/* The call under test. */
+static void wf_call(wf_world *w, int c, wf_res *r) {
+    r->out = (champ_map *)th_tok(7);
+    r->prior = th_prior_junk();
+    r->slot = (void **)th_tok(8);
+    r->found = true;
+    champ_map *m = w->m;
+    champ_key key;
+    switch (c) {
+    case WC_SET_NEW:
+        r->st = wf_set(w, m, WF_NEW, 9, &r->prior);
+        break;
+    case WC_SET_REPLACE:
+        r->st = wf_set(w, m, 1, WF_VALS - 1, &r->prior);
+        break;
+    case WC_REMOVE:
+        r->st = wf_remove(w, m, 4, &r->prior);
+        break;
+    case WC_UPSERT:
+        key = wf_ckey(w, WF_NEW);
+        if (w->kind == CHAMP_KEY_U64)
+            r->st = champ_upsert_u64(m, key.u64, &r->slot, &r->found);
+        else if (w->kind == CHAMP_KEY_BYTES)
+            r->st = champ_upsert_bytes(m, key.ptr, key.len, &r->slot, &r->found);
+        else if ((r->st = champ_upsert(m, (void *)(uintptr_t)key.ptr, &r->slot, &r->found)) ==
+                     CHAMP_OK &&
+                 !r->found)
+            th_obj_hand_in((void *)(uintptr_t)key.ptr);
+        break;
+    case WC_PSET:
+        r->st = wf_pset(w, m, WF_NEW, 9, &r->out);
+        break;
+    case WC_PREMOVE:
+        key = wf_ckey(w, 4);
+        if (w->kind == CHAMP_KEY_U64)
+            r->st = champ_premove_u64(m, key.u64, &r->out);
+        else if (w->kind == CHAMP_KEY_BYTES)
+            r->st = champ_premove_bytes(m, key.ptr, key.len, &r->out);
+        else
+            r->st = champ_premove(m, key.ptr, &r->out);
+        break;
+    case WC_UNION:
+        r->st = champ_union(m, w->other, NULL, NULL, &r->out);
+        break;
+    case WC_INTERSECT:
+        r->st = champ_intersect(m, w->other, NULL, NULL, &r->out);
+        break;
+    case WC_DIFFERENCE:
+        r->st = champ_difference(m, w->other, &r->out);
+        break;
+    case WC_SYMDIFF:
+        r->st = champ_symdiff(m, w->other, &r->out);
+        break;
+    case WC_FILTER:
+        r->st = champ_filter(m, wf_keep, w, &r->out);
+        break;
+    case WC_APPLY: {
+        champ_op ops[24];
+        for (unsigned i = 0; i < 24; i++) {
+            unsigned k = i % 3 == 0 ? WF_NEW + 50 + i : i * 6 + 1;
+            ops[i].key = wf_ckey(w, k);
+            ops[i].val = wf_val(w, i);
+            ops[i].remove = i % 3 == 2;
+        }
+        r->st = champ_apply(m, ops, 24);
+        break;
+    }
+    }
+}
+
+/* A call that succeeded: its result checked and freed (the update helpers
+ * did the reference bookkeeping). */
+static void wf_call_done(int c, wf_res *r) {
+    if (wc_has_out(c) && r->out) {
+        CHECK_VALID(r->out, wc_name[c]);
+        champ_free(r->out);
+    }
+    r->out = NULL;
+}
+
+typedef struct wf_measure {
+    size_t cap, live, peak, drop_m;
+    uint64_t hsum_drop_m;
+} wf_measure;
+
+typedef struct wf_tally {
+    long runs, no_fire, rearmed, failed[WC_N][WA_N][2];
+} wf_tally;
+
+/* One run: build, call with the action and the failure mode, check. */
+static void wf_run(champ_key_kind kind, bool shared, const wf_measure *ms, int c, int a,
+                   int mode, long j, wf_tally *tl, bool *succeeded) {
+    static wf_world w;
+    double frac = (double)(ms->peak + 8) / (double)ms->cap;
+    *succeeded = true;
+    *succeeded = false;
+    bool ok = wf_build(&w, kind, shared, frac);
+    w.call = c;
+    w.act = a;
+    w.mode = mode;
+    w.fault_j = j;
+    w.mark_lo = ms->peak + 7;
+    w.rearm = (ms->peak + 8) - (ms->peak + 8) / 8;
+    char what[160];
+    snprintf(what, sizeof what, "%s%s %s, watermark: %s, then %s %ld",
+             kind == CHAMP_KEY_U64 ? "u64" : kind == CHAMP_KEY_BYTES ? "bytes" : "generic",
+             shared ? " shared" : "", wc_name[c], wa_name[a],
+             mode == WM_EXHAUST ? "exhaust" : "fail_after", mode == WM_EXHAUST ? 0 : j);
+    size_t live0 = ok ? th_pool_live(w.pool) : 0;
+    CHECK(ok && w.calls == 0 && live0 == ms->live,
+          "%s: the world fired the watermark %d times, or differs (%zu live, measured %zu)",
+          what, w.calls, live0, ms->live);
+    if (!ok || w.calls != 0 || live0 != ms->live) {
+        wf_teardown(&w, what);
+        return;
+    }
+    tl->runs++;
+    w.fp_m0 = wf_fp(&w, w.m);
+    w.size_m0 = champ_size(w.m);
+    w.fp_other0 = wf_fp(&w, w.other);
+    uint64_t fp_old0 = wf_fp(&w, w.old), fp_twin0 = w.twin ? wf_fp(&w, w.twin) : 0;
+    size_t maps0 = wf_maps(w.pool);
+    uint64_t hsum0 = wf_hsum();
+    w.live_min = live0;
+    w.armed = true;
+
+    wf_res r;
+    wf_call(&w, c, &r);
+    champ_pool_fail_after(w.pool, -1);
+    size_t live1 = th_pool_live(w.pool);
+    if (live1 < w.live_min)
+        w.live_min = live1;
+    /* Once per rise: a call that took no block (a set into spare room) does
+     * not fire it; a second time only after the action's frees went below
+     * the re-arm level (then the exhausting fill rises through it again). */
+    bool rearmed = w.calls > 0 && w.live_act + 16 < w.rearm;
+    CHECK(w.calls == 1 ? !(rearmed && mode == WM_EXHAUST)
+                       : w.calls == 2 ? rearmed
+                                      : w.calls == 0 && r.st == CHAMP_OK && live1 == live0,
+          "%s: the watermark ran %d times in the call (%s, %zu -> %zu live; %zu after "
+          "the action, re-armed below %zu)", what, w.calls, th_status_name(r.st), live0,
+          live1, w.live_act, w.rearm);
+    if (w.calls == 2)
+        tl->rearmed++;
+    if (w.calls == 0)
+        tl->no_fire++;
+    if (r.st == CHAMP_OK) {
+        *succeeded = true;
+        wf_call_done(c, &r);
+        if (!w.m_freed)
+            CHECK_VALID(w.m, what);
+        wf_teardown(&w, what);
+        return;
+    }
+    CHECK(r.st == CHAMP_ENOMEM, "%s: %s", what, th_status_name(r.st));
+    if (r.st != CHAMP_ENOMEM || w.calls == 0) {
+        wf_teardown(&w, what);
+        return;
+    }
+    tl->failed[c][a][mode]++;
+    if (wc_has_out(c))
+        CHECK(r.out == NULL, "%s: *out is not NULL after the failure", what);
+    else if (c == WC_UPSERT)
+        CHECK(r.slot == (void **)th_tok(8), "%s: *slot written by the failure", what);
+    else
+        CHECK(th_prior_untouched(&r.prior), "%s: *prior written by the failure", what);
+
+    /* every map as before */
+    if (!w.m_freed) {
+        CHECK(champ_size(w.m) == w.size_m0 && wf_fp(&w, w.m) == w.fp_m0,
+              "%s: m changed (%zu entries, %zu before)", what, champ_size(w.m), w.size_m0);
+        CHECK_VALID(w.m, what);
+    }
+    CHECK(wf_fp(&w, w.other) == w.fp_other0, "%s: other changed", what);
+    if (w.twin)
+        CHECK(wf_fp(&w, w.twin) == (a == WA_EDIT_OLD ? w.fp_twin_cb : fp_twin0),
+              "%s: twin changed", what);
+    if (w.old)
+        CHECK(wf_fp(&w, w.old) == (a == WA_EDIT_OLD ? w.fp_old_cb : fp_old0),
+              "%s: old changed", what);
+    CHECK_VALID(w.other, what);
+
+    /* the live bytes, maps and references: as before, plus what the callback
+     * did, less what m's deferred free gave back */
+    size_t want_live = live0 + w.live_out - w.live_in - (w.m_freed ? ms->drop_m : 0);
+    CHECK(live1 == want_live, "%s: %zu bytes live after the failure, want %zu (%zu before, "
+          "%+ld by the callback)", what, live1, want_live, live0,
+          (long)w.live_out - (long)w.live_in);
+    CHECK_EQ(wf_maps(w.pool), maps0 + w.maps_out - w.maps_in - (w.m_freed ? 1u : 0u),
+             "maps alive after the failure");
+    CHECK(wf_hsum() == hsum0 + w.hsum_out - w.hsum_in - (w.m_freed ? ms->hsum_drop_m : 0),
+          "%s: the counted references moved", what);
+    if (mode == WM_EXHAUST) { /* room again */
+        CHECK_ST(champ_clear(w.bal), CHAMP_OK);
+        if (th_pool_live(w.pool) < w.live_min)
+            w.live_min = th_pool_live(w.pool);
+    }
+    if (w.cell) { /* (a load may take a handle page: after the byte count) */
+        champ_map *s = NULL;
+        CHECK_ST(champ_cell_load(w.cell, &s), CHAMP_OK);
+        CHECK(s && wf_fp(&w, s) == w.fp_cell, "%s: the cell's version changed", what);
+        champ_free(s);
+    }
+
+    /* The same rise: a retry (with room) must not fire again while the
+     * live bytes stayed above mark - mark/8 (pool.c's margin). */
+    size_t mark = ms->peak + 8, lo = mark - mark / 8;
+    if (!w.m_freed) {
+        int calls = w.calls;
+        wf_call(&w, c, &r);
+        CHECK(r.st == CHAMP_OK, "%s: the retry: %s", what, th_status_name(r.st));
+        if (r.st == CHAMP_OK)
+            wf_call_done(c, &r);
+        if (w.live_min >= lo + 16)
+            CHECK(w.calls == calls, "%s: the retry fired the watermark again (lowest "
+                  "live %zu, re-arm below %zu)", what, w.live_min, lo);
+    }
+    /* A fall below the margin re-arms it; the next rise fires once. */
+    champ_free(w.old);
+    champ_free(w.other);
+    champ_free(w.twin);
+    champ_cell_free(w.cell);
+    w.old = w.other = w.twin = NULL;
+    w.cell = NULL;
+    CHECK_ST(champ_clear(w.pad), CHAMP_OK);
+    size_t low = th_pool_live(w.pool);
+    CHECK(low + 64 < lo, "%s: %zu live after the frees, not below %zu", what, low, lo);
+    int calls = w.calls, fired_at = -1;
+    size_t live_before_fire = 0;
+    char key[100];
+    memset(key, 'c', sizeof key);
+    for (int i = 0; i < 400; i++) {
+        size_t lb = th_pool_live(w.pool);
+        snprintf(key, 12, "climb%05d", i);
+        key[11] = 'c';
+        if (champ_set_bytes(w.pad, key, sizeof key, NULL, NULL) != CHAMP_OK)
+            break;
+        if (w.calls > calls && fired_at < 0) {
+            fired_at = i;
+            live_before_fire = lb;
+        }
+        if (fired_at >= 0 && i >= fired_at + 40)
+            break;
+    }
+    CHECK(w.calls == calls + 1 && fired_at >= 0 && live_before_fire < mark &&
+              w.arg_live >= mark - 1,
+          "%s: after the fall the rise fired %d times (at %d: %zu -> %zu, mark %zu)", what,
+          w.calls - calls, fired_at, live_before_fire, w.arg_live, mark);
+    wf_teardown(&w, what);
+}
+
+static void wf_measure_world(champ_key_kind kind, bool shared, wf_measure *ms) {
+    static wf_world w;
+    memset(ms, 0, sizeof *ms);
+    if (wf_build(&w, kind, shared, 1.0)) {
+        champ_pool_stats ps;
+        CHECK_ST(champ_pool_stats_get(w.pool, &ps, sizeof ps), CHAMP_OK);
+        ms->cap = w.cap;
+        ms->live = ps.bytes_live;
+        ms->peak = ps.bytes_peak;
+        CHECK(ms->peak == ms->live && ms->live + 8192 < w.cap,
+              "the world ends at its peak (%zu live, %zu peak, capacity %zu)", ms->live,
+              ms->peak, w.cap);
+        uint64_t h = wf_hsum();
+        champ_free(w.m);
+        w.m_freed = true;
+        ms->drop_m = ms->live - th_pool_live(w.pool);
+        ms->hsum_drop_m = h - wf_hsum();
+        CHECK(w.calls == 0, "the watermark at 1.0 fired");
+    }
+    wf_teardown(&w, "measure");
+}
+
+static void test_oom_watermark_failing_call(void) {
+    static const champ_key_kind kinds[] = {CHAMP_KEY_U64, CHAMP_KEY_BYTES, CHAMP_KEY_GENERIC};
+    static wf_tally tl;
+    memset(&tl, 0, sizeof tl);
+    bool faults = TH_NEED_FAULTS("the champ_pool_fail_after part");
+    /* (exhausting the buffer costs most: scaled down, shared worlds only,
+     * and "free m" in both) */
+    bool full = th_scale() >= 1.0;
+    long sweep[] = {0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377};
+    for (size_t ki = 0; ki < 3; ki++)
+        for (int shared = 0; shared < 2; shared++) {
+            wf_measure ms;
+            wf_measure_world(kinds[ki], shared, &ms);
+            if (!ms.live)
+                return;
+            for (int c = 0; c < WC_N; c++)
+                for (int a = 0; a < WA_N; a++) {
+                    bool ok;
+                    if (shared || full || a == WA_FREE_M)
+                        wf_run(kinds[ki], shared, &ms, c, a, WM_EXHAUST, 0, &tl, &ok);
+                    /* fail the 1st, 2nd, 3rd, 5th, ... allocation after the
+                     * watermark's until the call goes through, then bisect
+                     * for its last allocation */
+                    long lo = -1, hi = -1;
+                    for (size_t j = 0; faults && j < sizeof sweep / sizeof sweep[0]; j++) {
+                        wf_run(kinds[ki], shared, &ms, c, a, WM_FAULT, sweep[j], &tl, &ok);
+                        if (ok) {
+                            hi = sweep[j];
+                            break;
+                        }
+                        lo = sweep[j];
+                    }
+                    CHECK(!faults || hi >= 0, "%s: the call never went through", wc_name[c]);
+                    while (lo >= 0 && hi - lo > 1) {
+                        long mid = lo + (hi - lo) / 2;
+                        wf_run(kinds[ki], shared, &ms, c, a, WM_FAULT, mid, &tl, &ok);
+                        if (ok)
+                            hi = mid;
+                        else
+                            lo = mid;
+                    }
+                }
+        }
+    /* every call failed after the watermark, with every action */
+    long fails = 0;
+    for (int c = 0; c < WC_N; c++)
+        for (int a = 0; a < WA_N; a++) {
+            fails += tl.failed[c][a][WM_EXHAUST] + tl.failed[c][a][WM_FAULT];
+            CHECK(tl.failed[c][a][WM_EXHAUST] > 0, "%s with the watermark doing \"%s\" never "
+                  "failed on an exhausted buffer", wc_name[c], wa_name[a]);
+            if (faults)
+                CHECK(tl.failed[c][a][WM_FAULT] > 0, "%s with the watermark doing \"%s\" "
+                      "never failed by champ_pool_fail_after", wc_name[c], wa_name[a]);
+        }
+    printf("  oom.watermark_failing_call: %ld runs, %ld failed after the watermark ran, "
+           "%ld took no block, %ld fired again after the callback's frees\n", tl.runs, fails,
+           tl.no_fire, tl.rearmed);
+}
+
 const th_test th_tests_oom[] = {
     {"oom.fail_after.once", test_oom_fail_after_once},
     {"oom.fail_after.always", test_oom_fail_after_always},
@@ -1156,5 +1954,6 @@ const th_test th_tests_oom[] = {
     {"oom.watermark_default", test_oom_watermark_default},
     {"oom.remove_refused", test_oom_remove_refused},
     {"oom.set_refused", test_oom_set_refused},
+    {"oom.watermark_failing_call", test_oom_watermark_failing_call},
 };
 const size_t th_tests_oom_count = sizeof th_tests_oom / sizeof th_tests_oom[0];
