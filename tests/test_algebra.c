@@ -2202,6 +2202,297 @@ out:
     champ_pool_free(p);
 }
 
+/* ------------------------------------------------------------------ */
+/* One pool and seed, the same callbacks, another ctx                  */
+/* ------------------------------------------------------------------ */
+
+/* Two u64 types of one pool and seed hash alike; whether a result of a's
+ * type may take b's nodes as they are depends on how the types hold
+ * values (algebra.c, same_refs): with no reference callbacks ctx does not
+ * matter (the fast path: a union with a superset b is b's root), with the
+ * same callbacks and another ctx b's entries were retained under b's ctx
+ * and must be released under it, so the results are built key by key,
+ * retaining what they keep under a's ctx.  Every op both ways, each
+ * result checked against the truth, freed in either order; then each
+ * ctx's retains and releases balance its own hand-ins. */
+static void test_alg_same_refs_ctx(void) {
+    static th_obj vals[8];
+    for (int counted = 0; counted < 2; counted++)
+        for (int op = 0; op < 8; op++) {
+            th_cbctx cx[2];
+            memset(cx, 0, sizeof cx);
+            memset(vals, 0, sizeof vals);
+            for (size_t i = 0; i < 8; i++)
+                vals[i].id = 7000 + i;
+            champ_pool *p = NULL;
+            CHECK_ST(champ_pool_new(NULL, &p), CHAMP_OK);
+            champ_map *m[2] = {NULL, NULL}, *r = NULL;
+            long ins[2] = {0, 0};
+            for (int s = 0; s < 2; s++) {
+                champ_config c = th_kind_config(CHAMP_KEY_U64, 0x5a3e, p);
+                c.ctx = &cx[s];
+                if (counted) {
+                    c.val_retain = th_obj_retain;
+                    c.val_release = th_obj_release;
+                }
+                CHECK_ST(champ_new(&c, &m[s]), CHAMP_OK);
+            }
+            if (!p || !m[0] || !m[1])
+                return;
+            /* a: keys 0..199; b: 100..299 (all 300 for the unions) */
+            for (uint64_t k = 0; k < 300; k++)
+                for (int s = 0; s < 2; s++) {
+                    bool in = s == 0 ? k < 200 : (op % 4 == 0 ? true : k >= 100);
+                    if (!in)
+                        continue;
+                    CHECK_ST(champ_set_u64(m[s], k, &vals[(k + (uint64_t)s) % 8], NULL),
+                             CHAMP_OK);
+                    ins[s]++;
+                    if (counted)
+                        th_obj_hand_in(&vals[(k + (uint64_t)s) % 8]);
+                }
+            const champ_map *x = op < 4 ? m[0] : m[1], *y = op < 4 ? m[1] : m[0];
+            int xs = op < 4 ? 0 : 1;
+            unsigned long rel_y = cx[!xs].release_calls, ret_y = cx[!xs].retain_calls;
+            champ_status st;
+            switch (op % 4) {
+            case 0: st = champ_union(x, y, NULL, NULL, &r); break;
+            case 1: st = champ_intersect(x, y, NULL, NULL, &r); break;
+            case 2: st = champ_difference(x, y, &r); break;
+            default: st = champ_symdiff(x, y, &r); break;
+            }
+            CHECK_ST(st, CHAMP_OK);
+            if (!r)
+                return;
+            char what[96];
+            snprintf(what, sizeof what, "same callbacks, other ctx (%s): op %d",
+                     counted ? "counted values" : "no callbacks", op);
+            size_t want = 0;
+            bool ok = true;
+            for (uint64_t k = 0; k < 300; k++) {
+                bool inx = champ_contains_u64(x, k), iny = champ_contains_u64(y, k);
+                bool in = op % 4 == 0 ? inx || iny
+                          : op % 4 == 1 ? inx && iny
+                          : op % 4 == 2 ? inx && !iny
+                                        : inx != iny;
+                void *vx = NULL, *vy = NULL, *vr = NULL;
+                champ_get_u64(x, k, &vx);
+                champ_get_u64(y, k, &vy);
+                bool got = champ_get_u64(r, k, &vr);
+                void *wantv = op % 4 == 0 ? (iny ? vy : vx) : inx ? vx : vy;
+                ok = ok && got == in && (!in || vr == wantv);
+                want += in;
+            }
+            CHECK(ok, "%s: contents and values", what);
+            CHECK_EQ(champ_size(r), want, what);
+            CHECK_VALID(r, what);
+            if (op == 0 && !counted)
+                /* b holds every key of a, and b's values win */
+                CHECK(r->root == y->root, "%s: the union with a superset is b's root (fast "
+                      "path)", what);
+            if (counted) {
+                CHECK(r->root != y->root, "%s: no node of b's type in the result", what);
+                CHECK(cx[!xs].retain_calls == ret_y && cx[!xs].release_calls == rel_y,
+                      "%s: no callback of b's ctx ran (%lu retains, %lu releases)", what,
+                      cx[!xs].retain_calls - ret_y, cx[!xs].release_calls - rel_y);
+            }
+            /* inputs first or the result first */
+            if (op % 2) {
+                champ_free(m[0]);
+                champ_free(m[1]);
+                CHECK_VALID(r, "the result alone");
+                champ_free(r);
+            } else {
+                champ_free(r);
+                champ_free(m[1]);
+                champ_free(m[0]);
+            }
+            if (counted)
+                for (int s = 0; s < 2; s++)
+                    CHECK((long)cx[s].release_calls == ins[s] + (long)cx[s].retain_calls &&
+                              cx[s].underflows == 0,
+                          "%s: ctx %d: %lu releases for %ld hand-ins and %lu retains", what,
+                          s, cx[s].release_calls, ins[s], cx[s].retain_calls);
+            long held = 0;
+            for (size_t i = 0; i < 8; i++)
+                held += vals[i].held != 0;
+            CHECK(held == 0, "%s: %ld values unbalanced", what, held);
+            CHECK(th_pool_live(p) == 0, "%s: pool drained", what);
+            champ_pool_free(p);
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* Out of memory deep in a merged list                                 */
+/* ------------------------------------------------------------------ */
+
+/* A pair {k1, k2} facing an entry k3 whose full hash is k1's: the merge
+ * makes a list of three keys (algebra.c, build_list) that goes down level
+ * by level while the three share a slice, to the level where k2's hash
+ * parts from k1's: there the node of k2 and the pair {k1, k3} is the
+ * first allocation, then a one-child node per level above it.  Each
+ * allocation is made to fail: with champ_pool_fail_after (it and every
+ * later one), and once only (the backing allocator refusing its next
+ * request once, the chunk boundary moved by filler blocks from 0 to 47 of
+ * them, so that the allocations after the refused one succeed: an
+ * operation that went on past a failure would return a result).  ENOMEM: *out NULL, the inputs as they
+ * were, nothing left allocated; success: the three keys with their
+ * values, valid, equal to the map inserts build (with compare: the same
+ * trie).  Union both ways and symdiff, generic keys with and without
+ * compare, the parting level from 1 to 12. */
+static int alg_cmp_id(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    uint64_t x = ((const th_obj *)a)->id, y = ((const th_obj *)b)->id;
+    return (x > y) - (x < y);
+}
+
+enum { ALG_DL_FILL = 48 };
+
+typedef struct alg_dl {
+    th_obj k[3];
+    th_cbctx ctx;
+    champ_map *fill[ALG_DL_FILL];
+    long enomem, single;
+} alg_dl;
+
+/* One run: inputs in pool p (a th_alloc pool when ta), `fill` filler
+ * blocks (one-key u64 maps made by champ_pset_u64 from an empty one: a
+ * block of one size each, nothing freed), then the operation with
+ * allocation `fail` failing (fail_after from it on) or, with ta, the next
+ * request to the backing allocator refused once.  Returns the status. */
+static champ_status alg_dl_run(alg_dl *d, champ_pool *p, th_alloc *ta, bool cmp, int op,
+                               size_t fill, long fail, const char *what) {
+    champ_config c = th_generic_config(&d->ctx, false, p);
+    c.compare = cmp ? alg_cmp_id : NULL;
+    champ_config cu = th_kind_config(CHAMP_KEY_U64, 1, p);
+    champ_map *a = NULL, *b = NULL, *want = NULL, *f = NULL, *r = NULL;
+    CHECK_ST(champ_new(&c, &a), CHAMP_OK);
+    CHECK_ST(champ_new_like(a, &b), CHAMP_OK);
+    CHECK_ST(champ_new_like(a, &want), CHAMP_OK);
+    CHECK_ST(champ_new(&cu, &f), CHAMP_OK);
+    if (!a || !b || !want || !f)
+        return CHAMP_EINVAL;
+    th_obj *k = d->k;
+    CHECK_ST(champ_set(a, &k[1], th_tok(1), NULL), CHAMP_OK);
+    CHECK_ST(champ_set(a, &k[0], th_tok(0), NULL), CHAMP_OK);
+    CHECK_ST(champ_set(b, &k[2], th_tok(2), NULL), CHAMP_OK);
+    for (int i = 2; i >= 0; i--)
+        CHECK_ST(champ_set(want, &k[i], th_tok((uint64_t)i), NULL), CHAMP_OK);
+    for (size_t i = 0; i < fill; i++)
+        CHECK_ST(champ_pset_u64(f, i, NULL, &d->fill[i]), CHAMP_OK);
+    size_t live = th_pool_live(p);
+    if (ta) {
+        ta->fail_at = fail < 0 ? -1 : (long)ta->calls;
+        ta->fail_persist = false;
+    } else {
+        champ_pool_fail_after(p, fail);
+    }
+    r = th_tok(1);
+    champ_status st = op == 0   ? champ_union(a, b, NULL, NULL, &r)
+                      : op == 1 ? champ_union(b, a, NULL, NULL, &r)
+                                : champ_symdiff(a, b, &r);
+    if (ta)
+        ta->fail_at = -1;
+    else
+        champ_pool_fail_after(p, -1);
+    if (st == CHAMP_ENOMEM) {
+        d->enomem++;
+        d->single += ta != NULL;
+        CHECK(r == NULL, "%s: ENOMEM: *out NULL", what);
+        CHECK(th_pool_live(p) == live, "%s: ENOMEM: %zu bytes left allocated", what,
+              th_pool_live(p) - live);
+        CHECK(champ_size(a) == 2 && champ_get(a, &k[0], NULL) && champ_get(a, &k[1], NULL) &&
+                  champ_size(b) == 1 && champ_get(b, &k[2], NULL),
+              "%s: ENOMEM: the inputs unchanged", what);
+        CHECK_VALID(a, what);
+        CHECK_VALID(b, what);
+    } else {
+        CHECK_ST(st, CHAMP_OK);
+        if (st == CHAMP_OK && r) {
+            bool ok = champ_size(r) == 3;
+            for (int i = 0; i < 3; i++) {
+                void *v = NULL;
+                ok = ok && champ_get(r, &k[i], &v) && v == th_tok((uint64_t)i);
+            }
+            CHECK(ok, "%s: the three keys", what);
+            CHECK_VALID(r, what);
+            CHECK(champ_equal(r, want, NULL, NULL), "%s: equal to inserts", what);
+            if (cmp)
+                CHECK(th_same_dump(r, want), "%s: the trie inserts build", what);
+            champ_free(r);
+        }
+    }
+    champ_free(a);
+    champ_free(b);
+    champ_free(want);
+    champ_free(f);
+    for (size_t i = 0; i < fill; i++)
+        champ_free(d->fill[i]);
+    CHECK(th_pool_live(p) == 0, "%s: pool drained", what);
+    return st;
+}
+
+static void test_alg_oom_deep_list(void) {
+    bool faults = TH_NEED_FAULTS("algebra.oom.deep_list, its fail_after part");
+    static const unsigned levels[] = {1, 2, 3, 6, 12};
+    alg_dl *d = calloc(1, sizeof *d);
+    if (!d)
+        return;
+    for (int cmp = 0; cmp < 2; cmp++)
+        for (size_t li = 0; li < sizeof levels / sizeof levels[0]; li++)
+            for (int op = 0; op < 3; op++) {
+                const uint64_t h1 = 0x0123456789abcdefULL;
+                /* k1 and k3 collide; the ids put k3 first in key order */
+                memset(d->k, 0, sizeof d->k);
+                d->k[0].id = 20;
+                d->k[0].hash = h1;
+                d->k[1].id = 30;
+                d->k[1].hash = h1 ^ (1ULL << (5 * levels[li]));
+                d->k[2].id = 10;
+                d->k[2].hash = h1;
+                memset(&d->ctx, 0, sizeof d->ctx);
+                d->ctx.hash_mode = TH_HASH_FIELD;
+                char what[128];
+                /* fail_after: allocation n and every later one */
+                champ_status st = CHAMP_ENOMEM;
+                long n = 0;
+                for (; faults && n < 64 && st == CHAMP_ENOMEM; n++) {
+                    champ_pool *p = NULL;
+                    CHECK_ST(champ_pool_new(NULL, &p), CHAMP_OK);
+                    snprintf(what, sizeof what, "%s, parting at level %u, %s: fail_after %ld",
+                             op == 0 ? "union(pair, entry)" : op == 1 ? "union(entry, pair)"
+                                                                       : "symdiff(pair, entry)",
+                             levels[li], cmp ? "compare" : "no compare", n);
+                    st = alg_dl_run(d, p, NULL, cmp, op, 0, n, what);
+                    champ_pool_free(p);
+                }
+                if (faults)
+                    CHECK(n > 1, "%s: the first allocation failed", what);
+                /* the next backing request refused once, after 0..47 filler blocks */
+                for (size_t fill = 0; fill < ALG_DL_FILL; fill++) {
+                    th_alloc ta;
+                    th_alloc_init(&ta);
+                    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+                    pc.allocator = &ta.a;
+                    pc.chunk_size = 1024;
+                    champ_pool *p = NULL;
+                    CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+                    snprintf(what, sizeof what, "%s, parting at level %u, %s: %zu fillers, "
+                             "a backing request refused",
+                             op == 0 ? "union(pair, entry)" : op == 1 ? "union(entry, pair)"
+                                                                       : "symdiff(pair, entry)",
+                             levels[li], cmp ? "compare" : "no compare", fill);
+                    alg_dl_run(d, p, &ta, cmp, op, fill, 0, what);
+                    champ_pool_free(p);
+                    CHECK(ta.live_bytes == 0 && ta.size_mismatches == 0,
+                          "%s: %zu bytes not given back", what, ta.live_bytes);
+                }
+            }
+    CHECK(d->enomem > 0 && d->single > 0, "failures met: %ld, of which %ld a single refusal",
+          d->enomem, d->single);
+    free(d);
+}
+
 const th_test th_tests_algebra[] = {
     {"algebra.u64", test_alg_u64},
     {"algebra.u64-set", test_alg_u64_set},
@@ -2224,8 +2515,10 @@ const th_test th_tests_algebra[] = {
     {"algebra.collision_views", test_alg_collision_views},
     {"algebra.filter_shares", test_alg_filter_shares},
     {"algebra.diff_order", test_alg_diff_order},
+    {"algebra.same_refs_ctx", test_alg_same_refs_ctx},
     {"algebra.oom.fail_after", test_alg_oom_fail_after},
     {"algebra.oom.backing", test_alg_oom_backing},
+    {"algebra.oom.deep_list", test_alg_oom_deep_list},
 };
 const size_t th_tests_algebra_count = sizeof th_tests_algebra / sizeof th_tests_algebra[0];
 

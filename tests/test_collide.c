@@ -1480,6 +1480,493 @@ static void test_get_many_bytes_hash(void) {
         }
 }
 
+/* ------------------------------------------------------------------ */
+/* Lists the set algebra builds, then updated once                     */
+/* ------------------------------------------------------------------ */
+
+/* Six keys of one full hash (keys 0..5 of a CO_CONST world).  A merge at
+ * the collision level builds a list in the order it met the keys: the
+ * first input's, in its node's order, then the second's new ones.  A
+ * symmetric difference of a pair {x, z} and a node {p, q, z} is the list
+ * x, p, q; an intersection or difference of such a list (a union's) keeps
+ * its order.  So lists of three out of key order exist, and removing one
+ * of their keys leaves a pair that must be put in key order (champ.c,
+ * remove_coll: the survivors swapped); other updates order the list first.
+ * Every result is checked against the truth (contents, values,
+ * validate), and every result holding a collision node is then updated
+ * once per key (removed when present, else inserted), in place (the
+ * result owns its nodes) and on a copy (shared): the updated map must be
+ * the canonical trie of its contents, the one inserts build (iteration in
+ * key order and the plain map's shape; validate checks pair order), and
+ * the copy's original unchanged. */
+enum { CO_LK = 6 };
+
+typedef struct co_lst {
+    co_world *w;
+    champ_pool *pool2;               /* the plain maps' pool */
+    champ_map *plain[1u << CO_LK];   /* the keys of a mask, inserted in order */
+    long lists, lists3, updates;
+} co_lst;
+
+static bool co_any_val(const void *a, const void *b, void *ctx) {
+    (void)a;
+    (void)b;
+    (void)ctx;
+    return true;
+}
+
+static void *co_lval(co_lst *L, size_t k, unsigned tag) {
+    return L->w->c->set ? NULL : th_tok(k + 16u * tag);
+}
+
+/* The map of the keys of mask built by inserts (ascending), cached. */
+static const champ_map *co_plain(co_lst *L, unsigned mask) {
+    if (L->plain[mask])
+        return L->plain[mask];
+    co_world *w = L->w;
+    champ_config cfg = co_config(w);
+    cfg.pool = L->pool2;
+    champ_map *m = NULL;
+    CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+    for (size_t k = 0; m && k < CO_LK; k++)
+        if (mask >> k & 1)
+            CHECK_ST(co_set(w, m, k, co_lval(L, k, 0), NULL), CHAMP_OK);
+    L->plain[mask] = m;
+    return m;
+}
+
+/* m holds exactly the keys of mask, key k with value vals[k], and is
+ * valid; canonical: also the trie inserts build (for ordered kinds: the
+ * keys iterated in key order, and the plain map's shape).  Returns
+ * whether the iteration met the keys in key order. */
+static bool co_lcheck(co_lst *L, const champ_map *m, unsigned mask, void *const *vals,
+                      bool canonical, const char *what) {
+    co_world *w = L->w;
+    size_t want = (size_t)__builtin_popcount(mask);
+    bool ok = champ_size(m) == want;
+    for (size_t k = 0; k < CO_LK; k++) {
+        void *v = th_tok(0xbad);
+        bool f = co_get(w, m, k, &v);
+        ok = ok && f == (bool)(mask >> k & 1) && (!f || v == vals[k]);
+    }
+    CHECK(ok, "%s: contents (want %#x)", what, mask);
+    CHECK_VALID(m, what);
+    const champ_map *p = co_plain(L, mask);
+    CHECK(champ_equal(m, p, co_any_val, NULL) && champ_equal(p, m, co_any_val, NULL),
+          "%s: equal to the map built by inserts", what);
+    champ_iter it;
+    champ_key key;
+    size_t n = 0;
+    long prev = -1;
+    bool sorted = true;
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, &key, NULL)) {
+        long k = co_key_index(w, &key);
+        if (k < 0 || k >= CO_LK)
+            break;
+        if (prev >= 0 && co_order(w, (size_t)prev, (size_t)k) >= 0)
+            sorted = false;
+        prev = k;
+        n++;
+    }
+    CHECK(n == want, "%s: %zu entries iterated, want %zu", what, n, want);
+    if (canonical && co_ordered_kind(w)) {
+        CHECK(sorted, "%s: colliding keys not iterated in key order", what);
+        champ_stats a = th_stats(m), b = th_stats(p);
+        CHECK(a.nodes_bitmap == b.nodes_bitmap && a.nodes_collision == b.nodes_collision &&
+                  a.collision_entries == b.collision_entries && a.depth_max == b.depth_max,
+              "%s: the shape of the map built by inserts (bitmap %zu/%zu, collision "
+              "%zu/%zu, depth %u/%u)",
+              what, a.nodes_bitmap, b.nodes_bitmap, a.nodes_collision, b.nodes_collision,
+              a.depth_max, b.depth_max);
+    }
+    return sorted;
+}
+
+/* r = op(x, y) for op 0..3 (union, intersect, difference, symdiff). */
+static champ_status co_lop(int op, const champ_map *x, const champ_map *y, champ_map **r) {
+    switch (op) {
+    case 0: return champ_union(x, y, NULL, NULL, r);
+    case 1: return champ_intersect(x, y, NULL, NULL, r);
+    case 2: return champ_difference(x, y, r);
+    default: return champ_symdiff(x, y, r);
+    }
+}
+
+/* The truth of op: the keys (mask) and values, as the operations'
+ * defaults give them (union: y's value for a key in both; intersect: x's). */
+static unsigned co_ltruth(int op, unsigned mx, void *const *vx, unsigned my, void *const *vy,
+                          void **vr) {
+    unsigned mr = op == 0 ? mx | my : op == 1 ? mx & my : op == 2 ? mx & ~my : mx ^ my;
+    for (size_t k = 0; k < CO_LK; k++)
+        vr[k] = !(mr >> k & 1) ? NULL : (my >> k & 1) && (op == 0 || !(mx >> k & 1)) ? vy[k]
+                                                                                     : vx[k];
+    return mr;
+}
+
+/* A map of w's type with the keys of mask (inserted in descending key
+ * order, the values vals[k]). */
+static champ_map *co_lmake(co_lst *L, unsigned mask, void *const *vals) {
+    champ_map *m = NULL;
+    CHECK_ST(champ_new_like(L->w->v[0].m, &m), CHAMP_OK);
+    for (size_t k = CO_LK; m && k-- > 0;)
+        if (mask >> k & 1)
+            CHECK_ST(co_set(L->w, m, k, vals[k], NULL), CHAMP_OK);
+    return m;
+}
+
+/* A result the algebra built, of keys mr: the checks above; then, when it
+ * holds a collision node, each key toggled, in place in a fresh result
+ * (remake) and in a copy of r. */
+typedef champ_map *(*co_remake_fn)(co_lst *L, const void *ctx);
+
+static void co_lupdates(co_lst *L, champ_map *r, unsigned mr, void *const *vr,
+                        co_remake_fn remake, const void *rctx, const char *what) {
+    co_world *w = L->w;
+    bool sorted = co_lcheck(L, r, mr, vr, false, what);
+    if (!th_stats(r).nodes_collision)
+        return; /* no list: the other tests' business */
+    if (!sorted) {
+        L->lists++;
+        L->lists3 += __builtin_popcount(mr) == 3;
+    }
+    for (size_t k = 0; k < CO_LK; k++)
+        for (int shared = 0; shared < 2; shared++) {
+            champ_map *x = NULL;
+            if (shared)
+                CHECK_ST(champ_copy(r, &x), CHAMP_OK);
+            else
+                x = remake(L, rctx);
+            if (!x)
+                continue;
+            bool had = mr >> k & 1;
+            void *vals[CO_LK];
+            memcpy(vals, vr, sizeof vals);
+            champ_prior pr = th_prior_junk();
+            champ_status st;
+            if (had) {
+                st = co_remove(w, x, k, &pr);
+                vals[k] = NULL;
+                CHECK(st != CHAMP_OK || (pr.found && pr.val == vr[k] &&
+                                         pr.key == (w->c->kind == CHAMP_KEY_GENERIC
+                                                        ? co_key(w, k)
+                                                        : NULL)),
+                      "%s: remove of key %zu: what it found", what, k);
+            } else {
+                vals[k] = co_lval(L, k, 3);
+                st = co_set(w, x, k, vals[k], &pr);
+                CHECK(st != CHAMP_OK || !pr.found, "%s: insert of key %zu: found", what, k);
+            }
+            CHECK_ST(st, CHAMP_OK);
+            char what2[160];
+            snprintf(what2, sizeof what2, "%s, key %zu %s %s", what, k,
+                     had ? "removed" : "inserted", shared ? "in a copy" : "in place");
+            co_lcheck(L, x, mr ^ (1u << k), vals, true, what2);
+            L->updates++;
+            champ_free(x);
+            if (shared)
+                co_lcheck(L, r, mr, vr, false, "the original of the copy updated");
+        }
+}
+
+/* Exhaustive: keys 0..4 each in neither input, a, b or both. */
+typedef struct co_lpair {
+    const champ_map *a, *b;
+    int op;
+} co_lpair;
+
+static champ_map *co_lremake_pair(co_lst *L, const void *ctx) {
+    (void)L;
+    const co_lpair *p = ctx;
+    champ_map *r = NULL;
+    CHECK_ST(co_lop(p->op, p->a, p->b, &r), CHAMP_OK);
+    return r;
+}
+
+/* Chained: (a op1 b) op2 c, or c op2 (a op1 b). */
+typedef struct co_lchain {
+    const champ_map *a, *b, *c;
+    int op1, op2;
+    bool c_first;
+} co_lchain;
+
+static champ_map *co_lremake_chain(co_lst *L, const void *ctx) {
+    (void)L;
+    const co_lchain *p = ctx;
+    champ_map *r1 = NULL, *r = NULL;
+    CHECK_ST(co_lop(p->op1, p->a, p->b, &r1), CHAMP_OK);
+    if (r1)
+        CHECK_ST(p->c_first ? co_lop(p->op2, p->c, r1, &r) : co_lop(p->op2, r1, p->c, &r),
+                 CHAMP_OK);
+    champ_free(r1);
+    return r;
+}
+
+static const char *const co_lop_name[4] = {"union", "intersect", "difference", "symdiff"};
+
+static void co_list_updates(const co_cfg *cfg) {
+    co_lst *L = calloc(1, sizeof *L);
+    co_world *w = calloc(1, sizeof *w);
+    if (!L || !w) {
+        free(L);
+        free(w);
+        return;
+    }
+    L->w = w;
+    co_world_init(w, cfg, 0x11575);
+    CHECK_ST(champ_pool_new(NULL, &L->pool2), CHAMP_OK);
+    void *va[CO_LK], *vb[CO_LK], *vc[CO_LK], *vr[CO_LK], *v1[CO_LK];
+    for (size_t k = 0; k < CO_LK; k++) {
+        va[k] = co_lval(L, k, 0);
+        vb[k] = co_lval(L, k, 1);
+        vc[k] = co_lval(L, k, 2);
+    }
+    char what[128];
+    /* every placement of keys 0..3 over the two inputs (4 and 5: inserts) */
+    for (unsigned code = 0; code < 256; code++) {
+        unsigned ma = 0, mb = 0;
+        for (unsigned k = 0; k < 4; k++) {
+            unsigned s = code >> (2 * k) & 3;
+            ma |= (s & 1u) << k;
+            mb |= (s >> 1) << k;
+        }
+        champ_map *a = co_lmake(L, ma, va), *b = co_lmake(L, mb, vb);
+        for (int op = 0; op < 4 && a && b; op++) {
+            co_lpair p = {a, b, op};
+            champ_map *r = co_lremake_pair(L, &p);
+            if (!r)
+                continue;
+            unsigned mr = co_ltruth(op, ma, va, mb, vb, vr);
+            snprintf(what, sizeof what, "%s: %s of %#x and %#x", cfg->name, co_lop_name[op],
+                     ma, mb);
+            co_lupdates(L, r, mr, vr, co_lremake_pair, &p, what);
+            champ_free(r);
+        }
+        champ_free(a);
+        champ_free(b);
+    }
+    /* chains of two operations over three inputs, at random */
+    th_rng rr = {0x11575c ^ (uint64_t)cfg->kind};
+    th_set_seed(rr.s);
+    long rounds = th_iters(300, 40);
+    for (long it = 0; it < rounds; it++) {
+        unsigned ma = (unsigned)th_below(&rr, 1u << CO_LK), mb = (unsigned)th_below(&rr, 1u << CO_LK),
+                 mc = (unsigned)th_below(&rr, 1u << CO_LK);
+        co_lchain p = {NULL, NULL, NULL, (int)th_below(&rr, 4), (int)th_below(&rr, 4),
+                       th_chance(&rr, 30)};
+        champ_map *a = co_lmake(L, ma, va), *b = co_lmake(L, mb, vb), *c = co_lmake(L, mc, vc);
+        p.a = a;
+        p.b = b;
+        p.c = c;
+        champ_map *r = a && b && c ? co_lremake_chain(L, &p) : NULL;
+        if (r) {
+            unsigned m1 = co_ltruth(p.op1, ma, va, mb, vb, v1);
+            unsigned mr = p.c_first ? co_ltruth(p.op2, mc, vc, m1, v1, vr)
+                                    : co_ltruth(p.op2, m1, v1, mc, vc, vr);
+            snprintf(what, sizeof what, "%s: round %ld: %s%s of (%s of %#x and %#x) and %#x",
+                     cfg->name, it, co_lop_name[p.op2], p.c_first ? " (c first)" : "",
+                     co_lop_name[p.op1], ma, mb, mc);
+            co_lupdates(L, r, mr, vr, co_lremake_chain, &p, what);
+            champ_free(r);
+        }
+        champ_free(a);
+        champ_free(b);
+        champ_free(c);
+    }
+    th_set_seed(0);
+    CHECK(L->updates > 0, "%s: results with a collision node updated", cfg->name);
+    /* the case of remove_coll's swap: lists of three out of key order */
+    if (co_ordered_kind(w))
+        CHECK(L->lists3 > 0 && L->lists > L->lists3,
+              "%s: lists out of key order met (%ld, %ld of three keys)", cfg->name, L->lists,
+              L->lists3);
+    for (size_t i = 0; i < (1u << CO_LK); i++)
+        champ_free(L->plain[i]);
+    CHECK_EQ(th_pool_live(L->pool2), 0, "plain maps' pool drained");
+    champ_pool_free(L->pool2);
+    co_world_end(w);
+    free(w);
+    free(L);
+}
+
+static void test_algebra_list_updates(void) {
+    static const co_cfg cs[] = {
+        {"bytes", CHAMP_KEY_BYTES, false, false, false, CO_CONST, 0, 8, 0},
+        {"bytes-set", CHAMP_KEY_BYTES, true, false, false, CO_CONST, 0, 8, 0},
+        {"generic-compare", CHAMP_KEY_GENERIC, false, true, false, CO_CONST, 0, 8, 0},
+        {"generic-compare-set", CHAMP_KEY_GENERIC, true, true, false, CO_CONST, 0, 8, 0},
+        {"generic-list", CHAMP_KEY_GENERIC, false, false, false, CO_CONST, 0, 8, 0},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+        co_list_updates(&cs[i]);
+}
+
+/* champ_apply puts two keys of one full hash in a pair in key order
+ * (build.c, bsame), as inserts do, whatever their order in the batch:
+ * the batch's two colliding keys come in descending key order, alone (the
+ * root's pair), among keys of other hashes (a pair below the root), with
+ * a repeat of a key (the later update wins), with removals (the mixed
+ * path) and into a map that holds keys already; byte keys (a bytes_hash
+ * of the first byte) and generic keys with compare, maps and sets.  Each
+ * result: the trie the same keys inserted in ascending order build (same
+ * dump), valid, every value. */
+static uint64_t co_first_byte_hash(const void *p, size_t len, uint64_t seed, void *ctx) {
+    (void)seed;
+    (void)ctx;
+    return len ? th_mix64(((const unsigned char *)p)[0] + 1u) : 0;
+}
+
+enum { CO_PK = 24 }; /* keys 0..2 collide (descending key order), 3..23 do not */
+
+typedef struct co_pw {
+    champ_key_kind kind;
+    bool set;
+    th_obj objs[CO_PK];
+    char str[CO_PK][8];
+    th_cbctx ctx;
+} co_pw;
+
+static void co_pw_key(co_pw *w, size_t k, champ_key *key) {
+    memset(key, 0, sizeof *key);
+    if (w->kind == CHAMP_KEY_BYTES) {
+        key->ptr = w->str[k];
+        key->len = strlen(w->str[k]);
+    } else {
+        key->ptr = &w->objs[k];
+    }
+}
+
+static champ_status co_pw_set(co_pw *w, champ_map *m, size_t k, void *v) {
+    champ_key key;
+    co_pw_key(w, k, &key);
+    return w->kind == CHAMP_KEY_BYTES ? champ_set_bytes(m, key.ptr, key.len, v, NULL)
+                                      : champ_set(m, (void *)(uintptr_t)key.ptr, v, NULL);
+}
+
+static bool co_pw_get(co_pw *w, const champ_map *m, size_t k, void **v) {
+    champ_key key;
+    co_pw_key(w, k, &key);
+    return w->kind == CHAMP_KEY_BYTES ? champ_get_bytes(m, key.ptr, key.len, v)
+                                      : champ_get(m, key.ptr, v);
+}
+
+static void test_apply_pair_order(void) {
+    co_pw *w = calloc(1, sizeof *w);
+    if (!w)
+        return;
+    for (int kind = 0; kind < 2; kind++)
+        for (int set = 0; set < 2; set++)
+            for (int sc = 0; sc < 6; sc++) {
+                w->kind = kind ? CHAMP_KEY_GENERIC : CHAMP_KEY_BYTES;
+                w->set = set;
+                for (size_t k = 0; k < CO_PK; k++) {
+                    /* 0..2: "bz", "bm", "ba" (one first byte); then "c.", "d.", ... */
+                    if (k < 3)
+                        snprintf(w->str[k], sizeof w->str[k], "b%c", "zma"[k]);
+                    else
+                        snprintf(w->str[k], sizeof w->str[k], "%c%zu", (char)('c' + k), k);
+                    memset(&w->objs[k], 0, sizeof w->objs[k]);
+                    w->objs[k].id = k < 3 ? 30 - 10 * k : 100 + k;
+                    w->objs[k].hash = k < 3 ? 0x7777000077770000ULL : th_mix64(k + 1);
+                }
+                memset(&w->ctx, 0, sizeof w->ctx);
+                w->ctx.hash_mode = TH_HASH_FIELD;
+                champ_config cfg;
+                if (kind) {
+                    cfg = th_generic_config(&w->ctx, false, NULL);
+                    cfg.compare = co_cmp;
+                } else {
+                    cfg = th_kind_config(CHAMP_KEY_BYTES, 3, NULL);
+                    cfg.bytes_hash = co_first_byte_hash;
+                }
+                cfg.set = set;
+                champ_map *m = NULL, *want = NULL;
+                CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+                if (!m)
+                    break;
+                /* the batch: sc 0 the two colliding keys alone; 1 among
+                 * others; 2 with a repeat; 3 with removals; 4 into a map
+                 * holding others; 5 three colliding keys among others */
+                champ_op ops[CO_PK + 4];
+                size_t n = 0;
+                bool in[CO_PK] = {false};
+                void *val[CO_PK] = {NULL};
+                if (sc == 4)
+                    for (size_t k = 3; k < CO_PK; k += 2) {
+                        CHECK_ST(co_pw_set(w, m, k, set ? NULL : th_tok(k)), CHAMP_OK);
+                        in[k] = true;
+                        val[k] = set ? NULL : th_tok(k);
+                    }
+                for (size_t k = 0; k < CO_PK; k++) {
+                    bool use = k == 0 || k == 1 || (sc == 5 && k == 2) ||
+                               (k >= 3 && sc != 0 && (sc != 4 || k % 2 == 0));
+                    if (!use)
+                        continue;
+                    memset(&ops[n], 0, sizeof ops[n]);
+                    co_pw_key(w, k, &ops[n].key);
+                    ops[n].val = set ? NULL : th_tok(k + 100);
+                    n++;
+                    in[k] = true;
+                    val[k] = set ? NULL : th_tok(k + 100);
+                    if (sc == 2 && k == 0) {
+                        /* key 0 again after key 1: the later wins */
+                        memset(&ops[n], 0, sizeof ops[n]);
+                        co_pw_key(w, 1, &ops[n].key);
+                        ops[n].val = set ? NULL : th_tok(1 + 100);
+                        n++;
+                        memset(&ops[n], 0, sizeof ops[n]);
+                        co_pw_key(w, 0, &ops[n].key);
+                        ops[n].val = set ? NULL : th_tok(200);
+                        n++;
+                        val[0] = set ? NULL : th_tok(200);
+                        k = 1; /* key 1 is in already */
+                        in[1] = true;
+                        val[1] = set ? NULL : th_tok(1 + 100);
+                    }
+                }
+                if (sc == 3) {
+                    /* remove a key of the batch and one never there */
+                    memset(&ops[n], 0, sizeof ops[n]);
+                    co_pw_key(w, 5, &ops[n].key);
+                    ops[n].remove = true;
+                    n++;
+                    in[5] = false;
+                    val[5] = NULL;
+                    memset(&ops[n], 0, sizeof ops[n]);
+                    co_pw_key(w, 2, &ops[n].key);
+                    ops[n].remove = true;
+                    n++;
+                }
+                CHECK_ST(champ_apply(m, ops, n), CHAMP_OK);
+                /* the map inserts build: ascending key order for the
+                 * colliding keys (2, 1, 0), the others in any order */
+                CHECK_ST(champ_new_like(m, &want), CHAMP_OK);
+                for (size_t k = 3; k-- > 0;)
+                    if (in[k])
+                        CHECK_ST(co_pw_set(w, want, k, val[k]), CHAMP_OK);
+                for (size_t k = 3; k < CO_PK; k++)
+                    if (in[k])
+                        CHECK_ST(co_pw_set(w, want, k, val[k]), CHAMP_OK);
+                char what[80];
+                snprintf(what, sizeof what, "apply, %s %s, case %d",
+                         kind ? "generic" : "bytes", set ? "set" : "map", sc);
+                CHECK_VALID(m, what);
+                CHECK_EQ(champ_size(m), champ_size(want), what);
+                bool ok = true;
+                for (size_t k = 0; k < CO_PK; k++) {
+                    void *v = th_tok(0xbad);
+                    bool f = co_pw_get(w, m, k, &v);
+                    ok = ok && f == in[k] && (!f || v == val[k]);
+                }
+                CHECK(ok, "%s: contents and values", what);
+                CHECK(champ_equal(m, want, NULL, NULL), "%s: equal to inserts", what);
+                CHECK(th_same_dump(m, want), "%s: the trie inserts build", what);
+                champ_free(m);
+                champ_free(want);
+            }
+    free(w);
+}
+
 const th_test th_tests_collide[] = {
     {"collide.random.bytes-const", test_random_bytes_const},
     {"collide.random.bytes-const-set", test_random_bytes_const_set},
@@ -1501,5 +1988,7 @@ const th_test th_tests_collide[] = {
     {"collide.apply", test_apply},
     {"collide.callbacks", test_callbacks},
     {"collide.get_many_bytes_hash", test_get_many_bytes_hash},
+    {"collide.algebra_list_updates", test_algebra_list_updates},
+    {"collide.apply_pair_order", test_apply_pair_order},
 };
 const size_t th_tests_collide_count = sizeof th_tests_collide / sizeof th_tests_collide[0];
