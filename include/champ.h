@@ -777,12 +777,15 @@ typedef enum champ_change {
     CHAMP_CHANGED = 3  /* key in both, values not equal         */
 } champ_change;
 
-/* Called once for every difference, in the order of the walk (side by
- * side: slot by slot, lower slots first at every level, except that in a
- * slot holding one or two entries on one side and a subtree on the other
- * those entries' keys come first; key by key: `from`'s removals and
- * changes in its iteration order, then `to`'s additions in its own);
- * return nonzero to stop. */
+/* Called once for every difference, in the order of the walk; return
+ * nonzero to stop.  Maps walked side by side (above) go slot by slot,
+ * lower slots first, at every level, down to a slot whose keys on each
+ * side are one or two entries (no subtree) or a collision list: there the
+ * keys are matched as two lists, `from`'s removals and changes first in
+ * its iteration order, then `to`'s additions in its own.  A slot with keys
+ * on one side only gives them in that side's iteration order.  Maps
+ * compared key by key: `from`'s removals and changes in its iteration
+ * order, then `to`'s additions in its own. */
 typedef int (*champ_diff_fn)(champ_change what, const champ_key *key,
                              void *old_val, void *new_val, void *ctx);
 

@@ -235,9 +235,10 @@ static uint32_t list_find(const ops *o, const ventry *x, const ventry *b, uint32
     return nb;
 }
 
-/* Matches two short lists of entries key by key (order: trie order of the
- * a side's entries, then b's new ones; within one slot a list is short).
- * Used below the bitmap levels (collision level) and for entry slots;
+/* Matches two short lists of entries key by key (order: the a side's
+ * entries as they are, then b's new ones; within one slot a list is
+ * short: champ.h's champ_diff_fn states this order).  Used at the
+ * collision level and for slots holding entries (no child) on both sides;
  * unhashed lists (their h not filled) compare the keys alone. */
 static int walk_lists(walker *w, const ventry *a, uint32_t na, const ventry *b, uint32_t nb,
                       bool unhashed) {
@@ -268,18 +269,7 @@ static int walk_views(walker *w, const view *va, const view *vb, unsigned level)
         return walk_side(w, vb, level, false);
     if (VIEW_EMPTY(vb))
         return walk_side(w, va, level, true);
-    if (level == CHAMP_COLL_LEVEL || (!va->n && !vb->n && va->nv + vb->nv <= 4 &&
-                                      va->nv <= 2 && vb->nv <= 2)) {
-        if (level != CHAMP_COLL_LEVEL) {
-            /* two short runs: keys on both sides match here, the rest are
-             * reported in trie order by the slot loop below */
-            bool any = false;
-            for (uint32_t i = 0; i < va->nv && !any; i++)
-                for (uint32_t j = 0; j < vb->nv && !any; j++)
-                    any = va->v[i].h == vb->v[j].h;
-            if (!any)
-                goto slots;
-        }
+    if (level == CHAMP_COLL_LEVEL) {
         /* (runs are walked where they are; collision nodes are read out) */
         uint32_t na = coll_count(va), nb = coll_count(vb);
         ventry sa[va->n ? na : 1], sb[vb->n ? nb : 1];
@@ -290,7 +280,9 @@ static int walk_views(walker *w, const view *va, const view *vb, unsigned level)
         return walk_lists(w, va->n ? sa : va->v, na, vb->n ? sb : vb->v, nb,
                           level == CHAMP_COLL_LEVEL);
     }
-slots:;
+    /* (two runs never meet here: a slot with entries on both sides and no
+     * child is matched by walk_lists where it is found, below and in
+     * walk_nodes) */
     if (va->n && vb->n)
         return walk_nodes(w, va->n, vb->n, level);
     uint32_t mask = view_mask(va, level) | view_mask(vb, level);

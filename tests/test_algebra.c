@@ -2119,6 +2119,199 @@ static bool alg_slot_before(uint64_t a, uint64_t b) {
     return false;
 }
 
+/* ------------------------------------------------------------------ */
+/* champ_diff's order, against a model of the header's rule            */
+/* ------------------------------------------------------------------ */
+
+/* Generic keys whose hashes the test chooses: few distinct slices at the
+ * first levels, so that slots hold entries, pairs and subtrees on either
+ * side, and some keys share their whole hash (collision lists). */
+typedef struct {
+    uint64_t id, hash;
+} alg_hk;
+
+static uint64_t alg_hk_hash(const void *k, void *ctx) {
+    (void)ctx;
+    return ((const alg_hk *)k)->hash;
+}
+
+static bool alg_hk_equal(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    return ((const alg_hk *)a)->id == ((const alg_hk *)b)->id;
+}
+
+enum { ALG_HK_N = 24, ALG_HK_MAXD = 2 * ALG_HK_N };
+
+typedef struct {
+    uint32_t n;
+    uint8_t key[ALG_HK_MAXD];
+    uint8_t what[ALG_HK_MAXD];
+} alg_hkd;
+
+static alg_hk alg_hks[ALG_HK_N];
+
+static int alg_hkd_fn(champ_change what, const champ_key *key, void *o, void *n, void *ctx) {
+    (void)o;
+    (void)n;
+    alg_hkd *d = ctx;
+    if (d->n < ALG_HK_MAXD) {
+        d->key[d->n] = (uint8_t)(((const alg_hk *)key->ptr)->id);
+        d->what[d->n] = (uint8_t)what;
+    }
+    d->n++;
+    return 0;
+}
+
+/* A map's keys in its iteration order (ids) and their values. */
+typedef struct {
+    uint32_t n;
+    uint8_t id[ALG_HK_N];
+    uintptr_t val[ALG_HK_N]; /* by id, 0: absent */
+} alg_hko;
+
+static void alg_hk_order(const champ_map *m, alg_hko *o) {
+    memset(o, 0, sizeof *o);
+    champ_iter it;
+    champ_key k;
+    void *v;
+    if (champ_iter_init(&it, m) != CHAMP_OK)
+        return;
+    while (champ_iter_next(&it, &k, &v) && o->n < ALG_HK_N) {
+        uint8_t id = (uint8_t)((const alg_hk *)k.ptr)->id;
+        o->id[o->n++] = id;
+        o->val[id] = (uintptr_t)v;
+    }
+}
+
+/* The model: the differences of the keys of from and to that fall in
+ * the subtree of one slot (ids in each map's iteration order), at
+ * `level`.  Slot by slot, lower slots first; a slot holding keys on one
+ * side only gives them in that side's order; a slot holding two keys or
+ * fewer on each side (entries or a pair: no subtree) and every
+ * collision-level list are matched as lists: from's keys first
+ * (removals and changes, in from's order), then to's additions (in to's
+ * order); a slot with a subtree on either side is the same rule one level
+ * down. */
+static void alg_hk_model(const alg_hko *fo, const uint8_t *f, uint32_t nf,
+                         const alg_hko *to, const uint8_t *t, uint32_t nt,
+                         unsigned level, alg_hkd *d) {
+    bool list = level == CHAMP_COLL_LEVEL;
+    if (!list && nf <= 2 && nt <= 2 && nf + nt > 0 && level > 0)
+        list = true; /* (the caller split by slot: this is one slot's keys) */
+    if (list || nf == 0 || nt == 0) {
+        for (uint32_t i = 0; i < nf; i++) {
+            uintptr_t nv = to->val[f[i]];
+            if (!nv || nv != fo->val[f[i]]) {
+                d->key[d->n] = f[i];
+                d->what[d->n++] = nv ? CHAMP_CHANGED : CHAMP_REMOVED;
+            }
+        }
+        for (uint32_t j = 0; j < nt; j++)
+            if (!fo->val[t[j]]) {
+                d->key[d->n] = t[j];
+                d->what[d->n++] = CHAMP_ADDED;
+            }
+        return;
+    }
+    for (unsigned s = 0; s < 32; s++) {
+        uint8_t fs[ALG_HK_N], ts[ALG_HK_N];
+        uint32_t a = 0, b = 0;
+        for (uint32_t i = 0; i < nf; i++)
+            if (((alg_hks[f[i]].hash >> (CHAMP_BITS * level)) & 31) == s)
+                fs[a++] = f[i];
+        for (uint32_t j = 0; j < nt; j++)
+            if (((alg_hks[t[j]].hash >> (CHAMP_BITS * level)) & 31) == s)
+                ts[b++] = t[j];
+        if (a + b)
+            alg_hk_model(fo, fs, a, to, ts, b, level + 1, d);
+    }
+}
+
+/* Random pairs of small maps (0-12 keys of 24, hashes from a few slices
+ * per level, a fifth of them sharing one whole hash with another key):
+ * `to` a copy of from changed (sharing its untouched nodes) or built on
+ * its own; every difference reported exactly in the model's order. */
+static void test_alg_diff_slot_order(void) {
+    long rounds = th_iters(4000, 200);
+    long bad = 0;
+    for (long r = 0; r < rounds; r++) {
+        uint64_t seed = 0xd1ff0000u + (uint64_t)r;
+        th_rng g = {seed};
+        for (uint64_t i = 0; i < ALG_HK_N; i++) {
+            alg_hks[i].id = i;
+            uint64_t h = 0;
+            unsigned deep = (unsigned)th_below(&g, 4); /* levels with a choice */
+            for (unsigned l = 0; l < deep; l++)
+                h |= th_below(&g, 4) << (CHAMP_BITS * l);
+            if (th_chance(&g, 10))
+                h |= th_next(&g) & ~(uint64_t)0xfffff; /* differ only far down */
+            alg_hks[i].hash = h;
+            if (i > 0 && th_chance(&g, 20))
+                alg_hks[i].hash = alg_hks[th_below(&g, i)].hash; /* a collision */
+        }
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
+        c.hash = alg_hk_hash;
+        c.equal = alg_hk_equal;
+        champ_map *from = NULL, *to = NULL;
+        if (champ_new(&c, &from) != CHAMP_OK) {
+            CHECK(false, "champ_new [seed 0x%llx]", (unsigned long long)seed);
+            return;
+        }
+        uint32_t nf = (uint32_t)th_below(&g, 13);
+        for (uint32_t i = 0; i < nf; i++)
+            CHECK_ST(champ_set(from, &alg_hks[th_below(&g, ALG_HK_N)], (void *)(uintptr_t)1, NULL),
+                     CHAMP_OK);
+        if (th_chance(&g, 50)) {
+            CHECK_ST(champ_copy(from, &to), CHAMP_OK);
+        } else {
+            CHECK_ST(champ_new_like(from, &to), CHAMP_OK);
+            alg_hko fo;
+            alg_hk_order(from, &fo);
+            for (uint32_t i = 0; i < fo.n && to; i++)
+                if (th_chance(&g, 70))
+                    CHECK_ST(champ_set(to, &alg_hks[fo.id[i]], (void *)(uintptr_t)1, NULL),
+                             CHAMP_OK);
+        }
+        if (!to) {
+            champ_free(from);
+            return;
+        }
+        uint32_t nch = (uint32_t)th_below(&g, 8);
+        for (uint32_t i = 0; i < nch; i++) {
+            alg_hk *k = &alg_hks[th_below(&g, ALG_HK_N)];
+            if (th_chance(&g, 40))
+                CHECK_ST(champ_remove(to, k, NULL), CHAMP_OK);
+            else
+                CHECK_ST(champ_set(to, k, (void *)(uintptr_t)(1 + th_below(&g, 2)), NULL),
+                         CHAMP_OK);
+        }
+        alg_hko fo, tor;
+        alg_hk_order(from, &fo);
+        alg_hk_order(to, &tor);
+        alg_hkd want = {0}, got = {0};
+        alg_hk_model(&fo, fo.id, fo.n, &tor, tor.id, tor.n, 0, &want);
+        CHECK_ST(champ_diff(from, to, NULL, alg_hkd_fn, &got), CHAMP_OK);
+        bool same = got.n == want.n &&
+                    memcmp(got.key, want.key, want.n) == 0 &&
+                    memcmp(got.what, want.what, want.n) == 0;
+        if (!same && bad++ < 5) {
+            char gs[200] = "", ws[200] = "";
+            for (uint32_t i = 0; i < got.n && i < ALG_HK_MAXD; i++)
+                snprintf(gs + strlen(gs), sizeof gs - strlen(gs), "%c%u ",
+                         "?+-~"[got.what[i] & 3], got.key[i]);
+            for (uint32_t i = 0; i < want.n; i++)
+                snprintf(ws + strlen(ws), sizeof ws - strlen(ws), "%c%u ",
+                         "?+-~"[want.what[i] & 3], want.key[i]);
+            CHECK(false, "diff order: got %s, model %s [seed 0x%llx]", gs, ws,
+                  (unsigned long long)seed);
+        } else {
+            CHECK(same, "diff order [seed 0x%llx]", (unsigned long long)seed);
+        }
+        champ_free(from);
+        champ_free(to);
+    }
+}
+
 /* The first two levels' slots of key's hash (seed 62), the rest zero. */
 static uint64_t alg_top(uint64_t key) {
     return hash_u64(key, 62) & ((1u << (2 * CHAMP_BITS)) - 1);
@@ -2515,6 +2708,7 @@ const th_test th_tests_algebra[] = {
     {"algebra.collision_views", test_alg_collision_views},
     {"algebra.filter_shares", test_alg_filter_shares},
     {"algebra.diff_order", test_alg_diff_order},
+    {"algebra.diff_slot_order", test_alg_diff_slot_order},
     {"algebra.same_refs_ctx", test_alg_same_refs_ctx},
     {"algebra.oom.fail_after", test_alg_oom_fail_after},
     {"algebra.oom.backing", test_alg_oom_backing},
