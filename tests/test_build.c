@@ -1798,6 +1798,565 @@ static void test_apply_scratch(void) {
     free(kb);
 }
 
+/* ------------------------------------------------------------------ */
+/* build.huge_scratch_big_keys                                         */
+/* ------------------------------------------------------------------ */
+
+/* champ_apply (the one batch entry point that takes scratch) with very
+ * large byte keys, in batches of more than 21,845 updates: a scratch array
+ * of 24 bytes an update plus the 16-byte header then reaches SCRATCH_FROM
+ * (512 KiB), so a pool on libc maps it in huge pages (champ__huge_scratch_maps
+ * grows: by 1 or more for a batch of sets, 2 or more with removes; passes
+ * with a weak bytes_hash and with XXH3), or with mappings refused
+ * (champ__huge_refuse) takes malloc's behind the same header (none made),
+ * and a pool on th_alloc takes the allocator's (none).  Keys: the empty key,
+ * short binary keys, 4..64 KiB keys, two of 256..768 KiB, and under a weak
+ * bytes_hash (the first 8 bytes and len / 4096, for keys of 1 KiB or more)
+ * families of equal hashes with long common prefixes: 200 keys of ~1.1 KiB
+ * (a hashed collision node), 24 of ~8 KiB that are prefixes of each other
+ * or differ in the last byte, and four of about 1 MiB.  A bulk build with
+ * repeats, then a batch with removes (inserts, replacements, removes of
+ * present and absent keys, repeats in any order) and a batch of sets, each
+ * on a map shared with a copy; every result against a model (size, each
+ * key's value, the keys iteration reports, stats.key_bytes, validate)
+ * after the caller's key buffers were scribbled and freed (the map copies
+ * keys); the copy keeps the old contents.  With CHAMP_FAULTS,
+ * champ_pool_fail_after(k) under both batch kinds: CHAMP_ENOMEM leaves the
+ * map, the copy and the pool's live bytes as they were, and (Linux) the
+ * address space does not keep the failed calls' mappings.  A pool on
+ * th_alloc (no huge pages) whose allocator refuses from its k-th call on:
+ * the same, with no scratch block left behind or freed with a wrong size.
+ * Every map freed: the pool's live bytes are 0. */
+
+#define HB_MIB ((size_t)1 << 20)
+/* ids: 0 the empty key; A (equal weak hashes; 200 > 128 keys: a hashed
+ * collision node); B (equal hashes, ~8 KiB, prefixes of each other); C
+ * (equal hashes, ~1 MiB); G big keys; then short keys up to HB_U */
+enum {
+    HB_A0 = 1, HB_NA = 200,
+    HB_B0 = HB_A0 + HB_NA, HB_NB = 24,
+    HB_C0 = HB_B0 + HB_NB, HB_NC = 4,
+    HB_G0 = HB_C0 + HB_NC, HB_NG = 26,
+    HB_S0 = HB_G0 + HB_NG,
+    HB_U = 28000 /* a batch of 80% of these, plus repeats: over 21,845 */
+};
+
+typedef struct hb_model {
+    unsigned char present[HB_U];
+    void *val[HB_U];
+    size_t count;
+} hb_model;
+
+typedef struct hb {
+    unsigned char *kb;    /* every key, made once: key id at kb + koff[id] */
+    size_t koff[HB_U + 1];
+    champ_op *ops;        /* the batch */
+    size_t *ids;          /* the id of each op's key */
+    size_t n, cap;
+    uint32_t seq;         /* values: th_tok(id << 20 | seq) */
+    th_rng r;
+    bool small;           /* valgrind's scale: less of everything */
+    size_t u;             /* batches update ids below u ... */
+    size_t maxlen;        /* ... whose keys are no longer than this */
+    hb_model md, old;     /* the map, the copy */
+    unsigned char seen[HB_U];
+} hb;
+
+/* The length of key id, and with buf its bytes (that many). */
+static size_t hb_key(size_t id, unsigned char *buf) {
+    uint64_t x = th_mix64(id + 77);
+    size_t len, j;
+    if (id == 0)
+        return 0;
+    if (id < HB_B0) { /* A: 1100..1103 bytes, 'A's then 8 digits */
+        char t[24];
+        j = id - HB_A0;
+        len = 1100 + j % 4;
+        if (buf) {
+            memset(buf, 'A', len);
+            snprintf(t, sizeof t, "%08zu", j);
+            memcpy(buf + len - 8, t, 8);
+        }
+        return len;
+    }
+    if (id < HB_C0) { /* B: 'B' x (8192 + j), the odd j with a last 'b' */
+        j = id - HB_B0;
+        len = 8192 + (j & ~(size_t)1);
+        if (buf) {
+            memset(buf, 'B', len);
+            if (j & 1)
+                buf[len - 1] = 'b';
+        }
+        return len;
+    }
+    if (id < HB_G0) { /* C: 'C' x 1 MiB; 'C' x (1 MiB - 1) + 'D'; 1 MiB + 1;
+                       * 1 MiB + 5 with a 'c' half-way */
+        j = id - HB_C0;
+        len = HB_MIB + (j == 2 ? 1 : j == 3 ? 5 : 0);
+        if (buf) {
+            memset(buf, 'C', len);
+            if (j == 1)
+                buf[len - 1] = 'D';
+            if (j == 3)
+                buf[HB_MIB / 2] = 'c';
+        }
+        return len;
+    }
+    if (id < HB_S0) { /* G: its id in the first 8 bytes (distinct hashes) */
+        uint64_t w = id;
+        len = id < HB_S0 - 2 ? 4096 + (size_t)(x % 61440) : 262144 + (size_t)(x % 524288);
+        if (buf) {
+            memcpy(buf, &w, 8);
+            memset(buf + 8, (int)(x & 0xff), len - 8);
+            for (size_t i = 8; i < len; i += 251)
+                buf[i] = (unsigned char)((x >> (i % 7 * 8)) ^ (i * 13));
+        }
+        return len;
+    }
+    /* short: "id:" then up to 31 bytes of any value */
+    char t[24];
+    j = (size_t)snprintf(t, sizeof t, "%zu:", id);
+    len = j + (size_t)(x % 32);
+    if (buf) {
+        memcpy(buf, t, j);
+        for (size_t i = j; i < len; i++)
+            buf[i] = (unsigned char)((x >> (i % 7 * 8)) ^ (i * 13));
+    }
+    return len;
+}
+
+static const unsigned char *hb_kp(const hb *s, size_t id) {
+    return s->kb + s->koff[id];
+}
+
+static size_t hb_klen(const hb *s, size_t id) {
+    return s->koff[id + 1] - s->koff[id];
+}
+
+/* s->kb and koff: every key, one after the other.  false: no memory. */
+static bool hb_keys_make(hb *s) {
+    size_t total = 0;
+    for (size_t id = 0; id < HB_U; id++) {
+        s->koff[id] = total;
+        total += hb_key(id, NULL);
+    }
+    s->koff[HB_U] = total;
+    s->kb = malloc(total);
+    for (size_t id = 0; s->kb && id < HB_U; id++)
+        hb_key(id, s->kb + s->koff[id]);
+    return s->kb != NULL;
+}
+
+/* The weak bytes_hash: keys of 1 KiB or more hash their first 8 bytes and
+ * len / 4096 only (A, B and C collide within each family). */
+static uint64_t hb_weak_hash(const void *k, size_t len, uint64_t seed, void *ctx) {
+    (void)ctx;
+    const unsigned char *p = k;
+    if (len >= 1024) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        return th_mix64(seed ^ w ^ th_mix64(len >> 12));
+    }
+    uint64_t h = seed ^ len;
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t w = 0;
+        memcpy(&w, p + i, len - i < 8 ? len - i : 8);
+        h = th_mix64(h ^ w);
+    }
+    return h;
+}
+
+/* Appends an update of key id (its bytes in a malloc'ed buffer of the
+ * caller's).  false: out of memory. */
+static bool hb_op(hb *s, size_t id, bool remove) {
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 1024;
+        champ_op *o = realloc(s->ops, cap * sizeof *o);
+        if (!o)
+            return false;
+        s->ops = o;
+        size_t *d = realloc(s->ids, cap * sizeof *d);
+        if (!d)
+            return false;
+        s->ids = d;
+        s->cap = cap;
+    }
+    size_t len = hb_klen(s, id);
+    unsigned char *buf = len ? malloc(len) : NULL;
+    if (len && !buf)
+        return false;
+    if (len)
+        memcpy(buf, hb_kp(s, id), len);
+    champ_op *op = &s->ops[s->n];
+    memset(op, 0, sizeof *op);
+    op->key.ptr = buf;
+    op->key.len = len;
+    op->remove = remove;
+    op->val = remove ? NULL : th_tok(((uint64_t)id << 20) | (s->seq++ & 0xfffffu));
+    s->ids[s->n++] = id;
+    return true;
+}
+
+/* The caller's key buffers: scribbled, then freed. */
+static void hb_drop_ops(hb *s) {
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->ops[i].key.len)
+            memset((void *)(uintptr_t)s->ops[i].key.ptr, 0x5a, s->ops[i].key.len);
+        free((void *)(uintptr_t)s->ops[i].key.ptr);
+    }
+    s->n = 0;
+}
+
+/* A batch: each id set (pct_set) or removed (pct_rm) or not in it (the
+ * ids below HB_S0 always in it), then repeats of pct_rep of the ops (sets,
+ * or with pct_rm also removes) and two more updates of each ~1 MiB key,
+ * shuffled.  false: out of memory (a failed check). */
+static bool hb_batch(hb *s, unsigned pct_set, unsigned pct_rm, unsigned pct_rep) {
+    hb_drop_ops(s);
+    unsigned in = pct_set + pct_rm;
+    for (size_t id = 0; id < s->u; id++) {
+        unsigned c = (unsigned)th_below(&s->r, 100);
+        if (hb_klen(s, id) > s->maxlen)
+            continue;
+        if (id < HB_S0)
+            c = (unsigned)th_below(&s->r, in);
+        if (c < in && !hb_op(s, id, c >= pct_set))
+            goto oom;
+    }
+    size_t base = s->n;
+    for (size_t i = 0; i < base; i++)
+        if (th_chance(&s->r, pct_rep) && !hb_op(s, s->ids[i], pct_rm && th_chance(&s->r, 40)))
+            goto oom;
+    for (size_t id = HB_C0; id < HB_G0 && s->maxlen >= HB_MIB + 5; id++)
+        for (int k = 0; k < (s->small ? 1 : 2); k++)
+            if (!hb_op(s, id, pct_rm && k == (int)(id % 2)))
+                goto oom;
+    for (size_t i = s->n; i > 1; i--) {
+        size_t j = (size_t)th_below(&s->r, i);
+        champ_op t = s->ops[i - 1];
+        s->ops[i - 1] = s->ops[j];
+        s->ops[j] = t;
+        size_t d = s->ids[i - 1];
+        s->ids[i - 1] = s->ids[j];
+        s->ids[j] = d;
+    }
+    return true;
+oom:
+    CHECK(false, "out of memory making a batch");
+    return false;
+}
+
+/* The model after the batch: its updates one after the other. */
+static void hb_model_apply(hb *s) {
+    hb_model *md = &s->md;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t id = s->ids[i];
+        if (s->ops[i].remove) {
+            md->count -= md->present[id];
+            md->present[id] = 0;
+            md->val[id] = NULL;
+        } else {
+            md->count += !md->present[id];
+            md->present[id] = 1;
+            md->val[id] = s->ops[i].val;
+        }
+    }
+}
+
+/* m against md: size, the lookup of each id (small: of the special ones
+ * and every 8th short key), the keys and values iteration reports (an
+ * entry's id is in its value; each id once), key_bytes, validate. */
+static void hb_verify(hb *s, const champ_map *m, const hb_model *md, const char *what) {
+    CHECK_EQ(champ_size(m), md->count, what);
+    size_t bad = 0, keylens = 0;
+    for (size_t id = 0; id < HB_U; id++) {
+        size_t len = hb_klen(s, id);
+        keylens += md->present[id] ? len : 0;
+        if (s->small && id >= HB_S0 && id % 8)
+            continue;
+        void *v = NULL;
+        bool f = champ_get_bytes(m, len ? hb_kp(s, id) : NULL, len, &v);
+        bad += f != (bool)md->present[id] || v != md->val[id];
+    }
+    CHECK(bad == 0, "%s: %zu keys wrong", what, bad);
+    champ_iter it;
+    champ_key k;
+    void *v;
+    size_t seen = 0, wrong = 0;
+    memset(s->seen, 0, sizeof s->seen);
+    CHECK_ST(champ_iter_init(&it, m), CHAMP_OK);
+    while (champ_iter_next(&it, &k, &v)) {
+        seen++;
+        size_t id = (size_t)((((uintptr_t)v - 16) / 16) >> 20);
+        if (id >= HB_U || !md->present[id] || md->val[id] != v || s->seen[id]) {
+            wrong++;
+            continue;
+        }
+        s->seen[id] = 1;
+        size_t len = hb_klen(s, id);
+        wrong += k.len != len || (len && memcmp(k.ptr, hb_kp(s, id), len) != 0);
+    }
+    CHECK(wrong == 0 && seen == md->count && champ_iter_status(&it) == CHAMP_OK,
+          "%s: iteration: %zu entries, %zu wrong, %zu in the model", what, seen, wrong,
+          md->count);
+    champ_stats st = th_stats(m);
+    CHECK(st.key_bytes >= keylens && st.key_bytes <= keylens + 64 * md->count,
+          "%s: key_bytes %zu for %zu bytes of keys", what, st.key_bytes, keylens);
+    CHECK_VALID(m, what);
+}
+
+/* Bytes of the process's address space (Linux; counted in 4 KiB pages),
+ * or 0. */
+static size_t hb_vm_bytes(void) {
+    size_t pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "%zu", &pages) != 1)
+        pages = 0;
+    fclose(f);
+    return pages * 4096;
+}
+
+/* champ_apply of the batch, which must succeed: the scratch mappings it
+ * made (at least `maps`), the model updated, the caller's keys dropped. */
+static void hb_apply(hb *s, champ_map *m, size_t maps, const char *what) {
+    size_t before = champ__huge_scratch_maps;
+    CHECK_ST(champ_apply(m, s->ops, s->n), CHAMP_OK);
+    size_t made = champ__huge_scratch_maps - before;
+    if (maps)
+        CHECK(made >= maps, "%s: a batch of %zu: %zu scratch mappings, want %zu or more",
+              what, s->n, made, maps);
+    else
+        CHECK(made == 0, "%s: %zu scratch mappings where none may be made", what, made);
+    hb_model_apply(s);
+    hb_drop_ops(s);
+}
+
+static size_t hb_reserved(const champ_pool *pool) {
+    champ_pool_stats ps;
+    if (champ_pool_stats_get(pool, &ps, sizeof ps) != CHAMP_OK)
+        return 0;
+    return ps.bytes_reserved;
+}
+
+/* The pool blocks the batch allocates when applied to a copy of m (with
+ * CHAMP_STATS; else 0). */
+static size_t hb_count_allocs(hb *s, const champ_map *m, champ_pool *pool) {
+    champ_map *t = NULL;
+    champ_pool_stats ps0, ps1;
+    if (!TH_STATS || champ_copy(m, &t) != CHAMP_OK)
+        return 0;
+    champ_pool_stats_get(pool, &ps0, sizeof ps0);
+    champ_status st = champ_apply(t, s->ops, s->n);
+    champ_pool_stats_get(pool, &ps1, sizeof ps1);
+    champ_free(t);
+    CHECK_ST(st, CHAMP_OK);
+    return (size_t)(ps1.allocs - ps0.allocs);
+}
+
+/* champ_apply of the batch (not yet applied to m, which cp copies) with a
+ * fault at the pool's k-th block allocation on (champ_pool_fail_after) or,
+ * with ta, at the backing allocator's k-th call on, for each k of ks
+ * (ascending) until one succeeds (then the model is updated), and last
+ * without a fault.  Each CHAMP_ENOMEM: m equal to cp and the model, the
+ * pool's live bytes as they were; with ta, what the allocator holds more
+ * is what the pool reserves more (no scratch block left); with mappings
+ * (maps), each call made them, and from the first fault past the key
+ * copies on, the address space grows by no more than the pool's
+ * reservation and one region (8 MiB) plus 4 MiB: the failed calls'
+ * mappings (2 MiB or more each) were given back. */
+static void hb_fault_sweep(hb *s, champ_map *m, const champ_map *cp, champ_pool *pool,
+                           th_alloc *ta, bool huge, const size_t *ks, size_t nk,
+                           const char *what) {
+    size_t live0 = th_pool_live(pool), fails = 0, vm0 = 0, res0 = 0, vmfails = 0;
+    bool removes = false;
+    for (size_t i = 0; i < s->n; i++)
+        removes |= s->ops[i].remove;
+    for (size_t i = 0; i <= nk; i++) {
+        size_t k = i < nk ? ks[i] : SIZE_MAX, before = champ__huge_scratch_maps;
+        size_t ta0 = ta ? ta->live_bytes : 0, res = hb_reserved(pool);
+        if (k != SIZE_MAX && ta) {
+            ta->fail_at = (long)(ta->calls + k);
+            ta->fail_persist = true;
+        } else if (k != SIZE_MAX) {
+            champ_pool_fail_after(pool, (long)k);
+        }
+        champ_status st = champ_apply(m, s->ops, s->n);
+        if (ta)
+            ta->fail_at = -1;
+        else
+            champ_pool_fail_after(pool, -1);
+        size_t made = champ__huge_scratch_maps - before;
+        if (st == CHAMP_OK) {
+            hb_model_apply(s);
+            hb_drop_ops(s);
+            break;
+        }
+        CHECK(st == CHAMP_ENOMEM && k != SIZE_MAX, "%s, fault at %zu: %s", what, k,
+              th_status_name(st));
+        fails++;
+        CHECK(th_pool_live(pool) == live0 && champ_size(m) == s->md.count &&
+                  champ_equal(m, cp, NULL, NULL),
+              "%s, fault at %zu: the map changed (size %zu, was %zu) or the pool's live "
+              "bytes (%zu, were %zu)", what, k, champ_size(m), s->md.count, th_pool_live(pool),
+              live0);
+        if (fails == 1 && !s->small)
+            hb_verify(s, m, &s->md, what);
+        /* a batch with removes maps b and tmp first; one of sets maps b
+         * after the key copies */
+        size_t maps = !huge ? 0 : removes ? 2 : k >= s->n ? 1 : 0;
+        if (huge)
+            CHECK(made >= maps, "%s, fault at %zu: %zu scratch mappings, want %zu or more",
+                  what, k, made, maps);
+        else
+            CHECK(made == 0, "%s, fault at %zu: %zu scratch mappings", what, k, made);
+        if (ta) {
+            size_t more = ta->live_bytes - ta0, rmore = hb_reserved(pool) - res;
+            CHECK(more == rmore && ta->size_mismatches == 0,
+                  "%s, fault at %zu: the allocator holds %zu bytes more, the pool reserves "
+                  "%zu more (%lu size mismatches)", what, k, more, rmore, ta->size_mismatches);
+        } else if (maps && k >= s->n && hb_vm_bytes()) {
+            if (!vm0) {
+                vm0 = hb_vm_bytes();
+                res0 = hb_reserved(pool);
+            } else {
+                vmfails++;
+            }
+        }
+    }
+    CHECK(fails > 0, "%s: no fault hit", what);
+    if (vmfails >= 4) {
+        size_t vm = hb_vm_bytes(), grew = hb_reserved(pool) - res0;
+        CHECK(vm <= vm0 + grew + 12 * HB_MIB,
+              "%s: after %zu more failed calls the address space grew by %zu KiB, the "
+              "pool's reservation by %zu KiB", what, vmfails, (vm - vm0) >> 10, grew >> 10);
+    }
+    hb_verify(s, m, &s->md, what);
+    hb_verify(s, cp, &s->old, "the copy, after faults");
+}
+
+static void test_huge_scratch_big_keys(void) {
+    hb *s = calloc(1, sizeof *s);
+    if (!s || !hb_keys_make(s)) {
+        CHECK(false, "out of memory");
+        free(s);
+        return;
+    }
+    /* valgrind's scale: no pass 1, pass 0 without its batch of sets and
+     * with fewer faults, pass 2 the bulk build only, pass 3 on 2,000 short keys
+     * (no mappings to reach there); keys over 64 KiB in pass 0 only; fewer
+     * lookups and 1 MiB repeats */
+    s->small = th_scale() < 0.2;
+    for (int pass = 0; pass < 4; pass++) {
+        /* 0: mappings, weak hash; 1: mappings, XXH3 (no faults); 2:
+         * mappings refused, weak hash; 3: a pool on th_alloc (no
+         * mappings), weak hash */
+        if (s->small && pass == 1)
+            continue;
+        bool huge = pass < 2, weak = pass != 1;
+        bool mixed = !s->small || pass != 2, sets = !s->small || pass == 3;
+        bool faults = pass != 1 && (!s->small || pass != 2);
+        s->u = s->small && pass == 3 ? HB_S0 + 2000 : HB_U;
+        s->maxlen = s->small && pass > 0 ? 65536 : SIZE_MAX;
+        th_alloc ta;
+        champ_pool *pool = NULL;
+        if (pass == 3) {
+            pool = th_alloc_pool(&ta, false);
+        } else {
+            champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+            CHECK_ST(champ_pool_new(&pc, &pool), CHAMP_OK);
+        }
+        if (!pool)
+            break;
+        champ_config cfg = th_kind_config(CHAMP_KEY_BYTES, 0x5eed + (uint64_t)pass, pool);
+        if (weak)
+            cfg.bytes_hash = hb_weak_hash;
+        champ_map *m = NULL, *cp = NULL;
+        CHECK_ST(champ_new(&cfg, &m), CHAMP_OK);
+        memset(&s->md, 0, sizeof s->md);
+        s->r.s = 0x6b1a + (uint64_t)pass;
+        champ__huge_refuse = pass == 2;
+        /* the bulk build: 90% of the keys, 6% repeated */
+        if (m && hb_batch(s, 90, 0, 6)) {
+            hb_apply(s, m, huge, "bulk build of big keys");
+            hb_verify(s, m, &s->md, "bulk build of big keys");
+            /* families A and B (and C) in collision nodes */
+            champ_stats st = th_stats(m);
+            if (weak)
+                CHECK(st.collision_entries >= HB_NA + HB_NB && st.nodes_collision >= 2,
+                      "bulk build: %zu keys in %zu collision nodes", st.collision_entries,
+                      st.nodes_collision);
+        }
+        /* a batch with removes on a map shared with a copy */
+        if (m)
+            CHECK_ST(champ_copy(m, &cp), CHAMP_OK);
+        s->old = s->md;
+        if (cp && mixed && hb_batch(s, 45, 35, 10)) {
+            hb_apply(s, m, huge ? 2 : 0, "a batch with removes");
+            hb_verify(s, m, &s->md, "a batch with removes");
+            hb_verify(s, cp, &s->old, "the copy, after a batch with removes");
+        }
+        /* a batch of sets (replacements and inserts) on the shared map */
+        if (cp && sets && hb_batch(s, 80, 0, 8)) {
+            hb_apply(s, m, huge, "a batch of sets");
+            hb_verify(s, m, &s->md, "a batch of sets");
+            hb_verify(s, cp, &s->old, "the copy, after a batch of sets");
+        }
+        /* faults: th_alloc, at each of its calls (a handful); the pool's
+         * blocks (CHAMP_FAULTS), in the key copies (below n), then over
+         * what the rest of a successful call allocates (the builds, the
+         * union, the difference), or without counters ever further in */
+        if (cp && faults && (pass == 3 || TH_NEED_FAULTS("big-key batches under pool faults"))) {
+            for (int kind = 0; kind < (sets ? 2 : 1) && cp; kind++) {
+                champ_free(cp); /* cp: m before the batch */
+                cp = NULL;
+                CHECK_ST(champ_copy(m, &cp), CHAMP_OK);
+                s->old = s->md;
+                if (!cp || !(kind == 0 ? hb_batch(s, 45, 35, 10) : hb_batch(s, 80, 0, 8)))
+                    break;
+                size_t n = s->n, ks[24], nk = 0, total = 0;
+                if (pass == 3) {
+                    for (; nk < 24; nk++)
+                        ks[nk] = s->small ? 2 * nk : nk;
+                } else if (s->small) {
+                    ks[nk++] = n + 255; /* b and tmp mapped, every key copied */
+                } else if ((total = hb_count_allocs(s, m, pool)) > n + 16) {
+                    ks[nk++] = 0;
+                    ks[nk++] = n / 2;
+                    ks[nk++] = n - 1;
+                    for (size_t j = 0; j < 16; j++)
+                        ks[nk++] = n + (total - n) * j / 16;
+                    ks[nk++] = total - 3;
+                    ks[nk++] = total - 1;
+                } else {
+                    ks[nk++] = 0;
+                    ks[nk++] = n / 2;
+                    ks[nk++] = n - 1;
+                    for (size_t d = 1; nk < 24; d = d * 2 + 1)
+                        ks[nk++] = n + d;
+                }
+                hb_fault_sweep(s, m, cp, pool, pass == 3 ? &ta : NULL, huge, ks, nk,
+                               kind == 0 ? "faults, batch with removes" : "faults, sets");
+            }
+        }
+        champ__huge_refuse = 0;
+        champ_free(cp);
+        champ_free(m);
+        CHECK_EQ(th_pool_live(pool), 0, "pool live bytes after freeing the maps");
+        champ_pool_free(pool);
+        if (pass == 3)
+            CHECK(ta.live_bytes == 0 && ta.size_mismatches == 0,
+                  "th_alloc: %zu bytes left, %lu size mismatches", ta.live_bytes,
+                  ta.size_mismatches);
+    }
+    hb_drop_ops(s);
+    free(s->ops);
+    free(s->ids);
+    free(s->kb);
+    free(s);
+}
+
 const th_test th_tests_build[] = {
     {"build.apply_scratch", test_apply_scratch},
     {"build.apply_semantics", test_apply_semantics},
@@ -1819,5 +2378,6 @@ const th_test th_tests_build[] = {
     {"build.oom.fixed_buffer", test_oom_fixed_buffer},
     {"build.bytes_apply_blobs", test_bytes_apply_blobs},
     {"build.huge_scratch", test_huge_scratch},
+    {"build.huge_scratch_big_keys", test_huge_scratch_big_keys},
 };
 const size_t th_tests_build_count = sizeof th_tests_build / sizeof th_tests_build[0];
