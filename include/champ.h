@@ -751,7 +751,11 @@ CHAMP_API champ_status champ_foreach(const champ_map *m, champ_visit_fn fn,
  * whose types hold keys and values with other reference callbacks (a result
  * lives in a's pool and holds its entries with a's callbacks).  Maps made
  * by champ_new_u64() and friends share one type per kind: they take the
- * fast path, as do champ_new_like() maps.
+ * fast path, as do champ_new_like() maps.  Collision nodes (keys of one
+ * full hash) that differ are matched as lists: O(a * b) key comparisons
+ * for nodes of a and b keys, so these operations, and champ_apply with
+ * removes (which unites and subtracts the batch's sets), are quadratic in
+ * the size of a collision node that both sides hold.
  *
  * Errors of every operation here: CHAMP_EINVAL (NULL argument; for the
  * combining operations and champ_filter also a of a type with a release

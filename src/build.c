@@ -185,11 +185,73 @@ static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
     return bnode(c, &r, &s, 1, level, out);
 }
 
+/* Above this many keys of one hash, bsame_keys sorts (bsame_sorted). */
+#define BSAME_SORT 16u
+
+/* (bsame_keys) b[0..n) by key, then by h (there: the batch position). */
+static bool bkey_less(const bctx *c, const bent *x, const bent *y) {
+    int r = key_cmp(c->t, x->e.k, y->e.k, c->kind);
+    return r < 0 || (r == 0 && x->h < y->h);
+}
+
+static void bkey_sift(const bctx *c, bent *b, size_t i, size_t n) {
+    for (;;) {
+        size_t j = 2 * i + 1;
+        if (j >= n)
+            return;
+        if (j + 1 < n && bkey_less(c, &b[j], &b[j + 1]))
+            j++;
+        if (!bkey_less(c, &b[i], &b[j]))
+            return;
+        bent x = b[i];
+        b[i] = b[j];
+        b[j] = x;
+        i = j;
+    }
+}
+
+/* Many keys of one full hash in a batch (a weak bytes_hash, or keys chosen
+ * to collide), of a kind with a key order: the later update of each key
+ * wins, found by a heapsort by (key, batch position) in place (no memory
+ * to fail), O(n log n) comparisons where the pairwise scan below makes
+ * O(n^2).  The positions go in h (all equal here) and the hash back after.
+ * Returns the survivors, moved to b[0..k); the losers follow. */
+static size_t bsame_sorted(bctx *c, bent *b, size_t n) {
+    uint64_t h = b[0].h;
+    for (size_t i = 0; i < n; i++)
+        b[i].h = i;
+    for (size_t i = n / 2; i-- > 0;)
+        bkey_sift(c, b, i, n);
+    for (size_t i = n; i-- > 1;) {
+        bent x = b[0];
+        b[0] = b[i];
+        b[i] = x;
+        bkey_sift(c, b, 0, i);
+    }
+    /* each run of one key: its last (the latest update) survives */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n && key_cmp(c->t, b[i].e.k, b[i + 1].e.k, c->kind) == 0)
+            continue;
+        bent x = b[k];
+        b[k++] = b[i];
+        b[i] = x;
+    }
+    for (size_t i = 0; i < n; i++)
+        b[i].h = h;
+    return k;
+}
+
 /* bsame for a batch's entries of one full hash (in batch order): first
  * the later update of each key wins (a batch without removes was not
  * deduplicated: equal keys meet here, having equal hashes), and the keys
  * are counted. */
 static bool bsame_keys(bctx *c, bent *b, size_t n, unsigned level, bres *out) {
+    if (n > BSAME_SORT && kind_ordered(c->t, c->kind)) {
+        size_t k = bsame_sorted(c, b, n);
+        c->count += k;
+        return bsame(c, b, k, level, out);
+    }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         size_t j = 0;
@@ -495,12 +557,81 @@ static void release_blobs(const champ_map *m, bent *b, size_t n) {
 }
 
 /* What an update of a batch does (the del array of a batch with removals). */
-enum { DEL_SET, DEL_REMOVE, DEL_SUPERSEDED };
+enum { DEL_SET, DEL_REMOVE, DEL_SUPERSEDED, DEL_MULTI = 4 };
+
+/* (batch_dedup) Positions x before y: by hash, then key (kinds with a key
+ * order), then batch position. */
+static bool didx_less(const champ_map *m, const bent *b, uint32_t x, uint32_t y) {
+    if (b[x].h != b[y].h)
+        return b[x].h < b[y].h;
+    if (kind_ordered(m->t, m->t->kind)) {
+        int r = key_cmp(m->t, b[x].e.k, b[y].e.k, m->t->kind);
+        if (r)
+            return r < 0;
+    }
+    return x < y;
+}
+
+static void didx_sift(const champ_map *m, const bent *b, uint32_t *ix, size_t i, size_t n) {
+    for (;;) {
+        size_t j = 2 * i + 1;
+        if (j >= n)
+            return;
+        if (j + 1 < n && didx_less(m, b, ix[j], ix[j + 1]))
+            j++;
+        if (!didx_less(m, b, ix[i], ix[j]))
+            return;
+        uint32_t x = ix[i];
+        ix[i] = ix[j];
+        ix[j] = x;
+        i = j;
+    }
+}
+
+/* The updates of hashes that several different keys share (DEL_MULTI, a
+ * weak hash or keys chosen to collide), positions in ix[0..n): sorted in
+ * place (a heapsort: no memory to fail) by hash, key and position, each
+ * key's last update kept.  O(n log n) key comparisons for kinds with a key
+ * order; generic keys without compare scan each hash's run (O(run^2)
+ * equal calls, as their collision nodes do). */
+static void dedup_multi(const champ_map *m, bent *b, uint8_t *del, uint32_t *ix, size_t n) {
+    for (size_t i = n / 2; i-- > 0;)
+        didx_sift(m, b, ix, i, n);
+    for (size_t i = n; i-- > 1;) {
+        uint32_t x = ix[0];
+        ix[0] = ix[i];
+        ix[i] = x;
+        didx_sift(m, b, ix, 0, i);
+    }
+    bool ord = kind_ordered(m->t, m->t->kind);
+    for (size_t lo = 0, hi; lo < n; lo = hi) {
+        for (hi = lo + 1; hi < n && b[ix[hi]].h == b[ix[lo]].h; hi++)
+            ;
+        for (size_t i = lo; i < hi; i++) {
+            uint32_t x = ix[i];
+            del[x] &= (uint8_t)~DEL_MULTI;
+            if (ord) {
+                if (i + 1 < hi && key_cmp(m->t, b[x].e.k, b[ix[i + 1]].e.k, m->t->kind) == 0)
+                    del[x] = DEL_SUPERSEDED;
+                continue;
+            }
+            for (size_t j = i + 1; j < hi; j++)
+                if (key_equal(m->t, b[x].e.k, b[ix[j]].e.k, m->t->kind)) {
+                    del[x] = DEL_SUPERSEDED;
+                    break;
+                }
+        }
+    }
+}
 
 /* Keeps the last update of each key: a table of the batch's positions,
- * by hash.  del[i] says whether update i removes.  Returns the number of
- * survivors, compacted to the front of b and del (in batch order), or
- * (size_t)-1 when the table has no memory. */
+ * one slot per hash.  A hash met again with an equal key supersedes the
+ * earlier update; with another key, every update of that hash is left to
+ * dedup_multi (so that many keys of one hash do not make a probe chain
+ * scanned with key comparisons at every step: O(n^2)).  del[i] says
+ * whether update i removes.  Returns the number of survivors, compacted
+ * to the front of b and del (in batch order), or (size_t)-1 when the
+ * table has no memory. */
 static size_t batch_dedup(const champ_map *m, bent *b, uint8_t *del, size_t n) {
     size_t cap = 16;
     while (cap < 2 * n)
@@ -510,6 +641,7 @@ static size_t batch_dedup(const champ_map *m, bent *b, uint8_t *del, size_t n) {
     if (!tab)
         return (size_t)-1;
     memset(tab, 0xff, cap * sizeof *tab);
+    size_t multi = 0;
     for (size_t i = 0; i < n; i++) {
         size_t j = (size_t)(b[i].h ^ (b[i].h >> 29)) & (cap - 1);
         for (;; j = (j + 1) & (cap - 1)) {
@@ -518,12 +650,26 @@ static size_t batch_dedup(const champ_map *m, bent *b, uint8_t *del, size_t n) {
                 tab[j] = (uint32_t)i;
                 break;
             }
-            if (b[x].h == b[i].h && key_equal(m->t, b[x].e.k, b[i].e.k, m->t->kind)) {
+            if (b[x].h != b[i].h)
+                continue;
+            if (!(del[x] & DEL_MULTI) && key_equal(m->t, b[x].e.k, b[i].e.k, m->t->kind)) {
                 del[x] = DEL_SUPERSEDED;
-                tab[j] = (uint32_t)i;
-                break;
+            } else {
+                multi += !(del[x] & DEL_MULTI) + 1u;
+                del[x] |= DEL_MULTI;
+                del[i] |= DEL_MULTI;
             }
+            tab[j] = (uint32_t)i;
+            break;
         }
+    }
+    if (multi) {
+        /* the table is done with: it holds their positions (cap > n) */
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (del[i] & DEL_MULTI)
+                tab[k++] = (uint32_t)i;
+        dedup_multi(m, b, del, tab, k);
     }
     scratch_free(p, tab, cap * sizeof *tab);
     size_t k = 0;

@@ -31,6 +31,7 @@
  * build.bytes_apply_blobs is the regression test of a champ_apply bug with
  * byte keys (the batch's key copies were released from a reordered array).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -2357,8 +2358,95 @@ static void test_huge_scratch_big_keys(void) {
     free(s);
 }
 
+/* ------------------------------------------------------------------ */
+/* Many keys of one hash in a batch: n log n comparisons, not n^2      */
+/* ------------------------------------------------------------------ */
+
+/* Generic keys with one hash and a compare: champ_apply's bulk build
+ * (bsame_keys) and its deduplication of a batch with removes
+ * (batch_dedup) found each key's last update by pairwise scans, O(n^2)
+ * equal calls for n keys of one hash (12.5M for this batch), where the
+ * header promises the bulk build O(n) and collision nodes with compare
+ * O(log n) per key.  They now sort; the calls are counted (a bound of
+ * 40 n log2 n) and the map checked. */
+typedef struct {
+    uint64_t id;
+} bq_key;
+
+static unsigned long bq_calls;
+
+static uint64_t bq_hash(const void *k, void *ctx) {
+    (void)k;
+    (void)ctx;
+    return 0x5eed;
+}
+
+static bool bq_equal(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    bq_calls++;
+    return ((const bq_key *)a)->id == ((const bq_key *)b)->id;
+}
+
+static int bq_compare(const void *a, const void *b, void *ctx) {
+    (void)ctx;
+    bq_calls++;
+    uint64_t x = ((const bq_key *)a)->id, y = ((const bq_key *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static void test_apply_collide_nlogn(void) {
+    enum { K = 2500, N = 2 * K + 1 };
+    bq_key *keys = malloc((K + 1) * sizeof *keys);
+    champ_op *ops = malloc(N * sizeof *ops);
+    if (!keys || !ops) {
+        CHECK(false, "test memory");
+        free(keys);
+        free(ops);
+        return;
+    }
+    for (size_t i = 0; i <= K; i++)
+        keys[i].id = (i * 7919) % K; /* a permutation of 0..K-1, then key K */
+    keys[K].id = K;
+    for (int with_remove = 0; with_remove < 2; with_remove++) {
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_GENERIC);
+        c.hash = bq_hash;
+        c.equal = bq_equal;
+        c.compare = bq_compare;
+        champ_map *m = NULL;
+        CHECK_ST(champ_new(&c, &m), CHAMP_OK);
+        if (!m)
+            break;
+        /* every key set twice (the second value wins), in two orders */
+        size_t n = 0;
+        for (size_t i = 0; i < K; i++)
+            ops[n++] = (champ_op){{0, &keys[i], 0}, th_tok(keys[i].id), false};
+        for (size_t i = K; i-- > 0;)
+            ops[n++] = (champ_op){{0, &keys[i], 0}, th_tok(keys[i].id + 100000), false};
+        if (with_remove) /* a remove (of an absent key): the deduplicated path */
+            ops[n++] = (champ_op){{0, &keys[K], 0}, NULL, true};
+        bq_calls = 0;
+        CHECK_ST(champ_apply(m, ops, n), CHAMP_OK);
+        unsigned long calls = bq_calls;
+        double bound = 40.0 * (double)n * log2((double)n);
+        CHECK(calls <= bound, "%s: %lu equal and compare calls for %zu updates of one hash "
+              "(bound %.0f)", with_remove ? "with a remove" : "sets only", calls, n, bound);
+        CHECK_EQ(champ_size(m), (size_t)K, "every key once");
+        size_t wrong = 0;
+        for (size_t i = 0; i < K; i++) {
+            void *v = NULL;
+            wrong += !champ_get(m, &keys[i], &v) || v != th_tok(keys[i].id + 100000);
+        }
+        CHECK_EQ(wrong, 0, "each key's last update kept");
+        CHECK_VALID(m, "one collision node");
+        champ_free(m);
+    }
+    free(keys);
+    free(ops);
+}
+
 const th_test th_tests_build[] = {
     {"build.apply_scratch", test_apply_scratch},
+    {"build.apply_collide_nlogn", test_apply_collide_nlogn},
     {"build.apply_semantics", test_apply_semantics},
     {"build.apply_refs", test_apply_refs},
     {"build.upsert", test_upsert},
