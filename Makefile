@@ -172,10 +172,16 @@ asan: $(B)/asan/champ_test
 
 # ThreadSanitizer: threads sharing versions through cells in a concurrent
 # pool (tests/stress/tsan_concurrent.c); a few seconds.  ARGS: rounds.
+# Then the suite's concurrent group (threads that update, derive, pass and
+# free versions, with allocation failures on several threads at once:
+# concurrent.oom_threads) under TSan.
 $(B)/tsan/tsan_concurrent: tests/stress/tsan_concurrent.c $(LIB_SRC) $(LIB_HDR) $(B)/tsan/config
 	$(CC) $(TSAN_CFLAGS) $(LIB_SRC) tests/stress/tsan_concurrent.c -o $@ $(LDFLAGS) -lpthread
-tsan-concurrent: $(B)/tsan/tsan_concurrent
+$(B)/tsan/champ_test: $(LIB_SRC) $(LIB_HDR) $(TEST_SRC) $(TEST_HDR) $(B)/tsan/config
+	$(CC) $(TSAN_CFLAGS) -DCHAMP_FAULTS -DCHAMP_STATS -Itests $(LIB_SRC) $(TEST_SRC) -o $@ $(LDFLAGS) -lm -lpthread
+tsan-concurrent: $(B)/tsan/tsan_concurrent $(B)/tsan/champ_test
 	TSAN_OPTIONS="halt_on_error=1 $${TSAN_OPTIONS:-}" $(B)/tsan/tsan_concurrent $(ARGS)
+	TSAN_OPTIONS="halt_on_error=1 $${TSAN_OPTIONS:-}" $(B)/tsan/champ_test concurrent
 
 valgrind: $(B)/dbg/champ_test
 	CHAMP_TEST_SCALE=$${CHAMP_TEST_SCALE:-0.05} valgrind -q --error-exitcode=99 \

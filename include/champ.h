@@ -1020,8 +1020,13 @@ CHAMP_API champ_status champ_validate(const champ_map *m);
 
 /* Testing hook, in builds with CHAMP_FAULTS or CHAMP_DEBUG: after n more
  * block allocations succeed, every block allocation of the pool fails (as if
- * the pool were out of memory) until the hook is reset with n < 0.  Returns
- * CHAMP_OK, CHAMP_EINVAL (NULL pool) or CHAMP_EUNSUPPORTED (other builds). */
+ * the pool were out of memory) until the hook is reset with n < 0.  In a
+ * concurrent pool the hook is one plain counter: set it while no other
+ * thread uses the pool (they wait at a barrier, or are joined), and while
+ * n > 0 counts down let one thread at a time allocate; with n = 0 any
+ * number of threads may run (each of their allocations fails).  Returns
+ * CHAMP_OK, CHAMP_EINVAL (NULL pool) or CHAMP_EUNSUPPORTED (other
+ * builds). */
 CHAMP_API champ_status champ_pool_fail_after(champ_pool *p, long n);
 
 /* Prints the trie's shape, one node per line, indented by depth.  Returns

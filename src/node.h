@@ -61,10 +61,15 @@ typedef struct node {
  * increments relaxed (a reference can only be copied from one already
  * held), decrements with release order and an acquire fence before the
  * memory is reused, so every write to the object happens before its free.
- * Otherwise they are plain integers; reads are relaxed atomic loads in
- * both modes (one mov on x86-64). */
+ * Otherwise they are plain integers.  Reads are acquire loads in both
+ * modes (one mov on x86-64, as a relaxed load): an update that finds a
+ * node's count at 1 writes the node in place, and the acquire orders that
+ * after everything another thread did with the node before its release
+ * decrement dropped the count to 1 (its reads of the node included: with
+ * a relaxed load that was a data race, which concurrent.oom_threads made
+ * ThreadSanitizer report). */
 static ALWAYS_INLINE uint32_t rc_load(const uint32_t *rc) {
-    return __atomic_load_n(rc, __ATOMIC_RELAXED);
+    return __atomic_load_n(rc, __ATOMIC_ACQUIRE);
 }
 static ALWAYS_INLINE void rc_inc(uint32_t *rc, bool atomic) {
     if (atomic)

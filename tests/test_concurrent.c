@@ -89,6 +89,11 @@
  *   many_pools_one_thread  one thread using 12 concurrent pools, half freed,
  *                     then 12 more (its heap table grows and drops the
  *                     dead pools' entries)
+ *   oom_threads       allocation failures on several threads at once (a
+ *                     backing allocator refusing per thread, at random or
+ *                     every call; champ_pool_fail_after): every refused
+ *                     call changes nothing, a thread never refused never
+ *                     fails, nothing leaks (pool and backing allocator)
  *
  * Checks run on the main thread: worker threads count what they see and
  * main checks the counts after joining them (the harness is not thread
@@ -97,6 +102,7 @@
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -3577,6 +3583,832 @@ static void test_many_pools_one_thread(void) {
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Allocation failures on several threads at once                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * concurrent.oom_threads.  The promise: in a concurrent pool, a call that
+ * returns CHAMP_ENOMEM changes nothing (the map exactly as before, *out
+ * NULL, *prior untouched, a cell unchanged) and leaks nothing, also while
+ * other threads allocate, fail and free in the same pool; a refusal on one
+ * thread costs no other thread anything (a thread whose backing calls are
+ * never refused never sees CHAMP_ENOMEM, and every thread's work stays
+ * right); and at the end every map validates, the pool's books balance,
+ * its live bytes are 0, and after champ_pool_free the backing allocator
+ * holds nothing.
+ *
+ * OT_THREADS threads share one concurrent pool (1 KiB chunks: many
+ * backing calls) over a counting allocator that refuses by the calling
+ * thread's mode: some, pseudo-randomly (a hash of a shared call counter
+ * below the thread's rate, and every 61st draw), or all; the last thread
+ * is never refused.  Each thread updates its own u64 and bytes maps (long
+ * keys too: large blocks) against a model, derives p-forms of shared base
+ * maps, copies its maps, passes versions to other threads (which check,
+ * update and free them: remote frees), counts its publications in a
+ * shared cell (load, pset, cas), and runs champ_apply (whose scratch comes
+ * from the backing allocator) and the set algebra.  Phases:
+ *   P1  random refusals        P2  refuse every backing call
+ *   P3  champ_pool_fail_after(p, 0), set by main between barriers: every
+ *       call that needs a block (a handle: copy, p-forms, load, store,
+ *       cas, algebra) fails
+ *   P4  one thread at a time (the others wait at a barrier: the hook's
+ *       count is per pool and not atomic), fail_after(k) for k = 0, 1, ...
+ *       until a whole round of calls succeeds
+ *   P5  nothing refused: nothing may fail
+ * The workers count what they see (the harness is not thread-safe); main
+ * checks the counts after joining them.  P3 and P4 need CHAMP_FAULTS.
+ */
+enum {
+    OT_THREADS = 4,  /* the last one is never refused */
+    OT_KEYS = 2048,  /* key space of the threads' maps */
+    OT_BASE = 700,   /* keys 0..OT_BASE-1 of the base maps, value th_tok(k) */
+    OT_SLOTS = 6,    /* versions in passage between threads */
+    OT_KEYMAX = 1200,/* longest byte key */
+    OT_BATCH = 24    /* longest apply batch */
+};
+enum { OT_P1, OT_P2, OT_P3, OT_P4, OT_P5, OT_NPH };
+static const char *const ot_phase[OT_NPH] = {"random refusals", "every backing call refused",
+                                             "fail_after(0)", "fail_after sweep", "recovery"};
+
+/* The backing allocator: malloc with a size header, atomic counters, and
+ * refusals by the calling thread's mode. */
+enum { OT_OFF, OT_RANDOM, OT_ALL };
+static _Thread_local int ot_mode;
+static _Thread_local unsigned ot_rate; /* of 1024 draws */
+static _Thread_local unsigned long ot_my_refusals;
+
+typedef struct ot_alloc {
+    champ_allocator a;
+    uint64_t seed;
+    atomic_ulong calls, draws, refused, blocks, bad_size, reallocs;
+    atomic_size_t got, given; /* bytes handed out, given back */
+} ot_alloc;
+
+static void *ot_malloc(size_t size, void *ctx) {
+    ot_alloc *al = ctx;
+    atomic_fetch_add_explicit(&al->calls, 1, memory_order_relaxed);
+    bool refuse = ot_mode == OT_ALL;
+    if (ot_mode == OT_RANDOM) {
+        unsigned long n = atomic_fetch_add_explicit(&al->draws, 1, memory_order_relaxed);
+        refuse = (th_mix64(n ^ al->seed) & 1023) < ot_rate || n % 61 == 60;
+    }
+    if (refuse || size > SIZE_MAX - 16) {
+        atomic_fetch_add_explicit(&al->refused, 1, memory_order_relaxed);
+        ot_my_refusals++;
+        return NULL;
+    }
+    unsigned char *b = malloc(size + 16);
+    if (!b)
+        return NULL;
+    memcpy(b, &size, sizeof size);
+    atomic_fetch_add_explicit(&al->blocks, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&al->got, size, memory_order_relaxed);
+    return b + 16;
+}
+
+static void ot_free(void *ptr, size_t size, void *ctx) {
+    ot_alloc *al = ctx;
+    if (!ptr)
+        return;
+    unsigned char *b = (unsigned char *)ptr - 16;
+    size_t had;
+    memcpy(&had, b, sizeof had);
+    if (had != size)
+        atomic_fetch_add_explicit(&al->bad_size, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&al->blocks, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&al->given, had, memory_order_relaxed);
+    free(b);
+}
+
+static void *ot_realloc(void *ptr, size_t old_size, size_t new_size, void *ctx) {
+    ot_alloc *al = ctx; /* the pool never calls it (champ.h): counted */
+    atomic_fetch_add_explicit(&al->reallocs, 1, memory_order_relaxed);
+    void *b = ot_malloc(new_size, ctx);
+    if (b && ptr) {
+        memcpy(b, ptr, old_size < new_size ? old_size : new_size);
+        ot_free(ptr, old_size, ctx);
+    }
+    return b;
+}
+
+/* A version in passage between threads, and what it must hold. */
+typedef struct ot_ver {
+    champ_map *m;
+    bool bytes;
+    size_t n;
+    uint64_t sum;
+} ot_ver;
+
+typedef struct ot_shared {
+    champ_pool *p;
+    champ_map *base[2];  /* u64, bytes: read, copied and p-formed by all */
+    uint64_t base_sum[2];
+    champ_cell *cell;    /* base[0] plus a counter key per thread */
+    _Atomic(ot_ver *) slot[OT_SLOTS];
+    atomic_int go;
+    pthread_barrier_t bar;
+    int nthreads;
+    bool faults;
+    long steps[OT_NPH];
+} ot_shared;
+
+typedef struct ot_thr {
+    ot_shared *sh;
+    int id;
+    bool clean;          /* never refused */
+    unsigned rate;
+    int phase;
+    th_rng r;
+    champ_map *own[2];   /* u64, bytes: this thread's */
+    uintptr_t ref[2][OT_KEYS]; /* their models: value, 0 when absent */
+    size_t n[2];
+    uint64_t sum[2];
+    uint64_t ctr;
+    long cas_ok, cas_lost;
+    long calls[OT_NPH], enomem[OT_NPH];
+    long hook_ok;        /* P3: calls that need a block and succeeded */
+    long apply_all, apply_all_ok; /* P2 (refused threads): applies, done */
+    long sweep_done, sweep_k, passed, taken;
+    unsigned long refusals; /* backing calls refused on this thread */
+    long errors;
+    char msg[320];       /* the first error */
+    char kbuf[OT_BATCH + 1][OT_KEYMAX];
+} ot_thr;
+
+static void ot_err(ot_thr *t, int line, const char *fmt, ...) TH_PRINTF(3, 4);
+static void ot_err(ot_thr *t, int line, const char *fmt, ...) {
+    if (t->errors++ == 0) {
+        int n = snprintf(t->msg, sizeof t->msg, "line %d, %s: ", line, ot_phase[t->phase]);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t->msg + n, sizeof t->msg - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+}
+#define OT_CHECK(t, cond, ...)                                              \
+    do {                                                                    \
+        if (!(cond))                                                        \
+            ot_err((t), __LINE__, __VA_ARGS__);                             \
+    } while (0)
+
+/* Byte key i: "k<i>-" and filler; every 11th is over 1 KiB (a large
+ * block). */
+static size_t ot_key(char *buf, uint64_t i) {
+    size_t len = (size_t)snprintf(buf, 24, "k%llu-", (unsigned long long)i);
+    size_t extra = i % 11 == 0 ? 1100 + (size_t)(i % 5) * 16 : (size_t)(i % 20);
+    memset(buf + len, 'a' + (int)(i % 26), extra);
+    return len + extra;
+}
+
+/* The index of byte key k, checking every byte of it. */
+static bool ot_key_index(const champ_key *k, uint64_t *out) {
+    const char *s = k->ptr;
+    if (!s || k->len < 3 || s[0] != 'k')
+        return false;
+    uint64_t v = 0;
+    size_t j = 1;
+    while (j < k->len && j < 8 && s[j] >= '0' && s[j] <= '9')
+        v = v * 10 + (uint64_t)(s[j++] - '0');
+    if (j == 1 || j >= k->len || s[j] != '-' || v >= OT_KEYS)
+        return false;
+    char buf[OT_KEYMAX];
+    size_t len = ot_key(buf, v);
+    if (len != k->len || memcmp(buf, s, len) != 0)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* An entry's share of a map's checksum. */
+static uint64_t ot_h(bool bytes, uint64_t k, uintptr_t v) {
+    return th_mix64(th_mix64(k ^ (bytes ? 0x5bd1e995ULL << 32 : 0)) + (uint64_t)v);
+}
+
+typedef struct ot_dig {
+    size_t n;
+    uint64_t sum;
+    bool bad; /* a key not of ours, or the iteration stopped */
+} ot_dig;
+
+static ot_dig ot_digest(const champ_map *m) {
+    ot_dig d = {0, 0, false};
+    champ_iter it;
+    champ_key ks[64];
+    void *vs[64];
+    if (!m || champ_iter_init(&it, m) != CHAMP_OK) {
+        d.bad = true;
+        return d;
+    }
+    bool bytes = champ_kind(m) == CHAMP_KEY_BYTES;
+    size_t got;
+    while ((got = champ_iter_next_n(&it, ks, vs, 64)) > 0)
+        for (size_t i = 0; i < got; i++) {
+            uint64_t k = ks[i].u64;
+            if (bytes && !ot_key_index(&ks[i], &k))
+                d.bad = true;
+            d.sum += ot_h(bytes, k, (uintptr_t)vs[i]);
+            d.n++;
+        }
+    if (champ_iter_status(&it) != CHAMP_OK)
+        d.bad = true;
+    return d;
+}
+
+static void ot_ver_check(ot_thr *t, const ot_ver *e, const char *what) {
+    ot_dig d = ot_digest(e->m);
+    OT_CHECK(t, !d.bad && d.n == e->n && d.sum == e->sum && champ_size(e->m) == e->n,
+             "%s: %zu entries (size %zu), want %zu; checksum %s%s", what, d.n,
+             champ_size(e->m), e->n, d.sum == e->sum ? "right" : "wrong",
+             d.bad ? "; a key not of the model" : "");
+}
+
+static void ot_own_check(ot_thr *t, int b, const char *what) {
+    ot_ver e = {t->own[b], b != 0, t->n[b], t->sum[b]};
+    ot_ver_check(t, &e, what);
+}
+
+/* Counts a call's status; true for CHAMP_OK.  needs_block: a call that
+ * cannot succeed while the pool's hook refuses every block (P3). */
+static bool ot_status(ot_thr *t, champ_status s, bool needs_block, const char *what) {
+    t->calls[t->phase]++;
+    if (s == CHAMP_ENOMEM) {
+        t->enomem[t->phase]++;
+        return false;
+    }
+    if (s != CHAMP_OK) {
+        ot_err(t, __LINE__, "%s returned %s", what, th_status_name(s));
+        return false;
+    }
+    if (needs_block && t->phase == OT_P3)
+        t->hook_ok++;
+    return true;
+}
+
+static void *ot_val(ot_thr *t) {
+    return th_tok(((uint64_t)(t->id + 1) << 40) + ++t->ctr);
+}
+
+static void ot_ref_set(ot_thr *t, int b, uint64_t k, uintptr_t v) {
+    uintptr_t old = t->ref[b][k];
+    if (old)
+        t->sum[b] -= ot_h(b, k, old);
+    else
+        t->n[b]++;
+    if (v) {
+        t->sum[b] += ot_h(b, k, v);
+    } else {
+        t->n[b]--;
+    }
+    t->ref[b][k] = v;
+}
+
+/* set or remove a key of an own map */
+static void ot_update(ot_thr *t, int b, bool rm) {
+    uint64_t k = th_below(&t->r, OT_KEYS);
+    void *v = rm ? NULL : ot_val(t);
+    size_t len = b ? ot_key(t->kbuf[0], k) : 0;
+    champ_prior pr = th_prior_junk();
+    champ_status s;
+    if (b)
+        s = rm ? champ_remove_bytes(t->own[1], t->kbuf[0], len, &pr)
+               : champ_set_bytes(t->own[1], t->kbuf[0], len, v, &pr);
+    else
+        s = rm ? champ_remove_u64(t->own[0], k, &pr) : champ_set_u64(t->own[0], k, v, &pr);
+    const char *what = rm ? "remove" : "set";
+    if (ot_status(t, s, false, what)) {
+        uintptr_t old = t->ref[b][k];
+        OT_CHECK(t, pr.found == (old != 0) && pr.val == (void *)old && pr.key == NULL,
+                 "%s of key %llu: prior found %d, want %d", what, (unsigned long long)k,
+                 pr.found, old != 0);
+        ot_ref_set(t, b, k, (uintptr_t)v);
+        void *got = NULL;
+        bool f = b ? champ_get_bytes(t->own[1], t->kbuf[0], len, &got)
+                   : champ_get_u64(t->own[0], k, &got);
+        OT_CHECK(t, f == !rm && got == v && champ_size(t->own[b]) == t->n[b],
+                 "after a %s of key %llu: found %d, size %zu, want %zu", what,
+                 (unsigned long long)k, f, champ_size(t->own[b]), t->n[b]);
+    } else if (s == CHAMP_ENOMEM) {
+        OT_CHECK(t, th_prior_untouched(&pr), "a refused %s wrote *prior", what);
+        ot_own_check(t, b, rm ? "after a refused remove" : "after a refused set");
+    }
+}
+
+static void ot_consume(ot_thr *t, ot_ver *x);
+
+/* A checked version: freed now, or passed to another thread through a
+ * slot (whatever the slot held is taken in exchange). */
+static void ot_pass(ot_thr *t, const ot_ver *e) {
+    ot_ver *x = th_chance(&t->r, 40) ? NULL : malloc(sizeof *x);
+    if (!x) {
+        champ_free(e->m);
+        return;
+    }
+    *x = *e;
+    t->passed++;
+    ot_ver *old = atomic_exchange(&t->sh->slot[th_below(&t->r, OT_SLOTS)], x);
+    if (old)
+        ot_consume(t, old);
+}
+
+/* A version another thread made: checked, maybe updated (a refused update
+ * changes nothing), freed. */
+static void ot_consume(ot_thr *t, ot_ver *x) {
+    t->taken++;
+    ot_ver_check(t, x, "a passed version");
+    if (th_chance(&t->r, 50)) {
+        uint64_t k = th_below(&t->r, OT_KEYS);
+        bool rm = th_chance(&t->r, 30);
+        size_t len = x->bytes ? ot_key(t->kbuf[0], k) : 0;
+        void *old = NULL, *v = rm ? NULL : ot_val(t);
+        bool had = x->bytes ? champ_get_bytes(x->m, t->kbuf[0], len, &old)
+                            : champ_get_u64(x->m, k, &old);
+        champ_status s;
+        if (x->bytes)
+            s = rm ? champ_remove_bytes(x->m, t->kbuf[0], len, NULL)
+                   : champ_set_bytes(x->m, t->kbuf[0], len, v, NULL);
+        else
+            s = rm ? champ_remove_u64(x->m, k, NULL) : champ_set_u64(x->m, k, v, NULL);
+        if (ot_status(t, s, false, "an update of a passed version")) {
+            if (had) {
+                x->sum -= ot_h(x->bytes, k, (uintptr_t)old);
+                x->n--;
+            }
+            if (!rm) {
+                x->sum += ot_h(x->bytes, k, (uintptr_t)v);
+                x->n++;
+            }
+        }
+        ot_ver_check(t, x, s == CHAMP_OK ? "a passed version, updated"
+                                         : "a passed version, its update refused");
+    }
+    champ_free(x->m);
+    free(x);
+}
+
+static void ot_take(ot_thr *t) {
+    ot_ver *x = atomic_exchange(&t->sh->slot[th_below(&t->r, OT_SLOTS)], NULL);
+    if (x)
+        ot_consume(t, x);
+}
+
+/* A p-form of a base map (pset or premove of a key in it or not). */
+static void ot_pform(ot_thr *t, int b) {
+    ot_shared *sh = t->sh;
+    uint64_t k = th_below(&t->r, OT_BASE + OT_BASE / 2);
+    bool rm = th_chance(&t->r, 35);
+    void *v = ot_val(t);
+    size_t len = b ? ot_key(t->kbuf[0], k) : 0;
+    champ_map *out = th_tok(7);
+    champ_status s;
+    if (b)
+        s = rm ? champ_premove_bytes(sh->base[1], t->kbuf[0], len, &out)
+               : champ_pset_bytes(sh->base[1], t->kbuf[0], len, v, &out);
+    else
+        s = rm ? champ_premove_u64(sh->base[0], k, &out)
+               : champ_pset_u64(sh->base[0], k, v, &out);
+    if (!ot_status(t, s, true, "a p-form of a base map")) {
+        OT_CHECK(t, out == NULL, "a refused p-form left *out %p", (void *)out);
+        return;
+    }
+    ot_ver e = {out, b != 0, OT_BASE, sh->base_sum[b]};
+    if (k < OT_BASE) {
+        e.sum -= ot_h(b, k, (uintptr_t)th_tok(k));
+        e.n--;
+    }
+    if (!rm) {
+        e.sum += ot_h(b, k, (uintptr_t)v);
+        e.n++;
+    }
+    ot_ver_check(t, &e, "a p-form of a base map");
+    ot_pass(t, &e);
+}
+
+/* A copy (or an empty map of the type) of an own map, passed on. */
+static void ot_copy(ot_thr *t, int b) {
+    champ_map *out = th_tok(8);
+    bool like = th_chance(&t->r, 10);
+    champ_status s = like ? champ_new_like(t->own[b], &out) : champ_copy(t->own[b], &out);
+    if (!ot_status(t, s, true, like ? "new_like" : "copy")) {
+        OT_CHECK(t, out == NULL, "a refused copy left *out %p", (void *)out);
+        ot_own_check(t, b, "after a refused copy");
+        return;
+    }
+    ot_ver e = {out, b != 0, like ? 0 : t->n[b], like ? 0 : t->sum[b]};
+    ot_ver_check(t, &e, "a copy");
+    ot_pass(t, &e);
+}
+
+static uint64_t ot_ck(int id) {
+    return ((uint64_t)1 << 40) + (uint64_t)id;
+}
+
+/* The shared cell: key ot_ck(id) counts this thread's publications.  Each
+ * snapshot shows exactly this thread's count (no other thread writes the
+ * key; a cas on a stale snapshot fails); a publication is a p-form of the
+ * snapshot and a cas.  P3: a store and a cas must be refused. */
+static void ot_cell(ot_thr *t) {
+    ot_shared *sh = t->sh;
+    champ_status s;
+    if (t->phase == OT_P3 && th_chance(&t->r, 50)) {
+        bool sw = false;
+        if (th_chance(&t->r, 50)) /* the cell would lose every count */
+            s = champ_cell_store(sh->cell, t->own[0]);
+        else
+            s = champ_cell_cas(sh->cell, t->own[0], t->own[0], &sw);
+        ot_status(t, s, true, "a cell store or cas");
+        return;
+    }
+    champ_map *snap = th_tok(9);
+    s = champ_cell_load(sh->cell, &snap);
+    if (!ot_status(t, s, true, "cell load")) {
+        OT_CHECK(t, snap == NULL, "a refused load left *out %p", (void *)snap);
+        return;
+    }
+    void *mine = NULL;
+    bool have = champ_get_u64(snap, ot_ck(t->id), &mine);
+    OT_CHECK(t, t->cas_ok ? have && mine == th_tok((uint64_t)t->cas_ok) : !have,
+             "a snapshot lost a publication (%ld made)", t->cas_ok);
+    void *next_val = th_tok((uint64_t)t->cas_ok + 1);
+    champ_map *d = th_tok(10);
+    s = champ_pset_u64(snap, ot_ck(t->id), next_val, &d);
+    if (ot_status(t, s, true, "a p-form of a snapshot")) {
+        bool sw = false;
+        s = champ_cell_cas(sh->cell, snap, d, &sw);
+        if (ot_status(t, s, true, "cas")) {
+            if (sw)
+                t->cas_ok++;
+            else
+                t->cas_lost++;
+        }
+        void *got = NULL;
+        OT_CHECK(t, champ_get_u64(d, ot_ck(t->id), &got) && got == next_val &&
+                        champ_size(d) == champ_size(snap) + !have,
+                 "the version offered to the cell (cas %s)", th_status_name(s));
+        champ_free(d);
+    } else if (s == CHAMP_ENOMEM) {
+        OT_CHECK(t, d == NULL, "a refused p-form of a snapshot left *out %p", (void *)d);
+    }
+    void *again = NULL;
+    OT_CHECK(t, champ_get_u64(snap, ot_ck(t->id), &again) == have && again == mine,
+             "the snapshot changed");
+    champ_free(snap);
+}
+
+/* A batch of sets and removes on an own map. */
+static void ot_apply(ot_thr *t, int b) {
+    champ_op ops[OT_BATCH];
+    uint64_t ks[OT_BATCH];
+    size_t n = 1 + th_below(&t->r, OT_BATCH);
+    for (size_t i = 0; i < n; i++) {
+        ks[i] = th_below(&t->r, OT_KEYS);
+        ops[i].remove = th_chance(&t->r, 30);
+        ops[i].val = ops[i].remove ? NULL : ot_val(t);
+        ops[i].key.u64 = b ? 0 : ks[i];
+        ops[i].key.ptr = b ? t->kbuf[i + 1] : NULL;
+        ops[i].key.len = b ? ot_key(t->kbuf[i + 1], ks[i]) : 0;
+    }
+    champ_status s = champ_apply(t->own[b], ops, n);
+    bool refused_all = t->phase == OT_P2 && !t->clean;
+    t->apply_all += refused_all;
+    if (ot_status(t, s, false, "apply")) {
+        t->apply_all_ok += refused_all; /* its scratch is the backing allocator's */
+        for (size_t i = 0; i < n; i++)
+            ot_ref_set(t, b, ks[i], (uintptr_t)ops[i].val);
+        ot_own_check(t, b, "after apply");
+    } else if (s == CHAMP_ENOMEM) {
+        ot_own_check(t, b, "after a refused apply");
+    }
+}
+
+static bool ot_keep_even(const champ_key *key, void *val, void *ctx) {
+    (void)val;
+    (void)ctx;
+    uint64_t k = key->u64;
+    if (key->ptr && !ot_key_index(key, &k))
+        return true; /* not ours: kept, and the check finds it */
+    return k % 2 == 0;
+}
+
+/* union / difference with the base map, or a filter, of an own map. */
+static void ot_algebra(ot_thr *t, int b) {
+    ot_shared *sh = t->sh;
+    int which = (int)th_below(&t->r, 3);
+    champ_map *out = th_tok(11);
+    champ_status s = which == 0   ? champ_union(t->own[b], sh->base[b], NULL, NULL, &out)
+                     : which == 1 ? champ_difference(t->own[b], sh->base[b], &out)
+                                  : champ_filter(t->own[b], ot_keep_even, NULL, &out);
+    if (!ot_status(t, s, true, "set algebra")) {
+        OT_CHECK(t, out == NULL, "a refused union/difference/filter left *out %p", (void *)out);
+        ot_own_check(t, b, "after refused set algebra");
+        return;
+    }
+    ot_ver e = {out, b != 0, 0, 0};
+    for (uint64_t k = 0; k < OT_KEYS; k++) {
+        uintptr_t v = t->ref[b][k];
+        if (which == 0 && k < OT_BASE)
+            v = (uintptr_t)th_tok(k); /* NULL resolve keeps b's value */
+        else if ((which == 1 && k < OT_BASE) || (which == 2 && k % 2))
+            v = 0;
+        if (v) {
+            e.n++;
+            e.sum += ot_h(b, k, v);
+        }
+    }
+    ot_ver_check(t, &e, which == 0 ? "a union" : which == 1 ? "a difference" : "a filter");
+    ot_own_check(t, b, "after set algebra");
+    ot_pass(t, &e);
+}
+
+static void ot_step(ot_thr *t) {
+    unsigned w = (unsigned)th_below(&t->r, 100);
+    int b = (int)th_below(&t->r, 2);
+    if (w < 44)
+        ot_update(t, b, w >= 30);
+    else if (w < 58)
+        ot_update(t, 1, w >= 52);
+    else if (w < 68)
+        ot_pform(t, b);
+    else if (w < 73)
+        ot_copy(t, b);
+    else if (w < 78)
+        ot_take(t);
+    else if (w < 86)
+        ot_cell(t);
+    else if (w < 91)
+        ot_apply(t, b);
+    else if (w < 96)
+        ot_algebra(t, b);
+    else
+        ot_own_check(t, b, "a check of an own map");
+}
+
+/* P4: this thread alone; fail_after(k) for k = 0, 1, ... over one round
+ * of calls, until a round has no refusal. */
+static void ot_sweep(ot_thr *t) {
+    champ_pool *p = t->sh->p;
+    for (long k = 0; k < 4000 && !t->sweep_done; k++) {
+        long e0 = t->enomem[OT_P4];
+        champ_pool_fail_after(p, k);
+        ot_update(t, 0, false);
+        ot_update(t, 1, false);
+        ot_update(t, (int)(k & 1), true);
+        ot_pform(t, 0);
+        ot_pform(t, 1);
+        ot_copy(t, (int)(k & 1));
+        ot_cell(t);
+        ot_apply(t, 0);
+        ot_apply(t, 1);
+        ot_algebra(t, (int)(k & 1));
+        ot_take(t);
+        champ_pool_fail_after(p, -1);
+        if (t->enomem[OT_P4] == e0) {
+            t->sweep_done = 1;
+            t->sweep_k = k;
+        }
+    }
+}
+
+static void *ot_worker(void *v) {
+    ot_thr *t = v;
+    ot_shared *sh = t->sh;
+    while (!atomic_load(&sh->go))
+        sched_yield();
+    pthread_barrier_wait(&sh->bar); /* all start together */
+    t->phase = OT_P1;
+    ot_mode = t->clean ? OT_OFF : OT_RANDOM;
+    ot_rate = t->rate;
+    for (long i = 0; i < sh->steps[OT_P1]; i++)
+        ot_step(t);
+    t->phase = OT_P2;
+    ot_mode = t->clean ? OT_OFF : OT_ALL;
+    ot_apply(t, 0); /* refused whole on a refused thread */
+    for (long i = 0; i < sh->steps[OT_P2]; i++)
+        ot_step(t);
+    ot_mode = OT_OFF;
+    ot_own_check(t, 0, "at the end of P2");
+    ot_own_check(t, 1, "at the end of P2");
+    pthread_barrier_wait(&sh->bar); /* main sets fail_after(p, 0) */
+    pthread_barrier_wait(&sh->bar);
+    if (sh->faults) {
+        t->phase = OT_P3;
+        ot_copy(t, 0); /* refused */
+        for (long i = 0; i < sh->steps[OT_P3]; i++)
+            ot_step(t);
+    }
+    pthread_barrier_wait(&sh->bar); /* main resets the hook */
+    pthread_barrier_wait(&sh->bar);
+    t->phase = OT_P4;
+    for (int turn = 0; turn < sh->nthreads; turn++) {
+        if (turn == t->id && sh->faults)
+            ot_sweep(t);
+        pthread_barrier_wait(&sh->bar);
+    }
+    t->phase = OT_P5;
+    for (long i = 0; i < sh->steps[OT_P5]; i++)
+        ot_step(t);
+    ot_own_check(t, 0, "at the end");
+    ot_own_check(t, 1, "at the end");
+    t->refusals = ot_my_refusals;
+    return NULL;
+}
+
+static void test_oom_threads(void) {
+    static ot_alloc al;
+    memset(&al, 0, sizeof al);
+    al.a = (champ_allocator){ot_malloc, ot_realloc, ot_free, &al};
+    al.seed = 0x0badc0ffee;
+    champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+    pc.concurrent = true;
+    pc.allocator = &al.a;
+    pc.chunk_size = 1024; /* many chunks: many backing calls */
+    static ot_shared sh;
+    memset(&sh, 0, sizeof sh);
+    sh.faults = TH_NEED_FAULTS("oom_threads: phases with champ_pool_fail_after");
+    sh.steps[OT_P1] = th_iters(5000, 300);
+    sh.steps[OT_P2] = th_iters(1500, 100);
+    sh.steps[OT_P3] = th_iters(600, 60);
+    sh.steps[OT_P5] = th_iters(1500, 100);
+    CHECK_ST(champ_pool_new(&pc, &sh.p), CHAMP_OK);
+    if (!sh.p)
+        return;
+    champ_config c[2] = {th_kind_config(CHAMP_KEY_U64, 21, sh.p),
+                         th_kind_config(CHAMP_KEY_BYTES, 22, sh.p)};
+    ot_thr *th = calloc(OT_THREADS + 1, sizeof *th); /* [OT_THREADS]: main's */
+    bool ok = th != NULL;
+    char kb[OT_KEYMAX];
+    for (int b = 0; b < 2 && ok; b++) {
+        CHECK_ST(champ_new(&c[b], &sh.base[b]), CHAMP_OK);
+        ok = sh.base[b] != NULL;
+        for (uint64_t k = 0; k < OT_BASE && ok; k++) {
+            champ_status s = b ? champ_set_bytes(sh.base[1], kb, ot_key(kb, k), th_tok(k), NULL)
+                               : champ_set_u64(sh.base[0], k, th_tok(k), NULL);
+            ok = s == CHAMP_OK;
+            sh.base_sum[b] += ot_h(b, k, (uintptr_t)th_tok(k));
+        }
+    }
+    if (ok) {
+        CHECK_ST(champ_cell_new(sh.base[0], &sh.cell), CHAMP_OK);
+        ok = sh.cell != NULL;
+    }
+    for (int i = 0; i <= OT_THREADS && ok; i++) {
+        ot_thr *t = &th[i];
+        t->sh = &sh;
+        t->id = i;
+        t->clean = i >= OT_THREADS - 1;
+        t->rate = 40u << i; /* 40, 80, 160 of 1024 */
+        t->r.s = 0x5eed0000u + (uint64_t)i * 7919;
+        t->phase = OT_P5;
+        for (int b = 0; b < 2 && ok; b++) {
+            CHECK_ST(champ_new_like(sh.base[b], &t->own[b]), CHAMP_OK);
+            ok = t->own[b] != NULL;
+        }
+    }
+    CHECK(ok, "set-up of the pool, base maps, cell and own maps");
+    pthread_t id[OT_THREADS];
+    int made = 0;
+    if (ok) {
+        for (int i = 0; i < OT_THREADS; i++) {
+            if (pthread_create(&id[i], NULL, ot_worker, &th[i]) != 0)
+                break;
+            made++;
+        }
+        CHECK_EQ(made, OT_THREADS, "threads started");
+    }
+    if (made > 0) {
+        sh.nthreads = made;
+        pthread_barrier_init(&sh.bar, NULL, (unsigned)made + 1);
+        atomic_store(&sh.go, 1);
+        pthread_barrier_wait(&sh.bar); /* start */
+        pthread_barrier_wait(&sh.bar); /* P1, P2 done */
+        if (sh.faults)
+            champ_pool_fail_after(sh.p, 0);
+        pthread_barrier_wait(&sh.bar); /* P3 */
+        pthread_barrier_wait(&sh.bar);
+        if (sh.faults)
+            champ_pool_fail_after(sh.p, -1);
+        pthread_barrier_wait(&sh.bar); /* P4: one thread at a time */
+        for (int turn = 0; turn < made; turn++)
+            pthread_barrier_wait(&sh.bar);
+        for (int i = 0; i < made; i++) /* P5 */
+            pthread_join(id[i], NULL);
+        pthread_barrier_destroy(&sh.bar);
+    }
+    long published = 0, p2_refused = 0;
+    for (int i = 0; i < made; i++) {
+        ot_thr *t = &th[i];
+        CHECK(t->errors == 0, "thread %d (%s): %ld errors, the first at %s", i,
+              t->clean ? "never refused" : "refused", t->errors, t->msg);
+        CHECK_EQ(t->enomem[OT_P5], 0, "nothing fails once nothing is refused");
+        CHECK(t->calls[OT_P1] > 0 && t->calls[OT_P2] > 0 && t->calls[OT_P5] > 0,
+              "thread %d made calls in every phase", i);
+        if (t->clean) {
+            CHECK_EQ(t->refusals, 0, "the thread never refused");
+            CHECK(t->enomem[OT_P1] + t->enomem[OT_P2] == 0,
+                  "thread %d, never refused, saw %ld + %ld CHAMP_ENOMEM while other threads "
+                  "were refused", i, t->enomem[OT_P1], t->enomem[OT_P2]);
+        } else {
+            CHECK(t->refusals > 0, "thread %d was refused", i);
+            CHECK(t->apply_all > 0 && t->apply_all_ok == 0,
+                  "thread %d, every backing call refused: %ld of %ld applies done (their "
+                  "scratch is the backing allocator's)", i, t->apply_all_ok, t->apply_all);
+            p2_refused += t->enomem[OT_P2];
+        }
+        if (sh.faults) {
+            CHECK(t->enomem[OT_P3] > 0 && t->hook_ok == 0,
+                  "thread %d under fail_after(0): %ld refused, %ld calls needing a block done",
+                  i, t->enomem[OT_P3], t->hook_ok);
+            CHECK(t->sweep_done && t->enomem[OT_P4] > 0,
+                  "thread %d's fail_after sweep: done %ld at k = %ld, %ld refused", i,
+                  t->sweep_done, t->sweep_k, t->enomem[OT_P4]);
+        }
+        published += t->cas_ok;
+        for (int b = 0; b < 2; b++) {
+            CHECK_VALID(t->own[b], "a thread's map after the threads");
+            size_t wrong = 0;
+            for (uint64_t k = 0; k < OT_KEYS; k++) {
+                void *got = NULL;
+                size_t len = b ? ot_key(kb, k) : 0;
+                bool f = b ? champ_get_bytes(t->own[1], kb, len, &got)
+                           : champ_get_u64(t->own[0], k, &got);
+                wrong += f != (t->ref[b][k] != 0) || (uintptr_t)got != t->ref[b][k];
+            }
+            CHECK_EQ(wrong, 0, "keys of a thread's map against its model");
+            CHECK_EQ(champ_size(t->own[b]), t->n[b], "size of a thread's map");
+        }
+    }
+    if (made == OT_THREADS) {
+        CHECK(p2_refused > 0, "refused threads saw CHAMP_ENOMEM: %ld", p2_refused);
+        CHECK(published > 0, "publications into the cell: %ld", published);
+        CHECK(atomic_load(&al.refused) > 0, "backing calls refused: %lu",
+              atomic_load(&al.refused));
+        champ_pool_stats ps;
+        CHECK_ST(champ_pool_stats_get(sh.p, &ps, sizeof ps), CHAMP_OK);
+        CHECK(ps.alloc_failures > 0, "the pool counted refusals");
+    }
+    /* the cell: the base and every thread's count */
+    if (sh.cell) {
+        champ_map *snap = NULL;
+        CHECK_ST(champ_cell_load(sh.cell, &snap), CHAMP_OK);
+        CHECK_VALID(snap, "the cell's version");
+        ot_ver e = {snap, false, OT_BASE, sh.base_sum[0]};
+        for (int i = 0; i < made; i++) {
+            void *got = NULL;
+            bool f = champ_get_u64(snap, ot_ck(i), &got);
+            CHECK(th[i].cas_ok ? f && got == th_tok((uint64_t)th[i].cas_ok) : !f,
+                  "thread %d's %ld publications in the cell", i, th[i].cas_ok);
+            if (th[i].cas_ok) {
+                e.n++;
+                e.sum += ot_h(false, ot_ck(i), (uintptr_t)th_tok((uint64_t)th[i].cas_ok));
+            }
+        }
+        if (th) {
+            ot_thr *m = &th[OT_THREADS];
+            ot_ver_check(m, &e, "the cell's version");
+            CHECK(m->errors == 0, "the cell holds the base and the counts: %s", m->msg);
+        }
+        champ_free(snap);
+    }
+    /* versions still in passage: checked and freed on main */
+    if (th) {
+        ot_thr *m = &th[OT_THREADS];
+        size_t invalid = 0;
+        for (int i = 0; i < OT_SLOTS; i++) {
+            ot_ver *x = atomic_exchange(&sh.slot[i], NULL);
+            if (x) {
+                invalid += champ_validate(x->m) != CHAMP_OK;
+                ot_consume(m, x);
+            }
+        }
+        CHECK_EQ(invalid, 0, "versions in passage that fail champ_validate");
+        CHECK(m->errors == 0, "versions in passage: %s", m->msg);
+        long passed = 0, taken = m->taken;
+        for (int i = 0; i < made; i++) {
+            passed += th[i].passed;
+            taken += th[i].taken;
+        }
+        CHECK_EQ(taken, passed, "every version passed was taken");
+    }
+    for (int b = 0; b < 2; b++)
+        if (sh.base[b])
+            CHECK_VALID(sh.base[b], "a base map");
+    cc_check_books(sh.p, "after the threads");
+    for (int i = 0; th && i <= OT_THREADS; i++)
+        for (int b = 0; b < 2; b++)
+            champ_free(th[i].own[b]);
+    champ_cell_free(sh.cell);
+    champ_free(sh.base[0]);
+    champ_free(sh.base[1]);
+    CHECK_EQ(th_pool_live(sh.p), 0, "the pool is empty at the end");
+    cc_check_books(sh.p, "emptied");
+    champ_pool_free(sh.p);
+    free(th);
+    CHECK_EQ(atomic_load(&al.blocks), 0, "backing blocks not given back");
+    CHECK_EQ(atomic_load(&al.got), atomic_load(&al.given), "backing bytes given back");
+    CHECK_EQ(atomic_load(&al.bad_size), 0, "backing frees with the size allocated");
+    CHECK_EQ(atomic_load(&al.reallocs), 0, "realloc is never called");
+}
+
 const th_test th_tests_concurrent[] = {
     {"concurrent.differential", test_differential},
     {"concurrent.cell_threads", test_cell_threads},
@@ -3601,6 +4433,7 @@ const th_test th_tests_concurrent[] = {
     {"concurrent.publish_transfer", test_publish_transfer},
     {"concurrent.cell_edges", test_cell_edges},
     {"concurrent.many_pools_one_thread", test_many_pools_one_thread},
+    {"concurrent.oom_threads", test_oom_threads},
 };
 const size_t th_tests_concurrent_count =
     sizeof th_tests_concurrent / sizeof th_tests_concurrent[0];
