@@ -1952,6 +1952,97 @@ static void test_oom_watermark_failing_call(void) {
            tl.no_fire, tl.rearmed);
 }
 
+/* ------------------------------------------------------------------ */
+/* Error returns no test reached (a coverage audit)                     */
+/* ------------------------------------------------------------------ */
+
+/* The sum of a u64 map's keys and values, and its size: what it holds. */
+static uint64_t ox_sum(const champ_map *m) {
+    champ_iter it;
+    champ_key k;
+    void *v;
+    uint64_t s = champ_size(m) * 0x9e3779b97f4a7c15ULL;
+    if (champ_iter_init(&it, m) != CHAMP_OK)
+        return 0;
+    while (champ_iter_next(&it, &k, &v))
+        s += th_mix64(k.u64 ^ (uint64_t)(uintptr_t)v);
+    return s;
+}
+
+/* champ_new_u64 whose handle the shared default pool refuses (CHAMP_ENOMEM,
+ * *out NULL, the pool's live bytes as before); and a light version of a
+ * cell's snapshot (a p-form of it) stored into an empty cell whose
+ * record the pool refuses at each step: the cell stays empty, the version
+ * unchanged, and nothing leaks. */
+static void test_oom_default_and_cell(void) {
+    if (!TH_NEED_FAULTS("oom.default_and_cell"))
+        return;
+    champ_map *m = NULL, *x = th_tok(1);
+    CHECK_ST(champ_new_u64(&m), CHAMP_OK);
+    if (!m)
+        return;
+    champ_pool *dp = champ_pool_of(m);
+    size_t live = th_pool_live(dp);
+    CHECK_ST(champ_pool_fail_after(dp, 0), CHAMP_OK);
+    CHECK_ST(champ_new_u64(&x), CHAMP_ENOMEM);
+    CHECK_ST(champ_pool_fail_after(dp, -1), CHAMP_OK);
+    CHECK(x == NULL, "champ_new_u64 refused: *out %p", (void *)x);
+    CHECK_EQ(th_pool_live(dp), live, "default pool's live bytes after the refusal");
+    CHECK_ST(champ_new_u64(&x), CHAMP_OK);
+    champ_free(x);
+    champ_free(m);
+
+    long stored = 0, refused = 0;
+    for (long n = 0; n < 6; n++) {
+        champ_pool_config pc = CHAMP_POOL_CONFIG_INIT;
+        pc.concurrent = true;
+        champ_pool *p = NULL;
+        CHECK_ST(champ_pool_new(&pc, &p), CHAMP_OK);
+        if (!p)
+            return;
+        champ_config c = CHAMP_CONFIG_INIT(CHAMP_KEY_U64);
+        c.pool = p;
+        champ_map *a = NULL, *snap = NULL, *d = NULL, *got = th_tok(2);
+        champ_cell *cell = NULL, *empty = NULL;
+        CHECK_ST(champ_new(&c, &a), CHAMP_OK);
+        for (uint64_t k = 0; a && k < 100; k++)
+            CHECK_ST(champ_set_u64(a, k, th_tok(k), NULL), CHAMP_OK);
+        CHECK_ST(champ_cell_new(a, &cell), CHAMP_OK);
+        CHECK_ST(champ_cell_new(NULL, &empty), CHAMP_OK);
+        CHECK_ST(champ_cell_load(cell, &snap), CHAMP_OK);
+        CHECK_ST(champ_pset_u64(snap, 5, th_tok(500), &d), CHAMP_OK);
+        if (!a || !cell || !empty || !snap || !d)
+            return;
+        uint64_t fd = ox_sum(d);
+        size_t before = th_pool_live(p);
+        CHECK_ST(champ_pool_fail_after(p, n), CHAMP_OK);
+        champ_status st = champ_cell_store(empty, d);
+        CHECK_ST(champ_pool_fail_after(p, -1), CHAMP_OK);
+        CHECK(st == CHAMP_OK || st == CHAMP_ENOMEM, "store, fail_after %ld: %s", n,
+              th_status_name(st));
+        CHECK_EQ(ox_sum(d), fd, "the stored version unchanged");
+        CHECK_ST(champ_cell_load(empty, &got), CHAMP_OK);
+        if (st == CHAMP_ENOMEM) {
+            refused++;
+            CHECK(got == NULL, "a refused store left the cell empty (fail_after %ld)", n);
+            CHECK_EQ(th_pool_live(p), before, "live bytes after a refused store");
+        } else {
+            stored++;
+            CHECK(got && ox_sum(got) == fd, "the cell holds the version (fail_after %ld)", n);
+        }
+        CHECK_VALID(d, "the version after the store");
+        champ_free(got);
+        champ_free(d);
+        champ_free(snap);
+        champ_cell_free(cell);
+        champ_cell_free(empty);
+        champ_free(a);
+        CHECK_EQ(th_pool_live(p), 0, "the pool empty at the end");
+        champ_pool_free(p);
+    }
+    CHECK(refused > 0 && stored > 0, "stores refused %ld, done %ld", refused, stored);
+}
+
 const th_test th_tests_oom[] = {
     {"oom.fail_after.once", test_oom_fail_after_once},
     {"oom.fail_after.always", test_oom_fail_after_always},
@@ -1962,5 +2053,6 @@ const th_test th_tests_oom[] = {
     {"oom.remove_refused", test_oom_remove_refused},
     {"oom.set_refused", test_oom_set_refused},
     {"oom.watermark_failing_call", test_oom_watermark_failing_call},
+    {"oom.default_and_cell", test_oom_default_and_cell},
 };
 const size_t th_tests_oom_count = sizeof th_tests_oom / sizeof th_tests_oom[0];
