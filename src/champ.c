@@ -1819,26 +1819,31 @@ uint64_t champ_seed(const champ_map *m) { return m ? m->t->seed : 0; }
 /* The pure persistent forms: an O(1) copy, then an in-place update of the
  * copy (which path-copies, since every node is now shared).  While it
  * runs, m is read by an operation, so m's callbacks cannot change it. */
+/* The p-forms' copy, kept out of line: inlined (gcc -O3, the generic
+ * p-forms), the copy's own frame inside the p-form's made gcc report the
+ * p-form's frame as a local's address left in champ__ops
+ * (-Wdangling-pointer; the frame is popped on every path). */
+static NOINLINE champ_status pform_copy(const champ_map *m, champ_map **c) {
+    return champ_copy(m, c);
+}
+
 #define PFORM(m, out, update)                                               \
     do {                                                                    \
-        champ_map *c_;                                                      \
+        champ_map *c_ = NULL;                                               \
         opframe fr_;                                                        \
         bool framed_ = (m)->t->calls_out;                                   \
         if (framed_) /* first: the copy's allocation may run the watermark, \
                         whose champ_free(m) waits for this frame */         \
             op_push(&fr_, (m), OPF_READ);                                   \
-        champ_status s_ = champ_copy((m), &c_);                             \
-        if (s_ != CHAMP_OK) {                                               \
-            if (framed_)                                                    \
-                op_end(&fr_);                                               \
-            return s_;                                                      \
+        champ_status s_ = pform_copy((m), &c_);                             \
+        if (s_ == CHAMP_OK) {                                               \
+            champ_map *m_ = c_;                                             \
+            s_ = (update);                                                  \
+            if (s_ != CHAMP_OK)                                             \
+                champ_free(c_);                                             \
+            else                                                            \
+                *(out) = c_;                                                \
         }                                                                   \
-        champ_map *m_ = c_;                                                 \
-        s_ = (update);                                                      \
-        if (s_ != CHAMP_OK)                                                 \
-            champ_free(c_);                                                 \
-        else                                                                \
-            *(out) = c_;                                                    \
         if (framed_)                                                        \
             op_end(&fr_);                                                   \
         return s_;                                                          \

@@ -1846,7 +1846,7 @@ static void wf_run(champ_key_kind kind, bool shared, const wf_measure *ms, int c
     memset(key, 'c', sizeof key);
     for (int i = 0; i < 400; i++) {
         size_t lb = th_pool_live(w.pool);
-        snprintf(key, 12, "climb%05d", i);
+        snprintf(key, 12, "climb%05u", (unsigned)i % 100000u);
         key[11] = 'c';
         if (champ_set_bytes(w.pad, key, sizeof key, NULL, NULL) != CHAMP_OK)
             break;
