@@ -130,8 +130,8 @@
  * thread.  Callbacks must return (no longjmp out of champ).
  *
  * Hash, bytes_hash, equal and compare run before an update changes anything
- * (compare also while an update puts a collision node the set algebra built
- * into key order, before the new version is published); retains run while
+ * (compare also while a bulk build or the set algebra puts a new collision
+ * node into key order, before the result is published); retains run while
  * a new version is built, before it is published; releases run when the
  * update is complete (or during clear/free).  Reading m from any callback
  * sees either the old or the new contents, never a mix.
@@ -678,9 +678,9 @@ CHAMP_API champ_status champ_update(champ_map *m, void *key, champ_update_fn fn,
  * order (by hash), the same for equal contents and seed.  Keys whose full
  * 64-bit hashes collide come in key order (byte keys; generic keys with
  * compare), except in collision nodes of more than 128 byte keys (hashed:
- * an order that depends on the updates) and in nodes the set algebra built
- * and no update has touched since; generic keys without compare come in
- * insertion order. */
+ * an order that depends on the updates); generic keys without compare come
+ * in insertion order (the set algebra's results: the first input's, then
+ * the second's). */
 typedef struct champ_iter {
     const void *_cur; /* next entry of the current node */
     const void *_end; /* end of the current node's entries */
@@ -752,10 +752,15 @@ CHAMP_API champ_status champ_foreach(const champ_map *m, champ_visit_fn fn,
  * lives in a's pool and holds its entries with a's callbacks).  Maps made
  * by champ_new_u64() and friends share one type per kind: they take the
  * fast path, as do champ_new_like() maps.  Collision nodes (keys of one
- * full hash) that differ are matched as lists: O(a * b) key comparisons
- * for nodes of a and b keys, so these operations, and champ_apply with
- * removes (which unites and subtracts the batch's sets), are quadratic in
- * the size of a collision node that both sides hold.
+ * full hash) that differ are matched by looking each key up in the other
+ * side's node, as champ_get does (O(log b) compare calls for generic keys
+ * with compare and byte keys up to 128 in a node, O(1) expected for more
+ * byte keys), and the results' nodes are laid out as updates lay them
+ * out; for generic keys without compare a node is a list and the match
+ * takes O(a * b) equal calls (nothing else tells two keys of one hash
+ * apart).  A merge of big
+ * collision nodes takes its list of keys from scratch memory (the backing
+ * allocator, or the buffer of a fixed pool), never the stack.
  *
  * Errors of every operation here: CHAMP_EINVAL (NULL argument; for the
  * combining operations and champ_filter also a of a type with a release
@@ -1007,7 +1012,7 @@ CHAMP_API champ_status champ_stats_print(const champ_map *m, FILE *f);
  * comparisons when it is ordered (each key sorts before the next, which
  * also proves them distinct); O(c) expected for a hashed node of byte keys
  * (every key found through the index, equal keys caught there); a list
- * (generic keys without compare, or a node the set algebra built) is
+ * (generic keys without compare) is
  * searched for equal keys pairwise up to 2048 keys and, beyond, each key
  * against the 1024 before it (so a duplicate further apart goes unseen:
  * O(c) comparisons instead of O(c^2)).  Calls the map's hash, bytes_hash,

@@ -135,21 +135,15 @@ static void views_hash(const ops *o, const view *sa, ventry *ba, const view *sb,
     }
 }
 
-/* The entries of a view at the collision level (a collision node, or a
- * run), as ventries in buf (room for at least view_count entries).  All
- * share one hash: h is not filled, keys are compared as they are. */
-static uint32_t coll_entries(const ops *o, const view *v, ventry *buf) {
-    if (v->n) {
-        uint32_t n = v->n->datamap;
-        for (uint32_t i = 0; i < n; i++) {
-            buf[i].e = ent_get(v->n, i, o->W);
-            buf[i].h = 0;
-        }
-        return n;
-    }
-    for (uint32_t i = 0; i < v->nv; i++)
-        buf[i] = v->v[i];
-    return v->nv;
+/* Entry i of a view at the collision level (a collision node, or a run):
+ * all share one hash, so h is not filled for a node's entries. */
+static ALWAYS_INLINE ventry coll_at(const ops *o, const view *v, uint32_t i) {
+    if (!v->n)
+        return v->v[i];
+    ventry x;
+    x.e = ent_get(v->n, i, o->W);
+    x.h = 0;
+    return x;
 }
 
 static uint32_t coll_count(const view *v) {
@@ -235,6 +229,28 @@ static uint32_t list_find(const ops *o, const ventry *x, const ventry *b, uint32
     return nb;
 }
 
+/* The index in a view at the collision level of stored key k, or its
+ * count.  A node is searched in its own layout (coll_find: bisection in an
+ * ordered node, the index of a hashed one, a scan of a list), a run (two
+ * entries at most) scanned: matching a node of a keys against one of b is
+ * O(a log b) comparisons, or O(a) expected for hashed byte nodes, and
+ * O(a * b) only for lists (generic keys without compare: nothing but equal
+ * to go by).  No memory. */
+static uint32_t coll_index(const ops *o, const view *v, uint64_t k) {
+    if (!v->n) {
+        ventry x;
+        x.e.k = k;
+        x.e.v = NULL;
+        x.h = 0;
+        return list_find(o, &x, v->v, v->nv, true);
+    }
+    /* (a byte key's blob caches its hash, which kq_match compares) */
+    kq q = kq_of_key(k, o->kind == CHAMP_KEY_BYTES ? key_blob(k)->hash : 0, o->kind);
+    int at;
+    int64_t i = coll_find(o->ta, v->n, &q, &at, o->kind, o->W);
+    return i < 0 ? v->n->datamap : (uint32_t)i;
+}
+
 /* Matches two short lists of entries key by key (order: the a side's
  * entries as they are, then b's new ones; within one slot a list is
  * short: champ.h's champ_diff_fn states this order).  Used at the
@@ -260,6 +276,34 @@ static int walk_lists(walker *w, const ventry *a, uint32_t na, const ventry *b, 
     return 0;
 }
 
+/* walk_lists at the collision level, in the same order, reading the
+ * collision nodes where they are (coll_index). */
+static int walk_coll(walker *w, const view *va, const view *vb) {
+    const ops *o = &w->o;
+    uint32_t na = coll_count(va), nb = coll_count(vb);
+    int r;
+    for (uint32_t i = 0; i < na; i++) {
+        ventry x = coll_at(o, va, i);
+        uint32_t j = coll_index(o, vb, x.e.k);
+        if (j < nb) {
+            ventry y = coll_at(o, vb, j);
+            r = w->both(w, &x, &y);
+        } else {
+            r = w->skip_a ? 0 : w->a_only(w, &x);
+        }
+        if (r)
+            return r;
+    }
+    if (w->skip_b)
+        return 0;
+    for (uint32_t j = 0; j < nb; j++) {
+        ventry y = coll_at(o, vb, j);
+        if (coll_index(o, va, y.e.k) == na && (r = w->b_only(w, &y)) != 0)
+            return r;
+    }
+    return 0;
+}
+
 static int walk_nodes(walker *w, const node *na, const node *nb, unsigned level);
 
 static int walk_views(walker *w, const view *va, const view *vb, unsigned level) {
@@ -269,17 +313,8 @@ static int walk_views(walker *w, const view *va, const view *vb, unsigned level)
         return walk_side(w, vb, level, false);
     if (VIEW_EMPTY(vb))
         return walk_side(w, va, level, true);
-    if (level == CHAMP_COLL_LEVEL) {
-        /* (runs are walked where they are; collision nodes are read out) */
-        uint32_t na = coll_count(va), nb = coll_count(vb);
-        ventry sa[va->n ? na : 1], sb[vb->n ? nb : 1];
-        if (va->n)
-            coll_entries(&w->o, va, sa);
-        if (vb->n)
-            coll_entries(&w->o, vb, sb);
-        return walk_lists(w, va->n ? sa : va->v, na, vb->n ? sb : vb->v, nb,
-                          level == CHAMP_COLL_LEVEL);
-    }
+    if (level == CHAMP_COLL_LEVEL)
+        return walk_coll(w, va, vb);
     /* (two runs never meet here: a slot with entries on both sides and no
      * child is matched by walk_lists where it is found, below and in
      * walk_nodes) */
@@ -806,7 +841,8 @@ static bool build_node(comb *c, res *rs, const uint32_t *ss, uint32_t n, unsigne
 }
 
 /* A collision node (or pulled-up entries) for a list of entries that all
- * share one full hash. */
+ * share one full hash, in the map's layout (trie.h, "Collision nodes"):
+ * ordered, hashed or a list, as champ_apply builds them. */
 static bool build_coll(comb *c, const ventry *e, uint32_t n, res *out) {
     res_empty(out);
     if (n <= 2) {
@@ -819,7 +855,8 @@ static bool build_coll(comb *c, const ventry *e, uint32_t n, res *out) {
         return true;
     }
     const mtype *t = c->o.ta;
-    node *nb = pool_alloc(t->pool, node_coll_size(n, c->o.W));
+    size_t bytes = champ__coll_build_bytes(t, n);
+    node *nb = pool_alloc(t->pool, bytes);
     if (!nb)
         return false;
     node_init(nb, n, 0);
@@ -828,6 +865,7 @@ static bool build_coll(comb *c, const ventry *e, uint32_t n, res *out) {
         if (t->ent_refs)
             ent_retain(t, e[i].e);
     }
+    champ__coll_finish(t, nb, bytes); /* the map's layout: ordered, hashed */
     out->n = SUB_NODE;
     out->kid = nb;
     out->owned = true;
@@ -908,27 +946,48 @@ static bool filter_view(comb *c, const view *va, unsigned level, res *r) {
     return combine(c, va, &empty, level, r);
 }
 
-/* Merges two short lists (both sides' entries of one slot, or the
- * collision level) into one list of distinct keys; decides each key by
- * the operation.  r->same_a / r->same_b tell whether the result holds
- * exactly that side's entries (keys and values), whatever its form. */
-static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
-                        uint32_t nb, unsigned level, res *r) {
-    bool unhashed = level == CHAMP_COLL_LEVEL; /* one hash: h not filled */
-    ventry outv[na + nb + 1];
+/* The index in view v of the key of x (a run's keys hashed, or any view
+ * at the collision level), or its count. */
+static uint32_t view_find(const ops *o, const view *v, const ventry *x, unsigned level) {
+    if (level == CHAMP_COLL_LEVEL)
+        return coll_index(o, v, x->e.k);
+    return list_find(o, x, v->v, v->nv, false);
+}
+
+/* Merges both sides' keys into one list of distinct keys and decides each
+ * by the operation: two short runs of one slot, or the collision level
+ * (collision nodes read where they are, coll_index; the list in scratch
+ * memory when it is long, so that no stack grows with a node).  Order: a's
+ * entries, then b's additions.  r->same_a / r->same_b tell whether the
+ * result holds exactly that side's entries (keys and values), whatever its
+ * form.  false: out of memory (nothing built). */
+#define MERGE_STACK 8u
+static bool merge_views(comb *c, const view *va, const view *vb, unsigned level, res *r) {
+    const ops *o = &c->o;
+    uint32_t na = coll_count(va), nb = coll_count(vb);
+    ventry small[MERGE_STACK], *outv = small;
+    size_t bytes = 0;
+    champ_pool *p = o->ta->pool;
+    if ((size_t)na + nb > MERGE_STACK) {
+        /* (the fault hook: a fixed pool's block passes pool_alloc's) */
+        bytes = ((size_t)na + nb) * sizeof *outv;
+        if ((!p->fixed && pool_fault(p)) || !(outv = champ__scratch_alloc(p, bytes)))
+            return false;
+    }
     uint32_t n = 0;
     bool same_a = true, same_b = true;
     for (uint32_t i = 0; i < na; i++) {
-        uint32_t j = list_find(&c->o, &a[i], b, nb, unhashed);
+        ventry x = coll_at(o, va, i);
+        uint32_t j = view_find(o, vb, &x, level);
         if (j < nb) {
             if (c->op == OP_UNION || c->op == OP_INTERSECT) {
-                ventry x = a[i];
-                x.e.v = resolve_val(c, &a[i], &b[j]);
-                if (x.e.v != a[i].e.v)
+                ventry y = coll_at(o, vb, j), z = x;
+                z.e.v = resolve_val(c, &x, &y);
+                if (z.e.v != x.e.v)
                     same_a = false;
-                if (x.e.v != b[j].e.v)
+                if (z.e.v != y.e.v)
                     same_b = false;
-                outv[n++] = x;
+                outv[n++] = z;
             } else {
                 same_a = same_b = false; /* dropped: it is in both */
             }
@@ -936,40 +995,43 @@ static bool merge_lists(comb *c, const ventry *a, uint32_t na, const ventry *b,
             if (c->count_a)
                 c->only++;
             if (c->op == OP_INTERSECT ||
-                (c->op == OP_FILTER && !keep_entry(c, &a[i]))) {
+                (c->op == OP_FILTER && !keep_entry(c, &x))) {
                 same_a = false;
                 continue;
             }
             same_b = false;
-            outv[n++] = a[i];
+            outv[n++] = x;
         }
     }
     for (uint32_t j = 0; j < nb; j++) {
-        uint32_t i = list_find(&c->o, &b[j], a, na, unhashed);
-        if (i < na)
+        ventry y = coll_at(o, vb, j);
+        if (view_find(o, va, &y, level) < na)
             continue;
         if (!c->count_a)
             c->only++;
         if (c->op == OP_UNION || c->op == OP_SYMDIFF) {
             same_a = false;
-            outv[n++] = b[j];
+            outv[n++] = y;
         } else {
             same_b = false;
         }
     }
     if (c->op == OP_FILTER)
         c->kept += n;
+    bool ok;
     if (level == CHAMP_COLL_LEVEL) {
-        if (!build_coll(c, outv, n, r))
-            return false;
+        ok = build_coll(c, outv, n, r);
     } else {
         elist l;
         l.n = n;
         for (uint32_t i = 0; i < n; i++)
             l.e[i] = outv[i];
-        if (!build_list(c, &l, level, r))
-            return false;
+        ok = build_list(c, &l, level, r);
     }
+    if (outv != small)
+        champ__scratch_free(p, outv, bytes);
+    if (!ok)
+        return false;
     r->same_a = same_a;
     r->same_b = same_b;
     return true;
@@ -1100,14 +1162,7 @@ static bool combine(comb *c, const view *va, const view *vb, unsigned level, res
             if (!any && vb->nv)
                 goto slots;
         }
-        /* (runs are merged where they are; collision nodes read out) */
-        uint32_t na = coll_count(va), nb = coll_count(vb);
-        ventry sa[va->n ? na : 1], sb[vb->n ? nb : 1];
-        if (va->n)
-            coll_entries(&c->o, va, sa);
-        if (vb->n)
-            coll_entries(&c->o, vb, sb);
-        if (!merge_lists(c, va->n ? sa : va->v, na, vb->n ? sb : vb->v, nb, level, r))
+        if (!merge_views(c, va, vb, level, r))
             return false;
         if (r->n == SUB_NODE && (r->same_a || r->same_b)) {
             /* a collision node with one side's entries: that side's node

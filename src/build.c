@@ -40,46 +40,6 @@ typedef struct bctx {
     size_t count; /* distinct keys built */
 } bctx;
 
-/* Scratch memory for a batch: from the backing allocator (arena pools) or
- * the pool's buffer (fixed pools).  A pool on libc takes a big batch's
- * arrays from huge-page mappings (champ__huge_scratch: 24 bytes an entry,
- * twice, is 48 MB for 1M keys, which malloc's fresh 4 KiB pages made
- * 12,000 page faults); its blocks carry a 16-byte header saying which. */
-#define SCRATCH_HDR 16u
-static void *scratch_alloc(champ_pool *p, size_t bytes) {
-    if (p->fixed)
-        return pool_alloc(p, (bytes + 15u) & ~(size_t)15);
-    pool_count(p, &p->backing_calls);
-    if (!p->use_huge)
-        return p->alloc.malloc(bytes, p->alloc.ctx);
-    if (bytes > SIZE_MAX - SCRATCH_HDR)
-        return NULL;
-    unsigned char *b = champ__huge_scratch(bytes + SCRATCH_HDR);
-    bool huge = b != NULL;
-    if (!b)
-        b = p->alloc.malloc(bytes + SCRATCH_HDR, p->alloc.ctx);
-    if (!b)
-        return NULL;
-    b[0] = huge;
-    return b + SCRATCH_HDR;
-}
-
-static void scratch_free(champ_pool *p, void *b, size_t bytes) {
-    if (!b)
-        return;
-    if (p->fixed) {
-        pool_free(p, b, (bytes + 15u) & ~(size_t)15);
-    } else if (!p->use_huge) {
-        p->alloc.free(b, bytes, p->alloc.ctx);
-    } else {
-        unsigned char *h = (unsigned char *)b - SCRATCH_HDR;
-        if (h[0])
-            champ__huge_scratch_free(h, bytes + SCRATCH_HDR);
-        else
-            p->alloc.free(h, bytes + SCRATCH_HDR, p->alloc.ctx);
-    }
-}
-
 /* The result of building one slot: empty, 1 or 2 entries (trie order), or
  * a new node (owning its reference). */
 typedef struct bres {
@@ -637,7 +597,7 @@ static size_t batch_dedup(const champ_map *m, bent *b, uint8_t *del, size_t n) {
     while (cap < 2 * n)
         cap *= 2;
     champ_pool *p = m->t->pool;
-    uint32_t *tab = scratch_alloc(p, cap * sizeof *tab);
+    uint32_t *tab = champ__scratch_alloc(p, cap * sizeof *tab);
     if (!tab)
         return (size_t)-1;
     memset(tab, 0xff, cap * sizeof *tab);
@@ -671,7 +631,7 @@ static size_t batch_dedup(const champ_map *m, bent *b, uint8_t *del, size_t n) {
                 tab[k++] = (uint32_t)i;
         dedup_multi(m, b, del, tab, k);
     }
-    scratch_free(p, tab, cap * sizeof *tab);
+    champ__scratch_free(p, tab, cap * sizeof *tab);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (del[i] == DEL_SUPERSEDED) {
@@ -732,7 +692,7 @@ static ALWAYS_INLINE champ_status apply_sets_kind(champ_map *m, const champ_op *
     champ_status st = CHAMP_ENOMEM;
     uint32_t cnt[32] = {0}, end[32], bm = 0;
     champ__pool_expect(p, n * t->width / 4 * 5); /* entries, and nodes: 1/4 more */
-    if (kind != CHAMP_KEY_U64 && !(kw = scratch_alloc(p, n * sizeof *kw)))
+    if (kind != CHAMP_KEY_U64 && !(kw = champ__scratch_alloc(p, n * sizeof *kw)))
         goto out;
     for (; made < n; made++) {
         uint64_t h;
@@ -751,8 +711,8 @@ static ALWAYS_INLINE champ_status apply_sets_kind(champ_map *m, const champ_op *
     }
     uint32_t pairs;
     big = slot_starts(cnt, bm, end, &pairs);
-    b = scratch_alloc(p, n * sizeof *b);
-    tmp = b ? scratch_alloc(p, big * sizeof *tmp) : NULL;
+    b = champ__scratch_alloc(p, n * sizeof *b);
+    tmp = b ? champ__scratch_alloc(p, big * sizeof *tmp) : NULL;
     if (!tmp)
         goto out;
     for (size_t i = 0; i < n; i++) {
@@ -771,7 +731,7 @@ static ALWAYS_INLINE champ_status apply_sets_kind(champ_map *m, const champ_op *
         b[end[slice(x.h, 0)]++] = x;
     }
     in_b = true;
-    scratch_free(p, kw, n * sizeof *kw);
+    champ__scratch_free(p, kw, n * sizeof *kw);
     kw = NULL;
     bctx c = {t, kind, t->width, 0};
     bres r;
@@ -789,9 +749,9 @@ out:
     else if (kind == CHAMP_KEY_BYTES)
         for (size_t i = 0; i < made; i++)
             key_release(t, kw[i]);
-    scratch_free(p, kw, n * sizeof *kw);
-    scratch_free(p, tmp, big * sizeof *tmp);
-    scratch_free(p, b, n * sizeof *b);
+    champ__scratch_free(p, kw, n * sizeof *kw);
+    champ__scratch_free(p, tmp, big * sizeof *tmp);
+    champ__scratch_free(p, b, n * sizeof *b);
     return st;
 }
 
@@ -811,8 +771,8 @@ static champ_status apply_mixed(champ_map *m, const champ_op *ops, size_t n) {
     champ_pool *p = t->pool;
     size_t bytes = n * sizeof(bent);
     champ__pool_expect(p, n * t->width / 4 * 5);
-    bent *b = scratch_alloc(p, bytes), *tmp = b ? scratch_alloc(p, bytes) : NULL;
-    uint8_t *del = tmp ? scratch_alloc(p, n) : NULL;
+    bent *b = champ__scratch_alloc(p, bytes), *tmp = b ? champ__scratch_alloc(p, bytes) : NULL;
+    uint8_t *del = tmp ? champ__scratch_alloc(p, n) : NULL;
     champ_status st = CHAMP_ENOMEM;
     size_t made = 0;
     if (!del)
@@ -852,9 +812,9 @@ static champ_status apply_mixed(champ_map *m, const champ_op *ops, size_t n) {
 out:
     if (b)
         release_blobs(m, b, made);
-    scratch_free(p, del, n);
-    scratch_free(p, tmp, bytes);
-    scratch_free(p, b, bytes);
+    champ__scratch_free(p, del, n);
+    champ__scratch_free(p, tmp, bytes);
+    champ__scratch_free(p, b, bytes);
     return st;
 }
 

@@ -1275,16 +1275,11 @@ static ALWAYS_INLINE champ_status remove_coll_body(champ_map *m, path *pa, champ
     if (b->datamap == 3) {
         entry keep[2];
         /* two survivors: a pair in the nearest ancestor that holds
-         * something else, in key order (an ordered node has it; a list
-         * the set algebra built may not) */
+         * something else, in key order where the map has one (a node of
+         * three keys of such a map is ordered), else in the list's */
+        CHAMP_ASSERT(coll_ordered(b) || !kind_ordered(m->t, kind));
         keep[0] = ent_get(b, i == 0 ? 1 : 0, W);
         keep[1] = ent_get(b, i == 2 ? 1 : 2, W);
-        if (!coll_ordered(b) && kind_ordered(m->t, kind) &&
-            key_cmp(m->t, keep[0].k, keep[1].k, kind) > 0) {
-            entry x = keep[0];
-            keep[0] = keep[1];
-            keep[1] = x;
-        }
         if (LIKELY(pa->fs < 0) && collapse_top(pa) == d - 1) {
             entry gone = ent_get(b, i, W);
             if (remove_collapse_owned(m, pa, keep, node_block(b, (unsigned)d, W), W))

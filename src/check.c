@@ -157,10 +157,10 @@ static void check_blob(vctx *v, uint64_t k) {
         VFAIL(v, "key blob not NUL-terminated");
 }
 
-/* Collision nodes that are lists (generic keys without compare, or nodes
- * the set algebra built) are searched for equal keys pairwise up to this
- * many entries, and beyond it each key against the COLL_WINDOW before it:
- * at most about 1M key comparisons per 1K entries, never O(n^2). */
+/* Collision nodes that are lists (generic keys without compare) are
+ * searched for equal keys pairwise up to this many entries, and beyond it
+ * each key against the COLL_WINDOW before it: at most about 1M key
+ * comparisons per 1K entries, never O(n^2). */
 #define COLL_PAIRWISE 2048u
 #define COLL_WINDOW 1024u
 
@@ -227,6 +227,12 @@ static size_t validate_coll(vctx *v, const node *n, uint64_t prefix) {
         VFAIL(v, "collision node both ordered and hashed");
     if (ord && !kind_ordered(t, t->kind))
         VFAIL(v, "ordered collision node in a map without a key order (no compare)");
+    if (!ord && !hashed && kind_ordered(t, t->kind))
+        VFAIL(v, "collision node of %u keys is a list in a map with a key order (every"
+                 " builder lays it out ordered or hashed)", c);
+    if (!hashed && t->kind == CHAMP_KEY_BYTES && c > COLL_HASH_MIN)
+        VFAIL(v, "byte-key collision node of %u keys without an index (more than %u)", c,
+              COLL_HASH_MIN);
     if (hashed && (t->kind != CHAMP_KEY_BYTES || c <= COLL_HASH_MIN))
         VFAIL(v, "hashed collision node of %u keys (byte keys, more than %u)", c,
               COLL_HASH_MIN);

@@ -250,8 +250,8 @@ static ALWAYS_INLINE size_t node_coll_size(uint32_t ne, unsigned W) {
  * whose entries are in any order, found through a hash index at the end of
  * the block (2^(aux & 31) slots of 8 bytes); bits 0-29: the block's spare
  * bytes after the entries, in 8-byte units, the index included (up to
- * 8 GiB).  A node with neither flag (generic keys without compare, or a
- * node the set algebra built) is a list. */
+ * 8 GiB).  A node with neither flag (generic keys without compare) is a
+ * list. */
 #define COLL_ORDERED 0x80000000u
 #define COLL_HASHED 0x40000000u
 #define COLL_ROOM 0x3fffffffu

@@ -467,6 +467,44 @@ void champ__huge_scratch_free(void *b, size_t size) {
     munmap(b, ALIGN_UP(size, HUGE_PAGE));
 }
 
+/* Scratch blocks carry a 16-byte header saying where they came from (a
+ * huge-page mapping or the backing allocator). */
+#define SCRATCH_HDR 16u
+
+void *champ__scratch_alloc(champ_pool *p, size_t bytes) {
+    if (p->fixed)
+        return pool_alloc(p, (bytes + 15u) & ~(size_t)15);
+    pool_count(p, &p->backing_calls);
+    if (!p->use_huge)
+        return p->alloc.malloc(bytes, p->alloc.ctx);
+    if (bytes > SIZE_MAX - SCRATCH_HDR)
+        return NULL;
+    unsigned char *b = champ__huge_scratch(bytes + SCRATCH_HDR);
+    bool huge = b != NULL;
+    if (!b)
+        b = p->alloc.malloc(bytes + SCRATCH_HDR, p->alloc.ctx);
+    if (!b)
+        return NULL;
+    b[0] = huge;
+    return b + SCRATCH_HDR;
+}
+
+void champ__scratch_free(champ_pool *p, void *b, size_t bytes) {
+    if (!b)
+        return;
+    if (p->fixed) {
+        pool_free(p, b, (bytes + 15u) & ~(size_t)15);
+    } else if (!p->use_huge) {
+        p->alloc.free(b, bytes, p->alloc.ctx);
+    } else {
+        unsigned char *h = (unsigned char *)b - SCRATCH_HDR;
+        if (h[0])
+            champ__huge_scratch_free(h, bytes + SCRATCH_HDR);
+        else
+            p->alloc.free(h, bytes + SCRATCH_HDR, p->alloc.ctx);
+    }
+}
+
 static region *region_new(champ_pool *p, size_t want) {
     if (want > SIZE_MAX / 8)
         return NULL; /* (a size the mapping arithmetic below would wrap) */

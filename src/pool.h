@@ -285,6 +285,16 @@ INTERNAL void champ__side_free(champ_pool *p, void *b, size_t size);
 INTERNAL void *champ__huge_scratch(size_t size);
 INTERNAL void champ__huge_scratch_free(void *b, size_t size);
 INTERNAL extern size_t champ__huge_scratch_maps; /* tests: how many were made */
+/* Scratch memory for one call (build.c: a batch's arrays; algebra.c: the
+ * merge of two big collision nodes): from the backing allocator in an
+ * arena pool (a pool on libc takes big ones from huge-page mappings:
+ * champ__huge_scratch), from the buffer in a fixed pool.  NULL when
+ * refused.  The fault hook of champ_pool_fail_after sees only a fixed
+ * pool's (a pool block); callers that want it for the backing allocator's
+ * call pool_fault first.  Freed by champ__scratch_free with the same
+ * size. */
+INTERNAL void *champ__scratch_alloc(champ_pool *p, size_t bytes);
+INTERNAL void champ__scratch_free(champ_pool *p, void *b, size_t bytes);
 /* A batch about to allocate `bytes` of nodes: a pool that cuts chunks from
  * huge-page regions does so from now on if that reaches the threshold
  * (its first chunks would otherwise be malloc's fresh 4 KiB pages). */

@@ -155,24 +155,6 @@ void champ__coll_order(const mtype *t, node *n) {
     n->nodemap |= COLL_ORDERED;
 }
 
-/* The index of stored key k in ordered node n (k is there). */
-static uint32_t coll_index_of(const mtype *t, const node *n, uint64_t k) {
-    unsigned W = t->width;
-    uint32_t lo = 0, hi = n->datamap;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        int c = key_cmp(t, ent_key(n, mid, W), k, t->kind);
-        if (c == 0)
-            return mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    CHAMP_ASSERT(0);
-    return lo;
-}
-
 /* Whether a node of n keys of this map is hashed. */
 static bool coll_wants_hash(const mtype *t, uint32_t n) {
     return t->kind == CHAMP_KEY_BYTES && n > COLL_HASH_MIN;
@@ -297,8 +279,7 @@ void champ__coll_move(const mtype *t, node *dst, size_t bytes, const node *b, bo
     }
     CHAMP_ASSERT(!coll_hashed(b));
     dst->nodemap = (b->nodemap & COLL_ORDERED) | room;
-    if (kind_ordered(t, t->kind) && !coll_ordered(dst))
-        champ__coll_order(t, dst); /* a list the set algebra built */
+    CHAMP_ASSERT(coll_ordered(dst) || !kind_ordered(t, t->kind));
 }
 
 void champ__coll_put(const mtype *t, node *b, entry e, int at) {
@@ -310,10 +291,7 @@ void champ__coll_put(const mtype *t, node *b, entry e, int at) {
         ent_put(b, n, e, W);
         slot_put(sl, coll_cap(b) - 1, slot_make(ent_h32(t, b, n), n));
     } else if (kind_ordered(t, t->kind)) {
-        if (!coll_ordered(b)) {
-            champ__coll_order(t, b); /* a list the set algebra built */
-            at = -1;
-        }
+        CHAMP_ASSERT(coll_ordered(b));
         if (at < 0) {
             uint32_t lo = 0, hi = n;
             while (lo < hi) {
@@ -399,11 +377,7 @@ void champ__coll_del(const mtype *t, node *b, uint32_t i) {
             index_build(t, b);
         }
     } else {
-        if (kind_ordered(t, t->kind) && !coll_ordered(b)) {
-            uint64_t k = ent_key(b, i, W);
-            champ__coll_order(t, b); /* a list the set algebra built */
-            i = coll_index_of(t, b, k);
-        }
+        CHAMP_ASSERT(coll_ordered(b) || !kind_ordered(t, t->kind));
         memmove(ent_at(b, i, W), ent_at(b, i + 1, W), (size_t)W * (n - 1 - i));
         b->datamap = n - 1;
         b->nodemap += W / 8u;

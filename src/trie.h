@@ -197,9 +197,11 @@ static ALWAYS_INLINE bool ent_before_q(const mtype *t, uint64_t k, uint64_t hk, 
  *            entry's index + 1), between 1/8 and 1/2 full.  O(1) expected
  *            per operation whatever the keys' first hash.  Its order depends
  *            on the updates' history.
- *   list     neither (generic keys without compare, or a node the set
- *            algebra built): scanned with equal, O(n).  The first update
- *            that changes a list of a map with an order gives it one.
+ *   list     neither (generic keys without compare): scanned with equal,
+ *            O(n); insertion order.
+ * Every builder lays a node out so: updates, champ_apply and the set
+ * algebra (champ__coll_build_bytes, champ__coll_finish), and validate
+ * rejects a list in a map with a key order.
  * The room (nodemap's low bits) is the block's bytes after the entries:
  * free space for entries, then the index.  Owned nodes change in place
  * while the room allows and move to a block about 1/8 bigger otherwise, so
