@@ -78,7 +78,7 @@ else
 HASHDEF := -DCHAMP_NO_XXHASH
 endif
 
-WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 BASE    := -std=c11 $(WARN) -Iinclude $(ISA) $(HASHDEF) -fvisibility=hidden
 ifeq ($(STATS),1)
 BASE += -DCHAMP_STATS
