@@ -148,26 +148,51 @@ static bool bsame(const bctx *c, bent *b, size_t n, unsigned level, bres *out) {
 /* Above this many keys of one hash, bsame_keys sorts (bsame_sorted). */
 #define BSAME_SORT 16u
 
-/* (bsame_keys) b[0..n) by key, then by h (there: the batch position). */
-static bool bkey_less(const bctx *c, const bent *x, const bent *y) {
-    int r = key_cmp(c->t, x->e.k, y->e.k, c->kind);
-    return r < 0 || (r == 0 && x->h < y->h);
+/* An in-place heap sort of n elements of `size` bytes (at most 32) by
+ * less(x, y, ctx): O(n log n) calls and no memory, so no failure path.
+ * Used where a batch holds many keys of one full hash (bsame_sorted,
+ * dedup_multi). */
+typedef bool (*heap_less_fn)(const void *x, const void *y, const void *ctx);
+
+static void heap_swap(unsigned char *x, unsigned char *y, size_t size) {
+    unsigned char t[32];
+    memcpy(t, x, size);
+    memcpy(x, y, size);
+    memcpy(y, t, size);
 }
 
-static void bkey_sift(const bctx *c, bent *b, size_t i, size_t n) {
+static void heap_sift(unsigned char *a, size_t size, size_t i, size_t n, heap_less_fn less,
+                      const void *ctx) {
     for (;;) {
         size_t j = 2 * i + 1;
         if (j >= n)
             return;
-        if (j + 1 < n && bkey_less(c, &b[j], &b[j + 1]))
+        if (j + 1 < n && less(a + j * size, a + (j + 1) * size, ctx))
             j++;
-        if (!bkey_less(c, &b[i], &b[j]))
+        if (!less(a + i * size, a + j * size, ctx))
             return;
-        bent x = b[i];
-        b[i] = b[j];
-        b[j] = x;
+        heap_swap(a + i * size, a + j * size, size);
         i = j;
     }
+}
+
+static void heap_sort(void *base, size_t n, size_t size, heap_less_fn less, const void *ctx) {
+    unsigned char *a = base;
+    CHAMP_ASSERT(size <= 32);
+    for (size_t i = n / 2; i-- > 0;)
+        heap_sift(a, size, i, n, less, ctx);
+    for (size_t i = n; i-- > 1;) {
+        heap_swap(a, a + i * size, size);
+        heap_sift(a, size, 0, i, less, ctx);
+    }
+}
+
+/* (bsame_sorted) entries by key, then by h (there: the batch position). */
+static bool bkey_less(const void *xp, const void *yp, const void *ctx) {
+    const bctx *c = ctx;
+    const bent *x = xp, *y = yp;
+    int r = key_cmp(c->t, x->e.k, y->e.k, c->kind);
+    return r < 0 || (r == 0 && x->h < y->h);
 }
 
 /* Many keys of one full hash in a batch (a weak bytes_hash, or keys chosen
@@ -180,14 +205,7 @@ static size_t bsame_sorted(bctx *c, bent *b, size_t n) {
     uint64_t h = b[0].h;
     for (size_t i = 0; i < n; i++)
         b[i].h = i;
-    for (size_t i = n / 2; i-- > 0;)
-        bkey_sift(c, b, i, n);
-    for (size_t i = n; i-- > 1;) {
-        bent x = b[0];
-        b[0] = b[i];
-        b[i] = x;
-        bkey_sift(c, b, 0, i);
-    }
+    heap_sort(b, n, sizeof *b, bkey_less, c);
     /* each run of one key: its last (the latest update) survives */
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -521,31 +539,25 @@ enum { DEL_SET, DEL_REMOVE, DEL_SUPERSEDED, DEL_MULTI = 4 };
 
 /* (batch_dedup) Positions x before y: by hash, then key (kinds with a key
  * order), then batch position. */
-static bool didx_less(const champ_map *m, const bent *b, uint32_t x, uint32_t y) {
+/* (dedup_multi) positions into b, by hash, key (kinds with an order) and
+ * position. */
+typedef struct didx_ctx {
+    const champ_map *m;
+    const bent *b;
+} didx_ctx;
+
+static bool didx_less(const void *xp, const void *yp, const void *ctx) {
+    const didx_ctx *d = ctx;
+    const bent *b = d->b;
+    uint32_t x = *(const uint32_t *)xp, y = *(const uint32_t *)yp;
     if (b[x].h != b[y].h)
         return b[x].h < b[y].h;
-    if (kind_ordered(m->t, m->t->kind)) {
-        int r = key_cmp(m->t, b[x].e.k, b[y].e.k, m->t->kind);
+    if (kind_ordered(d->m->t, d->m->t->kind)) {
+        int r = key_cmp(d->m->t, b[x].e.k, b[y].e.k, d->m->t->kind);
         if (r)
             return r < 0;
     }
     return x < y;
-}
-
-static void didx_sift(const champ_map *m, const bent *b, uint32_t *ix, size_t i, size_t n) {
-    for (;;) {
-        size_t j = 2 * i + 1;
-        if (j >= n)
-            return;
-        if (j + 1 < n && didx_less(m, b, ix[j], ix[j + 1]))
-            j++;
-        if (!didx_less(m, b, ix[i], ix[j]))
-            return;
-        uint32_t x = ix[i];
-        ix[i] = ix[j];
-        ix[j] = x;
-        i = j;
-    }
 }
 
 /* The updates of hashes that several different keys share (DEL_MULTI, a
@@ -555,14 +567,8 @@ static void didx_sift(const champ_map *m, const bent *b, uint32_t *ix, size_t i,
  * order; generic keys without compare scan each hash's run (O(run^2)
  * equal calls, as their collision nodes do). */
 static void dedup_multi(const champ_map *m, bent *b, uint8_t *del, uint32_t *ix, size_t n) {
-    for (size_t i = n / 2; i-- > 0;)
-        didx_sift(m, b, ix, i, n);
-    for (size_t i = n; i-- > 1;) {
-        uint32_t x = ix[0];
-        ix[0] = ix[i];
-        ix[i] = x;
-        didx_sift(m, b, ix, 0, i);
-    }
+    didx_ctx d = {m, b};
+    heap_sort(ix, n, sizeof *ix, didx_less, &d);
     bool ord = kind_ordered(m->t, m->t->kind);
     for (size_t lo = 0, hi; lo < n; lo = hi) {
         for (hi = lo + 1; hi < n && b[ix[hi]].h == b[ix[lo]].h; hi++)
