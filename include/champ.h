@@ -626,7 +626,10 @@ typedef struct champ_op {
  * champ_pool_config.no_huge_pages) and freed before it returns: about 24 bytes an update for a batch of
  * sets only (32 for byte and generic keys); for a batch with removes 49,
  * plus, while repeated keys are found, a table of 4 bytes times the power
- * of two at least twice the batch (57 to 65 in all). */
+ * of two at least twice the batch (57 to 65 in all); and where a batch
+ * with removes meets a collision node of m (keys of one full hash) and the
+ * two hold more than 8 of its keys, 24 bytes a key of both for the merge
+ * (the set algebra's, below). */
 CHAMP_API champ_status champ_apply(champ_map *m, const champ_op *ops, size_t n);
 
 /* Upsert: finds key, or inserts it with a NULL value, and gives the address
