@@ -204,8 +204,10 @@ typedef enum champ_key_kind {
     CHAMP_KEY_GENERIC = 3
 } champ_key_kind;
 
-/* Backing allocator for the pool's arena chunks, the pool header, and the
- * blocks of map handle pages (1 KiB, 30 handles each) and map types.  Sizes
+/* Backing allocator for the pool's arena chunks, the pool header, the
+ * blocks of map handle pages (1 KiB, 30 handles each) and map types, and
+ * the scratch memory of a call (champ_apply's arrays; the set algebra's
+ * list where it merges more than 8 keys of one full hash).  Sizes
  * are passed to free so sized allocators work.  realloc is part of the
  * interface for allocators that pair it with malloc, but the pool never
  * resizes a chunk, so it is not called today.  Either all three functions
@@ -626,8 +628,8 @@ typedef struct champ_op {
  * champ_pool_config.no_huge_pages) and freed before it returns: about 24 bytes an update for a batch of
  * sets only (32 for byte and generic keys); for a batch with removes 49,
  * plus, while repeated keys are found, a table of 4 bytes times the power
- * of two at least twice the batch (57 to 65 in all); and where a batch
- * with removes meets a collision node of m (keys of one full hash) and the
+ * of two at least twice the batch (57 to 65 in all); and where the batch
+ * meets a collision node of a non-empty m (keys of one full hash) and the
  * two hold more than 8 of its keys, 24 bytes a key of both for the merge
  * (the set algebra's, below). */
 CHAMP_API champ_status champ_apply(champ_map *m, const champ_op *ops, size_t n);

@@ -229,33 +229,120 @@ static uint32_t list_find(const ops *o, const ventry *x, const ventry *b, uint32
     return nb;
 }
 
-/* The index in a view at the collision level of stored key k, or its
- * count.  A node is searched in its own layout (coll_find: bisection in an
- * ordered node, the index of a hashed one, a scan of a list), a run (two
- * entries at most) scanned: matching a node of a keys against one of b is
- * O(a log b) comparisons, or O(a) expected for hashed byte nodes, and
- * O(a * b) only for lists (generic keys without compare: nothing but equal
- * to go by).  No memory. */
-static uint32_t coll_index(const ops *o, const view *v, uint64_t k) {
-    if (!v->n) {
-        ventry x;
-        x.e.k = k;
-        x.e.v = NULL;
-        x.h = 0;
-        return list_find(o, &x, v->v, v->nv, true);
+/* Whether a view at the collision level is in key order: an ordered node,
+ * or a run (one entry, or a pair: pairs are in key order) of a map with an
+ * order. */
+static bool coll_sorted(const ops *o, const view *v) {
+    return kind_ordered(o->ta, o->kind) && (!v->n || coll_ordered(v->n));
+}
+
+/* The order of the keys of two entries (maps with a key order). */
+static ALWAYS_INLINE int coll_cmp(const ops *o, const ventry *x, const ventry *y) {
+    return key_cmp(o->ta, x->e.k, y->e.k, o->kind);
+}
+
+/* In a sorted view, from index lo: the first index whose key is not below
+ * k (galloping: O(log d) comparisons for a distance d), or the count;
+ * *eq: it is k. */
+static uint32_t coll_seek(const ops *o, const view *v, const ventry *k, uint32_t lo,
+                          bool *eq) {
+    uint32_t n = coll_count(v), step = 1, hi;
+    *eq = false;
+    /* gallop: v[lo + step - 1] below k, doubling, until one is not */
+    for (;;) {
+        if (lo >= n)
+            return n;
+        ventry x = coll_at(o, v, lo);
+        int c = coll_cmp(o, &x, k);
+        if (c >= 0) {
+            *eq = c == 0;
+            return lo;
+        }
+        hi = lo + step < n ? lo + step : n;
+        if (hi == n)
+            break;
+        ventry y = coll_at(o, v, hi);
+        c = coll_cmp(o, &y, k);
+        if (c >= 0) {
+            if (c == 0) {
+                *eq = true;
+                return hi;
+            }
+            break; /* the answer is in (lo, hi] */
+        }
+        lo = hi + 1;
+        step *= 2;
     }
-    /* (a byte key's blob caches its hash, which kq_match compares) */
-    kq q = kq_of_key(k, o->kind == CHAMP_KEY_BYTES ? key_blob(k)->hash : 0, o->kind);
-    int at;
-    int64_t i = coll_find(o->ta, v->n, &q, &at, o->kind, o->W);
-    return i < 0 ? v->n->datamap : (uint32_t)i;
+    /* bisection in (lo, hi]: v[lo] below k, v[hi] not (or hi == n) */
+    lo++;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        ventry x = coll_at(o, v, mid);
+        int c = coll_cmp(o, &x, k);
+        if (c == 0) {
+            *eq = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The index in a view at the collision level of the key of x, or its
+ * count; *hint: where the next search starts.  First the same key word at
+ * *hint (two versions of one map share their keys, and walk their nodes in
+ * the same order: the hint is the place after the last match).  When both
+ * sides are in key order (sorted: the caller asks in ascending order) a
+ * cursor gallops forward from the hint: matching a node of a keys against
+ * one of b takes O(a + b) comparisons at most, O(a) when few keys differ.
+ * Else a node is searched in its own layout (coll_find: bisection in an
+ * ordered node, the index of a hashed one, O(1) expected; a list first by
+ * key word, then with equal: O(a * b) equal calls only for lists of
+ * different keys, generic keys without compare having nothing but equal
+ * to go by), a run (two entries at most) scanned.  No memory. */
+static uint32_t coll_index(const ops *o, const view *v, const ventry *x, bool sorted,
+                           uint32_t *hint) {
+    uint64_t k = x->e.k;
+    uint32_t n = coll_count(v), h = *hint, i;
+    if (h < n && coll_at(o, v, h).e.k == k) {
+        i = h;
+    } else if (sorted) {
+        bool eq;
+        i = coll_seek(o, v, x, h, &eq);
+        *hint = i; /* the keys before it are below this key and the next */
+        if (!eq)
+            return n;
+    } else if (!v->n) {
+        i = list_find(o, x, v->v, v->nv, true);
+    } else {
+        const node *nd = v->n;
+        i = n;
+        if (!coll_ordered(nd) && !coll_hashed(nd))
+            for (uint32_t j = 0; j < n && i == n; j++)
+                if (ent_key(nd, j, o->W) == k)
+                    i = j;
+        if (i == n) {
+            /* (a byte key's blob caches its hash, which kq_match compares) */
+            kq q = kq_of_key(k, o->kind == CHAMP_KEY_BYTES ? key_blob(k)->hash : 0, o->kind);
+            int at;
+            int64_t f = coll_find(o->ta, nd, &q, &at, o->kind, o->W);
+            i = f < 0 ? n : (uint32_t)f;
+        }
+    }
+    if (i < n)
+        *hint = i + 1;
+    return i;
 }
 
 /* Matches two short lists of entries key by key (order: the a side's
  * entries as they are, then b's new ones; within one slot a list is
- * short: champ.h's champ_diff_fn states this order).  Used at the
- * collision level and for slots holding entries (no child) on both sides;
- * unhashed lists (their h not filled) compare the keys alone. */
+ * short: champ.h's champ_diff_fn states this order).  Used for slots
+ * holding entries (no child) on both sides (walk_coll keeps the order at
+ * the collision level); unhashed lists (their h not filled) compare the
+ * keys alone. */
 static int walk_lists(walker *w, const ventry *a, uint32_t na, const ventry *b, uint32_t nb,
                       bool unhashed) {
     int r;
@@ -280,11 +367,12 @@ static int walk_lists(walker *w, const ventry *a, uint32_t na, const ventry *b, 
  * collision nodes where they are (coll_index). */
 static int walk_coll(walker *w, const view *va, const view *vb) {
     const ops *o = &w->o;
-    uint32_t na = coll_count(va), nb = coll_count(vb);
+    uint32_t na = coll_count(va), nb = coll_count(vb), hb = 0, ha = 0;
+    bool sorted = coll_sorted(o, va) && coll_sorted(o, vb);
     int r;
     for (uint32_t i = 0; i < na; i++) {
         ventry x = coll_at(o, va, i);
-        uint32_t j = coll_index(o, vb, x.e.k);
+        uint32_t j = coll_index(o, vb, &x, sorted, &hb);
         if (j < nb) {
             ventry y = coll_at(o, vb, j);
             r = w->both(w, &x, &y);
@@ -298,7 +386,7 @@ static int walk_coll(walker *w, const view *va, const view *vb) {
         return 0;
     for (uint32_t j = 0; j < nb; j++) {
         ventry y = coll_at(o, vb, j);
-        if (coll_index(o, va, y.e.k) == na && (r = w->b_only(w, &y)) != 0)
+        if (coll_index(o, va, &y, sorted, &ha) == na && (r = w->b_only(w, &y)) != 0)
             return r;
     }
     return 0;
@@ -840,10 +928,33 @@ static bool build_node(comb *c, res *rs, const uint32_t *ss, uint32_t n, unsigne
     return true;
 }
 
+/* In e[0..n) sorted: how many keys come before the key of k (galloping
+ * from the start: O(log d) comparisons for an answer d). */
+static uint32_t run_below(const ops *o, const ventry *e, uint32_t n, const ventry *k) {
+    uint32_t lo = 0, hi = 1;
+    while (hi < n && coll_cmp(o, &e[hi - 1], k) < 0) {
+        lo = hi;
+        hi = hi * 2 + 1;
+    }
+    if (hi > n)
+        hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (coll_cmp(o, &e[mid], k) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* A collision node (or pulled-up entries) for a list of entries that all
  * share one full hash, in the map's layout (trie.h, "Collision nodes"):
- * ordered, hashed or a list, as champ_apply builds them. */
-static bool build_coll(comb *c, const ventry *e, uint32_t n, res *out) {
+ * ordered, hashed or a list, as champ_apply builds them.  split <= n: the
+ * list is two runs in key order, e[0..split) and e[split..n), merged into
+ * the node by galloping (O(k log(n / k)) comparisons for k keys of the
+ * shorter run) instead of sorted there. */
+static bool build_coll(comb *c, const ventry *e, uint32_t n, uint32_t split, res *out) {
     res_empty(out);
     if (n <= 2) {
         /* a pair of equal hashes: in key order where the kind has one */
@@ -860,12 +971,32 @@ static bool build_coll(comb *c, const ventry *e, uint32_t n, res *out) {
     if (!nb)
         return false;
     node_init(nb, n, 0);
-    for (uint32_t i = 0; i < n; i++) {
-        ent_put(nb, i, e[i].e, c->o.W);
-        if (t->ent_refs)
-            ent_retain(t, e[i].e);
+    unsigned W = c->o.W;
+    bool runs = split <= n && !coll_wants_hash(t, n);
+    if (runs) {
+        uint32_t i = 0, j = split, k = 0;
+        while (i < split && j < n) {
+            uint32_t m = run_below(&c->o, e + i, split - i, &e[j]);
+            for (uint32_t x = 0; x < m; x++)
+                ent_put(nb, k++, e[i++].e, W);
+            if (i == split)
+                break;
+            m = run_below(&c->o, e + j, n - j, &e[i]);
+            for (uint32_t x = 0; x < m; x++)
+                ent_put(nb, k++, e[j++].e, W);
+        }
+        while (i < split)
+            ent_put(nb, k++, e[i++].e, W);
+        while (j < n)
+            ent_put(nb, k++, e[j++].e, W);
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            ent_put(nb, i, e[i].e, W);
     }
-    champ__coll_finish(t, nb, bytes); /* the map's layout: ordered, hashed */
+    if (t->ent_refs)
+        for (uint32_t i = 0; i < n; i++)
+            ent_retain(t, e[i].e);
+    champ__coll_finish(t, nb, bytes, runs); /* the map's layout: ordered, hashed */
     out->n = SUB_NODE;
     out->kid = nb;
     out->owned = true;
@@ -893,7 +1024,7 @@ static bool build_list(comb *c, elist *l, unsigned level, res *r) {
         return true;
     }
     if (level == CHAMP_COLL_LEVEL)
-        return build_coll(c, l->e, l->n, r);
+        return build_coll(c, l->e, l->n, l->n + 1, r);
     res rs[4];
     uint32_t ss[4], n = 0;
     for (uint32_t i = 0; i < l->n;) {
@@ -948,88 +1079,129 @@ static bool filter_view(comb *c, const view *va, unsigned level, res *r) {
 
 /* The index in view v of the key of x (a run's keys hashed, or any view
  * at the collision level), or its count. */
-static uint32_t view_find(const ops *o, const view *v, const ventry *x, unsigned level) {
+static uint32_t view_find(const ops *o, const view *v, const ventry *x, unsigned level,
+                          bool sorted, uint32_t *hint) {
     if (level == CHAMP_COLL_LEVEL)
-        return coll_index(o, v, x->e.k);
+        return coll_index(o, v, x, sorted, hint);
     return list_find(o, x, v->v, v->nv, false);
+}
+
+/* The output list of merge_views: none while it is exactly a prefix of
+ * a's entries (lazy), then a's n first entries copied out into small or
+ * scratch memory (cap entries: both sides' counts). */
+typedef struct mout {
+    ventry *v;
+    size_t bytes;     /* scratch bytes (0: small or none) */
+    uint32_t n;
+    bool lazy;
+    ventry small[8];
+} mout;
+
+static bool mout_start(comb *c, mout *m, const view *va, uint32_t cap) {
+    champ_pool *p = c->o.ta->pool;
+    m->lazy = false;
+    m->v = m->small;
+    if (cap > 8) {
+        /* (the fault hook: a fixed pool's block passes pool_alloc's) */
+        m->bytes = (size_t)cap * sizeof *m->v;
+        if ((!p->fixed && pool_fault(p)) || !(m->v = champ__scratch_alloc(p, m->bytes))) {
+            m->bytes = 0;
+            return false;
+        }
+    }
+    for (uint32_t i = 0; i < m->n; i++)
+        m->v[i] = coll_at(&c->o, va, i);
+    return true;
 }
 
 /* Merges both sides' keys into one list of distinct keys and decides each
  * by the operation: two short runs of one slot, or the collision level
  * (collision nodes read where they are, coll_index; the list in scratch
  * memory when it is long, so that no stack grows with a node).  Order: a's
- * entries, then b's additions.  r->same_a / r->same_b tell whether the
- * result holds exactly that side's entries (keys and values), whatever its
- * form.  false: out of memory (nothing built). */
-#define MERGE_STACK 8u
+ * entries, then b's additions.  A result that is exactly a's node (a
+ * union with a subset, a filter keeping all) is a's node, and nothing is
+ * copied or built.  r->same_a / r->same_b tell whether the result holds
+ * exactly that side's entries (keys and values), whatever its form.
+ * false: out of memory (nothing built). */
 static bool merge_views(comb *c, const view *va, const view *vb, unsigned level, res *r) {
     const ops *o = &c->o;
-    uint32_t na = coll_count(va), nb = coll_count(vb);
-    ventry small[MERGE_STACK], *outv = small;
-    size_t bytes = 0;
-    champ_pool *p = o->ta->pool;
-    if ((size_t)na + nb > MERGE_STACK) {
-        /* (the fault hook: a fixed pool's block passes pool_alloc's) */
-        bytes = ((size_t)na + nb) * sizeof *outv;
-        if ((!p->fixed && pool_fault(p)) || !(outv = champ__scratch_alloc(p, bytes)))
-            return false;
-    }
-    uint32_t n = 0;
-    bool same_a = true, same_b = true;
-    for (uint32_t i = 0; i < na; i++) {
-        ventry x = coll_at(o, va, i);
-        uint32_t j = view_find(o, vb, &x, level);
+    uint32_t na = coll_count(va), nb = coll_count(vb), ha = 0, hb = 0, split = 0;
+    bool sorted = level == CHAMP_COLL_LEVEL && coll_sorted(o, va) && coll_sorted(o, vb);
+    mout out;
+    out.n = 0;
+    out.bytes = 0;
+    out.v = NULL;
+    out.lazy = va->n != NULL;
+    if (!out.lazy && !mout_start(c, &out, va, na + nb))
+        return false;
+    bool same_a = true, same_b = true, ok = true;
+    for (uint32_t i = 0; i < na && ok; i++) {
+        ventry x = coll_at(o, va, i), z = x;
+        uint32_t j = view_find(o, vb, &x, level, sorted, &hb);
+        bool put = true;
         if (j < nb) {
             if (c->op == OP_UNION || c->op == OP_INTERSECT) {
-                ventry y = coll_at(o, vb, j), z = x;
+                ventry y = coll_at(o, vb, j);
                 z.e.v = resolve_val(c, &x, &y);
                 if (z.e.v != x.e.v)
                     same_a = false;
                 if (z.e.v != y.e.v)
                     same_b = false;
-                outv[n++] = z;
             } else {
                 same_a = same_b = false; /* dropped: it is in both */
+                put = false;
             }
         } else {
             if (c->count_a)
                 c->only++;
-            if (c->op == OP_INTERSECT ||
-                (c->op == OP_FILTER && !keep_entry(c, &x))) {
+            if (c->op == OP_INTERSECT || (c->op == OP_FILTER && !keep_entry(c, &x))) {
                 same_a = false;
-                continue;
+                put = false;
+            } else {
+                same_b = false;
             }
-            same_b = false;
-            outv[n++] = x;
+        }
+        if (out.lazy && !same_a)
+            ok = mout_start(c, &out, va, na + nb);
+        if (ok && put) {
+            if (!out.lazy)
+                out.v[out.n] = z;
+            out.n++;
         }
     }
-    for (uint32_t j = 0; j < nb; j++) {
+    split = out.n; /* a's entries kept, then b's additions: two runs */
+    for (uint32_t j = 0; j < nb && ok; j++) {
         ventry y = coll_at(o, vb, j);
-        if (view_find(o, va, &y, level) < na)
+        if (view_find(o, va, &y, level, sorted, &ha) < na)
             continue;
         if (!c->count_a)
             c->only++;
         if (c->op == OP_UNION || c->op == OP_SYMDIFF) {
             same_a = false;
-            outv[n++] = y;
+            if (out.lazy)
+                ok = mout_start(c, &out, va, na + nb);
+            if (ok)
+                out.v[out.n++] = y;
         } else {
             same_b = false;
         }
     }
-    if (c->op == OP_FILTER)
-        c->kept += n;
-    bool ok;
-    if (level == CHAMP_COLL_LEVEL) {
-        ok = build_coll(c, outv, n, r);
-    } else {
+    if (ok && c->op == OP_FILTER)
+        c->kept += out.n;
+    if (ok && out.lazy) {
+        /* exactly a's entries: a's node as it is */
+        res_of_view(r, va);
+    } else if (ok && level == CHAMP_COLL_LEVEL) {
+        ok = build_coll(c, out.v, out.n, sorted ? split : out.n + 1, r);
+    } else if (ok) {
         elist l;
-        l.n = n;
-        for (uint32_t i = 0; i < n; i++)
-            l.e[i] = outv[i];
+        l.n = out.n;
+        for (uint32_t i = 0; i < out.n; i++)
+            l.e[i] = out.v[i];
         ok = build_list(c, &l, level, r);
     }
-    if (outv != small)
-        champ__scratch_free(p, outv, bytes);
+    if (out.bytes)
+        champ__scratch_free(o->ta->pool, out.v, out.bytes);
     if (!ok)
         return false;
     r->same_a = same_a;
@@ -1164,9 +1336,10 @@ static bool combine(comb *c, const view *va, const view *vb, unsigned level, res
         }
         if (!merge_views(c, va, vb, level, r))
             return false;
-        if (r->n == SUB_NODE && (r->same_a || r->same_b)) {
-            /* a collision node with one side's entries: that side's node
-             * (a run of one side is two entries at most: never a node) */
+        if (r->n == SUB_NODE && r->owned && (r->same_a || r->same_b)) {
+            /* a new collision node with one side's entries: that side's
+             * node (a run of one side is two entries at most: never a
+             * node; a's node came back as it is, not owned) */
             bool sa_ = r->same_a, sb_ = r->same_b;
             champ__node_drop(c->o.ta, r->kid, level);
             res_of_view(r, sa_ ? va : vb);

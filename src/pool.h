@@ -278,7 +278,8 @@ INTERNAL void *champ__heap_carve(heap *h, size_t size);
 INTERNAL void *champ__side_alloc(champ_pool *p, size_t size);
 INTERNAL void champ__side_free(champ_pool *p, void *b, size_t size);
 /* Scratch memory of `size` bytes in a huge-page mapping of its own
- * (build.c: a big batch's arrays, in a pool with use_huge), or NULL when
+ * (champ__scratch_alloc in a pool with use_huge: a big batch's arrays, a
+ * big collision merge's list), or NULL when
  * the size is under 512 KiB (SCRATCH_FROM) or no mapping is to be had (the
  * caller then takes malloc's); freed by champ__huge_scratch_free with the
  * same size. */
@@ -295,6 +296,9 @@ INTERNAL extern size_t champ__huge_scratch_maps; /* tests: how many were made */
  * size. */
 INTERNAL void *champ__scratch_alloc(champ_pool *p, size_t bytes);
 INTERNAL void champ__scratch_free(champ_pool *p, void *b, size_t bytes);
+/* build.c: the probe steps of champ_apply's deduplication table (tests;
+ * counted with CHAMP_STATS). */
+INTERNAL extern size_t champ__dedup_probes;
 /* A batch about to allocate `bytes` of nodes: a pool that cuts chunks from
  * huge-page regions does so from now on if that reaches the threshold
  * (its first chunks would otherwise be malloc's fresh 4 KiB pages). */

@@ -155,11 +155,6 @@ void champ__coll_order(const mtype *t, node *n) {
     n->nodemap |= COLL_ORDERED;
 }
 
-/* Whether a node of n keys of this map is hashed. */
-static bool coll_wants_hash(const mtype *t, uint32_t n) {
-    return t->kind == CHAMP_KEY_BYTES && n > COLL_HASH_MIN;
-}
-
 /* log2 of the index a hashed node of n keys is built with: the smallest
  * power of two of at least 2n slots (half full at most). */
 static uint32_t coll_lg_for(uint32_t n) {
@@ -392,7 +387,7 @@ size_t champ__coll_build_bytes(const mtype *t, uint32_t n) {
     return bytes;
 }
 
-void champ__coll_finish(const mtype *t, node *b, size_t bytes) {
+void champ__coll_finish(const mtype *t, node *b, size_t bytes, bool sorted) {
     uint32_t n = b->datamap;
     uint32_t room = (uint32_t)((bytes - node_coll_size(n, t->width)) / 8u);
     b->nodemap = room;
@@ -401,6 +396,9 @@ void champ__coll_finish(const mtype *t, node *b, size_t bytes) {
         b->aux = coll_lg_for(n);
         index_build(t, b);
     } else if (kind_ordered(t, t->kind)) {
-        champ__coll_order(t, b);
+        if (sorted)
+            b->nodemap |= COLL_ORDERED;
+        else
+            champ__coll_order(t, b);
     }
 }

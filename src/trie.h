@@ -198,7 +198,8 @@ static ALWAYS_INLINE bool ent_before_q(const mtype *t, uint64_t k, uint64_t hk, 
  *            per operation whatever the keys' first hash.  Its order depends
  *            on the updates' history.
  *   list     neither (generic keys without compare): scanned with equal,
- *            O(n); insertion order.
+ *            O(n); insertion order (a set-algebra result: its merge's,
+ *            the first input's keys, then the second's).
  * Every builder lays a node out so: updates, champ_apply and the set
  * algebra (champ__coll_build_bytes, champ__coll_finish), and validate
  * rejects a list in a map with a key order.
@@ -213,6 +214,11 @@ static ALWAYS_INLINE bool ent_before_q(const mtype *t, uint64_t k, uint64_t hk, 
  * and index must fit nodemap's 30 bits of 8-byte units); one more is
  * refused with CHAMP_ENOMEM. */
 #define COLL_MAX_KEYS (1u << 26)
+
+/* Whether a collision node of n keys of this map is hashed. */
+static ALWAYS_INLINE bool coll_wants_hash(const mtype *t, uint32_t n) {
+    return t->kind == CHAMP_KEY_BYTES && n > COLL_HASH_MIN;
+}
 
 /* The second hash of a byte key (the hashed layout): 32 bits. */
 static ALWAYS_INLINE uint32_t coll_h32(const mtype *t, const void *p, size_t len) {
@@ -326,9 +332,10 @@ INTERNAL void champ__coll_order(const mtype *t, node *n);
 /* For builders of whole nodes (bulk builds, set algebra): the block for a
  * collision node of n entries in the map's layout, and the finish of a
  * node of that block whose n entries were put (node_init(b, n, 0)): its
- * layout (order, or index) and room. */
+ * layout (order, or index) and room.  sorted: the entries are in key order
+ * already (no sort where the layout is ordered). */
 INTERNAL size_t champ__coll_build_bytes(const mtype *t, uint32_t n);
-INTERNAL void champ__coll_finish(const mtype *t, node *b, size_t bytes);
+INTERNAL void champ__coll_finish(const mtype *t, node *b, size_t bytes, bool sorted);
 
 /* ------------------------------------------------------------------ */
 /* Node builders.  `share` means the source node stays alive (it is    */
