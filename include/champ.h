@@ -241,7 +241,9 @@ typedef struct champ_pool_config {
     /* Fixed-buffer mode: if buffer != NULL the pool lives entirely inside
      * buffer[0..buffer_size) and never calls any allocator.  When the buffer
      * is full, updates return CHAMP_ENOMEM and leave the map unchanged.
-     * The buffer must stay valid until the pool is destroyed. */
+     * The buffer must stay valid until the pool is destroyed.  Nodes keep
+     * no growth room here: an insert into a big collision node (keys of
+     * one full hash) moves it, O(c) for a node of c keys. */
     void *buffer;
     size_t buffer_size;
     /* Size of the first arena chunk (bytes, at least 1 KiB: smaller values
@@ -658,7 +660,8 @@ CHAMP_API champ_status champ_upsert(champ_map *m, void *key, void ***slot, bool 
  * update of m, after everything that can fail: a failed update calls no
  * fn.  While fn runs, m reads as it was before the update (for an absent
  * key the update works on a version of m, whose trie m takes after fn: a
- * path copy; a type with a release callback but no retain callback, which
+ * path copy, a collision node on the path copied whole; a type with a
+ * release callback but no retain callback, which
  * cannot share, holds the key with a NULL value while fn runs).  Maps
  * only.  Errors as for set. */
 typedef void *(*champ_update_fn)(const champ_key *key, void *old_val, bool found,
@@ -752,7 +755,10 @@ CHAMP_API champ_status champ_foreach(const champ_map *m, champ_visit_fn fn,
  * Slower but correct paths: maps that hash differently (different seeds,
  * e.g. two champ_new() maps without fixed_seed, or different hash/equal/
  * ctx/compare/bytes_hash) are compared and combined key by key (O(n log
- * n)); so are the combining operations on maps of different pools, or
+ * n) where hashes spread; a result's keys of one full hash go into its
+ * collision node one at a time, each moving the entries after it in an
+ * ordered node: O(c^2) bytes for c such keys); so are the combining
+ * operations on maps of different pools, or
  * whose types hold keys and values with other reference callbacks (a result
  * lives in a's pool and holds its entries with a's callbacks).  Maps made
  * by champ_new_u64() and friends share one type per kind: they take the
